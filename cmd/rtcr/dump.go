@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/rtcr/rtcr"
+)
+
+func runDump(args []string) error {
+	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running]")
+	var o rtcr.DumpOptions
+	fs.IntVar(&o.Pid, "pid", 0, "process to checkpoint")
+	fs.IntVar(&o.Pid, "t", 0, "short for --pid")
+	fs.StringVar(&o.Dir, "dir", "", "image directory (created 0700 if missing)")
+	fs.StringVar(&o.Dir, "D", "", "short for --dir")
+	fs.BoolVar(&o.LeaveRunning, "leave-running", false, "let the process continue after the dump (default: kill it)")
+	fs.BoolVar(&o.LeaveRunning, "R", false, "short for --leave-running")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.Pid <= 0 {
+		return usagef("--pid is required and must be positive")
+	}
+	if o.Dir == "" {
+		return usagef("--dir is required")
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	st, err := rtcr.Dump(ctx, o)
+	if err != nil {
+		return err
+	}
+	what := "killed"
+	if o.LeaveRunning {
+		what = "left running"
+	}
+	fmt.Printf("dumped pid %d to %s: %.1f MiB of memory, frozen %v, total %v; process %s\n",
+		o.Pid, o.Dir, float64(st.PageBytes)/(1<<20), st.Freeze.Round(1e5), st.Total.Round(1e5), what)
+	return nil
+}
+
+func runRestore(args []string) error {
+	fs := newFlags("restore", "--dir DIR")
+	var o rtcr.RestoreOptions
+	fs.StringVar(&o.Dir, "dir", "", "image directory")
+	fs.StringVar(&o.Dir, "D", "", "short for --dir")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.Dir == "" {
+		return usagef("--dir is required")
+	}
+	st, err := rtcr.Restore(o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("restored pid %d from %s: %.1f MiB of memory in %v\n",
+		st.Pid, o.Dir, float64(st.PageBytes)/(1<<20), st.Total.Round(1e5))
+	return nil
+}

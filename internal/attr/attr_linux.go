@@ -1,0 +1,67 @@
+// Package attr holds the plain per-process attributes: working directory,
+// umask, personality and resource limits — dump and restore side by side.
+package attr
+
+import (
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// numRlimits is RLIM_NLIMITS on Linux.
+const numRlimits = 16
+
+// Dump fills the attributes of process pid into p.
+func Dump(pid int, p *image.Process) error {
+	var err error
+	if p.Cwd, err = procfs.ReadCwd(pid); err != nil {
+		return err
+	}
+	if p.Exe, err = procfs.ReadExe(pid); err != nil {
+		return err
+	}
+	if p.Personality, err = procfs.ReadPersonality(pid); err != nil {
+		return err
+	}
+	st, err := procfs.ReadStatus(pid)
+	if err != nil {
+		return err
+	}
+	p.Umask, p.Comm = st.Umask, st.Name
+	p.Rlimits = p.Rlimits[:0]
+	for res := 0; res < numRlimits; res++ {
+		var rl unix.Rlimit
+		if err := unix.Prlimit(pid, res, nil, &rl); err != nil {
+			return fmt.Errorf("read rlimit %d of %d: %w", res, pid, err)
+		}
+		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
+	}
+	return nil
+}
+
+// Restore sets the attributes of p in the stub r.
+func Restore(r *ptrace.Remote, p *image.Process) error {
+	path, err := r.PutString(ptrace.ArgOff, p.Cwd)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Syscall(unix.SYS_CHDIR, path); err != nil {
+		return fmt.Errorf("restore cwd %s of %d: %w", p.Cwd, r.Pid, err)
+	}
+	if _, err := r.Syscall(unix.SYS_UMASK, uint64(p.Umask)); err != nil {
+		return fmt.Errorf("restore umask of %d: %w", r.Pid, err)
+	}
+	if _, err := r.Syscall(unix.SYS_PERSONALITY, p.Personality); err != nil {
+		return fmt.Errorf("restore personality %#x of %d: %w", p.Personality, r.Pid, err)
+	}
+	for _, rl := range p.Rlimits {
+		v := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
+		if err := unix.Prlimit(r.Pid, rl.Resource, &v, nil); err != nil {
+			return fmt.Errorf("restore rlimit %d (cur %d, max %d) of %d: %w", rl.Resource, rl.Cur, rl.Max, r.Pid, err)
+		}
+	}
+	return nil
+}

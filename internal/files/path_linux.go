@@ -1,0 +1,80 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// statelessDevices are character devices reopened by path: they hold no
+// per-open state worth saving.
+var statelessDevices = map[string]bool{
+	"/dev/null": true, "/dev/zero": true, "/dev/full": true,
+	"/dev/random": true, "/dev/urandom": true,
+}
+
+// pathKind covers files reopened by path: regular files and directories
+// (at their offset, with their flags; a regular file must have the size
+// it had at dump) and stateless character devices.
+var pathKind = kind{
+	dump: func(s *fdState) (image.FD, bool, error) {
+		mode := s.st.Mode & unix.S_IFMT
+		isDev := mode == unix.S_IFCHR && statelessDevices[s.link]
+		if mode != unix.S_IFREG && mode != unix.S_IFDIR && !isDev {
+			return image.FD{}, false, nil
+		}
+		if !strings.HasPrefix(s.link, "/") {
+			return image.FD{}, false, nil
+		}
+		if strings.HasSuffix(s.link, " (deleted)") {
+			return image.FD{}, false, fmt.Errorf("open file was deleted: %w", ErrUnsupported)
+		}
+		var now unix.Stat_t
+		if err := unix.Stat(s.link, &now); err != nil {
+			return image.FD{}, false, fmt.Errorf("stat %s: %w", s.link, err)
+		}
+		if now.Ino != s.st.Ino || now.Dev != s.st.Dev {
+			return image.FD{}, false, fmt.Errorf("%s now names another file than the one open: %w", s.link, ErrUnsupported)
+		}
+		fd := image.FD{Path: s.link, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Desc: s.link}
+		if mode == unix.S_IFREG {
+			fd.Size = s.st.Size
+		}
+		return fd, true, nil
+	},
+	check: func(fd *image.FD) error {
+		var st unix.Stat_t
+		if err := unix.Stat(fd.Path, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("file %s has vanished since the checkpoint", fd.Path)
+			}
+			return fmt.Errorf("stat %s: %w", fd.Path, err)
+		}
+		if st.Mode&unix.S_IFMT != fd.Mode&unix.S_IFMT {
+			return fmt.Errorf("%s is no longer the same type of file (mode %o, was %o)", fd.Path, st.Mode, fd.Mode)
+		}
+		if fd.Mode&unix.S_IFMT == unix.S_IFREG && st.Size != fd.Size {
+			return fmt.Errorf("file %s changed size since the checkpoint (%d bytes, was %d)", fd.Path, st.Size, fd.Size)
+		}
+		return nil
+	},
+	open: func(r *ptrace.Remote, fd *image.FD) (int, error) {
+		flags := fd.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC)
+		got, err := r.OpenAt(fd.Path, flags, 0)
+		if err != nil {
+			return -1, err
+		}
+		if fd.Mode&unix.S_IFMT == unix.S_IFCHR {
+			return got, nil
+		}
+		if _, err := r.Syscall(unix.SYS_LSEEK, uint64(got), uint64(fd.Offset), unix.SEEK_SET); err != nil {
+			_ = r.Close(got)
+			return -1, fmt.Errorf("seek to %d: %w", fd.Offset, err)
+		}
+		return got, nil
+	},
+}

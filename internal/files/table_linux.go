@@ -1,0 +1,183 @@
+// Package files holds the fd table: each kind of open file rtcr can
+// checkpoint lives in one file of this package with its dump, check and
+// restore side by side, and is listed once in the kinds table below.
+// Restore puts every fd back at its original number.
+package files
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnsupported reports an fd kind rtcr cannot checkpoint yet.
+var ErrUnsupported = errors.New("not supported yet")
+
+// fdState is what Dump knows about one fd before a kind claims it.
+type fdState struct {
+	pid, num int
+	link     string // readlink of /proc/PID/fd/N
+	st       unix.Stat_t
+	info     *procfs.FDInfo
+}
+
+// kind is one type of fd: dump returns ok=false when the fd is not of this
+// kind; check runs before restore creates any process; open recreates the
+// file inside the stub and returns the fd it got there.
+type kind struct {
+	dump  func(s *fdState) (fd image.FD, ok bool, err error)
+	check func(fd *image.FD) error
+	open  func(r *ptrace.Remote, fd *image.FD) (int, error)
+}
+
+// kinds is tried in order; the first whose dump claims an fd owns it.
+var kinds = []struct {
+	name string
+	k    kind
+}{
+	{image.FDFile, pathKind},
+	{image.FDInherit, inheritKind},
+}
+
+func kindOf(name string) (*kind, error) {
+	for i := range kinds {
+		if kinds[i].name == name {
+			return &kinds[i].k, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown fd kind %q", name)
+}
+
+// Dump records every open fd of process pid.
+func Dump(pid int) ([]image.FD, error) {
+	nums, err := procfs.ListFDs(pid)
+	if err != nil {
+		return nil, err
+	}
+	var out []image.FD
+	for _, n := range nums {
+		fd, err := dumpOne(pid, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fd)
+	}
+	return out, nil
+}
+
+func dumpOne(pid, n int) (image.FD, error) {
+	s := &fdState{pid: pid, num: n}
+	var err error
+	if s.link, err = procfs.ReadFDLink(pid, n); err != nil {
+		return image.FD{}, fmt.Errorf("dump fd %d of %d: %w", n, pid, err)
+	}
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, n), &s.st); err != nil {
+		return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
+	}
+	if s.info, err = procfs.ReadFDInfo(pid, n); err != nil {
+		return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
+	}
+	for _, k := range kinds {
+		fd, ok, err := k.k.dump(s)
+		if err != nil {
+			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
+		}
+		if ok {
+			fd.Num, fd.Kind = n, k.name
+			return fd, nil
+		}
+	}
+	return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %s: %w", n, s.link, pid, describe(s), ErrUnsupported)
+}
+
+// describe names an fd kind for an error message.
+func describe(s *fdState) string {
+	switch {
+	case strings.HasPrefix(s.link, "socket:"):
+		return "sockets"
+	case strings.HasPrefix(s.link, "pipe:"):
+		return "pipes"
+	case strings.HasPrefix(s.link, "anon_inode:"):
+		return strings.TrimPrefix(s.link, "anon_inode:") + " files"
+	}
+	return "this file type"
+}
+
+// Check verifies, before any process is created, that every fd of the
+// image can be restored here.
+func Check(fds []image.FD) error {
+	for i := range fds {
+		k, err := kindOf(fds[i].Kind)
+		if err != nil {
+			return fmt.Errorf("restore fd %d: %w", fds[i].Num, err)
+		}
+		if err := k.check(&fds[i]); err != nil {
+			return fmt.Errorf("restore fd %d (%s): %w", fds[i].Num, fds[i].Kind, err)
+		}
+	}
+	return nil
+}
+
+// Restore installs the image's fds in the stub r at their numbers and
+// closes every other fd the stub has.
+func Restore(r *ptrace.Remote, fds []image.FD) error {
+	sorted := append([]image.FD(nil), fds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Num < sorted[j].Num })
+	want := map[int]bool{}
+	for i := range sorted {
+		fd := &sorted[i]
+		want[fd.Num] = true
+		k, err := kindOf(fd.Kind)
+		if err != nil {
+			return fmt.Errorf("restore fd %d: %w", fd.Num, err)
+		}
+		got, err := k.open(r, fd)
+		if err != nil {
+			return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Path, err)
+		}
+		if err := place(r, got, fd); err != nil {
+			return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Path, err)
+		}
+	}
+	have, err := procfs.ListFDs(r.Pid)
+	if err != nil {
+		return err
+	}
+	for _, n := range have {
+		if !want[n] {
+			if err := r.Close(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// place moves fd got to fd.Num with the image's close-on-exec flag.
+func place(r *ptrace.Remote, got int, fd *image.FD) error {
+	cloexec := fd.Flags&unix.O_CLOEXEC != 0
+	if got != fd.Num {
+		flags := uint64(0)
+		if cloexec {
+			flags = unix.O_CLOEXEC
+		}
+		if _, err := r.Syscall(unix.SYS_DUP3, uint64(got), uint64(fd.Num), flags); err != nil {
+			return fmt.Errorf("dup3 %d to %d: %w", got, fd.Num, err)
+		}
+		return r.Close(got)
+	}
+	fdFlags := uint64(0)
+	if cloexec {
+		fdFlags = unix.FD_CLOEXEC
+	}
+	if _, err := r.Syscall(unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETFD, fdFlags); err != nil {
+		return fmt.Errorf("set close-on-exec: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package image
+
+// The manifest file (manifest.img) has this layout; all integers are
+// little-endian:
+//
+//	manifest = magic version reserved length checksum payload
+//	magic    = "RTCRIMG\x00"              ; 8 bytes
+//	version  = uint32                     ; FormatVersion
+//	reserved = uint32                     ; 0
+//	length   = uint64                     ; len(payload), at most MaxManifestSize
+//	checksum = [32]byte                   ; SHA-256 of payload
+//	payload  = length bytes               ; JSON encoding of Checkpoint
+//
+// Nothing follows the payload. The header is not checksummed, but each of
+// its fields is checked: magic (ErrNotImage), version (ErrVersion),
+// reserved, length against the cap and the file size (ErrCorrupt).
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// ManifestName is the name of the manifest file in an image directory.
+const ManifestName = "manifest.img"
+
+// FormatVersion is the manifest format version this rtcr writes and reads.
+const FormatVersion = 1
+
+// MaxManifestSize caps the manifest payload length, so a damaged header
+// cannot make the reader allocate unbounded memory.
+const MaxManifestSize = 64 << 20
+
+// manifestMagic starts every manifest file.
+const manifestMagic = "RTCRIMG\x00"
+
+// Header field offsets and total header size.
+const (
+	offVersion  = 8
+	offReserved = 12
+	offLength   = 16
+	offChecksum = 24
+	headerSize  = offChecksum + sha256.Size
+)
+
+// WriteManifest validates c and writes it atomically as dir/manifest.img
+// (mode 0600). Write the manifest after the page files: its presence marks
+// a complete image.
+func WriteManifest(dir string, c *Checkpoint) error {
+	path := filepath.Join(dir, ManifestName)
+	if c == nil {
+		return fmt.Errorf("writing %s: nil checkpoint", path)
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("writing %s: encoding checkpoint: %w", path, err)
+	}
+	if len(payload) > MaxManifestSize {
+		return fmt.Errorf("writing %s: payload is %d bytes, limit is %d", path, len(payload), MaxManifestSize)
+	}
+	hdr := make([]byte, headerSize)
+	copy(hdr, manifestMagic)
+	binary.LittleEndian.PutUint32(hdr[offVersion:], FormatVersion)
+	binary.LittleEndian.PutUint32(hdr[offReserved:], 0)
+	binary.LittleEndian.PutUint64(hdr[offLength:], uint64(len(payload)))
+	sum := sha256.Sum256(payload)
+	copy(hdr[offChecksum:], sum[:])
+	return WriteFileAtomic(dir, ManifestName, func(w io.Writer) error {
+		if _, err := w.Write(hdr); err != nil {
+			return err
+		}
+		_, err := w.Write(payload)
+		return err
+	})
+}
+
+// ReadManifest reads and checks dir/manifest.img: header fields, payload
+// length, SHA-256, strict JSON decoding (unknown fields are errors) and
+// finally c.Validate. Failures wrap ErrNotImage, ErrVersion or ErrCorrupt;
+// a missing directory or manifest gives a "no image in DIR" error wrapping
+// the fs error (fs.ErrNotExist).
+func ReadManifest(dir string) (*Checkpoint, error) {
+	path := filepath.Join(dir, ManifestName)
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no image in %s: %w", dir, err)
+		}
+		return nil, fmt.Errorf("reading image in %s: %w", dir, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, newError(ErrNotImage, "%s is not an rtcr image: not a regular file", path)
+	}
+	return readManifest(f, fi.Size(), path)
+}
+
+// readManifest decodes a manifest of size bytes read from r; path names it
+// in errors.
+func readManifest(r io.Reader, size int64, path string) (*Checkpoint, error) {
+	hdr := make([]byte, headerSize)
+	n, err := io.ReadFull(r, hdr)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	// Judge the magic on what is there, so that a short foreign file is
+	// "not an image" while a cut-off manifest is "truncated".
+	m := min(n, len(manifestMagic))
+	if string(hdr[:m]) != manifestMagic[:m] {
+		return nil, newError(ErrNotImage, "%s is not an rtcr image", path)
+	}
+	if n < headerSize {
+		return nil, corruptf("%s: truncated: file has %d bytes, header needs %d", path, n, headerSize)
+	}
+	if v := binary.LittleEndian.Uint32(hdr[offVersion:]); v != FormatVersion {
+		return nil, newError(ErrVersion, "%s: image format version %d, this rtcr reads version %d", path, v, FormatVersion)
+	}
+	if r := binary.LittleEndian.Uint32(hdr[offReserved:]); r != 0 {
+		return nil, corruptf("%s: reserved header field is %#x, want 0", path, r)
+	}
+	length := binary.LittleEndian.Uint64(hdr[offLength:])
+	if length > MaxManifestSize {
+		return nil, corruptf("%s: header says %d payload bytes, limit is %d", path, length, MaxManifestSize)
+	}
+	remaining := uint64(max(size-headerSize, 0))
+	if length > remaining {
+		return nil, corruptf("%s: truncated: header says %d bytes, file has %d", path, length, remaining)
+	}
+	if length < remaining {
+		return nil, corruptf("%s: has extra bytes: header says %d bytes, file has %d", path, length, remaining)
+	}
+
+	// length is now bounded by both MaxManifestSize and the file size.
+	payload := make([]byte, length)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, corruptf("%s: truncated while reading payload: %w", path, err)
+		}
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	sum := sha256.Sum256(payload)
+	if !bytes.Equal(sum[:], hdr[offChecksum:headerSize]) {
+		return nil, corruptf("%s: checksum mismatch", path)
+	}
+
+	c, err := decodeCheckpoint(payload)
+	if err != nil {
+		return nil, corruptf("%s: decoding payload: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// decodeCheckpoint decodes exactly one JSON Checkpoint, rejecting unknown
+// fields and trailing data.
+func decodeCheckpoint(payload []byte) (*Checkpoint, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	var c Checkpoint
+	if err := dec.Decode(&c); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			err = errors.New("trailing data after JSON value")
+		}
+		return nil, err
+	}
+	return &c, nil
+}

@@ -1,0 +1,174 @@
+// Package image holds rtcr's checkpoint image: the in-memory model of a
+// checkpoint (this file), the manifest codec, the page files and the rules
+// that make an image trustworthy before a restore touches the system.
+//
+// An image directory holds:
+//
+//	manifest.img        header (magic, version, length, SHA-256) + JSON of Checkpoint
+//	pages-<pid>.img     raw page data of one process; CRC-32C per PageChunkSize chunk
+//
+// Every file is written atomically (temp file, fsync, rename) with mode 0600.
+// The manifest is written last, so its presence marks a complete image.
+package image
+
+import "golang.org/x/sys/unix"
+
+// PageSize is the page size of the only architecture rtcr supports (x86_64).
+const PageSize = 4096
+
+// PageChunkSize is the span of page-file bytes covered by one checksum.
+const PageChunkSize = 1 << 20
+
+// Checkpoint is everything one dump captured.
+type Checkpoint struct {
+	// Kernel is the uname release and version of the machine that dumped.
+	Kernel string
+	// Arch is the machine architecture ("x86_64").
+	Arch string
+	// Created is the dump time, Unix nanoseconds.
+	Created int64
+	// Processes are the dumped processes; the first is the root.
+	Processes []Process
+}
+
+// Process is the state of one dumped process.
+type Process struct {
+	Pid         int
+	Comm        string
+	Exe         string // target of /proc/PID/exe
+	Cwd         string
+	Umask       uint32
+	Personality uint64
+	Rlimits     []Rlimit
+	MM          MM
+	VMAs        []VMA
+	// VDSO is the content of the [vdso] mapping; restore requires the
+	// restoring kernel to provide identical bytes.
+	VDSO       []byte
+	FDs        []FD
+	Sigactions []Sigaction
+	Threads    []Thread
+	// PageFile names the page file (relative to the image directory).
+	PageFile string
+	// PageFileSize is the exact size of the page file in bytes.
+	PageFileSize int64
+	// PageChecksums holds the CRC-32C (Castagnoli) of each PageChunkSize
+	// chunk of the page file; the last chunk may be shorter.
+	PageChecksums []uint32
+}
+
+// Rlimit is one resource limit (RLIMIT_* number, soft and hard values).
+type Rlimit struct {
+	Resource int
+	Cur, Max uint64
+}
+
+// MM holds the mm_struct fields restored with PR_SET_MM_MAP.
+type MM struct {
+	StartCode, EndCode uint64
+	StartData, EndData uint64
+	StartBrk, Brk      uint64
+	StartStack         uint64
+	ArgStart, ArgEnd   uint64
+	EnvStart, EnvEnd   uint64
+	Auxv               []uint64 // saved_auxv words, up to and including AT_NULL
+}
+
+// VMA kinds.
+const (
+	KindAnon       = "anon"        // private anonymous memory
+	KindSharedAnon = "shared-anon" // MAP_SHARED|MAP_ANONYMOUS
+	KindFile       = "file"        // file-backed, private or shared
+	KindHeap       = "heap"        // [heap]
+	KindStack      = "stack"       // [stack]
+	KindVvar       = "vvar"        // [vvar]
+	KindVvarClock  = "vvar_vclock" // [vvar_vclock]
+	KindVDSO       = "vdso"        // [vdso]
+	KindVsyscall   = "vsyscall"    // [vsyscall], fixed by the kernel, never restored
+)
+
+// VMA is one mapping of the address space.
+type VMA struct {
+	Start, End uint64
+	Prot       int  // PROT_READ|PROT_WRITE|PROT_EXEC
+	Shared     bool // MAP_SHARED
+	GrowsDown  bool // VM_GROWSDOWN
+	Kind       string
+	Name       string // the pathname column of /proc/PID/maps
+	// File-backed mappings only.
+	Path   string
+	Offset uint64
+	Dev    uint64
+	Inode  uint64
+	// FileSize and FileMtime (Unix ns) identify the file's content at dump.
+	FileSize  int64
+	FileMtime int64
+	// Pages are the runs of saved pages, in address order.
+	Pages []PageRun
+}
+
+// PageRun is a run of consecutive saved pages of a VMA.
+type PageRun struct {
+	Addr    uint64 // address of the first page
+	Count   uint64 // number of pages
+	FileOff int64  // offset in the page file
+}
+
+// FD kinds.
+const (
+	FDFile    = "file"    // a path reopened on restore: regular file, directory, /dev/null …
+	FDInherit = "inherit" // fd 0–2 not restorable by path (tty, pipe…): restore uses the restorer's own
+)
+
+// FD is one open file descriptor.
+type FD struct {
+	Num    int
+	Kind   string
+	Path   string
+	Flags  int    // open flags from fdinfo, including O_CLOEXEC
+	Offset int64  // file position
+	Mode   uint32 // st_mode of the file
+	Size   int64  // regular files: size at dump, checked on restore
+	Desc   string // human description (e.g. "/dev/pts/0 (tty)")
+}
+
+// Sigaction is the kernel sigaction of one signal (struct kernel_sigaction).
+type Sigaction struct {
+	Signal   int
+	Handler  uint64
+	Flags    uint64
+	Restorer uint64
+	Mask     uint64
+}
+
+// Rseq is a thread's rseq registration.
+type Rseq struct {
+	Ptr uint64
+	Len uint32
+	Sig uint32
+}
+
+// SigAltStack is a thread's alternate signal stack (stack_t).
+type SigAltStack struct {
+	Sp    uint64
+	Flags int32
+	Size  uint64
+}
+
+// Thread is the CPU and kernel state of one thread.
+type Thread struct {
+	Tid int
+	// Regs are the general registers, already adjusted so that a thread
+	// stopped inside a system call re-enters it (see Syscall).
+	Regs unix.PtraceRegs
+	// XState is the NT_X86_XSTATE register set (FPU, SSE, AVX …).
+	XState     []byte
+	SigMask    uint64
+	Rseq       *Rseq
+	TidAddress uint64
+	AltStack   SigAltStack
+	Name       string
+	// Syscall describes the system call the thread was stopped in and how
+	// it resumes ("" when it was running in user space).
+	Syscall string
+}

@@ -1,0 +1,241 @@
+package image
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+)
+
+// Limits checked by Validate.
+const (
+	maxXStateSize = 1 << 20 // bytes of Thread.XState
+	maxAuxvWords  = 128     // words of MM.Auxv
+	maxSignal     = 64      // highest signal number (_NSIG)
+)
+
+// validVMAKinds are the Kind* constants.
+var validVMAKinds = map[string]bool{
+	KindAnon: true, KindSharedAnon: true, KindFile: true, KindHeap: true,
+	KindStack: true, KindVvar: true, KindVvarClock: true, KindVDSO: true,
+	KindVsyscall: true,
+}
+
+// Validate checks the semantic consistency of c: architecture, unique pids
+// and tids, sorted non-overlapping page-aligned VMAs, page runs inside their
+// VMA and inside the page file without overlap, checksum count, page file
+// name, fds, signal actions and size limits. Errors wrap ErrCorrupt and
+// name the pid and the offending VMA, page run, fd, thread or signal.
+func (c *Checkpoint) Validate() error {
+	if c.Arch != "x86_64" {
+		return corruptf("invalid checkpoint: arch %q, want \"x86_64\"", c.Arch)
+	}
+	if len(c.Processes) == 0 {
+		return corruptf("invalid checkpoint: no processes")
+	}
+	pids := make(map[int]bool, len(c.Processes))
+	tids := make(map[int]int) // tid -> pid owning it
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		if p.Pid <= 0 {
+			return corruptf("invalid checkpoint: process %d: pid %d", i, p.Pid)
+		}
+		if pids[p.Pid] {
+			return corruptf("invalid checkpoint: duplicate pid %d", p.Pid)
+		}
+		pids[p.Pid] = true
+		if err := validateProcess(p, tids); err != nil {
+			return corruptf("invalid checkpoint: pid %d: %w", p.Pid, err)
+		}
+	}
+	return nil
+}
+
+// validateProcess checks one process; tids collects the tids seen so far in
+// the checkpoint (tids are unique within a pid namespace).
+func validateProcess(p *Process, tids map[int]int) error {
+	if err := validateThreads(p, tids); err != nil {
+		return err
+	}
+	if err := validateMM(&p.MM); err != nil {
+		return err
+	}
+	if err := validatePageFile(p); err != nil {
+		return err
+	}
+	if err := validateVMAs(p); err != nil {
+		return err
+	}
+	if err := validateFDs(p.FDs); err != nil {
+		return err
+	}
+	return validateSigactions(p.Sigactions)
+}
+
+func validateThreads(p *Process, tids map[int]int) error {
+	if len(p.Threads) == 0 {
+		return errors.New("no threads")
+	}
+	if t := p.Threads[0].Tid; t != p.Pid {
+		return fmt.Errorf("first thread has tid %d, want the pid", t)
+	}
+	for i := range p.Threads {
+		t := &p.Threads[i]
+		if t.Tid <= 0 {
+			return fmt.Errorf("thread %d: tid %d", i, t.Tid)
+		}
+		if owner, dup := tids[t.Tid]; dup {
+			if owner == p.Pid {
+				return fmt.Errorf("duplicate tid %d", t.Tid)
+			}
+			return fmt.Errorf("tid %d also belongs to pid %d", t.Tid, owner)
+		}
+		tids[t.Tid] = p.Pid
+		if len(t.XState) > maxXStateSize {
+			return fmt.Errorf("tid %d: xstate is %d bytes, limit is %d", t.Tid, len(t.XState), maxXStateSize)
+		}
+	}
+	return nil
+}
+
+func validateMM(mm *MM) error {
+	if n := len(mm.Auxv); n > maxAuxvWords || n%2 != 0 {
+		return fmt.Errorf("auxv has %d words, want an even number up to %d", n, maxAuxvWords)
+	}
+	return nil
+}
+
+func validatePageFile(p *Process) error {
+	if p.PageFileSize < 0 {
+		return fmt.Errorf("page file size %d", p.PageFileSize)
+	}
+	if p.PageFile != "" || p.PageFileSize > 0 {
+		if !isPlainName(p.PageFile) {
+			return fmt.Errorf("page file name %q is not a plain file name", p.PageFile)
+		}
+	}
+	want := (p.PageFileSize + PageChunkSize - 1) / PageChunkSize
+	if int64(len(p.PageChecksums)) != want {
+		return fmt.Errorf("page file %q: %d checksums for %d bytes, want %d",
+			p.PageFile, len(p.PageChecksums), p.PageFileSize, want)
+	}
+	return nil
+}
+
+// fileSpan is the page-file extent of one page run, for the overlap check.
+type fileSpan struct {
+	off, end int64
+	addr     uint64
+}
+
+func validateVMAs(p *Process) error {
+	var spans []fileSpan
+	for i := range p.VMAs {
+		v := &p.VMAs[i]
+		if v.Start >= v.End {
+			return fmt.Errorf("vma %#x-%#x: start not below end", v.Start, v.End)
+		}
+		if v.Start%PageSize != 0 || v.End%PageSize != 0 {
+			return fmt.Errorf("vma %#x-%#x: not page-aligned", v.Start, v.End)
+		}
+		if i > 0 {
+			prev := &p.VMAs[i-1]
+			if v.Start < prev.End {
+				return fmt.Errorf("vma %#x-%#x: overlaps or precedes vma %#x-%#x", v.Start, v.End, prev.Start, prev.End)
+			}
+		}
+		if !validVMAKinds[v.Kind] {
+			return fmt.Errorf("vma %#x-%#x: unknown kind %q", v.Start, v.End, v.Kind)
+		}
+		if v.Kind == KindFile && v.Path == "" {
+			return fmt.Errorf("vma %#x-%#x: file mapping without path", v.Start, v.End)
+		}
+		var err error
+		if spans, err = validateRuns(p, v, spans); err != nil {
+			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
+		}
+	}
+	slices.SortFunc(spans, func(a, b fileSpan) int { return cmp.Compare(a.off, b.off) })
+	for i := 1; i < len(spans); i++ {
+		if a, b := spans[i-1], spans[i]; b.off < a.end {
+			return fmt.Errorf("page runs at %#x and %#x overlap in page file (offsets %d and %d)", a.addr, b.addr, a.off, b.off)
+		}
+	}
+	return nil
+}
+
+// validateRuns checks the page runs of v and appends their page-file spans.
+func validateRuns(p *Process, v *VMA, spans []fileSpan) ([]fileSpan, error) {
+	for j := range v.Pages {
+		r := &v.Pages[j]
+		if r.Count == 0 {
+			return nil, fmt.Errorf("page run at %#x: no pages", r.Addr)
+		}
+		if r.Addr%PageSize != 0 {
+			return nil, fmt.Errorf("page run at %#x: not page-aligned", r.Addr)
+		}
+		// Written so that no product or sum can overflow.
+		if r.Addr < v.Start || r.Addr >= v.End || r.Count > (v.End-r.Addr)/PageSize {
+			return nil, fmt.Errorf("page run at %#x (%d pages): outside vma", r.Addr, r.Count)
+		}
+		if j > 0 {
+			prev := &v.Pages[j-1]
+			if r.Addr < prev.Addr+prev.Count*PageSize {
+				return nil, fmt.Errorf("page run at %#x: overlaps or precedes run at %#x", r.Addr, prev.Addr)
+			}
+		}
+		if r.FileOff < 0 || r.FileOff%PageSize != 0 {
+			return nil, fmt.Errorf("page run at %#x: file offset %d not page-aligned", r.Addr, r.FileOff)
+		}
+		if r.FileOff >= p.PageFileSize || r.Count > uint64(p.PageFileSize-r.FileOff)/PageSize {
+			return nil, fmt.Errorf("page run at %#x: %d pages at file offset %d beyond page file size %d",
+				r.Addr, r.Count, r.FileOff, p.PageFileSize)
+		}
+		// Count*PageSize <= PageFileSize - FileOff here, so no overflow.
+		spans = append(spans, fileSpan{off: r.FileOff, end: r.FileOff + int64(r.Count)*PageSize, addr: r.Addr})
+	}
+	return spans, nil
+}
+
+func validateFDs(fds []FD) error {
+	seen := make(map[int]bool, len(fds))
+	for i := range fds {
+		fd := &fds[i]
+		if fd.Num < 0 {
+			return fmt.Errorf("fd %d: negative", fd.Num)
+		}
+		if seen[fd.Num] {
+			return fmt.Errorf("fd %d: duplicate", fd.Num)
+		}
+		seen[fd.Num] = true
+		switch fd.Kind {
+		case FDFile:
+			if fd.Path == "" || !filepath.IsAbs(fd.Path) {
+				return fmt.Errorf("fd %d: path %q is not absolute", fd.Num, fd.Path)
+			}
+		case FDInherit:
+			if fd.Num > 2 {
+				return fmt.Errorf("fd %d: kind %q is only valid for fds 0-2", fd.Num, fd.Kind)
+			}
+		default:
+			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
+		}
+	}
+	return nil
+}
+
+func validateSigactions(sas []Sigaction) error {
+	var seen [maxSignal + 1]bool
+	for i := range sas {
+		s := sas[i].Signal
+		if s < 1 || s > maxSignal {
+			return fmt.Errorf("sigaction %d: signal %d out of range 1-%d", i, s, maxSignal)
+		}
+		if seen[s] {
+			return fmt.Errorf("sigaction for signal %d: duplicate", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}

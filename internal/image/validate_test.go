@@ -1,0 +1,129 @@
+package image
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *Checkpoint)
+		msg    string // substring of the error; "" means valid
+	}{
+		{"valid", func(c *Checkpoint) {}, ""},
+		{"no page file", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			p.PageFile, p.PageFileSize, p.PageChecksums = "", 0, nil
+			for i := range p.VMAs {
+				p.VMAs[i].Pages = nil
+			}
+		}, ""},
+		{"arch", func(c *Checkpoint) { c.Arch = "aarch64" }, "arch"},
+		{"no processes", func(c *Checkpoint) { c.Processes = nil }, "no processes"},
+		{"pid zero", func(c *Checkpoint) { c.Processes[0].Pid = 0 }, "pid 0"},
+		{"duplicate pid", func(c *Checkpoint) {
+			c.Processes = append(c.Processes, c.Processes[0])
+		}, "duplicate pid 4242"},
+		{"no threads", func(c *Checkpoint) { c.Processes[0].Threads = nil }, "no threads"},
+		{"first tid", func(c *Checkpoint) { c.Processes[0].Threads[0].Tid = 7 }, "first thread has tid 7"},
+		{"duplicate tid", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			p.Threads = append(p.Threads, Thread{Tid: 4243}, Thread{Tid: 4243})
+		}, "duplicate tid 4243"},
+		{"xstate too big", func(c *Checkpoint) {
+			c.Processes[0].Threads[0].XState = make([]byte, maxXStateSize+1)
+		}, "xstate"},
+		{"auxv odd", func(c *Checkpoint) { c.Processes[0].MM.Auxv = []uint64{6, 4096, 0} }, "auxv"},
+		{"auxv too long", func(c *Checkpoint) { c.Processes[0].MM.Auxv = make([]uint64, 130) }, "auxv"},
+		{"overlapping vmas", func(c *Checkpoint) {
+			v := &c.Processes[0].VMAs
+			*v = append(*v, VMA{Start: 0x1003000, End: 0x1005000, Kind: KindAnon})
+		}, "vma 0x1003000-0x1005000: overlaps"},
+		{"unsorted vmas", func(c *Checkpoint) {
+			v := c.Processes[0].VMAs
+			v[0], v[1] = v[1], v[0]
+		}, "vma 0x400000-0x402000"},
+		{"empty vma", func(c *Checkpoint) { c.Processes[0].VMAs[1].End = 0x1000000 }, "start not below end"},
+		{"unaligned vma", func(c *Checkpoint) { c.Processes[0].VMAs[1].End = 0x1004001 }, "not page-aligned"},
+		{"vma kind", func(c *Checkpoint) { c.Processes[0].VMAs[1].Kind = "weird" }, "unknown kind"},
+		{"file vma without path", func(c *Checkpoint) { c.Processes[0].VMAs[0].Path = "" }, "without path"},
+		{"run outside vma", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[1].Addr = 0x1004000
+		}, "vma 0x1000000-0x1004000: page run at 0x1004000 (1 pages): outside vma"},
+		{"run past vma end", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[1].Count = 2
+		}, "outside vma"},
+		{"run huge count", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[1].Count = 1 << 62
+		}, "outside vma"},
+		{"run before vma", func(c *Checkpoint) { c.Processes[0].VMAs[0].Pages[0].Addr = 0x3ff000 }, "outside vma"},
+		{"run unaligned", func(c *Checkpoint) { c.Processes[0].VMAs[0].Pages[0].Addr = 0x401001 }, "not page-aligned"},
+		{"run empty", func(c *Checkpoint) { c.Processes[0].VMAs[0].Pages[0].Count = 0 }, "no pages"},
+		{"runs overlap", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[1].Addr = 0x1001000
+		}, "overlaps or precedes"},
+		{"run beyond page file", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[1].FileOff = 4 * PageSize
+		}, "beyond page file size"},
+		{"run file offset unaligned", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[1].FileOff = 3*PageSize + 1
+		}, "not page-aligned"},
+		{"run file offset negative", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[1].FileOff = -PageSize
+		}, "file offset"},
+		{"runs overlap in file", func(c *Checkpoint) {
+			c.Processes[0].VMAs[1].Pages[0].FileOff = 0
+		}, "overlap in page file"},
+		{"negative page file size", func(c *Checkpoint) { c.Processes[0].PageFileSize = -1 }, "page file size -1"},
+		{"too few checksums", func(c *Checkpoint) { c.Processes[0].PageChecksums = nil }, "0 checksums"},
+		{"too many checksums", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			p.PageChecksums = append(p.PageChecksums, 1)
+		}, "2 checksums for 16384 bytes, want 1"},
+		{"page file with slash", func(c *Checkpoint) { c.Processes[0].PageFile = "../pages-4242.img" }, "not a plain file name"},
+		{"page file dotdot", func(c *Checkpoint) { c.Processes[0].PageFile = ".." }, "not a plain file name"},
+		{"page file empty", func(c *Checkpoint) { c.Processes[0].PageFile = "" }, "not a plain file name"},
+		{"duplicate fd", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			p.FDs = append(p.FDs, FD{Num: 3, Kind: FDFile, Path: "/dev/null"})
+		}, "fd 3: duplicate"},
+		{"negative fd", func(c *Checkpoint) { c.Processes[0].FDs[2].Num = -1 }, "fd -1"},
+		{"inherit fd 5", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			p.FDs = append(p.FDs, FD{Num: 5, Kind: FDInherit})
+		}, "fd 5: kind \"inherit\""},
+		{"fd relative path", func(c *Checkpoint) { c.Processes[0].FDs[2].Path = "tmp/x" }, "fd 3: path"},
+		{"fd empty path", func(c *Checkpoint) { c.Processes[0].FDs[2].Path = "" }, "fd 3: path"},
+		{"fd kind", func(c *Checkpoint) { c.Processes[0].FDs[2].Kind = "socket" }, "fd 3: unknown kind"},
+		{"signal 0", func(c *Checkpoint) { c.Processes[0].Sigactions[0].Signal = 0 }, "signal 0"},
+		{"signal 65", func(c *Checkpoint) { c.Processes[0].Sigactions[0].Signal = 65 }, "signal 65"},
+		{"duplicate signal", func(c *Checkpoint) { c.Processes[0].Sigactions[1].Signal = 2 }, "signal 2: duplicate"},
+		{"tid shared across processes", func(c *Checkpoint) {
+			c.Processes = append(c.Processes, Process{Pid: 99, Threads: []Thread{{Tid: 99}, {Tid: 4242}}})
+		}, "tid 4242 also belongs to pid 4242"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := sampleCheckpoint()
+			tt.mutate(c)
+			err := c.Validate()
+			if tt.msg == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Validate() = %v, want ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("Validate() = %q, want it to contain %q", err, tt.msg)
+			}
+			if c.Arch == "x86_64" && len(c.Processes) > 0 && !strings.Contains(err.Error(), "pid ") {
+				t.Errorf("Validate() = %q does not name the pid", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,223 @@
+package mem
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// Dump reads the mappings of the stopped process pid, decides which pages
+// to save and copies them into pw, recording where each run lands. It
+// returns the image's VMAs and the bytes of the process's [vdso].
+//
+// Saved: every page that was ever populated in anonymous memory (heap,
+// stack, private and shared anonymous), and the pages of private file
+// mappings that differ from the file (copied-on-write or swapped). Pages
+// still backed by the file, and shared file mappings, come back from the
+// file on restore.
+func Dump(pid int, pw *image.PageWriter) ([]image.VMA, []byte, error) {
+	maps, err := procfs.ReadSmaps(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	pm, err := procfs.OpenPagemap(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pm.Close()
+
+	cp := newCopier(pid, pw)
+	vmas, vdso, err := collect(pid, maps, pm, cp)
+	if cerr := cp.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return vmas, vdso, nil
+}
+
+func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier) ([]image.VMA, []byte, error) {
+	var vmas []image.VMA
+	var vdso []byte
+	var entries []uint64
+	for _, m := range maps {
+		v, ok, err := classify(pid, m)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			continue
+		}
+		if v.Kind == image.KindVDSO {
+			vdso = make([]byte, m.Size())
+			if err := ptrace.ReadMem(pid, m.Start, vdso); err != nil {
+				return nil, nil, fmt.Errorf("read [vdso] of %d: %w", pid, err)
+			}
+		}
+		keep := pageFilter(v)
+		if keep != nil {
+			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
+				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+			}
+		}
+		vmas = append(vmas, v)
+	}
+	return vmas, vdso, nil
+}
+
+// pageFilter returns which pagemap entries of v hold data to save, or nil
+// when no page of v is saved.
+func pageFilter(v image.VMA) func(e uint64) bool {
+	switch v.Kind {
+	case image.KindAnon, image.KindSharedAnon, image.KindHeap, image.KindStack:
+		return func(e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 }
+	case image.KindFile:
+		if v.Shared {
+			return nil
+		}
+		// Private file mapping: a present page that is not a file page
+		// is an anonymous copy-on-write copy; swapped pages are too.
+		return func(e uint64) bool {
+			return e&procfs.PM_SWAP != 0 || (e&procfs.PM_PRESENT != 0 && e&procfs.PM_FILE == 0)
+		}
+	}
+	return nil
+}
+
+// scanBatch is how many pagemap entries are read at once (2 MiB of entries
+// covers 1 GiB of address space).
+const scanBatch = 1 << 18
+
+// scanRuns finds the runs of v's pages that keep accepts and queues them
+// on cp, appending them to v.Pages with their page-file offsets.
+func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(uint64) bool, entries *[]uint64, cp *copier) error {
+	for start := v.Start; start < v.End; {
+		end := min(v.End, start+scanBatch*image.PageSize)
+		var err error
+		*entries, err = pm.Read(start, end, *entries)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < len(*entries); {
+			if !keep((*entries)[i]) {
+				i++
+				continue
+			}
+			j := i + 1
+			for j < len(*entries) && keep((*entries)[j]) {
+				j++
+			}
+			addr := start + uint64(i)*image.PageSize
+			n := uint64(j - i)
+			// Join with the previous run when contiguous in memory.
+			if k := len(v.Pages) - 1; k >= 0 && v.Pages[k].Addr+v.Pages[k].Count*image.PageSize == addr {
+				v.Pages[k].Count += n
+			} else {
+				v.Pages = append(v.Pages, image.PageRun{Addr: addr, Count: n, FileOff: cp.offset()})
+			}
+			if err := cp.add(addr, n*image.PageSize); err != nil {
+				return err
+			}
+			i = j
+		}
+		start = end
+	}
+	return nil
+}
+
+// copyBuf is the size of one process_vm_readv batch.
+const copyBuf = 8 << 20
+
+// copier copies remote memory into the page file in large batches: one
+// process_vm_readv per batch fills a buffer while a second goroutine
+// writes the previous buffer out.
+type copier struct {
+	pid    int
+	queued int64 // bytes queued so far (the page-file offset of the next byte)
+	buf    []byte
+	iov    []unix.RemoteIovec
+	free   chan []byte
+	full   chan []byte
+	done   chan error
+	werr   error
+}
+
+func newCopier(pid int, w io.Writer) *copier {
+	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
+	c.free <- make([]byte, 0, copyBuf)
+	c.free <- make([]byte, 0, copyBuf)
+	go func() {
+		var err error
+		for b := range c.full {
+			if err == nil {
+				_, err = w.Write(b)
+			}
+			c.free <- b[:0]
+		}
+		c.done <- err
+	}()
+	c.buf = <-c.free
+	return c
+}
+
+func (c *copier) offset() int64 { return c.queued }
+
+// add queues n bytes at addr.
+func (c *copier) add(addr, n uint64) error {
+	for n > 0 {
+		room := uint64(cap(c.buf) - len(c.buf))
+		if room == 0 || len(c.iov) == 1024 {
+			if err := c.flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		k := min(room, n)
+		c.iov = append(c.iov, unix.RemoteIovec{Base: uintptr(addr), Len: int(k)})
+		c.buf = c.buf[:len(c.buf)+int(k)]
+		c.queued += int64(k)
+		addr += k
+		n -= k
+	}
+	return nil
+}
+
+// flush reads the queued ranges into the buffer and hands it to the writer.
+func (c *copier) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &c.buf[0]}}
+	local[0].SetLen(len(c.buf))
+	n, err := unix.ProcessVMReadv(c.pid, local, c.iov, 0)
+	if err != nil || n != len(c.buf) {
+		// Pages the process cannot read itself (PROT_NONE): go through
+		// /proc/PID/mem range by range.
+		off := 0
+		for _, r := range c.iov {
+			if err := ptrace.ReadMem(c.pid, uint64(r.Base), c.buf[off:off+r.Len]); err != nil {
+				return err
+			}
+			off += r.Len
+		}
+	}
+	c.full <- c.buf
+	c.buf = <-c.free
+	c.iov = c.iov[:0]
+	return nil
+}
+
+// close flushes what is queued and waits for the writer.
+func (c *copier) close() error {
+	err := c.flush()
+	close(c.full)
+	if werr := <-c.done; werr != nil && err == nil {
+		err = fmt.Errorf("write pages: %w", werr)
+	}
+	return err
+}

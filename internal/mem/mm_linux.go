@@ -1,0 +1,78 @@
+package mem
+
+import (
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// DumpMM reads the mm fields of the stopped process r: code/data/brk/stack
+// boundaries and the arg/env areas from /proc/PID/stat, the current brk by
+// an injected brk(0), and the auxiliary vector.
+func DumpMM(r *ptrace.Remote) (image.MM, error) {
+	st, err := procfs.ReadStat(r.Pid)
+	if err != nil {
+		return image.MM{}, err
+	}
+	brk, err := r.Syscall(unix.SYS_BRK, 0)
+	if err != nil {
+		return image.MM{}, fmt.Errorf("read brk of %d: %w", r.Pid, err)
+	}
+	auxv, err := procfs.ReadAuxv(r.Pid)
+	if err != nil {
+		return image.MM{}, err
+	}
+	return image.MM{
+		StartCode: st.StartCode, EndCode: st.EndCode,
+		StartData: st.StartData, EndData: st.EndData,
+		StartBrk: st.StartBrk, Brk: brk,
+		StartStack: st.StartStack,
+		ArgStart:   st.ArgStart, ArgEnd: st.ArgEnd,
+		EnvStart: st.EnvStart, EnvEnd: st.EnvEnd,
+		Auxv: auxv,
+	}, nil
+}
+
+// RestoreMM sets the mm fields and the exe link of the stub with one
+// PR_SET_MM_MAP (single PR_SET_MM_* fields would need CAP_SYS_RESOURCE).
+// It must run after the stub's own executable is unmapped.
+func RestoreMM(r *ptrace.Remote, p *image.Process) error {
+	exeFd, err := r.OpenAt(p.Exe, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("restore exe link of %d: %w", r.Pid, err)
+	}
+	defer r.Close(exeFd)
+	auxv := make([]byte, 8*len(p.MM.Auxv))
+	for i, w := range p.MM.Auxv {
+		for b := 0; b < 8; b++ {
+			auxv[8*i+b] = byte(w >> (8 * b))
+		}
+	}
+	auxvAddr, err := r.Put(ptrace.DataOff, auxv)
+	if err != nil {
+		return err
+	}
+	mm := p.MM
+	m := abi.PrctlMMMap{
+		StartCode: mm.StartCode, EndCode: mm.EndCode,
+		StartData: mm.StartData, EndData: mm.EndData,
+		StartBrk: mm.StartBrk, Brk: mm.Brk,
+		StartStack: mm.StartStack,
+		ArgStart:   mm.ArgStart, ArgEnd: mm.ArgEnd,
+		EnvStart: mm.EnvStart, EnvEnd: mm.EnvEnd,
+		Auxv: auxvAddr, AuxvSize: uint32(len(auxv)),
+		ExeFd: uint32(exeFd),
+	}
+	mAddr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&m))
+	if err != nil {
+		return err
+	}
+	if _, err := r.Syscall(unix.SYS_PRCTL, abi.PR_SET_MM, abi.PR_SET_MM_MAP, mAddr, uint64(len(ptrace.Bytes(&m))), 0); err != nil {
+		return fmt.Errorf("restore mm of %d (PR_SET_MM_MAP, exe %s): %w", r.Pid, p.Exe, err)
+	}
+	return nil
+}

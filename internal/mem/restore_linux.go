@@ -1,0 +1,138 @@
+package mem
+
+import (
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// Restore recreates every mapping of p inside the empty stub r at its
+// original address, with its original protection, and writes the saved
+// pages (pages is the page file, mapped) into them.
+func Restore(r *ptrace.Remote, p *image.Process, pages []byte) error {
+	if err := mapVDSO(r, p); err != nil {
+		return err
+	}
+	for i := range p.VMAs {
+		v := &p.VMAs[i]
+		if isVDSOKind(v.Kind) {
+			continue
+		}
+		if err := mapVMA(r, v); err != nil {
+			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
+		}
+	}
+	if err := writePages(r.Pid, p, pages); err != nil {
+		return err
+	}
+	for i := range p.VMAs {
+		v := &p.VMAs[i]
+		if isVDSOKind(v.Kind) || v.Prot == mapProt(v) {
+			continue
+		}
+		if _, err := r.Syscall(unix.SYS_MPROTECT, v.Start, v.End-v.Start, uint64(v.Prot)); err != nil {
+			return fmt.Errorf("restore mapping %#x-%#x %s of %d: mprotect: %w", v.Start, v.End, v.Name, r.Pid, err)
+		}
+	}
+	return nil
+}
+
+func isVDSOKind(k string) bool {
+	return k == image.KindVDSO || k == image.KindVvar || k == image.KindVvarClock
+}
+
+// mapProt is the protection a VMA is first mapped with: writable when rtcr
+// must write saved pages into it.
+func mapProt(v *image.VMA) int {
+	if len(v.Pages) > 0 {
+		return v.Prot | unix.PROT_READ | unix.PROT_WRITE
+	}
+	return v.Prot
+}
+
+// mapVMA creates one mapping at its address; MAP_FIXED_NOREPLACE makes a
+// collision an error instead of silently replacing memory.
+func mapVMA(r *ptrace.Remote, v *image.VMA) error {
+	flags := uint64(unix.MAP_FIXED_NOREPLACE)
+	if v.Shared {
+		flags |= unix.MAP_SHARED
+	} else {
+		flags |= unix.MAP_PRIVATE
+	}
+	if v.GrowsDown {
+		flags |= unix.MAP_GROWSDOWN
+	}
+	fd := -1
+	if v.Kind == image.KindFile {
+		oflags := unix.O_RDONLY | unix.O_CLOEXEC
+		if v.Shared && v.Prot&unix.PROT_WRITE != 0 {
+			oflags = unix.O_RDWR | unix.O_CLOEXEC
+		}
+		var err error
+		if fd, err = r.OpenAt(v.Path, oflags, 0); err != nil {
+			return err
+		}
+		defer r.Close(fd)
+	} else {
+		flags |= unix.MAP_ANONYMOUS
+	}
+	addr, err := r.Syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(mapProt(v)), flags, uint64(int64(fd)), v.Offset)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	if addr != v.Start {
+		return fmt.Errorf("mmap: mapped at %#x", addr)
+	}
+	return nil
+}
+
+// writeBatch bounds one process_vm_writev call.
+const writeBatch = 64 << 20
+
+// writePages copies every saved page from the page file into the stub with
+// process_vm_writev, many runs per call.
+func writePages(pid int, p *image.Process, pages []byte) error {
+	var local []unix.Iovec
+	var remote []unix.RemoteIovec
+	total := 0
+	flush := func() error {
+		if total == 0 {
+			return nil
+		}
+		n, err := unix.ProcessVMWritev(pid, local, remote, 0)
+		if err != nil || n != total {
+			// Fall back to /proc/PID/mem run by run, which names the
+			// failing address.
+			for i := range remote {
+				b := unsafeSlice(local[i])
+				if err := ptrace.WriteMem(pid, uint64(remote[i].Base), b); err != nil {
+					return fmt.Errorf("restore pages of %d: %w", pid, err)
+				}
+			}
+		}
+		local, remote, total = local[:0], remote[:0], 0
+		return nil
+	}
+	for _, v := range p.VMAs {
+		for _, run := range v.Pages {
+			addr, off, n := run.Addr, run.FileOff, int64(run.Count*image.PageSize)
+			for n > 0 {
+				k := min(n, writeBatch-int64(total))
+				iov := unix.Iovec{Base: &pages[off]}
+				iov.SetLen(int(k))
+				local = append(local, iov)
+				remote = append(remote, unix.RemoteIovec{Base: uintptr(addr), Len: int(k)})
+				total += int(k)
+				addr, off, n = addr+uint64(k), off+k, n-k
+				if total == writeBatch || len(local) == 1024 {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return flush()
+}

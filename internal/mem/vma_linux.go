@@ -1,0 +1,134 @@
+// Package mem holds the address space: which mappings a process has, which
+// of their pages a checkpoint saves, and how restore recreates them inside
+// the stub — dump and restore side by side.
+package mem
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnsupported reports a mapping rtcr cannot checkpoint yet.
+var ErrUnsupported = errors.New("not supported yet")
+
+// classify turns one line of /proc/PID/smaps into an image VMA (without
+// pages). It returns ok=false for mappings that are never part of an
+// image ([vsyscall]).
+func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
+	v = image.VMA{Start: m.Start, End: m.End, Shared: m.Shared, GrowsDown: m.HasFlag("gd"), Name: m.Path}
+	if m.Read {
+		v.Prot |= unix.PROT_READ
+	}
+	if m.Write {
+		v.Prot |= unix.PROT_WRITE
+	}
+	if m.Exec {
+		v.Prot |= unix.PROT_EXEC
+	}
+	where := fmt.Sprintf("mapping %#x-%#x %q of %d", m.Start, m.End, m.Path, pid)
+	switch m.Path {
+	case "[vsyscall]":
+		return v, false, nil
+	case "[vdso]":
+		v.Kind = image.KindVDSO
+		return v, true, nil
+	case "[vvar]":
+		v.Kind = image.KindVvar
+		return v, true, nil
+	case "[vvar_vclock]":
+		v.Kind = image.KindVvarClock
+		return v, true, nil
+	case "[heap]":
+		v.Kind = image.KindHeap
+	case "[stack]":
+		v.Kind = image.KindStack
+	case "":
+		v.Kind = image.KindAnon
+		if m.Shared {
+			v.Kind = image.KindSharedAnon
+		}
+	case "/dev/zero (deleted)", "/dev/zero":
+		// MAP_SHARED|MAP_ANONYMOUS is shmem named "/dev/zero (deleted)";
+		// a private mapping of /dev/zero is plain anonymous memory.
+		v.Kind = image.KindAnon
+		if m.Shared {
+			v.Kind = image.KindSharedAnon
+		}
+	default:
+		switch {
+		case strings.HasPrefix(m.Path, "[anon:"):
+			v.Kind = image.KindAnon
+		case strings.HasPrefix(m.Path, "[anon_shmem:"):
+			v.Kind = image.KindSharedAnon
+		case strings.HasPrefix(m.Path, "/memfd:"):
+			return v, false, fmt.Errorf("%s: memfd mappings: %w", where, ErrUnsupported)
+		case strings.HasPrefix(m.Path, "/SYSV"):
+			return v, false, fmt.Errorf("%s: SysV shared memory: %w", where, ErrUnsupported)
+		case strings.HasSuffix(m.Path, " (deleted)"):
+			return v, false, fmt.Errorf("%s: mapping of a deleted file: %w", where, ErrUnsupported)
+		case strings.HasPrefix(m.Path, "/"):
+			v.Kind = image.KindFile
+			if err := fileIdentity(pid, m, &v); err != nil {
+				return v, false, fmt.Errorf("%s: %w", where, err)
+			}
+		default:
+			return v, false, fmt.Errorf("%s: special mapping: %w", where, ErrUnsupported)
+		}
+	}
+	if m.HasFlag("io") || m.HasFlag("pf") {
+		return v, false, fmt.Errorf("%s: device (VM_IO/VM_PFNMAP) mapping: %w", where, ErrUnsupported)
+	}
+	return v, true, nil
+}
+
+// fileIdentity records which file a mapping shows and checks that the
+// path still names that file (not a replacement created since).
+func fileIdentity(pid int, m procfs.Mapping, v *image.VMA) error {
+	v.Path = m.Path
+	v.Offset = m.Offset
+	v.Dev = unix.Mkdev(m.DevMajor, m.DevMinor)
+	v.Inode = m.Inode
+	var st unix.Stat_t
+	if err := unix.Stat(m.Path, &st); err != nil {
+		return fmt.Errorf("stat mapped file: %w", err)
+	}
+	if st.Ino != m.Inode || st.Dev != v.Dev {
+		return fmt.Errorf("%s was replaced since it was mapped (inode %d, mapped %d): %w", m.Path, st.Ino, m.Inode, ErrUnsupported)
+	}
+	v.FileSize = st.Size
+	v.FileMtime = st.Mtim.Nano()
+	return nil
+}
+
+// CheckFiles verifies, before any process is created, that every file the
+// image maps still exists and that files mapped privately have the size and
+// modification time they had at dump: the pages rtcr did not save are read
+// back from these files.
+func CheckFiles(p *image.Process) error {
+	for _, v := range p.VMAs {
+		if v.Kind != image.KindFile {
+			continue
+		}
+		// Shared mappings keep their data in the file itself: it may
+		// legitimately have changed. Private ones must match.
+		var st unix.Stat_t
+		if err := unix.Stat(v.Path, &st); err != nil {
+			if errors.Is(err, syscall.ENOENT) {
+				return fmt.Errorf("mapping %#x-%#x: file %s has vanished: %w", v.Start, v.End, v.Path, os.ErrNotExist)
+			}
+			return fmt.Errorf("mapping %#x-%#x: stat %s: %w", v.Start, v.End, v.Path, err)
+		}
+		if !v.Shared && (st.Size != v.FileSize || st.Mtim.Nano() != v.FileMtime) {
+			return fmt.Errorf("mapping %#x-%#x: file %s changed since the checkpoint (size %d, was %d; mtime %d, was %d)",
+				v.Start, v.End, v.Path, st.Size, v.FileSize, st.Mtim.Nano(), v.FileMtime)
+		}
+	}
+	return nil
+}

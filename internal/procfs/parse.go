@@ -1,0 +1,67 @@
+package procfs
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+)
+
+// maxLine bounds one line of a /proc text file. Paths are at most PATH_MAX
+// (4096) bytes, escaped, plus a short prefix, so 1 MiB is generous.
+const maxLine = 1 << 20
+
+// scanLines calls fn for every line of r with its 1-based number. Errors
+// returned by fn are wrapped as "parse NAME line N: err"; read errors as
+// "parse NAME: err".
+func scanLines(r io.Reader, name string, fn func(line string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		if err := fn(sc.Text()); err != nil {
+			return fmt.Errorf("parse %s line %d: %w", name, n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("parse %s: %w", name, err)
+	}
+	return nil
+}
+
+// procPath returns "/proc/PID/NAME".
+func procPath(pid int, name string) string {
+	return "/proc/" + strconv.Itoa(pid) + "/" + name
+}
+
+// readDirInts returns the sorted numeric entry names of directory dir,
+// ignoring entries that are not decimal numbers.
+func readDirInts(dir string) ([]int, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(names))
+	for _, n := range names {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 {
+			continue
+		}
+		out = append(out, v)
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+// parseHex64 parses an unsigned hexadecimal number without prefix.
+func parseHex64(s string) (uint64, error) {
+	return strconv.ParseUint(s, 16, 64)
+}

@@ -1,0 +1,54 @@
+// Package sig holds a process's signal dispositions: the sigaction of
+// every signal, dumped and restored by injected rt_sigaction calls.
+package sig
+
+import (
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// unchangeable reports signals whose action cannot be read or set.
+func unchangeable(s int) bool { return s == int(unix.SIGKILL) || s == int(unix.SIGSTOP) }
+
+// Dump reads the action of every signal of the stopped process r and
+// returns those that differ from the default.
+func Dump(r *ptrace.Remote) ([]image.Sigaction, error) {
+	var out []image.Sigaction
+	for s := 1; s <= abi.MaxSignal; s++ {
+		if unchangeable(s) {
+			continue
+		}
+		if _, err := r.Syscall(unix.SYS_RT_SIGACTION, uint64(s), 0, r.Scratch+ptrace.ArgOff, abi.SigsetSize); err != nil {
+			return nil, fmt.Errorf("read sigaction %d of %d: %w", s, r.Pid, err)
+		}
+		var ka abi.KernelSigaction
+		if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&ka)); err != nil {
+			return nil, err
+		}
+		if ka == (abi.KernelSigaction{}) {
+			continue
+		}
+		out = append(out, image.Sigaction{Signal: s, Handler: ka.Handler, Flags: ka.Flags, Restorer: ka.Restorer, Mask: ka.Mask})
+	}
+	return out, nil
+}
+
+// Restore installs the image's signal actions in the stub r; signals not
+// listed keep the default action the stub has.
+func Restore(r *ptrace.Remote, sas []image.Sigaction) error {
+	for _, sa := range sas {
+		ka := abi.KernelSigaction{Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask}
+		addr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&ka))
+		if err != nil {
+			return err
+		}
+		if _, err := r.Syscall(unix.SYS_RT_SIGACTION, uint64(sa.Signal), addr, 0, abi.SigsetSize); err != nil {
+			return fmt.Errorf("restore sigaction %d (handler %#x) of %d: %w", sa.Signal, sa.Handler, r.Pid, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package task
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// Dump collects the state of thread tid of the stopped process r. The
+// calls that only the thread itself can make (PR_GET_TID_ADDRESS,
+// sigaltstack) are injected into it; its registers and mask are the ones it
+// had before any injection.
+func Dump(r *ptrace.Remote, tid int) (image.Thread, error) {
+	th := image.Thread{Tid: tid}
+	in := r.Injector
+	if tid != r.Tid {
+		var err error
+		if in, err = ptrace.NewInjector(tid, r.SyscallAddr); err != nil {
+			return th, err
+		}
+		defer in.Restore()
+	}
+	th.Regs = in.Saved()
+	th.SigMask = in.SavedMask()
+	th.Syscall = AdjustRestart(&th.Regs)
+
+	var err error
+	if th.XState, err = ptrace.GetXState(tid); err != nil {
+		return th, err
+	}
+	rs, err := ptrace.GetRseq(tid)
+	if err != nil {
+		return th, err
+	}
+	if rs.RseqAbiPointer != 0 {
+		th.Rseq = &image.Rseq{Ptr: rs.RseqAbiPointer, Len: rs.RseqAbiSize, Sig: rs.Signature}
+	}
+	th.Name, err = procfs.ReadComm(r.Pid, tid)
+	if err != nil {
+		return th, err
+	}
+
+	// PR_GET_TID_ADDRESS stores the pointer into the scratch area.
+	if _, err := in.Syscall(unix.SYS_PRCTL, abi.PR_GET_TID_ADDRESS, r.Scratch+ptrace.ArgOff); err != nil {
+		return th, fmt.Errorf("read clear-tid address of %d: %w", tid, err)
+	}
+	var word [8]byte
+	if err := r.Get(ptrace.ArgOff, word[:]); err != nil {
+		return th, err
+	}
+	th.TidAddress = binary.LittleEndian.Uint64(word[:])
+
+	var ss abi.StackT
+	if _, err := in.Syscall(unix.SYS_SIGALTSTACK, 0, r.Scratch+ptrace.ArgOff); err != nil {
+		return th, fmt.Errorf("read sigaltstack of %d: %w", tid, err)
+	}
+	if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&ss)); err != nil {
+		return th, err
+	}
+	th.AltStack = image.SigAltStack{Sp: ss.Sp, Flags: ss.Flags, Size: ss.Size}
+	return th, nil
+}
+
+// Restore gives the stub's thread in the kernel state of th that only the
+// thread itself can set: rseq registration, clear-tid address, alternate
+// signal stack and name.
+func Restore(in *ptrace.Injector, r *ptrace.Remote, th *image.Thread) error {
+	tid := in.Tid
+	if th.Rseq != nil {
+		if _, err := in.Syscall(abi.SYS_RSEQ, th.Rseq.Ptr, uint64(th.Rseq.Len), 0, uint64(th.Rseq.Sig)); err != nil {
+			return fmt.Errorf("restore thread %d: register rseq at %#x: %w", tid, th.Rseq.Ptr, err)
+		}
+	}
+	if _, err := in.Syscall(unix.SYS_SET_TID_ADDRESS, th.TidAddress); err != nil {
+		return fmt.Errorf("restore thread %d: set_tid_address: %w", tid, err)
+	}
+	if th.AltStack.Flags&abi.SS_DISABLE == 0 {
+		ss := abi.StackT{Sp: th.AltStack.Sp, Flags: th.AltStack.Flags &^ abi.SS_ONSTACK, Size: th.AltStack.Size}
+		addr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&ss))
+		if err != nil {
+			return err
+		}
+		if _, err := in.Syscall(unix.SYS_SIGALTSTACK, addr, 0); err != nil {
+			return fmt.Errorf("restore thread %d: sigaltstack: %w", tid, err)
+		}
+	}
+	if th.Name != "" {
+		name, err := r.PutString(ptrace.ArgOff, th.Name)
+		if err != nil {
+			return err
+		}
+		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, name); err != nil {
+			return fmt.Errorf("restore thread %d: set name: %w", tid, err)
+		}
+	}
+	return nil
+}
+
+// SetCPU sets the registers, xsave area and signal mask of thread tid. It
+// is the last step before the thread is released: after it, no call can be
+// injected into the thread.
+func SetCPU(tid int, th *image.Thread) error {
+	if err := ptrace.SetXState(tid, th.XState); err != nil {
+		return fmt.Errorf("set cpu state of %d: %w", tid, err)
+	}
+	regs := th.Regs
+	if err := ptrace.SetRegs(tid, &regs); err != nil {
+		return fmt.Errorf("set cpu state of %d: %w", tid, err)
+	}
+	if err := ptrace.SetSigMask(tid, th.SigMask); err != nil {
+		return fmt.Errorf("set cpu state of %d: %w", tid, err)
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+// Package rtcr checkpoints running Linux processes into an image directory
+// and restores them, so that they continue exactly where they stopped.
+//
+// A dump reads top to bottom as one pass: freeze → collect each kind of
+// state → write the image → release (or kill) the target. A restore:
+// validate the whole image → create the stub → install each kind → set
+// registers → detach. See DumpOptions and RestoreOptions.
+package rtcr
+
+import (
+	"errors"
+	"time"
+)
+
+// DumpOptions says what to checkpoint and how. Names follow CRIU's flags.
+type DumpOptions struct {
+	// Pid is the process to checkpoint (criu -t).
+	Pid int
+	// Dir is the image directory; it is created with mode 0700 if needed
+	// (criu -D).
+	Dir string
+	// LeaveRunning lets the target continue after the dump instead of
+	// killing it (criu -R).
+	LeaveRunning bool
+}
+
+// DumpStats reports what a dump did and how long the target was stopped.
+type DumpStats struct {
+	// Freeze is how long the target was stopped.
+	Freeze time.Duration
+	// Total is the duration of the whole dump.
+	Total time.Duration
+	// PageBytes is the amount of memory written to the image.
+	PageBytes int64
+	// MemoryTime is the part of the freeze spent copying memory.
+	MemoryTime time.Duration
+}
+
+// RestoreOptions says which image to restore.
+type RestoreOptions struct {
+	// Dir is the image directory (criu -D).
+	Dir string
+}
+
+// RestoreStats reports what a restore did.
+type RestoreStats struct {
+	// Pid is the pid of the restored (root) process.
+	Pid int
+	// Total is the duration of the whole restore.
+	Total time.Duration
+	// PageBytes is the amount of memory written into the new process.
+	PageBytes int64
+	// MemoryTime is the part spent recreating the address space.
+	MemoryTime time.Duration
+}
+
+// ErrInterrupted reports a dump cancelled by its context (e.g. Ctrl-C);
+// the target was released unchanged.
+var ErrInterrupted = errors.New("interrupted")
