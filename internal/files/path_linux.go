@@ -19,7 +19,8 @@ var statelessDevices = map[string]bool{
 
 // pathKind covers files reopened by path: regular files and directories
 // (at their offset, with their flags; a regular file must have the size
-// it had at dump) and stateless character devices.
+// it had at dump, or a larger one if it is open for appending) and
+// stateless character devices.
 var pathKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		mode := s.st.Mode & unix.S_IFMT
@@ -57,7 +58,10 @@ var pathKind = kind{
 		if st.Mode&unix.S_IFMT != fd.Mode&unix.S_IFMT {
 			return fmt.Errorf("%s is no longer the same type of file (mode %o, was %o)", fd.Path, st.Mode, fd.Mode)
 		}
-		if fd.Mode&unix.S_IFMT == unix.S_IFREG && st.Size != fd.Size {
+		// A file opened for appending may have grown (a log file written
+		// by others): the process appends at the end either way.
+		grewAppend := fd.Flags&unix.O_APPEND != 0 && st.Size > fd.Size
+		if fd.Mode&unix.S_IFMT == unix.S_IFREG && st.Size != fd.Size && !grewAppend {
 			return fmt.Errorf("file %s changed size since the checkpoint (%d bytes, was %d)", fd.Path, st.Size, fd.Size)
 		}
 		return nil

@@ -2,8 +2,6 @@ package procfs
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -12,16 +10,8 @@ import (
 
 func addSeeds(f *testing.F, files ...string) {
 	for _, name := range files {
-		b, err := readTestdataFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+		f.Add(readTestdata(f, name))
 	}
-}
-
-func readTestdataFile(name string) ([]byte, error) {
-	return os.ReadFile(filepath.Join("testdata", name))
 }
 
 func FuzzParseMaps(f *testing.F) {

@@ -7,7 +7,7 @@ import (
 )
 
 // readTestdata returns the contents of testdata/name.
-func readTestdata(t *testing.T, name string) []byte {
+func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {

@@ -5,6 +5,8 @@ Run as: python3 record.py  (from this directory). It creates a process state
 with a mapped file whose path contains spaces, a mapped-then-deleted file, an
 anonymous mapping, comm "a b) c", a regular file, an eventfd and an epoll fd
 watching the eventfd and a pipe, then copies the relevant /proc/self files here.
+The tests hard-code values (pids, addresses, counts) of the committed samples:
+update them after re-recording.
 """
 import ctypes
 import mmap

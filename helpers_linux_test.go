@@ -1,0 +1,214 @@
+package rtcr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	// Fds the test binary inherited (from a CI runner, a shell …) must not
+	// leak into the test targets: rtcr would rightly refuse unknown pipes.
+	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	code := m.Run()
+	testutil.RemoveBuilds()
+	os.Exit(code)
+}
+
+// target is a test program started by a test, with stdout in a file.
+type target struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	pid     int
+	out     string // stdout file
+	dir     string // working directory, also holds the trigger
+	trigger string
+	reaped  bool // the original was reaped
+	done    bool // the process with the pid is gone and reaped
+}
+
+// start runs bin with args; stdout goes to a file opened O_APPEND, stdin
+// is /dev/null, and the program has no other fds.
+func start(t *testing.T, bin string, args ...string) *target {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.txt")
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, out: out, dir: dir, trigger: filepath.Join(dir, "trigger")}
+	t.Cleanup(tg.kill)
+	return tg
+}
+
+// kill kills whatever process now has the target's pid (the original or
+// its restored copy) and reaps it.
+func (tg *target) kill() {
+	if tg.done {
+		return
+	}
+	_ = unix.Kill(tg.pid, unix.SIGKILL)
+	tg.reap()
+}
+
+// reap collects the original process after a dump killed it, so its pid
+// is free for the restore.
+func (tg *target) reap() {
+	if tg.reaped {
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(tg.pid, &ws, 0, nil)
+		return
+	}
+	_ = tg.cmd.Wait()
+	tg.reaped = true
+}
+
+// wait waits for the restored process (our child through CLONE_PARENT) to
+// exit and returns its exit status.
+func (tg *target) wait(timeout time.Duration) int {
+	tg.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(tg.pid, &ws, unix.WNOHANG, nil)
+		if err != nil {
+			tg.t.Fatalf("wait for restored %d: %v", tg.pid, err)
+		}
+		if pid == tg.pid && ws.Exited() {
+			tg.done = true
+			return ws.ExitStatus()
+		}
+		if pid == tg.pid && ws.Signaled() {
+			tg.done = true
+			tg.t.Fatalf("restored %d killed by %v; output:\n%s", tg.pid, ws.Signal(), tg.output())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tg.t.Fatalf("restored %d did not exit within %v; output:\n%s", tg.pid, timeout, tg.output())
+	return -1
+}
+
+func (tg *target) output() string {
+	b, _ := os.ReadFile(tg.out)
+	return string(b)
+}
+
+func (tg *target) fire() {
+	if err := os.WriteFile(tg.trigger, nil, 0o644); err != nil {
+		tg.t.Fatal(err)
+	}
+}
+
+// dump checkpoints the target into a fresh directory and, unless
+// leaveRunning, reaps the killed original.
+func (tg *target) dump(leaveRunning bool) string {
+	tg.t.Helper()
+	dir := filepath.Join(tg.t.TempDir(), "img")
+	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, LeaveRunning: leaveRunning})
+	if err != nil {
+		tg.t.Fatalf("dump: %v", err)
+	}
+	tg.t.Logf("dump of %d: %d KiB, frozen %v", tg.pid, st.PageBytes>>10, st.Freeze)
+	if !leaveRunning {
+		tg.reap()
+	}
+	return dir
+}
+
+func (tg *target) restore(dir string) {
+	tg.t.Helper()
+	st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+	if err != nil {
+		tg.t.Fatalf("restore: %v", err)
+	}
+	if st.Pid != tg.pid {
+		tg.t.Fatalf("restored pid %d, want %d", st.Pid, tg.pid)
+	}
+	if tp := tracerPid(tg.pid); tp != 0 {
+		tg.t.Errorf("restored process %d is still traced by %d", tg.pid, tp)
+	}
+}
+
+// tracerPid returns the TracerPid of pid, -1 if it cannot be read.
+func tracerPid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return -1
+}
+
+// state returns the one-letter state of pid from /proc/PID/stat.
+func state(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// checkConsecutive checks lines are n, n+1, n+2 … and returns the first.
+func checkConsecutive(t *testing.T, lines []string) int {
+	t.Helper()
+	first := -1
+	for i, l := range lines {
+		v, err := strconv.Atoi(l)
+		if err != nil {
+			t.Fatalf("line %d: %q is not a number", i, l)
+		}
+		if i == 0 {
+			first = v
+		} else if v != first+i {
+			t.Fatalf("line %d is %d, want %d (a gap or a restart)", i, v, first+i)
+		}
+	}
+	return first
+}
+
+// assertRunning checks the target runs untraced and keeps counting.
+func assertRunning(t *testing.T, tg *target) {
+	t.Helper()
+	if tp := tracerPid(tg.pid); tp != 0 {
+		t.Fatalf("target %d left traced by %d", tg.pid, tp)
+	}
+	n := len(testutil.WaitForLines(t, tg.out, 1, 5*time.Second))
+	testutil.WaitForLines(t, tg.out, n+5, 5*time.Second)
+	if s := state(tg.pid); s == 't' || s == 'T' || s == 'Z' || s == 0 {
+		t.Fatalf("target %d in state %q after a failed dump", tg.pid, s)
+	}
+}
+
+// pidFree reports whether no process has pid.
+func pidFree(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return errors.Is(err, syscall.ESRCH)
+}
