@@ -107,6 +107,15 @@ func (tg *target) wait(timeout time.Duration) int {
 	return -1
 }
 
+// waitOriginal waits for the original process to exit and returns its
+// exit status.
+func (tg *target) waitOriginal() int {
+	tg.t.Helper()
+	_ = tg.cmd.Wait()
+	tg.reaped, tg.done = true, true
+	return tg.cmd.ProcessState.ExitCode()
+}
+
 func (tg *target) output() string {
 	b, _ := os.ReadFile(tg.out)
 	return string(b)

@@ -77,14 +77,7 @@ func TestHeap(t *testing.T) {
 // an offset, shared and private anonymous memory, /dev/null and /dev/zero.
 func TestMappedFile(t *testing.T) {
 	testutil.RequireRoot(t)
-	data := filepath.Join(t.TempDir(), "data")
-	b := make([]byte, 64<<10)
-	for i := range b {
-		b[i] = byte(i * 7)
-	}
-	if err := os.WriteFile(data, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	data := writeDataFile(t)
 	tg := start(t, testutil.BuildC(t, "mapfile", false), data, "trigger")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	dir := tg.dump(false)
@@ -93,6 +86,20 @@ func TestMappedFile(t *testing.T) {
 	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("mapfile check after restore: exit %d, output:\n%s", code, tg.output())
 	}
+}
+
+// writeDataFile writes the 64 KiB file mapfile.c expects: byte i is i*7.
+func writeDataFile(t *testing.T) string {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	b := make([]byte, 64<<10)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(data, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // TestAVX keeps ymm/zmm, opmask, MXCSR and x87 state live across the
