@@ -31,6 +31,13 @@ const (
 // whose entry point loops in pause(), and the address of its syscall
 // instruction.
 func ELF(base uint64) (image []byte, syscallAddr uint64) {
+	return Program(base, code), base + codeOff + syscallOff
+}
+
+// Program returns a static x86_64 executable loaded at base (page-aligned)
+// that consists of one read+execute segment and starts at the first byte
+// of text.
+func Program(base uint64, text []byte) []byte {
 	var b bytes.Buffer
 	le := binary.LittleEndian
 	ident := [16]byte{0x7f, 'E', 'L', 'F', byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)}
@@ -45,7 +52,7 @@ func ELF(base uint64) (image []byte, syscallAddr uint64) {
 		Phentsize: phdrSize,
 		Phnum:     1,
 	}
-	size := uint64(codeOff + len(code))
+	size := uint64(codeOff + len(text))
 	ph := elf.Prog64{
 		Type:   uint32(elf.PT_LOAD),
 		Flags:  uint32(elf.PF_R | elf.PF_X),
@@ -57,6 +64,6 @@ func ELF(base uint64) (image []byte, syscallAddr uint64) {
 	}
 	_ = binary.Write(&b, le, &hdr)
 	_ = binary.Write(&b, le, &ph)
-	b.Write(code)
-	return b.Bytes(), base + codeOff + syscallOff
+	b.Write(text)
+	return b.Bytes()
 }

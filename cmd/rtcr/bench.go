@@ -1,0 +1,55 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/rtcr/rtcr/internal/bench"
+)
+
+func runBench(args []string) error {
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm]")
+	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
+	runs := fs.Int("runs", 3, "measure this many times and report the best")
+	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	n, err := parseSize(*size)
+	if err != nil {
+		return usagef("--size: %v", err)
+	}
+	if *runs < 1 {
+		return usagef("--runs must be at least 1")
+	}
+	res, err := bench.Run(bench.Options{Size: n, Runs: *runs, Dir: *dir})
+	if err != nil {
+		return err
+	}
+	res.Print(os.Stdout)
+	return nil
+}
+
+// parseSize parses a byte count with an optional K/M/G suffix (powers of
+// 1024), rounded down to whole pages.
+func parseSize(s string) (uint64, error) {
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v == 0 || v > (1<<46)/mult {
+		return 0, strconv.ErrSyntax
+	}
+	n := v * mult &^ 4095
+	if n == 0 {
+		return 0, strconv.ErrRange
+	}
+	return n, nil
+}

@@ -1,0 +1,95 @@
+package inspect
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"golang.org/x/sys/unix"
+)
+
+// writeVMAs prints the memory map of a process and a totals line.
+func writeVMAs(w io.Writer, vmas []image.VMA) {
+	if !section(w, "VMAs", len(vmas)) {
+		return
+	}
+	var mapped, saved uint64
+	tw := newTable(w)
+	fmt.Fprintf(tw, "    RANGE\tSIZE\tPROT\tKIND\tBACKING\tSAVED\n")
+	for i := range vmas {
+		v := &vmas[i]
+		size := v.End - v.Start
+		pages := savedPages(v)
+		mapped += size
+		saved += pages * image.PageSize
+		fmt.Fprintf(tw, "    %016x-%016x\t%s\t%s\t%s\t%s\t%d (%s)\n",
+			v.Start, v.End, humanU(size), protString(v), orDash(v.Kind),
+			backing(v), pages, humanU(pages*image.PageSize))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "    total: %d VMAs, %s mapped, %s saved\n",
+		len(vmas), humanU(mapped), humanU(saved))
+}
+
+// savedPages counts the pages of v stored in the page file.
+func savedPages(v *image.VMA) uint64 {
+	var n uint64
+	for _, r := range v.Pages {
+		n += r.Count
+	}
+	return n
+}
+
+// protString formats the protection of v like the perms column of
+// /proc/PID/maps: "r-xp", "rw-s".
+func protString(v *image.VMA) string {
+	b := []byte("---p")
+	if v.Prot&unix.PROT_READ != 0 {
+		b[0] = 'r'
+	}
+	if v.Prot&unix.PROT_WRITE != 0 {
+		b[1] = 'w'
+	}
+	if v.Prot&unix.PROT_EXEC != 0 {
+		b[2] = 'x'
+	}
+	if v.Shared {
+		b[3] = 's'
+	}
+	return string(b)
+}
+
+// backing names what a VMA maps: its file, its /proc/PID/maps name, or "-".
+func backing(v *image.VMA) string {
+	if v.Path != "" {
+		return v.Path
+	}
+	return orDash(v.Name)
+}
+
+// units are the binary size suffixes after bytes.
+var units = []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+
+// HumanSize formats a byte count for people: "512 B", "1.5 KiB",
+// "5.0 GiB" (binary units, one decimal).
+func HumanSize(n int64) string {
+	if n < 0 {
+		return "-" + humanU(uint64(-n))
+	}
+	return humanU(uint64(n))
+}
+
+// humanU is HumanSize for unsigned counts.
+func humanU(n uint64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n) / 1024
+	i := 0
+	// Move up a unit when the value would round to 1024.0.
+	for v >= 1023.95 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
