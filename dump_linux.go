@@ -92,12 +92,16 @@ func collect(ctx context.Context, p *image.Process, tids []int) (err error) {
 	if err := attr.Dump(pid, p); err != nil {
 		return err
 	}
-	r, err := openRemote(pid)
+	sysAddr, err := mem.SyscallAddr(pid)
+	if err != nil {
+		return err
+	}
+	r, err := ptrace.OpenRemote(pid, sysAddr)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := closeRemote(r); cerr != nil && err == nil {
+		if cerr := r.CloseRemote(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
@@ -118,57 +122,6 @@ func collect(ctx context.Context, p *image.Process, tids []int) (err error) {
 		p.Threads = append(p.Threads, th)
 	}
 	return ctx.Err()
-}
-
-// openRemote prepares injection into the stopped leader of pid: the
-// syscall instruction of its vdso, and a scratch page mapped by an
-// injected mmap.
-func openRemote(pid int) (*ptrace.Remote, error) {
-	maps, err := procfs.ReadMaps(pid)
-	if err != nil {
-		return nil, err
-	}
-	var vdsoStart uint64
-	for _, m := range maps {
-		if m.Path == "[vdso]" {
-			vdsoStart = m.Start
-		}
-	}
-	if vdsoStart == 0 {
-		return nil, fmt.Errorf("process %d has no [vdso]: %w", pid, mem.ErrUnsupported)
-	}
-	_, own, err := mem.OwnVDSO()
-	if err != nil {
-		return nil, err
-	}
-	off, err := mem.SyscallOffset(own)
-	if err != nil {
-		return nil, err
-	}
-	in, err := ptrace.NewInjector(pid, vdsoStart+uint64(off))
-	if err != nil {
-		return nil, err
-	}
-	addr, err := in.Syscall(unix.SYS_MMAP, 0, ptrace.ScratchSize, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
-	if err != nil {
-		_ = in.Restore()
-		return nil, fmt.Errorf("map scratch area in %d: %w", pid, err)
-	}
-	return &ptrace.Remote{Injector: in, Pid: pid, Scratch: addr, ScratchSize: ptrace.ScratchSize}, nil
-}
-
-// closeRemote unmaps the scratch page and puts back the registers and
-// signal mask the leader had.
-func closeRemote(r *ptrace.Remote) error {
-	_, uerr := r.Syscall(unix.SYS_MUNMAP, r.Scratch, uint64(r.ScratchSize))
-	if err := r.Restore(); err != nil {
-		return err
-	}
-	if uerr != nil {
-		return fmt.Errorf("unmap scratch area of %d: %w", r.Pid, uerr)
-	}
-	return nil
 }
 
 // writeImage copies the memory into the page file, then writes the

@@ -32,7 +32,6 @@ func init() {
 		{"restore", "restore a process from an image directory", runRestore},
 		{"inspect", "show what an image holds", runInspect},
 		{"check", "check the kernel features rtcr needs", runCheck},
-		{"demo", "checkpoint a counter, kill it, restore it, watch it continue", runDemo},
 		{"bench", "measure dump and restore speed against the memory-copy ceiling", runBench},
 	}
 }

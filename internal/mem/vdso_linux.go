@@ -110,3 +110,27 @@ func mapVDSO(r *ptrace.Remote, p *image.Process) error {
 func unsafeSlice(iov unix.Iovec) []byte {
 	return unsafe.Slice(iov.Base, iov.Len)
 }
+
+// SyscallAddr returns the address of a `syscall` instruction in the vdso
+// of process pid, through which rtcr injects calls into it.
+func SyscallAddr(pid int) (uint64, error) {
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range maps {
+		if m.Path != "[vdso]" {
+			continue
+		}
+		_, own, err := OwnVDSO()
+		if err != nil {
+			return 0, err
+		}
+		off, err := SyscallOffset(own)
+		if err != nil {
+			return 0, err
+		}
+		return m.Start + uint64(off), nil
+	}
+	return 0, fmt.Errorf("process %d has no [vdso]: %w", pid, ErrUnsupported)
+}

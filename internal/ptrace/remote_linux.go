@@ -84,3 +84,34 @@ const (
 	// DataOff is the start of the free area for larger data (auxv …).
 	DataOff = 0x2000
 )
+
+// OpenRemote prepares injection into the stopped thread pid of a live
+// process: it saves the thread's registers and mask and maps a scratch
+// area with an injected mmap. syscallAddr must point at a `syscall`
+// instruction in the process (the vdso has one). CloseRemote undoes it all.
+func OpenRemote(pid int, syscallAddr uint64) (*Remote, error) {
+	in, err := NewInjector(pid, syscallAddr)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := in.Syscall(unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		_ = in.Restore()
+		return nil, fmt.Errorf("map scratch area in %d: %w", pid, err)
+	}
+	return &Remote{Injector: in, Pid: pid, Scratch: addr, ScratchSize: ScratchSize}, nil
+}
+
+// CloseRemote unmaps the scratch area and puts back the registers and
+// signal mask the thread had before OpenRemote.
+func (r *Remote) CloseRemote() error {
+	_, uerr := r.Syscall(unix.SYS_MUNMAP, r.Scratch, uint64(r.ScratchSize))
+	if err := r.Restore(); err != nil {
+		return err
+	}
+	if uerr != nil {
+		return fmt.Errorf("unmap scratch area of %d: %w", r.Pid, uerr)
+	}
+	return nil
+}
