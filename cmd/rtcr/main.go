@@ -89,18 +89,25 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nrtcr <command> --help shows the options of a command.")
 }
 
+// synopses holds each command's synopsis for --help.
+var synopses = map[string]string{}
+
 // newFlags returns a flag set that reports errors as usage errors instead
-// of exiting, and prints help to stdout.
+// of exiting or printing, and whose --help goes to stdout.
 func newFlags(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fs.SetOutput(os.Stdout)
-		fmt.Fprintf(os.Stdout, "usage: rtcr %s %s\n\noptions:\n", name, synopsis)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
+	fs.Usage = func() {}
+	synopses[name] = synopsis
 	return fs
+}
+
+// printHelp prints a command's synopsis and options to stdout.
+func printHelp(fs *flag.FlagSet) {
+	fmt.Fprintf(os.Stdout, "usage: rtcr %s %s\n\noptions:\n", fs.Name(), synopses[fs.Name()])
+	fs.SetOutput(os.Stdout)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // parse parses args, turning flag errors into one-line usage errors and
@@ -108,7 +115,7 @@ func newFlags(name, synopsis string) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			printHelp(fs)
 			return err
 		}
 		return usageError{err.Error()}

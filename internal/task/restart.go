@@ -36,7 +36,7 @@ func AdjustRestart(r *unix.PtraceRegs) string {
 	case abi.ERESTARTSYS, abi.ERESTARTNOINTR, abi.ERESTARTNOHAND, abi.ERESTART_RESTARTBLOCK:
 		r.Rax = nr
 		r.Rip -= 2
-		return fmt.Sprintf("syscall %d interrupted (%s), re-entered on restore", nr, restartName(code))
+		return fmt.Sprintf("%s interrupted (%s), re-entered on restore", syscallName(nr), restartName(code))
 	}
 	return ""
 }
@@ -51,4 +51,20 @@ func restartName(code int64) string {
 		return "ERESTARTNOHAND"
 	}
 	return "ERESTART_RESTARTBLOCK"
+}
+
+// syscallNames names the calls a stopped thread is usually blocked in.
+var syscallNames = map[uint64]string{
+	0: "read", 1: "write", 7: "poll", 17: "pread64", 18: "pwrite64", 23: "select",
+	34: "pause", 35: "nanosleep", 43: "accept", 45: "recvfrom", 47: "recvmsg",
+	61: "wait4", 128: "rt_sigtimedwait", 130: "rt_sigsuspend", 202: "futex",
+	230: "clock_nanosleep", 232: "epoll_wait", 247: "waitid", 270: "pselect6",
+	271: "ppoll", 281: "epoll_pwait", 288: "accept4", 441: "epoll_pwait2",
+}
+
+func syscallName(nr uint64) string {
+	if n, ok := syscallNames[nr]; ok {
+		return n
+	}
+	return fmt.Sprintf("syscall %d", nr)
 }
