@@ -53,15 +53,10 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", pid, err)
 	}
-	if len(tids) > 1 {
-		_ = ptrace.Release(tids)
-		return fmt.Errorf("dump %d: %d threads: multi-threaded processes are %w", pid, len(tids), mem.ErrUnsupported)
-	}
 	kill := false
 	defer func() {
 		if kill {
-			_ = unix.Kill(pid, unix.SIGKILL)
-			_, _ = ptrace.Wait(pid)
+			killTraced(pid, tids)
 		} else if rerr := ptrace.Release(tids); rerr != nil && err == nil {
 			err = fmt.Errorf("dump %d: release: %w", pid, rerr)
 		}
@@ -79,6 +74,16 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 	stats.PageBytes = p.PageFileSize
 	kill = !opts.LeaveRunning
 	return nil
+}
+
+// killTraced kills a process rtcr traces and collects the death of every
+// thread (the leader is reported last, after all others are waited for),
+// so that the real parent can reap it.
+func killTraced(pid int, tids []int) {
+	_ = unix.Kill(pid, unix.SIGKILL)
+	for i := len(tids) - 1; i >= 0; i-- {
+		_, _ = ptrace.Wait(tids[i])
+	}
 }
 
 // collect gathers every kind of non-memory state. Calls that must run

@@ -53,9 +53,6 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 
 // preflight checks everything that can be checked without a process.
 func preflight(c *image.Checkpoint, p *image.Process) error {
-	if len(p.Threads) != 1 {
-		return fmt.Errorf("restore %d: %d threads: multi-threaded processes are %w", p.Pid, len(p.Threads), mem.ErrUnsupported)
-	}
 	if mem.VDSOStart(p) == 0 {
 		return fmt.Errorf("restore %d: image has no [vdso]: %w", p.Pid, mem.ErrUnsupported)
 	}
@@ -106,7 +103,15 @@ func restoreProcess(p *image.Process, pages []byte, stats *RestoreStats) (err er
 		return err
 	}
 	stats.MemoryTime = time.Since(memStart)
-	th := &p.Threads[0]
+	// The stub's thread becomes the leader; the others are created by it.
+	threads := []*ptrace.Injector{r.Injector}
+	defer func() {
+		if err != nil {
+			for _, in := range threads[1:] {
+				ptrace.Kill(in.Tid)
+			}
+		}
+	}()
 	steps := []struct {
 		name string
 		f    func() error
@@ -115,10 +120,41 @@ func restoreProcess(p *image.Process, pages []byte, stats *RestoreStats) (err er
 		{"fds", func() error { return files.Restore(r, p.FDs) }},
 		{"attributes", func() error { return attr.Restore(r, p) }},
 		{"signal actions", func() error { return sig.Restore(r, p.Sigactions) }},
-		{"thread state", func() error { return task.Restore(r.Injector, r, th) }},
+		{"threads", func() error {
+			for _, th := range p.Threads[1:] {
+				in, err := task.CreateThread(r, th.Tid)
+				if err != nil {
+					return err
+				}
+				threads = append(threads, in)
+			}
+			return nil
+		}},
+		{"thread state", func() error {
+			for i, in := range threads {
+				if err := task.Restore(in, r, &p.Threads[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 		{"remove scratch area", func() error { return dropScratch(r, p) }},
-		{"registers", func() error { return task.SetCPU(r.Tid, th) }},
-		{"detach", func() error { return ptrace.Detach(r.Tid) }},
+		{"registers", func() error {
+			for i, in := range threads {
+				if err := task.SetCPU(in.Tid, &p.Threads[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"detach", func() error {
+			for _, in := range threads {
+				if err := ptrace.Detach(in.Tid); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 	}
 	for _, s := range steps {
 		if err := step(s.name, s.f); err != nil {

@@ -72,7 +72,8 @@ var pathKind = kind{
 		if err != nil {
 			return -1, err
 		}
-		if fd.Mode&unix.S_IFMT == unix.S_IFCHR {
+		// Devices have no position worth restoring; O_PATH fds cannot seek.
+		if fd.Mode&unix.S_IFMT == unix.S_IFCHR || fd.Flags&unix.O_PATH != 0 {
 			return got, nil
 		}
 		if _, err := r.Syscall(unix.SYS_LSEEK, uint64(got), uint64(fd.Offset), unix.SEEK_SET); err != nil {

@@ -20,6 +20,8 @@ type Status struct {
 	State byte
 	// Tgid, Pid and PPid are the thread group id, thread id and parent pid.
 	Tgid, Pid, PPid int
+	// TracerPid is the pid of the process tracing this one, 0 if none.
+	TracerPid int
 	// Threads is the number of threads in the thread group.
 	Threads int
 	// SigBlk, SigIgn, SigCgt are the blocked, ignored and caught signal
@@ -109,6 +111,8 @@ func (st *Status) set(key, val string) error {
 		st.Pid, err = strconv.Atoi(val)
 	case "PPid":
 		st.PPid, err = strconv.Atoi(val)
+	case "TracerPid":
+		st.TracerPid, err = strconv.Atoi(val)
 	case "Threads":
 		st.Threads, err = strconv.Atoi(val)
 	case "SigPnd":

@@ -1,6 +1,7 @@
 package ptrace
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -35,14 +36,20 @@ func Freeze(pid int) (tids []int, err error) {
 				continue
 			}
 			fresh++
-			if err := Seize(tid); err != nil {
-				if err == unix.ESRCH || os.IsNotExist(err) {
-					continue // the thread exited meanwhile
+			err := Seize(tid)
+			switch {
+			case errors.Is(err, unix.ESRCH):
+				continue // the thread exited meanwhile
+			case errors.Is(err, unix.EPERM) && tracedByUs(pid, tid):
+				// Created by a thread rtcr had already seized: the kernel
+				// attached it to rtcr and it starts in a ptrace stop.
+			case err != nil:
+				return nil, fmt.Errorf("freeze %d: %w", pid, err)
+			default:
+				stopped[tid] = true // seized: released on error from here on
+				if err := Interrupt(tid); err != nil {
+					return nil, fmt.Errorf("freeze %d: %w", pid, err)
 				}
-				return nil, fmt.Errorf("freeze %d: %w", pid, err)
-			}
-			if err := Interrupt(tid); err != nil {
-				return nil, fmt.Errorf("freeze %d: %w", pid, err)
 			}
 			stopped[tid] = true
 			if err := waitInterrupted(tid); err != nil {
@@ -103,4 +110,10 @@ func Release(tids []int) error {
 		}
 	}
 	return first
+}
+
+// tracedByUs reports whether thread tid of pid is traced by this process.
+func tracedByUs(pid, tid int) bool {
+	st, err := procfs.ReadTaskStatus(pid, tid)
+	return err == nil && st.TracerPid == os.Getpid()
 }

@@ -37,17 +37,27 @@ func Dump(r *ptrace.Remote) ([]image.Sigaction, error) {
 	return out, nil
 }
 
-// Restore installs the image's signal actions in the stub r; signals not
-// listed keep the default action the stub has.
+// Restore installs the image's signal actions in the stub r. Every other
+// signal is set to its default action: the stub inherits rtcr's ignored
+// signals across exec (SIGHUP under nohup, SIGINT in a background job),
+// which the checkpointed process did not have.
 func Restore(r *ptrace.Remote, sas []image.Sigaction) error {
+	want := map[int]image.Sigaction{}
 	for _, sa := range sas {
+		want[sa.Signal] = sa
+	}
+	for s := 1; s <= abi.MaxSignal; s++ {
+		if unchangeable(s) {
+			continue
+		}
+		sa := want[s]
 		ka := abi.KernelSigaction{Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask}
 		addr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&ka))
 		if err != nil {
 			return err
 		}
-		if _, err := r.Syscall(unix.SYS_RT_SIGACTION, uint64(sa.Signal), addr, 0, abi.SigsetSize); err != nil {
-			return fmt.Errorf("restore sigaction %d (handler %#x) of %d: %w", sa.Signal, sa.Handler, r.Pid, err)
+		if _, err := r.Syscall(unix.SYS_RT_SIGACTION, uint64(s), addr, 0, abi.SigsetSize); err != nil {
+			return fmt.Errorf("restore sigaction %d (handler %#x) of %d: %w", s, sa.Handler, r.Pid, err)
 		}
 	}
 	return nil

@@ -1,0 +1,188 @@
+package task_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/task"
+	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// TestRoundTrip dumps the thread of testdata/procstate.c (blocked signals,
+// an alternate signal stack, a name, glibc's rseq registration and
+// clear-tid address, MXCSR and xmm15 set, stopped in pause()), restores it
+// into a stub with task.Restore and task.SetCPU, and reads it back: the
+// kernel state with task.Dump before SetCPU (once the registers are set no
+// call can be injected), the CPU state with ptrace.GetRegs, GetXState,
+// GetSigMask and GetRseq after.
+//
+// The rseq area must be mapped in the stub: the kernel writes the cpu id
+// into it on every return to user space once it is registered (each
+// injected call returns to user space), and kills the thread if it cannot.
+// The stub has no memory but its scratch area, so the test maps anonymous
+// memory at the target's address first (the real restore has the target's
+// memory there).
+func TestRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := testutil.StartTarget(t, testutil.BuildC(t, "procstate", false), "ready\n", ".")
+
+	var want image.Thread
+	testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, tids []int) {
+		if len(tids) != 1 || tids[0] != tg.Pid {
+			t.Errorf("target threads %v, want [%d]", tids, tg.Pid)
+			return
+		}
+		var err error
+		if want, err = task.Dump(r, tids[0]); err != nil {
+			t.Errorf("dump target: %v", err)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	checkTarget(t, &want)
+
+	var back image.Thread
+	var regs unix.PtraceRegs
+	var xs []byte
+	var mask uint64
+	var rs abi.PtraceRseqConfiguration
+	testutil.InStub(t, func(r *ptrace.Remote) {
+		if want.Rseq != nil {
+			start := want.Rseq.Ptr &^ (image.PageSize - 1)
+			end := (want.Rseq.Ptr + uint64(want.Rseq.Len) + image.PageSize - 1) &^ (image.PageSize - 1)
+			if _, err := r.Syscall(unix.SYS_MMAP, start, end-start, unix.PROT_READ|unix.PROT_WRITE,
+				unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
+				t.Errorf("map the rseq area %#x-%#x in the stub: %v", start, end, err)
+				return
+			}
+		}
+		if err := task.Restore(r.Injector, r, &want); err != nil {
+			t.Errorf("restore: %v", err)
+			return
+		}
+		var err error
+		if back, err = task.Dump(r, r.Tid); err != nil {
+			t.Errorf("dump stub: %v", err)
+			return
+		}
+		if err := task.SetCPU(r.Tid, &want); err != nil {
+			t.Errorf("set cpu: %v", err)
+			return
+		}
+		if regs, err = ptrace.GetRegs(r.Tid); err != nil {
+			t.Error(err)
+		}
+		if xs, err = ptrace.GetXState(r.Tid); err != nil {
+			t.Error(err)
+		}
+		if mask, err = ptrace.GetSigMask(r.Tid); err != nil {
+			t.Error(err)
+		}
+		if rs, err = ptrace.GetRseq(r.Tid); err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	// Kernel state, read back by task.Dump.
+	if back.TidAddress != want.TidAddress {
+		t.Errorf("clear-tid address %#x, want %#x", back.TidAddress, want.TidAddress)
+	}
+	if back.AltStack != want.AltStack {
+		t.Errorf("sigaltstack %+v, want %+v", back.AltStack, want.AltStack)
+	}
+	if back.Name != want.Name {
+		t.Errorf("name %q, want %q", back.Name, want.Name)
+	}
+	if !reflect.DeepEqual(back.Rseq, want.Rseq) {
+		t.Errorf("rseq (task.Dump) %+v, want %+v", back.Rseq, want.Rseq)
+	}
+
+	// CPU state, read back with ptrace after SetCPU.
+	if regs != want.Regs {
+		t.Errorf("registers differ:%s", diffRegs(regs, want.Regs))
+	}
+	if !bytes.Equal(xs, want.XState) {
+		t.Errorf("xstate differs:%s", diffBytes(xs, want.XState))
+	}
+	if mask != want.SigMask {
+		t.Errorf("signal mask %#x, want %#x", mask, want.SigMask)
+	}
+	var wantRseq abi.PtraceRseqConfiguration
+	if want.Rseq != nil {
+		wantRseq = abi.PtraceRseqConfiguration{RseqAbiPointer: want.Rseq.Ptr, RseqAbiSize: want.Rseq.Len, Signature: want.Rseq.Sig}
+	}
+	if rs != wantRseq {
+		t.Errorf("rseq (ptrace) %+v, want %+v", rs, wantRseq)
+	}
+}
+
+// checkTarget makes sure the dump saw what procstate.c set up.
+func checkTarget(t *testing.T, th *image.Thread) {
+	t.Helper()
+	const sigrtmin = 34 // glibc's
+	wantMask := uint64(1)<<(unix.SIGUSR2-1) | uint64(1)<<(sigrtmin+3-1)
+	if th.SigMask != wantMask {
+		t.Errorf("target signal mask %#x, want %#x", th.SigMask, wantMask)
+	}
+	if th.Name != "rt-kind" {
+		t.Errorf("target name %q, want rt-kind", th.Name)
+	}
+	if th.AltStack.Size != 64<<10 || th.AltStack.Sp == 0 || th.AltStack.Flags != 0 {
+		t.Errorf("target sigaltstack %+v, want 64 KiB, enabled", th.AltStack)
+	}
+	if th.TidAddress == 0 {
+		t.Errorf("target has no clear-tid address (glibc sets one)")
+	}
+	if th.Rseq == nil {
+		t.Logf("target has no rseq registration (glibc older than 2.35, or disabled): not round-tripped")
+	}
+	// MXCSR is at byte 24 of the xsave area (the fxsave legacy region).
+	if len(th.XState) < 512 {
+		t.Fatalf("target xstate has %d bytes", len(th.XState))
+	}
+	if mxcsr := binary.LittleEndian.Uint32(th.XState[24:]); mxcsr != 0x7f80 {
+		t.Errorf("target MXCSR %#x, want 0x7f80 (round toward zero)", mxcsr)
+	}
+	// xmm15 is at byte 160 + 15*16.
+	if x := binary.LittleEndian.Uint64(th.XState[160+15*16:]); x != 0x1122334455667788 {
+		t.Errorf("target xmm15 low half %#x, want 0x1122334455667788", x)
+	}
+}
+
+func diffRegs(got, want unix.PtraceRegs) string {
+	gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
+	s := ""
+	for i := 0; i < gv.NumField(); i++ {
+		if g, w := gv.Field(i).Uint(), wv.Field(i).Uint(); g != w {
+			s += fmt.Sprintf("\n\t%s = %#x, want %#x", gv.Type().Field(i).Name, g, w)
+		}
+	}
+	return s
+}
+
+func diffBytes(got, want []byte) string {
+	if len(got) != len(want) {
+		return fmt.Sprintf(" %d bytes, want %d", len(got), len(want))
+	}
+	s := ""
+	for i := range got {
+		if got[i] != want[i] {
+			s += fmt.Sprintf("\n\tbyte %d = %#02x, want %#02x", i, got[i], want[i])
+			if len(s) > 2000 {
+				return s + "\n\t…"
+			}
+		}
+	}
+	return s
+}
