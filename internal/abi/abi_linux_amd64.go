@@ -103,3 +103,10 @@ const (
 	SS_ONSTACK = 1
 	SS_DISABLE = 2
 )
+
+// EpollEvent is struct epoll_event, packed on x86_64 (12 bytes: the
+// 64-bit data at offset 4, so it is split in two halves here).
+type EpollEvent struct {
+	Events         uint32
+	DataLo, DataHi uint32
+}

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
-	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +36,8 @@ var inheritKind = kind{
 		}
 		return nil
 	},
-	open: func(r *ptrace.Remote, fd *image.FD) (int, error) {
+	open: func(c *restoreCtx, fd *image.FD) (int, error) {
+		r := c.r
 		// The stub was started with the restorer's fds 0–2.
 		if _, err := r.Syscall(unix.SYS_FCNTL, uint64(fd.Num), unix.F_GETFD); err != nil {
 			return -1, fmt.Errorf("inherit fd %d: rtcr's own fd %d is not open: %w", fd.Num, fd.Num, err)

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
-	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +65,8 @@ var pathKind = kind{
 		}
 		return nil
 	},
-	open: func(r *ptrace.Remote, fd *image.FD) (int, error) {
+	open: func(c *restoreCtx, fd *image.FD) (int, error) {
+		r := c.r
 		flags := fd.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC)
 		got, err := r.OpenAt(fd.Path, flags, 0)
 		if err != nil {

@@ -19,21 +19,40 @@ import (
 // ErrUnsupported reports an fd kind rtcr cannot checkpoint yet.
 var ErrUnsupported = errors.New("not supported yet")
 
+// errBadFdinfo reports an fdinfo line rtcr cannot parse.
+var errBadFdinfo = errors.New("unexpected fdinfo format")
+
 // fdState is what Dump knows about one fd before a kind claims it.
 type fdState struct {
 	pid, num int
 	link     string // readlink of /proc/PID/fd/N
 	st       unix.Stat_t
 	info     *procfs.FDInfo
+	// seenPipe records the pipes already dumped (by inode), shared by
+	// every fd of one dump.
+	seenPipe map[uint64]bool
 }
 
 // kind is one type of fd: dump returns ok=false when the fd is not of this
 // kind; check runs before restore creates any process; open recreates the
-// file inside the stub and returns the fd it got there.
+// file inside the stub and returns a new fd there, which restore then moves
+// to the fd's number. Late kinds are opened after all others (an epoll
+// instance needs the fds it watches).
 type kind struct {
 	dump  func(s *fdState) (fd image.FD, ok bool, err error)
 	check func(fd *image.FD) error
-	open  func(r *ptrace.Remote, fd *image.FD) (int, error)
+	open  func(c *restoreCtx, fd *image.FD) (int, error)
+	late  bool
+}
+
+// restoreCtx is the state of one fd-table restore.
+type restoreCtx struct {
+	r *ptrace.Remote
+	// tempBase is the lowest fd number no image fd uses: helper fds
+	// (both ends of recreated pipes) live from there up.
+	tempBase int
+	// pipes maps a pipe id to the helper fds holding its two ends.
+	pipes map[uint64][2]int
 }
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
@@ -43,6 +62,9 @@ var kinds = []struct {
 }{
 	{image.FDFile, pathKind},
 	{image.FDInherit, inheritKind},
+	{image.FDPipe, pipeKind},
+	{image.FDEventfd, eventfdKind},
+	{image.FDEpoll, epollKind},
 }
 
 func kindOf(name string) (*kind, error) {
@@ -61,8 +83,9 @@ func Dump(pid int) ([]image.FD, error) {
 		return nil, err
 	}
 	var out []image.FD
+	seen := map[uint64]bool{}
 	for _, n := range nums {
-		fd, err := dumpOne(pid, n)
+		fd, err := dumpOne(pid, n, seen)
 		if err != nil {
 			return nil, err
 		}
@@ -71,8 +94,8 @@ func Dump(pid int) ([]image.FD, error) {
 	return out, nil
 }
 
-func dumpOne(pid, n int) (image.FD, error) {
-	s := &fdState{pid: pid, num: n}
+func dumpOne(pid, n int, seenPipe map[uint64]bool) (image.FD, error) {
+	s := &fdState{pid: pid, num: n, seenPipe: seenPipe}
 	var err error
 	if s.link, err = procfs.ReadFDLink(pid, n); err != nil {
 		return image.FD{}, fmt.Errorf("dump fd %d of %d: %w", n, pid, err)
@@ -128,21 +151,30 @@ func Check(fds []image.FD) error {
 // closes every other fd the stub has.
 func Restore(r *ptrace.Remote, fds []image.FD) error {
 	sorted := append([]image.FD(nil), fds...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Num < sorted[j].Num })
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Num < sorted[j].Num })
+	c := &restoreCtx{r: r, pipes: map[uint64][2]int{}}
 	want := map[int]bool{}
-	for i := range sorted {
-		fd := &sorted[i]
+	for _, fd := range sorted {
 		want[fd.Num] = true
-		k, err := kindOf(fd.Kind)
-		if err != nil {
-			return fmt.Errorf("restore fd %d: %w", fd.Num, err)
-		}
-		got, err := k.open(r, fd)
-		if err != nil {
-			return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Path, err)
-		}
-		if err := place(r, got, fd); err != nil {
-			return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Path, err)
+		c.tempBase = max(c.tempBase, fd.Num+1)
+	}
+	for _, late := range []bool{false, true} {
+		for i := range sorted {
+			fd := &sorted[i]
+			k, err := kindOf(fd.Kind)
+			if err != nil {
+				return fmt.Errorf("restore fd %d: %w", fd.Num, err)
+			}
+			if k.late != late {
+				continue
+			}
+			got, err := k.open(c, fd)
+			if err != nil {
+				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
+			}
+			if err := place(r, got, fd); err != nil {
+				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
+			}
 		}
 	}
 	have, err := procfs.ListFDs(r.Pid)

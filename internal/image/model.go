@@ -48,6 +48,17 @@ type Process struct {
 	FDs        []FD
 	Sigactions []Sigaction
 	Threads    []Thread
+	// Creds are the credentials of the process (its threads share them).
+	Creds *Creds
+	// Prctl is per-process prctl state programs rely on.
+	Prctl Prctl
+	// Itimers are ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF, in that order.
+	Itimers []Itimer
+	// PosixTimers are the timer_create timers, by id.
+	PosixTimers []PosixTimer
+	// SharedPending are signals pending for the whole process, in queue
+	// order, as raw siginfo.
+	SharedPending []SigInfo
 	// PageFile names the page file (relative to the image directory).
 	PageFile string
 	// PageFileSize is the exact size of the page file in bytes.
@@ -118,6 +129,9 @@ type PageRun struct {
 const (
 	FDFile    = "file"    // a path reopened on restore: regular file, directory, /dev/null …
 	FDInherit = "inherit" // fd 0–2 not restorable by path (tty, pipe…): restore uses the restorer's own
+	FDEventfd = "eventfd" // an eventfd with its counter
+	FDEpoll   = "epoll"   // an epoll instance with its watched fds
+	FDPipe    = "pipe"    // one end of a pipe
 )
 
 // FD is one open file descriptor.
@@ -130,6 +144,68 @@ type FD struct {
 	Mode   uint32 // st_mode of the file
 	Size   int64  // regular files: size at dump, checked on restore
 	Desc   string // human description (e.g. "/dev/pts/0 (tty)")
+	// Eventfd fds: the counter and EFD_SEMAPHORE.
+	Count     uint64 `json:",omitempty"`
+	Semaphore bool   `json:",omitempty"`
+	// Epoll fds: the watched fds.
+	Epoll []EpollTarget `json:",omitempty"`
+	// Pipe fds: the pipe's inode (ends with the same inode are one pipe),
+	// its capacity and, on one end per pipe, the bytes buffered in it.
+	PipeID   uint64 `json:",omitempty"`
+	PipeSize int    `json:",omitempty"`
+	PipeData []byte `json:",omitempty"`
+}
+
+// EpollTarget is one fd watched by an epoll instance.
+type EpollTarget struct {
+	Fd     int
+	Events uint32
+	Data   uint64
+}
+
+// Creds are a process's credentials.
+type Creds struct {
+	Uid, Euid, Suid, Fsuid uint32
+	Gid, Egid, Sgid, Fsgid uint32
+	Groups                 []uint32
+	CapInh, CapPrm, CapEff uint64
+	CapBnd, CapAmb         uint64
+	Securebits             uint32
+	NoNewPrivs             bool
+}
+
+// Prctl is per-process prctl state.
+type Prctl struct {
+	Dumpable       int
+	ChildSubreaper bool
+	PdeathSig      int
+}
+
+// Itimer is one setitimer timer; times in nanoseconds, Value 0 = disarmed.
+type Itimer struct {
+	IntervalNs, ValueNs int64
+}
+
+// PosixTimer is one timer_create timer. ValueNs is the time left until it
+// next fires (0: disarmed), IntervalNs its period.
+type PosixTimer struct {
+	ID          int32
+	Clock       int32
+	SigevNotify int32  // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID …
+	Signo       int32  // signal sent on expiry
+	SigevValue  uint64 // sigev_value delivered with the signal
+	NotifyTid   int    // target thread for SIGEV_THREAD_ID
+	IntervalNs  int64
+	ValueNs     int64
+}
+
+// SigInfo is a raw 128-byte siginfo_t of a pending signal.
+type SigInfo []byte
+
+// RobustList is a thread's robust futex list head (set_robust_list).
+type RobustList struct {
+	Head uint64
+	Len  uint64
 }
 
 // Sigaction is the kernel sigaction of one signal (struct kernel_sigaction).
@@ -168,6 +244,10 @@ type Thread struct {
 	TidAddress uint64
 	AltStack   SigAltStack
 	Name       string
+	// Robust is the robust futex list registration.
+	Robust RobustList
+	// Pending are signals pending for this thread only, in queue order.
+	Pending []SigInfo
 	// Syscall describes the system call the thread was stopped in and how
 	// it resumes ("" when it was running in user space).
 	Syscall string

@@ -15,6 +15,18 @@ const (
 	maxSignal     = 64      // highest signal number (_NSIG)
 )
 
+// Sizes and limits of the pending signals and robust futex lists.
+const (
+	// SigInfoSize is the size of a SigInfo (siginfo_t).
+	SigInfoSize = 128
+	// MaxPending is the most signals one queue (a thread's or the
+	// process's) may hold in an image.
+	MaxPending = 4096
+	// RobustListHeadSize is the only Len set_robust_list accepts
+	// (sizeof(struct robust_list_head) on x86_64).
+	RobustListHeadSize = 24
+)
+
 // validVMAKinds are the Kind* constants.
 var validVMAKinds = map[string]bool{
 	KindAnon: true, KindSharedAnon: true, KindFile: true, KindHeap: true,
@@ -27,6 +39,9 @@ var validVMAKinds = map[string]bool{
 // VMA and inside the page file without overlap, checksum count, page file
 // name, fds, signal actions and size limits. Errors wrap ErrCorrupt and
 // name the pid and the offending VMA, page run, fd, thread or signal.
+// Pending signals must be SigInfoSize bytes each, at most MaxPending per
+// queue, with a signal number in range; a robust list length is 0 or
+// RobustListHeadSize.
 func (c *Checkpoint) Validate() error {
 	if c.Arch != "x86_64" {
 		return corruptf("invalid checkpoint: arch %q, want \"x86_64\"", c.Arch)
@@ -70,6 +85,9 @@ func validateProcess(p *Process, tids map[int]int) error {
 	if err := validateFDs(p.FDs); err != nil {
 		return err
 	}
+	if err := validatePending(p.SharedPending); err != nil {
+		return fmt.Errorf("shared pending signals: %w", err)
+	}
 	return validateSigactions(p.Sigactions)
 }
 
@@ -94,6 +112,12 @@ func validateThreads(p *Process, tids map[int]int) error {
 		tids[t.Tid] = p.Pid
 		if len(t.XState) > maxXStateSize {
 			return fmt.Errorf("tid %d: xstate is %d bytes, limit is %d", t.Tid, len(t.XState), maxXStateSize)
+		}
+		if l := t.Robust.Len; l != 0 && l != RobustListHeadSize {
+			return fmt.Errorf("tid %d: robust list length %d, want 0 or %d", t.Tid, l, RobustListHeadSize)
+		}
+		if err := validatePending(t.Pending); err != nil {
+			return fmt.Errorf("tid %d: pending signals: %w", t.Tid, err)
 		}
 	}
 	return nil
@@ -198,6 +222,12 @@ func validateRuns(p *Process, v *VMA, spans []fileSpan) ([]fileSpan, error) {
 	return spans, nil
 }
 
+// Bounds of fd state read from an image.
+const (
+	maxEpollTargets = 1 << 16
+	maxPipeData     = 64 << 20
+)
+
 func validateFDs(fds []FD) error {
 	seen := make(map[int]bool, len(fds))
 	for i := range fds {
@@ -218,6 +248,15 @@ func validateFDs(fds []FD) error {
 			if fd.Num > 2 {
 				return fmt.Errorf("fd %d: kind %q is only valid for fds 0-2", fd.Num, fd.Kind)
 			}
+		case FDEventfd:
+		case FDEpoll:
+			if len(fd.Epoll) > maxEpollTargets {
+				return fmt.Errorf("fd %d: %d epoll targets, at most %d", fd.Num, len(fd.Epoll), maxEpollTargets)
+			}
+		case FDPipe:
+			if fd.PipeID == 0 || len(fd.PipeData) > maxPipeData {
+				return fmt.Errorf("fd %d: pipe id %d with %d buffered bytes", fd.Num, fd.PipeID, len(fd.PipeData))
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}
@@ -236,6 +275,24 @@ func validateSigactions(sas []Sigaction) error {
 			return fmt.Errorf("sigaction for signal %d: duplicate", s)
 		}
 		seen[s] = true
+	}
+	return nil
+}
+
+// validatePending checks one queue of pending signals.
+func validatePending(infos []SigInfo) error {
+	if len(infos) > MaxPending {
+		return fmt.Errorf("%d signals, limit is %d", len(infos), MaxPending)
+	}
+	for i, si := range infos {
+		if len(si) != SigInfoSize {
+			return fmt.Errorf("siginfo %d is %d bytes, want %d", i, len(si), SigInfoSize)
+		}
+		// si_signo, the first int of siginfo_t (little-endian).
+		s := int32(uint32(si[0]) | uint32(si[1])<<8 | uint32(si[2])<<16 | uint32(si[3])<<24)
+		if s < 1 || s > maxSignal {
+			return fmt.Errorf("siginfo %d: signal %d out of range 1-%d", i, s, maxSignal)
+		}
 	}
 	return nil
 }

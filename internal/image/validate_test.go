@@ -1,6 +1,7 @@
 package image
 
 import (
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -100,6 +101,44 @@ func TestValidate(t *testing.T) {
 		{"signal 0", func(c *Checkpoint) { c.Processes[0].Sigactions[0].Signal = 0 }, "signal 0"},
 		{"signal 65", func(c *Checkpoint) { c.Processes[0].Sigactions[0].Signal = 65 }, "signal 65"},
 		{"duplicate signal", func(c *Checkpoint) { c.Processes[0].Sigactions[1].Signal = 2 }, "signal 2: duplicate"},
+		{"pending signals", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			p.SharedPending = []SigInfo{testSigInfo(10), testSigInfo(35), testSigInfo(35)}
+			p.Threads[0].Pending = []SigInfo{testSigInfo(12)}
+			p.Threads[0].Robust = RobustList{Head: 0x7f0000002020, Len: RobustListHeadSize}
+		}, ""},
+		{"no robust list", func(c *Checkpoint) { c.Processes[0].Threads[0].Robust = RobustList{} }, ""},
+		{"robust list length", func(c *Checkpoint) {
+			c.Processes[0].Threads[0].Robust = RobustList{Head: 0x7f0000002020, Len: 16}
+		}, "tid 4242: robust list length 16"},
+		{"siginfo short", func(c *Checkpoint) {
+			c.Processes[0].Threads[0].Pending = []SigInfo{testSigInfo(10)[:64]}
+		}, "tid 4242: pending signals: siginfo 0 is 64 bytes"},
+		{"siginfo long", func(c *Checkpoint) {
+			c.Processes[0].SharedPending = []SigInfo{testSigInfo(10), append(testSigInfo(10), 0)}
+		}, "shared pending signals: siginfo 1 is 129 bytes"},
+		{"siginfo signal 0", func(c *Checkpoint) {
+			c.Processes[0].SharedPending = []SigInfo{testSigInfo(0)}
+		}, "siginfo 0: signal 0 out of range"},
+		{"siginfo signal 65", func(c *Checkpoint) {
+			c.Processes[0].Threads[0].Pending = []SigInfo{testSigInfo(65)}
+		}, "siginfo 0: signal 65 out of range"},
+		{"siginfo negative signal", func(c *Checkpoint) {
+			c.Processes[0].Threads[0].Pending = []SigInfo{testSigInfo(-1)}
+		}, "signal -1 out of range"},
+		{"pending at the limit", func(c *Checkpoint) {
+			c.Processes[0].SharedPending = make([]SigInfo, MaxPending)
+			for i := range c.Processes[0].SharedPending {
+				c.Processes[0].SharedPending[i] = testSigInfo(40)
+			}
+		}, ""},
+		{"too many pending", func(c *Checkpoint) {
+			q := make([]SigInfo, MaxPending+1)
+			for i := range q {
+				q[i] = testSigInfo(40)
+			}
+			c.Processes[0].Threads[0].Pending = q
+		}, "tid 4242: pending signals: 4097 signals"},
 		{"tid shared across processes", func(c *Checkpoint) {
 			c.Processes = append(c.Processes, Process{Pid: 99, Threads: []Thread{{Tid: 99}, {Tid: 4242}}})
 		}, "tid 4242 also belongs to pid 4242"},
@@ -126,4 +165,12 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testSigInfo returns a siginfo of signal s (SI_USER from pid 77, uid 0).
+func testSigInfo(s int32) SigInfo {
+	si := make(SigInfo, SigInfoSize)
+	binary.LittleEndian.PutUint32(si[0:], uint32(s))
+	binary.LittleEndian.PutUint32(si[16:], 77)
+	return si
 }

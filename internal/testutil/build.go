@@ -45,28 +45,32 @@ func BuildC(t testing.TB, name string, static bool) string {
 	if err != nil {
 		t.Skip("gcc is not installed: cannot build the C test programs in testdata/")
 	}
-	buildMu.Lock()
-	if !buildDirOK {
-		dir, err := os.MkdirTemp("", "rtcr-testbin-")
-		if err != nil {
-			buildMu.Unlock()
-			t.Fatalf("creating the build directory: %v", err)
-		}
-		buildDir, buildDirOK = dir, true
-	}
-	dir := buildDir
-	r := builds[buildKey{name, static}]
-	if r == nil {
-		r = &buildResult{}
-		builds[buildKey{name, static}] = r
-	}
-	buildMu.Unlock()
-
+	dir, r := buildSlot(t, buildKey{name, static})
 	r.once.Do(func() { r.path, r.err = build(gcc, dir, name, static) })
 	if r.err != "" {
 		t.Fatalf("building testdata/%s.c (static=%v): %s", name, static, r.err)
 	}
 	return r.path
+}
+
+// buildSlot returns the build directory (creating it on first use) and the
+// once-only build result for key.
+func buildSlot(t testing.TB, key buildKey) (string, *buildResult) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if !buildDirOK {
+		dir, err := os.MkdirTemp("", "rtcr-testbin-")
+		if err != nil {
+			t.Fatalf("creating the build directory: %v", err)
+		}
+		buildDir, buildDirOK = dir, true
+	}
+	r := builds[key]
+	if r == nil {
+		r = &buildResult{}
+		builds[key] = r
+	}
+	return buildDir, r
 }
 
 func build(gcc, dir, name string, static bool) (string, string) {

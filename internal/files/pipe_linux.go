@@ -1,0 +1,140 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// pipeKind covers pipes (fds 0–2 that are pipes are inherited instead, see
+// inheritKind, which is tried first). All ends with the same inode are one
+// pipe; the bytes buffered in it are saved once, on the first end dumped,
+// without consuming them (tee into a pipe of rtcr's own). Restore creates
+// each pipe once, refills it, and gives every fd a copy of the right end.
+var pipeKind = kind{
+	dump: func(s *fdState) (image.FD, bool, error) {
+		if !strings.HasPrefix(s.link, "pipe:") {
+			return image.FD{}, false, nil
+		}
+		fd := image.FD{Flags: s.info.Flags, Desc: s.link, PipeID: s.st.Ino}
+		if s.seenPipe[s.st.Ino] {
+			return fd, true, nil
+		}
+		s.seenPipe[s.st.Ino] = true
+		size, data, err := peekPipe(s.pid, s.num)
+		if err != nil {
+			return image.FD{}, false, err
+		}
+		fd.PipeSize, fd.PipeData = size, data
+		return fd, true, nil
+	},
+	check: func(fd *image.FD) error { return nil },
+	open: func(c *restoreCtx, fd *image.FD) (int, error) {
+		ends, ok := c.pipes[fd.PipeID]
+		if !ok {
+			var err error
+			if ends, err = createPipe(c, fd); err != nil {
+				return -1, err
+			}
+			c.pipes[fd.PipeID] = ends
+		}
+		end := ends[0]
+		if fd.Flags&unix.O_ACCMODE == unix.O_WRONLY {
+			end = ends[1]
+		}
+		got, err := c.r.Syscall(unix.SYS_FCNTL, uint64(end), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("dup pipe end %d: %w", end, err)
+		}
+		if _, err := c.r.Syscall(unix.SYS_FCNTL, got, unix.F_SETFL, uint64(fd.Flags&unix.O_NONBLOCK)); err != nil {
+			return -1, fmt.Errorf("set pipe flags: %w", err)
+		}
+		return int(got), nil
+	},
+}
+
+// peekPipe returns the capacity of the pipe at fd num of pid and the bytes
+// buffered in it, leaving them there.
+func peekPipe(pid, num int) (int, []byte, error) {
+	// A read end of the same pipe, whichever end the process holds.
+	src, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", pid, num), os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("open pipe: %w", err)
+	}
+	defer src.Close()
+	size, err := unix.FcntlInt(src.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("pipe size: %w", err)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return 0, nil, err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+		return 0, nil, fmt.Errorf("size copy pipe to %d: %w", size, err)
+	}
+	n, err := unix.Tee(int(src.Fd()), p[1], size, unix.SPLICE_F_NONBLOCK)
+	if errors.Is(err, unix.EAGAIN) {
+		return size, nil, nil // empty
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("tee pipe contents: %w", err)
+	}
+	data := make([]byte, n)
+	if _, err := unix.Read(p[0], data); err != nil {
+		return 0, nil, err
+	}
+	return size, data, nil
+}
+
+// createPipe makes a pipe in the stub, moves both ends above every image
+// fd, sets its capacity and refills it with the saved bytes.
+func createPipe(c *restoreCtx, fd *image.FD) ([2]int, error) {
+	var ends [2]int
+	arr, err := c.r.Put(ptrace.ArgOff, make([]byte, 8))
+	if err != nil {
+		return ends, err
+	}
+	if _, err := c.r.Syscall(unix.SYS_PIPE2, arr, unix.O_CLOEXEC); err != nil {
+		return ends, fmt.Errorf("pipe2: %w", err)
+	}
+	var raw [8]byte
+	if err := c.r.Get(ptrace.ArgOff, raw[:]); err != nil {
+		return ends, err
+	}
+	for i := range ends {
+		tmp := uint64(raw[4*i]) | uint64(raw[4*i+1])<<8 | uint64(raw[4*i+2])<<16 | uint64(raw[4*i+3])<<24
+		high, err := c.r.Syscall(unix.SYS_FCNTL, tmp, unix.F_DUPFD_CLOEXEC, uint64(c.tempBase))
+		if err != nil {
+			return ends, fmt.Errorf("move pipe end: %w", err)
+		}
+		if err := c.r.Close(int(tmp)); err != nil {
+			return ends, err
+		}
+		ends[i] = int(high)
+	}
+	if fd.PipeSize > 0 {
+		if _, err := c.r.Syscall(unix.SYS_FCNTL, uint64(ends[1]), unix.F_SETPIPE_SZ, uint64(fd.PipeSize)); err != nil {
+			return ends, fmt.Errorf("set pipe size %d: %w", fd.PipeSize, err)
+		}
+	}
+	if len(fd.PipeData) > 0 {
+		w, err := os.OpenFile("/proc/"+strconv.Itoa(c.r.Pid)+"/fd/"+strconv.Itoa(ends[1]), os.O_WRONLY, 0)
+		if err != nil {
+			return ends, fmt.Errorf("open new pipe: %w", err)
+		}
+		defer w.Close()
+		if _, err := w.Write(fd.PipeData); err != nil {
+			return ends, fmt.Errorf("refill pipe with %d bytes: %w", len(fd.PipeData), err)
+		}
+	}
+	return ends, nil
+}
