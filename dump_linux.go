@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
+	"github.com/rtcr/rtcr/internal/cred"
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
@@ -15,6 +16,7 @@ import (
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/sig"
 	"github.com/rtcr/rtcr/internal/task"
+	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,54 +46,83 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	return stats, nil
 }
 
-// dumpFrozen freezes the target, collects and writes the image, then
-// releases or kills the target. It runs on the tracer thread.
+// dumpFrozen freezes the target and its descendants, collects and writes
+// the image, then releases or kills them. It runs on the tracer thread.
 func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err error) {
-	pid := opts.Pid
 	frozenAt := time.Now()
-	tids, err := ptrace.Freeze(pid)
+	f, err := tree.Freeze(opts.Pid)
 	if err != nil {
-		return fmt.Errorf("dump %d: %w", pid, err)
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	kill := false
 	defer func() {
 		if kill {
-			killTraced(pid, tids)
-		} else if rerr := ptrace.Release(tids); rerr != nil && err == nil {
-			err = fmt.Errorf("dump %d: release: %w", pid, rerr)
+			f.Kill()
+		} else if rerr := f.Release(); rerr != nil && err == nil {
+			err = fmt.Errorf("dump %d: release: %w", opts.Pid, rerr)
 		}
 		stats.Freeze = time.Since(frozenAt)
 	}()
-	p := &image.Process{Pid: pid}
-	if err := collect(ctx, p, tids); err != nil {
-		return fmt.Errorf("dump %d: %w", pid, err)
+	c := newCheckpoint()
+	var live []int
+	for _, pid := range f.Order {
+		if !f.Zombies[pid] {
+			live = append(live, pid)
+		}
 	}
-	memStart := time.Now()
-	if err := writeImage(ctx, opts.Dir, p); err != nil {
-		return fmt.Errorf("dump %d: %w", pid, err)
+	fds, err := files.NewTree(live)
+	if err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	stats.MemoryTime = time.Since(memStart)
-	stats.PageBytes = p.PageFileSize
+	for _, pid := range f.Order {
+		p := image.Process{Pid: pid}
+		if err := collectTree(&p, f.Zombies[pid]); err != nil {
+			return fmt.Errorf("dump %d: %w", pid, err)
+		}
+		if !p.Zombie {
+			if err := collect(ctx, &p, f.Tids[pid], fds); err != nil {
+				return fmt.Errorf("dump %d: %w", pid, err)
+			}
+			memStart := time.Now()
+			if err := writePages(ctx, opts.Dir, &p); err != nil {
+				return fmt.Errorf("dump %d: %w", pid, err)
+			}
+			stats.MemoryTime += time.Since(memStart)
+			stats.PageBytes += p.PageFileSize
+		}
+		c.Processes = append(c.Processes, p)
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
+	}
+	if err := image.WriteManifest(opts.Dir, c); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
 	kill = !opts.LeaveRunning
 	return nil
 }
 
-// killTraced kills a process rtcr traces and collects the death of every
-// thread (the leader is reported last, after all others are waited for),
-// so that the real parent can reap it.
-func killTraced(pid int, tids []int) {
-	_ = unix.Kill(pid, unix.SIGKILL)
-	for i := len(tids) - 1; i >= 0; i-- {
-		_, _ = ptrace.Wait(tids[i])
+// collectTree records where process p sits: parent, process group,
+// session, and whether it is a zombie (with its exit status).
+func collectTree(p *image.Process, zombie bool) error {
+	st, err := procfs.ReadStat(p.Pid)
+	if err != nil {
+		return err
 	}
+	p.Ppid, p.Pgid, p.Sid = st.Ppid, st.Pgrp, st.Session
+	p.Comm = st.Comm
+	if zombie {
+		p.Zombie, p.ExitStatus = true, st.ExitCode
+	}
+	return nil
 }
 
 // collect gathers every kind of non-memory state. Calls that must run
 // inside the target are injected through the vdso's syscall instruction,
 // with a scratch mapping that is removed again before memory is read.
-func collect(ctx context.Context, p *image.Process, tids []int) (err error) {
+func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree) (err error) {
 	pid := p.Pid
-	if p.FDs, err = files.Dump(pid); err != nil {
+	if p.FDs, err = fds.Dump(pid); err != nil {
 		return err
 	}
 	if err := attr.Dump(pid, p); err != nil {
@@ -113,7 +144,13 @@ func collect(ctx context.Context, p *image.Process, tids []int) (err error) {
 	if p.Sigactions, err = sig.Dump(r); err != nil {
 		return err
 	}
+	if p.Creds, p.Prctl, err = cred.Dump(r); err != nil {
+		return err
+	}
 	if p.MM, err = mem.DumpMM(r); err != nil {
+		return err
+	}
+	if p.SharedPending, err = sig.DumpPending(pid, true); err != nil {
 		return err
 	}
 	for _, tid := range tids {
@@ -124,16 +161,21 @@ func collect(ctx context.Context, p *image.Process, tids []int) (err error) {
 		if err != nil {
 			return err
 		}
+		if th.Robust, err = task.DumpRobust(tid); err != nil {
+			return err
+		}
+		if th.Pending, err = sig.DumpPending(tid, false); err != nil {
+			return err
+		}
 		p.Threads = append(p.Threads, th)
 	}
 	return ctx.Err()
 }
 
-// writeImage copies the memory into the page file, then writes the
-// manifest; the manifest goes last, so a partial image has none.
-func writeImage(ctx context.Context, dir string, p *image.Process) error {
+// writePages copies the memory of p into its page file.
+func writePages(ctx context.Context, dir string, p *image.Process) error {
 	p.PageFile = image.PageFileName(p.Pid)
-	err := image.WriteFileAtomic(dir, p.PageFile, func(w io.Writer) error {
+	return image.WriteFileAtomic(dir, p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
 		vmas, vdso, err := mem.Dump(p.Pid, pw)
 		if err != nil {
@@ -143,21 +185,17 @@ func writeImage(ctx context.Context, dir string, p *image.Process) error {
 		p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// newCheckpoint returns an empty checkpoint of this machine.
+func newCheckpoint() *image.Checkpoint {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
-	c := &image.Checkpoint{
-		Kernel:    unix.ByteSliceToString(uts.Release[:]) + " " + unix.ByteSliceToString(uts.Version[:]),
-		Arch:      "x86_64",
-		Created:   time.Now().UnixNano(),
-		Processes: []image.Process{*p},
+	return &image.Checkpoint{
+		Kernel:  unix.ByteSliceToString(uts.Release[:]) + " " + unix.ByteSliceToString(uts.Version[:]),
+		Arch:    "x86_64",
+		Created: time.Now().UnixNano(),
 	}
-	if err := c.Validate(); err != nil {
-		return fmt.Errorf("image about to be written is inconsistent: %w", err)
-	}
-	return image.WriteManifest(dir, c)
 }
 
 // ctxWriter fails writes once ctx is cancelled, which stops a dump.

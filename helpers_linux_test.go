@@ -221,3 +221,5 @@ func pidFree(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return errors.Is(err, syscall.ESRCH)
 }
+
+func syscallKill(pid int) error { return unix.Kill(pid, unix.SIGKILL) }

@@ -6,44 +6,48 @@ import (
 	"os"
 	"time"
 
-	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
-	"github.com/rtcr/rtcr/internal/sig"
 	"github.com/rtcr/rtcr/internal/stub"
-	"github.com/rtcr/rtcr/internal/task"
+	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
 
 // ErrPidTaken reports that a pid the image needs is in use.
 var ErrPidTaken = stub.ErrPidTaken
 
-// Restore recreates the process of the image in opts.Dir and lets it run.
-// The whole image (checksums, files it refers to, kernel, pid) is checked
-// before any process is created; if a later step fails the new process is
-// killed and the error names the step.
+// Restore recreates the processes of the image in opts.Dir and lets them
+// run. The whole image (checksums, files it refers to, kernel, pids, tree
+// layout) is checked before any process is created; if a later step fails
+// every new process is killed and the error names the process and step.
 func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	start := time.Now()
 	c, err := image.ReadManifest(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	if len(c.Processes) != 1 {
-		return nil, fmt.Errorf("restore: image holds %d processes: process trees are %w", len(c.Processes), mem.ErrUnsupported)
+	root := c.Processes[0].Pid
+	pages := map[int][]byte{}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		data, closePages, err := image.OpenPages(opts.Dir, p)
+		if err != nil {
+			return nil, fmt.Errorf("restore %d: %w", p.Pid, err)
+		}
+		defer closePages()
+		pages[p.Pid] = data
 	}
-	p := &c.Processes[0]
-	pages, closePages, err := image.OpenPages(opts.Dir, p)
-	if err != nil {
-		return nil, fmt.Errorf("restore %d: %w", p.Pid, err)
-	}
-	defer closePages()
-	if err := preflight(c, p); err != nil {
+	if err := preflight(c); err != nil {
 		return nil, err
 	}
-	stats := &RestoreStats{Pid: p.Pid, PageBytes: p.PageFileSize}
-	err = ptrace.Run(func() error { return restoreProcess(p, pages, stats) })
+	stats := &RestoreStats{Pid: root}
+	for _, p := range c.Processes {
+		stats.PageBytes += p.PageFileSize
+	}
+	err = ptrace.Run(func() error { return restoreTree(c, pages, stats) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		return nil, err
@@ -52,142 +56,133 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 }
 
 // preflight checks everything that can be checked without a process.
-func preflight(c *image.Checkpoint, p *image.Process) error {
-	if mem.VDSOStart(p) == 0 {
-		return fmt.Errorf("restore %d: image has no [vdso]: %w", p.Pid, mem.ErrUnsupported)
+func preflight(c *image.Checkpoint) error {
+	var nodes []tree.Node
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		nodes = append(nodes, tree.Node{Pid: p.Pid, Ppid: p.Ppid, Pgid: p.Pgid, Sid: p.Sid})
+		if err := checkProcess(c, p); err != nil {
+			return fmt.Errorf("restore %d: %w", p.Pid, err)
+		}
 	}
-	if err := mem.CheckVDSO(p); err != nil {
-		var uts unix.Utsname
-		_ = unix.Uname(&uts)
-		return fmt.Errorf("restore %d: %w (image from %q, this is %q)", p.Pid, err, c.Kernel, unix.ByteSliceToString(uts.Release[:]))
-	}
-	if err := mem.CheckFiles(p); err != nil {
-		return fmt.Errorf("restore %d: %w", p.Pid, err)
-	}
-	if err := files.Check(p.FDs); err != nil {
-		return fmt.Errorf("restore %d: %w", p.Pid, err)
-	}
-	if _, err := os.Stat(p.Exe); err != nil {
-		return fmt.Errorf("restore %d: executable %s: %w", p.Pid, p.Exe, err)
-	}
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.Pid)); err == nil {
-		return fmt.Errorf("restore %d: %w (another process has it; kill it or wait for it to exit)", p.Pid, ErrPidTaken)
+	if _, err := tree.Plan(nodes); err != nil {
+		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
 	return nil
 }
 
-// restoreProcess runs on the tracer thread: stub, then each kind of state,
-// then registers, then detach. Any failure kills the stub.
-func restoreProcess(p *image.Process, pages []byte, stats *RestoreStats) (err error) {
-	scratch, elfBase, err := stubPlace(p)
-	if err != nil {
-		return fmt.Errorf("restore %d: %w", p.Pid, err)
+func checkProcess(c *image.Checkpoint, p *image.Process) error {
+	ids := []int{p.Pid}
+	for _, th := range p.Threads[min(1, len(p.Threads)):] {
+		ids = append(ids, th.Tid)
 	}
-	r, err := stub.Start(p.Pid, scratch, elfBase)
-	if err != nil {
-		return fmt.Errorf("restore %d: create stub: %w", p.Pid, err)
+	for _, id := range ids {
+		if !pidFree(id) {
+			return fmt.Errorf("pid %d: %w (another process has it; kill it or wait for it to exit)", id, ErrPidTaken)
+		}
 	}
-	defer func() {
-		if err != nil {
-			ptrace.Kill(r.Pid)
-		}
-	}()
-	step := func(name string, f func() error) error {
-		if err := f(); err != nil {
-			return fmt.Errorf("restore %d: %s: %w", p.Pid, name, err)
-		}
+	if p.Zombie {
 		return nil
 	}
-	memStart := time.Now()
-	if err := step("memory", func() error { return mem.Restore(r, p, pages) }); err != nil {
+	if mem.VDSOStart(p) == 0 {
+		return fmt.Errorf("image has no [vdso]: %w", mem.ErrUnsupported)
+	}
+	if err := mem.CheckVDSO(p); err != nil {
+		var uts unix.Utsname
+		_ = unix.Uname(&uts)
+		return fmt.Errorf("%w (image from %q, this is %q)", err, c.Kernel, unix.ByteSliceToString(uts.Release[:]))
+	}
+	if err := mem.CheckFiles(p); err != nil {
 		return err
 	}
-	stats.MemoryTime = time.Since(memStart)
-	// The stub's thread becomes the leader; the others are created by it.
-	threads := []*ptrace.Injector{r.Injector}
+	if err := files.Check(p.FDs); err != nil {
+		return err
+	}
+	if _, err := os.Stat(p.Exe); err != nil {
+		return fmt.Errorf("executable %s: %w", p.Exe, err)
+	}
+	return nil
+}
+
+// restoreTree runs on the tracer thread. It creates every process as an
+// empty stub, parent before child, so that parent links, sessions and
+// process groups come out right; then fills in each process; then releases
+// them all at once. Any failure kills every process created.
+func restoreTree(c *image.Checkpoint, pages map[int][]byte, stats *RestoreStats) (err error) {
+	scratch, elfBase, err := stubPlace(c)
+	if err != nil {
+		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
+	}
+	var procs []*restoring
 	defer func() {
 		if err != nil {
-			for _, in := range threads[1:] {
-				ptrace.Kill(in.Tid)
+			for i := len(procs) - 1; i >= 0; i-- {
+				procs[i].kill()
 			}
 		}
 	}()
-	steps := []struct {
-		name string
-		f    func() error
-	}{
-		{"mm and exe link", func() error { return mem.RestoreMM(r, p) }},
-		{"fds", func() error { return files.Restore(r, p.FDs) }},
-		{"attributes", func() error { return attr.Restore(r, p) }},
-		{"signal actions", func() error { return sig.Restore(r, p.Sigactions) }},
-		{"threads", func() error {
-			for _, th := range p.Threads[1:] {
-				in, err := task.CreateThread(r, th.Tid)
-				if err != nil {
-					return err
-				}
-				threads = append(threads, in)
-			}
-			return nil
-		}},
-		{"thread state", func() error {
-			for i, in := range threads {
-				if err := task.Restore(in, r, &p.Threads[i]); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
-		{"remove scratch area", func() error { return dropScratch(r, p) }},
-		{"registers", func() error {
-			for i, in := range threads {
-				if err := task.SetCPU(in.Tid, &p.Threads[i]); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
-		{"detach", func() error {
-			for _, in := range threads {
-				if err := ptrace.Detach(in.Tid); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
+	byPid := map[int]*restoring{}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		var r *ptrace.Remote
+		if i == 0 {
+			r, err = stub.Start(p.Pid, scratch, elfBase)
+		} else {
+			r, err = stub.Fork(byPid[p.Ppid].r, p.Pid)
+		}
+		if err != nil {
+			return fmt.Errorf("restore %d: create process: %w", p.Pid, err)
+		}
+		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid]}
+		procs = append(procs, pr)
+		byPid[p.Pid] = pr
+		if err := pr.step("session", pr.setsid); err != nil {
+			return err
+		}
 	}
-	for _, s := range steps {
-		if err := step(s.name, s.f); err != nil {
+	for _, pr := range procs {
+		if err := pr.step("process group", pr.setpgid); err != nil {
+			return err
+		}
+	}
+	memStart := time.Now()
+	fds := files.NewRestorer()
+	for _, pr := range procs {
+		if err := pr.fill(fds); err != nil {
+			return err
+		}
+	}
+	stats.MemoryTime = time.Since(memStart)
+	// Helper fds stay open until every process has its pipes.
+	for _, pr := range procs {
+		if err := pr.step("close other fds", func() error { return files.Sweep(pr.r, pr.p.FDs) }); err != nil {
+			return err
+		}
+	}
+	for _, pr := range procs {
+		if err := pr.finish(); err != nil {
+			return err
+		}
+	}
+	for _, pr := range procs {
+		if err := pr.release(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// dropScratch unmaps the stub's scratch area, injecting the munmap through
-// the restored vdso's syscall instruction.
-func dropScratch(r *ptrace.Remote, p *image.Process) error {
-	off, err := mem.SyscallOffset(p.VDSO)
-	if err != nil {
-		return err
-	}
-	r.SyscallAddr = mem.VDSOStart(p) + uint64(off)
-	if _, err := r.Syscall(unix.SYS_MUNMAP, r.Scratch, uint64(r.ScratchSize)); err != nil {
-		return fmt.Errorf("munmap %#x: %w", r.Scratch, err)
-	}
-	return nil
-}
-
-// stubPlace picks where the stub's scratch area and ELF go: a free gap of
-// the image's address space, so neither is in the way of any mapping.
-func stubPlace(p *image.Process) (scratch, elfBase uint64, err error) {
+// stubPlace picks where the stub's scratch area and ELF go: a range no
+// process of the image maps, so neither is in the way of any mapping.
+func stubPlace(c *image.Checkpoint) (scratch, elfBase uint64, err error) {
 	const need = ptrace.ScratchSize + 2*image.PageSize
 	for base := uint64(1) << 32; base < 1<<46; base += 1 << 32 {
 		free := true
-		for _, v := range p.VMAs {
-			if v.Start < base+need && base < v.End {
-				free = false
-				break
+		for _, p := range c.Processes {
+			for _, v := range p.VMAs {
+				if v.Start < base+need && base < v.End {
+					free = false
+				}
 			}
 		}
 		if free {
@@ -195,4 +190,24 @@ func stubPlace(p *image.Process) (scratch, elfBase uint64, err error) {
 		}
 	}
 	return 0, 0, errors.New("no free address range for the restore stub")
+}
+
+// zombieGrace is how long restore waits for a pid held by a zombie: the
+// descendants of a tree killed by a dump are reaped by init shortly after.
+const zombieGrace = 3 * time.Second
+
+// pidFree reports whether no process or thread has id, waiting a little
+// while the holder is a zombie on its way out.
+func pidFree(id int) bool {
+	deadline := time.Now().Add(zombieGrace)
+	for {
+		st, err := procfs.ReadStat(id) // thread ids have /proc/ID too
+		if errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+		if err != nil || st.State != 'Z' || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

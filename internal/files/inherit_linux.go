@@ -9,7 +9,8 @@ import (
 )
 
 // inheritKind covers the standard streams (fd 0–2) when they are a
-// terminal, a pipe or a socket: things a restore cannot reopen by path.
+// terminal, a socket or a pipe to outside the tree: things a restore cannot
+// reopen by path.
 // Restore gives the process the restorer's own fd of the same number, as a
 // shell gives a program its terminal (CRIU calls this an external tty /
 // inherited fd).
@@ -20,7 +21,8 @@ var inheritKind = kind{
 		}
 		mode := s.st.Mode & unix.S_IFMT
 		tty := mode == unix.S_IFCHR && isTerminal(s.link)
-		stream := strings.HasPrefix(s.link, "pipe:") || strings.HasPrefix(s.link, "socket:")
+		stream := strings.HasPrefix(s.link, "socket:") ||
+			(strings.HasPrefix(s.link, "pipe:") && !s.tree.internal[s.st.Ino])
 		if !tty && !stream {
 			return image.FD{}, false, nil
 		}

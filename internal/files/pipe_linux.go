@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pipeKind covers pipes (fds 0–2 that are pipes are inherited instead, see
-// inheritKind, which is tried first). All ends with the same inode are one
+// pipeKind covers pipes (fds 0–2 that are pipes to outside the tree are
+// inherited instead, see inheritKind, which is tried first). All ends with the same inode are one
 // pipe; the bytes buffered in it are saved once, on the first end dumped,
 // without consuming them (tee into a pipe of rtcr's own). Restore creates
 // each pipe once, refills it, and gives every fd a copy of the right end.
@@ -23,10 +23,10 @@ var pipeKind = kind{
 			return image.FD{}, false, nil
 		}
 		fd := image.FD{Flags: s.info.Flags, Desc: s.link, PipeID: s.st.Ino}
-		if s.seenPipe[s.st.Ino] {
+		if s.tree.saved[s.st.Ino] {
 			return fd, true, nil
 		}
-		s.seenPipe[s.st.Ino] = true
+		s.tree.saved[s.st.Ino] = true
 		size, data, err := peekPipe(s.pid, s.num)
 		if err != nil {
 			return image.FD{}, false, err
@@ -36,21 +36,32 @@ var pipeKind = kind{
 	},
 	check: func(fd *image.FD) error { return nil },
 	open: func(c *restoreCtx, fd *image.FD) (int, error) {
-		ends, ok := c.pipes[fd.PipeID]
+		home, ok := c.pipes[fd.PipeID]
 		if !ok {
-			var err error
-			if ends, err = createPipe(c, fd); err != nil {
+			ends, err := createPipe(c, fd)
+			if err != nil {
 				return -1, err
 			}
-			c.pipes[fd.PipeID] = ends
+			home = pipeHome{pid: c.r.Pid, ends: ends}
+			c.pipes[fd.PipeID] = home
 		}
-		end := ends[0]
+		end, mode := home.ends[0], unix.O_RDONLY
 		if fd.Flags&unix.O_ACCMODE == unix.O_WRONLY {
-			end = ends[1]
+			end, mode = home.ends[1], unix.O_WRONLY
 		}
-		got, err := c.r.Syscall(unix.SYS_FCNTL, uint64(end), unix.F_DUPFD_CLOEXEC, 0)
+		var got uint64
+		var err error
+		if home.pid == c.r.Pid {
+			got, err = c.r.Syscall(unix.SYS_FCNTL, uint64(end), unix.F_DUPFD_CLOEXEC, 0)
+		} else {
+			// Another process of the tree holds both ends: opening
+			// either through /proc never blocks.
+			var n int
+			n, err = c.r.OpenAt(fmt.Sprintf("/proc/%d/fd/%d", home.pid, end), mode|unix.O_CLOEXEC, 0)
+			got = uint64(n)
+		}
 		if err != nil {
-			return -1, fmt.Errorf("dup pipe end %d: %w", end, err)
+			return -1, fmt.Errorf("open pipe end: %w", err)
 		}
 		if _, err := c.r.Syscall(unix.SYS_FCNTL, got, unix.F_SETFL, uint64(fd.Flags&unix.O_NONBLOCK)); err != nil {
 			return -1, fmt.Errorf("set pipe flags: %w", err)

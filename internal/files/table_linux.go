@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -28,9 +29,7 @@ type fdState struct {
 	link     string // readlink of /proc/PID/fd/N
 	st       unix.Stat_t
 	info     *procfs.FDInfo
-	// seenPipe records the pipes already dumped (by inode), shared by
-	// every fd of one dump.
-	seenPipe map[uint64]bool
+	tree     *Tree
 }
 
 // kind is one type of fd: dump returns ok=false when the fd is not of this
@@ -45,15 +44,30 @@ type kind struct {
 	late  bool
 }
 
-// restoreCtx is the state of one fd-table restore.
+// restoreCtx is the state of one process's fd-table restore.
 type restoreCtx struct {
 	r *ptrace.Remote
-	// tempBase is the lowest fd number no image fd uses: helper fds
-	// (both ends of recreated pipes) live from there up.
+	// tempBase is the lowest fd number no image fd of this process uses:
+	// helper fds (both ends of recreated pipes) live from there up.
 	tempBase int
-	// pipes maps a pipe id to the helper fds holding its two ends.
-	pipes map[uint64][2]int
+	*Restorer
 }
+
+// Restorer restores the fd tables of the processes of one tree. Pipes are
+// created in the first process that has them; the others open the same
+// pipe through /proc/PID/fd of that process.
+type Restorer struct {
+	pipes map[uint64]pipeHome
+}
+
+// pipeHome is where a recreated pipe's helper fds live.
+type pipeHome struct {
+	pid  int
+	ends [2]int // read end, write end
+}
+
+// NewRestorer returns a Restorer for one restore.
+func NewRestorer() *Restorer { return &Restorer{pipes: map[uint64]pipeHome{}} }
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
 var kinds = []struct {
@@ -78,14 +92,70 @@ func kindOf(name string) (*kind, error) {
 
 // Dump records every open fd of process pid.
 func Dump(pid int) ([]image.FD, error) {
+	t, err := NewTree([]int{pid})
+	if err != nil {
+		return nil, err
+	}
+	return t.Dump(pid)
+}
+
+// Tree is what the fd dump of one process tree knows across processes.
+type Tree struct {
+	// internal holds the pipes (by inode) that have both a read and a
+	// write end in the tree: they are restored as pipes even at fds
+	// 0–2, where an external pipe is inherited.
+	internal map[uint64]bool
+	// saved holds the pipes whose buffered bytes are saved already.
+	saved map[uint64]bool
+}
+
+// NewTree scans the fds of the processes pids of one tree.
+func NewTree(pids []int) (*Tree, error) {
+	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}}
+	ends := map[uint64]int{} // bit 0: a read end seen, bit 1: a write end
+	for _, pid := range pids {
+		nums, err := procfs.ListFDs(pid)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range nums {
+			link, err := procfs.ReadFDLink(pid, n)
+			if err != nil || !strings.HasPrefix(link, "pipe:") {
+				continue
+			}
+			ino, err := strconv.ParseUint(strings.Trim(link, "pipe:[]"), 10, 64)
+			if err != nil {
+				continue
+			}
+			info, err := procfs.ReadFDInfo(pid, n)
+			if err != nil {
+				return nil, fmt.Errorf("fd %d of %d: %w", n, pid, err)
+			}
+			switch info.Flags & unix.O_ACCMODE {
+			case unix.O_RDONLY:
+				ends[ino] |= 1
+			case unix.O_WRONLY:
+				ends[ino] |= 2
+			default:
+				ends[ino] |= 3
+			}
+		}
+	}
+	for ino, e := range ends {
+		t.internal[ino] = e == 3
+	}
+	return t, nil
+}
+
+// Dump records every open fd of process pid of the tree.
+func (t *Tree) Dump(pid int) ([]image.FD, error) {
 	nums, err := procfs.ListFDs(pid)
 	if err != nil {
 		return nil, err
 	}
 	var out []image.FD
-	seen := map[uint64]bool{}
 	for _, n := range nums {
-		fd, err := dumpOne(pid, n, seen)
+		fd, err := dumpOne(pid, n, t)
 		if err != nil {
 			return nil, err
 		}
@@ -94,8 +164,8 @@ func Dump(pid int) ([]image.FD, error) {
 	return out, nil
 }
 
-func dumpOne(pid, n int, seenPipe map[uint64]bool) (image.FD, error) {
-	s := &fdState{pid: pid, num: n, seenPipe: seenPipe}
+func dumpOne(pid, n int, t *Tree) (image.FD, error) {
+	s := &fdState{pid: pid, num: n, tree: t}
 	var err error
 	if s.link, err = procfs.ReadFDLink(pid, n); err != nil {
 		return image.FD{}, fmt.Errorf("dump fd %d of %d: %w", n, pid, err)
@@ -148,14 +218,20 @@ func Check(fds []image.FD) error {
 }
 
 // Restore installs the image's fds in the stub r at their numbers and
-// closes every other fd the stub has.
+// closes every other fd the stub has (a single-process restore).
 func Restore(r *ptrace.Remote, fds []image.FD) error {
+	if err := NewRestorer().Install(r, fds); err != nil {
+		return err
+	}
+	return Sweep(r, fds)
+}
+
+// Install puts the image's fds fds in the stub r at their numbers.
+func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD) error {
 	sorted := append([]image.FD(nil), fds...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Num < sorted[j].Num })
-	c := &restoreCtx{r: r, pipes: map[uint64][2]int{}}
-	want := map[int]bool{}
+	c := &restoreCtx{r: r, Restorer: rs}
 	for _, fd := range sorted {
-		want[fd.Num] = true
 		c.tempBase = max(c.tempBase, fd.Num+1)
 	}
 	for _, late := range []bool{false, true} {
@@ -176,6 +252,17 @@ func Restore(r *ptrace.Remote, fds []image.FD) error {
 				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
 			}
 		}
+	}
+	return nil
+}
+
+// Sweep closes every fd of the stub r that is not among fds: inherited
+// ones and the helper fds of recreated pipes. In a tree it must run after
+// every process's Install.
+func Sweep(r *ptrace.Remote, fds []image.FD) error {
+	want := map[int]bool{}
+	for _, fd := range fds {
+		want[fd.Num] = true
 	}
 	have, err := procfs.ListFDs(r.Pid)
 	if err != nil {

@@ -27,13 +27,22 @@ type Checkpoint struct {
 	Arch string
 	// Created is the dump time, Unix nanoseconds.
 	Created int64
-	// Processes are the dumped processes; the first is the root.
+	// Processes are the dumped processes, parents before children; the
+	// first is the root.
 	Processes []Process
 }
 
 // Process is the state of one dumped process.
 type Process struct {
-	Pid         int
+	Pid int
+	// Ppid, Pgid and Sid place the process in the tree, its process group
+	// and its session.
+	Ppid, Pgid, Sid int
+	// Zombie marks a child that had exited but was not reaped yet; only
+	// Pid, Ppid, Pgid, Sid and ExitStatus are meaningful then.
+	Zombie bool `json:",omitempty"`
+	// ExitStatus is a zombie's wait status (as waitpid reports it).
+	ExitStatus  int `json:",omitempty"`
 	Comm        string
 	Exe         string // target of /proc/PID/exe
 	Cwd         string

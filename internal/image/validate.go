@@ -59,6 +59,9 @@ func (c *Checkpoint) Validate() error {
 		if pids[p.Pid] {
 			return corruptf("invalid checkpoint: duplicate pid %d", p.Pid)
 		}
+		if i > 0 && !pids[p.Ppid] {
+			return corruptf("invalid checkpoint: pid %d: parent %d is not listed before it", p.Pid, p.Ppid)
+		}
 		pids[p.Pid] = true
 		if err := validateProcess(p, tids); err != nil {
 			return corruptf("invalid checkpoint: pid %d: %w", p.Pid, err)
@@ -70,6 +73,12 @@ func (c *Checkpoint) Validate() error {
 // validateProcess checks one process; tids collects the tids seen so far in
 // the checkpoint (tids are unique within a pid namespace).
 func validateProcess(p *Process, tids map[int]int) error {
+	if p.Zombie {
+		if len(p.Threads) != 0 || len(p.VMAs) != 0 || len(p.FDs) != 0 || p.PageFileSize != 0 {
+			return errors.New("zombie with threads, memory or fds")
+		}
+		return nil
+	}
 	if err := validateThreads(p, tids); err != nil {
 		return err
 	}

@@ -140,8 +140,11 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].Threads[0].Pending = q
 		}, "tid 4242: pending signals: 4097 signals"},
 		{"tid shared across processes", func(c *Checkpoint) {
-			c.Processes = append(c.Processes, Process{Pid: 99, Threads: []Thread{{Tid: 99}, {Tid: 4242}}})
+			c.Processes = append(c.Processes, Process{Pid: 99, Ppid: 4242, Threads: []Thread{{Tid: 99}, {Tid: 4242}}})
 		}, "tid 4242 also belongs to pid 4242"},
+		{"child before its parent", func(c *Checkpoint) {
+			c.Processes = append(c.Processes, Process{Pid: 99, Ppid: 98, Threads: []Thread{{Tid: 99}}})
+		}, "parent 98 is not listed before it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

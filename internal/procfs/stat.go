@@ -29,6 +29,7 @@ type Stat struct {
 	ArgEnd     uint64 // (49)
 	EnvStart   uint64 // (50)
 	EnvEnd     uint64 // (51)
+	ExitCode   int    // (52) the wait status of an exited thread, 0 if absent
 }
 
 // statFields is the number of fields ParseStat requires (up to env_end).
@@ -95,6 +96,9 @@ func parseStat(b []byte) (*Stat, error) {
 	st.ArgEnd = p.uint(49)
 	st.EnvStart = p.uint(50)
 	st.EnvEnd = p.uint(51)
+	if len(f) >= 52-2 {
+		st.ExitCode = p.int(52)
+	}
 	if p.err != nil {
 		return nil, p.err
 	}

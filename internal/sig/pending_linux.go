@@ -24,18 +24,25 @@ package sig
 //   - A standard signal (1-31) already pending in a queue is not queued
 //     again (legacy_queue): a second one is dropped, as it was when the
 //     process received it.
-//   - SIGKILL and SIGSTOP cannot be blocked: queued into a thread that
-//     then returns from the injected call, they are dequeued at once
-//     (SIGSTOP becomes a signal-delivery-stop the injector swallows). They
-//     cannot be restored this way and RestorePending skips them (the dump
-//     is unlikely to see them anyway: the dump's own injections into the
-//     leader dequeue them the same way).
+//   - SIGKILL and SIGSTOP cannot be blocked (PTRACE_SETSIGMASK drops
+//     them from the mask): once queued, the next call injected into any
+//     thread that may take it dequeues it (checked: a queued SIGSTOP is
+//     gone after one more injected getpid; it becomes a
+//     signal-delivery-stop the injector swallows). RestorePending
+//     therefore skips both: a dumped SIGSTOP is better sent with kill()
+//     after the restored process is released. (The dump rarely sees one:
+//     the dump's own injections into the leader dequeue it the same way.)
 //   - Queuing SIGCONT discards pending stop signals (SIGSTOP, SIGTSTP,
 //     SIGTTIN, SIGTTOU) and queuing a stop signal discards a pending
 //     SIGCONT (prepare_signal), in both queues, as when the process got them.
-//   - Real-time signals count against RLIMIT_SIGPENDING of the real uid
-//     (shared by all its processes, including the original if it still
-//     lives): past the limit rt_sigqueueinfo fails with EAGAIN.
+//   - Every queued siginfo counts against RLIMIT_SIGPENDING (the
+//     receiving process's limit, checked against the count of all pending
+//     signals of its real uid, the original process's included if it
+//     still lives): past it a real-time signal fails with EAGAIN and a
+//     standard one is queued without siginfo. A signal pending without
+//     siginfo (the same overflow at the time it was sent) shows in
+//     /proc/PID/status SigPnd/ShdPnd but not in PTRACE_PEEKSIGINFO, so
+//     DumpPending cannot see it.
 //
 // Every thread must have every signal blocked while its queue is refilled
 // (the injector blocks all signals), otherwise a signal would be delivered
@@ -75,12 +82,13 @@ const (
 	siCodeOff  = 8
 )
 
-// Signo returns si_signo of a raw siginfo.
+// Signo returns si_signo of a raw siginfo (at least 12 bytes long, as
+// every SigInfo of a valid image is).
 func Signo(si image.SigInfo) int {
 	return int(int32(binary.LittleEndian.Uint32(si[siSignoOff:])))
 }
 
-// Code returns si_code of a raw siginfo.
+// Code returns si_code of a raw siginfo (at least 12 bytes long).
 func Code(si image.SigInfo) int {
 	return int(int32(binary.LittleEndian.Uint32(si[siCodeOff:])))
 }

@@ -117,24 +117,7 @@ func cloneWithPid(first *ptrace.Remote, pid int, scratch uint64) (*ptrace.Remote
 		ptrace.Kill(int(child))
 		return nil, fmt.Errorf("create process with pid %d: got pid %d", pid, child)
 	}
-	ws, err := ptrace.Wait(pid)
-	if err != nil {
-		return nil, fmt.Errorf("wait for new process %d: %w", pid, err)
-	}
-	if !ws.Stopped() {
-		ptrace.Kill(pid)
-		return nil, fmt.Errorf("new process %d: unexpected status %#x", pid, ws)
-	}
-	if err := ptrace.SetOptions(pid, true); err != nil {
-		ptrace.Kill(pid)
-		return nil, err
-	}
-	in, err := ptrace.NewInjector(pid, addr)
-	if err != nil {
-		ptrace.Kill(pid)
-		return nil, err
-	}
-	return &ptrace.Remote{Injector: in, Pid: pid, Scratch: addr, ScratchSize: ptrace.ScratchSize}, nil
+	return adopt(pid, addr, addr)
 }
 
 // empty unmaps everything in the stub except the scratch area and
@@ -153,4 +136,98 @@ func empty(r *ptrace.Remote) error {
 		}
 	}
 	return nil
+}
+
+// Fork makes the stopped stub parent create a child with pid pid (clone3
+// with set_tid, SIGCHLD as exit signal), traced like its parent, sharing
+// nothing with it but a copy of its (empty) address space and its fds.
+// The child's scratch area is at the parent's address.
+func Fork(parent *ptrace.Remote, pid int) (*ptrace.Remote, error) {
+	tid := int32(pid)
+	tidAddr, err := parent.Put(ptrace.DataOff, ptrace.Bytes(&tid))
+	if err != nil {
+		return nil, err
+	}
+	args := abi.CloneArgs{ExitSignal: uint64(unix.SIGCHLD), SetTid: tidAddr, SetTidSize: 1}
+	argsAddr, err := parent.Put(ptrace.ArgOff, ptrace.Bytes(&args))
+	if err != nil {
+		return nil, err
+	}
+	child, err := parent.Syscall(abi.SYS_CLONE3, argsAddr, uint64(len(ptrace.Bytes(&args))))
+	if errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("create process %d as a child of %d: %w", pid, parent.Pid, ErrPidTaken)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create process %d as a child of %d (clone3 set_tid): %w", pid, parent.Pid, err)
+	}
+	if int(child) != pid {
+		ptrace.Kill(int(child))
+		return nil, fmt.Errorf("create process %d: got pid %d", pid, child)
+	}
+	return adopt(pid, parent.SyscallAddr, parent.Scratch)
+}
+
+// adopt waits for a new traced process to stop and prepares it.
+func adopt(pid int, syscallAddr, scratch uint64) (*ptrace.Remote, error) {
+	ws, err := ptrace.Wait(pid)
+	if err != nil {
+		return nil, fmt.Errorf("wait for new process %d: %w", pid, err)
+	}
+	if !ws.Stopped() {
+		ptrace.Kill(pid)
+		return nil, fmt.Errorf("new process %d: unexpected status %#x", pid, ws)
+	}
+	if err := ptrace.SetOptions(pid, true); err != nil {
+		ptrace.Kill(pid)
+		return nil, err
+	}
+	in, err := ptrace.NewInjector(pid, syscallAddr)
+	if err != nil {
+		ptrace.Kill(pid)
+		return nil, err
+	}
+	return &ptrace.Remote{Injector: in, Pid: pid, Scratch: scratch, ScratchSize: ptrace.ScratchSize}, nil
+}
+
+// Exit turns the stub r into a zombie with wait status status: it exits
+// with the status's code, or dies of its signal (without a core dump).
+func Exit(r *ptrace.Remote, status int) error {
+	ws := unix.WaitStatus(status)
+	if !ws.Signaled() {
+		_, err := r.Syscall(unix.SYS_EXIT_GROUP, uint64(ws.ExitStatus()))
+		if errors.Is(err, ptrace.ErrExited) {
+			return nil
+		}
+		return fmt.Errorf("make %d a zombie (exit %d): %w", r.Pid, ws.ExitStatus(), err)
+	}
+	sig := ws.Signal()
+	if err := unix.Prlimit(r.Pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
+		return fmt.Errorf("make %d a zombie: no core limit: %w", r.Pid, err)
+	}
+	if err := ptrace.SetSigMask(r.Pid, 0); err != nil {
+		return err
+	}
+	regs := r.Saved()
+	regs.Rip, regs.Rax, regs.Orig_rax = r.SyscallAddr, unix.SYS_KILL, ^uint64(0)
+	regs.Rdi, regs.Rsi = uint64(r.Pid), uint64(sig)
+	if err := ptrace.SetRegs(r.Pid, &regs); err != nil {
+		return err
+	}
+	deliver := 0
+	for {
+		if err := unix.PtraceCont(r.Pid, deliver); err != nil {
+			return fmt.Errorf("make %d a zombie (%v): %w", r.Pid, sig, err)
+		}
+		ws, err := ptrace.Wait(r.Pid)
+		if errors.Is(err, ptrace.ErrExited) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		deliver = 0
+		if ws.Stopped() && ws.StopSignal() == sig {
+			deliver = int(sig)
+		}
+	}
 }

@@ -1,0 +1,112 @@
+package tree
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// Frozen is a process tree whose every process is stopped by rtcr.
+type Frozen struct {
+	// Order lists the pids parent-first (breadth first from the root),
+	// zombies included.
+	Order []int
+	// Tids holds the stopped threads of each live process, leader first.
+	Tids map[int][]int
+	// Zombies are children that had exited but were not reaped; they
+	// cannot be stopped and need not be: their parents are.
+	Zombies map[int]bool
+}
+
+// Freeze stops the process root and, top-down, all its descendants. A
+// stopped process cannot fork, so once a process is frozen its set of
+// children is final; the tree is re-scanned until a pass finds no new
+// child. On error every process frozen so far is released.
+func Freeze(root int) (f *Frozen, err error) {
+	f = &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}}
+	defer func() {
+		if err != nil {
+			_ = f.Release()
+		}
+	}()
+	st, err := procfs.ReadStat(root)
+	if err != nil {
+		return nil, fmt.Errorf("freeze %d: %w", root, err)
+	}
+	if st.State == 'Z' {
+		return nil, fmt.Errorf("freeze %d: the process is a zombie", root)
+	}
+	if err := f.add(root); err != nil {
+		return nil, err
+	}
+	for {
+		children, err := ChildMap()
+		if err != nil {
+			return nil, err
+		}
+		added := false
+		for i := 0; i < len(f.Order); i++ {
+			for _, c := range children[f.Order[i]] {
+				if _, seen := f.Tids[c]; seen || f.Zombies[c] {
+					continue
+				}
+				if err := f.add(c); err != nil {
+					return nil, err
+				}
+				added = true
+			}
+		}
+		if !added {
+			return f, nil
+		}
+	}
+}
+
+// add freezes pid, or records it as a zombie.
+func (f *Frozen) add(pid int) error {
+	tids, err := ptrace.Freeze(pid)
+	if err != nil {
+		if st, serr := procfs.ReadStat(pid); serr == nil && st.State == 'Z' {
+			f.Zombies[pid] = true
+			f.Order = append(f.Order, pid)
+			return nil
+		}
+		return err
+	}
+	f.Tids[pid] = tids
+	f.Order = append(f.Order, pid)
+	return nil
+}
+
+// Release lets every frozen process run again.
+func (f *Frozen) Release() error {
+	var errs []error
+	for _, pid := range f.Order {
+		if tids, ok := f.Tids[pid]; ok {
+			if err := ptrace.Release(tids); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Kill kills every frozen process and collects, as their tracer, the
+// death of each thread (a leader is reported after its other threads), so
+// that their parents (or init) can reap them.
+func (f *Frozen) Kill() {
+	for _, pid := range f.Order {
+		if _, ok := f.Tids[pid]; ok {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	for _, pid := range f.Order {
+		tids := f.Tids[pid]
+		for i := len(tids) - 1; i >= 0; i-- {
+			_, _ = ptrace.Wait(tids[i])
+		}
+	}
+}

@@ -1,0 +1,124 @@
+// Package tree finds the processes of a process tree and plans how to
+// recreate it: parent before child, session leaders before the members
+// they lead, process-group leaders before the members that join them.
+package tree
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+
+	"github.com/rtcr/rtcr/internal/procfs"
+)
+
+// ChildMap returns, for every process on the system, its child processes,
+// sorted, by scanning /proc/*/stat (this kernel has no
+// /proc/PID/task/TID/children).
+func ChildMap() (map[int][]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	m := map[int][]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := procfs.ReadStat(pid)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // exited meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		m[st.Ppid] = append(m[st.Ppid], pid)
+	}
+	for _, c := range m {
+		sort.Ints(c)
+	}
+	return m, nil
+}
+
+// Node is one process of a tree as the plan sees it.
+type Node struct {
+	Pid, Ppid, Pgid, Sid int
+}
+
+// Plan checks that the sessions and process groups of a tree can be
+// recreated by creating processes parent-first, each session leader
+// calling setsid() and each process calling setpgid() after every process
+// exists, and returns the nodes parent-first. nodes[0] is the root, whose
+// parent is outside the tree: the restored root gets the restorer's
+// session and process group unless it leads its own.
+func Plan(nodes []Node) ([]Node, error) {
+	if len(nodes) == 0 {
+		return nil, errors.New("empty process tree")
+	}
+	byPid := map[int]Node{}
+	for _, n := range nodes {
+		byPid[n.Pid] = n
+	}
+	root := nodes[0]
+	children := map[int][]int{}
+	for _, n := range nodes[1:] {
+		if _, ok := byPid[n.Ppid]; !ok {
+			return nil, fmt.Errorf("process %d: parent %d is not in the tree", n.Pid, n.Ppid)
+		}
+		children[n.Ppid] = append(children[n.Ppid], n.Pid)
+	}
+	// Parent-first order (breadth first from the root).
+	order := []Node{root}
+	for i := 0; i < len(order); i++ {
+		kids := children[order[i].Pid]
+		sort.Ints(kids)
+		for _, k := range kids {
+			order = append(order, byPid[k])
+		}
+	}
+	if len(order) != len(nodes) {
+		return nil, fmt.Errorf("process tree of %d has a cycle or duplicates", root.Pid)
+	}
+	// Sessions: a process inherits its parent's session unless it leads
+	// its own; inheriting one that is not its own cannot be repaired.
+	sid := map[int]int{root.Pid: root.Sid}
+	for _, n := range order[1:] {
+		inherited := sid[n.Ppid]
+		switch {
+		case n.Sid == n.Pid:
+			sid[n.Pid] = n.Pid
+		case n.Sid == inherited:
+			sid[n.Pid] = n.Sid
+		default:
+			return nil, fmt.Errorf("process %d: session %d differs from its parent's (%d) and it does not lead it: %w", n.Pid, n.Sid, inherited, errLayout)
+		}
+	}
+	// Process groups: setpgid needs the group's leader alive in the same
+	// session, or the process itself as the new leader.
+	for _, n := range order {
+		if n.Pgid == n.Pid {
+			continue
+		}
+		leader, ok := byPid[n.Pgid]
+		if n == root {
+			continue // the root's group is outside the tree
+		}
+		if !ok {
+			// The group may come from the root's parent (a shell job):
+			// fine if it is the root's group and inherited.
+			if n.Pgid == root.Pgid && root.Pgid != root.Pid {
+				continue
+			}
+			return nil, fmt.Errorf("process %d: process group %d has no leader in the tree: %w", n.Pid, n.Pgid, errLayout)
+		}
+		if leader.Sid != n.Sid {
+			return nil, fmt.Errorf("process %d: group %d is in another session: %w", n.Pid, n.Pgid, errLayout)
+		}
+	}
+	return order, nil
+}
+
+// errLayout reports a session or group layout rtcr cannot recreate.
+var errLayout = errors.New("session/process-group layout not supported yet")

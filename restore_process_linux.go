@@ -1,0 +1,190 @@
+package rtcr
+
+import (
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/attr"
+	"github.com/rtcr/rtcr/internal/cred"
+	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/sig"
+	"github.com/rtcr/rtcr/internal/stub"
+	"github.com/rtcr/rtcr/internal/task"
+	"golang.org/x/sys/unix"
+)
+
+// restoring is one process being restored: its image, its stub and the
+// injectors of its threads (the stub's own thread first).
+type restoring struct {
+	p       *image.Process
+	r       *ptrace.Remote
+	threads []*ptrace.Injector
+	pages   []byte
+}
+
+// step runs one named restore step, naming the process and step on error.
+func (pr *restoring) step(name string, f func() error) error {
+	if err := f(); err != nil {
+		return fmt.Errorf("restore %d: %s: %w", pr.p.Pid, name, err)
+	}
+	return nil
+}
+
+func (pr *restoring) kill() {
+	for _, in := range pr.threads[1:] {
+		ptrace.Kill(in.Tid)
+	}
+	ptrace.Kill(pr.r.Pid)
+}
+
+// setsid makes the process a session leader if it was one. A process
+// created by its parent's stub is already in its parent's session; the root
+// is in rtcr's unless it leads its own.
+func (pr *restoring) setsid() error {
+	if pr.p.Sid != pr.p.Pid {
+		return nil
+	}
+	if _, err := pr.r.Syscall(unix.SYS_SETSID); err != nil {
+		return fmt.Errorf("setsid: %w", err)
+	}
+	return nil
+}
+
+// setpgid puts the process into its process group, once every process of
+// the tree exists (group leaders come earlier in parent-first order).
+func (pr *restoring) setpgid() error {
+	p := pr.p
+	if p.Sid == p.Pid || p.Zombie {
+		return nil // a session leader leads its group already
+	}
+	cur, err := pr.r.Syscall(unix.SYS_GETPGID, 0)
+	if err != nil {
+		return err
+	}
+	if int(cur) == p.Pgid {
+		return nil
+	}
+	if _, err := pr.r.Syscall(unix.SYS_SETPGID, 0, uint64(p.Pgid)); err != nil {
+		if p.Ppid != 0 && p.Pgid != p.Pid {
+			return fmt.Errorf("setpgid(0, %d): %w", p.Pgid, err)
+		}
+	}
+	return nil
+}
+
+// fill gives a live process its state: memory, mm, fds, attributes, signal
+// actions, its other threads and their kernel state, pending signals. A
+// zombie stays empty.
+func (pr *restoring) fill(fds *files.Restorer) error {
+	p, r := pr.p, pr.r
+	if p.Zombie {
+		return nil
+	}
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"memory", func() error { return mem.Restore(r, p, pr.pages) }},
+		{"mm and exe link", func() error { return mem.RestoreMM(r, p) }},
+		{"fds", func() error { return fds.Install(r, p.FDs) }},
+		{"attributes", func() error { return attr.Restore(r, p) }},
+		{"signal actions", func() error { return sig.Restore(r, p.Sigactions) }},
+		{"threads", func() error {
+			for _, th := range p.Threads[1:] {
+				in, err := task.CreateThread(r, th.Tid)
+				if err != nil {
+					return err
+				}
+				pr.threads = append(pr.threads, in)
+			}
+			return nil
+		}},
+		{"thread state", func() error {
+			for i, in := range pr.threads {
+				th := &p.Threads[i]
+				if err := task.Restore(in, r, th); err != nil {
+					return err
+				}
+				if err := task.RestoreRobust(in, th.Robust); err != nil {
+					return err
+				}
+				if err := sig.RestorePending(in, r, in.Tid, th.Pending, false); err != nil {
+					return err
+				}
+			}
+			return sig.RestorePending(r.Injector, r, r.Pid, p.SharedPending, true)
+		}},
+	}
+	for _, s := range steps {
+		if err := pr.step(s.name, s.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish ends the injected part: a zombie exits with its status; a live
+// process loses its scratch area (unmapped through the restored vdso) and
+// gets its threads' registers.
+func (pr *restoring) finish() error {
+	p, r := pr.p, pr.r
+	if p.Zombie {
+		return pr.step("exit as a zombie", func() error { return stub.Exit(r, p.ExitStatus) })
+	}
+	// Credentials last: afterwards a thread may lack the privileges for
+	// anything else. prctl state after them: changing ids resets it.
+	if p.Creds != nil {
+		if err := pr.step("credentials", func() error {
+			for _, in := range pr.threads {
+				if err := cred.Restore(in, r, p.Creds); err != nil {
+					return err
+				}
+			}
+			return cred.RestorePrctl(r, p.Prctl)
+		}); err != nil {
+			return err
+		}
+	}
+	if err := pr.step("remove scratch area", func() error { return dropScratch(r, p) }); err != nil {
+		return err
+	}
+	return pr.step("registers", func() error {
+		for i, in := range pr.threads {
+			if err := task.SetCPU(in.Tid, &p.Threads[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// release detaches every thread; the process runs from here on.
+func (pr *restoring) release() error {
+	if pr.p.Zombie {
+		return nil
+	}
+	return pr.step("detach", func() error {
+		for _, in := range pr.threads {
+			if err := ptrace.Detach(in.Tid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropScratch unmaps the stub's scratch area, injecting the munmap through
+// the restored vdso's syscall instruction.
+func dropScratch(r *ptrace.Remote, p *image.Process) error {
+	off, err := mem.SyscallOffset(p.VDSO)
+	if err != nil {
+		return err
+	}
+	r.SyscallAddr = mem.VDSOStart(p) + uint64(off)
+	if _, err := r.Syscall(unix.SYS_MUNMAP, r.Scratch, uint64(r.ScratchSize)); err != nil {
+		return fmt.Errorf("munmap %#x: %w", r.Scratch, err)
+	}
+	return nil
+}
