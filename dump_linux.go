@@ -16,6 +16,7 @@ import (
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/sig"
 	"github.com/rtcr/rtcr/internal/task"
+	"github.com/rtcr/rtcr/internal/timer"
 	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
@@ -125,9 +126,6 @@ func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree)
 	if p.FDs, err = fds.Dump(pid); err != nil {
 		return err
 	}
-	if err := attr.Dump(pid, p); err != nil {
-		return err
-	}
 	sysAddr, err := mem.SyscallAddr(pid)
 	if err != nil {
 		return err
@@ -141,10 +139,16 @@ func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree)
 			err = cerr
 		}
 	}()
+	if err := attr.Dump(r, p); err != nil {
+		return err
+	}
 	if p.Sigactions, err = sig.Dump(r); err != nil {
 		return err
 	}
 	if p.Creds, p.Prctl, err = cred.Dump(r); err != nil {
+		return err
+	}
+	if p.Itimers, p.PosixTimers, err = timer.Dump(r); err != nil {
 		return err
 	}
 	if p.MM, err = mem.DumpMM(r); err != nil {

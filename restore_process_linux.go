@@ -12,6 +12,7 @@ import (
 	"github.com/rtcr/rtcr/internal/sig"
 	"github.com/rtcr/rtcr/internal/stub"
 	"github.com/rtcr/rtcr/internal/task"
+	"github.com/rtcr/rtcr/internal/timer"
 	"golang.org/x/sys/unix"
 )
 
@@ -132,6 +133,10 @@ func (pr *restoring) finish() error {
 	p, r := pr.p, pr.r
 	if p.Zombie {
 		return pr.step("exit as a zombie", func() error { return stub.Exit(r, p.ExitStatus) })
+	}
+	// Timers start counting down here, as late as possible.
+	if err := pr.step("timers", func() error { return timer.Restore(r, p.Itimers, p.PosixTimers) }); err != nil {
+		return err
 	}
 	// Credentials last: afterwards a thread may lack the privileges for
 	// anything else. prctl state after them: changing ids resets it.

@@ -14,8 +14,11 @@ import (
 // numRlimits is RLIM_NLIMITS on Linux.
 const numRlimits = 16
 
-// Dump fills the attributes of process pid into p.
-func Dump(pid int, p *image.Process) error {
+// Dump fills the attributes of the stopped process r into p. Resource
+// limits are read from inside (prlimit of another process with other ids
+// needs CAP_SYS_RESOURCE).
+func Dump(r *ptrace.Remote, p *image.Process) error {
+	pid := r.Pid
 	var err error
 	if p.Cwd, err = procfs.ReadCwd(pid); err != nil {
 		return err
@@ -33,9 +36,12 @@ func Dump(pid int, p *image.Process) error {
 	p.Umask, p.Comm = st.Umask, st.Name
 	p.Rlimits = p.Rlimits[:0]
 	for res := 0; res < numRlimits; res++ {
-		var rl unix.Rlimit
-		if err := unix.Prlimit(pid, res, nil, &rl); err != nil {
+		if _, err := r.Syscall(unix.SYS_PRLIMIT64, 0, uint64(res), 0, r.Scratch+ptrace.ArgOff); err != nil {
 			return fmt.Errorf("read rlimit %d of %d: %w", res, pid, err)
+		}
+		var rl unix.Rlimit
+		if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&rl)); err != nil {
+			return err
 		}
 		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
 	}
@@ -59,7 +65,11 @@ func Restore(r *ptrace.Remote, p *image.Process) error {
 	}
 	for _, rl := range p.Rlimits {
 		v := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
-		if err := unix.Prlimit(r.Pid, rl.Resource, &v, nil); err != nil {
+		addr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&v))
+		if err != nil {
+			return err
+		}
+		if _, err := r.Syscall(unix.SYS_PRLIMIT64, 0, uint64(rl.Resource), addr, 0); err != nil {
 			return fmt.Errorf("restore rlimit %d (cur %d, max %d) of %d: %w", rl.Resource, rl.Cur, rl.Max, r.Pid, err)
 		}
 	}

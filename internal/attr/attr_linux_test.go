@@ -41,7 +41,7 @@ func TestRoundTrip(t *testing.T) {
 			tg := testutil.StartTarget(t, testutil.BuildC(t, tc.prog, false), ready, tc.args...)
 			want := &image.Process{}
 			testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, _ []int) {
-				if err := attr.Dump(tg.Pid, want); err != nil {
+				if err := attr.Dump(r, want); err != nil {
 					t.Errorf("dump target: %v", err)
 				}
 			})
@@ -57,7 +57,7 @@ func TestRoundTrip(t *testing.T) {
 					t.Errorf("restore: %v", err)
 					return
 				}
-				if err := attr.Dump(r.Pid, got); err != nil {
+				if err := attr.Dump(r, got); err != nil {
 					t.Errorf("dump stub: %v", err)
 				}
 			})
