@@ -32,6 +32,7 @@ func init() {
 		{"restore", "restore a process from an image directory", runRestore},
 		{"inspect", "show what an image holds", runInspect},
 		{"check", "check the kernel features rtcr needs", runCheck},
+		{"run", "run a program in its own pid and time namespaces, ready to checkpoint", runRun},
 		{"bench", "measure dump and restore speed against the memory-copy ceiling", runBench},
 	}
 }
@@ -62,9 +63,12 @@ func run(args []string) int {
 		if c.name == args[0] {
 			err := c.run(args[1:])
 			var ue usageError
+			var es exitStatus
 			switch {
 			case err == nil:
 				return 0
+			case errors.As(err, &es):
+				return int(es)
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.As(err, &ue):

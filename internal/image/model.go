@@ -27,9 +27,21 @@ type Checkpoint struct {
 	Arch string
 	// Created is the dump time, Unix nanoseconds.
 	Created int64
+	// PidNS says the tree lived in a pid namespace of its own (started by
+	// `rtcr run`): the root is that namespace's init, every pid and tid
+	// in the image is as seen inside it, and restore recreates it.
+	PidNS bool `json:",omitempty"`
+	// Clocks are the clocks inside the tree's time namespace at the
+	// checkpoint (PidNS images only: `rtcr run` gives the tree one).
+	Clocks *Clocks `json:",omitempty"`
 	// Processes are the dumped processes, parents before children; the
 	// first is the root.
 	Processes []Process
+}
+
+// Clocks are clock readings in nanoseconds.
+type Clocks struct {
+	Monotonic, Boottime, Realtime int64
 }
 
 // Process is the state of one dumped process.

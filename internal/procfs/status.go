@@ -22,6 +22,9 @@ type Status struct {
 	Tgid, Pid, PPid int
 	// TracerPid is the pid of the process tracing this one, 0 if none.
 	TracerPid int
+	// NSpid is the thread's id in each pid namespace it is in, from the
+	// namespace of the /proc mount down to its own.
+	NSpid []int
 	// Threads is the number of threads in the thread group.
 	Threads int
 	// SigBlk, SigIgn, SigCgt are the blocked, ignored and caught signal
@@ -113,6 +116,8 @@ func (st *Status) set(key, val string) error {
 		st.PPid, err = strconv.Atoi(val)
 	case "TracerPid":
 		st.TracerPid, err = strconv.Atoi(val)
+	case "NSpid":
+		st.NSpid, err = parseInts(val)
 	case "Threads":
 		st.Threads, err = strconv.Atoi(val)
 	case "SigPnd":

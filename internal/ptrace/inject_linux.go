@@ -12,7 +12,9 @@ import (
 // works (so no handler runs in the middle of an injected call), and puts
 // both back on Restore.
 type Injector struct {
-	Tid int
+	// Tid is the thread's id as rtcr sees it; NsTid the id the thread
+	// sees itself, in its pid namespace.
+	Tid, NsTid int
 	// SyscallAddr is the address of a `syscall` instruction (0f 05) in the
 	// tracee; injected calls execute it with PTRACE_SINGLESTEP.
 	SyscallAddr uint64
@@ -36,7 +38,7 @@ func NewInjector(tid int, syscallAddr uint64) (*Injector, error) {
 	if err := SetSigMask(tid, ^uint64(0)); err != nil {
 		return nil, err
 	}
-	return &Injector{Tid: tid, SyscallAddr: syscallAddr, saved: regs, savedMask: mask}, nil
+	return &Injector{Tid: tid, NsTid: tid, SyscallAddr: syscallAddr, saved: regs, savedMask: mask}, nil
 }
 
 // Saved returns the registers the thread had when the injector was made.

@@ -13,7 +13,10 @@ import (
 // injected calls (paths, structures).
 type Remote struct {
 	*Injector
-	Pid         int
+	// Pid is the process's pid as rtcr sees it (for ptrace and /proc);
+	// NsPid is the pid the process sees itself, in its own pid namespace
+	// (for calls injected into it that take a pid).
+	Pid, NsPid  int
 	Scratch     uint64
 	ScratchSize int
 }
@@ -100,7 +103,7 @@ func OpenRemote(pid int, syscallAddr uint64) (*Remote, error) {
 		_ = in.Restore()
 		return nil, fmt.Errorf("map scratch area in %d: %w", pid, err)
 	}
-	return &Remote{Injector: in, Pid: pid, Scratch: addr, ScratchSize: ScratchSize}, nil
+	return &Remote{Injector: in, Pid: pid, NsPid: pid, Scratch: addr, ScratchSize: ScratchSize}, nil
 }
 
 // CloseRemote unmaps the scratch area and puts back the registers and

@@ -165,9 +165,9 @@ func RestorePending(in *ptrace.Injector, r *ptrace.Remote, tid int, infos []imag
 			return err
 		}
 		if shared {
-			_, err = in.Syscall(unix.SYS_RT_SIGQUEUEINFO, uint64(r.Pid), uint64(s), addr)
+			_, err = in.Syscall(unix.SYS_RT_SIGQUEUEINFO, uint64(r.NsPid), uint64(s), addr)
 		} else {
-			_, err = in.Syscall(unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.Pid), uint64(tid), uint64(s), addr)
+			_, err = in.Syscall(unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.NsPid), uint64(in.NsTid), uint64(s), addr)
 		}
 		if err != nil {
 			return fmt.Errorf("restore pending signals of %s: queue signal %d (si_code %d): %w", which, s, Code(si), err)

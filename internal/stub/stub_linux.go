@@ -23,12 +23,49 @@ var ErrPidTaken = errors.New("pid is in use")
 // maps nothing. Start must run inside ptrace.Run. The process is a child of
 // the caller (CLONE_PARENT) and dies if the tracer dies (PTRACE_O_EXITKILL).
 func Start(pid int, scratch, elfBase uint64) (*ptrace.Remote, error) {
+	return start(scratch, elfBase, func(first *ptrace.Remote) (*ptrace.Remote, error) {
+		return Clone(first, unix.CLONE_PARENT, pid)
+	})
+}
+
+// TimeOffsets are the offsets of a new time namespace, in nanoseconds.
+type TimeOffsets struct {
+	Monotonic, Boottime int64
+}
+
+// StartNS is Start for a process tree that lived in its own pid and time
+// namespaces: the new process is pid 1 of a new pid namespace and lives in
+// a new time namespace whose clocks are offset by off. Its pid as rtcr
+// sees it is arbitrary.
+func StartNS(scratch, elfBase uint64, off TimeOffsets) (*ptrace.Remote, error) {
+	return start(scratch, elfBase, func(first *ptrace.Remote) (*ptrace.Remote, error) {
+		// The offsets of a time namespace can be set only before any
+		// process is in it: unshare (the caller stays outside, its
+		// children go in), set them, then clone.
+		if _, err := first.Syscall(unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
+			return nil, fmt.Errorf("new time namespace: %w", err)
+		}
+		offsets := fmt.Sprintf("monotonic %d %d\nboottime %d %d\n",
+			off.Monotonic/1e9, off.Monotonic%1e9, off.Boottime/1e9, off.Boottime%1e9)
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/timens_offsets", first.Pid), []byte(offsets), 0); err != nil {
+			return nil, fmt.Errorf("set time namespace offsets: %w", err)
+		}
+		return Clone(first, unix.CLONE_PARENT|unix.CLONE_NEWPID, 1)
+	})
+}
+
+// start runs the first stub, maps its scratch area, lets clone create the
+// process that is kept, kills the first stub and empties the new process.
+func start(scratch, elfBase uint64, clone func(first *ptrace.Remote) (*ptrace.Remote, error)) (*ptrace.Remote, error) {
 	first, err := execStub(elfBase)
 	if err != nil {
 		return nil, err
 	}
-	r, err := cloneWithPid(first, pid, scratch)
-	ptrace.Kill(first.Pid)
+	defer ptrace.Kill(first.Pid)
+	if err := mapScratch(first, scratch); err != nil {
+		return nil, err
+	}
+	r, err := clone(first)
 	if err != nil {
 		return nil, err
 	}
@@ -81,43 +118,92 @@ func execStub(elfBase uint64) (*ptrace.Remote, error) {
 	return &ptrace.Remote{Injector: in, Pid: spid}, nil
 }
 
-// cloneWithPid maps the scratch area in the first stub, then has it clone3
-// a child with set_tid = pid and CLONE_PARENT. The child is traced (clone
-// events are followed) and shares nothing with the first stub.
-func cloneWithPid(first *ptrace.Remote, pid int, scratch uint64) (*ptrace.Remote, error) {
+// mapScratch maps the RWX scratch area at scratch in the first stub and
+// puts the syscall instruction the restore injects through at its start.
+func mapScratch(first *ptrace.Remote, scratch uint64) error {
 	addr, err := first.Syscall(unix.SYS_MMAP, scratch, ptrace.ScratchSize,
 		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
 	if err != nil {
-		return nil, fmt.Errorf("map stub scratch area at %#x: %w", scratch, err)
+		return fmt.Errorf("map stub scratch area at %#x: %w", scratch, err)
 	}
 	first.Scratch, first.ScratchSize = addr, ptrace.ScratchSize
-	// The syscall instruction the restore injects through, then int3s.
 	if _, err := first.Put(0, []byte{0x0f, 0x05, 0xcc, 0xcc}); err != nil {
-		return nil, err
+		return err
 	}
-	tid := int32(pid)
-	tidAddr, err := first.Put(ptrace.DataOff, ptrace.Bytes(&tid))
+	first.SyscallAddr = addr
+	return nil
+}
+
+// Clone makes the stopped process parent create a process (flags without
+// CLONE_THREAD) whose pid in its own pid namespace is nsPid, with clone3
+// and set_tid, and returns it stopped and traced. The child's exit signal
+// is SIGCHLD; it shares nothing with its parent but a copy of the address
+// space (with the scratch area) and of the fd table.
+func Clone(parent *ptrace.Remote, flags uint64, nsPid int) (*ptrace.Remote, error) {
+	outer, err := cloneRaw(parent.Injector, parent, flags, uint64(unix.SIGCHLD), nsPid)
 	if err != nil {
 		return nil, err
 	}
-	args := abi.CloneArgs{Flags: unix.CLONE_PARENT, SetTid: tidAddr, SetTidSize: 1}
-	argsAddr, err := first.Put(ptrace.ArgOff, ptrace.Bytes(&args))
+	r, err := adopt(outer, parent.SyscallAddr, parent.Scratch)
 	if err != nil {
 		return nil, err
 	}
-	child, err := first.Syscall(abi.SYS_CLONE3, argsAddr, uint64(len(ptrace.Bytes(&args))))
+	r.NsPid = nsPid
+	return r, nil
+}
+
+// cloneRaw injects clone3 with set_tid = nsPid into the thread in of r and
+// returns the new task's id as rtcr sees it (the ptrace event message; the
+// syscall returns the id in the caller's namespace).
+func cloneRaw(in *ptrace.Injector, r *ptrace.Remote, flags, exitSignal uint64, nsPid int) (int, error) {
+	tid := int32(nsPid)
+	tidAddr, err := r.Put(ptrace.DataOff, ptrace.Bytes(&tid))
+	if err != nil {
+		return 0, err
+	}
+	args := abi.CloneArgs{Flags: flags, ExitSignal: exitSignal, SetTid: tidAddr, SetTidSize: 1}
+	argsAddr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&args))
+	if err != nil {
+		return 0, err
+	}
+	in.EventMsg = 0
+	got, err := in.Syscall(abi.SYS_CLONE3, argsAddr, uint64(len(ptrace.Bytes(&args))))
 	if errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("create process with pid %d: %w", pid, ErrPidTaken)
+		return 0, fmt.Errorf("create %d in %d: %w", nsPid, r.Pid, ErrPidTaken)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create process with pid %d (clone3 set_tid): %w", pid, err)
+		return 0, fmt.Errorf("create %d in %d (clone3 set_tid, flags %#x): %w", nsPid, r.Pid, flags, err)
 	}
-	if int(child) != pid {
-		ptrace.Kill(int(child))
-		return nil, fmt.Errorf("create process with pid %d: got pid %d", pid, child)
+	outer := int(in.EventMsg)
+	if outer == 0 {
+		return 0, fmt.Errorf("create %d in %d: no clone event", nsPid, r.Pid)
 	}
-	return adopt(pid, addr, addr)
+	// The syscall returns the id in the caller's namespace: equal to the
+	// wanted one unless the child is the init of a new pid namespace.
+	if flags&unix.CLONE_NEWPID == 0 && int(got) != nsPid {
+		ptrace.Kill(outer)
+		return 0, fmt.Errorf("create %d in %d: got %d", nsPid, r.Pid, got)
+	}
+	return outer, nil
+}
+
+// CloneThread makes thread in of process r create a thread whose id in
+// the process's pid namespace is nsTid, and returns an injector for it.
+func CloneThread(in *ptrace.Injector, r *ptrace.Remote, flags uint64, nsTid int) (*ptrace.Injector, error) {
+	outer, err := cloneRaw(in, r, flags, 0, nsTid)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitStop(outer); err != nil {
+		return nil, err
+	}
+	t, err := ptrace.NewInjector(outer, r.SyscallAddr)
+	if err != nil {
+		return nil, err
+	}
+	t.NsTid = nsTid
+	return t, nil
 }
 
 // empty unmaps everything in the stub except the scratch area and
@@ -138,44 +224,30 @@ func empty(r *ptrace.Remote) error {
 	return nil
 }
 
-// Fork makes the stopped stub parent create a child with pid pid (clone3
-// with set_tid, SIGCHLD as exit signal), traced like its parent, sharing
-// nothing with it but a copy of its (empty) address space and its fds.
-// The child's scratch area is at the parent's address.
-func Fork(parent *ptrace.Remote, pid int) (*ptrace.Remote, error) {
-	tid := int32(pid)
-	tidAddr, err := parent.Put(ptrace.DataOff, ptrace.Bytes(&tid))
+// Fork makes the stopped stub parent create a child whose pid (in the
+// parent's pid namespace) is nsPid, traced like its parent. The child's
+// scratch area is at the parent's address.
+func Fork(parent *ptrace.Remote, nsPid int) (*ptrace.Remote, error) {
+	return Clone(parent, 0, nsPid)
+}
+
+// waitStop waits for a new traced task's first stop.
+func waitStop(tid int) error {
+	ws, err := ptrace.Wait(tid)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("wait for new task %d: %w", tid, err)
 	}
-	args := abi.CloneArgs{ExitSignal: uint64(unix.SIGCHLD), SetTid: tidAddr, SetTidSize: 1}
-	argsAddr, err := parent.Put(ptrace.ArgOff, ptrace.Bytes(&args))
-	if err != nil {
-		return nil, err
+	if !ws.Stopped() {
+		ptrace.Kill(tid)
+		return fmt.Errorf("new task %d: unexpected status %#x", tid, ws)
 	}
-	child, err := parent.Syscall(abi.SYS_CLONE3, argsAddr, uint64(len(ptrace.Bytes(&args))))
-	if errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("create process %d as a child of %d: %w", pid, parent.Pid, ErrPidTaken)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create process %d as a child of %d (clone3 set_tid): %w", pid, parent.Pid, err)
-	}
-	if int(child) != pid {
-		ptrace.Kill(int(child))
-		return nil, fmt.Errorf("create process %d: got pid %d", pid, child)
-	}
-	return adopt(pid, parent.SyscallAddr, parent.Scratch)
+	return nil
 }
 
 // adopt waits for a new traced process to stop and prepares it.
 func adopt(pid int, syscallAddr, scratch uint64) (*ptrace.Remote, error) {
-	ws, err := ptrace.Wait(pid)
-	if err != nil {
-		return nil, fmt.Errorf("wait for new process %d: %w", pid, err)
-	}
-	if !ws.Stopped() {
-		ptrace.Kill(pid)
-		return nil, fmt.Errorf("new process %d: unexpected status %#x", pid, ws)
+	if err := waitStop(pid); err != nil {
+		return nil, err
 	}
 	if err := ptrace.SetOptions(pid, true); err != nil {
 		ptrace.Kill(pid)
@@ -186,7 +258,7 @@ func adopt(pid int, syscallAddr, scratch uint64) (*ptrace.Remote, error) {
 		ptrace.Kill(pid)
 		return nil, err
 	}
-	return &ptrace.Remote{Injector: in, Pid: pid, Scratch: scratch, ScratchSize: ptrace.ScratchSize}, nil
+	return &ptrace.Remote{Injector: in, Pid: pid, NsPid: pid, Scratch: scratch, ScratchSize: ptrace.ScratchSize}, nil
 }
 
 // Exit turns the stub r into a zombie with wait status status: it exits
@@ -209,7 +281,7 @@ func Exit(r *ptrace.Remote, status int) error {
 	}
 	regs := r.Saved()
 	regs.Rip, regs.Rax, regs.Orig_rax = r.SyscallAddr, unix.SYS_KILL, ^uint64(0)
-	regs.Rdi, regs.Rsi = uint64(r.Pid), uint64(sig)
+	regs.Rdi, regs.Rsi = uint64(r.NsPid), uint64(sig)
 	if err := ptrace.SetRegs(r.Pid, &regs); err != nil {
 		return err
 	}
