@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
+	"github.com/rtcr/rtcr/internal/clock"
 	"github.com/rtcr/rtcr/internal/cred"
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
@@ -50,8 +51,12 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 // dumpFrozen freezes the target and its descendants, collects and writes
 // the image, then releases or kills them. It runs on the tracer thread.
 func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err error) {
+	root, nested, err := tree.Root(opts.Pid)
+	if err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
 	frozenAt := time.Now()
-	f, err := tree.Freeze(opts.Pid)
+	f, err := tree.Freeze(root)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -65,6 +70,12 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 		stats.Freeze = time.Since(frozenAt)
 	}()
 	c := newCheckpoint()
+	if nested {
+		c.PidNS = true
+		if c.Clocks, err = clock.Read(root); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
+	}
 	var live []int
 	for _, pid := range f.Order {
 		if !f.Zombies[pid] {
@@ -92,6 +103,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 			stats.PageBytes += p.PageFileSize
 		}
 		c.Processes = append(c.Processes, p)
+	}
+	if nested {
+		if err := toNamespaceIDs(c, f); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
@@ -213,4 +229,36 @@ func (c *ctxWriter) Write(b []byte) (int, error) {
 		return 0, ErrInterrupted
 	}
 	return c.w.Write(b)
+}
+
+// toNamespaceIDs rewrites every pid and tid of c from rtcr's view to the
+// view inside the tree's pid namespace, the one its programs know and a
+// restore recreates. Ids outside the namespace (the session and group of
+// the init, inherited from `rtcr run`) become 0.
+func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
+	inner := map[int]int{}
+	for _, pid := range f.Order {
+		tids := f.Tids[pid]
+		if len(tids) == 0 {
+			tids = []int{pid} // a zombie
+		}
+		for _, tid := range tids {
+			id, err := tree.InnerID(pid, tid)
+			if err != nil {
+				return err
+			}
+			inner[tid] = id
+		}
+	}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		p.Pid, p.Ppid, p.Pgid, p.Sid = inner[p.Pid], inner[p.Ppid], inner[p.Pgid], inner[p.Sid]
+		for j := range p.Threads {
+			p.Threads[j].Tid = inner[p.Threads[j].Tid]
+		}
+		for j := range p.PosixTimers {
+			p.PosixTimers[j].NotifyTid = inner[p.PosixTimers[j].NotifyTid]
+		}
+	}
+	return nil
 }

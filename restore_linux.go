@@ -6,11 +6,13 @@ import (
 	"os"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/clock"
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/run"
 	"github.com/rtcr/rtcr/internal/stub"
 	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
@@ -43,11 +45,18 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	if err := preflight(c); err != nil {
 		return nil, err
 	}
+	var offsets stub.TimeOffsets
+	if c.PidNS {
+		if c.Clocks == nil {
+			return nil, fmt.Errorf("restore %d: namespace image without clocks: %w", root, image.ErrCorrupt)
+		}
+		offsets = clock.Offsets(c.Clocks, !opts.NoClockJump)
+	}
 	stats := &RestoreStats{Pid: root}
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, pages, stats) })
+	err = ptrace.Run(func() error { return restoreTree(c, pages, offsets, stats) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		return nil, err
@@ -61,7 +70,7 @@ func preflight(c *image.Checkpoint) error {
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		nodes = append(nodes, tree.Node{Pid: p.Pid, Ppid: p.Ppid, Pgid: p.Pgid, Sid: p.Sid})
-		if err := checkProcess(c, p); err != nil {
+		if err := checkProcess(c, p, !c.PidNS); err != nil {
 			return fmt.Errorf("restore %d: %w", p.Pid, err)
 		}
 	}
@@ -71,14 +80,20 @@ func preflight(c *image.Checkpoint) error {
 	return nil
 }
 
-func checkProcess(c *image.Checkpoint, p *image.Process) error {
+func checkProcess(c *image.Checkpoint, p *image.Process, checkPids bool) error {
 	ids := []int{p.Pid}
 	for _, th := range p.Threads[min(1, len(p.Threads)):] {
 		ids = append(ids, th.Tid)
 	}
 	for _, id := range ids {
-		if !pidFree(id) {
+		if checkPids && !pidFree(id) {
 			return fmt.Errorf("pid %d: %w (another process has it; kill it or wait for it to exit)", id, ErrPidTaken)
+		}
+	}
+	if run.IsInit(p.Exe) {
+		// rtcr's own init: write it again if it is gone (after a reboot).
+		if _, err := run.InstallInit(); err != nil {
+			return err
 		}
 	}
 	if p.Zombie {
@@ -108,7 +123,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process) error {
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, pages map[int][]byte, stats *RestoreStats) (err error) {
+func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -125,9 +140,12 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, stats *RestoreStats)
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		var r *ptrace.Remote
-		if i == 0 {
+		switch {
+		case i == 0 && c.PidNS:
+			r, err = stub.StartNS(scratch, elfBase, offsets)
+		case i == 0:
 			r, err = stub.Start(p.Pid, scratch, elfBase)
-		} else {
+		default:
 			r, err = stub.Fork(byPid[p.Ppid].r, p.Pid)
 		}
 		if err != nil {
@@ -168,6 +186,10 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, stats *RestoreStats)
 		if err := pr.release(); err != nil {
 			return err
 		}
+	}
+	stats.Pid = procs[0].r.Pid
+	if pr := byPid[2]; c.PidNS && pr != nil {
+		stats.Program = pr.r.Pid
 	}
 	return nil
 }

@@ -40,12 +40,19 @@ type DumpStats struct {
 type RestoreOptions struct {
 	// Dir is the image directory (criu -D).
 	Dir string
+	// NoClockJump makes CLOCK_MONOTONIC and CLOCK_BOOTTIME of a tree
+	// started by `rtcr run` continue exactly from their values at the
+	// checkpoint. By default they advance by the downtime.
+	NoClockJump bool
 }
 
 // RestoreStats reports what a restore did.
 type RestoreStats struct {
 	// Pid is the pid of the restored (root) process.
 	Pid int
+	// Program is, for a tree started by `rtcr run`, the pid of the
+	// program (pid 2 inside its namespace; Pid is then its init's).
+	Program int
 	// Total is the duration of the whole restore.
 	Total time.Duration
 	// PageBytes is the amount of memory written into the new process.

@@ -44,6 +44,7 @@ func runRestore(args []string) error {
 	var o rtcr.RestoreOptions
 	fs.StringVar(&o.Dir, "dir", "", "image directory")
 	fs.StringVar(&o.Dir, "D", "", "short for --dir")
+	fs.BoolVar(&o.NoClockJump, "no-clock-jump", false, "for trees started by rtcr run: monotonic clocks continue from the checkpoint without counting the downtime")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -54,7 +55,11 @@ func runRestore(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("restored pid %d from %s: %.1f MiB of memory in %v\n",
-		st.Pid, o.Dir, float64(st.PageBytes)/(1<<20), st.Total.Round(1e5))
+	what := fmt.Sprintf("pid %d", st.Pid)
+	if st.Program != 0 {
+		what = fmt.Sprintf("pid namespace (init pid %d, program pid %d)", st.Pid, st.Program)
+	}
+	fmt.Printf("restored %s from %s: %.1f MiB of memory in %v\n",
+		what, o.Dir, float64(st.PageBytes)/(1<<20), st.Total.Round(1e5))
 	return nil
 }

@@ -30,3 +30,14 @@ func TestELF(t *testing.T) {
 		t.Fatalf("bytes at syscall address: % x", img[off:off+2])
 	}
 }
+
+func TestSplitNs(t *testing.T) {
+	tests := []struct{ in, sec, nsec int64 }{
+		{0, 0, 0}, {1_500_000_000, 1, 500_000_000}, {-1_500_000_000, -2, 500_000_000}, {-1, -1, 999_999_999},
+	}
+	for _, tc := range tests {
+		if s, n := splitNs(tc.in); s != tc.sec || n != tc.nsec {
+			t.Errorf("splitNs(%d) = %d, %d; want %d, %d", tc.in, s, n, tc.sec, tc.nsec)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -36,8 +37,18 @@ type TimeOffsets struct {
 // StartNS is Start for a process tree that lived in its own pid and time
 // namespaces: the new process is pid 1 of a new pid namespace and lives in
 // a new time namespace whose clocks are offset by off. Its pid as rtcr
-// sees it is arbitrary.
+// sees it is arbitrary. The kernel refuses CLONE_PARENT with CLONE_NEWPID,
+// so the caller is made a child subreaper while the first stub dies: the
+// new process is then reparented to it, as Start's is.
 func StartNS(scratch, elfBase uint64, off TimeOffsets) (*ptrace.Remote, error) {
+	var was int32
+	if _, _, e := unix.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&was)), 0); e != 0 {
+		return nil, fmt.Errorf("read child subreaper: %w", e)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become child subreaper: %w", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, uintptr(was), 0, 0, 0)
 	return start(scratch, elfBase, func(first *ptrace.Remote) (*ptrace.Remote, error) {
 		// The offsets of a time namespace can be set only before any
 		// process is in it: unshare (the caller stays outside, its
@@ -45,13 +56,24 @@ func StartNS(scratch, elfBase uint64, off TimeOffsets) (*ptrace.Remote, error) {
 		if _, err := first.Syscall(unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
 			return nil, fmt.Errorf("new time namespace: %w", err)
 		}
-		offsets := fmt.Sprintf("monotonic %d %d\nboottime %d %d\n",
-			off.Monotonic/1e9, off.Monotonic%1e9, off.Boottime/1e9, off.Boottime%1e9)
+		ms, mns := splitNs(off.Monotonic)
+		bs, bns := splitNs(off.Boottime)
+		offsets := fmt.Sprintf("monotonic %d %d\nboottime %d %d\n", ms, mns, bs, bns)
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/timens_offsets", first.Pid), []byte(offsets), 0); err != nil {
 			return nil, fmt.Errorf("set time namespace offsets: %w", err)
 		}
-		return Clone(first, unix.CLONE_PARENT|unix.CLONE_NEWPID, 1)
+		return Clone(first, unix.CLONE_NEWPID, 1)
 	})
+}
+
+// splitNs splits a nanosecond count into seconds and a nanosecond part in
+// [0, 1e9), as timens_offsets wants them (also for negative offsets).
+func splitNs(v int64) (sec, nsec int64) {
+	sec, nsec = v/1e9, v%1e9
+	if nsec < 0 {
+		sec, nsec = sec-1, nsec+1e9
+	}
+	return sec, nsec
 }
 
 // start runs the first stub, maps its scratch area, lets clone create the

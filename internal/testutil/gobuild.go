@@ -10,24 +10,38 @@ import (
 // module) once per test binary and returns the executable's path.
 func BuildGo(t testing.TB, name string) string {
 	t.Helper()
-	dir, r := buildSlot(t, buildKey{"go/" + name, false})
+	return goBuild(t, "./testdata/"+name, "go-"+name)
+}
+
+// BuildRtcr builds the rtcr command once per test binary and returns its
+// path.
+func BuildRtcr(t testing.TB) string {
+	t.Helper()
+	return goBuild(t, "./cmd/rtcr", "rtcr")
+}
+
+// goBuild builds package pkg of this module into the build directory as
+// out, once per test binary.
+func goBuild(t testing.TB, pkg, out string) string {
+	t.Helper()
+	dir, r := buildSlot(t, buildKey{"go:" + pkg, false})
 	r.once.Do(func() {
 		root, err := RepoRoot()
 		if err != nil {
 			r.err = err.Error()
 			return
 		}
-		out := filepath.Join(dir, "go-"+name)
-		cmd := exec.Command("go", "build", "-o", out, "./testdata/"+name)
+		path := filepath.Join(dir, out)
+		cmd := exec.Command("go", "build", "-o", path, pkg)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
 			r.err = err.Error() + "\n" + string(b)
 			return
 		}
-		r.path = out
+		r.path = path
 	})
 	if r.err != "" {
-		t.Fatalf("go build ./testdata/%s: %s", name, r.err)
+		t.Fatalf("go build %s: %s", pkg, r.err)
 	}
 	return r.path
 }

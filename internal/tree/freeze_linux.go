@@ -96,14 +96,17 @@ func (f *Frozen) Release() error {
 
 // Kill kills every frozen process and collects, as their tracer, the
 // death of each thread (a leader is reported after its other threads), so
-// that their parents (or init) can reap them.
+// that their parents (or init) can reap them. Children are collected
+// before parents: the dying init of a pid namespace waits until every
+// other process of it is gone.
 func (f *Frozen) Kill() {
 	for _, pid := range f.Order {
 		if _, ok := f.Tids[pid]; ok {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
-	for _, pid := range f.Order {
+	for i := len(f.Order) - 1; i >= 0; i-- {
+		pid := f.Order[i]
 		tids := f.Tids[pid]
 		for i := len(tids) - 1; i >= 0; i-- {
 			_, _ = ptrace.Wait(tids[i])

@@ -1,0 +1,72 @@
+package tree
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/rtcr/rtcr/internal/procfs"
+)
+
+// nsDepth returns how many pid namespaces deep pid is, as seen from /proc.
+func nsDepth(pid int) (int, []int, error) {
+	st, err := procfs.ReadStatus(pid)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(st.NSpid) == 0 {
+		return 0, nil, fmt.Errorf("process %d: no NSpid in /proc/%d/status", pid, pid)
+	}
+	return len(st.NSpid), st.NSpid, nil
+}
+
+// Root finds the root of the tree to checkpoint for pid. When pid lives in
+// a deeper pid namespace than rtcr (a program started by `rtcr run`), or
+// is an `rtcr run` whose child is the init of such a namespace, the root
+// is that namespace's init and nested is true; otherwise it is pid.
+func Root(pid int) (root int, nested bool, err error) {
+	own, _, err := nsDepth(os.Getpid())
+	if err != nil {
+		return 0, false, err
+	}
+	depth, ids, err := nsDepth(pid)
+	if err != nil {
+		return 0, false, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if depth > own {
+		// Walk up to the process that is pid 1 of pid's namespace.
+		for ids[len(ids)-1] != 1 {
+			st, err := procfs.ReadStat(pid)
+			if err != nil {
+				return 0, false, err
+			}
+			pid = st.Ppid
+			if _, ids, err = nsDepth(pid); err != nil {
+				return 0, false, err
+			}
+		}
+		return pid, true, nil
+	}
+	m, err := ChildMap()
+	if err != nil {
+		return 0, false, err
+	}
+	for _, c := range m[pid] {
+		if d, ids, err := nsDepth(c); err == nil && d == own+1 && ids[len(ids)-1] == 1 {
+			return c, true, nil // pid is an `rtcr run`; c its init
+		}
+	}
+	return pid, false, nil
+}
+
+// InnerID returns the id of thread or process id inside its own pid
+// namespace (the last NSpid entry).
+func InnerID(pid, tid int) (int, error) {
+	st, err := procfs.ReadTaskStatus(pid, tid)
+	if err != nil {
+		return 0, err
+	}
+	if len(st.NSpid) == 0 {
+		return 0, fmt.Errorf("thread %d of %d: no NSpid", tid, pid)
+	}
+	return st.NSpid[len(st.NSpid)-1], nil
+}

@@ -1,0 +1,67 @@
+package rtcr_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/testutil"
+)
+
+// TestRunNamespace starts a program with `rtcr run` (new pid and time
+// namespaces), checkpoints it through the run's pid, kills it, and
+// restores it into new namespaces: the program keeps pid 2 and measures
+// CLOCK_MONOTONIC and CLOCK_BOOTTIME across the downtime, which by default
+// the clocks count and with NoClockJump they do not; never backwards.
+func TestRunNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	const downtime = 1500 * time.Millisecond
+	for _, noJump := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-clock-jump=%v", noJump), func(t *testing.T) {
+			tg := start(t, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "clock", false), "trigger")
+			testutil.WaitForFile(t, tg.out, "ready pid 2\n", 10*time.Second)
+			dir := t.TempDir() + "/img"
+			if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
+				t.Fatalf("dump: %v", err)
+			}
+			if code := tg.waitOriginal(); code != 128+9 {
+				t.Errorf("rtcr run exited %d after its tree was killed, want %d", code, 128+9)
+			}
+			time.Sleep(downtime)
+			st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, NoClockJump: noJump})
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if st.Program == 0 || st.Program == st.Pid {
+				t.Fatalf("restore stats %+v: no program pid", st)
+			}
+			tg.pid, tg.done = st.Pid, false // the restored init is our child now
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 {
+				t.Fatalf("clock program after restore: exit %d, output:\n%s", code, tg.output())
+			}
+			var mono, boot, back, pid int
+			out := tg.output()
+			line := out[strings.LastIndex(out, "mono_max_ms"):]
+			if _, err := fmt.Sscanf(line, "mono_max_ms %d boot_max_ms %d backwards %d pid %d", &mono, &boot, &back, &pid); err != nil {
+				t.Fatalf("output %q: %v", out, err)
+			}
+			t.Logf("largest clock steps: monotonic %d ms, boottime %d ms (downtime %v)", mono, boot, downtime)
+			if back != 0 || pid != 2 {
+				t.Fatalf("backwards steps %d, pid %d (want 0, 2)", back, pid)
+			}
+			lo, hi := int(downtime/time.Millisecond), int(downtime/time.Millisecond)+5000
+			if noJump {
+				lo, hi = 0, int(downtime/time.Millisecond)/2
+			}
+			for _, v := range []int{mono, boot} {
+				if v < lo || v > hi {
+					t.Errorf("largest clock step %d ms, want within [%d, %d]", v, lo, hi)
+				}
+			}
+		})
+	}
+}
