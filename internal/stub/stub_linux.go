@@ -160,10 +160,16 @@ func mapScratch(first *ptrace.Remote, scratch uint64) error {
 // Clone makes the stopped process parent create a process (flags without
 // CLONE_THREAD) whose pid in its own pid namespace is nsPid, with clone3
 // and set_tid, and returns it stopped and traced. The child's exit signal
-// is SIGCHLD; it shares nothing with its parent but a copy of the address
+// is SIGCHLD (its parent's own with CLONE_PARENT); it shares nothing with its parent but a copy of the address
 // space (with the scratch area) and of the fd table.
 func Clone(parent *ptrace.Remote, flags uint64, nsPid int) (*ptrace.Remote, error) {
-	outer, err := cloneRaw(parent.Injector, parent, flags, uint64(unix.SIGCHLD), nsPid)
+	// With CLONE_PARENT the exit signal is the caller's own (and clone3
+	// wants 0 here).
+	exitSignal := uint64(unix.SIGCHLD)
+	if flags&unix.CLONE_PARENT != 0 {
+		exitSignal = 0
+	}
+	outer, err := cloneRaw(parent.Injector, parent, flags, exitSignal, nsPid)
 	if err != nil {
 		return nil, err
 	}
