@@ -1,6 +1,8 @@
 package rtcr_test
 
 import (
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,5 +39,31 @@ func TestThreadsAndGo(t *testing.T) {
 				t.Fatalf("%s after restore: exit %d, output:\n%s", tc.name, code, tg.output())
 			}
 		})
+	}
+}
+
+// TestPythonThreads checkpoints python3 running a script with eight worker
+// threads, a producer and a consumer, twice, restoring after each kill.
+func TestPythonThreads(t *testing.T) {
+	testutil.RequireRoot(t)
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	root, err := testutil.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := start(t, python, filepath.Join(root, "testdata", "pythreads.py"), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	for round := 0; round < 2; round++ {
+		time.Sleep(50 * time.Millisecond)
+		dir := tg.dump(false)
+		tg.restore(dir)
+		tg.done = false
+	}
+	tg.fire()
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("python after restore: exit %d, output:\n%s", code, tg.output())
 	}
 }
