@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -9,10 +10,12 @@ import (
 )
 
 func runBench(args []string) error {
-	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm]")
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32]")
 	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
 	runs := fs.Int("runs", 3, "measure this many times and report the best")
 	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
+	threads := fs.Int("threads", 64, "threads of the many-threads benchmark (0: skip it and the tree)")
+	procs := fs.Int("procs", 32, "processes of the process-tree benchmark")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -23,11 +26,22 @@ func runBench(args []string) error {
 	if *runs < 1 {
 		return usagef("--runs must be at least 1")
 	}
+	if (*threads != 0 && *threads < 2) || *threads > 255 || *procs < 2 || *procs > 255 {
+		return usagef("--threads must be 0 or 2-255 and --procs 2-255")
+	}
 	res, err := bench.Run(bench.Options{Size: n, Runs: *runs, Dir: *dir})
 	if err != nil {
 		return err
 	}
 	res.Print(os.Stdout)
+	if *threads > 0 {
+		shapes, err := bench.RunShapes(*dir, *threads, *procs, *runs)
+		if err != nil {
+			return err
+		}
+		fmt.Println()
+		bench.PrintShapes(os.Stdout, shapes)
+	}
 	return nil
 }
 

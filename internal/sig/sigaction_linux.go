@@ -7,6 +7,7 @@ import (
 
 	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -14,12 +15,25 @@ import (
 // unchangeable reports signals whose action cannot be read or set.
 func unchangeable(s int) bool { return s == int(unix.SIGKILL) || s == int(unix.SIGSTOP) }
 
-// Dump reads the action of every signal of the stopped process r and
-// returns those that differ from the default.
+// Dump reads the actions of the stopped process r that differ from the
+// default and returns them. Only signals /proc says are caught or ignored
+// are read (each read is an injected call), and SIGCHLD, whose default
+// action may carry SA_NOCLDSTOP or SA_NOCLDWAIT.
 func Dump(r *ptrace.Remote) ([]image.Sigaction, error) {
+	st, err := procfs.ReadStatus(r.Pid)
+	if err != nil {
+		return nil, err
+	}
+	return dumpSet(r, st.SigCgt|st.SigIgn|bit(int(unix.SIGCHLD)))
+}
+
+// bit is the mask bit of signal s.
+func bit(s int) uint64 { return 1 << (s - 1) }
+
+func dumpSet(r *ptrace.Remote, set uint64) ([]image.Sigaction, error) {
 	var out []image.Sigaction
 	for s := 1; s <= abi.MaxSignal; s++ {
-		if unchangeable(s) {
+		if unchangeable(s) || set&bit(s) == 0 {
 			continue
 		}
 		if _, err := r.Syscall(unix.SYS_RT_SIGACTION, uint64(s), 0, r.Scratch+ptrace.ArgOff, abi.SigsetSize); err != nil {
@@ -42,12 +56,18 @@ func Dump(r *ptrace.Remote) ([]image.Sigaction, error) {
 // signals across exec (SIGHUP under nohup, SIGINT in a background job),
 // which the checkpointed process did not have.
 func Restore(r *ptrace.Remote, sas []image.Sigaction) error {
+	st, err := procfs.ReadStatus(r.Pid)
+	if err != nil {
+		return err
+	}
+	set := st.SigCgt | st.SigIgn // the stub's non-default actions
 	want := map[int]image.Sigaction{}
 	for _, sa := range sas {
 		want[sa.Signal] = sa
+		set |= bit(sa.Signal)
 	}
 	for s := 1; s <= abi.MaxSignal; s++ {
-		if unchangeable(s) {
+		if unchangeable(s) || set&bit(s) == 0 {
 			continue
 		}
 		sa := want[s]
