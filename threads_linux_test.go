@@ -23,12 +23,15 @@ func TestThreadsAndGo(t *testing.T) {
 	}{
 		{"pthreads", func(t *testing.T) string { return testutil.BuildC(t, "threads", false) }, []string{"8", "trigger"}},
 		{"go", func(t *testing.T) string { return testutil.BuildGo(t, "goprog") }, []string{"trigger"}},
+		// Threads are born and die all the time: the freeze must catch a
+		// consistent set (and a thread exiting mid-seize must not fail it).
+		{"thread churn", func(t *testing.T) string { return testutil.BuildC(t, "spawner", false) }, []string{"trigger"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := start(t, tc.bin(t), tc.args...)
 			testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
-			for round := 0; round < 2; round++ {
+			for round := 0; round < 3; round++ {
 				time.Sleep(50 * time.Millisecond) // let the threads get busy
 				dir := tg.dump(false)
 				tg.restore(dir)

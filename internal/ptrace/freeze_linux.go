@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -18,6 +20,7 @@ import (
 // reported). On error every thread seized so far is released.
 func Freeze(pid int) (tids []int, err error) {
 	stopped := map[int]bool{}
+	gone := map[int]bool{} // threads that exited while rtcr froze the rest
 	defer func() {
 		if err != nil {
 			for tid := range stopped {
@@ -32,34 +35,26 @@ func Freeze(pid int) (tids []int, err error) {
 		}
 		fresh := 0
 		for _, tid := range cur {
-			if stopped[tid] {
+			if stopped[tid] || gone[tid] {
 				continue
 			}
 			fresh++
-			err := Seize(tid)
-			switch {
-			case errors.Is(err, unix.ESRCH):
-				continue // the thread exited meanwhile
-			case errors.Is(err, unix.EPERM) && tracedByUs(pid, tid):
-				// Created by a thread rtcr had already seized: the kernel
-				// attached it to rtcr and it starts in a ptrace stop.
-			case err != nil:
+			stopped[tid] = true // released on error from here on
+			ok, err := attach(pid, tid)
+			if err != nil {
 				return nil, fmt.Errorf("freeze %d: %w", pid, err)
-			default:
-				stopped[tid] = true // seized: released on error from here on
-				if err := Interrupt(tid); err != nil {
-					return nil, fmt.Errorf("freeze %d: %w", pid, err)
-				}
 			}
-			stopped[tid] = true
-			if err := waitInterrupted(tid); err != nil {
+			if !ok {
 				delete(stopped, tid)
-				return nil, fmt.Errorf("freeze %d: %w", pid, err)
+				gone[tid] = true
 			}
 		}
 		if fresh == 0 {
 			break
 		}
+	}
+	if !stopped[pid] {
+		return nil, fmt.Errorf("freeze %d: the process exited", pid)
 	}
 	for tid := range stopped {
 		tids = append(tids, tid)
@@ -74,29 +69,98 @@ func Freeze(pid int) (tids []int, err error) {
 	return tids, nil
 }
 
-// waitInterrupted waits until tid reports the PTRACE_EVENT_STOP that
-// PTRACE_INTERRUPT causes. Signals that arrive first are passed on to the
-// thread (resuming it), as they would have been without rtcr.
-func waitInterrupted(tid int) error {
+// attach seizes and stops thread tid of pid. It returns false when the
+// thread exited before it could be stopped: it will never run again, so
+// the frozen set is complete without it.
+func attach(pid, tid int) (bool, error) {
+	for try := 0; ; try++ {
+		err := Seize(tid)
+		switch {
+		case err == nil:
+			if err := Interrupt(tid); err != nil {
+				if errors.Is(err, unix.ESRCH) {
+					return waitStopped(tid)
+				}
+				return false, err
+			}
+			return waitStopped(tid)
+		case errors.Is(err, unix.ESRCH):
+			return false, nil
+		case errors.Is(err, unix.EPERM) && tracedByUs(pid, tid):
+			// Created by a thread rtcr had already seized: the kernel
+			// attached it to rtcr and it starts in a ptrace stop.
+			return waitStopped(tid)
+		case errors.Is(err, unix.EPERM) && try < 1000:
+			// An exiting thread cannot be attached; look again until
+			// it is gone.
+			if exiting(tid) {
+				return false, nil
+			}
+			time.Sleep(100 * time.Microsecond)
+		default:
+			return false, fmt.Errorf("%w (%s)", err, describe(tid))
+		}
+	}
+}
+
+// describe says what thread tid is doing, for error messages.
+func describe(tid int) string {
+	st, err := procfs.ReadStatus(tid)
+	if err != nil {
+		return "gone"
+	}
+	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", tid))
+	sc, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tid))
+	return fmt.Sprintf("state %c, tracer %d, in %s, syscall %s", st.State, st.TracerPid, wchan, strings.TrimSpace(strings.SplitN(string(sc), " ", 2)[0]))
+}
+
+// stopTimeout bounds the wait for a thread to stop, so that a dump never
+// hangs with the rest of the process frozen.
+const stopTimeout = 5 * time.Second
+
+// waitStopped waits until tid reports the PTRACE_EVENT_STOP that
+// PTRACE_INTERRUPT (or an automatic attach) causes; false if it exited
+// first. Signals that arrive first are passed on to the thread, as they
+// would have been without rtcr; clone events let it go on.
+func waitStopped(tid int) (bool, error) {
+	deadline := time.Now().Add(stopTimeout)
+	pause := 10 * time.Microsecond
 	for {
-		ws, err := Wait(tid)
-		if err != nil {
-			return err
-		}
-		if !ws.Stopped() {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		switch {
+		case err == unix.EINTR:
 			continue
+		case errors.Is(err, unix.ECHILD):
+			return false, nil // gone, and reaped by the kernel
+		case err != nil:
+			return false, fmt.Errorf("wait for %d: %w", tid, err)
+		case got == 0:
+			if time.Now().After(deadline) {
+				return false, fmt.Errorf("thread %d did not stop within %v (%s)", tid, stopTimeout, describe(tid))
+			}
+			time.Sleep(pause)
+			pause = min(2*pause, time.Millisecond)
+			continue
+		case ws.Exited() || ws.Signaled():
+			return false, nil
+		case !ws.Stopped():
+			continue
+		case ws.TrapCause() == abi.PTRACE_EVENT_STOP:
+			return true, nil
 		}
-		if ws.TrapCause() == abi.PTRACE_EVENT_STOP {
-			return nil
-		}
-		// A signal-delivery stop: deliver the signal and keep waiting for
-		// the interrupt, which is still pending.
 		sig := ws.StopSignal()
 		if ws.TrapCause() > 0 {
-			sig = 0
+			sig = 0 // a ptrace event, not a signal
+		}
+		// Any ptrace stop clears a pending PTRACE_INTERRUPT (the kernel's
+		// "any trap clears pending STOP trap"): ask again, or the thread
+		// runs on after this event (a clone3 in pthread_create, a signal).
+		if err := Interrupt(tid); err != nil {
+			return false, err
 		}
 		if err := unix.PtraceCont(tid, int(sig)); err != nil {
-			return fmt.Errorf("resume %d after %v: %w", tid, ws.StopSignal(), err)
+			return false, fmt.Errorf("resume %d after %v: %w", tid, ws.StopSignal(), err)
 		}
 	}
 }
@@ -112,8 +176,15 @@ func Release(tids []int) error {
 	return first
 }
 
-// tracedByUs reports whether thread tid of pid is traced by this process.
+// tracedByUs reports whether thread tid of pid is traced by the calling
+// thread (TracerPid is the tracer thread's id, not its process's).
 func tracedByUs(pid, tid int) bool {
 	st, err := procfs.ReadTaskStatus(pid, tid)
-	return err == nil && st.TracerPid == os.Getpid()
+	return err == nil && st.TracerPid == unix.Gettid()
+}
+
+// exiting reports whether thread tid is gone or a zombie.
+func exiting(tid int) bool {
+	st, err := procfs.ReadStat(tid)
+	return err != nil || st.State == 'Z' || st.State == 'X'
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"unsafe"
 
@@ -30,7 +31,7 @@ func Run(fn func() error) error {
 		runtime.LockOSThread()
 		defer func() {
 			if r := recover(); r != nil {
-				done <- fmt.Errorf("tracer panic: %v", r)
+				done <- fmt.Errorf("tracer panic: %v\n%s", r, debug.Stack())
 			}
 		}()
 		done <- fn()

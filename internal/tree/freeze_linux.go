@@ -25,8 +25,8 @@ type Frozen struct {
 // stopped process cannot fork, so once a process is frozen its set of
 // children is final; the tree is re-scanned until a pass finds no new
 // child. On error every process frozen so far is released.
-func Freeze(root int) (f *Frozen, err error) {
-	f = &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}}
+func Freeze(root int) (_ *Frozen, err error) {
+	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}}
 	defer func() {
 		if err != nil {
 			_ = f.Release()
@@ -67,13 +67,14 @@ func Freeze(root int) (f *Frozen, err error) {
 
 // add freezes pid, or records it as a zombie.
 func (f *Frozen) add(pid int) error {
+	if st, err := procfs.ReadStat(pid); err == nil && st.State == 'Z' {
+		// A zombie stays one: its parent is frozen and cannot reap it.
+		f.Zombies[pid] = true
+		f.Order = append(f.Order, pid)
+		return nil
+	}
 	tids, err := ptrace.Freeze(pid)
 	if err != nil {
-		if st, serr := procfs.ReadStat(pid); serr == nil && st.State == 'Z' {
-			f.Zombies[pid] = true
-			f.Order = append(f.Order, pid)
-			return nil
-		}
 		return err
 	}
 	f.Tids[pid] = tids
