@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/inspect"
 	"github.com/rtcr/rtcr/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -137,6 +140,14 @@ func (tg *target) dump(leaveRunning bool) string {
 		tg.t.Fatalf("dump: %v", err)
 	}
 	tg.t.Logf("dump of %d: %d KiB, frozen %v", tg.pid, st.PageBytes>>10, st.Freeze)
+	// Every image a test makes also goes through the reader and printer.
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		tg.t.Fatalf("read back the image: %v", err)
+	}
+	if err := inspect.Write(io.Discard, dir, c); err != nil {
+		tg.t.Fatalf("inspect the image: %v", err)
+	}
 	if !leaveRunning {
 		tg.reap()
 	}

@@ -24,13 +24,19 @@ func Write(w io.Writer, dir string, c *image.Checkpoint) error {
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		fmt.Fprintf(ew, "\nProcess %d (%s)\n", p.Pid, p.Comm)
+		writeTree(ew, p)
+		if p.Zombie {
+			continue
+		}
 		writeProcess(ew, p)
+		writeCreds(ew, p)
 		writeMM(ew, &p.MM)
 		writeVMAs(ew, p.VMAs)
 		writeFDs(ew, p.FDs)
 		writeSigactions(ew, p.Sigactions)
 		writeThreads(ew, p.Threads)
 		writeRlimits(ew, p.Rlimits)
+		writeTimers(ew, p)
 	}
 	return ew.err
 }
@@ -82,6 +88,13 @@ func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 	fmt.Fprintf(tw, "arch\t%s\n", orDash(c.Arch))
 	fmt.Fprintf(tw, "created\t%s\n", created)
 	fmt.Fprintf(tw, "processes\t%d\n", len(c.Processes))
+	if c.PidNS {
+		fmt.Fprintf(tw, "namespaces\tpid and time (started by rtcr run; pids as seen inside)\n")
+	}
+	if c.Clocks != nil {
+		fmt.Fprintf(tw, "clocks\tmonotonic %v, boottime %v at the checkpoint\n",
+			time.Duration(c.Clocks.Monotonic), time.Duration(c.Clocks.Boottime))
+	}
 	tw.Flush()
 }
 

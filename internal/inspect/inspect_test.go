@@ -200,3 +200,42 @@ func TestSignalName(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteTree covers what trees, namespaces, credentials and timers add.
+func TestWriteTree(t *testing.T) {
+	c := sample()
+	c.PidNS = true
+	c.Clocks = &image.Clocks{Monotonic: 90e9, Boottime: 95e9}
+	p := &c.Processes[0]
+	p.Ppid, p.Pgid, p.Sid = 1, 4242, 7
+	p.Creds = &image.Creds{Uid: 1000, Euid: 1001, Groups: []uint32{5, 6}, CapEff: 0x400}
+	p.Prctl = image.Prctl{Dumpable: 1, PdeathSig: 12}
+	p.Itimers = []image.Itimer{{IntervalNs: 2e9, ValueNs: 1e9}, {}, {}}
+	p.PosixTimers = []image.PosixTimer{{ID: 3, Clock: 1, Signo: 10, IntervalNs: 5e6, ValueNs: 4e6}, {ID: 4, Signo: 12}}
+	c.Processes = append(c.Processes, image.Process{Pid: 4300, Ppid: 4242, Pgid: 4242, Sid: 7, Comm: "child", Zombie: true, ExitStatus: 3 << 8})
+	var buf bytes.Buffer
+	if err := Write(&buf, "/tmp/img", c); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"pid and time (started by rtcr run",
+		"monotonic 1m30s, boottime 1m35s",
+		"group, session  4242, 7",
+		"1000 1001 0 0 (real, effective, saved, fs)",
+		"groups [5 6]",
+		"eff 0x400",
+		"1, false, 12",
+		"Timers (3)",
+		"itimer real",
+		"timer 3",
+		"SIGUSR1",
+		"disarmed",
+		"Process 4300 (child)",
+		"exited, wait status 0x300, not reaped yet",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
