@@ -23,35 +23,45 @@ func TestRunNamespace(t *testing.T) {
 		t.Run(fmt.Sprintf("no-clock-jump=%v", noJump), func(t *testing.T) {
 			tg := start(t, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "clock", false), "trigger")
 			testutil.WaitForFile(t, tg.out, "ready pid 2\n", 10*time.Second)
-			dir := t.TempDir() + "/img"
-			if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
-				t.Fatalf("dump: %v", err)
+			// Round 1 dumps through the pid of `rtcr run`, round 2 through
+			// the restored program's own pid.
+			pid := tg.pid
+			for round := 0; round < 2; round++ {
+				dir := fmt.Sprintf("%s/img%d", t.TempDir(), round)
+				if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: dir}); err != nil {
+					t.Fatalf("dump %d: %v", round, err)
+				}
+				if round == 0 {
+					if code := tg.waitOriginal(); code != 128+9 {
+						t.Errorf("rtcr run exited %d after its tree was killed, want %d", code, 128+9)
+					}
+				} else {
+					tg.reap() // the restored init, killed by the dump
+				}
+				time.Sleep(downtime)
+				st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, NoClockJump: noJump})
+				if err != nil {
+					t.Fatalf("restore %d: %v", round, err)
+				}
+				if st.Program == 0 || st.Program == st.Pid {
+					t.Fatalf("restore stats %+v: no program pid", st)
+				}
+				tg.pid, tg.done = st.Pid, false // the restored init is our child now
+				pid = st.Program
 			}
-			if code := tg.waitOriginal(); code != 128+9 {
-				t.Errorf("rtcr run exited %d after its tree was killed, want %d", code, 128+9)
-			}
-			time.Sleep(downtime)
-			st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, NoClockJump: noJump})
-			if err != nil {
-				t.Fatalf("restore: %v", err)
-			}
-			if st.Program == 0 || st.Program == st.Pid {
-				t.Fatalf("restore stats %+v: no program pid", st)
-			}
-			tg.pid, tg.done = st.Pid, false // the restored init is our child now
 			tg.fire()
 			if code := tg.wait(10 * time.Second); code != 0 {
 				t.Fatalf("clock program after restore: exit %d, output:\n%s", code, tg.output())
 			}
-			var mono, boot, back, pid int
+			var mono, boot, back, seen int
 			out := tg.output()
 			line := out[strings.LastIndex(out, "mono_max_ms"):]
-			if _, err := fmt.Sscanf(line, "mono_max_ms %d boot_max_ms %d backwards %d pid %d", &mono, &boot, &back, &pid); err != nil {
+			if _, err := fmt.Sscanf(line, "mono_max_ms %d boot_max_ms %d backwards %d pid %d", &mono, &boot, &back, &seen); err != nil {
 				t.Fatalf("output %q: %v", out, err)
 			}
 			t.Logf("largest clock steps: monotonic %d ms, boottime %d ms (downtime %v)", mono, boot, downtime)
-			if back != 0 || pid != 2 {
-				t.Fatalf("backwards steps %d, pid %d (want 0, 2)", back, pid)
+			if back != 0 || seen != 2 {
+				t.Fatalf("backwards steps %d, pid %d (want 0, 2)", back, seen)
 			}
 			lo, hi := int(downtime/time.Millisecond), int(downtime/time.Millisecond)+5000
 			if noJump {
