@@ -104,6 +104,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 		}
 		c.Processes = append(c.Processes, p)
 	}
+	if err := mem.CheckShared(c.Processes); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
 	if nested {
 		if err := toNamespaceIDs(c, f); err != nil {
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)

@@ -32,7 +32,7 @@ var probes = []probe{
 	single(featPtraceScope, true, checkPtraceScope),
 	single(featVMReadv, true, checkVMReadv),
 	stubProbes,
-	single(featTimeNS, false, checkTimeNS),
+	single(featTimeNS, true, checkTimeNS),
 	single(featUffdWP, false, checkUffdWP),
 	single(featPagemapScan, false, checkPagemapScan),
 	single(featSoftDirty, false, checkSoftDirty),
@@ -49,7 +49,7 @@ const (
 	featStub        = "restore stub: memfd exec, ptrace injection, clone3 set_tid"
 	featVDSO        = "arch_prctl ARCH_MAP_VDSO_64"
 	featMMMap       = "PR_SET_MM_MAP"
-	featTimeNS      = "time namespaces"
+	featTimeNS      = "pid and time namespaces (rtcr run)"
 	featUffdWP      = "userfaultfd write-protect (async)"
 	featPagemapScan = "PAGEMAP_SCAN ioctl"
 	featSoftDirty   = "soft-dirty bits"
