@@ -145,11 +145,7 @@ func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree)
 	if p.FDs, err = fds.Dump(pid); err != nil {
 		return err
 	}
-	sysAddr, err := mem.SyscallAddr(pid)
-	if err != nil {
-		return err
-	}
-	r, err := ptrace.OpenRemote(pid, sysAddr)
+	r, err := mem.OpenRemote(pid)
 	if err != nil {
 		return err
 	}

@@ -42,23 +42,12 @@ type target struct {
 	done    bool // the process with the pid is gone and reaped
 }
 
-// start runs bin with args; stdout goes to a file opened O_APPEND, stdin
-// is /dev/null, and the program has no other fds.
+// start runs bin with args (see testutil.StartTarget: stdout and stderr in
+// a file opened O_APPEND, stdin /dev/null, no other fds).
 func start(t *testing.T, bin string, args ...string) *target {
 	t.Helper()
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out.txt")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, out: out, dir: dir, trigger: filepath.Join(dir, "trigger")}
+	st := testutil.StartTarget(t, bin, "", args...)
+	tg := &target{t: t, cmd: st.Cmd, pid: st.Pid, out: st.Out, dir: st.Dir, trigger: filepath.Join(st.Dir, "trigger")}
 	t.Cleanup(tg.kill)
 	return tg
 }

@@ -134,3 +134,13 @@ func SyscallAddr(pid int) (uint64, error) {
 	}
 	return 0, fmt.Errorf("process %d has no [vdso]: %w", pid, ErrUnsupported)
 }
+
+// OpenRemote prepares injection into the stopped leader of process pid,
+// through the syscall instruction of its vdso (see ptrace.OpenRemote).
+func OpenRemote(pid int) (*ptrace.Remote, error) {
+	addr, err := SyscallAddr(pid)
+	if err != nil {
+		return nil, err
+	}
+	return ptrace.OpenRemote(pid, addr)
+}

@@ -146,11 +146,7 @@ func Frozen(t testing.TB, pid int, fn func(r *ptrace.Remote, tids []int)) {
 				err = rerr
 			}
 		}()
-		sysAddr, err := mem.SyscallAddr(pid)
-		if err != nil {
-			return err
-		}
-		r, err := ptrace.OpenRemote(pid, sysAddr)
+		r, err := mem.OpenRemote(pid)
 		if err != nil {
 			return err
 		}
@@ -219,7 +215,7 @@ type Target struct {
 	Pid int
 	Dir string // its working directory, a fresh temporary directory
 	Out string // the file its stdout and stderr go to (Dir/out)
-	cmd *exec.Cmd
+	Cmd *exec.Cmd
 }
 
 // StartTarget runs bin with args in a fresh temporary directory, with stdin
@@ -241,7 +237,7 @@ func StartTarget(t testing.TB, bin, ready string, args ...string) *Target {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	tg := &Target{Pid: cmd.Process.Pid, Dir: dir, Out: out, cmd: cmd}
+	tg := &Target{Pid: cmd.Process.Pid, Dir: dir, Out: out, Cmd: cmd}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
