@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -15,6 +17,7 @@ import (
 	"github.com/rtcr/rtcr/internal/mem"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/run"
 	"github.com/rtcr/rtcr/internal/sig"
 	"github.com/rtcr/rtcr/internal/task"
 	"github.com/rtcr/rtcr/internal/timer"
@@ -36,6 +39,15 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	if _, err := procfs.ReadStat(opts.Pid); err != nil {
 		return nil, fmt.Errorf("dump %d: no such process: %w", opts.Pid, err)
 	}
+	// Over an existing image, write the new one beside it and swap it in
+	// only when complete: a failed dump leaves the old image as it was.
+	final := opts.Dir
+	if _, err := os.Stat(filepath.Join(final, image.ManifestName)); err == nil {
+		opts.Dir = strings.TrimRight(final, "/") + ".rtcr-new"
+		if err := os.RemoveAll(opts.Dir); err != nil {
+			return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
+	}
 	if err := image.PrepareDir(opts.Dir); err != nil {
 		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -43,7 +55,15 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	err := ptrace.Run(func() error { return dumpFrozen(ctx, opts, stats) })
 	stats.Total = time.Since(start)
 	if err != nil {
+		if opts.Dir != final {
+			_ = os.RemoveAll(opts.Dir)
+		}
 		return nil, err
+	}
+	if opts.Dir != final {
+		if err := image.ReplaceDir(final, opts.Dir); err != nil {
+			return nil, fmt.Errorf("dump %d: the image is complete in %s: %w", opts.Pid, opts.Dir, err)
+		}
 	}
 	return stats, nil
 }
@@ -54,6 +74,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	if nested {
+		if exe, err := procfs.ReadExe(root); err != nil || !run.IsInit(exe) {
+			return fmt.Errorf("dump %d: a pid namespace not made by rtcr run (its init %d is %q): %w", opts.Pid, root, exe, tree.ErrUnsupported)
+		}
 	}
 	frozenAt := time.Now()
 	f, err := tree.Freeze(root)
@@ -79,6 +104,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 	var live []int
 	for _, pid := range f.Order {
 		if !f.Zombies[pid] {
+			if err := tree.CheckNamespaces(pid, nested); err != nil {
+				return fmt.Errorf("dump %d: %w", opts.Pid, err)
+			}
 			live = append(live, pid)
 		}
 	}

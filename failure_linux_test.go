@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/rtcr/rtcr"
 	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/testutil"
+	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
 
@@ -145,4 +148,57 @@ func TestRestoreRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFailedDumpKeepsOldImage: a dump over an existing image that fails
+// (here: the target gets a socket) leaves the old image restorable, and a
+// dump that succeeds replaces it.
+func TestFailedDumpKeepsOldImage(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "counter", false))
+	testutil.WaitForLines(t, tg.out, 5, 10*time.Second)
+	dir := filepath.Join(t.TempDir(), "img")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, LeaveRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := start(t, testutil.BuildC(t, "unsupported", false))
+	testutil.WaitForLines(t, other.out, 2, 10*time.Second)
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: other.pid, Dir: dir}); err == nil {
+		t.Fatal("dump of a process with a socket succeeded")
+	}
+	kept, err := image.ReadManifest(dir)
+	if err != nil || kept.Processes[0].Pid != first.Processes[0].Pid {
+		t.Fatalf("after a failed dump the old image is gone or changed: %v", err)
+	}
+	if _, err := os.Stat(dir + ".rtcr-new"); !os.IsNotExist(err) {
+		t.Errorf("the failed dump left %s.rtcr-new behind", dir)
+	}
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, LeaveRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := image.ReadManifest(dir)
+	if err != nil || second.Created == first.Created {
+		t.Fatalf("a successful dump did not replace the image: %v", err)
+	}
+}
+
+// TestForeignNamespaceRefused: a process in another network namespace is
+// refused (its sockets and addresses would mean something else), and runs on.
+func TestForeignNamespaceRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("unshare (util-linux) is not installed")
+	}
+	tg := start(t, unshare, "--net", testutil.BuildC(t, "counter", false))
+	testutil.WaitForLines(t, tg.out, 5, 10*time.Second)
+	_, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: filepath.Join(t.TempDir(), "img")})
+	if !errors.Is(err, tree.ErrUnsupported) || !strings.Contains(err.Error(), "net namespace") {
+		t.Fatalf("error %v, want a refusal naming the net namespace", err)
+	}
+	assertRunning(t, tg)
 }

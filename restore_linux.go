@@ -159,7 +159,7 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 		}
 	}
 	for _, pr := range procs {
-		if err := pr.step("process group", pr.setpgid); err != nil {
+		if err := pr.step("process group", func() error { return pr.setpgid(procs[0].p) }); err != nil {
 			return err
 		}
 	}

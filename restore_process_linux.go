@@ -54,11 +54,17 @@ func (pr *restoring) setsid() error {
 }
 
 // setpgid puts the process into its process group, once every process of
-// the tree exists (group leaders come earlier in parent-first order).
-func (pr *restoring) setpgid() error {
+// the tree exists (group leaders come earlier in parent-first order); root
+// is the tree's root.
+func (pr *restoring) setpgid(root *image.Process) error {
 	p := pr.p
 	if p.Sid == p.Pid || p.Zombie {
 		return nil // a session leader leads its group already
+	}
+	if p.Pgid == root.Pgid && root.Pgid != root.Pid {
+		// The root's group was outside the tree (a shell job's): the
+		// root and those in it with it keep the restorer's group.
+		return nil
 	}
 	cur, err := pr.r.Syscall(unix.SYS_GETPGID, 0)
 	if err != nil {
@@ -68,9 +74,7 @@ func (pr *restoring) setpgid() error {
 		return nil
 	}
 	if _, err := pr.r.Syscall(unix.SYS_SETPGID, 0, uint64(p.Pgid)); err != nil {
-		if p.Ppid != 0 && p.Pgid != p.Pid {
-			return fmt.Errorf("setpgid(0, %d): %w", p.Pgid, err)
-		}
+		return fmt.Errorf("setpgid(0, %d): %w", p.Pgid, err)
 	}
 	return nil
 }

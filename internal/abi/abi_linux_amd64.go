@@ -67,19 +67,15 @@ type PrctlMMMap struct {
 
 // prctl options (include/uapi/linux/prctl.h).
 const (
-	PR_SET_MM            = 35
-	PR_SET_MM_MAP        = 14
-	PR_SET_MM_MAP_SIZE   = 15
-	PR_GET_TID_ADDRESS   = 40
-	ARCH_MAP_VDSO_64     = 0x2003 // arch/x86/include/uapi/asm/prctl.h
-	SYS_RSEQ             = 334
-	SYS_CLONE3           = 435
-	SYS_PIDFD_OPEN       = 434
-	SYS_PIDFD_GETFD      = 438
-	RSEQ_FLAG_UNREGISTER = 1
-	KernelSigactionSize  = 32 // struct sigaction as the kernel sees it on x86_64
-	SigsetSize           = 8
-	MaxSignal            = 64
+	PR_SET_MM          = 35
+	PR_SET_MM_MAP      = 14
+	PR_SET_MM_MAP_SIZE = 15
+	PR_GET_TID_ADDRESS = 40
+	ARCH_MAP_VDSO_64   = 0x2003 // arch/x86/include/uapi/asm/prctl.h
+	SYS_RSEQ           = 334
+	SYS_CLONE3         = 435
+	SigsetSize         = 8
+	MaxSignal          = 64
 )
 
 // KernelSigaction is the x86_64 kernel's struct sigaction.

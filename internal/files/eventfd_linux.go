@@ -1,6 +1,7 @@
 package files
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,7 +40,7 @@ var eventfdKind = kind{
 			return -1, fmt.Errorf("eventfd2: %w", err)
 		}
 		if rest := fd.Count - initial; rest > 0 {
-			addr, err := c.r.Put(0x800, ptrace64(rest))
+			addr, err := c.r.Put(0x800, binary.LittleEndian.AppendUint64(nil, rest))
 			if err != nil {
 				return -1, err
 			}
@@ -49,13 +50,4 @@ var eventfdKind = kind{
 		}
 		return int(got), nil
 	},
-}
-
-// ptrace64 returns v as 8 little-endian bytes.
-func ptrace64(v uint64) []byte {
-	b := make([]byte, 8)
-	for i := range b {
-		b[i] = byte(v >> (8 * i))
-	}
-	return b
 }

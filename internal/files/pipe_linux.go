@@ -22,6 +22,11 @@ var pipeKind = kind{
 		if !strings.HasPrefix(s.link, "pipe:") {
 			return image.FD{}, false, nil
 		}
+		if !s.tree.internal[s.st.Ino] {
+			// The other end is outside the tree (or closed): a restored
+			// pipe would lead nowhere.
+			return image.FD{}, false, fmt.Errorf("pipe to a process outside the tree: %w", ErrUnsupported)
+		}
 		fd := image.FD{Flags: s.info.Flags, Desc: s.link, PipeID: s.st.Ino}
 		if s.tree.saved[s.st.Ino] {
 			return fd, true, nil
@@ -138,7 +143,9 @@ func createPipe(c *restoreCtx, fd *image.FD) ([2]int, error) {
 		}
 	}
 	if len(fd.PipeData) > 0 {
-		w, err := os.OpenFile("/proc/"+strconv.Itoa(c.r.Pid)+"/fd/"+strconv.Itoa(ends[1]), os.O_WRONLY, 0)
+		// Non-blocking: the pipe was sized to hold the bytes, and nothing
+		// reads it yet.
+		w, err := os.OpenFile("/proc/"+strconv.Itoa(c.r.Pid)+"/fd/"+strconv.Itoa(ends[1]), os.O_WRONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return ends, fmt.Errorf("open new pipe: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // writeBufferSize is the size of the buffer WriteFileAtomic puts in front
@@ -130,4 +131,25 @@ func isPlainName(name string) bool {
 		}
 	}
 	return true
+}
+
+// ReplaceDir puts the complete image directory next in the place of the
+// image directory dir: dir moves aside, next takes its name, the old one
+// is removed. A complete image stays at dir or at dir.rtcr-old throughout.
+func ReplaceDir(dir, next string) error {
+	old := strings.TrimRight(dir, "/") + ".rtcr-old"
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("replace image %s: %w", dir, err)
+	}
+	if err := os.Rename(dir, old); err != nil {
+		return fmt.Errorf("replace image %s: %w", dir, err)
+	}
+	if err := os.Rename(next, dir); err != nil {
+		_ = os.Rename(old, dir)
+		return fmt.Errorf("replace image %s: %w", dir, err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("replace image %s: %w", dir, err)
+	}
+	return os.RemoveAll(old)
 }

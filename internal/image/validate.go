@@ -263,8 +263,8 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: %d epoll targets, at most %d", fd.Num, len(fd.Epoll), maxEpollTargets)
 			}
 		case FDPipe:
-			if fd.PipeID == 0 || len(fd.PipeData) > maxPipeData {
-				return fmt.Errorf("fd %d: pipe id %d with %d buffered bytes", fd.Num, fd.PipeID, len(fd.PipeData))
+			if fd.PipeID == 0 || fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
+				return fmt.Errorf("fd %d: pipe id %d of %d bytes with %d buffered", fd.Num, fd.PipeID, fd.PipeSize, len(fd.PipeData))
 			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)

@@ -1,8 +1,10 @@
 package mem
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -14,8 +16,9 @@ import (
 // to save and copies them into pw, recording where each run lands. It
 // returns the image's VMAs and the bytes of the process's [vdso].
 //
-// Saved: every page that was ever populated in anonymous memory (heap,
-// stack, private and shared anonymous), and the pages of private file
+// Saved: every page that was ever populated in private anonymous memory
+// (heap, stack …), every page of shared anonymous memory, and the pages of
+// private file
 // mappings that differ from the file (copied-on-write or swapped). Pages
 // still backed by the file, and shared file mappings, come back from the
 // file on restore.
@@ -32,8 +35,8 @@ func Dump(pid int, pw *image.PageWriter) ([]image.VMA, []byte, error) {
 
 	cp := newCopier(pid, pw)
 	vmas, vdso, err := collect(pid, maps, pm, cp)
-	if cerr := cp.close(); err == nil {
-		err = cerr
+	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
+		err = cerr // the writer's own error says what failed
 	}
 	if err != nil {
 		return nil, nil, err
@@ -74,7 +77,12 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier) ([]
 // when no page of v is saved.
 func pageFilter(v image.VMA) func(e uint64) bool {
 	switch v.Kind {
-	case image.KindAnon, image.KindSharedAnon, image.KindHeap, image.KindStack:
+	case image.KindSharedAnon:
+		// Shared memory keeps its data when the process's page-table
+		// entries go (MADV_DONTNEED, reclaim): pagemap cannot tell a
+		// never-written page from one written and unmapped. Save all.
+		return func(uint64) bool { return true }
+	case image.KindAnon, image.KindHeap, image.KindStack:
 		return func(e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 }
 	case image.KindFile:
 		if v.Shared {
@@ -144,8 +152,14 @@ type copier struct {
 	free   chan []byte
 	full   chan []byte
 	done   chan error
-	werr   error
+	// failed is set when a write failed (disk full, Ctrl-C): reading the
+	// rest of the memory would only keep the target frozen longer.
+	failed atomic.Bool
 }
+
+// errWriteFailed stops the copy after the writer failed; close returns the
+// writer's own error.
+var errWriteFailed = errors.New("page file write failed")
 
 func newCopier(pid int, w io.Writer) *copier {
 	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
@@ -155,7 +169,9 @@ func newCopier(pid int, w io.Writer) *copier {
 		var err error
 		for b := range c.full {
 			if err == nil {
-				_, err = w.Write(b)
+				if _, err = w.Write(b); err != nil {
+					c.failed.Store(true)
+				}
 			}
 			c.free <- b[:0]
 		}
@@ -189,6 +205,9 @@ func (c *copier) add(addr, n uint64) error {
 
 // flush reads the queued ranges into the buffer and hands it to the writer.
 func (c *copier) flush() error {
+	if c.failed.Load() {
+		return errWriteFailed
+	}
 	if len(c.buf) == 0 {
 		return nil
 	}
@@ -216,7 +235,7 @@ func (c *copier) flush() error {
 func (c *copier) close() error {
 	err := c.flush()
 	close(c.full)
-	if werr := <-c.done; werr != nil && err == nil {
+	if werr := <-c.done; werr != nil && (err == nil || errors.Is(err, errWriteFailed)) {
 		err = fmt.Errorf("write pages: %w", werr)
 	}
 	return err

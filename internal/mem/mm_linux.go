@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/rtcr/rtcr/internal/abi"
@@ -46,11 +47,9 @@ func RestoreMM(r *ptrace.Remote, p *image.Process) error {
 		return fmt.Errorf("restore exe link of %d: %w", r.Pid, err)
 	}
 	defer r.Close(exeFd)
-	auxv := make([]byte, 8*len(p.MM.Auxv))
-	for i, w := range p.MM.Auxv {
-		for b := 0; b < 8; b++ {
-			auxv[8*i+b] = byte(w >> (8 * b))
-		}
+	var auxv []byte
+	for _, w := range p.MM.Auxv {
+		auxv = binary.LittleEndian.AppendUint64(auxv, w)
 	}
 	auxvAddr, err := r.Put(ptrace.DataOff, auxv)
 	if err != nil {

@@ -68,6 +68,7 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 			v.Kind = image.KindAnon
 		case strings.HasPrefix(m.Path, "[anon_shmem:"):
 			v.Kind = image.KindSharedAnon
+			v.Inode = m.Inode
 		case strings.HasPrefix(m.Path, "/memfd:"):
 			return v, false, fmt.Errorf("%s: memfd mappings: %w", where, ErrUnsupported)
 		case strings.HasPrefix(m.Path, "/SYSV"):

@@ -146,11 +146,13 @@ func waitStopped(tid int) (bool, error) {
 			return false, nil
 		case !ws.Stopped():
 			continue
-		case ws.TrapCause() == abi.PTRACE_EVENT_STOP:
+		case event(ws) == abi.PTRACE_EVENT_STOP:
+			// The interrupt's stop; also a group-stop of a stopped
+			// process, reported with its stop signal (SIGSTOP …).
 			return true, nil
 		}
 		sig := ws.StopSignal()
-		if ws.TrapCause() > 0 {
+		if event(ws) > 0 {
 			sig = 0 // a ptrace event, not a signal
 		}
 		// Any ptrace stop clears a pending PTRACE_INTERRUPT (the kernel's
@@ -164,6 +166,10 @@ func waitStopped(tid int) (bool, error) {
 		}
 	}
 }
+
+// event returns the ptrace event of a stop status (status >> 16), whatever
+// its signal: WaitStatus.TrapCause only sees events reported with SIGTRAP.
+func event(ws unix.WaitStatus) int { return int(ws) >> 16 }
 
 // Release detaches every thread in tids, returning the first error.
 func Release(tids []int) error {

@@ -23,6 +23,7 @@ type Injector struct {
 	EventMsg  uint
 	saved     unix.PtraceRegs
 	savedMask uint64
+	held      []syscall.Signal // signals that stopped an injected call
 }
 
 // NewInjector prepares tid, which must be in a ptrace stop, for injection.
@@ -76,7 +77,7 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (uint64, error) {
 		if !ws.Stopped() {
 			continue
 		}
-		if ws.StopSignal() == syscall.SIGTRAP && ws.TrapCause() > 0 {
+		if event(ws) > 0 {
 			// A ptrace event (clone, fork …) inside the call: note it
 			// and step on to the end of the call.
 			if msg, err := unix.PtraceGetEventMsg(in.Tid); err == nil {
@@ -87,8 +88,10 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (uint64, error) {
 		if ws.StopSignal() == syscall.SIGTRAP {
 			break
 		}
-		// Any other stop (SIGSTOP from outside, …): step again; the
-		// signal is discarded, blocked signals stay pending.
+		// Any other stop is an unblockable signal (SIGSTOP from
+		// outside): keep it for Restore to send again, step on.
+		// Blocked signals stay pending by themselves.
+		in.held = append(in.held, ws.StopSignal())
 	}
 	out, err := GetRegs(in.Tid)
 	if err != nil {
@@ -108,10 +111,16 @@ func (in *Injector) Restore() error {
 	if err := SetRegs(in.Tid, &in.saved); err != nil {
 		return err
 	}
-	return SetSigMask(in.Tid, in.savedMask)
-}
-
-// SetSaved replaces the registers and mask Restore will put back.
-func (in *Injector) SetSaved(r unix.PtraceRegs, mask uint64) {
-	in.saved, in.savedMask = r, mask
+	if err := SetSigMask(in.Tid, in.savedMask); err != nil {
+		return err
+	}
+	// Signals that arrived during injected calls are sent again, to be
+	// delivered once the thread runs.
+	for _, sig := range in.held {
+		if _, _, e := unix.Syscall(unix.SYS_TKILL, uintptr(in.Tid), uintptr(sig), 0); e != 0 {
+			return fmt.Errorf("send %v again to %d: %w", sig, in.Tid, e)
+		}
+	}
+	in.held = nil
+	return nil
 }

@@ -24,6 +24,7 @@ type Options struct {
 	Dir   string
 	Every time.Duration
 	// Checkpoint dumps the tree rooted at pid into dir, leaving it running
+	// and replacing an earlier image only once the new one is complete
 	// (package rtcr's Dump; passed in to keep this package below it).
 	Checkpoint func(pid int, dir string) error
 	// Log receives one line per periodic checkpoint; nil for none.
@@ -92,7 +93,7 @@ func Run(opts Options) (int, error) {
 			}
 		case <-tick:
 			start := time.Now()
-			err := checkpointInto(opts, initPid)
+			err := opts.Checkpoint(initPid, opts.Dir)
 			if opts.Log != nil {
 				if err != nil {
 					opts.Log("checkpoint %d into %s failed: %v", n, opts.Dir, err)
@@ -159,28 +160,6 @@ func program(initPid int) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// checkpointInto dumps the tree into opts.Dir.new, then swaps it in, so
-// that a complete image is always there (as Dir, or Dir.old for the
-// moment of the swap).
-func checkpointInto(opts Options, initPid int) error {
-	next, old := opts.Dir+".new", opts.Dir+".old"
-	if err := os.RemoveAll(next); err != nil {
-		return err
-	}
-	if err := opts.Checkpoint(initPid, next); err != nil {
-		_ = os.RemoveAll(next)
-		return err
-	}
-	_ = os.RemoveAll(old)
-	if err := os.Rename(opts.Dir, old); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := os.Rename(next, opts.Dir); err != nil {
-		return err
-	}
-	return os.RemoveAll(old)
 }
 
 // fromTerminal reports whether s is a terminal's signal (Ctrl-C, Ctrl-\)

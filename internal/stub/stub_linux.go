@@ -228,6 +228,9 @@ func CloneThread(in *ptrace.Injector, r *ptrace.Remote, flags uint64, nsTid int)
 	}
 	t, err := ptrace.NewInjector(outer, r.SyscallAddr)
 	if err != nil {
+		// Reap the thread: its process cannot be reaped before it is.
+		_ = unix.Tgkill(r.Pid, outer, unix.SIGKILL)
+		_, _ = ptrace.Wait(outer)
 		return nil, err
 	}
 	t.NsTid = nsTid

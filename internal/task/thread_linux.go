@@ -15,21 +15,23 @@ import (
 // calls that only the thread itself can make (PR_GET_TID_ADDRESS,
 // sigaltstack) are injected into it; its registers and mask are the ones it
 // had before any injection.
-func Dump(r *ptrace.Remote, tid int) (image.Thread, error) {
-	th := image.Thread{Tid: tid}
+func Dump(r *ptrace.Remote, tid int) (th image.Thread, err error) {
+	th.Tid = tid
 	in := r.Injector
 	if tid != r.Tid {
-		var err error
 		if in, err = ptrace.NewInjector(tid, r.SyscallAddr); err != nil {
 			return th, err
 		}
-		defer in.Restore()
+		defer func() {
+			if rerr := in.Restore(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
 	}
 	th.Regs = in.Saved()
 	th.SigMask = in.SavedMask()
 	th.Syscall = AdjustRestart(&th.Regs)
 
-	var err error
 	if th.XState, err = ptrace.GetXState(tid); err != nil {
 		return th, err
 	}

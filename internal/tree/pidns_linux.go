@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -69,4 +70,31 @@ func InnerID(pid, tid int) (int, error) {
 		return 0, fmt.Errorf("thread %d of %d: no NSpid", tid, pid)
 	}
 	return st.NSpid[len(st.NSpid)-1], nil
+}
+
+// ErrUnsupported reports a tree rtcr cannot checkpoint yet.
+var ErrUnsupported = errors.New("not supported yet")
+
+// CheckNamespaces refuses a process that lives in other namespaces than
+// rtcr's: paths, addresses and ids would mean something else on restore.
+// nested allows the pid and time namespaces of an `rtcr run` tree.
+func CheckNamespaces(pid int, nested bool) error {
+	kinds := []string{"mnt", "net", "user", "ipc", "uts", "cgroup"}
+	if !nested {
+		kinds = append(kinds, "pid", "time")
+	}
+	for _, k := range kinds {
+		own, err := os.Readlink("/proc/self/ns/" + k)
+		if err != nil {
+			continue // a namespace kind this kernel lacks
+		}
+		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, k))
+		if err != nil {
+			return fmt.Errorf("process %d: %w", pid, err)
+		}
+		if its != own {
+			return fmt.Errorf("process %d is in another %s namespace (%s, rtcr is in %s): %w", pid, k, its, own, ErrUnsupported)
+		}
+	}
+	return nil
 }

@@ -86,3 +86,9 @@ func TestChildMapFindsOurParent(t *testing.T) {
 		t.Fatalf("ChildMap()[%d] = %v does not contain this process %d", os.Getppid(), m[os.Getppid()], os.Getpid())
 	}
 }
+
+func TestCheckNamespacesSelf(t *testing.T) {
+	if err := CheckNamespaces(os.Getpid(), false); err != nil {
+		t.Fatalf("rtcr's own namespaces refused: %v", err)
+	}
+}
