@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,4 +118,26 @@ func TestAVX(t *testing.T) {
 	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("avx check after restore: exit %d, output:\n%s", code, tg.output())
 	}
+}
+
+// TestStoppedTarget dumps a process stopped by SIGSTOP (group-stop): the
+// dump succeeds and leaves it stopped; SIGCONT lets it go on.
+func TestStoppedTarget(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "counter", false))
+	testutil.WaitForLines(t, tg.out, 5, 10*time.Second)
+	if err := syscall.Kill(tg.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for state(tg.pid) != 'T' {
+		time.Sleep(time.Millisecond)
+	}
+	tg.dump(true)
+	time.Sleep(50 * time.Millisecond)
+	if s := state(tg.pid); s != 'T' {
+		t.Errorf("after the dump the stopped target is in state %c, want T", s)
+	}
+	n := len(testutil.WaitForLines(t, tg.out, 0, time.Second))
+	_ = syscall.Kill(tg.pid, syscall.SIGCONT)
+	checkConsecutive(t, testutil.WaitForLines(t, tg.out, n+5, 10*time.Second))
 }
