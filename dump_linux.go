@@ -159,6 +159,9 @@ func collectTree(p *image.Process, zombie bool) error {
 	}
 	p.Ppid, p.Pgid, p.Sid = st.Ppid, st.Pgrp, st.Session
 	p.Comm = st.Comm
+	if st.TtyNr != 0 {
+		p.Tty, p.TtyFg = st.TtyNr, st.Tpgid
+	}
 	if zombie {
 		p.Zombie, p.ExitStatus = true, st.ExitCode
 	}
@@ -280,6 +283,7 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		p.Pid, p.Ppid, p.Pgid, p.Sid = inner[p.Pid], inner[p.Ppid], inner[p.Pgid], inner[p.Sid]
+		p.TtyFg = inner[p.TtyFg]
 		for j := range p.Threads {
 			p.Threads[j].Tid = inner[p.Threads[j].Tid]
 		}

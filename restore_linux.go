@@ -151,7 +151,7 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 		if err != nil {
 			return fmt.Errorf("restore %d: create process: %w", p.Pid, err)
 		}
-		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid]}
+		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1}
 		procs = append(procs, pr)
 		byPid[p.Pid] = pr
 		if err := pr.step("session", pr.setsid); err != nil {
@@ -160,6 +160,11 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 	}
 	for _, pr := range procs {
 		if err := pr.step("process group", func() error { return pr.setpgid(procs[0].p) }); err != nil {
+			return err
+		}
+	}
+	for _, pr := range procs {
+		if err := pr.step("terminal foreground group", pr.setForeground); err != nil {
 			return err
 		}
 	}

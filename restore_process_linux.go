@@ -23,6 +23,7 @@ type restoring struct {
 	r       *ptrace.Remote
 	threads []*ptrace.Injector
 	pages   []byte
+	ttyFd   int // the fd its controlling terminal was set from, -1 if none
 }
 
 // step runs one named restore step, naming the process and step on error.
@@ -49,6 +50,40 @@ func (pr *restoring) setsid() error {
 	}
 	if _, err := pr.r.Syscall(unix.SYS_SETSID); err != nil {
 		return fmt.Errorf("setsid: %w", err)
+	}
+	if pr.p.Tty == 0 {
+		return nil
+	}
+	// It had a controlling terminal: it gets the restorer's, which its
+	// inherited fds 0-2 are (the stub holds the restorer's fds 0-2 now).
+	// Without stealing it: a terminal that already controls a session
+	// (the user's shell's) is refused rather than taken away.
+	for fd := 0; fd <= 2; fd++ {
+		if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
+			continue
+		}
+		if _, err := pr.r.Syscall(unix.SYS_IOCTL, uint64(fd), unix.TIOCSCTTY, 0); err != nil {
+			return fmt.Errorf("set controlling terminal from fd %d (is it another session's?): %w", fd, err)
+		}
+		pr.ttyFd = fd
+		return nil
+	}
+	return fmt.Errorf("it led a session with a controlling terminal: restore from a terminal (its fds 0-2 become the process's terminal)")
+}
+
+// setForeground gives the terminal of a session leader the foreground
+// process group it had, once every group exists.
+func (pr *restoring) setForeground() error {
+	if pr.ttyFd < 0 || pr.p.TtyFg <= 0 {
+		return nil
+	}
+	fg := int32(pr.p.TtyFg)
+	addr, err := pr.r.Put(ptrace.ArgOff, ptrace.Bytes(&fg))
+	if err != nil {
+		return err
+	}
+	if _, err := pr.r.Syscall(unix.SYS_IOCTL, uint64(pr.ttyFd), unix.TIOCSPGRP, addr); err != nil {
+		return fmt.Errorf("set foreground group %d: %w", fg, err)
 	}
 	return nil
 }

@@ -54,7 +54,11 @@ type Process struct {
 	// Pid, Ppid, Pgid, Sid and ExitStatus are meaningful then.
 	Zombie bool `json:",omitempty"`
 	// ExitStatus is a zombie's wait status (as waitpid reports it).
-	ExitStatus  int `json:",omitempty"`
+	ExitStatus int `json:",omitempty"`
+	// Tty is the device number of the controlling terminal (0: none) and
+	// TtyFg its foreground process group; restored for session leaders.
+	Tty         uint64 `json:",omitempty"`
+	TtyFg       int    `json:",omitempty"`
 	Comm        string
 	Exe         string // target of /proc/PID/exe
 	Cwd         string

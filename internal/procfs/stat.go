@@ -17,6 +17,8 @@ type Stat struct {
 	Ppid       int    // (4)
 	Pgrp       int    // (5)
 	Session    int    // (6)
+	TtyNr      uint64 // (7) device number of the controlling terminal, 0 if none
+	Tpgid      int    // (8) foreground process group of that terminal
 	NumThreads int    // (20)
 	StartTime  uint64 // (22) clock ticks after boot
 	StartCode  uint64 // (26)
@@ -84,6 +86,8 @@ func parseStat(b []byte) (*Stat, error) {
 	st.Ppid = p.int(4)
 	st.Pgrp = p.int(5)
 	st.Session = p.int(6)
+	st.TtyNr = p.uint(7)
+	st.Tpgid = p.int(8)
 	st.NumThreads = p.int(20)
 	st.StartTime = p.uint(22)
 	st.StartCode = p.uint(26)

@@ -11,7 +11,7 @@ func TestParseStatRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Stat{Pid: 3317, Comm: "a b) c", State: 'R', Ppid: 3274, Pgrp: 3274, Session: 1798,
+	want := Stat{Pid: 3317, Comm: "a b) c", State: 'R', Ppid: 3274, Pgrp: 3274, Session: 1798, Tpgid: -1,
 		NumThreads: 1, StartTime: 21405,
 		StartCode: 94042102456320, EndCode: 94042102456661, StartStack: 140727889035792,
 		StartData: 94042102468016, EndData: 94042102468632, StartBrk: 94042969497600,
