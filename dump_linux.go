@@ -116,6 +116,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 	}
 	for _, pid := range f.Order {
 		p := image.Process{Pid: pid}
+		p.Stopped = f.Stopped[pid]
 		if err := collectTree(&p, f.Zombies[pid]); err != nil {
 			return fmt.Errorf("dump %d: %w", pid, err)
 		}

@@ -121,7 +121,8 @@ func TestAVX(t *testing.T) {
 }
 
 // TestStoppedTarget dumps a process stopped by SIGSTOP (group-stop): the
-// dump succeeds and leaves it stopped; SIGCONT lets it go on.
+// dump succeeds and leaves it stopped; restored, it is stopped again;
+// SIGCONT lets it go on.
 func TestStoppedTarget(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "counter", false))
@@ -136,6 +137,13 @@ func TestStoppedTarget(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if s := state(tg.pid); s != 'T' {
 		t.Errorf("after the dump the stopped target is in state %c, want T", s)
+	}
+	// Killed and restored, it comes back stopped.
+	dir := tg.dump(false)
+	tg.restore(dir)
+	time.Sleep(50 * time.Millisecond)
+	if s := state(tg.pid); s != 'T' {
+		t.Errorf("restored, the stopped target is in state %c, want T", s)
 	}
 	n := len(testutil.WaitForLines(t, tg.out, 0, time.Second))
 	_ = syscall.Kill(tg.pid, syscall.SIGCONT)

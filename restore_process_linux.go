@@ -210,6 +210,12 @@ func (pr *restoring) release() error {
 		return nil
 	}
 	return pr.step("detach", func() error {
+		if pr.p.Stopped {
+			// Stopped when checkpointed: it stops again as it runs.
+			if err := unix.Kill(pr.r.Pid, unix.SIGSTOP); err != nil {
+				return fmt.Errorf("stop again: %w", err)
+			}
+		}
 		for _, in := range pr.threads {
 			if err := ptrace.Detach(in.Tid); err != nil {
 				return err

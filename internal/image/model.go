@@ -55,6 +55,9 @@ type Process struct {
 	Zombie bool `json:",omitempty"`
 	// ExitStatus is a zombie's wait status (as waitpid reports it).
 	ExitStatus int `json:",omitempty"`
+	// Stopped marks a process that was stopped by a signal (SIGSTOP …):
+	// it is restored stopped.
+	Stopped bool `json:",omitempty"`
 	// Tty is the device number of the controlling terminal (0: none) and
 	// TtyFg its foreground process group; restored for session leaders.
 	Tty         uint64 `json:",omitempty"`

@@ -212,6 +212,7 @@ func TestWriteTree(t *testing.T) {
 	p.Prctl = image.Prctl{Dumpable: 1, PdeathSig: 12}
 	p.Itimers = []image.Itimer{{IntervalNs: 2e9, ValueNs: 1e9}, {}, {}}
 	p.PosixTimers = []image.PosixTimer{{ID: 3, Clock: 1, Signo: 10, IntervalNs: 5e6, ValueNs: 4e6}, {ID: 4, Signo: 12}}
+	p.Stopped, p.Tty, p.TtyFg = true, 0x8802, 4242 // /dev/pts/2
 	c.Processes = append(c.Processes, image.Process{Pid: 4300, Ppid: 4242, Pgid: 4242, Sid: 7, Comm: "child", Zombie: true, ExitStatus: 3 << 8})
 	var buf bytes.Buffer
 	if err := Write(&buf, "/tmp/img", c); err != nil {
@@ -233,6 +234,8 @@ func TestWriteTree(t *testing.T) {
 		"disarmed",
 		"Process 4300 (child)",
 		"exited, wait status 0x300, not reaped yet",
+		"by a signal; restored stopped",
+		"device 136:2, foreground group 4242",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

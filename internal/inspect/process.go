@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"golang.org/x/sys/unix"
 )
 
 // writeTree prints where p sits in the tree, and a zombie's exit status.
@@ -15,6 +16,12 @@ func writeTree(w io.Writer, p *image.Process) {
 	fmt.Fprintf(tw, "  group, session\t%d, %d\n", p.Pgid, p.Sid)
 	if p.Zombie {
 		fmt.Fprintf(tw, "  zombie\texited, wait status %#x, not reaped yet\n", p.ExitStatus)
+	}
+	if p.Stopped {
+		fmt.Fprintf(tw, "  stopped\tby a signal; restored stopped\n")
+	}
+	if p.Tty != 0 {
+		fmt.Fprintf(tw, "  terminal\tdevice %d:%d, foreground group %d\n", unix.Major(p.Tty), unix.Minor(p.Tty), p.TtyFg)
 	}
 	tw.Flush()
 }

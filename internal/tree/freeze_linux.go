@@ -19,6 +19,9 @@ type Frozen struct {
 	// Zombies are children that had exited but were not reaped; they
 	// cannot be stopped and need not be: their parents are.
 	Zombies map[int]bool
+	// Stopped are the processes that were stopped (SIGSTOP, SIGTSTP …)
+	// before rtcr froze them.
+	Stopped map[int]bool
 }
 
 // Freeze stops the process root and, top-down, all its descendants. A
@@ -26,7 +29,7 @@ type Frozen struct {
 // children is final; the tree is re-scanned until a pass finds no new
 // child. On error every process frozen so far is released.
 func Freeze(root int) (_ *Frozen, err error) {
-	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}}
+	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}}
 	defer func() {
 		if err != nil {
 			_ = f.Release()
@@ -67,11 +70,15 @@ func Freeze(root int) (_ *Frozen, err error) {
 
 // add freezes pid, or records it as a zombie.
 func (f *Frozen) add(pid int) error {
-	if st, err := procfs.ReadStat(pid); err == nil && st.State == 'Z' {
+	st, err := procfs.ReadStat(pid)
+	if err == nil && st.State == 'Z' {
 		// A zombie stays one: its parent is frozen and cannot reap it.
 		f.Zombies[pid] = true
 		f.Order = append(f.Order, pid)
 		return nil
+	}
+	if err == nil && st.State == 'T' {
+		f.Stopped[pid] = true
 	}
 	tids, err := ptrace.Freeze(pid)
 	if err != nil {
