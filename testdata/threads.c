@@ -2,7 +2,8 @@
 // while the checkpoint happens, and check their shared state afterwards.
 //
 // Exercises: several threads (registers, TLS, rseq, robust lists, clear-tid
-// addresses), threads blocked in futex (mutex, condvar) and nanosleep.
+// addresses), threads blocked in futex (mutex, condvar), nanosleep, and
+// poll and read on a pipe.
 //
 // Protocol: threads [nthreads [trigger]]   (defaults: 4, "trigger")
 // Each worker repeatedly locks the mutex, bumps its own counter and the
@@ -14,6 +15,7 @@
 // thread still sees its own gettid() and TLS value, and prints "OK\n"
 // (exit 0) or "FAIL ...\n" (exit 1).
 #define _GNU_SOURCE
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,24 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static int pfd[2];
+static volatile int polled, readbyte;
+
+// poller blocks in poll() without a timeout, then in read(), on a pipe the
+// main thread writes to only after the trigger.
+static void *poller(void *arg)
+{
+	(void)arg;
+	struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+	while (poll(&p, 1, -1) != 1)
+		;
+	polled = 1;
+	char c;
+	if (read(pfd[0], &c, 1) == 1)
+		readbyte = c;
+	return NULL;
+}
+
 static void *waiter(void *arg)
 {
 	(void)arg;
@@ -68,7 +88,10 @@ int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 4;
 	const char *trigger = argc > 2 ? argv[2] : "trigger";
-	pthread_t th[MAXT + 1];
+	pthread_t th[MAXT + 1], pt;
+	if (pipe(pfd) != 0)
+		return 2;
+	pthread_create(&pt, NULL, poller, NULL);
 	if (n < 1 || n > MAXT)
 		n = 4;
 	for (long i = 0; i < n; i++)
@@ -90,6 +113,7 @@ int main(int argc, char **argv)
 	while (access(trigger, F_OK) != 0)
 		nanosleep(&ms, NULL);
 	after = 1;
+	(void)!write(pfd[1], "x", 1);
 	for (;;) {
 		int done = 1;
 		pthread_mutex_lock(&mu);
@@ -107,6 +131,9 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&mu);
 	for (int i = 0; i <= n; i++)
 		pthread_join(th[i], NULL);
+	pthread_join(pt, NULL);
+	if (!polled || readbyte != 'x')
+		bad = 2;
 	long sum = 0;
 	for (int i = 0; i < n; i++)
 		sum += counts[i];
