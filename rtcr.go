@@ -1,10 +1,10 @@
 // Package rtcr checkpoints running Linux processes into an image directory
 // and restores them, so that they continue exactly where they stopped.
 //
-// A dump reads top to bottom as one pass: freeze → collect each kind of
-// state → write the image → release (or kill) the target. A restore:
-// validate the whole image → create the stub → install each kind → set
-// registers → detach. See DumpOptions and RestoreOptions.
+// A dump reads top to bottom as one pass: freeze the tree → collect each
+// kind of state → write the image → release (or kill) the tree. A restore:
+// validate the whole image → create the stubs, parent first → install each
+// kind → set registers → detach. See DumpOptions and RestoreOptions.
 package rtcr
 
 import (
@@ -14,7 +14,9 @@ import (
 
 // DumpOptions says what to checkpoint and how. Names follow CRIU's flags.
 type DumpOptions struct {
-	// Pid is the process to checkpoint (criu -t).
+	// Pid is the process to checkpoint, with all its descendants (criu
+	// -t). The pid of an `rtcr run`, or of a process below one, stands
+	// for the run's whole pid namespace.
 	Pid int
 	// Dir is the image directory; it is created with mode 0700 if needed
 	// (criu -D).
