@@ -28,11 +28,11 @@ func runRun(args []string) error {
 	if len(o.Args) == 0 {
 		return usagef("no program given (rtcr run [options] -- CMD [ARGS…])")
 	}
-	if (o.Every > 0) != (o.Dir != "") {
-		return usagef("--every and --dir go together")
-	}
 	if o.Every < 0 {
 		return usagef("--every must be positive")
+	}
+	if (o.Every > 0) != (o.Dir != "") {
+		return usagef("--every and --dir go together")
 	}
 	o.Checkpoint = func(pid int, dir string) error {
 		_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: dir, LeaveRunning: true})

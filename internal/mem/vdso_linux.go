@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
@@ -18,8 +19,20 @@ import (
 var ErrOtherKernel = errors.New("image was taken on a different kernel")
 
 // OwnVDSO returns the address and bytes of rtcr's own [vdso], which on one
-// kernel are the bytes every process has.
+// kernel are the bytes every process has. They are read once.
 func OwnVDSO() (uint64, []byte, error) {
+	ownOnce.Do(func() { ownAddr, ownBytes, ownErr = readOwnVDSO() })
+	return ownAddr, ownBytes, ownErr
+}
+
+var (
+	ownOnce  sync.Once
+	ownAddr  uint64
+	ownBytes []byte
+	ownErr   error
+)
+
+func readOwnVDSO() (uint64, []byte, error) {
 	maps, err := procfs.ReadMaps(os.Getpid())
 	if err != nil {
 		return 0, nil, err
