@@ -45,13 +45,13 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func main() {
-	// Fds rtcr inherited must not leak into the processes it starts (the
-	// restore stub, the demo and bench targets).
-	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	os.Exit(run(os.Args[1:]))
 }
 
 func run(args []string) int {
+	// Fds rtcr inherited must not leak into the processes it starts (the
+	// restore stub, rtcr run's program, the bench targets).
+	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(os.Stdout)
 		if len(args) == 0 {

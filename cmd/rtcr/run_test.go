@@ -77,3 +77,21 @@ func TestRunForwardsSignals(t *testing.T) {
 		t.Fatalf("program killed by SIGKILL: rtcr run exit %d, want %d", code, 128+9)
 	}
 }
+
+// TestRunPeriodicCheckpoints: rtcr run --dir --every checkpoints the
+// running tree while it runs, leaving it running, into a readable image.
+func TestRunPeriodicCheckpoints(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir() + "/img"
+	_, stderr, code := runRtcr(t, "run", "--dir", dir, "--every", "150ms", "--",
+		"sh", "-c", `i=0; while [ $i -lt 15 ]; do sleep 0.05; i=$((i+1)); done; exit 3`)
+	if code != 3 {
+		t.Fatalf("exit %d, want 3 (the program ran to its end); stderr %q", code, stderr)
+	}
+	if !strings.Contains(stderr, "rtcr run: checkpoint 1 into "+dir) || strings.Contains(stderr, "failed") {
+		t.Fatalf("stderr %q: want successful checkpoints", stderr)
+	}
+	if _, _, code := runRtcr(t, "inspect", "--dir", dir); code != 0 {
+		t.Fatalf("inspect of the periodic image: exit %d", code)
+	}
+}
