@@ -114,6 +114,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	shared := mem.NewShared()
 	for _, pid := range f.Order {
 		p := image.Process{Pid: pid}
 		p.Stopped = f.Stopped[pid]
@@ -125,16 +126,13 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 				return fmt.Errorf("dump %d: %w", pid, err)
 			}
 			memStart := time.Now()
-			if err := writePages(ctx, opts.Dir, &p); err != nil {
+			if err := writePages(ctx, opts.Dir, &p, shared); err != nil {
 				return fmt.Errorf("dump %d: %w", pid, err)
 			}
 			stats.MemoryTime += time.Since(memStart)
 			stats.PageBytes += p.PageFileSize
 		}
 		c.Processes = append(c.Processes, p)
-	}
-	if err := mem.CheckShared(c.Processes); err != nil {
-		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if nested {
 		if err := toNamespaceIDs(c, f); err != nil {
@@ -224,11 +222,11 @@ func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree)
 }
 
 // writePages copies the memory of p into its page file.
-func writePages(ctx context.Context, dir string, p *image.Process) error {
+func writePages(ctx context.Context, dir string, p *image.Process, shared *mem.Shared) error {
 	p.PageFile = image.PageFileName(p.Pid)
 	return image.WriteFileAtomic(dir, p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
-		vmas, vdso, err := mem.Dump(p.Pid, pw)
+		vmas, vdso, err := mem.Dump(p.Pid, pw, shared)
 		if err != nil {
 			return err
 		}
@@ -290,6 +288,11 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 		}
 		for j := range p.PosixTimers {
 			p.PosixTimers[j].NotifyTid = inner[p.PosixTimers[j].NotifyTid]
+		}
+		for j := range p.VMAs {
+			if ref := p.VMAs[j].ShareOf; ref != nil {
+				ref.Pid = inner[ref.Pid]
+			}
 		}
 	}
 	return nil

@@ -169,9 +169,9 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 		}
 	}
 	memStart := time.Now()
-	fds := files.NewRestorer()
+	fds, shared := files.NewRestorer(), mem.NewShared()
 	for _, pr := range procs {
-		if err := pr.fill(fds); err != nil {
+		if err := pr.fill(fds, shared); err != nil {
 			return err
 		}
 	}

@@ -117,7 +117,7 @@ func (pr *restoring) setpgid(root *image.Process) error {
 // fill gives a live process its state: memory, mm, fds, attributes, signal
 // actions, its other threads and their kernel state, pending signals. A
 // zombie stays empty.
-func (pr *restoring) fill(fds *files.Restorer) error {
+func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 	p, r := pr.p, pr.r
 	if p.Zombie {
 		return nil
@@ -126,7 +126,7 @@ func (pr *restoring) fill(fds *files.Restorer) error {
 		name string
 		f    func() error
 	}{
-		{"memory", func() error { return mem.Restore(r, p, pr.pages) }},
+		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared) }},
 		{"mm and exe link", func() error { return mem.RestoreMM(r, p) }},
 		{"fds", func() error { return fds.Install(r, p.FDs) }},
 		{"attributes", func() error { return attr.Restore(r, p) }},

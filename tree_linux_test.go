@@ -79,3 +79,21 @@ func killTree(pid int) {
 		}
 	}
 }
+
+// TestSharedMemoryTree checkpoints a parent and child sharing anonymous
+// memory (one page of it dropped from the page tables): after the restore
+// they still share it, and every byte is back.
+func TestSharedMemoryTree(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "shmfork", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	for round := 0; round < 2; round++ {
+		dir := tg.dump(false)
+		tg.restore(dir)
+		tg.done = false
+	}
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("shmfork after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}

@@ -144,6 +144,18 @@ type VMA struct {
 	FileMtime int64
 	// Pages are the runs of saved pages, in address order.
 	Pages []PageRun
+	// ShareOf, for shared anonymous memory an earlier process of the tree
+	// also maps (inherited across fork), names that process's mapping,
+	// which holds the pages; this one maps the same memory.
+	ShareOf *ShmRef `json:",omitempty"`
+}
+
+// ShmRef names the mapping of shared anonymous memory that holds it.
+type ShmRef struct {
+	Pid   int    // the process (listed earlier in the checkpoint)
+	Start uint64 // the start of its mapping
+	// Offset is where this mapping starts in that one's memory, in bytes.
+	Offset uint64
 }
 
 // PageRun is a run of consecutive saved pages of a VMA.

@@ -62,6 +62,11 @@ func (c *Checkpoint) Validate() error {
 		if i > 0 && !pids[p.Ppid] {
 			return corruptf("invalid checkpoint: pid %d: parent %d is not listed before it", p.Pid, p.Ppid)
 		}
+		for _, v := range p.VMAs {
+			if ref := v.ShareOf; ref != nil && (!pids[ref.Pid] || v.Kind != KindSharedAnon || len(v.Pages) > 0) {
+				return corruptf("invalid checkpoint: pid %d: mapping %#x shares memory of pid %d, which is not listed before it, or is not shared anonymous memory without pages", p.Pid, v.Start, ref.Pid)
+			}
+		}
 		pids[p.Pid] = true
 		if err := validateProcess(p, tids); err != nil {
 			return corruptf("invalid checkpoint: pid %d: %w", p.Pid, err)

@@ -22,7 +22,7 @@ import (
 // mappings that differ from the file (copied-on-write or swapped). Pages
 // still backed by the file, and shared file mappings, come back from the
 // file on restore.
-func Dump(pid int, pw *image.PageWriter) ([]image.VMA, []byte, error) {
+func Dump(pid int, pw *image.PageWriter, shared *Shared) ([]image.VMA, []byte, error) {
 	maps, err := procfs.ReadSmaps(pid)
 	if err != nil {
 		return nil, nil, err
@@ -34,7 +34,7 @@ func Dump(pid int, pw *image.PageWriter) ([]image.VMA, []byte, error) {
 	defer pm.Close()
 
 	cp := newCopier(pid, pw)
-	vmas, vdso, err := collect(pid, maps, pm, cp)
+	vmas, vdso, err := collect(pid, maps, pm, cp, shared)
 	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
 		err = cerr // the writer's own error says what failed
 	}
@@ -44,7 +44,7 @@ func Dump(pid int, pw *image.PageWriter) ([]image.VMA, []byte, error) {
 	return vmas, vdso, nil
 }
 
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier) ([]image.VMA, []byte, error) {
+func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared) ([]image.VMA, []byte, error) {
 	var vmas []image.VMA
 	var vdso []byte
 	var entries []uint64
@@ -62,8 +62,11 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier) ([]
 				return nil, nil, fmt.Errorf("read [vdso] of %d: %w", pid, err)
 			}
 		}
+		if v.ShareOf, err = shared.share(pid, &v); err != nil {
+			return nil, nil, err
+		}
 		keep := pageFilter(v)
-		if keep != nil {
+		if keep != nil && v.ShareOf == nil {
 			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
 				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
 			}

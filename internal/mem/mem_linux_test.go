@@ -98,7 +98,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 			t.Errorf("close remote: %v", err)
 			return
 		}
-		if p.VMAs, p.VDSO, err = mem.Dump(tg.Pid, pw); err != nil {
+		if p.VMAs, p.VDSO, err = mem.Dump(tg.Pid, pw, nil); err != nil {
 			t.Errorf("dump memory of target: %v", err)
 		}
 	})
@@ -122,7 +122,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 	var gotVDSO []byte
 	var gotMM image.MM
 	testutil.InStub(t, func(r *ptrace.Remote) {
-		if err := mem.Restore(r, p, pages); err != nil {
+		if err := mem.Restore(r, p, pages, nil); err != nil {
 			t.Errorf("restore memory: %v", err)
 			return
 		}
@@ -136,7 +136,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 			t.Errorf("dump mm of stub: %v", err)
 			return
 		}
-		if gotVMAs, gotVDSO, err = mem.Dump(r.Pid, image.NewPageWriter(new(bytes.Buffer))); err != nil {
+		if gotVMAs, gotVDSO, err = mem.Dump(r.Pid, image.NewPageWriter(new(bytes.Buffer)), nil); err != nil {
 			t.Errorf("dump memory of stub: %v", err)
 		}
 	})

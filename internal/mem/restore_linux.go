@@ -10,8 +10,9 @@ import (
 
 // Restore recreates every mapping of p inside the empty stub r at its
 // original address, with its original protection, and writes the saved
-// pages (pages is the page file, mapped) into them.
-func Restore(r *ptrace.Remote, p *image.Process, pages []byte) error {
+// pages (pages is the page file, mapped) into them. Memory shared with an
+// earlier process of the tree is mapped from it (see Shared).
+func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared) error {
 	if err := mapVDSO(r, p); err != nil {
 		return err
 	}
@@ -20,7 +21,14 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte) error {
 		if isVDSOKind(v.Kind) {
 			continue
 		}
-		if err := mapVMA(r, v); err != nil {
+		var err error
+		if v.ShareOf != nil {
+			err = shared.mapShared(r, v)
+		} else {
+			err = mapVMA(r, v)
+			shared.restoredHome(p.Pid, r, v)
+		}
+		if err != nil {
 			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
 		}
 	}
@@ -29,7 +37,7 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte) error {
 	}
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
-		if isVDSOKind(v.Kind) || v.Prot == mapProt(v) {
+		if isVDSOKind(v.Kind) || v.ShareOf != nil || v.Prot == mapProt(v) {
 			continue
 		}
 		if _, err := r.Syscall(unix.SYS_MPROTECT, v.Start, v.End-v.Start, uint64(v.Prot)); err != nil {

@@ -134,23 +134,3 @@ func CheckFiles(p *image.Process) error {
 	}
 	return nil
 }
-
-// CheckShared refuses shared anonymous memory that several processes of a
-// tree map (a MAP_SHARED|MAP_ANONYMOUS region inherited across fork):
-// restoring it as one object in each would silently unshare it.
-func CheckShared(procs []image.Process) error {
-	owner := map[uint64]int{}
-	for _, p := range procs {
-		for _, v := range p.VMAs {
-			if v.Kind != image.KindSharedAnon || v.Inode == 0 {
-				continue
-			}
-			if o, ok := owner[v.Inode]; ok && o != p.Pid {
-				return fmt.Errorf("processes %d and %d share anonymous memory (mapping %#x-%#x of %d): %w",
-					o, p.Pid, v.Start, v.End, p.Pid, ErrUnsupported)
-			}
-			owner[v.Inode] = p.Pid
-		}
-	}
-	return nil
-}

@@ -1,0 +1,90 @@
+package mem
+
+import (
+	"fmt"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// Shared tracks shared anonymous memory that several processes of one
+// tree map (a MAP_SHARED|MAP_ANONYMOUS region inherited across fork): the
+// first process dumped (a parent before its children) saves its pages,
+// the others refer to its mapping; restore maps that same memory into
+// them through /proc/PID/map_files of the first. A nil *Shared treats
+// every process on its own.
+type Shared struct {
+	// dump: shmem object (inode) → its first mapping seen.
+	byInode map[uint64]home
+	// restore: the first mapping (pid in the image, start) → where the
+	// restored memory is (pid as rtcr sees it, end).
+	restored map[image.ShmRef]home
+}
+
+type home struct {
+	pid        int
+	start, end uint64
+	offset     uint64 // its offset in the shared memory object
+}
+
+// NewShared returns a tracker for one dump or restore of a tree.
+func NewShared() *Shared {
+	return &Shared{byInode: map[uint64]home{}, restored: map[image.ShmRef]home{}}
+}
+
+// share returns, at dump, the mapping v of pid refers to, or nil when v is
+// the first mapping of its memory (it then becomes the home).
+func (s *Shared) share(pid int, v *image.VMA) (*image.ShmRef, error) {
+	if s == nil || v.Kind != image.KindSharedAnon || v.Inode == 0 {
+		return nil, nil
+	}
+	h, ok := s.byInode[v.Inode]
+	if !ok {
+		s.byInode[v.Inode] = home{pid: pid, start: v.Start, end: v.End, offset: v.Offset}
+		return nil, nil
+	}
+	if h.pid == pid {
+		return nil, nil // the same process maps it twice: two mappings
+	}
+	if v.Offset < h.offset || v.Offset-h.offset+(v.End-v.Start) > h.end-h.start {
+		return nil, fmt.Errorf("shared memory at %#x-%#x of %d reaches beyond the mapping of %d it shares: %w",
+			v.Start, v.End, pid, h.pid, ErrUnsupported)
+	}
+	return &image.ShmRef{Pid: h.pid, Start: h.start, Offset: v.Offset - h.offset}, nil
+}
+
+// restoredHome records, at restore, where the home mapping v of process
+// pid (as in the image) now is.
+func (s *Shared) restoredHome(pid int, r *ptrace.Remote, v *image.VMA) {
+	if s != nil && v.Kind == image.KindSharedAnon && v.ShareOf == nil {
+		s.restored[image.ShmRef{Pid: pid, Start: v.Start}] = home{pid: r.Pid, start: v.Start, end: v.End}
+	}
+}
+
+// mapShared maps into r the memory the home mapping of v holds.
+func (s *Shared) mapShared(r *ptrace.Remote, v *image.VMA) error {
+	var h home
+	ok := false
+	if s != nil {
+		h, ok = s.restored[image.ShmRef{Pid: v.ShareOf.Pid, Start: v.ShareOf.Start}]
+	}
+	if !ok {
+		return fmt.Errorf("shares memory of process %d at %#x, which is not restored", v.ShareOf.Pid, v.ShareOf.Start)
+	}
+	path := fmt.Sprintf("/proc/%d/map_files/%x-%x", h.pid, h.start, h.end)
+	fd, err := r.OpenAt(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer r.Close(fd)
+	flags := uint64(unix.MAP_SHARED | unix.MAP_FIXED_NOREPLACE)
+	addr, err := r.Syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(v.Prot), flags, uint64(fd), v.ShareOf.Offset)
+	if err != nil {
+		return fmt.Errorf("mmap shared memory of %d: %w", h.pid, err)
+	}
+	if addr != v.Start {
+		return fmt.Errorf("mmap shared memory: mapped at %#x", addr)
+	}
+	return nil
+}
