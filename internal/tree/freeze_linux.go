@@ -3,6 +3,7 @@ package tree
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -71,6 +72,9 @@ func Freeze(root int) (_ *Frozen, err error) {
 // add freezes pid, or records it as a zombie.
 func (f *Frozen) add(pid int) error {
 	st, err := procfs.ReadStat(pid)
+	if errors.Is(err, os.ErrNotExist) && len(f.Order) > 0 {
+		return nil // exited and reaped before its parent was frozen
+	}
 	if err == nil && st.State == 'Z' {
 		// A zombie stays one: its parent is frozen and cannot reap it.
 		f.Zombies[pid] = true
@@ -81,6 +85,19 @@ func (f *Frozen) add(pid int) error {
 		f.Stopped[pid] = true
 	}
 	tids, err := ptrace.Freeze(pid)
+	if err != nil && len(f.Order) > 0 {
+		// A child may exit while rtcr freezes it: its parent is frozen,
+		// so it is a zombie now (or gone, if reaped just before).
+		st, serr := procfs.ReadStat(pid)
+		switch {
+		case errors.Is(serr, os.ErrNotExist):
+			return nil
+		case serr == nil && st.State == 'Z':
+			f.Zombies[pid] = true
+			f.Order = append(f.Order, pid)
+			return nil
+		}
+	}
 	if err != nil {
 		return err
 	}
