@@ -224,7 +224,7 @@ func stubPlace(c *image.Checkpoint) (scratch, elfBase uint64, err error) {
 const zombieGrace = 3 * time.Second
 
 // pidFree reports whether no process or thread has id, waiting a little
-// while the holder is a zombie on its way out.
+// while the holder is a zombie or dead task on its way out.
 func pidFree(id int) bool {
 	deadline := time.Now().Add(zombieGrace)
 	for {
@@ -232,7 +232,8 @@ func pidFree(id int) bool {
 		if errors.Is(err, os.ErrNotExist) {
 			return true
 		}
-		if err != nil || st.State != 'Z' || time.Now().After(deadline) {
+		dying := st != nil && (st.State == 'Z' || st.State == 'X')
+		if err != nil || !dying || time.Now().After(deadline) {
 			return false
 		}
 		time.Sleep(5 * time.Millisecond)
