@@ -87,7 +87,11 @@ func checkProcess(c *image.Checkpoint, p *image.Process, checkPids bool) error {
 	}
 	for _, id := range ids {
 		if checkPids && !pidFree(id) {
-			return fmt.Errorf("pid %d: %w (another process has it; kill it or wait for it to exit)", id, ErrPidTaken)
+			holder := "another process"
+			if st, err := procfs.ReadStat(id); err == nil {
+				holder = fmt.Sprintf("%q (state %c)", st.Comm, st.State)
+			}
+			return fmt.Errorf("pid %d: %w by %s: kill it or wait for it to exit", id, ErrPidTaken, holder)
 		}
 	}
 	if run.IsInit(p.Exe) {
