@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -81,14 +82,27 @@ func killTree(pid int) {
 }
 
 // TestSharedMemoryTree checkpoints a parent and child sharing anonymous
-// memory (one page of it dropped from the page tables): after the restore
-// they still share it, and every byte is back.
+// memory (one page of it dropped from the page tables, the child's view
+// starting at an offset, a large region barely touched): after the restore
+// they still share it, every byte is back, and the untouched part was
+// neither saved nor created.
 func TestSharedMemoryTree(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "shmfork", false), "trigger")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	for round := 0; round < 2; round++ {
 		dir := tg.dump(false)
+		c, err := image.ReadManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var saved int64
+		for _, p := range c.Processes {
+			saved += p.PageFileSize
+		}
+		if saved > 8<<20 {
+			t.Errorf("%d MiB of pages saved: the untouched shared memory was read", saved>>20)
+		}
 		tg.restore(dir)
 		tg.done = false
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sort"
 	"sync/atomic"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -17,7 +19,8 @@ import (
 // returns the image's VMAs and the bytes of the process's [vdso].
 //
 // Saved: every page that was ever populated in private anonymous memory
-// (heap, stack …), every page of shared anonymous memory, and the pages of
+// (heap, stack …), every page that exists in shared anonymous memory, and
+// the pages of
 // private file
 // mappings that differ from the file (copied-on-write or swapped). Pages
 // still backed by the file, and shared file mappings, come back from the
@@ -65,8 +68,13 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 		if v.ShareOf, err = shared.share(pid, &v); err != nil {
 			return nil, nil, err
 		}
-		keep := pageFilter(v)
-		if keep != nil && v.ShareOf == nil {
+		var keep func(addr, e uint64) bool
+		if v.ShareOf == nil {
+			if keep, err = pageFilter(pid, v); err != nil {
+				return nil, nil, fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+			}
+		}
+		if keep != nil {
 			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
 				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
 			}
@@ -76,28 +84,67 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 	return vmas, vdso, nil
 }
 
-// pageFilter returns which pagemap entries of v hold data to save, or nil
-// when no page of v is saved.
-func pageFilter(v image.VMA) func(e uint64) bool {
+// pageFilter returns which pages of v (by address and pagemap entry) hold
+// data to save, or nil when no page of v is saved.
+func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 	switch v.Kind {
 	case image.KindSharedAnon:
 		// Shared memory keeps its data when the process's page-table
 		// entries go (MADV_DONTNEED, reclaim): pagemap cannot tell a
-		// never-written page from one written and unmapped. Save all.
-		return func(uint64) bool { return true }
+		// never-written page from one written and unmapped. The shared
+		// object itself knows which of its pages exist.
+		ranges, err := sharedData(pid, v)
+		if err != nil {
+			return nil, err
+		}
+		return func(addr, _ uint64) bool {
+			i := sort.Search(len(ranges), func(i int) bool { return ranges[i][1] > addr })
+			return i < len(ranges) && ranges[i][0] <= addr
+		}, nil
 	case image.KindAnon, image.KindHeap, image.KindStack:
-		return func(e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 }
+		return func(_, e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 }, nil
 	case image.KindFile:
 		if v.Shared {
-			return nil
+			return nil, nil
 		}
 		// Private file mapping: a present page that is not a file page
 		// is an anonymous copy-on-write copy; swapped pages are too.
-		return func(e uint64) bool {
+		return func(_, e uint64) bool {
 			return e&procfs.PM_SWAP != 0 || (e&procfs.PM_PRESENT != 0 && e&procfs.PM_FILE == 0)
-		}
+		}, nil
 	}
-	return nil
+	return nil, nil
+}
+
+// sharedData returns the address ranges of the shared anonymous mapping v
+// of pid whose pages exist in the shared object, found with
+// SEEK_DATA/SEEK_HOLE on /proc/PID/map_files (reading the others would
+// allocate them).
+func sharedData(pid int, v image.VMA) ([][2]uint64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End))
+	if err != nil {
+		return nil, fmt.Errorf("open shared memory: %w", err)
+	}
+	defer f.Close()
+	var ranges [][2]uint64
+	end := int64(v.Offset + (v.End - v.Start))
+	for off := int64(v.Offset); off < end; {
+		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) || (err == nil && data >= end) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("find data in shared memory: %w", err)
+		}
+		hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("find holes in shared memory: %w", err)
+		}
+		hole = min(hole, end)
+		ranges = append(ranges, [2]uint64{v.Start + uint64(data) - v.Offset, v.Start + uint64(hole) - v.Offset})
+		off = hole
+	}
+	return ranges, nil
 }
 
 // scanBatch is how many pagemap entries are read at once (2 MiB of entries
@@ -106,7 +153,7 @@ const scanBatch = 1 << 18
 
 // scanRuns finds the runs of v's pages that keep accepts and queues them
 // on cp, appending them to v.Pages with their page-file offsets.
-func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(uint64) bool, entries *[]uint64, cp *copier) error {
+func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(addr, e uint64) bool, entries *[]uint64, cp *copier) error {
 	for start := v.Start; start < v.End; {
 		end := min(v.End, start+scanBatch*image.PageSize)
 		var err error
@@ -115,12 +162,12 @@ func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(uint64) bool, entries 
 			return err
 		}
 		for i := 0; i < len(*entries); {
-			if !keep((*entries)[i]) {
+			if !keep(start+uint64(i)*image.PageSize, (*entries)[i]) {
 				i++
 				continue
 			}
 			j := i + 1
-			for j < len(*entries) && keep((*entries)[j]) {
+			for j < len(*entries) && keep(start+uint64(j)*image.PageSize, (*entries)[j]) {
 				j++
 			}
 			addr := start + uint64(i)*image.PageSize

@@ -60,7 +60,9 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 		v.Kind = image.KindAnon
 		if m.Shared {
 			v.Kind = image.KindSharedAnon
-			v.Inode = m.Inode // the shmem object: the same in every sharer
+			// The shmem object, the same in every sharer, and where in it
+			// this mapping starts.
+			v.Inode, v.Offset = m.Inode, m.Offset
 		}
 	default:
 		switch {
@@ -68,7 +70,7 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 			v.Kind = image.KindAnon
 		case strings.HasPrefix(m.Path, "[anon_shmem:"):
 			v.Kind = image.KindSharedAnon
-			v.Inode = m.Inode
+			v.Inode, v.Offset = m.Inode, m.Offset
 		case strings.HasPrefix(m.Path, "/memfd:"):
 			return v, false, fmt.Errorf("%s: memfd mappings: %w", where, ErrUnsupported)
 		case strings.HasPrefix(m.Path, "/SYSV"):
