@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -39,38 +37,31 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	if _, err := procfs.ReadStat(opts.Pid); err != nil {
 		return nil, fmt.Errorf("dump %d: no such process: %w", opts.Pid, err)
 	}
-	// Over an existing image, write the new one beside it and swap it in
-	// only when complete: a failed dump leaves the old image as it was.
-	final := opts.Dir
-	if _, err := os.Stat(filepath.Join(final, image.ManifestName)); err == nil {
-		opts.Dir = strings.TrimRight(final, "/") + ".rtcr-new"
-		if err := os.RemoveAll(opts.Dir); err != nil {
-			return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
-		}
+	stage, err := image.NewStage(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	opts.Dir = stage.Dir
 	if err := image.PrepareDir(opts.Dir); err != nil {
 		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	stats := &DumpStats{}
-	err := ptrace.Run(func() error { return dumpFrozen(ctx, opts, stats) })
+	var pageFiles []string
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stats, &pageFiles) })
 	stats.Total = time.Since(start)
 	if err != nil {
-		if opts.Dir != final {
-			_ = os.RemoveAll(opts.Dir)
-		}
+		stage.Abort()
 		return nil, err
 	}
-	if opts.Dir != final {
-		if err := image.ReplaceDir(final, opts.Dir); err != nil {
-			return nil, fmt.Errorf("dump %d: the image is complete in %s: %w", opts.Pid, opts.Dir, err)
-		}
+	if err := stage.Commit(pageFiles); err != nil {
+		return nil, fmt.Errorf("dump %d: the image is complete in %s: %w", opts.Pid, stage.Dir, err)
 	}
 	return stats, nil
 }
 
 // dumpFrozen freezes the target and its descendants, collects and writes
 // the image, then releases or kills them. It runs on the tracer thread.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err error) {
+func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFiles *[]string) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -144,6 +135,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats) (err er
 	}
 	if err := image.WriteManifest(opts.Dir, c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	for _, p := range c.Processes {
+		if p.PageFile != "" {
+			*pageFiles = append(*pageFiles, p.PageFile)
+		}
 	}
 	kill = !opts.LeaveRunning
 	return nil

@@ -202,3 +202,40 @@ func TestForeignNamespaceRefused(t *testing.T) {
 	}
 	assertRunning(t, tg)
 }
+
+// TestDumpIntoDirWithOtherFiles: an image directory that also holds other
+// files (or is "."-relative) is written in place; the other files and the
+// directory's mode stay, stale page files go.
+func TestDumpIntoDirWithOtherFiles(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "counter", false))
+	testutil.WaitForLines(t, tg.out, 5, 10*time.Second)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(dir, "notes.txt")
+	stale := filepath.Join(dir, "pages-1.img")
+	for _, f := range []string{notes, stale} {
+		if err := os.WriteFile(f, []byte("keep?"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 2; round++ {
+		if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir + "/.", LeaveRunning: true}); err != nil {
+			t.Fatalf("dump %d: %v", round, err)
+		}
+	}
+	if _, err := image.ReadManifest(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(notes); err != nil {
+		t.Errorf("the dump removed an unrelated file: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a stale page file is still there: %v", err)
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o750 {
+		t.Errorf("directory mode changed: %v %v", st.Mode(), err)
+	}
+}
