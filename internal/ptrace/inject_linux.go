@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/rtcr/rtcr/internal/abi"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -77,10 +79,11 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (uint64, error) {
 		if !ws.Stopped() {
 			continue
 		}
-		if event(ws) > 0 {
+		if ev := event(ws); ev > 0 {
 			// A ptrace event (clone, fork …) inside the call: note it
-			// and step on to the end of the call.
-			if msg, err := unix.PtraceGetEventMsg(in.Tid); err == nil {
+			// and step on to the end of the call. A group-stop (event
+			// STOP) carries no message worth keeping.
+			if msg, err := unix.PtraceGetEventMsg(in.Tid); err == nil && ev != abi.PTRACE_EVENT_STOP {
 				in.EventMsg = msg
 			}
 			continue
