@@ -21,14 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestMain(m *testing.M) {
-	// Fds the test binary inherited (from a CI runner, a shell …) must not
-	// leak into the test targets: rtcr would rightly refuse unknown pipes.
-	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	code := m.Run()
-	testutil.RemoveBuilds()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
 
 // target is a test program started by a test, with stdout in a file.
 type target struct {

@@ -5,18 +5,14 @@ import (
 	"os"
 	"strconv"
 	"testing"
-)
 
-func requireRoot(t testing.TB) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (ptrace, clone3 set_tid): run as root, CI does")
-	}
-}
+	"github.com/rtcr/rtcr/internal/testutil"
+)
 
 // TestRunSmall runs every measurement once on small shapes, so the
 // benchmark code keeps working; it asserts nothing about speed.
 func TestRunSmall(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	res, err := Run(Options{Size: 4 << 20, Runs: 1, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +35,7 @@ func TestRunSmall(t *testing.T) {
 // One iteration is a whole best-of-3 measurement: run it with
 // -benchtime=1x.
 func BenchmarkDumpRestore(b *testing.B) {
-	requireRoot(b)
+	testutil.RequireRoot(b)
 	mib := 256
 	if v, err := strconv.Atoi(os.Getenv("RTCR_BENCH_MIB")); err == nil && v > 0 {
 		mib = v

@@ -4,12 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/rtcr/rtcr/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	// Fds the test binary inherited must not leak into the benchmarked
-	// processes: rtcr would rightly refuse unknown pipes.
-	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	os.Exit(m.Run())
-}
+// TestMain keeps inherited fds out of the test targets (see testutil.Main).
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }

@@ -15,25 +15,8 @@ import (
 // output file's path. The process is killed when the test ends.
 func start(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	return cmd, out
+	tg := StartTarget(t, bin, "", args...)
+	return tg.Cmd, tg.Out
 }
 
 // checkCounting checks that lines are consecutive integers from first.
