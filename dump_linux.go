@@ -164,14 +164,15 @@ func collectTree(p *image.Process, zombie bool) error {
 }
 
 // collect gathers every kind of non-memory state. Calls that must run
-// inside the target are injected through the vdso's syscall instruction,
-// with a scratch mapping that is removed again before memory is read.
+// inside the target are injected so that a killed rtcr never harms it (see
+// ptrace.OpenLive), with a scratch mapping that is removed again before
+// memory is read.
 func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree) (err error) {
 	pid := p.Pid
 	if p.FDs, err = fds.Dump(pid); err != nil {
 		return err
 	}
-	r, err := mem.OpenRemote(pid)
+	r, err := mem.OpenLive(pid)
 	if err != nil {
 		return err
 	}

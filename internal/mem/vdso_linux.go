@@ -157,3 +157,14 @@ func OpenRemote(pid int) (*ptrace.Remote, error) {
 	}
 	return ptrace.OpenRemote(pid, addr)
 }
+
+// OpenLive prepares injection into the stopped leader of the live process
+// pid so that rtcr may be killed at any moment without harming it (see
+// ptrace.OpenLive).
+func OpenLive(pid int) (*ptrace.Remote, error) {
+	addr, err := SyscallAddr(pid)
+	if err != nil {
+		return nil, err
+	}
+	return ptrace.OpenLive(pid, addr)
+}

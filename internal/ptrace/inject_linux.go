@@ -26,9 +26,13 @@ type Injector struct {
 	saved     unix.PtraceRegs
 	savedMask uint64
 	held      []syscall.Signal // signals that stopped an injected call
+	live      *live            // set for a live process (NewLiveInjector)
 }
 
 // NewInjector prepares tid, which must be in a ptrace stop, for injection.
+// Calls run with PTRACE_SINGLESTEP, whose trap flag outlives a dying
+// tracer: use it only for processes that die with rtcr (restore stubs);
+// live processes take NewLiveInjector.
 func NewInjector(tid int, syscallAddr uint64) (*Injector, error) {
 	regs, err := GetRegs(tid)
 	if err != nil {
@@ -58,6 +62,9 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (uint64, error) {
 	}
 	var a [6]uint64
 	copy(a[:], args)
+	if in.live != nil {
+		return in.liveSyscall(nr, a)
+	}
 	r := in.saved
 	r.Rip = in.SyscallAddr
 	r.Rax = nr
@@ -109,8 +116,12 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (uint64, error) {
 	return out.Rax, nil
 }
 
-// Restore puts back the registers and signal mask saved by NewInjector.
+// Restore puts back the registers and signal mask saved by NewInjector
+// (or NewLiveInjector).
 func (in *Injector) Restore() error {
+	if in.live != nil {
+		return in.disarm(nil)
+	}
 	if err := SetRegs(in.Tid, &in.saved); err != nil {
 		return err
 	}

@@ -47,9 +47,9 @@ func ptrace(req int, tid int, addr, data uintptr) error {
 	return nil
 }
 
-// Options set on every tracee: kill it if the tracer dies while it is being
-// restored, and report clones so restore can follow clone3.
-const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK
+// Options set on every tracee: report clones so restore can follow clone3,
+// and mark syscall stops (SIGTRAP|0x80) for live injection.
+const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACESYSGOOD
 
 // Seize attaches to tid with PTRACE_SEIZE, setting rtcr's tracer options,
 // without stopping it.

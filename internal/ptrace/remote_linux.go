@@ -19,6 +19,14 @@ type Remote struct {
 	Pid, NsPid  int
 	Scratch     uint64
 	ScratchSize int
+	// WindowCalls counts the calls of a live injection that ran unprotected
+	// (see OpenLive); 0 when rtcr could have been killed at any moment
+	// without harm to the process.
+	WindowCalls int
+
+	gadget      Gadget // live: the sigreturn gadget
+	stackFrame  uint64 // live: where the leader's frame sits on its stack at open and close
+	vdsoSyscall uint64 // live: the syscall instruction for unprotected calls
 }
 
 // ScratchSize is the size of the scratch area rtcr maps into a tracee.
@@ -109,6 +117,9 @@ func OpenRemote(pid int, syscallAddr uint64) (*Remote, error) {
 // CloseRemote unmaps the scratch area and puts back the registers and
 // signal mask the thread had before OpenRemote.
 func (r *Remote) CloseRemote() error {
+	if r.live != nil {
+		return r.closeLive(nil)
+	}
 	_, uerr := r.Syscall(unix.SYS_MUNMAP, r.Scratch, uint64(r.ScratchSize))
 	if err := r.Restore(); err != nil {
 		return err

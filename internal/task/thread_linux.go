@@ -19,7 +19,7 @@ func Dump(r *ptrace.Remote, tid int) (th image.Thread, err error) {
 	th.Tid = tid
 	in := r.Injector
 	if tid != r.Tid {
-		if in, err = ptrace.NewInjector(tid, r.SyscallAddr); err != nil {
+		if in, err = r.ThreadInjector(tid); err != nil {
 			return th, err
 		}
 		defer func() {

@@ -146,7 +146,7 @@ func Frozen(t testing.TB, pid int, fn func(r *ptrace.Remote, tids []int)) {
 				err = rerr
 			}
 		}()
-		r, err := mem.OpenRemote(pid)
+		r, err := mem.OpenLive(pid)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,281 @@
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/rtcr/rtcr/internal/abi"
+	"golang.org/x/sys/unix"
+)
+
+// Injection into a live process (a dump) must survive rtcr being killed at
+// any moment. A dying tracer detaches its tracees without a word: each
+// thread runs on from the registers it has at that instant. So, from the
+// moment rtcr first touches a thread's registers until it has put them
+// back, the thread always stands at a sigreturn gadget (`mov $15, %eax;
+// syscall`) with rsp at a frame of its own state (see buildFrame):
+//
+//   - armed: the thread sits in its ptrace stop with rip = gadget.
+//   - each call: PTRACE_SYSCALL runs the gadget up to the syscall-entry stop
+//     of rt_sigreturn; there rtcr turns the call into the one it wants
+//     (orig_rax and arguments) and sets rip back to the gadget, so that
+//     when the call returns the thread is at the gadget again; the
+//     syscall-exit stop gives the result.
+//   - disarm: the signal mask goes back first, then the thread is sent
+//     through its own signal path (PTRACE_INTERRUPT, the original
+//     registers, PTRACE_CONT) into a plain interrupt stop, exactly as it was
+//     frozen, so the kernel's own restart rules apply when it runs.
+//
+// Killed at any point, the thread either runs rt_sigreturn (and continues
+// where it was, its interrupted call made again) or already has its own
+// registers. No step flag is ever set: PTRACE_SINGLESTEP's trap flag
+// outlives a dying tracer.
+type live struct {
+	gadget    uint64 // `mov $15, %eax|%rax; syscall`
+	gadgetEnd uint64 // just after its syscall
+	uc        uint64 // where rsp points while armed: the frame's ucontext
+	frame     []byte // the frame, to move it
+	base      uint64 // where frame is written
+	restore   []byte // bytes the frame overwrote at base (nil: rtcr's own memory)
+	nextUC    uint64 // a new frame rsp switches to at the next call (0: none)
+	nextBase  uint64
+	nextFrame []byte
+	nextSaved []byte
+	xs        []byte
+}
+
+// syscallStop is the status of a syscall-entry or -exit stop under
+// PTRACE_O_TRACESYSGOOD.
+const syscallStop = syscall.SIGTRAP | 0x80
+
+// NewLiveInjector prepares injection into thread tid of a live process,
+// which must be in a plain ptrace stop: it writes a sigreturn frame of the
+// thread's state at frameBase (saving the bytes there when saveBytes is
+// set, to put them back when the frame is no longer needed), then arms the
+// thread at gadget (see FindSigreturnGadget) and blocks its signals.
+func NewLiveInjector(tid int, g Gadget, frameBase uint64, saveBytes bool) (*Injector, error) {
+	if err := refuseShadowStack(tid); err != nil {
+		return nil, err
+	}
+	regs, err := GetRegs(tid)
+	if err != nil {
+		return nil, err
+	}
+	mask, err := GetSigMask(tid)
+	if err != nil {
+		return nil, err
+	}
+	xs, err := GetXState(tid)
+	if err != nil {
+		return nil, err
+	}
+	lv := &live{gadget: g.Addr, gadgetEnd: g.End, xs: xs}
+	in := &Injector{Tid: tid, NsTid: tid, SyscallAddr: g.End - 2, saved: regs, savedMask: mask, live: lv}
+	if lv.frame, lv.uc, lv.restore, err = in.placeFrame(frameBase, saveBytes); err != nil {
+		return nil, err
+	}
+	lv.base = frameBase
+	armed := SigreturnRegs(regs)
+	armed.Rip, armed.Rsp = g.Addr, lv.uc
+	if err := SetRegs(tid, &armed); err != nil {
+		return nil, in.unplace(err)
+	}
+	// Blocked only now: had rtcr died before, the mask was untouched; from
+	// here on the frame holds the thread's own mask.
+	if err := SetSigMask(tid, ^uint64(0)); err != nil {
+		return nil, in.disarm(err)
+	}
+	return in, nil
+}
+
+// placeFrame writes the thread's frame at base, returning it, the address
+// of its ucontext and, when save is set, the bytes it replaced.
+func (in *Injector) placeFrame(base uint64, save bool) (frame []byte, uc uint64, old []byte, err error) {
+	frame, uc, err = buildFrame(base, in.saved, in.savedMask, in.live.xs)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("thread %d: %w", in.Tid, err)
+	}
+	if save {
+		old = make([]byte, len(frame))
+		if err := ReadMem(in.Tid, base, old); err != nil {
+			return nil, 0, nil, fmt.Errorf("thread %d: save stack below %#x: %w", in.Tid, base, err)
+		}
+	}
+	if err := WriteMem(in.Tid, base, frame); err != nil {
+		return nil, 0, nil, fmt.Errorf("thread %d: write sigreturn frame at %#x: %w", in.Tid, base, err)
+	}
+	return frame, uc, old, nil
+}
+
+// unplace puts back the bytes under the frame (once the thread no longer
+// depends on it) and returns err.
+func (in *Injector) unplace(err error) error {
+	if lv := in.live; lv.restore != nil {
+		if werr := WriteMem(in.Tid, lv.base, lv.restore); werr != nil && err == nil {
+			err = fmt.Errorf("thread %d: put back memory at %#x: %w", in.Tid, lv.base, werr)
+		}
+		lv.restore = nil
+	}
+	return err
+}
+
+// MoveFrame writes the thread's frame at a new place and switches the
+// thread to it with the next injected call; the old frame's bytes are put
+// back after that call. saveBytes says whether the new place must be put
+// back later too.
+func (in *Injector) MoveFrame(base uint64, saveBytes bool) error {
+	lv := in.live
+	if lv == nil {
+		return fmt.Errorf("thread %d: not a live injection", in.Tid)
+	}
+	frame, uc, old, err := in.placeFrame(base, saveBytes)
+	if err != nil {
+		return err
+	}
+	lv.nextUC, lv.nextBase, lv.nextFrame, lv.nextSaved = uc, base, frame, old
+	if _, err := in.Syscall(unix.SYS_GETPID); err != nil {
+		return fmt.Errorf("thread %d: switch to the frame at %#x: %w", in.Tid, base, err)
+	}
+	return nil
+}
+
+// liveSyscall runs one call through the armed thread (see live).
+func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
+	lv := in.live
+	entered := false
+	for {
+		if err := unix.PtraceSyscall(in.Tid, 0); err != nil {
+			return 0, fmt.Errorf("inject syscall %d into %d: resume: %w", nr, in.Tid, err)
+		}
+		ws, err := Wait(in.Tid)
+		if err != nil {
+			return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, in.Tid, err)
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		if ev := event(ws); ev > 0 {
+			if msg, err := unix.PtraceGetEventMsg(in.Tid); err == nil && ev != abi.PTRACE_EVENT_STOP {
+				in.EventMsg = msg
+			}
+			continue
+		}
+		if ws.StopSignal() != syscallStop {
+			// A signal rtcr's mask cannot block (SIGSTOP from outside):
+			// held, sent again on Restore.
+			in.held = append(in.held, ws.StopSignal())
+			continue
+		}
+		regs, err := GetRegs(in.Tid)
+		if err != nil {
+			return 0, err
+		}
+		if !entered {
+			if regs.Orig_rax != unix.SYS_RT_SIGRETURN || regs.Rip != lv.gadgetEnd {
+				return 0, fmt.Errorf("inject syscall %d into %d: stopped in call %d at %#x, want rt_sigreturn at %#x",
+					nr, in.Tid, int64(regs.Orig_rax), regs.Rip, lv.gadgetEnd)
+			}
+			regs.Orig_rax = nr
+			regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+			regs.Rip = lv.gadget
+			if lv.nextUC != 0 {
+				regs.Rsp = lv.nextUC
+			}
+			if err := SetRegs(in.Tid, &regs); err != nil {
+				return 0, err
+			}
+			entered = true
+			if lv.nextUC != 0 {
+				old := lv.restore
+				oldBase := lv.base
+				lv.uc, lv.base, lv.frame, lv.restore = lv.nextUC, lv.nextBase, lv.nextFrame, lv.nextSaved
+				lv.nextUC, lv.nextFrame, lv.nextSaved = 0, nil, nil
+				if old != nil {
+					if err := WriteMem(in.Tid, oldBase, old); err != nil {
+						return 0, fmt.Errorf("thread %d: put back memory at %#x: %w", in.Tid, oldBase, err)
+					}
+				}
+			}
+			continue
+		}
+		if ret := int64(regs.Rax); ret < 0 && ret > -4096 {
+			return 0, syscall.Errno(-ret)
+		}
+		return regs.Rax, nil
+	}
+}
+
+// disarm takes the thread from the gadget back into a plain interrupt
+// stop with the registers and mask it was frozen with, puts back the
+// memory under its frame and sends again the signals held meanwhile. err,
+// if not nil, is returned (wrapped with any error of disarming).
+func (in *Injector) disarm(err error) error {
+	fail := func(e error) error {
+		if err != nil {
+			return fmt.Errorf("%w (and putting thread %d back: %v)", err, in.Tid, e)
+		}
+		return e
+	}
+	// The mask first: killed after it, the thread still runs the gadget.
+	if e := SetSigMask(in.Tid, in.savedMask); e != nil {
+		return fail(e)
+	}
+	// Then the thread's own registers, with an interrupt pending: killed
+	// from here on, the thread goes through its signal path (where the
+	// kernel restarts an interrupted call) instead of straight back to
+	// user space.
+	if e := Interrupt(in.Tid); e != nil {
+		return fail(e)
+	}
+	if e := SetRegs(in.Tid, &in.saved); e != nil {
+		return fail(e)
+	}
+	for {
+		if e := unix.PtraceCont(in.Tid, 0); e != nil {
+			return fail(fmt.Errorf("resume %d into its interrupt stop: %w", in.Tid, e))
+		}
+		ws, e := Wait(in.Tid)
+		if e != nil {
+			return fail(e)
+		}
+		if ws.Stopped() && event(ws) == abi.PTRACE_EVENT_STOP {
+			break
+		}
+		if ws.Stopped() && event(ws) == 0 && ws.StopSignal() != syscallStop {
+			in.held = append(in.held, ws.StopSignal())
+		}
+		if e := Interrupt(in.Tid); e != nil {
+			return fail(e)
+		}
+	}
+	if e := in.unplace(nil); e != nil {
+		return fail(e)
+	}
+	for _, sig := range in.held {
+		if _, _, e := unix.Syscall(unix.SYS_TKILL, uintptr(in.Tid), uintptr(sig), 0); e != 0 {
+			return fail(fmt.Errorf("send %v again to %d: %w", sig, in.Tid, e))
+		}
+	}
+	in.held = nil
+	in.live = nil
+	return err
+}
+
+// refuseShadowStack refuses threads with a user shadow stack: rt_sigreturn
+// would look for a token rtcr cannot place there.
+func refuseShadowStack(tid int) error {
+	st, err := readTaskStatusLine(tid, "x86_Thread_features:")
+	if err != nil || st == "" {
+		return nil // no such line: no shadow stacks on this kernel
+	}
+	for _, f := range splitFields(st) {
+		if f == "shstk" {
+			return fmt.Errorf("thread %d uses a shadow stack (x86_Thread_features: %s): %w", tid, st, ErrUnsupported)
+		}
+	}
+	return nil
+}
+
+// ErrUnsupported reports a thread state rtcr cannot inject into safely.
+var ErrUnsupported = errors.New("not supported")

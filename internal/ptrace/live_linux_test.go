@@ -1,0 +1,90 @@
+package ptrace_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
+
+// TestAbandonedLiveInjection leaves a live injection half done, as a
+// killed rtcr does (its tracees are detached wherever they stand), and
+// checks that the target runs on with every register intact: the avx
+// program verifies its vector, x87 and MXCSR registers and its raw
+// nanosleep loop; any stray trap or lost register fails it.
+func TestAbandonedLiveInjection(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "avx", false)
+	for _, tc := range []struct {
+		name string
+		// at runs inside the frozen target and returns the injector rtcr
+		// is "killed" in the middle of.
+		at func(t *testing.T, r *ptrace.Remote) error
+	}{
+		{"armed with the frame in the scratch area", func(t *testing.T, r *ptrace.Remote) error {
+			_, err := r.Syscall(unix.SYS_GETPID)
+			return err
+		}},
+		{"after a failed call", func(t *testing.T, r *ptrace.Remote) error {
+			if _, err := r.Syscall(unix.SYS_CLOSE, 1<<20); err != unix.EBADF {
+				t.Errorf("close(1<<20) in the target: %v, want EBADF", err)
+			}
+			return nil
+		}},
+		{"frame moved back to the stack", func(t *testing.T, r *ptrace.Remote) error {
+			regs := r.Saved()
+			return r.MoveFrame((regs.Rsp-128-32<<10)&^63, true)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := testutil.StartTarget(t, bin, "ready\n", "trigger")
+			if b, _ := os.ReadFile(tg.Out); strings.Contains(string(b), "SKIP") {
+				t.Skip(string(b))
+			}
+			err := ptrace.Run(func() error {
+				tids, err := ptrace.Freeze(tg.Pid)
+				if err != nil {
+					return err
+				}
+				r, err := mem.OpenLive(tg.Pid)
+				if err != nil {
+					_ = ptrace.Release(tids)
+					return err
+				}
+				if r.WindowCalls != 0 {
+					t.Errorf("OpenLive used %d unprotected calls, want 0", r.WindowCalls)
+				}
+				err = tc.at(t, r)
+				// Abandon: detach as a dying tracer does, registers as they are.
+				_ = ptrace.Release(tids)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tg.Dir, "trigger"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- tg.Cmd.Wait() }()
+			select {
+			case err := <-done:
+				out, _ := os.ReadFile(tg.Out)
+				if err != nil || !strings.Contains(string(out), "OK\n") {
+					t.Fatalf("target after an abandoned injection: %v; output:\n%s", err, out)
+				}
+			case <-time.After(30 * time.Second):
+				out, _ := os.ReadFile(tg.Out)
+				t.Fatalf("target did not finish within 30 s after the trigger; output:\n%s", out)
+			}
+		})
+	}
+}
