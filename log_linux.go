@@ -1,6 +1,7 @@
 package rtcr
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -50,6 +51,9 @@ func logStep(log *slog.Logger, pid int, name string, d time.Duration, args ...an
 
 // logFDs logs each fd of a process at Debug.
 func logFDs(log *slog.Logger, pid int, fds []image.FD) {
+	if !log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
 	for _, fd := range fds {
 		log.Debug("fd", "pid", pid, "fd", fd.Num, "kind", fd.Kind, "path", fd.Path, "flags", hex(fd.Flags))
 	}
@@ -57,6 +61,9 @@ func logFDs(log *slog.Logger, pid int, fds []image.FD) {
 
 // logVMAs logs each memory mapping of a process at Debug.
 func logVMAs(log *slog.Logger, p *image.Process) {
+	if !log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
 	for _, v := range p.VMAs {
 		log.Debug("vma", "pid", p.Pid, "start", hex(v.Start), "end", hex(v.End), "prot", prot(v.Prot), "shared", v.Shared,
 			"kind", v.Kind, "name", v.Name, "page_runs", len(v.Pages))
