@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -46,6 +47,8 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	stats := &DumpStats{}
+	log := logger(opts.Logger)
+	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
 	var pageFiles []string
 	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stats, &pageFiles) })
 	stats.Total = time.Since(start)
@@ -56,6 +59,7 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	if err := stage.Commit(pageFiles); err != nil {
 		return nil, fmt.Errorf("dump %d: the image is complete in %s: %w", opts.Pid, stage.Dir, err)
 	}
+	log.Info("dump done", "pid", opts.Pid, "took", stats.Total.Round(time.Microsecond), "frozen", stats.Freeze.Round(time.Microsecond), "bytes", stats.PageBytes)
 	return stats, nil
 }
 
@@ -71,18 +75,25 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 			return fmt.Errorf("dump %d: a pid namespace not made by rtcr run (its init %d is %q): %w", opts.Pid, root, exe, tree.ErrUnsupported)
 		}
 	}
+	log := logger(opts.Logger)
 	frozenAt := time.Now()
 	f, err := tree.Freeze(root)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
 	kill := false
 	defer func() {
+		if err != nil {
+			log.Error("dump failed, releasing the tree", "pid", opts.Pid, "err", err)
+		}
+		released := time.Now()
 		if kill {
 			f.Kill()
 		} else if rerr := f.Release(); rerr != nil && err == nil {
 			err = fmt.Errorf("dump %d: release: %w", opts.Pid, rerr)
 		}
+		logStep(log, root, "release", time.Since(released), "kill", kill)
 		stats.Freeze = time.Since(frozenAt)
 	}()
 	c := newCheckpoint()
@@ -113,7 +124,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 			return fmt.Errorf("dump %d: %w", pid, err)
 		}
 		if !p.Zombie {
-			if err := collect(ctx, &p, f.Tids[pid], fds); err != nil {
+			if err := collect(ctx, log, &p, f.Tids[pid], fds); err != nil {
 				return fmt.Errorf("dump %d: %w", pid, err)
 			}
 			memStart := time.Now()
@@ -121,6 +132,8 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 				return fmt.Errorf("dump %d: %w", pid, err)
 			}
 			stats.MemoryTime += time.Since(memStart)
+			logStep(log, pid, "memory", time.Since(memStart), "bytes", p.PageFileSize, "pages", p.PageFileSize/image.PageSize, "vmas", len(p.VMAs))
+			logVMAs(log, &p)
 			stats.PageBytes += p.PageFileSize
 		}
 		c.Processes = append(c.Processes, p)
@@ -130,12 +143,14 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
 	}
+	manifest := newStepTimer(log, root)
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
 	}
 	if err := image.WriteManifest(opts.Dir, c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	manifest.done("manifest", "processes", len(c.Processes))
 	for _, p := range c.Processes {
 		if p.PageFile != "" {
 			*pageFiles = append(*pageFiles, p.PageFile)
@@ -167,11 +182,14 @@ func collectTree(p *image.Process, zombie bool) error {
 // inside the target are injected so that a killed rtcr never harms it (see
 // ptrace.OpenLive), with a scratch mapping that is removed again before
 // memory is read.
-func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree) (err error) {
+func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, fds *files.Tree) (err error) {
 	pid := p.Pid
+	t := newStepTimer(log, pid)
 	if p.FDs, err = fds.Dump(pid); err != nil {
 		return err
 	}
+	t.done("fds", "count", len(p.FDs))
+	logFDs(log, pid, p.FDs)
 	r, err := mem.OpenLive(pid)
 	if err != nil {
 		return err
@@ -181,24 +199,31 @@ func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree)
 			err = cerr
 		}
 	}()
+	t.done("scratch area", "unprotected_calls", r.WindowCalls)
 	if err := attr.Dump(r, p); err != nil {
 		return err
 	}
+	t.done("attributes")
 	if p.Sigactions, err = sig.Dump(r); err != nil {
 		return err
 	}
+	t.done("signal actions", "count", len(p.Sigactions))
 	if p.Creds, p.Prctl, err = cred.Dump(r); err != nil {
 		return err
 	}
+	t.done("credentials")
 	if p.Itimers, p.PosixTimers, err = timer.Dump(r); err != nil {
 		return err
 	}
+	t.done("timers", "itimers", len(p.Itimers), "posix", len(p.PosixTimers))
 	if p.MM, err = mem.DumpMM(r); err != nil {
 		return err
 	}
+	t.done("mm")
 	if p.SharedPending, err = sig.DumpPending(pid, true); err != nil {
 		return err
 	}
+	t.done("pending signals", "count", len(p.SharedPending))
 	for _, tid := range tids {
 		if err := ctx.Err(); err != nil {
 			return ErrInterrupted
@@ -214,7 +239,9 @@ func collect(ctx context.Context, p *image.Process, tids []int, fds *files.Tree)
 			return err
 		}
 		p.Threads = append(p.Threads, th)
+		logThread(log, pid, &th)
 	}
+	t.done("threads", "count", len(tids))
 	return ctx.Err()
 }
 

@@ -3,6 +3,7 @@ package rtcr
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -32,6 +33,9 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	root := c.Processes[0].Pid
+	log := logger(opts.Logger)
+	logStep(log, root, "read manifest", time.Since(start), "dir", opts.Dir, "processes", len(c.Processes), "pidns", c.PidNS, "kernel", c.Kernel)
+	t := newStepTimer(log, root)
 	pages := map[int][]byte{}
 	for i := range c.Processes {
 		p := &c.Processes[i]
@@ -42,9 +46,11 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 		defer closePages()
 		pages[p.Pid] = data
 	}
+	t.done("verify pages")
 	if err := preflight(c); err != nil {
 		return nil, err
 	}
+	t.done("preflight")
 	var offsets stub.TimeOffsets
 	if c.PidNS {
 		if c.Clocks == nil {
@@ -56,11 +62,13 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, pages, offsets, stats) })
+	err = ptrace.Run(func() error { return restoreTree(c, pages, offsets, stats, log) })
 	stats.Total = time.Since(start)
 	if err != nil {
+		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
 		return nil, err
 	}
+	log.Info("restore done", "pid", root, "host_pid", stats.Pid, "took", stats.Total.Round(time.Microsecond), "bytes", stats.PageBytes)
 	return stats, nil
 }
 
@@ -127,7 +135,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, checkPids bool) error {
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats) (err error) {
+func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -143,6 +151,7 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 	byPid := map[int]*restoring{}
 	for i := range c.Processes {
 		p := &c.Processes[i]
+		created := time.Now()
 		var r *ptrace.Remote
 		switch {
 		case i == 0 && c.PidNS:
@@ -155,7 +164,8 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 		if err != nil {
 			return fmt.Errorf("restore %d: create process: %w", p.Pid, err)
 		}
-		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1}
+		logStep(log, p.Pid, "create process", time.Since(created), "host_pid", r.Pid, "ppid", p.Ppid, "zombie", p.Zombie)
+		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1, log: log}
 		procs = append(procs, pr)
 		byPid[p.Pid] = pr
 		if err := pr.step("session", pr.setsid); err != nil {

@@ -2,6 +2,8 @@ package rtcr
 
 import (
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/cred"
@@ -24,13 +26,17 @@ type restoring struct {
 	threads []*ptrace.Injector
 	pages   []byte
 	ttyFd   int // the fd its controlling terminal was set from, -1 if none
+	log     *slog.Logger
 }
 
-// step runs one named restore step, naming the process and step on error.
+// step runs one named restore step, naming the process and step on error,
+// and logs it with its duration.
 func (pr *restoring) step(name string, f func() error) error {
+	start := time.Now()
 	if err := f(); err != nil {
 		return fmt.Errorf("restore %d: %s: %w", pr.p.Pid, name, err)
 	}
+	logStep(pr.log, pr.p.Pid, name, time.Since(start))
 	return nil
 }
 
@@ -122,6 +128,8 @@ func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 	if p.Zombie {
 		return nil
 	}
+	logFDs(pr.log, p.Pid, p.FDs)
+	logVMAs(pr.log, p)
 	steps := []struct {
 		name string
 		f    func() error
@@ -138,12 +146,14 @@ func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 					return err
 				}
 				pr.threads = append(pr.threads, in)
+				pr.log.Debug("thread created", "pid", p.Pid, "tid", th.Tid, "host_tid", in.Tid)
 			}
 			return nil
 		}},
 		{"thread state", func() error {
 			for i, in := range pr.threads {
 				th := &p.Threads[i]
+				logThread(pr.log, p.Pid, th)
 				if err := task.Restore(in, r, th); err != nil {
 					return err
 				}

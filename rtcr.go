@@ -9,6 +9,7 @@ package rtcr
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -24,6 +25,10 @@ type DumpOptions struct {
 	// LeaveRunning lets the target continue after the dump instead of
 	// killing it (criu -R).
 	LeaveRunning bool
+	// Logger receives one Info line per step (with the pid and its
+	// duration), Debug details and Error lines for failures (criu -o,
+	// -v). Nil logs nothing.
+	Logger *slog.Logger
 }
 
 // DumpStats reports what a dump did and how long the target was stopped.
@@ -46,6 +51,10 @@ type RestoreOptions struct {
 	// started by `rtcr run` continue exactly from their values at the
 	// checkpoint. By default they advance by the downtime.
 	NoClockJump bool
+	// Logger receives one Info line per step (with the pid and its
+	// duration), Debug details and Error lines for failures (criu -o,
+	// -v). Nil logs nothing.
+	Logger *slog.Logger
 }
 
 // RestoreStats reports what a restore did.

@@ -7,7 +7,7 @@ import (
 )
 
 func runDump(args []string) error {
-	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running]")
+	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	fs.IntVar(&o.Pid, "pid", 0, "process to checkpoint")
 	fs.IntVar(&o.Pid, "t", 0, "short for --pid")
@@ -15,7 +15,9 @@ func runDump(args []string) error {
 	fs.StringVar(&o.Dir, "D", "", "short for --dir")
 	fs.BoolVar(&o.LeaveRunning, "leave-running", false, "let the process continue after the dump (default: kill it)")
 	fs.BoolVar(&o.LeaveRunning, "R", false, "short for --leave-running")
-	if err := parse(fs, args); err != nil {
+	var lf logFlags
+	lf.add(fs)
+	if err := parse(fs, criuArgs(fs, args)); err != nil {
 		return err
 	}
 	if o.Pid <= 0 {
@@ -24,11 +26,17 @@ func runDump(args []string) error {
 	if o.Dir == "" {
 		return usagef("--dir is required")
 	}
+	log, closeLog, err := lf.open()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	o.Logger = log
 	ctx, stop := signalContext()
 	defer stop()
 	st, err := rtcr.Dump(ctx, o)
 	if err != nil {
-		return err
+		return lf.failed(log, err)
 	}
 	what := "killed"
 	if o.LeaveRunning {
@@ -40,20 +48,28 @@ func runDump(args []string) error {
 }
 
 func runRestore(args []string) error {
-	fs := newFlags("restore", "--dir DIR")
+	fs := newFlags("restore", "--dir DIR [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.RestoreOptions
 	fs.StringVar(&o.Dir, "dir", "", "image directory")
 	fs.StringVar(&o.Dir, "D", "", "short for --dir")
 	fs.BoolVar(&o.NoClockJump, "no-clock-jump", false, "for trees started by rtcr run: monotonic clocks continue from the checkpoint without counting the downtime")
-	if err := parse(fs, args); err != nil {
+	var lf logFlags
+	lf.add(fs)
+	if err := parse(fs, criuArgs(fs, args)); err != nil {
 		return err
 	}
 	if o.Dir == "" {
 		return usagef("--dir is required")
 	}
-	st, err := rtcr.Restore(o)
+	log, closeLog, err := lf.open()
 	if err != nil {
 		return err
+	}
+	defer closeLog()
+	o.Logger = log
+	st, err := rtcr.Restore(o)
+	if err != nil {
+		return lf.failed(log, err)
 	}
 	what := fmt.Sprintf("pid %d", st.Pid)
 	if st.Program != 0 {

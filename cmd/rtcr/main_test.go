@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/rtcr/rtcr/internal/testutil"
 )
 
 // TestMain lets the test binary act as rtcr when RTCR_AS_MAIN is set, so
@@ -13,7 +15,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("RTCR_AS_MAIN") == "1" {
 		os.Exit(run(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	os.Exit(testutil.Main(m))
 }
 
 func runRtcr(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -45,6 +47,9 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"dump", "-t", "-5", "-D", "/tmp/x"}, "must be positive"},
 		{[]string{"dump", "--pid", "1", "--dir", "/tmp/x", "extra"}, "unexpected argument"},
 		{[]string{"dump", "--no-such-flag"}, "not defined"},
+		{[]string{"dump", "-t", "1", "-D", "/tmp/x", "-vq"}, "not defined: -vq"},
+		{[]string{"restore", "-D", "/tmp/x", "-v=high"}, "want 0 to 4"},
+		{[]string{"restore", "-D", "/tmp/x", "-o"}, "needs an argument"},
 		{[]string{"restore"}, "--dir is required"},
 		{[]string{"inspect"}, "--dir is required"},
 		{[]string{"bench", "--size", "12Q"}, "--size"},
