@@ -15,8 +15,9 @@ import (
 const numRlimits = 16
 
 // Dump fills the attributes of the stopped process r into p. Resource
-// limits are read from inside (prlimit of another process with other ids
-// needs CAP_SYS_RESOURCE).
+// limits are read with prlimit from outside, or, when that is refused
+// (prlimit of another process with other ids needs CAP_SYS_RESOURCE), from
+// inside: every injected call is time the target stands frozen.
 func Dump(r *ptrace.Remote, p *image.Process) error {
 	pid := r.Pid
 	var err error
@@ -36,10 +37,14 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 	p.Umask, p.Comm = st.Umask, st.Name
 	p.Rlimits = p.Rlimits[:0]
 	for res := 0; res < numRlimits; res++ {
+		var rl unix.Rlimit
+		if err := unix.Prlimit(pid, res, nil, &rl); err == nil {
+			p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
+			continue
+		}
 		if _, err := r.Syscall(unix.SYS_PRLIMIT64, 0, uint64(res), 0, r.Scratch+ptrace.ArgOff); err != nil {
 			return fmt.Errorf("read rlimit %d of %d: %w", res, pid, err)
 		}
-		var rl unix.Rlimit
 		if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&rl)); err != nil {
 			return err
 		}
