@@ -46,6 +46,11 @@ type RestoreOptions struct {
 	// started by `rtcr run` continue exactly from their values at the
 	// checkpoint. By default they advance by the downtime.
 	NoClockJump bool
+	// TrustImageOwner accepts an image whose files are owned by a user
+	// other than root and the restorer (rtcr restore --trust-image-owner).
+	// Its processes are then held to what that user has: its uid, its
+	// groups, no capabilities (see "Trust model" in README).
+	TrustImageOwner bool
 }
 
 // RestoreStats reports what a restore did.
