@@ -85,9 +85,8 @@ var pathKind = kind{
 
 // openChecked opens fd's path in the stub: the file is first checked with
 // the credentials c.as (CheckAccess), then the stub, which still has the
-// restorer's privileges, opens it with O_NONBLOCK and O_NOFOLLOW added
-// (nothing blocks, no link is followed at the end), and the file it got
-// must be the one checked. O_NONBLOCK is then cleared unless the process
+// restorer's privileges, opens it with O_NONBLOCK added (nothing blocks),
+// and the file it got must be the one checked. O_NONBLOCK is then cleared unless the process
 // had it.
 func openChecked(c *restoreCtx, fd *image.FD) (int, error) {
 	ids, err := CheckAccess(c.as, []Access{fdAccess(fd)})
@@ -96,7 +95,9 @@ func openChecked(c *restoreCtx, fd *image.FD) (int, error) {
 	}
 	id := ids[0]
 	r := c.r
-	flags := fd.Flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC) | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_NOCTTY
+	// Not O_NOFOLLOW: the kernel keeps it in the file's flags. A link put
+	// in the path's place is caught by the inode comparison below.
+	flags := fd.Flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC) | unix.O_NONBLOCK | unix.O_NOCTTY
 	got, err := r.OpenAt(fd.Path, flags, 0)
 	if err != nil {
 		return -1, err
