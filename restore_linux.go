@@ -28,10 +28,11 @@ var ErrPidTaken = stub.ErrPidTaken
 // every new process is killed and the error names the process and step.
 func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	start := time.Now()
-	c, err := image.ReadManifest(opts.Dir)
+	c, dir, err := openImage(opts)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	defer dir.Close()
 	root := c.Processes[0].Pid
 	log := logger(opts.Logger)
 	logStep(log, root, "read manifest", time.Since(start), "dir", opts.Dir, "processes", len(c.Processes), "pidns", c.PidNS, "kernel", c.Kernel)
@@ -39,7 +40,12 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	pages := map[int][]byte{}
 	for i := range c.Processes {
 		p := &c.Processes[i]
-		data, closePages, err := image.OpenPages(opts.Dir, p)
+		if p.PageFile != "" {
+			if err := dir.CheckFile(p.PageFile); err != nil {
+				return nil, fmt.Errorf("restore %d: %w", p.Pid, err)
+			}
+		}
+		data, closePages, err := image.OpenPages(dir.Pinned(), p)
 		if err != nil {
 			return nil, fmt.Errorf("restore %d: %w", p.Pid, err)
 		}
@@ -47,7 +53,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 		pages[p.Pid] = data
 	}
 	t.done("verify pages")
-	if err := preflight(c); err != nil {
+	if err := preflight(c, dir.Owner); err != nil {
 		return nil, err
 	}
 	t.done("preflight")
@@ -62,7 +68,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, pages, offsets, stats, log) })
+	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
@@ -72,13 +78,46 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	return stats, nil
 }
 
+// openImage opens the image directory, checks who could have written it
+// (see the trust model in README) and reads the manifest through the
+// opened directory; then checks the image against this kernel's limits
+// and its owner's credentials. Nothing here depends on root.
+func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
+	dir, err := image.OpenDir(opts.Dir, uint32(os.Geteuid()), opts.TrustImageOwner)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := dir.ReadManifest()
+	if err == nil {
+		var sys image.System
+		if sys, err = image.ReadSystem(); err == nil {
+			err = c.CheckRestore(sys, dir.Owner)
+		}
+	}
+	if err != nil {
+		dir.Close()
+		return nil, nil, err
+	}
+	return c, dir, nil
+}
+
+// fileCreds are the rights the files of process p are opened with: the
+// image owner's. Nil (the restorer's own) when the owner is root or the
+// restorer; otherwise the owner's uid and groups, without capabilities.
+func fileCreds(owner image.Owner, p *image.Process) *image.Creds {
+	if owner.Root || owner.Uid == uint32(os.Geteuid()) {
+		return nil
+	}
+	return &image.Creds{Fsuid: owner.Uid, Fsgid: p.Creds.Fsgid, Groups: owner.Gids}
+}
+
 // preflight checks everything that can be checked without a process.
-func preflight(c *image.Checkpoint) error {
+func preflight(c *image.Checkpoint, owner image.Owner) error {
 	var nodes []tree.Node
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		nodes = append(nodes, tree.Node{Pid: p.Pid, Ppid: p.Ppid, Pgid: p.Pgid, Sid: p.Sid})
-		if err := checkProcess(c, p, !c.PidNS); err != nil {
+		if err := checkProcess(c, p, owner, !c.PidNS); err != nil {
 			return fmt.Errorf("restore %d: %w", p.Pid, err)
 		}
 	}
@@ -88,7 +127,7 @@ func preflight(c *image.Checkpoint) error {
 	return nil
 }
 
-func checkProcess(c *image.Checkpoint, p *image.Process, checkPids bool) error {
+func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, checkPids bool) error {
 	ids := []int{p.Pid}
 	for _, th := range p.Threads[min(1, len(p.Threads)):] {
 		ids = append(ids, th.Tid)
@@ -125,6 +164,10 @@ func checkProcess(c *image.Checkpoint, p *image.Process, checkPids bool) error {
 	if err := files.Check(p.FDs); err != nil {
 		return err
 	}
+	// Every file it will have open or mapped, opened as it would.
+	if err := files.CheckProcess(p, fileCreds(owner, p)); err != nil {
+		return err
+	}
 	if _, err := os.Stat(p.Exe); err != nil {
 		return fmt.Errorf("executable %s: %w", p.Exe, err)
 	}
@@ -135,7 +178,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, checkPids bool) error {
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -166,6 +209,9 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 		}
 		logStep(log, p.Pid, "create process", time.Since(created), "host_pid", r.Pid, "ppid", p.Ppid, "zombie", p.Zombie)
 		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1, log: log}
+		if !p.Zombie {
+			pr.as = fileCreds(owner, p)
+		}
 		procs = append(procs, pr)
 		byPid[p.Pid] = pr
 		if err := pr.step("session", pr.setsid); err != nil {

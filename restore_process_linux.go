@@ -25,7 +25,8 @@ type restoring struct {
 	r       *ptrace.Remote
 	threads []*ptrace.Injector
 	pages   []byte
-	ttyFd   int // the fd its controlling terminal was set from, -1 if none
+	ttyFd   int          // the fd its controlling terminal was set from, -1 if none
+	as      *image.Creds // files are opened with these rights (fileCreds)
 	log     *slog.Logger
 }
 
@@ -136,7 +137,7 @@ func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 	}{
 		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared) }},
 		{"mm and exe link", func() error { return mem.RestoreMM(r, p) }},
-		{"fds", func() error { return fds.Install(r, p.FDs) }},
+		{"fds", func() error { return fds.Install(r, p.FDs, pr.as) }},
 		{"attributes", func() error { return attr.Restore(r, p) }},
 		{"signal actions", func() error { return sig.Restore(r, p.Sigactions) }},
 		{"threads", func() error {

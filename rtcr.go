@@ -55,6 +55,11 @@ type RestoreOptions struct {
 	// duration), Debug details and Error lines for failures (criu -o,
 	// -v). Nil logs nothing.
 	Logger *slog.Logger
+	// TrustImageOwner accepts an image whose files are owned by a user
+	// other than root and the restorer (rtcr restore --trust-image-owner).
+	// Its processes are then held to what that user has: its uid, its
+	// groups, no capabilities (see "Trust model" in README).
+	TrustImageOwner bool
 }
 
 // RestoreStats reports what a restore did.

@@ -52,6 +52,7 @@ func runRestore(args []string) error {
 	var o rtcr.RestoreOptions
 	fs.StringVar(&o.Dir, "dir", "", "image directory")
 	fs.StringVar(&o.Dir, "D", "", "short for --dir")
+	fs.BoolVar(&o.TrustImageOwner, "trust-image-owner", false, "accept an image owned by another user; its processes get no more than that user has")
 	fs.BoolVar(&o.NoClockJump, "no-clock-jump", false, "for trees started by rtcr run: monotonic clocks continue from the checkpoint without counting the downtime")
 	var lf logFlags
 	lf.add(fs)

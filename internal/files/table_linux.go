@@ -50,6 +50,9 @@ type restoreCtx struct {
 	// tempBase is the lowest fd number no image fd of this process uses:
 	// helper fds (both ends of recreated pipes) live from there up.
 	tempBase int
+	// as are the credentials files are checked with before the stub
+	// opens them (nil: the restorer's own rights).
+	as *image.Creds
 	*Restorer
 }
 
@@ -220,17 +223,19 @@ func Check(fds []image.FD) error {
 // Restore installs the image's fds in the stub r at their numbers and
 // closes every other fd the stub has (a single-process restore).
 func Restore(r *ptrace.Remote, fds []image.FD) error {
-	if err := NewRestorer().Install(r, fds); err != nil {
+	if err := NewRestorer().Install(r, fds, nil); err != nil {
 		return err
 	}
 	return Sweep(r, fds)
 }
 
-// Install puts the image's fds fds in the stub r at their numbers.
-func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD) error {
+// Install puts the image's fds fds in the stub r at their numbers. Files
+// reopened by path are first opened with credentials as (nil: with the
+// restorer's own rights; see CheckAccess).
+func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) error {
 	sorted := append([]image.FD(nil), fds...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Num < sorted[j].Num })
-	c := &restoreCtx{r: r, Restorer: rs}
+	c := &restoreCtx{r: r, as: as, Restorer: rs}
 	for _, fd := range sorted {
 		c.tempBase = max(c.tempBase, fd.Num+1)
 	}

@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // ManifestName is the name of the manifest file in an image directory.
@@ -91,7 +92,9 @@ func WriteManifest(dir string, c *Checkpoint) error {
 // the fs error (fs.ErrNotExist).
 func ReadManifest(dir string) (*Checkpoint, error) {
 	path := filepath.Join(dir, ManifestName)
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO in the manifest's place must not block the open;
+	// O_NOFOLLOW: the manifest is a file of the image, not a link out of it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no image in %s: %w", dir, err)
@@ -157,6 +160,9 @@ func readManifest(r io.Reader, size int64, path string) (*Checkpoint, error) {
 		return nil, corruptf("%s: checksum mismatch", path)
 	}
 
+	if err := scanPayload(payload); err != nil {
+		return nil, corruptf("%s: payload: %w", path, err)
+	}
 	c, err := decodeCheckpoint(payload)
 	if err != nil {
 		return nil, corruptf("%s: decoding payload: %w", path, err)

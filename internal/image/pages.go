@@ -141,7 +141,9 @@ func OpenPages(dir string, p *Process) (data []byte, close func() error, err err
 	if !isPlainName(p.PageFile) {
 		return nil, nil, corruptf("%s: page file name %q of pid %d is not a plain file name", path, p.PageFile, p.Pid)
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK and O_NOFOLLOW: a FIFO or a link in its place is refused
+	// below (not a regular file) instead of blocking or leading elsewhere.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening page file of pid %d: %w", p.Pid, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits checked by Validate.
@@ -13,6 +15,24 @@ const (
 	maxXStateSize = 1 << 20 // bytes of Thread.XState
 	maxAuxvWords  = 128     // words of MM.Auxv
 	maxSignal     = 64      // highest signal number (_NSIG)
+	maxGroups     = 65536   // NGROUPS_MAX
+	maxRlimits    = 16      // RLIM_NLIMITS
+	maxItimers    = 3       // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+	maxTimers     = 1 << 16 // POSIX timers per process
+	sigKill       = 9
+	sigStop       = 19
+)
+
+// Limits no kernel exceeds; the restoring kernel's own (pid_max, nr_open)
+// are checked by CheckRestore.
+const (
+	// MaxPid is PID_MAX_LIMIT on 64-bit kernels: pids and tids are below.
+	MaxPid = 4 << 20
+	// MaxFD is the largest nr_open a kernel allows (INT_MAX rounded down
+	// to a multiple of 64): fd numbers are below.
+	MaxFD = 2147483584
+	// MaxEventfdCount is the largest eventfd counter (ULLONG_MAX - 1).
+	MaxEventfdCount = 1<<64 - 2
 )
 
 // Sizes and limits of the pending signals and robust futex lists.
@@ -49,12 +69,23 @@ func (c *Checkpoint) Validate() error {
 	if len(c.Processes) == 0 {
 		return corruptf("invalid checkpoint: no processes")
 	}
+	if err := checkCounts(c); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
+	if c.Processes[0].Zombie {
+		return corruptf("invalid checkpoint: pid %d: the root is a zombie", c.Processes[0].Pid)
+	}
 	pids := make(map[int]bool, len(c.Processes))
 	tids := make(map[int]int) // tid -> pid owning it
 	for i := range c.Processes {
 		p := &c.Processes[i]
-		if p.Pid <= 0 {
-			return corruptf("invalid checkpoint: process %d: pid %d", i, p.Pid)
+		if p.Pid <= 0 || p.Pid >= MaxPid {
+			return corruptf("invalid checkpoint: process %d: pid %d out of range 1-%d", i, p.Pid, MaxPid-1)
+		}
+		for _, id := range []int{p.Ppid, p.Pgid, p.Sid, p.TtyFg} {
+			if id < 0 || id >= MaxPid {
+				return corruptf("invalid checkpoint: pid %d: parent, group, session or foreground group %d out of range 0-%d", p.Pid, id, MaxPid-1)
+			}
 		}
 		if pids[p.Pid] {
 			return corruptf("invalid checkpoint: duplicate pid %d", p.Pid)
@@ -102,6 +133,9 @@ func validateProcess(p *Process, tids map[int]int) error {
 	if err := validatePending(p.SharedPending); err != nil {
 		return fmt.Errorf("shared pending signals: %w", err)
 	}
+	if err := validateMisc(p); err != nil {
+		return err
+	}
 	return validateSigactions(p.Sigactions)
 }
 
@@ -114,8 +148,8 @@ func validateThreads(p *Process, tids map[int]int) error {
 	}
 	for i := range p.Threads {
 		t := &p.Threads[i]
-		if t.Tid <= 0 {
-			return fmt.Errorf("thread %d: tid %d", i, t.Tid)
+		if t.Tid <= 0 || t.Tid >= MaxPid {
+			return fmt.Errorf("thread %d: tid %d out of range 1-%d", i, t.Tid, MaxPid-1)
 		}
 		if owner, dup := tids[t.Tid]; dup {
 			if owner == p.Pid {
@@ -186,8 +220,13 @@ func validateVMAs(p *Process) error {
 		if !validVMAKinds[v.Kind] {
 			return fmt.Errorf("vma %#x-%#x: unknown kind %q", v.Start, v.End, v.Kind)
 		}
-		if v.Kind == KindFile && v.Path == "" {
-			return fmt.Errorf("vma %#x-%#x: file mapping without path", v.Start, v.End)
+		if v.Kind == KindFile && !isCleanAbs(v.Path) {
+			return fmt.Errorf("vma %#x-%#x: file mapping path %q is not absolute and clean", v.Start, v.End, v.Path)
+		}
+		// A shared file mapping keeps its data in the file: restore maps
+		// the file and must never write saved pages into it.
+		if v.Kind == KindFile && v.Shared && len(v.Pages) > 0 {
+			return fmt.Errorf("vma %#x-%#x: shared file mapping of %s with saved pages", v.Start, v.End, v.Path)
 		}
 		var err error
 		if spans, err = validateRuns(p, v, spans); err != nil {
@@ -246,8 +285,8 @@ func validateFDs(fds []FD) error {
 	seen := make(map[int]bool, len(fds))
 	for i := range fds {
 		fd := &fds[i]
-		if fd.Num < 0 {
-			return fmt.Errorf("fd %d: negative", fd.Num)
+		if fd.Num < 0 || fd.Num >= MaxFD {
+			return fmt.Errorf("fd %d: number out of range 0-%d", fd.Num, MaxFD-1)
 		}
 		if seen[fd.Num] {
 			return fmt.Errorf("fd %d: duplicate", fd.Num)
@@ -255,17 +294,32 @@ func validateFDs(fds []FD) error {
 		seen[fd.Num] = true
 		switch fd.Kind {
 		case FDFile:
-			if fd.Path == "" || !filepath.IsAbs(fd.Path) {
-				return fmt.Errorf("fd %d: path %q is not absolute", fd.Num, fd.Path)
+			if !isCleanAbs(fd.Path) {
+				return fmt.Errorf("fd %d: path %q is not absolute and clean", fd.Num, fd.Path)
+			}
+			// What a dump records: regular files, directories and a few
+			// character devices; never a FIFO, socket or block device.
+			switch t := fd.Mode & unix.S_IFMT; t {
+			case unix.S_IFREG, unix.S_IFDIR, unix.S_IFCHR:
+			default:
+				return fmt.Errorf("fd %d: %s has file type %#o, want a regular file, directory or character device", fd.Num, fd.Path, t)
 			}
 		case FDInherit:
 			if fd.Num > 2 {
 				return fmt.Errorf("fd %d: kind %q is only valid for fds 0-2", fd.Num, fd.Kind)
 			}
 		case FDEventfd:
+			if fd.Count > MaxEventfdCount {
+				return fmt.Errorf("fd %d: eventfd counter %d above the largest, %d", fd.Num, fd.Count, uint64(MaxEventfdCount))
+			}
 		case FDEpoll:
 			if len(fd.Epoll) > maxEpollTargets {
 				return fmt.Errorf("fd %d: %d epoll targets, at most %d", fd.Num, len(fd.Epoll), maxEpollTargets)
+			}
+			for _, e := range fd.Epoll {
+				if e.Fd < 0 || e.Fd >= MaxFD {
+					return fmt.Errorf("fd %d: epoll target fd %d out of range 0-%d", fd.Num, e.Fd, MaxFD-1)
+				}
 			}
 		case FDPipe:
 			if fd.PipeID == 0 || fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
@@ -288,6 +342,10 @@ func validateSigactions(sas []Sigaction) error {
 		if seen[s] {
 			return fmt.Errorf("sigaction for signal %d: duplicate", s)
 		}
+		// Their action cannot be changed: a dump never records one.
+		if s == sigKill || s == sigStop {
+			return fmt.Errorf("sigaction for signal %d (SIGKILL or SIGSTOP): their action cannot be changed", s)
+		}
 		seen[s] = true
 	}
 	return nil
@@ -307,6 +365,71 @@ func validatePending(infos []SigInfo) error {
 		if s < 1 || s > maxSignal {
 			return fmt.Errorf("siginfo %d: signal %d out of range 1-%d", i, s, maxSignal)
 		}
+	}
+	return nil
+}
+
+// isCleanAbs reports whether path is absolute and clean (no "." or ".."
+// elements, no repeated or trailing slash): the form a dump records.
+func isCleanAbs(path string) bool {
+	return filepath.IsAbs(path) && filepath.Clean(path) == path
+}
+
+// checkCounts checks the totals of the model against the caps of
+// manifest_limits.go (the reader checks them before decoding; a checkpoint
+// built in memory is checked here).
+func checkCounts(c *Checkpoint) error {
+	if n := len(c.Processes); n > MaxProcesses {
+		return fmt.Errorf("%d processes, limit is %d", n, MaxProcesses)
+	}
+	var threads, vmas, fds int
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		threads += len(p.Threads)
+		vmas += len(p.VMAs)
+		fds += len(p.FDs)
+		switch {
+		case threads > MaxThreads:
+			return fmt.Errorf("pid %d: its threads bring the total to %d, limit is %d", p.Pid, threads, MaxThreads)
+		case vmas > MaxVMAs:
+			return fmt.Errorf("pid %d: its mappings bring the total to %d, limit is %d", p.Pid, vmas, MaxVMAs)
+		case fds > MaxFDs:
+			return fmt.Errorf("pid %d: its fds bring the total to %d, limit is %d", p.Pid, fds, MaxFDs)
+		}
+	}
+	return nil
+}
+
+// validateMisc checks the small per-process tables: credentials' group
+// count, rlimits, timers and the parent-death signal.
+func validateMisc(p *Process) error {
+	if p.Creds != nil && len(p.Creds.Groups) > maxGroups {
+		return fmt.Errorf("%d supplementary groups, limit is %d", len(p.Creds.Groups), maxGroups)
+	}
+	if len(p.Rlimits) > maxRlimits {
+		return fmt.Errorf("%d rlimits, limit is %d", len(p.Rlimits), maxRlimits)
+	}
+	for _, rl := range p.Rlimits {
+		if rl.Resource < 0 || rl.Resource >= maxRlimits {
+			return fmt.Errorf("rlimit %d out of range 0-%d", rl.Resource, maxRlimits-1)
+		}
+	}
+	if len(p.Itimers) > maxItimers {
+		return fmt.Errorf("%d itimers, limit is %d", len(p.Itimers), maxItimers)
+	}
+	if len(p.PosixTimers) > maxTimers {
+		return fmt.Errorf("%d POSIX timers, limit is %d", len(p.PosixTimers), maxTimers)
+	}
+	for _, pt := range p.PosixTimers {
+		if pt.Signo < 0 || pt.Signo > maxSignal {
+			return fmt.Errorf("POSIX timer %d: signal %d out of range 0-%d", pt.ID, pt.Signo, maxSignal)
+		}
+		if pt.NotifyTid < 0 || pt.NotifyTid >= MaxPid {
+			return fmt.Errorf("POSIX timer %d: thread %d out of range 0-%d", pt.ID, pt.NotifyTid, MaxPid-1)
+		}
+	}
+	if s := p.Prctl.PdeathSig; s < 0 || s > maxSignal {
+		return fmt.Errorf("parent-death signal %d out of range 0-%d", s, maxSignal)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestValidate(t *testing.T) {
@@ -36,6 +38,51 @@ func TestValidate(t *testing.T) {
 		{"xstate too big", func(c *Checkpoint) {
 			c.Processes[0].Threads[0].XState = make([]byte, maxXStateSize+1)
 		}, "xstate"},
+		{"root zombie", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			*p = Process{Pid: p.Pid, Zombie: true}
+		}, "root is a zombie"},
+		{"pid above PID_MAX_LIMIT", func(c *Checkpoint) {
+			c.Processes[0].Pid, c.Processes[0].Threads[0].Tid = MaxPid, MaxPid
+		}, "out of range"},
+		{"tid above PID_MAX_LIMIT", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			p.Threads = append(p.Threads, Thread{Tid: 1 << 40})
+		}, "tid 1099511627776 out of range"},
+		{"fd 2^32+5", func(c *Checkpoint) { c.Processes[0].FDs[2].Num = 1<<32 + 5 }, "fd 4294967301: number out of range"},
+		{"fd 2^40", func(c *Checkpoint) { c.Processes[0].FDs[2].Num = 1 << 40 }, "fd 1099511627776: number out of range"},
+		{"fd negative", func(c *Checkpoint) { c.Processes[0].FDs[2].Num = -1 }, "fd -1: number out of range"},
+		{"fd path with ..", func(c *Checkpoint) { c.Processes[0].FDs[2].Path = "/tmp/../etc/shadow" }, "not absolute and clean"},
+		{"fd path relative", func(c *Checkpoint) { c.Processes[0].FDs[2].Path = "etc/shadow" }, "not absolute and clean"},
+		{"fd is a FIFO", func(c *Checkpoint) { c.Processes[0].FDs[2].Mode = unix.S_IFIFO | 0o644 }, "file type"},
+		{"eventfd counter 2^64-1", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEventfd, Count: ^uint64(0)})
+		}, "eventfd counter"},
+		{"eventfd counter 2^64-2", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEventfd, Count: ^uint64(0) - 1})
+		}, ""},
+		{"epoll target fd 2^32", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEpoll, Epoll: []EpollTarget{{Fd: 1 << 32}}})
+		}, "epoll target fd"},
+		{"SIGKILL handler", func(c *Checkpoint) {
+			c.Processes[0].Sigactions = append(c.Processes[0].Sigactions, Sigaction{Signal: 9, Handler: 0x401100})
+		}, "SIGKILL or SIGSTOP"},
+		{"SIGSTOP ignored", func(c *Checkpoint) {
+			c.Processes[0].Sigactions = append(c.Processes[0].Sigactions, Sigaction{Signal: 19, Handler: 1})
+		}, "SIGKILL or SIGSTOP"},
+		{"shared file mapping with pages", func(c *Checkpoint) { c.Processes[0].VMAs[0].Shared = true }, "shared file mapping"},
+		{"file mapping path with ..", func(c *Checkpoint) {
+			c.Processes[0].VMAs[0].Path = "/usr/bin/../bin/sleeper"
+		}, "not absolute and clean"},
+		{"timer signal", func(c *Checkpoint) { c.Processes[0].PosixTimers = []PosixTimer{{Signo: 65}} }, "signal 65"},
+		{"pdeath signal", func(c *Checkpoint) { c.Processes[0].Prctl.PdeathSig = 99 }, "parent-death signal 99"},
+		{"rlimit resource", func(c *Checkpoint) { c.Processes[0].Rlimits[0].Resource = 16 }, "rlimit 16"},
+		{"too many threads", func(c *Checkpoint) {
+			p := &c.Processes[0]
+			for i := range MaxThreads {
+				p.Threads = append(p.Threads, Thread{Tid: 10000 + i})
+			}
+		}, "threads bring the total to 32769, limit is"},
 		{"auxv odd", func(c *Checkpoint) { c.Processes[0].MM.Auxv = []uint64{6, 4096, 0} }, "auxv"},
 		{"auxv too long", func(c *Checkpoint) { c.Processes[0].MM.Auxv = make([]uint64, 130) }, "auxv"},
 		{"overlapping vmas", func(c *Checkpoint) {
@@ -49,7 +96,7 @@ func TestValidate(t *testing.T) {
 		{"empty vma", func(c *Checkpoint) { c.Processes[0].VMAs[1].End = 0x1000000 }, "start not below end"},
 		{"unaligned vma", func(c *Checkpoint) { c.Processes[0].VMAs[1].End = 0x1004001 }, "not page-aligned"},
 		{"vma kind", func(c *Checkpoint) { c.Processes[0].VMAs[1].Kind = "weird" }, "unknown kind"},
-		{"file vma without path", func(c *Checkpoint) { c.Processes[0].VMAs[0].Path = "" }, "without path"},
+		{"file vma without path", func(c *Checkpoint) { c.Processes[0].VMAs[0].Path = "" }, "not absolute and clean"},
 		{"run outside vma", func(c *Checkpoint) {
 			c.Processes[0].VMAs[1].Pages[1].Addr = 0x1004000
 		}, "vma 0x1000000-0x1004000: page run at 0x1004000 (1 pages): outside vma"},

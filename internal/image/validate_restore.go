@@ -1,0 +1,139 @@
+package image
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// System holds the limits of the restoring kernel an image must fit.
+type System struct {
+	// PidMax is /proc/sys/kernel/pid_max: pids and tids are below it.
+	PidMax int
+	// NrOpen is /proc/sys/fs/nr_open: fd numbers are below it.
+	NrOpen int
+	// MmapMinAddr is /proc/sys/vm/mmap_min_addr: no mapping starts below.
+	MmapMinAddr uint64
+}
+
+// ReadSystem reads the limits of the running kernel.
+func ReadSystem() (System, error) {
+	var s System
+	for _, f := range []struct {
+		path string
+		dst  *uint64
+	}{
+		{"/proc/sys/kernel/pid_max", nil},
+		{"/proc/sys/fs/nr_open", nil},
+		{"/proc/sys/vm/mmap_min_addr", &s.MmapMinAddr},
+	} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return s, err
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 63)
+		if err != nil {
+			return s, fmt.Errorf("%s: %w", f.path, err)
+		}
+		switch {
+		case f.dst != nil:
+			*f.dst = n
+		case strings.HasSuffix(f.path, "pid_max"):
+			s.PidMax = int(n)
+		default:
+			s.NrOpen = int(n)
+		}
+	}
+	return s, nil
+}
+
+// CheckRestore checks, before any process is created, what Validate
+// cannot know: the restoring kernel's limits sys, and that the image asks
+// for no more than its owner had. Every live process must have
+// credentials. Unless the owner is root, every uid of every process must
+// be the owner's, every gid and supplementary group one of the owner's
+// groups, and the permitted, effective, inheritable and ambient
+// capabilities within the owner's. Errors wrap ErrUntrusted (credentials)
+// or ErrCorrupt (limits) and name the pid and field.
+func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		if err := checkSystem(p, sys); err != nil {
+			return corruptf("pid %d: %w", p.Pid, err)
+		}
+		if p.Zombie {
+			continue
+		}
+		if p.Creds == nil {
+			return fmt.Errorf("pid %d: no credentials: %w", p.Pid, ErrUntrusted)
+		}
+		if err := checkCreds(p.Creds, owner); err != nil {
+			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
+		}
+	}
+	return nil
+}
+
+// checkSystem checks one process against the kernel's limits.
+func checkSystem(p *Process, sys System) error {
+	if p.Pid >= sys.PidMax {
+		return fmt.Errorf("pid %d is not below pid_max %d", p.Pid, sys.PidMax)
+	}
+	for _, t := range p.Threads {
+		if t.Tid >= sys.PidMax {
+			return fmt.Errorf("tid %d is not below pid_max %d", t.Tid, sys.PidMax)
+		}
+	}
+	for _, fd := range p.FDs {
+		if fd.Num >= sys.NrOpen {
+			return fmt.Errorf("fd %d is not below nr_open %d", fd.Num, sys.NrOpen)
+		}
+	}
+	for _, v := range p.VMAs {
+		if v.Kind != KindVsyscall && v.Start < sys.MmapMinAddr {
+			return fmt.Errorf("vma %#x-%#x starts below mmap_min_addr %#x", v.Start, v.End, sys.MmapMinAddr)
+		}
+	}
+	return nil
+}
+
+// checkCreds checks credentials against what owner had.
+func checkCreds(c *Creds, owner Owner) error {
+	if owner.Root {
+		return nil
+	}
+	for _, u := range []struct {
+		name string
+		id   uint32
+	}{{"uid", c.Uid}, {"euid", c.Euid}, {"suid", c.Suid}, {"fsuid", c.Fsuid}} {
+		if u.id != owner.Uid {
+			return fmt.Errorf("credentials: %s %d is not the image owner's uid %d", u.name, u.id, owner.Uid)
+		}
+	}
+	gids := []struct {
+		name string
+		id   uint32
+	}{{"gid", c.Gid}, {"egid", c.Egid}, {"sgid", c.Sgid}, {"fsgid", c.Fsgid}}
+	for _, g := range c.Groups {
+		gids = append(gids, struct {
+			name string
+			id   uint32
+		}{"supplementary group", g})
+	}
+	for _, g := range gids {
+		if !slices.Contains(owner.Gids, g.id) {
+			return fmt.Errorf("credentials: %s %d is not a group of the image owner (uid %d)", g.name, g.id, owner.Uid)
+		}
+	}
+	for _, s := range []struct {
+		name string
+		set  uint64
+	}{{"permitted", c.CapPrm}, {"effective", c.CapEff}, {"inheritable", c.CapInh}, {"ambient", c.CapAmb}} {
+		if extra := s.set &^ owner.Caps; extra != 0 {
+			return fmt.Errorf("credentials: %s capabilities %#x beyond the image owner's (uid %d: %#x)", s.name, extra, owner.Uid, owner.Caps)
+		}
+	}
+	return nil
+}
