@@ -68,9 +68,12 @@ func Restore(in *ptrace.Injector, r *ptrace.Remote, c *image.Creds) error {
 		return err
 	}
 
-	// 1. Groups.
-	if err := t.setgroups(c.Groups); err != nil {
-		return err
+	// 1. Groups (left alone when they are already c's: setgroups needs
+	// CAP_SETGID even then, which a restore without root lacks).
+	if !sameGroups(st.Groups, c.Groups) {
+		if err := t.setgroups(c.Groups); err != nil {
+			return err
+		}
 	}
 	if _, err := t.call(fmt.Sprintf("setresgid(%d, %d, %d)", c.Gid, c.Egid, c.Sgid),
 		unix.SYS_SETRESGID, uint64(c.Gid), uint64(c.Egid), uint64(c.Sgid)); err != nil {
@@ -145,4 +148,18 @@ func Restore(in *ptrace.Injector, r *ptrace.Remote, c *image.Creds) error {
 		}
 	}
 	return t.verify(c)
+}
+
+// sameGroups reports whether the groups a thread has (from /proc) are
+// exactly want, in order.
+func sameGroups(have []int, want []uint32) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for i := range have {
+		if uint32(have[i]) != want[i] {
+			return false
+		}
+	}
+	return true
 }
