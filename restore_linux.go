@@ -27,21 +27,12 @@ var ErrPidTaken = stub.ErrPidTaken
 // every new process is killed and the error names the process and step.
 func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	start := time.Now()
-	c, err := image.ReadManifest(opts.Dir)
+	c, pages, closePages, err := image.Load(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	defer closePages()
 	root := c.Processes[0].Pid
-	pages := map[int][]byte{}
-	for i := range c.Processes {
-		p := &c.Processes[i]
-		data, closePages, err := image.OpenPages(opts.Dir, p)
-		if err != nil {
-			return nil, fmt.Errorf("restore %d: %w", p.Pid, err)
-		}
-		defer closePages()
-		pages[p.Pid] = data
-	}
 	if err := preflight(c); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package image
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -295,4 +297,46 @@ func TestStageLock(t *testing.T) {
 		t.Fatalf("NewStage after Abort: %v", err)
 	}
 	s.Abort()
+}
+
+// TestLoadDuringCommit: a restore that read the previous manifest while a
+// dump committed and removed the previous page files loads the new image.
+func TestLoadDuringCommit(t *testing.T) {
+	dir := t.TempDir()
+	writeTestImage(t, dir, "00000000000000aa")
+	var next *Checkpoint
+	loadHook = func() {
+		if next != nil {
+			return
+		}
+		s, err := NewStage(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next = writeTestImage(t, dir, s.Gen)
+		if err := s.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() { loadHook = nil }()
+	c, pages, closePages, err := Load(dir)
+	if err != nil {
+		t.Fatalf("Load during a commit: %v", err)
+	}
+	defer closePages()
+	if got, want := c.Processes[0].PageFile, next.Processes[0].PageFile; got != want {
+		t.Errorf("loaded the image with %s, want the new one with %s", got, want)
+	}
+	if len(pages[4242]) != int(c.Processes[0].PageFileSize) {
+		t.Errorf("pages of 4242: %d bytes", len(pages[4242]))
+	}
+
+	// A page file that is simply missing is an error, not a loop.
+	loadHook = nil
+	if err := os.Remove(filepath.Join(dir, next.Processes[0].PageFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := Load(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load with a page file missing = %v, want ErrNotExist", err)
+	}
 }
