@@ -22,7 +22,11 @@ func TestDamagedImages(t *testing.T) {
 	tg := start(t, testutil.BuildC(t, "counter", false))
 	testutil.WaitForLines(t, tg.out, 5, 10*time.Second)
 	good := tg.dump(false)
-	pages := image.PageFileName(tg.pid)
+	c, err := image.ReadManifest(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := c.Processes[0].PageFile
 
 	edit := func(name string, f func(b []byte) []byte) func(dir string) {
 		return func(dir string) {

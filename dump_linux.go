@@ -38,25 +38,25 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	if _, err := procfs.ReadStat(opts.Pid); err != nil {
 		return nil, fmt.Errorf("dump %d: no such process: %w", opts.Pid, err)
 	}
+	// The image is written in place under a new generation; the previous
+	// image stays until the manifest commits this one (image.Stage).
 	stage, err := image.NewStage(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	opts.Dir = stage.Dir
-	if err := image.PrepareDir(opts.Dir); err != nil {
-		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
-	}
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
-	var pageFiles []string
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stats, &pageFiles) })
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage.Gen, stats) })
 	stats.Total = time.Since(start)
 	if err != nil {
-		stage.Abort()
+		if stage.Abort() {
+			return nil, fmt.Errorf("%w (the new image in %s is complete)", err, stage.Dir)
+		}
 		return nil, err
 	}
-	if err := stage.Commit(pageFiles); err != nil {
+	if err := stage.Commit(); err != nil {
 		return nil, fmt.Errorf("dump %d: the image is complete in %s: %w", opts.Pid, stage.Dir, err)
 	}
 	log.Info("dump done", "pid", opts.Pid, "took", stats.Total.Round(time.Microsecond), "frozen", stats.Freeze.Round(time.Microsecond), "bytes", stats.PageBytes)
@@ -65,7 +65,8 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 
 // dumpFrozen freezes the target and its descendants, collects and writes
 // the image, then releases or kills them. It runs on the tracer thread.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFiles *[]string) (err error) {
+// Page files are named after the generation gen.
+func dumpFrozen(ctx context.Context, opts DumpOptions, gen string, stats *DumpStats) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -128,7 +129,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 				return fmt.Errorf("dump %d: %w", pid, err)
 			}
 			memStart := time.Now()
-			if err := writePages(ctx, opts.Dir, &p, shared); err != nil {
+			if err := writePages(ctx, opts.Dir, gen, &p, shared); err != nil {
 				return fmt.Errorf("dump %d: %w", pid, err)
 			}
 			stats.MemoryTime += time.Since(memStart)
@@ -151,11 +152,6 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	manifest.done("manifest", "processes", len(c.Processes))
-	for _, p := range c.Processes {
-		if p.PageFile != "" {
-			*pageFiles = append(*pageFiles, p.PageFile)
-		}
-	}
 	kill = !opts.LeaveRunning
 	return nil
 }
@@ -245,9 +241,9 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	return ctx.Err()
 }
 
-// writePages copies the memory of p into its page file.
-func writePages(ctx context.Context, dir string, p *image.Process, shared *mem.Shared) error {
-	p.PageFile = image.PageFileName(p.Pid)
+// writePages copies the memory of p into its page file of generation gen.
+func writePages(ctx context.Context, dir, gen string, p *image.Process, shared *mem.Shared) error {
+	p.PageFile = image.PageFileName(gen, p.Pid)
 	return image.WriteFileAtomic(dir, p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
 		vmas, vdso, err := mem.Dump(p.Pid, pw, shared)

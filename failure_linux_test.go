@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,7 @@ func TestFailedDumpKeepsOldImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	files := names(t, dir)
 	other := start(t, testutil.BuildC(t, "unsupported", false))
 	testutil.WaitForLines(t, other.out, 2, 10*time.Second)
 	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: other.pid, Dir: dir}); err == nil {
@@ -174,8 +176,8 @@ func TestFailedDumpKeepsOldImage(t *testing.T) {
 	if err != nil || kept.Processes[0].Pid != first.Processes[0].Pid {
 		t.Fatalf("after a failed dump the old image is gone or changed: %v", err)
 	}
-	if _, err := os.Stat(dir + ".rtcr-new"); !os.IsNotExist(err) {
-		t.Errorf("the failed dump left %s.rtcr-new behind", dir)
+	if after := names(t, dir); !slices.Equal(after, files) {
+		t.Errorf("the failed dump changed the directory: %v, was %v", after, files)
 	}
 	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, LeaveRunning: true}); err != nil {
 		t.Fatal(err)
@@ -205,7 +207,7 @@ func TestForeignNamespaceRefused(t *testing.T) {
 
 // TestDumpIntoDirWithOtherFiles: an image directory that also holds other
 // files (or is "."-relative) is written in place; the other files and the
-// directory's mode stay, stale page files go.
+// directory's mode stay, page files of a killed dump go.
 func TestDumpIntoDirWithOtherFiles(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "counter", false))
@@ -215,7 +217,7 @@ func TestDumpIntoDirWithOtherFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	notes := filepath.Join(dir, "notes.txt")
-	stale := filepath.Join(dir, "pages-1.img")
+	stale := filepath.Join(dir, image.PageFileName("00000000000000aa", 1))
 	for _, f := range []string{notes, stale} {
 		if err := os.WriteFile(f, []byte("keep?"), 0o600); err != nil {
 			t.Fatal(err)

@@ -3,8 +3,10 @@ package rtcr
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/clock"
@@ -28,30 +30,16 @@ var ErrPidTaken = stub.ErrPidTaken
 // every new process is killed and the error names the process and step.
 func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	start := time.Now()
-	c, dir, err := openImage(opts)
+	c, dir, pages, closePages, err := loadImage(opts)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer dir.Close()
+	defer closePages()
 	root := c.Processes[0].Pid
 	log := logger(opts.Logger)
 	logStep(log, root, "read manifest", time.Since(start), "dir", opts.Dir, "processes", len(c.Processes), "pidns", c.PidNS, "kernel", c.Kernel)
 	t := newStepTimer(log, root)
-	pages := map[int][]byte{}
-	for i := range c.Processes {
-		p := &c.Processes[i]
-		if p.PageFile != "" {
-			if err := dir.CheckFile(p.PageFile); err != nil {
-				return nil, fmt.Errorf("restore %d: %w", p.Pid, err)
-			}
-		}
-		data, closePages, err := image.OpenPages(dir.Pinned(), p)
-		if err != nil {
-			return nil, fmt.Errorf("restore %d: %w", p.Pid, err)
-		}
-		defer closePages()
-		pages[p.Pid] = data
-	}
 	t.done("verify pages")
 	if err := preflight(c, dir.Owner); err != nil {
 		return nil, err
@@ -99,6 +87,59 @@ func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
 		return nil, nil, err
 	}
 	return c, dir, nil
+}
+
+// loadImage opens the image (see openImage) and maps and verifies its page
+// files. A dump that commits a new image into the directory meanwhile
+// removes the page files of the old one: when a page file is missing and
+// the manifest is no longer the one read, it starts over with the new
+// image (at most three times).
+func loadImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byte, func(), error) {
+	for attempt := 1; ; attempt++ {
+		before, serr := os.Stat(filepath.Join(opts.Dir, image.ManifestName))
+		c, dir, pages, closePages, err := loadOnce(opts)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || serr != nil || attempt == 3 {
+			return c, dir, pages, closePages, err
+		}
+		now, nerr := os.Stat(filepath.Join(opts.Dir, image.ManifestName))
+		if nerr != nil || os.SameFile(before, now) {
+			return c, dir, pages, closePages, err
+		}
+	}
+}
+
+// loadOnce is one attempt of loadImage.
+func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byte, func(), error) {
+	c, dir, err := openImage(opts)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	pages := map[int][]byte{}
+	var closers []func() error
+	closeAll := func() {
+		for _, f := range closers {
+			_ = f()
+		}
+	}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		if p.PageFile != "" {
+			if err := dir.CheckFile(p.PageFile); err != nil {
+				closeAll()
+				dir.Close()
+				return nil, nil, nil, nil, fmt.Errorf("restore %d: %w", p.Pid, err)
+			}
+		}
+		data, closePages, err := image.OpenPages(dir.Pinned(), p)
+		if err != nil {
+			closeAll()
+			dir.Close()
+			return nil, nil, nil, nil, fmt.Errorf("restore %d: %w", p.Pid, err)
+		}
+		closers = append(closers, closePages)
+		pages[p.Pid] = data
+	}
+	return c, dir, pages, closeAll, nil
 }
 
 // fileCreds are the rights the files of process p are opened with: the

@@ -155,7 +155,7 @@ func TestHostileImages(t *testing.T) {
 			os.Chmod(filepath.Join(dir, image.ManifestName), 0o620)
 		}, want: image.ErrUntrusted, msg: "writable by group or others"},
 		{name: "page file of another owner", damage: func(t *testing.T, dir string) {
-			os.Chown(filepath.Join(dir, image.PageFileName(tg.pid)), 1234, 1234)
+			os.Chown(filepath.Join(dir, rootPageFile(t, dir)), 1234, 1234)
 		}, want: image.ErrUntrusted, msg: "owned by uid 1234"},
 		{name: "uid 0 with all capabilities", owned: true, edit: func(c *image.Checkpoint) {
 			cr := root(c).Creds
@@ -235,8 +235,9 @@ func TestHostileImages(t *testing.T) {
 			unix.Mkfifo(filepath.Join(dir, image.ManifestName), 0o600)
 		}, want: image.ErrNotImage, msg: "not a regular file"},
 		{name: "FIFO as page file", damage: func(t *testing.T, dir string) {
-			os.Remove(filepath.Join(dir, image.PageFileName(tg.pid)))
-			unix.Mkfifo(filepath.Join(dir, image.PageFileName(tg.pid)), 0o600)
+			pf := filepath.Join(dir, rootPageFile(t, dir))
+			os.Remove(pf)
+			unix.Mkfifo(pf, 0o600)
 		}, want: image.ErrCorrupt, msg: "not a regular file"},
 		{name: "a million threads", damage: func(t *testing.T, dir string) {
 			path := filepath.Join(dir, image.ManifestName)
@@ -291,4 +292,14 @@ func TestHostileImages(t *testing.T) {
 	if err := unix.Stat("/proc/"+strconv.Itoa(tg.pid), &st); err != nil || st.Uid != nobody {
 		t.Fatalf("restored process: uid %d (%v), want %d", st.Uid, err, nobody)
 	}
+}
+
+// rootPageFile returns the page file the image in dir names for its root.
+func rootPageFile(t *testing.T, dir string) string {
+	t.Helper()
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Processes[0].PageFile
 }

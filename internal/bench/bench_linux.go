@@ -104,7 +104,11 @@ func runOnce(work string, size uint64, res *Result) error {
 	best(&res.Dump, st.Total)
 	best(&res.Freeze, st.Freeze)
 
-	if d, err = copyIn(work, dir, h.pid, size); err != nil {
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		return err
+	}
+	if d, err = copyIn(work, filepath.Join(dir, c.Processes[0].PageFile), size); err != nil {
 		return err
 	}
 	best(&res.WritevFresh, d)
@@ -141,10 +145,10 @@ func copyOut(h *hog, w io.Writer) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-// copyIn writes size bytes of the dumped page file into fresh memory of a
-// new hog with process_vm_writev.
-func copyIn(work, dir string, pid int, size uint64) (time.Duration, error) {
-	f, err := os.Open(filepath.Join(dir, image.PageFileName(pid)))
+// copyIn writes size bytes of the dumped page file pages into fresh memory
+// of a new hog with process_vm_writev.
+func copyIn(work, pages string, size uint64) (time.Duration, error) {
+	f, err := os.Open(pages)
 	if err != nil {
 		return 0, err
 	}

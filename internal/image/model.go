@@ -5,7 +5,8 @@
 // An image directory holds:
 //
 //	manifest.img        header (magic, version, length, SHA-256) + JSON of Checkpoint
-//	pages-<pid>.img     raw page data of one process; CRC-32C per PageChunkSize chunk
+//	pages-<gen>-<pid>.img  raw page data of one process; CRC-32C per PageChunkSize chunk
+//	                       (gen: the dump's generation; earlier versions wrote pages-<pid>.img)
 //
 // Every file is written atomically (temp file, fsync, rename) with mode 0600.
 // The manifest is written last, so its presence marks a complete image.

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -18,12 +17,6 @@ import (
 // castagnoli is the CRC-32C table; crc32.Update recognises it and uses the
 // CPU's CRC32 instruction (SSE 4.2) when available.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// PageFileName returns the conventional page file name of a process,
-// "pages-<pid>.img".
-func PageFileName(pid int) string {
-	return "pages-" + strconv.Itoa(pid) + ".img"
-}
 
 // PageWriter is an io.Writer that passes bytes through to an underlying
 // writer and records the CRC-32C of each PageChunkSize chunk written,

@@ -24,8 +24,9 @@ func testPages(n int) []byte {
 }
 
 func TestPageFileName(t *testing.T) {
-	if got := PageFileName(4242); got != "pages-4242.img" {
-		t.Errorf("PageFileName(4242) = %q", got)
+	got := PageFileName("0123456789abcdef", 4242)
+	if got != "pages-0123456789abcdef-4242.img" || !genPageRe.MatchString(got) {
+		t.Errorf("PageFileName = %q", got)
 	}
 }
 
@@ -139,7 +140,7 @@ func TestVerifyPages(t *testing.T) {
 // writePageFile writes data as the page file of a process and returns it.
 func writePageFile(t *testing.T, dir string, data []byte) *Process {
 	t.Helper()
-	p := &Process{Pid: 7, PageFile: PageFileName(7), PageFileSize: int64(len(data))}
+	p := &Process{Pid: 7, PageFile: PageFileName("0123456789abcdef", 7), PageFileSize: int64(len(data))}
 	pw := NewPageWriter(new(bytes.Buffer))
 	pw.Write(data)
 	p.PageChecksums = pw.Checksums()

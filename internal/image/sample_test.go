@@ -72,7 +72,7 @@ func sampleCheckpoint() *Checkpoint {
 				Name:       "sleeper",
 				Syscall:    "nanosleep: restart",
 			}},
-			PageFile:      PageFileName(4242),
+			PageFile:      PageFileName("0123456789abcdef", 4242),
 			PageFileSize:  int64(len(pages)),
 			PageChecksums: []uint32{crcOf(pages)},
 		}},

@@ -85,7 +85,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 	}
 	var buf bytes.Buffer
 	pw := image.NewPageWriter(&buf)
-	p := &image.Process{Pid: tg.Pid, Exe: exe, PageFile: image.PageFileName(tg.Pid)}
+	p := &image.Process{Pid: tg.Pid, Exe: exe, PageFile: image.PageFileName("0123456789abcdef", tg.Pid)}
 	testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, _ []int) {
 		var err error
 		if p.MM, err = mem.DumpMM(r); err != nil {

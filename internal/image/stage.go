@@ -1,0 +1,339 @@
+package image
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A dump writes into the image directory in place, in every layout (a new
+// directory, one that holds other files, a mount point, the working
+// directory), and the previous image stays restorable until the new one is
+// complete:
+//
+//   - each dump is a generation with a random id; its page files are
+//     "pages-<gen>-<pid>.img", so they never overwrite the old image's;
+//   - manifest.img, written last and atomically (temp file, fsync, rename,
+//     fsync of the directory), is the single commit point: before its
+//     rename the old manifest and the old page files are untouched;
+//   - after the commit the page files of other generations are removed:
+//     those the replaced manifest named, and "pages-<gen>-<pid>.img" files
+//     left by dumps that were killed;
+//   - temporary files of killed dumps (".manifest.img.tmp-N",
+//     ".pages-….img.tmp-N", ".rtcr-probe-N") are removed when the next
+//     dump starts. No other file is ever touched;
+//   - a failed dump removes the files of its generation and the
+//     directories it created;
+//   - one dump at a time: a dump holds flock(LOCK_EX) on the directory.
+//
+// Images of earlier rtcr versions ("pages-<pid>.img") stay readable: the
+// manifest names every page file, so readers never derive a name.
+
+var (
+	// genPageRe matches the page files of a generation; group 1 is the
+	// generation.
+	genPageRe = regexp.MustCompile(`^pages-([0-9a-f]{16})-[0-9]+\.img$`)
+	// oldPageRe matches the page files of images of earlier versions.
+	oldPageRe = regexp.MustCompile(`^pages-[0-9]+\.img$`)
+	// tempRe matches rtcr's temporary files (WriteFileAtomic's
+	// ".NAME.tmp-N" for the names it writes, and the writability probe).
+	tempRe = regexp.MustCompile(`^(\.(manifest\.img|pages-([0-9a-f]{16}-)?[0-9]+\.img)\.tmp-[0-9]+|\.rtcr-probe-[0-9]+)$`)
+)
+
+// PageFileName returns the name of the page file of process pid in
+// generation gen, "pages-<gen>-<pid>.img".
+func PageFileName(gen string, pid int) string {
+	return fmt.Sprintf("pages-%s-%d.img", gen, pid)
+}
+
+// Stage is one dump's hold on an image directory: where it writes, under
+// which generation, and how the result becomes the image (Commit) or
+// vanishes (Abort). See the comment at the top of this file.
+type Stage struct {
+	// Dir is the image directory, absolute, with symbolic links resolved
+	// once when the stage was made; all files are written there.
+	Dir string
+	// Gen is this dump's generation: 16 hex digits, part of the name of
+	// every page file it writes (PageFileName).
+	Gen string
+
+	lock     *os.File        // Dir, flock(LOCK_EX) held until Commit or Abort
+	created  []string        // directories this dump created, deepest first
+	oldPages map[string]bool // page files named by the manifest being replaced
+}
+
+// NewStage prepares a dump into dir: it creates dir (and missing parents)
+// with mode 0700, resolves symbolic links, refuses a directory that is
+// group- or world-writable or not writable, locks it against other dumps,
+// removes temporary files of killed dumps and picks a new generation.
+func NewStage(dir string) (_ *Stage, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("image directory %s: %w", dir, err)
+	}
+	created, err := mkdirAll(abs)
+	if err != nil {
+		return nil, fmt.Errorf("creating image directory %s: %w", abs, err)
+	}
+	s := &Stage{created: created}
+	defer func() {
+		if err != nil {
+			s.Abort()
+		}
+	}()
+	if s.Dir, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, fmt.Errorf("image directory %s: %w", abs, err)
+	}
+	fi, err := os.Stat(s.Dir)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("image directory %s: %w", s.Dir, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("image directory %s exists and is not a directory", s.Dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		// Anyone in the group (or anyone at all) could replace the image
+		// or plant files in it.
+		return nil, fmt.Errorf("image directory %s has mode %04o: it is group- or world-writable, refusing to write an image into it (chmod go-w %s)",
+			s.Dir, fi.Sys().(*syscall.Stat_t).Mode&0o7777, s.Dir)
+	}
+	lock, err := os.Open(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("image directory %s: %w", s.Dir, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("image directory %s: another dump is writing into it", s.Dir)
+		}
+		return nil, fmt.Errorf("image directory %s: flock: %w", s.Dir, err)
+	}
+	s.lock = lock
+	if err := probeWritable(s.Dir); err != nil {
+		return nil, err
+	}
+	if err := s.sweep(func(name string) bool { return tempRe.MatchString(name) }); err != nil {
+		return nil, fmt.Errorf("image directory %s: removing temporary files of an earlier dump: %w", s.Dir, err)
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("image directory %s: generation id: %w", s.Dir, err)
+	}
+	s.Gen = hex.EncodeToString(b[:])
+	s.oldPages = map[string]bool{}
+	if c, err := ReadManifest(s.Dir); err == nil {
+		for _, p := range c.Processes {
+			s.oldPages[p.PageFile] = true
+		}
+	}
+	return s, nil
+}
+
+// Commit is called once the manifest of this generation is in place: it
+// removes the page files of other generations and releases the directory.
+func (s *Stage) Commit() error {
+	defer s.unlock()
+	if err := s.sweep(s.stale); err != nil {
+		return fmt.Errorf("image directory %s: removing the previous image's page files: %w", s.Dir, err)
+	}
+	return nil
+}
+
+// Abort is called when the dump failed. Normally the failure came before
+// the commit point: Abort removes every file of this generation (and
+// temporary files) and the directories the dump created, leaving the
+// directory as it was, previous image included. If the manifest in place
+// is already this generation's (the failure came after the commit), Abort
+// does what Commit does instead and reports committed.
+func (s *Stage) Abort() (committed bool) {
+	if s.lock == nil {
+		s.removeCreated()
+		return false
+	}
+	if s.Gen != "" && s.committed() {
+		_ = s.Commit()
+		return true
+	}
+	defer s.unlock()
+	_ = s.sweep(func(name string) bool {
+		return tempRe.MatchString(name) || (s.Gen != "" && strings.HasPrefix(name, "pages-"+s.Gen+"-"))
+	})
+	s.removeCreated()
+	return false
+}
+
+// committed reports whether the manifest in Dir is this generation's.
+func (s *Stage) committed() bool {
+	c, err := ReadManifest(s.Dir)
+	if err != nil {
+		// A manifest that exists but cannot be read may still be ours:
+		// keep our page files then (the next dump removes them).
+		_, serr := os.Lstat(filepath.Join(s.Dir, ManifestName))
+		return !errors.Is(serr, fs.ErrNotExist)
+	}
+	for _, p := range c.Processes {
+		if m := genPageRe.FindStringSubmatch(p.PageFile); m != nil && m[1] == s.Gen {
+			return true
+		}
+	}
+	return false
+}
+
+// stale reports whether name is a page file of an earlier image once this
+// generation's manifest is in place.
+func (s *Stage) stale(name string) bool {
+	if m := genPageRe.FindStringSubmatch(name); m != nil {
+		return m[1] != s.Gen
+	}
+	return s.oldPages[name] && oldPageRe.MatchString(name)
+}
+
+// sweep removes the regular files of Dir whose names match.
+func (s *Stage) sweep(match func(name string) bool) error {
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !match(e.Name()) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.Dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unlock releases the directory lock.
+func (s *Stage) unlock() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// removeCreated removes the directories this dump created, deepest first,
+// as far as they are empty.
+func (s *Stage) removeCreated() {
+	for _, d := range s.created {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
+	s.created = nil
+}
+
+// mkdirAll creates dir and its missing parents with mode 0700 (dir exactly
+// 0700, whatever the umask) and returns the directories it created,
+// deepest first. A symbolic link counts as existing.
+func mkdirAll(dir string) ([]string, error) {
+	var missing []string
+	for p := dir; ; p = filepath.Dir(p) {
+		_, err := os.Lstat(p)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, p)
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	var created []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o700); err != nil {
+			(&Stage{created: created}).removeCreated()
+			return nil, err
+		}
+		created = append([]string{missing[i]}, created...)
+	}
+	if len(created) > 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			(&Stage{created: created}).removeCreated()
+			return nil, err
+		}
+	}
+	return created, nil
+}
+
+// probeWritable checks that dir is writable by creating and removing a
+// temporary file in it (permission bits alone say nothing for root).
+func probeWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".rtcr-probe-*")
+	if err != nil {
+		return fmt.Errorf("image directory %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	if err := errors.Join(cerr, rerr); err != nil {
+		return fmt.Errorf("image directory %s is not writable: %w", dir, err)
+	}
+	return nil
+}
+
+// loadHook, when set (by tests), runs between reading the manifest and
+// opening the page files in Load.
+var loadHook func()
+
+// Load reads the image in dir for a restore: the manifest, then every page
+// file mapped and verified (OpenPages), keyed by pid. close unmaps them.
+//
+// A dump into dir may commit a new image meanwhile and remove the page
+// files of the one whose manifest Load read: when a page file is missing
+// and manifest.img is no longer the file Load read, Load starts over
+// with the new image (at most 3 times).
+func Load(dir string) (c *Checkpoint, pages map[int][]byte, close func(), err error) {
+	for attempt := 1; ; attempt++ {
+		before, serr := os.Stat(filepath.Join(dir, ManifestName))
+		c, pages, close, err = load(dir)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || serr != nil || attempt == 3 {
+			return c, pages, close, err
+		}
+		now, serr := os.Stat(filepath.Join(dir, ManifestName))
+		if serr != nil || os.SameFile(before, now) {
+			return c, pages, close, err
+		}
+	}
+}
+
+// load is one attempt of Load.
+func load(dir string) (*Checkpoint, map[int][]byte, func(), error) {
+	c, err := ReadManifest(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if loadHook != nil {
+		loadHook()
+	}
+	pages := map[int][]byte{}
+	var closers []func() error
+	closeAll := func() {
+		for _, f := range closers {
+			_ = f()
+		}
+	}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		data, closePages, err := OpenPages(dir, p)
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+		closers = append(closers, closePages)
+		pages[p.Pid] = data
+	}
+	return c, pages, closeAll, nil
+}
