@@ -115,7 +115,12 @@ func execStub(elfBase uint64) (*ptrace.Remote, error) {
 	proc, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", fd), []string{"rtcr-stub"}, &os.ProcAttr{
 		Env:   []string{},
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-		Sys:   &syscall.SysProcAttr{Ptrace: true},
+		// Pdeathsig: the forked child sets it (and checks its parent is
+		// still rtcr) before PTRACE_TRACEME. Without it, an rtcr killed
+		// between fork and TRACEME left the child to attach to its new
+		// parent (init, a subreaper) and stop at exec for ever, before
+		// the stub's own first instruction. It lasts across the exec.
+		Sys: &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start stub: %w", err)

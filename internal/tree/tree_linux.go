@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/rtcr/rtcr/internal/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // ChildMap returns, for every process on the system, its child processes,
@@ -28,8 +29,8 @@ func ChildMap() (map[int][]int, error) {
 			continue
 		}
 		st, err := procfs.ReadStat(pid)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // exited meanwhile
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			continue // exited meanwhile (ESRCH: reaped while being read)
 		}
 		if err != nil {
 			return nil, err
