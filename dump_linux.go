@@ -83,6 +83,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 		} else if rerr := f.Release(); rerr != nil && err == nil {
 			err = fmt.Errorf("dump %d: release: %w", opts.Pid, rerr)
 		}
+		stats.Exited = f.Exited // killed while frozen: nothing to release
 		stats.Freeze = time.Since(frozenAt)
 	}()
 	c := newCheckpoint()
