@@ -111,15 +111,15 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stats *DumpStats, pageFil
 		p := image.Process{Pid: pid}
 		p.Stopped = f.Stopped[pid]
 		if err := collectTree(&p, f.Zombies[pid]); err != nil {
-			return fmt.Errorf("dump %d: %w", pid, err)
+			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 		}
 		if !p.Zombie {
 			if err := collect(ctx, &p, f.Tids[pid], fds); err != nil {
-				return fmt.Errorf("dump %d: %w", pid, err)
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			memStart := time.Now()
 			if err := writePages(ctx, opts.Dir, &p, shared); err != nil {
-				return fmt.Errorf("dump %d: %w", pid, err)
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			stats.MemoryTime += time.Since(memStart)
 			stats.PageBytes += p.PageFileSize

@@ -155,7 +155,7 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 		if err != nil {
 			return fmt.Errorf("restore %d: create process: %w", p.Pid, err)
 		}
-		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1}
+		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1, ns: c.PidNS}
 		procs = append(procs, pr)
 		byPid[p.Pid] = pr
 		if err := pr.step("session", pr.setsid); err != nil {

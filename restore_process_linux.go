@@ -2,6 +2,7 @@ package rtcr
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/cred"
@@ -13,6 +14,7 @@ import (
 	"github.com/rtcr/rtcr/internal/stub"
 	"github.com/rtcr/rtcr/internal/task"
 	"github.com/rtcr/rtcr/internal/timer"
+	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,15 +25,25 @@ type restoring struct {
 	r       *ptrace.Remote
 	threads []*ptrace.Injector
 	pages   []byte
-	ttyFd   int // the fd its controlling terminal was set from, -1 if none
+	ttyFd   int  // the fd its controlling terminal was set from, -1 if none
+	ns      bool // it is in a new pid namespace: p.Pid is its pid there
 }
 
 // step runs one named restore step, naming the process and step on error.
 func (pr *restoring) step(name string, f func() error) error {
 	if err := f(); err != nil {
-		return fmt.Errorf("restore %d: %s: %w", pr.p.Pid, name, err)
+		return fmt.Errorf("restore %s: %s: %w", pr.name(), name, err)
 	}
 	return nil
+}
+
+// name names the process in messages: its pid, and in a new pid namespace
+// also the pid it has outside it ("pid 2 (host 3006)").
+func (pr *restoring) name() string {
+	if pr.ns {
+		return tree.NSName(pr.p.Pid, pr.r.Pid)
+	}
+	return strconv.Itoa(pr.p.Pid)
 }
 
 func (pr *restoring) kill() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/rtcr/rtcr"
 )
@@ -34,7 +35,7 @@ func runDump(args []string) error {
 	if o.LeaveRunning {
 		what = "left running"
 		if len(st.Exited) > 0 {
-			what = fmt.Sprintf("left running, but pid %v exited after the image was complete", st.Exited)
+			what = fmt.Sprintf("left running, but pid %s exited after the image was complete", strings.Trim(fmt.Sprint(st.Exited), "[]"))
 		}
 	}
 	fmt.Printf("dumped pid %d to %s: %.1f MiB of memory, frozen %v, total %v; process %s\n",

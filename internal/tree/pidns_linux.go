@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 )
@@ -79,6 +80,24 @@ func InnerID(pid, tid int) (int, error) {
 		return 0, fmt.Errorf("thread %d of %d: no NSpid", tid, pid)
 	}
 	return st.NSpid[len(st.NSpid)-1], nil
+}
+
+// Name names process pid (as rtcr sees it) in messages: "3006", or, for a
+// process of a nested pid namespace (an `rtcr run` tree), its pid there
+// first, as its programs and the image know it: "pid 2 (host 3006)".
+func Name(pid int, nested bool) string {
+	if nested {
+		if inner, err := InnerID(pid, pid); err == nil {
+			return NSName(inner, pid)
+		}
+	}
+	return strconv.Itoa(pid)
+}
+
+// NSName names a process of a nested pid namespace whose pid there is
+// inner and whose pid as rtcr sees it is host: "pid 2 (host 3006)".
+func NSName(inner, host int) string {
+	return fmt.Sprintf("pid %d (host %d)", inner, host)
 }
 
 // ErrThread reports a thread id given where a process id is wanted.
