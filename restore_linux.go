@@ -191,8 +191,11 @@ func restoreTree(c *image.Checkpoint, pages map[int][]byte, offsets stub.TimeOff
 			return err
 		}
 	}
-	for _, pr := range procs {
-		if err := pr.release(); err != nil {
+	// Children first, the root last: if rtcr dies in between, the root
+	// dies with it (PTRACE_O_EXITKILL), and with the init of a new pid
+	// namespace the kernel kills every process in it: nothing is left.
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].release(); err != nil {
 			return err
 		}
 	}
