@@ -95,6 +95,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, gen string, stats *DumpSt
 			err = fmt.Errorf("dump %d: release: %w", opts.Pid, rerr)
 		}
 		logStep(log, root, "release", time.Since(released), "kill", kill)
+		stats.Exited = f.Exited // killed while frozen: nothing to release
 		stats.Freeze = time.Since(frozenAt)
 	}()
 	c := newCheckpoint()
@@ -122,15 +123,15 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, gen string, stats *DumpSt
 		p := image.Process{Pid: pid}
 		p.Stopped = f.Stopped[pid]
 		if err := collectTree(&p, f.Zombies[pid]); err != nil {
-			return fmt.Errorf("dump %d: %w", pid, err)
+			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 		}
 		if !p.Zombie {
 			if err := collect(ctx, log, &p, f.Tids[pid], fds); err != nil {
-				return fmt.Errorf("dump %d: %w", pid, err)
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			memStart := time.Now()
 			if err := writePages(ctx, opts.Dir, gen, &p, shared); err != nil {
-				return fmt.Errorf("dump %d: %w", pid, err)
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			stats.MemoryTime += time.Since(memStart)
 			logStep(log, pid, "memory", time.Since(memStart), "bytes", p.PageFileSize, "pages", p.PageFileSize/image.PageSize, "vmas", len(p.VMAs))

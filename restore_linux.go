@@ -249,7 +249,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 			return fmt.Errorf("restore %d: create process: %w", p.Pid, err)
 		}
 		logStep(log, p.Pid, "create process", time.Since(created), "host_pid", r.Pid, "ppid", p.Ppid, "zombie", p.Zombie)
-		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1, log: log}
+		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1, log: log, ns: c.PidNS}
 		if !p.Zombie {
 			pr.as = fileCreds(owner, p)
 		}
@@ -288,8 +288,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 			return err
 		}
 	}
-	for _, pr := range procs {
-		if err := pr.release(); err != nil {
+	// Children first, the root last: if rtcr dies in between, the root
+	// dies with it (PTRACE_O_EXITKILL), and with the init of a new pid
+	// namespace the kernel kills every process in it: nothing is left.
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].release(); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package rtcr
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -15,6 +16,7 @@ import (
 	"github.com/rtcr/rtcr/internal/stub"
 	"github.com/rtcr/rtcr/internal/task"
 	"github.com/rtcr/rtcr/internal/timer"
+	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,6 +30,7 @@ type restoring struct {
 	ttyFd   int          // the fd its controlling terminal was set from, -1 if none
 	as      *image.Creds // files are opened with these rights (fileCreds)
 	log     *slog.Logger
+	ns      bool // it is in a new pid namespace: p.Pid is its pid there
 }
 
 // step runs one named restore step, naming the process and step on error,
@@ -35,10 +38,19 @@ type restoring struct {
 func (pr *restoring) step(name string, f func() error) error {
 	start := time.Now()
 	if err := f(); err != nil {
-		return fmt.Errorf("restore %d: %s: %w", pr.p.Pid, name, err)
+		return fmt.Errorf("restore %s: %s: %w", pr.name(), name, err)
 	}
 	logStep(pr.log, pr.p.Pid, name, time.Since(start))
 	return nil
+}
+
+// name names the process in messages: its pid, and in a new pid namespace
+// also the pid it has outside it ("pid 2 (host 3006)").
+func (pr *restoring) name() string {
+	if pr.ns {
+		return tree.NSName(pr.p.Pid, pr.r.Pid)
+	}
+	return strconv.Itoa(pr.p.Pid)
 }
 
 func (pr *restoring) kill() {

@@ -41,6 +41,10 @@ type DumpStats struct {
 	PageBytes int64
 	// MemoryTime is the part of the freeze spent copying memory.
 	MemoryTime time.Duration
+	// Exited lists the processes that died while frozen (something
+	// killed them) and so were not released; with LeaveRunning, after a
+	// successful dump, they died after the image was complete.
+	Exited []int
 }
 
 // RestoreOptions says which image to restore.

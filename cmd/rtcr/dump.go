@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/rtcr/rtcr"
 )
@@ -41,6 +42,9 @@ func runDump(args []string) error {
 	what := "killed"
 	if o.LeaveRunning {
 		what = "left running"
+		if len(st.Exited) > 0 {
+			what = fmt.Sprintf("left running, but pid %s exited after the image was complete", strings.Trim(fmt.Sprint(st.Exited), "[]"))
+		}
 	}
 	fmt.Printf("dumped pid %d to %s: %.1f MiB of memory, frozen %v, total %v; process %s\n",
 		o.Pid, o.Dir, float64(st.PageBytes)/(1<<20), st.Freeze.Round(1e5), st.Total.Round(1e5), what)

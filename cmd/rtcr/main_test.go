@@ -55,6 +55,10 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"bench", "--size", "12Q"}, "--size"},
 		{[]string{"bench", "--runs", "0"}, "--runs"},
 		{[]string{"check", "extra"}, "unexpected argument"},
+		{[]string{"run", "--every", "0s", "--dir", "/tmp/x", "--", "true"}, "--every must be > 0"},
+		{[]string{"run", "--every", "-1s", "--dir", "/tmp/x", "--", "true"}, "--every must be > 0"},
+		{[]string{"run", "--every", "1s", "--", "true"}, "--every and --dir go together"},
+		{[]string{"run", "--dir", "/tmp/x", "--", "true"}, "--every and --dir go together"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 
@@ -31,8 +32,10 @@ func runRun(args []string) error {
 	if len(o.Args) == 0 {
 		return usagef("no program given (rtcr run [options] -- CMD [ARGS…])")
 	}
-	if o.Every < 0 {
-		return usagef("--every must be positive")
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["every"] && o.Every <= 0 {
+		return usagef("--every must be > 0")
 	}
 	if (o.Every > 0) != (o.Dir != "") {
 		return usagef("--every and --dir go together")

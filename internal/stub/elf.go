@@ -1,7 +1,8 @@
 // Package stub creates the empty process a restore starts from: a minimal
-// static ELF (no libc, no start-up code: it only ever waits in pause())
-// that rtcr writes to a memfd and executes traced, then a clone3 from
-// inside it that gives the new process the checkpointed pid. Restore then
+// static ELF (no libc, no start-up code: it dies with its parent, and
+// otherwise only ever waits in pause()) that rtcr writes to a memfd and
+// executes traced, then a clone3 from inside it that gives the new process
+// the checkpointed pid. Restore then
 // replaces everything the stub has with the image's state.
 package stub
 
@@ -11,15 +12,56 @@ import (
 	"encoding/binary"
 )
 
-// code is the stub's whole program: for (;;) pause();
+// code returns the stub's whole program for a stub whose parent is the
+// process parent:
 //
-//	mov  eax, 34   ; __NR_pause
+//	prctl(PR_SET_PDEATHSIG, SIGKILL);
+//	if (getppid() != parent) exit_group(1);
+//	for (;;) pause();
+//
+// rtcr runs the stub traced and only ever injects system calls into it, so
+// this code runs only if rtcr (the tracer and parent) died before it
+// could set PTRACE_O_EXITKILL, e.g. between fork and exec: then the stub
+// must not live on holding rtcr's stdio. The death signal covers a parent
+// dying after the prctl, the getppid check one that died before it.
+//
+//	mov  eax, 157      ; __NR_prctl
+//	mov  edi, 1        ; PR_SET_PDEATHSIG
+//	mov  esi, 9        ; SIGKILL
 //	syscall
-//	jmp  .-9
-var code = []byte{0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7}
+//	mov  eax, 110      ; __NR_getppid
+//	syscall
+//	cmp  eax, parent
+//	jne  die
+//	loop: mov eax, 34  ; __NR_pause
+//	syscall
+//	jmp  loop
+//	die: mov eax, 231  ; __NR_exit_group
+//	mov  edi, 1
+//	syscall
+func code(parent int) []byte {
+	p := uint32(parent)
+	return []byte{
+		0xb8, 0x9d, 0x00, 0x00, 0x00,
+		0xbf, 0x01, 0x00, 0x00, 0x00,
+		0xbe, 0x09, 0x00, 0x00, 0x00,
+		0x0f, 0x05,
+		0xb8, 0x6e, 0x00, 0x00, 0x00,
+		0x0f, 0x05,
+		0x3d, byte(p), byte(p >> 8), byte(p >> 16), byte(p >> 24),
+		0x75, 0x09,
+		0xb8, 0x22, 0x00, 0x00, 0x00,
+		0x0f, 0x05,
+		0xeb, 0xf7,
+		0xb8, 0xe7, 0x00, 0x00, 0x00,
+		0xbf, 0x01, 0x00, 0x00, 0x00,
+		0x0f, 0x05,
+	}
+}
 
-// syscallOff is the offset of the syscall instruction within code.
-const syscallOff = 5
+// syscallOff is the offset within code of the pause loop's syscall
+// instruction, the one rtcr injects through.
+const syscallOff = 36
 
 const (
 	ehdrSize = 64
@@ -28,10 +70,11 @@ const (
 )
 
 // ELF returns a static x86_64 executable loaded at base (page-aligned)
-// whose entry point loops in pause(), and the address of its syscall
-// instruction.
-func ELF(base uint64) (image []byte, syscallAddr uint64) {
-	return Program(base, code), base + codeOff + syscallOff
+// that dies with its parent, the process parent (or at once if its parent
+// is another), and otherwise loops in pause(); and the address of its
+// syscall instruction.
+func ELF(base uint64, parent int) (image []byte, syscallAddr uint64) {
+	return Program(base, code(parent)), base + codeOff + syscallOff
 }
 
 // Program returns a static x86_64 executable loaded at base (page-aligned)

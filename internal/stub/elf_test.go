@@ -10,7 +10,7 @@ import (
 // whose syscall address points at a syscall instruction.
 func TestELF(t *testing.T) {
 	const base = 0x200000000
-	img, sys := ELF(base)
+	img, sys := ELF(base, 1234)
 	f, err := elf.NewFile(bytes.NewReader(img))
 	if err != nil {
 		t.Fatalf("parse stub ELF: %v", err)

@@ -22,7 +22,9 @@ var ErrPidTaken = errors.New("pid is in use")
 // [vsyscall]. The stub's ELF is loaded at elfBase. scratch and elfBase must
 // be page-aligned, not overlap each other, and lie where the restored image
 // maps nothing. Start must run inside ptrace.Run. The process is a child of
-// the caller (CLONE_PARENT) and dies if the tracer dies (PTRACE_O_EXITKILL).
+// the caller (CLONE_PARENT) and dies if the tracer dies (PTRACE_O_EXITKILL,
+// which processes cloned from it inherit); the first stub, before that
+// option is set, dies with rtcr by itself (see code).
 func Start(pid int, scratch, elfBase uint64) (*ptrace.Remote, error) {
 	return start(scratch, elfBase, func(first *ptrace.Remote) (*ptrace.Remote, error) {
 		return Clone(first, unix.CLONE_PARENT, pid)
@@ -100,7 +102,7 @@ func start(scratch, elfBase uint64, clone func(first *ptrace.Remote) (*ptrace.Re
 
 // execStub runs the stub ELF traced; it stops before its first instruction.
 func execStub(elfBase uint64) (*ptrace.Remote, error) {
-	img, sysAddr := ELF(elfBase)
+	img, sysAddr := ELF(elfBase, os.Getpid())
 	fd, err := unix.MemfdCreate("rtcr-stub", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("create stub memfd: %w", err)
@@ -113,7 +115,12 @@ func execStub(elfBase uint64) (*ptrace.Remote, error) {
 	proc, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", fd), []string{"rtcr-stub"}, &os.ProcAttr{
 		Env:   []string{},
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-		Sys:   &syscall.SysProcAttr{Ptrace: true},
+		// Pdeathsig: the forked child sets it (and checks its parent is
+		// still rtcr) before PTRACE_TRACEME. Without it, an rtcr killed
+		// between fork and TRACEME left the child to attach to its new
+		// parent (init, a subreaper) and stop at exec for ever, before
+		// the stub's own first instruction. It lasts across the exec.
+		Sys: &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start stub: %w", err)

@@ -23,6 +23,9 @@ type Frozen struct {
 	// Stopped are the processes that were stopped (SIGSTOP, SIGTSTP …)
 	// before rtcr froze them.
 	Stopped map[int]bool
+	// Exited are the processes Release found dead: killed (SIGKILL
+	// reaches a frozen process) after they were frozen.
+	Exited []int
 }
 
 // Freeze stops the process root and, top-down, all its descendants. A
@@ -106,17 +109,29 @@ func (f *Frozen) add(pid int) error {
 	return nil
 }
 
-// Release lets every frozen process run again.
+// Release lets every frozen process run again. A process that died while
+// frozen has nothing to let go: it is listed in f.Exited, not an error.
 func (f *Frozen) Release() error {
 	var errs []error
 	for _, pid := range f.Order {
 		if tids, ok := f.Tids[pid]; ok {
-			if err := ptrace.Release(tids); err != nil {
+			err := ptrace.Release(tids)
+			if errors.Is(err, unix.ESRCH) && dead(pid) {
+				f.Exited = append(f.Exited, pid)
+				continue
+			}
+			if err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dead reports whether process pid is gone or a zombie.
+func dead(pid int) bool {
+	st, err := procfs.ReadStat(pid)
+	return err != nil || st.State == 'Z' || st.State == 'X'
 }
 
 // Kill kills every frozen process and collects, as their tracer, the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 )
@@ -24,7 +25,16 @@ func nsDepth(pid int) (int, []int, error) {
 // a deeper pid namespace than rtcr (a program started by `rtcr run`), or
 // is an `rtcr run` whose child is the init of such a namespace, the root
 // is that namespace's init and nested is true; otherwise it is pid.
+// A thread id that is not its process's pid is refused (ErrThread): the
+// process would be dumped with the thread's id.
 func Root(pid int) (root int, nested bool, err error) {
+	st, err := procfs.ReadStatus(pid)
+	if err != nil {
+		return 0, false, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if st.Tgid != pid {
+		return 0, false, fmt.Errorf("%d is a thread of process %d (its tgid): give --pid %d: %w", pid, st.Tgid, st.Tgid, ErrThread)
+	}
 	own, _, err := nsDepth(os.Getpid())
 	if err != nil {
 		return 0, false, err
@@ -71,6 +81,27 @@ func InnerID(pid, tid int) (int, error) {
 	}
 	return st.NSpid[len(st.NSpid)-1], nil
 }
+
+// Name names process pid (as rtcr sees it) in messages: "3006", or, for a
+// process of a nested pid namespace (an `rtcr run` tree), its pid there
+// first, as its programs and the image know it: "pid 2 (host 3006)".
+func Name(pid int, nested bool) string {
+	if nested {
+		if inner, err := InnerID(pid, pid); err == nil {
+			return NSName(inner, pid)
+		}
+	}
+	return strconv.Itoa(pid)
+}
+
+// NSName names a process of a nested pid namespace whose pid there is
+// inner and whose pid as rtcr sees it is host: "pid 2 (host 3006)".
+func NSName(inner, host int) string {
+	return fmt.Sprintf("pid %d (host %d)", inner, host)
+}
+
+// ErrThread reports a thread id given where a process id is wanted.
+var ErrThread = errors.New("a thread, not a process")
 
 // ErrUnsupported reports a tree rtcr cannot checkpoint yet.
 var ErrUnsupported = errors.New("not supported yet")

@@ -1,7 +1,11 @@
 package tree
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -90,5 +94,32 @@ func TestChildMapFindsOurParent(t *testing.T) {
 func TestCheckNamespacesSelf(t *testing.T) {
 	if err := CheckNamespaces(os.Getpid(), false); err != nil {
 		t.Fatalf("rtcr's own namespaces refused: %v", err)
+	}
+}
+
+// TestRootRefusesThread: the id of a thread that is not its process's
+// leader (here one of this test's own runtime threads) is refused, naming
+// the process.
+func TestRootRefusesThread(t *testing.T) {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid := 0
+	for _, e := range ents {
+		if n, _ := strconv.Atoi(e.Name()); n != os.Getpid() {
+			tid = n
+		}
+	}
+	if tid == 0 {
+		t.Skip("this test process has one thread only")
+	}
+	_, _, err = Root(tid)
+	want := fmt.Sprintf("%d is a thread of process %d", tid, os.Getpid())
+	if !errors.Is(err, ErrThread) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Root(%d) error %v, want ErrThread saying %q", tid, err, want)
+	}
+	if root, _, err := Root(os.Getpid()); err != nil || root != os.Getpid() {
+		t.Fatalf("Root(own pid %d) = %d, %v", os.Getpid(), root, err)
 	}
 }

@@ -1,0 +1,68 @@
+package tree
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// TestReleaseOfKilledProcess: a process killed while frozen (after its
+// image was complete, say) makes Release report it in Exited, not fail
+// with "detach: no such process"; the live one beside it is released.
+func TestReleaseOfKilledProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (ptrace): run as root, CI does")
+	}
+	// sh and its child sleep: the child is killed, the parent lives on.
+	sh := exec.Command("sh", "-c", "sleep 1000 & wait")
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sh.Process.Kill(); _ = sh.Wait() }()
+	var child int
+	deadline := time.Now().Add(10 * time.Second)
+	for child == 0 {
+		m, err := ChildMap()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := m[sh.Process.Pid]; len(c) == 1 {
+			child = c[0]
+		} else if time.Now().After(deadline) {
+			t.Fatal("sh did not start sleep")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	defer unix.Kill(child, unix.SIGKILL)
+	err := ptrace.Run(func() error {
+		f, err := Freeze(sh.Process.Pid)
+		if err != nil {
+			return err
+		}
+		if err := unix.Kill(child, unix.SIGKILL); err != nil {
+			_ = f.Release()
+			return err
+		}
+		for !dead(child) {
+			time.Sleep(time.Millisecond)
+		}
+		if err := f.Release(); err != nil {
+			t.Errorf("release after %d was killed: %v", child, err)
+		}
+		if len(f.Exited) != 1 || f.Exited[0] != child {
+			t.Errorf("Exited = %v, want [%d]", f.Exited, child)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := procfs.ReadStatus(sh.Process.Pid); err != nil || st.TracerPid != 0 || st.State == 't' {
+		t.Fatalf("sh %d after release: %+v, %v", sh.Process.Pid, st, err)
+	}
+}
