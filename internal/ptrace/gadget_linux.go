@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 )
@@ -42,6 +43,18 @@ func FindSigreturnGadget(pid int) (g Gadget, ok bool, err error) {
 		if !m.Exec || !m.Read || m.Path == "[vsyscall]" {
 			continue
 		}
+		key := gadgetKey{m.DevMajor, m.DevMinor, m.Inode, m.Offset}
+		if m.Inode != 0 {
+			if off, known := gadgetCache.get(key); known {
+				if off < 0 {
+					continue // this file's code has none
+				}
+				if g, ok := checkGadget(pid, m.Start+uint64(off)); ok {
+					return g, true, nil
+				}
+			}
+		}
+		scannedAll := false
 		for a := m.Start; a < m.End && scanned < maxGadgetScan; a += chunk {
 			n := min(uint64(len(buf)), m.End-a)
 			b := buf[:n]
@@ -52,12 +65,60 @@ func FindSigreturnGadget(pid int) (g Gadget, ok bool, err error) {
 			for _, code := range sigreturnCode {
 				if i := bytes.Index(b, code); i >= 0 {
 					addr := a + uint64(i)
+					if m.Inode != 0 {
+						gadgetCache.put(key, int64(addr-m.Start))
+					}
 					return Gadget{Addr: addr, End: addr + uint64(len(code))}, true, nil
 				}
 			}
+			scannedAll = scannedAll || n < uint64(len(buf)) // read to the end
+		}
+		if m.Inode != 0 && scannedAll {
+			gadgetCache.put(key, -1)
 		}
 	}
 	return g, false, nil
+}
+
+// gadgetKey names the code of a file mapping: device, inode and offset.
+type gadgetKey struct {
+	major, minor uint32
+	inode, off   uint64
+}
+
+// gadgetCache remembers where in a file's mapped code a gadget is (or -1:
+// nowhere), so that a tree of processes running the same binaries is
+// searched once. A remembered place is checked before use.
+var gadgetCache = &offsetCache{m: map[gadgetKey]int64{}}
+
+// offsetCache is a map safe for concurrent use.
+type offsetCache struct {
+	mu sync.Mutex
+	m  map[gadgetKey]int64
+}
+
+func (c *offsetCache) get(k gadgetKey) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *offsetCache) put(k gadgetKey, off int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[k] = off
+}
+
+// checkGadget returns the gadget at addr if the code there is one.
+func checkGadget(pid int, addr uint64) (Gadget, bool) {
+	var b [9]byte
+	for _, code := range sigreturnCode {
+		if err := ReadMem(pid, addr, b[:len(code)]); err == nil && bytes.Equal(b[:len(code)], code) {
+			return Gadget{Addr: addr, End: addr + uint64(len(code))}, true
+		}
+	}
+	return Gadget{}, false
 }
 
 // readTaskStatusLine returns the value of the line of /proc/TID/status

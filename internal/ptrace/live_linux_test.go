@@ -1,6 +1,7 @@
 package ptrace_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +87,27 @@ func TestAbandonedLiveInjection(t *testing.T) {
 				t.Fatalf("target did not finish within 30 s after the trigger; output:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestFindSigreturnGadget finds the gadget in this (Go) test binary, once
+// by reading its code and once from the cache, at the same place, and
+// checks the bytes there.
+func TestFindSigreturnGadget(t *testing.T) {
+	pid := os.Getpid()
+	g1, ok, err := ptrace.FindSigreturnGadget(pid)
+	if err != nil || !ok {
+		t.Fatalf("FindSigreturnGadget(self): %v, %v", ok, err)
+	}
+	g2, ok, err := ptrace.FindSigreturnGadget(pid)
+	if err != nil || !ok || g2 != g1 {
+		t.Fatalf("second search: %+v, %v, %v; want %+v", g2, ok, err, g1)
+	}
+	code := make([]byte, g1.End-g1.Addr)
+	if err := ptrace.ReadMem(pid, g1.Addr, code); err != nil {
+		t.Fatal(err)
+	}
+	if code[len(code)-2] != 0x0f || code[len(code)-1] != 0x05 || !bytes.Contains(code, []byte{0x0f, 0, 0, 0}) {
+		t.Fatalf("bytes at the gadget %#x: % x, want mov $15 then syscall", g1.Addr, code)
 	}
 }
