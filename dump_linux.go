@@ -72,7 +72,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, gen string, stats *DumpSt
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if nested {
-		if exe, err := procfs.ReadExe(root); err != nil || !run.IsInit(exe) {
+		exe, err := procfs.ReadExe(root)
+		if err != nil {
+			return fmt.Errorf("dump %d: the init %d of its pid namespace is exiting or gone: %w", opts.Pid, root, err)
+		}
+		if !run.IsInit(exe) {
 			return fmt.Errorf("dump %d: a pid namespace not made by rtcr run (its init %d is %q): %w", opts.Pid, root, exe, tree.ErrUnsupported)
 		}
 	}

@@ -94,6 +94,14 @@ func Run(opts Options) (int, error) {
 		case <-tick:
 			start := time.Now()
 			err := opts.Checkpoint(initPid, opts.Dir)
+			if err != nil && exitedWithin(exited, time.Second) {
+				// The program ended while it was being checkpointed:
+				// nothing failed, there is nothing left to save.
+				if opts.Log != nil {
+					opts.Log("checkpoint %d into %s not taken: the program exited meanwhile (%v)", n, opts.Dir, err)
+				}
+				return reap(initPid)
+			}
 			if opts.Log != nil {
 				if err != nil {
 					opts.Log("checkpoint %d into %s failed: %v", n, opts.Dir, err)
@@ -103,6 +111,16 @@ func Run(opts Options) (int, error) {
 			}
 			n++
 		}
+	}
+}
+
+// exitedWithin reports whether exited is closed within d.
+func exitedWithin(exited <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-exited:
+		return true
+	case <-time.After(d):
+		return false
 	}
 }
 
