@@ -2,6 +2,7 @@ package task_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -87,9 +88,19 @@ func TestRobustPerThread(t *testing.T) {
 	}
 	seen := map[uint64]int{}
 	for _, tid := range tids {
-		rl, err := task.DumpRobust(tid)
-		if err != nil {
-			t.Fatalf("dump thread %d: %v", tid, err)
+		// A thread that exists may not have run yet: glibc registers its
+		// list in start_thread, on the thread's first steps.
+		var rl image.RobustList
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			rl, err = task.DumpRobust(tid)
+			if err != nil {
+				t.Fatalf("dump thread %d: %v", tid, err)
+			}
+			if rl.Head != 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
 		}
 		if rl.Head == 0 || rl.Len != image.RobustListHeadSize {
 			t.Errorf("thread %d: robust list %+v, want a non-zero head and length %d", tid, rl, image.RobustListHeadSize)
