@@ -120,6 +120,19 @@ func TestAVX(t *testing.T) {
 	}
 }
 
+// waitState waits until process pid is in state want, or timeout passes,
+// and returns the last state seen.
+func waitState(pid int, want byte, timeout time.Duration) byte {
+	deadline := time.Now().Add(timeout)
+	for {
+		s := state(pid)
+		if s == want || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestStoppedTarget dumps a process stopped by SIGSTOP (group-stop): the
 // dump succeeds and leaves it stopped; restored, it is stopped again;
 // SIGCONT lets it go on.
@@ -134,16 +147,16 @@ func TestStoppedTarget(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	tg.dump(true)
-	time.Sleep(50 * time.Millisecond)
-	if s := state(tg.pid); s != 'T' {
-		t.Errorf("after the dump the stopped target is in state %c, want T", s)
+	// Released, the threads go back into the group stop (briefly running
+	// on the way: wait, a loaded machine may take a while).
+	if s := waitState(tg.pid, 'T', 10*time.Second); s != 'T' {
+		t.Fatalf("after the dump the stopped target is in state %c for 10 s, want T", s)
 	}
 	// Killed and restored, it comes back stopped.
 	dir := tg.dump(false)
 	tg.restore(dir)
-	time.Sleep(50 * time.Millisecond)
-	if s := state(tg.pid); s != 'T' {
-		t.Errorf("restored, the stopped target is in state %c, want T", s)
+	if s := waitState(tg.pid, 'T', 10*time.Second); s != 'T' {
+		t.Errorf("restored, the stopped target is in state %c for 10 s, want T", s)
 	}
 	n := len(testutil.WaitForLines(t, tg.out, 0, time.Second))
 	_ = syscall.Kill(tg.pid, syscall.SIGCONT)
