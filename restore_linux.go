@@ -3,10 +3,8 @@ package rtcr
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/clock"
@@ -94,18 +92,12 @@ func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
 // removes the page files of the old one: when a page file is missing and
 // the manifest is no longer the one read, it starts over with the new
 // image (at most three times).
-func loadImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byte, func(), error) {
-	for attempt := 1; ; attempt++ {
-		before, serr := os.Stat(filepath.Join(opts.Dir, image.ManifestName))
-		c, dir, pages, closePages, err := loadOnce(opts)
-		if err == nil || !errors.Is(err, fs.ErrNotExist) || serr != nil || attempt == 3 {
-			return c, dir, pages, closePages, err
-		}
-		now, nerr := os.Stat(filepath.Join(opts.Dir, image.ManifestName))
-		if nerr != nil || os.SameFile(before, now) {
-			return c, dir, pages, closePages, err
-		}
-	}
+func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages map[int][]byte, closePages func(), err error) {
+	err = image.RetryDuringCommit(opts.Dir, func() error {
+		c, dir, pages, closePages, err = loadOnce(opts)
+		return err
+	})
+	return c, dir, pages, closePages, err
 }
 
 // loadOnce is one attempt of loadImage.

@@ -296,15 +296,27 @@ var loadHook func()
 // and manifest.img is no longer the file Load read, Load starts over
 // with the new image (at most 3 times).
 func Load(dir string) (c *Checkpoint, pages map[int][]byte, close func(), err error) {
+	err = RetryDuringCommit(dir, func() error {
+		c, pages, close, err = load(dir)
+		return err
+	})
+	return c, pages, close, err
+}
+
+// RetryDuringCommit runs load, which reads the image in dir, and runs it
+// again (three times at most) when it failed because a file was missing
+// and manifest.img is no longer the file it was before: a dump committed a
+// new image meanwhile and removed the old one's page files.
+func RetryDuringCommit(dir string, load func() error) error {
 	for attempt := 1; ; attempt++ {
 		before, serr := os.Stat(filepath.Join(dir, ManifestName))
-		c, pages, close, err = load(dir)
+		err := load()
 		if err == nil || !errors.Is(err, fs.ErrNotExist) || serr != nil || attempt == 3 {
-			return c, pages, close, err
+			return err
 		}
 		now, serr := os.Stat(filepath.Join(dir, ManifestName))
 		if serr != nil || os.SameFile(before, now) {
-			return c, pages, close, err
+			return err
 		}
 	}
 }

@@ -75,33 +75,8 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (uint64, error) {
 	if err := SetRegs(in.Tid, &r); err != nil {
 		return 0, err
 	}
-	for {
-		if err := unix.PtraceSingleStep(in.Tid); err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: single-step: %w", nr, in.Tid, err)
-		}
-		ws, err := Wait(in.Tid)
-		if err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, in.Tid, err)
-		}
-		if !ws.Stopped() {
-			continue
-		}
-		if ev := event(ws); ev > 0 {
-			// A ptrace event (clone, fork …) inside the call: note it
-			// and step on to the end of the call. A group-stop (event
-			// STOP) carries no message worth keeping.
-			if msg, err := unix.PtraceGetEventMsg(in.Tid); err == nil && ev != abi.PTRACE_EVENT_STOP {
-				in.EventMsg = msg
-			}
-			continue
-		}
-		if ws.StopSignal() == syscall.SIGTRAP {
-			break
-		}
-		// Any other stop is an unblockable signal (SIGSTOP from
-		// outside): keep it for Restore to send again, step on.
-		// Blocked signals stay pending by themselves.
-		in.held = append(in.held, ws.StopSignal())
+	if err := in.runTo(nr, unix.PtraceSingleStep, syscall.SIGTRAP); err != nil {
+		return 0, err
 	}
 	out, err := GetRegs(in.Tid)
 	if err != nil {
@@ -114,6 +89,35 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (uint64, error) {
 		return 0, syscall.Errno(-ret)
 	}
 	return out.Rax, nil
+}
+
+// runTo resumes the thread with resume until it stops with signal want:
+// a ptrace event on the way (clone, fork …) is noted in EventMsg; any
+// other signal is one rtcr's mask cannot block (SIGSTOP from outside),
+// held to be sent again on Restore. Blocked signals stay pending by
+// themselves.
+func (in *Injector) runTo(nr uint64, resume func(tid int) error, want syscall.Signal) error {
+	for {
+		if err := resume(in.Tid); err != nil {
+			return fmt.Errorf("inject syscall %d into %d: resume: %w", nr, in.Tid, err)
+		}
+		ws, err := Wait(in.Tid)
+		if err != nil {
+			return fmt.Errorf("inject syscall %d into %d: %w", nr, in.Tid, err)
+		}
+		switch {
+		case !ws.Stopped():
+		case event(ws) > 0:
+			// A group-stop (event STOP) carries no message worth keeping.
+			if msg, err := unix.PtraceGetEventMsg(in.Tid); err == nil && event(ws) != abi.PTRACE_EVENT_STOP {
+				in.EventMsg = msg
+			}
+		case ws.StopSignal() == want:
+			return nil
+		default:
+			in.held = append(in.held, ws.StopSignal())
+		}
+	}
 }
 
 // Restore puts back the registers and signal mask saved by NewInjector

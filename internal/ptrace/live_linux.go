@@ -140,32 +140,16 @@ func (in *Injector) MoveFrame(base uint64, saveBytes bool) error {
 	return nil
 }
 
+// ptraceSyscall resumes tid to its next syscall stop.
+func ptraceSyscall(tid int) error { return unix.PtraceSyscall(tid, 0) }
+
 // liveSyscall runs one call through the armed thread (see live).
 func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
 	lv := in.live
 	entered := false
 	for {
-		if err := unix.PtraceSyscall(in.Tid, 0); err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: resume: %w", nr, in.Tid, err)
-		}
-		ws, err := Wait(in.Tid)
-		if err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, in.Tid, err)
-		}
-		if !ws.Stopped() {
-			continue
-		}
-		if ev := event(ws); ev > 0 {
-			if msg, err := unix.PtraceGetEventMsg(in.Tid); err == nil && ev != abi.PTRACE_EVENT_STOP {
-				in.EventMsg = msg
-			}
-			continue
-		}
-		if ws.StopSignal() != syscallStop {
-			// A signal rtcr's mask cannot block (SIGSTOP from outside):
-			// held, sent again on Restore.
-			in.held = append(in.held, ws.StopSignal())
-			continue
+		if err := in.runTo(nr, ptraceSyscall, syscallStop); err != nil {
+			return 0, err
 		}
 		regs, err := GetRegs(in.Tid)
 		if err != nil {

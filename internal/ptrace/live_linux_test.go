@@ -2,6 +2,7 @@ package ptrace_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,4 +111,77 @@ func TestFindSigreturnGadget(t *testing.T) {
 	if code[len(code)-2] != 0x0f || code[len(code)-1] != 0x05 || !bytes.Contains(code, []byte{0x0f, 0, 0, 0}) {
 		t.Fatalf("bytes at the gadget %#x: % x, want mov $15 then syscall", g1.Addr, code)
 	}
+}
+
+// TestLiveFallbacks covers the cases OpenLive cannot make safe from the
+// first call on: a process without a sigreturn gadget (rtcr writes one
+// into the scratch area) and a leader whose stack pointer is not in
+// [stack]. Each uses exactly one unprotected call to map the scratch area
+// and one to unmap it; in between the process is as safe as any other:
+// abandoned there, it runs on.
+func TestLiveFallbacks(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "nogadget", false)
+	for _, args := range [][]string{nil, {"heapstack"}} {
+		for _, abandon := range []bool{false, true} {
+			name := fmt.Sprintf("args=%v/abandon=%v", args, abandon)
+			t.Run(name, func(t *testing.T) {
+				tg := testutil.StartTarget(t, bin, "tick 64\n", args...)
+				var scratch uint64
+				err := ptrace.Run(func() error {
+					tids, err := ptrace.Freeze(tg.Pid)
+					if err != nil {
+						return err
+					}
+					defer ptrace.Release(tids)
+					if _, ok, err := ptrace.FindSigreturnGadget(tg.Pid); err != nil || ok {
+						return fmt.Errorf("nogadget has a sigreturn gadget (%v, %v)", ok, err)
+					}
+					r, err := mem.OpenLive(tg.Pid)
+					if err != nil {
+						return err
+					}
+					scratch = r.Scratch
+					if r.WindowCalls != 1 {
+						t.Errorf("OpenLive: %d unprotected calls, want 1", r.WindowCalls)
+					}
+					if pid, err := r.Syscall(unix.SYS_GETPID); err != nil || int(pid) != tg.Pid {
+						t.Errorf("getpid in the target: %d, %v", pid, err)
+					}
+					if abandon {
+						return nil
+					}
+					if err := r.CloseRemote(); err != nil {
+						return err
+					}
+					if r.WindowCalls != 2 {
+						t.Errorf("after CloseRemote: %d unprotected calls, want 2", r.WindowCalls)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !abandon {
+					if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", tg.Pid)); strings.Contains(string(b), fmt.Sprintf("%x-", scratch)) {
+						t.Errorf("the scratch area at %#x is still mapped:\n%s", scratch, b)
+					}
+				}
+				n := strings.Count(readOut(t, tg.Out), "tick")
+				testutil.WaitForFile(t, tg.Out, fmt.Sprintf("tick %d\n", 64*(n+2)), 20*time.Second)
+				if out := readOut(t, tg.Out); strings.Contains(out, "FAIL") {
+					t.Fatalf("target failed after the injection:\n%s", out)
+				}
+			})
+		}
+	}
+}
+
+func readOut(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -145,20 +145,9 @@ func windowSyscall(tid int, sys uint64, regs unix.PtraceRegs, nr uint64, args ..
 	in := &Injector{Tid: tid, saved: regs}
 	var result uint64
 	var callErr error
-	for stops := 0; stops < 2; {
-		if err := unix.PtraceSyscall(tid, 0); err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: resume: %w", nr, tid, err)
-		}
-		ws, err := Wait(tid)
-		if err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, tid, err)
-		}
-		switch {
-		case !ws.Stopped() || event(ws) > 0:
-		case ws.StopSignal() == syscallStop:
-			stops++
-		default:
-			in.held = append(in.held, ws.StopSignal())
+	for range 2 { // the syscall-entry stop, then the exit stop
+		if err := in.runTo(nr, ptraceSyscall, syscallStop); err != nil {
+			return 0, err
 		}
 	}
 	out, err := GetRegs(tid)
