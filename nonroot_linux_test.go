@@ -1,6 +1,7 @@
 package rtcr_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -193,6 +195,84 @@ func TestUnprivileged(t *testing.T) {
 		}
 	})
 
+	t.Run("root image", func(t *testing.T) {
+		// A root counter whose image and output 65534 can read and
+		// write: only its credentials are out of 65534's reach.
+		dir, err := os.MkdirTemp("", "rtcr-nonroot-root-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rt := startRootCounter(t, u.bin, dir)
+		img := filepath.Join(dir, "img")
+		if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: rt.pid, Dir: img}); err != nil {
+			t.Fatalf("dump as root: %v", err)
+		}
+		rt.reap()
+		if err := os.Chmod(img, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ents, err := os.ReadDir(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if err := os.Chmod(filepath.Join(img, e.Name()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := u.run("restore", "--dir", img)
+		if !pidFree(rt.pid) {
+			uid := statusField(t, rt.pid, "Uid")
+			killOrphan(t, rt.pid)
+			t.Fatalf("restore of a root image as 65534 left pid %d (uid %s); rtcr said: %v\n%s", rt.pid, uid, err, out)
+		}
+		if err == nil {
+			t.Fatalf("restore of a root image as 65534 succeeded:\n%s", out)
+		}
+		// Refused up front, naming why, not by the kernel half way.
+		for _, want := range []string{"image owned by root, restored by uid 65534 without root",
+			"uid 0 is not the restoring user's uid 65534", image.ErrUntrusted.Error()} {
+			if !strings.Contains(out, want) {
+				t.Errorf("refusal lacks %q:\n%s", want, out)
+			}
+		}
+		t.Logf("refused: %s", strings.TrimSpace(out))
+	})
+}
+
+// startRootCounter starts the counter as root in a fresh directory under
+// dir, with its stdout dir/…/out a file 65534 may write.
+func startRootCounter(t *testing.T, bin, dir string) *target {
+	t.Helper()
+	cwd, err := os.MkdirTemp(dir, "cwd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cwd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(cwd, "out")
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Chmod(out, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = cwd, f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, out: out, dir: cwd}
+	t.Cleanup(tg.kill)
+	testutil.WaitForLines(t, out, 20, 10*time.Second)
+	return tg
 }
 
 // killOrphan kills pid, a restored process whose parent (rtcr) has exited,

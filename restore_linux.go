@@ -93,12 +93,28 @@ func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
 		if sys, err = image.ReadSystem(); err == nil {
 			err = c.CheckRestore(sys, dir.Owner)
 		}
+		if err == nil && dir.Owner.Root && os.Geteuid() != 0 {
+			err = checkAsRestorer(c, sys)
+		}
 	}
 	if err != nil {
 		dir.Close()
 		return nil, nil, err
 	}
 	return c, dir, nil
+}
+
+// checkAsRestorer checks a root-owned image restored without root against
+// the restoring user: its processes can get no more than that user has.
+func checkAsRestorer(c *image.Checkpoint, sys image.System) error {
+	self, err := image.RestorerBound()
+	if err == nil {
+		err = c.CheckRestore(sys, self)
+	}
+	if err != nil {
+		return fmt.Errorf("image owned by root, restored by uid %d without root: %w", os.Geteuid(), err)
+	}
+	return nil
 }
 
 // fileCreds are the rights the files of process p are opened with: the
