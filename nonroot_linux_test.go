@@ -1,6 +1,7 @@
 package rtcr_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -174,6 +175,30 @@ func TestUnprivileged(t *testing.T) {
 		}
 	}
 
+	// PR_SET_MM_MAP (with the exe fd) worked without CAP_SYS_RESOURCE.
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", tg.pid)); err != nil || exe != u.bin {
+		t.Errorf("restored %d: exe %q (%v), want %q", tg.pid, exe, err, u.bin)
+	}
+
+	t.Run("rlimit above the restorer's", func(t *testing.T) {
+		killOrphan(t, tg.pid)
+		cmd := exec.Command("/usr/bin/prlimit", "--nofile=64:64", "--", u.rtcr, "restore", "--dir", img)
+		cmd.Dir = u.home
+		cmd.SysProcAttr = attrs(unix.CAP_CHECKPOINT_RESTORE, unix.CAP_SYS_PTRACE)
+		b, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("restore with hard RLIMIT_NOFILE 64 succeeded:\n%s", b)
+		}
+		// Refused before any process exists, naming the limit.
+		for _, want := range []string{"rlimit 7: hard limit", "above rtcr's own 64", "CAP_SYS_RESOURCE"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("refusal lacks %q:\n%s", want, b)
+			}
+		}
+		t.Logf("refused: %s", bytes.TrimSpace(b))
+		waitGone(t, tg.pid)
+	})
+
 	t.Run("edited to uid 0", func(t *testing.T) {
 		dir := filepath.Join(u.home, "img")
 		killOrphan(t, tg.pid) // the restored counter; the image is still the same
@@ -280,10 +305,16 @@ func startRootCounter(t *testing.T, bin, dir string) *target {
 func killOrphan(t *testing.T, pid int) {
 	t.Helper()
 	_ = unix.Kill(pid, unix.SIGKILL)
+	waitGone(t, pid)
+}
+
+// waitGone waits until no process has pid.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !pidFree(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("killed %d is still there (state %q) after 10 s", pid, state(pid))
+			t.Fatalf("%d is still there (state %q) after 10 s", pid, state(pid))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/clock"
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
@@ -175,6 +176,9 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 		return fmt.Errorf("%w (image from %q, this is %q)", err, c.Kernel, unix.ByteSliceToString(uts.Release[:]))
 	}
 	if err := mem.CheckFiles(p); err != nil {
+		return err
+	}
+	if err := attr.CheckRlimits(p); err != nil {
 		return err
 	}
 	if err := files.Check(p.FDs); err != nil {
