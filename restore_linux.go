@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/clock"
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
@@ -79,6 +80,9 @@ func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
 		if sys, err = image.ReadSystem(); err == nil {
 			err = c.CheckRestore(sys, dir.Owner)
 		}
+		if err == nil && dir.Owner.Root && os.Geteuid() != 0 {
+			err = checkAsRestorer(c, sys)
+		}
 	}
 	if err != nil {
 		dir.Close()
@@ -132,6 +136,19 @@ func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byt
 		pages[p.Pid] = data
 	}
 	return c, dir, pages, closeAll, nil
+}
+
+// checkAsRestorer checks a root-owned image restored without root against
+// the restoring user: its processes can get no more than that user has.
+func checkAsRestorer(c *image.Checkpoint, sys image.System) error {
+	self, err := image.RestorerBound()
+	if err == nil {
+		err = c.CheckRestore(sys, self)
+	}
+	if err != nil {
+		return fmt.Errorf("image owned by root, restored by uid %d without root: %w", os.Geteuid(), err)
+	}
+	return nil
 }
 
 // fileCreds are the rights the files of process p are opened with: the
@@ -192,6 +209,9 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 		return fmt.Errorf("%w (image from %q, this is %q)", err, c.Kernel, unix.ByteSliceToString(uts.Release[:]))
 	}
 	if err := mem.CheckFiles(p); err != nil {
+		return err
+	}
+	if err := attr.CheckRlimits(p); err != nil {
 		return err
 	}
 	if err := files.Check(p.FDs); err != nil {

@@ -80,3 +80,29 @@ func Restore(r *ptrace.Remote, p *image.Process) error {
 	}
 	return nil
 }
+
+// CheckRlimits checks, before any process exists, that the stubs (which
+// start with rtcr's own limits) can take p's resource limits: raising a
+// hard limit needs CAP_SYS_RESOURCE, so without it every hard limit of p
+// must be at most rtcr's.
+func CheckRlimits(p *image.Process) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("own capabilities: %w", err)
+	}
+	if data[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		return nil
+	}
+	for _, rl := range p.Rlimits {
+		var own unix.Rlimit
+		if err := unix.Prlimit(0, rl.Resource, nil, &own); err != nil {
+			return fmt.Errorf("own rlimit %d: %w", rl.Resource, err)
+		}
+		if rl.Max > own.Max {
+			return fmt.Errorf("rlimit %d: hard limit %d above rtcr's own %d, and rtcr lacks CAP_SYS_RESOURCE to raise it: %w",
+				rl.Resource, rl.Max, own.Max, unix.EPERM)
+		}
+	}
+	return nil
+}

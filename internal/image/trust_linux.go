@@ -30,6 +30,20 @@ type Owner struct {
 	// Caps are the capabilities the owner has: the restorer's permitted
 	// set when the owner is the restoring user, none otherwise.
 	Caps uint64
+	// Restorer: the bound is the restoring user, not the image's owner
+	// (see RestorerBound); only changes the wording of errors.
+	Restorer bool
+}
+
+// RestorerBound returns the restoring user (the effective uid) as an
+// Owner: its groups and permitted capabilities. A root-owned image
+// restored without root is checked against it as well, so that root's
+// credentials are refused before any process exists (the kernel would
+// refuse them anyway, half way through the restore).
+func RestorerBound() (Owner, error) {
+	o, err := ownerOf(uint32(os.Geteuid()), true)
+	o.Restorer = true
+	return o, err
 }
 
 // Dir is an image directory opened for a restore: its files are read

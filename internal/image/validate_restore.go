@@ -104,12 +104,16 @@ func checkCreds(c *Creds, owner Owner) error {
 	if owner.Root {
 		return nil
 	}
+	who := "the image owner"
+	if owner.Restorer {
+		who = "the restoring user"
+	}
 	for _, u := range []struct {
 		name string
 		id   uint32
 	}{{"uid", c.Uid}, {"euid", c.Euid}, {"suid", c.Suid}, {"fsuid", c.Fsuid}} {
 		if u.id != owner.Uid {
-			return fmt.Errorf("credentials: %s %d is not the image owner's uid %d", u.name, u.id, owner.Uid)
+			return fmt.Errorf("credentials: %s %d is not %s's uid %d", u.name, u.id, who, owner.Uid)
 		}
 	}
 	gids := []struct {
@@ -124,7 +128,7 @@ func checkCreds(c *Creds, owner Owner) error {
 	}
 	for _, g := range gids {
 		if !slices.Contains(owner.Gids, g.id) {
-			return fmt.Errorf("credentials: %s %d is not a group of the image owner (uid %d)", g.name, g.id, owner.Uid)
+			return fmt.Errorf("credentials: %s %d is not a group of %s (uid %d)", g.name, g.id, who, owner.Uid)
 		}
 	}
 	for _, s := range []struct {
@@ -132,7 +136,7 @@ func checkCreds(c *Creds, owner Owner) error {
 		set  uint64
 	}{{"permitted", c.CapPrm}, {"effective", c.CapEff}, {"inheritable", c.CapInh}, {"ambient", c.CapAmb}} {
 		if extra := s.set &^ owner.Caps; extra != 0 {
-			return fmt.Errorf("credentials: %s capabilities %#x beyond the image owner's (uid %d: %#x)", s.name, extra, owner.Uid, owner.Caps)
+			return fmt.Errorf("credentials: %s capabilities %#x beyond %s's (uid %d: %#x)", s.name, extra, who, owner.Uid, owner.Caps)
 		}
 	}
 	return nil
