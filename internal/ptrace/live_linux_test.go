@@ -185,3 +185,34 @@ func readOut(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestAbandonedSleepRestarts abandons a live injection into a thread
+// frozen in nanosleep: the sleep must go on (made again), not end early
+// with EINTR, which the victim program reports as a failure.
+func TestAbandonedSleepRestarts(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := testutil.StartTarget(t, testutil.BuildC(t, "victim", false), "tick 64\n", "1")
+	for round := 0; round < 5; round++ {
+		err := ptrace.Run(func() error {
+			tids, err := ptrace.Freeze(tg.Pid)
+			if err != nil {
+				return err
+			}
+			defer ptrace.Release(tids) // abandon: as a killed rtcr
+			r, err := mem.OpenLive(tg.Pid)
+			if err != nil {
+				return err
+			}
+			_, err = r.Syscall(unix.SYS_GETPID)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := strings.Count(readOut(t, tg.Out), "tick")
+		testutil.WaitForFile(t, tg.Out, fmt.Sprintf("tick %d\n", 64*(n+1)), 20*time.Second)
+	}
+	if out := readOut(t, tg.Out); strings.Contains(out, "SLEEP") {
+		t.Fatalf("a sleep was cut short after an abandoned injection:\n%s", out)
+	}
+}

@@ -41,10 +41,14 @@ const (
 )
 
 // SigreturnRegs returns the registers a thread stopped in regs continues
-// with when it resumes without a signal: an interrupted system call is
+// with when it resumes through rt_sigreturn: an interrupted system call is
 // set up to be made again (the kernel does this itself when it resumes a
-// thread from a ptrace stop; after rt_sigreturn it does not, so rtcr does
-// it in the frame). orig_rax becomes -1.
+// thread from a ptrace stop; after rt_sigreturn it does not). A call
+// interrupted with -ERESTART_RESTARTBLOCK (nanosleep, poll, futex waits
+// with a timeout …) is made again with its original arguments, not through
+// restart_syscall: rt_sigreturn resets the thread's restart block, so
+// restart_syscall would fail with EINTR. A relative timeout then starts
+// over. orig_rax becomes -1.
 func SigreturnRegs(regs unix.PtraceRegs) unix.PtraceRegs {
 	nr := int64(regs.Orig_rax)
 	regs.Orig_rax = ^uint64(0)
@@ -52,11 +56,8 @@ func SigreturnRegs(regs unix.PtraceRegs) unix.PtraceRegs {
 		return regs
 	}
 	switch -int64(regs.Rax) {
-	case abi.ERESTARTSYS, abi.ERESTARTNOINTR, abi.ERESTARTNOHAND:
+	case abi.ERESTARTSYS, abi.ERESTARTNOINTR, abi.ERESTARTNOHAND, abi.ERESTART_RESTARTBLOCK:
 		regs.Rax = uint64(nr)
-		regs.Rip -= 2
-	case abi.ERESTART_RESTARTBLOCK:
-		regs.Rax = unix.SYS_RESTART_SYSCALL
 		regs.Rip -= 2
 	}
 	return regs
