@@ -86,7 +86,7 @@ type KernelSigaction struct {
 	Mask     uint64
 }
 
-// StackT is stack_t on x86_64.
+// StackT is stack_t (include/uapi/asm-generic/signal.h).
 type StackT struct {
 	Sp    uint64
 	Flags int32

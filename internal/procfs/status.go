@@ -38,6 +38,9 @@ type Status struct {
 	Groups []int
 	// CapInh, CapPrm, CapEff, CapBnd and CapAmb are the capability sets.
 	CapInh, CapPrm, CapEff, CapBnd, CapAmb uint64
+	// X86ThreadFeatures are the words of the x86_Thread_features line
+	// ("shstk", "wrss"); nil when there is none.
+	X86ThreadFeatures []string
 }
 
 // ParseStatus parses the contents of a /proc/PID/status file. Unknown keys
@@ -140,6 +143,8 @@ func (st *Status) set(key, val string) error {
 		st.CapBnd, err = parseHex64(val)
 	case "CapAmb":
 		st.CapAmb, err = parseHex64(val)
+	case "x86_Thread_features":
+		st.X86ThreadFeatures = strings.Fields(val)
 	case "NoNewPrivs":
 		switch val {
 		case "0", "1":

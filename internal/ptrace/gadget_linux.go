@@ -2,9 +2,6 @@ package ptrace
 
 import (
 	"bytes"
-	"fmt"
-	"os"
-	"strings"
 	"sync"
 
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -120,21 +117,3 @@ func checkGadget(pid int, addr uint64) (Gadget, bool) {
 	}
 	return Gadget{}, false
 }
-
-// readTaskStatusLine returns the value of the line of /proc/TID/status
-// that starts with key ("" when there is none).
-func readTaskStatusLine(tid int, key string) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", nil
-}
-
-// splitFields splits a status value into its words.
-func splitFields(s string) []string { return strings.Fields(s) }

@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,6 +44,7 @@ type live struct {
 	nextFrame []byte
 	nextSaved []byte
 	xs        []byte
+	atEntry   bool // stopped at the entry of an injected call, not its exit
 }
 
 // syscallStop is the status of a syscall-entry or -exit stop under
@@ -156,6 +158,7 @@ func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
 			return 0, err
 		}
 		if !entered {
+			lv.atEntry = true
 			if regs.Orig_rax != unix.SYS_RT_SIGRETURN || regs.Rip != lv.gadgetEnd {
 				return 0, fmt.Errorf("inject syscall %d into %d: stopped in call %d at %#x, want rt_sigreturn at %#x",
 					nr, in.Tid, int64(regs.Orig_rax), regs.Rip, lv.gadgetEnd)
@@ -183,6 +186,7 @@ func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
 			}
 			continue
 		}
+		lv.atEntry = false
 		if ret := int64(regs.Rax); ret < 0 && ret > -4096 {
 			return 0, syscall.Errno(-ret)
 		}
@@ -200,6 +204,23 @@ func (in *Injector) disarm(err error) error {
 			return fmt.Errorf("%w (and putting thread %d back: %v)", err, in.Tid, e)
 		}
 		return e
+	}
+	// Left at the entry of a call (an error there): skip the call and go
+	// on to its exit, or the registers set below would be a call's
+	// number and arguments.
+	if lv := in.live; lv.atEntry {
+		regs, e := GetRegs(in.Tid)
+		if e != nil {
+			return fail(e)
+		}
+		regs.Orig_rax = ^uint64(0)
+		if e := SetRegs(in.Tid, &regs); e != nil {
+			return fail(e)
+		}
+		if e := in.runTo(^uint64(0), ptraceSyscall, syscallStop); e != nil {
+			return fail(e)
+		}
+		lv.atEntry = false
 	}
 	// The mask first: killed after it, the thread still runs the gadget.
 	if e := SetSigMask(in.Tid, in.savedMask); e != nil {
@@ -249,13 +270,13 @@ func (in *Injector) disarm(err error) error {
 // refuseShadowStack refuses threads with a user shadow stack: rt_sigreturn
 // would look for a token rtcr cannot place there.
 func refuseShadowStack(tid int) error {
-	st, err := readTaskStatusLine(tid, "x86_Thread_features:")
-	if err != nil || st == "" {
-		return nil // no such line: no shadow stacks on this kernel
+	st, err := procfs.ReadStatus(tid)
+	if err != nil {
+		return fmt.Errorf("thread %d: %w", tid, err)
 	}
-	for _, f := range splitFields(st) {
+	for _, f := range st.X86ThreadFeatures {
 		if f == "shstk" {
-			return fmt.Errorf("thread %d uses a shadow stack (x86_Thread_features: %s): %w", tid, st, ErrUnsupported)
+			return fmt.Errorf("thread %d uses a shadow stack (x86_Thread_features: %v): %w", tid, st.X86ThreadFeatures, ErrUnsupported)
 		}
 	}
 	return nil

@@ -136,19 +136,30 @@ func (r *Remote) unmapUnsafe(regs unix.PtraceRegs, err error) error {
 func windowSyscall(tid int, sys uint64, regs unix.PtraceRegs, nr uint64, args ...uint64) (uint64, error) {
 	var a [6]uint64
 	copy(a[:], args)
+	mask, err := GetSigMask(tid)
+	if err != nil {
+		return 0, err
+	}
+	// Signals blocked meanwhile (and the mask back before the registers in
+	// disarm), so that none is delivered, or taken from the thread, in the
+	// middle.
+	if err := SetSigMask(tid, ^uint64(0)); err != nil {
+		return 0, err
+	}
 	r := regs
 	r.Rip, r.Rax, r.Orig_rax = sys, nr, ^uint64(0)
 	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	in := &Injector{Tid: tid, saved: regs, savedMask: mask, live: &live{}}
 	if err := SetRegs(tid, &r); err != nil {
-		return 0, err
+		return 0, in.disarm(err)
 	}
-	in := &Injector{Tid: tid, saved: regs}
 	var result uint64
 	var callErr error
-	for range 2 { // the syscall-entry stop, then the exit stop
+	for i := range 2 { // the syscall-entry stop, then the exit stop
 		if err := in.runTo(nr, ptraceSyscall, syscallStop); err != nil {
-			return 0, err
+			return 0, in.disarm(err)
 		}
+		in.live.atEntry = i == 0
 	}
 	out, err := GetRegs(tid)
 	if err != nil {
@@ -158,13 +169,7 @@ func windowSyscall(tid int, sys uint64, regs unix.PtraceRegs, nr uint64, args ..
 	if ret := int64(out.Rax); ret < 0 && ret > -4096 {
 		callErr = syscall.Errno(-ret)
 	}
-	// Back into the interrupt stop with the thread's registers (the mask
-	// was never changed).
-	in.live = &live{}
-	in.savedMask, err = GetSigMask(tid)
-	if err != nil {
-		return 0, err
-	}
+	// Back into the interrupt stop with the thread's registers and mask.
 	if err := in.disarm(nil); err != nil {
 		return 0, err
 	}

@@ -64,8 +64,20 @@ func Dump(r *ptrace.Remote, tid int) (th image.Thread, err error) {
 	if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&ss)); err != nil {
 		return th, err
 	}
+	// The call ran on rtcr's frame, not the thread's stack: whether the
+	// thread is on its alternate stack is decided here, as the kernel
+	// does (on_sig_stack), from its own stack pointer.
+	ss.Flags &^= abi.SS_ONSTACK
+	if ss.Flags&abi.SS_DISABLE == 0 && onStack(in.Saved().Rsp, ss) {
+		ss.Flags |= abi.SS_ONSTACK
+	}
 	th.AltStack = image.SigAltStack{Sp: ss.Sp, Flags: ss.Flags, Size: ss.Size}
 	return th, nil
+}
+
+// onStack reports whether sp is on the alternate signal stack ss.
+func onStack(sp uint64, ss abi.StackT) bool {
+	return sp > ss.Sp && sp-ss.Sp <= ss.Size
 }
 
 // Restore gives the stub's thread in the kernel state of th that only the

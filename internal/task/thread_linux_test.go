@@ -186,3 +186,20 @@ func diffBytes(got, want []byte) string {
 	}
 	return s
 }
+
+// TestDumpOnAltStack: a thread inside a handler on its alternate stack is
+// dumped with SS_ONSTACK, although the injected sigaltstack call runs on
+// rtcr's frame elsewhere.
+func TestDumpOnAltStack(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := testutil.StartTarget(t, testutil.BuildC(t, "onaltstack", false), "in handler\n")
+	testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, tids []int) {
+		th, err := task.Dump(r, tids[0])
+		if err != nil {
+			t.Fatalf("dump: %v", err)
+		}
+		if th.AltStack.Size != 64<<10 || th.AltStack.Flags&abi.SS_ONSTACK == 0 {
+			t.Errorf("sigaltstack %+v, want 64 KiB with SS_ONSTACK", th.AltStack)
+		}
+	})
+}
