@@ -216,3 +216,27 @@ func TestAbandonedSleepRestarts(t *testing.T) {
 		t.Fatalf("a sleep was cut short after an abandoned injection:\n%s", out)
 	}
 }
+
+// TestXSaveEnd: CPUID's layout of the state components: x87/SSE and the
+// header end at 576, AVX's upper halves at 832 (offsets of later
+// components differ between CPUs: no fixed numbers), each feature added
+// never ends earlier, and everything stays within the frame's limit.
+func TestXSaveEnd(t *testing.T) {
+	sup := ptrace.SupportedXFeatures()
+	if got := ptrace.XSaveEnd(3); got != 576 {
+		t.Errorf("xsaveEnd(x87|SSE) = %d, want 576", got)
+	}
+	if sup&4 != 0 {
+		if got := ptrace.XSaveEnd(7); got != 832 {
+			t.Errorf("xsaveEnd(x87|SSE|AVX) = %d, want 832", got)
+		}
+	}
+	prev := 0
+	for f := uint64(3); f <= sup; f = f<<1 | 1 {
+		got := ptrace.XSaveEnd(f & sup)
+		if got < prev || got > 12<<10 {
+			t.Errorf("xsaveEnd(%#x) = %d after %d", f&sup, got, prev)
+		}
+		prev = got
+	}
+}

@@ -100,17 +100,25 @@ func buildFrame(base uint64, regs unix.PtraceRegs, mask uint64, xs []byte) ([]by
 	return buf, uc, nil
 }
 
-// maxSigXState bounds the xsave area a frame carries: larger areas hold
-// dynamically enabled features (AMX) whose size a signal frame of the
-// thread may not have room for.
-const maxSigXState = 4096
+// maxSigXState bounds the xsave area a frame carries (AMX tile data
+// included).
+const maxSigXState = 12 << 10
 
-// xstateSize checks the xsave area NT_X86_XSTATE gave and returns its size.
+// xstateSize returns how much of the xsave area NT_X86_XSTATE gave a
+// signal frame carries: up to the end of the last state component in use
+// (its header's XSTATE_BV). NT_X86_XSTATE gives the size of every feature
+// the CPU has, dynamically enabled ones (AMX) included, which can be more
+// than the thread's own signal frames hold: the kernel would then take
+// only the legacy x87/SSE state from the frame.
 func xstateSize(xs []byte) (int, error) {
-	if len(xs) < 512+64 || len(xs) > maxSigXState {
-		return 0, fmt.Errorf("xsave area of %d bytes: %w", len(xs), ErrUnsupported)
+	if len(xs) < 512+64 {
+		return 0, fmt.Errorf("xsave area of %d bytes is too short", len(xs))
 	}
-	return len(xs), nil
+	size := xsaveEnd(binary.LittleEndian.Uint64(xs[512:]) | 3)
+	if size > len(xs) || size > maxSigXState {
+		return 0, fmt.Errorf("xsave area: the state in use ends at %d bytes, have %d (limit %d): %w", size, len(xs), maxSigXState, ErrUnsupported)
+	}
+	return size, nil
 }
 
 // putSwBytes fills the fxsave area's sw_reserved bytes of a frame's copy
