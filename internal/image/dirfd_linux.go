@@ -20,7 +20,8 @@ import (
 
 // dirHook, when set (by tests), runs in openImageDir with the step it
 // reached: "resolved" after the deepest existing directory was resolved
-// and before it is opened, "mkdir" after each directory it created.
+// and before it is opened; "mkdirat" after it created a directory and
+// before it opened it; "mkdir" once it has it open.
 var dirHook func(step, path string)
 
 // createdDir is a directory a dump created: name in the directory parent
@@ -78,13 +79,17 @@ func openImageDir(abs string) (_ *os.File, resolved string, created []createdDir
 		}
 		created = append([]createdDir{{parent: f, name: name, path: path}}, created...)
 		if dirHook != nil {
-			dirHook("mkdir", path)
+			dirHook("mkdirat", path)
 		}
+		// Replaced by a link since the mkdirat: ELOOP or ENOTDIR.
 		fd, err := unix.Openat(int(f.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, "", created, fmt.Errorf("creating image directory %s: open %s: %w", abs, path, err)
+			return nil, "", created, fmt.Errorf("creating image directory %s: open %s (just created): %w", abs, path, err)
 		}
 		f, resolved = os.NewFile(uintptr(fd), path), path
+		if dirHook != nil {
+			dirHook("mkdir", path)
+		}
 	}
 	if len(created) > 0 {
 		if err := unix.Fchmod(int(f.Fd()), 0o700); err != nil {
@@ -98,13 +103,17 @@ func openImageDir(abs string) (_ *os.File, resolved string, created []createdDir
 // anywhere in it (path has had its links resolved: one there now was
 // planted since). Without openat2 only the last component is checked.
 func openNoSymlinks(path string) (*os.File, error) {
-	flags := uint64(unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC)
-	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: flags, Resolve: unix.RESOLVE_NO_SYMLINKS})
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS})
 	if errors.Is(err, unix.ENOSYS) {
-		fd, err = unix.Open(path, int(flags), 0)
+		fd, err = unix.Open(path, flags|unix.O_NOFOLLOW, 0)
+	}
+	isLink := func() bool {
+		fi, err := os.Lstat(path)
+		return err == nil && fi.Mode()&fs.ModeSymlink != 0
 	}
 	switch {
-	case errors.Is(err, unix.ELOOP):
+	case errors.Is(err, unix.ELOOP) || (errors.Is(err, unix.ENOTDIR) && isLink()):
 		return nil, fmt.Errorf("image directory %s: a symbolic link appeared in its path after it was resolved: %w", path, err)
 	case errors.Is(err, unix.ENOTDIR):
 		return nil, fmt.Errorf("image directory %s exists and is not a directory (or is below a file): %w", path, err)
