@@ -24,6 +24,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// dumpStageHook, when set (by tests), runs once Dump has opened and
+// locked the image directory dir, before anything is written into it.
+var dumpStageHook func(dir string)
+
 // Dump checkpoints process opts.Pid into opts.Dir. Whatever fails, and
 // whenever ctx is cancelled, the target is released running as before;
 // it is killed only when the image is complete and LeaveRunning is false.
@@ -45,10 +49,13 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	opts.Dir = stage.Dir
+	if dumpStageHook != nil {
+		dumpStageHook(stage.Dir)
+	}
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage.Gen, stats) })
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		if stage.Abort() {
@@ -65,8 +72,9 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 
 // dumpFrozen freezes the target and its descendants, collects and writes
 // the image, then releases or kills them. It runs on the tracer thread.
-// Page files are named after the generation gen.
-func dumpFrozen(ctx context.Context, opts DumpOptions, gen string, stats *DumpStats) (err error) {
+// Every file is written through stage (into the directory it opened), page
+// files named after its generation.
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -134,7 +142,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, gen string, stats *DumpSt
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			memStart := time.Now()
-			if err := writePages(ctx, opts.Dir, gen, &p, shared); err != nil {
+			if err := writePages(ctx, stage, &p, shared); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			stats.MemoryTime += time.Since(memStart)
@@ -153,7 +161,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, gen string, stats *DumpSt
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
 	}
-	if err := image.WriteManifest(opts.Dir, c); err != nil {
+	if err := stage.WriteManifest(c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	manifest.done("manifest", "processes", len(c.Processes))
@@ -246,10 +254,11 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	return ctx.Err()
 }
 
-// writePages copies the memory of p into its page file of generation gen.
-func writePages(ctx context.Context, dir, gen string, p *image.Process, shared *mem.Shared) error {
-	p.PageFile = image.PageFileName(gen, p.Pid)
-	return image.WriteFileAtomic(dir, p.PageFile, func(w io.Writer) error {
+// writePages copies the memory of p into its page file of the stage's
+// generation.
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared) error {
+	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
+	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
 		vmas, vdso, err := mem.Dump(p.Pid, pw, shared)
 		if err != nil {

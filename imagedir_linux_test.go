@@ -282,3 +282,43 @@ func TestWritableDirectoryRefused(t *testing.T) {
 	}
 	assertRunning(t, tg)
 }
+
+// TestDumpDirectorySwapped: the image directory is renamed away and a
+// symlink to another directory put in its place after the dump opened it
+// and before it writes: the image is written, complete and restorable,
+// into the renamed directory, and nothing into the link's target.
+func TestDumpDirectorySwapped(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "counter", false))
+	testutil.WaitForLines(t, tg.out, 5, 10*time.Second)
+	base := t.TempDir()
+	dir := filepath.Join(base, "img")
+	moved := filepath.Join(base, "img.moved")
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes"), []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rtcr.SetDumpStageHookForTest(func(string) {
+		if err := os.Rename(dir, moved); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(other, dir); err != nil {
+			t.Error(err)
+		}
+	})
+	defer rtcr.SetDumpStageHookForTest(nil)
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	rtcr.SetDumpStageHookForTest(nil)
+	tg.reap()
+	if got := names(t, other); !slices.Equal(got, []string{"notes"}) {
+		t.Errorf("the link's target %s holds %v, want only notes", other, got)
+	}
+	if got, want := names(t, moved), sorted(imageFiles(t, moved)); !slices.Equal(got, want) {
+		t.Errorf("%s holds %v, want %v", moved, got, want)
+	}
+	n := len(testutil.WaitForLines(t, tg.out, 0, time.Second))
+	tg.restore(moved)
+	testutil.WaitForLines(t, tg.out, n+5, 10*time.Second)
+}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // writeBufferSize is the size of the buffer WriteFileAtomic puts in front
@@ -16,20 +18,33 @@ const writeBufferSize = 1 << 20
 // write produces, so that dir/name either keeps its old state or holds the
 // complete new content, even across a crash.
 //
-// It creates a temporary file ".NAME.tmp-*" in dir, calls write with a
-// buffered writer around it, flushes, fsyncs and closes the file, renames it
-// to name and fsyncs dir. On any error (or a panic in write) the temporary
-// file is removed. name must be a plain file name (no '/').
-func WriteFileAtomic(dir, name string, write func(w io.Writer) error) (err error) {
+// It opens dir and writes through the descriptor as writeFileAt does. A
+// dump writes through its Stage (Stage.WriteFile) instead, into the
+// directory it checked. name must be a plain file name (no '/').
+func WriteFileAtomic(dir, name string, write func(w io.Writer) error) error {
+	d, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
+	}
+	defer d.Close()
+	return writeFileAt(d, dir, name, write)
+}
+
+// writeFileAt writes name atomically in the open directory d (dir is its
+// path, for messages). It creates a temporary file ".NAME.tmp-N" in d
+// (openat, O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), calls write with a
+// buffered writer around it, flushes, fsyncs and closes the file, renames
+// it to name (renameat within d) and fsyncs d. On any error (or a panic in
+// write) the temporary file is removed (unlinkat in d).
+func writeFileAt(d *os.File, dir, name string, write func(w io.Writer) error) (err error) {
 	path := filepath.Join(dir, name)
 	if !isPlainName(name) {
 		return fmt.Errorf("writing %s: %q is not a plain file name", path, name)
 	}
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	f, tmp, err := createTempAt(d, dir, "."+name+".tmp-")
 	if err != nil {
 		return fmt.Errorf("writing %s: creating temporary file: %w", path, err)
 	}
-	tmp := f.Name()
 	closed, renamed := false, false
 	defer func() {
 		if renamed {
@@ -39,9 +54,10 @@ func WriteFileAtomic(dir, name string, write func(w io.Writer) error) (err error
 		if !closed {
 			f.Close()
 		}
-		os.Remove(tmp)
+		_ = unix.Unlinkat(int(d.Fd()), tmp, 0)
 	}()
 
+	// Mode 0600 whatever the umask.
 	if err := f.Chmod(0o600); err != nil {
 		return fmt.Errorf("writing %s: chmod %s: %w", path, tmp, err)
 	}
@@ -59,27 +75,14 @@ func WriteFileAtomic(dir, name string, write func(w io.Writer) error) (err error
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing %s: close: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	if err := unix.Renameat(int(d.Fd()), tmp, int(d.Fd()), name); err != nil {
+		return fmt.Errorf("writing %s: rename %s: %w", path, tmp, err)
 	}
 	renamed = true
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("writing %s: fsync %s: %w", path, dir, err)
 	}
 	return nil
-}
-
-// syncDir fsyncs a directory so that renames inside it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return d.Close()
 }
 
 // isPlainName reports whether name is a usable file name inside the image

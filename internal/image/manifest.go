@@ -53,21 +53,31 @@ const (
 
 // WriteManifest validates c and writes it atomically as dir/manifest.img
 // (mode 0600). Write the manifest after the page files: its presence marks
-// a complete image.
+// a complete image. A dump writes it through its Stage (Stage.WriteManifest).
 func WriteManifest(dir string, c *Checkpoint) error {
+	write, err := manifestWriter(dir, c)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(dir, ManifestName, write)
+}
+
+// manifestWriter validates and encodes c, and returns the function that
+// writes the manifest file (dir names it in errors).
+func manifestWriter(dir string, c *Checkpoint) (func(w io.Writer) error, error) {
 	path := filepath.Join(dir, ManifestName)
 	if c == nil {
-		return fmt.Errorf("writing %s: nil checkpoint", path)
+		return nil, fmt.Errorf("writing %s: nil checkpoint", path)
 	}
 	if err := c.Validate(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return nil, fmt.Errorf("writing %s: %w", path, err)
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
-		return fmt.Errorf("writing %s: encoding checkpoint: %w", path, err)
+		return nil, fmt.Errorf("writing %s: encoding checkpoint: %w", path, err)
 	}
 	if len(payload) > MaxManifestSize {
-		return fmt.Errorf("writing %s: payload is %d bytes, limit is %d", path, len(payload), MaxManifestSize)
+		return nil, fmt.Errorf("writing %s: payload is %d bytes, limit is %d", path, len(payload), MaxManifestSize)
 	}
 	hdr := make([]byte, headerSize)
 	copy(hdr, manifestMagic)
@@ -76,13 +86,13 @@ func WriteManifest(dir string, c *Checkpoint) error {
 	binary.LittleEndian.PutUint64(hdr[offLength:], uint64(len(payload)))
 	sum := sha256.Sum256(payload)
 	copy(hdr[offChecksum:], sum[:])
-	return WriteFileAtomic(dir, ManifestName, func(w io.Writer) error {
+	return func(w io.Writer) error {
 		if _, err := w.Write(hdr); err != nil {
 			return err
 		}
 		_, err := w.Write(payload)
 		return err
-	})
+	}, nil
 }
 
 // ReadManifest reads and checks dir/manifest.img: header fields, payload

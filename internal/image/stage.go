@@ -5,12 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,66 +58,69 @@ func PageFileName(gen string, pid int) string {
 // Stage is one dump's hold on an image directory: where it writes, under
 // which generation, and how the result becomes the image (Commit) or
 // vanishes (Abort). See the comment at the top of this file.
+//
+// The directory is opened once, when it has been checked; every later
+// file operation (WriteFile, WriteManifest, the sweeps) is relative to that
+// descriptor, so a directory renamed away or replaced by a symbolic link
+// meanwhile does not redirect the dump: it keeps writing into the
+// directory it checked.
 type Stage struct {
 	// Dir is the image directory, absolute, with symbolic links resolved
-	// once when the stage was made; all files are written there.
+	// once when the stage was made. It names the directory in messages;
+	// files are written through the directory opened then, not by path.
 	Dir string
 	// Gen is this dump's generation: 16 hex digits, part of the name of
 	// every page file it writes (PageFileName).
 	Gen string
 
-	lock     *os.File        // Dir, flock(LOCK_EX) held until Commit or Abort
-	created  []string        // directories this dump created, deepest first
+	dir      *os.File        // Dir opened, flock(LOCK_EX) held until Commit or Abort
+	created  []createdDir    // directories this dump created, deepest first
 	oldPages map[string]bool // page files named by the manifest being replaced
 }
 
 // NewStage prepares a dump into dir: it creates dir (and missing parents)
-// with mode 0700, resolves symbolic links, refuses a directory that is
-// group- or world-writable or not writable, locks it against other dumps,
-// removes temporary files of killed dumps and picks a new generation.
+// with mode 0700, resolves symbolic links, opens the directory (no
+// symbolic link followed after that resolution), refuses a directory that
+// is group- or world-writable or not writable, locks it against other
+// dumps, removes temporary files of killed dumps and picks a new
+// generation.
 func NewStage(dir string) (_ *Stage, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("image directory %s: %w", dir, err)
 	}
-	created, err := mkdirAll(abs)
+	d, resolved, created, err := openImageDir(abs)
 	if err != nil {
-		return nil, fmt.Errorf("creating image directory %s: %w", abs, err)
+		return nil, err
 	}
-	s := &Stage{created: created}
+	// s.dir is set once the lock is held: Abort sweeps only then.
+	s := &Stage{Dir: resolved, created: created}
 	defer func() {
 		if err != nil {
+			if s.dir == nil {
+				d.Close()
+			}
 			s.Abort()
 		}
 	}()
-	if s.Dir, err = filepath.EvalSymlinks(abs); err != nil {
-		return nil, fmt.Errorf("image directory %s: %w", abs, err)
-	}
-	fi, err := os.Stat(s.Dir)
-	switch {
-	case err != nil:
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("image directory %s: %w", s.Dir, err)
-	case !fi.IsDir():
-		return nil, fmt.Errorf("image directory %s exists and is not a directory", s.Dir)
-	case fi.Mode().Perm()&0o022 != 0:
+	}
+	if st.Mode&0o022 != 0 {
 		// Anyone in the group (or anyone at all) could replace the image
 		// or plant files in it.
 		return nil, fmt.Errorf("image directory %s has mode %04o: it is group- or world-writable, refusing to write an image into it (chmod go-w %s)",
-			s.Dir, fi.Sys().(*syscall.Stat_t).Mode&0o7777, s.Dir)
+			s.Dir, st.Mode&0o7777, s.Dir)
 	}
-	lock, err := os.Open(s.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("image directory %s: %w", s.Dir, err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("image directory %s: another dump is writing into it", s.Dir)
 		}
 		return nil, fmt.Errorf("image directory %s: flock: %w", s.Dir, err)
 	}
-	s.lock = lock
-	if err := probeWritable(s.Dir); err != nil {
+	s.dir = d
+	if err := probeWritable(d, s.Dir); err != nil {
 		return nil, err
 	}
 	if err := s.sweep(func(name string) bool { return tempRe.MatchString(name) }); err != nil {
@@ -129,12 +132,33 @@ func NewStage(dir string) (_ *Stage, err error) {
 	}
 	s.Gen = hex.EncodeToString(b[:])
 	s.oldPages = map[string]bool{}
-	if c, err := ReadManifest(s.Dir); err == nil {
+	if c, err := readManifestAt(d, s.Dir); err == nil {
 		for _, p := range c.Processes {
 			s.oldPages[p.PageFile] = true
 		}
 	}
 	return s, nil
+}
+
+// WriteFile writes the file name (a plain name, such as PageFileName's)
+// atomically into the stage's directory, as WriteFileAtomic does, through
+// the directory opened by NewStage.
+func (s *Stage) WriteFile(name string, write func(w io.Writer) error) error {
+	if s.dir == nil {
+		return fmt.Errorf("writing %s: the dump into %s is over", name, s.Dir)
+	}
+	return writeFileAt(s.dir, s.Dir, name, write)
+}
+
+// WriteManifest validates c and writes it as the stage directory's
+// manifest, as WriteManifest does, through the directory opened by
+// NewStage. This is the dump's commit point.
+func (s *Stage) WriteManifest(c *Checkpoint) error {
+	write, err := manifestWriter(s.Dir, c)
+	if err != nil {
+		return err
+	}
+	return s.WriteFile(ManifestName, write)
 }
 
 // Commit is called once the manifest of this generation is in place: it
@@ -154,7 +178,7 @@ func (s *Stage) Commit() error {
 // is already this generation's (the failure came after the commit), Abort
 // does what Commit does instead and reports committed.
 func (s *Stage) Abort() (committed bool) {
-	if s.lock == nil {
+	if s.dir == nil {
 		s.removeCreated()
 		return false
 	}
@@ -172,12 +196,13 @@ func (s *Stage) Abort() (committed bool) {
 
 // committed reports whether the manifest in Dir is this generation's.
 func (s *Stage) committed() bool {
-	c, err := ReadManifest(s.Dir)
+	c, err := readManifestAt(s.dir, s.Dir)
 	if err != nil {
 		// A manifest that exists but cannot be read may still be ours:
 		// keep our page files then (the next dump removes them).
-		_, serr := os.Lstat(filepath.Join(s.Dir, ManifestName))
-		return !errors.Is(serr, fs.ErrNotExist)
+		var st unix.Stat_t
+		serr := unix.Fstatat(int(s.dir.Fd()), ManifestName, &st, unix.AT_SYMLINK_NOFOLLOW)
+		return !errors.Is(serr, unix.ENOENT)
 	}
 	for _, p := range c.Processes {
 		if m := genPageRe.FindStringSubmatch(p.PageFile); m != nil && m[1] == s.Gen {
@@ -196,9 +221,9 @@ func (s *Stage) stale(name string) bool {
 	return s.oldPages[name] && oldPageRe.MatchString(name)
 }
 
-// sweep removes the regular files of Dir whose names match.
+// sweep removes the regular files of the directory whose names match.
 func (s *Stage) sweep(match func(name string) bool) error {
-	ents, err := os.ReadDir(s.Dir)
+	ents, err := readDirAt(s.dir, s.Dir)
 	if err != nil {
 		return err
 	}
@@ -207,77 +232,43 @@ func (s *Stage) sweep(match func(name string) bool) error {
 		if !e.Type().IsRegular() || !match(e.Name()) {
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.Dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
+		err := unix.Unlinkat(int(s.dir.Fd()), e.Name(), 0)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, &fs.PathError{Op: "remove", Path: filepath.Join(s.Dir, e.Name()), Err: err})
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// unlock releases the directory lock.
+// unlock releases the directory lock and closes the directories held
+// open.
 func (s *Stage) unlock() {
-	if s.lock != nil {
-		s.lock.Close()
-		s.lock = nil
+	if s.dir != nil {
+		s.dir.Close()
+		s.dir = nil
 	}
-}
-
-// removeCreated removes the directories this dump created, deepest first,
-// as far as they are empty.
-func (s *Stage) removeCreated() {
-	for _, d := range s.created {
-		if os.Remove(d) != nil {
-			return
-		}
-	}
+	closeCreated(s.created)
 	s.created = nil
 }
 
-// mkdirAll creates dir and its missing parents with mode 0700 (dir exactly
-// 0700, whatever the umask) and returns the directories it created,
-// deepest first. A symbolic link counts as existing.
-func mkdirAll(dir string) ([]string, error) {
-	var missing []string
-	for p := dir; ; p = filepath.Dir(p) {
-		_, err := os.Lstat(p)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		missing = append(missing, p)
-		if p == filepath.Dir(p) {
-			break
-		}
-	}
-	var created []string
-	for i := len(missing) - 1; i >= 0; i-- {
-		if err := os.Mkdir(missing[i], 0o700); err != nil {
-			(&Stage{created: created}).removeCreated()
-			return nil, err
-		}
-		created = append([]string{missing[i]}, created...)
-	}
-	if len(created) > 0 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			(&Stage{created: created}).removeCreated()
-			return nil, err
-		}
-	}
-	return created, nil
+// removeCreated removes the directories this dump created, deepest first,
+// as far as they are empty (each by name in its parent, opened when it was
+// created).
+func (s *Stage) removeCreated() {
+	removeCreated(s.created)
+	s.created = nil
 }
 
-// probeWritable checks that dir is writable by creating and removing a
-// temporary file in it (permission bits alone say nothing for root).
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".rtcr-probe-*")
+// probeWritable checks that the directory d (path dir) is writable by
+// creating and removing a temporary file in it (permission bits alone say
+// nothing for root).
+func probeWritable(d *os.File, dir string) error {
+	f, name, err := createTempAt(d, dir, ".rtcr-probe-")
 	if err != nil {
 		return fmt.Errorf("image directory %s is not writable: %w", dir, err)
 	}
-	name := f.Name()
 	cerr := f.Close()
-	rerr := os.Remove(name)
+	rerr := unix.Unlinkat(int(d.Fd()), name, 0)
 	if err := errors.Join(cerr, rerr); err != nil {
 		return fmt.Errorf("image directory %s is not writable: %w", dir, err)
 	}
