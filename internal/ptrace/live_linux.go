@@ -64,6 +64,9 @@ func NewLiveInjector(tid int, g Gadget, frameBase uint64, saveBytes bool) (*Inje
 	if err != nil {
 		return nil, err
 	}
+	if err := rseqAbort(tid, &regs); err != nil {
+		return nil, err
+	}
 	mask, err := GetSigMask(tid)
 	if err != nil {
 		return nil, err

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/image"
@@ -202,4 +206,37 @@ func TestDumpOnAltStack(t *testing.T) {
 			t.Errorf("sigaltstack %+v, want 64 KiB with SS_ONSTACK", th.AltStack)
 		}
 	})
+}
+
+// TestRseqAbortOnLiveInjection: a thread frozen inside an rseq critical
+// section must come back at the section's abort handler, as the kernel
+// sends a preempted thread there. The injected calls run it elsewhere
+// (where the kernel then forgets the section), so rtcr must do it: moved to
+// another CPU while frozen and put back inside the section, the program
+// sees its CPU change mid-section and reports a violation.
+func TestRseqAbortOnLiveInjection(t *testing.T) {
+	testutil.RequireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	tg := testutil.StartTarget(t, testutil.BuildC(t, "rseqcs", false), "ready\n")
+	for round := 0; round < 6; round++ {
+		testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, tids []int) {
+			var set, cur unix.CPUSet
+			if err := unix.SchedGetaffinity(tg.Pid, &cur); err != nil {
+				t.Fatal(err)
+			}
+			set.Set(round % 2)
+			if err := unix.SchedSetaffinity(tg.Pid, &set); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := task.Dump(r, tids[0]); err != nil {
+				t.Fatalf("dump: %v", err)
+			}
+		})
+		time.Sleep(20 * time.Millisecond)
+		if out, _ := os.ReadFile(tg.Out); strings.Contains(string(out), "VIOLATION") {
+			t.Fatalf("round %d: the thread went on inside its critical section on another CPU:\n%s", round, out)
+		}
+	}
 }
