@@ -43,13 +43,13 @@ func TestKillDumpNeverHarmsTarget(t *testing.T) {
 	rtcrBin := testutil.BuildRtcr(t)
 	victim := testutil.BuildC(t, "victim", false)
 	for _, c := range []struct {
-		mib          int
+		mib, threads int
 		leaveRunning bool
-	}{{1, true}, {1, false}, {200, true}, {200, false}} {
-		name := fmt.Sprintf("%dMiB/leave-running=%v", c.mib, c.leaveRunning)
+	}{{1, 1, true}, {1, 1, false}, {200, 1, true}, {200, 1, false}, {1, 4, true}} {
+		name := fmt.Sprintf("%dMiB/threads=%d/leave-running=%v", c.mib, c.threads, c.leaveRunning)
 		t.Run(name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, uint64(c.mib)*2+boolBit(c.leaveRunning)))
-			k := &killer{t: t, rtcr: rtcrBin, victim: victim, mib: c.mib, leave: c.leaveRunning}
+			rng := rand.New(rand.NewPCG(seed, uint64(c.mib)*2+boolBit(c.leaveRunning)+uint64(c.threads)<<32))
+			k := &killer{t: t, rtcr: rtcrBin, victim: victim, mib: c.mib, threads: c.threads, leave: c.leaveRunning}
 			k.startVictim()
 			span := k.calibrate()
 			var during, after, harmed int
@@ -104,18 +104,19 @@ func envInt(t *testing.T, name string, def int) int {
 
 // killer drives one configuration of the kill test.
 type killer struct {
-	t      *testing.T
-	rtcr   string
-	victim string
-	mib    int
-	leave  bool
-	tg     *testutil.Target
-	usr1   int // SIGUSR1s sent to the current victim
+	t       *testing.T
+	rtcr    string
+	victim  string
+	mib     int
+	threads int
+	leave   bool
+	tg      *testutil.Target
+	usr1    int // SIGUSR1s sent to the current victim
 }
 
 func (k *killer) startVictim() {
 	k.t.Helper()
-	k.tg = testutil.StartTarget(k.t, k.victim, "ready", strconv.Itoa(k.mib))
+	k.tg = testutil.StartTarget(k.t, k.victim, "ready", strconv.Itoa(k.mib), strconv.Itoa(k.threads))
 	k.usr1 = 0
 }
 
