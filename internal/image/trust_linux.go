@@ -166,13 +166,20 @@ func (d *Dir) admit(path string, st *unix.Stat_t) error {
 	return nil
 }
 
+// groupIDs lists the groups of u from the group database (a variable so
+// that a test can make it fail).
+var groupIDs = (*user.User).GroupIds
+
 // ownerOf returns what uid has: its groups from the user database and, if
 // it is the restoring user (self), the restorer's own groups and permitted
-// capabilities.
+// capabilities. A uid the user database does not know has no groups.
 func ownerOf(uid uint32, self bool) (Owner, error) {
 	o := Owner{Uid: uid}
 	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		gids, _ := u.GroupIds()
+		gids, err := groupIDs(u)
+		if err != nil {
+			return o, fmt.Errorf("groups of uid %d: %w", uid, err)
+		}
 		for _, g := range append(gids, u.Gid) {
 			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
 				o.Gids = append(o.Gids, uint32(n))
