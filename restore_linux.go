@@ -123,12 +123,16 @@ func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages 
 	return c, dir, pages, closePages, err
 }
 
-// loadOnce is one attempt of loadImage.
+// loadOnce is one attempt of loadImage. The page files are opened again
+// and admitted on the opened file: if one was replaced since openImage
+// by a file of another owner, the image's owner is no longer the one
+// checked, and the restore is refused.
 func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byte, func(), error) {
 	c, dir, err := openImage(opts)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	checked := dir.Owner
 	pages := map[int][]byte{}
 	var closers []func() error
 	closeAll := func() {
@@ -138,7 +142,11 @@ func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byt
 	}
 	for i := range c.Processes {
 		p := &c.Processes[i]
-		data, closePages, err := image.OpenPages(dir.Pinned(), p)
+		data, closePages, err := dir.OpenPages(p)
+		if err == nil && (dir.Owner.Root != checked.Root || dir.Owner.Uid != checked.Uid) {
+			_ = closePages()
+			err = fmt.Errorf("page file %s changed owner while the image was read: %w", p.PageFile, image.ErrUntrusted)
+		}
 		if err != nil {
 			closeAll()
 			dir.Close()
