@@ -237,14 +237,9 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	if err := files.Check(p.FDs); err != nil {
 		return err
 	}
-	// Every file it will have open or mapped, opened as it would.
-	if err := files.CheckProcess(p, fileCreds(owner, p)); err != nil {
-		return err
-	}
-	if _, err := os.Stat(p.Exe); err != nil {
-		return fmt.Errorf("executable %s: %w", p.Exe, err)
-	}
-	return nil
+	// Every file it will have open or mapped and its executable, opened
+	// as it would.
+	return files.CheckProcess(p, fileCreds(owner, p))
 }
 
 // restoreTree runs on the tracer thread. It creates every process as an

@@ -191,6 +191,12 @@ func TestHostileImages(t *testing.T) {
 			want: image.ErrCorrupt, msg: "not absolute and clean"},
 		{name: "fd on a FIFO", edit: addFD(image.FD{Num: 7, Kind: image.FDFile, Path: fifo, Flags: unix.O_RDONLY, Mode: unix.S_IFIFO | 0o666}),
 			want: image.ErrCorrupt, msg: "file type"},
+		{name: "executable is a FIFO", edit: func(c *image.Checkpoint) { root(c).Exe = fifo },
+			want: files.ErrChanged, msg: "executable (" + fifo + "): file type 010000"},
+		{name: "executable is a device", owned: true, edit: func(c *image.Checkpoint) { root(c).Exe = "/dev/zero" },
+			want: files.ErrChanged, msg: "executable (/dev/zero): file type 020000"},
+		{name: "executable path with ..", owned: true, edit: func(c *image.Checkpoint) { root(c).Exe = "/tmp/../usr/bin/true" },
+			want: image.ErrCorrupt, msg: "executable path \"/tmp/../usr/bin/true\" is not absolute and clean"},
 		{name: "shared writable mapping of a root file with a saved page", edit: func(c *image.Checkpoint) {
 			p := root(c)
 			for i := range p.VMAs {
