@@ -66,9 +66,10 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 }
 
 // openImage opens the image directory, checks who could have written it
-// (see the trust model in README) and reads the manifest through the
-// opened directory; then checks the image against this kernel's limits
-// and its owner's credentials. Nothing here depends on root.
+// (see the trust model in README): the directory, the manifest and every
+// page file the manifest names, all admitted before the owner is used;
+// then checks the image against this kernel's limits and its owner's
+// credentials. Nothing here depends on root.
 func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
 	dir, err := image.OpenDir(opts.Dir, uint32(os.Geteuid()), opts.TrustImageOwner)
 	if err != nil {
@@ -76,19 +77,37 @@ func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
 	}
 	c, err := dir.ReadManifest()
 	if err == nil {
-		var sys image.System
-		if sys, err = image.ReadSystem(); err == nil {
-			err = c.CheckRestore(sys, dir.Owner)
-		}
-		if err == nil && dir.Owner.Root && os.Geteuid() != 0 {
-			err = checkAsRestorer(c, sys)
-		}
+		err = checkImage(c, dir)
 	}
 	if err != nil {
 		dir.Close()
 		return nil, nil, err
 	}
 	return c, dir, nil
+}
+
+// checkImage admits the page files of c, then checks c against the
+// kernel's limits and the owner's credentials.
+func checkImage(c *image.Checkpoint, dir *image.Dir) error {
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		if p.PageFile != "" {
+			if err := dir.CheckFile(p.PageFile); err != nil {
+				return fmt.Errorf("restore %d: %w", p.Pid, err)
+			}
+		}
+	}
+	sys, err := image.ReadSystem()
+	if err != nil {
+		return err
+	}
+	if err := c.CheckRestore(sys, dir.Owner); err != nil {
+		return err
+	}
+	if dir.Owner.Root && os.Geteuid() != 0 {
+		return checkAsRestorer(c, sys)
+	}
+	return nil
 }
 
 // loadImage opens the image (see openImage) and maps and verifies its page
@@ -104,12 +123,16 @@ func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages 
 	return c, dir, pages, closePages, err
 }
 
-// loadOnce is one attempt of loadImage.
+// loadOnce is one attempt of loadImage. The page files are opened again
+// and admitted on the opened file: if one was replaced since openImage
+// by a file of another owner, the image's owner is no longer the one
+// checked, and the restore is refused.
 func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byte, func(), error) {
 	c, dir, err := openImage(opts)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	checked := dir.Owner
 	pages := map[int][]byte{}
 	var closers []func() error
 	closeAll := func() {
@@ -119,14 +142,11 @@ func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byt
 	}
 	for i := range c.Processes {
 		p := &c.Processes[i]
-		if p.PageFile != "" {
-			if err := dir.CheckFile(p.PageFile); err != nil {
-				closeAll()
-				dir.Close()
-				return nil, nil, nil, nil, fmt.Errorf("restore %d: %w", p.Pid, err)
-			}
+		data, closePages, err := dir.OpenPages(p)
+		if err == nil && (dir.Owner.Root != checked.Root || dir.Owner.Uid != checked.Uid) {
+			_ = closePages()
+			err = fmt.Errorf("page file %s changed owner while the image was read: %w", p.PageFile, image.ErrUntrusted)
 		}
-		data, closePages, err := image.OpenPages(dir.Pinned(), p)
 		if err != nil {
 			closeAll()
 			dir.Close()
@@ -217,14 +237,9 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	if err := files.Check(p.FDs); err != nil {
 		return err
 	}
-	// Every file it will have open or mapped, opened as it would.
-	if err := files.CheckProcess(p, fileCreds(owner, p)); err != nil {
-		return err
-	}
-	if _, err := os.Stat(p.Exe); err != nil {
-		return fmt.Errorf("executable %s: %w", p.Exe, err)
-	}
-	return nil
+	// Every file it will have open or mapped and its executable, opened
+	// as it would.
+	return files.CheckProcess(p, fileCreds(owner, p))
 }
 
 // restoreTree runs on the tracer thread. It creates every process as an

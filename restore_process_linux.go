@@ -143,12 +143,14 @@ func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 	}
 	logFDs(pr.log, p.Pid, p.FDs)
 	logVMAs(pr.log, p)
+	var open *files.Opener
 	steps := []struct {
 		name string
 		f    func() error
 	}{
-		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared) }},
-		{"mm and exe link", func() error { return mem.RestoreMM(r, p) }},
+		{"check mapped files", func() (err error) { open, err = files.NewOpener(r, p, pr.as); return err }},
+		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared, open.Open) }},
+		{"mm and exe link", func() error { return mem.RestoreMM(r, p, open.Open) }},
 		{"fds", func() error { return fds.Install(r, p.FDs, pr.as) }},
 		{"attributes", func() error { return attr.Restore(r, p) }},
 		{"signal actions", func() error { return sig.Restore(r, p.Sigactions) }},

@@ -142,6 +142,7 @@ func TestHostileImages(t *testing.T) {
 	tests := []struct {
 		name   string
 		owned  bool // chown the image to 65534 and pass TrustImageOwner
+		trust  bool // pass TrustImageOwner
 		edit   func(c *image.Checkpoint)
 		damage func(t *testing.T, dir string)
 		want   error
@@ -157,6 +158,13 @@ func TestHostileImages(t *testing.T) {
 		{name: "page file of another owner", damage: func(t *testing.T, dir string) {
 			os.Chown(filepath.Join(dir, rootPageFile(t, dir)), 1234, 1234)
 		}, want: image.ErrUntrusted, msg: "owned by uid 1234"},
+		{name: "root manifest, page file of the trusted owner, uid 0", trust: true, edit: func(c *image.Checkpoint) {
+			cr := root(c).Creds
+			cr.Uid, cr.Euid, cr.Suid, cr.Fsuid = 0, 0, 0, 0
+			cr.CapPrm, cr.CapEff = allCaps, allCaps
+		}, damage: func(t *testing.T, dir string) {
+			os.Chown(filepath.Join(dir, rootPageFile(t, dir)), nobody, nobody)
+		}, want: image.ErrUntrusted, msg: "uid 0 is not the image owner's uid 65534"},
 		{name: "uid 0 with all capabilities", owned: true, edit: func(c *image.Checkpoint) {
 			cr := root(c).Creds
 			cr.Uid, cr.Euid, cr.Suid, cr.Fsuid = 0, 0, 0, 0
@@ -183,6 +191,12 @@ func TestHostileImages(t *testing.T) {
 			want: image.ErrCorrupt, msg: "not absolute and clean"},
 		{name: "fd on a FIFO", edit: addFD(image.FD{Num: 7, Kind: image.FDFile, Path: fifo, Flags: unix.O_RDONLY, Mode: unix.S_IFIFO | 0o666}),
 			want: image.ErrCorrupt, msg: "file type"},
+		{name: "executable is a FIFO", edit: func(c *image.Checkpoint) { root(c).Exe = fifo },
+			want: files.ErrChanged, msg: "executable (" + fifo + "): file type 010000"},
+		{name: "executable is a device", owned: true, edit: func(c *image.Checkpoint) { root(c).Exe = "/dev/zero" },
+			want: files.ErrChanged, msg: "executable (/dev/zero): file type 020000"},
+		{name: "executable path with ..", owned: true, edit: func(c *image.Checkpoint) { root(c).Exe = "/tmp/../usr/bin/true" },
+			want: image.ErrCorrupt, msg: "executable path \"/tmp/../usr/bin/true\" is not absolute and clean"},
 		{name: "shared writable mapping of a root file with a saved page", edit: func(c *image.Checkpoint) {
 			p := root(c)
 			for i := range p.VMAs {
@@ -263,7 +277,7 @@ func TestHostileImages(t *testing.T) {
 				tc.damage(t, dir)
 			}
 			start := time.Now()
-			_, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, TrustImageOwner: tc.owned})
+			_, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, TrustImageOwner: tc.owned || tc.trust})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("restore: error %v, want %v containing %q", err, tc.want, tc.msg)
 			}

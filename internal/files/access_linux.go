@@ -164,7 +164,7 @@ func checkType(a Access, mode uint32) error {
 	}
 	got := mode & unix.S_IFMT
 	if got != want {
-		return fmt.Errorf("file type %#o, the checkpoint recorded %#o", got, want)
+		return fmt.Errorf("file type %#o, the checkpoint recorded %#o: %w", got, want, ErrChanged)
 	}
 	if got == unix.S_IFCHR && !statelessDevices[a.Path] {
 		return fmt.Errorf("character device not one rtcr reopens: %w", ErrUnsupported)
@@ -177,8 +177,8 @@ func checkType(a Access, mode uint32) error {
 
 // CheckProcess checks, with credentials as (nil: the restorer's rights),
 // every file process p will have open or mapped (see CheckAccess): its
-// path fds with their access mode, and its file mappings (read-write if
-// shared and writable, as internal/mem maps them).
+// path fds with their access mode, its file mappings and its executable
+// (see mappedAccess).
 func CheckProcess(p *image.Process, as *image.Creds) error {
 	var want []Access
 	for _, fd := range p.FDs {
@@ -186,6 +186,15 @@ func CheckProcess(p *image.Process, as *image.Creds) error {
 			want = append(want, fdAccess(&fd))
 		}
 	}
+	_, err := CheckAccess(as, append(want, mappedAccess(p)...))
+	return err
+}
+
+// mappedAccess is what internal/mem opens for process p: each file
+// mapping (read-write if shared and writable, as it maps them) and the
+// executable (read-only, for PR_SET_MM_MAP), all regular files.
+func mappedAccess(p *image.Process) []Access {
+	var want []Access
 	for _, v := range p.VMAs {
 		if v.Kind != image.KindFile {
 			continue
@@ -196,11 +205,7 @@ func CheckProcess(p *image.Process, as *image.Creds) error {
 		}
 		want = append(want, Access{Path: v.Path, Flags: flags, What: fmt.Sprintf("mapping %#x-%#x", v.Start, v.End)})
 	}
-	if len(want) == 0 {
-		return nil
-	}
-	_, err := CheckAccess(as, want)
-	return err
+	return append(want, Access{Path: p.Exe, Flags: unix.O_RDONLY, What: "executable"})
 }
 
 // fdAccess is the Access of a path fd.

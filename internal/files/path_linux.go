@@ -85,31 +85,18 @@ var pathKind = kind{
 
 // openChecked opens fd's path in the stub: the file is first checked with
 // the credentials c.as (CheckAccess), then the stub, which still has the
-// restorer's privileges, opens it with O_NONBLOCK added (nothing blocks),
-// and the file it got must be the one checked. O_NONBLOCK is then cleared unless the process
-// had it.
+// restorer's privileges, opens it without following any link and with
+// O_NONBLOCK added (nothing blocks), and the file it got must be the one
+// checked (OpenIn). O_NONBLOCK is then cleared unless the process had it.
 func openChecked(c *restoreCtx, fd *image.FD) (int, error) {
 	ids, err := CheckAccess(c.as, []Access{fdAccess(fd)})
 	if err != nil {
 		return -1, err
 	}
-	id := ids[0]
 	r := c.r
-	// Not O_NOFOLLOW: the kernel keeps it in the file's flags. A link put
-	// in the path's place is caught by the inode comparison below.
-	flags := fd.Flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC) | unix.O_NONBLOCK | unix.O_NOCTTY
-	got, err := r.OpenAt(fd.Path, flags, 0)
+	got, err := OpenIn(r, fd.Path, fd.Flags, ids[0])
 	if err != nil {
 		return -1, err
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", r.Pid, got), &st); err != nil {
-		_ = r.Close(got)
-		return -1, fmt.Errorf("stat the opened %s: %w", fd.Path, err)
-	}
-	if st.Dev != id.Dev || st.Ino != id.Ino {
-		_ = r.Close(got)
-		return -1, fmt.Errorf("%s changed while it was opened (device %d inode %d, checked %d %d)", fd.Path, st.Dev, st.Ino, id.Dev, id.Ino)
 	}
 	if fd.Flags&unix.O_NONBLOCK == 0 && fd.Flags&unix.O_PATH == 0 {
 		fl := fd.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NONBLOCK)

@@ -124,11 +124,13 @@ func VerifyPages(data []byte, sums []uint32, name string) error {
 //
 // The mapping is MAP_PRIVATE|MAP_POPULATE: the file is read in at once.
 // Truncating the file while it is mapped would make accesses fault
-// (SIGBUS); image files are private (0600 in a 0700 directory).
+// (SIGBUS), and writing it would change the verified bytes: only the
+// file's owner (or root) can, since image files are private (0600 in a
+// 0700 directory). A restore of an image owned by someone else copies the
+// file instead (Dir.OpenPages).
 func OpenPages(dir string, p *Process) (data []byte, close func() error, err error) {
-	noop := func() error { return nil }
 	if p.PageFile == "" && p.PageFileSize == 0 {
-		return nil, noop, nil // no pages saved, no page file
+		return nil, func() error { return nil }, nil // no pages saved, no page file
 	}
 	path := filepath.Join(dir, p.PageFile)
 	if !isPlainName(p.PageFile) {
@@ -148,7 +150,14 @@ func OpenPages(dir string, p *Process) (data []byte, close func() error, err err
 	if !fi.Mode().IsRegular() {
 		return nil, nil, corruptf("%s: not a regular file", path)
 	}
-	size := fi.Size()
+	return loadPages(f, fi.Size(), path, p, false)
+}
+
+// loadPages checks that the page file f (path, size bytes) has the size
+// p's manifest says, maps it (or, with copyIn, reads it into anonymous
+// memory of its own, which the file's owner can no longer change) and
+// verifies its checksums. See OpenPages.
+func loadPages(f *os.File, size int64, path string, p *Process, copyIn bool) (data []byte, close func() error, err error) {
 	switch {
 	case size < p.PageFileSize:
 		return nil, nil, corruptf("%s: truncated: manifest says %d bytes, file has %d", path, p.PageFileSize, size)
@@ -159,13 +168,28 @@ func OpenPages(dir string, p *Process) (data []byte, close func() error, err err
 		if err := VerifyPages(nil, p.PageChecksums, path); err != nil {
 			return nil, nil, err
 		}
-		return nil, noop, nil
+		return nil, func() error { return nil }, nil
 	}
 	if size > math.MaxInt {
 		return nil, nil, fmt.Errorf("%s: %d bytes is too large to map", path, size)
 	}
-	data, err = unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_POPULATE)
+	if copyIn {
+		// Populated anonymous memory: read fills it without page faults.
+		data, err = unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+		if err == nil {
+			if _, rerr := io.ReadFull(io.NewSectionReader(f, 0, size), data); rerr != nil {
+				unix.Munmap(data)
+				return nil, nil, fmt.Errorf("reading %s: %w", path, rerr)
+			}
+			err = unix.Mprotect(data, unix.PROT_READ)
+		}
+	} else {
+		data, err = unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_POPULATE)
+	}
 	if err != nil {
+		if data != nil {
+			unix.Munmap(data)
+		}
 		return nil, nil, fmt.Errorf("mapping %s: %w", path, err)
 	}
 	if err := VerifyPages(data, p.PageChecksums, path); err != nil {

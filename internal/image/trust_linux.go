@@ -135,6 +135,40 @@ func (d *Dir) ReadManifest() (*Checkpoint, error) {
 	return readManifest(f, st.Size, path)
 }
 
+// OpenPages opens the page file of p through the directory (not following
+// a symbolic link, not blocking), checks its ownership like CheckFile, and
+// maps and verifies it like OpenPages. A page file that neither root nor
+// the restoring user owns (an image accepted with trustOwner) is copied
+// into memory instead of mapped: its owner could otherwise truncate it
+// during the restore (rtcr would die of SIGBUS) or change the verified
+// bytes.
+func (d *Dir) OpenPages(p *Process) (data []byte, close func() error, err error) {
+	if p.PageFile == "" && p.PageFileSize == 0 {
+		return nil, func() error { return nil }, nil // no pages saved, no page file
+	}
+	path := d.Path + "/" + p.PageFile
+	if !isPlainName(p.PageFile) {
+		return nil, nil, corruptf("%s: page file name %q of pid %d is not a plain file name", path, p.PageFile, p.Pid)
+	}
+	fd, err := unix.Openat(int(d.f.Fd()), p.PageFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening page file %s of pid %d: %w", path, p.Pid, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close() // a mapping outlives the descriptor
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, nil, fmt.Errorf("page file %s of pid %d: %w", path, p.Pid, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, nil, corruptf("%s: not a regular file (mode %#o)", path, st.Mode)
+	}
+	if err := d.admit(path, &st); err != nil {
+		return nil, nil, err
+	}
+	return loadPages(f, st.Size, path, p, st.Uid != 0 && st.Uid != d.uid)
+}
+
 // admit applies the ownership rules to one file or the directory: not
 // writable by group or others; owned by root, by the restoring user, or
 // (with trustOwner) by anyone; and every file not root's owned by the same
@@ -166,13 +200,20 @@ func (d *Dir) admit(path string, st *unix.Stat_t) error {
 	return nil
 }
 
+// groupIDs lists the groups of u from the group database (a variable so
+// that a test can make it fail).
+var groupIDs = (*user.User).GroupIds
+
 // ownerOf returns what uid has: its groups from the user database and, if
 // it is the restoring user (self), the restorer's own groups and permitted
-// capabilities.
+// capabilities. A uid the user database does not know has no groups.
 func ownerOf(uid uint32, self bool) (Owner, error) {
 	o := Owner{Uid: uid}
 	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		gids, _ := u.GroupIds()
+		gids, err := groupIDs(u)
+		if err != nil {
+			return o, fmt.Errorf("groups of uid %d: %w", uid, err)
+		}
 		for _, g := range append(gids, u.Gid) {
 			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
 				o.Gids = append(o.Gids, uint32(n))

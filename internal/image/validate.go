@@ -121,6 +121,9 @@ func validateProcess(p *Process, tids map[int]int) error {
 	if err := validateMM(&p.MM); err != nil {
 		return err
 	}
+	if !isCleanAbs(p.Exe) {
+		return fmt.Errorf("executable path %q is not absolute and clean", p.Exe)
+	}
 	if err := validatePageFile(p); err != nil {
 		return err
 	}

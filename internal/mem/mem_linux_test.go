@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -122,16 +123,20 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 	var gotVDSO []byte
 	var gotMM image.MM
 	testutil.InStub(t, func(r *ptrace.Remote) {
-		if err := mem.Restore(r, p, pages, nil); err != nil {
+		open, err := files.NewOpener(r, p, nil)
+		if err != nil {
+			t.Errorf("check mapped files: %v", err)
+			return
+		}
+		if err := mem.Restore(r, p, pages, nil, open.Open); err != nil {
 			t.Errorf("restore memory: %v", err)
 			return
 		}
-		if err := mem.RestoreMM(r, p); err != nil {
+		if err := mem.RestoreMM(r, p, open.Open); err != nil {
 			t.Errorf("restore mm: %v", err)
 			return
 		}
 		checkPages(t, r.Pid, p, pages)
-		var err error
 		if gotMM, err = mem.DumpMM(r); err != nil {
 			t.Errorf("dump mm of stub: %v", err)
 			return

@@ -40,9 +40,10 @@ func DumpMM(r *ptrace.Remote) (image.MM, error) {
 
 // RestoreMM sets the mm fields and the exe link of the stub with one
 // PR_SET_MM_MAP (single PR_SET_MM_* fields would need CAP_SYS_RESOURCE).
-// It must run after the stub's own executable is unmapped.
-func RestoreMM(r *ptrace.Remote, p *image.Process) error {
-	exeFd, err := r.OpenAt(p.Exe, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// It must run after the stub's own executable is unmapped. The executable
+// is opened with open.
+func RestoreMM(r *ptrace.Remote, p *image.Process, open OpenFunc) error {
+	exeFd, err := open(p.Exe, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("restore exe link of %d: %w", r.Pid, err)
 	}

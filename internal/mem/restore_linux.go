@@ -8,11 +8,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// OpenFunc opens a file of the image in the stub, as checked before (see
+// files.Opener): a file mapping's path with O_RDONLY or O_RDWR, or the
+// executable with O_RDONLY.
+type OpenFunc func(path string, flags int) (int, error)
+
 // Restore recreates every mapping of p inside the empty stub r at its
 // original address, with its original protection, and writes the saved
 // pages (pages is the page file, mapped) into them. Memory shared with an
-// earlier process of the tree is mapped from it (see Shared).
-func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared) error {
+// earlier process of the tree is mapped from it (see Shared). File
+// mappings are opened with open.
+func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, open OpenFunc) error {
 	if err := mapVDSO(r, p); err != nil {
 		return err
 	}
@@ -25,7 +31,7 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared) e
 		if v.ShareOf != nil {
 			err = shared.mapShared(r, v)
 		} else {
-			err = mapVMA(r, v)
+			err = mapVMA(r, v, open)
 			shared.restoredHome(p.Pid, r, v)
 		}
 		if err != nil {
@@ -62,7 +68,7 @@ func mapProt(v *image.VMA) int {
 
 // mapVMA creates one mapping at its address; MAP_FIXED_NOREPLACE makes a
 // collision an error instead of silently replacing memory.
-func mapVMA(r *ptrace.Remote, v *image.VMA) error {
+func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc) error {
 	flags := uint64(unix.MAP_FIXED_NOREPLACE)
 	if v.Shared {
 		flags |= unix.MAP_SHARED
@@ -79,7 +85,7 @@ func mapVMA(r *ptrace.Remote, v *image.VMA) error {
 			oflags = unix.O_RDWR | unix.O_CLOEXEC
 		}
 		var err error
-		if fd, err = r.OpenAt(v.Path, oflags, 0); err != nil {
+		if fd, err = open(v.Path, oflags); err != nil {
 			return err
 		}
 		defer r.Close(fd)
