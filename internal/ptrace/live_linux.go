@@ -36,12 +36,10 @@ type live struct {
 	gadget    uint64 // `mov $15, %eax|%rax; syscall`
 	gadgetEnd uint64 // just after its syscall
 	uc        uint64 // where rsp points while armed: the frame's ucontext
-	frame     []byte // the frame, to move it
 	base      uint64 // where frame is written
 	restore   []byte // bytes the frame overwrote at base (nil: rtcr's own memory)
 	nextUC    uint64 // a new frame rsp switches to at the next call (0: none)
 	nextBase  uint64
-	nextFrame []byte
 	nextSaved []byte
 	xs        []byte
 	atEntry   bool // stopped at the entry of an injected call, not its exit
@@ -77,7 +75,7 @@ func NewLiveInjector(tid int, g Gadget, frameBase uint64, saveBytes bool) (*Inje
 	}
 	lv := &live{gadget: g.Addr, gadgetEnd: g.End, xs: xs}
 	in := &Injector{Tid: tid, NsTid: tid, SyscallAddr: g.End - 2, saved: regs, savedMask: mask, live: lv}
-	if lv.frame, lv.uc, lv.restore, err = in.placeFrame(frameBase, saveBytes); err != nil {
+	if lv.uc, lv.restore, err = in.placeFrame(frameBase, saveBytes); err != nil {
 		return nil, err
 	}
 	lv.base = frameBase
@@ -94,23 +92,23 @@ func NewLiveInjector(tid int, g Gadget, frameBase uint64, saveBytes bool) (*Inje
 	return in, nil
 }
 
-// placeFrame writes the thread's frame at base, returning it, the address
-// of its ucontext and, when save is set, the bytes it replaced.
-func (in *Injector) placeFrame(base uint64, save bool) (frame []byte, uc uint64, old []byte, err error) {
-	frame, uc, err = buildFrame(base, in.saved, in.savedMask, in.live.xs)
+// placeFrame writes the thread's frame at base, returning the address of
+// its ucontext and, when save is set, the bytes it replaced.
+func (in *Injector) placeFrame(base uint64, save bool) (uc uint64, old []byte, err error) {
+	frame, uc, err := buildFrame(base, in.saved, in.savedMask, in.live.xs)
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("thread %d: %w", in.Tid, err)
+		return 0, nil, fmt.Errorf("thread %d: %w", in.Tid, err)
 	}
 	if save {
 		old = make([]byte, len(frame))
 		if err := ReadMem(in.Tid, base, old); err != nil {
-			return nil, 0, nil, fmt.Errorf("thread %d: save stack below %#x: %w", in.Tid, base, err)
+			return 0, nil, fmt.Errorf("thread %d: save stack below %#x: %w", in.Tid, base, err)
 		}
 	}
 	if err := WriteMem(in.Tid, base, frame); err != nil {
-		return nil, 0, nil, fmt.Errorf("thread %d: write sigreturn frame at %#x: %w", in.Tid, base, err)
+		return 0, nil, fmt.Errorf("thread %d: write sigreturn frame at %#x: %w", in.Tid, base, err)
 	}
-	return frame, uc, old, nil
+	return uc, old, nil
 }
 
 // unplace puts back the bytes under the frame (once the thread no longer
@@ -134,11 +132,11 @@ func (in *Injector) MoveFrame(base uint64, saveBytes bool) error {
 	if lv == nil {
 		return fmt.Errorf("thread %d: not a live injection", in.Tid)
 	}
-	frame, uc, old, err := in.placeFrame(base, saveBytes)
+	uc, old, err := in.placeFrame(base, saveBytes)
 	if err != nil {
 		return err
 	}
-	lv.nextUC, lv.nextBase, lv.nextFrame, lv.nextSaved = uc, base, frame, old
+	lv.nextUC, lv.nextBase, lv.nextSaved = uc, base, old
 	if _, err := in.Syscall(unix.SYS_GETPID); err != nil {
 		return fmt.Errorf("thread %d: switch to the frame at %#x: %w", in.Tid, base, err)
 	}
@@ -179,8 +177,8 @@ func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
 			if lv.nextUC != 0 {
 				old := lv.restore
 				oldBase := lv.base
-				lv.uc, lv.base, lv.frame, lv.restore = lv.nextUC, lv.nextBase, lv.nextFrame, lv.nextSaved
-				lv.nextUC, lv.nextFrame, lv.nextSaved = 0, nil, nil
+				lv.uc, lv.base, lv.restore = lv.nextUC, lv.nextBase, lv.nextSaved
+				lv.nextUC, lv.nextSaved = 0, nil
 				if old != nil {
 					if err := WriteMem(in.Tid, oldBase, old); err != nil {
 						return 0, fmt.Errorf("thread %d: put back memory at %#x: %w", in.Tid, oldBase, err)
