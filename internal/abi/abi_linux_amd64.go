@@ -21,6 +21,13 @@ const (
 	PTRACE_SETSIGMASK             = 0x420b
 	PTRACE_GET_RSEQ_CONFIGURATION = 0x420f
 	PTRACE_EVENT_STOP             = 128
+	PTRACE_ARCH_PRCTL             = 30 // x86: arch_prctl on a tracee
+)
+
+// Shadow stack arch_prctl codes and features (arch/x86/include/uapi/asm/prctl.h).
+const (
+	ARCH_SHSTK_STATUS = 0x5005
+	ARCH_SHSTK_SHSTK  = 1 << 0
 )
 
 // PtraceRseqConfiguration is struct ptrace_rseq_configuration.

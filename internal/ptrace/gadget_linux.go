@@ -33,6 +33,11 @@ func FindSigreturnGadget(pid int) (g Gadget, ok bool, err error) {
 	if err != nil {
 		return g, false, err
 	}
+	return findSigreturnGadget(pid, maps)
+}
+
+// findSigreturnGadget is FindSigreturnGadget with the process's maps read.
+func findSigreturnGadget(pid int, maps []procfs.Mapping) (g Gadget, ok bool, err error) {
 	const chunk = 1 << 20
 	buf := make([]byte, chunk+16)
 	scanned := uint64(0)

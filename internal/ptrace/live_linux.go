@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
-	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -123,23 +123,42 @@ func (in *Injector) unplace(err error) error {
 	return err
 }
 
-// MoveFrame writes the thread's frame at a new place and switches the
-// thread to it with the next injected call; the old frame's bytes are put
-// back after that call. saveBytes says whether the new place must be put
-// back later too.
+// MoveFrame writes the thread's frame at a new place; the thread switches
+// to it with the next injected call, after which the old frame's bytes are
+// put back. saveBytes says whether the new place must be put back later
+// too. Moving back to where the frame is before the switch cancels it.
 func (in *Injector) MoveFrame(base uint64, saveBytes bool) error {
 	lv := in.live
 	if lv == nil {
 		return fmt.Errorf("thread %d: not a live injection", in.Tid)
+	}
+	if err := in.cancelMove(); err != nil {
+		return err
+	}
+	if base == lv.base {
+		return nil
 	}
 	uc, old, err := in.placeFrame(base, saveBytes)
 	if err != nil {
 		return err
 	}
 	lv.nextUC, lv.nextBase, lv.nextSaved = uc, base, old
-	if _, err := in.Syscall(unix.SYS_GETPID); err != nil {
-		return fmt.Errorf("thread %d: switch to the frame at %#x: %w", in.Tid, base, err)
+	return nil
+}
+
+// cancelMove forgets a frame MoveFrame placed that the thread has not
+// switched to, putting back the bytes under it.
+func (in *Injector) cancelMove() error {
+	lv := in.live
+	if lv.nextUC == 0 {
+		return nil
 	}
+	if lv.nextSaved != nil {
+		if err := WriteMem(in.Tid, lv.nextBase, lv.nextSaved); err != nil {
+			return fmt.Errorf("thread %d: put back memory at %#x: %w", in.Tid, lv.nextBase, err)
+		}
+	}
+	lv.nextUC, lv.nextSaved = 0, nil
 	return nil
 }
 
@@ -255,6 +274,9 @@ func (in *Injector) disarm(err error) error {
 			return fail(e)
 		}
 	}
+	if e := in.cancelMove(); e != nil {
+		return fail(e)
+	}
 	if e := in.unplace(nil); e != nil {
 		return fail(e)
 	}
@@ -269,16 +291,20 @@ func (in *Injector) disarm(err error) error {
 }
 
 // refuseShadowStack refuses threads with a user shadow stack: rt_sigreturn
-// would look for a token rtcr cannot place there.
+// would look for a token rtcr cannot place there. It asks the kernel with
+// PTRACE_ARCH_PRCTL(ARCH_SHSTK_STATUS), which stores the thread's features
+// at an address of rtcr's own; a kernel without shadow stacks answers
+// EINVAL.
 func refuseShadowStack(tid int) error {
-	st, err := procfs.ReadStatus(tid)
-	if err != nil {
-		return fmt.Errorf("thread %d: %w", tid, err)
-	}
-	for _, f := range st.X86ThreadFeatures {
-		if f == "shstk" {
-			return fmt.Errorf("thread %d uses a shadow stack (x86_Thread_features: %v): %w", tid, st.X86ThreadFeatures, ErrUnsupported)
-		}
+	var features uint64
+	err := ptrace(abi.PTRACE_ARCH_PRCTL, tid, uintptr(unsafe.Pointer(&features)), abi.ARCH_SHSTK_STATUS)
+	switch {
+	case err == unix.EINVAL:
+		return nil
+	case err != nil:
+		return fmt.Errorf("thread %d: shadow stack status: %w", tid, err)
+	case features&abi.ARCH_SHSTK_SHSTK != 0:
+		return fmt.Errorf("thread %d uses a shadow stack (features %#x): %w", tid, features, ErrUnsupported)
 	}
 	return nil
 }

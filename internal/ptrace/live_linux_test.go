@@ -43,7 +43,11 @@ func TestAbandonedLiveInjection(t *testing.T) {
 		}},
 		{"frame moved back to the stack", func(t *testing.T, r *ptrace.Remote) error {
 			regs := r.Saved()
-			return r.MoveFrame((regs.Rsp-128-32<<10)&^63, true)
+			if err := r.MoveFrame((regs.Rsp-128-32<<10)&^63, true); err != nil {
+				return err
+			}
+			_, err := r.Syscall(unix.SYS_GETPID) // the switch happens here
+			return err
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,7 +33,11 @@ const stackFrameRoom = maxFrameSize
 // without a sigreturn gadget in its code (rtcr then writes one into the
 // scratch area). WindowCalls reports them.
 func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
-	g, haveGadget, err := FindSigreturnGadget(pid)
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	g, haveGadget, err := findSigreturnGadget(pid, maps)
 	if err != nil {
 		return nil, fmt.Errorf("look for a sigreturn gadget in %d: %w", pid, err)
 	}
@@ -41,10 +45,7 @@ func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	stackBase, onStack, err := stackFrameBase(pid, regs.Rsp)
-	if err != nil {
-		return nil, err
-	}
+	stackBase, onStack := stackFrameBase(maps, regs.Rsp)
 	r := &Remote{Pid: pid, NsPid: pid, ScratchSize: ScratchSize, gadget: g}
 	if haveGadget && onStack {
 		in, err := NewLiveInjector(pid, g, stackBase, true)
@@ -179,18 +180,14 @@ func windowSyscall(tid int, sys uint64, regs unix.PtraceRegs, nr uint64, args ..
 // stackFrameBase returns where a frame goes below the red zone of a
 // thread whose stack pointer is sp, and whether that place is in the
 // process's [stack] mapping, with room.
-func stackFrameBase(pid int, sp uint64) (uint64, bool, error) {
-	maps, err := procfs.ReadMaps(pid)
-	if err != nil {
-		return 0, false, err
-	}
+func stackFrameBase(maps []procfs.Mapping, sp uint64) (uint64, bool) {
 	base := (sp - 128 - stackFrameRoom) &^ 63
 	for _, m := range maps {
 		if m.Path == "[stack]" && sp > m.Start && sp <= m.End && base >= m.Start {
-			return base, true, nil
+			return base, true
 		}
 	}
-	return 0, false, nil
+	return 0, false
 }
 
 // joinErr returns err, or e when err is nil, or both.

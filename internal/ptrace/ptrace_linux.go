@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -135,14 +136,23 @@ func SetRegs(tid int, r *unix.PtraceRegs) error {
 // maxXState bounds the NT_X86_XSTATE buffer; the kernel trims it.
 const maxXState = 64 << 10
 
+// xstateLen is the size of NT_X86_XSTATE on this machine, once known (the
+// same for every thread), so that later reads allocate just that.
+var xstateLen atomic.Int64
+
 // GetXState reads the thread's xsave area (FPU, SSE, AVX …).
 func GetXState(tid int) ([]byte, error) {
-	buf := make([]byte, maxXState)
+	n := int(xstateLen.Load())
+	if n == 0 {
+		n = maxXState
+	}
+	buf := make([]byte, n)
 	iov := unix.Iovec{Base: &buf[0]}
 	iov.SetLen(len(buf))
 	if err := ptrace(abi.PTRACE_GETREGSET, tid, unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov))); err != nil {
 		return nil, fmt.Errorf("get xstate of %d: %w", tid, err)
 	}
+	xstateLen.Store(int64(iov.Len))
 	return buf[:iov.Len], nil
 }
 
