@@ -13,6 +13,7 @@ import (
 	"github.com/rtcr/rtcr"
 	"github.com/rtcr/rtcr/internal/testutil"
 	"github.com/rtcr/rtcr/internal/tree"
+	"golang.org/x/sys/unix"
 )
 
 // TestNamespaceErrorsNameBothPids: errors about a process of an `rtcr run`
@@ -26,6 +27,10 @@ func TestNamespaceErrorsNameBothPids(t *testing.T) {
 		tg := start(t, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "unsupported", false))
 		testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 		prog := nsProgram(t, tg.pid)
+		// The dump fails and leaves the tree running: kill its init (and
+		// so the whole namespace), which killing `rtcr run` does not.
+		init := nsInit(t, tg.pid)
+		t.Cleanup(func() { _ = unix.Kill(init, unix.SIGKILL) })
 		_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
 		t.Logf("dump error: %v", err)
 		want := fmt.Sprintf("dump pid 2 (host %d): ", prog)
@@ -52,6 +57,19 @@ func TestNamespaceErrorsNameBothPids(t *testing.T) {
 			t.Fatalf("restore error %v, want it to match %s", err, re)
 		}
 	})
+}
+
+// nsInit returns the host pid of the init an `rtcr run` (pid run) started.
+func nsInit(t *testing.T, run int) int {
+	t.Helper()
+	m, err := tree.ChildMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m[run]) != 1 {
+		t.Fatalf("rtcr run %d: children %v, want its init", run, m[run])
+	}
+	return m[run][0]
 }
 
 // nsProgram returns the host pid of the program an `rtcr run` (pid run)
