@@ -42,6 +42,9 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	if _, err := procfs.ReadStat(opts.Pid); err != nil {
 		return nil, fmt.Errorf("dump %d: no such process: %w", opts.Pid, err)
 	}
+	if err := refuseAncestor(opts.Pid); err != nil {
+		return nil, err
+	}
 	// The image is written in place under a new generation; the previous
 	// image stays until the manifest commits this one (image.Stage).
 	stage, err := image.NewStage(opts.Dir)
@@ -268,6 +271,23 @@ func writePages(ctx context.Context, stage *image.Stage, p *image.Process, share
 		p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
 		return nil
 	})
+}
+
+// refuseAncestor refuses to dump a process rtcr itself descends from: its
+// tree would include rtcr (pid 1's would be the whole machine), which
+// cannot freeze itself.
+func refuseAncestor(pid int) error {
+	for p := os.Getppid(); p > 0; {
+		if p == pid {
+			return fmt.Errorf("dump %d: rtcr (pid %d) runs inside the tree of %d, which cannot freeze itself: %w", pid, os.Getpid(), pid, tree.ErrUnsupported)
+		}
+		st, err := procfs.ReadStat(p)
+		if err != nil {
+			return nil // an ancestor that is gone is not the target
+		}
+		p = st.Ppid
+	}
+	return nil
 }
 
 // newCheckpoint returns an empty checkpoint of this machine.

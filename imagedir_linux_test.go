@@ -322,3 +322,20 @@ func TestDumpDirectorySwapped(t *testing.T) {
 	tg.restore(moved)
 	testutil.WaitForLines(t, tg.out, n+5, 10*time.Second)
 }
+
+// TestDumpRefusesOwnAncestor: pid 1, or any process rtcr descends from,
+// is refused before anything is frozen or created: its tree would hold
+// rtcr itself (pid 1's, the whole machine).
+func TestDumpRefusesOwnAncestor(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, pid := range []int{1, os.Getppid()} {
+		dir := filepath.Join(t.TempDir(), "img")
+		_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: dir})
+		if err == nil || !strings.Contains(err.Error(), "runs inside the tree") {
+			t.Errorf("dump of ancestor %d: %v, want a refusal", pid, err)
+		}
+		if _, serr := os.Stat(dir); serr == nil {
+			t.Errorf("dump of ancestor %d created %s", pid, dir)
+		}
+	}
+}
