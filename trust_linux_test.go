@@ -27,7 +27,9 @@ import (
 const nobody = 65534
 
 // startNobody starts the counter as uid/gid 65534 without groups or
-// capabilities, from a binary and with stdout in a file nobody can open.
+// capabilities, from a binary nobody may execute but not read (mode 0711:
+// execve needs no read permission, and neither does a restore of it) and
+// with stdout in a file nobody can open.
 func startNobody(t *testing.T) *target {
 	t.Helper()
 	bin := testutil.BuildC(t, "counter", false)
@@ -44,7 +46,7 @@ func startNobody(t *testing.T) *target {
 		t.Fatal(err)
 	}
 	own := filepath.Join(pub, "counter")
-	if err := os.WriteFile(own, b, 0o755); err != nil {
+	if err := os.WriteFile(own, b, 0o711); err != nil {
 		t.Fatal(err)
 	}
 	tg := start(t, "/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--", own)

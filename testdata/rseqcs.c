@@ -6,8 +6,9 @@
 // abort handler; one that carries on inside the section after a move has
 // lost the guarantee rseq gives (per-CPU data would be corrupted).
 //
-// Protocol: rseqcs
-// Uses the rseq area glibc registered for the main thread. Writes "ready\n",
+// Protocol: rseqcs [heapstack]
+// With heapstack the loop runs on a stack malloc'd from the heap
+// (makecontext), not in the [stack] mapping. Uses the rseq area glibc registered for the main thread. Writes "ready\n",
 // then loops: enters a critical section that reads the CPU number from the
 // rseq area and spins comparing it with the area's current value. Aborts
 // (preemption, signals, a move to another CPU) restart the loop. If the CPU
@@ -16,7 +17,9 @@
 // rseq.
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/rseq.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static long aborts;
@@ -29,10 +32,8 @@ static void say(const char *s, long n)
 		_exit(3);
 }
 
-int main(void)
+static void spin(void)
 {
-	if (__rseq_size == 0)
-		return 2;
 	struct rseq *rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
 	say("ready\n", 0);
 	for (;;) {
@@ -69,4 +70,23 @@ int main(void)
 		say("VIOLATION\n", 0);
 		_exit(1);
 	}
+}
+
+int main(int argc, char **argv)
+{
+	(void)argv;
+	if (__rseq_size == 0)
+		return 2;
+	if (argc < 2) {
+		spin();
+		return 0;
+	}
+	static ucontext_t self, loop;
+	size_t size = 1 << 16;
+	if (getcontext(&loop) != 0 || !(loop.uc_stack.ss_sp = malloc(size)))
+		return 2;
+	loop.uc_stack.ss_size = size;
+	makecontext(&loop, spin, 0);
+	swapcontext(&self, &loop);
+	return 0;
 }

@@ -20,6 +20,10 @@ type Access struct {
 	Flags int    // open flags (access mode, O_PATH, O_DIRECTORY …)
 	Type  uint32 // the file type recorded at dump (S_IFREG …), 0: regular
 	What  string // for messages: "fd 3", "mapping 0x400000-0x401000"
+	// Exec asks for execute permission instead of the access mode: the
+	// executable and its mappings, which a process gets through execve
+	// even when it may not read the file (mode 0711).
+	Exec bool
 }
 
 // FileID identifies the file a path named when it was checked.
@@ -141,6 +145,16 @@ func checkOne(a Access) (FileID, error) {
 	if a.Flags&unix.O_PATH != 0 {
 		return id, nil // an O_PATH fd needs only the search permissions above
 	}
+	if a.Exec {
+		// AT_EACCESS: checked with the thread's fs ids, not the real ones.
+		if err := unix.Faccessat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", pfd), unix.X_OK, unix.AT_EACCESS); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return FileID{}, fmt.Errorf("%w: execute: %w", ErrAccess, err)
+			}
+			return FileID{}, fmt.Errorf("access: %w", err)
+		}
+		return id, nil
+	}
 	// Reopen the very file checked, with the access mode: the permission
 	// check is the process's.
 	flags := a.Flags&(unix.O_ACCMODE|unix.O_DIRECTORY) | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
@@ -192,9 +206,10 @@ func CheckProcess(p *image.Process, as *image.Creds) error {
 
 // mappedAccess is what internal/mem opens for process p: each file
 // mapping (read-write if shared and writable, as it maps them) and the
-// executable (read-only, for PR_SET_MM_MAP), all regular files.
+// executable (for PR_SET_MM_MAP), all regular files. The executable and
+// its own mappings need execute permission only, as for execve.
 func mappedAccess(p *image.Process) []Access {
-	var want []Access
+	want := []Access{{Path: p.Exe, Flags: unix.O_RDONLY, What: "executable", Exec: true}}
 	for _, v := range p.VMAs {
 		if v.Kind != image.KindFile {
 			continue
@@ -203,9 +218,10 @@ func mappedAccess(p *image.Process) []Access {
 		if v.Shared && v.Prot&unix.PROT_WRITE != 0 {
 			flags = unix.O_RDWR
 		}
-		want = append(want, Access{Path: v.Path, Flags: flags, What: fmt.Sprintf("mapping %#x-%#x", v.Start, v.End)})
+		exec := v.Path == p.Exe && flags == unix.O_RDONLY
+		want = append(want, Access{Path: v.Path, Flags: flags, What: fmt.Sprintf("mapping %#x-%#x", v.Start, v.End), Exec: exec})
 	}
-	return append(want, Access{Path: p.Exe, Flags: unix.O_RDONLY, What: "executable"})
+	return want
 }
 
 // fdAccess is the Access of a path fd.

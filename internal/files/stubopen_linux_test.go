@@ -23,7 +23,7 @@ func TestOpenInSwapped(t *testing.T) {
 	dir := t.TempDir()
 	checked, target, other := filepath.Join(dir, "checked"), filepath.Join(dir, "target"), filepath.Join(dir, "other")
 	for _, f := range []string{checked, target, other} {
-		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte("x"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -105,7 +105,7 @@ func openImageDir(abs string) (_ *os.File, resolved string, created []createdDir
 func openNoSymlinks(path string) (*os.File, error) {
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
 	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS})
-	if errors.Is(err, unix.ENOSYS) {
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) { // no openat2, or a seccomp filter refusing it
 		fd, err = unix.Open(path, flags|unix.O_NOFOLLOW, 0)
 	}
 	isLink := func() bool {

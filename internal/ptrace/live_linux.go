@@ -234,6 +234,9 @@ func (in *Injector) disarm(err error) error {
 			return fail(e)
 		}
 		regs.Orig_rax = ^uint64(0)
+		if lv.gadget != 0 { // back on the gadget, whatever failed
+			regs.Rip, regs.Rsp = lv.gadget, lv.uc
+		}
 		if e := SetRegs(in.Tid, &regs); e != nil {
 			return fail(e)
 		}
@@ -297,7 +300,11 @@ func (in *Injector) disarm(err error) error {
 // EINVAL.
 func refuseShadowStack(tid int) error {
 	var features uint64
-	err := ptrace(abi.PTRACE_ARCH_PRCTL, tid, uintptr(unsafe.Pointer(&features)), abi.ARCH_SHSTK_STATUS)
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, abi.PTRACE_ARCH_PRCTL, uintptr(tid), uintptr(unsafe.Pointer(&features)), abi.ARCH_SHSTK_STATUS, 0, 0)
+	var err error
+	if e != 0 {
+		err = e
+	}
 	switch {
 	case err == unix.EINVAL:
 		return nil

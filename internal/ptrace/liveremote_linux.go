@@ -45,6 +45,11 @@ func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before the thread first runs elsewhere (the kernel would then forget
+	// the critical section): see rseqAbort.
+	if err := rseqAbort(pid, &regs); err != nil {
+		return nil, err
+	}
 	stackBase, onStack := stackFrameBase(maps, regs.Rsp)
 	r := &Remote{Pid: pid, NsPid: pid, ScratchSize: ScratchSize, gadget: g}
 	if haveGadget && onStack {
@@ -141,17 +146,17 @@ func windowSyscall(tid int, sys uint64, regs unix.PtraceRegs, nr uint64, args ..
 	if err != nil {
 		return 0, err
 	}
-	// Signals blocked meanwhile (and the mask back before the registers in
-	// disarm), so that none is delivered, or taken from the thread, in the
-	// middle.
-	if err := SetSigMask(tid, ^uint64(0)); err != nil {
-		return 0, err
-	}
 	r := regs
 	r.Rip, r.Rax, r.Orig_rax = sys, nr, ^uint64(0)
 	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
 	in := &Injector{Tid: tid, saved: regs, savedMask: mask, live: &live{}}
 	if err := SetRegs(tid, &r); err != nil {
+		return 0, err
+	}
+	// Signals blocked for the call, after the registers (killed between
+	// the two, the thread must not keep its own registers with every
+	// signal blocked); disarm puts the mask back before the registers.
+	if err := SetSigMask(tid, ^uint64(0)); err != nil {
 		return 0, in.disarm(err)
 	}
 	var result uint64
@@ -164,7 +169,7 @@ func windowSyscall(tid int, sys uint64, regs unix.PtraceRegs, nr uint64, args ..
 	}
 	out, err := GetRegs(tid)
 	if err != nil {
-		return 0, err
+		return 0, in.disarm(err)
 	}
 	result = out.Rax
 	if ret := int64(out.Rax); ret < 0 && ret > -4096 {

@@ -48,6 +48,17 @@ func ptrace(req int, tid int, addr, data uintptr) error {
 	return nil
 }
 
+// ptracePtr is ptrace with a pointer as data, converted in the system
+// call itself (as x/sys/unix does), so that the Go stack moving meanwhile
+// cannot leave the kernel a stale address.
+func ptracePtr(req int, tid int, addr uintptr, data unsafe.Pointer) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, uintptr(data), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 // Options set on every tracee: report clones so restore can follow clone3,
 // and mark syscall stops (SIGTRAP|0x80) for live injection.
 const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACESYSGOOD
@@ -149,7 +160,7 @@ func GetXState(tid int) ([]byte, error) {
 	buf := make([]byte, n)
 	iov := unix.Iovec{Base: &buf[0]}
 	iov.SetLen(len(buf))
-	if err := ptrace(abi.PTRACE_GETREGSET, tid, unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov))); err != nil {
+	if err := ptracePtr(abi.PTRACE_GETREGSET, tid, unix.NT_X86_XSTATE, unsafe.Pointer(&iov)); err != nil {
 		return nil, fmt.Errorf("get xstate of %d: %w", tid, err)
 	}
 	xstateLen.Store(int64(iov.Len))
@@ -163,7 +174,7 @@ func SetXState(tid int, xs []byte) error {
 	}
 	iov := unix.Iovec{Base: &xs[0]}
 	iov.SetLen(len(xs))
-	if err := ptrace(abi.PTRACE_SETREGSET, tid, unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov))); err != nil {
+	if err := ptracePtr(abi.PTRACE_SETREGSET, tid, unix.NT_X86_XSTATE, unsafe.Pointer(&iov)); err != nil {
 		return fmt.Errorf("set xstate of %d (%d bytes): %w", tid, len(xs), err)
 	}
 	return nil
@@ -172,7 +183,7 @@ func SetXState(tid int, xs []byte) error {
 // GetSigMask reads the thread's blocked-signal mask.
 func GetSigMask(tid int) (uint64, error) {
 	var m uint64
-	if err := ptrace(abi.PTRACE_GETSIGMASK, tid, abi.SigsetSize, uintptr(unsafe.Pointer(&m))); err != nil {
+	if err := ptracePtr(abi.PTRACE_GETSIGMASK, tid, abi.SigsetSize, unsafe.Pointer(&m)); err != nil {
 		return 0, fmt.Errorf("get signal mask of %d: %w", tid, err)
 	}
 	return m, nil
@@ -180,7 +191,7 @@ func GetSigMask(tid int) (uint64, error) {
 
 // SetSigMask sets the thread's blocked-signal mask.
 func SetSigMask(tid int, m uint64) error {
-	if err := ptrace(abi.PTRACE_SETSIGMASK, tid, abi.SigsetSize, uintptr(unsafe.Pointer(&m))); err != nil {
+	if err := ptracePtr(abi.PTRACE_SETSIGMASK, tid, abi.SigsetSize, unsafe.Pointer(&m)); err != nil {
 		return fmt.Errorf("set signal mask of %d: %w", tid, err)
 	}
 	return nil
@@ -189,7 +200,7 @@ func SetSigMask(tid int, m uint64) error {
 // GetRseq returns the thread's rseq registration; Ptr is 0 when none.
 func GetRseq(tid int) (abi.PtraceRseqConfiguration, error) {
 	var c abi.PtraceRseqConfiguration
-	if err := ptrace(abi.PTRACE_GET_RSEQ_CONFIGURATION, tid, unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c))); err != nil {
+	if err := ptracePtr(abi.PTRACE_GET_RSEQ_CONFIGURATION, tid, unsafe.Sizeof(c), unsafe.Pointer(&c)); err != nil {
 		return c, fmt.Errorf("get rseq configuration of %d: %w", tid, err)
 	}
 	return c, nil
