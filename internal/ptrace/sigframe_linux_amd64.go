@@ -48,7 +48,9 @@ const (
 // with a timeout …) is made again with its original arguments, not through
 // restart_syscall: rt_sigreturn resets the thread's restart block, so
 // restart_syscall would fail with EINTR. A relative timeout then starts
-// over. orig_rax becomes -1.
+// over. A thread already in restart_syscall (stopped and resumed before)
+// shows no original call to make again: it gets EINTR, as after a signal
+// handler. orig_rax becomes -1.
 func SigreturnRegs(regs unix.PtraceRegs) unix.PtraceRegs {
 	nr := int64(regs.Orig_rax)
 	regs.Orig_rax = ^uint64(0)
