@@ -86,11 +86,6 @@ func OpenDir(dir string, restorer uint32, trustOwner bool) (*Dir, error) {
 // Close closes the directory.
 func (d *Dir) Close() error { return d.f.Close() }
 
-// Pinned is a path to the opened directory itself (/proc/self/fd/N), for
-// readers that take a directory path: files are found in the directory
-// that was checked, whatever its path names now.
-func (d *Dir) Pinned() string { return fmt.Sprintf("/proc/self/fd/%d", d.f.Fd()) }
-
 // CheckFile checks the ownership of the image file name (not following a
 // symbolic link): it must be a regular file, and pass the rules of admit.
 // The directory was checked by OpenDir: only its owner (root or the
