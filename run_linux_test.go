@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -23,6 +24,12 @@ func TestRunNamespace(t *testing.T) {
 		t.Run(fmt.Sprintf("no-clock-jump=%v", noJump), func(t *testing.T) {
 			tg := start(t, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "clock", false), "trigger")
 			testutil.WaitForFile(t, tg.out, "ready pid 2\n", 10*time.Second)
+			// rtcr's init carries a sigreturn gadget: injection into it is
+			// kill-safe from the first call.
+			init := nsInit(t, tg.pid)
+			if _, ok, err := ptrace.FindSigreturnGadget(init); err != nil || !ok {
+				t.Errorf("rtcr's init %d has no sigreturn gadget (%v)", init, err)
+			}
 			// Round 1 dumps through the pid of `rtcr run`, round 2 through
 			// the restored program's own pid.
 			pid := tg.pid
