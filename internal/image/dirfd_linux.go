@@ -181,12 +181,5 @@ func readManifestAt(d *os.File, dir string) (*Checkpoint, error) {
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, newError(ErrNotImage, "%s is not an rtcr image: not a regular file", path)
-	}
-	return readManifest(f, fi.Size(), path)
+	return readOpenedManifest(f, path)
 }

@@ -112,6 +112,12 @@ func ReadManifest(dir string) (*Checkpoint, error) {
 		return nil, fmt.Errorf("reading image in %s: %w", dir, err)
 	}
 	defer f.Close()
+	return readOpenedManifest(f, path)
+}
+
+// readOpenedManifest reads the manifest f, opened from path: it must be a
+// regular file.
+func readOpenedManifest(f *os.File, path string) (*Checkpoint, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)

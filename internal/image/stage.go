@@ -275,25 +275,6 @@ func probeWritable(d *os.File, dir string) error {
 	return nil
 }
 
-// loadHook, when set (by tests), runs between reading the manifest and
-// opening the page files in Load.
-var loadHook func()
-
-// Load reads the image in dir for a restore: the manifest, then every page
-// file mapped and verified (OpenPages), keyed by pid. close unmaps them.
-//
-// A dump into dir may commit a new image meanwhile and remove the page
-// files of the one whose manifest Load read: when a page file is missing
-// and manifest.img is no longer the file Load read, Load starts over
-// with the new image (at most 3 times).
-func Load(dir string) (c *Checkpoint, pages map[int][]byte, close func(), err error) {
-	err = RetryDuringCommit(dir, func() error {
-		c, pages, close, err = load(dir)
-		return err
-	})
-	return c, pages, close, err
-}
-
 // RetryDuringCommit runs load, which reads the image in dir, and runs it
 // again (three times at most) when it failed because a file was missing
 // and manifest.img is no longer the file it was before: a dump committed a
@@ -310,33 +291,4 @@ func RetryDuringCommit(dir string, load func() error) error {
 			return err
 		}
 	}
-}
-
-// load is one attempt of Load.
-func load(dir string) (*Checkpoint, map[int][]byte, func(), error) {
-	c, err := ReadManifest(dir)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if loadHook != nil {
-		loadHook()
-	}
-	pages := map[int][]byte{}
-	var closers []func() error
-	closeAll := func() {
-		for _, f := range closers {
-			_ = f()
-		}
-	}
-	for i := range c.Processes {
-		p := &c.Processes[i]
-		data, closePages, err := OpenPages(dir, p)
-		if err != nil {
-			closeAll()
-			return nil, nil, nil, err
-		}
-		closers = append(closers, closePages)
-		pages[p.Pid] = data
-	}
-	return c, pages, closeAll, nil
 }

@@ -300,12 +300,14 @@ func TestStageLock(t *testing.T) {
 }
 
 // TestLoadDuringCommit: a restore that read the previous manifest while a
-// dump committed and removed the previous page files loads the new image.
+// dump committed and removed the previous page files loads the new image
+// (RetryDuringCommit), and a page file that is simply missing is an error,
+// not a loop.
 func TestLoadDuringCommit(t *testing.T) {
 	dir := t.TempDir()
 	writeTestImage(t, dir, "00000000000000aa")
 	var next *Checkpoint
-	loadHook = func() {
+	commitOnce := func() {
 		if next != nil {
 			return
 		}
@@ -318,25 +320,37 @@ func TestLoadDuringCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	defer func() { loadHook = nil }()
-	c, pages, closePages, err := Load(dir)
-	if err != nil {
-		t.Fatalf("Load during a commit: %v", err)
+	// load reads the manifest, lets hook run (a dump committing), then
+	// maps the page files, as a restore does.
+	load := func(hook func()) (c *Checkpoint, data []byte, err error) {
+		err = RetryDuringCommit(dir, func() error {
+			if c, err = ReadManifest(dir); err != nil {
+				return err
+			}
+			hook()
+			d, closePages, err := OpenPages(dir, &c.Processes[0])
+			if err == nil {
+				data = append([]byte(nil), d...)
+				closePages()
+			}
+			return err
+		})
+		return c, data, err
 	}
-	defer closePages()
+	c, data, err := load(commitOnce)
+	if err != nil {
+		t.Fatalf("load during a commit: %v", err)
+	}
 	if got, want := c.Processes[0].PageFile, next.Processes[0].PageFile; got != want {
 		t.Errorf("loaded the image with %s, want the new one with %s", got, want)
 	}
-	if len(pages[4242]) != int(c.Processes[0].PageFileSize) {
-		t.Errorf("pages of 4242: %d bytes", len(pages[4242]))
+	if len(data) != int(c.Processes[0].PageFileSize) {
+		t.Errorf("pages of 4242: %d bytes", len(data))
 	}
-
-	// A page file that is simply missing is an error, not a loop.
-	loadHook = nil
 	if err := os.Remove(filepath.Join(dir, next.Processes[0].PageFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := Load(dir); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Load with a page file missing = %v, want ErrNotExist", err)
+	if _, _, err := load(func() {}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("load with a page file missing = %v, want ErrNotExist", err)
 	}
 }
