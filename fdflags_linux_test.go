@@ -3,6 +3,8 @@ package rtcr_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,19 +31,25 @@ func TestFDStatusFlags(t *testing.T) {
 	}
 }
 
-// TestFileLockRefused: a dump of a process holding a file lock (flock or
-// POSIX, shown as a "lock:" line in fdinfo) is refused naming the fd and
-// the lock, and the process runs on with its fds intact.
-func TestFileLockRefused(t *testing.T) {
+// TestFDStateRefused: a dump of a process holding a file lock (flock or
+// POSIX, shown as a "lock:" line in fdinfo), or with an fd owned
+// (F_SETOWN_EX) by a process outside the tree, is refused naming the fd
+// and the field, and the process runs on with its fds intact.
+func TestFDStateRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "fdflags", false)
-	for _, lock := range []string{"flock", "posixlock"} {
-		t.Run(lock, func(t *testing.T) {
-			tg := start(t, bin, "trigger", lock)
+	tests := []struct{ arg, want string }{
+		{"flock", "file lock (fdinfo lock: 1: FLOCK"},
+		{"posixlock", "file lock (fdinfo lock: 1: POSIX"},
+		{"extowner", fmt.Sprintf("owner (F_GETOWN_EX) is process %d, outside the dumped tree", os.Getpid())},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			tg := start(t, bin, "trigger", tc.arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
-			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 9 (") || !strings.Contains(err.Error(), "file lock") {
-				t.Fatalf("error %v, want ErrUnsupported naming fd 9 and its file lock", err)
+			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 9 (") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrUnsupported naming fd 9 and %q", err, tc.want)
 			}
 			tg.fire()
 			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {

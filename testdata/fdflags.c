@@ -2,7 +2,7 @@
 // checkpoint/restore tests of internal/files, waits for a trigger and then
 // checks they still hold.
 //
-// Protocol: fdflags TRIGGER [flock|posixlock]
+// Protocol: fdflags TRIGGER [flock|posixlock|extowner]
 // In its working directory the program sets up:
 //   3, 4  a pipe; the read end 3 O_NONBLOCK, the write end 4 blocking;
 //   5     "app", O_WRONLY|O_APPEND, "one\n" written;
@@ -11,7 +11,8 @@
 //         SA_SIGINFO handler counts, recording si_fd;
 //   8     an epoll instance with O_NONBLOCK;
 //   9     with "flock": "locked", O_RDWR, flock(LOCK_EX); with
-//         "posixlock": the same with a POSIX write lock (F_SETLK).
+//         "posixlock": the same with a POSIX write lock (F_SETLK); with
+//         "extowner": a pipe read end owned by the parent process.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists. Then it checks, printing "OK\n" and exiting 0 when all
 // hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -82,7 +83,7 @@ static int getfl(int fd)
 int main(int argc, char **argv)
 {
 	if (argc < 2 || argc > 3) {
-		fprintf(stderr, "usage: fdflags TRIGGER [flock|posixlock]\n");
+		fprintf(stderr, "usage: fdflags TRIGGER [flock|posixlock|extowner]\n");
 		return 2;
 	}
 	int sig = SIGRTMIN + 2;
@@ -114,7 +115,14 @@ int main(int argc, char **argv)
 	expect_fd(epoll_create1(0), 8);
 	if (fcntl(8, F_SETFL, O_NONBLOCK) != 0)
 		die("epoll O_NONBLOCK");
-	if (argc == 3) {
+	if (argc == 3 && strcmp(argv[2], "extowner") == 0) {
+		if (pipe(p) != 0)
+			die("pipe");
+		expect_fd(p[0], 9);
+		struct f_owner_ex parent = { .type = F_OWNER_PID, .pid = getppid() };
+		if (fcntl(9, F_SETOWN_EX, &parent) != 0)
+			die("owner of fd 9");
+	} else if (argc == 3) {
 		expect_fd(open("locked", O_RDWR | O_CREAT, 0644), 9);
 		if (strcmp(argv[2], "flock") == 0) {
 			if (flock(9, LOCK_EX) != 0)
