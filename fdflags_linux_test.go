@@ -18,7 +18,8 @@ import (
 // it; the program then checks its fds: O_NONBLOCK on one pipe end and not
 // the other, O_APPEND on a file (a write after lseek(0) appends), O_ASYNC
 // with F_SETOWN_EX and F_SETSIG on a pipe whose next byte must bring the
-// signal with si_fd set, O_NONBLOCK on an epoll fd.
+// signal with si_fd set, O_NONBLOCK on an epoll fd that reports the pipe
+// with its data, an eventfd's counter in semaphore mode.
 func TestFDStatusFlags(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "fdflags", false), "trigger")
@@ -48,8 +49,8 @@ func TestFDStateRefused(t *testing.T) {
 			tg := start(t, bin, "trigger", tc.arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
-			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 9 (") || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want ErrUnsupported naming fd 9 and %q", err, tc.want)
+			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 10 (") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrUnsupported naming fd 10 and %q", err, tc.want)
 			}
 			tg.fire()
 			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {

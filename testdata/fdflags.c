@@ -9,8 +9,10 @@
 //   6, 7  a pipe; the read end 6 O_ASYNC, owned (F_SETOWN_EX F_OWNER_PID)
 //         by the process itself, signal SIGRTMIN+2 (F_SETSIG), which a
 //         SA_SIGINFO handler counts, recording si_fd;
-//   8     an epoll instance with O_NONBLOCK;
-//   9     with "flock": "locked", O_RDWR, flock(LOCK_EX); with
+//   8     an epoll instance with O_NONBLOCK, watching fd 6 for EPOLLIN
+//         with data 0x1234;
+//   9     an eventfd with counter 3, EFD_SEMAPHORE|EFD_NONBLOCK;
+//   10    with "flock": "locked", O_RDWR, flock(LOCK_EX); with
 //         "posixlock": the same with a POSIX write lock (F_SETLK); with
 //         "extowner": a pipe read end owned by the parent process.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
@@ -22,7 +24,8 @@
 //     end ("one\ntwo\n");
 //   - fd 6 has O_ASYNC, owner F_OWNER_PID getpid(), signal SIGRTMIN+2; a
 //     byte written to fd 7 brings SIGRTMIN+2 with si_fd 6 within 5 s;
-//   - fd 8 has O_NONBLOCK.
+//   - fd 8 has O_NONBLOCK and reports EPOLLIN with data 0x1234 for fd 6;
+//   - fd 9 reads 1 three times, then fails EAGAIN.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,21 +120,25 @@ int main(int argc, char **argv)
 	expect_fd(epoll_create1(0), 8);
 	if (fcntl(8, F_SETFL, O_NONBLOCK) != 0)
 		die("epoll O_NONBLOCK");
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x1234 };
+	if (epoll_ctl(8, EPOLL_CTL_ADD, 6, &ev) != 0)
+		die("epoll_ctl");
+	expect_fd(eventfd(3, EFD_SEMAPHORE | EFD_NONBLOCK), 9);
 	if (argc == 3 && strcmp(argv[2], "extowner") == 0) {
 		if (pipe(p) != 0)
 			die("pipe");
-		expect_fd(p[0], 9);
+		expect_fd(p[0], 10);
 		struct f_owner_ex parent = { .type = F_OWNER_PID, .pid = getppid() };
-		if (fcntl(9, F_SETOWN_EX, &parent) != 0)
-			die("owner of fd 9");
+		if (fcntl(10, F_SETOWN_EX, &parent) != 0)
+			die("owner of fd 10");
 	} else if (argc == 3) {
-		expect_fd(open("locked", O_RDWR | O_CREAT, 0644), 9);
+		expect_fd(open("locked", O_RDWR | O_CREAT, 0644), 10);
 		if (strcmp(argv[2], "flock") == 0) {
-			if (flock(9, LOCK_EX) != 0)
+			if (flock(10, LOCK_EX) != 0)
 				die("flock");
 		} else {
 			struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-			if (fcntl(9, F_SETLK, &fl) != 0)
+			if (fcntl(10, F_SETLK, &fl) != 0)
 				die("F_SETLK");
 		}
 	}
@@ -178,6 +187,18 @@ int main(int argc, char **argv)
 
 	if (!(getfl(8) & O_NONBLOCK))
 		fail("epoll fd 8 lost O_NONBLOCK", getfl(8), 0);
+	struct epoll_event got_ev = { 0 };
+	int n = epoll_wait(8, &got_ev, 1, 0);
+	if (n != 1 || got_ev.events != EPOLLIN || got_ev.data.u64 != 0x1234)
+		fail("epoll event for fd 6 (n, data)", n, (long)got_ev.data.u64);
+	for (int i = 0; i < 3; i++) {
+		uint64_t v = 0;
+		if (read(9, &v, 8) != 8 || v != 1)
+			fail("eventfd semaphore read (i, value)", i, (long)v);
+	}
+	uint64_t v;
+	if (read(9, &v, 8) != -1 || errno != EAGAIN)
+		fail("eventfd after 3 reads", errno, 0);
 	printf("OK\n");
 	return 0;
 }
