@@ -1,7 +1,3 @@
-// Package files holds the fd table: each kind of open file rtcr can
-// checkpoint lives in one file of this package with its dump, check and
-// restore side by side, and is listed once in the kinds table below.
-// Restore puts every fd back at its original number.
 package files
 
 import (
