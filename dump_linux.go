@@ -343,6 +343,11 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 		for j := range p.PosixTimers {
 			p.PosixTimers[j].NotifyTid = inner[p.PosixTimers[j].NotifyTid]
 		}
+		for j := range p.FDs {
+			if o := p.FDs[j].Owner; o != nil {
+				o.Pid = inner[o.Pid]
+			}
+		}
 		for j := range p.VMAs {
 			if ref := p.VMAs[j].ShareOf; ref != nil {
 				ref.Pid = inner[ref.Pid]

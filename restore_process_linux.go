@@ -198,6 +198,10 @@ func (pr *restoring) finish() error {
 	if p.Zombie {
 		return pr.step("exit as a zombie", func() error { return stub.Exit(r, p.ExitStatus) })
 	}
+	// Every process and thread of the tree exists now: any can own an fd.
+	if err := pr.step("fd owners", func() error { return files.RestoreOwners(r, p.FDs) }); err != nil {
+		return err
+	}
 	// Timers start counting down here, as late as possible.
 	if err := pr.step("timers", func() error { return timer.Restore(r, p.Itimers, p.PosixTimers) }); err != nil {
 		return err

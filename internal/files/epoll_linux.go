@@ -54,7 +54,10 @@ var epollKind = kind{
 		}
 		return int(got), nil
 	},
-	late: true,
+	late:   true,
+	fields: []string{"tfd"},
+	// epoll_create1 takes no status flag.
+	exact: func(fd *image.FD) bool { return fd.Flags&statusFlags == 0 },
 }
 
 // parseTfd parses one fdinfo "tfd" value:

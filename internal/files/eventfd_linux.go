@@ -50,4 +50,7 @@ var eventfdKind = kind{
 		}
 		return int(got), nil
 	},
+	fields: []string{"eventfd-count", "eventfd-id", "eventfd-semaphore"},
+	// eventfd2 takes O_NONBLOCK, not the other status flags.
+	exact: func(fd *image.FD) bool { return fd.Flags&statusFlags&^unix.O_NONBLOCK == 0 },
 }

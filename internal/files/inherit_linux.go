@@ -46,6 +46,7 @@ var inheritKind = kind{
 		}
 		return fd.Num, nil
 	},
+	inherited: true,
 }
 
 func isTerminal(path string) bool {

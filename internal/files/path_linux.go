@@ -30,6 +30,10 @@ var pathKind = kind{
 		if !strings.HasPrefix(s.link, "/") {
 			return image.FD{}, false, nil
 		}
+		if isDev && s.info.Pos != 0 {
+			// lseek on these devices resets the position to 0.
+			return image.FD{}, false, fmt.Errorf("fdinfo pos %d on a device: %w", s.info.Pos, ErrUnsupported)
+		}
 		if strings.HasSuffix(s.link, " (deleted)") {
 			return image.FD{}, false, fmt.Errorf("open file was deleted: %w", ErrUnsupported)
 		}
@@ -81,29 +85,20 @@ var pathKind = kind{
 		}
 		return got, nil
 	},
+	pos: true,
+	// OpenIn opens with every status flag but O_ASYNC, plus O_NONBLOCK.
+	exact: func(fd *image.FD) bool { return fd.Flags&(unix.O_NONBLOCK|unix.O_ASYNC) == unix.O_NONBLOCK },
 }
 
 // openChecked opens fd's path in the stub: the file is first checked with
 // the credentials c.as (CheckAccess), then the stub, which still has the
 // restorer's privileges, opens it without following any link and with
 // O_NONBLOCK added (nothing blocks), and the file it got must be the one
-// checked (OpenIn). O_NONBLOCK is then cleared unless the process had it.
+// checked (OpenIn). Install then sets the status flags the process had.
 func openChecked(c *restoreCtx, fd *image.FD) (int, error) {
 	ids, err := CheckAccess(c.as, []Access{fdAccess(fd)})
 	if err != nil {
 		return -1, err
 	}
-	r := c.r
-	got, err := OpenIn(r, fd.Path, fd.Flags, ids[0])
-	if err != nil {
-		return -1, err
-	}
-	if fd.Flags&unix.O_NONBLOCK == 0 && fd.Flags&unix.O_PATH == 0 {
-		fl := fd.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NONBLOCK)
-		if _, err := r.Syscall(unix.SYS_FCNTL, uint64(got), unix.F_SETFL, uint64(fl)); err != nil {
-			_ = r.Close(got)
-			return -1, fmt.Errorf("clear O_NONBLOCK: %w", err)
-		}
-	}
-	return got, nil
+	return OpenIn(c.r, fd.Path, fd.Flags, ids[0])
 }

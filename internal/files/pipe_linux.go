@@ -68,9 +68,6 @@ var pipeKind = kind{
 		if err != nil {
 			return -1, fmt.Errorf("open pipe end: %w", err)
 		}
-		if _, err := c.r.Syscall(unix.SYS_FCNTL, got, unix.F_SETFL, uint64(fd.Flags&unix.O_NONBLOCK)); err != nil {
-			return -1, fmt.Errorf("set pipe flags: %w", err)
-		}
 		return int(got), nil
 	},
 }

@@ -22,7 +22,9 @@ const oLargefile = 0o100000
 
 // stubOpenFlags are the open flags openat2 accepts that a reopen keeps
 // (openat2 refuses unknown ones; O_CREAT, O_EXCL, O_TRUNC are dropped).
-const stubOpenFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_ASYNC | unix.O_DIRECT | unix.O_DSYNC | unix.O_SYNC |
+// O_ASYNC is left to F_SETFL: open records it without arming the signal,
+// and F_SETFL then sees no change to arm.
+const stubOpenFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_DIRECT | unix.O_DSYNC | unix.O_SYNC |
 	unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_NOATIME | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOCTTY | oLargefile
 
 // OpenIn opens path inside the stub r as a file checked by CheckAccess:

@@ -1,7 +1,3 @@
-// Package files holds the fd table: each kind of open file rtcr can
-// checkpoint lives in one file of this package with its dump, check and
-// restore side by side, and is listed once in the kinds table below.
-// Restore puts every fd back at its original number.
 package files
 
 import (
@@ -37,11 +33,20 @@ type fdState struct {
 // file inside the stub and returns a new fd there, which restore then moves
 // to the fd's number. Late kinds are opened after all others (an epoll
 // instance needs the fds it watches).
+//
+// Unless the kind is inherited, Dump audits the fd (every fdinfo line must
+// be saved: pos only by kinds with pos, other lines only when listed in
+// fields) and records its SIGIO owner and signal; Install gives it its
+// status flags with F_SETFL, unless exact says open created it with them.
 type kind struct {
-	dump  func(s *fdState) (fd image.FD, ok bool, err error)
-	check func(fd *image.FD) error
-	open  func(c *restoreCtx, fd *image.FD) (int, error)
-	late  bool
+	dump      func(s *fdState) (fd image.FD, ok bool, err error)
+	check     func(fd *image.FD) error
+	open      func(c *restoreCtx, fd *image.FD) (int, error)
+	late      bool
+	pos       bool
+	fields    []string
+	exact     func(fd *image.FD) bool
+	inherited bool
 }
 
 // restoreCtx is the state of one process's fd-table restore.
@@ -110,13 +115,28 @@ type Tree struct {
 	internal map[uint64]bool
 	// saved holds the pipes whose buffered bytes are saved already.
 	saved map[uint64]bool
+	// threads and groups are the thread ids and process group ids of
+	// the tree (in rtcr's pid namespace): the owners an fd may have.
+	threads, groups map[int]bool
 }
 
 // NewTree scans the fds of the processes pids of one tree.
 func NewTree(pids []int) (*Tree, error) {
-	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}}
+	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, threads: map[int]bool{}, groups: map[int]bool{}}
 	ends := map[uint64]int{} // bit 0: a read end seen, bit 1: a write end
 	for _, pid := range pids {
+		tids, err := procfs.ListTasks(pid)
+		if err != nil {
+			return nil, err
+		}
+		for _, tid := range tids {
+			t.threads[tid] = true
+		}
+		st, err := procfs.ReadStat(pid)
+		if err != nil {
+			return nil, err
+		}
+		t.groups[st.Pgrp] = true
 		nums, err := procfs.ListFDs(pid)
 		if err != nil {
 			return nil, err
@@ -156,9 +176,14 @@ func (t *Tree) Dump(pid int) ([]image.FD, error) {
 	if err != nil {
 		return nil, err
 	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
 	var out []image.FD
 	for _, n := range nums {
-		fd, err := dumpOne(pid, n, t)
+		fd, err := dumpOne(pid, n, pidfd, t)
 		if err != nil {
 			return nil, err
 		}
@@ -167,7 +192,7 @@ func (t *Tree) Dump(pid int) ([]image.FD, error) {
 	return out, nil
 }
 
-func dumpOne(pid, n int, t *Tree) (image.FD, error) {
+func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
 	s := &fdState{pid: pid, num: n, tree: t}
 	var err error
 	if s.link, err = procfs.ReadFDLink(pid, n); err != nil {
@@ -184,10 +209,20 @@ func dumpOne(pid, n int, t *Tree) (image.FD, error) {
 		if err != nil {
 			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
 		}
-		if ok {
-			fd.Num, fd.Kind = n, k.name
+		if !ok {
+			continue
+		}
+		fd.Num, fd.Kind = n, k.name
+		if k.k.inherited {
 			return fd, nil
 		}
+		if err := audit(s, &k.k); err != nil {
+			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
+		}
+		if err := dumpOwner(s, pidfd, &fd); err != nil {
+			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
+		}
+		return fd, nil
 	}
 	return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %s: %w", n, s.link, pid, describe(s), ErrUnsupported)
 }
@@ -252,6 +287,11 @@ func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) e
 			got, err := k.open(c, fd)
 			if err != nil {
 				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
+			}
+			if !k.inherited {
+				if err := setStatus(r, got, k, fd); err != nil {
+					return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
+				}
 			}
 			if err := place(r, got, fd); err != nil {
 				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)

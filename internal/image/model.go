@@ -195,6 +195,19 @@ type FD struct {
 	PipeID   uint64 `json:",omitempty"`
 	PipeSize int    `json:",omitempty"`
 	PipeData []byte `json:",omitempty"`
+	// Owner is the process, thread or process group that gets the fd's
+	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
+	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
+	Owner *FDOwner `json:",omitempty"`
+	Sig   int      `json:",omitempty"`
+}
+
+// FDOwner is an fd's F_GETOWN_EX owner: Type is F_OWNER_TID (0),
+// F_OWNER_PID (1) or F_OWNER_PGRP (2); Pid is a thread, process or process
+// group id of the tree, 0 when the owner has exited.
+type FDOwner struct {
+	Type int
+	Pid  int
 }
 
 // EpollTarget is one fd watched by an epoll instance.

@@ -295,6 +295,12 @@ func validateFDs(fds []FD) error {
 			return fmt.Errorf("fd %d: duplicate", fd.Num)
 		}
 		seen[fd.Num] = true
+		if o := fd.Owner; o != nil && (o.Type < 0 || o.Type > 2 || o.Pid < 0) {
+			return fmt.Errorf("fd %d: owner type %d id %d", fd.Num, o.Type, o.Pid)
+		}
+		if fd.Sig < 0 || fd.Sig > maxSignal {
+			return fmt.Errorf("fd %d: I/O signal %d out of range 0-%d", fd.Num, fd.Sig, maxSignal)
+		}
 		switch fd.Kind {
 		case FDFile:
 			if !isCleanAbs(fd.Path) {

@@ -1,0 +1,61 @@
+package rtcr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/testutil"
+)
+
+// TestFDStatusFlags checkpoints testdata/fdflags.c, kills it and restores
+// it; the program then checks its fds: O_NONBLOCK on one pipe end and not
+// the other, O_APPEND on a file (a write after lseek(0) appends), O_ASYNC
+// with F_SETOWN_EX and F_SETSIG on a pipe whose next byte must bring the
+// signal with si_fd set, O_NONBLOCK on an epoll fd that reports the pipe
+// with its data, an eventfd's counter in semaphore mode.
+func TestFDStatusFlags(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "fdflags", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := tg.dump(false)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("fd flags after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestFDStateRefused: a dump of a process holding a file lock (flock or
+// POSIX, shown as a "lock:" line in fdinfo), or with an fd owned
+// (F_SETOWN_EX) by a process outside the tree, is refused naming the fd
+// and the field, and the process runs on with its fds intact.
+func TestFDStateRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fdflags", false)
+	tests := []struct{ arg, want string }{
+		{"flock", "file lock (fdinfo lock: 1: FLOCK"},
+		{"posixlock", "file lock (fdinfo lock: 1: POSIX"},
+		{"extowner", fmt.Sprintf("owner (F_GETOWN_EX) is process %d, outside the dumped tree", os.Getpid())},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			tg := start(t, bin, "trigger", tc.arg)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
+			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 10 (") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrUnsupported naming fd 10 and %q", err, tc.want)
+			}
+			tg.fire()
+			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
+			}
+		})
+	}
+}

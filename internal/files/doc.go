@@ -1,0 +1,73 @@
+// Package files holds the fd table: each kind of open file rtcr can
+// checkpoint lives in one file of this package with its dump, check and
+// restore side by side, and is listed once in the kinds table (table_linux.go).
+// Restore puts every fd back at its original number.
+//
+// # Nothing is lost silently
+//
+// Every line of /proc/PID/fdinfo/N of an fd of a supported kind is either
+// restored or makes the dump refuse with an error naming the pid, the fd
+// and the field (wrapping ErrUnsupported); a line the kind does not list
+// is refused too ("fdinfo field %q (…) is not saved"), so a field a later
+// kernel adds cannot slip through. Inherited fds 0–2 are exempt: restore
+// hands the process the restorer's own fds, whose flags are shared with
+// whoever else holds them (a shell's terminal) and are left alone.
+//
+//	field                     kind                   outcome (proof)
+//	pos                       regular file, dir      restored by lseek (TestRoundTrip)
+//	pos                       device, pipe, eventfd, always 0 (lseek on these devices resets it);
+//	                          epoll                  non-zero refused: "fdinfo pos N on a device",
+//	                                                 "… on a file without a position"
+//	flags O_ACCMODE, O_CLOEXEC all                   restored by open / dup3 / F_SETFD (TestRoundTrip)
+//	flags O_DIRECTORY, O_PATH,
+//	      O_LARGEFILE         file, dir              restored by open (TestRoundTrip)
+//	flags O_NONBLOCK          all                    F_SETFL (TestFDStatusFlags: pipe end, epoll)
+//	flags O_APPEND            file                   open and F_SETFL (TestFDStatusFlags)
+//	flags O_ASYNC             all                    F_SETFL, never open, which records the flag
+//	                                                 without arming SIGIO (TestFDStatusFlags)
+//	flags O_DIRECT, O_NOATIME all                    open and F_SETFL, as O_APPEND (no test)
+//	flags O_DSYNC, O_SYNC     file                   open (no test)
+//	mnt_id, ino               file, dir, device      identity, not state: the path is reopened; dump
+//	                                                 checks the path still names the open inode,
+//	                                                 restore that it opened the file it checked
+//	mnt_id, ino               pipe, eventfd, epoll   identity: the restored object is a new one
+//	eventfd-count             eventfd                eventfd2 + write (TestFDStatusFlags)
+//	eventfd-semaphore         eventfd                EFD_SEMAPHORE (TestFDStatusFlags)
+//	eventfd-id                eventfd                identity (an id number), a new one is given
+//	tfd: fd, events, data     epoll                  epoll_ctl (TestFDStatusFlags)
+//	tfd: pos, ino, sdev       epoll                  identity of the watched file: dump checks fd
+//	                                                 still names it (ino), else refuses "watched fd
+//	                                                 N no longer names the watched file"
+//	lock (flock, POSIX, OFD,  all                    refused: "file lock (fdinfo lock: 1: FLOCK …)"
+//	      lease)                                     (TestFDStateRefused)
+//	any other line            all                    refused: "fdinfo field "x" (…) is not saved"
+//
+// Not in fdinfo, read with fcntl on a copy of the fd that rtcr takes with
+// pidfd_getfd (the same open file, so nothing is injected into the target):
+//
+//	F_GETOWN_EX               all but O_PATH         F_SETOWN_EX, injected in the stub once every
+//	                                                 process and thread exists (TestFDStatusFlags:
+//	                                                 SIGIO arrives); an owner outside the tree is
+//	                                                 refused: "owner (F_GETOWN_EX) is process N,
+//	                                                 outside the dumped tree" (TestFDStateRefused)
+//	F_GETSIG                  all but O_PATH         F_SETSIG, with the owner (TestFDStatusFlags)
+//
+// The owner is asked for every fd, not only those with O_ASYNC: it costs
+// two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,
+// once sockets are supported) must not be lost. An owner outside the tree
+// is refused rather than kept: by the time of the restore its id can name
+// another process, which would get the signals. An owner that has exited
+// reads as id 0 and is restored as such (signals go nowhere, as before).
+// In an `rtcr run` tree the ids are translated into the tree's namespace.
+// The kernel records the credentials of the caller of F_SETOWN_EX for its
+// permission check: restore sets the owner with the restorer's
+// credentials (root, usually), before the process gets its own, so a
+// signal the original's credentials would not have allowed may be allowed
+// after a restore.
+//
+// Not visible in fdinfo and not restored: whether fds (in one process or
+// across a fork) share one open file description (each restored fd of a
+// file has its own; the fds of one pipe end in the process that recreates
+// the pipe share one), and
+// dnotify (F_NOTIFY) watches.
+package files
