@@ -76,10 +76,11 @@ struct region {
 // PROT_NONE page on either side so that no two merge.
 enum { DC, WF, DD, HG, NH, MG, SR, RR, LO, LF, NR, DP, MW, NREGIONS };
 static struct region regions[NREGIONS] = {
-	{ "dontfork" }, { "wipeonfork" }, { "dontdump" }, { "hugepage" },
-	{ "nohugepage" }, { "mergeable" }, { "sequential" }, { "random" },
-	{ "locked" }, { "lockonfault" }, { "noreserve" }, { "droppable" },
-	{ "maywrite" },
+	{ .name = "dontfork" }, { .name = "wipeonfork" }, { .name = "dontdump" },
+	{ .name = "hugepage" }, { .name = "nohugepage" }, { .name = "mergeable" },
+	{ .name = "sequential" }, { .name = "random" }, { .name = "locked" },
+	{ .name = "lockonfault" }, { .name = "noreserve" }, { .name = "droppable" },
+	{ .name = "maywrite" },
 };
 
 static void announce(struct region *r)
