@@ -205,7 +205,7 @@ func CheckProcess(p *image.Process, as *image.Creds) error {
 }
 
 // mappedAccess is what internal/mem opens for process p: each file
-// mapping (read-write if shared and writable, as it maps them) and the
+// mapping (read-write if shared and writable or may become so, as it maps them) and the
 // executable (for PR_SET_MM_MAP), all regular files. The executable and
 // its own mappings need execute permission only, as for execve.
 func mappedAccess(p *image.Process) []Access {
@@ -215,7 +215,7 @@ func mappedAccess(p *image.Process) []Access {
 			continue
 		}
 		flags := unix.O_RDONLY
-		if v.Shared && v.Prot&unix.PROT_WRITE != 0 {
+		if v.OpensWritable() {
 			flags = unix.O_RDWR
 		}
 		exec := v.Path == p.Exe && flags == unix.O_RDONLY

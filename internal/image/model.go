@@ -127,6 +127,40 @@ const (
 	KindVsyscall   = "vsyscall"    // [vsyscall], fixed by the kernel, never restored
 )
 
+// VmFlags mnemonics of /proc/PID/smaps a VMA may carry in VMA.VmFlags:
+// the ones restore sets on the mapping it recreates.
+const (
+	VmDontDump     = "dd" // MADV_DONTDUMP
+	VmDontFork     = "dc" // MADV_DONTFORK
+	VmWipeOnFork   = "wf" // MADV_WIPEONFORK
+	VmHugePage     = "hg" // MADV_HUGEPAGE
+	VmNoHugePage   = "nh" // MADV_NOHUGEPAGE
+	VmMergeable    = "mg" // MADV_MERGEABLE
+	VmSeqRead      = "sr" // MADV_SEQUENTIAL
+	VmRandRead     = "rr" // MADV_RANDOM
+	VmLocked       = "lo" // mlock
+	VmLockOnFault  = "lf" // mlock2 MLOCK_ONFAULT (with VmLocked)
+	VmNoReserve    = "nr" // MAP_NORESERVE
+	VmDroppable    = "dp" // MAP_DROPPABLE
+	VmMayWriteFile = "mw" // shared file mapping whose file was open for writing (it may become writable)
+)
+
+// HasVmFlag reports whether f is one of v.VmFlags.
+func (v *VMA) HasVmFlag(f string) bool {
+	for _, g := range v.VmFlags {
+		if g == f {
+			return true
+		}
+	}
+	return false
+}
+
+// OpensWritable reports whether restore opens the file of a file mapping
+// read-write: a shared mapping that is writable or may become so.
+func (v *VMA) OpensWritable() bool {
+	return v.Shared && (v.Prot&unix.PROT_WRITE != 0 || v.HasVmFlag(VmMayWriteFile))
+}
+
 // VMA is one mapping of the address space.
 type VMA struct {
 	Start, End uint64
@@ -145,6 +179,10 @@ type VMA struct {
 	FileMtime int64
 	// Pages are the runs of saved pages, in address order.
 	Pages []PageRun
+	// VmFlags are the /proc/PID/smaps VmFlags of the mapping that restore
+	// sets itself, beyond those that follow from Prot, Shared, GrowsDown
+	// and Kind (the Vm* constants; see the table in internal/mem).
+	VmFlags []string `json:",omitempty"`
 	// ShareOf, for shared anonymous memory an earlier process of the tree
 	// also maps (inherited across fork), names that process's mapping,
 	// which holds the pages; this one maps the same memory.

@@ -54,6 +54,14 @@ var validVMAKinds = map[string]bool{
 	KindVsyscall: true,
 }
 
+// validVmFlags are the Vm* constants.
+var validVmFlags = map[string]bool{
+	VmDontDump: true, VmDontFork: true, VmWipeOnFork: true, VmHugePage: true,
+	VmNoHugePage: true, VmMergeable: true, VmSeqRead: true, VmRandRead: true,
+	VmLocked: true, VmLockOnFault: true, VmNoReserve: true, VmDroppable: true,
+	VmMayWriteFile: true,
+}
+
 // Validate checks the semantic consistency of c: architecture, unique pids
 // and tids, sorted non-overlapping page-aligned VMAs, page runs inside their
 // VMA and inside the page file without overlap, checksum count, page file
@@ -231,6 +239,9 @@ func validateVMAs(p *Process) error {
 		if v.Kind == KindFile && v.Shared && len(v.Pages) > 0 {
 			return fmt.Errorf("vma %#x-%#x: shared file mapping of %s with saved pages", v.Start, v.End, v.Path)
 		}
+		if err := validateVmFlags(v); err != nil {
+			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
+		}
 		var err error
 		if spans, err = validateRuns(p, v, spans); err != nil {
 			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
@@ -241,6 +252,29 @@ func validateVMAs(p *Process) error {
 		if a, b := spans[i-1], spans[i]; b.off < a.end {
 			return fmt.Errorf("page runs at %#x and %#x overlap in page file (offsets %d and %d)", a.addr, b.addr, a.off, b.off)
 		}
+	}
+	return nil
+}
+
+// validateVmFlags checks that v carries only VmFlags restore knows how to
+// set, each once, where they make sense.
+func validateVmFlags(v *VMA) error {
+	seen := map[string]bool{}
+	for _, f := range v.VmFlags {
+		switch {
+		case !validVmFlags[f]:
+			return fmt.Errorf("unknown VmFlags %q", f)
+		case seen[f]:
+			return fmt.Errorf("VmFlags %q twice", f)
+		case v.Kind == KindVDSO || v.Kind == KindVvar || v.Kind == KindVvarClock || v.Kind == KindVsyscall:
+			return fmt.Errorf("VmFlags %q on a %s mapping the kernel creates", f, v.Kind)
+		case f == VmMayWriteFile && !(v.Kind == KindFile && v.Shared):
+			return fmt.Errorf("VmFlags %q on a mapping that is not a shared file mapping", f)
+		}
+		seen[f] = true
+	}
+	if seen[VmLockOnFault] && !seen[VmLocked] {
+		return fmt.Errorf("VmFlags %q without %q", VmLockOnFault, VmLocked)
 	}
 	return nil
 }

@@ -96,6 +96,10 @@ func TestValidate(t *testing.T) {
 		{"empty vma", func(c *Checkpoint) { c.Processes[0].VMAs[1].End = 0x1000000 }, "start not below end"},
 		{"unaligned vma", func(c *Checkpoint) { c.Processes[0].VMAs[1].End = 0x1004001 }, "not page-aligned"},
 		{"vma kind", func(c *Checkpoint) { c.Processes[0].VMAs[1].Kind = "weird" }, "unknown kind"},
+		{"unknown VmFlags", func(c *Checkpoint) { c.Processes[0].VMAs[1].VmFlags = []string{VmDontFork, "ss"} }, `vma 0x1000000-0x1004000: unknown VmFlags "ss"`},
+		{"VmFlags twice", func(c *Checkpoint) { c.Processes[0].VMAs[1].VmFlags = []string{VmHugePage, VmHugePage} }, `VmFlags "hg" twice`},
+		{"mw on anon", func(c *Checkpoint) { c.Processes[0].VMAs[1].VmFlags = []string{VmMayWriteFile} }, "not a shared file mapping"},
+		{"lf without lo", func(c *Checkpoint) { c.Processes[0].VMAs[1].VmFlags = []string{VmLockOnFault} }, `VmFlags "lf" without "lo"`},
 		{"file vma without path", func(c *Checkpoint) { c.Processes[0].VMAs[0].Path = "" }, "not absolute and clean"},
 		{"run outside vma", func(c *Checkpoint) {
 			c.Processes[0].VMAs[1].Pages[1].Addr = 0x1004000

@@ -50,6 +50,12 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 			return fmt.Errorf("restore mapping %#x-%#x %s of %d: mprotect: %w", v.Start, v.End, v.Name, r.Pid, err)
 		}
 	}
+	for i := range p.VMAs {
+		v := &p.VMAs[i]
+		if err := applyFlags(r, v); err != nil {
+			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
+		}
+	}
 	return nil
 }
 
@@ -69,10 +75,13 @@ func mapProt(v *image.VMA) int {
 // mapVMA creates one mapping at its address; MAP_FIXED_NOREPLACE makes a
 // collision an error instead of silently replacing memory.
 func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc) error {
-	flags := uint64(unix.MAP_FIXED_NOREPLACE)
-	if v.Shared {
+	flags := unix.MAP_FIXED_NOREPLACE | mmapFlags(v)
+	switch {
+	case v.Shared:
 		flags |= unix.MAP_SHARED
-	} else {
+	case v.HasVmFlag(image.VmDroppable):
+		flags |= unix.MAP_DROPPABLE
+	default:
 		flags |= unix.MAP_PRIVATE
 	}
 	if v.GrowsDown {
@@ -81,7 +90,7 @@ func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc) error {
 	fd := -1
 	if v.Kind == image.KindFile {
 		oflags := unix.O_RDONLY | unix.O_CLOEXEC
-		if v.Shared && v.Prot&unix.PROT_WRITE != 0 {
+		if v.OpensWritable() {
 			oflags = unix.O_RDWR | unix.O_CLOEXEC
 		}
 		var err error

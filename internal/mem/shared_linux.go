@@ -78,7 +78,7 @@ func (s *Shared) mapShared(r *ptrace.Remote, v *image.VMA) error {
 		return err
 	}
 	defer r.Close(fd)
-	flags := uint64(unix.MAP_SHARED | unix.MAP_FIXED_NOREPLACE)
+	flags := unix.MAP_SHARED | unix.MAP_FIXED_NOREPLACE | mmapFlags(v)
 	addr, err := r.Syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(v.Prot), flags, uint64(fd), v.ShareOf.Offset)
 	if err != nil {
 		return fmt.Errorf("mmap shared memory of %d: %w", h.pid, err)

@@ -1,6 +1,3 @@
-// Package mem holds the address space: which mappings a process has, which
-// of their pages a checkpoint saves, and how restore recreates them inside
-// the stub — dump and restore side by side.
 package mem
 
 import (
@@ -86,8 +83,8 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 			return v, false, fmt.Errorf("%s: special mapping: %w", where, ErrUnsupported)
 		}
 	}
-	if m.HasFlag("io") || m.HasFlag("pf") {
-		return v, false, fmt.Errorf("%s: device (VM_IO/VM_PFNMAP) mapping: %w", where, ErrUnsupported)
+	if err := checkFlags(m, &v, where); err != nil {
+		return v, false, err
 	}
 	return v, true, nil
 }
