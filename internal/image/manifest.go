@@ -32,8 +32,14 @@ import (
 // ManifestName is the name of the manifest file in an image directory.
 const ManifestName = "manifest.img"
 
-// FormatVersion is the manifest format version this rtcr writes and reads.
-const FormatVersion = 1
+// FormatVersion is the manifest format version this rtcr writes. Version 2
+// added the fds' owner and signal and the mappings' VmFlags; version 1
+// images (without them) are read too. An older rtcr refuses version 2 by
+// its number.
+const FormatVersion = 2
+
+// minFormatVersion is the oldest manifest format version this rtcr reads.
+const minFormatVersion = 1
 
 // MaxManifestSize caps the manifest payload length, so a damaged header
 // cannot make the reader allocate unbounded memory.
@@ -145,8 +151,8 @@ func readManifest(r io.Reader, size int64, path string) (*Checkpoint, error) {
 	if n < headerSize {
 		return nil, corruptf("%s: truncated: file has %d bytes, header needs %d", path, n, headerSize)
 	}
-	if v := binary.LittleEndian.Uint32(hdr[offVersion:]); v != FormatVersion {
-		return nil, newError(ErrVersion, "%s: image format version %d, this rtcr reads version %d", path, v, FormatVersion)
+	if v := binary.LittleEndian.Uint32(hdr[offVersion:]); v < minFormatVersion || v > FormatVersion {
+		return nil, newError(ErrVersion, "%s: image format version %d, this rtcr reads versions %d to %d", path, v, minFormatVersion, FormatVersion)
 	}
 	if r := binary.LittleEndian.Uint32(hdr[offReserved:]); r != 0 {
 		return nil, corruptf("%s: reserved header field is %#x, want 0", path, r)

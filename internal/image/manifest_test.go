@@ -114,7 +114,7 @@ func TestReadManifestDamaged(t *testing.T) {
 		{"one byte short", good[:len(good)-1], ErrCorrupt, "truncated"},
 		{"extra bytes", append(bytes.Clone(good), '\n'), ErrCorrupt, "extra bytes"},
 		{"magic bit", flip(2, 0x10), ErrNotImage, "is not an rtcr image"},
-		{"version bit", flip(offVersion, 0x04), ErrVersion, "image format version 5, this rtcr reads version 1"},
+		{"version bit", flip(offVersion, 0x04), ErrVersion, "image format version 6, this rtcr reads versions 1 to 2"},
 		{"reserved bit", flip(offReserved+1, 0x01), ErrCorrupt, "reserved"},
 		{"length bit", flip(offLength, 0x01), ErrCorrupt, ""},
 		{"length high bit", flip(offLength+7, 0x80), ErrCorrupt, "limit"},
@@ -122,7 +122,7 @@ func TestReadManifestDamaged(t *testing.T) {
 		{"sha bit", flip(offChecksum+31, 0x80), ErrCorrupt, "checksum mismatch"},
 		{"payload bit", flip(headerSize+10, 0x02), ErrCorrupt, "checksum mismatch"},
 		{"last payload bit", flip(len(good)-1, 0x01), ErrCorrupt, "checksum mismatch"},
-		{"version 7", buildManifest(7, good[headerSize:]), ErrVersion, "image format version 7, this rtcr reads version 1"},
+		{"version 7", buildManifest(7, good[headerSize:]), ErrVersion, "image format version 7, this rtcr reads versions 1 to 2"},
 		{"version 0", buildManifest(0, good[headerSize:]), ErrVersion, "version 0"},
 		{"random bytes", random, ErrNotImage, "not an rtcr image"},
 		{"json file", []byte(`{"Arch":"x86_64","Processes":[]}`), ErrNotImage, "not an rtcr image"},
@@ -169,5 +169,15 @@ func TestReadManifestDirectory(t *testing.T) {
 	}
 	if _, err := ReadManifest(dir); !errors.Is(err, ErrNotImage) {
 		t.Errorf("ReadManifest(manifest is a dir) = %v, want ErrNotImage", err)
+	}
+}
+
+// TestReadManifestVersion1: images of the previous format version (no fd
+// owners, no VmFlags) are still read.
+func TestReadManifestVersion1(t *testing.T) {
+	good := validManifest(t)
+	c, err := readBytes(t, buildManifest(1, good[headerSize:]))
+	if err != nil || c == nil {
+		t.Fatalf("version 1 manifest: %v", err)
 	}
 }
