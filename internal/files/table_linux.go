@@ -82,6 +82,7 @@ var kinds = []struct {
 	name string
 	k    kind
 }{
+	{image.FDMemfd, memfdKind}, // before pathKind: a memfd is a deleted regular file
 	{image.FDFile, pathKind},
 	{image.FDInherit, inheritKind},
 	{image.FDPipe, pipeKind},
@@ -118,6 +119,8 @@ type Tree struct {
 	// threads and groups are the thread ids and process group ids of
 	// the tree (in rtcr's pid namespace): the owners an fd may have.
 	threads, groups map[int]bool
+	// memfds holds the memfds (by inode) dumped so far, naming the fd.
+	memfds map[uint64]string
 }
 
 // NewTree scans the fds of the processes pids of one tree.

@@ -211,6 +211,8 @@ const (
 	FDEventfd = "eventfd" // an eventfd with its counter
 	FDEpoll   = "epoll"   // an epoll instance with its watched fds
 	FDPipe    = "pipe"    // one end of a pipe
+	FDMemfd   = "memfd"   // a memfd with its contents
+	FDInotify = "inotify" // an inotify instance with its watches
 )
 
 // FD is one open file descriptor.
@@ -233,6 +235,14 @@ type FD struct {
 	PipeID   uint64 `json:",omitempty"`
 	PipeSize int    `json:",omitempty"`
 	PipeData []byte `json:",omitempty"`
+	// Memfd fds: the name given to memfd_create, the seals (F_GET_SEALS)
+	// and the contents as runs of data (holes left out); the file's size
+	// is Size, its permission bits Mode, its position Offset.
+	MemfdName  string    `json:",omitempty"`
+	MemfdSeals int       `json:",omitempty"`
+	MemfdData  []DataRun `json:",omitempty"`
+	// Inotify fds: the watches.
+	Inotify []InotifyWatch `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
@@ -246,6 +256,21 @@ type FD struct {
 type FDOwner struct {
 	Type int
 	Pid  int
+}
+
+// DataRun is a run of bytes of a file at offset Off.
+type DataRun struct {
+	Off  int64
+	Data []byte
+}
+
+// InotifyWatch is one watch of an inotify instance: its watch descriptor,
+// its event mask (IN_ONESHOT and IN_EXCL_UNLINK included) and the path of
+// the watched file or directory at dump.
+type InotifyWatch struct {
+	Wd   int
+	Mask uint32
+	Path string
 }
 
 // EpollTarget is one fd watched by an epoll instance.

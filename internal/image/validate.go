@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -316,6 +317,18 @@ func validateRuns(p *Process, v *VMA, spans []fileSpan) ([]fileSpan, error) {
 const (
 	maxEpollTargets = 1 << 16
 	maxPipeData     = 64 << 20
+	// MaxMemfdData bounds the bytes of data of one memfd, which the
+	// manifest holds.
+	MaxMemfdData = 16 << 20
+	// maxMemfdSize bounds a memfd's size (holes included).
+	maxMemfdSize = 1 << 40
+	// maxMemfdName is the longest name memfd_create takes.
+	maxMemfdName = 249
+	// memfdSeals are the F_SEAL_* bits: SEAL, SHRINK, GROW, WRITE,
+	// FUTURE_WRITE, EXEC.
+	memfdSeals = 0x3f
+	// maxInotifyWatches bounds the watches of one inotify fd.
+	maxInotifyWatches = 1 << 16
 )
 
 func validateFDs(fds []FD) error {
@@ -368,9 +381,47 @@ func validateFDs(fds []FD) error {
 			if fd.PipeID == 0 || fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
 				return fmt.Errorf("fd %d: pipe id %d of %d bytes with %d buffered", fd.Num, fd.PipeID, fd.PipeSize, len(fd.PipeData))
 			}
+		case FDMemfd:
+			if err := validateMemfd(fd); err != nil {
+				return fmt.Errorf("fd %d: memfd %w", fd.Num, err)
+			}
+		case FDInotify:
+			if len(fd.Inotify) > maxInotifyWatches {
+				return fmt.Errorf("fd %d: %d inotify watches, at most %d", fd.Num, len(fd.Inotify), maxInotifyWatches)
+			}
+			last := 0
+			for _, w := range fd.Inotify {
+				if w.Wd <= last || !isCleanAbs(w.Path) {
+					return fmt.Errorf("fd %d: inotify watch %d on %q: wds must ascend from 1, paths be absolute and clean", fd.Num, w.Wd, w.Path)
+				}
+				last = w.Wd
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}
+	}
+	return nil
+}
+
+// validateMemfd checks a memfd's name, seals, size and data runs (in
+// order, apart, inside the size, at most MaxMemfdData bytes in all).
+func validateMemfd(fd *FD) error {
+	if len(fd.MemfdName) > maxMemfdName || strings.IndexByte(fd.MemfdName, 0) >= 0 {
+		return fmt.Errorf("name %q: longer than %d bytes or with a NUL", fd.MemfdName, maxMemfdName)
+	}
+	if fd.MemfdSeals&^memfdSeals != 0 {
+		return fmt.Errorf("seals %#x: unknown bits", fd.MemfdSeals)
+	}
+	if fd.Size < 0 || fd.Size > maxMemfdSize || fd.Offset < 0 {
+		return fmt.Errorf("size %d or position %d out of range", fd.Size, fd.Offset)
+	}
+	var end, total int64
+	for _, r := range fd.MemfdData {
+		total += int64(len(r.Data))
+		if r.Off < end || len(r.Data) == 0 || total > MaxMemfdData || int64(len(r.Data)) > fd.Size-r.Off {
+			return fmt.Errorf("data run of %d bytes at %d: overlapping, empty, beyond size %d or over %d bytes in all", len(r.Data), r.Off, fd.Size, MaxMemfdData)
+		}
+		end = r.Off + int64(len(r.Data))
 	}
 	return nil
 }

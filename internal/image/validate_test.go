@@ -64,6 +64,31 @@ func TestValidate(t *testing.T) {
 		{"epoll target fd 2^32", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEpoll, Epoll: []EpollTarget{{Fd: 1 << 32}}})
 		}, "epoll target fd"},
+		{"memfd valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDMemfd, Size: 10, MemfdSeals: 3,
+				MemfdData: []DataRun{{Off: 0, Data: []byte("ab")}, {Off: 8, Data: []byte("cd")}}})
+		}, ""},
+		{"memfd data beyond size", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDMemfd, Size: 9,
+				MemfdData: []DataRun{{Off: 8, Data: []byte("cd")}}})
+		}, "beyond size"},
+		{"memfd data overlapping", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDMemfd, Size: 10,
+				MemfdData: []DataRun{{Off: 4, Data: []byte("ab")}, {Off: 5, Data: []byte("cd")}}})
+		}, "overlapping"},
+		{"memfd unknown seal", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDMemfd, MemfdSeals: 0x40})
+		}, "unknown bits"},
+		{"memfd size 2^62", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDMemfd, Size: 1 << 62})
+		}, "out of range"},
+		{"inotify wds not ascending", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDInotify,
+				Inotify: []InotifyWatch{{Wd: 2, Path: "/a"}, {Wd: 2, Path: "/b"}}})
+		}, "wds must ascend"},
+		{"inotify relative path", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDInotify, Inotify: []InotifyWatch{{Wd: 1, Path: "a"}}})
+		}, "wds must ascend"},
 		{"SIGKILL handler", func(c *Checkpoint) {
 			c.Processes[0].Sigactions = append(c.Processes[0].Sigactions, Sigaction{Signal: 9, Handler: 0x401100})
 		}, "SIGKILL or SIGSTOP"},

@@ -1,0 +1,52 @@
+package rtcr_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/testutil"
+)
+
+// TestMemfd checkpoints testdata/memfd.c, kills it and restores it; the
+// program then checks its two memfds: names, contents around a hole, size,
+// position, seals (F_SEAL_SHRINK|F_SEAL_GROW enforced; F_SEAL_SEAL of a
+// memfd made without MFD_ALLOW_SEALING), close-on-exec and mode.
+func TestMemfd(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "memfd", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := tg.dump(false)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("memfds after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestInoMemRefused: the memfd and inotify states rtcr does not restore
+// are refused naming the fd, and the process runs on intact.
+func TestInoMemRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	tests := []struct{ prog, arg, fd, want string }{
+		{"memfd", "shared", "fd 10 (", "memfd shared with fd 3 of "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.prog+"-"+tc.arg, func(t *testing.T) {
+			tg := start(t, testutil.BuildC(t, tc.prog, false), "trigger", tc.arg)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
+			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), tc.fd) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrUnsupported naming %q and %q", err, tc.fd, tc.want)
+			}
+			tg.fire()
+			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
+			}
+		})
+	}
+}
