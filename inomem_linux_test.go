@@ -28,12 +28,30 @@ func TestMemfd(t *testing.T) {
 	}
 }
 
+// TestInotify checkpoints testdata/inotify.c, kills it and restores it;
+// the program then checks its inotify fd: the same watches in fdinfo (wds 2
+// and 3 after a removed wd 1, masks, files), no event queued (the dummy
+// watch restore uses for wd 1 leaves none), events on both watches with
+// their wds, and wd 4 for its next watch.
+func TestInotify(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "inotify", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := tg.dump(false)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("inotify after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
 // TestInoMemRefused: the memfd and inotify states rtcr does not restore
 // are refused naming the fd, and the process runs on intact.
 func TestInoMemRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	tests := []struct{ prog, arg, fd, want string }{
 		{"memfd", "shared", "fd 10 (", "memfd shared with fd 3 of "},
+		{"inotify", "queued", "fd 3 (anon_inode:inotify)", "bytes of queued inotify events (not saved)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.prog+"-"+tc.arg, func(t *testing.T) {

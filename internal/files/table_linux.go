@@ -88,6 +88,7 @@ var kinds = []struct {
 	{image.FDPipe, pipeKind},
 	{image.FDEventfd, eventfdKind},
 	{image.FDEpoll, epollKind},
+	{image.FDInotify, inotifyKind},
 }
 
 func kindOf(name string) (*kind, error) {
