@@ -38,6 +38,19 @@
 //	tfd: pos, ino, sdev       epoll                  identity of the watched file: dump checks fd
 //	                                                 still names it (ino), else refuses "watched fd
 //	                                                 N no longer names the watched file"
+//	pos                       memfd                  restored by lseek (TestMemfd)
+//	pos                       inotify                always 0; non-zero refused as above
+//	flags O_ACCMODE           memfd                  memfd_create opens O_RDWR; another mode is
+//	                                                 reopened through /proc/self/fd (TestMemfd)
+//	mnt_id, ino               memfd, inotify         identity: the restored object is a new one
+//	inotify: wd, mask         inotify                inotify_add_watch, wds in order, gaps skipped
+//	                                                 with dummy watches; restore fails if a wd
+//	                                                 comes out other (TestInotify); wd above 65536
+//	                                                 refused
+//	inotify: ino, sdev,       inotify                identity of the watched file: opened by
+//	  fhandle-*, f_handle                            handle at dump, recorded by path (checked to
+//	                                                 name ino); none found refused "has no path"
+//	inotify: ignored_mask     inotify                non-zero refused (TestDumpWatchRefused)
 //	lock (flock, POSIX, OFD,  all                    refused: "file lock (fdinfo lock: 1: FLOCK …)"
 //	      lease)                                     (TestFDStateRefused)
 //	any other line            all                    refused: "fdinfo field "x" (…) is not saved"
@@ -51,6 +64,15 @@
 //	                                                 refused: "owner (F_GETOWN_EX) is process N,
 //	                                                 outside the dumped tree" (TestFDStateRefused)
 //	F_GETSIG                  all but O_PATH         F_SETSIG, with the owner (TestFDStatusFlags)
+//	FIONREAD                  inotify                queued events are not saved: non-zero refused
+//	                                                 "bytes of queued inotify events" (TestInoMemRefused)
+//	contents, size, mode,     memfd                  read through rtcr's own open of /proc/PID/fd/N
+//	F_GET_SEALS, name                                (holes skipped, at most 16 MiB of data, kept in
+//	                                                 the manifest), written back through
+//	                                                 /proc/STUB/fd/N, seals last (TestMemfd); a memfd
+//	                                                 held by several fds of the tree refused "memfd
+//	                                                 shared with fd N of P" (TestInoMemRefused),
+//	                                                 hugetlb memfds refused (no test)
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,
