@@ -87,6 +87,8 @@ var kinds = []struct {
 	{image.FDPipe, pipeKind},
 	{image.FDEventfd, eventfdKind},
 	{image.FDEpoll, epollKind},
+	{image.FDTimerfd, timerfdKind},
+	{image.FDSignalfd, signalfdKind},
 }
 
 func kindOf(name string) (*kind, error) {
