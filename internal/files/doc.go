@@ -34,6 +34,20 @@
 //	eventfd-count             eventfd                eventfd2 + write (TestFDStatusFlags)
 //	eventfd-semaphore         eventfd                EFD_SEMAPHORE (TestFDStatusFlags)
 //	eventfd-id                eventfd                identity (an id number), a new one is given
+//	pos                       timerfd, signalfd      always 0; non-zero refused (as for eventfd)
+//	mnt_id, ino               timerfd, signalfd      identity: the restored object is a new one
+//	clockid                   timerfd                timerfd_create (TestTimerfdSignalfd)
+//	settime flags             timerfd                TFD_TIMER_ABSTIME: timerfd_settime with the expiry
+//	                                                 on the process's clock (TestTimerfdSignalfd);
+//	                                                 TFD_TIMER_CANCEL_ON_SET refused: "timerfd settime
+//	                                                 flags 03" (TestTimerfdCancelOnSetRefused)
+//	it_value                  timerfd                time left, read after timerfd_gettime on a copy
+//	                                                 of the fd (see timerfdKind); timerfd_settime, for
+//	                                                 an absolute timer as an expiry (TestTimerfdSignalfd)
+//	it_interval               timerfd                timerfd_settime (TestTimerfdSignalfd)
+//	ticks                     timerfd                TFD_IOC_SET_TICKS, checked before restore starts
+//	                                                 (TestTimerfdSignalfd)
+//	sigmask                   signalfd               signalfd4 (TestTimerfdSignalfd)
 //	tfd: fd, events, data     epoll                  epoll_ctl (TestFDStatusFlags)
 //	tfd: pos, ino, sdev       epoll                  identity of the watched file: dump checks fd
 //	                                                 still names it (ino), else refuses "watched fd

@@ -89,6 +89,8 @@ var kinds = []struct {
 	{image.FDEventfd, eventfdKind},
 	{image.FDEpoll, epollKind},
 	{image.FDInotify, inotifyKind},
+	{image.FDTimerfd, timerfdKind},
+	{image.FDSignalfd, signalfdKind},
 }
 
 func kindOf(name string) (*kind, error) {

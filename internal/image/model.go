@@ -215,6 +215,12 @@ const (
 	FDInotify = "inotify" // an inotify instance with its watches
 )
 
+// FD kinds of timers and signals.
+const (
+	FDTimerfd  = "timerfd"  // a timerfd with its setting and unread expirations
+	FDSignalfd = "signalfd" // a signalfd with its signal mask
+)
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -243,6 +249,17 @@ type FD struct {
 	MemfdData  []DataRun `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
+	// Timerfd fds: the clock (clockid), the settime flags
+	// (TFD_TIMER_ABSTIME), the next expiry in ns (with TFD_TIMER_ABSTIME
+	// the time on that clock as the process saw it, else the time left;
+	// 0: disarmed), the interval in ns and the expirations not yet read.
+	TimerClock    int    `json:",omitempty"`
+	TimerFlags    int    `json:",omitempty"`
+	TimerValue    int64  `json:",omitempty"`
+	TimerInterval int64  `json:",omitempty"`
+	TimerTicks    uint64 `json:",omitempty"`
+	// Signalfd fds: the signals it accepts (bit n-1 for signal n).
+	SigMask uint64 `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).

@@ -396,6 +396,16 @@ func validateFDs(fds []FD) error {
 				}
 				last = w.Wd
 			}
+		case FDTimerfd:
+			switch fd.TimerClock {
+			case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
+			default:
+				return fmt.Errorf("fd %d: timerfd clock %d", fd.Num, fd.TimerClock)
+			}
+			if fd.TimerFlags&^unix.TFD_TIMER_ABSTIME != 0 || fd.TimerValue < 0 || fd.TimerInterval < 0 {
+				return fmt.Errorf("fd %d: timerfd flags %#o value %d interval %d", fd.Num, fd.TimerFlags, fd.TimerValue, fd.TimerInterval)
+			}
+		case FDSignalfd:
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}

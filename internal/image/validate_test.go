@@ -61,6 +61,18 @@ func TestValidate(t *testing.T) {
 		{"eventfd counter 2^64-2", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEventfd, Count: ^uint64(0) - 1})
 		}, ""},
+		{"timerfd clock 3 (CPU time)", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDTimerfd, TimerClock: 3})
+		}, "timerfd clock 3"},
+		{"timerfd TFD_TIMER_CANCEL_ON_SET", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDTimerfd, TimerFlags: 3})
+		}, "timerfd flags"},
+		{"timerfd negative interval", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDTimerfd, TimerClock: 1, TimerInterval: -1})
+		}, "timerfd flags"},
+		{"timerfd absolute boottime alarm", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDTimerfd, TimerClock: 9, TimerFlags: 1, TimerValue: 5e9, TimerTicks: 2})
+		}, ""},
 		{"epoll target fd 2^32", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEpoll, Epoll: []EpollTarget{{Fd: 1 << 32}}})
 		}, "epoll target fd"},
