@@ -211,6 +211,7 @@ const (
 	FDEventfd = "eventfd" // an eventfd with its counter
 	FDEpoll   = "epoll"   // an epoll instance with its watched fds
 	FDPipe    = "pipe"    // one end of a pipe
+	FDFifo    = "fifo"    // a named pipe reopened by path, with its buffered bytes
 )
 
 // FD is one open file descriptor.
@@ -230,6 +231,7 @@ type FD struct {
 	Epoll []EpollTarget `json:",omitempty"`
 	// Pipe fds: the pipe's inode (ends with the same inode are one pipe),
 	// its capacity and, on one end per pipe, the bytes buffered in it.
+	// FIFO fds: Path, the capacity and, on one fd per FIFO, the bytes.
 	PipeID   uint64 `json:",omitempty"`
 	PipeSize int    `json:",omitempty"`
 	PipeData []byte `json:",omitempty"`

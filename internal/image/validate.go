@@ -368,6 +368,13 @@ func validateFDs(fds []FD) error {
 			if fd.PipeID == 0 || fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
 				return fmt.Errorf("fd %d: pipe id %d of %d bytes with %d buffered", fd.Num, fd.PipeID, fd.PipeSize, len(fd.PipeData))
 			}
+		case FDFifo:
+			if !isCleanAbs(fd.Path) || fd.Mode&unix.S_IFMT != unix.S_IFIFO {
+				return fmt.Errorf("fd %d: FIFO path %q with mode %#o, want an absolute clean path of a FIFO", fd.Num, fd.Path, fd.Mode)
+			}
+			if fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
+				return fmt.Errorf("fd %d: FIFO of %d bytes with %d buffered", fd.Num, fd.PipeSize, len(fd.PipeData))
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}
