@@ -1,6 +1,8 @@
 package rtcr_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -59,6 +62,33 @@ func TestFifoReplacedRefused(t *testing.T) {
 			_, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("restore error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDeletedFileRefused: a dump of a process holding a deleted regular
+// file, or a deleted FIFO, open is refused naming the fd, and the process
+// runs on with its fds intact (it reads and writes them after the
+// refused dump).
+func TestDeletedFileRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fifofile", false)
+	tests := []struct{ arg, want string }{
+		{"deleted", "open file was deleted"},
+		{"delfifo", "open FIFO was deleted"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			tg := start(t, bin, "trigger", tc.arg)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
+			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 3 (") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrUnsupported naming fd 3 and %q", err, tc.want)
+			}
+			tg.fire()
+			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
 			}
 		})
 	}

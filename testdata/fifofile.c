@@ -2,13 +2,15 @@
 // checkpoint/restore tests of internal/files, waits for a trigger and then
 // checks them.
 //
-// Protocol: fifofile TRIGGER fifo|deleted
+// Protocol: fifofile TRIGGER fifo|deleted|delfifo
 // In its working directory the program sets up, for "fifo":
 //   3     "fifo" (mkfifo), O_RDONLY|O_NONBLOCK;
 //   4     the same FIFO, O_WRONLY (blocking), "hello" written to it;
 // for "deleted":
 //   3     "data", O_RDWR, "0123456789" written, then unlinked, offset 4;
-//   4     the same file opened again O_RDONLY before the unlink, offset 0.
+//   4     the same file opened again O_RDONLY before the unlink, offset 0;
+// for "delfifo":
+//   3     "fifo" (mkfifo), O_RDWR, then unlinked.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists. Then it checks, printing "OK\n" and exiting 0 when all
 // hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -18,6 +20,7 @@
 //   deleted: /proc/self/fd/3 ends in " (deleted)"; fd 3 reads "456789"
 //     from its offset; "ab" written at offset 0 on fd 3 is read by fd 4
 //     (the same inode), which reads "ab23456789"; nothing is named "data".
+//   delfifo: "x" written to fd 3 reads back from it.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -111,13 +114,33 @@ static void check_deleted(void)
 		fail("fd 4 is not read-only");
 }
 
+static void setup_delfifo(void)
+{
+	if (mkfifo("fifo", 0600) < 0)
+		die("mkfifo");
+	if (open("fifo", O_RDWR) != 3)
+		die("open fifo 3");
+	if (unlink("fifo") < 0)
+		die("unlink");
+}
+
+static void check_delfifo(void)
+{
+	char c;
+	if (write(3, "x", 1) != 1 || read(3, &c, 1) != 1 || c != 'x')
+		fail("fd 3 does not pass bytes");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3)
-		die("usage: fifofile TRIGGER fifo|deleted");
+		die("usage: fifofile TRIGGER fifo|deleted|delfifo");
 	int fifo = strcmp(argv[2], "fifo") == 0;
+	int delfifo = strcmp(argv[2], "delfifo") == 0;
 	if (fifo)
 		setup_fifo();
+	else if (delfifo)
+		setup_delfifo();
 	else
 		setup_deleted();
 	printf("ready\n");
@@ -127,6 +150,8 @@ int main(int argc, char **argv)
 		nanosleep(&ms, NULL);
 	if (fifo)
 		check_fifo();
+	else if (delfifo)
+		check_delfifo();
 	else
 		check_deleted();
 	printf("OK\n");
