@@ -35,7 +35,7 @@ type FileID struct{ Dev, Ino uint64 }
 // supplementary groups and effective capabilities (and then ends), it
 // opens the path with O_PATH without following any symbolic link
 // (openat2 RESOLVE_NO_SYMLINKS), checks the file type is the recorded one
-// (regular file, directory, or one of the stateless character devices),
+// (regular file, directory, FIFO, or one of the stateless character devices),
 // and reopens it with the access mode and O_NONBLOCK, so that permissions
 // are checked as the process's and nothing blocks. It returns the identity
 // of each file, which the stub's own open is compared to.
@@ -155,6 +155,17 @@ func checkOne(a Access) (FileID, error) {
 		}
 		return id, nil
 	}
+	if st.Mode&unix.S_IFMT == unix.S_IFIFO {
+		// Opening a FIFO waits for (or, non-blocking, fails without) a
+		// peer: ask for the permission the access mode needs instead.
+		if err := unix.Faccessat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", pfd), fifoAccess(a.Flags), unix.AT_EACCESS); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
+				return FileID{}, fmt.Errorf("%w: %w", ErrAccess, err)
+			}
+			return FileID{}, fmt.Errorf("access: %w", err)
+		}
+		return id, nil
+	}
 	// Reopen the very file checked, with the access mode: the permission
 	// check is the process's.
 	flags := a.Flags&(unix.O_ACCMODE|unix.O_DIRECTORY) | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
@@ -167,6 +178,17 @@ func checkOne(a Access) (FileID, error) {
 	}
 	unix.Close(fd)
 	return id, nil
+}
+
+// fifoAccess is the access(2) mode an open with flags needs.
+func fifoAccess(flags int) uint32 {
+	switch flags & unix.O_ACCMODE {
+	case unix.O_WRONLY:
+		return unix.W_OK
+	case unix.O_RDWR:
+		return unix.R_OK | unix.W_OK
+	}
+	return unix.R_OK
 }
 
 // checkType checks the file type st is the one recorded, and one a
@@ -183,7 +205,7 @@ func checkType(a Access, mode uint32) error {
 	if got == unix.S_IFCHR && !statelessDevices[a.Path] {
 		return fmt.Errorf("character device not one rtcr reopens: %w", ErrUnsupported)
 	}
-	if got != unix.S_IFREG && got != unix.S_IFDIR && got != unix.S_IFCHR {
+	if got != unix.S_IFREG && got != unix.S_IFDIR && got != unix.S_IFCHR && got != unix.S_IFIFO {
 		return fmt.Errorf("file type %#o: %w", got, ErrUnsupported)
 	}
 	return nil
@@ -196,7 +218,7 @@ func checkType(a Access, mode uint32) error {
 func CheckProcess(p *image.Process, as *image.Creds) error {
 	var want []Access
 	for _, fd := range p.FDs {
-		if fd.Kind == image.FDFile {
+		if fd.Kind == image.FDFile || fd.Kind == image.FDFifo {
 			want = append(want, fdAccess(&fd))
 		}
 	}

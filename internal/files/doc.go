@@ -31,6 +31,12 @@
 //	                                                 checks the path still names the open inode,
 //	                                                 restore that it opened the file it checked
 //	mnt_id, ino               pipe, eventfd, epoll   identity: the restored object is a new one
+//	pos                       FIFO                   always 0, as for pipes
+//	mnt_id, ino               FIFO                   identity: the path is reopened as for files
+//	                                                 (a FIFO only where one was recorded, and the
+//	                                                 reverse: TestFifoReplacedRefused); its buffered
+//	                                                 bytes are saved once per FIFO and put back once
+//	                                                 (TestFifoRoundTrip)
 //	eventfd-count             eventfd                eventfd2 + write (TestFDStatusFlags)
 //	eventfd-semaphore         eventfd                EFD_SEMAPHORE (TestFDStatusFlags)
 //	eventfd-id                eventfd                identity (an id number), a new one is given
@@ -103,7 +109,9 @@
 //
 // Not visible in fdinfo and not restored: whether fds (in one process or
 // across a fork) share one open file description (each restored fd of a
-// file has its own; the fds of one pipe end in the process that recreates
-// the pipe share one), and
+// file or FIFO has its own, the buffer of a FIFO being shared anyway; the
+// fds of one pipe end in the process that recreates the pipe share one),
+// whether a FIFO is also open outside the tree (its bytes are saved and put
+// back; restore refuses a FIFO that holds bytes already), and
 // dnotify (F_NOTIFY) watches.
 package files

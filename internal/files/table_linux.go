@@ -66,6 +66,7 @@ type restoreCtx struct {
 // pipe through /proc/PID/fd of that process.
 type Restorer struct {
 	pipes map[uint64]pipeHome
+	fifos map[string]pipeHome // by path: the helper holding each FIFO open
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -75,7 +76,9 @@ type pipeHome struct {
 }
 
 // NewRestorer returns a Restorer for one restore.
-func NewRestorer() *Restorer { return &Restorer{pipes: map[uint64]pipeHome{}} }
+func NewRestorer() *Restorer {
+	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}}
+}
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
 var kinds = []struct {
@@ -86,6 +89,7 @@ var kinds = []struct {
 	{image.FDFile, pathKind},
 	{image.FDInherit, inheritKind},
 	{image.FDPipe, pipeKind},
+	{image.FDFifo, fifoKind},
 	{image.FDEventfd, eventfdKind},
 	{image.FDEpoll, epollKind},
 	{image.FDInotify, inotifyKind},
@@ -119,6 +123,8 @@ type Tree struct {
 	internal map[uint64]bool
 	// saved holds the pipes whose buffered bytes are saved already.
 	saved map[uint64]bool
+	// fifos holds the FIFOs whose buffered bytes are saved already.
+	fifos map[FileID]bool
 	// threads and groups are the thread ids and process group ids of
 	// the tree (in rtcr's pid namespace): the owners an fd may have.
 	threads, groups map[int]bool
@@ -128,7 +134,7 @@ type Tree struct {
 
 // NewTree scans the fds of the processes pids of one tree.
 func NewTree(pids []int) (*Tree, error) {
-	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, threads: map[int]bool{}, groups: map[int]bool{}}
+	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{}}
 	ends := map[uint64]int{} // bit 0: a read end seen, bit 1: a write end
 	for _, pid := range pids {
 		tids, err := procfs.ListTasks(pid)

@@ -213,6 +213,7 @@ const (
 	FDPipe    = "pipe"    // one end of a pipe
 	FDMemfd   = "memfd"   // a memfd with its contents
 	FDInotify = "inotify" // an inotify instance with its watches
+	FDFifo    = "fifo"    // a named pipe reopened by path, with its buffered bytes
 )
 
 // FD kinds of timers and signals.
@@ -238,6 +239,7 @@ type FD struct {
 	Epoll []EpollTarget `json:",omitempty"`
 	// Pipe fds: the pipe's inode (ends with the same inode are one pipe),
 	// its capacity and, on one end per pipe, the bytes buffered in it.
+	// FIFO fds: Path, the capacity and, on one fd per FIFO, the bytes.
 	PipeID   uint64 `json:",omitempty"`
 	PipeSize int    `json:",omitempty"`
 	PipeData []byte `json:",omitempty"`

@@ -405,6 +405,13 @@ func validateFDs(fds []FD) error {
 			if fd.TimerFlags&^unix.TFD_TIMER_ABSTIME != 0 || fd.TimerValue < 0 || fd.TimerInterval < 0 {
 				return fmt.Errorf("fd %d: timerfd flags %#o value %d interval %d", fd.Num, fd.TimerFlags, fd.TimerValue, fd.TimerInterval)
 			}
+		case FDFifo:
+			if !isCleanAbs(fd.Path) || fd.Mode&unix.S_IFMT != unix.S_IFIFO {
+				return fmt.Errorf("fd %d: FIFO path %q with mode %#o, want an absolute clean path of a FIFO", fd.Num, fd.Path, fd.Mode)
+			}
+			if fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
+				return fmt.Errorf("fd %d: FIFO of %d bytes with %d buffered", fd.Num, fd.PipeSize, len(fd.PipeData))
+			}
 		case FDSignalfd:
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)

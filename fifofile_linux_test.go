@@ -1,0 +1,95 @@
+package rtcr_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/testutil"
+)
+
+// TestFifoRoundTrip checkpoints testdata/fifofile.c holding a FIFO by
+// path with "hello" buffered in it (a read end with O_NONBLOCK, a
+// blocking write end), kills it and restores it: the program then reads
+// exactly "hello" once (the bytes were put back, once), its flags are
+// the recorded ones, and both fds are still the FIFO in its directory.
+func TestFifoRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "fifofile", false), "trigger", "fifo")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := tg.dump(false)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("FIFO after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestFifoReplacedRefused: a FIFO replaced by a regular file (or one
+// gone) between dump and restore is refused before any process exists,
+// never opened: a FIFO where a file was recorded is refused the same way
+// (the hang defence of the path checks).
+func TestFifoReplacedRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fifofile", false)
+	tests := []struct {
+		name   string
+		change func(path string) error
+		want   string
+	}{
+		{"regular file", func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return os.WriteFile(p, []byte("hello"), 0o600)
+		}, "is no longer a FIFO"},
+		{"vanished", os.Remove, "has vanished since the checkpoint"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := start(t, bin, "trigger", "fifo")
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			dir := tg.dump(false)
+			if err := tc.change(filepath.Join(tg.dir, "fifo")); err != nil {
+				t.Fatal(err)
+			}
+			_, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDeletedFileRefused: a dump of a process holding a deleted regular
+// file, or a deleted FIFO, open is refused naming the fd, and the process
+// runs on with its fds intact (it reads and writes them after the
+// refused dump).
+func TestDeletedFileRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fifofile", false)
+	tests := []struct{ arg, want string }{
+		{"deleted", "open file was deleted"},
+		{"delfifo", "open FIFO was deleted"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			tg := start(t, bin, "trigger", tc.arg)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
+			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 3 (") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrUnsupported naming fd 3 and %q", err, tc.want)
+			}
+			tg.fire()
+			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
+			}
+		})
+	}
+}
