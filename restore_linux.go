@@ -363,8 +363,10 @@ func pidFree(id int) bool {
 		if errors.Is(err, os.ErrNotExist) {
 			return true
 		}
-		dying := st != nil && (st.State == 'Z' || st.State == 'X')
-		if err != nil || !dying || time.Now().After(deadline) {
+		// ESRCH: the task exited between the open and the read of its
+		// stat file; it is on its way out, like a zombie.
+		dying := errors.Is(err, unix.ESRCH) || st != nil && (st.State == 'Z' || st.State == 'X')
+		if !dying || time.Now().After(deadline) {
 			return false
 		}
 		time.Sleep(5 * time.Millisecond)
