@@ -2,15 +2,18 @@
 // checkpoint/restore tests of internal/files, waits for a trigger and then
 // checks them.
 //
-// Protocol: fifofile TRIGGER fifo|deleted|delfifo
+// Protocol: fifofile TRIGGER fifo|deleted|delfifo|bigdeleted
 // In its working directory the program sets up, for "fifo":
 //   3     "fifo" (mkfifo), O_RDONLY|O_NONBLOCK;
 //   4     the same FIFO, O_WRONLY (blocking), "hello" written to it;
 // for "deleted":
-//   3     "data", O_RDWR, "0123456789" written, then unlinked, offset 4;
+//   3     "data", O_RDWR, mode 0640, "0123456789" written and "Z" at
+//         1 MiB (a hole between), then unlinked, offset 4;
 //   4     the same file opened again O_RDONLY before the unlink, offset 0;
 // for "delfifo":
-//   3     "fifo" (mkfifo), O_RDWR, then unlinked.
+//   3     "fifo" (mkfifo), O_RDWR, then unlinked;
+// for "bigdeleted":
+//   3     "big", O_RDWR, 16 MiB + 1 byte of data written, then unlinked.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists. Then it checks, printing "OK\n" and exiting 0 when all
 // hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -19,8 +22,11 @@
 //     from fd 3; "fifo" in the directory is the inode fd 3 has open.
 //   deleted: /proc/self/fd/3 ends in " (deleted)"; fd 3 reads "456789"
 //     from its offset; "ab" written at offset 0 on fd 3 is read by fd 4
-//     (the same inode), which reads "ab23456789"; nothing is named "data".
+//     (the same inode), which reads "ab23456789"; nothing is named "data";
+//     fd 3 has mode 0640, no link, size 1 MiB + 1 with "Z" at 1 MiB and
+//     zeros in the hole; fd 4 is read-only.
 //   delfifo: "x" written to fd 3 reads back from it.
+//   bigdeleted: fd 3 still has its size.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +93,8 @@ static void setup_deleted(void)
 		die("open data 4");
 	if (write(3, "0123456789", 10) != 10)
 		die("write data");
+	if (pwrite(3, "Z", 1, 1 << 20) != 1)
+		die("write data at 1 MiB");
 	if (lseek(3, 4, SEEK_SET) != 4)
 		die("lseek");
 	if (unlink("data") < 0)
@@ -104,14 +112,41 @@ static void check_deleted(void)
 		fail("fd 3 is not a deleted file");
 	if (access("data", F_OK) == 0)
 		fail("data exists");
-	if (read(3, buf, sizeof buf) != 6 || memcmp(buf, "456789", 6) != 0)
+	if (read(3, buf, 7) != 7 || memcmp(buf, "456789", 7) != 0)
 		fail("fd 3 did not read 456789 from offset 4");
 	if (pwrite(3, "ab", 2, 0) != 2)
 		fail("pwrite fd 3");
-	if (read(4, buf, sizeof buf) != 10 || memcmp(buf, "ab23456789", 10) != 0)
+	if (read(4, buf, 11) != 11 || memcmp(buf, "ab23456789", 11) != 0)
 		fail("fd 4 did not read ab23456789: not the same file as fd 3");
 	if (fcntl(4, F_GETFL) & O_ACCMODE)
 		fail("fd 4 is not read-only");
+	struct stat st;
+	if (fstat(3, &st) < 0 || (st.st_mode & 07777) != 0640 || st.st_nlink != 0 || st.st_size != (1 << 20) + 1)
+		fail("fd 3 mode, links or size");
+	if (pread(3, buf, 1, 1 << 20) != 1 || buf[0] != 'Z')
+		fail("fd 3 lost the Z at 1 MiB");
+	if (pread(3, buf, 1, 5000) != 1 || buf[0] != 0)
+		fail("fd 3 hole is not zeros");
+}
+
+static void setup_bigdeleted(void)
+{
+	static char chunk[1 << 20];
+	memset(chunk, 'b', sizeof chunk);
+	if (open("big", O_RDWR | O_CREAT | O_EXCL, 0600) != 3)
+		die("open big 3");
+	for (int i = 0; i < 16; i++)
+		if (write(3, chunk, sizeof chunk) != sizeof chunk)
+			die("write big");
+	if (write(3, "b", 1) != 1 || unlink("big") < 0)
+		die("write or unlink big");
+}
+
+static void check_bigdeleted(void)
+{
+	struct stat st;
+	if (fstat(3, &st) < 0 || st.st_size != (16 << 20) + 1)
+		fail("fd 3 lost its size");
 }
 
 static void setup_delfifo(void)
@@ -134,13 +169,16 @@ static void check_delfifo(void)
 int main(int argc, char **argv)
 {
 	if (argc != 3)
-		die("usage: fifofile TRIGGER fifo|deleted|delfifo");
+		die("usage: fifofile TRIGGER fifo|deleted|delfifo|bigdeleted");
 	int fifo = strcmp(argv[2], "fifo") == 0;
 	int delfifo = strcmp(argv[2], "delfifo") == 0;
+	int big = strcmp(argv[2], "bigdeleted") == 0;
 	if (fifo)
 		setup_fifo();
 	else if (delfifo)
 		setup_delfifo();
+	else if (big)
+		setup_bigdeleted();
 	else
 		setup_deleted();
 	printf("ready\n");
@@ -152,6 +190,8 @@ int main(int argc, char **argv)
 		check_fifo();
 	else if (delfifo)
 		check_delfifo();
+	else if (big)
+		check_bigdeleted();
 	else
 		check_deleted();
 	printf("OK\n");
