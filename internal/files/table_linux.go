@@ -88,7 +88,7 @@ var kinds = []struct {
 	name string
 	k    kind
 }{
-	{image.FDMemfd, memfdKind}, // before pathKind: a memfd is a deleted regular file
+	{image.FDMemfd, memfdKind},     // before pathKind: a memfd is a deleted regular file
 	{image.FDDeleted, deletedKind}, // before pathKind, after memfdKind
 	{image.FDFile, pathKind},
 	{image.FDInherit, inheritKind},
