@@ -225,8 +225,9 @@ func checkType(a Access, mode uint32) error {
 
 // CheckProcess checks, with credentials as (nil: the restorer's rights),
 // every file process p will have open or mapped (see CheckAccess): its
-// path fds with their access mode, its file mappings and its executable
-// (see mappedAccess).
+// path fds with their access mode, the directory of each deleted file
+// (to create a file in), its file mappings and its executable (see
+// mappedAccess).
 func CheckProcess(p *image.Process, as *image.Creds) error {
 	var want []Access
 	for _, fd := range p.FDs {
