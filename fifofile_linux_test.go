@@ -73,16 +73,23 @@ func TestFifoReplacedRefused(t *testing.T) {
 // a deleted file with no name in its directory, reads the rest of its
 // contents from the offset, the byte after the hole and zeros in the
 // hole, has its mode, and a write on fd 3 is read by fd 4 (one file
-// again), which is still read-only.
+// again), which is still read-only. With "delfork" a forked child holds
+// both fds too, and what it writes after the restore is read by the
+// parent: one file for the tree.
 func TestDeletedFileRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
-	tg := start(t, testutil.BuildC(t, "fifofile", false), "trigger", "deleted")
-	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("deleted file after restore: exit %d, output:\n%s", code, tg.output())
+	bin := testutil.BuildC(t, "fifofile", false)
+	for _, arg := range []string{"deleted", "delfork"} {
+		t.Run(arg, func(t *testing.T) {
+			tg := start(t, bin, "trigger", arg)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			dir := tg.dump(false)
+			tg.restore(dir)
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("deleted file after restore: exit %d, output:\n%s", code, tg.output())
+			}
+		})
 	}
 }
 

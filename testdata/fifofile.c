@@ -2,7 +2,7 @@
 // checkpoint/restore tests of internal/files, waits for a trigger and then
 // checks them.
 //
-// Protocol: fifofile TRIGGER fifo|deleted|delfifo|bigdeleted
+// Protocol: fifofile TRIGGER fifo|deleted|delfork|delfifo|bigdeleted
 // In its working directory the program sets up, for "fifo":
 //   3     "fifo" (mkfifo), O_RDONLY|O_NONBLOCK;
 //   4     the same FIFO, O_WRONLY (blocking), "hello" written to it;
@@ -10,6 +10,7 @@
 //   3     "data", O_RDWR, mode 0640, "0123456789" written and "Z" at
 //         1 MiB (a hole between), then unlinked, offset 4;
 //   4     the same file opened again O_RDONLY before the unlink, offset 0;
+// for "delfork": as for "deleted", then a child is forked holding both;
 // for "delfifo":
 //   3     "fifo" (mkfifo), O_RDWR, then unlinked;
 // for "bigdeleted":
@@ -25,6 +26,9 @@
 //     (the same inode), which reads "ab23456789"; nothing is named "data";
 //     fd 3 has mode 0640, no link, size 1 MiB + 1 with "Z" at 1 MiB and
 //     zeros in the hole; fd 4 is read-only.
+//   delfork: the child writes "C" at offset 2 on its fd 3 and exits; the
+//     parent waits for it, then checks as for "deleted", fd 4 reading
+//     "abC3456789" (the child's file is the parent's).
 //   delfifo: "x" written to fd 3 reads back from it.
 //   bigdeleted: fd 3 still has its size.
 #define _GNU_SOURCE
@@ -34,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,7 +106,7 @@ static void setup_deleted(void)
 		die("unlink");
 }
 
-static void check_deleted(void)
+static void check_deleted(const char *want4)
 {
 	char buf[64], link[4096];
 	ssize_t n = readlink("/proc/self/fd/3", link, sizeof link - 1);
@@ -116,8 +121,8 @@ static void check_deleted(void)
 		fail("fd 3 did not read 456789 from offset 4");
 	if (pwrite(3, "ab", 2, 0) != 2)
 		fail("pwrite fd 3");
-	if (read(4, buf, 11) != 11 || memcmp(buf, "ab23456789", 11) != 0)
-		fail("fd 4 did not read ab23456789: not the same file as fd 3");
+	if (read(4, buf, 11) != 11 || memcmp(buf, want4, 11) != 0)
+		fail("fd 4 did not read what fd 3 (and the child) wrote: not the same file");
 	if (fcntl(4, F_GETFL) & O_ACCMODE)
 		fail("fd 4 is not read-only");
 	struct stat st;
@@ -173,6 +178,8 @@ int main(int argc, char **argv)
 	int fifo = strcmp(argv[2], "fifo") == 0;
 	int delfifo = strcmp(argv[2], "delfifo") == 0;
 	int big = strcmp(argv[2], "bigdeleted") == 0;
+	int delfork = strcmp(argv[2], "delfork") == 0;
+	pid_t child = -1;
 	if (fifo)
 		setup_fifo();
 	else if (delfifo)
@@ -181,19 +188,37 @@ int main(int argc, char **argv)
 		setup_bigdeleted();
 	else
 		setup_deleted();
-	printf("ready\n");
+	if (delfork) {
+		child = fork();
+		if (child < 0)
+			die("fork");
+	}
+	if (child != 0)
+		printf("ready\n");
 	fflush(stdout);
 	struct timespec ms = {0, 1000000};
 	while (access(argv[1], F_OK) != 0)
 		nanosleep(&ms, NULL);
+	if (child == 0) {
+		if (pwrite(3, "C", 1, 2) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	if (delfork) {
+		int status;
+		if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail("the child failed");
+	}
 	if (fifo)
 		check_fifo();
 	else if (delfifo)
 		check_delfifo();
 	else if (big)
 		check_bigdeleted();
+	else if (delfork)
+		check_deleted("abC3456789");
 	else
-		check_deleted();
+		check_deleted("ab23456789");
 	printf("OK\n");
 	fflush(stdout);
 	return 0;

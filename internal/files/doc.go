@@ -65,7 +65,8 @@
 //	                                                 (TestDeletedFileRoundTrip: fd 4 read-only)
 //	flags O_SYNC, O_DSYNC     deleted file           the reopen (no test); other status flags F_SETFL
 //	mnt_id, ino               deleted file           identity: fds on one inode at dump become one
-//	                                                 new file (TestDeletedFileRoundTrip)
+//	                                                 new file, across processes too
+//	                                                 (TestDeletedFileRoundTrip/delfork)
 //	pos                       inotify                always 0; non-zero refused as above
 //	flags O_ACCMODE           memfd                  memfd_create opens O_RDWR; another mode is
 //	                                                 reopened through /proc/self/fd (TestMemfd)
