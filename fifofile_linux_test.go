@@ -93,8 +93,9 @@ func TestDeletedFileRoundTrip(t *testing.T) {
 	}
 }
 
-// TestDeletedFileRefused: a dump of a process holding a deleted FIFO, or
-// a deleted regular file with more data than the manifest holds, open is
+// TestDeletedFileRefused: a dump of a process holding a deleted FIFO, a
+// deleted regular file with more data than the manifest holds, or one
+// deleted but still linked under another name (not known to rtcr), open is
 // refused naming the fd, and the process runs on with its fds intact (it
 // uses them after the refused dump).
 func TestDeletedFileRefused(t *testing.T) {
@@ -103,6 +104,7 @@ func TestDeletedFileRefused(t *testing.T) {
 	tests := []struct{ arg, want string }{
 		{"delfifo", "open FIFO was deleted"},
 		{"bigdeleted", "deleted file with more than 16777216 bytes of data"},
+		{"dellinked", "open file was deleted but has 1 other links"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.arg, func(t *testing.T) {

@@ -2,7 +2,7 @@
 // checkpoint/restore tests of internal/files, waits for a trigger and then
 // checks them.
 //
-// Protocol: fifofile TRIGGER fifo|deleted|delfork|delfifo|bigdeleted
+// Protocol: fifofile TRIGGER fifo|deleted|delfork|delfifo|bigdeleted|dellinked
 // In its working directory the program sets up, for "fifo":
 //   3     "fifo" (mkfifo), O_RDONLY|O_NONBLOCK;
 //   4     the same FIFO, O_WRONLY (blocking), "hello" written to it;
@@ -14,7 +14,9 @@
 // for "delfifo":
 //   3     "fifo" (mkfifo), O_RDWR, then unlinked;
 // for "bigdeleted":
-//   3     "big", O_RDWR, 16 MiB + 1 byte of data written, then unlinked.
+//   3     "big", O_RDWR, 16 MiB + 1 byte of data written, then unlinked;
+// for "dellinked":
+//   3     "data", O_RDWR, linked as "data2", then "data" unlinked.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists. Then it checks, printing "OK\n" and exiting 0 when all
 // hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -31,6 +33,7 @@
 //     "abC3456789" (the child's file is the parent's).
 //   delfifo: "x" written to fd 3 reads back from it.
 //   bigdeleted: fd 3 still has its size.
+//   dellinked: fd 3 has one link.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -147,6 +150,21 @@ static void setup_bigdeleted(void)
 		die("write or unlink big");
 }
 
+static void setup_dellinked(void)
+{
+	if (open("data", O_RDWR | O_CREAT | O_EXCL, 0600) != 3)
+		die("open data 3");
+	if (link("data", "data2") < 0 || unlink("data") < 0)
+		die("link or unlink data");
+}
+
+static void check_dellinked(void)
+{
+	struct stat st;
+	if (fstat(3, &st) < 0 || st.st_nlink != 1)
+		fail("fd 3 lost its link");
+}
+
 static void check_bigdeleted(void)
 {
 	struct stat st;
@@ -174,11 +192,12 @@ static void check_delfifo(void)
 int main(int argc, char **argv)
 {
 	if (argc != 3)
-		die("usage: fifofile TRIGGER fifo|deleted|delfifo|bigdeleted");
+		die("usage: fifofile TRIGGER fifo|deleted|delfork|delfifo|bigdeleted|dellinked");
 	int fifo = strcmp(argv[2], "fifo") == 0;
 	int delfifo = strcmp(argv[2], "delfifo") == 0;
 	int big = strcmp(argv[2], "bigdeleted") == 0;
 	int delfork = strcmp(argv[2], "delfork") == 0;
+	int linked = strcmp(argv[2], "dellinked") == 0;
 	pid_t child = -1;
 	if (fifo)
 		setup_fifo();
@@ -186,6 +205,8 @@ int main(int argc, char **argv)
 		setup_delfifo();
 	else if (big)
 		setup_bigdeleted();
+	else if (linked)
+		setup_dellinked();
 	else
 		setup_deleted();
 	if (delfork) {
@@ -215,6 +236,8 @@ int main(int argc, char **argv)
 		check_delfifo();
 	else if (big)
 		check_bigdeleted();
+	else if (linked)
+		check_dellinked();
 	else if (delfork)
 		check_deleted("abC3456789");
 	else

@@ -40,6 +40,9 @@ var deletedKind = kind{
 		if s.st.Nlink != 0 {
 			return image.FD{}, false, fmt.Errorf("open file was deleted but has %d other links: %w", s.st.Nlink, ErrUnsupported)
 		}
+		if s.st.Size > maxDeletedSize {
+			return image.FD{}, false, fmt.Errorf("deleted file of %d bytes, more than %d: %w", s.st.Size, int64(maxDeletedSize), ErrUnsupported)
+		}
 		if filepath.Clean(path) != path || path == "/" {
 			return image.FD{}, false, fmt.Errorf("deleted file path %q is not clean: %w", path, ErrUnsupported)
 		}
@@ -119,6 +122,10 @@ var deletedKind = kind{
 	},
 	pos: true,
 }
+
+// maxDeletedSize is the largest size (holes included) of a deleted file
+// an image may record (image.validateDataRuns).
+const maxDeletedSize = 1 << 40
 
 // deletedAccess is the Access restore needs for a deleted file fd: create
 // a file in its directory.

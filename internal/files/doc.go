@@ -106,7 +106,8 @@
 //	                                                 of data, else refused: TestDeletedFileRefused),
 //	                                                 written on a pidfd_getfd copy of the new file
 //	                                                 (TestDeletedFileRoundTrip); still linked
-//	                                                 elsewhere refused "has N other links" (no test)
+//	                                                 elsewhere refused "has N other links"
+//	                                                 (TestDeletedFileRefused)
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,
