@@ -67,16 +67,44 @@ func TestFifoReplacedRefused(t *testing.T) {
 	}
 }
 
-// TestDeletedFileRefused: a dump of a process holding a deleted regular
-// file, or a deleted FIFO, open is refused naming the fd, and the process
-// runs on with its fds intact (it reads and writes them after the
-// refused dump).
+// TestDeletedFileRoundTrip checkpoints testdata/fifofile.c holding a
+// deleted regular file open twice (fd 3 read-write at offset 4, fd 4
+// read-only), kills it and restores it: the program then finds fd 3 still
+// a deleted file with no name in its directory, reads the rest of its
+// contents from the offset, the byte after the hole and zeros in the
+// hole, has its mode, and a write on fd 3 is read by fd 4 (one file
+// again), which is still read-only. With "delfork" a forked child holds
+// both fds too, and what it writes after the restore is read by the
+// parent: one file for the tree.
+func TestDeletedFileRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fifofile", false)
+	for _, arg := range []string{"deleted", "delfork"} {
+		t.Run(arg, func(t *testing.T) {
+			tg := start(t, bin, "trigger", arg)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			dir := tg.dump(false)
+			tg.restore(dir)
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("deleted file after restore: exit %d, output:\n%s", code, tg.output())
+			}
+		})
+	}
+}
+
+// TestDeletedFileRefused: a dump of a process holding a deleted FIFO, a
+// deleted regular file with more data than the manifest holds, or one
+// deleted but still linked under another name (not known to rtcr), open is
+// refused naming the fd, and the process runs on with its fds intact (it
+// uses them after the refused dump).
 func TestDeletedFileRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "fifofile", false)
 	tests := []struct{ arg, want string }{
-		{"deleted", "open file was deleted"},
 		{"delfifo", "open FIFO was deleted"},
+		{"bigdeleted", "deleted file with more than 16777216 bytes of data"},
+		{"dellinked", "open file was deleted but has 1 other links"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.arg, func(t *testing.T) {

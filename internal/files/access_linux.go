@@ -24,6 +24,9 @@ type Access struct {
 	// executable and its mappings, which a process gets through execve
 	// even when it may not read the file (mode 0711).
 	Exec bool
+	// Create asks for write and search permission on a directory
+	// instead of the access mode: the process creates a file in it.
+	Create bool
 }
 
 // FileID identifies the file a path named when it was checked.
@@ -142,6 +145,15 @@ func checkOne(a Access) (FileID, error) {
 		return FileID{}, err
 	}
 	id := FileID{Dev: st.Dev, Ino: st.Ino}
+	if a.Create {
+		if err := unix.Faccessat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", pfd), unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
+				return FileID{}, fmt.Errorf("%w: create a file in it: %w", ErrAccess, err)
+			}
+			return FileID{}, fmt.Errorf("access: %w", err)
+		}
+		return id, nil
+	}
 	if a.Flags&unix.O_PATH != 0 {
 		return id, nil // an O_PATH fd needs only the search permissions above
 	}
@@ -213,13 +225,17 @@ func checkType(a Access, mode uint32) error {
 
 // CheckProcess checks, with credentials as (nil: the restorer's rights),
 // every file process p will have open or mapped (see CheckAccess): its
-// path fds with their access mode, its file mappings and its executable
-// (see mappedAccess).
+// path fds with their access mode, the directory of each deleted file
+// (to create a file in), its file mappings and its executable (see
+// mappedAccess).
 func CheckProcess(p *image.Process, as *image.Creds) error {
 	var want []Access
 	for _, fd := range p.FDs {
 		if fd.Kind == image.FDFile || fd.Kind == image.FDFifo {
 			want = append(want, fdAccess(&fd))
+		}
+		if fd.Kind == image.FDDeleted {
+			want = append(want, deletedAccess(&fd))
 		}
 	}
 	_, err := CheckAccess(as, append(want, mappedAccess(p)...))

@@ -59,6 +59,14 @@
 //	                                                 still names it (ino), else refuses "watched fd
 //	                                                 N no longer names the watched file"
 //	pos                       memfd                  restored by lseek (TestMemfd)
+//	pos                       deleted file           restored by lseek (TestDeletedFileRoundTrip)
+//	flags O_ACCMODE           deleted file           the file is created O_RDWR; every fd is a reopen
+//	                                                 of it through /proc with its access mode
+//	                                                 (TestDeletedFileRoundTrip: fd 4 read-only)
+//	flags O_SYNC, O_DSYNC     deleted file           the reopen (no test); other status flags F_SETFL
+//	mnt_id, ino               deleted file           identity: fds on one inode at dump become one
+//	                                                 new file, across processes too
+//	                                                 (TestDeletedFileRoundTrip/delfork)
 //	pos                       inotify                always 0; non-zero refused as above
 //	flags O_ACCMODE           memfd                  memfd_create opens O_RDWR; another mode is
 //	                                                 reopened through /proc/self/fd (TestMemfd)
@@ -93,6 +101,13 @@
 //	                                                 held by several fds of the tree refused "memfd
 //	                                                 shared with fd N of P" (TestInoMemRefused),
 //	                                                 hugetlb memfds refused (no test)
+//	contents, size, mode      deleted file           read through rtcr's own open of /proc/PID/fd/N
+//	                                                 once per file (holes skipped, at most 16 MiB
+//	                                                 of data, else refused: TestDeletedFileRefused),
+//	                                                 written on a pidfd_getfd copy of the new file
+//	                                                 (TestDeletedFileRoundTrip); still linked
+//	                                                 elsewhere refused "has N other links"
+//	                                                 (TestDeletedFileRefused)
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,

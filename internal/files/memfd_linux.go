@@ -52,7 +52,7 @@ var memfdKind = kind{
 		if err != nil {
 			return image.FD{}, false, fmt.Errorf("memfd seals (F_GET_SEALS): %w", err)
 		}
-		runs, err := readRuns(int(f.Fd()), s.st.Size)
+		runs, err := readRuns(int(f.Fd()), s.st.Size, "memfd")
 		if err != nil {
 			return image.FD{}, false, err
 		}
@@ -110,8 +110,9 @@ func memfdName(link string) (string, bool) {
 	return strings.CutSuffix(rest, " (deleted)")
 }
 
-// readRuns reads the data of file fd of size bytes as runs, skipping holes.
-func readRuns(fd int, size int64) ([]image.DataRun, error) {
+// readRuns reads the data of file fd of size bytes as runs, skipping
+// holes; what names the file for messages.
+func readRuns(fd int, size int64, what string) ([]image.DataRun, error) {
 	var runs []image.DataRun
 	var total int64
 	for off := int64(0); off < size; {
@@ -120,20 +121,20 @@ func readRuns(fd int, size int64) ([]image.DataRun, error) {
 			break // only a hole up to the end
 		}
 		if err != nil {
-			return nil, fmt.Errorf("memfd SEEK_DATA at %d: %w", off, err)
+			return nil, fmt.Errorf("%s SEEK_DATA at %d: %w", what, off, err)
 		}
 		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
 		if err != nil {
-			return nil, fmt.Errorf("memfd SEEK_HOLE at %d: %w", start, err)
+			return nil, fmt.Errorf("%s SEEK_HOLE at %d: %w", what, start, err)
 		}
 		end = min(end, size)
 		total += end - start
 		if total > image.MaxMemfdData {
-			return nil, fmt.Errorf("memfd with more than %d bytes of data (the manifest holds memfd contents): %w", image.MaxMemfdData, ErrUnsupported)
+			return nil, fmt.Errorf("%s with more than %d bytes of data (the manifest holds its contents): %w", what, image.MaxMemfdData, ErrUnsupported)
 		}
 		data := make([]byte, end-start)
 		if n, err := unix.Pread(fd, data, start); err != nil || n != len(data) {
-			return nil, fmt.Errorf("read memfd at %d: %d of %d bytes: %v", start, n, len(data), err)
+			return nil, fmt.Errorf("read %s at %d: %d of %d bytes: %v", what, start, n, len(data), err)
 		}
 		runs = append(runs, image.DataRun{Off: start, Data: data})
 		off = end

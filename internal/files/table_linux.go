@@ -67,6 +67,9 @@ type restoreCtx struct {
 type Restorer struct {
 	pipes map[uint64]pipeHome
 	fifos map[string]pipeHome // by path: the helper holding each FIFO open
+	// deleted holds, by identity at dump, the helper fd (both ends the
+	// same) holding each recreated deleted file open.
+	deleted map[FileID]pipeHome
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -77,7 +80,7 @@ type pipeHome struct {
 
 // NewRestorer returns a Restorer for one restore.
 func NewRestorer() *Restorer {
-	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}}
+	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}}
 }
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
@@ -85,7 +88,8 @@ var kinds = []struct {
 	name string
 	k    kind
 }{
-	{image.FDMemfd, memfdKind}, // before pathKind: a memfd is a deleted regular file
+	{image.FDMemfd, memfdKind},     // before pathKind: a memfd is a deleted regular file
+	{image.FDDeleted, deletedKind}, // before pathKind, after memfdKind
 	{image.FDFile, pathKind},
 	{image.FDInherit, inheritKind},
 	{image.FDPipe, pipeKind},
@@ -130,6 +134,8 @@ type Tree struct {
 	threads, groups map[int]bool
 	// memfds holds the memfds (by inode) dumped so far, naming the fd.
 	memfds map[uint64]string
+	// deleted holds the deleted files whose contents are saved already.
+	deleted map[FileID]bool
 }
 
 // NewTree scans the fds of the processes pids of one tree.

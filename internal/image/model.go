@@ -214,6 +214,7 @@ const (
 	FDMemfd   = "memfd"   // a memfd with its contents
 	FDInotify = "inotify" // an inotify instance with its watches
 	FDFifo    = "fifo"    // a named pipe reopened by path, with its buffered bytes
+	FDDeleted = "deleted" // a deleted regular file with its contents, recreated unlinked
 )
 
 // FD kinds of timers and signals.
@@ -249,6 +250,13 @@ type FD struct {
 	MemfdName  string    `json:",omitempty"`
 	MemfdSeals int       `json:",omitempty"`
 	MemfdData  []DataRun `json:",omitempty"`
+	// Deleted-file fds: Path is the file's path before it was deleted
+	// (restore creates an unlinked file in its directory), Size, Mode
+	// (permission bits) and Offset as for memfds, the contents in
+	// MemfdData on the first fd of the tree on the file only (FileDev and
+	// FileIno, its identity at dump, tell the fds on one file).
+	FileDev uint64 `json:",omitempty"`
+	FileIno uint64 `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags

@@ -317,10 +317,11 @@ func validateRuns(p *Process, v *VMA, spans []fileSpan) ([]fileSpan, error) {
 const (
 	maxEpollTargets = 1 << 16
 	maxPipeData     = 64 << 20
-	// MaxMemfdData bounds the bytes of data of one memfd, which the
-	// manifest holds.
+	// MaxMemfdData bounds the bytes of data of one memfd or deleted
+	// file, which the manifest holds.
 	MaxMemfdData = 16 << 20
-	// maxMemfdSize bounds a memfd's size (holes included).
+	// maxMemfdSize bounds the size of a memfd or deleted file (holes
+	// included).
 	maxMemfdSize = 1 << 40
 	// maxMemfdName is the longest name memfd_create takes.
 	maxMemfdName = 249
@@ -385,6 +386,13 @@ func validateFDs(fds []FD) error {
 			if err := validateMemfd(fd); err != nil {
 				return fmt.Errorf("fd %d: memfd %w", fd.Num, err)
 			}
+		case FDDeleted:
+			if !isCleanAbs(fd.Path) || fd.Path == "/" || fd.Mode&unix.S_IFMT != unix.S_IFREG || fd.FileIno == 0 {
+				return fmt.Errorf("fd %d: deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file", fd.Num, fd.Path, fd.Mode, fd.FileIno)
+			}
+			if err := validateDataRuns(fd); err != nil {
+				return fmt.Errorf("fd %d: deleted file %w", fd.Num, err)
+			}
 		case FDInotify:
 			if len(fd.Inotify) > maxInotifyWatches {
 				return fmt.Errorf("fd %d: %d inotify watches, at most %d", fd.Num, len(fd.Inotify), maxInotifyWatches)
@@ -429,6 +437,13 @@ func validateMemfd(fd *FD) error {
 	if fd.MemfdSeals&^memfdSeals != 0 {
 		return fmt.Errorf("seals %#x: unknown bits", fd.MemfdSeals)
 	}
+	return validateDataRuns(fd)
+}
+
+// validateDataRuns checks the size, position and data runs of a memfd or
+// deleted file: runs in order, apart, inside the size, at most
+// MaxMemfdData bytes in all.
+func validateDataRuns(fd *FD) error {
 	if fd.Size < 0 || fd.Size > maxMemfdSize || fd.Offset < 0 {
 		return fmt.Errorf("size %d or position %d out of range", fd.Size, fd.Offset)
 	}

@@ -94,6 +94,27 @@ func TestValidate(t *testing.T) {
 		{"memfd size 2^62", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDMemfd, Size: 1 << 62})
 		}, "out of range"},
+		{"deleted file valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFREG | 0o600,
+				FileIno: 5, Size: 10, MemfdData: []DataRun{{Off: 0, Data: []byte("ab")}}})
+		}, ""},
+		{"deleted file data beyond size", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFREG | 0o600,
+				FileIno: 5, Size: 9, MemfdData: []DataRun{{Off: 8, Data: []byte("cd")}}})
+		}, "beyond size"},
+		{"deleted file over the cap", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFREG | 0o600,
+				FileIno: 5, Size: 1 << 30, MemfdData: []DataRun{{Off: 0, Data: make([]byte, MaxMemfdData+1)}}})
+		}, "bytes in all"},
+		{"deleted file path with ..", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/../etc/x", Mode: unix.S_IFREG | 0o600, FileIno: 5})
+		}, "absolute clean path"},
+		{"deleted file path relative", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "tmp/x", Mode: unix.S_IFREG | 0o600, FileIno: 5})
+		}, "absolute clean path"},
+		{"deleted file not regular", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5})
+		}, "absolute clean path"},
 		{"inotify wds not ascending", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDInotify,
 				Inotify: []InotifyWatch{{Wd: 2, Path: "/a"}, {Wd: 2, Path: "/b"}}})

@@ -1,0 +1,223 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// deletedKind covers regular files deleted while open (readlink
+// "/dir/name (deleted)", no link left; memfds are memfdKind's): the path
+// they had, their contents (runs of data, holes skipped, at most
+// image.MaxMemfdData bytes, kept in the manifest), size, permission bits,
+// position and flags. rtcr reads the contents through its own open of
+// /proc/PID/fd/N (a new open file: the target's position does not move),
+// once per file: every fd of the tree on one file (dup, fork, a second
+// open) records its identity (device, inode), and restore makes them one
+// file again.
+//
+// Restore creates the file unlinked (O_TMPFILE) in the directory it was
+// deleted from, which must still exist and be writable by the process (its
+// credentials, as for files reopened by path, see CheckAccess). The first
+// process of the tree with the file keeps it open read-write as a helper
+// fd above its image fds, which rtcr fills (through a copy taken with
+// pidfd_getfd, whatever the file's permission bits), and every fd on the
+// file is a reopen of the helper through /proc with its own access mode,
+// as the process's own reopen would be. Sweep closes the helper. A file
+// deleted but still linked under another name is refused (that name is
+// not known), and so are mappings of deleted files (internal/mem).
+var deletedKind = kind{
+	dump: func(s *fdState) (image.FD, bool, error) {
+		path, ok := strings.CutSuffix(s.link, " (deleted)")
+		if !ok || !strings.HasPrefix(path, "/") || s.st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return image.FD{}, false, nil
+		}
+		if s.st.Nlink != 0 {
+			return image.FD{}, false, fmt.Errorf("open file was deleted but has %d other links: %w", s.st.Nlink, ErrUnsupported)
+		}
+		if s.st.Size > maxDeletedSize {
+			return image.FD{}, false, fmt.Errorf("deleted file of %d bytes, more than %d: %w", s.st.Size, int64(maxDeletedSize), ErrUnsupported)
+		}
+		if filepath.Clean(path) != path || path == "/" {
+			return image.FD{}, false, fmt.Errorf("deleted file path %q is not clean: %w", path, ErrUnsupported)
+		}
+		fd := image.FD{
+			Path: path, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link,
+			FileDev: s.st.Dev, FileIno: s.st.Ino,
+		}
+		id := FileID{Dev: s.st.Dev, Ino: s.st.Ino}
+		if s.tree.deleted[id] {
+			return fd, true, nil // the contents are on the first fd
+		}
+		if s.tree.deleted == nil {
+			s.tree.deleted = map[FileID]bool{}
+		}
+		s.tree.deleted[id] = true
+		f, err := unix.Open(fmt.Sprintf("/proc/%d/fd/%d", s.pid, s.num), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+		if errors.Is(err, unix.EPERM) {
+			// O_NOATIME needs the file's owner or CAP_FOWNER.
+			f, err = unix.Open(fmt.Sprintf("/proc/%d/fd/%d", s.pid, s.num), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		}
+		if err != nil {
+			return image.FD{}, false, fmt.Errorf("open deleted file: %w", err)
+		}
+		defer unix.Close(f)
+		if fd.MemfdData, err = readRuns(f, s.st.Size, "deleted file"); err != nil {
+			return image.FD{}, false, err
+		}
+		return fd, true, nil
+	},
+	check: func(fd *image.FD) error {
+		dir := filepath.Dir(fd.Path)
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("directory %s of the deleted file has vanished since the checkpoint", dir)
+			}
+			return fmt.Errorf("stat %s: %w", dir, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("%s, where the deleted file was, is no longer a directory (mode %o): %w", dir, st.Mode, ErrChanged)
+		}
+		return nil
+	},
+	open: func(c *restoreCtx, fd *image.FD) (int, error) {
+		id := FileID{Dev: fd.FileDev, Ino: fd.FileIno}
+		h, ok := c.deleted[id]
+		if !ok {
+			var err error
+			if h, err = createDeleted(c, fd); err != nil {
+				return -1, err
+			}
+			c.deleted[id] = h
+		}
+		if len(fd.MemfdData) > 0 {
+			if err := fillDeleted(h, fd); err != nil {
+				return -1, err
+			}
+		}
+		// A reopen of the helper with the fd's access mode (and the
+		// synchronous-write flags F_SETFL cannot set).
+		from := fmt.Sprintf("/proc/%d/fd/%d", h.pid, h.ends[0])
+		if h.pid == c.r.Pid {
+			from = fmt.Sprintf("/proc/self/fd/%d", h.ends[0])
+		}
+		flags := fd.Flags&(unix.O_ACCMODE|unix.O_PATH|unix.O_SYNC|unix.O_DSYNC) | unix.O_CLOEXEC
+		got, err := c.r.OpenAt(from, flags, 0)
+		if err != nil {
+			return -1, fmt.Errorf("reopen the recreated deleted file with flags %#o: %w", flags, err)
+		}
+		if fd.Offset != 0 && fd.Flags&unix.O_PATH == 0 {
+			if _, err := c.r.Syscall(unix.SYS_LSEEK, uint64(got), uint64(fd.Offset), unix.SEEK_SET); err != nil {
+				_ = c.r.Close(got)
+				return -1, fmt.Errorf("seek to %d: %w", fd.Offset, err)
+			}
+		}
+		return got, nil
+	},
+	pos: true,
+}
+
+// maxDeletedSize is the largest size (holes included) of a deleted file
+// an image may record (image.validateDataRuns).
+const maxDeletedSize = 1 << 40
+
+// deletedAccess is the Access restore needs for a deleted file fd: create
+// a file in its directory.
+func deletedAccess(fd *image.FD) Access {
+	return Access{
+		Path: filepath.Dir(fd.Path), Flags: unix.O_RDONLY | unix.O_DIRECTORY, Type: unix.S_IFDIR,
+		What: fmt.Sprintf("fd %d (deleted file %s)", fd.Num, fd.Path), Create: true,
+	}
+}
+
+// createDeleted creates the deleted file of fd in the stub: its directory
+// is checked with the process's credentials and opened (O_PATH, checked to
+// be the one checked), the file is created in it with O_TMPFILE, moved
+// above every image fd as the helper, and given its size, permission bits
+// and, when the process's credentials are known, their fs uid and gid as
+// its owner (as if the process had created it).
+func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
+	dir := filepath.Dir(fd.Path)
+	ids, err := CheckAccess(c.as, []Access{deletedAccess(fd)})
+	if err != nil {
+		return pipeHome{}, err
+	}
+	dirfd, err := OpenIn(c.r, dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, ids[0])
+	if err != nil {
+		return pipeHome{}, err
+	}
+	dot, err := c.r.PutString(ptrace.DataOff, ".")
+	if err != nil {
+		_ = c.r.Close(dirfd)
+		return pipeHome{}, err
+	}
+	tmp, err := c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), dot, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if cerr := c.r.Close(dirfd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return pipeHome{}, fmt.Errorf("create an unlinked file (O_TMPFILE) in %s: %w", dir, err)
+	}
+	high, err := c.r.Syscall(unix.SYS_FCNTL, tmp, unix.F_DUPFD_CLOEXEC, uint64(c.tempBase))
+	if cerr := c.r.Close(int(tmp)); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return pipeHome{}, fmt.Errorf("move the recreated deleted file: %w", err)
+	}
+	h := pipeHome{pid: c.r.Pid, ends: [2]int{int(high), int(high)}}
+	f, err := helperCopy(h)
+	if err != nil {
+		return pipeHome{}, err
+	}
+	defer unix.Close(f)
+	if err := unix.Ftruncate(f, fd.Size); err != nil {
+		return pipeHome{}, fmt.Errorf("truncate the recreated deleted file to %d: %w", fd.Size, err)
+	}
+	if c.as != nil {
+		if err := unix.Fchown(f, int(c.as.Fsuid), int(c.as.Fsgid)); err != nil {
+			return pipeHome{}, fmt.Errorf("chown the recreated deleted file to %d:%d: %w", c.as.Fsuid, c.as.Fsgid, err)
+		}
+	}
+	if err := unix.Fchmod(f, fd.Mode&0o777); err != nil {
+		return pipeHome{}, fmt.Errorf("chmod the recreated deleted file %#o: %w", fd.Mode&0o777, err)
+	}
+	return h, nil
+}
+
+// helperCopy returns rtcr's own copy (pidfd_getfd: the same open file,
+// read-write) of the helper fd h of a recreated deleted file.
+func helperCopy(h pipeHome) (int, error) {
+	pidfd, err := unix.PidfdOpen(h.pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open %d: %w", h.pid, err)
+	}
+	defer unix.Close(pidfd)
+	f, err := unix.PidfdGetfd(pidfd, h.ends[0], 0)
+	if err != nil {
+		return -1, fmt.Errorf("copy the recreated deleted file (fd %d of %d): %w", h.ends[0], h.pid, err)
+	}
+	return f, nil
+}
+
+// fillDeleted writes the saved contents of fd into the recreated file of
+// helper h.
+func fillDeleted(h pipeHome, fd *image.FD) error {
+	f, err := helperCopy(h)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(f)
+	for _, r := range fd.MemfdData {
+		if n, err := unix.Pwrite(f, r.Data, r.Off); err != nil || n != len(r.Data) {
+			return fmt.Errorf("write %d bytes into the recreated deleted file at %d: %d written: %v", len(r.Data), r.Off, n, err)
+		}
+	}
+	return nil
+}
