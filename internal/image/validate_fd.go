@@ -1,0 +1,153 @@
+package image
+
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bounds of fd state read from an image.
+const (
+	maxEpollTargets = 1 << 16
+	maxPipeData     = 64 << 20
+	// MaxMemfdData bounds the bytes of data of one memfd or deleted
+	// file, which the manifest holds.
+	MaxMemfdData = 16 << 20
+	// maxMemfdSize bounds the size of a memfd or deleted file (holes
+	// included).
+	maxMemfdSize = 1 << 40
+	// maxMemfdName is the longest name memfd_create takes.
+	maxMemfdName = 249
+	// memfdSeals are the F_SEAL_* bits: SEAL, SHRINK, GROW, WRITE,
+	// FUTURE_WRITE, EXEC.
+	memfdSeals = 0x3f
+	// maxInotifyWatches bounds the watches of one inotify fd.
+	maxInotifyWatches = 1 << 16
+)
+
+func validateFDs(fds []FD) error {
+	seen := make(map[int]bool, len(fds))
+	for i := range fds {
+		fd := &fds[i]
+		if fd.Num < 0 || fd.Num >= MaxFD {
+			return fmt.Errorf("fd %d: number out of range 0-%d", fd.Num, MaxFD-1)
+		}
+		if seen[fd.Num] {
+			return fmt.Errorf("fd %d: duplicate", fd.Num)
+		}
+		seen[fd.Num] = true
+		if o := fd.Owner; o != nil && (o.Type < 0 || o.Type > 2 || o.Pid < 0) {
+			return fmt.Errorf("fd %d: owner type %d id %d", fd.Num, o.Type, o.Pid)
+		}
+		if fd.Sig < 0 || fd.Sig > maxSignal {
+			return fmt.Errorf("fd %d: I/O signal %d out of range 0-%d", fd.Num, fd.Sig, maxSignal)
+		}
+		switch fd.Kind {
+		case FDFile:
+			if !isCleanAbs(fd.Path) {
+				return fmt.Errorf("fd %d: path %q is not absolute and clean", fd.Num, fd.Path)
+			}
+			// What a dump records: regular files, directories and a few
+			// character devices; never a FIFO, socket or block device.
+			switch t := fd.Mode & unix.S_IFMT; t {
+			case unix.S_IFREG, unix.S_IFDIR, unix.S_IFCHR:
+			default:
+				return fmt.Errorf("fd %d: %s has file type %#o, want a regular file, directory or character device", fd.Num, fd.Path, t)
+			}
+		case FDInherit:
+			if fd.Num > 2 {
+				return fmt.Errorf("fd %d: kind %q is only valid for fds 0-2", fd.Num, fd.Kind)
+			}
+		case FDEventfd:
+			if fd.Count > MaxEventfdCount {
+				return fmt.Errorf("fd %d: eventfd counter %d above the largest, %d", fd.Num, fd.Count, uint64(MaxEventfdCount))
+			}
+		case FDEpoll:
+			if len(fd.Epoll) > maxEpollTargets {
+				return fmt.Errorf("fd %d: %d epoll targets, at most %d", fd.Num, len(fd.Epoll), maxEpollTargets)
+			}
+			for _, e := range fd.Epoll {
+				if e.Fd < 0 || e.Fd >= MaxFD {
+					return fmt.Errorf("fd %d: epoll target fd %d out of range 0-%d", fd.Num, e.Fd, MaxFD-1)
+				}
+			}
+		case FDPipe:
+			if fd.PipeID == 0 || fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
+				return fmt.Errorf("fd %d: pipe id %d of %d bytes with %d buffered", fd.Num, fd.PipeID, fd.PipeSize, len(fd.PipeData))
+			}
+		case FDMemfd:
+			if err := validateMemfd(fd); err != nil {
+				return fmt.Errorf("fd %d: memfd %w", fd.Num, err)
+			}
+		case FDDeleted:
+			if !isCleanAbs(fd.Path) || fd.Path == "/" || fd.Mode&unix.S_IFMT != unix.S_IFREG || fd.FileIno == 0 {
+				return fmt.Errorf("fd %d: deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file", fd.Num, fd.Path, fd.Mode, fd.FileIno)
+			}
+			if err := validateDataRuns(fd); err != nil {
+				return fmt.Errorf("fd %d: deleted file %w", fd.Num, err)
+			}
+		case FDInotify:
+			if len(fd.Inotify) > maxInotifyWatches {
+				return fmt.Errorf("fd %d: %d inotify watches, at most %d", fd.Num, len(fd.Inotify), maxInotifyWatches)
+			}
+			last := 0
+			for _, w := range fd.Inotify {
+				if w.Wd <= last || !isCleanAbs(w.Path) {
+					return fmt.Errorf("fd %d: inotify watch %d on %q: wds must ascend from 1, paths be absolute and clean", fd.Num, w.Wd, w.Path)
+				}
+				last = w.Wd
+			}
+		case FDTimerfd:
+			switch fd.TimerClock {
+			case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
+			default:
+				return fmt.Errorf("fd %d: timerfd clock %d", fd.Num, fd.TimerClock)
+			}
+			if fd.TimerFlags&^unix.TFD_TIMER_ABSTIME != 0 || fd.TimerValue < 0 || fd.TimerInterval < 0 {
+				return fmt.Errorf("fd %d: timerfd flags %#o value %d interval %d", fd.Num, fd.TimerFlags, fd.TimerValue, fd.TimerInterval)
+			}
+		case FDFifo:
+			if !isCleanAbs(fd.Path) || fd.Mode&unix.S_IFMT != unix.S_IFIFO {
+				return fmt.Errorf("fd %d: FIFO path %q with mode %#o, want an absolute clean path of a FIFO", fd.Num, fd.Path, fd.Mode)
+			}
+			if fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
+				return fmt.Errorf("fd %d: FIFO of %d bytes with %d buffered", fd.Num, fd.PipeSize, len(fd.PipeData))
+			}
+		case FDSignalfd:
+		default:
+			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
+		}
+	}
+	return nil
+}
+
+// validateMemfd checks a memfd's name, seals, size and data runs (in
+// order, apart, inside the size, at most MaxMemfdData bytes in all).
+func validateMemfd(fd *FD) error {
+	if len(fd.MemfdName) > maxMemfdName || strings.IndexByte(fd.MemfdName, 0) >= 0 {
+		return fmt.Errorf("name %q: longer than %d bytes or with a NUL", fd.MemfdName, maxMemfdName)
+	}
+	if fd.MemfdSeals&^memfdSeals != 0 {
+		return fmt.Errorf("seals %#x: unknown bits", fd.MemfdSeals)
+	}
+	return validateDataRuns(fd)
+}
+
+// validateDataRuns checks the size, position and data runs of a memfd or
+// deleted file: runs in order, apart, inside the size, at most
+// MaxMemfdData bytes in all.
+func validateDataRuns(fd *FD) error {
+	if fd.Size < 0 || fd.Size > maxMemfdSize || fd.Offset < 0 {
+		return fmt.Errorf("size %d or position %d out of range", fd.Size, fd.Offset)
+	}
+	var end, total int64
+	for _, r := range fd.MemfdData {
+		total += int64(len(r.Data))
+		if r.Off < end || len(r.Data) == 0 || total > MaxMemfdData || int64(len(r.Data)) > fd.Size-r.Off {
+			return fmt.Errorf("data run of %d bytes at %d: overlapping, empty, beyond size %d or over %d bytes in all", len(r.Data), r.Off, fd.Size, MaxMemfdData)
+		}
+		end = r.Off + int64(len(r.Data))
+	}
+	return nil
+}
