@@ -1,10 +1,12 @@
 package rtcr_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -23,5 +25,28 @@ func TestSharedOpenFile(t *testing.T) {
 	tg.fire()
 	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("shared open file after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestSharedOpenFileRun is TestSharedOpenFile in an `rtcr run` tree (a
+// new pid namespace): the child's fds are taken from the parent's stub by
+// its pid in the namespace.
+func TestSharedOpenFileRun(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "sharedofd", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := t.TempDir() + "/img"
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	tg.waitOriginal()
+	st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	tg.pid, tg.done = st.Pid, false // the restored init is our child now
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("shared open file after restore in a pid namespace: exit %d, output:\n%s", code, tg.output())
 	}
 }
