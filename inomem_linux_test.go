@@ -18,13 +18,18 @@ import (
 // memfd made without MFD_ALLOW_SEALING), close-on-exec and mode.
 func TestMemfd(t *testing.T) {
 	testutil.RequireRoot(t)
-	tg := start(t, testutil.BuildC(t, "memfd", false), "trigger")
-	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("memfds after restore: exit %d, output:\n%s", code, tg.output())
+	bin := testutil.BuildC(t, "memfd", false)
+	for _, args := range [][]string{{"trigger"}, {"trigger", "shared"}} {
+		t.Run(strings.Join(args, "-"), func(t *testing.T) {
+			tg := start(t, bin, args...)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			dir := tg.dump(false)
+			tg.restore(dir)
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("memfds after restore: exit %d, output:\n%s", code, tg.output())
+			}
+		})
 	}
 }
 
@@ -50,7 +55,7 @@ func TestInotify(t *testing.T) {
 func TestInoMemRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	tests := []struct{ prog, arg, fd, want string }{
-		{"memfd", "shared", "fd 10 (", "memfd shared with fd 3 of "},
+		{"memfd", "reopened", "fd 10 (", "memfd shared with fd 3 of "},
 		{"inotify", "queued", "fd 3 (anon_inode:inotify)", "bytes of queued inotify events (not saved)"},
 	}
 	for _, tc := range tests {

@@ -1,14 +1,15 @@
 // memfd: holds memfds for the checkpoint/restore tests of internal/files,
 // waits for a trigger and then checks they still hold the same state.
 //
-// Protocol: memfd TRIGGER [shared]
+// Protocol: memfd TRIGGER [shared|reopened]
 //   3  memfd "rtcr test", MFD_ALLOW_SEALING: "hello" at 0, a hole, "world"
 //      at 1 MiB, size 2 MiB + 123, position 7, sealed F_SEAL_SHRINK |
 //      F_SEAL_GROW;
 //   4  memfd "second", MFD_CLOEXEC (no sealing: seals read F_SEAL_SEAL),
 //      "0123456789", position 10, mode 0640;
 //   5  memfd "ro" holding "ro data", reopened O_RDONLY through /proc;
-//   10 with "shared": a dup of fd 3.
+//   10 with "shared": a dup of fd 3 (after the checks, a seek on fd 10
+//      must move fd 3); with "reopened": fd 3 opened again through /proc.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists. Then it checks names, contents, sizes, positions, seals,
 // close-on-exec and mode, printing "OK\n" and exiting 0 when all hold,
@@ -96,8 +97,13 @@ int main(int argc, char **argv)
 	expect_fd(open("/proc/self/fd/5", O_RDONLY), 6);
 	if (dup2(6, 5) != 5 || close(6) != 0)
 		die("reopen fd 5");
-	if (argc == 3 && dup2(3, 10) != 10)
+	if (argc == 3 && strcmp(argv[2], "shared") == 0 && dup2(3, 10) != 10)
 		die("dup2");
+	if (argc == 3 && strcmp(argv[2], "reopened") == 0) {
+		int f = open("/proc/self/fd/3", O_RDWR);
+		if (f < 0 || dup2(f, 10) != 10 || close(f) != 0)
+			die("reopen fd 3");
+	}
 
 	if (write(1, "ready\n", 6) != 6)
 		die("write ready");
@@ -137,6 +143,9 @@ int main(int argc, char **argv)
 	expect_data(5, 0, "ro data", 7);
 	if ((fcntl(5, F_GETFL) & O_ACCMODE) != O_RDONLY || write(5, "x", 1) != -1)
 		fail("fd 5 is not read-only", fcntl(5, F_GETFL), 0);
+	if (argc == 3 && strcmp(argv[2], "shared") == 0 &&
+	    (lseek(10, 3, SEEK_SET) != 3 || lseek(3, 0, SEEK_CUR) != 3))
+		fail("fd 3 position after a seek on its dup 10", (long)lseek(3, 0, SEEK_CUR), 3);
 	printf("OK\n");
 	return 0;
 }

@@ -98,9 +98,15 @@
 //	F_GET_SEALS, name                                (holes skipped, at most 16 MiB of data, kept in
 //	                                                 the manifest), written back through
 //	                                                 /proc/STUB/fd/N, seals last (TestMemfd); a memfd
-//	                                                 held by several fds of the tree refused "memfd
-//	                                                 shared with fd N of P" (TestInoMemRefused),
+//	                                                 opened twice (not a dup) refused "memfd shared
+//	                                                 with fd N of P" (TestInoMemRefused),
 //	                                                 hugetlb memfds refused (no test)
+//	open file description     all but inherited      kcmp(KCMP_FILE) at dump against one fd of each
+//	  (dup, fork, SCM_RIGHTS)                        description on the same file; fds that shared
+//	                                                 one record its id (Shared) and are restored as
+//	                                                 one: the first created as usual, the others a
+//	                                                 dup or, in another process, pidfd_getfd from the
+//	                                                 first's stub (TestSharedOpenFile, TestMemfd)
 //	contents, size, mode      deleted file           read through rtcr's own open of /proc/PID/fd/N
 //	                                                 once per file (holes skipped, at most 16 MiB
 //	                                                 of data, else refused: TestDeletedFileRefused),
@@ -122,11 +128,7 @@
 // signal the original's credentials would not have allowed may be allowed
 // after a restore.
 //
-// Not visible in fdinfo and not restored: whether fds (in one process or
-// across a fork) share one open file description (each restored fd of a
-// file or FIFO has its own, the buffer of a FIFO being shared anyway; the
-// fds of one pipe end in the process that recreates the pipe share one),
-// whether a FIFO is also open outside the tree (its bytes are saved and put
-// back; restore refuses a FIFO that holds bytes already), and
-// dnotify (F_NOTIFY) watches.
+// Not visible in fdinfo and not restored: whether a FIFO is also open
+// outside the tree (its bytes are saved and put back; restore refuses a
+// FIFO that holds bytes already), and dnotify (F_NOTIFY) watches.
 package files

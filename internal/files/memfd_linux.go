@@ -30,12 +30,19 @@ var memfdKind = kind{
 		}
 		where := fmt.Sprintf("fd %d of %d", s.num, s.pid)
 		if other, ok := s.tree.memfds[s.st.Ino]; ok {
-			return image.FD{}, false, fmt.Errorf("memfd shared with %s (one memfd held by several fds): %w", other, ErrUnsupported)
+			if s.shared != 0 && s.tree.memfdShared[s.st.Ino] == s.shared {
+				// A dup of the first fd (dup, fork, SCM_RIGHTS):
+				// restore gives it the first one's open file.
+				return image.FD{Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link, MemfdName: name}, true, nil
+			}
+			return image.FD{}, false, fmt.Errorf("memfd shared with %s (one memfd open twice, not a dup of one open file): %w", other, ErrUnsupported)
 		}
 		if s.tree.memfds == nil {
 			s.tree.memfds = map[uint64]string{}
+			s.tree.memfdShared = map[uint64]int{}
 		}
 		s.tree.memfds[s.st.Ino] = where
+		s.tree.memfdShared[s.st.Ino] = s.shared
 		f, err := os.Open(fmt.Sprintf("/proc/%d/fd/%d", s.pid, s.num))
 		if err != nil {
 			return image.FD{}, false, fmt.Errorf("open memfd: %w", err)

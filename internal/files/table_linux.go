@@ -26,6 +26,7 @@ type fdState struct {
 	st       unix.Stat_t
 	info     *procfs.FDInfo
 	tree     *Tree
+	shared   int // the fd's shared open file description, 0 if none
 }
 
 // kind is one type of fd: dump returns ok=false when the fd is not of this
@@ -70,6 +71,9 @@ type Restorer struct {
 	// deleted holds, by identity at dump, the helper fd (both ends the
 	// same) holding each recreated deleted file open.
 	deleted map[FileID]pipeHome
+	// shared holds, by image id, the first restored fd of each open
+	// file description several fds shared at dump.
+	shared map[int]shareHome
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -80,7 +84,7 @@ type pipeHome struct {
 
 // NewRestorer returns a Restorer for one restore.
 func NewRestorer() *Restorer {
-	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}}
+	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}, shared: map[int]shareHome{}}
 }
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
@@ -136,6 +140,12 @@ type Tree struct {
 	memfds map[uint64]string
 	// deleted holds the deleted files whose contents are saved already.
 	deleted map[FileID]bool
+	// shared holds the id of the open file description of every fd
+	// that shares it with another fd of the tree (see findShared).
+	shared map[fdRef]int
+	// memfdShared holds the open file description of the first fd of
+	// each memfd dumped (by inode).
+	memfdShared map[uint64]int
 }
 
 // NewTree scans the fds of the processes pids of one tree.
@@ -185,6 +195,9 @@ func NewTree(pids []int) (*Tree, error) {
 	for ino, e := range ends {
 		t.internal[ino] = e == 3
 	}
+	if err := t.findShared(pids); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -211,7 +224,7 @@ func (t *Tree) Dump(pid int) ([]image.FD, error) {
 }
 
 func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
-	s := &fdState{pid: pid, num: n, tree: t}
+	s := &fdState{pid: pid, num: n, tree: t, shared: t.shared[fdRef{pid, n}]}
 	var err error
 	if s.link, err = procfs.ReadFDLink(pid, n); err != nil {
 		return image.FD{}, fmt.Errorf("dump fd %d of %d: %w", n, pid, err)
@@ -240,6 +253,7 @@ func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
 		if err := dumpOwner(s, pidfd, &fd); err != nil {
 			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
 		}
+		fd.Shared = s.shared
 		return fd, nil
 	}
 	return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %s: %w", n, s.link, pid, describe(s), ErrUnsupported)
@@ -302,6 +316,18 @@ func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) e
 			if k.late != late {
 				continue
 			}
+			if h, ok := rs.shared[fd.Shared]; ok && fd.Shared != 0 && !k.inherited {
+				// The open file description exists: its status
+				// flags and position are restored already.
+				got, err := openShared(c, h, fd)
+				if err == nil {
+					err = place(r, got, fd)
+				}
+				if err != nil {
+					return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
+				}
+				continue
+			}
 			got, err := k.open(c, fd)
 			if err != nil {
 				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
@@ -313,6 +339,13 @@ func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) e
 			}
 			if err := place(r, got, fd); err != nil {
 				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
+			}
+			if fd.Shared != 0 && !k.inherited {
+				h, err := newShareHome(r.Pid, fd)
+				if err != nil {
+					return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
+				}
+				rs.shared[fd.Shared] = h
 			}
 		}
 	}

@@ -275,6 +275,10 @@ type FD struct {
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
 	Owner *FDOwner `json:",omitempty"`
 	Sig   int      `json:",omitempty"`
+	// Shared, when not 0, names the open file description the fd shared
+	// at dump with the other fds of the tree with the same Shared (dup,
+	// fork, SCM_RIGHTS): restore creates it once and gives it to each.
+	Shared int `json:",omitempty"`
 }
 
 // FDOwner is an fd's F_GETOWN_EX owner: Type is F_OWNER_TID (0),

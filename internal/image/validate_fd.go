@@ -40,6 +40,9 @@ func validateFDs(fds []FD) error {
 		if o := fd.Owner; o != nil && (o.Type < 0 || o.Type > 2 || o.Pid < 0) {
 			return fmt.Errorf("fd %d: owner type %d id %d", fd.Num, o.Type, o.Pid)
 		}
+		if fd.Shared < 0 || (fd.Shared != 0 && fd.Kind == FDInherit) {
+			return fmt.Errorf("fd %d: shared open file id %d on a %q fd", fd.Num, fd.Shared, fd.Kind)
+		}
 		if fd.Sig < 0 || fd.Sig > maxSignal {
 			return fmt.Errorf("fd %d: I/O signal %d out of range 0-%d", fd.Num, fd.Sig, maxSignal)
 		}
@@ -148,6 +151,35 @@ func validateDataRuns(fd *FD) error {
 			return fmt.Errorf("data run of %d bytes at %d: overlapping, empty, beyond size %d or over %d bytes in all", len(r.Data), r.Off, fd.Size, MaxMemfdData)
 		}
 		end = r.Off + int64(len(r.Data))
+	}
+	return nil
+}
+
+// validateShared checks the fds that shared one open file description:
+// all of one kind, with the same status flags, position and path, the
+// saved contents (pipe or file data) on the first only, which restore
+// creates the object from.
+func validateShared(procs []Process) error {
+	first := map[int]*FD{}
+	for i := range procs {
+		for j := range procs[i].FDs {
+			fd := &procs[i].FDs[j]
+			if fd.Shared == 0 {
+				continue
+			}
+			f, ok := first[fd.Shared]
+			if !ok {
+				first[fd.Shared] = fd
+				continue
+			}
+			if fd.Kind != f.Kind || fd.Flags&^unix.O_CLOEXEC != f.Flags&^unix.O_CLOEXEC || fd.Offset != f.Offset || fd.Path != f.Path {
+				return fmt.Errorf("pid %d: fd %d: shared open file %d is a %s %q flags %#o at %d, was a %s %q flags %#o at %d on fd %d",
+					procs[i].Pid, fd.Num, fd.Shared, fd.Kind, fd.Path, fd.Flags, fd.Offset, f.Kind, f.Path, f.Flags, f.Offset, f.Num)
+			}
+			if len(fd.PipeData) > 0 || len(fd.MemfdData) > 0 {
+				return fmt.Errorf("pid %d: fd %d: shared open file %d holds contents, which only its first fd may", procs[i].Pid, fd.Num, fd.Shared)
+			}
+		}
 	}
 	return nil
 }

@@ -55,6 +55,20 @@ func TestValidate(t *testing.T) {
 		{"fd path with ..", func(c *Checkpoint) { c.Processes[0].FDs[2].Path = "/tmp/../etc/shadow" }, "not absolute and clean"},
 		{"fd path relative", func(c *Checkpoint) { c.Processes[0].FDs[2].Path = "etc/shadow" }, "not absolute and clean"},
 		{"fd is a FIFO", func(c *Checkpoint) { c.Processes[0].FDs[2].Mode = unix.S_IFIFO | 0o644 }, "file type"},
+		{"shared eventfds", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEventfd, Shared: 1}, FD{Num: 10, Kind: FDEventfd, Shared: 1})
+		}, ""},
+		{"shared of two kinds", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEventfd, Shared: 1}, FD{Num: 10, Kind: FDTimerfd, TimerClock: unix.CLOCK_MONOTONIC, Shared: 1})
+		}, "fd 10: shared open file 1 is a timerfd"},
+		{"shared with other flags", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEventfd, Shared: 1}, FD{Num: 10, Kind: FDEventfd, Flags: unix.O_NONBLOCK, Shared: 1})
+		}, "fd 10: shared open file 1"},
+		{"shared data on a later fd", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPipe, PipeID: 5, PipeSize: 4096, Shared: 2}, FD{Num: 10, Kind: FDPipe, PipeID: 5, PipeSize: 4096, PipeData: []byte("x"), Shared: 2})
+		}, "holds contents"},
+		{"shared inherited", func(c *Checkpoint) { c.Processes[0].FDs[0].Kind, c.Processes[0].FDs[0].Shared = FDInherit, 3 }, "shared open file id 3"},
+		{"shared negative", func(c *Checkpoint) { c.Processes[0].FDs[2].Shared = -1 }, "shared open file id -1"},
 		{"eventfd counter 2^64-1", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEventfd, Count: ^uint64(0)})
 		}, "eventfd counter"},
