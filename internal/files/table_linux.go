@@ -26,6 +26,7 @@ type fdState struct {
 	st       unix.Stat_t
 	info     *procfs.FDInfo
 	tree     *Tree
+	pidfd    int // of pid, for pidfd_getfd copies
 }
 
 // kind is one type of fd: dump returns ok=false when the fd is not of this
@@ -70,6 +71,9 @@ type Restorer struct {
 	// deleted holds, by identity at dump, the helper fd (both ends the
 	// same) holding each recreated deleted file open.
 	deleted map[FileID]pipeHome
+	// socks holds each recreated socket pair by the lower inode of its
+	// two sockets at dump.
+	socks map[uint64]sockHome
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -80,7 +84,7 @@ type pipeHome struct {
 
 // NewRestorer returns a Restorer for one restore.
 func NewRestorer() *Restorer {
-	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}}
+	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}, socks: map[uint64]sockHome{}}
 }
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
@@ -99,6 +103,7 @@ var kinds = []struct {
 	{image.FDInotify, inotifyKind},
 	{image.FDTimerfd, timerfdKind},
 	{image.FDSignalfd, signalfdKind},
+	{image.FDUnixPair, unixPairKind},
 }
 
 func kindOf(name string) (*kind, error) {
@@ -136,11 +141,15 @@ type Tree struct {
 	memfds map[uint64]string
 	// deleted holds the deleted files whose contents are saved already.
 	deleted map[FileID]bool
+	// sockets holds the inodes of the sockets the tree holds; socksSaved
+	// those whose state is saved already.
+	sockets, socksSaved map[uint64]bool
 }
 
 // NewTree scans the fds of the processes pids of one tree.
 func NewTree(pids []int) (*Tree, error) {
-	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{}}
+	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{},
+		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}}
 	ends := map[uint64]int{} // bit 0: a read end seen, bit 1: a write end
 	for _, pid := range pids {
 		tids, err := procfs.ListTasks(pid)
@@ -161,6 +170,10 @@ func NewTree(pids []int) (*Tree, error) {
 		}
 		for _, n := range nums {
 			link, err := procfs.ReadFDLink(pid, n)
+			if ino := sockIno(link); ino != 0 {
+				t.sockets[ino] = true
+				continue
+			}
 			if err != nil || !strings.HasPrefix(link, "pipe:") {
 				continue
 			}
@@ -211,7 +224,7 @@ func (t *Tree) Dump(pid int) ([]image.FD, error) {
 }
 
 func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
-	s := &fdState{pid: pid, num: n, tree: t}
+	s := &fdState{pid: pid, num: n, tree: t, pidfd: pidfd}
 	var err error
 	if s.link, err = procfs.ReadFDLink(pid, n); err != nil {
 		return image.FD{}, fmt.Errorf("dump fd %d of %d: %w", n, pid, err)
