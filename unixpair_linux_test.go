@@ -32,8 +32,8 @@ func TestUnixPairRoundTrip(t *testing.T) {
 }
 
 // TestUnixSocketRefused: a dump of a process holding a bound (named) unix
-// socket, or a socket pair with an fd in flight (SCM_RIGHTS), is refused
-// naming fd 3 or 4, and the process runs on with its sockets intact (the
+// socket, a socket pair with an fd in flight (SCM_RIGHTS), or one whose
+// peer a process outside the tree holds, is refused naming the fd, and the process runs on with its sockets intact (the
 // fd in flight is still there after the refused dump).
 func TestUnixSocketRefused(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -41,6 +41,7 @@ func TestUnixSocketRefused(t *testing.T) {
 	tests := []struct{ arg, fd, want string }{
 		{"named", "fd 3 (", "unix socket with a name (bound)"},
 		{"rights", "fd 4 (", "carry 1 file descriptors (SCM_RIGHTS"},
+		{"outside", "fd 3 (", "not held in the dumped tree"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.arg, func(t *testing.T) {

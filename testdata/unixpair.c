@@ -1,7 +1,7 @@
 // unixpair: holds AF_UNIX socket pairs for the checkpoint/restore tests
 // of internal/files, waits for a trigger and then checks them.
 //
-// Protocol: unixpair TRIGGER pairs|named|rights
+// Protocol: unixpair TRIGGER pairs|named|rights|outside
 // It sets up, for "pairs":
 //   3, 4  a SOCK_STREAM pair: "to4" written on 3 and "to3xx" on 4, unread;
 //   5, 6  a SOCK_SEQPACKET pair: messages "one" and "two2" sent on 5,
@@ -12,7 +12,9 @@
 // for "named": 3 a SOCK_DGRAM socket bound to "sock" in the working
 // directory;
 // for "rights": 3, 4 a SOCK_STREAM pair with fd 0 sent on 3 (SCM_RIGHTS),
-// unread.
+// unread;
+// for "outside": 3 a SOCK_STREAM socket whose peer is held by a grandchild
+// that its child left behind (outside the tree), until it reads a byte.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists (the child too). Then it checks, printing "OK\n" and
 // exiting 0 when all hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -23,6 +25,7 @@
 //     the child receives it and answers "reply", which the parent
 //     receives; the child exits 0.
 //   named: nothing more.
+//   outside: "x" can be written on 3.
 //   rights: fd 4 receives the byte with one fd attached.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -159,6 +162,22 @@ int main(int argc, char **argv)
 		memcpy(CMSG_DATA(c), &zero, sizeof zero);
 		if (sendmsg(3, &m, 0) != 1)
 			die("sendmsg SCM_RIGHTS");
+	} else if (strcmp(mode, "outside") == 0) {
+		pair(SOCK_STREAM, 3, 4);
+		pid_t c = fork();
+		if (c < 0)
+			die("fork");
+		if (c == 0) {
+			if (fork() == 0) {
+				close(3);
+				char x;
+				_exit(read(4, &x, 1) == 1 ? 0 : 1);
+			}
+			_exit(0);
+		}
+		if (waitpid(c, NULL, 0) != c)
+			die("waitpid");
+		close(4);
 	} else {
 		die("unknown mode");
 	}
@@ -188,6 +207,9 @@ int main(int argc, char **argv)
 		int st;
 		if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			fail("child");
+	} else if (strcmp(mode, "outside") == 0) {
+		if (write(3, "x", 1) != 1)
+			fail("write on 3");
 	} else if (strcmp(mode, "rights") == 0) {
 		char cbuf[CMSG_SPACE(sizeof(int))], b;
 		struct iovec iov = {&b, 1};

@@ -83,7 +83,8 @@
 //	mnt_id, ino               unix socket pair       identity: ino is the socket's inode; sock_diag
 //	                                                 gives its peer's, which must be held in the
 //	                                                 tree and name it back, else refused "not held
-//	                                                 in the dumped tree"; the pair restored is new
+//	                                                 in the dumped tree" (TestUnixSocketRefused);
+//	                                                 the pair restored is new
 //	                                                 (TestUnixPairRoundTrip)
 //	scm_fds                   unix socket pair       fds in flight to the socket: non-zero refused
 //	                                                 "carry N file descriptors (SCM_RIGHTS"
