@@ -79,6 +79,16 @@
 //	  fhandle-*, f_handle                            handle at dump, recorded by path (checked to
 //	                                                 name ino); none found refused "has no path"
 //	inotify: ignored_mask     inotify                non-zero refused (TestDumpWatchRefused)
+//	pos                       unix socket pair       always 0; non-zero refused as above
+//	mnt_id, ino               unix socket pair       identity: ino is the socket's inode; sock_diag
+//	                                                 gives its peer's, which must be held in the
+//	                                                 tree and name it back, else refused "not held
+//	                                                 in the dumped tree" (TestUnixSocketRefused);
+//	                                                 the pair restored is new
+//	                                                 (TestUnixPairRoundTrip)
+//	scm_fds                   unix socket pair       fds in flight to the socket: non-zero refused
+//	                                                 "carry N file descriptors (SCM_RIGHTS"
+//	                                                 (TestUnixSocketRefused)
 //	lock (flock, POSIX, OFD,  all                    refused: "file lock (fdinfo lock: 1: FLOCK …)"
 //	      lease)                                     (TestFDStateRefused)
 //	any other line            all                    refused: "fdinfo field "x" (…) is not saved"
@@ -114,6 +124,20 @@
 //	                                                 (TestDeletedFileRoundTrip); still linked
 //	                                                 elsewhere refused "has N other links"
 //	                                                 (TestDeletedFileRefused)
+//	type, state, name,        unix socket pair       sock_diag (unix_diag, asked by inode in rtcr's
+//	peer, shutdown, rqlen                            network namespace): type restored by
+//	                                                 socketpair; a name (bound or autobound)
+//	                                                 refused "with a name (bound)"
+//	                                                 (TestUnixSocketRefused), listening, unconnected
+//	                                                 or shut down refused; rqlen checked against
+//	                                                 the bytes read
+//	queued messages           unix socket pair       MSG_PEEK on a copy, walked with SO_PEEK_OFF
+//	                                                 (put back after), one message per datagram or
+//	                                                 seqpacket, sent again through the other end
+//	                                                 (TestUnixPairRoundTrip); control data refused
+//	SO_PASSCRED, SO_SNDBUF,   unix socket pair       getsockopt on a copy, setsockopt on a copy of
+//	SO_RCVBUF, SO_SNDTIMEO,                          the new socket (SO_*BUFFORCE past the sysctl
+//	SO_RCVTIMEO, SO_PEEK_OFF                         limit); SO_PASSCRED tested (TestUnixPairRoundTrip)
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,

@@ -27,6 +27,7 @@ type fdState struct {
 	info     *procfs.FDInfo
 	tree     *Tree
 	shared   int // the fd's shared open file description, 0 if none
+	pidfd    int // of pid, for pidfd_getfd copies
 }
 
 // kind is one type of fd: dump returns ok=false when the fd is not of this
@@ -74,6 +75,9 @@ type Restorer struct {
 	// shared holds, by image id, the first restored fd of each open
 	// file description several fds shared at dump.
 	shared map[int]shareHome
+	// socks holds each recreated socket pair by the lower inode of its
+	// two sockets at dump.
+	socks map[uint64]sockHome
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -84,7 +88,7 @@ type pipeHome struct {
 
 // NewRestorer returns a Restorer for one restore.
 func NewRestorer() *Restorer {
-	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}, shared: map[int]shareHome{}}
+	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}, shared: map[int]shareHome{}, socks: map[uint64]sockHome{}}
 }
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
@@ -103,6 +107,7 @@ var kinds = []struct {
 	{image.FDInotify, inotifyKind},
 	{image.FDTimerfd, timerfdKind},
 	{image.FDSignalfd, signalfdKind},
+	{image.FDUnixPair, unixPairKind},
 }
 
 func kindOf(name string) (*kind, error) {
@@ -146,11 +151,15 @@ type Tree struct {
 	// memfdShared holds the open file description of the first fd of
 	// each memfd dumped (by inode).
 	memfdShared map[uint64]int
+	// sockets holds the inodes of the sockets the tree holds; socksSaved
+	// those whose state is saved already.
+	sockets, socksSaved map[uint64]bool
 }
 
 // NewTree scans the fds of the processes pids of one tree.
 func NewTree(pids []int) (*Tree, error) {
-	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{}}
+	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{},
+		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}}
 	ends := map[uint64]int{} // bit 0: a read end seen, bit 1: a write end
 	for _, pid := range pids {
 		tids, err := procfs.ListTasks(pid)
@@ -171,6 +180,10 @@ func NewTree(pids []int) (*Tree, error) {
 		}
 		for _, n := range nums {
 			link, err := procfs.ReadFDLink(pid, n)
+			if ino := sockIno(link); ino != 0 {
+				t.sockets[ino] = true
+				continue
+			}
 			if err != nil || !strings.HasPrefix(link, "pipe:") {
 				continue
 			}
@@ -224,7 +237,7 @@ func (t *Tree) Dump(pid int) ([]image.FD, error) {
 }
 
 func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
-	s := &fdState{pid: pid, num: n, tree: t, shared: t.shared[fdRef{pid, n}]}
+	s := &fdState{pid: pid, num: n, tree: t, shared: t.shared[fdRef{pid, n}], pidfd: pidfd}
 	var err error
 	if s.link, err = procfs.ReadFDLink(pid, n); err != nil {
 		return image.FD{}, fmt.Errorf("dump fd %d of %d: %w", n, pid, err)

@@ -223,6 +223,10 @@ const (
 	FDSignalfd = "signalfd" // a signalfd with its signal mask
 )
 
+// FDUnixPair is one end of an unnamed AF_UNIX socket pair whose two ends
+// are both held in the tree.
+const FDUnixPair = "unixpair"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -270,6 +274,8 @@ type FD struct {
 	TimerTicks    uint64 `json:",omitempty"`
 	// Signalfd fds: the signals it accepts (bit n-1 for signal n).
 	SigMask uint64 `json:",omitempty"`
+	// Unix socketpair fds: the socket and its peer.
+	Sock *UnixSock `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
@@ -287,6 +293,28 @@ type FD struct {
 type FDOwner struct {
 	Type int
 	Pid  int
+}
+
+// UnixSock is one end of an AF_UNIX socket pair: its inode and its
+// peer's at dump (the fds on one inode are one socket), its type
+// (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET) and, on the first fd of the
+// tree on it only, its state.
+type UnixSock struct {
+	Ino, Peer uint64
+	Type      int
+	State     *UnixSockState `json:",omitempty"`
+}
+
+// UnixSockState is what one socket of a pair holds: the messages queued
+// to it, unread (for SOCK_STREAM one run of bytes), and its options.
+// Timeouts are in microseconds (0: none); PeekOff is SO_PEEK_OFF (-1: off).
+type UnixSockState struct {
+	Queue          [][]byte `json:",omitempty"`
+	PassCred       bool     `json:",omitempty"`
+	SndBuf, RcvBuf int
+	SndTimeo       int64 `json:",omitempty"`
+	RcvTimeo       int64 `json:",omitempty"`
+	PeekOff        int
 }
 
 // DataRun is a run of bytes of a file at offset Off.

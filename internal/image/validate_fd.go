@@ -118,6 +118,10 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: FIFO of %d bytes with %d buffered", fd.Num, fd.PipeSize, len(fd.PipeData))
 			}
 		case FDSignalfd:
+		case FDUnixPair:
+			if err := validateUnixSock(fd); err != nil {
+				return fmt.Errorf("fd %d: socket pair %w", fd.Num, err)
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}
@@ -179,6 +183,30 @@ func validateShared(procs []Process) error {
 			if len(fd.PipeData) > 0 || len(fd.MemfdData) > 0 {
 				return fmt.Errorf("pid %d: fd %d: shared open file %d holds contents, which only its first fd may", procs[i].Pid, fd.Num, fd.Shared)
 			}
+		}
+	}
+	return nil
+}
+
+// validateUnixSock checks a socket pair end's identity, type and queue
+// (at most MaxMemfdData bytes in all).
+func validateUnixSock(fd *FD) error {
+	s := fd.Sock
+	if s == nil || s.Ino == 0 || s.Peer == 0 || s.Ino == s.Peer {
+		return fmt.Errorf("without a socket and a peer")
+	}
+	switch s.Type {
+	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
+	default:
+		return fmt.Errorf("of type %d", s.Type)
+	}
+	if st := s.State; st != nil {
+		total := 0
+		for _, m := range st.Queue {
+			total += len(m)
+		}
+		if total > MaxMemfdData || st.SndBuf < 0 || st.RcvBuf < 0 || st.SndTimeo < 0 || st.RcvTimeo < 0 || st.PeekOff < -1 {
+			return fmt.Errorf("with %d bytes queued, buffers %d/%d, timeouts %d/%d, peek offset %d", total, st.SndBuf, st.RcvBuf, st.SndTimeo, st.RcvTimeo, st.PeekOff)
 		}
 	}
 	return nil

@@ -1,0 +1,60 @@
+package rtcr_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/testutil"
+)
+
+// TestUnixPairRoundTrip checkpoints testdata/unixpair.c holding a stream
+// socket pair with bytes queued in both directions, a seqpacket pair with
+// two queued messages (SO_PASSCRED on the sending end) and a datagram
+// pair shared with a forked child, kills the tree and restores it: each
+// end then reads exactly what was queued to it, the seqpacket messages
+// keep their boundaries, SO_PASSCRED is set where it was, and the parent
+// and the child talk over their pair again.
+func TestUnixPairRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "unixpair", false), "trigger", "pairs")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := tg.dump(false)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("socket pairs after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestUnixSocketRefused: a dump of a process holding a bound (named) unix
+// socket, a socket pair with an fd in flight (SCM_RIGHTS), or one whose
+// peer a process outside the tree holds, is refused naming the fd, and the process runs on with its sockets intact (the
+// fd in flight is still there after the refused dump).
+func TestUnixSocketRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "unixpair", false)
+	tests := []struct{ arg, fd, want string }{
+		{"named", "fd 3 (", "unix socket with a name (bound)"},
+		{"rights", "fd 4 (", "carry 1 file descriptors (SCM_RIGHTS"},
+		{"outside", "fd 3 (", "not held in the dumped tree"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			tg := start(t, bin, "trigger", tc.arg)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
+			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), tc.fd) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrUnsupported naming %s and %q", err, tc.fd, tc.want)
+			}
+			tg.fire()
+			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
+			}
+		})
+	}
+}
