@@ -1,16 +1,11 @@
 package rtcr_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/rtcr/rtcr"
-	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -24,12 +19,7 @@ func TestFDStatusFlags(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "fdflags", false), "trigger")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("fd flags after restore: exit %d, output:\n%s", code, tg.output())
-	}
+	tg.roundTripOK("fd flags")
 }
 
 // TestFDStateRefused: a dump of a process holding a file lock (flock or
@@ -48,14 +38,8 @@ func TestFDStateRefused(t *testing.T) {
 		t.Run(tc.arg, func(t *testing.T) {
 			tg := start(t, bin, "trigger", tc.arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
-			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 10 (") || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want ErrUnsupported naming fd 10 and %q", err, tc.want)
-			}
-			tg.fire()
-			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
-			}
+			tg.dumpRefused("fd 10 (", tc.want)
+			tg.runsOnOK()
 		})
 	}
 }

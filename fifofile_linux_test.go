@@ -1,8 +1,6 @@
 package rtcr_test
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +8,6 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr"
-	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -23,12 +20,7 @@ func TestFifoRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "fifofile", false), "trigger", "fifo")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("FIFO after restore: exit %d, output:\n%s", code, tg.output())
-	}
+	tg.roundTripOK("FIFO")
 }
 
 // TestFifoReplacedRefused: a FIFO replaced by a regular file (or one
@@ -83,12 +75,7 @@ func TestDeletedFileRoundTrip(t *testing.T) {
 		t.Run(arg, func(t *testing.T) {
 			tg := start(t, bin, "trigger", arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-			dir := tg.dump(false)
-			tg.restore(dir)
-			tg.fire()
-			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-				t.Fatalf("deleted file after restore: exit %d, output:\n%s", code, tg.output())
-			}
+			tg.roundTripOK("deleted file")
 		})
 	}
 }
@@ -110,14 +97,8 @@ func TestDeletedFileRefused(t *testing.T) {
 		t.Run(tc.arg, func(t *testing.T) {
 			tg := start(t, bin, "trigger", tc.arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
-			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), "fd 3 (") || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want ErrUnsupported naming fd 3 and %q", err, tc.want)
-			}
-			tg.fire()
-			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
-			}
+			tg.dumpRefused("fd 3 (", tc.want)
+			tg.runsOnOK()
 		})
 	}
 }

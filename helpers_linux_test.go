@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/inspect"
 	"github.com/rtcr/rtcr/internal/testutil"
@@ -216,3 +217,41 @@ func pidFree(pid int) bool {
 }
 
 func syscallKill(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
+
+// roundTripOK dumps tg (killing it), restores it, fires its trigger and
+// requires the program, which checks its own state after the restore, to
+// exit 0 having written "OK". what names the state for the message.
+func (tg *target) roundTripOK(what string) {
+	tg.t.Helper()
+	dir := tg.dump(false)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		tg.t.Fatalf("%s after restore: exit %d, output:\n%s", what, code, tg.output())
+	}
+}
+
+// dumpRefused requires a dump of tg to fail with files.ErrUnsupported and
+// an error naming each of want.
+func (tg *target) dumpRefused(want ...string) {
+	tg.t.Helper()
+	_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: tg.t.TempDir()})
+	ok := errors.Is(err, files.ErrUnsupported)
+	for _, w := range want {
+		ok = ok && strings.Contains(err.Error(), w)
+	}
+	if !ok {
+		tg.t.Fatalf("error %v, want ErrUnsupported naming %q", err, want)
+	}
+}
+
+// runsOnOK fires the trigger of a target whose dump was refused and
+// requires the original, untouched by the dump, to exit 0 having written
+// "OK".
+func (tg *target) runsOnOK() {
+	tg.t.Helper()
+	tg.fire()
+	if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		tg.t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
+	}
+}

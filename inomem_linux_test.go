@@ -1,14 +1,10 @@
 package rtcr_test
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rtcr/rtcr"
-	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -23,12 +19,7 @@ func TestMemfd(t *testing.T) {
 		t.Run(strings.Join(args, "-"), func(t *testing.T) {
 			tg := start(t, bin, args...)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-			dir := tg.dump(false)
-			tg.restore(dir)
-			tg.fire()
-			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-				t.Fatalf("memfds after restore: exit %d, output:\n%s", code, tg.output())
-			}
+			tg.roundTripOK("memfds")
 		})
 	}
 }
@@ -42,12 +33,7 @@ func TestInotify(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "inotify", false), "trigger")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("inotify after restore: exit %d, output:\n%s", code, tg.output())
-	}
+	tg.roundTripOK("inotify")
 }
 
 // TestInoMemRefused: the memfd and inotify states rtcr does not restore
@@ -62,14 +48,8 @@ func TestInoMemRefused(t *testing.T) {
 		t.Run(tc.prog+"-"+tc.arg, func(t *testing.T) {
 			tg := start(t, testutil.BuildC(t, tc.prog, false), "trigger", tc.arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
-			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), tc.fd) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want ErrUnsupported naming %q and %q", err, tc.fd, tc.want)
-			}
-			tg.fire()
-			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
-			}
+			tg.dumpRefused(tc.fd, tc.want)
+			tg.runsOnOK()
 		})
 	}
 }

@@ -20,12 +20,7 @@ func TestSharedOpenFile(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "sharedofd", false), "trigger")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("shared open file after restore: exit %d, output:\n%s", code, tg.output())
-	}
+	tg.roundTripOK("shared open file")
 }
 
 // TestSharedOpenFileRun is TestSharedOpenFile in an `rtcr run` tree (a

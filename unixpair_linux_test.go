@@ -1,14 +1,9 @@
 package rtcr_test
 
 import (
-	"context"
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/rtcr/rtcr"
-	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -23,12 +18,7 @@ func TestUnixPairRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "unixpair", false), "trigger", "pairs")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("socket pairs after restore: exit %d, output:\n%s", code, tg.output())
-	}
+	tg.roundTripOK("socket pairs")
 }
 
 // TestUnixSocketRefused: a dump of a process holding a bound (named) unix
@@ -47,14 +37,8 @@ func TestUnixSocketRefused(t *testing.T) {
 		t.Run(tc.arg, func(t *testing.T) {
 			tg := start(t, bin, "trigger", tc.arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-			_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
-			if !errors.Is(err, files.ErrUnsupported) || !strings.Contains(err.Error(), tc.fd) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want ErrUnsupported naming %s and %q", err, tc.fd, tc.want)
-			}
-			tg.fire()
-			if code := tg.waitOriginal(); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-				t.Fatalf("after the refused dump: exit %d, output:\n%s", code, tg.output())
-			}
+			tg.dumpRefused(tc.fd, tc.want)
+			tg.runsOnOK()
 		})
 	}
 }
