@@ -194,14 +194,9 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 // helperCopy returns rtcr's own copy (pidfd_getfd: the same open file,
 // read-write) of the helper fd h of a recreated deleted file.
 func helperCopy(h pipeHome) (int, error) {
-	pidfd, err := unix.PidfdOpen(h.pid, 0)
+	f, err := getfd(h.pid, h.ends[0])
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", h.pid, err)
-	}
-	defer unix.Close(pidfd)
-	f, err := unix.PidfdGetfd(pidfd, h.ends[0], 0)
-	if err != nil {
-		return -1, fmt.Errorf("copy the recreated deleted file (fd %d of %d): %w", h.ends[0], h.pid, err)
+		return -1, fmt.Errorf("copy the recreated deleted file: %w", err)
 	}
 	return f, nil
 }

@@ -33,7 +33,7 @@ var inotifyKind = kind{
 		if s.link != "anon_inode:inotify" {
 			return image.FD{}, false, nil
 		}
-		if n, err := inotifyQueued(s.pid, s.num); err != nil {
+		if n, err := inotifyQueued(s); err != nil {
 			return image.FD{}, false, err
 		} else if n != 0 {
 			return image.FD{}, false, fmt.Errorf("%d bytes of queued inotify events (not saved): %w", n, ErrUnsupported)
@@ -74,24 +74,10 @@ var inotifyKind = kind{
 	exact: func(fd *image.FD) bool { return fd.Flags&statusFlags&^unix.O_NONBLOCK == 0 },
 }
 
-// getfd returns a copy (pidfd_getfd) of fd num of process pid.
-func getfd(pid, num int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, num, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of %d: %w", num, pid, err)
-	}
-	return dup, nil
-}
-
-// inotifyQueued returns the bytes of events queued on inotify fd num of
-// pid (FIONREAD, TIOCINQ in x/sys, on a copy of the fd).
-func inotifyQueued(pid, num int) (int, error) {
-	dup, err := getfd(pid, num)
+// inotifyQueued returns the bytes of events queued on inotify fd s
+// (FIONREAD, TIOCINQ in x/sys, on a copy of the fd).
+func inotifyQueued(s *fdState) (int, error) {
+	dup, err := s.copy()
 	if err != nil {
 		return 0, err
 	}

@@ -100,37 +100,9 @@ func openShared(c *restoreCtx, h shareHome, fd *image.FD) (int, error) {
 	if h.fd.Kind != fd.Kind || h.fd.Flags&^unix.O_CLOEXEC != fd.Flags&^unix.O_CLOEXEC {
 		return -1, fmt.Errorf("shared open file %d was a %s with flags %#o on fd %d: %w", fd.Shared, h.fd.Kind, h.fd.Flags, h.fd.Num, image.ErrCorrupt)
 	}
-	if h.pid == c.r.Pid {
-		got, err := c.r.Syscall(unix.SYS_FCNTL, uint64(h.fd.Num), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return -1, fmt.Errorf("dup shared fd %d: %w", h.fd.Num, err)
-		}
-		return int(got), nil
-	}
-	pidfd, err := c.r.Syscall(unix.SYS_PIDFD_OPEN, uint64(h.nspid), 0)
+	got, err := takeIn(c, h.pid, h.nspid, h.fd.Num)
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d (host %d), holding the shared fd %d: %w", h.nspid, h.pid, h.fd.Num, err)
+		return -1, fmt.Errorf("shared open file %d: %w", fd.Shared, err)
 	}
-	got, err := c.r.Syscall(unix.SYS_PIDFD_GETFD, pidfd, uint64(h.fd.Num), 0)
-	if cerr := c.r.Close(int(pidfd)); err == nil && cerr != nil {
-		return -1, cerr
-	}
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of %d (host %d): %w", h.fd.Num, h.nspid, h.pid, err)
-	}
-	return int(got), nil
-}
-
-// newShareHome records fd, just restored in the stub pid, as the home of
-// its shared open file description.
-func newShareHome(pid int, fd *image.FD) (shareHome, error) {
-	st, err := procfs.ReadStatus(pid)
-	if err != nil {
-		return shareHome{}, err
-	}
-	h := shareHome{pid: pid, nspid: pid, fd: *fd}
-	if len(st.NSpid) > 0 {
-		h.nspid = st.NSpid[len(st.NSpid)-1]
-	}
-	return h, nil
+	return got, nil
 }

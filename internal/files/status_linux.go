@@ -63,13 +63,13 @@ func audit(s *fdState, k *kind) error {
 // from rtcr's pid namespace must be a thread, process or process group of
 // the tree; one outside the tree is refused (its id could name another
 // process by the time of the restore).
-func dumpOwner(s *fdState, pidfd int, fd *image.FD) error {
+func dumpOwner(s *fdState, fd *image.FD) error {
 	if s.info.Flags&unix.O_PATH != 0 {
 		return nil // fcntl refuses F_GETOWN_EX on O_PATH fds: none is set
 	}
-	dup, err := unix.PidfdGetfd(pidfd, s.num, 0)
+	dup, err := s.copy()
 	if err != nil {
-		return fmt.Errorf("pidfd_getfd: %w", err)
+		return err
 	}
 	defer unix.Close(dup)
 	var o fOwnerEx

@@ -263,7 +263,7 @@ func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
 		if err := audit(s, &k.k); err != nil {
 			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
 		}
-		if err := dumpOwner(s, pidfd, &fd); err != nil {
+		if err := dumpOwner(s, &fd); err != nil {
 			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
 		}
 		fd.Shared = s.shared
@@ -354,11 +354,7 @@ func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) e
 				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
 			}
 			if fd.Shared != 0 && !k.inherited {
-				h, err := newShareHome(r.Pid, fd)
-				if err != nil {
-					return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
-				}
-				rs.shared[fd.Shared] = h
+				rs.shared[fd.Shared] = shareHome{pid: r.Pid, nspid: r.NsPid, fd: *fd}
 			}
 		}
 	}

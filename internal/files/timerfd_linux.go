@@ -77,14 +77,9 @@ type timerInfo struct {
 }
 
 func dumpTimerfd(s *fdState) (image.FD, error) {
-	pidfd, err := unix.PidfdOpen(s.pid, 0)
+	dup, err := s.copy()
 	if err != nil {
-		return image.FD{}, fmt.Errorf("pidfd_open: %w", err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, s.num, 0)
-	if err != nil {
-		return image.FD{}, fmt.Errorf("pidfd_getfd: %w", err)
+		return image.FD{}, err
 	}
 	defer unix.Close(dup)
 	first, err := parseTimerInfo(s.info)

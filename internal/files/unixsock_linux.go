@@ -48,9 +48,9 @@ func dumpUnixPair(s *fdState) (image.FD, bool, error) {
 	if !strings.HasPrefix(s.link, "socket:") {
 		return image.FD{}, false, nil
 	}
-	dup, err := unix.PidfdGetfd(s.pidfd, s.num, 0)
+	dup, err := s.copy()
 	if err != nil {
-		return image.FD{}, false, fmt.Errorf("pidfd_getfd: %w", err)
+		return image.FD{}, false, err
 	}
 	defer unix.Close(dup)
 	if dom, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_UNIX {
@@ -321,28 +321,13 @@ func openUnixPair(c *restoreCtx, fd *image.FD) (int, error) {
 			return -1, err
 		}
 	}
-	end := uint64(home.ends[idx])
-	if home.pid == c.r.Pid {
-		got, err := c.r.Syscall(unix.SYS_FCNTL, end, unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return -1, fmt.Errorf("dup socket end: %w", err)
-		}
-		return int(got), nil
-	}
-	// Another process of the tree holds the pair: sockets cannot be
+	// In another process of the tree than the pair's: sockets cannot be
 	// opened through /proc, so the stub takes a copy with pidfd_getfd.
-	pidfd, err := c.r.Syscall(unix.SYS_PIDFD_OPEN, uint64(home.nsPid), 0)
+	got, err := takeIn(c, home.pid, home.nsPid, home.ends[idx])
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", home.nsPid, err)
+		return -1, fmt.Errorf("socket end: %w", err)
 	}
-	got, err := c.r.Syscall(unix.SYS_PIDFD_GETFD, pidfd, end, 0)
-	if cerr := c.r.Close(int(pidfd)); err == nil && cerr != nil {
-		return -1, cerr
-	}
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of %d: %w", end, home.nsPid, err)
-	}
-	return int(got), nil
+	return got, nil
 }
 
 // createSocketPair makes a socket pair of type typ in the stub and moves
