@@ -151,7 +151,19 @@ const maxSockMsg = 4 << 20
 // peekQueue returns the messages queued to socket fd, leaving them there:
 // it sets the peek offset to 0, peeks every message in turn (each peek
 // moves the offset past it) and puts the offset back to peekOff.
+//
+// Changing the peek offset changes the target's socket: were rtcr killed
+// before putting it back, the target would keep the changed offset. So an
+// empty queue (the usual case) is found with a plain peek first, which
+// changes nothing while the offset is off (-1), and the offset is only
+// touched when there is something to walk.
 func peekQueue(fd, typ, peekOff int) (q [][]byte, err error) {
+	if peekOff == -1 {
+		var b [1]byte
+		if _, _, _, _, err := unix.Recvmsg(fd, b[:], nil, unix.MSG_PEEK|unix.MSG_DONTWAIT); errors.Is(err, unix.EAGAIN) {
+			return nil, nil
+		}
+	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
 		return nil, fmt.Errorf("setsockopt SO_PEEK_OFF: %w", err)
 	}
