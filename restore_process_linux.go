@@ -198,6 +198,10 @@ func (pr *restoring) finish() error {
 	if p.Zombie {
 		return pr.step("exit as a zombie", func() error { return stub.Exit(r, p.ExitStatus) })
 	}
+	// Every fd of the tree is in place: a lock is not dropped by a close.
+	if err := pr.step("file locks", func() error { return files.RestoreLocks(r, p.FDs) }); err != nil {
+		return err
+	}
 	// Every process and thread of the tree exists now: any can own an fd.
 	if err := pr.step("fd owners", func() error { return files.RestoreOwners(r, p.FDs) }); err != nil {
 		return err

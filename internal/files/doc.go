@@ -89,8 +89,17 @@
 //	scm_fds                   unix socket pair       fds in flight to the socket: non-zero refused
 //	                                                 "carry N file descriptors (SCM_RIGHTS"
 //	                                                 (TestUnixSocketRefused)
-//	lock (flock, POSIX, OFD,  all                    refused: "file lock (fdinfo lock: 1: FLOCK …)"
-//	      lease)                                     (TestFDStateRefused)
+//	lock: FLOCK, POSIX,       file, dir              type and range saved (lock_linux.go); taken again
+//	      OFDLCK                                     once every fd of the tree is in place: flock and
+//	                                                 F_OFD_SETLK on the restored open file description,
+//	                                                 F_SETLK in the process (TestFileLocks: each still
+//	                                                 excludes another process, POSIX owned by the
+//	                                                 restored pid); one held outside the tree now is
+//	                                                 refused before any process exists, from
+//	                                                 /proc/locks (TestFileLockHeldRefused)
+//	lock: LEASE, DELEG,       all                    refused: "file lock (fdinfo lock: 1: LEASE …)"
+//	      ACCESS; any lock on                        (TestFDStateRefused)
+//	      another kind
 //	any other line            all                    refused: "fdinfo field "x" (…) is not saved"
 //
 // Not in fdinfo, read with fcntl on a copy of the fd that rtcr takes with

@@ -85,7 +85,8 @@ var pathKind = kind{
 		}
 		return got, nil
 	},
-	pos: true,
+	pos:   true,
+	locks: true,
 	// OpenIn opens with every status flag but O_ASYNC, plus O_NONBLOCK.
 	exact: func(fd *image.FD) bool { return fd.Flags&(unix.O_NONBLOCK|unix.O_ASYNC) == unix.O_NONBLOCK },
 }

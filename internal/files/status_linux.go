@@ -47,10 +47,10 @@ func audit(s *fdState, k *kind) error {
 	}
 	slices.Sort(keys)
 	for _, key := range keys {
-		if key == "lock" {
+		if key == "lock" && !k.locks {
 			return fmt.Errorf("file lock (fdinfo lock: %s): %w", strings.ReplaceAll(s.info.Extra[key], "\n", "; "), ErrUnsupported)
 		}
-		if !slices.Contains(k.fields, key) {
+		if key != "lock" && !slices.Contains(k.fields, key) {
 			return fmt.Errorf("fdinfo field %q (%s) is not saved: %w", key, s.info.Extra[key], ErrUnsupported)
 		}
 	}

@@ -40,6 +40,8 @@ type fdState struct {
 // be saved: pos only by kinds with pos, other lines only when listed in
 // fields) and records its SIGIO owner and signal; Install gives it its
 // status flags with F_SETFL, unless exact says open created it with them.
+// Kinds with locks save the file locks held through the fd (lock_linux.go),
+// which others refuse.
 type kind struct {
 	dump      func(s *fdState) (fd image.FD, ok bool, err error)
 	check     func(fd *image.FD) error
@@ -49,6 +51,7 @@ type kind struct {
 	fields    []string
 	exact     func(fd *image.FD) bool
 	inherited bool
+	locks     bool
 }
 
 // restoreCtx is the state of one process's fd-table restore.
@@ -266,6 +269,11 @@ func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
 		if err := dumpOwner(s, &fd); err != nil {
 			return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
 		}
+		if k.k.locks {
+			if fd.Locks, err = dumpLocks(s); err != nil {
+				return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
+			}
+		}
 		fd.Shared = s.shared
 		return fd, nil
 	}
@@ -294,6 +302,9 @@ func Check(fds []image.FD) error {
 			return fmt.Errorf("restore fd %d: %w", fds[i].Num, err)
 		}
 		if err := k.check(&fds[i]); err != nil {
+			return fmt.Errorf("restore fd %d (%s): %w", fds[i].Num, fds[i].Kind, err)
+		}
+		if err := checkLocks(&fds[i]); err != nil {
 			return fmt.Errorf("restore fd %d (%s): %w", fds[i].Num, fds[i].Kind, err)
 		}
 	}

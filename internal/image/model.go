@@ -285,6 +285,26 @@ type FD struct {
 	// at dump with the other fds of the tree with the same Shared (dup,
 	// fork, SCM_RIGHTS): restore creates it once and gives it to each.
 	Shared int `json:",omitempty"`
+	// Locks are the file locks held through the fd (fdinfo "lock:"
+	// lines): flock and OFD locks belong to its open file description,
+	// POSIX locks to the process.
+	Locks []FileLock `json:",omitempty"`
+}
+
+// File lock kinds.
+const (
+	LockFlock = "flock" // flock(2)
+	LockPosix = "posix" // fcntl F_SETLK, owned by the process
+	LockOFD   = "ofd"   // fcntl F_OFD_SETLK, owned by the open file description
+)
+
+// FileLock is one advisory lock held through an fd: its kind (Lock*),
+// whether it is a write (exclusive) lock, and for POSIX and OFD locks the
+// byte range (Len 0: from Start to the end of the file and beyond).
+type FileLock struct {
+	Kind       string
+	Write      bool
+	Start, Len int64 `json:",omitempty"`
 }
 
 // FDOwner is an fd's F_GETOWN_EX owner: Type is F_OWNER_TID (0),

@@ -2,6 +2,7 @@ package image
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,8 @@ const (
 	memfdSeals = 0x3f
 	// maxInotifyWatches bounds the watches of one inotify fd.
 	maxInotifyWatches = 1 << 16
+	// maxLocks bounds the file locks held through one fd.
+	maxLocks = 1 << 16
 )
 
 func validateFDs(fds []FD) error {
@@ -45,6 +48,9 @@ func validateFDs(fds []FD) error {
 		}
 		if fd.Sig < 0 || fd.Sig > maxSignal {
 			return fmt.Errorf("fd %d: I/O signal %d out of range 0-%d", fd.Num, fd.Sig, maxSignal)
+		}
+		if err := validateLocks(fd); err != nil {
+			return fmt.Errorf("fd %d: %w", fd.Num, err)
 		}
 		switch fd.Kind {
 		case FDFile:
@@ -207,6 +213,31 @@ func validateUnixSock(fd *FD) error {
 		}
 		if total > MaxMemfdData || st.SndBuf < 0 || st.RcvBuf < 0 || st.SndTimeo < 0 || st.RcvTimeo < 0 || st.PeekOff < -1 {
 			return fmt.Errorf("with %d bytes queued, buffers %d/%d, timeouts %d/%d, peek offset %d", total, st.SndBuf, st.RcvBuf, st.SndTimeo, st.RcvTimeo, st.PeekOff)
+		}
+	}
+	return nil
+}
+
+// validateLocks checks the file locks of an fd: only on files reopened by
+// path, of a known kind, a flock without a range, a range inside int64.
+func validateLocks(fd *FD) error {
+	if len(fd.Locks) == 0 {
+		return nil
+	}
+	if fd.Kind != FDFile || len(fd.Locks) > maxLocks {
+		return fmt.Errorf("%d file locks on a %q fd, at most %d and on a file", len(fd.Locks), fd.Kind, maxLocks)
+	}
+	for _, l := range fd.Locks {
+		bad := l.Start < 0 || l.Len < 0 || l.Len > math.MaxInt64-l.Start
+		switch l.Kind {
+		case LockFlock:
+			bad = bad || l.Start != 0 || l.Len != 0
+		case LockPosix, LockOFD:
+		default:
+			bad = true
+		}
+		if bad {
+			return fmt.Errorf("file lock %q from %d length %d", l.Kind, l.Start, l.Len)
 		}
 	}
 	return nil
