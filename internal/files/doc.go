@@ -29,7 +29,11 @@
 //	flags O_DSYNC, O_SYNC     file                   open (no test)
 //	mnt_id, ino               file, dir, device      identity, not state: the path is reopened; dump
 //	                                                 checks the path still names the open inode,
-//	                                                 restore that it opened the file it checked
+//	                                                 restore that it opened the file it checked; a
+//	                                                 file that grew or changed is reopened at pos
+//	                                                 (TestGrownFileReopened); gone, of another type
+//	                                                 or shrunk below pos refused before any process
+//	                                                 exists (TestChangedFileRefused)
 //	mnt_id, ino               pipe, eventfd, epoll   identity: the restored object is a new one
 //	pos                       FIFO                   always 0, as for pipes
 //	mnt_id, ino               FIFO                   identity: the path is reopened as for files

@@ -17,9 +17,9 @@ var statelessDevices = map[string]bool{
 }
 
 // pathKind covers files reopened by path: regular files and directories
-// (at their offset, with their flags; a regular file must have the size
-// it had at dump, or a larger one if it is open for appending) and
-// stateless character devices.
+// (at their offset, with their flags; a regular file may have grown or
+// changed since the dump, not shrunk below the offset) and stateless
+// character devices.
 var pathKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		mode := s.st.Mode & unix.S_IFMT
@@ -54,18 +54,17 @@ var pathKind = kind{
 		var st unix.Stat_t
 		if err := unix.Stat(fd.Path, &st); err != nil {
 			if errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("file %s has vanished since the checkpoint", fd.Path)
+				return fmt.Errorf("file %s is gone since the checkpoint", fd.Path)
 			}
 			return fmt.Errorf("stat %s: %w", fd.Path, err)
 		}
 		if st.Mode&unix.S_IFMT != fd.Mode&unix.S_IFMT {
-			return fmt.Errorf("%s is no longer the same type of file (mode %o, was %o)", fd.Path, st.Mode, fd.Mode)
+			return fmt.Errorf("%s was replaced by another kind of file (%s, was %s)", fd.Path, fileType(st.Mode), fileType(fd.Mode))
 		}
-		// A file opened for appending may have grown (a log file written
-		// by others): the process appends at the end either way.
-		grewAppend := fd.Flags&unix.O_APPEND != 0 && st.Size > fd.Size
-		if fd.Mode&unix.S_IFMT == unix.S_IFREG && st.Size != fd.Size && !grewAppend {
-			return fmt.Errorf("file %s changed size since the checkpoint (%d bytes, was %d)", fd.Path, st.Size, fd.Size)
+		// A file that grew (a log written by others) or whose data changed
+		// is reopened at its position; one that shrank below it cannot be.
+		if fd.Mode&unix.S_IFMT == unix.S_IFREG && fd.Flags&unix.O_PATH == 0 && st.Size < fd.Offset {
+			return fmt.Errorf("file %s shrank below the position since the checkpoint (%d bytes, position %d; it had %d bytes)", fd.Path, st.Size, fd.Offset, fd.Size)
 		}
 		return nil
 	},
@@ -102,4 +101,25 @@ func openChecked(c *restoreCtx, fd *image.FD) (int, error) {
 		return -1, err
 	}
 	return OpenIn(c.r, fd.Path, fd.Flags, ids[0])
+}
+
+// fileType names the type of a file mode in messages.
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "a regular file"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symbolic link"
+	}
+	return fmt.Sprintf("mode %#o", mode&unix.S_IFMT)
 }

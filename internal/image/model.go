@@ -235,7 +235,7 @@ type FD struct {
 	Flags  int    // open flags from fdinfo, including O_CLOEXEC
 	Offset int64  // file position
 	Mode   uint32 // st_mode of the file
-	Size   int64  // regular files: size at dump, checked on restore
+	Size   int64  // regular files: size at dump (a restore needs at least Offset)
 	Desc   string // human description (e.g. "/dev/pts/0 (tty)")
 	// Eventfd fds: the counter and EFD_SEMAPHORE.
 	Count     uint64 `json:",omitempty"`
