@@ -304,6 +304,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		}
 	}
 	stats.MemoryTime = time.Since(memStart)
+	if err := fds.AddHeldWatches(); err != nil {
+		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
+	}
 	// Helper fds stay open until every process has its pipes.
 	for _, pr := range procs {
 		if err := pr.step("close other fds", func() error { return files.Sweep(pr.r, pr.p.FDs) }); err != nil {

@@ -60,8 +60,13 @@
 //	sigmask                   signalfd               signalfd4 (TestTimerfdSignalfd)
 //	tfd: fd, events, data     epoll                  epoll_ctl (TestFDStatusFlags)
 //	tfd: pos, ino, sdev       epoll                  identity of the watched file: dump checks fd
-//	                                                 still names it (ino), else refuses "watched fd
-//	                                                 N no longer names the watched file"
+//	                                                 still names it (kcmp KCMP_EPOLL_TFD); if not
+//	                                                 (closed, reused) the fd of the tree holding the
+//	                                                 file is found (kcmp on the fds with that ino),
+//	                                                 its open file restored as shared, and the watch
+//	                                                 added on a copy of it once every process has its
+//	                                                 fds, under fd N if free (TestEpollHeldWatch);
+//	                                                 none refused "no fd of the tree holds"
 //	pos                       memfd                  restored by lseek (TestMemfd)
 //	pos                       deleted file           restored by lseek (TestDeletedFileRoundTrip)
 //	flags O_ACCMODE           deleted file           the file is created O_RDWR; every fd is a reopen

@@ -81,6 +81,8 @@ type Restorer struct {
 	// socks holds each recreated socket pair by the lower inode of its
 	// two sockets at dump.
 	socks map[uint64]sockHome
+	// held are the epoll watches AddHeldWatches adds.
+	held []heldWatch
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -157,6 +159,10 @@ type Tree struct {
 	// sockets holds the inodes of the sockets the tree holds; socksSaved
 	// those whose state is saved already.
 	sockets, socksSaved map[uint64]bool
+	// epollHeld holds, for each epoll watch whose fd no longer names the
+	// watched file, the shared id of the fd of the tree that holds it
+	// (see findEpollHeld).
+	epollHeld map[epollWatch]int
 }
 
 // NewTree scans the fds of the processes pids of one tree.
@@ -212,6 +218,9 @@ func NewTree(pids []int) (*Tree, error) {
 		t.internal[ino] = e == 3
 	}
 	if err := t.findShared(pids); err != nil {
+		return nil, err
+	}
+	if err := t.findEpollHeld(pids); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -314,7 +323,11 @@ func Check(fds []image.FD) error {
 // Restore installs the image's fds in the stub r at their numbers and
 // closes every other fd the stub has (a single-process restore).
 func Restore(r *ptrace.Remote, fds []image.FD) error {
-	if err := NewRestorer().Install(r, fds, nil); err != nil {
+	rs := NewRestorer()
+	if err := rs.Install(r, fds, nil); err != nil {
+		return err
+	}
+	if err := rs.AddHeldWatches(); err != nil {
 		return err
 	}
 	return Sweep(r, fds)

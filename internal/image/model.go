@@ -357,6 +357,11 @@ type EpollTarget struct {
 	Fd     int
 	Events uint32
 	Data   uint64
+	// Held, when not 0, says fd Fd no longer held the watched file at
+	// dump (closed, or reused for another file) while the epoll still
+	// watched it: the file is the open file description another fd of
+	// the tree holds, the one whose FD.Shared is Held.
+	Held int `json:",omitempty"`
 }
 
 // Creds are a process's credentials.

@@ -77,8 +77,8 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: %d epoll targets, at most %d", fd.Num, len(fd.Epoll), maxEpollTargets)
 			}
 			for _, e := range fd.Epoll {
-				if e.Fd < 0 || e.Fd >= MaxFD {
-					return fmt.Errorf("fd %d: epoll target fd %d out of range 0-%d", fd.Num, e.Fd, MaxFD-1)
+				if e.Fd < 0 || e.Fd >= MaxFD || e.Held < 0 {
+					return fmt.Errorf("fd %d: epoll target fd %d out of range 0-%d or held by open file %d", fd.Num, e.Fd, MaxFD-1, e.Held)
 				}
 			}
 		case FDPipe:
@@ -188,6 +188,17 @@ func validateShared(procs []Process) error {
 			}
 			if len(fd.PipeData) > 0 || len(fd.MemfdData) > 0 {
 				return fmt.Errorf("pid %d: fd %d: shared open file %d holds contents, which only its first fd may", procs[i].Pid, fd.Num, fd.Shared)
+			}
+		}
+	}
+	// An epoll watching a file no fd of its own names watches the open
+	// file of another fd of the tree.
+	for i := range procs {
+		for _, fd := range procs[i].FDs {
+			for _, t := range fd.Epoll {
+				if t.Held != 0 && first[t.Held] == nil {
+					return fmt.Errorf("pid %d: fd %d: epoll watch of fd %d on shared open file %d, which no fd holds", procs[i].Pid, fd.Num, t.Fd, t.Held)
+				}
 			}
 		}
 	}
