@@ -260,6 +260,10 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		}
 	}()
 	byPid := map[int]*restoring{}
+	// A pty pair of the image may be a session's controlling terminal:
+	// it is made when its session leader is created, before its children.
+	fds := files.NewRestorer()
+	fds.PreparePtys(c.Processes)
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		created := time.Now()
@@ -282,7 +286,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		}
 		procs = append(procs, pr)
 		byPid[p.Pid] = pr
-		if err := pr.step("session", pr.setsid); err != nil {
+		if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
 			return err
 		}
 	}
@@ -297,7 +301,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		}
 	}
 	memStart := time.Now()
-	fds, shared := files.NewRestorer(), mem.NewShared()
+	shared := mem.NewShared()
 	for _, pr := range procs {
 		if err := pr.fill(fds, shared); err != nil {
 			return err

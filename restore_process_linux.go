@@ -1,6 +1,7 @@
 package rtcr
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -60,10 +61,12 @@ func (pr *restoring) kill() {
 	ptrace.Kill(pr.r.Pid)
 }
 
-// setsid makes the process a session leader if it was one. A process
+// setsid makes the process a session leader if it was one, with its
+// controlling terminal (a pty pair of the image, else the restorer's;
+// fds makes the pairs). A process
 // created by its parent's stub is already in its parent's session; the root
 // is in rtcr's unless it leads its own.
-func (pr *restoring) setsid() error {
+func (pr *restoring) setsid(fds *files.Restorer) error {
 	if pr.p.Sid != pr.p.Pid {
 		return nil
 	}
@@ -72,6 +75,16 @@ func (pr *restoring) setsid() error {
 	}
 	if pr.p.Tty == 0 {
 		return nil
+	}
+	// A pty pair of the tree: a new pair, made now so that the children
+	// created after it share the controlling terminal.
+	fd, err := fds.ControllingPty(pr.r, pr.p.FDs, pr.p.Tty)
+	if err == nil {
+		pr.ttyFd = fd
+		return nil
+	}
+	if !errors.Is(err, files.ErrNoPty) {
+		return err
 	}
 	// It had a controlling terminal: it gets the restorer's, which its
 	// inherited fds 0-2 are (the stub holds the restorer's fds 0-2 now).

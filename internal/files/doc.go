@@ -98,6 +98,14 @@
 //	scm_fds                   unix socket pair       fds in flight to the socket: non-zero refused
 //	                                                 "carry N file descriptors (SCM_RIGHTS"
 //	                                                 (TestUnixSocketRefused)
+//	tty-index                 pty master             the pair's number: the pair is recreated, its
+//	                                                 number may differ (TestPtyPair); the slaves
+//	                                                 (/dev/pts/N on /dev/pts) of a master held in the
+//	                                                 tree are restored with it, a slave whose master
+//	                                                 is outside refused at fds above 2 "whose master
+//	                                                 is outside the tree" (TestPtyRefused), inherited
+//	                                                 at fds 0-2
+//	mnt_id, ino, pos          pty master, slave      identity; pos always 0
 //	lock: FLOCK, POSIX,       file, dir              type and range saved (lock_linux.go); taken again
 //	      OFDLCK                                     once every fd of the tree is in place: flock and
 //	                                                 F_OFD_SETLK on the restored open file description,
@@ -156,6 +164,22 @@
 //	SO_PASSCRED, SO_SNDBUF,   unix socket pair       getsockopt on a copy, setsockopt on a copy of
 //	SO_RCVBUF, SO_SNDTIMEO,                          the new socket (SO_*BUFFORCE past the sysctl
 //	SO_RCVTIMEO, SO_PEEK_OFF                         limit); SO_PASSCRED tested (TestUnixPairRoundTrip)
+//	termios (TCGETS), window  pty pair               read once per pair on a copy of the master
+//	size (TIOCGWINSZ), lock                          (termios ioctls on a master act on the slave),
+//	(TIOCGPTLCK), packet                             set on the new pair (TestPtyPair: termios and
+//	mode (TIOCGPKT)                                  window size); line discipline other than N_TTY
+//	                                                 and exclusive mode (TIOCEXCL) refused
+//	FIONREAD on the master    pty pair               the bytes the slave side wrote, unread: read on
+//	                                                 the copy and at once written back through a new
+//	                                                 open of the slave (TIOCGPTPEER) with OPOST off,
+//	                                                 so a dump that leaves the tree running loses
+//	                                                 nothing (TestPtyPairLeaveRunning); written into
+//	                                                 the new pair the same way (TestPtyPair); in
+//	                                                 packet mode refused
+//	FIONREAD on the slave     pty pair               input written to the master, unread by the
+//	                                                 slave side: non-zero refused (TestPtyRefused);
+//	                                                 a partial line in canonical mode is not counted
+//	                                                 by the kernel and is lost
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,

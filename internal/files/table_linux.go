@@ -83,6 +83,12 @@ type Restorer struct {
 	socks map[uint64]sockHome
 	// held are the epoll watches AddHeldWatches adds.
 	held []heldWatch
+	// ptys holds each recreated pty pair by its number at dump;
+	// ptyStates the state of each pair of the image and ptyRdevs its
+	// number by the slave's device number at dump (PreparePtys).
+	ptys      map[int]ptyPair
+	ptyStates map[int]*image.PtyState
+	ptyRdevs  map[uint64]int
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -93,7 +99,8 @@ type pipeHome struct {
 
 // NewRestorer returns a Restorer for one restore.
 func NewRestorer() *Restorer {
-	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}, shared: map[int]shareHome{}, socks: map[uint64]sockHome{}}
+	return &Restorer{pipes: map[uint64]pipeHome{}, fifos: map[string]pipeHome{}, deleted: map[FileID]pipeHome{}, shared: map[int]shareHome{}, socks: map[uint64]sockHome{},
+		ptys: map[int]ptyPair{}, ptyStates: map[int]*image.PtyState{}, ptyRdevs: map[uint64]int{}}
 }
 
 // kinds is tried in order; the first whose dump claims an fd owns it.
@@ -104,6 +111,7 @@ var kinds = []struct {
 	{image.FDMemfd, memfdKind},     // before pathKind: a memfd is a deleted regular file
 	{image.FDDeleted, deletedKind}, // before pathKind, after memfdKind
 	{image.FDFile, pathKind},
+	{image.FDPty, ptyKind}, // before inheritKind: a pty slave at fds 0-2 with its master in the tree
 	{image.FDInherit, inheritKind},
 	{image.FDPipe, pipeKind},
 	{image.FDFifo, fifoKind},
@@ -163,6 +171,12 @@ type Tree struct {
 	// watched file, the shared id of the fd of the tree that holds it
 	// (see findEpollHeld).
 	epollHeld map[epollWatch]int
+	// ptyMasters holds the first fd of the tree on each pty master, by
+	// pair number; ptySaved the pairs whose state is saved already;
+	// ptsDev is the device of /dev/pts, where the slaves are.
+	ptyMasters map[int]fdRef
+	ptySaved   map[int]bool
+	ptsDev     uint64
 }
 
 // NewTree scans the fds of the processes pids of one tree.
@@ -221,6 +235,9 @@ func NewTree(pids []int) (*Tree, error) {
 		return nil, err
 	}
 	if err := t.findEpollHeld(pids); err != nil {
+		return nil, err
+	}
+	if err := t.findPtys(pids); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -324,6 +341,7 @@ func Check(fds []image.FD) error {
 // closes every other fd the stub has (a single-process restore).
 func Restore(r *ptrace.Remote, fds []image.FD) error {
 	rs := NewRestorer()
+	rs.PreparePtys([]image.Process{{FDs: fds}})
 	if err := rs.Install(r, fds, nil); err != nil {
 		return err
 	}

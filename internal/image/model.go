@@ -227,6 +227,10 @@ const (
 // are both held in the tree.
 const FDUnixPair = "unixpair"
 
+// FDPty is one end of a pseudo-terminal pair whose master is held in the
+// tree (the slave may be too).
+const FDPty = "pty"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -285,10 +289,38 @@ type FD struct {
 	// at dump with the other fds of the tree with the same Shared (dup,
 	// fork, SCM_RIGHTS): restore creates it once and gives it to each.
 	Shared int `json:",omitempty"`
+	// Pty fds: the pair and which end.
+	Pty *Pty `json:",omitempty"`
 	// Locks are the file locks held through the fd (fdinfo "lock:"
 	// lines): flock and OFD locks belong to its open file description,
 	// POSIX locks to the process.
 	Locks []FileLock `json:",omitempty"`
+}
+
+// Pty is one end of a pseudo-terminal pair: the pair's number at dump
+// (/dev/pts/Index, whose device number Rdev is a process's Tty when the
+// pair is its controlling terminal), whether this is the master and, on
+// the first fd of the tree on the pair only, the pair's state.
+type Pty struct {
+	Index  int
+	Rdev   uint64
+	Master bool      `json:",omitempty"`
+	State  *PtyState `json:",omitempty"`
+}
+
+// PtyState is what a pseudo-terminal pair holds: the slave's termios
+// (struct termios of TCGETS), its window size (TIOCGWINSZ: rows, columns,
+// x and y pixels), whether the slave is locked (TIOCGPTLCK), packet mode
+// (TIOCGPKT), and the bytes the slave side wrote that the master has not
+// read yet.
+type PtyState struct {
+	Iflag, Oflag, Cflag, Lflag uint32
+	Line                       uint8
+	Cc                         []byte
+	Ispeed, Ospeed             uint32
+	Winsize                    [4]uint16
+	Locked, Packet             bool   `json:",omitempty"`
+	Output                     []byte `json:",omitempty"`
 }
 
 // File lock kinds.

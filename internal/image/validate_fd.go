@@ -123,6 +123,10 @@ func validateFDs(fds []FD) error {
 			if fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize {
 				return fmt.Errorf("fd %d: FIFO of %d bytes with %d buffered", fd.Num, fd.PipeSize, len(fd.PipeData))
 			}
+		case FDPty:
+			if err := validatePty(fd); err != nil {
+				return fmt.Errorf("fd %d: pty %w", fd.Num, err)
+			}
 		case FDSignalfd:
 		case FDUnixPair:
 			if err := validateUnixSock(fd); err != nil {
@@ -249,6 +253,24 @@ func validateLocks(fd *FD) error {
 		}
 		if bad {
 			return fmt.Errorf("file lock %q from %d length %d", l.Kind, l.Start, l.Len)
+		}
+	}
+	return nil
+}
+
+// maxPtyIndex bounds a pty pair's number (the kernel's limit is 1<<20).
+const maxPtyIndex = 1 << 20
+
+// validatePty checks a pty end's pair number, its control characters and
+// the bytes buffered in it (at most MaxMemfdData).
+func validatePty(fd *FD) error {
+	p := fd.Pty
+	if p == nil || p.Index < 0 || p.Index >= maxPtyIndex {
+		return fmt.Errorf("without a pair number below %d", maxPtyIndex)
+	}
+	if st := p.State; st != nil {
+		if len(st.Cc) != len(unix.Termios{}.Cc) || len(st.Output) > MaxMemfdData {
+			return fmt.Errorf("%d with %d control characters and %d bytes buffered", p.Index, len(st.Cc), len(st.Output))
 		}
 	}
 	return nil

@@ -1,0 +1,373 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// ptsMajor is the major device number of every pty slave
+// (UNIX98_PTY_SLAVE_MAJOR); the minor is the pair's number.
+const ptsMajor = 136
+
+// ptyKind covers pseudo-terminal pairs whose master is held in the tree:
+// the master (an open of /dev/ptmx, fdinfo "tty-index") and the slaves
+// (/dev/pts/N of the same devpts). The pair's state is saved once, with
+// the first fd of the tree on it, read on a copy of the master (termios
+// ioctls on a master act on its slave): termios, window size, lock and
+// packet mode, and the bytes the slave side wrote that the master has not
+// read, which are read and at once written back through the slave with
+// output processing off (a tty cannot be peeked). Input the master wrote
+// that the slave side has not read yet is refused. A slave at fds 0-2
+// whose master is outside the tree is left to inheritKind (tried after
+// this one); elsewhere it is refused.
+//
+// Restore creates a new pair (its number may differ: ptsname changes) in
+// the first process that has an end, or earlier for the session leader
+// whose controlling terminal it was (ControllingPty), keeping master and
+// slave as helper fds there until Sweep: every master fd is a copy of the
+// helper (one open file description), every slave fd a new open of the
+// slave through /proc.
+var ptyKind = kind{
+	dump: func(s *fdState) (image.FD, bool, error) {
+		if s.st.Mode&unix.S_IFMT != unix.S_IFCHR {
+			return image.FD{}, false, nil
+		}
+		fd := image.FD{Flags: s.info.Flags, Desc: s.link}
+		switch {
+		case s.link == "/dev/ptmx" || s.link == "/dev/pts/ptmx":
+			idx, err := strconv.Atoi(s.info.Extra["tty-index"])
+			if err != nil {
+				return image.FD{}, false, fmt.Errorf("pty master without a tty-index in fdinfo: %w", errBadFdinfo)
+			}
+			fd.Pty = &image.Pty{Index: idx, Rdev: unix.Mkdev(ptsMajor, uint32(idx)), Master: true}
+		case unix.Major(s.st.Rdev) == ptsMajor && strings.HasPrefix(s.link, "/dev/pts/") && s.st.Dev == s.tree.ptsDev:
+			idx := int(unix.Minor(s.st.Rdev))
+			if _, ok := s.tree.ptyMasters[idx]; !ok {
+				if s.num <= 2 {
+					return image.FD{}, false, nil // a terminal rtcr restore hands over
+				}
+				return image.FD{}, false, fmt.Errorf("pty slave %s whose master is outside the tree: %w", s.link, ErrUnsupported)
+			}
+			fd.Pty = &image.Pty{Index: idx, Rdev: s.st.Rdev}
+		default:
+			return image.FD{}, false, nil
+		}
+		if s.tree.ptySaved[fd.Pty.Index] {
+			return fd, true, nil
+		}
+		s.tree.ptySaved[fd.Pty.Index] = true
+		st, err := dumpPty(s.tree.ptyMasters[fd.Pty.Index])
+		if err != nil {
+			return image.FD{}, false, fmt.Errorf("pty %d: %w", fd.Pty.Index, err)
+		}
+		fd.Pty.State = st
+		return fd, true, nil
+	},
+	check: func(fd *image.FD) error { return nil },
+	open: func(c *restoreCtx, fd *image.FD) (int, error) {
+		home, err := c.ptyHome(fd.Pty.Index)
+		if err != nil {
+			return -1, err
+		}
+		if fd.Pty.Master {
+			return takeIn(c, home.pid, home.nspid, home.master)
+		}
+		path := fmt.Sprintf("/proc/%d/fd/%d", home.pid, home.slave)
+		got, err := c.r.OpenAt(path, fd.Flags&unix.O_ACCMODE|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return -1, fmt.Errorf("open the new pty slave: %w", err)
+		}
+		return got, nil
+	},
+	fields: []string{"tty-index"},
+}
+
+// findPtys records the pty masters the processes pids hold, by pair
+// number, and the devpts their slaves live on.
+func (t *Tree) findPtys(pids []int) error {
+	t.ptyMasters, t.ptySaved = map[int]fdRef{}, map[int]bool{}
+	var st unix.Stat_t
+	if err := unix.Stat("/dev/pts", &st); err == nil {
+		t.ptsDev = st.Dev
+	}
+	for _, pid := range pids {
+		nums, err := procfs.ListFDs(pid)
+		if err != nil {
+			return err
+		}
+		for _, n := range nums {
+			if link, err := procfs.ReadFDLink(pid, n); err != nil || link != "/dev/ptmx" && link != "/dev/pts/ptmx" {
+				continue
+			}
+			info, err := procfs.ReadFDInfo(pid, n)
+			if err != nil {
+				return fmt.Errorf("fd %d of %d: %w", n, pid, err)
+			}
+			if idx, err := strconv.Atoi(info.Extra["tty-index"]); err == nil {
+				if _, ok := t.ptyMasters[idx]; !ok {
+					t.ptyMasters[idx] = fdRef{pid, n}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// dumpPty reads the state of the pty pair whose master is fd m.num of
+// process m.pid, on rtcr's copies of the master and of a new open of its
+// slave (TIOCGPTPEER).
+func dumpPty(m fdRef) (*image.PtyState, error) {
+	master, err := getfd(m.pid, m.num)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(master)
+	peer, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC)
+	if errno != 0 {
+		return nil, fmt.Errorf("open the slave (TIOCGPTPEER): %w", errno)
+	}
+	slave := int(peer)
+	defer unix.Close(slave)
+	tio, err := unix.IoctlGetTermios(master, unix.TCGETS)
+	if err != nil {
+		return nil, fmt.Errorf("TCGETS: %w", err)
+	}
+	ws, err := unix.IoctlGetWinsize(master, unix.TIOCGWINSZ)
+	if err != nil {
+		return nil, fmt.Errorf("TIOCGWINSZ: %w", err)
+	}
+	st := &image.PtyState{Iflag: tio.Iflag, Oflag: tio.Oflag, Cflag: tio.Cflag, Lflag: tio.Lflag, Line: tio.Line,
+		Cc: append([]byte(nil), tio.Cc[:]...), Ispeed: tio.Ispeed, Ospeed: tio.Ospeed,
+		Winsize: [4]uint16{ws.Row, ws.Col, ws.Xpixel, ws.Ypixel}}
+	ints := []struct {
+		fd   int
+		req  uint
+		name string
+		v    int
+	}{{master, unix.TIOCGPTLCK, "TIOCGPTLCK", 0}, {master, unix.TIOCGPKT, "TIOCGPKT", 0},
+		{slave, unix.TIOCGETD, "TIOCGETD", 0}, {slave, unix.TIOCGEXCL, "TIOCGEXCL", 0},
+		{slave, unix.TIOCINQ, "FIONREAD on the slave", 0}, {master, unix.TIOCINQ, "FIONREAD on the master", 0}}
+	for i := range ints {
+		if ints[i].v, err = unix.IoctlGetInt(ints[i].fd, ints[i].req); err != nil {
+			return nil, fmt.Errorf("%s: %w", ints[i].name, err)
+		}
+	}
+	st.Locked, st.Packet = ints[0].v != 0, ints[1].v != 0
+	switch {
+	case ints[2].v != 0:
+		return nil, fmt.Errorf("line discipline %d (TIOCGETD), only N_TTY is restored: %w", ints[2].v, ErrUnsupported)
+	case ints[3].v != 0:
+		return nil, fmt.Errorf("exclusive mode (TIOCEXCL): %w", ErrUnsupported)
+	case ints[4].v != 0:
+		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side: %w", ints[4].v, ErrUnsupported)
+	case ints[5].v != 0 && st.Packet:
+		return nil, fmt.Errorf("%d bytes buffered for the master in packet mode (TIOCPKT): %w", ints[5].v, ErrUnsupported)
+	}
+	if ints[5].v != 0 {
+		if st.Output, err = drainPty(master, slave, tio); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// drainPty reads the bytes buffered for the master of a pty pair and
+// writes them back through slave with output processing (OPOST) off, so
+// the master finds them again as they were; tio is the slave's termios,
+// set again after.
+func drainPty(master, slave int, tio *unix.Termios) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.IoctlGetInt(master, unix.TIOCINQ)
+		if err != nil {
+			return nil, fmt.Errorf("FIONREAD on the master: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		if len(out)+n > image.MaxMemfdData {
+			return nil, fmt.Errorf("more than %d bytes buffered for the master: %w", image.MaxMemfdData, ErrUnsupported)
+		}
+		got, err := unix.Read(master, buf[:min(n, len(buf))])
+		if err != nil {
+			return nil, fmt.Errorf("read the master's buffered bytes: %w", err)
+		}
+		out = append(out, buf[:got]...)
+	}
+	if err := writeRaw(slave, tio, out); err != nil {
+		return nil, fmt.Errorf("put %d bytes back into the pty (they are lost): %w", len(out), err)
+	}
+	return out, nil
+}
+
+// writeRaw writes data through the slave of a pty with output processing
+// off, then gives it termios tio.
+func writeRaw(slave int, tio *unix.Termios, data []byte) error {
+	raw := *tio
+	raw.Oflag &^= unix.OPOST
+	if err := unix.IoctlSetTermios(slave, unix.TCSETS, &raw); err != nil {
+		return fmt.Errorf("TCSETS: %w", err)
+	}
+	for len(data) > 0 {
+		n, err := unix.Write(slave, data)
+		if err != nil {
+			_ = unix.IoctlSetTermios(slave, unix.TCSETS, tio)
+			return fmt.Errorf("write: %w", err)
+		}
+		data = data[n:]
+	}
+	if err := unix.IoctlSetTermios(slave, unix.TCSETS, tio); err != nil {
+		return fmt.Errorf("TCSETS: %w", err)
+	}
+	return nil
+}
+
+// ptyPair is a recreated pty pair: the helper fds of its master and slave
+// in the stub pid (nspid: its pid as the stubs see it).
+type ptyPair struct {
+	pid, nspid    int
+	master, slave int
+}
+
+// ptyHome returns the recreated pair of the image's pair idx, creating it
+// in the stub of c if it does not exist yet.
+func (c *restoreCtx) ptyHome(idx int) (ptyPair, error) {
+	if home, ok := c.ptys[idx]; ok {
+		return home, nil
+	}
+	st := c.ptyStates[idx]
+	if st == nil {
+		return ptyPair{}, fmt.Errorf("pty %d without its state (see PreparePtys): %w", idx, image.ErrCorrupt)
+	}
+	home, err := createPty(c, st)
+	if err != nil {
+		return ptyPair{}, fmt.Errorf("create pty pair for pty %d: %w", idx, err)
+	}
+	c.ptys[idx] = home
+	return home, nil
+}
+
+// createPty makes a pty pair in the stub of c, master and slave as helper
+// fds above every image fd, and gives it the state st.
+func createPty(c *restoreCtx, st *image.PtyState) (ptyPair, error) {
+	r := c.r
+	home := ptyPair{pid: r.Pid, nspid: r.NsPid}
+	m, err := r.OpenAt("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return home, fmt.Errorf("open /dev/ptmx: %w", err)
+	}
+	if home.master, err = moveHigh(c, m); err != nil {
+		return home, err
+	}
+	zero, err := r.Put(ptrace.ArgOff, make([]byte, 4))
+	if err != nil {
+		return home, err
+	}
+	if _, err := r.Syscall(unix.SYS_IOCTL, uint64(home.master), unix.TIOCSPTLCK, zero); err != nil {
+		return home, fmt.Errorf("unlock (TIOCSPTLCK): %w", err)
+	}
+	s, err := r.Syscall(unix.SYS_IOCTL, uint64(home.master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if err != nil {
+		return home, fmt.Errorf("open the slave (TIOCGPTPEER): %w", err)
+	}
+	if home.slave, err = moveHigh(c, int(s)); err != nil {
+		return home, err
+	}
+	master, err := getfd(r.Pid, home.master)
+	if err != nil {
+		return home, err
+	}
+	defer unix.Close(master)
+	slave, err := getfd(r.Pid, home.slave)
+	if err != nil {
+		return home, err
+	}
+	defer unix.Close(slave)
+	tio := &unix.Termios{Iflag: st.Iflag, Oflag: st.Oflag, Cflag: st.Cflag, Lflag: st.Lflag, Line: st.Line, Ispeed: st.Ispeed, Ospeed: st.Ospeed}
+	copy(tio.Cc[:], st.Cc)
+	if err := writeRaw(slave, tio, st.Output); err != nil {
+		return home, fmt.Errorf("termios and %d buffered bytes: %w", len(st.Output), err)
+	}
+	ws := unix.Winsize{Row: st.Winsize[0], Col: st.Winsize[1], Xpixel: st.Winsize[2], Ypixel: st.Winsize[3]}
+	if err := unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, &ws); err != nil {
+		return home, fmt.Errorf("TIOCSWINSZ: %w", err)
+	}
+	for _, set := range []struct {
+		on   bool
+		req  uint
+		name string
+	}{{st.Packet, unix.TIOCPKT, "TIOCPKT"}, {st.Locked, unix.TIOCSPTLCK, "TIOCSPTLCK"}} {
+		if set.on {
+			if err := unix.IoctlSetPointerInt(master, set.req, 1); err != nil {
+				return home, fmt.Errorf("%s: %w", set.name, err)
+			}
+		}
+	}
+	return home, nil
+}
+
+// moveHigh moves fd tmp of the stub of c above every image fd.
+func moveHigh(c *restoreCtx, tmp int) (int, error) {
+	high, err := c.r.Syscall(unix.SYS_FCNTL, uint64(tmp), unix.F_DUPFD_CLOEXEC, uint64(c.tempBase))
+	if err != nil {
+		return -1, fmt.Errorf("move fd %d: %w", tmp, err)
+	}
+	return int(high), c.r.Close(tmp)
+}
+
+// PreparePtys indexes the pty pairs of the processes procs, so that a
+// pair can be created by whichever process needs it first.
+func (rs *Restorer) PreparePtys(procs []image.Process) {
+	for i := range procs {
+		for _, fd := range procs[i].FDs {
+			if fd.Pty != nil && fd.Pty.State != nil {
+				rs.ptyStates[fd.Pty.Index] = fd.Pty.State
+				rs.ptyRdevs[fd.Pty.Rdev] = fd.Pty.Index
+			}
+		}
+	}
+}
+
+// ErrNoPty says a controlling terminal is not a pty pair of the image.
+var ErrNoPty = errors.New("not a pty pair of the image")
+
+// ControllingPty makes the pty pair of the image whose slave was the
+// device tty the controlling terminal of the stub r, a session leader
+// with the image fds fds: the pair is created in it (unless it exists
+// already) and TIOCSCTTY is injected on the slave. It returns the fd of
+// the slave in the stub (a helper fd, closed by Sweep), or ErrNoPty.
+func (rs *Restorer) ControllingPty(r *ptrace.Remote, fds []image.FD, tty uint64) (int, error) {
+	idx, ok := rs.ptyRdevs[tty]
+	if !ok {
+		return -1, ErrNoPty
+	}
+	c := &restoreCtx{r: r, Restorer: rs}
+	for _, fd := range fds {
+		c.tempBase = max(c.tempBase, fd.Num+1)
+	}
+	home, err := c.ptyHome(idx)
+	if err != nil {
+		return -1, err
+	}
+	slave := home.slave
+	if home.pid != r.Pid {
+		if slave, err = r.OpenAt(fmt.Sprintf("/proc/%d/fd/%d", home.pid, home.slave), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err != nil {
+			return -1, fmt.Errorf("open the new pty slave: %w", err)
+		}
+		if slave, err = moveHigh(c, slave); err != nil {
+			return -1, err
+		}
+	}
+	if _, err := r.Syscall(unix.SYS_IOCTL, uint64(slave), unix.TIOCSCTTY, 0); err != nil {
+		return -1, fmt.Errorf("make pty %d the controlling terminal (TIOCSCTTY): %w", idx, err)
+	}
+	return slave, nil
+}

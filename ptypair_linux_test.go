@@ -1,0 +1,78 @@
+package rtcr_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/testutil"
+)
+
+// TestPtyPair checkpoints testdata/ptypair.c, a pty master in the parent
+// and its slave the controlling terminal and fds 0-2 of a child session
+// leader that echoes lines, with output of the child buffered unread in
+// the pair, a window size and termios set; kills the tree and restores it
+// while another pty is open (the new pair may get another number): the
+// buffered output comes first, the child still echoes through the new
+// pair, leads its session with the slave as controlling terminal in the
+// foreground, and the window size and termios are as before.
+func TestPtyPair(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "ptypair", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := tg.dump(false)
+	openPty(t)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("pty pair after restore: exit %d, output:\n%s", code, tg.output())
+	}
+	t.Logf("output:\n%s", tg.output())
+}
+
+// TestPtyPairLeaveRunning: a dump that leaves the tree running (here
+// --leave-running; a failed dump alike) puts back the output it read from
+// the pair: the parent still reads it first, then the echo.
+func TestPtyPairLeaveRunning(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "ptypair", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	tg.dump(true)
+	tg.runsOnOK()
+}
+
+// TestPtyRefused: a dump of a tree holding the slave of a pty whose
+// master is outside the tree (at fd 3), or a pty pair with input the
+// slave side has not read yet, is refused naming the fd and why, and the
+// tree runs on; its buffered output was put back in the pair.
+func TestPtyRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Run("master outside", func(t *testing.T) {
+		_, slave := openPty(t)
+		dir := t.TempDir()
+		out, err := os.Create(filepath.Join(dir, "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd := exec.Command(testutil.BuildC(t, "counter", false))
+		cmd.Stdout, cmd.ExtraFiles = out, []*os.File{slave}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, out: out.Name(), dir: dir}
+		t.Cleanup(tg.kill)
+		testutil.WaitForLines(t, tg.out, 2, 10*time.Second)
+		tg.dumpRefused("fd 3 (/dev/pts/", "whose master is outside the tree")
+		assertRunning(t, tg)
+	})
+	t.Run("unread input", func(t *testing.T) {
+		tg := start(t, testutil.BuildC(t, "ptypair", false), "trigger", "unread")
+		testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+		tg.dumpRefused("fd 3 (/dev/ptmx)", "8 bytes written to the master not yet read by the slave side")
+		tg.runsOnOK()
+	})
+}
