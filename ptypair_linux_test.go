@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +76,56 @@ func TestPtyRefused(t *testing.T) {
 		tg.dumpRefused("fd 3 (/dev/ptmx)", "8 bytes written to the master not yet read by the slave side")
 		tg.runsOnOK()
 	})
+}
+
+// scriptLines returns the numbers of the "line N" lines in a typescript.
+func scriptLines(path string) []int {
+	b, _ := os.ReadFile(path)
+	var out []int
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "line" {
+			if n, err := strconv.Atoi(f[1]); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// TestScriptRestored checkpoints util-linux `script` running a shell loop
+// that prints a counter and its terminal: script holds the pty master,
+// the shell leads a session on the slave. After dump, kill and restore the
+// loop goes on through the new pair where it stopped, without a gap.
+func TestScriptRestored(t *testing.T) {
+	testutil.RequireRoot(t)
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script (util-linux) is not installed")
+	}
+	tg := start(t, script, "-q", "-f", "-c", "i=0; while :; do echo line $i $(tty); i=$((i+1)); sleep 0.05; done", "typescript")
+	ts := filepath.Join(tg.dir, "typescript")
+	waitLines := func(n int) []int {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if l := scriptLines(ts); len(l) >= n {
+				return l
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		b, _ := os.ReadFile(ts)
+		t.Fatalf("typescript has fewer than %d lines:\n%s", n, b)
+		return nil
+	}
+	waitLines(3)
+	dir := tg.dump(false)
+	before := len(scriptLines(ts))
+	tg.restore(dir)
+	lines := waitLines(before + 5)
+	for i, n := range lines {
+		if n != i {
+			b, _ := os.ReadFile(ts)
+			t.Fatalf("line %d of the typescript is number %d (a gap or a restart):\n%s", i, n, b)
+		}
+	}
 }
