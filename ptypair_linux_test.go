@@ -1,6 +1,7 @@
 package rtcr_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -127,5 +129,33 @@ func TestScriptRestored(t *testing.T) {
 			b, _ := os.ReadFile(ts)
 			t.Fatalf("line %d of the typescript is number %d (a gap or a restart):\n%s", i, n, b)
 		}
+	}
+}
+
+// TestFdStateRun runs the self-checking round trips of pty pairs, epoll
+// watches of closed fds and file locks in an `rtcr run` tree (a new pid
+// namespace): the pairs, the watched files and the locks are found and
+// given back across the stubs by their pids in the namespace.
+func TestFdStateRun(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, prog := range []string{"ptypair", "epollheld", "locks"} {
+		t.Run(prog, func(t *testing.T) {
+			tg := start(t, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, prog, false), "trigger")
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			dir := t.TempDir() + "/img"
+			if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
+				t.Fatalf("dump: %v", err)
+			}
+			tg.waitOriginal()
+			st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			tg.pid, tg.done = st.Pid, false // the restored init is our child now
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("%s after restore in a pid namespace: exit %d, output:\n%s", prog, code, tg.output())
+			}
+		})
 	}
 }
