@@ -48,30 +48,44 @@ func TestPtyPairLeaveRunning(t *testing.T) {
 }
 
 // TestPtyRefused: a dump of a tree holding the slave of a pty whose
-// master is outside the tree (at fd 3), or a pty pair with input the
+// master is outside the tree (at fd 3), the master of one whose slave is
+// open outside the tree, or a pty pair with input the
 // slave side has not read yet, is refused naming the fd and why, and the
 // tree runs on; its buffered output was put back in the pair.
 func TestPtyRefused(t *testing.T) {
 	testutil.RequireRoot(t)
-	t.Run("master outside", func(t *testing.T) {
-		_, slave := openPty(t)
-		dir := t.TempDir()
-		out, err := os.Create(filepath.Join(dir, "out"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer out.Close()
-		cmd := exec.Command(testutil.BuildC(t, "counter", false))
-		cmd.Stdout, cmd.ExtraFiles = out, []*os.File{slave}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, out: out.Name(), dir: dir}
-		t.Cleanup(tg.kill)
-		testutil.WaitForLines(t, tg.out, 2, 10*time.Second)
-		tg.dumpRefused("fd 3 (/dev/pts/", "whose master is outside the tree")
-		assertRunning(t, tg)
-	})
+	for _, tc := range []struct {
+		name   string
+		master bool // pass the master (else the slave) as fd 3
+		want   string
+	}{
+		{"master outside", false, "whose master is outside the tree"},
+		{"slave outside", true, "no process of the tree holds its slave, which is open outside the tree"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, s := openPty(t)
+			pass, link := s, "fd 3 (/dev/pts/"
+			if tc.master {
+				pass, link = m, "fd 3 (/dev/ptmx)"
+			}
+			dir := t.TempDir()
+			out, err := os.Create(filepath.Join(dir, "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			cmd := exec.Command(testutil.BuildC(t, "counter", false))
+			cmd.Stdout, cmd.ExtraFiles = out, []*os.File{pass}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, out: out.Name(), dir: dir}
+			t.Cleanup(tg.kill)
+			testutil.WaitForLines(t, tg.out, 2, 10*time.Second)
+			tg.dumpRefused(link, tc.want)
+			assertRunning(t, tg)
+		})
+	}
 	t.Run("unread input", func(t *testing.T) {
 		tg := start(t, testutil.BuildC(t, "ptypair", false), "trigger", "unread")
 		testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
@@ -96,16 +110,18 @@ func scriptLines(path string) []int {
 }
 
 // TestScriptRestored checkpoints util-linux `script` running a shell loop
-// that prints a counter and its terminal: script holds the pty master,
-// the shell leads a session on the slave. After dump, kill and restore the
-// loop goes on through the new pair where it stopped, without a gap.
+// that prints a counter and its terminal (no pipe: a command substitution
+// caught with its writer exited is a pipe whose write end is closed):
+// script holds the pty master, the shell leads a session on the slave.
+// After dump, kill and restore the loop goes on through the new pair where
+// it stopped, without a gap.
 func TestScriptRestored(t *testing.T) {
 	testutil.RequireRoot(t)
 	script, err := exec.LookPath("script")
 	if err != nil {
 		t.Skip("script (util-linux) is not installed")
 	}
-	tg := start(t, script, "-q", "-f", "-c", "i=0; while :; do echo line $i $(tty); i=$((i+1)); sleep 0.05; done", "typescript")
+	tg := start(t, script, "-q", "-f", "-c", "i=0; while :; do echo line $i; tty; i=$((i+1)); sleep 0.05; done", "typescript")
 	ts := filepath.Join(tg.dir, "typescript")
 	waitLines := func(n int) []int {
 		deadline := time.Now().Add(10 * time.Second)

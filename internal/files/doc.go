@@ -104,7 +104,10 @@
 //	                                                 tree are restored with it, a slave whose master
 //	                                                 is outside refused at fds above 2 "whose master
 //	                                                 is outside the tree" (TestPtyRefused), inherited
-//	                                                 at fds 0-2
+//	                                                 at fds 0-2; a master whose slave the tree does
+//	                                                 not hold must poll POLLHUP (slave closed), else
+//	                                                 refused "open outside the tree or was never
+//	                                                 opened" (TestPtyRefused)
 //	mnt_id, ino, pos          pty master, slave      identity; pos always 0
 //	lock: FLOCK, POSIX,       file, dir              type and range saved (lock_linux.go); taken again
 //	      OFDLCK                                     once every fd of the tree is in place: flock and

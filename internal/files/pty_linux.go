@@ -63,7 +63,7 @@ var ptyKind = kind{
 			return fd, true, nil
 		}
 		s.tree.ptySaved[fd.Pty.Index] = true
-		st, err := dumpPty(s.tree.ptyMasters[fd.Pty.Index])
+		st, err := dumpPty(s.tree.ptyMasters[fd.Pty.Index], s.tree.ptySlaves[fd.Pty.Index])
 		if err != nil {
 			return image.FD{}, false, fmt.Errorf("pty %d: %w", fd.Pty.Index, err)
 		}
@@ -92,7 +92,7 @@ var ptyKind = kind{
 // findPtys records the pty masters the processes pids hold, by pair
 // number, and the devpts their slaves live on.
 func (t *Tree) findPtys(pids []int) error {
-	t.ptyMasters, t.ptySaved = map[int]fdRef{}, map[int]bool{}
+	t.ptyMasters, t.ptySaved, t.ptySlaves = map[int]fdRef{}, map[int]bool{}, map[int]bool{}
 	var st unix.Stat_t
 	if err := unix.Stat("/dev/pts", &st); err == nil {
 		t.ptsDev = st.Dev
@@ -103,7 +103,17 @@ func (t *Tree) findPtys(pids []int) error {
 			return err
 		}
 		for _, n := range nums {
-			if link, err := procfs.ReadFDLink(pid, n); err != nil || link != "/dev/ptmx" && link != "/dev/pts/ptmx" {
+			link, err := procfs.ReadFDLink(pid, n)
+			if err != nil {
+				continue
+			}
+			if idx, ok := strings.CutPrefix(link, "/dev/pts/"); ok && idx != "ptmx" {
+				if i, err := strconv.Atoi(idx); err == nil {
+					t.ptySlaves[i] = true
+				}
+				continue
+			}
+			if link != "/dev/ptmx" && link != "/dev/pts/ptmx" {
 				continue
 			}
 			info, err := procfs.ReadFDInfo(pid, n)
@@ -122,13 +132,24 @@ func (t *Tree) findPtys(pids []int) error {
 
 // dumpPty reads the state of the pty pair whose master is fd m.num of
 // process m.pid, on rtcr's copies of the master and of a new open of its
-// slave (TIOCGPTPEER).
-func dumpPty(m fdRef) (*image.PtyState, error) {
+// slave (TIOCGPTPEER). Unless the tree holds a slave (slaves), the slave
+// must have been closed (the master polls POLLHUP): one open outside the
+// tree, or never opened yet, is refused.
+func dumpPty(m fdRef, slaves bool) (*image.PtyState, error) {
 	master, err := getfd(m.pid, m.num)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(master)
+	if !slaves {
+		p := []unix.PollFd{{Fd: int32(master), Events: unix.POLLIN}}
+		if _, err := unix.Poll(p, 0); err != nil {
+			return nil, fmt.Errorf("poll the master: %w", err)
+		}
+		if p[0].Revents&unix.POLLHUP == 0 {
+			return nil, fmt.Errorf("no process of the tree holds its slave, which is open outside the tree or was never opened: %w", ErrUnsupported)
+		}
+	}
 	peer, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if errno != 0 {
 		return nil, fmt.Errorf("open the slave (TIOCGPTPEER): %w", errno)

@@ -173,9 +173,11 @@ type Tree struct {
 	epollHeld map[epollWatch]int
 	// ptyMasters holds the first fd of the tree on each pty master, by
 	// pair number; ptySaved the pairs whose state is saved already;
-	// ptsDev is the device of /dev/pts, where the slaves are.
+	// ptsDev is the device of /dev/pts, where the slaves are (see
+	// findPtys).
 	ptyMasters map[int]fdRef
 	ptySaved   map[int]bool
+	ptySlaves  map[int]bool // pairs of which the tree holds a slave
 	ptsDev     uint64
 }
 
