@@ -349,7 +349,7 @@ func moveHigh(c *restoreCtx, tmp int) (int, error) {
 func (rs *Restorer) PreparePtys(procs []image.Process) {
 	for i := range procs {
 		for _, fd := range procs[i].FDs {
-			if fd.Pty != nil && fd.Pty.State != nil {
+			if fd.Kind == image.FDPty && fd.Pty != nil && fd.Pty.State != nil {
 				rs.ptyStates[fd.Pty.Index] = fd.Pty.State
 				rs.ptyRdevs[fd.Pty.Rdev] = fd.Pty.Index
 			}

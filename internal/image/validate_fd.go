@@ -49,6 +49,9 @@ func validateFDs(fds []FD) error {
 		if fd.Sig < 0 || fd.Sig > maxSignal {
 			return fmt.Errorf("fd %d: I/O signal %d out of range 0-%d", fd.Num, fd.Sig, maxSignal)
 		}
+		if fd.Pty != nil && fd.Kind != FDPty {
+			return fmt.Errorf("fd %d: pty state on a %q fd", fd.Num, fd.Kind)
+		}
 		if err := validateLocks(fd); err != nil {
 			return fmt.Errorf("fd %d: %w", fd.Num, err)
 		}

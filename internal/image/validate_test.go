@@ -90,6 +90,46 @@ func TestValidate(t *testing.T) {
 		{"epoll target fd 2^32", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEpoll, Epoll: []EpollTarget{{Fd: 1 << 32}}})
 		}, "epoll target fd"},
+		{"file locks valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
+				Locks: []FileLock{{Kind: LockFlock, Write: true}, {Kind: LockPosix, Start: 10, Len: 10}, {Kind: LockOFD}}})
+		}, ""},
+		{"file lock on a pipe", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPipe, PipeID: 1, PipeSize: 4096,
+				Locks: []FileLock{{Kind: LockFlock}}})
+		}, "file locks on a"},
+		{"file lock of unknown kind", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
+				Locks: []FileLock{{Kind: "lease"}}})
+		}, "file lock \"lease\""},
+		{"flock with a range", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
+				Locks: []FileLock{{Kind: LockFlock, Start: 1}}})
+		}, "file lock"},
+		{"posix lock range overflows", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
+				Locks: []FileLock{{Kind: LockPosix, Start: 1 << 62, Len: 1 << 62}}})
+		}, "file lock"},
+		{"pty valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPty, Pty: &Pty{Index: 3, Master: true,
+				State: &PtyState{Cc: make([]byte, len(unix.Termios{}.Cc)), Output: []byte("x")}}})
+		}, ""},
+		{"pty index negative", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPty, Pty: &Pty{Index: -1}})
+		}, "pty without a pair number"},
+		{"pty control characters", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPty, Pty: &Pty{State: &PtyState{Cc: make([]byte, 100)}}})
+		}, "control characters"},
+		{"pty state on a file", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG, Pty: &Pty{}})
+		}, "pty state on a"},
+		{"epoll watch held by no fd", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEpoll, Epoll: []EpollTarget{{Fd: 4, Held: 7}}})
+		}, "which no fd holds"},
+		{"epoll watch held by a shared fd", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDEpoll, Epoll: []EpollTarget{{Fd: 4, Held: 7}}},
+				FD{Num: 10, Kind: FDPipe, PipeID: 1, PipeSize: 4096, Shared: 7})
+		}, ""},
 		{"memfd valid", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDMemfd, Size: 10, MemfdSeals: 3,
 				MemfdData: []DataRun{{Off: 0, Data: []byte("ab")}, {Off: 8, Data: []byte("cd")}}})
