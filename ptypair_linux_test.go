@@ -17,39 +17,50 @@ import (
 // TestPtyPair checkpoints testdata/ptypair.c, a pty master in the parent
 // and its slave the controlling terminal and fds 0-2 of a child session
 // leader that echoes lines, with output of the child buffered unread in
-// the pair, a window size and termios set; kills the tree and restores it
-// while another pty is open (the new pair may get another number): the
-// buffered output comes first, the child still echoes through the new
-// pair, leads its session with the slave as controlling terminal in the
+// the pair, a window size and termios set (and, with "rawunread", the
+// terminal in non-canonical mode with input the child has not read yet);
+// kills the tree and restores it while another pty is open (the new pair
+// may get another number): the buffered output comes first, then the
+// echo of the unread input, the child still echoes through the new pair,
+// leads its session with the slave as controlling terminal in the
 // foreground, and the window size and termios are as before.
 func TestPtyPair(t *testing.T) {
 	testutil.RequireRoot(t)
-	tg := start(t, testutil.BuildC(t, "ptypair", false), "trigger")
-	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	dir := tg.dump(false)
-	openPty(t)
-	tg.restore(dir)
-	tg.fire()
-	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
-		t.Fatalf("pty pair after restore: exit %d, output:\n%s", code, tg.output())
+	for _, args := range [][]string{{"trigger"}, {"trigger", "rawunread"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			tg := start(t, testutil.BuildC(t, "ptypair", false), args...)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			dir := tg.dump(false)
+			openPty(t)
+			tg.restore(dir)
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("pty pair after restore: exit %d, output:\n%s", code, tg.output())
+			}
+			t.Logf("output:\n%s", tg.output())
+		})
 	}
-	t.Logf("output:\n%s", tg.output())
 }
 
 // TestPtyPairLeaveRunning: a dump that leaves the tree running (here
-// --leave-running; a failed dump alike) puts back the output it read from
-// the pair: the parent still reads it first, then the echo.
+// --leave-running; a failed dump alike) puts back the output and the
+// unread input it read from the pair: the parent still reads the output
+// first, then the echo of the input, then the echo of what it sends.
 func TestPtyPairLeaveRunning(t *testing.T) {
 	testutil.RequireRoot(t)
-	tg := start(t, testutil.BuildC(t, "ptypair", false), "trigger")
-	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	tg.dump(true)
-	tg.runsOnOK()
+	for _, args := range [][]string{{"trigger"}, {"trigger", "rawunread"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			tg := start(t, testutil.BuildC(t, "ptypair", false), args...)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			tg.dump(true)
+			tg.runsOnOK()
+		})
+	}
 }
 
 // TestPtyRefused: a dump of a tree holding the slave of a pty whose
 // master is outside the tree (at fd 3), the master of one whose slave is
-// open outside the tree, or a pty pair with input the
+// open outside the tree, or a pty pair in canonical mode with input the
 // slave side has not read yet, is refused naming the fd and why, and the
 // tree runs on; its buffered output was put back in the pair.
 func TestPtyRefused(t *testing.T) {
@@ -89,7 +100,7 @@ func TestPtyRefused(t *testing.T) {
 	t.Run("unread input", func(t *testing.T) {
 		tg := start(t, testutil.BuildC(t, "ptypair", false), "trigger", "unread")
 		testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-		tg.dumpRefused("fd 3 (/dev/ptmx)", "8 bytes written to the master not yet read by the slave side")
+		tg.dumpRefused("fd 3 (/dev/ptmx)", "8 bytes written to the master not yet read by the slave side, in canonical mode")
 		tg.runsOnOK()
 	})
 }

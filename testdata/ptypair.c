@@ -1,7 +1,7 @@
 // ptypair: a pseudo-terminal pair held inside the tree, for the
 // checkpoint/restore test of pty pairs.
 //
-// Protocol: ptypair TRIGGER [unread]
+// Protocol: ptypair TRIGGER [unread|rawunread]
 // The parent opens a pty master (fd 3), sets the window size to 33 rows
 // by 101 columns and the termios (ECHO off, VINTR ^G) through it, and
 // forks a child that starts a session with the slave as its controlling
@@ -19,7 +19,8 @@
 // With "unread" the child reads nothing before TRIGGER exists and the
 // parent writes "pending\n" to the master before "ready": input the slave
 // side has not read at the checkpoint; its echo must come after
-// "buffered".
+// "buffered". With "rawunread" the same, the child's terminal in
+// non-canonical mode (ICANON off, set before it writes "buffered").
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +46,7 @@ static void fail(const char *why, const char *got)
 	exit(1);
 }
 
-static int child_main(const char *name, const char *trigger)
+static int child_main(const char *name, const char *trigger, int raw)
 {
 	if (setsid() < 0)
 		die("setsid");
@@ -58,6 +59,9 @@ static int child_main(const char *name, const char *trigger)
 	if (s > 2)
 		close(s);
 	close(3);
+	struct termios t;
+	if (raw && (tcgetattr(0, &t) != 0 || (t.c_lflag &= ~ICANON, tcsetattr(0, TCSANOW, &t) != 0)))
+		die("non-canonical mode");
 	printf("buffered\n");
 	fflush(stdout);
 	struct timespec ms = { 0, 1000000 };
@@ -119,9 +123,10 @@ static void expect(int m, const char *send, const char *want)
 
 int main(int argc, char **argv)
 {
-	int unread = argc == 3 && strcmp(argv[2], "unread") == 0;
+	int raw = argc == 3 && strcmp(argv[2], "rawunread") == 0;
+	int unread = raw || (argc == 3 && strcmp(argv[2], "unread") == 0);
 	if (argc != 2 && !unread) {
-		fprintf(stderr, "usage: ptypair TRIGGER [unread]\n");
+		fprintf(stderr, "usage: ptypair TRIGGER [unread|rawunread]\n");
 		return 2;
 	}
 	int m = posix_openpt(O_RDWR | O_NOCTTY);
@@ -147,7 +152,7 @@ int main(int argc, char **argv)
 	if (child < 0)
 		die("fork");
 	if (child == 0)
-		exit(child_main(name, unread ? argv[1] : NULL));
+		exit(child_main(name, unread ? argv[1] : NULL, raw));
 	struct timespec ms = { 0, 1000000 };
 	for (;;) {
 		int n = 0;

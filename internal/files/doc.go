@@ -180,9 +180,14 @@
 //	                                                 the new pair the same way (TestPtyPair); in
 //	                                                 packet mode refused
 //	FIONREAD on the slave     pty pair               input written to the master, unread by the
-//	                                                 slave side: non-zero refused (TestPtyRefused);
-//	                                                 a partial line in canonical mode is not counted
-//	                                                 by the kernel and is lost
+//	                                                 slave side: in non-canonical mode read on a new
+//	                                                 open of the slave and at once written back
+//	                                                 through the master with input processing, echo
+//	                                                 and signals off until the kernel queued it
+//	                                                 (TestPtyPairLeaveRunning, TestPtyPair
+//	                                                 rawunread); in canonical mode refused
+//	                                                 (TestPtyRefused): a partial line is neither
+//	                                                 counted nor readable
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,

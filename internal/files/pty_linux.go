@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -24,7 +25,9 @@ const ptsMajor = 136
 // packet mode, and the bytes the slave side wrote that the master has not
 // read, which are read and at once written back through the slave with
 // output processing off (a tty cannot be peeked). Input the master wrote
-// that the slave side has not read yet is refused. A slave at fds 0-2
+// that the slave side has not read yet is saved the same way in
+// non-canonical mode (writeInput) and refused in canonical mode, where a
+// partial line cannot be read and would end up after the lines put back. A slave at fds 0-2
 // whose master is outside the tree is left to inheritKind (tried after
 // this one); elsewhere it is refused.
 //
@@ -186,10 +189,15 @@ func dumpPty(m fdRef, slaves bool) (*image.PtyState, error) {
 		return nil, fmt.Errorf("line discipline %d (TIOCGETD), only N_TTY is restored: %w", ints[2].v, ErrUnsupported)
 	case ints[3].v != 0:
 		return nil, fmt.Errorf("exclusive mode (TIOCEXCL): %w", ErrUnsupported)
-	case ints[4].v != 0:
-		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side: %w", ints[4].v, ErrUnsupported)
+	case ints[4].v != 0 && tio.Lflag&unix.ICANON != 0:
+		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side, in canonical mode: %w", ints[4].v, ErrUnsupported)
 	case ints[5].v != 0 && st.Packet:
 		return nil, fmt.Errorf("%d bytes buffered for the master in packet mode (TIOCPKT): %w", ints[5].v, ErrUnsupported)
+	}
+	if ints[4].v != 0 {
+		if st.Input, err = drainInput(master, slave, tio); err != nil {
+			return nil, err
+		}
 	}
 	if ints[5].v != 0 {
 		if st.Output, err = drainPty(master, slave, tio); err != nil {
@@ -198,6 +206,82 @@ func dumpPty(m fdRef, slaves bool) (*image.PtyState, error) {
 	}
 	return st, nil
 }
+
+// drainInput reads the bytes the slave side of a pty in non-canonical
+// mode has not read yet (on slave, rtcr's own non-blocking open of it) and
+// writes them back through master (writeInput).
+func drainInput(master, slave int, tio *unix.Termios) ([]byte, error) {
+	var in []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(slave, buf)
+		if errors.Is(err, unix.EAGAIN) || err == nil && n == 0 {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the slave's unread input: %w", err)
+		}
+		if len(in)+n > image.MaxMemfdData {
+			return nil, fmt.Errorf("more than %d bytes of unread input: %w", image.MaxMemfdData, ErrUnsupported)
+		}
+		in = append(in, buf[:n]...)
+	}
+	if err := writeInput(master, slave, tio, in); err != nil {
+		return nil, fmt.Errorf("put %d bytes of input back into the pty (they are lost): %w", len(in), err)
+	}
+	return in, nil
+}
+
+// writeInput writes data through the master of a pty in non-canonical
+// mode to its slave side as input, unprocessed: the slave's termios has
+// input processing, echo and signal characters off until the kernel has
+// queued every byte (its input is processed later, by a work queue, with
+// the termios of that moment), then gets tio again.
+func writeInput(master, slave int, tio *unix.Termios, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	before, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
+	if err != nil {
+		return fmt.Errorf("FIONREAD: %w", err)
+	}
+	raw := *tio
+	raw.Iflag = 0
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ISIG | unix.IEXTEN
+	if err := unix.IoctlSetTermios(slave, unix.TCSETS, &raw); err != nil {
+		return fmt.Errorf("TCSETS: %w", err)
+	}
+	defer unix.IoctlSetTermios(slave, unix.TCSETS, tio)
+	for rest := data; len(rest) > 0; {
+		n, err := unix.Write(master, rest)
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		rest = rest[n:]
+	}
+	deadline := time.Now().Add(inputWait)
+	for {
+		n, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
+		if err != nil {
+			return fmt.Errorf("FIONREAD: %w", err)
+		}
+		if n >= before+len(data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d bytes arrived within %v", n-before, len(data), inputWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := unix.IoctlSetTermios(slave, unix.TCSETS, tio); err != nil {
+		return fmt.Errorf("TCSETS: %w", err)
+	}
+	return nil
+}
+
+// inputWait bounds the wait for the kernel to queue input written to a
+// pty master (a busy machine delays its work queue).
+const inputWait = 10 * time.Second
 
 // drainPty reads the bytes buffered for the master of a pty pair and
 // writes them back through slave with output processing (OPOST) off, so
@@ -316,6 +400,9 @@ func createPty(c *restoreCtx, st *image.PtyState) (ptyPair, error) {
 	copy(tio.Cc[:], st.Cc)
 	if err := writeRaw(slave, tio, st.Output); err != nil {
 		return home, fmt.Errorf("termios and %d buffered bytes: %w", len(st.Output), err)
+	}
+	if err := writeInput(master, slave, tio, st.Input); err != nil {
+		return home, fmt.Errorf("%d bytes of unread input: %w", len(st.Input), err)
 	}
 	ws := unix.Winsize{Row: st.Winsize[0], Col: st.Winsize[1], Xpixel: st.Winsize[2], Ypixel: st.Winsize[3]}
 	if err := unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, &ws); err != nil {

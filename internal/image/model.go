@@ -311,8 +311,8 @@ type Pty struct {
 // PtyState is what a pseudo-terminal pair holds: the slave's termios
 // (struct termios of TCGETS), its window size (TIOCGWINSZ: rows, columns,
 // x and y pixels), whether the slave is locked (TIOCGPTLCK), packet mode
-// (TIOCGPKT), and the bytes the slave side wrote that the master has not
-// read yet.
+// (TIOCGPKT), the bytes the slave side wrote that the master has not
+// read yet, and the input the slave side has not read.
 type PtyState struct {
 	Iflag, Oflag, Cflag, Lflag uint32
 	Line                       uint8
@@ -321,6 +321,9 @@ type PtyState struct {
 	Winsize                    [4]uint16
 	Locked, Packet             bool   `json:",omitempty"`
 	Output                     []byte `json:",omitempty"`
+	// Input are the bytes written to the master that the slave side
+	// has not read yet (saved in non-canonical mode only).
+	Input []byte `json:",omitempty"`
 }
 
 // File lock kinds.

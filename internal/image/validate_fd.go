@@ -272,8 +272,8 @@ func validatePty(fd *FD) error {
 		return fmt.Errorf("without a pair number below %d", maxPtyIndex)
 	}
 	if st := p.State; st != nil {
-		if len(st.Cc) != len(unix.Termios{}.Cc) || len(st.Output) > MaxMemfdData {
-			return fmt.Errorf("%d with %d control characters and %d bytes buffered", p.Index, len(st.Cc), len(st.Output))
+		if len(st.Cc) != len(unix.Termios{}.Cc) || len(st.Output)+len(st.Input) > MaxMemfdData {
+			return fmt.Errorf("%d with %d control characters and %d bytes buffered", p.Index, len(st.Cc), len(st.Output)+len(st.Input))
 		}
 	}
 	return nil
