@@ -109,9 +109,9 @@ func dumpLocks(s *fdState) ([]image.FileLock, error) {
 		if !ok {
 			return nil, fmt.Errorf("file lock (fdinfo lock: %s): only flock, POSIX and OFD locks are saved: %w", v, ErrUnsupported)
 		}
-		if l.dev != s.st.Dev || l.ino != s.st.Ino {
-			return nil, fmt.Errorf("file lock (fdinfo lock: %s) is on another file than %s (device %d inode %d)", v, s.link, s.st.Dev, s.st.Ino)
-		}
+		// The kernel lists only locks on this fd's file; their device is
+		// the superblock's, which stat need not report (btrfs
+		// subvolumes, overlayfs), so it is not compared.
 		out = append(out, l.lock)
 	}
 	return out, nil
@@ -144,7 +144,10 @@ func conflicts(a, b image.FileLock) bool {
 
 // checkLocks refuses, before any process is created, an fd whose locks
 // a lock in /proc/locks would exclude: a process outside the tree holds
-// the file locked now (the tree's own processes are not running).
+// the file locked now (the tree's own processes are not running). Where
+// stat reports another device than the superblock's (btrfs subvolumes,
+// overlayfs) the file is not found there, and the restore fails when it
+// takes the lock instead (RestoreLocks), naming the file.
 func checkLocks(fd *image.FD) error {
 	if len(fd.Locks) == 0 {
 		return nil
