@@ -1,0 +1,259 @@
+package rtcr_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// extTarget is testdata/external.c started with a pipe it reads at fd 5,
+// a stream socket at fd 6 and a pipe it writes at fd 7, whose other ends
+// the test holds.
+type extTarget struct {
+	cmd                     *exec.Cmd
+	pid                     int
+	dir, out                string
+	pipeW, sock, back       *os.File // the test's ends
+	pipeID, sockID, writeID string
+}
+
+func startExternal(t *testing.T, mode string) *extTarget {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := socketPair(t)
+	qr, qw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &extTarget{dir: t.TempDir(), pipeW: pw, sock: sb, back: qr,
+		pipeID: "pipe:[" + inode(t, pr) + "]", sockID: "socket:[" + inode(t, sa) + "]", writeID: "pipe:[" + inode(t, qw) + "]"}
+	x.out = filepath.Join(x.dir, "out")
+	f, err := os.Create(x.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	x.cmd = exec.Command(testutil.BuildC(t, "external", false), "trigger", mode)
+	x.cmd.Dir, x.cmd.Stdout, x.cmd.Stderr = x.dir, f, f
+	x.cmd.ExtraFiles = []*os.File{nil, nil, pr, sa, qw}
+	if err := x.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	x.pid = x.cmd.Process.Pid
+	pr.Close()
+	sa.Close()
+	qw.Close()
+	t.Cleanup(func() {
+		_ = unix.Kill(x.pid, unix.SIGKILL)
+		_ = x.cmd.Wait()
+		pw.Close()
+		sb.Close()
+		qr.Close()
+	})
+	testutil.WaitForFile(t, x.out, "ready\n", 10*time.Second)
+	return x
+}
+
+// socketPair returns both ends of a unix stream socket pair as files.
+func socketPair(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(sv[0]), "sock0"), os.NewFile(uintptr(sv[1]), "sock1")
+}
+
+func inode(t *testing.T, f *os.File) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(st.Ino)
+}
+
+// dumpKilled writes bytes into the pipe and the socket that the target
+// leaves unread, dumps it (which kills it) and reaps it.
+func (x *extTarget) dumpKilled(t *testing.T) string {
+	t.Helper()
+	if _, err := x.pipeW.Write([]byte("pre-pipe")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.sock.Write([]byte("pre-sock")); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "img")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: x.pid, Dir: img}); err != nil {
+		t.Fatalf("dump with external pipe and socket: %v", err)
+	}
+	_ = x.cmd.Wait()
+	return img
+}
+
+// restoreCLI runs `rtcr restore` with extra as its fd 3 and returns its
+// stderr.
+func (x *extTarget) restoreCLI(t *testing.T, img string, extra *os.File, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testutil.BuildRtcr(t), append([]string{"restore", "--dir", img}, args...)...)
+	cmd.ExtraFiles = []*os.File{extra}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("rtcr restore %v: %v: %s", args, err, stderr.String())
+	}
+	return stderr.String()
+}
+
+// finish fires the trigger and requires the restored target to write OK.
+func (x *extTarget) finish(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(x.dir, "trigger"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(x.out)
+		if strings.Contains(string(b), "OK\n") {
+			return
+		}
+		if strings.Contains(string(b), "FAIL") || time.Now().After(deadline) {
+			t.Fatalf("restored target did not write OK:\n%s", b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestExternalInheritPipe dumps testdata/external.c, whose pipes and
+// socket lead to the test (outside the tree): the dump succeeds, `rtcr
+// inspect` lists the three IDs with pid and fd. The restore gives the
+// pipe at fd 5 (and its dup at 9) a new pipe of the test with --inherit-fd:
+// the bytes buffered at dump come first, then what the test writes after
+// the restore, then end of file; fds 6 and 7 get a socket pair and a pipe
+// whose other end is closed (EOF after the queued "pre-sock", EPIPE), each
+// with a warning naming the pid, the fd and the ID; status flags are kept.
+func TestExternalInheritPipe(t *testing.T) {
+	testutil.RequireRoot(t)
+	x := startExternal(t, "pipe")
+	img := x.dumpKilled(t)
+
+	out, err := exec.Command(testutil.BuildRtcr(t), "inspect", "--dir", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("inspect: %v\n%s", err, out)
+	}
+	t.Logf("rtcr inspect:\n%s", out)
+	for _, want := range []string{
+		fmt.Sprintf("%s  %d  5  pipe, read end", x.pipeID, x.pid),
+		fmt.Sprintf("%s  %d  9  pipe, read end", x.pipeID, x.pid),
+		fmt.Sprintf("%s  %d  6   unix socket, stream", x.sockID, x.pid),
+		fmt.Sprintf("%s  %d  7  pipe, write end", x.writeID, x.pid),
+		"8 B",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(string(out)), "  "), strings.Join(strings.Fields(want), "  ")) {
+			t.Errorf("inspect does not list %q:\n%s", want, out)
+		}
+	}
+
+	nr, nw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	stderr := x.restoreCLI(t, img, nr, "--inherit-fd", "3:"+x.pipeID)
+	nr.Close()
+	t.Logf("rtcr restore stderr:\n%s", stderr)
+	for _, want := range []string{
+		fmt.Sprintf("warning: pid %d fd 6 (%s): no --inherit-fd", x.pid, x.sockID),
+		fmt.Sprintf("warning: pid %d fd 7 (%s): no --inherit-fd", x.pid, x.writeID),
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("restore stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "fd 5 ") || strings.Contains(stderr, "fd 9 ") {
+		t.Errorf("restore warned about the inherited pipe:\n%s", stderr)
+	}
+	if _, err := nw.Write([]byte("post-pipe")); err != nil {
+		t.Fatal(err)
+	}
+	nw.Close()
+	x.finish(t)
+}
+
+// TestExternalInheritSocket restores the same program with the socket
+// inherited, in CRIU's fd[N]:ID form: what the test sends on its new
+// socket arrives, the reply comes back; the "pre-sock" queued at dump
+// cannot be queued to the new socket (a warning says so); the pipe at fd
+// 5 becomes a pipe holding the bytes buffered at dump, then end of file.
+func TestExternalInheritSocket(t *testing.T) {
+	testutil.RequireRoot(t)
+	x := startExternal(t, "sock")
+	img := x.dumpKilled(t)
+	na, nb := socketPair(t)
+	defer nb.Close()
+	stderr := x.restoreCLI(t, img, na, "--inherit-fd", "fd[3]:"+x.sockID)
+	na.Close()
+	t.Logf("rtcr restore stderr:\n%s", stderr)
+	for _, want := range []string{
+		fmt.Sprintf("warning: pid %d fd 5 (%s): no --inherit-fd", x.pid, x.pipeID),
+		fmt.Sprintf("warning: pid %d fd 6 (%s): the 8 bytes (1 messages) queued", x.pid, x.sockID),
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("restore stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if _, err := nb.Write([]byte("post-sock")); err != nil {
+		t.Fatal(err)
+	}
+	x.finish(t)
+	_ = nb.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 16)
+	n, err := nb.Read(buf)
+	if err != nil || string(buf[:n]) != "reply" {
+		t.Fatalf("reply on the inherited socket: %q, %v", buf[:n], err)
+	}
+}
+
+// TestInheritFDRefused: --inherit-fd with an ID the image does not have,
+// with an fd rtcr does not have open, or with a fd that cannot take the
+// pipe's buffered bytes, fails with one line naming the problem before
+// any process is created (the pid stays free).
+func TestInheritFDRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	x := startExternal(t, "pipe")
+	img := x.dumpKilled(t)
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	for _, tc := range []struct{ arg, want string }{
+		{"3:pipe:[1]", "the image has no external object pipe:[1] (it has: " + x.pipeID},
+		{"9:" + x.pipeID, "rtcr's fd 9 is not open"},
+		{"3:" + x.pipeID, "fd 3 is not a pipe"},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			cmd := exec.Command(testutil.BuildRtcr(t), "restore", "--dir", img, "--inherit-fd", tc.arg)
+			cmd.ExtraFiles = []*os.File{null}
+			out, err := cmd.CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("err %v, output %q; want exit 1 and one line mentioning %q", err, out, tc.want)
+			}
+			if !pidFree(x.pid) {
+				t.Fatalf("pid %d exists after a refused restore", x.pid)
+			}
+		})
+	}
+}
