@@ -257,3 +257,113 @@ func TestInheritFDRefused(t *testing.T) {
 		})
 	}
 }
+
+// readNumbers reads number lines from r until it has n of them, or up to
+// EOF when n < 0, and returns them (skipping rtcr restore's line).
+func readNumbers(t *testing.T, r *os.File, n int) []int {
+	t.Helper()
+	_ = r.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var nums []int
+	var buf []byte
+	b := make([]byte, 4096)
+	for n < 0 || len(nums) < n {
+		k, err := r.Read(b)
+		buf = append(buf, b[:k]...)
+		for {
+			i := strings.IndexByte(string(buf), '\n')
+			if i < 0 {
+				break
+			}
+			if strings.HasPrefix(string(buf[:i]), "restored pid ") {
+				buf = buf[i+1:] // rtcr restore's own line
+				continue
+			}
+			var v int
+			if _, err := fmt.Sscan(string(buf[:i]), &v); err != nil {
+				t.Fatalf("line %q: %v", buf[:i], err)
+			}
+			nums = append(nums, v)
+			buf = buf[i+1:]
+		}
+		if err != nil {
+			if n < 0 {
+				return nums
+			}
+			t.Fatalf("read %d numbers of %d: %v", len(nums), n, err)
+		}
+	}
+	return nums
+}
+
+// TestExternalStdout: a counter whose stdout is a pipe to the test is
+// dumped; `rtcr restore --inherit-fd 3:pipe:[…]` makes the test's new pipe
+// its stdout (fd 1: --inherit-fd overrides the default), and the numbers
+// go on there from where the old pipe stopped. A second dump is restored
+// without the flag: fd 1 is then the restorer's own stdout, as before, with
+// no warning.
+func TestExternalStdout(t *testing.T) {
+	testutil.RequireRoot(t)
+	r1, w1, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	cmd := exec.Command(testutil.BuildC(t, "counter", false), "5")
+	cmd.Stdout = w1
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { _ = unix.Kill(pid, unix.SIGKILL); _ = cmd.Wait() })
+	w1.Close()
+	id := "pipe:[" + inode(t, r1) + "]"
+	seen := readNumbers(t, r1, 3)
+	img := filepath.Join(t.TempDir(), "img")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: img}); err != nil {
+		t.Fatalf("dump of a counter writing into a pipe: %v", err)
+	}
+	_ = cmd.Wait()
+	seen = append(seen, readNumbers(t, r1, -1)...) // up to EOF: the writer is gone
+	last := seen[len(seen)-1]
+
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	restore := exec.Command(testutil.BuildRtcr(t), "restore", "--dir", img, "--inherit-fd", "3:"+id)
+	restore.ExtraFiles = []*os.File{w2}
+	if out, err := restore.CombinedOutput(); err != nil || strings.Contains(string(out), "warning") {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	w2.Close()
+	t.Cleanup(func() { _ = unix.Kill(pid, unix.SIGKILL) })
+	got := readNumbers(t, r2, 5)
+	if got[0] != last+1 {
+		t.Fatalf("inherited stdout starts at %d, the old pipe ended at %d", got[0], last)
+	}
+
+	img2 := filepath.Join(t.TempDir(), "img")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: img2}); err != nil {
+		t.Fatalf("second dump: %v", err)
+	}
+	waitGone(t, pid)
+	got = append(got, readNumbers(t, r2, -1)...)
+	last = got[len(got)-1]
+	r3, w3, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	restore = exec.Command(testutil.BuildRtcr(t), "restore", "--dir", img2)
+	var stderr strings.Builder
+	restore.Stdout, restore.Stderr = w3, &stderr
+	if err := restore.Run(); err != nil || strings.Contains(stderr.String(), "warning") {
+		t.Fatalf("restore without --inherit-fd: %v\n%s", err, stderr.String())
+	}
+	w3.Close()
+	got = readNumbers(t, r3, 5)
+	if got[0] != last+1 {
+		t.Fatalf("stdout of the restorer gets %v, the inherited pipe ended at %d", got, last)
+	}
+}
