@@ -6,14 +6,18 @@
 //   5  the read end of a pipe the test writes to;
 //   6  a SOCK_STREAM unix socket whose peer the test holds;
 //   7  the write end of a pipe the test reads.
-// It ignores SIGPIPE, sets O_NONBLOCK on 5 and 7, dups 5 to 9, writes
-// "ready\n" to stdout and polls every 1 ms until the file TRIGGER exists.
+// It ignores SIGPIPE, sets O_NONBLOCK on 5 and 7, dups 5 to 9, forks a
+// child that keeps them all, writes "ready\n" to stdout and polls every
+// 1 ms until the file TRIGGER exists (the child too: it then exits 0 if
+// its fds 5, 6, 7 are the same objects as its parent's, seen through
+// /proc/PPID/fd, else 1).
 // Before the dump the test writes "pre-pipe" into the pipe at 5 and
 // "pre-sock" into the socket at 6, which it leaves unread.
 // Then it checks, printing "OK\n" and exiting 0 when all hold, "FAIL:
 // reason\n" and exiting 1 otherwise:
 //   both: 5 and 9 are one pipe (same inode), 5 and 7 are O_NONBLOCK, 6
-//     is not; a write on 7 fails with EPIPE (its reader is gone);
+//     is not; a write on 7 fails with EPIPE (its reader is gone); the
+//     child exits 0;
 //   pipe (restored with --inherit-fd for the pipe, whose writer has sent
 //     "post-pipe" and closed it): 5 reads "pre-pipepost-pipe", then end
 //     of file; 6 reads "pre-sock", then end of file, and a write on it
@@ -31,6 +35,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,6 +121,20 @@ int main(int argc, char **argv)
 	set_nonblock(7);
 	if (dup2(5, 9) != 9)
 		fail("dup2");
+	pid_t child = fork();
+	if (child < 0)
+		fail("fork");
+	if (child == 0) {
+		wait_trigger(argv[1]);
+		for (int fd = 5; fd <= 7; fd++) {
+			char path[64];
+			struct stat mine, parent;
+			snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)getppid(), fd);
+			if (fstat(fd, &mine) < 0 || stat(path, &parent) < 0 || mine.st_ino != parent.st_ino)
+				_exit(1);
+		}
+		_exit(0);
+	}
 	printf("ready\n");
 	fflush(stdout);
 	wait_trigger(argv[1]);
@@ -141,6 +160,9 @@ int main(int argc, char **argv)
 	} else {
 		fail("unknown mode");
 	}
+	int st;
+	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail("the child's fds 5-7 are not its parent's objects");
 	printf("OK\n");
 	fflush(stdout);
 	return 0;
