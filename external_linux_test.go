@@ -239,22 +239,30 @@ func TestInheritFDRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer null.Close()
-	for _, tc := range []struct{ arg, want string }{
-		{"3:pipe:[1]", "the image has no external object pipe:[1] (it has: " + x.pipeID},
-		{"9:" + x.pipeID, "rtcr's fd 9 is not open"},
-		{"3:" + x.pipeID, "fd 3 is not a pipe"},
+	for _, tc := range []struct {
+		arg, want string
+		code      int
+	}{
+		{"3:pipe:[1]", "the image has no external object pipe:[1] (it has: " + x.pipeID, 1},
+		{"9:" + x.pipeID, "rtcr's fd 9 is not open", 2},
+		{"3:" + x.pipeID, "fd 3 is not a pipe", 1},
 	} {
 		t.Run(tc.arg, func(t *testing.T) {
 			cmd := exec.Command(testutil.BuildRtcr(t), "restore", "--dir", img, "--inherit-fd", tc.arg)
 			cmd.ExtraFiles = []*os.File{null}
 			out, err := cmd.CombinedOutput()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), tc.want) {
-				t.Fatalf("err %v, output %q; want exit 1 and one line mentioning %q", err, out, tc.want)
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != tc.code || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("err %v, output %q; want exit %d and one line mentioning %q", err, out, tc.code, tc.want)
 			}
 			if !pidFree(x.pid) {
 				t.Fatalf("pid %d exists after a refused restore", x.pid)
 			}
 		})
+	}
+	// The library checks the fd too.
+	_, err = rtcr.Restore(rtcr.RestoreOptions{Dir: img, InheritFDs: []rtcr.InheritFD{{Fd: 1 << 20, ID: x.pipeID}}})
+	if err == nil || !strings.Contains(err.Error(), "rtcr's fd 1048576 is not open") || !pidFree(x.pid) {
+		t.Fatalf("library restore with fd 1048576: %v", err)
 	}
 }
 

@@ -69,6 +69,9 @@ func runRestore(args []string) error {
 	if o.Dir == "" {
 		return usagef("--dir is required")
 	}
+	if err := checkGiven(inherit); err != nil {
+		return err
+	}
 	log, closeLog, err := lf.open()
 	if err != nil {
 		return err

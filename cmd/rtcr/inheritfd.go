@@ -2,11 +2,48 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/rtcr/rtcr"
+	"golang.org/x/sys/unix"
 )
+
+// givenFDs are the fds rtcr was started with: those open without
+// close-on-exec when it starts (an fd passed across exec cannot have it;
+// the Go runtime opens its own files, such as cgroup limits, with it).
+var givenFDs map[int]bool
+
+// notCloexec returns the open fds without close-on-exec.
+func notCloexec() map[int]bool {
+	fds := map[int]bool{}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fds
+	}
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if fl, err := unix.FcntlInt(uintptr(n), unix.F_GETFD, 0); err == nil && fl&unix.FD_CLOEXEC == 0 {
+			fds[n] = true
+		}
+	}
+	return fds
+}
+
+// checkGiven refuses an --inherit-fd whose fd was not given to rtcr: it
+// would pass on one of rtcr's own files.
+func checkGiven(ins []rtcr.InheritFD) error {
+	for _, in := range ins {
+		if !givenFDs[in.Fd] {
+			return usagef("--inherit-fd %d:%s: rtcr's fd %d is not open (start rtcr with it open, e.g. %d<&N in a shell)", in.Fd, in.ID, in.Fd, in.Fd)
+		}
+	}
+	return nil
+}
 
 // inheritFlag collects --inherit-fd values: N:ID, or CRIU's fd[N]:ID.
 type inheritFlag []rtcr.InheritFD

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -45,5 +47,33 @@ func TestParseInheritFD(t *testing.T) {
 	}
 	if s := f.String(); s != "5:pipe:[12],0:socket:[7]" {
 		t.Errorf("String() = %q", s)
+	}
+}
+
+// TestInheritFDNotGiven: an --inherit-fd fd rtcr was not started with is
+// refused with one line (exit 2) before the image is read, even when
+// rtcr itself has a file open at that number (the Go runtime keeps cgroup
+// files open); one it was given is accepted (the restore then fails on
+// the empty image directory instead).
+func TestInheritFDNotGiven(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"3", "4", "5", "200"} {
+		_, stderr, code := runRtcr(t, "restore", "--dir", dir, "--inherit-fd", n+":pipe:[1]")
+		if code != exitUsage || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "rtcr's fd "+n+" is not open") {
+			t.Errorf("fd %s not given: exit %d, stderr %q", n, code, stderr)
+		}
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	cmd := exec.Command(os.Args[0], "restore", "--dir", dir, "--inherit-fd", "3:pipe:[1]")
+	cmd.Env = append(os.Environ(), "RTCR_AS_MAIN=1")
+	cmd.ExtraFiles = []*os.File{r}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "no image in") {
+		t.Errorf("fd 3 given: %v, %q; want exit 1 for the empty directory", err, out)
 	}
 }
