@@ -199,6 +199,14 @@ func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, war
 			}
 		}
 	}
+	for id, g := range rs.ext.given {
+		if _, ok := inherit[id]; ok {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(g.fd), unix.F_GETFD, 0); err != nil {
+			return fmt.Errorf("%s was at fd %d, which becomes rtcr's own fd %d unless --inherit-fd names another: rtcr's fd %d is not open: %w", id, g.fd, g.fd, g.fd, err)
+		}
+	}
 	ids := make([]string, 0, len(inherit))
 	for id := range inherit {
 		ids = append(ids, id)
