@@ -196,15 +196,21 @@ func TestExternalInheritPipe(t *testing.T) {
 // inherited, in CRIU's fd[N]:ID form: what the test sends on its new
 // socket arrives, the reply comes back; the "pre-sock" queued at dump
 // cannot be queued to the new socket (a warning says so); the pipe at fd
-// 5 becomes a pipe holding the bytes buffered at dump, then end of file.
+// 5 becomes a pipe holding the bytes buffered at dump, then end of file,
+// with a warning on stderr and in the log.
 func TestExternalInheritSocket(t *testing.T) {
 	testutil.RequireRoot(t)
 	x := startExternal(t, "sock")
 	img := x.dumpKilled(t)
 	na, nb := socketPair(t)
 	defer nb.Close()
-	stderr := x.restoreCLI(t, img, na, "--inherit-fd", "fd[3]:"+x.sockID)
+	logFile := filepath.Join(t.TempDir(), "restore.log")
+	stderr := x.restoreCLI(t, img, na, "--inherit-fd", "fd[3]:"+x.sockID, "-o", logFile)
 	na.Close()
+	log, err := os.ReadFile(logFile)
+	if want := fmt.Sprintf(`level=WARN msg="no --inherit-fd for it: a new pipe whose write end is closed (the process reads what was buffered at dump, then end of file)" pid=%d fd=5 id=%s`, x.pid, x.pipeID); err != nil || !strings.Contains(string(log), want) {
+		t.Errorf("restore log lacks %q (%v):\n%s", want, err, log)
+	}
 	t.Logf("rtcr restore stderr:\n%s", stderr)
 	for _, want := range []string{
 		fmt.Sprintf("warning: pid %d fd 5 (%s): no --inherit-fd", x.pid, x.pipeID),
@@ -373,5 +379,59 @@ func TestExternalStdout(t *testing.T) {
 	got = readNumbers(t, r3, 5)
 	if got[0] != last+1 {
 		t.Fatalf("stdout of the restorer gets %v, the inherited pipe ended at %d", got, last)
+	}
+}
+
+// TestExternalRunNamespace: a counter started by `rtcr run` with its
+// stdout (and its init's) a pipe to the test is dumped through the run;
+// rtcr.Restore with InheritFDs gives both processes, in their new pid
+// namespace, the test's new pipe (passed with SCM_RIGHTS: the stubs
+// cannot see rtcr's pid), and the numbers continue there.
+func TestExternalRunNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	r1, w1, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	cmd := exec.Command(testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "counter", false), "5")
+	cmd.Stdout = w1
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	w1.Close()
+	id := "pipe:[" + inode(t, r1) + "]"
+	seen := readNumbers(t, r1, 3)
+	img := filepath.Join(t.TempDir(), "img")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: cmd.Process.Pid, Dir: img}); err != nil {
+		t.Fatalf("dump of an rtcr run tree writing into a pipe: %v", err)
+	}
+	_ = cmd.Wait()
+	seen = append(seen, readNumbers(t, r1, -1)...)
+	last := seen[len(seen)-1]
+
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	var warnings strings.Builder
+	st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: img, Warnings: &warnings, InheritFDs: []rtcr.InheritFD{{Fd: int(w2.Fd()), ID: id}}})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Kill(st.Pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(st.Pid, &ws, 0, nil)
+	})
+	w2.Close()
+	if warnings.Len() > 0 {
+		t.Errorf("warnings: %s", warnings.String())
+	}
+	got := readNumbers(t, r2, 5)
+	if got[0] != last+1 {
+		t.Fatalf("inherited stdout starts at %d, the old pipe ended at %d", got[0], last)
 	}
 }

@@ -20,7 +20,7 @@ func externals(c *image.Checkpoint, opts RestoreOptions, log *slog.Logger) (*fil
 		inherit[in.ID] = in.Fd
 	}
 	warn := func(pid, fd int, id, msg string) {
-		log.Warn("external fd", "pid", pid, "fd", fd, "id", id, "msg", msg)
+		log.Warn(msg, "pid", pid, "fd", fd, "id", id)
 		if opts.Warnings != nil {
 			fmt.Fprintf(opts.Warnings, "warning: pid %d fd %d (%s): %s\n", pid, fd, id, msg)
 		}
