@@ -233,8 +233,8 @@ func TestExternalInheritSocket(t *testing.T) {
 }
 
 // TestInheritFDRefused: --inherit-fd with an ID the image does not have,
-// with an fd rtcr does not have open, or with a fd that cannot take the
-// pipe's buffered bytes, fails with one line naming the problem before
+// with an fd rtcr does not have open, with a fd that cannot take the
+// pipe's buffered bytes, or read-only for a pipe's write end, fails with one line naming the problem before
 // any process is created (the pid stays free).
 func TestInheritFDRefused(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -252,6 +252,7 @@ func TestInheritFDRefused(t *testing.T) {
 		{"3:pipe:[1]", "the image has no external object pipe:[1] (it has: " + x.pipeID, 1},
 		{"9:" + x.pipeID, "rtcr's fd 9 is not open", 2},
 		{"3:" + x.pipeID, "fd 3 is not a pipe", 1},
+		{"3:" + x.writeID, "rtcr's fd 3 is open read-only, the image's fd 7 on it was open write-only", 1},
 	} {
 		t.Run(tc.arg, func(t *testing.T) {
 			cmd := exec.Command(testutil.BuildRtcr(t), "restore", "--dir", img, "--inherit-fd", tc.arg)

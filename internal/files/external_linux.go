@@ -184,7 +184,7 @@ func ExternalIDs(procs []image.Process) []string {
 // inherited fd cannot take (not a pipe, or too little room).
 func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, warn WarnFunc) error {
 	rs.ext = externals{given: map[string]givenFd{}, homes: map[string]extHome{}, warn: warn}
-	first := map[string]*image.External{}
+	first := map[string]*image.FD{}
 	for i := range procs {
 		for j := range procs[i].FDs {
 			fd := &procs[i].FDs[j]
@@ -192,7 +192,7 @@ func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, war
 				continue
 			}
 			if _, ok := first[fd.External.ID]; !ok {
-				first[fd.External.ID] = fd.External
+				first[fd.External.ID] = fd
 			}
 			if _, ok := rs.ext.given[fd.External.ID]; !ok && fd.Num <= 2 {
 				rs.ext.given[fd.External.ID] = givenFd{fd: fd.Num}
@@ -214,7 +214,7 @@ func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, war
 	sort.Strings(ids)
 	for _, id := range ids {
 		n := inherit[id]
-		e, ok := first[id]
+		f, ok := first[id]
 		if !ok {
 			have := strings.Join(ExternalIDs(procs), ", ")
 			if have == "" {
@@ -222,7 +222,7 @@ func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, war
 			}
 			return fmt.Errorf("--inherit-fd %d:%s: the image has no external object %s (it has: %s)", n, id, id, have)
 		}
-		if err := checkGiven(n, e); err != nil {
+		if err := checkGiven(n, f); err != nil {
 			return fmt.Errorf("--inherit-fd %d:%s: %w", n, id, err)
 		}
 		rs.ext.given[id] = givenFd{fd: n, explicit: true}
@@ -230,13 +230,24 @@ func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, war
 	return nil
 }
 
-// checkGiven checks the restorer's fd n can become external object e.
-func checkGiven(n int, e *image.External) error {
+// checkGiven checks the restorer's fd n can become the external object
+// of fd f (the first fd of the image with it): open, with the access the
+// fds need, and, for a pipe's buffered bytes, a pipe with room for them.
+func checkGiven(n int, f *image.FD) error {
+	e := f.External
 	if n < 0 {
 		return fmt.Errorf("fd %d out of range", n)
 	}
 	if _, err := unix.FcntlInt(uintptr(n), unix.F_GETFD, 0); err != nil {
 		return fmt.Errorf("rtcr's fd %d is not open: %w", n, err)
+	}
+	fl, err := unix.FcntlInt(uintptr(n), unix.F_GETFL, 0)
+	if err != nil {
+		return fmt.Errorf("flags of rtcr's fd %d: %w", n, err)
+	}
+	have, want := fl&unix.O_ACCMODE, f.Flags&unix.O_ACCMODE
+	if fl&unix.O_PATH != 0 || (want != have && have != unix.O_RDWR) {
+		return fmt.Errorf("rtcr's fd %d is open %s, the image's fd %d on it was open %s", n, accessName(fl), f.Num, accessName(f.Flags))
 	}
 	if len(e.Data) == 0 {
 		return nil
@@ -249,6 +260,19 @@ func checkGiven(n int, e *image.External) error {
 		return fmt.Errorf("%d bytes were buffered in the pipe at dump, inherited pipe fd %d has room for %d", len(e.Data), n, room)
 	}
 	return nil
+}
+
+// accessName names the access mode of open flags fl.
+func accessName(fl int) string {
+	switch {
+	case fl&unix.O_PATH != 0:
+		return "O_PATH"
+	case fl&unix.O_ACCMODE == unix.O_WRONLY:
+		return "write-only"
+	case fl&unix.O_ACCMODE == unix.O_RDWR:
+		return "read-write"
+	}
+	return "read-only"
 }
 
 // pipeRoom returns how many bytes can be written into the pipe at
