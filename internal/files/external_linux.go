@@ -144,6 +144,9 @@ type externals struct {
 	given map[string]givenFd
 	// homes holds, by ID, the fd of a stub holding each restored object.
 	homes map[string]extHome
+	// state holds, by ID, the object as its first fd in the image
+	// records it, with what was buffered (see image.External).
+	state map[string]*image.External
 	warn  WarnFunc
 }
 
@@ -183,7 +186,7 @@ func ExternalIDs(procs []image.Process) []string {
 // the restorer does not have open, and a pipe whose buffered bytes the
 // inherited fd cannot take (not a pipe, or too little room).
 func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, warn WarnFunc) error {
-	rs.ext = externals{given: map[string]givenFd{}, homes: map[string]extHome{}, warn: warn}
+	rs.ext = externals{given: map[string]givenFd{}, homes: map[string]extHome{}, state: map[string]*image.External{}, warn: warn}
 	first := map[string]*image.FD{}
 	for i := range procs {
 		for j := range procs[i].FDs {
@@ -193,6 +196,7 @@ func (rs *Restorer) Externals(procs []image.Process, inherit map[string]int, war
 			}
 			if _, ok := first[fd.External.ID]; !ok {
 				first[fd.External.ID] = fd
+				rs.ext.state[fd.External.ID] = fd.External
 			}
 			if _, ok := rs.ext.given[fd.External.ID]; !ok && fd.Num <= 2 {
 				rs.ext.given[fd.External.ID] = givenFd{fd: fd.Num}
@@ -343,9 +347,14 @@ func freshWarning(e *image.External, fd *image.FD) string {
 }
 
 // makeExternal creates external object fd.External in the stub of c and
-// returns where it lives.
+// returns where it lives. What was buffered comes from the object's first
+// fd in the image (the one validation lets hold it), whichever fd of the
+// tree is restored first.
 func makeExternal(c *restoreCtx, fd *image.FD) (extHome, error) {
-	e := fd.External
+	e := c.ext.state[fd.External.ID]
+	if e == nil {
+		e = fd.External
+	}
 	home := extHome{pid: c.r.Pid, nsPid: c.r.NsPid}
 	if g, ok := c.ext.given[e.ID]; ok {
 		if err := fillGiven(c, fd, g); err != nil {
@@ -391,7 +400,10 @@ func makeExternal(c *restoreCtx, fd *image.FD) (extHome, error) {
 // socket whose peer is not rtcr's: a warning says so; its options are set
 // on an inherited socket.
 func fillGiven(c *restoreCtx, fd *image.FD, g givenFd) error {
-	e := fd.External
+	e := c.ext.state[fd.External.ID]
+	if e == nil {
+		e = fd.External
+	}
 	if len(e.Data) > 0 {
 		room, err := pipeRoom(g.fd)
 		if err == nil && room < len(e.Data) {
