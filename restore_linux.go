@@ -43,6 +43,10 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	if err := preflight(c, dir.Owner); err != nil {
 		return nil, err
 	}
+	fds, err := externals(c, opts, log)
+	if err != nil {
+		return nil, fmt.Errorf("restore %d: %w", root, err)
+	}
 	t.done("preflight")
 	var offsets stub.TimeOffsets
 	if c.PidNS {
@@ -55,7 +59,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log) })
+	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
@@ -246,7 +250,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -262,7 +266,6 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 	byPid := map[int]*restoring{}
 	// A pty pair of the image may be a session's controlling terminal:
 	// it is made when its session leader is created, before its children.
-	fds := files.NewRestorer()
 	fds.PreparePtys(c.Processes)
 	for i := range c.Processes {
 		p := &c.Processes[i]

@@ -9,6 +9,7 @@ package rtcr
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 )
@@ -64,6 +65,23 @@ type RestoreOptions struct {
 	// Its processes are then held to what that user has: its uid, its
 	// groups, no capabilities (see "Trust model" in README).
 	TrustImageOwner bool
+	// InheritFDs give the restored processes fds of the caller where the
+	// image has external objects (pipes and sockets whose other end was
+	// outside the tree; criu --inherit-fd). Every fd that had one gets
+	// the caller's fd, with its recorded status flags.
+	InheritFDs []InheritFD
+	// Warnings receives one line per warning (an external object not
+	// inherited, bytes that cannot be put back); nil: none. The Logger
+	// gets them too.
+	Warnings io.Writer
+}
+
+// InheritFD names a caller's fd for an external object of the image:
+// Fd becomes the object with ID ID ("pipe:[123]", "socket:[456]", as
+// `rtcr inspect` lists them).
+type InheritFD struct {
+	Fd int
+	ID string
 }
 
 // RestoreStats reports what a restore did.

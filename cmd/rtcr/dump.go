@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/rtcr/rtcr"
@@ -52,11 +53,13 @@ func runDump(args []string) error {
 }
 
 func runRestore(args []string) error {
-	fs := newFlags("restore", "--dir DIR [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("restore", "--dir DIR [--inherit-fd FD:ID]… [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.RestoreOptions
 	fs.StringVar(&o.Dir, "dir", "", "image directory")
 	fs.StringVar(&o.Dir, "D", "", "short for --dir")
 	fs.BoolVar(&o.TrustImageOwner, "trust-image-owner", false, "accept an image owned by another user; its processes get no more than that user has")
+	var inherit inheritFlag
+	fs.Var(&inherit, "inherit-fd", "give the restored processes rtcr's fd FD where the image has the external pipe or socket ID (`FD:ID`, the IDs rtcr inspect lists); repeatable; CRIU's fd[FD]:ID works too")
 	fs.BoolVar(&o.NoClockJump, "no-clock-jump", false, "for trees started by rtcr run: monotonic clocks continue from the checkpoint without counting the downtime")
 	var lf logFlags
 	lf.add(fs)
@@ -66,12 +69,16 @@ func runRestore(args []string) error {
 	if o.Dir == "" {
 		return usagef("--dir is required")
 	}
+	if err := checkGiven(inherit); err != nil {
+		return err
+	}
 	log, closeLog, err := lf.open()
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	o.Logger = log
+	o.InheritFDs, o.Warnings = inherit, warnWriter{}
 	st, err := rtcr.Restore(o)
 	if err != nil {
 		return lf.failed(log, err)
@@ -83,4 +90,15 @@ func runRestore(args []string) error {
 	fmt.Printf("restored %s from %s: %.1f MiB of memory in %v\n",
 		what, o.Dir, float64(st.PageBytes)/(1<<20), st.Total.Round(1e5))
 	return nil
+}
+
+// warnWriter prints restore warnings to stderr, each line prefixed
+// "rtcr restore: ".
+type warnWriter struct{}
+
+func (warnWriter) Write(p []byte) (int, error) {
+	if _, err := fmt.Fprintf(os.Stderr, "rtcr restore: %s", p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

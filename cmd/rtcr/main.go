@@ -50,7 +50,9 @@ func main() {
 
 func run(args []string) int {
 	// Fds rtcr inherited must not leak into the processes it starts (the
-	// restore stub, rtcr run's program, the bench targets).
+	// restore stub, rtcr run's program, the bench targets); which they
+	// are is noted first, for restore --inherit-fd.
+	givenFDs = notCloexec()
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(os.Stdout)

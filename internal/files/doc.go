@@ -120,6 +120,15 @@
 //	lock: LEASE, DELEG,       all                    refused: "file lock (fdinfo lock: 1: LEASE …)"
 //	      ACCESS; any lock on                        (TestFDStateRefused)
 //	      another kind
+//	pos                       external pipe, socket  always 0; non-zero refused as above
+//	mnt_id, ino               external pipe, socket  identity: the ID pipe:[ino] / socket:[ino]; every fd
+//	                                                 with one ID is one object on restore: the
+//	                                                 --inherit-fd one, the restorer's fd 0–2, or a new
+//	                                                 one (TestExternalInheritPipe, TestExternalStdout)
+//	flags O_NONBLOCK …        external               F_SETFL, also on an --inherit-fd fd (TestExternal-
+//	                                                 InheritPipe); the restorer's own fds 0–2 given by
+//	                                                 default are left alone, as for inherited fds
+//	scm_fds                   external socket        non-zero: not claimed; the socket pair kind refuses
 //	any other line            all                    refused: "fdinfo field "x" (…) is not saved"
 //
 // Not in fdinfo, read with fcntl on a copy of the fd that rtcr takes with
@@ -188,6 +197,18 @@
 //	                                                 rawunread); in canonical mode refused
 //	                                                 (TestPtyRefused): a partial line is neither
 //	                                                 counted nor readable
+//	buffered bytes            external pipe, read    tee on rtcr's open of /proc/PID/fd/N, once per ID;
+//	                          end                    written into the new pipe, or into the
+//	                                                 --inherit-fd pipe (TestExternalInheritPipe); a
+//	                                                 write end's bytes are the outside reader's
+//	type, state, name, peer   external socket        sock_diag: an unnamed, connected, not listening
+//	                                                 unix socket whose peer is not held in the tree
+//	queued messages, options  external socket        as for socket pairs, on a copy (the peer is not
+//	                                                 frozen: rqlen not compared); sent again into a new
+//	                                                 pair, or, with --inherit-fd, lost with a warning
+//	                                                 (TestExternalInheritSocket); timeouts,
+//	                                                 SO_PASSCRED and SO_PEEK_OFF also set on an
+//	                                                 --inherit-fd socket
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,
@@ -204,5 +225,9 @@
 //
 // Not visible in fdinfo and not restored: whether a FIFO is also open
 // outside the tree (its bytes are saved and put back; restore refuses a
-// FIFO that holds bytes already), and dnotify (F_NOTIFY) watches.
+// FIFO that holds bytes already), and dnotify (F_NOTIFY) watches. Not
+// restored: the shutdown state of an external socket (without
+// --inherit-fd its peer is closed, which ends both directions anyway; it
+// is not applied to an inherited socket), and bytes the outside end of an
+// external object sends after the dump read it (lost with the old object).
 package files

@@ -9,11 +9,14 @@ import (
 )
 
 // inheritKind covers the standard streams (fd 0–2) when they are a
-// terminal, a socket or a pipe to outside the tree: things a restore cannot
-// reopen by path.
+// terminal or a socket that is not an external object (see externalKind,
+// tried first: pipes and connected unix sockets to outside the tree): a
+// TCP connection, a listening socket (socket activation). A restore cannot
+// reopen them by path.
 // Restore gives the process the restorer's own fd of the same number, as a
 // shell gives a program its terminal (CRIU calls this an external tty /
-// inherited fd).
+// inherited fd). Images of earlier versions also have pipes to outside the
+// tree at fds 0–2 as inherited.
 var inheritKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		if s.num > 2 {
@@ -21,9 +24,7 @@ var inheritKind = kind{
 		}
 		mode := s.st.Mode & unix.S_IFMT
 		tty := mode == unix.S_IFCHR && isTerminal(s.link)
-		stream := strings.HasPrefix(s.link, "socket:") ||
-			(strings.HasPrefix(s.link, "pipe:") && !s.tree.internal[s.st.Ino])
-		if !tty && !stream {
+		if !tty && !strings.HasPrefix(s.link, "socket:") {
 			return image.FD{}, false, nil
 		}
 		desc := s.link

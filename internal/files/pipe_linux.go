@@ -12,8 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pipeKind covers pipes (fds 0–2 that are pipes to outside the tree are
-// inherited instead, see inheritKind, which is tried first). All ends with the same inode are one
+// pipeKind covers pipes held by the tree at both ends (a pipe whose other
+// end is outside the tree is external, see externalKind, which is tried
+// first). All ends with the same inode are one
 // pipe; the bytes buffered in it are saved once, on the first end dumped,
 // without consuming them (tee into a pipe of rtcr's own). Restore creates
 // each pipe once, refills it, and gives every fd a copy of the right end.

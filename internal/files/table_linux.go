@@ -52,6 +52,9 @@ type kind struct {
 	exact     func(fd *image.FD) bool
 	inherited bool
 	locks     bool
+	// byID: the kind makes one object per external ID, whatever open
+	// file descriptions the fds had (no Shared).
+	byID bool
 }
 
 // restoreCtx is the state of one process's fd-table restore.
@@ -63,6 +66,9 @@ type restoreCtx struct {
 	// as are the credentials files are checked with before the stub
 	// opens them (nil: the restorer's own rights).
 	as *image.Creds
+	// keep, set by open, says the fd's status flags are left as they
+	// are (the restorer's own stdio).
+	keep bool
 	*Restorer
 }
 
@@ -89,6 +95,8 @@ type Restorer struct {
 	ptys      map[int]ptyPair
 	ptyStates map[int]*image.PtyState
 	ptyRdevs  map[uint64]int
+	// ext holds the external objects (see Externals).
+	ext externals
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -111,7 +119,8 @@ var kinds = []struct {
 	{image.FDMemfd, memfdKind},     // before pathKind: a memfd is a deleted regular file
 	{image.FDDeleted, deletedKind}, // before pathKind, after memfdKind
 	{image.FDFile, pathKind},
-	{image.FDPty, ptyKind}, // before inheritKind: a pty slave at fds 0-2 with its master in the tree
+	{image.FDPty, ptyKind},           // before inheritKind: a pty slave at fds 0-2 with its master in the tree
+	{image.FDExternal, externalKind}, // before inheritKind, pipeKind and unixPairKind
 	{image.FDInherit, inheritKind},
 	{image.FDPipe, pipeKind},
 	{image.FDFifo, fifoKind},
@@ -302,7 +311,9 @@ func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
 				return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %w", n, s.link, pid, err)
 			}
 		}
-		fd.Shared = s.shared
+		if !k.k.byID {
+			fd.Shared = s.shared
+		}
 		return fd, nil
 	}
 	return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %s: %w", n, s.link, pid, describe(s), ErrUnsupported)
@@ -359,6 +370,9 @@ func Restore(r *ptrace.Remote, fds []image.FD) error {
 func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) error {
 	sorted := append([]image.FD(nil), fds...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Num < sorted[j].Num })
+	if rs.ext.homes == nil {
+		_ = rs.Externals([]image.Process{{FDs: fds}}, nil, nil) // no --inherit-fd: cannot fail
+	}
 	c := &restoreCtx{r: r, as: as, Restorer: rs}
 	for _, fd := range sorted {
 		c.tempBase = max(c.tempBase, fd.Num+1)
@@ -385,11 +399,12 @@ func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) e
 				}
 				continue
 			}
+			c.keep = false
 			got, err := k.open(c, fd)
 			if err != nil {
 				return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
 			}
-			if !k.inherited {
+			if !k.inherited && !c.keep {
 				if err := setStatus(r, got, k, fd); err != nil {
 					return fmt.Errorf("restore fd %d (%s %s): %w", fd.Num, fd.Kind, fd.Desc, err)
 				}

@@ -231,6 +231,12 @@ const FDUnixPair = "unixpair"
 // tree (the slave may be too).
 const FDPty = "pty"
 
+// FDExternal is a pipe end or an AF_UNIX socket whose other end was held
+// outside the dumped tree: restore gives the fd the restorer's fd named
+// for its ID (--inherit-fd), or else a new pipe or socket pair whose other
+// end is closed (fds 0–2: the restorer's own fd of the same number).
+const FDExternal = "external"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -280,6 +286,8 @@ type FD struct {
 	SigMask uint64 `json:",omitempty"`
 	// Unix socketpair fds: the socket and its peer.
 	Sock *UnixSock `json:",omitempty"`
+	// External fds: the object and what it held.
+	External *External `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
@@ -370,6 +378,32 @@ type UnixSockState struct {
 	SndTimeo       int64 `json:",omitempty"`
 	RcvTimeo       int64 `json:",omitempty"`
 	PeekOff        int
+}
+
+// External pipe and socket types.
+const (
+	ExtPipe   = "pipe"
+	ExtSocket = "socket"
+)
+
+// External is a pipe or AF_UNIX socket whose other end was outside the
+// tree. ID names it for people and for --inherit-fd: "pipe:[Ino]" or
+// "socket:[Ino]", as /proc/PID/fd shows it (and CRIU names it). Every fd
+// of the tree with one ID is one object on restore.
+type External struct {
+	ID   string
+	Type string // ExtPipe or ExtSocket
+	Ino  uint64
+	// PipeSize is a pipe's capacity; Data, on the first fd of the tree
+	// with the ID only, the bytes buffered in a pipe whose read end the
+	// tree held (for the tree to read).
+	PipeSize int    `json:",omitempty"`
+	Data     []byte `json:",omitempty"`
+	// SockType is a socket's SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET;
+	// Sock, on the first fd of the tree with the ID only, its options and
+	// the messages queued to it.
+	SockType int            `json:",omitempty"`
+	Sock     *UnixSockState `json:",omitempty"`
 }
 
 // DataRun is a run of bytes of a file at offset Off.

@@ -43,7 +43,7 @@ func validateFDs(fds []FD) error {
 		if o := fd.Owner; o != nil && (o.Type < 0 || o.Type > 2 || o.Pid < 0) {
 			return fmt.Errorf("fd %d: owner type %d id %d", fd.Num, o.Type, o.Pid)
 		}
-		if fd.Shared < 0 || (fd.Shared != 0 && fd.Kind == FDInherit) {
+		if fd.Shared < 0 || (fd.Shared != 0 && (fd.Kind == FDInherit || fd.Kind == FDExternal)) {
 			return fmt.Errorf("fd %d: shared open file id %d on a %q fd", fd.Num, fd.Shared, fd.Kind)
 		}
 		if fd.Sig < 0 || fd.Sig > maxSignal {
@@ -131,6 +131,10 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: pty %w", fd.Num, err)
 			}
 		case FDSignalfd:
+		case FDExternal:
+			if err := validateExternal(fd); err != nil {
+				return fmt.Errorf("fd %d: external %w", fd.Num, err)
+			}
 		case FDUnixPair:
 			if err := validateUnixSock(fd); err != nil {
 				return fmt.Errorf("fd %d: socket pair %w", fd.Num, err)

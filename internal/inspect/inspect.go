@@ -21,6 +21,7 @@ func Write(w io.Writer, dir string, c *image.Checkpoint) error {
 	}
 	ew := &errWriter{w: w}
 	writeHeader(ew, dir, c)
+	writeExternals(ew, c)
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		fmt.Fprintf(ew, "\nProcess %d (%s)\n", p.Pid, p.Comm)
