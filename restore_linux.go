@@ -237,6 +237,9 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	if err := files.Check(p.FDs); err != nil {
 		return err
 	}
+	if err := files.Check(p.MapFiles); err != nil {
+		return err
+	}
 	// Every file it will have open or mapped and its executable, opened
 	// as it would.
 	return files.CheckProcess(p, fileCreds(owner, p))
@@ -298,6 +301,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 	}
 	memStart := time.Now()
 	fds, shared := files.NewRestorer(), mem.NewShared()
+	shared.OpenFile = fds.OpenMapped
 	for _, pr := range procs {
 		if err := pr.fill(fds, shared); err != nil {
 			return err

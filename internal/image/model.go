@@ -73,8 +73,13 @@ type Process struct {
 	VMAs        []VMA
 	// VDSO is the content of the [vdso] mapping; restore requires the
 	// restoring kernel to provide identical bytes.
-	VDSO       []byte
-	FDs        []FD
+	VDSO []byte
+	FDs  []FD
+	// MapFiles are the memfds and deleted files this process maps that
+	// the tree had not recorded before (on an earlier process or on one of
+	// this process's fds): kind memfd or deleted, Num -1, with their
+	// contents. Restore creates them before the memory.
+	MapFiles   []FD `json:",omitempty"`
 	Sigactions []Sigaction
 	Threads    []Thread
 	// Creds are the credentials of the process (its threads share them).
@@ -125,6 +130,8 @@ const (
 	KindVvarClock  = "vvar_vclock" // [vvar_vclock]
 	KindVDSO       = "vdso"        // [vdso]
 	KindVsyscall   = "vsyscall"    // [vsyscall], fixed by the kernel, never restored
+	KindMemfd      = "memfd"       // a memfd, private or shared (Dev, Inode: its identity at dump)
+	KindDeleted    = "deleted"     // a deleted (unlinked) regular file, private or shared
 )
 
 // VmFlags mnemonics of /proc/PID/smaps a VMA may carry in VMA.VmFlags:
@@ -155,6 +162,12 @@ func (v *VMA) HasVmFlag(f string) bool {
 	return false
 }
 
+// FileBacked reports whether v maps a file restore opens: a file by path,
+// a memfd or a deleted file.
+func (v *VMA) FileBacked() bool {
+	return v.Kind == KindFile || v.Kind == KindMemfd || v.Kind == KindDeleted
+}
+
 // OpensWritable reports whether restore opens the file of a file mapping
 // read-write: a shared mapping that is writable or may become so.
 func (v *VMA) OpensWritable() bool {
@@ -169,7 +182,8 @@ type VMA struct {
 	GrowsDown  bool // VM_GROWSDOWN
 	Kind       string
 	Name       string // the pathname column of /proc/PID/maps
-	// File-backed mappings only.
+	// File-backed mappings only (for memfd and deleted-file mappings Dev
+	// and Inode name the file among Process.MapFiles and the fds).
 	Path   string
 	Offset uint64
 	Dev    uint64

@@ -49,7 +49,7 @@ const (
 var validVMAKinds = map[string]bool{
 	KindAnon: true, KindSharedAnon: true, KindFile: true, KindHeap: true,
 	KindStack: true, KindVvar: true, KindVvarClock: true, KindVDSO: true,
-	KindVsyscall: true,
+	KindVsyscall: true, KindMemfd: true, KindDeleted: true,
 }
 
 // validVmFlags are the Vm* constants.
@@ -112,6 +112,9 @@ func (c *Checkpoint) Validate() error {
 	if err := validateShared(c.Processes); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
+	if err := validateMapFiles(c.Processes); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
 	return nil
 }
 
@@ -119,7 +122,7 @@ func (c *Checkpoint) Validate() error {
 // the checkpoint (tids are unique within a pid namespace).
 func validateProcess(p *Process, tids map[int]int) error {
 	if p.Zombie {
-		if len(p.Threads) != 0 || len(p.VMAs) != 0 || len(p.FDs) != 0 || p.PageFileSize != 0 {
+		if len(p.Threads) != 0 || len(p.VMAs) != 0 || len(p.FDs) != 0 || len(p.MapFiles) != 0 || p.PageFileSize != 0 {
 			return errors.New("zombie with threads, memory or fds")
 		}
 		return nil
@@ -237,7 +240,7 @@ func validateVMAs(p *Process) error {
 		}
 		// A shared file mapping keeps its data in the file: restore maps
 		// the file and must never write saved pages into it.
-		if v.Kind == KindFile && v.Shared && len(v.Pages) > 0 {
+		if v.FileBacked() && v.Shared && len(v.Pages) > 0 {
 			return fmt.Errorf("vma %#x-%#x: shared file mapping of %s with saved pages", v.Start, v.End, v.Path)
 		}
 		if err := validateVmFlags(v); err != nil {
@@ -269,7 +272,7 @@ func validateVmFlags(v *VMA) error {
 			return fmt.Errorf("VmFlags %q twice", f)
 		case v.Kind == KindVDSO || v.Kind == KindVvar || v.Kind == KindVvarClock || v.Kind == KindVsyscall:
 			return fmt.Errorf("VmFlags %q on a %s mapping the kernel creates", f, v.Kind)
-		case f == VmMayWriteFile && !(v.Kind == KindFile && v.Shared):
+		case f == VmMayWriteFile && !(v.FileBacked() && v.Shared):
 			return fmt.Errorf("VmFlags %q on a mapping that is not a shared file mapping", f)
 		}
 		seen[f] = true

@@ -65,6 +65,11 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 				return nil, nil, fmt.Errorf("read [vdso] of %d: %w", pid, err)
 			}
 		}
+		if v.Kind == image.KindMemfd || v.Kind == image.KindDeleted {
+			if err := shared.dumpFile(pid, &v); err != nil {
+				return nil, nil, err
+			}
+		}
 		if v.ShareOf, err = shared.share(pid, &v); err != nil {
 			return nil, nil, err
 		}
@@ -103,7 +108,7 @@ func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 		}, nil
 	case image.KindAnon, image.KindHeap, image.KindStack:
 		return func(_, e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 }, nil
-	case image.KindFile:
+	case image.KindFile, image.KindMemfd, image.KindDeleted:
 		if v.Shared {
 			return nil, nil
 		}

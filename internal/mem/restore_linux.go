@@ -17,7 +17,8 @@ type OpenFunc func(path string, flags int) (int, error)
 // original address, with its original protection, and writes the saved
 // pages (pages is the page file, mapped) into them. Memory shared with an
 // earlier process of the tree is mapped from it (see Shared). File
-// mappings are opened with open.
+// mappings are opened with open, memfds and deleted files through
+// shared.OpenFile.
 func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, open OpenFunc) error {
 	if err := mapVDSO(r, p); err != nil {
 		return err
@@ -31,7 +32,7 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 		if v.ShareOf != nil {
 			err = shared.mapShared(r, v)
 		} else {
-			err = mapVMA(r, v, open)
+			err = mapVMA(r, v, open, shared)
 			shared.restoredHome(p.Pid, r, v)
 		}
 		if err != nil {
@@ -74,7 +75,7 @@ func mapProt(v *image.VMA) int {
 
 // mapVMA creates one mapping at its address; MAP_FIXED_NOREPLACE makes a
 // collision an error instead of silently replacing memory.
-func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc) error {
+func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc, shared *Shared) error {
 	flags := unix.MAP_FIXED_NOREPLACE | mmapFlags(v)
 	switch {
 	case v.Shared:
@@ -88,13 +89,18 @@ func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc) error {
 		flags |= unix.MAP_GROWSDOWN
 	}
 	fd := -1
-	if v.Kind == image.KindFile {
+	if v.FileBacked() {
 		oflags := unix.O_RDONLY | unix.O_CLOEXEC
 		if v.OpensWritable() {
 			oflags = unix.O_RDWR | unix.O_CLOEXEC
 		}
 		var err error
-		if fd, err = open(v.Path, oflags); err != nil {
+		if v.Kind == image.KindFile {
+			fd, err = open(v.Path, oflags)
+		} else {
+			fd, err = shared.openFile(r, v, oflags)
+		}
+		if err != nil {
 			return err
 		}
 		defer r.Close(fd)

@@ -20,6 +20,16 @@ type Shared struct {
 	// restore: the first mapping (pid in the image, start) → where the
 	// restored memory is (pid as rtcr sees it, end).
 	restored map[image.ShmRef]home
+
+	// DumpFile, at dump, records the memfd or deleted file mapped at
+	// start-end of pid (files.Tree.DumpMapped): the record has its
+	// identity and, when first, its contents.
+	DumpFile func(pid int, start, end uint64) (rec image.FD, first bool, err error)
+	// mapFiles are the first records DumpFile returned, by pid.
+	mapFiles map[int][]image.FD
+	// OpenFile, at restore, opens in r the memfd or deleted file dev:ino
+	// (files.Restorer.OpenMapped) with flags.
+	OpenFile func(r *ptrace.Remote, dev, ino uint64, flags int) (int, error)
 }
 
 type home struct {
@@ -30,7 +40,44 @@ type home struct {
 
 // NewShared returns a tracker for one dump or restore of a tree.
 func NewShared() *Shared {
-	return &Shared{byInode: map[uint64]home{}, restored: map[image.ShmRef]home{}}
+	return &Shared{byInode: map[uint64]home{}, restored: map[image.ShmRef]home{}, mapFiles: map[int][]image.FD{}}
+}
+
+// MapFiles returns the records of the memfds and deleted files process
+// pid was the first of the tree to map (for image.Process.MapFiles).
+func (s *Shared) MapFiles(pid int) []image.FD {
+	if s == nil {
+		return nil
+	}
+	return s.mapFiles[pid]
+}
+
+// dumpFile records the memfd or deleted file v of pid maps and takes its
+// identity.
+func (s *Shared) dumpFile(pid int, v *image.VMA) error {
+	if s == nil || s.DumpFile == nil {
+		return fmt.Errorf("mapping %#x-%#x %q of %d: %s mapping outside a tree dump: %w", v.Start, v.End, v.Name, pid, v.Kind, ErrUnsupported)
+	}
+	rec, first, err := s.DumpFile(pid, v.Start, v.End)
+	if err != nil {
+		return err
+	}
+	if (rec.Kind == image.FDMemfd) != (v.Kind == image.KindMemfd) {
+		return fmt.Errorf("mapping %#x-%#x %q of %d: its file is a %s: %w", v.Start, v.End, v.Name, pid, rec.Kind, ErrUnsupported)
+	}
+	v.Dev, v.Inode = rec.FileDev, rec.FileIno
+	if first {
+		s.mapFiles[pid] = append(s.mapFiles[pid], rec)
+	}
+	return nil
+}
+
+// openFile opens in r the memfd or deleted file v maps.
+func (s *Shared) openFile(r *ptrace.Remote, v *image.VMA, flags int) (int, error) {
+	if s == nil || s.OpenFile == nil {
+		return -1, fmt.Errorf("%s mapping outside a tree restore: %w", v.Kind, ErrUnsupported)
+	}
+	return s.OpenFile(r, v.Dev, v.Inode, flags)
 }
 
 // share returns, at dump, the mapping v of pid refers to, or nil when v is

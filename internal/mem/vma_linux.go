@@ -68,12 +68,13 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 		case strings.HasPrefix(m.Path, "[anon_shmem:"):
 			v.Kind = image.KindSharedAnon
 			v.Inode, v.Offset = m.Inode, m.Offset
-		case strings.HasPrefix(m.Path, "/memfd:"):
-			return v, false, fmt.Errorf("%s: memfd mappings: %w", where, ErrUnsupported)
 		case strings.HasPrefix(m.Path, "/SYSV"):
 			return v, false, fmt.Errorf("%s: SysV shared memory: %w", where, ErrUnsupported)
+		case strings.HasPrefix(m.Path, "/memfd:"):
+			// The file's identity comes from Shared.dumpFile.
+			v.Kind, v.Offset = image.KindMemfd, m.Offset
 		case strings.HasSuffix(m.Path, " (deleted)"):
-			return v, false, fmt.Errorf("%s: mapping of a deleted file: %w", where, ErrUnsupported)
+			v.Kind, v.Offset = image.KindDeleted, m.Offset
 		case strings.HasPrefix(m.Path, "/"):
 			v.Kind = image.KindFile
 			if err := fileIdentity(pid, m, &v); err != nil {
@@ -115,7 +116,7 @@ func fileIdentity(pid int, m procfs.Mapping, v *image.VMA) error {
 func CheckFiles(p *image.Process) error {
 	for _, v := range p.VMAs {
 		if v.Kind != image.KindFile {
-			continue
+			continue // memfds and deleted files are restored from the image
 		}
 		// Shared mappings keep their data in the file itself: it may
 		// legitimately have changed. Private ones must match.
