@@ -87,7 +87,7 @@ var deletedKind = kind{
 		return nil
 	},
 	open: openHomed,
-	pos: true,
+	pos:  true,
 }
 
 // maxDeletedSize is the largest size (holes included) of a deleted file
