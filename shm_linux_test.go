@@ -1,10 +1,15 @@
 package rtcr_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/mem"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -34,4 +39,88 @@ func TestMemfdAndDeletedMappings(t *testing.T) {
 	tg := start(t, testutil.BuildC(t, "memmap", false), "trigger", shmDir(t))
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	tg.roundTripOK("memfd and deleted-file mappings")
+}
+
+// TestMappedFileChanged: a file mapped shared or private (no page copied:
+// the memory is the file's) that changed after the dump is refused at
+// restore, before any process exists, naming the file and the mapping's
+// address; its size, mtime or, when mtime was set back, ctime shows the
+// change. An unchanged one restores and still shows its contents.
+func TestMappedFileChanged(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "mapchanged", false)
+	tests := []struct {
+		name, mode string
+		change     func(t *testing.T, path string)
+		want       string // "" : restores
+	}{
+		{"shared unchanged", "shared", nil, ""},
+		{"private unchanged", "private", nil, ""},
+		{"shared rewritten", "shared", func(t *testing.T, path string) { rewrite(t, path, false) }, "mtime"},
+		{"private rewritten", "private", func(t *testing.T, path string) { rewrite(t, path, false) }, "mtime"},
+		{"shared rewritten, mtime set back", "shared", func(t *testing.T, path string) { rewrite(t, path, true) }, "ctime"},
+		{"private grown", "private", func(t *testing.T, path string) {
+			f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Write([]byte("more")); err != nil {
+				t.Fatal(err)
+			}
+		}, "size 65540, was 65536"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := writeDataFile(t)
+			tg := start(t, bin, "trigger", data, tc.mode)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			var addr uint64
+			if _, err := fmt.Sscanf(tg.output(), "addr 0x%x", &addr); err != nil {
+				t.Fatalf("output %q: %v", tg.output(), err)
+			}
+			dir := tg.dump(false)
+			if tc.change == nil {
+				tg.restore(dir)
+				tg.fire()
+				if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+					t.Fatalf("after restore: exit %d, output:\n%s", code, tg.output())
+				}
+				return
+			}
+			tc.change(t, data)
+			_, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+			if !errors.Is(err, mem.ErrFileChanged) || !strings.Contains(err.Error(), data) ||
+				!strings.Contains(err.Error(), fmt.Sprintf("%s mapping %#x-", tc.mode, addr)) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want mem.ErrFileChanged naming %s, the %s mapping at %#x and %q", err, data, tc.mode, addr, tc.want)
+			}
+			t.Logf("refused: %v", err)
+			if !pidFree(tg.pid) {
+				t.Fatalf("a process with pid %d exists after a refused restore", tg.pid)
+			}
+		})
+	}
+}
+
+// rewrite changes one byte of path in place (same size) and, with
+// setBack, sets its mtime back to what it was.
+func rewrite(t *testing.T, path string, setBack bool) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0xff}, 4096+1); err != nil {
+		t.Fatal(err)
+	}
+	if setBack {
+		if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -188,9 +188,11 @@ type VMA struct {
 	Offset uint64
 	Dev    uint64
 	Inode  uint64
-	// FileSize and FileMtime (Unix ns) identify the file's content at dump.
+	// FileSize, FileMtime and FileCtime (Unix ns) identify the file's
+	// content at dump (FileCtime 0: an image without it).
 	FileSize  int64
 	FileMtime int64
+	FileCtime int64 `json:",omitempty"`
 	// Pages are the runs of saved pages, in address order.
 	Pages []PageRun
 	// VmFlags are the /proc/PID/smaps VmFlags of the mapping that restore
