@@ -124,3 +124,17 @@ func rewrite(t *testing.T, path string, setBack bool) {
 		}
 	}
 }
+
+// TestPosixShm checkpoints testdata/posixshm.c, a parent and a child with
+// a POSIX shared memory object (shm_open) open and mapped shared, kills
+// them and restores them: the object is the same /dev/shm file, the
+// child's write shows in the parent, and writes through the fd show in
+// the mapping.
+func TestPosixShm(t *testing.T) {
+	testutil.RequireRoot(t)
+	name := fmt.Sprintf("/rtcr-test-posixshm-%d", os.Getpid())
+	t.Cleanup(func() { _ = os.Remove("/dev/shm" + name) })
+	tg := start(t, testutil.BuildC(t, "posixshm", false), "trigger", name)
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	tg.roundTripOK("POSIX shared memory")
+}
