@@ -138,3 +138,18 @@ func TestPosixShm(t *testing.T) {
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	tg.roundTripOK("POSIX shared memory")
 }
+
+// TestSharedAnonViews checkpoints testdata/shmviews.c, whose processes
+// map shared anonymous memory through views of different sizes (one
+// shrank its view after the fork, one grew it past the object with
+// mremap, one process maps the same memory twice), kills them and
+// restores them: every view shows its own range of the one memory (pages
+// only the later process mapped included), a view past the object's end
+// still raises SIGBUS there, and writes through one view show in the
+// others.
+func TestSharedAnonViews(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "shmviews", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	tg.roundTripOK("shared anonymous memory views")
+}

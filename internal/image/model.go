@@ -200,16 +200,25 @@ type VMA struct {
 	// and Kind (the Vm* constants; see the table in internal/mem).
 	VmFlags []string `json:",omitempty"`
 	// ShareOf, for shared anonymous memory an earlier process of the tree
-	// also maps (inherited across fork), names that process's mapping,
-	// which holds the pages; this one maps the same memory.
+	// (or an earlier mapping of this one) also maps (inherited across
+	// fork, duplicated by mremap), names that first mapping (the home);
+	// this one maps the same memory. Its Pages are those of its range
+	// the home's does not cover (the views may differ).
 	ShareOf *ShmRef `json:",omitempty"`
+	// ShmSize is, for shared anonymous memory, the size of the memory
+	// object at dump (which any view may be smaller or larger than);
+	// restore gives the home's object that size and maps every view at
+	// its own Offset in it. 0 in images of earlier versions.
+	ShmSize int64 `json:",omitempty"`
 }
 
 // ShmRef names the mapping of shared anonymous memory that holds it.
 type ShmRef struct {
 	Pid   int    // the process (listed earlier in the checkpoint)
 	Start uint64 // the start of its mapping
-	// Offset is where this mapping starts in that one's memory, in bytes.
+	// Offset is where this mapping starts in the memory object, in
+	// bytes (when the home has ShmSize; in earlier images, relative to
+	// the home mapping's start).
 	Offset uint64
 }
 

@@ -45,6 +45,10 @@ const (
 	RobustListHeadSize = 24
 )
 
+// maxShmSize bounds the size of a shared anonymous memory object (the
+// user address space of x86_64 with 4-level page tables).
+const maxShmSize = 1 << 47
+
 // validVMAKinds are the Kind* constants.
 var validVMAKinds = map[string]bool{
 	KindAnon: true, KindSharedAnon: true, KindFile: true, KindHeap: true,
@@ -100,8 +104,13 @@ func (c *Checkpoint) Validate() error {
 			return corruptf("invalid checkpoint: pid %d: parent %d is not listed before it", p.Pid, p.Ppid)
 		}
 		for _, v := range p.VMAs {
-			if ref := v.ShareOf; ref != nil && (!pids[ref.Pid] || v.Kind != KindSharedAnon || len(v.Pages) > 0) {
-				return corruptf("invalid checkpoint: pid %d: mapping %#x shares memory of pid %d, which is not listed before it, or is not shared anonymous memory without pages", p.Pid, v.Start, ref.Pid)
+			ref := v.ShareOf
+			if ref == nil {
+				continue
+			}
+			earlier := pids[ref.Pid] || (ref.Pid == p.Pid && ref.Start < v.Start)
+			if !earlier || v.Kind != KindSharedAnon {
+				return corruptf("invalid checkpoint: pid %d: mapping %#x shares memory of pid %d at %#x, which is not listed before it, or is not shared anonymous memory", p.Pid, v.Start, ref.Pid, ref.Start)
 			}
 		}
 		pids[p.Pid] = true
@@ -242,6 +251,9 @@ func validateVMAs(p *Process) error {
 		// the file and must never write saved pages into it.
 		if v.FileBacked() && v.Shared && len(v.Pages) > 0 {
 			return fmt.Errorf("vma %#x-%#x: shared file mapping of %s with saved pages", v.Start, v.End, v.Path)
+		}
+		if v.ShmSize < 0 || v.ShmSize > maxShmSize || (v.ShmSize != 0 && v.Kind != KindSharedAnon) {
+			return fmt.Errorf("vma %#x-%#x: %s memory object of %d bytes (shared anonymous memory only, at most %d)", v.Start, v.End, v.Kind, v.ShmSize, int64(maxShmSize))
 		}
 		if err := validateVmFlags(v); err != nil {
 			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)

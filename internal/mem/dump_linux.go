@@ -70,14 +70,16 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 				return nil, nil, err
 			}
 		}
-		if v.ShareOf, err = shared.share(pid, &v); err != nil {
+		var covered [2]uint64
+		if v.ShareOf, covered, err = shared.share(pid, &v); err != nil {
 			return nil, nil, err
 		}
-		var keep func(addr, e uint64) bool
-		if v.ShareOf == nil {
-			if keep, err = pageFilter(pid, v); err != nil {
-				return nil, nil, fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
+		keep, err := pageFilter(pid, v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+		if v.ShareOf != nil {
+			keep = outside(v, covered, keep)
 		}
 		if keep != nil {
 			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
@@ -119,6 +121,19 @@ func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 		}, nil
 	}
 	return nil, nil
+}
+
+// outside narrows keep, for a view v of shared anonymous memory that is not
+// its home, to the pages outside the object range covered (the home's
+// pages hold the rest).
+func outside(v image.VMA, covered [2]uint64, keep func(addr, e uint64) bool) func(addr, e uint64) bool {
+	if keep == nil {
+		return nil
+	}
+	return func(addr, e uint64) bool {
+		off := v.Offset + (addr - v.Start)
+		return (off < covered[0] || off >= covered[1]) && keep(addr, e)
+	}
 }
 
 // sharedData returns the address ranges of the shared anonymous mapping v

@@ -31,8 +31,8 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 		var err error
 		if v.ShareOf != nil {
 			err = shared.mapShared(r, v)
-		} else {
-			err = mapVMA(r, v, open, shared)
+		} else if err = mapVMA(r, v, open, shared); err == nil && v.Kind == image.KindSharedAnon {
+			err = sizeObject(r, v)
 			shared.restoredHome(p.Pid, r, v)
 		}
 		if err != nil {
@@ -44,7 +44,7 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 	}
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
-		if isVDSOKind(v.Kind) || v.ShareOf != nil || v.Prot == mapProt(v) {
+		if isVDSOKind(v.Kind) || v.Prot == mapProt(v) {
 			continue
 		}
 		if _, err := r.Syscall(unix.SYS_MPROTECT, v.Start, v.End-v.Start, uint64(v.Prot)); err != nil {

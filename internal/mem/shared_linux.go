@@ -80,25 +80,22 @@ func (s *Shared) openFile(r *ptrace.Remote, v *image.VMA, flags int) (int, error
 	return s.OpenFile(r, v.Dev, v.Inode, flags)
 }
 
-// share returns, at dump, the mapping v of pid refers to, or nil when v is
-// the first mapping of its memory (it then becomes the home).
-func (s *Shared) share(pid int, v *image.VMA) (*image.ShmRef, error) {
+// share returns, at dump, the first mapping (the home) of the shared
+// anonymous memory v of pid maps, or nil when v is that first mapping. For
+// a later view it also returns the range of the memory object (offsets)
+// the home covers: v saves the pages of the rest of its own range. The
+// views may differ in size and place (one process grew or shrank its view
+// with mremap, or unmapped a part).
+func (s *Shared) share(pid int, v *image.VMA) (*image.ShmRef, [2]uint64, error) {
 	if s == nil || v.Kind != image.KindSharedAnon || v.Inode == 0 {
-		return nil, nil
+		return nil, [2]uint64{}, nil
 	}
 	h, ok := s.byInode[v.Inode]
 	if !ok {
 		s.byInode[v.Inode] = home{pid: pid, start: v.Start, end: v.End, offset: v.Offset}
-		return nil, nil
+		return nil, [2]uint64{}, nil
 	}
-	if h.pid == pid {
-		return nil, nil // the same process maps it twice: two mappings
-	}
-	if v.Offset < h.offset || v.Offset-h.offset+(v.End-v.Start) > h.end-h.start {
-		return nil, fmt.Errorf("shared memory at %#x-%#x of %d reaches beyond the mapping of %d it shares: %w",
-			v.Start, v.End, pid, h.pid, ErrUnsupported)
-	}
-	return &image.ShmRef{Pid: h.pid, Start: h.start, Offset: v.Offset - h.offset}, nil
+	return &image.ShmRef{Pid: h.pid, Start: h.start, Offset: v.Offset}, [2]uint64{h.offset, h.offset + (h.end - h.start)}, nil
 }
 
 // restoredHome records, at restore, where the home mapping v of process
@@ -109,7 +106,40 @@ func (s *Shared) restoredHome(pid int, r *ptrace.Remote, v *image.VMA) {
 	}
 }
 
-// mapShared maps into r the memory the home mapping of v holds.
+// sizeObject gives the shared anonymous memory object of the home mapping
+// v, just mapped by r with MAP_SHARED|MAP_ANONYMOUS (an object of v's
+// size, v at offset 0), its size at dump and puts v at its offset in it:
+// through the mapping's /proc/PID/map_files entry, ftruncate and an mmap
+// over v's own range. Images of earlier versions (no ShmSize) keep the
+// object as mapped.
+func sizeObject(r *ptrace.Remote, v *image.VMA) error {
+	if v.ShmSize == 0 || (uint64(v.ShmSize) == v.End-v.Start && v.Offset == 0) {
+		return nil
+	}
+	fd, err := r.OpenAt(fmt.Sprintf("/proc/self/map_files/%x-%x", v.Start, v.End), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the new shared memory: %w", err)
+	}
+	defer r.Close(fd)
+	if _, err := r.Syscall(unix.SYS_FTRUNCATE, uint64(fd), uint64(v.ShmSize)); err != nil {
+		return fmt.Errorf("size shared memory object to %d bytes: %w", v.ShmSize, err)
+	}
+	if v.Offset == 0 {
+		return nil
+	}
+	flags := unix.MAP_SHARED | unix.MAP_FIXED | mmapFlags(v)
+	addr, err := r.Syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(mapProt(v)), flags, uint64(fd), v.Offset)
+	if err != nil {
+		return fmt.Errorf("mmap shared memory at offset %#x of its object: %w", v.Offset, err)
+	}
+	if addr != v.Start {
+		return fmt.Errorf("mmap shared memory: mapped at %#x", addr)
+	}
+	return nil
+}
+
+// mapShared maps into r the memory the home mapping of v holds, at v's
+// offset in it.
 func (s *Shared) mapShared(r *ptrace.Remote, v *image.VMA) error {
 	var h home
 	ok := false
@@ -126,7 +156,7 @@ func (s *Shared) mapShared(r *ptrace.Remote, v *image.VMA) error {
 	}
 	defer r.Close(fd)
 	flags := unix.MAP_SHARED | unix.MAP_FIXED_NOREPLACE | mmapFlags(v)
-	addr, err := r.Syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(v.Prot), flags, uint64(fd), v.ShareOf.Offset)
+	addr, err := r.Syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(mapProt(v)), flags, uint64(fd), v.ShareOf.Offset)
 	if err != nil {
 		return fmt.Errorf("mmap shared memory of %d: %w", h.pid, err)
 	}

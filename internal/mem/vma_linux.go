@@ -64,6 +64,9 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 			// The shmem object, the same in every sharer, and where in it
 			// this mapping starts.
 			v.Inode, v.Offset = m.Inode, m.Offset
+			if err := shmSize(pid, &v); err != nil {
+				return v, false, fmt.Errorf("%s: %w", where, err)
+			}
 		}
 	default:
 		switch {
@@ -72,6 +75,9 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 		case strings.HasPrefix(m.Path, "[anon_shmem:"):
 			v.Kind = image.KindSharedAnon
 			v.Inode, v.Offset = m.Inode, m.Offset
+			if err := shmSize(pid, &v); err != nil {
+				return v, false, fmt.Errorf("%s: %w", where, err)
+			}
 		case strings.HasPrefix(m.Path, "/SYSV"):
 			return v, false, fmt.Errorf("%s: SysV shared memory: %w", where, ErrUnsupported)
 		case strings.HasPrefix(m.Path, "/memfd:"):
@@ -92,6 +98,16 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 		return v, false, err
 	}
 	return v, true, nil
+}
+
+// shmSize records the size of the shared anonymous memory object v maps.
+func shmSize(pid int, v *image.VMA) error {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End), &st); err != nil {
+		return fmt.Errorf("stat shared memory: %w", err)
+	}
+	v.ShmSize = st.Size
+	return nil
 }
 
 // fileIdentity records which file a mapping shows and checks that the
