@@ -157,6 +157,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 		c.Processes = append(c.Processes, p)
 	}
+	if c.SysVShm, err = shared.SysV(); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
 	if nested {
 		if err := toNamespaceIDs(c, f); err != nil {
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -355,6 +358,9 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 				ref.Pid = inner[ref.Pid]
 			}
 		}
+	}
+	for i := range c.SysVShm {
+		c.SysVShm[i].Pid = inner[c.SysVShm[i].Pid]
 	}
 	return nil
 }

@@ -55,9 +55,14 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log) })
+	sysv, err := mem.PrepareSysV(c.SysVShm, c.Processes, pages, dir.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("restore %d: %w", root, err)
+	}
+	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, sysv) })
 	stats.Total = time.Since(start)
 	if err != nil {
+		sysv.Undo()
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
 		return nil, err
 	}
@@ -249,7 +254,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, sysv *mem.SysVRestore) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -313,6 +318,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		if err := pr.step("close other fds", func() error { return files.Sweep(pr.r, pr.p.FDs) }); err != nil {
 			return err
 		}
+	}
+	// Every process has attached its SysV segments: those removed at the
+	// checkpoint are marked so again.
+	if err := sysv.Finish(); err != nil {
+		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
 	for _, pr := range procs {
 		if err := pr.finish(); err != nil {

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
 	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // shmDir returns a fresh directory under /dev/shm (tmpfs, where POSIX
@@ -152,4 +154,64 @@ func TestSharedAnonViews(t *testing.T) {
 	tg := start(t, testutil.BuildC(t, "shmviews", false), "trigger")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	tg.roundTripOK("shared anonymous memory views")
+}
+
+// TestSysVShm checkpoints testdata/sysvshm.c, a parent and a child
+// sharing a SysV segment with a key (attached read-write, split by
+// mprotect, and read-only) and a private one marked removed while
+// attached, kills them and restores them. The first segment outlives the
+// kill and is reused (its contents reset to the checkpoint's), or, after
+// the test removes it, is created again with its id and key; the removed
+// one is created again with its id and marked removed. The program checks
+// that both are still shared (the child's writes show in the parent), the
+// read-only attachment refuses writes, the key, size, mode and attach
+// count, and that the removed segment goes at its last detach. A key
+// taken by another segment meanwhile is refused before any process
+// exists.
+func TestSysVShm(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "sysvshm", false)
+	for _, tc := range []string{"reused", "recreated", "key taken"} {
+		t.Run(tc, func(t *testing.T) {
+			key := 0x52740000 | (os.Getpid()&0xfff)<<4 | len(tc)&0xf
+			tg := start(t, bin, "trigger", fmt.Sprint(key))
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			var s1, s2 int
+			if _, err := fmt.Sscanf(tg.output(), "ids %d %d", &s1, &s2); err != nil {
+				t.Fatalf("output %q: %v", tg.output(), err)
+			}
+			t.Cleanup(func() {
+				for _, id := range []int{s1, s2} {
+					_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+				}
+			})
+			dir := tg.dump(false)
+			if tc != "reused" {
+				if _, err := unix.SysvShmCtl(s1, unix.IPC_RMID, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc == "key taken" {
+				other, err := unix.SysvShmGet(key, image.PageSize, unix.IPC_CREAT|0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _, _ = unix.SysvShmCtl(other, unix.IPC_RMID, nil) })
+				_, err = rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+				if !errors.Is(err, mem.ErrSysVTaken) || !strings.Contains(err.Error(), fmt.Sprintf("SysV shm id %d (key %#x", s1, key)) {
+					t.Fatalf("error %v, want mem.ErrSysVTaken naming SysV shm id %d and key %#x", err, s1, key)
+				}
+				t.Logf("refused: %v", err)
+				if !pidFree(tg.pid) {
+					t.Fatalf("a process with pid %d exists after a refused restore", tg.pid)
+				}
+				return
+			}
+			tg.restore(dir)
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("SysV shared memory after restore: exit %d, output:\n%s", code, tg.output())
+			}
+		})
+	}
 }

@@ -38,6 +38,29 @@ type Checkpoint struct {
 	// Processes are the dumped processes, parents before children; the
 	// first is the root.
 	Processes []Process
+	// SysVShm are the System V shared memory segments the tree has
+	// attached.
+	SysVShm []SysVShm `json:",omitempty"`
+}
+
+// SysVShm is one System V shared memory segment (shmget) of the host's IPC
+// namespace attached by the tree. Its contents are the Pages of the
+// mappings of its first attachment in the tree (process Pid, at Start);
+// every attachment is a run of KindSysV mappings whose Inode is ID.
+type SysVShm struct {
+	ID   int    // shmid
+	Key  int32  // IPC_PRIVATE (0), and 0 once marked removed
+	Size uint64 // shm_segsz, bytes
+	// Mode holds the permission bits; UID and GID the owner, CUID and
+	// CGID the creator.
+	Mode                 uint32
+	UID, GID, CUID, CGID uint32
+	// Removed: marked with IPC_RMID (SHM_DEST), destroyed at its last
+	// detach. Locked: SHM_LOCK.
+	Removed bool `json:",omitempty"`
+	Locked  bool `json:",omitempty"`
+	Pid     int
+	Start   uint64
 }
 
 // Clocks are clock readings in nanoseconds.
@@ -132,6 +155,7 @@ const (
 	KindVsyscall   = "vsyscall"    // [vsyscall], fixed by the kernel, never restored
 	KindMemfd      = "memfd"       // a memfd, private or shared (Dev, Inode: its identity at dump)
 	KindDeleted    = "deleted"     // a deleted (unlinked) regular file, private or shared
+	KindSysV       = "sysv"        // a System V shared memory attachment (Inode: the shmid)
 )
 
 // VmFlags mnemonics of /proc/PID/smaps a VMA may carry in VMA.VmFlags:

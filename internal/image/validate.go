@@ -53,7 +53,7 @@ const maxShmSize = 1 << 47
 var validVMAKinds = map[string]bool{
 	KindAnon: true, KindSharedAnon: true, KindFile: true, KindHeap: true,
 	KindStack: true, KindVvar: true, KindVvarClock: true, KindVDSO: true,
-	KindVsyscall: true, KindMemfd: true, KindDeleted: true,
+	KindVsyscall: true, KindMemfd: true, KindDeleted: true, KindSysV: true,
 }
 
 // validVmFlags are the Vm* constants.
@@ -122,6 +122,9 @@ func (c *Checkpoint) Validate() error {
 		return corruptf("invalid checkpoint: %w", err)
 	}
 	if err := validateMapFiles(c.Processes); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
+	if err := validateSysV(c); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
 	return nil
@@ -284,7 +287,7 @@ func validateVmFlags(v *VMA) error {
 			return fmt.Errorf("VmFlags %q twice", f)
 		case v.Kind == KindVDSO || v.Kind == KindVvar || v.Kind == KindVvarClock || v.Kind == KindVsyscall:
 			return fmt.Errorf("VmFlags %q on a %s mapping the kernel creates", f, v.Kind)
-		case f == VmMayWriteFile && !(v.FileBacked() && v.Shared):
+		case f == VmMayWriteFile && !((v.FileBacked() || v.Kind == KindSysV) && v.Shared):
 			return fmt.Errorf("VmFlags %q on a mapping that is not a shared file mapping", f)
 		}
 		seen[f] = true

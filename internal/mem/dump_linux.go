@@ -70,6 +70,12 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 				return nil, nil, err
 			}
 		}
+		sysvHome := false
+		if v.Kind == image.KindSysV {
+			if sysvHome, err = shared.sysvMapping(pid, &v); err != nil {
+				return nil, nil, err
+			}
+		}
 		var covered [2]uint64
 		if v.ShareOf, covered, err = shared.share(pid, &v); err != nil {
 			return nil, nil, err
@@ -81,12 +87,20 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 		if v.ShareOf != nil {
 			keep = outside(v, covered, keep)
 		}
+		if v.Kind == image.KindSysV && !sysvHome {
+			keep = nil // the segment's first attachment saves its pages
+		}
 		if keep != nil {
 			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
 				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
 			}
 		}
 		vmas = append(vmas, v)
+	}
+	if shared != nil {
+		if err := shared.checkAttachments(pid, vmas); err != nil {
+			return nil, nil, err
+		}
 	}
 	return vmas, vdso, nil
 }
@@ -95,7 +109,7 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 // data to save, or nil when no page of v is saved.
 func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 	switch v.Kind {
-	case image.KindSharedAnon:
+	case image.KindSharedAnon, image.KindSysV:
 		// Shared memory keeps its data when the process's page-table
 		// entries go (MADV_DONTNEED, reclaim): pagemap cannot tell a
 		// never-written page from one written and unmapped. The shared

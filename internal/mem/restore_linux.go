@@ -29,7 +29,11 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 			continue
 		}
 		var err error
-		if v.ShareOf != nil {
+		if v.Kind == image.KindSysV {
+			if v.Offset == 0 { // the attachment's first mapping
+				err = attachSysV(r, p.VMAs, i)
+			}
+		} else if v.ShareOf != nil {
 			err = shared.mapShared(r, v)
 		} else if err = mapVMA(r, v, open, shared); err == nil && v.Kind == image.KindSharedAnon {
 			err = sizeObject(r, v)
@@ -44,7 +48,7 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 	}
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
-		if isVDSOKind(v.Kind) || v.Prot == mapProt(v) {
+		if isVDSOKind(v.Kind) || (v.Prot == mapProt(v) && v.Kind != image.KindSysV) {
 			continue
 		}
 		if _, err := r.Syscall(unix.SYS_MPROTECT, v.Start, v.End-v.Start, uint64(v.Prot)); err != nil {
@@ -145,6 +149,9 @@ func writePages(pid int, p *image.Process, pages []byte) error {
 		return nil
 	}
 	for _, v := range p.VMAs {
+		if v.Kind == image.KindSysV {
+			continue // written into the segment by PrepareSysV
+		}
 		for _, run := range v.Pages {
 			addr, off, n := run.Addr, run.FileOff, int64(run.Count*image.PageSize)
 			for n > 0 {

@@ -27,6 +27,8 @@ type Shared struct {
 	DumpFile func(pid int, start, end uint64) (rec image.FD, first bool, err error)
 	// mapFiles are the first records DumpFile returned, by pid.
 	mapFiles map[int][]image.FD
+	// sysv are the SysV segments the dump found attached, by shmid.
+	sysv map[int]*sysvSeg
 	// OpenFile, at restore, opens in r the memfd or deleted file dev:ino
 	// (files.Restorer.OpenMapped) with flags.
 	OpenFile func(r *ptrace.Remote, dev, ino uint64, flags int) (int, error)
@@ -40,7 +42,7 @@ type home struct {
 
 // NewShared returns a tracker for one dump or restore of a tree.
 func NewShared() *Shared {
-	return &Shared{byInode: map[uint64]home{}, restored: map[image.ShmRef]home{}, mapFiles: map[int][]image.FD{}}
+	return &Shared{byInode: map[uint64]home{}, restored: map[image.ShmRef]home{}, mapFiles: map[int][]image.FD{}, sysv: map[int]*sysvSeg{}}
 }
 
 // MapFiles returns the records of the memfds and deleted files process

@@ -79,7 +79,8 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 				return v, false, fmt.Errorf("%s: %w", where, err)
 			}
 		case strings.HasPrefix(m.Path, "/SYSV"):
-			return v, false, fmt.Errorf("%s: SysV shared memory: %w", where, ErrUnsupported)
+			// The inode number is the shmid (see Shared.sysvMapping).
+			v.Kind, v.Inode, v.Offset = image.KindSysV, m.Inode, m.Offset
 		case strings.HasPrefix(m.Path, "/memfd:"):
 			// The file's identity comes from Shared.dumpFile.
 			v.Kind, v.Offset = image.KindMemfd, m.Offset
