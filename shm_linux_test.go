@@ -1,6 +1,7 @@
 package rtcr_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -167,13 +168,14 @@ func TestSharedAnonViews(t *testing.T) {
 // read-only attachment refuses writes, the key, size, mode and attach
 // count, and that the removed segment goes at its last detach. A key
 // taken by another segment meanwhile is refused before any process
-// exists.
+// exists; a segment also attached outside the tree is refused at dump,
+// and the program runs on.
 func TestSysVShm(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "sysvshm", false)
-	for _, tc := range []string{"reused", "recreated", "key taken"} {
+	for i, tc := range []string{"reused", "recreated", "key taken", "attached outside"} {
 		t.Run(tc, func(t *testing.T) {
-			key := 0x52740000 | (os.Getpid()&0xfff)<<4 | len(tc)&0xf
+			key := 0x52740000 | (os.Getpid()&0xfff)<<4 | i
 			tg := start(t, bin, "trigger", fmt.Sprint(key))
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 			var s1, s2 int
@@ -185,8 +187,37 @@ func TestSysVShm(t *testing.T) {
 					_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 				}
 			})
+			if tc == "attached outside" {
+				// The test attaches S1 too: the dump must refuse and
+				// leave the program running.
+				b, err := unix.SysvShmAttach(s1, 0, unix.SHM_RDONLY)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
+				if !errors.Is(err, mem.ErrUnsupported) || !strings.Contains(err.Error(), fmt.Sprintf("SysV shm id %d", s1)) ||
+					!strings.Contains(err.Error(), "outside") {
+					t.Fatalf("error %v, want mem.ErrUnsupported naming SysV shm id %d attached outside the tree", err, s1)
+				}
+				t.Logf("refused: %v", err)
+				if err := unix.SysvShmDetach(b); err != nil {
+					t.Fatal(err)
+				}
+				tg.runsOnOK()
+				return
+			}
 			dir := tg.dump(false)
-			if tc != "reused" {
+			if tc == "reused" {
+				// Changed after the dump: restore must reset it.
+				b, err := unix.SysvShmAttach(s1, 0, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b[2*image.PageSize+5] ^= 0xff
+				if err := unix.SysvShmDetach(b); err != nil {
+					t.Fatal(err)
+				}
+			} else {
 				if _, err := unix.SysvShmCtl(s1, unix.IPC_RMID, nil); err != nil {
 					t.Fatal(err)
 				}
