@@ -10,6 +10,10 @@
 //      object stays 2 pages: the view's pages 2-3 raise SIGBUS).
 //   C  1 page the parent maps a second time with mremap(old_size 0): two
 //      views of one memory in one process.
+//   N  private and shared anonymous memory named with PR_SET_VMA_ANON_NAME
+//      ("rtcr-priv", "rtcr-shared"): the names must be in /proc/self/maps
+//      (skipped, printing "no anon names\n", on a kernel without
+//      CONFIG_ANON_VMA_NAME).
 // It prints "ready\n" and polls every 1 ms until TRIGGER exists. Then the
 // child checks A's pages 1-3 and B's pages 0-1, that B's page 2 raises
 // SIGBUS, writes "child" into A's page 1 and B's page 1 and exits; the
@@ -23,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +67,19 @@ static int check(const unsigned char *m, int c, size_t from, size_t to)
 	return -1;
 }
 
+// named reports whether /proc/self/maps names a mapping [anon...:name].
+static int named(const char *name)
+{
+	static char maps[1 << 16];
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return 0;
+	size_t n = fread(maps, 1, sizeof maps - 1, f);
+	fclose(f);
+	maps[n] = 0;
+	return strstr(maps, name) != NULL;
+}
+
 static sigjmp_buf bus;
 
 static void on_bus(int sig)
@@ -77,6 +95,16 @@ int main(int argc, char **argv)
 	unsigned char *a = shared(4 * PG, 'a');
 	unsigned char *b = shared(2 * PG, 'b');
 	unsigned char *c1 = shared(PG, 'c');
+	void *np = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *ns = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (np == MAP_FAILED || ns == MAP_FAILED)
+		return 2;
+	int names = prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)np, PG, "rtcr-priv") == 0 &&
+		    prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)ns, PG, "rtcr-shared") == 0;
+	if (!names)
+		printf("no anon names\n");
+	else if (!named("[anon:rtcr-priv]") || !named("[anon_shmem:rtcr-shared]"))
+		return 2;
 	pid_t c = fork();
 	if (c == 0) {
 		if (munmap(a, PG) != 0)
@@ -120,6 +148,8 @@ int main(int argc, char **argv)
 		return fail("A in the parent", at);
 	if ((at = check(c2, 'c', 0, PG)) >= 0)
 		return fail("C's second view", at);
+	if (names && (!named("[anon:rtcr-priv]") || !named("[anon_shmem:rtcr-shared]")))
+		return fail("an anonymous memory name is lost", 0);
 	c1[10] = 'X';
 	if (c2[10] != 'X')
 		return fail("a write into one view of C is not in the other", 10);

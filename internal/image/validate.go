@@ -255,6 +255,11 @@ func validateVMAs(p *Process) error {
 		if v.FileBacked() && v.Shared && len(v.Pages) > 0 {
 			return fmt.Errorf("vma %#x-%#x: shared file mapping of %s with saved pages", v.Start, v.End, v.Path)
 		}
+		// A path (PATH_MAX) with " (deleted)", or an anonymous memory
+		// name (80 bytes; the kernel checks its characters).
+		if len(v.Name) > 4096+len(" (deleted)") {
+			return fmt.Errorf("vma %#x-%#x: name of %d bytes", v.Start, v.End, len(v.Name))
+		}
 		if v.ShmSize < 0 || v.ShmSize > maxShmSize || (v.ShmSize != 0 && v.Kind != KindSharedAnon) {
 			return fmt.Errorf("vma %#x-%#x: %s memory object of %d bytes (shared anonymous memory only, at most %d)", v.Start, v.End, v.Kind, v.ShmSize, int64(maxShmSize))
 		}

@@ -57,6 +57,9 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 	}
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
+		if err := applyName(r, v); err != nil {
+			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
+		}
 		if err := applyFlags(r, v); err != nil {
 			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
 		}
