@@ -250,3 +250,42 @@ func TestSysVShm(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedMemoryRun is TestMemfdAndDeletedMappings and TestSysVShm in
+// an `rtcr run` tree (a new pid namespace): the files' homes and the SysV
+// segments' first attachments are named by pids in the namespace.
+func TestSharedMemoryRun(t *testing.T) {
+	testutil.RequireRoot(t)
+	key := 0x52750000 | (os.Getpid()&0xfff)<<4
+	for _, args := range [][]string{
+		{testutil.BuildC(t, "memmap", false), "trigger", shmDir(t)},
+		{testutil.BuildC(t, "sysvshm", false), "trigger", fmt.Sprint(key)},
+	} {
+		t.Run(args[0][strings.LastIndexByte(args[0], '/')+1:], func(t *testing.T) {
+			tg := start(t, testutil.BuildRtcr(t), append([]string{"run", "--"}, args...)...)
+			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			var s1, s2 int
+			if _, err := fmt.Sscanf(tg.output(), "ids %d %d", &s1, &s2); err == nil {
+				t.Cleanup(func() {
+					for _, id := range []int{s1, s2} {
+						_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+					}
+				})
+			}
+			dir := t.TempDir() + "/img"
+			if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
+				t.Fatalf("dump: %v", err)
+			}
+			tg.waitOriginal()
+			st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			tg.pid, tg.done = st.Pid, false // the restored init is our child now
+			tg.fire()
+			if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+				t.Fatalf("after restore in a pid namespace: exit %d, output:\n%s", code, tg.output())
+			}
+		})
+	}
+}
