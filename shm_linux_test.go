@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -287,5 +289,30 @@ func TestSharedMemoryRun(t *testing.T) {
 				t.Fatalf("after restore in a pid namespace: exit %d, output:\n%s", code, tg.output())
 			}
 		})
+	}
+}
+
+// TestPythonPool checkpoints python3 running testdata/pypool.py, a
+// multiprocessing.Pool of two forked workers whose locks are semaphores
+// mapped from unlinked /dev/shm/sem.* files (refused before rtcr restored
+// deleted-file mappings), kills the tree, restores it and runs maps
+// through the same pool.
+func TestPythonPool(t *testing.T) {
+	testutil.RequireRoot(t)
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	root, err := testutil.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := start(t, python, filepath.Join(root, "testdata", "pypool.py"), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(30 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("python pool after restore: exit %d, output:\n%s", code, tg.output())
 	}
 }
