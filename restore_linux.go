@@ -233,9 +233,6 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 		_ = unix.Uname(&uts)
 		return fmt.Errorf("%w (image from %q, this is %q)", err, c.Kernel, unix.ByteSliceToString(uts.Release[:]))
 	}
-	if err := mem.CheckFiles(p); err != nil {
-		return err
-	}
 	if err := attr.CheckRlimits(p); err != nil {
 		return err
 	}
@@ -246,8 +243,12 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 		return err
 	}
 	// Every file it will have open or mapped and its executable, opened
-	// as it would.
-	return files.CheckProcess(p, fileCreds(owner, p))
+	// as it would; then whether the mapped files changed (after the
+	// access check: its message tells their size and times).
+	if err := files.CheckProcess(p, fileCreds(owner, p)); err != nil {
+		return err
+	}
+	return mem.CheckFiles(p)
 }
 
 // restoreTree runs on the tracer thread. It creates every process as an
