@@ -174,12 +174,13 @@ func TestSharedAnonViews(t *testing.T) {
 // read-only attachment refuses writes, the key, size, mode and attach
 // count, and that the removed segment goes at its last detach. A key
 // taken by another segment meanwhile is refused before any process
-// exists; a segment also attached outside the tree is refused at dump,
+// exists, and so is an id another segment took; a segment also attached
+// outside the tree is refused at dump,
 // and the program runs on.
 func TestSysVShm(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "sysvshm", false)
-	for i, tc := range []string{"reused", "recreated", "key taken", "attached outside"} {
+	for i, tc := range []string{"reused", "recreated", "key taken", "id taken", "attached outside"} {
 		t.Run(tc, func(t *testing.T) {
 			key := 0x52740000 | (os.Getpid()&0xfff)<<4 | i
 			tg := start(t, bin, "trigger", fmt.Sprint(key))
@@ -228,12 +229,23 @@ func TestSysVShm(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if tc == "key taken" {
-				other, err := unix.SysvShmGet(key, image.PageSize, unix.IPC_CREAT|0o600)
+			if tc == "key taken" || tc == "id taken" {
+				otherKey := key
+				if tc == "id taken" {
+					// Another segment (no key, another size) gets S1's id.
+					otherKey = 0
+					if err := os.WriteFile("/proc/sys/kernel/shm_next_id", []byte(fmt.Sprint(s1)), 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				other, err := unix.SysvShmGet(otherKey, image.PageSize, unix.IPC_CREAT|0o600)
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { _, _ = unix.SysvShmCtl(other, unix.IPC_RMID, nil) })
+				if tc == "id taken" && other != s1 {
+					t.Skipf("another segment took the id meanwhile (got %d, want %d)", other, s1)
+				}
 				_, err = rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
 				if !errors.Is(err, mem.ErrSysVTaken) || !strings.Contains(err.Error(), fmt.Sprintf("SysV shm id %d (key %#x", s1, key)) {
 					t.Fatalf("error %v, want mem.ErrSysVTaken naming SysV shm id %d and key %#x", err, s1, key)
