@@ -31,8 +31,8 @@ func validateMapFiles(procs []Process) error {
 			if kind != fd.Kind {
 				return fmt.Errorf("pid %d: %s: file %d:%d is a %s, was a %s", pid, what, fd.FileDev, fd.FileIno, fd.Kind, kind)
 			}
-			if len(fd.MemfdData) > 0 {
-				return fmt.Errorf("pid %d: %s: file %d:%d holds contents, which only its first record may", pid, what, fd.FileDev, fd.FileIno)
+			if len(fd.MemfdData) > 0 || fd.MemfdSeals != 0 {
+				return fmt.Errorf("pid %d: %s: file %d:%d holds contents or seals, which only its first record may", pid, what, fd.FileDev, fd.FileIno)
 			}
 			return nil
 		}
