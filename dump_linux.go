@@ -134,6 +134,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	shared := mem.NewShared()
+	shared.DumpFile = fds.DumpMapped
 	for _, pid := range f.Order {
 		p := image.Process{Pid: pid}
 		p.Stopped = f.Stopped[pid]
@@ -148,12 +149,16 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err := writePages(ctx, stage, &p, shared); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
+			p.MapFiles = shared.MapFiles(pid)
 			stats.MemoryTime += time.Since(memStart)
 			logStep(log, pid, "memory", time.Since(memStart), "bytes", p.PageFileSize, "pages", p.PageFileSize/image.PageSize, "vmas", len(p.VMAs))
 			logVMAs(log, &p)
 			stats.PageBytes += p.PageFileSize
 		}
 		c.Processes = append(c.Processes, p)
+	}
+	if c.SysVShm, err = shared.SysV(); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if nested {
 		if err := toNamespaceIDs(c, f); err != nil {
@@ -353,6 +358,9 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 				ref.Pid = inner[ref.Pid]
 			}
 		}
+	}
+	for i := range c.SysVShm {
+		c.SysVShm[i].Pid = inner[c.SysVShm[i].Pid]
 	}
 	return nil
 }

@@ -59,9 +59,14 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds) })
+	sysv, err := mem.PrepareSysV(c.SysVShm, c.Processes, pages, dir.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("restore %d: %w", root, err)
+	}
+	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv) })
 	stats.Total = time.Since(start)
 	if err != nil {
+		sysv.Undo()
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
 		return nil, err
 	}
@@ -232,25 +237,29 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 		_ = unix.Uname(&uts)
 		return fmt.Errorf("%w (image from %q, this is %q)", err, c.Kernel, unix.ByteSliceToString(uts.Release[:]))
 	}
-	if err := mem.CheckFiles(p); err != nil {
-		return err
-	}
 	if err := attr.CheckRlimits(p); err != nil {
 		return err
 	}
 	if err := files.Check(p.FDs); err != nil {
 		return err
 	}
+	if err := files.Check(p.MapFiles); err != nil {
+		return err
+	}
 	// Every file it will have open or mapped and its executable, opened
-	// as it would.
-	return files.CheckProcess(p, fileCreds(owner, p))
+	// as it would; then whether the mapped files changed (after the
+	// access check: its message tells their size and times).
+	if err := files.CheckProcess(p, fileCreds(owner, p)); err != nil {
+		return err
+	}
+	return mem.CheckFiles(p)
 }
 
 // restoreTree runs on the tracer thread. It creates every process as an
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -305,6 +314,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 	}
 	memStart := time.Now()
 	shared := mem.NewShared()
+	shared.OpenFile = fds.OpenMapped
 	for _, pr := range procs {
 		if err := pr.fill(fds, shared); err != nil {
 			return err
@@ -319,6 +329,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		if err := pr.step("close other fds", func() error { return files.Sweep(pr.r, pr.p.FDs) }); err != nil {
 			return err
 		}
+	}
+	// Every process has attached its SysV segments: those removed at the
+	// checkpoint are marked so again.
+	if err := sysv.Finish(); err != nil {
+		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
 	for _, pr := range procs {
 		if err := pr.finish(); err != nil {

@@ -162,6 +162,7 @@ func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 		f    func() error
 	}{
 		{"check mapped files", func() (err error) { open, err = files.NewOpener(r, p, pr.as); return err }},
+		{"memfds and deleted files", func() error { return fds.PrepareHomes(r, p, pr.as) }},
 		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared, open.Open) }},
 		{"mm and exe link", func() error { return mem.RestoreMM(r, p, open.Open) }},
 		{"fds", func() error { return fds.Install(r, p.FDs, pr.as) }},

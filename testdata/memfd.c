@@ -9,7 +9,9 @@
 //      "0123456789", position 10, mode 0640;
 //   5  memfd "ro" holding "ro data", reopened O_RDONLY through /proc;
 //   10 with "shared": a dup of fd 3 (after the checks, a seek on fd 10
-//      must move fd 3); with "reopened": fd 3 opened again through /proc.
+//      must move fd 3); with "reopened": fd 3 opened again through /proc
+//      (a second open file on the same memfd: after the checks a write
+//      through fd 3 must show through fd 10, whose position is its own).
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists. Then it checks names, contents, sizes, positions, seals,
 // close-on-exec and mode, printing "OK\n" and exiting 0 when all hold,
@@ -146,6 +148,16 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[2], "shared") == 0 &&
 	    (lseek(10, 3, SEEK_SET) != 3 || lseek(3, 0, SEEK_CUR) != 3))
 		fail("fd 3 position after a seek on its dup 10", (long)lseek(3, 0, SEEK_CUR), 3);
+	if (argc == 3 && strcmp(argv[2], "reopened") == 0) {
+		struct stat st10;
+		char got[4];
+		if (fstat(3, &st) != 0 || fstat(10, &st10) != 0 || st.st_ino != st10.st_ino || st.st_dev != st10.st_dev)
+			fail("fds 3 and 10 are not one memfd", (long)st.st_ino, (long)st10.st_ino);
+		if (pwrite(3, "SAME", 4, 100) != 4 || pread(10, got, 4, 100) != 4 || memcmp(got, "SAME", 4) != 0)
+			fail("a write through fd 3 does not show through fd 10", errno, 0);
+		if (lseek(10, 50, SEEK_SET) != 50 || lseek(3, 0, SEEK_CUR) != 7)
+			fail("fds 3 and 10 share a position", (long)lseek(3, 0, SEEK_CUR), 7);
+	}
 	printf("OK\n");
 	return 0;
 }

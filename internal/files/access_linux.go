@@ -238,6 +238,11 @@ func CheckProcess(p *image.Process, as *image.Creds) error {
 			want = append(want, deletedAccess(&fd))
 		}
 	}
+	for _, fd := range p.MapFiles {
+		if fd.Kind == image.FDDeleted {
+			want = append(want, deletedAccess(&fd))
+		}
+	}
 	_, err := CheckAccess(as, append(want, mappedAccess(p)...))
 	return err
 }

@@ -18,8 +18,8 @@ import (
 // position and flags. rtcr reads the contents through its own open of
 // /proc/PID/fd/N (a new open file: the target's position does not move),
 // once per file: every fd of the tree on one file (dup, fork, a second
-// open) records its identity (device, inode), and restore makes them one
-// file again.
+// open) and every mapping of it records its identity (device, inode), and
+// restore makes them one file again.
 //
 // Restore creates the file unlinked (O_TMPFILE) in the directory it was
 // deleted from, which must still exist and be writable by the process (its
@@ -28,9 +28,9 @@ import (
 // fd above its image fds, which rtcr fills (through a copy taken with
 // pidfd_getfd, whatever the file's permission bits), and every fd on the
 // file is a reopen of the helper through /proc with its own access mode,
-// as the process's own reopen would be. Sweep closes the helper. A file
-// deleted but still linked under another name is refused (that name is
-// not known), and so are mappings of deleted files (internal/mem).
+// as the process's own reopen would be, and every mapping of it (see
+// homes_linux.go). Sweep closes the helper. A file deleted but still
+// linked under another name is refused (that name is not known).
 var deletedKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		path, ok := strings.CutSuffix(s.link, " (deleted)")
@@ -58,10 +58,10 @@ var deletedKind = kind{
 			s.tree.deleted = map[FileID]bool{}
 		}
 		s.tree.deleted[id] = true
-		f, err := unix.Open(fmt.Sprintf("/proc/%d/fd/%d", s.pid, s.num), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+		f, err := unix.Open(s.procPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
 		if errors.Is(err, unix.EPERM) {
 			// O_NOATIME needs the file's owner or CAP_FOWNER.
-			f, err = unix.Open(fmt.Sprintf("/proc/%d/fd/%d", s.pid, s.num), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			f, err = unix.Open(s.procPath(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		}
 		if err != nil {
 			return image.FD{}, false, fmt.Errorf("open deleted file: %w", err)
@@ -86,41 +86,8 @@ var deletedKind = kind{
 		}
 		return nil
 	},
-	open: func(c *restoreCtx, fd *image.FD) (int, error) {
-		id := FileID{Dev: fd.FileDev, Ino: fd.FileIno}
-		h, ok := c.deleted[id]
-		if !ok {
-			var err error
-			if h, err = createDeleted(c, fd); err != nil {
-				return -1, err
-			}
-			c.deleted[id] = h
-		}
-		if len(fd.MemfdData) > 0 {
-			if err := fillDeleted(h, fd); err != nil {
-				return -1, err
-			}
-		}
-		// A reopen of the helper with the fd's access mode (and the
-		// synchronous-write flags F_SETFL cannot set).
-		from := fmt.Sprintf("/proc/%d/fd/%d", h.pid, h.ends[0])
-		if h.pid == c.r.Pid {
-			from = fmt.Sprintf("/proc/self/fd/%d", h.ends[0])
-		}
-		flags := fd.Flags&(unix.O_ACCMODE|unix.O_PATH|unix.O_SYNC|unix.O_DSYNC) | unix.O_CLOEXEC
-		got, err := c.r.OpenAt(from, flags, 0)
-		if err != nil {
-			return -1, fmt.Errorf("reopen the recreated deleted file with flags %#o: %w", flags, err)
-		}
-		if fd.Offset != 0 && fd.Flags&unix.O_PATH == 0 {
-			if _, err := c.r.Syscall(unix.SYS_LSEEK, uint64(got), uint64(fd.Offset), unix.SEEK_SET); err != nil {
-				_ = c.r.Close(got)
-				return -1, fmt.Errorf("seek to %d: %w", fd.Offset, err)
-			}
-		}
-		return got, nil
-	},
-	pos: true,
+	open: openHomed,
+	pos:  true,
 }
 
 // maxDeletedSize is the largest size (holes included) of a deleted file

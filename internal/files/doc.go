@@ -77,9 +77,14 @@
 //	                                                 new file, across processes too
 //	                                                 (TestDeletedFileRoundTrip/delfork)
 //	pos                       inotify                always 0; non-zero refused as above
-//	flags O_ACCMODE           memfd                  memfd_create opens O_RDWR; another mode is
-//	                                                 reopened through /proc/self/fd (TestMemfd)
-//	mnt_id, ino               memfd, inotify         identity: the restored object is a new one
+//	flags O_ACCMODE           memfd                  the memfd is created O_RDWR as a helper; every
+//	                                                 fd is a reopen of it through /proc with its
+//	                                                 access mode (TestMemfd: fd 5 read-only)
+//	mnt_id, ino               memfd                  identity: fds (and mappings, see homes_linux.go)
+//	                                                 on one memfd become one new memfd, across
+//	                                                 processes too (TestMemfd/reopened,
+//	                                                 TestMemfdAndDeletedMappings)
+//	mnt_id, ino               inotify                identity: the restored object is a new one
 //	inotify: wd, mask         inotify                inotify_add_watch, wds in order, gaps skipped
 //	                                                 with dummy watches; restore fails if a wd
 //	                                                 comes out other (TestInotify); wd above 65536
@@ -145,10 +150,8 @@
 //	contents, size, mode,     memfd                  read through rtcr's own open of /proc/PID/fd/N
 //	F_GET_SEALS, name                                (holes skipped, at most 16 MiB of data, kept in
 //	                                                 the manifest), written back through
-//	                                                 /proc/STUB/fd/N, seals last (TestMemfd); a memfd
-//	                                                 opened twice (not a dup) refused "memfd shared
-//	                                                 with fd N of P" (TestInoMemRefused),
-//	                                                 hugetlb memfds refused (no test)
+//	                                                 /proc/STUB/fd/N, seals last, once per memfd
+//	                                                 (TestMemfd); hugetlb memfds refused (no test)
 //	open file description     all but inherited      kcmp(KCMP_FILE) at dump against one fd of each
 //	  (dup, fork, SCM_RIGHTS)                        description on the same file; fds that shared
 //	                                                 one record its id (Shared) and are restored as

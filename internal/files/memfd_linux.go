@@ -16,34 +16,33 @@ import (
 // the contents (runs of data, holes skipped with SEEK_DATA/SEEK_HOLE), the
 // size, the permission bits, the seals and the position. rtcr reads the
 // contents through its own open of /proc/PID/fd/N (a new open file, so the
-// target's position does not move). Restore creates the memfd in the stub
-// with memfd_create and fills it through /proc/STUB/fd/N from rtcr; the
-// seals come last. A memfd held by several fds of the tree (dup, fork,
-// SCM_RIGHTS) is refused: each would become a memfd of its own. Hugetlb
-// memfds are refused. An fd open read-only or write-only (a reopen through
-// /proc) is reopened so in the stub.
+// target's position does not move), once per memfd: every fd of the tree
+// on one memfd (dup, fork, SCM_RIGHTS, a second open through /proc) and
+// every mapping of it records its identity (device, inode), and restore
+// makes them one memfd again. Restore creates the memfd in the first
+// process of the tree with it, with memfd_create, as a helper fd above its
+// image fds (see homes_linux.go), fills it through /proc/STUB/fd/N from
+// rtcr and seals it; every fd on the memfd is a reopen of the helper
+// through /proc with its own access mode. Hugetlb memfds are refused.
 var memfdKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		name, ok := memfdName(s.link)
 		if !ok || s.st.Mode&unix.S_IFMT != unix.S_IFREG {
 			return image.FD{}, false, nil
 		}
-		where := fmt.Sprintf("fd %d of %d", s.num, s.pid)
-		if other, ok := s.tree.memfds[s.st.Ino]; ok {
-			if s.shared != 0 && s.tree.memfdShared[s.st.Ino] == s.shared {
-				// A dup of the first fd (dup, fork, SCM_RIGHTS):
-				// restore gives it the first one's open file.
-				return image.FD{Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link, MemfdName: name}, true, nil
-			}
-			return image.FD{}, false, fmt.Errorf("memfd shared with %s (one memfd open twice, not a dup of one open file): %w", other, ErrUnsupported)
+		fd := image.FD{
+			Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link,
+			MemfdName: name, FileDev: s.st.Dev, FileIno: s.st.Ino,
 		}
-		if s.tree.memfds == nil {
-			s.tree.memfds = map[uint64]string{}
-			s.tree.memfdShared = map[uint64]int{}
+		id := FileID{Dev: s.st.Dev, Ino: s.st.Ino}
+		if s.tree.deleted[id] {
+			return fd, true, nil // the contents are on the first record
 		}
-		s.tree.memfds[s.st.Ino] = where
-		s.tree.memfdShared[s.st.Ino] = s.shared
-		f, err := os.Open(fmt.Sprintf("/proc/%d/fd/%d", s.pid, s.num))
+		if s.tree.deleted == nil {
+			s.tree.deleted = map[FileID]bool{}
+		}
+		s.tree.deleted[id] = true
+		f, err := os.Open(s.procPath())
 		if err != nil {
 			return image.FD{}, false, fmt.Errorf("open memfd: %w", err)
 		}
@@ -55,56 +54,42 @@ var memfdKind = kind{
 		if sfs.Type == unix.HUGETLBFS_MAGIC {
 			return image.FD{}, false, fmt.Errorf("hugetlb memfd: %w", ErrUnsupported)
 		}
-		seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
-		if err != nil {
+		if fd.MemfdSeals, err = unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0); err != nil {
 			return image.FD{}, false, fmt.Errorf("memfd seals (F_GET_SEALS): %w", err)
 		}
-		runs, err := readRuns(int(f.Fd()), s.st.Size, "memfd")
-		if err != nil {
+		if fd.MemfdData, err = readRuns(int(f.Fd()), s.st.Size, "memfd"); err != nil {
 			return image.FD{}, false, err
 		}
-		return image.FD{
-			Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link,
-			MemfdName: name, MemfdSeals: seals, MemfdData: runs,
-		}, true, nil
+		return fd, true, nil
 	},
 	check: func(fd *image.FD) error { return nil },
-	open: func(c *restoreCtx, fd *image.FD) (int, error) {
-		name, err := c.r.PutString(ptrace.DataOff, fd.MemfdName)
-		if err != nil {
-			return -1, err
-		}
-		flags := uint64(unix.MFD_ALLOW_SEALING)
-		if fd.Flags&unix.O_CLOEXEC != 0 {
-			flags |= unix.MFD_CLOEXEC
-		}
-		got, err := c.r.Syscall(unix.SYS_MEMFD_CREATE, name, flags)
-		if err != nil {
-			return -1, fmt.Errorf("memfd_create %q: %w", fd.MemfdName, err)
-		}
-		if err := fillMemfd(c.r.Pid, int(got), fd); err != nil {
-			return -1, err
-		}
-		if mode := fd.Flags & unix.O_ACCMODE; mode != unix.O_RDWR {
-			// memfd_create opens O_RDWR; a reopen through /proc (as the
-			// program did) gives the fd's access mode.
-			ro, err := c.r.OpenAt(fmt.Sprintf("/proc/self/fd/%d", got), mode|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return -1, fmt.Errorf("reopen memfd with access mode %#o: %w", mode, err)
-			}
-			if err := c.r.Close(int(got)); err != nil {
-				return -1, err
-			}
-			got = uint64(ro)
-		}
-		if fd.Offset != 0 {
-			if _, err := c.r.Syscall(unix.SYS_LSEEK, got, uint64(fd.Offset), unix.SEEK_SET); err != nil {
-				return -1, fmt.Errorf("seek memfd to %d: %w", fd.Offset, err)
-			}
-		}
-		return int(got), nil
-	},
-	pos: true,
+	open:  openHomed,
+	pos:   true,
+}
+
+// createMemfd creates the memfd of fd (its first record in the tree) in
+// the stub of c as a helper fd above every image fd, with its contents,
+// size, permission bits and seals.
+func createMemfd(c *restoreCtx, fd *image.FD) (pipeHome, error) {
+	name, err := c.r.PutString(ptrace.DataOff, fd.MemfdName)
+	if err != nil {
+		return pipeHome{}, err
+	}
+	got, err := c.r.Syscall(unix.SYS_MEMFD_CREATE, name, unix.MFD_ALLOW_SEALING|unix.MFD_CLOEXEC)
+	if err != nil {
+		return pipeHome{}, fmt.Errorf("memfd_create %q: %w", fd.MemfdName, err)
+	}
+	high, err := c.r.Syscall(unix.SYS_FCNTL, got, unix.F_DUPFD_CLOEXEC, uint64(c.tempBase))
+	if cerr := c.r.Close(int(got)); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return pipeHome{}, fmt.Errorf("move the recreated memfd: %w", err)
+	}
+	if err := fillMemfd(c.r.Pid, int(high), fd); err != nil {
+		return pipeHome{}, err
+	}
+	return pipeHome{pid: c.r.Pid, ends: [2]int{int(high), int(high)}}, nil
 }
 
 // memfdName returns the name of a memfd from its fd's link

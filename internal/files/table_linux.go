@@ -28,6 +28,9 @@ type fdState struct {
 	tree     *Tree
 	shared   int // the fd's shared open file description, 0 if none
 	pidfd    int // of pid, for pidfd_getfd copies
+	// mapped is, for a mapping rather than an fd (num -1), its
+	// /proc/PID/map_files path (see Tree.DumpMapped).
+	mapped string
 }
 
 // kind is one type of fd: dump returns ok=false when the fd is not of this
@@ -79,7 +82,7 @@ type Restorer struct {
 	pipes map[uint64]pipeHome
 	fifos map[string]pipeHome // by path: the helper holding each FIFO open
 	// deleted holds, by identity at dump, the helper fd (both ends the
-	// same) holding each recreated deleted file open.
+	// same) holding each recreated memfd and deleted file open.
 	deleted map[FileID]pipeHome
 	// shared holds, by image id, the first restored fd of each open
 	// file description several fds shared at dump.
@@ -163,16 +166,12 @@ type Tree struct {
 	// threads and groups are the thread ids and process group ids of
 	// the tree (in rtcr's pid namespace): the owners an fd may have.
 	threads, groups map[int]bool
-	// memfds holds the memfds (by inode) dumped so far, naming the fd.
-	memfds map[uint64]string
-	// deleted holds the deleted files whose contents are saved already.
+	// deleted holds the memfds and deleted files whose contents are
+	// saved already.
 	deleted map[FileID]bool
 	// shared holds the id of the open file description of every fd
 	// that shares it with another fd of the tree (see findShared).
 	shared map[fdRef]int
-	// memfdShared holds the open file description of the first fd of
-	// each memfd dumped (by inode).
-	memfdShared map[uint64]int
 	// sockets holds the inodes of the sockets the tree holds; socksSaved
 	// those whose state is saved already.
 	sockets, socksSaved map[uint64]bool

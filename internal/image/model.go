@@ -38,6 +38,29 @@ type Checkpoint struct {
 	// Processes are the dumped processes, parents before children; the
 	// first is the root.
 	Processes []Process
+	// SysVShm are the System V shared memory segments the tree has
+	// attached.
+	SysVShm []SysVShm `json:",omitempty"`
+}
+
+// SysVShm is one System V shared memory segment (shmget) of the host's IPC
+// namespace attached by the tree. Its contents are the Pages of the
+// mappings of its first attachment in the tree (process Pid, at Start);
+// every attachment is a run of KindSysV mappings whose Inode is ID.
+type SysVShm struct {
+	ID   int    // shmid
+	Key  int32  // IPC_PRIVATE (0), and 0 once marked removed
+	Size uint64 // shm_segsz, bytes
+	// Mode holds the permission bits; UID and GID the owner, CUID and
+	// CGID the creator.
+	Mode                 uint32
+	UID, GID, CUID, CGID uint32
+	// Removed: marked with IPC_RMID (SHM_DEST), destroyed at its last
+	// detach. Locked: SHM_LOCK.
+	Removed bool `json:",omitempty"`
+	Locked  bool `json:",omitempty"`
+	Pid     int
+	Start   uint64
 }
 
 // Clocks are clock readings in nanoseconds.
@@ -73,8 +96,13 @@ type Process struct {
 	VMAs        []VMA
 	// VDSO is the content of the [vdso] mapping; restore requires the
 	// restoring kernel to provide identical bytes.
-	VDSO       []byte
-	FDs        []FD
+	VDSO []byte
+	FDs  []FD
+	// MapFiles are the memfds and deleted files this process maps that
+	// the tree had not recorded before (on an earlier process or on one of
+	// this process's fds): kind memfd or deleted, Num -1, with their
+	// contents. Restore creates them before the memory.
+	MapFiles   []FD `json:",omitempty"`
 	Sigactions []Sigaction
 	Threads    []Thread
 	// Creds are the credentials of the process (its threads share them).
@@ -125,6 +153,9 @@ const (
 	KindVvarClock  = "vvar_vclock" // [vvar_vclock]
 	KindVDSO       = "vdso"        // [vdso]
 	KindVsyscall   = "vsyscall"    // [vsyscall], fixed by the kernel, never restored
+	KindMemfd      = "memfd"       // a memfd, private or shared (Dev, Inode: its identity at dump)
+	KindDeleted    = "deleted"     // a deleted (unlinked) regular file, private or shared
+	KindSysV       = "sysv"        // a System V shared memory attachment (Inode: the shmid)
 )
 
 // VmFlags mnemonics of /proc/PID/smaps a VMA may carry in VMA.VmFlags:
@@ -155,6 +186,12 @@ func (v *VMA) HasVmFlag(f string) bool {
 	return false
 }
 
+// FileBacked reports whether v maps a file restore opens: a file by path,
+// a memfd or a deleted file.
+func (v *VMA) FileBacked() bool {
+	return v.Kind == KindFile || v.Kind == KindMemfd || v.Kind == KindDeleted
+}
+
 // OpensWritable reports whether restore opens the file of a file mapping
 // read-write: a shared mapping that is writable or may become so.
 func (v *VMA) OpensWritable() bool {
@@ -169,14 +206,17 @@ type VMA struct {
 	GrowsDown  bool // VM_GROWSDOWN
 	Kind       string
 	Name       string // the pathname column of /proc/PID/maps
-	// File-backed mappings only.
+	// File-backed mappings only (for memfd and deleted-file mappings Dev
+	// and Inode name the file among Process.MapFiles and the fds).
 	Path   string
 	Offset uint64
 	Dev    uint64
 	Inode  uint64
-	// FileSize and FileMtime (Unix ns) identify the file's content at dump.
+	// FileSize, FileMtime and FileCtime (Unix ns) identify the file's
+	// content at dump (FileCtime 0: an image without it).
 	FileSize  int64
 	FileMtime int64
+	FileCtime int64 `json:",omitempty"`
 	// Pages are the runs of saved pages, in address order.
 	Pages []PageRun
 	// VmFlags are the /proc/PID/smaps VmFlags of the mapping that restore
@@ -184,16 +224,25 @@ type VMA struct {
 	// and Kind (the Vm* constants; see the table in internal/mem).
 	VmFlags []string `json:",omitempty"`
 	// ShareOf, for shared anonymous memory an earlier process of the tree
-	// also maps (inherited across fork), names that process's mapping,
-	// which holds the pages; this one maps the same memory.
+	// (or an earlier mapping of this one) also maps (inherited across
+	// fork, duplicated by mremap), names that first mapping (the home);
+	// this one maps the same memory. Its Pages are those of its range
+	// the home's does not cover (the views may differ).
 	ShareOf *ShmRef `json:",omitempty"`
+	// ShmSize is, for shared anonymous memory, the size of the memory
+	// object at dump (which any view may be smaller or larger than);
+	// restore gives the home's object that size and maps every view at
+	// its own Offset in it. 0 in images of earlier versions.
+	ShmSize int64 `json:",omitempty"`
 }
 
 // ShmRef names the mapping of shared anonymous memory that holds it.
 type ShmRef struct {
 	Pid   int    // the process (listed earlier in the checkpoint)
 	Start uint64 // the start of its mapping
-	// Offset is where this mapping starts in that one's memory, in bytes.
+	// Offset is where this mapping starts in the memory object, in
+	// bytes (when the home has ShmSize; in earlier images, relative to
+	// the home mapping's start).
 	Offset uint64
 }
 

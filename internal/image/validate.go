@@ -45,11 +45,15 @@ const (
 	RobustListHeadSize = 24
 )
 
+// maxShmSize bounds the size of a shared anonymous memory object (the
+// user address space of x86_64 with 4-level page tables).
+const maxShmSize = 1 << 47
+
 // validVMAKinds are the Kind* constants.
 var validVMAKinds = map[string]bool{
 	KindAnon: true, KindSharedAnon: true, KindFile: true, KindHeap: true,
 	KindStack: true, KindVvar: true, KindVvarClock: true, KindVDSO: true,
-	KindVsyscall: true,
+	KindVsyscall: true, KindMemfd: true, KindDeleted: true, KindSysV: true,
 }
 
 // validVmFlags are the Vm* constants.
@@ -100,8 +104,13 @@ func (c *Checkpoint) Validate() error {
 			return corruptf("invalid checkpoint: pid %d: parent %d is not listed before it", p.Pid, p.Ppid)
 		}
 		for _, v := range p.VMAs {
-			if ref := v.ShareOf; ref != nil && (!pids[ref.Pid] || v.Kind != KindSharedAnon || len(v.Pages) > 0) {
-				return corruptf("invalid checkpoint: pid %d: mapping %#x shares memory of pid %d, which is not listed before it, or is not shared anonymous memory without pages", p.Pid, v.Start, ref.Pid)
+			ref := v.ShareOf
+			if ref == nil {
+				continue
+			}
+			earlier := pids[ref.Pid] || (ref.Pid == p.Pid && ref.Start < v.Start)
+			if !earlier || v.Kind != KindSharedAnon {
+				return corruptf("invalid checkpoint: pid %d: mapping %#x shares memory of pid %d at %#x, which is not listed before it, or is not shared anonymous memory", p.Pid, v.Start, ref.Pid, ref.Start)
 			}
 		}
 		pids[p.Pid] = true
@@ -115,6 +124,12 @@ func (c *Checkpoint) Validate() error {
 	if err := validateShared(c.Processes); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
+	if err := validateMapFiles(c.Processes); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
+	if err := validateSysV(c); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
 	return nil
 }
 
@@ -122,7 +137,7 @@ func (c *Checkpoint) Validate() error {
 // the checkpoint (tids are unique within a pid namespace).
 func validateProcess(p *Process, tids map[int]int) error {
 	if p.Zombie {
-		if len(p.Threads) != 0 || len(p.VMAs) != 0 || len(p.FDs) != 0 || p.PageFileSize != 0 {
+		if len(p.Threads) != 0 || len(p.VMAs) != 0 || len(p.FDs) != 0 || len(p.MapFiles) != 0 || p.PageFileSize != 0 {
 			return errors.New("zombie with threads, memory or fds")
 		}
 		return nil
@@ -240,8 +255,16 @@ func validateVMAs(p *Process) error {
 		}
 		// A shared file mapping keeps its data in the file: restore maps
 		// the file and must never write saved pages into it.
-		if v.Kind == KindFile && v.Shared && len(v.Pages) > 0 {
+		if v.FileBacked() && v.Shared && len(v.Pages) > 0 {
 			return fmt.Errorf("vma %#x-%#x: shared file mapping of %s with saved pages", v.Start, v.End, v.Path)
+		}
+		// A path (PATH_MAX) with " (deleted)", or an anonymous memory
+		// name (80 bytes; the kernel checks its characters).
+		if len(v.Name) > 4096+len(" (deleted)") {
+			return fmt.Errorf("vma %#x-%#x: name of %d bytes", v.Start, v.End, len(v.Name))
+		}
+		if v.ShmSize < 0 || v.ShmSize > maxShmSize || (v.ShmSize != 0 && v.Kind != KindSharedAnon) {
+			return fmt.Errorf("vma %#x-%#x: %s memory object of %d bytes (shared anonymous memory only, at most %d)", v.Start, v.End, v.Kind, v.ShmSize, int64(maxShmSize))
 		}
 		if err := validateVmFlags(v); err != nil {
 			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
@@ -272,7 +295,7 @@ func validateVmFlags(v *VMA) error {
 			return fmt.Errorf("VmFlags %q twice", f)
 		case v.Kind == KindVDSO || v.Kind == KindVvar || v.Kind == KindVvarClock || v.Kind == KindVsyscall:
 			return fmt.Errorf("VmFlags %q on a %s mapping the kernel creates", f, v.Kind)
-		case f == VmMayWriteFile && !(v.Kind == KindFile && v.Shared):
+		case f == VmMayWriteFile && !((v.FileBacked() || v.Kind == KindSysV) && v.Shared):
 			return fmt.Errorf("VmFlags %q on a mapping that is not a shared file mapping", f)
 		}
 		seen[f] = true

@@ -73,6 +73,14 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
 		}
 	}
+	// A segment rtcr creates gets the image's owner and creator: the
+	// image's owner must be both (restore also checks that a segment it
+	// reuses is the owner's).
+	for _, s := range c.SysVShm {
+		if !owner.Root && (s.UID != owner.Uid || s.CUID != owner.Uid || !slices.Contains(owner.Gids, s.GID) || !slices.Contains(owner.Gids, s.CGID)) {
+			return fmt.Errorf("SysV shm id %d: owner %d:%d, creator %d:%d, not the image's owner %d or its groups: %w", s.ID, s.UID, s.GID, s.CUID, s.CGID, owner.Uid, ErrUntrusted)
+		}
+	}
 	return nil
 }
 

@@ -34,11 +34,13 @@ func Write(w io.Writer, dir string, c *image.Checkpoint) error {
 		writeMM(ew, &p.MM)
 		writeVMAs(ew, p.VMAs)
 		writeFDs(ew, p.FDs)
+		writeMapFiles(ew, p.MapFiles)
 		writeSigactions(ew, p.Sigactions)
 		writeThreads(ew, p.Threads)
 		writeRlimits(ew, p.Rlimits)
 		writeTimers(ew, p)
 	}
+	writeSysV(ew, c.SysVShm)
 	return ew.err
 }
 

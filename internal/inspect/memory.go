@@ -93,3 +93,45 @@ func humanU(n uint64) string {
 	}
 	return fmt.Sprintf("%.1f %s", v, units[i])
 }
+
+// writeMapFiles prints the memfds and deleted files a process maps that
+// the image records on no earlier fd or process.
+func writeMapFiles(w io.Writer, fds []image.FD) {
+	if !section(w, "Mapped memfds and deleted files", len(fds)) {
+		return
+	}
+	tw := newTable(w)
+	fmt.Fprintf(tw, "    KIND\tSIZE\tDATA\tDESCRIPTION\n")
+	for _, f := range fds {
+		var data int
+		for _, r := range f.MemfdData {
+			data += len(r.Data)
+		}
+		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", orDash(f.Kind), HumanSize(f.Size), HumanSize(int64(data)), orDash(f.Desc))
+	}
+	tw.Flush()
+}
+
+// writeSysV prints the SysV shared memory segments of the image.
+func writeSysV(w io.Writer, segs []image.SysVShm) {
+	if len(segs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nSysV shared memory (%d)\n", len(segs))
+	tw := newTable(w)
+	fmt.Fprintf(tw, "    ID\tKEY\tSIZE\tMODE\tOWNER\tCREATOR\tSTATE\tCONTENTS\n")
+	for _, s := range segs {
+		state := "-"
+		switch {
+		case s.Removed && s.Locked:
+			state = "removed, locked"
+		case s.Removed:
+			state = "removed"
+		case s.Locked:
+			state = "locked"
+		}
+		fmt.Fprintf(tw, "    %d\t%#x\t%s\t%04o\t%d:%d\t%d:%d\t%s\tpid %d at %#x\n",
+			s.ID, uint32(s.Key), humanU(s.Size), s.Mode, s.UID, s.GID, s.CUID, s.CGID, state, s.Pid, s.Start)
+	}
+	tw.Flush()
+}

@@ -58,4 +58,44 @@
 // kernels that do not print "gu", and per-process defaults for future
 // mappings (mlockall MCL_FUTURE, PR_SET_THP_DISABLE, KSM's
 // PR_SET_MEMORY_MERGE).
+//
+// # Shared memory
+//
+// What a mapping shares with other mappings, fds and processes, and how
+// restore makes it one object again (tests in the root package):
+//
+//	mapping                   dump                                    restore
+//	MAP_SHARED|MAP_ANONYMOUS  the object (inode of map_files), its     the first mapping of the tree (its home) mapped
+//	                          size (fstat), each view's offset; the    anonymous, the object sized with ftruncate, the home
+//	                          first view saves its pages, later views  moved to its offset; later views (other processes,
+//	                          the pages of their range it does not     or an mremap copy in the same one) mmap the home's
+//	                          cover (Shared.share)                     map_files at their offset (TestSharedAnonViews)
+//	memfd, deleted file       the file, recorded once per tree by      the file created once, before the memory of its
+//	(shared or private)       internal/files (Tree.DumpMapped) with    first process (files.Restorer.PrepareHomes); each
+//	                          its contents, on an fd record or in      mapping and fd reopens it through /proc
+//	                          image.Process.MapFiles; private copied   (TestMemfdAndDeletedMappings, TestMemfd)
+//	                          pages saved as for files
+//	POSIX shm (/dev/shm)      a file mapping like any other            the file (TestPosixShm)
+//	SysV shm (/SYSVkey)       image.SysVShm: shmid (the inode), key,   PrepareSysV before any process: the segment reused
+//	                          size, permission bits, owner, creator,   (same id, key, size, attached nowhere; contents
+//	                          SHM_LOCK, SHM_DEST; each attachment      reset) or created again with its id (shm_next_id)
+//	                          (address, SHM_RDONLY: no wr and no mw,   and creator, IPC_SET, SHM_LOCK, contents written;
+//	                          SHM_EXEC, split mappings); contents      shmat at each address, mprotect per mapping;
+//	                          from the first attachment                IPC_RMID again after every process attached
+//	                                                                   (TestSysVShm)
+//	file                      size, mtime, ctime                       refused if any changed (TestMappedFileChanged)
+//	[anon:N], [anon_shmem:N]  the name                                 PR_SET_VMA_ANON_NAME (needs CONFIG_ANON_VMA_NAME)
+//
+// Refused at dump (ErrUnsupported, naming the mapping): a SysV segment
+// attached in part (a part unmapped: shmat attaches whole segments) or
+// attached outside the tree too (shm_nattch counts one per mapping, more
+// than the tree's), SysV mode bits other than the permissions, SHM_DEST
+// and SHM_LOCKED, "nr" or "dp" on a SysV mapping (shmat cannot set them),
+// hugetlb segments ("ht"), a mapping under a "(deleted)" name that is not
+// a regular file, a deleted file still linked elsewhere, hugetlb memfds,
+// more than 16 MiB of memfd or deleted-file data. Not restored, set by
+// the kernel: a SysV segment's cpid, lpid and times (the segment created
+// again is rtcr's; attach and detach times are those of the restore), and
+// bytes past a segment's size in its last page. Data of a shared
+// anonymous object that no view covers is not saved (nothing maps it).
 package mem

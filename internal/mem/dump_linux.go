@@ -65,14 +65,30 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 				return nil, nil, fmt.Errorf("read [vdso] of %d: %w", pid, err)
 			}
 		}
-		if v.ShareOf, err = shared.share(pid, &v); err != nil {
+		if v.Kind == image.KindMemfd || v.Kind == image.KindDeleted {
+			if err := shared.dumpFile(pid, &v); err != nil {
+				return nil, nil, err
+			}
+		}
+		sysvHome := false
+		if v.Kind == image.KindSysV {
+			if sysvHome, err = shared.sysvMapping(pid, &v); err != nil {
+				return nil, nil, err
+			}
+		}
+		var covered [2]uint64
+		if v.ShareOf, covered, err = shared.share(pid, &v); err != nil {
 			return nil, nil, err
 		}
-		var keep func(addr, e uint64) bool
-		if v.ShareOf == nil {
-			if keep, err = pageFilter(pid, v); err != nil {
-				return nil, nil, fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
+		keep, err := pageFilter(pid, v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+		if v.ShareOf != nil {
+			keep = outside(v, covered, keep)
+		}
+		if v.Kind == image.KindSysV && !sysvHome {
+			keep = nil // the segment's first attachment saves its pages
 		}
 		if keep != nil {
 			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
@@ -81,6 +97,11 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 		}
 		vmas = append(vmas, v)
 	}
+	if shared != nil {
+		if err := shared.checkAttachments(pid, vmas); err != nil {
+			return nil, nil, err
+		}
+	}
 	return vmas, vdso, nil
 }
 
@@ -88,7 +109,7 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 // data to save, or nil when no page of v is saved.
 func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 	switch v.Kind {
-	case image.KindSharedAnon:
+	case image.KindSharedAnon, image.KindSysV:
 		// Shared memory keeps its data when the process's page-table
 		// entries go (MADV_DONTNEED, reclaim): pagemap cannot tell a
 		// never-written page from one written and unmapped. The shared
@@ -103,7 +124,7 @@ func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 		}, nil
 	case image.KindAnon, image.KindHeap, image.KindStack:
 		return func(_, e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 }, nil
-	case image.KindFile:
+	case image.KindFile, image.KindMemfd, image.KindDeleted:
 		if v.Shared {
 			return nil, nil
 		}
@@ -114,6 +135,19 @@ func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 		}, nil
 	}
 	return nil, nil
+}
+
+// outside narrows keep, for a view v of shared anonymous memory that is not
+// its home, to the pages outside the object range covered (the home's
+// pages hold the rest).
+func outside(v image.VMA, covered [2]uint64, keep func(addr, e uint64) bool) func(addr, e uint64) bool {
+	if keep == nil {
+		return nil
+	}
+	return func(addr, e uint64) bool {
+		off := v.Offset + (addr - v.Start)
+		return (off < covered[0] || off >= covered[1]) && keep(addr, e)
+	}
 }
 
 // sharedData returns the address ranges of the shared anonymous mapping v

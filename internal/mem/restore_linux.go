@@ -17,7 +17,8 @@ type OpenFunc func(path string, flags int) (int, error)
 // original address, with its original protection, and writes the saved
 // pages (pages is the page file, mapped) into them. Memory shared with an
 // earlier process of the tree is mapped from it (see Shared). File
-// mappings are opened with open.
+// mappings are opened with open, memfds and deleted files through
+// shared.OpenFile.
 func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, open OpenFunc) error {
 	if err := mapVDSO(r, p); err != nil {
 		return err
@@ -28,10 +29,14 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 			continue
 		}
 		var err error
-		if v.ShareOf != nil {
+		if v.Kind == image.KindSysV {
+			if v.Offset == 0 { // the attachment's first mapping
+				err = attachSysV(r, p.VMAs, i)
+			}
+		} else if v.ShareOf != nil {
 			err = shared.mapShared(r, v)
-		} else {
-			err = mapVMA(r, v, open)
+		} else if err = mapVMA(r, v, open, shared); err == nil && v.Kind == image.KindSharedAnon {
+			err = sizeObject(r, v)
 			shared.restoredHome(p.Pid, r, v)
 		}
 		if err != nil {
@@ -43,7 +48,7 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 	}
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
-		if isVDSOKind(v.Kind) || v.ShareOf != nil || v.Prot == mapProt(v) {
+		if isVDSOKind(v.Kind) || (v.Prot == mapProt(v) && v.Kind != image.KindSysV) {
 			continue
 		}
 		if _, err := r.Syscall(unix.SYS_MPROTECT, v.Start, v.End-v.Start, uint64(v.Prot)); err != nil {
@@ -52,6 +57,9 @@ func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, o
 	}
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
+		if err := applyName(r, v); err != nil {
+			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
+		}
 		if err := applyFlags(r, v); err != nil {
 			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
 		}
@@ -74,7 +82,7 @@ func mapProt(v *image.VMA) int {
 
 // mapVMA creates one mapping at its address; MAP_FIXED_NOREPLACE makes a
 // collision an error instead of silently replacing memory.
-func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc) error {
+func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc, shared *Shared) error {
 	flags := unix.MAP_FIXED_NOREPLACE | mmapFlags(v)
 	switch {
 	case v.Shared:
@@ -88,13 +96,18 @@ func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc) error {
 		flags |= unix.MAP_GROWSDOWN
 	}
 	fd := -1
-	if v.Kind == image.KindFile {
+	if v.FileBacked() {
 		oflags := unix.O_RDONLY | unix.O_CLOEXEC
 		if v.OpensWritable() {
 			oflags = unix.O_RDWR | unix.O_CLOEXEC
 		}
 		var err error
-		if fd, err = open(v.Path, oflags); err != nil {
+		if v.Kind == image.KindFile {
+			fd, err = open(v.Path, oflags)
+		} else {
+			fd, err = shared.openFile(r, v, oflags)
+		}
+		if err != nil {
 			return err
 		}
 		defer r.Close(fd)
@@ -139,6 +152,9 @@ func writePages(pid int, p *image.Process, pages []byte) error {
 		return nil
 	}
 	for _, v := range p.VMAs {
+		if v.Kind == image.KindSysV {
+			continue // written into the segment by PrepareSysV
+		}
 		for _, run := range v.Pages {
 			addr, off, n := run.Addr, run.FileOff, int64(run.Count*image.PageSize)
 			for n > 0 {

@@ -15,6 +15,10 @@ import (
 // ErrUnsupported reports a mapping rtcr cannot checkpoint yet.
 var ErrUnsupported = errors.New("not supported yet")
 
+// ErrFileChanged reports a mapped file whose contents may differ from
+// those at the checkpoint.
+var ErrFileChanged = errors.New("mapped file changed since the checkpoint")
+
 // classify turns one line of /proc/PID/smaps into an image VMA (without
 // pages). It returns ok=false for mappings that are never part of an
 // image ([vsyscall]).
@@ -60,6 +64,9 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 			// The shmem object, the same in every sharer, and where in it
 			// this mapping starts.
 			v.Inode, v.Offset = m.Inode, m.Offset
+			if err := shmSize(pid, &v); err != nil {
+				return v, false, fmt.Errorf("%s: %w", where, err)
+			}
 		}
 	default:
 		switch {
@@ -68,12 +75,17 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 		case strings.HasPrefix(m.Path, "[anon_shmem:"):
 			v.Kind = image.KindSharedAnon
 			v.Inode, v.Offset = m.Inode, m.Offset
-		case strings.HasPrefix(m.Path, "/memfd:"):
-			return v, false, fmt.Errorf("%s: memfd mappings: %w", where, ErrUnsupported)
+			if err := shmSize(pid, &v); err != nil {
+				return v, false, fmt.Errorf("%s: %w", where, err)
+			}
 		case strings.HasPrefix(m.Path, "/SYSV"):
-			return v, false, fmt.Errorf("%s: SysV shared memory: %w", where, ErrUnsupported)
+			// The inode number is the shmid (see Shared.sysvMapping).
+			v.Kind, v.Inode, v.Offset = image.KindSysV, m.Inode, m.Offset
+		case strings.HasPrefix(m.Path, "/memfd:"):
+			// The file's identity comes from Shared.dumpFile.
+			v.Kind, v.Offset = image.KindMemfd, m.Offset
 		case strings.HasSuffix(m.Path, " (deleted)"):
-			return v, false, fmt.Errorf("%s: mapping of a deleted file: %w", where, ErrUnsupported)
+			v.Kind, v.Offset = image.KindDeleted, m.Offset
 		case strings.HasPrefix(m.Path, "/"):
 			v.Kind = image.KindFile
 			if err := fileIdentity(pid, m, &v); err != nil {
@@ -87,6 +99,16 @@ func classify(pid int, m procfs.Mapping) (v image.VMA, ok bool, err error) {
 		return v, false, err
 	}
 	return v, true, nil
+}
+
+// shmSize records the size of the shared anonymous memory object v maps.
+func shmSize(pid int, v *image.VMA) error {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End), &st); err != nil {
+		return fmt.Errorf("stat shared memory: %w", err)
+	}
+	v.ShmSize = st.Size
+	return nil
 }
 
 // fileIdentity records which file a mapping shows and checks that the
@@ -105,20 +127,30 @@ func fileIdentity(pid int, m procfs.Mapping, v *image.VMA) error {
 	}
 	v.FileSize = st.Size
 	v.FileMtime = st.Mtim.Nano()
+	v.FileCtime = st.Ctim.Nano()
 	return nil
 }
 
 // CheckFiles verifies, before any process is created, that every file the
-// image maps still exists and that files mapped privately have the size and
-// modification time they had at dump: the pages rtcr did not save are read
-// back from these files.
+// image maps still exists with the size, modification time and change
+// time it had at dump. Pages rtcr did not save (all of a shared mapping,
+// the pages of a private one not yet copied) are the file's own: a file
+// that changed would show different memory, so it is refused naming the
+// file, the mapping and what changed.
+//
+// Size and times are what is dependable without reading the file: a write
+// (write, truncate, a store through a shared mapping) sets mtime and
+// ctime; setting mtime back (touch -d, utimes) sets ctime, which no
+// program can set; since Linux 6.13 tmpfs, ext4, xfs and btrfs give a
+// change made after a stat (the dump's) a fine-grained time, so even a
+// write in the same clock tick as the dump shows. A chmod, chown or link
+// also changes ctime and is refused too: rtcr cannot tell it from a write
+// with mtime set back.
 func CheckFiles(p *image.Process) error {
 	for _, v := range p.VMAs {
 		if v.Kind != image.KindFile {
-			continue
+			continue // memfds and deleted files are restored from the image
 		}
-		// Shared mappings keep their data in the file itself: it may
-		// legitimately have changed. Private ones must match.
 		var st unix.Stat_t
 		if err := unix.Stat(v.Path, &st); err != nil {
 			if errors.Is(err, syscall.ENOENT) {
@@ -126,9 +158,22 @@ func CheckFiles(p *image.Process) error {
 			}
 			return fmt.Errorf("mapping %#x-%#x: stat %s: %w", v.Start, v.End, v.Path, err)
 		}
-		if !v.Shared && (st.Size != v.FileSize || st.Mtim.Nano() != v.FileMtime) {
-			return fmt.Errorf("mapping %#x-%#x: file %s changed since the checkpoint (size %d, was %d; mtime %d, was %d)",
-				v.Start, v.End, v.Path, st.Size, v.FileSize, st.Mtim.Nano(), v.FileMtime)
+		var what []string
+		if st.Size != v.FileSize {
+			what = append(what, fmt.Sprintf("size %d, was %d", st.Size, v.FileSize))
+		}
+		if st.Mtim.Nano() != v.FileMtime {
+			what = append(what, fmt.Sprintf("mtime %d, was %d", st.Mtim.Nano(), v.FileMtime))
+		}
+		if v.FileCtime != 0 && st.Ctim.Nano() != v.FileCtime {
+			what = append(what, fmt.Sprintf("ctime %d, was %d", st.Ctim.Nano(), v.FileCtime))
+		}
+		if len(what) > 0 {
+			how := "private"
+			if v.Shared {
+				how = "shared"
+			}
+			return fmt.Errorf("%s mapping %#x-%#x: file %s (%s): %w", how, v.Start, v.End, v.Path, strings.Join(what, "; "), ErrFileChanged)
 		}
 	}
 	return nil

@@ -61,7 +61,7 @@ func checkFlags(m procfs.Mapping, v *image.VMA, where string) error {
 			// Private mappings always may write (copy-on-write); a
 			// shared file mapping may only if its file was open for
 			// writing: restore then opens it read-write too.
-			if v.Kind == image.KindFile && v.Shared && v.Prot&unix.PROT_WRITE == 0 {
+			if (v.FileBacked() || v.Kind == image.KindSysV) && v.Shared && v.Prot&unix.PROT_WRITE == 0 {
 				v.VmFlags = append(v.VmFlags, f)
 			}
 		case madvices[f] != 0 || f == image.VmLocked || f == image.VmLockOnFault || f == image.VmNoReserve || f == image.VmDroppable:
