@@ -298,6 +298,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 	}
 	memStart := time.Now()
 	fds, shared := files.NewRestorer(), mem.NewShared()
+	defer fds.DropNetwork()
 	for _, pr := range procs {
 		if err := pr.fill(fds, shared); err != nil {
 			return err
@@ -314,6 +315,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		if err := pr.finish(); err != nil {
 			return err
 		}
+	}
+	// The TCP connections leave repair mode and the network lock of the
+	// dump goes: packets flow again, to the restored sockets.
+	if err := procs[0].step("network unlock", func() error { return fds.FinishNetwork(c.NetLock) }); err != nil {
+		return err
 	}
 	// Children first, the root last: if rtcr dies in between, the root
 	// dies with it (PTRACE_O_EXITKILL), and with the init of a new pid

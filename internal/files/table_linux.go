@@ -78,6 +78,9 @@ type Restorer struct {
 	// socks holds each recreated socket pair by the lower inode of its
 	// two sockets at dump.
 	socks map[uint64]sockHome
+	// inet holds rtcr's copies of the restored TCP connections, in
+	// repair mode until FinishNetwork, by inode at dump.
+	inet map[uint64]*heldConn
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -108,6 +111,7 @@ var kinds = []struct {
 	{image.FDTimerfd, timerfdKind},
 	{image.FDSignalfd, signalfdKind},
 	{image.FDUnixPair, unixPairKind},
+	{image.FDInet, inetKind},
 }
 
 func kindOf(name string) (*kind, error) {
@@ -154,6 +158,8 @@ type Tree struct {
 	// sockets holds the inodes of the sockets the tree holds; socksSaved
 	// those whose state is saved already.
 	sockets, socksSaved map[uint64]bool
+	// inet is the network lock and the TCP connections held (LockNetwork).
+	inet *inetTree
 }
 
 // NewTree scans the fds of the processes pids of one tree.

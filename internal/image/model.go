@@ -38,6 +38,11 @@ type Checkpoint struct {
 	// Processes are the dumped processes, parents before children; the
 	// first is the root.
 	Processes []Process
+	// NetLock names the nftables table (family inet) that drops the
+	// packets of the tree's TCP connections and listening ports since the
+	// dump killed the tree; restore deletes it once the sockets are back
+	// (see NetLockName). Empty: no lock.
+	NetLock string `json:",omitempty"`
 }
 
 // Clocks are clock readings in nanoseconds.
@@ -276,6 +281,8 @@ type FD struct {
 	SigMask uint64 `json:",omitempty"`
 	// Unix socketpair fds: the socket and its peer.
 	Sock *UnixSock `json:",omitempty"`
+	// TCP and UDP socket fds: the socket's addresses, state and options.
+	Inet *InetSock `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
