@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,10 +53,16 @@ func rtcrTables(t *testing.T) []string {
 }
 
 // stream is one client connection sending numbered requests, four at a
-// time, and checking each reply ("N N*7 padding").
+// time, and checking each reply ("N N*7 padding"). A bulk stream asks
+// for 400 replies at a time ("bulk N") and reads them slowly through a
+// small receive buffer, which keeps the server's send queue full; it
+// counts a batch per 40 replies.
 type stream struct {
 	c       net.Conn
+	bulk    bool
 	next    int64
+	ahead   int64       // bulk: the next request to send
+	hold    atomic.Bool // stop reading for now
 	batches atomic.Int64
 	err     error
 }
@@ -73,14 +80,34 @@ func (s *stream) run(stop <-chan struct{}, wg *sync.WaitGroup) {
 		// after it, take seconds on a busy machine.
 		_ = s.c.SetDeadline(time.Now().Add(60 * time.Second))
 		var req strings.Builder
-		for i := int64(0); i < 4; i++ {
-			fmt.Fprintf(&req, "%d\n", s.next+i)
+		n := int64(4)
+		if s.bulk {
+			// One request ahead of the one read: the server always
+			// has replies to send.
+			n = 400
+			if s.ahead == 0 {
+				s.ahead = s.next
+			}
+			for s.ahead <= s.next+n {
+				fmt.Fprintf(&req, "bulk %d\n", s.ahead)
+				s.ahead += n
+			}
+		} else {
+			for i := int64(0); i < n; i++ {
+				fmt.Fprintf(&req, "%d\n", s.next+i)
+			}
 		}
 		if _, err := s.c.Write([]byte(req.String())); err != nil {
 			s.err = fmt.Errorf("write request %d: %w", s.next, err)
 			return
 		}
-		for i := int64(0); i < 4; i++ {
+		for i := int64(0); i < n; i++ {
+			if s.bulk && i%4 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			for s.hold.Load() {
+				time.Sleep(time.Millisecond)
+			}
 			line, err := r.ReadString('\n')
 			if err != nil {
 				s.err = fmt.Errorf("read reply %d: %w", s.next, err)
@@ -92,8 +119,13 @@ func (s *stream) run(stop <-chan struct{}, wg *sync.WaitGroup) {
 				return
 			}
 			s.next++
+			if s.bulk && i%40 == 39 {
+				s.batches.Add(1)
+			}
 		}
-		s.batches.Add(1)
+		if !s.bulk {
+			s.batches.Add(1)
+		}
 	}
 }
 
@@ -118,17 +150,24 @@ func waitBatches(t *testing.T, ss []*stream, n int64, timeout time.Duration) {
 	}
 }
 
-// startStreams connects n clients to addr and starts them.
-func startStreams(t *testing.T, addr string, n int) ([]*stream, func()) {
+// startStreams connects n clients to addr, the last bulk of them bulk
+// streams, and starts them.
+func startStreams(t *testing.T, addr string, n, bulk int) ([]*stream, func()) {
 	t.Helper()
 	var ss []*stream
 	for i := 0; i < n; i++ {
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		d := net.Dialer{Timeout: 10 * time.Second}
+		if i >= n-bulk {
+			d.Control = func(network, address string, c syscall.RawConn) error {
+				return c.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 8192) })
+			}
+		}
+		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		ss = append(ss, &stream{c: c, next: int64(i) * 1000000})
+		ss = append(ss, &stream{c: c, bulk: i >= n-bulk, next: int64(i) * 1000000})
 	}
 	stop := make(chan struct{})
 	wg := &sync.WaitGroup{}
@@ -163,21 +202,47 @@ func TestTCPServerRoundTrip(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			tg := start(t, bin, "trigger", tc.mode)
 			addr := net.JoinHostPort(tc.host, strconv.Itoa(serverPort(t, tg)))
-			ss, stop := startStreams(t, addr, 3)
+			ss, stop := startStreams(t, addr, 4, 1)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+			// A fifth connection whose requests wait unread in the
+			// server's receive queue until the trigger.
+			paused, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer paused.Close()
+			if _, err := paused.Write([]byte("pause\n")); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if _, err := paused.Write([]byte("5\n6\n")); err != nil {
+				t.Fatal(err)
+			}
 			waitBatches(t, ss, 20, 30*time.Second)
+			// The bulk stream stops reading until after the restore:
+			// the server's send queue is full at the dump.
+			ss[3].hold.Store(true)
+			time.Sleep(300 * time.Millisecond)
 			dir := tg.dump(false)
 			c, err := image.ReadManifest(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			conns := 0
+			conns, rcvq, unsent := 0, 0, 0
 			for _, fd := range c.Processes[0].FDs {
-				if fd.Inet != nil && fd.Inet.TCP != nil {
+				if tc := fd.Inet; tc != nil && tc.TCP != nil {
 					conns++
+					rcvq += len(tc.TCP.RcvQueue)
+					unsent += tc.TCP.Unsent
+					t.Logf("fd %d: send queue %d bytes (%d unsent), receive queue %d bytes, options %#x, mss %d", fd.Num, len(tc.TCP.SndQueue), tc.TCP.Unsent, len(tc.TCP.RcvQueue), tc.TCP.Options, tc.TCP.MSS)
 				}
 			}
-			if conns != 3 || c.NetLock == "" || !netlock.Exists(c.NetLock) {
+			// The paused connection's requests are in a receive queue,
+			// the bulk stream's replies in a send queue.
+			if rcvq < 4 || unsent == 0 {
+				t.Fatalf("image: %d bytes in receive queues, %d unsent: the test did not fill the queues", rcvq, unsent)
+			}
+			if conns != 5 || c.NetLock == "" || !netlock.Exists(c.NetLock) {
 				t.Fatalf("image: %d established connections, network lock %q (exists %v)", conns, c.NetLock, c.NetLock != "" && netlock.Exists(c.NetLock))
 			}
 			time.Sleep(500 * time.Millisecond) // the streams send into the lock
@@ -185,13 +250,25 @@ func TestTCPServerRoundTrip(t *testing.T) {
 			if netlock.Exists(c.NetLock) {
 				t.Errorf("network lock %s still there after the restore", c.NetLock)
 			}
+			ss[3].hold.Store(false)
 			waitBatches(t, ss, 30, 90*time.Second)
 			// The listening socket accepts a new connection.
-			more, _ := startStreams(t, addr, 1)
+			more, stopMore := startStreams(t, addr, 1, 0)
 			waitBatches(t, more, 2, 30*time.Second)
 			tg.fire()
 			testutil.WaitForFile(t, tg.out, "OK\n", 10*time.Second)
+			// The requests that waited in the receive queue are answered.
+			_ = paused.SetDeadline(time.Now().Add(30 * time.Second))
+			r := bufio.NewReader(paused)
+			for _, want := range []string{"5 35 ", "6 42 "} {
+				line, err := r.ReadString('\n')
+				if err != nil || !strings.HasPrefix(line, want) {
+					t.Fatalf("paused connection: reply %.20q, %v; want %q…", line, err, want)
+				}
+			}
+			paused.Close()
 			stop()
+			stopMore()
 			for _, s := range append(ss, more...) {
 				s.c.Close()
 			}
@@ -212,12 +289,13 @@ func TestTCPLeaveRunning(t *testing.T) {
 	requireNft(t)
 	tg := start(t, testutil.BuildC(t, "tcpserver", false), "trigger", "tcp4")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(serverPort(t, tg)))
-	ss, stop := startStreams(t, addr, 3)
+	ss, stop := startStreams(t, addr, 4, 1)
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	waitBatches(t, ss, 20, 30*time.Second)
+	before := rtcrTables(t)
 	tg.dump(true)
-	if l := rtcrTables(t); len(l) > 0 {
-		t.Errorf("network lock tables left: %v", l)
+	if l := rtcrTables(t); len(l) > len(before) {
+		t.Errorf("network lock tables left: %v (before the dump: %v)", l, before)
 	}
 	pidfd, err := unix.PidfdOpen(tg.pid, 0)
 	if err != nil {
@@ -242,8 +320,8 @@ func TestTCPLeaveRunning(t *testing.T) {
 		}
 		unix.Close(fd)
 	}
-	if checked != 4 {
-		t.Errorf("checked %d TCP sockets, want 4", checked)
+	if checked != 5 {
+		t.Errorf("checked %d TCP sockets, want 5", checked)
 	}
 	waitBatches(t, ss, 30, 60*time.Second)
 	tg.fire()
@@ -291,7 +369,7 @@ func TestUDPRoundTrip(t *testing.T) {
 	tg.restore(dir)
 	echo("after")
 	tg.fire()
-	if code := tg.wait(10*time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("exit %d, output:\n%s", code, tg.output())
 	}
 }
@@ -346,12 +424,12 @@ func TestInetRefused(t *testing.T) {
 			if tc.args[0] == "udpqueued" {
 				time.Sleep(100 * time.Millisecond) // the datagram arrives
 			}
+			before := rtcrTables(t)
 			tg.dumpRefused(tc.want...)
-			if l := rtcrTables(t); len(l) > 0 {
-				t.Errorf("network lock tables left after a refused dump: %v", l)
+			if l := rtcrTables(t); len(l) > len(before) {
+				t.Errorf("network lock tables left after a refused dump: %v (before: %v)", l, before)
 			}
 			tg.runsOnOK()
 		})
 	}
 }
-

@@ -3,14 +3,19 @@
 //
 // Protocol: tcpserver TRIGGER MODE [ARG]
 //   tcp4, tcp6: listens on 127.0.0.1 (::1) port 0 (SO_REUSEADDR, backlog
-//     7; tcp6 with IPV6_V6ONLY), prints "port N\n", accepts 3
+//     7; tcp6 with IPV6_V6ONLY), prints "port N\n", accepts 4
 //     connections, gives each TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE 77,
 //     TCP_KEEPINTVL 13, TCP_KEEPCNT 4, SO_RCVTIMEO 5.25 s, SO_LINGER
 //     {1, 3}, SO_SNDBUF 96 KiB, and prints "ready\n". Then it serves:
 //     every request line "N\n" on a connection gets the reply
-//     "N <N*7> <padding of 600 x>\n"; a connection accepted later is
-//     served the same way. Once TRIGGER exists it checks (from inside)
-//     every option above on the 3 first connections and the listener's
+//     "N <N*7> <padding of 600 x>\n", and "bulk N\n" the 400 replies to
+//     N … N+399 (about 250 KiB: the client reading them slowly keeps
+//     the server's send queue full); replies are written without
+//     blocking as the socket takes them; after "pause\n" it reads nothing
+//     more from that connection until TRIGGER exists (what the client
+//     sends meanwhile waits in the receive queue). A connection accepted
+//     later is served the same way. Once TRIGGER exists it checks (from inside)
+//     every option above on the 4 first connections and the listener's
 //     SO_REUSEADDR (and IPV6_V6ONLY), prints "OK\n" or "FAIL: ...\n",
 //     and exits (0 or 1) once every connection was closed by the client.
 //   udp ARG: a UDP socket bound to 127.0.0.1 port 0 and connected to
@@ -49,6 +54,7 @@ static void die(const char *what)
 }
 
 static int fails;
+static struct timeval rcvtimeo; // as read back after setting it (jiffies)
 
 static void bad(const char *what, int fd, long got, long want)
 {
@@ -104,12 +110,33 @@ static int listener(int family)
 }
 
 #define MAXC 16
+#define OUTCAP (8 << 20)
 
+// conn is one accepted connection: its unparsed input and its output
+// not written yet (written with MSG_DONTWAIT when the socket takes it).
 struct conn {
 	int fd;
 	char buf[4096];
 	int n;
+	char *out;
+	long head, tail;
+	int paused; // "pause" read: the rest waits for the trigger
 };
+
+static void put(struct conn *c, const char *b, int n)
+{
+	if (c->tail + n > OUTCAP) {
+		memmove(c->out, c->out + c->head, c->tail - c->head);
+		c->tail -= c->head;
+		c->head = 0;
+	}
+	if (c->tail + n > OUTCAP) {
+		printf("FAIL: output buffer full\n");
+		exit(1);
+	}
+	memcpy(c->out + c->tail, b, n);
+	c->tail += n;
+}
 
 static void setopts(int c)
 {
@@ -121,6 +148,8 @@ static void setopts(int c)
 	struct timeval tv = {5, 250000};
 	if (setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
 		die("SO_RCVTIMEO");
+	socklen_t l = sizeof(rcvtimeo);
+	getsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, &l);
 	struct linger lg = {1, 3};
 	if (setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
 		die("SO_LINGER");
@@ -142,8 +171,8 @@ static void checkopts(int c)
 	struct timeval tv;
 	socklen_t l = sizeof(tv);
 	getsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, &l);
-	if (tv.tv_sec != 5 || tv.tv_usec != 250000)
-		bad("SO_RCVTIMEO usec", c, tv.tv_sec * 1000000 + tv.tv_usec, 5250000);
+	if (tv.tv_sec != rcvtimeo.tv_sec || tv.tv_usec != rcvtimeo.tv_usec || tv.tv_sec != 5)
+		bad("SO_RCVTIMEO usec", c, tv.tv_sec * 1000000 + tv.tv_usec, rcvtimeo.tv_sec * 1000000 + rcvtimeo.tv_usec);
 	struct linger lg;
 	l = sizeof(lg);
 	getsockopt(c, SOL_SOCKET, SO_LINGER, &lg, &l);
@@ -154,13 +183,13 @@ static void checkopts(int c)
 static void serve(int family)
 {
 	int l = listener(family);
-	struct conn cs[MAXC];
+	static struct conn cs[MAXC];
 	int nc = 0, first = 0;
-	for (; nc < 3; nc++) {
+	for (; nc < 4; nc++) {
 		cs[nc].fd = accept(l, NULL, NULL);
 		if (cs[nc].fd < 0)
 			die("accept");
-		cs[nc].n = 0;
+		cs[nc].out = malloc(OUTCAP);
 		setopts(cs[nc].fd);
 	}
 	first = nc;
@@ -187,7 +216,7 @@ static void serve(int family)
 			exit(fails ? 1 : 0);
 		struct pollfd p[MAXC + 1];
 		for (int i = 0; i < nc; i++)
-			p[i] = (struct pollfd){.fd = cs[i].fd, .events = POLLIN};
+			p[i] = (struct pollfd){.fd = cs[i].fd, .events = (cs[i].paused && !checked ? 0 : POLLIN) | (cs[i].tail > cs[i].head ? POLLOUT : 0)};
 		p[nc] = (struct pollfd){.fd = l, .events = POLLIN};
 		int r = poll(p, nc + 1, 10);
 		if (r < 0 && errno != EINTR)
@@ -198,18 +227,39 @@ static void serve(int family)
 			cs[nc].fd = accept(l, NULL, NULL);
 			if (cs[nc].fd >= 0) {
 				cs[nc].n = 0;
+				cs[nc].out = malloc(OUTCAP);
 				nc++;
 				open++;
 			}
 		}
 		for (int i = 0; i < nc; i++) {
 			struct conn *c = &cs[i];
-			if (c->fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (c->fd < 0)
+				continue;
+			if (p[i].revents & POLLOUT && c->tail > c->head) {
+				int w = send(c->fd, c->out + c->head, c->tail - c->head, MSG_DONTWAIT | MSG_NOSIGNAL);
+				if (w < 0 && errno != EAGAIN && errno != EINTR) {
+					if (!checked) {
+						printf("FAIL: send on fd %d: %s\n", c->fd, strerror(errno));
+						fflush(stdout);
+						exit(1);
+					}
+					// The client closed it at the end with
+					// replies unread (a reset then is right).
+					close(c->fd);
+					c->fd = -1;
+					open--;
+					continue;
+				}
+				if (w > 0)
+					c->head += w;
+			}
+			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)) || (c->paused && !checked))
 				continue;
 			usleep(300); // let requests queue up
 			int k = read(c->fd, c->buf + c->n, sizeof(c->buf) - c->n);
 			if (k <= 0) {
-				if (k < 0)
+				if (k < 0 && !checked) // at the end the client may close with replies unread
 					printf("FAIL: read on fd %d: %s\n", c->fd, strerror(errno)), fails++;
 				close(c->fd);
 				c->fd = -1;
@@ -220,19 +270,20 @@ static void serve(int family)
 			char *nl;
 			while ((nl = memchr(c->buf, '\n', c->n))) {
 				*nl = 0;
-				long v = atol(c->buf);
 				char out[800];
-				int m = snprintf(out, sizeof(out), "%ld %ld %s\n", v, v * 7, pad);
-				for (int off = 0; off < m;) {
-					int w = write(c->fd, out + off, m - off);
-					if (w < 0) {
-						if (errno == EINTR)
-							continue;
-						printf("FAIL: write on fd %d: %s\n", c->fd, strerror(errno));
-						fflush(stdout);
-						exit(1);
+				if (!strcmp(c->buf, "pause")) {
+					c->paused = 1;
+				} else if (!strncmp(c->buf, "bulk ", 5)) {
+					// "bulk FROM": 400 lines "FROM+i <padding>\n".
+					long from = atol(c->buf + 5);
+					for (long v = from; v < from + 400; v++) {
+						int m = snprintf(out, sizeof(out), "%ld %ld %s\n", v, v * 7, pad);
+						put(c, out, m);
 					}
-					off += w;
+				} else {
+					long v = atol(c->buf);
+					int m = snprintf(out, sizeof(out), "%ld %ld %s\n", v, v * 7, pad);
+					put(c, out, m);
 				}
 				int rest = c->n - (nl + 1 - c->buf);
 				memmove(c->buf, nl + 1, rest);

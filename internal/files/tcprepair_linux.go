@@ -146,8 +146,8 @@ func peekRepairQueue(fd, q, n int) (uint32, []byte, error) {
 	return uint32(seq), buf[:n], nil
 }
 
-// restoreRepair makes fd (new, in repair mode, options set) the
-// established connection s: sequence numbers, bind, connect, negotiated
+// restoreRepair makes fd (new, in repair mode, options set, bound) the
+// established connection s: sequence numbers, connect, negotiated
 // options, timestamp, queues, windows. It stays in repair mode
 // (FinishNetwork ends it).
 func restoreRepair(fd int, s *image.InetSock) error {
@@ -157,9 +157,6 @@ func restoreRepair(fd int, s *image.InetSock) error {
 	}
 	if err := setQueueSeq(fd, tcpSendQueue, t.SndSeq-uint32(len(t.SndQueue))); err != nil {
 		return err
-	}
-	if err := unix.Bind(fd, sockaddr(s.Family, s.Local)); err != nil {
-		return fmt.Errorf("bind: %w", err)
 	}
 	if err := unix.Connect(fd, sockaddr(s.Family, s.Remote)); err != nil {
 		return fmt.Errorf("connect (repair): %w", err)
@@ -200,7 +197,7 @@ func restoreRepair(fd int, s *image.InetSock) error {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP); err != nil {
 			return fmt.Errorf("TCP_REPAIR off: %w", err)
 		}
-		if err := sendAll(fd, t.SndQueue[sent:]); err != nil {
+		if err := sendAll(fd, t.SndQueue[sent:], false); err != nil {
 			return fmt.Errorf("unsent bytes: %w", err)
 		}
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
@@ -229,17 +226,39 @@ func fillQueue(fd, q int, b []byte) error {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, q); err != nil {
 		return fmt.Errorf("TCP_REPAIR_QUEUE %d: %w", q, err)
 	}
-	return sendAll(fd, b)
+	return sendAll(fd, b, q == tcpRecvQueue)
 }
 
 // sendAll sends b on fd without blocking, in chunks the kernel can
-// allocate (halved on ENOMEM, as CRIU does).
-func sendAll(fd int, b []byte) error {
-	chunk := 256 << 10
+// allocate (halved on ENOMEM, as CRIU does). The bytes were in the
+// queue at dump, but the kernel may count them as more memory now: when
+// the buffer (SO_SNDBUF, or SO_RCVBUF for the receive queue in repair
+// mode) is full, it is raised (SO_*BUFFORCE) for the time of the sends
+// and set back after.
+func sendAll(fd int, b []byte, rcv bool) error {
+	opt, force := unix.SO_SNDBUF, unix.SO_SNDBUFFORCE
+	if rcv {
+		opt, force = unix.SO_RCVBUF, unix.SO_RCVBUFFORCE
+	}
+	chunk, raised := 256<<10, -1
+	defer func() {
+		if raised >= 0 {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, raised/2)
+		}
+	}()
 	for len(b) > 0 {
 		n, err := unix.SendmsgN(fd, b[:min(chunk, len(b))], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		if errors.Is(err, unix.ENOMEM) && chunk > 1024 {
 			chunk /= 2
+			continue
+		}
+		if (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOMEM)) && raised < 0 {
+			if raised, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt); err != nil {
+				return fmt.Errorf("getsockopt buffer size: %w", err)
+			}
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, raised+4*len(b)); err != nil {
+				return fmt.Errorf("raise the buffer for %d bytes: %w", len(b), err)
+			}
 			continue
 		}
 		if err != nil {
