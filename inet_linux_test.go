@@ -245,7 +245,12 @@ func TestTCPServerRoundTrip(t *testing.T) {
 			if conns != 5 || c.NetLock == "" || !netlock.Exists(c.NetLock) {
 				t.Fatalf("image: %d established connections, network lock %q (exists %v)", conns, c.NetLock, c.NetLock != "" && netlock.Exists(c.NetLock))
 			}
-			time.Sleep(500 * time.Millisecond) // the streams send into the lock
+			// A request sent while the server is down goes into the
+			// lock (without it, the kernel would answer it with a reset).
+			if _, err := paused.Write([]byte("7\n")); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
 			tg.restore(dir)
 			if netlock.Exists(c.NetLock) {
 				t.Errorf("network lock %s still there after the restore", c.NetLock)
@@ -260,7 +265,7 @@ func TestTCPServerRoundTrip(t *testing.T) {
 			// The requests that waited in the receive queue are answered.
 			_ = paused.SetDeadline(time.Now().Add(30 * time.Second))
 			r := bufio.NewReader(paused)
-			for _, want := range []string{"5 35 ", "6 42 "} {
+			for _, want := range []string{"5 35 ", "6 42 ", "7 49 "} {
 				line, err := r.ReadString('\n')
 				if err != nil || !strings.HasPrefix(line, want) {
 					t.Fatalf("paused connection: reply %.20q, %v; want %q…", line, err, want)

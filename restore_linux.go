@@ -12,6 +12,7 @@ import (
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/netlock"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/run"
@@ -59,6 +60,9 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	stats.Total = time.Since(start)
 	if err != nil {
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
+		if c.NetLock != "" && netlock.Exists(c.NetLock) {
+			err = fmt.Errorf("%w (the network lock of the image stays for another try: `nft delete table inet %s` drops it)", err, c.NetLock)
+		}
 		return nil, err
 	}
 	log.Info("restore done", "pid", root, "host_pid", stats.Pid, "took", stats.Total.Round(time.Microsecond), "bytes", stats.PageBytes)

@@ -64,9 +64,14 @@ var refusedOpts = []struct {
 // covers, and rtcr's copies of the established connections, kept until
 // the tree is released or killed.
 type inetTree struct {
-	lock   string
-	locked map[uint64]bool
-	held   map[uint64]*heldConn
+	lock        string
+	locked      map[uint64]bool
+	established bool // some socket locked is an established connection
+	held        map[uint64]*heldConn
+	// saved holds the state of each socket dumped (by inode): the
+	// other fds on it (dup, fork) share it.
+	saved map[uint64]*image.InetSock
+	descs map[uint64]string
 }
 
 // heldConn is rtcr's copy of an established connection of the tree and
@@ -195,7 +200,7 @@ func sockaddr(family int, a image.InetAddr) unix.Sockaddr {
 // packet changes a connection between the reading of its state and the
 // end of the dump. It returns the table's name, "" when none was needed.
 func (t *Tree) LockNetwork(pids []int, name string) (string, error) {
-	t.inet = &inetTree{locked: map[uint64]bool{}, held: map[uint64]*heldConn{}}
+	t.inet = &inetTree{locked: map[uint64]bool{}, held: map[uint64]*heldConn{}, saved: map[uint64]*image.InetSock{}, descs: map[uint64]string{}}
 	var conns []netlock.Conn
 	for _, pid := range pids {
 		pidfd, err := unix.PidfdOpen(pid, 0)
@@ -209,6 +214,11 @@ func (t *Tree) LockNetwork(pids []int, name string) (string, error) {
 		}
 	}
 	if len(conns) == 0 {
+		return "", nil
+	}
+	if !netlock.Available() && !t.inet.established {
+		// Listening and UDP ports only: without nft they go unlocked
+		// (a client may be refused while the tree is down).
 		return "", nil
 	}
 	if err := netlock.Lock(name, conns); err != nil {
@@ -243,6 +253,7 @@ func (t *Tree) lockConns(pid, pidfd int, conns *[]netlock.Conn) error {
 		switch {
 		case c.proto == unix.IPPROTO_TCP && c.state == image.TCPEstablished:
 			conn.Remote = unmap(c.remote)
+			t.inet.established = true
 		case c.proto == unix.IPPROTO_TCP && c.state == image.TCPListen, c.proto == unix.IPPROTO_UDP && c.local.Port() != 0:
 		default:
 			continue
@@ -321,6 +332,10 @@ func repairOff(fd, reuse int, probe bool) error {
 func dumpInet(s *fdState) (image.FD, bool, error) {
 	if s.st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		return image.FD{}, false, nil
+	}
+	if t := s.tree.inet; t != nil && t.saved[s.st.Ino] != nil {
+		sk := t.saved[s.st.Ino]
+		return image.FD{Flags: s.info.Flags, Desc: s.link + " " + t.descs[s.st.Ino], Inet: sk}, true, nil
 	}
 	dup, err := s.copy()
 	if err != nil {
@@ -401,6 +416,9 @@ func dumpInet(s *fdState) (image.FD, bool, error) {
 		keep = true
 	default:
 		return image.FD{}, false, fmt.Errorf("%s: TCP socket in state %s (only ESTABLISHED, LISTEN and unconnected CLOSE are saved): %w", what, stateName(c.state), ErrUnsupported)
+	}
+	if t := s.tree.inet; t != nil {
+		t.saved[s.st.Ino], t.descs[s.st.Ino] = sk, what
 	}
 	return fd, true, nil
 }
@@ -574,9 +592,9 @@ func restoreInet(c *restoreCtx, fd int, s *image.InetSock) error {
 			return fmt.Errorf("setsockopt %s: %w", spec.Name, err)
 		}
 	}
-	if s.TCP == nil {
-		// Bound with SO_REUSEADDR for the time of bind and listen: the
-		// dumped tree's own sockets may still hold the port.
+	if s.TCP == nil && s.Type == unix.SOCK_STREAM {
+		// Bound with SO_REUSEADDR for the time of bind and listen:
+		// connections closed earlier may hold the port in TIME_WAIT.
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 			return fmt.Errorf("setsockopt SO_REUSEADDR: %w", err)
 		}

@@ -75,6 +75,12 @@ func ipKw(a netip.Addr) string {
 	return "ip6"
 }
 
+// Available reports whether the nft command is installed.
+func Available() bool {
+	_, err := exec.LookPath("nft")
+	return err == nil
+}
+
 // Unlock deletes table name; a table that is gone already is no error.
 func Unlock(name string) error {
 	if !Exists(name) {
