@@ -228,6 +228,7 @@ func TestTCPServerRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { _ = netlock.Unlock(c.NetLock) }) // a failed test's
 			conns, rcvq, unsent := 0, 0, 0
 			for _, fd := range c.Processes[0].FDs {
 				if tc := fd.Inet; tc != nil && tc.TCP != nil {
