@@ -381,8 +381,9 @@ func TestUDPRoundTrip(t *testing.T) {
 }
 
 // TestInetRefused: a listening socket with a connection not accepted
-// yet, a connection in CLOSE_WAIT, a UDP socket with a datagram queued
-// and a socket of another network namespace are refused naming the fd
+// yet, a connection in CLOSE_WAIT, a UDP socket with a datagram queued,
+// a socket of another network namespace and one with SO_MARK set (an
+// option rtcr does not restore) are refused naming the fd
 // and the reason; the server runs on, and no network lock is left.
 func TestInetRefused(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -419,6 +420,7 @@ func TestInetRefused(t *testing.T) {
 			}
 		}, []string{"fd 3 (", "datagrams queued"}},
 		{[]string{"netns"}, nil, []string{"fd 4 (", "network namespace"}},
+		{[]string{"mark"}, nil, []string{"fd 3 (", "SO_MARK"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args[0], func(t *testing.T) {

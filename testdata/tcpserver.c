@@ -29,6 +29,7 @@
 //   udpqueued ARG: as udp, but never reads.
 //   netns: a UDP socket made in a new network namespace (the process
 //     stays in its own).
+//   mark: a UDP socket with SO_MARK 5.
 // For the refused modes it exits 0 with "OK\n" once TRIGGER exists.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -385,6 +386,11 @@ int main(int argc, char **argv)
 		int c = accept(l, NULL, NULL);
 		struct pollfd p = {.fd = c, .events = POLLRDHUP};
 		poll(&p, 1, -1);
+		waittrigger();
+	}
+	if (!strcmp(mode, "mark")) {
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+		seti(s, SOL_SOCKET, SO_MARK, 5);
 		waittrigger();
 	}
 	if (!strcmp(mode, "netns")) {
