@@ -99,13 +99,25 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	}
 	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
 	kill := false
+	var fds *files.Tree
 	defer func() {
 		if err != nil {
 			log.Error("dump failed, releasing the tree", "pid", opts.Pid, "err", err)
 		}
 		released := time.Now()
+		// TCP connections leave repair mode and the network lock goes
+		// before a tree runs on; a killed tree's connections close in
+		// repair mode once the kill is done, and the lock stays.
+		if !kill && fds != nil {
+			if nerr := fds.ReleaseNetwork(false); nerr != nil && err == nil {
+				err = fmt.Errorf("dump %d: %w", opts.Pid, nerr)
+			}
+		}
 		if kill {
 			f.Kill()
+			if nerr := fds.ReleaseNetwork(true); nerr != nil && err == nil {
+				err = fmt.Errorf("dump %d: %w", opts.Pid, nerr)
+			}
 		} else if rerr := f.Release(); rerr != nil && err == nil {
 			err = fmt.Errorf("dump %d: release: %w", opts.Pid, rerr)
 		}
@@ -129,9 +141,20 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			live = append(live, pid)
 		}
 	}
-	fds, err := files.NewTree(live)
+	fds, err = files.NewTree(live)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	lockStart := time.Now()
+	lock, err := fds.LockNetwork(live, image.NetLockName(stage.Gen))
+	if err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	if lock != "" {
+		logStep(log, root, "network lock", time.Since(lockStart), "table", "inet "+lock)
+		if !opts.LeaveRunning {
+			c.NetLock = lock
+		}
 	}
 	shared := mem.NewShared()
 	shared.DumpFile = fds.DumpMapped
@@ -168,6 +191,14 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	manifest := newStepTimer(log, root)
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
+	}
+	if !opts.LeaveRunning {
+		// Before the commit: the kill must close the connections
+		// without a packet (repair mode), and a failure here still
+		// leaves the tree running.
+		if err := fds.RepairForKill(); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
 	}
 	if err := stage.WriteManifest(c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)

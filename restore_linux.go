@@ -12,6 +12,7 @@ import (
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/netlock"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/run"
@@ -68,6 +69,9 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	if err != nil {
 		sysv.Undo()
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
+		if c.NetLock != "" && netlock.Exists(c.NetLock) {
+			err = fmt.Errorf("%w (the network lock of the image stays for another try: `nft delete table inet %s` drops it)", err, c.NetLock)
+		}
 		return nil, err
 	}
 	log.Info("restore done", "pid", root, "host_pid", stats.Pid, "took", stats.Total.Round(time.Microsecond), "bytes", stats.PageBytes)
@@ -315,6 +319,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 	memStart := time.Now()
 	shared := mem.NewShared()
 	shared.OpenFile = fds.OpenMapped
+	defer fds.DropNetwork()
 	for _, pr := range procs {
 		if err := pr.fill(fds, shared); err != nil {
 			return err
@@ -339,6 +344,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, o
 		if err := pr.finish(); err != nil {
 			return err
 		}
+	}
+	// The TCP connections leave repair mode and the network lock of the
+	// dump goes: packets flow again, to the restored sockets.
+	if err := procs[0].step("network unlock", func() error { return fds.FinishNetwork(c.NetLock) }); err != nil {
+		return err
 	}
 	// Children first, the root last: if rtcr dies in between, the root
 	// dies with it (PTRACE_O_EXITKILL), and with the init of a new pid

@@ -1,11 +1,11 @@
 // unsupported: holds an fd of a kind rtcr does not support (yet) and counts.
 //
-// Exercises: a dump that must fail cleanly (a UDP socket is open)
+// Exercises: a dump that must fail cleanly (a netlink socket is open)
 // and leave the target running undisturbed.
 //
 // Protocol: unsupported
-// Creates a UDP socket (AF_INET, SOCK_DGRAM, unbound; unix socket pairs
-// held in the tree are supported now), writes
+// Creates a netlink socket (AF_NETLINK, NETLINK_ROUTE; unix socket pairs
+// held in the tree and TCP/UDP sockets are supported now), writes
 // "ready\n" to stdout, then behaves like counter with a 10 ms interval:
 // writes "%d\n" of n = 0, 1, 2, ... forever. Tests check that after the
 // failed dump the numbers keep increasing by one with no gap.
@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/netlink.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,7 +42,7 @@ int main(void)
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = 10 * 1000000L };
 	char buf[32];
 
-	if (socket(AF_INET, SOCK_DGRAM, 0) < 0) {
+	if (socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE) < 0) {
 		say("FAIL socket\n");
 		return 1;
 	}

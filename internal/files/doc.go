@@ -213,6 +213,72 @@
 //	                                                 SO_PASSCRED and SO_PEEK_OFF also set on an
 //	                                                 --inherit-fd socket
 //
+// TCP and UDP sockets (IPv4, IPv6; inetKind) are read on a pidfd_getfd
+// copy with getsockopt, getsockname, getpeername, ioctl and poll, which
+// change nothing; an established connection is read in TCP_REPAIR mode
+// under the network lock (tcprepair_linux.go, internal/netlock):
+//
+//	pos                       TCP/UDP socket         always 0; non-zero refused as above
+//	mnt_id, ino               TCP/UDP socket         identity: a new socket; fds on one socket share it
+//	SO_DOMAIN, SO_TYPE,       TCP/UDP socket         socket(); another protocol of AF_INET/AF_INET6
+//	SO_PROTOCOL                                      (raw, SCTP, MPTCP …) refused "only TCP and UDP"
+//	SIOCGSKNS                 TCP/UDP socket         another network namespace than rtcr's refused
+//	                                                 "in network namespace net:[N]" (TestInetRefused)
+//	getsockname, getpeername  TCP/UDP socket         bind (SO_REUSEADDR for the time of bind and listen
+//	                                                 on TCP), connect (UDP), repair connect (TCP);
+//	                                                 link-local IPv6 (a scope) refused
+//	TCP_INFO state            TCP socket             ESTABLISHED, LISTEN, CLOSE (never connected: no
+//	                                                 segment sent) restored; any other (SYN_SENT,
+//	                                                 FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING, a reset
+//	                                                 CLOSE …) refused naming it (TestInetRefused: CLOSE_WAIT)
+//	TCP_INFO unacked, sacked  listening TCP socket   sacked is the backlog: listen(backlog); unacked,
+//	                                                 the accept queue, must be 0, else refused "N
+//	                                                 connections not accepted yet" (TestInetRefused)
+//	poll POLLERR, POLLRDHUP   TCP/UDP socket         a pending error (SO_ERROR, error queue) or a
+//	                                                 shutdown for reading refused (reading SO_ERROR
+//	                                                 would clear it)
+//	SIOCINQ                   UDP socket             a queued datagram refused "datagrams queued"
+//	                                                 (TestInetRefused)
+//	TCP_QUEUE_SEQ, queues     established TCP        repair: seqs, send queue (acked part in repair,
+//	(SIOCOUTQ, SIOCOUTQNSD,                          unsent part sent after), receive queue
+//	SIOCINQ, MSG_PEEK)                               (TestTCPServerRoundTrip: both filled); urgent
+//	                                                 data (peek short of SIOCINQ) refused
+//	TCP_INFO options, wscale, established TCP        TCP_REPAIR_OPTIONS (SACK, window scales,
+//	TCP_MAXSEG, TCP_TIMESTAMP                        timestamps, MSS), TCP_TIMESTAMP; ECN and
+//	                                                 microsecond timestamps refused
+//	TCP_REPAIR_WINDOW         established TCP        TCP_REPAIR_WINDOW
+//	SO_PEEK_OFF               TCP socket             -1 only; set refused
+//	options of image.SockOpts TCP/UDP socket         those differing from a new socket's saved and set
+//	                                                 (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
+//	                                                 SO_BROADCAST, SO_DONTROUTE, SO_OOBINLINE,
+//	                                                 SO_PRIORITY ≤ 6, SO_RCVLOWAT, SO_TIMESTAMP[NS],
+//	                                                 SO_LINGER, SO_RCVTIMEO, SO_SNDTIMEO, SO_SNDBUF,
+//	                                                 SO_RCVBUF, TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE,
+//	                                                 TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
+//	                                                 TCP_SYNCNT, TCP_LINGER2, TCP_DEFER_ACCEPT,
+//	                                                 TCP_NOTSENT_LOWAT, TCP_THIN_LINEAR_TIMEOUTS,
+//	                                                 TCP_FASTOPEN, TCP_CONGESTION, UDP_CORK,
+//	                                                 UDP_SEGMENT, UDP_GRO, IP_TOS, IP_TTL,
+//	                                                 IP_MTU_DISCOVER, IP_RECVERR, IP_PKTINFO,
+//	                                                 IP_RECVTOS, IP_RECVTTL, IP_FREEBIND,
+//	                                                 IP_BIND_ADDRESS_NO_PORT, IP_MULTICAST_TTL/LOOP,
+//	                                                 IPV6_V6ONLY, IPV6_UNICAST_HOPS, IPV6_TCLASS,
+//	                                                 IPV6_MTU_DISCOVER, IPV6_RECVERR, IPV6_RECVPKTINFO,
+//	                                                 IPV6_MULTICAST_HOPS/LOOP); TestTCPServerRoundTrip
+//	                                                 checks NODELAY, KEEPALIVE, KEEPIDLE/INTVL/CNT,
+//	                                                 SNDBUF, RCVTIMEO, LINGER, REUSEADDR, V6ONLY from
+//	                                                 inside, TestUDPRoundTrip RCVBUF
+//	SO_MARK, SO_BINDTODEVICE, TCP/UDP socket         set (differing from a new socket's) refused
+//	SO_GET_FILTER, SO_ZEROCOPY,                      naming the option
+//	SO_BUSY_POLL, SO_MAX_PACING_RATE, TCP_ULP,
+//	TCP_WINDOW_CLAMP (unconnected), IP(V6)_TRANSPARENT
+//
+// Not read, so not restored: multicast group memberships
+// (IP_ADD_MEMBERSHIP), IP_OPTIONS, TCP_MD5SIG keys, TCP_QUICKACK (a
+// transient state), an established connection's TCP_WINDOW_CLAMP (its
+// windows are restored), the buffer autotuning of a connection whose
+// SO_SNDBUF/SO_RCVBUF had grown (the grown value is set, which fixes it).
+//
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,
 // once sockets are supported) must not be lost. An owner outside the tree

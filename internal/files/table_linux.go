@@ -100,6 +100,9 @@ type Restorer struct {
 	ptyRdevs  map[uint64]int
 	// ext holds the external objects (see Externals).
 	ext externals
+	// inet holds rtcr's copies of the restored TCP connections, in
+	// repair mode until FinishNetwork, by inode at dump.
+	inet map[uint64]*heldConn
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -133,6 +136,7 @@ var kinds = []struct {
 	{image.FDTimerfd, timerfdKind},
 	{image.FDSignalfd, signalfdKind},
 	{image.FDUnixPair, unixPairKind},
+	{image.FDInet, inetKind},
 }
 
 func kindOf(name string) (*kind, error) {
@@ -187,6 +191,8 @@ type Tree struct {
 	ptySaved   map[int]bool
 	ptySlaves  map[int]bool // pairs of which the tree holds a slave
 	ptsDev     uint64
+	// inet is the network lock and the TCP connections held (LockNetwork).
+	inet *inetTree
 }
 
 // NewTree scans the fds of the processes pids of one tree.

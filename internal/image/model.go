@@ -41,6 +41,11 @@ type Checkpoint struct {
 	// SysVShm are the System V shared memory segments the tree has
 	// attached.
 	SysVShm []SysVShm `json:",omitempty"`
+	// NetLock names the nftables table (family inet) that drops the
+	// packets of the tree's TCP connections and listening ports since the
+	// dump killed the tree; restore deletes it once the sockets are back
+	// (see NetLockName). Empty: no lock.
+	NetLock string `json:",omitempty"`
 }
 
 // SysVShm is one System V shared memory segment (shmget) of the host's IPC
@@ -337,6 +342,8 @@ type FD struct {
 	Sock *UnixSock `json:",omitempty"`
 	// External fds: the object and what it held.
 	External *External `json:",omitempty"`
+	// TCP and UDP socket fds: the socket's addresses, state and options.
+	Inet *InetSock `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).

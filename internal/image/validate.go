@@ -85,6 +85,9 @@ func (c *Checkpoint) Validate() error {
 	if c.Processes[0].Zombie {
 		return corruptf("invalid checkpoint: pid %d: the root is a zombie", c.Processes[0].Pid)
 	}
+	if c.NetLock != "" && !ValidNetLock(c.NetLock) {
+		return corruptf("invalid checkpoint: network lock table %q is not named rtcr_ and 16 hex digits", c.NetLock)
+	}
 	pids := make(map[int]bool, len(c.Processes))
 	tids := make(map[int]int) // tid -> pid owning it
 	for i := range c.Processes {

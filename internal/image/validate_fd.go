@@ -139,6 +139,10 @@ func validateFDs(fds []FD) error {
 			if err := validateUnixSock(fd); err != nil {
 				return fmt.Errorf("fd %d: socket pair %w", fd.Num, err)
 			}
+		case FDInet:
+			if err := validateInet(fd); err != nil {
+				return fmt.Errorf("fd %d: TCP/UDP socket %w", fd.Num, err)
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}

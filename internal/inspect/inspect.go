@@ -98,6 +98,9 @@ func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 		fmt.Fprintf(tw, "clocks\tmonotonic %v, boottime %v at the checkpoint\n",
 			time.Duration(c.Clocks.Monotonic), time.Duration(c.Clocks.Boottime))
 	}
+	if c.NetLock != "" {
+		fmt.Fprintf(tw, "network lock\tnftables table inet %s (restore removes it; `nft delete table inet %s` drops it)\n", c.NetLock, c.NetLock)
+	}
 	tw.Flush()
 }
 
