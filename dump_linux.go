@@ -126,6 +126,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err := tree.CheckNamespaces(pid, nested); err != nil {
 				return fmt.Errorf("dump %d: %w", opts.Pid, err)
 			}
+			if err := cred.CheckSeccomp(pid, f.Tids[pid]); err != nil {
+				return fmt.Errorf("dump %d: %w", opts.Pid, err)
+			}
 			live = append(live, pid)
 		}
 	}
