@@ -253,6 +253,9 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 		if th.Pending, err = sig.DumpPending(tid, false); err != nil {
 			return err
 		}
+		if th.Sched, err = attr.DumpSched(tid); err != nil {
+			return err
+		}
 		p.Threads = append(p.Threads, th)
 		logThread(log, pid, &th)
 	}

@@ -1,5 +1,6 @@
 // Package attr holds the plain per-process attributes: working directory,
-// umask, personality and resource limits — dump and restore side by side.
+// umask, personality, resource limits, OOM score adjustment, the THP-disable
+// prctl, and each thread's scheduling state — dump and restore side by side.
 package attr
 
 import (
@@ -50,7 +51,7 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 		}
 		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
 	}
-	return nil
+	return dumpOomTHP(r, p)
 }
 
 // Restore sets the attributes of p in the stub r.
@@ -78,7 +79,7 @@ func Restore(r *ptrace.Remote, p *image.Process) error {
 			return fmt.Errorf("restore rlimit %d (cur %d, max %d) of %d: %w", rl.Resource, rl.Cur, rl.Max, r.Pid, err)
 		}
 	}
-	return nil
+	return restoreOomTHP(r, p)
 }
 
 // CheckRlimits checks, before any process exists, that the stubs (which

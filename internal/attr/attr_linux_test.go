@@ -3,6 +3,7 @@ package attr_test
 import (
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -14,7 +15,8 @@ import (
 
 // TestRoundTrip dumps the attributes of a target, restores them into a
 // stub, dumps the stub and expects the same working directory, umask,
-// personality and resource limits.
+// personality, resource limits, OOM score adjustment, THP-disable setting
+// and main-thread scheduling state (policy, reset-on-fork, nice).
 //
 // Exe and Comm are not compared: the stub's executable is the stub ELF (a
 // memfd) and its name the stub's until the restore's other steps change
@@ -40,8 +42,13 @@ func TestRoundTrip(t *testing.T) {
 			}
 			tg := testutil.StartTarget(t, testutil.BuildC(t, tc.prog, false), ready, tc.args...)
 			want := &image.Process{}
+			var wantSched *image.Sched
 			testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, _ []int) {
 				if err := attr.Dump(r, want); err != nil {
+					t.Errorf("dump target: %v", err)
+				}
+				var err error
+				if wantSched, err = attr.DumpSched(tg.Pid); err != nil {
 					t.Errorf("dump target: %v", err)
 				}
 			})
@@ -50,14 +57,24 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if tc.check != nil {
 				tc.check(t, tg, want)
+				checkSched(t, wantSched)
 			}
 			got := &image.Process{}
+			var gotSched *image.Sched
 			testutil.InStub(t, func(r *ptrace.Remote) {
 				if err := attr.Restore(r, want); err != nil {
 					t.Errorf("restore: %v", err)
 					return
 				}
+				if err := attr.RestoreSched(r.Pid, wantSched); err != nil {
+					t.Errorf("restore: %v", err)
+					return
+				}
 				if err := attr.Dump(r, got); err != nil {
+					t.Errorf("dump stub: %v", err)
+				}
+				var err error
+				if gotSched, err = attr.DumpSched(r.Pid); err != nil {
 					t.Errorf("dump stub: %v", err)
 				}
 			})
@@ -75,6 +92,15 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got.Rlimits, want.Rlimits) {
 				t.Errorf("rlimits\n got %v\nwant %v", got.Rlimits, want.Rlimits)
+			}
+			if got.OomScoreAdj == nil || want.OomScoreAdj == nil || *got.OomScoreAdj != *want.OomScoreAdj {
+				t.Errorf("oom_score_adj %v, want %v", show(got.OomScoreAdj), show(want.OomScoreAdj))
+			}
+			if got.THPDisable != want.THPDisable {
+				t.Errorf("THP disable %d, want %d", got.THPDisable, want.THPDisable)
+			}
+			if !reflect.DeepEqual(gotSched, wantSched) {
+				t.Errorf("scheduling %+v, want %+v", gotSched, wantSched)
 			}
 		})
 	}
@@ -114,4 +140,26 @@ func checkProcstate(t *testing.T, tg *testutil.Target, p *image.Process) {
 	if nofile := lim[unix.RLIMIT_NOFILE]; nofile.Cur != 200 {
 		t.Errorf("target RLIMIT_NOFILE soft limit %d, want 200", nofile.Cur)
 	}
+	if p.OomScoreAdj == nil || *p.OomScoreAdj != 123 {
+		t.Errorf("target oom_score_adj %v, want 123", show(p.OomScoreAdj))
+	}
+	if p.THPDisable != 1 {
+		t.Errorf("target THP disable %d, want 1", p.THPDisable)
+	}
+}
+
+// checkSched checks procstate.c's main thread is SCHED_BATCH, reset on
+// fork, nice 5.
+func checkSched(t *testing.T, s *image.Sched) {
+	t.Helper()
+	if s == nil || s.Policy != unix.SCHED_BATCH || s.Flags != unix.SCHED_FLAG_RESET_ON_FORK || s.Nice != 5 {
+		t.Errorf("target scheduling %+v, want SCHED_BATCH, reset on fork, nice 5", s)
+	}
+}
+
+func show(p *int) string {
+	if p == nil {
+		return "nil"
+	}
+	return strconv.Itoa(*p)
 }
