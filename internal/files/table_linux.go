@@ -208,6 +208,9 @@ func NewTree(pids []int) (*Tree, error) {
 	for ino, e := range ends {
 		t.internal[ino] = e == 3
 	}
+	if err := refuseSharedTables(pids); err != nil {
+		return nil, err
+	}
 	if err := t.findShared(pids); err != nil {
 		return nil, err
 	}
