@@ -4,13 +4,19 @@
 package attr
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
+
+// ErrDeletedCwd is returned by Dump for a process whose working directory
+// was removed.
+var ErrDeletedCwd = errors.New("deleted working directory: not supported yet")
 
 // numRlimits is RLIM_NLIMITS on Linux.
 const numRlimits = 16
@@ -24,6 +30,11 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 	var err error
 	if p.Cwd, err = procfs.ReadCwd(pid); err != nil {
 		return err
+	}
+	if strings.HasSuffix(p.Cwd, " (deleted)") {
+		// Restore could not chdir there: refuse now, while the process
+		// still runs, rather than after the dump killed it.
+		return fmt.Errorf("working directory %s of %d: %w", p.Cwd, pid, ErrDeletedCwd)
 	}
 	if p.Exe, err = procfs.ReadExe(pid); err != nil {
 		return err
