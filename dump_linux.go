@@ -163,6 +163,14 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
 	}
+	// The layout restore will need, checked while the tree still runs.
+	var nodes []tree.Node
+	for _, p := range c.Processes {
+		nodes = append(nodes, tree.Node{Pid: p.Pid, Ppid: p.Ppid, Pgid: p.Pgid, Sid: p.Sid})
+	}
+	if _, err := tree.Plan(nodes); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
 	manifest := newStepTimer(log, root)
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
