@@ -267,6 +267,13 @@ type FD struct {
 	// FileIno, its identity at dump, tell the fds on one file).
 	FileDev uint64 `json:",omitempty"`
 	FileIno uint64 `json:",omitempty"`
+	// FileUid and FileGid are a deleted file's owner, FileAtime and
+	// FileMtime its access and modification times in ns (0: not recorded,
+	// older images). Mode holds its set-id and sticky bits too.
+	FileUid   uint32 `json:",omitempty"`
+	FileGid   uint32 `json:",omitempty"`
+	FileAtime int64  `json:",omitempty"`
+	FileMtime int64  `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags
