@@ -18,6 +18,7 @@ import (
 // TestRoundTrip dumps the attributes of a target, restores them into a
 // stub, dumps the stub and expects the same working directory, umask,
 // personality, resource limits, OOM score adjustment, THP-disable setting
+// membarrier registrations
 // and main-thread scheduling state (policy, reset-on-fork, nice).
 //
 // Exe and Comm are not compared: the stub's executable is the stub ELF (a
@@ -98,6 +99,9 @@ func TestRoundTrip(t *testing.T) {
 			if got.OomScoreAdj == nil || want.OomScoreAdj == nil || *got.OomScoreAdj != *want.OomScoreAdj {
 				t.Errorf("oom_score_adj %v, want %v", show(got.OomScoreAdj), show(want.OomScoreAdj))
 			}
+			if got.Membarrier != want.Membarrier {
+				t.Errorf("membarrier registrations %#x, want %#x", got.Membarrier, want.Membarrier)
+			}
 			if got.THPDisable != want.THPDisable {
 				t.Errorf("THP disable %d, want %d", got.THPDisable, want.THPDisable)
 			}
@@ -147,6 +151,9 @@ func checkProcstate(t *testing.T, tg *testutil.Target, p *image.Process) {
 	}
 	if p.THPDisable != 1 {
 		t.Errorf("target THP disable %d, want 1", p.THPDisable)
+	}
+	if p.Membarrier != 1<<4 {
+		t.Errorf("target membarrier registrations %#x, want PRIVATE_EXPEDITED (0x10)", p.Membarrier)
 	}
 }
 

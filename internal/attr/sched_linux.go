@@ -11,6 +11,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// membarrier commands (include/uapi/linux/membarrier.h): the registration
+// commands are the bits of what GET_REGISTRATIONS returns.
+const (
+	membarrierGetRegistrations = 1 << 9 // MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)
+	membarrierRegistrations    = 1<<2 | 1<<4 | 1<<6 | 1<<8
+)
+
 // prctl options for transparent huge pages (include/uapi/linux/prctl.h).
 const (
 	prSetTHPDisable = 41 // PR_SET_THP_DISABLE
@@ -65,8 +72,8 @@ func RestoreSched(tid int, s *image.Sched) error {
 	return nil
 }
 
-// dumpOomTHP reads the OOM score adjustment of r's process from /proc and
-// its THP-disable setting with an injected prctl.
+// dumpOomTHP reads the OOM score adjustment of r's process from /proc, and
+// its THP-disable setting and membarrier registrations with injected calls.
 func dumpOomTHP(r *ptrace.Remote, p *image.Process) error {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", r.Pid))
 	if err != nil {
@@ -80,12 +87,16 @@ func dumpOomTHP(r *ptrace.Remote, p *image.Process) error {
 	if p.THPDisable, err = r.Syscall(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_GET_THP_DISABLE) in %d: %w", r.Pid, err)
 	}
+	if p.Membarrier, err = r.Syscall(unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0); err != nil {
+		return fmt.Errorf("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) in %d: %w", r.Pid, err)
+	}
 	return nil
 }
 
 // restoreOomTHP sets the OOM score adjustment (through /proc, from
 // outside: lowering it needs CAP_SYS_RESOURCE, which rtcr may have and the
-// stub's later credentials not) and the THP-disable setting of r's process.
+// stub's later credentials not), the THP-disable setting and the membarrier
+// registrations of r's process.
 func restoreOomTHP(r *ptrace.Remote, p *image.Process) error {
 	if p.OomScoreAdj != nil {
 		path := fmt.Sprintf("/proc/%d/oom_score_adj", r.Pid)
@@ -96,6 +107,14 @@ func restoreOomTHP(r *ptrace.Remote, p *image.Process) error {
 	if p.THPDisable != 0 {
 		if _, err := r.Syscall(unix.SYS_PRCTL, prSetTHPDisable, 1, p.THPDisable&^1, 0, 0); err != nil {
 			return fmt.Errorf("restore prctl(PR_SET_THP_DISABLE, 1, %#x) of %d: %w", p.THPDisable&^1, r.Pid, err)
+		}
+	}
+	for bit := uint64(1); bit <= membarrierRegistrations; bit <<= 1 {
+		if p.Membarrier&bit == 0 {
+			continue
+		}
+		if _, err := r.Syscall(unix.SYS_MEMBARRIER, bit, 0, 0); err != nil {
+			return fmt.Errorf("restore membarrier registration (command %#x) of %d: %w", bit, r.Pid, err)
 		}
 	}
 	return nil

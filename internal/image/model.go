@@ -75,6 +75,9 @@ type Process struct {
 	// THPDisable is what prctl(PR_GET_THP_DISABLE) returned: 0, or 1 with
 	// PR_THP_DISABLE_EXCEPT_ADVISED (2) possibly set.
 	THPDisable uint64 `json:",omitempty"`
+	// Membarrier is what membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)
+	// returned: the registration commands the process issued.
+	Membarrier uint64 `json:",omitempty"`
 	MM         MM
 	VMAs       []VMA
 	// VDSO is the content of the [vdso] mapping; restore requires the

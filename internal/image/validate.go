@@ -398,6 +398,10 @@ func validateMisc(p *Process) error {
 	if p.OomScoreAdj != nil && (*p.OomScoreAdj < -1000 || *p.OomScoreAdj > 1000) {
 		return fmt.Errorf("oom_score_adj %d out of range -1000-1000", *p.OomScoreAdj)
 	}
+	// GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, its SYNC_CORE and RSEQ variants.
+	if p.Membarrier&^(1<<2|1<<4|1<<6|1<<8) != 0 {
+		return fmt.Errorf("membarrier registrations %#x unknown", p.Membarrier)
+	}
 	if p.THPDisable&^3 != 0 || p.THPDisable == 2 {
 		return fmt.Errorf("THP disable %#x: not 0, 1 or 3", p.THPDisable)
 	}
