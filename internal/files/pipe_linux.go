@@ -49,7 +49,7 @@ var pipeKind = kind{
 			if err != nil {
 				return -1, err
 			}
-			home = pipeHome{pid: c.r.Pid, ends: ends}
+			home = pipeHome{pid: c.r.Pid, nspid: c.r.NsPid, ends: ends}
 			c.pipes[fd.PipeID] = home
 		}
 		end, mode := home.ends[0], unix.O_RDONLY
@@ -57,11 +57,21 @@ var pipeKind = kind{
 			end, mode = home.ends[1], unix.O_WRONLY
 		}
 		// Every fd not sharing its open file description with another
-		// (those come from openShared) gets a new one, opened through
-		// /proc: a dup of the end would share its status flags with every
-		// other fd on it. The process holding both ends keeps the open
-		// from ever waiting for a peer.
-		got, err := c.r.OpenAt(fmt.Sprintf("/proc/%d/fd/%d", home.pid, end), mode|unix.O_CLOEXEC, 0)
+		// (those come from openShared) gets its own. pipe2 makes one per
+		// end, without O_LARGEFILE; every other is an open through /proc,
+		// which adds O_LARGEFILE (F_SETFL cannot change it). So an fd
+		// without it takes the end itself (at most one such open file
+		// description per end), an fd with it a new open through /proc:
+		// a dup of the end would share its status flags with the end's
+		// other fds. The process holding both ends keeps the open from
+		// ever waiting for a peer.
+		var got int
+		var err error
+		if fd.Flags&oLargefile == 0 {
+			got, err = takeIn(c, home.pid, home.nspid, end)
+		} else {
+			got, err = c.r.OpenAt(fmt.Sprintf("/proc/%d/fd/%d", home.pid, end), mode|unix.O_CLOEXEC, 0)
+		}
 		if err != nil {
 			return -1, fmt.Errorf("open pipe end: %w", err)
 		}

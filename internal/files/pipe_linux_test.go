@@ -47,17 +47,19 @@ func TestPipeOpenFiles(t *testing.T) {
 	checkPipeFDs(t, "restored", got)
 }
 
-// checkPipeFDs checks fds 3–7 are pipeofd.c's: access mode and
-// O_NONBLOCK per fd, fds 4 and 5 one open file description, no other fd
+// checkPipeFDs checks fds 3–7 are pipeofd.c's: access mode, O_NONBLOCK
+// and O_LARGEFILE per fd, fds 4 and 5 one open file description, no other fd
 // sharing one.
 func checkPipeFDs(t *testing.T, who string, fds []image.FD) {
 	t.Helper()
+	// The ends pipe2 made have no O_LARGEFILE; opens have it.
+	const large = 0o100000
 	want := map[int]int{
 		3: unix.O_RDONLY,
 		4: unix.O_WRONLY | unix.O_NONBLOCK,
 		5: unix.O_WRONLY | unix.O_NONBLOCK,
-		6: unix.O_RDONLY | unix.O_NONBLOCK,
-		7: unix.O_WRONLY,
+		6: unix.O_RDONLY | unix.O_NONBLOCK | large,
+		7: unix.O_WRONLY | large,
 	}
 	seen := 0
 	for _, fd := range fds {
@@ -69,7 +71,7 @@ func checkPipeFDs(t *testing.T, who string, fds []image.FD) {
 		if fd.Kind != image.FDPipe {
 			t.Errorf("%s fd %d is a %s, want a pipe", who, fd.Num, fd.Kind)
 		}
-		if got := fd.Flags & (unix.O_ACCMODE | unix.O_NONBLOCK); got != w {
+		if got := fd.Flags & (unix.O_ACCMODE | unix.O_NONBLOCK | large); got != w {
 			t.Errorf("%s fd %d has flags %#o, want %#o", who, fd.Num, got, w)
 		}
 		shares := fd.Num == 4 || fd.Num == 5

@@ -82,8 +82,9 @@ type Restorer struct {
 
 // pipeHome is where a recreated pipe's helper fds live.
 type pipeHome struct {
-	pid  int
-	ends [2]int // read end, write end
+	pid   int
+	nspid int    // pid as the stubs see it (set for pipes)
+	ends  [2]int // read end, write end
 }
 
 // NewRestorer returns a Restorer for one restore.
