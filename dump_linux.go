@@ -138,6 +138,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err := tree.CheckNamespaces(pid, nested); err != nil {
 				return fmt.Errorf("dump %d: %w", opts.Pid, err)
 			}
+			if err := cred.CheckSeccomp(pid, f.Tids[pid]); err != nil {
+				return fmt.Errorf("dump %d: %w", opts.Pid, err)
+			}
 			live = append(live, pid)
 		}
 	}
@@ -187,6 +190,14 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		if err := toNamespaceIDs(c, f); err != nil {
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
+	}
+	// The layout restore will need, checked while the tree still runs.
+	var nodes []tree.Node
+	for _, p := range c.Processes {
+		nodes = append(nodes, tree.Node{Pid: p.Pid, Ppid: p.Ppid, Pgid: p.Pgid, Sid: p.Sid})
+	}
+	if _, err := tree.Plan(nodes); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	manifest := newStepTimer(log, root)
 	if err := c.Validate(); err != nil {
@@ -284,6 +295,9 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 			return err
 		}
 		if th.Pending, err = sig.DumpPending(tid, false); err != nil {
+			return err
+		}
+		if th.Sched, err = attr.DumpSched(tid); err != nil {
 			return err
 		}
 		p.Threads = append(p.Threads, th)

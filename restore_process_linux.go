@@ -224,6 +224,17 @@ func (pr *restoring) finish() error {
 	if err := pr.step("timers", func() error { return timer.Restore(r, p.Itimers, p.PosixTimers) }); err != nil {
 		return err
 	}
+	// Each thread's scheduling policy and nice value, set from outside.
+	if err := pr.step("scheduling", func() error {
+		for i, in := range pr.threads {
+			if err := attr.RestoreSched(in.Tid, p.Threads[i].Sched); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	// Credentials last: afterwards a thread may lack the privileges for
 	// anything else. prctl state after them: changing ids resets it.
 	if p.Creds != nil {

@@ -10,7 +10,9 @@
 //     SIGPIPE ignored; SIGCHLD default with SA_NOCLDSTOP;
 //   umask 027; personality ADDR_NO_RANDOMIZE|ADDR_COMPAT_LAYOUT (at run
 //     time it is only recorded); RLIMIT_NOFILE soft 200, RLIMIT_CORE 0/0,
-//     RLIMIT_MSGQUEUE 4096/8192;
+//     RLIMIT_MSGQUEUE 4096/8192; oom_score_adj 123; THP disabled
+//     (PR_SET_THP_DISABLE); registered for private expedited membarrier;
+//     main thread SCHED_BATCH, nice 5, reset on fork;
 //   thread: blocked mask {SIGUSR2, SIGRTMIN+3}; a 64 KiB alternate signal
 //     stack; name "rt-kind"; MXCSR rounding toward zero; xmm15 a pattern;
 //   fds (stdin/stdout/stderr are the caller's):
@@ -25,6 +27,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +39,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void die(const char *what)
@@ -135,6 +140,16 @@ int main(int argc, char **argv)
 	limit(RLIMIT_NOFILE, 200, nofile.rlim_max);
 	limit(RLIMIT_CORE, 0, 0);
 	limit(RLIMIT_MSGQUEUE, 4096, 8192);
+	int oom = open("/proc/self/oom_score_adj", O_WRONLY);
+	if (oom < 0 || write(oom, "123", 3) != 3 || close(oom) != 0)
+		die("oom_score_adj");
+	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0)
+		die("PR_SET_THP_DISABLE");
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0)
+		die("membarrier register");
+	struct sched_param sp = {0};
+	if (sched_setscheduler(0, SCHED_BATCH | SCHED_RESET_ON_FORK, &sp) != 0 || setpriority(PRIO_PROCESS, 0, 5) != 0)
+		die("SCHED_BATCH, nice 5");
 
 	expect_fd(create("rw", 4096, O_RDWR), 3);
 	if (lseek(3, 100, SEEK_SET) != 100)

@@ -1,15 +1,22 @@
 // Package attr holds the plain per-process attributes: working directory,
-// umask, personality and resource limits — dump and restore side by side.
+// umask, personality, resource limits, OOM score adjustment, the THP-disable
+// prctl, and each thread's scheduling state — dump and restore side by side.
 package attr
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
+
+// ErrDeletedCwd is returned by Dump for a process whose working directory
+// was removed.
+var ErrDeletedCwd = errors.New("deleted working directory: not supported yet")
 
 // numRlimits is RLIM_NLIMITS on Linux.
 const numRlimits = 16
@@ -23,6 +30,11 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 	var err error
 	if p.Cwd, err = procfs.ReadCwd(pid); err != nil {
 		return err
+	}
+	if strings.HasSuffix(p.Cwd, " (deleted)") {
+		// Restore could not chdir there: refuse now, while the process
+		// still runs, rather than after the dump killed it.
+		return fmt.Errorf("working directory %s of %d: %w", p.Cwd, pid, ErrDeletedCwd)
 	}
 	if p.Exe, err = procfs.ReadExe(pid); err != nil {
 		return err
@@ -50,7 +62,7 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 		}
 		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
 	}
-	return nil
+	return dumpOomTHP(r, p)
 }
 
 // Restore sets the attributes of p in the stub r.
@@ -78,7 +90,7 @@ func Restore(r *ptrace.Remote, p *image.Process) error {
 			return fmt.Errorf("restore rlimit %d (cur %d, max %d) of %d: %w", rl.Resource, rl.Cur, rl.Max, r.Pid, err)
 		}
 	}
-	return nil
+	return restoreOomTHP(r, p)
 }
 
 // CheckRlimits checks, before any process exists, that the stubs (which

@@ -1,8 +1,11 @@
 package attr_test
 
 import (
+	"errors"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -14,7 +17,9 @@ import (
 
 // TestRoundTrip dumps the attributes of a target, restores them into a
 // stub, dumps the stub and expects the same working directory, umask,
-// personality and resource limits.
+// personality, resource limits, OOM score adjustment, THP-disable setting
+// membarrier registrations
+// and main-thread scheduling state (policy, reset-on-fork, nice).
 //
 // Exe and Comm are not compared: the stub's executable is the stub ELF (a
 // memfd) and its name the stub's until the restore's other steps change
@@ -40,8 +45,13 @@ func TestRoundTrip(t *testing.T) {
 			}
 			tg := testutil.StartTarget(t, testutil.BuildC(t, tc.prog, false), ready, tc.args...)
 			want := &image.Process{}
+			var wantSched *image.Sched
 			testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, _ []int) {
 				if err := attr.Dump(r, want); err != nil {
+					t.Errorf("dump target: %v", err)
+				}
+				var err error
+				if wantSched, err = attr.DumpSched(tg.Pid); err != nil {
 					t.Errorf("dump target: %v", err)
 				}
 			})
@@ -50,14 +60,24 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if tc.check != nil {
 				tc.check(t, tg, want)
+				checkSched(t, wantSched)
 			}
 			got := &image.Process{}
+			var gotSched *image.Sched
 			testutil.InStub(t, func(r *ptrace.Remote) {
 				if err := attr.Restore(r, want); err != nil {
 					t.Errorf("restore: %v", err)
 					return
 				}
+				if err := attr.RestoreSched(r.Pid, wantSched); err != nil {
+					t.Errorf("restore: %v", err)
+					return
+				}
 				if err := attr.Dump(r, got); err != nil {
+					t.Errorf("dump stub: %v", err)
+				}
+				var err error
+				if gotSched, err = attr.DumpSched(r.Pid); err != nil {
 					t.Errorf("dump stub: %v", err)
 				}
 			})
@@ -75,6 +95,18 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got.Rlimits, want.Rlimits) {
 				t.Errorf("rlimits\n got %v\nwant %v", got.Rlimits, want.Rlimits)
+			}
+			if got.OomScoreAdj == nil || want.OomScoreAdj == nil || *got.OomScoreAdj != *want.OomScoreAdj {
+				t.Errorf("oom_score_adj %v, want %v", show(got.OomScoreAdj), show(want.OomScoreAdj))
+			}
+			if got.Membarrier != want.Membarrier {
+				t.Errorf("membarrier registrations %#x, want %#x", got.Membarrier, want.Membarrier)
+			}
+			if got.THPDisable != want.THPDisable {
+				t.Errorf("THP disable %d, want %d", got.THPDisable, want.THPDisable)
+			}
+			if !reflect.DeepEqual(gotSched, wantSched) {
+				t.Errorf("scheduling %+v, want %+v", gotSched, wantSched)
 			}
 		})
 	}
@@ -114,4 +146,43 @@ func checkProcstate(t *testing.T, tg *testutil.Target, p *image.Process) {
 	if nofile := lim[unix.RLIMIT_NOFILE]; nofile.Cur != 200 {
 		t.Errorf("target RLIMIT_NOFILE soft limit %d, want 200", nofile.Cur)
 	}
+	if p.OomScoreAdj == nil || *p.OomScoreAdj != 123 {
+		t.Errorf("target oom_score_adj %v, want 123", show(p.OomScoreAdj))
+	}
+	if p.THPDisable != 1 {
+		t.Errorf("target THP disable %d, want 1", p.THPDisable)
+	}
+	if p.Membarrier != 1<<4 {
+		t.Errorf("target membarrier registrations %#x, want PRIVATE_EXPEDITED (0x10)", p.Membarrier)
+	}
+}
+
+// checkSched checks procstate.c's main thread is SCHED_BATCH, reset on
+// fork, nice 5.
+func checkSched(t *testing.T, s *image.Sched) {
+	t.Helper()
+	if s == nil || s.Policy != unix.SCHED_BATCH || s.Flags != unix.SCHED_FLAG_RESET_ON_FORK || s.Nice != 5 {
+		t.Errorf("target scheduling %+v, want SCHED_BATCH, reset on fork, nice 5", s)
+	}
+}
+
+func show(p *int) string {
+	if p == nil {
+		return "nil"
+	}
+	return strconv.Itoa(*p)
+}
+
+// TestDeletedCwdRefused: a process whose working directory was removed is
+// refused at dump, naming the directory. (The dump used to succeed and
+// kill it, and the restore then failed at chdir.)
+func TestDeletedCwdRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := testutil.StartTarget(t, "/bin/sh", "ready\n", "-c", "mkdir gone && cd gone && rmdir ../gone && echo ready && exec sleep 1000")
+	testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, _ []int) {
+		err := attr.Dump(r, &image.Process{})
+		if !errors.Is(err, attr.ErrDeletedCwd) || !strings.Contains(err.Error(), "/gone (deleted)") {
+			t.Errorf("dump error %v, want %v naming the directory", err, attr.ErrDeletedCwd)
+		}
+	})
 }

@@ -48,7 +48,8 @@ var deletedKind = kind{
 		}
 		fd := image.FD{
 			Path: path, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link,
-			FileDev: s.st.Dev, FileIno: s.st.Ino,
+			FileDev: s.st.Dev, FileIno: s.st.Ino, FileUid: s.st.Uid, FileGid: s.st.Gid,
+			FileAtime: s.st.Atim.Nano(), FileMtime: s.st.Mtim.Nano(),
 		}
 		id := FileID{Dev: s.st.Dev, Ino: s.st.Ino}
 		if s.tree.deleted[id] {
@@ -106,9 +107,10 @@ func deletedAccess(fd *image.FD) Access {
 // createDeleted creates the deleted file of fd in the stub: its directory
 // is checked with the process's credentials and opened (O_PATH, checked to
 // be the one checked), the file is created in it with O_TMPFILE, moved
-// above every image fd as the helper, and given its size, permission bits
-// and, when the process's credentials are known, their fs uid and gid as
-// its owner (as if the process had created it).
+// above every image fd as the helper, and given its size, mode bits
+// (set-id and sticky included), times and owner: the file's at dump for
+// an image of root's, else the process's fs uid and gid (as if the
+// process had created it).
 func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 	dir := filepath.Dir(fd.Path)
 	ids, err := CheckAccess(c.as, []Access{deletedAccess(fd)})
@@ -147,15 +149,34 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 	if err := unix.Ftruncate(f, fd.Size); err != nil {
 		return pipeHome{}, fmt.Errorf("truncate the recreated deleted file to %d: %w", fd.Size, err)
 	}
+	uid, gid := fd.FileUid, fd.FileGid // a root image: the file's own owner
 	if c.as != nil {
-		if err := unix.Fchown(f, int(c.as.Fsuid), int(c.as.Fsgid)); err != nil {
-			return pipeHome{}, fmt.Errorf("chown the recreated deleted file to %d:%d: %w", c.as.Fsuid, c.as.Fsgid, err)
-		}
+		uid, gid = c.as.Fsuid, c.as.Fsgid
 	}
-	if err := unix.Fchmod(f, fd.Mode&0o777); err != nil {
-		return pipeHome{}, fmt.Errorf("chmod the recreated deleted file %#o: %w", fd.Mode&0o777, err)
+	if err := unix.Fchown(f, int(uid), int(gid)); err != nil {
+		return pipeHome{}, fmt.Errorf("chown the recreated deleted file to %d:%d: %w", uid, gid, err)
+	}
+	// After the chown, which clears the set-id bits.
+	if err := unix.Fchmod(f, fd.Mode&0o7777); err != nil {
+		return pipeHome{}, fmt.Errorf("chmod the recreated deleted file %#o: %w", fd.Mode&0o7777, err)
+	}
+	if err := setTimes(f, fd); err != nil {
+		return pipeHome{}, err
 	}
 	return h, nil
+}
+
+// setTimes gives the recreated deleted file, open as f, fd's access and
+// modification times (again after every write into it).
+func setTimes(f int, fd *image.FD) error {
+	if fd.FileMtime == 0 {
+		return nil
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(fd.FileAtime), unix.NsecToTimespec(fd.FileMtime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", f), ts, 0); err != nil {
+		return fmt.Errorf("set the times of the recreated deleted file: %w", err)
+	}
+	return nil
 }
 
 // helperCopy returns rtcr's own copy (pidfd_getfd: the same open file,
@@ -181,5 +202,5 @@ func fillDeleted(h pipeHome, fd *image.FD) error {
 			return fmt.Errorf("write %d bytes into the recreated deleted file at %d: %d written: %v", len(r.Data), r.Off, n, err)
 		}
 	}
-	return nil
+	return setTimes(f, fd)
 }

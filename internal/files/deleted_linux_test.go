@@ -2,6 +2,7 @@ package files_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -64,4 +66,38 @@ func TestDeletedFileDirChecked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDeletedFileAttributes: a deleted file comes back with its owner,
+// its mode with the set-id bits, and its modification time (they used to
+// come back as root's, 0604 and the time of the restore).
+func TestDeletedFileAttributes(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := testutil.StartTarget(t, "/bin/sh", "ready\n", "-c",
+		"exec 3<>f && echo data >&3 && chown 1234:5678 f && chmod 6604 f && touch -m -d @123456 f && rm f && echo ready && exec sleep 1000")
+	var want []image.FD
+	testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, _ []int) {
+		var err error
+		if want, err = files.Dump(tg.Pid); err != nil {
+			t.Errorf("dump target: %v", err)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	testutil.InStub(t, func(r *ptrace.Remote) {
+		if err := files.Restore(r, want); err != nil {
+			t.Errorf("restore: %v", err)
+			return
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/3", r.Pid), &st); err != nil {
+			t.Errorf("restored fd 3: %v", err)
+			return
+		}
+		if st.Uid != 1234 || st.Gid != 5678 || st.Mode&0o7777 != 0o6604 || st.Mtim.Sec != 123456 || st.Nlink != 0 {
+			t.Errorf("restored deleted file: owner %d:%d mode %#o mtime %d links %d, want 1234:5678 06604 123456 0",
+				st.Uid, st.Gid, st.Mode&0o7777, st.Mtim.Sec, st.Nlink)
+		}
+	})
 }

@@ -17,7 +17,9 @@ import (
 // first). All ends with the same inode are one
 // pipe; the bytes buffered in it are saved once, on the first end dumped,
 // without consuming them (tee into a pipe of rtcr's own). Restore creates
-// each pipe once, refills it, and gives every fd a copy of the right end.
+// each pipe once, refills it, and gives every fd a new open file description
+// of the right end (fds that shared one are dup'd from the first, see
+// openShared).
 var pipeKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		if !strings.HasPrefix(s.link, "pipe:") {
@@ -48,28 +50,33 @@ var pipeKind = kind{
 			if err != nil {
 				return -1, err
 			}
-			home = pipeHome{pid: c.r.Pid, ends: ends}
+			home = pipeHome{pid: c.r.Pid, nspid: c.r.NsPid, ends: ends}
 			c.pipes[fd.PipeID] = home
 		}
 		end, mode := home.ends[0], unix.O_RDONLY
 		if fd.Flags&unix.O_ACCMODE == unix.O_WRONLY {
 			end, mode = home.ends[1], unix.O_WRONLY
 		}
-		var got uint64
+		// Every fd not sharing its open file description with another
+		// (those come from openShared) gets its own. pipe2 makes one per
+		// end, without O_LARGEFILE; every other is an open through /proc,
+		// which adds O_LARGEFILE (F_SETFL cannot change it). So an fd
+		// without it takes the end itself (at most one such open file
+		// description per end), an fd with it a new open through /proc:
+		// a dup of the end would share its status flags with the end's
+		// other fds. The process holding both ends keeps the open from
+		// ever waiting for a peer.
+		var got int
 		var err error
-		if home.pid == c.r.Pid {
-			got, err = c.r.Syscall(unix.SYS_FCNTL, uint64(end), unix.F_DUPFD_CLOEXEC, 0)
+		if fd.Flags&oLargefile == 0 {
+			got, err = takeIn(c, home.pid, home.nspid, end)
 		} else {
-			// Another process of the tree holds both ends: opening
-			// either through /proc never blocks.
-			var n int
-			n, err = c.r.OpenAt(fmt.Sprintf("/proc/%d/fd/%d", home.pid, end), mode|unix.O_CLOEXEC, 0)
-			got = uint64(n)
+			got, err = c.r.OpenAt(fmt.Sprintf("/proc/%d/fd/%d", home.pid, end), mode|unix.O_CLOEXEC, 0)
 		}
 		if err != nil {
 			return -1, fmt.Errorf("open pipe end: %w", err)
 		}
-		return int(got), nil
+		return got, nil
 	},
 }
 

@@ -107,8 +107,9 @@ type Restorer struct {
 
 // pipeHome is where a recreated pipe's helper fds live.
 type pipeHome struct {
-	pid  int
-	ends [2]int // read end, write end
+	pid   int
+	nspid int    // pid as the stubs see it (set for pipes)
+	ends  [2]int // read end, write end
 }
 
 // NewRestorer returns a Restorer for one restore.
@@ -246,6 +247,9 @@ func NewTree(pids []int) (*Tree, error) {
 	}
 	for ino, e := range ends {
 		t.internal[ino] = e == 3
+	}
+	if err := refuseSharedTables(pids); err != nil {
+		return nil, err
 	}
 	if err := t.findShared(pids); err != nil {
 		return nil, err

@@ -97,8 +97,17 @@ type Process struct {
 	Umask       uint32
 	Personality uint64
 	Rlimits     []Rlimit
-	MM          MM
-	VMAs        []VMA
+	// OomScoreAdj is /proc/PID/oom_score_adj (nil in images that predate
+	// it: left as the restorer's).
+	OomScoreAdj *int `json:",omitempty"`
+	// THPDisable is what prctl(PR_GET_THP_DISABLE) returned: 0, or 1 with
+	// PR_THP_DISABLE_EXCEPT_ADVISED (2) possibly set.
+	THPDisable uint64 `json:",omitempty"`
+	// Membarrier is what membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)
+	// returned: the registration commands the process issued.
+	Membarrier uint64 `json:",omitempty"`
+	MM         MM
+	VMAs       []VMA
 	// VDSO is the content of the [vdso] mapping; restore requires the
 	// restoring kernel to provide identical bytes.
 	VDSO []byte
@@ -325,6 +334,13 @@ type FD struct {
 	// FileIno, its identity at dump, tell the fds on one file).
 	FileDev uint64 `json:",omitempty"`
 	FileIno uint64 `json:",omitempty"`
+	// FileUid and FileGid are a deleted file's owner, FileAtime and
+	// FileMtime its access and modification times in ns (0: not recorded,
+	// older images). Mode holds its set-id and sticky bits too.
+	FileUid   uint32 `json:",omitempty"`
+	FileGid   uint32 `json:",omitempty"`
+	FileAtime int64  `json:",omitempty"`
+	FileMtime int64  `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags
@@ -577,4 +593,20 @@ type Thread struct {
 	// Syscall describes the system call the thread was stopped in and how
 	// it resumes ("" when it was running in user space).
 	Syscall string
+	// Sched is the thread's scheduling policy, nice value and priority
+	// (nil in images that predate it: left as the stub's defaults).
+	Sched *Sched `json:",omitempty"`
+}
+
+// Sched is a thread's scheduling state, as sched_getattr(2) reports it.
+type Sched struct {
+	Policy   uint32 // SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE, SCHED_DEADLINE
+	Flags    uint64 `json:",omitempty"` // SCHED_FLAG_RESET_ON_FORK and the deadline flags
+	Nice     int32  `json:",omitempty"`
+	Priority uint32 `json:",omitempty"` // real-time priority
+	Runtime  uint64 `json:",omitempty"` // SCHED_DEADLINE, ns
+	Deadline uint64 `json:",omitempty"`
+	Period   uint64 `json:",omitempty"`
+	UtilMin  uint32 `json:",omitempty"` // utilization clamps (0 and 1024 by default)
+	UtilMax  uint32 `json:",omitempty"`
 }

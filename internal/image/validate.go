@@ -424,6 +424,21 @@ func validateMisc(p *Process) error {
 			return fmt.Errorf("rlimit %d out of range 0-%d", rl.Resource, maxRlimits-1)
 		}
 	}
+	if p.OomScoreAdj != nil && (*p.OomScoreAdj < -1000 || *p.OomScoreAdj > 1000) {
+		return fmt.Errorf("oom_score_adj %d out of range -1000-1000", *p.OomScoreAdj)
+	}
+	// GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, its SYNC_CORE and RSEQ variants.
+	if p.Membarrier&^(1<<2|1<<4|1<<6|1<<8) != 0 {
+		return fmt.Errorf("membarrier registrations %#x unknown", p.Membarrier)
+	}
+	if p.THPDisable&^3 != 0 || p.THPDisable == 2 {
+		return fmt.Errorf("THP disable %#x: not 0, 1 or 3", p.THPDisable)
+	}
+	for _, th := range p.Threads {
+		if err := validateSched(th.Sched); err != nil {
+			return fmt.Errorf("thread %d: %w", th.Tid, err)
+		}
+	}
 	if len(p.Itimers) > maxItimers {
 		return fmt.Errorf("%d itimers, limit is %d", len(p.Itimers), maxItimers)
 	}
@@ -440,6 +455,34 @@ func validateMisc(p *Process) error {
 	}
 	if s := p.Prctl.PdeathSig; s < 0 || s > maxSignal {
 		return fmt.Errorf("parent-death signal %d out of range 0-%d", s, maxSignal)
+	}
+	return nil
+}
+
+// validateSched checks a thread's scheduling state is one sched_setattr
+// takes: a known policy, nice -20–19, priority 0–99, known flags.
+func validateSched(s *Sched) error {
+	if s == nil {
+		return nil
+	}
+	switch s.Policy {
+	case 0, 1, 2, 3, 5, 6: // OTHER, FIFO, RR, BATCH, IDLE, DEADLINE
+	default:
+		return fmt.Errorf("scheduling policy %d unknown", s.Policy)
+	}
+	if s.Nice < -20 || s.Nice > 19 {
+		return fmt.Errorf("nice %d out of range -20-19", s.Nice)
+	}
+	if s.Priority > 99 {
+		return fmt.Errorf("real-time priority %d out of range 0-99", s.Priority)
+	}
+	// RESET_ON_FORK, RECLAIM, DL_OVERRUN (the utilization clamps are
+	// restored from UtilMin and UtilMax).
+	if s.Flags&^0x7 != 0 {
+		return fmt.Errorf("scheduling flags %#x unknown", s.Flags)
+	}
+	if s.UtilMin > 1024 || s.UtilMax > 1024 {
+		return fmt.Errorf("utilization clamp %d-%d above 1024", s.UtilMin, s.UtilMax)
 	}
 	return nil
 }

@@ -32,6 +32,8 @@ type Status struct {
 	SigBlk, SigIgn, SigCgt, SigPnd, ShdPnd uint64
 	// NoNewPrivs is the no_new_privs bit.
 	NoNewPrivs bool
+	// Seccomp is the thread's seccomp mode: 0 none, 1 strict, 2 filter.
+	Seccomp int
 	// Uid and Gid are the real, effective, saved and filesystem ids.
 	Uid, Gid [4]int
 	// Groups are the supplementary group ids.
@@ -152,6 +154,8 @@ func (st *Status) set(key, val string) error {
 		default:
 			err = fmt.Errorf("bad value %q", val)
 		}
+	case "Seccomp":
+		st.Seccomp, err = strconv.Atoi(val)
 	case "Uid":
 		err = parseIDs(&st.Uid, val)
 	case "Gid":

@@ -42,6 +42,7 @@ const statusSample = "Name:\tweird name \n" +
 	"CapBnd:\t000001ffffffffff\n" +
 	"CapAmb:\t0000000000000008\n" +
 	"NoNewPrivs:\t1\n" +
+	"Seccomp:\t2\n" +
 	"Cpus_allowed_list:\t0-1\n"
 
 func TestParseStatusSample(t *testing.T) {
@@ -51,7 +52,7 @@ func TestParseStatusSample(t *testing.T) {
 	}
 	want := Status{Name: "weird name ", Umask: 0o77, State: 'S', Tgid: 100, Pid: 101, PPid: 1,
 		Threads: 3, SigPnd: 0x100, ShdPnd: 1 << 63, SigBlk: 0xfffffffe7ffbfeff, SigIgn: 0x1000,
-		SigCgt: 0x180004a07, NoNewPrivs: true, Uid: [4]int{1000, 1001, 1002, 4294967295},
+		SigCgt: 0x180004a07, NoNewPrivs: true, Seccomp: 2, Uid: [4]int{1000, 1001, 1002, 4294967295},
 		Gid: [4]int{10, 20, 30, 40}, Groups: []int{4, 24, 27},
 		CapInh: 1, CapPrm: 2, CapEff: 4, CapBnd: 0x1ffffffffff, CapAmb: 8}
 	if !reflect.DeepEqual(*st, want) {
