@@ -78,6 +78,8 @@ type Restorer struct {
 	// socks holds each recreated socket pair by the lower inode of its
 	// two sockets at dump.
 	socks map[uint64]sockHome
+	// unix holds the other unix sockets made (unixsingle_linux.go).
+	unix *unixRestorer
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -108,6 +110,7 @@ var kinds = []struct {
 	{image.FDTimerfd, timerfdKind},
 	{image.FDSignalfd, signalfdKind},
 	{image.FDUnixPair, unixPairKind},
+	{image.FDUnix, unixKind}, // after unixPairKind
 }
 
 func kindOf(name string) (*kind, error) {

@@ -223,9 +223,15 @@ const (
 	FDSignalfd = "signalfd" // a signalfd with its signal mask
 )
 
-// FDUnixPair is one end of an unnamed AF_UNIX socket pair whose two ends
-// are both held in the tree.
+// FDUnixPair is one end of a connected AF_UNIX socket pair whose two ends
+// are both held in the tree: from socketpair(2) (unnamed) or from
+// connect(2) and accept(2) (the accepted end has the listener's name).
 const FDUnixPair = "unixpair"
+
+// FDUnix is an AF_UNIX socket that is not one end of such a pair: bound
+// or not, listening, or a datagram socket connected to a named socket
+// (held in the tree or not).
+const FDUnix = "unix"
 
 // FD is one open file descriptor.
 type FD struct {
@@ -303,7 +309,40 @@ type UnixSock struct {
 	Ino, Peer uint64
 	Type      int
 	State     *UnixSockState `json:",omitempty"`
+	// Addr is the socket's own name (nil: unnamed); PeerAddr its peer's
+	// (FDUnixPair: the other end's; FDUnix: the named socket a datagram
+	// socket is connected to, Peer its inode, 0 when it is outside the
+	// tree).
+	Addr     *UnixAddr `json:",omitempty"`
+	PeerAddr *UnixAddr `json:",omitempty"`
+	// Accepted, for a stream or seqpacket pair whose ends both have a
+	// name, is the end (Ino or Peer) that has its name from a listener
+	// still listening at dump; 0: unknown.
+	Accepted uint64 `json:",omitempty"`
+	// Listen: a listening socket, with its listen(2) backlog.
+	Listen  bool `json:",omitempty"`
+	Backlog int  `json:",omitempty"`
 }
+
+// UnixAddr is the name of an AF_UNIX socket.
+type UnixAddr struct {
+	// Name is sun_path as bound: a path, absolute or relative to Dir, or,
+	// with a leading NUL byte, an abstract name.
+	Name []byte
+	// Path is a path name's socket file as an absolute clean path; Dir,
+	// for a relative Name, the directory it was bound in (the process's
+	// working directory at dump).
+	Path string `json:",omitempty"`
+	Dir  string `json:",omitempty"`
+	// Ino, Mode, Uid, Gid: the socket file's inode, permission bits and
+	// owner at dump.
+	Ino      uint64 `json:",omitempty"`
+	Mode     uint32 `json:",omitempty"`
+	Uid, Gid uint32
+}
+
+// Abstract reports whether a is an abstract name.
+func (a *UnixAddr) Abstract() bool { return len(a.Name) > 0 && a.Name[0] == 0 }
 
 // UnixSockState is what one socket of a pair holds: the messages queued
 // to it, unread (for SOCK_STREAM one run of bytes), and its options.
@@ -315,6 +354,11 @@ type UnixSockState struct {
 	SndTimeo       int64 `json:",omitempty"`
 	RcvTimeo       int64 `json:",omitempty"`
 	PeekOff        int
+	// PassSec and PassPidfd are SO_PASSSEC and SO_PASSPIDFD; NoPassRights
+	// is SO_PASSRIGHTS turned off.
+	PassSec      bool `json:",omitempty"`
+	PassPidfd    bool `json:",omitempty"`
+	NoPassRights bool `json:",omitempty"`
 }
 
 // DataRun is a run of bytes of a file at offset Off.

@@ -109,6 +109,9 @@ func (c *Checkpoint) Validate() error {
 			return corruptf("invalid checkpoint: pid %d: %w", p.Pid, err)
 		}
 	}
+	if err := validateUnixPeers(c.Processes); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
 	if err := validateShared(c.Processes); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}

@@ -2,6 +2,7 @@ package image
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,10 @@ const (
 	memfdSeals = 0x3f
 	// maxInotifyWatches bounds the watches of one inotify fd.
 	maxInotifyWatches = 1 << 16
+	// maxBacklog bounds a listening unix socket's backlog.
+	maxBacklog = 1 << 20
+	// maxSunPath is the size of sun_path.
+	maxSunPath = 108
 )
 
 func validateFDs(fds []FD) error {
@@ -122,6 +127,10 @@ func validateFDs(fds []FD) error {
 			if err := validateUnixSock(fd); err != nil {
 				return fmt.Errorf("fd %d: socket pair %w", fd.Num, err)
 			}
+		case FDUnix:
+			if err := validateUnixSock(fd); err != nil {
+				return fmt.Errorf("fd %d: unix socket %w", fd.Num, err)
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}
@@ -192,13 +201,34 @@ func validateShared(procs []Process) error {
 // (at most MaxMemfdData bytes in all).
 func validateUnixSock(fd *FD) error {
 	s := fd.Sock
-	if s == nil || s.Ino == 0 || s.Peer == 0 || s.Ino == s.Peer {
+	pair := fd.Kind == FDUnixPair
+	if s == nil || s.Ino == 0 || (pair && s.Peer == 0) || s.Ino == s.Peer {
 		return fmt.Errorf("without a socket and a peer")
 	}
 	switch s.Type {
 	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
 	default:
 		return fmt.Errorf("of type %d", s.Type)
+	}
+	for _, a := range []*UnixAddr{s.Addr, s.PeerAddr} {
+		if a == nil {
+			continue
+		}
+		if err := validateUnixAddr(a); err != nil {
+			return err
+		}
+	}
+	if s.Listen && (pair || s.Addr == nil || s.Type == unix.SOCK_DGRAM || s.Peer != 0 || s.PeerAddr != nil || s.Backlog < 0 || s.Backlog > maxBacklog) {
+		return fmt.Errorf("listening with backlog %d, type %d, peer %d", s.Backlog, s.Type, s.Peer)
+	}
+	if s.Accepted != 0 && (!pair || (s.Accepted != s.Ino && s.Accepted != s.Peer)) {
+		return fmt.Errorf("accepted end socket:[%d] not one of the pair", s.Accepted)
+	}
+	if !pair && s.Peer != 0 && s.PeerAddr == nil {
+		return fmt.Errorf("connected to socket:[%d] without its name", s.Peer)
+	}
+	if !pair && s.PeerAddr != nil && s.Type != unix.SOCK_DGRAM {
+		return fmt.Errorf("of type %d connected by name (only datagram sockets are)", s.Type)
 	}
 	if st := s.State; st != nil {
 		total := 0
@@ -207,6 +237,57 @@ func validateUnixSock(fd *FD) error {
 		}
 		if total > MaxMemfdData || st.SndBuf < 0 || st.RcvBuf < 0 || st.SndTimeo < 0 || st.RcvTimeo < 0 || st.PeekOff < -1 {
 			return fmt.Errorf("with %d bytes queued, buffers %d/%d, timeouts %d/%d, peek offset %d", total, st.SndBuf, st.RcvBuf, st.SndTimeo, st.RcvTimeo, st.PeekOff)
+		}
+	}
+	return nil
+}
+
+// validateUnixAddr checks a unix socket name: at most 108 bytes; an
+// abstract name (leading NUL) has no path; a path name has no NUL, and
+// its Path is the absolute clean path it names (from Dir, absolute and
+// clean, when it is relative), permission bits only in Mode.
+func validateUnixAddr(a *UnixAddr) error {
+	if len(a.Name) == 0 || len(a.Name) > maxSunPath {
+		return fmt.Errorf("name of %d bytes, want 1-%d", len(a.Name), maxSunPath)
+	}
+	if a.Abstract() {
+		if a.Path != "" || a.Dir != "" {
+			return fmt.Errorf("abstract name with path %q, dir %q", a.Path, a.Dir)
+		}
+		return nil
+	}
+	name := string(a.Name)
+	want := ""
+	switch {
+	case strings.IndexByte(name, 0) >= 0:
+	case strings.HasPrefix(name, "/") && a.Dir == "":
+		want = filepath.Clean(name)
+	case !strings.HasPrefix(name, "/") && isCleanAbs(a.Dir):
+		want = filepath.Join(a.Dir, name)
+	}
+	if want == "" || want == "/" || a.Path != want || !isCleanAbs(a.Path) || a.Mode&^0o777 != 0 {
+		return fmt.Errorf("name %q in %q with path %q and mode %#o: want a path name that is the absolute clean path, permission bits only", name, a.Dir, a.Path, a.Mode)
+	}
+	return nil
+}
+
+// validateUnixPeers checks every socket a unix socket of the image names
+// as its peer is one the image holds: restore connects the socket once
+// its peer is made.
+func validateUnixPeers(procs []Process) error {
+	have := map[uint64]bool{}
+	for i := range procs {
+		for _, fd := range procs[i].FDs {
+			if fd.Sock != nil {
+				have[fd.Sock.Ino] = true
+			}
+		}
+	}
+	for i := range procs {
+		for _, fd := range procs[i].FDs {
+			if s := fd.Sock; s != nil && s.Peer != 0 && !have[s.Peer] {
+				return fmt.Errorf("pid %d: fd %d: unix socket connected to socket:[%d], which no fd of the image holds", procs[i].Pid, fd.Num, s.Peer)
+			}
 		}
 	}
 	return nil
