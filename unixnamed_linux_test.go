@@ -1,6 +1,7 @@
 package rtcr_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,13 +42,27 @@ func outsideSocket(t *testing.T) (int, string) {
 // both ways, the options, the socket file's mode, that the listener takes
 // exactly backlog + 1 new connections and accepts one, and the child
 // talks to its parent; the test receives what the program sends to the
-// outside socket.
+// outside socket. The restored tree is checkpointed and restored a
+// second time before it checks (the socket files are then the ones the
+// first restore made).
 func TestUnixNamedRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	out, path := outsideSocket(t)
 	tg := start(t, testutil.BuildC(t, "unixnamed", false), "trigger", "named", path)
+	t.Cleanup(tg.fire) // the child exits too
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	tg.roundTripOK("named unix sockets")
+	tg.restore(tg.dump(false))
+	dir := filepath.Join(t.TempDir(), "img")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
+		t.Fatalf("dump of the restored tree: %v; output:\n%s", err, tg.output())
+	}
+	var ws unix.WaitStatus
+	_, _ = unix.Wait4(tg.pid, &ws, 0, nil) // our child through CLONE_PARENT
+	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after two restores: exit %d, output:\n%s", code, tg.output())
+	}
 	tv := unix.Timeval{Sec: 10}
 	if err := unix.SetsockoptTimeval(out, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		t.Fatal(err)

@@ -493,21 +493,26 @@ func setOptions(self int, st *image.UnixSockState) error {
 			return fmt.Errorf("setsockopt timeout %d: %w", o.opt, err)
 		}
 	}
+	// Each is set either way: a socket accepted from a listener has the
+	// listener's. The default value is not set where the kernel does not
+	// know the option.
 	for _, o := range []struct {
-		name     string
-		opt, val int
-		want     bool
+		name       string
+		opt        int
+		on, defOff bool
 	}{
-		{"SO_PASSCRED", unix.SO_PASSCRED, 1, st.PassCred},
-		{"SO_PASSSEC", unix.SO_PASSSEC, 1, st.PassSec},
-		{"SO_PASSPIDFD", unix.SO_PASSPIDFD, 1, st.PassPidfd},
-		{"SO_PASSRIGHTS", unix.SO_PASSRIGHTS, 0, st.NoPassRights},
+		{"SO_PASSCRED", unix.SO_PASSCRED, st.PassCred, true},
+		{"SO_PASSSEC", unix.SO_PASSSEC, st.PassSec, true},
+		{"SO_PASSPIDFD", unix.SO_PASSPIDFD, st.PassPidfd, true},
+		{"SO_PASSRIGHTS", unix.SO_PASSRIGHTS, !st.NoPassRights, false},
 	} {
-		if !o.want {
-			continue
+		val := 0
+		if o.on {
+			val = 1
 		}
-		if err := unix.SetsockoptInt(self, unix.SOL_SOCKET, o.opt, o.val); err != nil {
-			return fmt.Errorf("setsockopt %s %d: %w", o.name, o.val, err)
+		err := unix.SetsockoptInt(self, unix.SOL_SOCKET, o.opt, val)
+		if err != nil && !(errors.Is(err, unix.ENOPROTOOPT) && o.on != o.defOff) {
+			return fmt.Errorf("setsockopt %s %d: %w", o.name, val, err)
 		}
 	}
 	if st.PeekOff != -1 {
