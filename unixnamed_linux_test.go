@@ -42,7 +42,8 @@ func outsideSocket(t *testing.T) (int, string) {
 // both ways, the options, the socket file's mode, that the listener takes
 // exactly backlog + 1 new connections and accepts one, and the child
 // talks to its parent; the test receives what the program sends to the
-// outside socket. The restored tree is checkpointed and restored a
+// outside socket, and a datagram socket connected to one only the child
+// holds (made after it) sends to it. The restored tree is checkpointed and restored a
 // second time before it checks (the socket files are then the ones the
 // first restore made).
 func TestUnixNamedRoundTrip(t *testing.T) {

@@ -19,7 +19,9 @@
 //       by the test (outside the tree);
 //   12,13 a client connected to a SOCK_STREAM listener bound to "tsock"
 //       and the connection accepted, after which the listener is closed:
-//       "t" written on 12, unread.
+//       "t" written on 12, unread;
+//   14  SOCK_DGRAM connected to 15, bound to the abstract name W
+//       ("\0rtcr-w-PID"), which only the child keeps (with SO_RCVTIMEO 10 s).
 // for "pending": 3 a listener bound to "psock" with 4 and 5 connected to
 // it, not accepted;
 // for "sender": 3 SOCK_DGRAM bound to "ssock" with a datagram "x" from 4,
@@ -35,7 +37,8 @@
 //     SO_PASSSEC and SO_PASSPIDFD; "out" is sent on 11; 13 reads "t";
 //     3 takes exactly 4 (backlog + 1) non-blocking connections before
 //     refusing with EAGAIN, accepts one and reads "new" written on it; 6
-//     accepts a new connection to L.
+//     accepts a new connection to L; 14's peer is W and "w" sent on it is
+//     received by the child on 15.
 //   pending: 3 accepts both connections. sender: 3 receives "x".
 #define _GNU_SOURCE
 #include <errno.h>
@@ -135,10 +138,24 @@ static void wait_trigger(const char *trigger)
 		nanosleep(&ms, NULL);
 }
 
+static int sockopt(int fd, int opt)
+{
+	int v = -1;
+	socklen_t l = sizeof v;
+	if (getsockopt(fd, SOL_SOCKET, opt, &v, &l) < 0)
+		return -1;
+	return v;
+}
+
+// expect receives one message (stream: as many bytes as want has) on fd
+// without waiting and checks it is want.
 static void expect(int fd, const char *want, const char *why)
 {
 	char buf[64];
-	ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+	size_t max = sizeof buf;
+	if (sockopt(fd, SO_TYPE) == SOCK_STREAM)
+		max = strlen(want); // the child may write more on 5 by now
+	ssize_t n = recv(fd, buf, max, MSG_DONTWAIT);
 	if (n != (ssize_t)strlen(want) || memcmp(buf, want, n) != 0)
 		fail(why);
 }
@@ -148,15 +165,6 @@ static void expect_empty(int fd, const char *why)
 	char c;
 	if (recv(fd, &c, 1, MSG_DONTWAIT) != -1 || errno != EAGAIN)
 		fail(why);
-}
-
-static int sockopt(int fd, int opt)
-{
-	int v = -1;
-	socklen_t l = sizeof v;
-	if (getsockopt(fd, SOL_SOCKET, opt, &v, &l) < 0)
-		return -1;
-	return v;
 }
 
 static void setopt(int fd, int opt)
@@ -171,11 +179,12 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		die("usage: unixnamed TRIGGER named [OUTSIDE]|pending|sender");
 	const char *mode = argv[2];
-	char L[32], C[32], S[32], dsock[4200], cwd[4096];
+	char L[32], C[32], S[32], W[32], dsock[4200], cwd[4096];
 	int Ll = 1 + snprintf(L + 1, sizeof L - 1, "rtcr-l-%d", getpid());
 	int Cl = 1 + snprintf(C + 1, sizeof C - 1, "rtcr-c-%d", getpid());
 	int Sl = 1 + snprintf(S + 1, sizeof S - 1, "rtcr-s-%d", getpid());
-	L[0] = C[0] = S[0] = 0;
+	int Wl = 1 + snprintf(W + 1, sizeof W - 1, "rtcr-w-%d", getpid());
+	L[0] = C[0] = S[0] = W[0] = 0;
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		die("getcwd");
 	snprintf(dsock, sizeof dsock, "%s/dsock", cwd);
@@ -232,11 +241,18 @@ int main(int argc, char **argv)
 		close(tl);
 		if (write(12, "t", 1) != 1)
 			die("write 12");
+		int w = at(sock(SOCK_DGRAM), 15);
+		bind_to(w, W, Wl);
+		struct timeval tv = {10, 0};
+		if (setsockopt(w, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+			die("SO_RCVTIMEO");
+		if (connect_to(at(sock(SOCK_DGRAM), 14), W, Wl) < 0)
+			die("connect W");
 		child = fork();
 		if (child < 0)
 			die("fork");
 		if (child == 0) {
-			for (int fd = 5; fd <= 13; fd++)
+			for (int fd = 5; fd <= 14; fd++)
 				close(fd);
 			close(3);
 			wait_trigger(argv[1]);
@@ -247,9 +263,12 @@ int main(int argc, char **argv)
 			name_is(4, 0, "", 0, "child: 4 unnamed");
 			if (write(4, "back", 4) != 4)
 				_exit(4);
+			if (recv(15, buf, sizeof buf, 0) != 1 || buf[0] != 'w')
+				_exit(5);
 			_exit(0);
 		}
 		close(4);
+		close(15);
 	} else if (strcmp(mode, "pending") == 0) {
 		int l = at(sock(SOCK_STREAM), 3);
 		bind_to(l, "psock", 5);
@@ -312,9 +331,13 @@ int main(int argc, char **argv)
 			if (send(11, "out", 3, 0) != 3)
 				fail("send out on 11");
 		}
+		name_is(14, 1, W, Wl, "peer of 14");
+		if (send(14, "w", 1, 0) != 1)
+			fail("send w on 14");
 		name_is(13, 0, "tsock", 5, "name of 13");
 		name_is(12, 1, "tsock", 5, "peer of 12");
 		expect(13, "t", "13 does not read t");
+		expect_empty(13, "13 has more");
 		int n = 0, cl[20];
 		for (; n < 20; n++) {
 			cl[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
