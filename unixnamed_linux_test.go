@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -177,6 +178,100 @@ func TestUnixStaleFileChecked(t *testing.T) {
 		})
 	}
 	tg.restore(dir)
+	tg.fire()
+	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestUnixNamedTrust: a uid-65534 process's socket bound in a directory
+// of its own is restored from its image, trusted as 65534's, with the
+// socket file owned by 65534 with its mode; the image edited to bind in
+// a directory only root may write to, or to give the file to root, is
+// refused naming the file, and nothing is created there.
+func TestUnixNamedTrust(t *testing.T) {
+	testutil.RequireRoot(t)
+	pub, err := os.MkdirTemp("", "rtcr-unixtrust-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	sockDir, rootDir := filepath.Join(pub, "own"), filepath.Join(pub, "root")
+	for _, d := range []string{sockDir, rootDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(pub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sockDir, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(testutil.BuildC(t, "unixnamed", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := filepath.Join(pub, "unixnamed")
+	if err := os.WriteFile(own, b, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(sockDir, "nsock")
+	tg := start(t, "/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--", own, "trigger", "bound", path)
+	for _, p := range []string{filepath.Dir(tg.dir), tg.dir} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(tg.out, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	dir := tg.dump(false)
+	chownImage(t, dir)
+	manifest := filepath.Join(dir, image.ManifestName)
+	good, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		edit func(a *image.UnixAddr)
+		want string
+	}{
+		{"root's directory", func(a *image.UnixAddr) {
+			a.Path = filepath.Join(rootDir, "nsock")
+			a.Name = []byte(a.Path)
+		}, "create a file in it"},
+		{"owned by root", func(a *image.UnixAddr) { a.Uid, a.Gid = 0, 0 }, "owned by 0:0, not by the process"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			editManifest(t, dir, func(c *image.Checkpoint) {
+				for i := range c.Processes[0].FDs {
+					if s := c.Processes[0].FDs[i].Sock; s != nil && s.Addr != nil {
+						tc.edit(s.Addr)
+					}
+				}
+			})
+			_, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, TrustImageOwner: true})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore: %v, want an error naming %q", err, tc.want)
+			}
+			if ents, _ := os.ReadDir(rootDir); len(ents) != 0 {
+				t.Fatalf("%s holds %v after the refused restore", rootDir, ents)
+			}
+			if !pidFree(tg.pid) {
+				t.Fatalf("pid %d taken after the refused restore", tg.pid)
+			}
+			if err := os.WriteFile(manifest, good, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if _, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, TrustImageOwner: true}); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
 	tg.fire()
 	if code := tg.wait(10 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("after restore: exit %d, output:\n%s", code, tg.output())

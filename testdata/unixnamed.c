@@ -2,7 +2,7 @@
 // and connections made with connect/accept, for the checkpoint/restore
 // tests; waits for a trigger and then checks them from inside.
 //
-// Protocol: unixnamed TRIGGER named [OUTSIDE] | pending | sender
+// Protocol: unixnamed TRIGGER named [OUTSIDE] | pending | sender | bound PATH
 // It sets up, for "named" (L is "\0rtcr-l-PID", C "\0rtcr-c-PID"):
 //   3   SOCK_STREAM listener bound to "lsock" (relative to the working
 //       directory), backlog 3, SO_PASSCRED, its file chmod 0640;
@@ -25,7 +25,8 @@
 // for "pending": 3 a listener bound to "psock" with 4 and 5 connected to
 // it, not accepted;
 // for "sender": 3 SOCK_DGRAM bound to "ssock" with a datagram "x" from 4,
-// bound to the abstract name "\0rtcr-s-PID", unread.
+// bound to the abstract name "\0rtcr-s-PID", unread;
+// for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists (the child too). Then it checks, printing "OK\n" and
 // exiting 0 when all hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -40,6 +41,8 @@
 //     accepts a new connection to L; 14's peer is W and "w" sent on it is
 //     received by the child on 15.
 //   pending: 3 accepts both connections. sender: 3 receives "x".
+//   bound: 3 is named PATH, whose file is a socket of mode 0600 owned by
+//     the process's uid, and receives "self" sent to PATH.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -284,6 +287,10 @@ int main(int argc, char **argv)
 		bind_to(s, S, Sl);
 		if (connect_to(s, "ssock", 5) < 0 || send(s, "x", 1, 0) != 1)
 			die("send x");
+	} else if (strcmp(mode, "bound") == 0 && argc > 3) {
+		bind_to(at(sock(SOCK_DGRAM), 3), argv[3], strlen(argv[3]));
+		if (chmod(argv[3], 0600) < 0)
+			die("chmod");
 	} else {
 		die("unknown mode");
 	}
@@ -295,6 +302,17 @@ int main(int argc, char **argv)
 			fail("accept pending");
 	} else if (strcmp(mode, "sender") == 0) {
 		expect(3, "x", "3 does not receive x");
+	} else if (strcmp(mode, "bound") == 0) {
+		name_is(3, 0, argv[3], strlen(argv[3]), "name of 3");
+		struct stat st;
+		if (lstat(argv[3], &st) < 0 || !S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != 0600 || st.st_uid != getuid())
+			fail("socket file not a socket of mode 0600 owned by the process");
+		int t = sock(SOCK_DGRAM);
+		if (connect_to(t, argv[3], strlen(argv[3])) < 0 || send(t, "self", 4, 0) != 4)
+			fail("send to PATH");
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		expect(3, "self", "3 does not receive self");
 	} else {
 		name_is(3, 0, "lsock", 5, "name of 3");
 		if (sockopt(3, SO_ACCEPTCONN) != 1 || sockopt(3, SO_PASSCRED) != 1 || sockopt(3, SO_TYPE) != SOCK_STREAM)
