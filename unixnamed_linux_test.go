@@ -76,14 +76,15 @@ func TestUnixNamedRoundTrip(t *testing.T) {
 	}
 }
 
-// TestUnixNamedRefused: a listener with connections not accepted yet and
-// a datagram queued from a named sender are refused naming the fd and the
-// count or the sender, and the process runs on with its sockets intact.
+// TestUnixNamedRefused: a listener with a connection not accepted yet on
+// which the client wrote, and a datagram queued from a named sender, are
+// refused naming the fd and the count or the sender, and the process runs
+// on with its sockets intact.
 func TestUnixNamedRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "unixnamed", false)
 	tests := []struct{ arg, fd, want string }{
-		{"pending", "fd 3 (", "listening unix socket with 2 connections waiting to be accepted"},
+		{"pendingdata", "fd 3 (", "listening unix socket with 1 connections waiting to be accepted: socket:["},
 		{"sender", "fd 3 (", `was sent by "@rtcr-s-`},
 	}
 	for _, tc := range tests {
@@ -94,6 +95,18 @@ func TestUnixNamedRefused(t *testing.T) {
 			tg.runsOnOK()
 		})
 	}
+}
+
+// TestUnixPendingRoundTrip checkpoints testdata/unixnamed.c holding a
+// listener with two connections waiting to be accepted, from an unnamed
+// client made before the listener (fd 3) and from one bound to an
+// abstract name (fd 5): after the restore the listener accepts them in
+// their order, each connected to its client.
+func TestUnixPendingRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "unixnamed", false), "trigger", "pending")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	tg.roundTripOK("connections waiting to be accepted")
 }
 
 // TestUnixStaleFileChecked: restore removes a stale socket file at a

@@ -2,7 +2,7 @@
 // and connections made with connect/accept, for the checkpoint/restore
 // tests; waits for a trigger and then checks them from inside.
 //
-// Protocol: unixnamed TRIGGER named [OUTSIDE] | pending | sender | bound PATH
+// Protocol: unixnamed TRIGGER named [OUTSIDE] | pending | pendingdata | sender | bound PATH
 // It sets up, for "named" (L is "\0rtcr-l-PID", C "\0rtcr-c-PID"):
 //   3   SOCK_STREAM listener bound to "lsock" (relative to the working
 //       directory), backlog 3, SO_PASSCRED, its file chmod 0640;
@@ -22,8 +22,11 @@
 //       "t" written on 12, unread;
 //   14  SOCK_DGRAM connected to 15, bound to the abstract name W
 //       ("\0rtcr-w-PID"), which only the child keeps (with SO_RCVTIMEO 10 s).
-// for "pending": 3 a listener bound to "psock" with 4 and 5 connected to
-// it, not accepted;
+// for "pending": 4 a SOCK_STREAM listener bound to "psock", backlog 5,
+// with two connections waiting to be accepted: from 3 (unnamed), then
+// from 5, bound to the abstract name P ("\0rtcr-p-PID");
+// for "pendingdata": 3 a listener bound to "qsock", 4 connected to it and
+// "x" written on 4, not accepted;
 // for "sender": 3 SOCK_DGRAM bound to "ssock" with a datagram "x" from 4,
 // bound to the abstract name "\0rtcr-s-PID", unread;
 // for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600.
@@ -40,7 +43,11 @@
 //     refusing with EAGAIN, accepts one and reads "new" written on it; 6
 //     accepts a new connection to L; 14's peer is W and "w" sent on it is
 //     received by the child on 15.
-//   pending: 3 accepts both connections. sender: 3 receives "x".
+//   pending: 4 is "psock", listening; 3 and 5 have "psock" as peer, 5 is
+//     named P; 4 accepts the connection of 3 first, then that of 5 (the
+//     peers' names tell, and a byte written on each reaches its client),
+//     then has none. pendingdata: 3 accepts the connection and reads "x".
+//   sender: 3 receives "x".
 //   bound: 3 is named PATH, whose file is a socket of mode 0600 owned by
 //     the process's uid, and receives "self" sent to PATH.
 #define _GNU_SOURCE
@@ -182,12 +189,13 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		die("usage: unixnamed TRIGGER named [OUTSIDE]|pending|sender");
 	const char *mode = argv[2];
-	char L[32], C[32], S[32], W[32], dsock[4200], cwd[4096];
+	char L[32], C[32], S[32], W[32], P[32], dsock[4200], cwd[4096];
 	int Ll = 1 + snprintf(L + 1, sizeof L - 1, "rtcr-l-%d", getpid());
 	int Cl = 1 + snprintf(C + 1, sizeof C - 1, "rtcr-c-%d", getpid());
 	int Sl = 1 + snprintf(S + 1, sizeof S - 1, "rtcr-s-%d", getpid());
 	int Wl = 1 + snprintf(W + 1, sizeof W - 1, "rtcr-w-%d", getpid());
-	L[0] = C[0] = S[0] = W[0] = 0;
+	int Pl = 1 + snprintf(P + 1, sizeof P - 1, "rtcr-p-%d", getpid());
+	L[0] = C[0] = S[0] = W[0] = P[0] = 0;
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		die("getcwd");
 	snprintf(dsock, sizeof dsock, "%s/dsock", cwd);
@@ -273,13 +281,23 @@ int main(int argc, char **argv)
 		close(4);
 		close(15);
 	} else if (strcmp(mode, "pending") == 0) {
-		int l = at(sock(SOCK_STREAM), 3);
+		int c3 = at(sock(SOCK_STREAM), 3);
+		int l = at(sock(SOCK_STREAM), 4);
 		bind_to(l, "psock", 5);
 		if (listen(l, 5) < 0)
 			die("listen");
-		for (int fd = 4; fd <= 5; fd++)
-			if (connect_to(at(sock(SOCK_STREAM), fd), "psock", 5) < 0)
-				die("connect psock");
+		int c5 = at(sock(SOCK_STREAM), 5);
+		bind_to(c5, P, Pl);
+		if (connect_to(c3, "psock", 5) < 0 || connect_to(c5, "psock", 5) < 0)
+			die("connect psock");
+	} else if (strcmp(mode, "pendingdata") == 0) {
+		int l = at(sock(SOCK_STREAM), 3);
+		bind_to(l, "qsock", 5);
+		if (listen(l, 5) < 0)
+			die("listen");
+		int c = at(sock(SOCK_STREAM), 4);
+		if (connect_to(c, "qsock", 5) < 0 || write(c, "x", 1) != 1)
+			die("connect qsock");
 	} else if (strcmp(mode, "sender") == 0) {
 		int d = at(sock(SOCK_DGRAM), 3);
 		bind_to(d, "ssock", 5);
@@ -298,8 +316,30 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	wait_trigger(argv[1]);
 	if (strcmp(mode, "pending") == 0) {
-		if (accept(3, NULL, NULL) < 0 || accept(3, NULL, NULL) < 0)
+		name_is(4, 0, "psock", 5, "name of 4");
+		if (sockopt(4, SO_ACCEPTCONN) != 1)
+			fail("4 not listening");
+		name_is(3, 1, "psock", 5, "peer of 3");
+		name_is(5, 1, "psock", 5, "peer of 5");
+		name_is(5, 0, P, Pl, "name of 5");
+		int a1 = accept(4, NULL, NULL), a2 = accept(4, NULL, NULL);
+		if (a1 < 0 || a2 < 0)
 			fail("accept pending");
+		name_is(a1, 1, "", 0, "first accepted is not from 3 (unnamed)");
+		name_is(a2, 1, P, Pl, "second accepted is not from 5");
+		if (write(a1, "1", 1) != 1 || write(a2, "2", 1) != 1)
+			fail("write on accepted");
+		expect(3, "1", "3 does not read 1");
+		expect(5, "2", "5 does not read 2");
+		if (fcntl(4, F_SETFL, fcntl(4, F_GETFL) | O_NONBLOCK) < 0)
+			fail("O_NONBLOCK on 4");
+		if (accept(4, NULL, NULL) >= 0 || errno != EAGAIN)
+			fail("4 has a third connection");
+	} else if (strcmp(mode, "pendingdata") == 0) {
+		int a = accept(3, NULL, NULL);
+		if (a < 0)
+			fail("accept");
+		expect(a, "x", "accepted does not read x");
 	} else if (strcmp(mode, "sender") == 0) {
 		expect(3, "x", "3 does not receive x");
 	} else if (strcmp(mode, "bound") == 0) {

@@ -23,11 +23,12 @@ type unixInfo struct {
 	rqueue     uint32 // a listener: connections waiting to be accepted
 	wqueue     uint32 // a listener: its backlog
 	icons      []uint32
-	shutdown   int // -1: not reported
+	shutdown   int    // -1: not reported
+	wmem       uint32 // bytes sent and not yet read by the receiver (SK_MEMINFO_WMEM_ALLOC)
 }
 
 // unixDiagShow is what rtcr asks sock_diag of each socket.
-const unixDiagShow = abi.UDIAG_SHOW_NAME | abi.UDIAG_SHOW_PEER | abi.UDIAG_SHOW_RQLEN | abi.UDIAG_SHOW_VFS | abi.UDIAG_SHOW_ICONS
+const unixDiagShow = abi.UDIAG_SHOW_NAME | abi.UDIAG_SHOW_PEER | abi.UDIAG_SHOW_RQLEN | abi.UDIAG_SHOW_VFS | abi.UDIAG_SHOW_ICONS | abi.UDIAG_SHOW_MEMINFO
 
 // unixDiag asks sock_diag about the AF_UNIX socket with inode ino (in
 // rtcr's network namespace).
@@ -146,6 +147,10 @@ func parseUnixDiag(data []byte) (*unixInfo, error) {
 			if len(v) >= 8 {
 				info.rqueue = binary.NativeEndian.Uint32(v)
 				info.wqueue = binary.NativeEndian.Uint32(v[4:])
+			}
+		case abi.UNIX_DIAG_MEMINFO:
+			if len(v) >= 4*(unix.SK_MEMINFO_WMEM_ALLOC+1) {
+				info.wmem = binary.NativeEndian.Uint32(v[4*unix.SK_MEMINFO_WMEM_ALLOC:])
 			}
 		case abi.UNIX_DIAG_SHUTDOWN:
 			if len(v) >= 1 {

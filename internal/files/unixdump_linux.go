@@ -3,6 +3,7 @@ package files
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/abi"
@@ -46,12 +47,17 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 	isPair := false
 	switch {
 	case info.state == abi.TCP_LISTEN:
-		if info.rqueue > 0 {
-			return image.FD{}, false, fmt.Errorf("listening unix socket with %d connections waiting to be accepted: %w", info.rqueue, ErrUnsupported)
-		}
 		sock.Listen, sock.Backlog = true, int(info.wqueue)
+		if sock.Pending, err = dumpPending(s, info); err != nil {
+			return image.FD{}, false, err
+		}
 	case info.peer == 0 && info.state == abi.TCP_ESTABLISHED && info.typ != unix.SOCK_DGRAM:
-		return image.FD{}, false, fmt.Errorf("unix socket connected to a listener that has not accepted it yet (waiting in its accept queue): %w", ErrUnsupported)
+		// Its peer is a connection waiting in a listener's accept queue
+		// (it has no inode).
+		if peer, err = listenerOf(s, info); err != nil {
+			return image.FD{}, false, err
+		}
+		sock.PendingOn = uint64(peer.ino)
 	case info.peer != 0:
 		if peer, err = unixDiag(info.peer); err != nil {
 			return image.FD{}, false, fmt.Errorf("peer socket:[%d]: %w", info.peer, err)
@@ -124,6 +130,49 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 	s.tree.socksSaved[ino] = true
 	sock.State = st
 	return fd, true, nil
+}
+
+// dumpPending records the clients of the connections waiting in the
+// accept queue of listener info, in order: each must be held in the tree
+// and must not have sent anything yet (the bytes would be queued to the
+// connection, which only an accept could read).
+func dumpPending(s *fdState, info *unixInfo) ([]uint64, error) {
+	if int(info.rqueue) != len(info.icons) {
+		return nil, fmt.Errorf("listening unix socket: sock_diag tells %d connections waiting to be accepted and lists %d", info.rqueue, len(info.icons))
+	}
+	var out []uint64
+	for _, c := range info.icons {
+		if !s.tree.sockets[uint64(c)] {
+			return nil, fmt.Errorf("listening unix socket with %d connections waiting to be accepted, from socket:[%d] not held in the dumped tree: %w", len(info.icons), c, ErrUnsupported)
+		}
+		ci, err := unixDiag(c)
+		if err != nil {
+			return nil, fmt.Errorf("waiting connection from socket:[%d]: %w", c, err)
+		}
+		if ci.wmem != 0 {
+			return nil, fmt.Errorf("listening unix socket with %d connections waiting to be accepted: socket:[%d] sent %d bytes (memory) on one, which only an accept could read: %w", len(info.icons), c, ci.wmem, ErrUnsupported)
+		}
+		out = append(out, uint64(c))
+	}
+	return out, nil
+}
+
+// listenerOf returns the listener in whose accept queue the connection
+// of client info waits, which must be held in the tree.
+func listenerOf(s *fdState, info *unixInfo) (*unixInfo, error) {
+	all, err := unixSockets()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range all {
+		if l.state == abi.TCP_LISTEN && slices.Contains(l.icons, info.ino) {
+			if !s.tree.sockets[uint64(l.ino)] {
+				return nil, fmt.Errorf("unix socket waiting to be accepted by socket:[%d], not held in the dumped tree: %w", l.ino, ErrUnsupported)
+			}
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("unix socket connected, waiting to be accepted by a listener sock_diag does not show: %w", ErrUnsupported)
 }
 
 // acceptedEnd returns which of the connected named sockets a and b has

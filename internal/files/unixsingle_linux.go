@@ -38,6 +38,9 @@ type unixRestorer struct {
 	// waiting holds, by the inode at dump of the socket they connect to,
 	// the datagram sockets made before it.
 	waiting map[uint64][]waiter
+	// pending holds the accept queues of the listeners made, by inode
+	// at dump.
+	pending map[uint64]*pendingQueue
 }
 
 // waiter is a datagram socket to connect to addr once it exists.
@@ -50,7 +53,7 @@ type waiter struct {
 func (c *restoreCtx) unixRestore() *unixRestorer {
 	if c.unix == nil {
 		c.unix = &unixRestorer{made: map[FileID]bool{}, listeners: map[string]sockHome{}, singles: map[uint64]sockHome{},
-			created: map[uint64]bool{}, waiting: map[uint64][]waiter{}}
+			created: map[uint64]bool{}, waiting: map[uint64][]waiter{}, pending: map[uint64]*pendingQueue{}}
 	}
 	return c.unix
 }
@@ -134,7 +137,15 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 		u.listeners[addrKey(s.Addr)] = home
 	}
 	u.singles[s.Ino] = home
-	if s.PeerAddr != nil {
+	lino := s.PendingOn
+	if s.Listen {
+		lino = s.Ino
+		u.pending[lino] = &pendingQueue{clients: s.Pending, addr: s.Addr}
+	}
+	if err := u.connectPending(lino); err != nil {
+		return sockHome{}, err
+	}
+	if s.PeerAddr != nil && s.PendingOn == 0 {
 		switch {
 		case s.Peer == 0:
 			// Outside the tree: connected to with the process's rights.
@@ -150,6 +161,35 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 		}
 	}
 	return home, u.socketMade(s.Ino)
+}
+
+// pendingQueue is the accept queue of a listener: its clients in order,
+// the next to connect, and the listener's name once it is made.
+type pendingQueue struct {
+	clients []uint64
+	next    int
+	addr    *image.UnixAddr
+}
+
+// connectPending connects, in their order, the clients of the
+// connections that waited in the accept queue of listener lino, as far as
+// they are made (a client made before its listener waits for it,
+// unconnected; one made after is connected then).
+func (u *unixRestorer) connectPending(lino uint64) error {
+	q := u.pending[lino]
+	if q == nil || q.addr == nil {
+		return nil
+	}
+	for ; q.next < len(q.clients); q.next++ {
+		h, ok := u.singles[q.clients[q.next]]
+		if !ok {
+			return nil
+		}
+		if err := connectHome(h, q.addr, nil); err != nil {
+			return fmt.Errorf("waiting connection from socket:[%d]: %w", q.clients[q.next], err)
+		}
+	}
+	return nil
 }
 
 // refillFromNew sends the datagrams queued to the named socket s again,

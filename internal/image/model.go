@@ -319,9 +319,15 @@ type UnixSock struct {
 	// name, is the end (Ino or Peer) that has its name from a listener
 	// still listening at dump; 0: unknown.
 	Accepted uint64 `json:",omitempty"`
-	// Listen: a listening socket, with its listen(2) backlog.
-	Listen  bool `json:",omitempty"`
-	Backlog int  `json:",omitempty"`
+	// Listen: a listening socket, with its listen(2) backlog and, in
+	// order, the inodes of the clients (held in the tree) of the
+	// connections waiting to be accepted.
+	Listen  bool     `json:",omitempty"`
+	Backlog int      `json:",omitempty"`
+	Pending []uint64 `json:",omitempty"`
+	// PendingOn is, for such a client, its listener's inode (PeerAddr
+	// its name).
+	PendingOn uint64 `json:",omitempty"`
 }
 
 // UnixAddr is the name of an AF_UNIX socket.

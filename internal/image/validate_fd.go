@@ -218,6 +218,17 @@ func validateUnixSock(fd *FD) error {
 			return err
 		}
 	}
+	if len(s.Pending) > 0 && (!s.Listen || len(s.Pending) > s.Backlog+1) {
+		return fmt.Errorf("with %d connections waiting to be accepted, backlog %d", len(s.Pending), s.Backlog)
+	}
+	for _, p := range s.Pending {
+		if p == 0 || p == s.Ino {
+			return fmt.Errorf("waiting connection from socket:[%d]", p)
+		}
+	}
+	if s.PendingOn != 0 && (pair || s.Type == unix.SOCK_DGRAM || s.PeerAddr == nil || s.Peer != 0 || s.Listen) {
+		return fmt.Errorf("waiting to be accepted by socket:[%d] without its name, or as a %d socket", s.PendingOn, s.Type)
+	}
 	if s.Listen && (pair || s.Addr == nil || s.Type == unix.SOCK_DGRAM || s.Peer != 0 || s.PeerAddr != nil || s.Backlog < 0 || s.Backlog > maxBacklog) {
 		return fmt.Errorf("listening with backlog %d, type %d, peer %d", s.Backlog, s.Type, s.Peer)
 	}
@@ -227,7 +238,7 @@ func validateUnixSock(fd *FD) error {
 	if !pair && s.Peer != 0 && s.PeerAddr == nil {
 		return fmt.Errorf("connected to socket:[%d] without its name", s.Peer)
 	}
-	if !pair && s.PeerAddr != nil && s.Type != unix.SOCK_DGRAM {
+	if !pair && s.PeerAddr != nil && s.Type != unix.SOCK_DGRAM && s.PendingOn == 0 {
 		return fmt.Errorf("of type %d connected by name (only datagram sockets are)", s.Type)
 	}
 	if st := s.State; st != nil {
@@ -285,8 +296,16 @@ func validateUnixPeers(procs []Process) error {
 	}
 	for i := range procs {
 		for _, fd := range procs[i].FDs {
-			if s := fd.Sock; s != nil && s.Peer != 0 && !have[s.Peer] {
-				return fmt.Errorf("pid %d: fd %d: unix socket connected to socket:[%d], which no fd of the image holds", procs[i].Pid, fd.Num, s.Peer)
+			s := fd.Sock
+			if s == nil {
+				continue
+			}
+			peers := []uint64{s.Peer, s.PendingOn}
+			peers = append(peers, s.Pending...)
+			for _, p := range peers {
+				if p != 0 && !have[p] {
+					return fmt.Errorf("pid %d: fd %d: unix socket connected to socket:[%d], which no fd of the image holds", procs[i].Pid, fd.Num, p)
+				}
 			}
 		}
 	}
