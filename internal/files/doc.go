@@ -145,10 +145,15 @@
 //	listening, backlog        unix socket            state TCP_LISTEN, UNIX_DIAG_RQLEN's wqueue:
 //	  (UNIX_DIAG_RQLEN)                              listen(2) with it (TestUnixNamedRoundTrip takes
 //	                                                 exactly backlog + 1 connections)
-//	accept queue (RQLEN       unix listener          connections not accepted yet refused "with N
-//	  rqueue, ICONS)                                 connections waiting to be accepted" (and their
-//	                                                 clients "has not accepted it yet")
-//	                                                 (TestUnixNamedRefused)
+//	accept queue (RQLEN       unix listener          connections not accepted yet: their clients, in
+//	  rqueue, ICONS)                                 order (ICONS), connected again in that order once
+//	                                                 both the listener and the client are made (a
+//	                                                 client finds its listener in a sock_diag dump)
+//	                                                 (TestUnixPendingRoundTrip); a client outside the
+//	                                                 tree, or one that sent bytes on it (MEMINFO
+//	                                                 wmem_alloc, which only an accept could read),
+//	                                                 refused "with N connections waiting to be
+//	                                                 accepted" (TestUnixNamedRefused)
 //	rqlen                     unix socket            checked against the bytes read
 //	queued messages           unix socket            MSG_PEEK on a copy, walked with SO_PEEK_OFF
 //	                                                 (put back after), one message per datagram or

@@ -33,6 +33,10 @@ func TestValidateUnixSock(t *testing.T) {
 		{"backlog", UnixSock{Ino: 5, Type: unix.SOCK_STREAM, Listen: true, Backlog: -1, Addr: path}, "listening"},
 		{"stream connected by name", UnixSock{Ino: 5, Type: unix.SOCK_STREAM, PeerAddr: path}, "connected by name"},
 		{"peer without name", UnixSock{Ino: 5, Peer: 6, Type: unix.SOCK_DGRAM}, "without its name"},
+		{"pending not listening", UnixSock{Ino: 5, Type: unix.SOCK_STREAM, Addr: path, Pending: []uint64{5}}, "waiting to be accepted"},
+		{"pending above backlog", UnixSock{Ino: 5, Type: unix.SOCK_STREAM, Listen: true, Addr: path, Pending: []uint64{7, 8}}, "waiting to be accepted"},
+		{"pending client not in the image", UnixSock{Ino: 5, Type: unix.SOCK_STREAM, Listen: true, Backlog: 1, Addr: path, Pending: []uint64{7}}, "which no fd of the image holds"},
+		{"pending on, dgram", UnixSock{Ino: 5, Type: unix.SOCK_DGRAM, PeerAddr: path, PendingOn: 7}, "waiting to be accepted by socket:[7]"},
 		{"peer not in the image", UnixSock{Ino: 5, Peer: 6, Type: unix.SOCK_DGRAM, PeerAddr: path}, "which no fd of the image holds"},
 	}
 	for _, tt := range tests {
