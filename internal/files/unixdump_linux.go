@@ -46,6 +46,8 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 	var peer *unixInfo
 	isPair := false
 	switch {
+	case pair && (info.state == abi.TCP_LISTEN || info.peer == 0):
+		return image.FD{}, false, nil // not a pair: unixKind's
 	case info.state == abi.TCP_LISTEN:
 		sock.Listen, sock.Backlog = true, int(info.wqueue)
 		if sock.Pending, err = dumpPending(s, info); err != nil {
