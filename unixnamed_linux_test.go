@@ -77,21 +77,23 @@ func TestUnixNamedRoundTrip(t *testing.T) {
 }
 
 // TestUnixNamedRefused: a listener with a connection not accepted yet on
-// which the client wrote, and a datagram queued from a named sender, are
-// refused naming the fd and the count or the sender, and the process runs
-// on with its sockets intact.
+// which the client wrote, a datagram queued from a named sender, and a
+// socket whose file was unlinked after the bind, are refused naming the
+// fd and the count, the sender or the name, and the process runs on with
+// its sockets intact.
 func TestUnixNamedRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "unixnamed", false)
-	tests := []struct{ arg, fd, want string }{
-		{"pendingdata", "fd 3 (", "listening unix socket with 1 connections waiting to be accepted: socket:["},
-		{"sender", "fd 3 (", `was sent by "@rtcr-s-`},
+	tests := []struct{ arg, fd, want, want2 string }{
+		{"pendingdata", "fd 3 (", "listening unix socket with 1 connections waiting to be accepted: socket:[", "sent"},
+		{"sender", "fd 3 (", `was sent by "@rtcr-s-`, "queued message 1"},
+		{"unlinked", "fd 3 (", `unix socket bound to "usock":`, "is not its socket file (unlinked or replaced since"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.arg, func(t *testing.T) {
 			tg := start(t, bin, "trigger", tc.arg)
 			testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-			tg.dumpRefused(tc.fd, tc.want)
+			tg.dumpRefused(tc.fd, tc.want, tc.want2)
 			tg.runsOnOK()
 		})
 	}

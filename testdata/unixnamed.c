@@ -2,7 +2,8 @@
 // and connections made with connect/accept, for the checkpoint/restore
 // tests; waits for a trigger and then checks them from inside.
 //
-// Protocol: unixnamed TRIGGER named [OUTSIDE] | pending | pendingdata | sender | bound PATH
+// Protocol: unixnamed TRIGGER named [OUTSIDE] | pending | pendingdata | sender | unlinked |
+// bound PATH
 // It sets up, for "named" (L is "\0rtcr-l-PID", C "\0rtcr-c-PID"):
 //   3   SOCK_STREAM listener bound to "lsock" (relative to the working
 //       directory), backlog 3, SO_PASSCRED, its file chmod 0640;
@@ -29,6 +30,7 @@
 // "x" written on 4, not accepted;
 // for "sender": 3 SOCK_DGRAM bound to "ssock" with a datagram "x" from 4,
 // bound to the abstract name "\0rtcr-s-PID", unread;
+// for "unlinked": 3 SOCK_DGRAM bound to "usock", which is then unlinked;
 // for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists (the child too). Then it checks, printing "OK\n" and
@@ -47,7 +49,7 @@
 //     named P; 4 accepts the connection of 3 first, then that of 5 (the
 //     peers' names tell, and a byte written on each reaches its client),
 //     then has none. pendingdata: 3 accepts the connection and reads "x".
-//   sender: 3 receives "x".
+//   sender: 3 receives "x". unlinked: 3 is still named "usock".
 //   bound: 3 is named PATH, whose file is a socket of mode 0600 owned by
 //     the process's uid, and receives "self" sent to PATH.
 #define _GNU_SOURCE
@@ -305,6 +307,10 @@ int main(int argc, char **argv)
 		bind_to(s, S, Sl);
 		if (connect_to(s, "ssock", 5) < 0 || send(s, "x", 1, 0) != 1)
 			die("send x");
+	} else if (strcmp(mode, "unlinked") == 0) {
+		bind_to(at(sock(SOCK_DGRAM), 3), "usock", 5);
+		if (unlink("usock") < 0)
+			die("unlink");
 	} else if (strcmp(mode, "bound") == 0 && argc > 3) {
 		bind_to(at(sock(SOCK_DGRAM), 3), argv[3], strlen(argv[3]));
 		if (chmod(argv[3], 0600) < 0)
@@ -342,6 +348,8 @@ int main(int argc, char **argv)
 		expect(a, "x", "accepted does not read x");
 	} else if (strcmp(mode, "sender") == 0) {
 		expect(3, "x", "3 does not receive x");
+	} else if (strcmp(mode, "unlinked") == 0) {
+		name_is(3, 0, "usock", 5, "name of 3");
 	} else if (strcmp(mode, "bound") == 0) {
 		name_is(3, 0, argv[3], strlen(argv[3]), "name of 3");
 		struct stat st;
