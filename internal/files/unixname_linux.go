@@ -232,14 +232,22 @@ func clearStale(u *unixRestorer, dirfd int, path, base string) error {
 		return fmt.Errorf("%s exists and is not a socket (file type %#o): not removed: %w", path, st.Mode&unix.S_IFMT, ErrChanged)
 	}
 	if !u.made[FileID{st.Dev, st.Ino}] {
-		all, err := unixSockets()
-		if err != nil {
-			return err
-		}
-		for _, s := range all {
-			if s.vfsIno == st.Ino && s.vfsDev == st.Dev {
-				return fmt.Errorf("socket file %s is in use by socket:[%d]: not removed: %w", path, s.ino, ErrChanged)
+		if u.bound == nil {
+			// Asked once per restore: a file bound since is one this
+			// restore made.
+			all, err := unixSockets()
+			if err != nil {
+				return err
 			}
+			u.bound = map[FileID]uint32{}
+			for _, s := range all {
+				if s.vfsIno != 0 {
+					u.bound[FileID{s.vfsDev, s.vfsIno}] = s.ino
+				}
+			}
+		}
+		if ino, ok := u.bound[FileID{st.Dev, st.Ino}]; ok {
+			return fmt.Errorf("socket file %s is in use by socket:[%d]: not removed: %w", path, ino, ErrChanged)
 		}
 	}
 	if err := unix.Unlinkat(dirfd, base, 0); err != nil {

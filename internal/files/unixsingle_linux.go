@@ -29,6 +29,10 @@ type unixRestorer struct {
 	// made holds the socket files this restore bound (a later bind may
 	// remove them: see clearStale).
 	made map[FileID]bool
+	// bound holds the socket files sockets of rtcr's network namespace
+	// were bound to when the first stale file was found (nil: not asked
+	// yet), with the socket's inode.
+	bound map[FileID]uint32
 	// listeners holds the listening sockets made, by addrKey.
 	listeners map[string]sockHome
 	// singles holds the unixKind sockets made, by inode at dump; created
