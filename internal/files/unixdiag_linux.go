@@ -130,10 +130,11 @@ func parseUnixDiag(data []byte) (*unixInfo, error) {
 				}
 			}
 		case abi.UNIX_DIAG_VFS:
-			if len(v) >= 8 {
-				kdev := binary.NativeEndian.Uint32(v[4:])
-				info.vfsIno = uint64(binary.NativeEndian.Uint32(v))
-				info.vfsDev = unix.Mkdev(kdev>>20, kdev&0xfffff)
+			var vfs abi.UnixDiagVfs
+			if len(v) >= int(unsafe.Sizeof(vfs)) {
+				copy(ptrace.Bytes(&vfs), v)
+				info.vfsIno = uint64(vfs.Ino)
+				info.vfsDev = unix.Mkdev(vfs.Dev>>20, vfs.Dev&0xfffff)
 			}
 		case abi.UNIX_DIAG_PEER:
 			if len(v) >= 4 {
