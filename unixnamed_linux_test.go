@@ -121,6 +121,7 @@ func TestUnixStaleFileChecked(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "unixnamed", false)
 	tg := start(t, bin, "trigger", "named")
+	t.Cleanup(tg.fire) // the child exits too
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	dir := tg.dump(false)
 	target := filepath.Join(t.TempDir(), "target")
