@@ -1,7 +1,7 @@
 // unixpair: holds AF_UNIX socket pairs for the checkpoint/restore tests
 // of internal/files, waits for a trigger and then checks them.
 //
-// Protocol: unixpair TRIGGER pairs|named|rights|outside
+// Protocol: unixpair TRIGGER pairs|rights|outside
 // It sets up, for "pairs":
 //   3, 4  a SOCK_STREAM pair: "to4" written on 3 and "to3xx" on 4, unread;
 //   5, 6  a SOCK_SEQPACKET pair: messages "one" and "two2" sent on 5,
@@ -9,8 +9,6 @@
 //   7, 8  a SOCK_DGRAM pair; a child is forked that keeps 8 (the parent
 //         closes it, the child closes 3-7) and sends "hi" on it, which
 //         the parent reads before it says ready;
-// for "named": 3 a SOCK_DGRAM socket bound to "sock" in the working
-// directory;
 // for "rights": 3, 4 a SOCK_STREAM pair with fd 0 sent on 3 (SCM_RIGHTS),
 // unread;
 // for "outside": 3 a SOCK_STREAM socket whose peer is held by a grandchild
@@ -24,7 +22,6 @@
 //     the socket types are the ones made; the parent sends "after" on 7,
 //     the child receives it and answers "reply", which the parent
 //     receives; the child exits 0.
-//   named: nothing more.
 //   outside: "x" can be written on 3.
 //   rights: fd 4 receives the byte with one fd attached.
 #define _GNU_SOURCE
@@ -105,7 +102,7 @@ static int sockopt(int fd, int opt)
 int main(int argc, char **argv)
 {
 	if (argc != 3)
-		die("usage: unixpair TRIGGER pairs|named|rights");
+		die("usage: unixpair TRIGGER pairs|rights|outside");
 	const char *mode = argv[2];
 	pid_t child = -1;
 	if (strcmp(mode, "pairs") == 0) {
@@ -141,14 +138,6 @@ int main(int argc, char **argv)
 		char buf[16];
 		if (recv(7, buf, sizeof buf, 0) != 2)
 			die("recv hi");
-	} else if (strcmp(mode, "named") == 0) {
-		int s = socket(AF_UNIX, SOCK_DGRAM, 0);
-		struct sockaddr_un a = {.sun_family = AF_UNIX};
-		strcpy(a.sun_path, "sock");
-		if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0)
-			die("bind");
-		if (s != 3 && (dup2(s, 3) < 0 || close(s) < 0))
-			die("dup2");
 	} else if (strcmp(mode, "rights") == 0) {
 		pair(SOCK_STREAM, 3, 4);
 		char cbuf[CMSG_SPACE(sizeof(int))] = {0};

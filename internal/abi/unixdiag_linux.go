@@ -54,3 +54,10 @@ type UnixDiagRqlen struct {
 	Rqueue uint32
 	Wqueue uint32
 }
+
+// UnixDiagVfs is struct unix_diag_vfs: the device (the kernel's dev_t,
+// major << 20 | minor) and inode of a bound socket's file.
+type UnixDiagVfs struct {
+	Ino uint32
+	Dev uint32
+}

@@ -93,14 +93,17 @@
 //	  fhandle-*, f_handle                            handle at dump, recorded by path (checked to
 //	                                                 name ino); none found refused "has no path"
 //	inotify: ignored_mask     inotify                non-zero refused (TestDumpWatchRefused)
-//	pos                       unix socket pair       always 0; non-zero refused as above
-//	mnt_id, ino               unix socket pair       identity: ino is the socket's inode; sock_diag
-//	                                                 gives its peer's, which must be held in the
-//	                                                 tree and name it back, else refused "not held
-//	                                                 in the dumped tree" (TestUnixSocketRefused);
-//	                                                 the pair restored is new
-//	                                                 (TestUnixPairRoundTrip)
-//	scm_fds                   unix socket pair       fds in flight to the socket: non-zero refused
+//	pos                       unix socket (pair and  always 0; non-zero refused as above
+//	                          other)
+//	mnt_id, ino               unix socket            identity: ino is the socket's inode; sock_diag
+//	                                                 gives its peer's: a stream or seqpacket peer must
+//	                                                 be held in the tree and name it back, else refused
+//	                                                 "not held in the dumped tree"
+//	                                                 (TestUnixSocketRefused); a datagram socket's peer
+//	                                                 may be any named socket (reconnected by name); the
+//	                                                 socket restored is new (TestUnixPairRoundTrip,
+//	                                                 TestUnixNamedRoundTrip)
+//	scm_fds                   unix socket            fds in flight to the socket: non-zero refused
 //	                                                 "carry N file descriptors (SCM_RIGHTS"
 //	                                                 (TestUnixSocketRefused)
 //	tty-index                 pty master             the pair's number: the pair is recreated, its
@@ -165,20 +168,49 @@
 //	                                                 (TestDeletedFileRoundTrip); still linked
 //	                                                 elsewhere refused "has N other links"
 //	                                                 (TestDeletedFileRefused)
-//	type, state, name,        unix socket pair       sock_diag (unix_diag, asked by inode in rtcr's
-//	peer, shutdown, rqlen                            network namespace): type restored by
-//	                                                 socketpair; a name (bound or autobound)
-//	                                                 refused "with a name (bound)"
-//	                                                 (TestUnixSocketRefused), listening, unconnected
-//	                                                 or shut down refused; rqlen checked against
-//	                                                 the bytes read
-//	queued messages           unix socket pair       MSG_PEEK on a copy, walked with SO_PEEK_OFF
+//	type, state, peer,        unix socket            sock_diag (unix_diag, asked by inode in rtcr's
+//	shutdown                                         network namespace): type restored by socket or
+//	                                                 socketpair; shut down refused
+//	name (UNIX_DIAG_NAME,     unix socket            path names (relative ones resolved against the
+//	  UNIX_DIAG_VFS)                                 working directory) must still name the socket's
+//	                                                 file (VFS inode), else refused "is not its socket
+//	                                                 file"; the file's mode and owner recorded; bound
+//	                                                 again in the stub (see bindIn) with that mode and
+//	                                                 owner, a stale socket file removed only if no
+//	                                                 socket is bound to it, anything else there refused
+//	                                                 (TestUnixStaleFileChecked); abstract names bound as
+//	                                                 they are; the accepted end of a connection gets its
+//	                                                 name by being accepted from its listener (or a
+//	                                                 temporary one); names checked from inside
+//	                                                 (TestUnixNamedRoundTrip)
+//	listening, backlog        unix socket            state TCP_LISTEN, UNIX_DIAG_RQLEN's wqueue:
+//	  (UNIX_DIAG_RQLEN)                              listen(2) with it (TestUnixNamedRoundTrip takes
+//	                                                 exactly backlog + 1 connections)
+//	accept queue (RQLEN       unix listener          connections not accepted yet: their clients, in
+//	  rqueue, ICONS)                                 order (ICONS), connected again in that order once
+//	                                                 both the listener and the client are made (a
+//	                                                 client finds its listener in a sock_diag dump)
+//	                                                 (TestUnixPendingRoundTrip); a client outside the
+//	                                                 tree, or one that sent bytes on it (MEMINFO
+//	                                                 wmem_alloc, which only an accept could read),
+//	                                                 refused "with N connections waiting to be
+//	                                                 accepted" (TestUnixNamedRefused)
+//	rqlen                     unix socket            checked against the bytes read
+//	queued messages           unix socket            MSG_PEEK on a copy, walked with SO_PEEK_OFF
 //	                                                 (put back after), one message per datagram or
-//	                                                 seqpacket, sent again through the other end
-//	                                                 (TestUnixPairRoundTrip); control data refused
-//	SO_PASSCRED, SO_SNDBUF,   unix socket pair       getsockopt on a copy, setsockopt on a copy of
-//	SO_RCVBUF, SO_SNDTIMEO,                          the new socket (SO_*BUFFORCE past the sysctl
-//	SO_RCVTIMEO, SO_PEEK_OFF                         limit); SO_PASSCRED tested (TestUnixPairRoundTrip)
+//	                                                 seqpacket, sent again through the other end of a
+//	                                                 pair, or, to a named socket, from a new unnamed
+//	                                                 socket (TestUnixPairRoundTrip,
+//	                                                 TestUnixNamedRoundTrip); control data refused; a
+//	                                                 sender address other than the one the refill gives
+//	                                                 refused "was sent by" (TestUnixNamedRefused)
+//	SO_PASSCRED, SO_PASSSEC,  unix socket            getsockopt on a copy, setsockopt on a copy of
+//	SO_PASSPIDFD,                                    the new socket, each set either way (an accepted
+//	SO_PASSRIGHTS, SO_SNDBUF,                        socket starts with its listener's); SO_*BUFFORCE
+//	SO_RCVBUF, SO_SNDTIMEO,                          past the sysctl limit; SO_PASSCRED, SO_PASSSEC,
+//	SO_RCVTIMEO, SO_PEEK_OFF                         SO_PASSPIDFD tested (TestUnixPairRoundTrip,
+//	                                                 TestUnixNamedRoundTrip); turned off for the time of
+//	                                                 a refill or connect, which would autobind a name
 //	termios (TCGETS), window  pty pair               read once per pair on a copy of the master
 //	size (TIOCGWINSZ), lock                          (termios ioctls on a master act on the slave),
 //	(TIOCGPTLCK), packet                             set on the new pair (TestPtyPair: termios and

@@ -113,8 +113,10 @@ func dumpExternalSocket(s *fdState) (image.FD, bool, error) {
 		return fd, true, nil
 	}
 	// The peer is not frozen: what it sends after this is lost with
-	// the old socket, so the queue length is not compared.
-	if e.Sock, err = dumpSockState(dup, info.typ); err != nil {
+	// the old socket, so the queue length is not compared. A new pair's
+	// unnamed end sends the messages again: a datagram from a named
+	// sender is refused.
+	if e.Sock, err = dumpSockState(dup, info.typ, "", true); err != nil {
 		return image.FD{}, false, err
 	}
 	s.tree.socksSaved[ino] = true

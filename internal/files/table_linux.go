@@ -103,6 +103,8 @@ type Restorer struct {
 	// inet holds rtcr's copies of the restored TCP connections, in
 	// repair mode until FinishNetwork, by inode at dump.
 	inet map[uint64]*heldConn
+	// unix holds the other unix sockets made (unixsingle_linux.go).
+	unix *unixRestorer
 }
 
 // pipeHome is where a recreated pipe's helper fds live.
@@ -138,6 +140,7 @@ var kinds = []struct {
 	{image.FDSignalfd, signalfdKind},
 	{image.FDUnixPair, unixPairKind},
 	{image.FDInet, inetKind},
+	{image.FDUnix, unixKind}, // after unixPairKind
 }
 
 func kindOf(name string) (*kind, error) {

@@ -6,113 +6,37 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"syscall"
-	"unsafe"
 
-	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
 
-// unixPairKind covers unnamed AF_UNIX sockets connected to a peer that is
-// held in the tree too (socketpair(2), possibly inherited across fork).
-// sock_diag tells the socket's type, state, name, peer, shutdown state
-// and queue length; the messages queued to it are read by rtcr on a
-// pidfd_getfd copy with MSG_PEEK, walking them with SO_PEEK_OFF (the
-// process's own peek offset is put back). Restore creates the pair once,
-// in the first process that has either end, keeps both ends as helper
-// fds (as for pipes), and gives every fd a copy of its end; the queued
-// messages are sent again through the other end, one sendmsg per message.
-// Other sockets (other families, named, listening, a peer outside the
-// tree) are refused.
+// unixPairKind covers connected AF_UNIX sockets whose peer is held in
+// the tree too and is connected back to them: from socketpair(2)
+// (possibly inherited across fork), or from connect(2) and accept(2) on a
+// named listener (the accepted end has the listener's name). sock_diag
+// tells the socket's type, state, name, peer, shutdown state and queue
+// length; the messages queued to it are read by rtcr on a pidfd_getfd
+// copy with MSG_PEEK, walking them with SO_PEEK_OFF (the process's own
+// peek offset is put back). Restore creates the pair once, in the first
+// process that has either end, keeps both ends as helper fds (as for
+// pipes), and gives every fd a copy of its end; the queued messages are
+// sent again through the other end, one sendmsg per message. A pair with
+// names is made as the kernel made it (see createNamedPair).
 var unixPairKind = kind{
-	dump:  dumpUnixPair,
+	dump:  func(s *fdState) (image.FD, bool, error) { return dumpUnix(s, true) },
 	check: func(fd *image.FD) error { return nil },
 	open:  openUnixPair,
 	// scm_fds: the fds in flight in the messages queued to the socket;
-	// only 0 is accepted (dumpUnixPair).
+	// only 0 is accepted (dumpUnix).
 	fields: []string{"scm_fds"},
 }
 
-// unixInfo is what sock_diag tells of one AF_UNIX socket.
-type unixInfo struct {
-	typ, state int
-	peer       uint32
-	named      bool
-	rqueue     uint32
-	shutdown   int // -1: not reported
-}
-
-func dumpUnixPair(s *fdState) (image.FD, bool, error) {
-	if !strings.HasPrefix(s.link, "socket:") {
-		return image.FD{}, false, nil
-	}
-	dup, err := s.copy()
-	if err != nil {
-		return image.FD{}, false, err
-	}
-	defer unix.Close(dup)
-	if dom, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_UNIX {
-		return image.FD{}, false, nil // refused as "sockets"
-	}
-	if n := strings.TrimSpace(s.info.Extra["scm_fds"]); n != "" && n != "0" {
-		return image.FD{}, false, fmt.Errorf("queued messages on a unix socket carry %s file descriptors (SCM_RIGHTS, fdinfo scm_fds): %w", n, ErrUnsupported)
-	}
-	ino := s.st.Ino
-	info, err := unixDiag(uint32(ino))
-	if err != nil {
-		return image.FD{}, false, err
-	}
-	switch {
-	case info.named:
-		return image.FD{}, false, fmt.Errorf("unix socket with a name (bound): %w", ErrUnsupported)
-	case info.state == abi.TCP_LISTEN:
-		return image.FD{}, false, fmt.Errorf("listening unix socket: %w", ErrUnsupported)
-	case info.peer == 0:
-		return image.FD{}, false, fmt.Errorf("unconnected unix socket: %w", ErrUnsupported)
-	case !s.tree.sockets[uint64(info.peer)]:
-		return image.FD{}, false, fmt.Errorf("unix socket connected to socket:[%d], not held in the dumped tree: %w", info.peer, ErrUnsupported)
-	case info.shutdown != 0:
-		return image.FD{}, false, fmt.Errorf("unix socket shut down (shutdown state %d, reported %v): %w", info.shutdown, info.shutdown >= 0, ErrUnsupported)
-	}
-	switch info.typ {
-	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
-	default:
-		return image.FD{}, false, fmt.Errorf("unix socket of type %d: %w", info.typ, ErrUnsupported)
-	}
-	peer, err := unixDiag(info.peer)
-	if err != nil {
-		return image.FD{}, false, fmt.Errorf("peer socket:[%d]: %w", info.peer, err)
-	}
-	if uint64(peer.peer) != ino || peer.named {
-		return image.FD{}, false, fmt.Errorf("unix socket connected to socket:[%d], which is not a pair with it: %w", info.peer, ErrUnsupported)
-	}
-	fd := image.FD{Flags: s.info.Flags, Desc: s.link, Sock: &image.UnixSock{Ino: ino, Peer: uint64(info.peer), Type: info.typ}}
-	if s.tree.socksSaved[ino] {
-		return fd, true, nil
-	}
-	st, err := dumpSockState(dup, info.typ)
-	if err != nil {
-		return image.FD{}, false, err
-	}
-	total := 0
-	for _, m := range st.Queue {
-		total += len(m)
-	}
-	if info.typ == unix.SOCK_DGRAM && len(st.Queue) > 0 {
-		total = len(st.Queue[0]) // sock_diag tells the first datagram only
-	}
-	if uint32(total) != info.rqueue {
-		return image.FD{}, false, fmt.Errorf("read %d queued bytes, sock_diag tells %d", total, info.rqueue)
-	}
-	s.tree.socksSaved[ino] = true
-	fd.Sock.State = st
-	return fd, true, nil
-}
-
 // dumpSockState reads the options and the queued messages of socket fd.
-func dumpSockState(fd, typ int) (*image.UnixSockState, error) {
+// Every queued message must come from sender (see peekQueue); a listener
+// (peek false) has none.
+func dumpSockState(fd, typ int, sender string, peek bool) (*image.UnixSockState, error) {
 	st := &image.UnixSockState{}
 	var err error
 	pass, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED)
@@ -139,7 +63,24 @@ func dumpSockState(fd, typ int) (*image.UnixSockState, error) {
 		}
 		*o.to = tv.Sec*1e6 + tv.Usec
 	}
-	if st.Queue, err = peekQueue(fd, typ, st.PeekOff); err != nil {
+	for _, o := range []struct {
+		opt int
+		to  *bool
+		set bool
+	}{{unix.SO_PASSSEC, &st.PassSec, true}, {unix.SO_PASSPIDFD, &st.PassPidfd, true}, {unix.SO_PASSRIGHTS, &st.NoPassRights, false}} {
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.opt)
+		if errors.Is(err, unix.ENOPROTOOPT) {
+			continue // not in this kernel: off
+		}
+		if err != nil {
+			return nil, fmt.Errorf("getsockopt %d: %w", o.opt, err)
+		}
+		*o.to = (v != 0) == o.set
+	}
+	if !peek {
+		return st, nil
+	}
+	if st.Queue, err = peekQueue(fd, typ, st.PeekOff, sender); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -157,7 +98,11 @@ const maxSockMsg = 4 << 20
 // empty queue (the usual case) is found with a plain peek first, which
 // changes nothing while the offset is off (-1), and the offset is only
 // touched when there is something to walk.
-func peekQueue(fd, typ, peekOff int) (q [][]byte, err error) {
+//
+// A message from another sender than sender (x/sys/unix's spelling of its
+// name, "" for unnamed) is refused: the refill could not give it its
+// sender's address. A stream's sender is its peer.
+func peekQueue(fd, typ, peekOff int, sender string) (q [][]byte, err error) {
 	if peekOff == -1 {
 		var b [1]byte
 		if _, _, _, _, err := unix.Recvmsg(fd, b[:], nil, unix.MSG_PEEK|unix.MSG_DONTWAIT); errors.Is(err, unix.EAGAIN) {
@@ -176,7 +121,7 @@ func peekQueue(fd, typ, peekOff int) (q [][]byte, err error) {
 	oob := make([]byte, 4096)
 	total := 0
 	for {
-		n, oobn, flags, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		n, oobn, flags, from, err := unix.Recvmsg(fd, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		if errors.Is(err, unix.EAGAIN) {
 			return q, nil
 		}
@@ -185,6 +130,9 @@ func peekQueue(fd, typ, peekOff int) (q [][]byte, err error) {
 		}
 		if oobn > 0 || flags&unix.MSG_CTRUNC != 0 {
 			return nil, refuseControl(oob[:oobn])
+		}
+		if got := fromName(from); typ != unix.SOCK_STREAM && got != sender {
+			return nil, fmt.Errorf("queued message %d on a unix socket was sent by %q, restore can only send it again from %q: %w", len(q)+1, got, sender, ErrUnsupported)
 		}
 		if flags&unix.MSG_TRUNC != 0 {
 			return nil, fmt.Errorf("queued message larger than %d bytes: %w", maxSockMsg, ErrUnsupported)
@@ -201,6 +149,14 @@ func peekQueue(fd, typ, peekOff int) (q [][]byte, err error) {
 		}
 		q = append(q, append([]byte(nil), buf[:n]...))
 	}
+}
+
+// fromName is the name of the sender recvmsg reports, "" for unnamed.
+func fromName(from unix.Sockaddr) string {
+	if a, ok := from.(*unix.SockaddrUnix); ok {
+		return a.Name
+	}
+	return ""
 }
 
 // refuseControl returns the error for a queued message with control data
@@ -230,82 +186,6 @@ func refuseControl(oob []byte) error {
 	return fmt.Errorf("queued message on a unix socket carries %s: %w", what, ErrUnsupported)
 }
 
-// unixDiag asks sock_diag about the AF_UNIX socket with inode ino (in
-// rtcr's network namespace).
-func unixDiag(ino uint32) (*unixInfo, error) {
-	nl, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return nil, fmt.Errorf("sock_diag socket: %w", err)
-	}
-	defer unix.Close(nl)
-	req := abi.UnixDiagReq{
-		Family: unix.AF_UNIX,
-		States: ^uint32(0),
-		Ino:    ino,
-		Show:   abi.UDIAG_SHOW_NAME | abi.UDIAG_SHOW_PEER | abi.UDIAG_SHOW_RQLEN,
-		Cookie: [2]uint32{^uint32(0), ^uint32(0)},
-	}
-	body := ptrace.Bytes(&req)
-	hdr := unix.NlMsghdr{Len: uint32(unix.NLMSG_HDRLEN + len(body)), Type: abi.SOCK_DIAG_BY_FAMILY, Flags: unix.NLM_F_REQUEST, Seq: 1}
-	msg := append(append([]byte(nil), ptrace.Bytes(&hdr)...), body...)
-	if err := unix.Sendto(nl, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("sock_diag request: %w", err)
-	}
-	rb := make([]byte, 16384)
-	n, _, err := unix.Recvfrom(nl, rb, 0)
-	if err != nil {
-		return nil, fmt.Errorf("sock_diag answer: %w", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(rb[:n])
-	if err != nil || len(msgs) == 0 {
-		return nil, fmt.Errorf("sock_diag answer: %w (%d bytes)", errBadFdinfo, n)
-	}
-	m := msgs[0]
-	if m.Header.Type == unix.NLMSG_ERROR {
-		if len(m.Data) >= 4 {
-			if e := -int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-				return nil, fmt.Errorf("sock_diag of socket:[%d] (in another network namespace?): %w", ino, syscall.Errno(e))
-			}
-		}
-		return nil, fmt.Errorf("sock_diag of socket:[%d]: empty answer", ino)
-	}
-	var dm abi.UnixDiagMsg
-	if len(m.Data) < int(unsafe.Sizeof(dm)) {
-		return nil, fmt.Errorf("sock_diag answer: %w", errBadFdinfo)
-	}
-	copy(ptrace.Bytes(&dm), m.Data)
-	if dm.Ino != ino {
-		return nil, fmt.Errorf("sock_diag answered for socket:[%d], asked %d: %w", dm.Ino, ino, errBadFdinfo)
-	}
-	info := &unixInfo{typ: int(dm.Type), state: int(dm.State), shutdown: -1}
-	for a := m.Data[unsafe.Sizeof(dm):]; len(a) >= 4; {
-		l := int(binary.NativeEndian.Uint16(a))
-		typ := binary.NativeEndian.Uint16(a[2:])
-		if l < 4 || l > len(a) {
-			return nil, fmt.Errorf("sock_diag attribute length %d: %w", l, errBadFdinfo)
-		}
-		v := a[4:l]
-		switch typ {
-		case abi.UNIX_DIAG_NAME:
-			info.named = true
-		case abi.UNIX_DIAG_PEER:
-			if len(v) >= 4 {
-				info.peer = binary.NativeEndian.Uint32(v)
-			}
-		case abi.UNIX_DIAG_RQLEN:
-			if len(v) >= 4 {
-				info.rqueue = binary.NativeEndian.Uint32(v)
-			}
-		case abi.UNIX_DIAG_SHUTDOWN:
-			if len(v) >= 1 {
-				info.shutdown = int(v[0])
-			}
-		}
-		a = a[min(len(a), (l+3)&^3):]
-	}
-	return info, nil
-}
-
 // sockHome is where a recreated socket pair's helper fds live: ends[0]
 // is the socket with the lower inode at dump.
 type sockHome struct {
@@ -321,12 +201,23 @@ func openUnixPair(c *restoreCtx, fd *image.FD) (int, error) {
 	}
 	home, ok := c.socks[key]
 	if !ok {
-		ends, err := createSocketPair(c, s.Type)
+		var ends [2]int
+		var err error
+		if s.Addr == nil && s.PeerAddr == nil {
+			ends, err = createSocketPair(c, s.Type)
+		} else {
+			ends, err = createNamedPair(c, s)
+		}
 		if err != nil {
 			return -1, err
 		}
 		home = sockHome{pid: c.r.Pid, nsPid: c.r.NsPid, ends: ends}
 		c.socks[key] = home
+		for _, ino := range []uint64{key, max(s.Ino, s.Peer)} {
+			if err := c.unixRestore().socketMade(ino); err != nil {
+				return -1, err
+			}
+		}
 	}
 	if s.State != nil {
 		if err := restoreSockState(home, idx, s); err != nil {
@@ -375,31 +266,73 @@ func createSocketPair(c *restoreCtx, typ int) ([2]int, error) {
 // queued messages, working on pidfd_getfd copies taken by rtcr (the same
 // sockets: nothing is injected).
 func restoreSockState(home sockHome, idx int, s *image.UnixSock) error {
-	st := s.State
-	pidfd, err := unix.PidfdOpen(home.pid, 0)
+	self, err := getfd(home.pid, home.ends[idx])
 	if err != nil {
-		return fmt.Errorf("pidfd_open %d: %w", home.pid, err)
-	}
-	defer unix.Close(pidfd)
-	self, err := unix.PidfdGetfd(pidfd, home.ends[idx], 0)
-	if err != nil {
-		return fmt.Errorf("pidfd_getfd socket end: %w", err)
+		return fmt.Errorf("socket end: %w", err)
 	}
 	defer unix.Close(self)
-	other, err := unix.PidfdGetfd(pidfd, home.ends[1-idx], 0)
+	other, err := getfd(home.pid, home.ends[1-idx])
 	if err != nil {
-		return fmt.Errorf("pidfd_getfd peer end: %w", err)
+		return fmt.Errorf("peer end: %w", err)
 	}
 	defer unix.Close(other)
-	if err := setBuf(self, unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, st.SndBuf); err != nil {
+	if err := setBufs(self, s.State); err != nil {
 		return err
 	}
-	if err := setBuf(self, unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, st.RcvBuf); err != nil {
+	if err := refillQuiet(other, s.State.Queue, s.Type); err != nil {
 		return err
 	}
-	if err := refill(other, st.Queue, s.Type); err != nil {
+	return setOptions(self, s.State)
+}
+
+// refillQuiet refills through other with its SO_PASSCRED and SO_PASSPIDFD
+// off for the time of the sends (see quiet).
+func refillQuiet(other int, q [][]byte, typ int) error {
+	if len(q) == 0 {
+		return nil
+	}
+	back, err := quiet(other)
+	if err != nil {
 		return err
 	}
+	defer back()
+	return refill(other, q, typ)
+}
+
+// quiet turns off SO_PASSCRED and SO_PASSPIDFD on socket fd (either makes
+// a send or a connect autobind a name to an unnamed socket) and returns
+// the function that puts them back.
+func quiet(fd int) (func(), error) {
+	var on []int
+	back := func() {
+		for _, opt := range on {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1)
+		}
+	}
+	for _, opt := range []int{unix.SO_PASSCRED, unix.SO_PASSPIDFD} {
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt); err == nil && v != 0 {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 0); err != nil {
+				back()
+				return nil, fmt.Errorf("setsockopt %d off: %w", opt, err)
+			}
+			on = append(on, opt)
+		}
+	}
+	return back, nil
+}
+
+// setBufs gives socket fd the buffer sizes of st.
+func setBufs(fd int, st *image.UnixSockState) error {
+	if err := setBuf(fd, unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, st.SndBuf); err != nil {
+		return err
+	}
+	return setBuf(fd, unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, st.RcvBuf)
+}
+
+// setOptions gives socket fd the options of st other than its buffer
+// sizes: timeouts, SO_PASSCRED, SO_PASSSEC, SO_PASSPIDFD, SO_PASSRIGHTS
+// and, last (after any refill), the peek offset.
+func setOptions(self int, st *image.UnixSockState) error {
 	for _, o := range []struct {
 		opt int
 		us  int64
@@ -409,9 +342,26 @@ func restoreSockState(home sockHome, idx int, s *image.UnixSock) error {
 			return fmt.Errorf("setsockopt timeout %d: %w", o.opt, err)
 		}
 	}
-	if st.PassCred {
-		if err := unix.SetsockoptInt(self, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
-			return fmt.Errorf("setsockopt SO_PASSCRED: %w", err)
+	// Each is set either way: a socket accepted from a listener has the
+	// listener's. The default value is not set where the kernel does not
+	// know the option.
+	for _, o := range []struct {
+		name       string
+		opt        int
+		on, defOff bool
+	}{
+		{"SO_PASSCRED", unix.SO_PASSCRED, st.PassCred, true},
+		{"SO_PASSSEC", unix.SO_PASSSEC, st.PassSec, true},
+		{"SO_PASSPIDFD", unix.SO_PASSPIDFD, st.PassPidfd, true},
+		{"SO_PASSRIGHTS", unix.SO_PASSRIGHTS, !st.NoPassRights, false},
+	} {
+		val := 0
+		if o.on {
+			val = 1
+		}
+		err := unix.SetsockoptInt(self, unix.SOL_SOCKET, o.opt, val)
+		if err != nil && !(errors.Is(err, unix.ENOPROTOOPT) && o.on != o.defOff) {
+			return fmt.Errorf("setsockopt %s %d: %w", o.name, val, err)
 		}
 	}
 	if st.PeekOff != -1 {

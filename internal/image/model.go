@@ -286,8 +286,9 @@ const (
 	FDSignalfd = "signalfd" // a signalfd with its signal mask
 )
 
-// FDUnixPair is one end of an unnamed AF_UNIX socket pair whose two ends
-// are both held in the tree.
+// FDUnixPair is one end of a connected AF_UNIX socket pair whose two ends
+// are both held in the tree: from socketpair(2) (unnamed) or from
+// connect(2) and accept(2) (the accepted end has the listener's name).
 const FDUnixPair = "unixpair"
 
 // FDPty is one end of a pseudo-terminal pair whose master is held in the
@@ -299,6 +300,11 @@ const FDPty = "pty"
 // for its ID (--inherit-fd), or else a new pipe or socket pair whose other
 // end is closed (fds 0–2: the restorer's own fd of the same number).
 const FDExternal = "external"
+
+// FDUnix is an AF_UNIX socket that is not one end of such a pair: bound
+// or not, listening, or a datagram socket connected to a named socket
+// (held in the tree or not).
+const FDUnix = "unix"
 
 // FD is one open file descriptor.
 type FD struct {
@@ -438,7 +444,46 @@ type UnixSock struct {
 	Ino, Peer uint64
 	Type      int
 	State     *UnixSockState `json:",omitempty"`
+	// Addr is the socket's own name (nil: unnamed); PeerAddr its peer's
+	// (FDUnixPair: the other end's; FDUnix: the named socket a datagram
+	// socket is connected to, Peer its inode, 0 when it is outside the
+	// tree).
+	Addr     *UnixAddr `json:",omitempty"`
+	PeerAddr *UnixAddr `json:",omitempty"`
+	// Accepted, for a stream or seqpacket pair whose ends both have a
+	// name, is the end (Ino or Peer) that has its name from a listener
+	// still listening at dump; 0: unknown.
+	Accepted uint64 `json:",omitempty"`
+	// Listen: a listening socket, with its listen(2) backlog and, in
+	// order, the inodes of the clients (held in the tree) of the
+	// connections waiting to be accepted.
+	Listen  bool     `json:",omitempty"`
+	Backlog int      `json:",omitempty"`
+	Pending []uint64 `json:",omitempty"`
+	// PendingOn is, for such a client, its listener's inode (PeerAddr
+	// its name).
+	PendingOn uint64 `json:",omitempty"`
 }
+
+// UnixAddr is the name of an AF_UNIX socket.
+type UnixAddr struct {
+	// Name is sun_path as bound: a path, absolute or relative to Dir, or,
+	// with a leading NUL byte, an abstract name.
+	Name []byte
+	// Path is a path name's socket file as an absolute clean path; Dir,
+	// for a relative Name, the directory it was bound in (the process's
+	// working directory at dump).
+	Path string `json:",omitempty"`
+	Dir  string `json:",omitempty"`
+	// Ino, Mode, Uid, Gid: the socket file's inode, permission bits and
+	// owner at dump.
+	Ino      uint64 `json:",omitempty"`
+	Mode     uint32 `json:",omitempty"`
+	Uid, Gid uint32
+}
+
+// Abstract reports whether a is an abstract name.
+func (a *UnixAddr) Abstract() bool { return len(a.Name) > 0 && a.Name[0] == 0 }
 
 // UnixSockState is what one socket of a pair holds: the messages queued
 // to it, unread (for SOCK_STREAM one run of bytes), and its options.
@@ -450,6 +495,11 @@ type UnixSockState struct {
 	SndTimeo       int64 `json:",omitempty"`
 	RcvTimeo       int64 `json:",omitempty"`
 	PeekOff        int
+	// PassSec and PassPidfd are SO_PASSSEC and SO_PASSPIDFD; NoPassRights
+	// is SO_PASSRIGHTS turned off.
+	PassSec      bool `json:",omitempty"`
+	PassPidfd    bool `json:",omitempty"`
+	NoPassRights bool `json:",omitempty"`
 }
 
 // External pipe and socket types.

@@ -124,6 +124,9 @@ func (c *Checkpoint) Validate() error {
 	if err := validateExternals(c.Processes); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
+	if err := validateUnixPeers(c.Processes); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
 	if err := validateShared(c.Processes); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}

@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,10 @@ const (
 	maxInotifyWatches = 1 << 16
 	// maxLocks bounds the file locks held through one fd.
 	maxLocks = 1 << 16
+	// maxUnixBacklog bounds a listening unix socket's backlog.
+	maxUnixBacklog = 1 << 20
+	// maxSunPath is the size of sun_path.
+	maxSunPath = 108
 )
 
 func validateFDs(fds []FD) error {
@@ -143,6 +148,10 @@ func validateFDs(fds []FD) error {
 			if err := validateInet(fd); err != nil {
 				return fmt.Errorf("fd %d: TCP/UDP socket %w", fd.Num, err)
 			}
+		case FDUnix:
+			if err := validateUnixSock(fd); err != nil {
+				return fmt.Errorf("fd %d: unix socket %w", fd.Num, err)
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", fd.Num, fd.Kind)
 		}
@@ -224,13 +233,45 @@ func validateShared(procs []Process) error {
 // (at most MaxMemfdData bytes in all).
 func validateUnixSock(fd *FD) error {
 	s := fd.Sock
-	if s == nil || s.Ino == 0 || s.Peer == 0 || s.Ino == s.Peer {
+	pair := fd.Kind == FDUnixPair
+	if s == nil || s.Ino == 0 || (pair && s.Peer == 0) || s.Ino == s.Peer {
 		return fmt.Errorf("without a socket and a peer")
 	}
 	switch s.Type {
 	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
 	default:
 		return fmt.Errorf("of type %d", s.Type)
+	}
+	for _, a := range []*UnixAddr{s.Addr, s.PeerAddr} {
+		if a == nil {
+			continue
+		}
+		if err := validateUnixAddr(a); err != nil {
+			return err
+		}
+	}
+	if len(s.Pending) > 0 && (!s.Listen || len(s.Pending) > s.Backlog+1) {
+		return fmt.Errorf("with %d connections waiting to be accepted, backlog %d", len(s.Pending), s.Backlog)
+	}
+	for _, p := range s.Pending {
+		if p == 0 || p == s.Ino {
+			return fmt.Errorf("waiting connection from socket:[%d]", p)
+		}
+	}
+	if s.PendingOn != 0 && (pair || s.Type == unix.SOCK_DGRAM || s.PeerAddr == nil || s.Peer != 0 || s.Listen) {
+		return fmt.Errorf("waiting to be accepted by socket:[%d] without its name, or as a %d socket", s.PendingOn, s.Type)
+	}
+	if s.Listen && (pair || s.Addr == nil || s.Type == unix.SOCK_DGRAM || s.Peer != 0 || s.PeerAddr != nil || s.Backlog < 0 || s.Backlog > maxUnixBacklog) {
+		return fmt.Errorf("listening with backlog %d, type %d, peer %d", s.Backlog, s.Type, s.Peer)
+	}
+	if s.Accepted != 0 && (!pair || (s.Accepted != s.Ino && s.Accepted != s.Peer)) {
+		return fmt.Errorf("accepted end socket:[%d] not one of the pair", s.Accepted)
+	}
+	if !pair && s.Peer != 0 && s.PeerAddr == nil {
+		return fmt.Errorf("connected to socket:[%d] without its name", s.Peer)
+	}
+	if !pair && s.PeerAddr != nil && s.Type != unix.SOCK_DGRAM && s.PendingOn == 0 {
+		return fmt.Errorf("of type %d connected by name (only datagram sockets are)", s.Type)
 	}
 	if st := s.State; st != nil {
 		total := 0
@@ -269,6 +310,35 @@ func validateLocks(fd *FD) error {
 	return nil
 }
 
+// validateUnixAddr checks a unix socket name: at most 108 bytes; an
+// abstract name (leading NUL) has no path; a path name has no NUL, and
+// its Path is the absolute clean path it names (from Dir, absolute and
+// clean, when it is relative), permission bits only in Mode.
+func validateUnixAddr(a *UnixAddr) error {
+	if len(a.Name) == 0 || len(a.Name) > maxSunPath {
+		return fmt.Errorf("name of %d bytes, want 1-%d", len(a.Name), maxSunPath)
+	}
+	if a.Abstract() {
+		if a.Path != "" || a.Dir != "" {
+			return fmt.Errorf("abstract name with path %q, dir %q", a.Path, a.Dir)
+		}
+		return nil
+	}
+	name := string(a.Name)
+	want := ""
+	switch {
+	case strings.IndexByte(name, 0) >= 0:
+	case strings.HasPrefix(name, "/") && a.Dir == "":
+		want = filepath.Clean(name)
+	case !strings.HasPrefix(name, "/") && isCleanAbs(a.Dir):
+		want = filepath.Join(a.Dir, name)
+	}
+	if want == "" || want == "/" || a.Path != want || !isCleanAbs(a.Path) || a.Mode&^0o777 != 0 {
+		return fmt.Errorf("name %q in %q with path %q and mode %#o: want a path name that is the absolute clean path, permission bits only", name, a.Dir, a.Path, a.Mode)
+	}
+	return nil
+}
+
 // maxPtyIndex bounds a pty pair's number (the kernel's limit is 1<<20).
 const maxPtyIndex = 1 << 20
 
@@ -282,6 +352,36 @@ func validatePty(fd *FD) error {
 	if st := p.State; st != nil {
 		if len(st.Cc) != len(unix.Termios{}.Cc) || len(st.Output)+len(st.Input) > MaxMemfdData {
 			return fmt.Errorf("%d with %d control characters and %d bytes buffered", p.Index, len(st.Cc), len(st.Output)+len(st.Input))
+		}
+	}
+	return nil
+}
+
+// validateUnixPeers checks every socket a unix socket of the image names
+// as its peer is one the image holds: restore connects the socket once
+// its peer is made.
+func validateUnixPeers(procs []Process) error {
+	have := map[uint64]bool{}
+	for i := range procs {
+		for _, fd := range procs[i].FDs {
+			if fd.Sock != nil {
+				have[fd.Sock.Ino] = true
+			}
+		}
+	}
+	for i := range procs {
+		for _, fd := range procs[i].FDs {
+			s := fd.Sock
+			if s == nil {
+				continue
+			}
+			peers := []uint64{s.Peer, s.PendingOn}
+			peers = append(peers, s.Pending...)
+			for _, p := range peers {
+				if p != 0 && !have[p] {
+					return fmt.Errorf("pid %d: fd %d: unix socket connected to socket:[%d], which no fd of the image holds", procs[i].Pid, fd.Num, p)
+				}
+			}
 		}
 	}
 	return nil
