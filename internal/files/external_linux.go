@@ -103,7 +103,18 @@ func dumpExternalSocket(s *fdState) (image.FD, bool, error) {
 		return image.FD{}, false, nil
 	}
 	switch info.typ {
-	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
+	case unix.SOCK_STREAM, unix.SOCK_SEQPACKET:
+	case unix.SOCK_DGRAM:
+		// A datagram socket connected to a named socket is connected
+		// again by its name (unixKind); only one whose peer has no
+		// name is external.
+		peer, err := unixDiag(info.peer)
+		if err != nil {
+			return image.FD{}, false, fmt.Errorf("peer socket:[%d]: %w", info.peer, err)
+		}
+		if peer.named {
+			return image.FD{}, false, nil
+		}
 	default:
 		return image.FD{}, false, nil
 	}
