@@ -1,12 +1,16 @@
 package bench
 
 import (
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // TestRunSmall runs every measurement once on small shapes, so the
@@ -51,5 +55,79 @@ func BenchmarkDumpRestore(b *testing.B) {
 		b.ReportMetric(res.ReadvWrite.Seconds()/res.Dump.Seconds(), "dump/ceiling")
 		b.ReportMetric(res.WritevFresh.Seconds()/res.Restore.Seconds(), "restore/ceiling")
 		b.ReportMetric(float64(res.Freeze.Microseconds())/1000, "freeze-ms")
+	}
+}
+
+// TestRunFDsSmall runs the fd benchmark once on small counts, so its code
+// keeps working (every kind of its mix dumps and restores); it asserts
+// nothing about speed.
+func TestRunFDsSmall(t *testing.T) {
+	testutil.RequireRoot(t)
+	res, err := RunFDs(t.TempDir(), []int{10, 2 * len(fdCycle)}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	PrintFDs(io.Discard, res)
+	for _, r := range res {
+		if r.Dump <= 0 || r.Restore <= 0 || r.Freeze <= 0 {
+			t.Errorf("%d fds: not measured: %+v", r.Count, r)
+		}
+	}
+}
+
+// BenchmarkFDs prints the fd benchmark for 10 and RTCR_BENCH_FDS fds
+// (default 10000), best of 3. Run it with -benchtime=1x -v.
+func BenchmarkFDs(b *testing.B) {
+	testutil.RequireRoot(b)
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("RTCR_BENCH_FDS")); err == nil && v > 0 {
+		n = v
+	}
+	for i := 0; i < b.N; i++ {
+		res, err := RunFDs("/dev/shm", []int{10, n}, 3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		PrintFDs(os.Stdout, res)
+		last := &res[len(res)-1]
+		b.ReportMetric(float64(last.PerFD(last.Dump, last.baseDump).Nanoseconds())/1000, "dump-µs/fd")
+		b.ReportMetric(float64(last.PerFD(last.Restore, last.baseRestore).Nanoseconds())/1000, "restore-µs/fd")
+	}
+}
+
+// TestFDProgMix checks the fd benchmark's process opens the kinds it
+// claims, at the numbers it claims.
+func TestFDProgMix(t *testing.T) {
+	testutil.RequireRoot(t)
+	work := t.TempDir()
+	path := filepath.Join(work, "data")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cycle := 0
+	for _, c := range fdCycle {
+		cycle += c.fds
+	}
+	n := 2*cycle + 3 // two cycles and a remainder
+	p, err := startText(work, fdProg(n, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer killTree(p.Pid)
+	if err := waitFDs(p.Pid, n+3); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{path, path, "pipe:", "pipe:", "socket:", "socket:", "anon_inode:[eventfd]", "anon_inode:[eventpoll]",
+		"/memfd:rtcr-bench", "anon_inode:[timerfd]", "anon_inode:[signalfd]", "/dev/null"}
+	want = append(append(want, want...), path, path, "/dev/null")
+	for i, w := range want {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", p.Pid, i+3))
+		if err != nil || !strings.HasPrefix(link, w) {
+			t.Errorf("fd %d: %q (%v), want %s…", i+3, link, err, w)
+		}
+	}
+	var rl unix.Rlimit
+	if err := unix.Prlimit(p.Pid, unix.RLIMIT_NOFILE, nil, &rl); err != nil || rl.Cur != rl.Max {
+		t.Errorf("RLIMIT_NOFILE %+v (%v): soft limit not raised to the hard one", rl, err)
 	}
 }

@@ -102,23 +102,7 @@ func RunShapes(dir string, threads, procs, runs int) ([]Shape, error) {
 // shapeOnce starts the program, waits for its n threads or processes,
 // dumps it (killing it), restores it and kills the restored tree.
 func shapeOnce(work string, text []byte, n int, threads bool) (freeze, dump, restore time.Duration, err error) {
-	// A new file each time: the killed processes of the previous run may
-	// still be executing the last one.
-	f, err := os.CreateTemp(work, "shape-")
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	exe := f.Name()
-	_, werr := f.Write(stub.Program(hogBase, text))
-	if err := errors.Join(werr, f.Chmod(0o700), f.Close()); err != nil {
-		return 0, 0, 0, err
-	}
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	p, err := os.StartProcess(exe, []string{"rtcr-bench-shape"}, &os.ProcAttr{Files: []*os.File{null, null, null}})
-	null.Close()
+	p, err := startText(work, text)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -128,6 +112,12 @@ func shapeOnce(work string, text []byte, n int, threads bool) (freeze, dump, res
 	if err := waitShape(pid, n, threads); err != nil {
 		return 0, 0, 0, err
 	}
+	return dumpRestore(work, pid)
+}
+
+// dumpRestore dumps pid and its children (killing them), waits until they
+// are gone and restores them.
+func dumpRestore(work string, pid int) (freeze, dump, restore time.Duration, err error) {
 	pids := []int{pid}
 	if m, err := tree.ChildMap(); err == nil {
 		pids = append(pids, m[pid]...)
@@ -150,6 +140,27 @@ func shapeOnce(work string, text []byte, n int, threads bool) (freeze, dump, res
 		return 0, 0, 0, err
 	}
 	return st.Freeze, st.Total, rs.Total, nil
+}
+
+// startText writes text as a program into a new file in work and starts
+// it with /dev/null as fds 0–2. A new file each time: the killed processes
+// of the previous run may still be executing the last one.
+func startText(work string, text []byte) (*os.Process, error) {
+	f, err := os.CreateTemp(work, "shape-")
+	if err != nil {
+		return nil, err
+	}
+	exe := f.Name()
+	_, werr := f.Write(stub.Program(hogBase, text))
+	if err := errors.Join(werr, f.Chmod(0o700), f.Close()); err != nil {
+		return nil, err
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	return os.StartProcess(exe, []string{"rtcr-bench-shape"}, &os.ProcAttr{Files: []*os.File{null, null, null}})
 }
 
 // waitShape waits until pid has n threads (or n-1 children), all asleep.

@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/procfs"
+)
+
+// FDs is the fd benchmark at one number of fds: the best times of a
+// process holding Count fds of the mix of fdCycle, and of the same
+// process holding none (the baseline, measured in the same runs).
+type FDs struct {
+	Count                 int
+	Freeze, Dump, Restore time.Duration
+	baseFreeze, baseDump  time.Duration
+	baseRestore           time.Duration
+}
+
+// PerFD returns the time one fd adds to a measurement: (t - base) / Count.
+func (f *FDs) PerFD(t, base time.Duration) time.Duration {
+	return (t - base) / time.Duration(f.Count)
+}
+
+// RunFDs measures dump (frozen and total) and restore of processes holding
+// counts fds each (a mix of kinds: fdCycle), and of one holding none, best
+// of runs.
+func RunFDs(dir string, counts []int, runs int) ([]FDs, error) {
+	work, err := os.MkdirTemp(dir, "rtcr-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(work)
+	path := filepath.Join(work, "data")
+	if err := os.WriteFile(path, []byte("rtcr fd benchmark\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	res := make([]FDs, len(counts))
+	for r := 0; r < runs; r++ {
+		for i, n := range counts {
+			res[i].Count = n
+			f, d, rs, err := fdsOnce(work, path, n)
+			if err != nil {
+				return nil, fmt.Errorf("bench %d fds: %w", n, err)
+			}
+			best(&res[i].Freeze, f)
+			best(&res[i].Dump, d)
+			best(&res[i].Restore, rs)
+			f, d, rs, err = fdsOnce(work, path, 0)
+			if err != nil {
+				return nil, fmt.Errorf("bench fds baseline: %w", err)
+			}
+			best(&res[i].baseFreeze, f)
+			best(&res[i].baseDump, d)
+			best(&res[i].baseRestore, rs)
+		}
+	}
+	return res, nil
+}
+
+// fdsOnce starts a process opening n fds, waits until it has them all and
+// sleeps, dumps it (killing it), restores it and kills the restored one.
+func fdsOnce(work, path string, n int) (freeze, dump, restore time.Duration, err error) {
+	p, err := startText(work, fdProg(n, path))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	pid := p.Pid
+	_ = p.Release()
+	defer killTree(pid)
+	if err := waitFDs(pid, n+3); err != nil {
+		return 0, 0, 0, err
+	}
+	return dumpRestore(work, pid)
+}
+
+// waitFDs waits until pid has n fds and sleeps in pause().
+func waitFDs(pid, n int) error {
+	deadline := time.Now().Add(time.Minute)
+	have := 0
+	for time.Now().Before(deadline) {
+		fds, err := procfs.ListFDs(pid)
+		if err != nil {
+			return err
+		}
+		have = len(fds)
+		st, err := procfs.ReadStat(pid)
+		if err != nil {
+			return err
+		}
+		if have == n && st.State == 'S' {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("process %d has %d fds, not %d (a call of its fd mix failed?)", pid, have, n)
+}
+
+// PrintFDs writes the fd results as a table: the times, and the time each
+// fd adds over the process without fds, and that per-fd time as a
+// multiple of the one at the first count.
+func PrintFDs(w io.Writer, res []FDs) {
+	if len(res) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "fds\tfrozen\tdump\trestore\tper fd: frozen\tdump\trestore\tvs. first: dump\trestore\t")
+	r0 := &res[0]
+	x := func(a, b time.Duration) string { return fmt.Sprintf("%.2fx", a.Seconds()/b.Seconds()) }
+	fmt.Fprintf(tw, "0\t%v\t%v\t%v\t\t\t\t\t\t\n", r0.baseFreeze.Round(time.Millisecond/10), r0.baseDump.Round(time.Millisecond/10), r0.baseRestore.Round(time.Millisecond/10))
+	for i := range res {
+		r := &res[i]
+		pf, pd, pr := r.PerFD(r.Freeze, r.baseFreeze), r.PerFD(r.Dump, r.baseDump), r.PerFD(r.Restore, r.baseRestore)
+		fmt.Fprintf(tw, "%d\t%v\t%v\t%v\t%v\t%v\t%v\t%s\t%s\t\n", r.Count,
+			r.Freeze.Round(time.Millisecond/10), r.Dump.Round(time.Millisecond/10), r.Restore.Round(time.Millisecond/10),
+			pf.Round(time.Microsecond), pd.Round(time.Microsecond), pr.Round(time.Microsecond),
+			x(pd, r0.PerFD(r0.Dump, r0.baseDump)), x(pr, r0.PerFD(r0.Restore, r0.baseRestore)))
+	}
+	tw.Flush()
+}
