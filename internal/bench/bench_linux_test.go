@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rtcr/rtcr/internal/testutil"
@@ -63,7 +64,7 @@ func BenchmarkDumpRestore(b *testing.B) {
 // nothing about speed.
 func TestRunFDsSmall(t *testing.T) {
 	testutil.RequireRoot(t)
-	res, err := RunFDs(t.TempDir(), []int{10, 2 * len(fdCycle)}, 1)
+	res, err := RunFDs(t.TempDir(), []int{10, 2 * len(fdCycle)}, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +76,35 @@ func TestRunFDsSmall(t *testing.T) {
 	}
 }
 
-// BenchmarkFDs prints the fd benchmark for 10 and RTCR_BENCH_FDS fds
-// (default 10000), best of 3. Run it with -benchtime=1x -v.
+// TestManyFDsLowSoftLimit dumps and restores a process holding 1500 fds
+// while rtcr's own soft RLIMIT_NOFILE is 1024 (the usual default): the
+// stubs inherit that limit, and restore must raise it for the fds step.
+func TestManyFDsLowSoftLimit(t *testing.T) {
+	testutil.RequireRoot(t)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Max < 2000 {
+		t.Skipf("hard RLIMIT_NOFILE %d is below the 2000 this test needs", old.Max)
+	}
+	// syscall.Setrlimit also makes children inherit the new limit.
+	low := syscall.Rlimit{Cur: 1024, Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := RunFDs(t.TempDir(), []int{1500}, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkFDs prints the fd benchmark for 10, 1000 and RTCR_BENCH_FDS fds
+// (default 10000), best of 3 (of 30 for 10). Run it with -benchtime=1x -v.
 func BenchmarkFDs(b *testing.B) {
 	testutil.RequireRoot(b)
 	n := 10000
@@ -84,7 +112,7 @@ func BenchmarkFDs(b *testing.B) {
 		n = v
 	}
 	for i := 0; i < b.N; i++ {
-		res, err := RunFDs("/dev/shm", []int{10, n}, 3)
+		res, err := RunFDs("/dev/shm", []int{10, 1000, n}, 3, 30)
 		if err != nil {
 			b.Fatal(err)
 		}
