@@ -272,19 +272,6 @@ func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
 	return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %s: %w", n, s.link, pid, describe(s), ErrUnsupported)
 }
 
-// describe names an fd kind for an error message.
-func describe(s *fdState) string {
-	switch {
-	case strings.HasPrefix(s.link, "socket:"):
-		return "sockets"
-	case strings.HasPrefix(s.link, "pipe:"):
-		return "pipes"
-	case strings.HasPrefix(s.link, "anon_inode:"):
-		return strings.TrimPrefix(s.link, "anon_inode:") + " files"
-	}
-	return "this file type"
-}
-
 // Check verifies, before any process is created, that every fd of the
 // image can be restored here.
 func Check(fds []image.FD) error {
