@@ -70,7 +70,7 @@ func TestRunFDsSmall(t *testing.T) {
 	}
 	PrintFDs(io.Discard, res)
 	for _, r := range res {
-		if r.Dump <= 0 || r.Restore <= 0 || r.Freeze <= 0 {
+		if r.Dump <= 0 || r.Restore <= 0 || r.Freeze <= 0 || r.DumpCPU <= 0 || r.RestoreCPU <= 0 {
 			t.Errorf("%d fds: not measured: %+v", r.Count, r)
 		}
 	}
@@ -118,8 +118,8 @@ func BenchmarkFDs(b *testing.B) {
 		}
 		PrintFDs(os.Stdout, res)
 		last := &res[len(res)-1]
-		b.ReportMetric(float64(last.PerFD(last.Dump, last.baseDump).Nanoseconds())/1000, "dump-µs/fd")
-		b.ReportMetric(float64(last.PerFD(last.Restore, last.baseRestore).Nanoseconds())/1000, "restore-µs/fd")
+		b.ReportMetric(float64(last.PerFD(last.DumpCPU, last.baseDumpCPU).Nanoseconds())/1000, "dump-cpu-µs/fd")
+		b.ReportMetric(float64(last.PerFD(last.RestoreCPU, last.baseRestoreCPU).Nanoseconds())/1000, "restore-cpu-µs/fd")
 	}
 }
 

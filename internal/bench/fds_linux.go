@@ -17,8 +17,12 @@ import (
 type FDs struct {
 	Count                 int
 	Freeze, Dump, Restore time.Duration
-	baseFreeze, baseDump  time.Duration
-	baseRestore           time.Duration
+	// DumpCPU and RestoreCPU are the CPU time of the dump and the
+	// restore (see times).
+	DumpCPU, RestoreCPU         time.Duration
+	baseFreeze, baseDump        time.Duration
+	baseRestore                 time.Duration
+	baseDumpCPU, baseRestoreCPU time.Duration
 }
 
 // PerFD returns the time one fd adds to a measurement: (t - base) / Count.
@@ -47,20 +51,24 @@ func RunFDs(dir string, counts []int, runs, smallRuns int) ([]FDs, error) {
 				continue
 			}
 			res[i].Count = n
-			f, d, rs, err := fdsOnce(work, path, n)
+			tm, err := fdsOnce(work, path, n)
 			if err != nil {
 				return nil, fmt.Errorf("bench %d fds: %w", n, err)
 			}
-			best(&res[i].Freeze, f)
-			best(&res[i].Dump, d)
-			best(&res[i].Restore, rs)
-			f, d, rs, err = fdsOnce(work, path, 0)
-			if err != nil {
+			r := &res[i]
+			best(&r.Freeze, tm.freeze)
+			best(&r.Dump, tm.dump)
+			best(&r.Restore, tm.restore)
+			best(&r.DumpCPU, tm.dumpCPU)
+			best(&r.RestoreCPU, tm.restoreCPU)
+			if tm, err = fdsOnce(work, path, 0); err != nil {
 				return nil, fmt.Errorf("bench fds baseline: %w", err)
 			}
-			best(&res[i].baseFreeze, f)
-			best(&res[i].baseDump, d)
-			best(&res[i].baseRestore, rs)
+			best(&r.baseFreeze, tm.freeze)
+			best(&r.baseDump, tm.dump)
+			best(&r.baseRestore, tm.restore)
+			best(&r.baseDumpCPU, tm.dumpCPU)
+			best(&r.baseRestoreCPU, tm.restoreCPU)
 		}
 	}
 	return res, nil
@@ -68,26 +76,26 @@ func RunFDs(dir string, counts []int, runs, smallRuns int) ([]FDs, error) {
 
 // fdsOnce starts a process opening n fds, waits until it has them all and
 // sleeps, dumps it (killing it), restores it and kills the restored one.
-func fdsOnce(work, path string, n int) (freeze, dump, restore time.Duration, err error) {
+func fdsOnce(work, path string, n int) (times, error) {
 	p, err := startText(work, fdProg(n, path))
 	if err != nil {
-		return 0, 0, 0, err
+		return times{}, err
 	}
 	pid := p.Pid
 	_ = p.Release()
 	defer killTree(pid)
 	if err := waitFDs(pid, n+3); err != nil {
-		return 0, 0, 0, err
+		return times{}, err
 	}
-	freeze, dump, restore, err = dumpRestore(work, pid)
+	tm, err := dumpRestore(work, pid)
 	if err != nil {
-		return 0, 0, 0, err
+		return times{}, err
 	}
 	// The restored process (same pid) must hold every fd again.
 	if err := waitFDs(pid, n+3); err != nil {
-		return 0, 0, 0, fmt.Errorf("restored: %w", err)
+		return times{}, fmt.Errorf("restored: %w", err)
 	}
-	return freeze, dump, restore, nil
+	return tm, nil
 }
 
 // waitFDs waits until pid has n fds and sleeps in pause().
@@ -112,25 +120,29 @@ func waitFDs(pid, n int) error {
 	return fmt.Errorf("process %d has %d fds, not %d (a call of its fd mix failed?)", pid, have, n)
 }
 
-// PrintFDs writes the fd results as a table: the times, and the time each
-// fd adds over the process without fds, and that per-fd time as a
-// multiple of the one at the first count.
+// PrintFDs writes the fd results as a table: the times; the time each fd
+// adds over the process without fds, in wall time (frozen, dump, restore)
+// and in CPU time (dump, restore); and the CPU time per fd as a multiple
+// of the one at the first count.
 func PrintFDs(w io.Writer, res []FDs) {
 	if len(res) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fds\tfrozen\tdump\trestore\tper fd: frozen\tdump\trestore\tvs. first: dump\trestore\t")
+	fmt.Fprintln(tw, "fds\tfrozen\tdump\trestore\tper fd: frozen\tdump\trestore\tCPU per fd: dump\trestore\tvs. first: dump\trestore\t")
 	r0 := &res[0]
 	x := func(a, b time.Duration) string { return fmt.Sprintf("%.2fx", a.Seconds()/b.Seconds()) }
-	fmt.Fprintf(tw, "0\t%v\t%v\t%v\t\t\t\t\t\t\n", r0.baseFreeze.Round(time.Millisecond/10), r0.baseDump.Round(time.Millisecond/10), r0.baseRestore.Round(time.Millisecond/10))
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond / 10) }
+	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+	fmt.Fprintf(tw, "0\t%v\t%v\t%v\t\t\t\t\t\t\t\t\n", ms(r0.baseFreeze), ms(r0.baseDump), ms(r0.baseRestore))
 	for i := range res {
 		r := &res[i]
-		pf, pd, pr := r.PerFD(r.Freeze, r.baseFreeze), r.PerFD(r.Dump, r.baseDump), r.PerFD(r.Restore, r.baseRestore)
-		fmt.Fprintf(tw, "%d\t%v\t%v\t%v\t%v\t%v\t%v\t%s\t%s\t\n", r.Count,
-			r.Freeze.Round(time.Millisecond/10), r.Dump.Round(time.Millisecond/10), r.Restore.Round(time.Millisecond/10),
-			pf.Round(time.Microsecond), pd.Round(time.Microsecond), pr.Round(time.Microsecond),
-			x(pd, r0.PerFD(r0.Dump, r0.baseDump)), x(pr, r0.PerFD(r0.Restore, r0.baseRestore)))
+		fmt.Fprintf(tw, "%d\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%s\t%s\t\n", r.Count,
+			ms(r.Freeze), ms(r.Dump), ms(r.Restore),
+			us(r.PerFD(r.Freeze, r.baseFreeze)), us(r.PerFD(r.Dump, r.baseDump)), us(r.PerFD(r.Restore, r.baseRestore)),
+			us(r.PerFD(r.DumpCPU, r.baseDumpCPU)), us(r.PerFD(r.RestoreCPU, r.baseRestoreCPU)),
+			x(r.PerFD(r.DumpCPU, r.baseDumpCPU), r0.PerFD(r0.DumpCPU, r0.baseDumpCPU)),
+			x(r.PerFD(r.RestoreCPU, r.baseRestoreCPU), r0.PerFD(r0.RestoreCPU, r0.baseRestoreCPU)))
 	}
 	tw.Flush()
 }
