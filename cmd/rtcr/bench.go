@@ -47,7 +47,7 @@ func runBench(args []string) error {
 		bench.PrintShapes(os.Stdout, shapes)
 	}
 	if *nfds > 0 {
-		counts := []int{10}
+		counts := []int{10, 12} // 12: one whole cycle of the mix
 		if *nfds > 1000 {
 			counts = append(counts, 1000)
 		}

@@ -103,7 +103,8 @@ func TestManyFDsLowSoftLimit(t *testing.T) {
 	}
 }
 
-// BenchmarkFDs prints the fd benchmark for 10, 1000 and RTCR_BENCH_FDS fds
+// BenchmarkFDs prints the fd benchmark for 10, 12 (one whole cycle of the
+// mix), 1000 and RTCR_BENCH_FDS fds
 // (default 10000), best of 3 (of 30 for 10). Run it with -benchtime=1x -v.
 func BenchmarkFDs(b *testing.B) {
 	testutil.RequireRoot(b)
@@ -112,7 +113,7 @@ func BenchmarkFDs(b *testing.B) {
 		n = v
 	}
 	for i := 0; i < b.N; i++ {
-		res, err := RunFDs("/dev/shm", []int{10, 1000, n}, 3, 30)
+		res, err := RunFDs("/dev/shm", []int{10, 12, 1000, n}, 3, 30)
 		if err != nil {
 			b.Fatal(err)
 		}
