@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"text/tabwriter"
 	"time"
 
@@ -148,6 +149,8 @@ func dumpRestore(work string, pid int) (times, error) {
 	dir := filepath.Join(work, "img")
 	defer os.RemoveAll(dir)
 	var tm times
+	// Collect the garbage of earlier runs now, not during this one.
+	runtime.GC()
 	c0 := cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID)
 	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: dir})
 	if err != nil {
@@ -161,6 +164,7 @@ func dumpRestore(work string, pid int) (times, error) {
 	if err := waitGone(pids); err != nil {
 		return tm, err
 	}
+	runtime.GC()
 	c0 = cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID)
 	rs, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
 	if err != nil {
