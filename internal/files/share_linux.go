@@ -85,10 +85,15 @@ func (t *Tree) findShared(pids []int) error {
 	return nil
 }
 
+// kcmpCalls counts the kcmp calls made, for the test that finding shared
+// descriptions stays O(n log n).
+var kcmpCalls int
+
 // kcmpFiles compares the open file descriptions of fds a and b in the
 // order kcmp(KCMP_FILE) gives them (the kernel's addresses, obfuscated
 // but consistently): -1, 0 (the same description) or 1.
 func kcmpFiles(a, b fdRef) (int, error) {
+	kcmpCalls++
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a.pid), uintptr(b.pid), kcmpFile, uintptr(a.num), uintptr(b.num), 0)
 	if errno != 0 {
 		return 0, fmt.Errorf("kcmp(KCMP_FILE) fd %d of %d with fd %d of %d: %w", a.num, a.pid, b.num, b.pid, errno)
