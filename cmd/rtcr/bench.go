@@ -10,12 +10,13 @@ import (
 )
 
 func runBench(args []string) error {
-	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32]")
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000]")
 	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
 	runs := fs.Int("runs", 3, "measure this many times and report the best")
 	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
 	threads := fs.Int("threads", 64, "threads of the many-threads benchmark (0: skip it and the tree)")
 	procs := fs.Int("procs", 32, "processes of the process-tree benchmark")
+	nfds := fs.Int("fds", 10000, "fds of the many-fds benchmark, against 10 (0: skip it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -29,6 +30,9 @@ func runBench(args []string) error {
 	if (*threads != 0 && *threads < 2) || *threads > 255 || *procs < 2 || *procs > 255 {
 		return usagef("--threads must be 0 or 2-255 and --procs 2-255")
 	}
+	if *nfds != 0 && (*nfds <= 10 || *nfds > 1<<20) {
+		return usagef("--fds must be 0 or 11-1048576")
+	}
 	res, err := bench.Run(bench.Options{Size: n, Runs: *runs, Dir: *dir})
 	if err != nil {
 		return err
@@ -41,6 +45,18 @@ func runBench(args []string) error {
 		}
 		fmt.Println()
 		bench.PrintShapes(os.Stdout, shapes)
+	}
+	if *nfds > 0 {
+		counts := []int{10, 12} // 12: one whole cycle of the mix
+		if *nfds > 1000 {
+			counts = append(counts, 1000)
+		}
+		res, err := bench.RunFDs(*dir, append(counts, *nfds), *runs, 10**runs)
+		if err != nil {
+			return err
+		}
+		fmt.Println()
+		bench.PrintFDs(os.Stdout, res)
 	}
 	return nil
 }

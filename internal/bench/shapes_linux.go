@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"text/tabwriter"
 	"time"
 
@@ -102,23 +103,7 @@ func RunShapes(dir string, threads, procs, runs int) ([]Shape, error) {
 // shapeOnce starts the program, waits for its n threads or processes,
 // dumps it (killing it), restores it and kills the restored tree.
 func shapeOnce(work string, text []byte, n int, threads bool) (freeze, dump, restore time.Duration, err error) {
-	// A new file each time: the killed processes of the previous run may
-	// still be executing the last one.
-	f, err := os.CreateTemp(work, "shape-")
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	exe := f.Name()
-	_, werr := f.Write(stub.Program(hogBase, text))
-	if err := errors.Join(werr, f.Chmod(0o700), f.Close()); err != nil {
-		return 0, 0, 0, err
-	}
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	p, err := os.StartProcess(exe, []string{"rtcr-bench-shape"}, &os.ProcAttr{Files: []*os.File{null, null, null}})
-	null.Close()
+	p, err := startText(work, text)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -128,28 +113,87 @@ func shapeOnce(work string, text []byte, n int, threads bool) (freeze, dump, res
 	if err := waitShape(pid, n, threads); err != nil {
 		return 0, 0, 0, err
 	}
+	tm, err := dumpRestore(work, pid)
+	return tm.freeze, tm.dump, tm.restore, err
+}
+
+// times are the measurements of one dump and restore: wall times, and the
+// CPU time they took (rtcr's, plus the restored process's own, where the
+// injected calls of the restore run): on a busy machine the wall times
+// include waiting for a CPU, the CPU times do not.
+type times struct {
+	freeze, dump, restore time.Duration
+	dumpCPU, restoreCPU   time.Duration
+}
+
+// cpuClock reads the CPU-time clock clk.
+func cpuClock(clk int32) time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(clk, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// processCPU is the CPU time process pid has spent
+// (MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)).
+func processCPU(pid int) time.Duration { return cpuClock(^int32(pid)<<3 | 2) }
+
+// dumpRestore dumps pid and its children (killing them), waits until they
+// are gone and restores them.
+func dumpRestore(work string, pid int) (times, error) {
 	pids := []int{pid}
 	if m, err := tree.ChildMap(); err == nil {
 		pids = append(pids, m[pid]...)
 	}
 	dir := filepath.Join(work, "img")
 	defer os.RemoveAll(dir)
+	var tm times
+	// Collect the garbage of earlier runs now, not during this one.
+	runtime.GC()
+	c0 := cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID)
 	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: dir})
 	if err != nil {
-		return 0, 0, 0, err
+		return tm, err
 	}
+	tm.dumpCPU = cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID) - c0
 	var ws unix.WaitStatus
 	_, _ = unix.Wait4(pid, &ws, 0, nil)
 	// The killed children are reaped by init, in its own time: measure
 	// the restore, not that wait.
 	if err := waitGone(pids); err != nil {
-		return 0, 0, 0, err
+		return tm, err
 	}
+	runtime.GC()
+	c0 = cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID)
 	rs, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
 	if err != nil {
-		return 0, 0, 0, err
+		return tm, err
 	}
-	return st.Freeze, st.Total, rs.Total, nil
+	tm.restoreCPU = cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID) - c0 + processCPU(pid)
+	tm.freeze, tm.dump, tm.restore = st.Freeze, st.Total, rs.Total
+	return tm, nil
+}
+
+// startText writes text as a program into a new file in work and starts
+// it with /dev/null as fds 0–2. A new file each time: the killed processes
+// of the previous run may still be executing the last one.
+func startText(work string, text []byte) (*os.Process, error) {
+	f, err := os.CreateTemp(work, "shape-")
+	if err != nil {
+		return nil, err
+	}
+	exe := f.Name()
+	_, werr := f.Write(stub.Program(hogBase, text))
+	if err := errors.Join(werr, f.Chmod(0o700), f.Close()); err != nil {
+		return nil, err
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	return os.StartProcess(exe, []string{"rtcr-bench-shape"}, &os.ProcAttr{Files: []*os.File{null, null, null}})
 }
 
 // waitShape waits until pid has n threads (or n-1 children), all asleep.

@@ -324,6 +324,14 @@
 // signal the original's credentials would not have allowed may be allowed
 // after a restore.
 //
+// An fd no kind claims is refused naming its kind (refuse_linux.go): a
+// socket by family, type and protocol (SO_DOMAIN, SO_TYPE, SO_PROTOCOL on
+// a copy of the fd; a netlink socket with its NETLINK_* protocol), an
+// anonymous-inode file by what it is (io_uring, bpf map/program/link,
+// perf event, fanotify, userfaultfd, pidfd, landlock …), a block or
+// character device by its numbers, a namespace file by its type
+// (TestUnsupportedKindsNamed).
+//
 // Not visible in fdinfo and not restored: whether a FIFO is also open
 // outside the tree (its bytes are saved and put back; restore refuses a
 // FIFO that holds bytes already), and dnotify (F_NOTIFY) watches. Not

@@ -2,6 +2,7 @@ package files
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -24,12 +25,15 @@ type objKey struct {
 
 // findShared records in t.shared, for every fd of the processes pids that
 // shares its open file description with another fd of the tree (dup,
-// fork, SCM_RIGHTS), the id of that description (from 1). Each fd is
-// compared with kcmp(KCMP_FILE) against one fd of every description seen
-// so far on the same file.
+// fork, SCM_RIGHTS), the id of that description (from 1). Only fds on the
+// same file are compared: one fd of every description seen so far on that
+// file is kept sorted by the order kcmp(KCMP_FILE) gives open file
+// descriptions, and each fd is looked up there by binary search (many
+// descriptions on one file are the rule: every eventfd, timerfd … is on
+// one anonymous inode, every open of /dev/null on its inode).
 func (t *Tree) findShared(pids []int) error {
 	t.shared = map[fdRef]int{}
-	reps := map[objKey][]fdRef{} // one fd per description, by file
+	reps := map[objKey][]fdRef{} // one fd per description, by file, in kcmp order
 	ids := map[fdRef]int{}       // every fd's description
 	members := map[int]int{}
 	next := 1
@@ -49,21 +53,25 @@ func (t *Tree) findShared(pids []int) error {
 			}
 			key := objKey{dev: st.Dev, ino: st.Ino, link: link}
 			me := fdRef{pid, n}
-			id := 0
-			for _, o := range reps[key] {
-				same, err := kcmpFiles(o, me)
-				if err != nil {
-					return err
+			sorted := reps[key]
+			var cerr error
+			i, found := slices.BinarySearchFunc(sorted, me, func(o, me fdRef) int {
+				c, err := kcmpFiles(o, me)
+				if err != nil && cerr == nil {
+					cerr = err
 				}
-				if same {
-					id = ids[o]
-					break
-				}
+				return c
+			})
+			if cerr != nil {
+				return cerr
 			}
-			if id == 0 {
+			id := 0
+			if found {
+				id = ids[sorted[i]]
+			} else {
 				id = next
 				next++
-				reps[key] = append(reps[key], me)
+				reps[key] = slices.Insert(sorted, i, me)
 			}
 			ids[me] = id
 			members[id]++
@@ -77,13 +85,28 @@ func (t *Tree) findShared(pids []int) error {
 	return nil
 }
 
-// kcmpFiles reports whether fds a and b name one open file description.
-func kcmpFiles(a, b fdRef) (bool, error) {
+// kcmpCalls counts the kcmp calls made, for the test that finding shared
+// descriptions stays O(n log n).
+var kcmpCalls int
+
+// kcmpFiles compares the open file descriptions of fds a and b in the
+// order kcmp(KCMP_FILE) gives them (the kernel's addresses, obfuscated
+// but consistently): -1, 0 (the same description) or 1.
+func kcmpFiles(a, b fdRef) (int, error) {
+	kcmpCalls++
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a.pid), uintptr(b.pid), kcmpFile, uintptr(a.num), uintptr(b.num), 0)
 	if errno != 0 {
-		return false, fmt.Errorf("kcmp(KCMP_FILE) fd %d of %d with fd %d of %d: %w", a.num, a.pid, b.num, b.pid, errno)
+		return 0, fmt.Errorf("kcmp(KCMP_FILE) fd %d of %d with fd %d of %d: %w", a.num, a.pid, b.num, b.pid, errno)
 	}
-	return r == 0, nil
+	switch r {
+	case 0:
+		return 0, nil
+	case 1:
+		return -1, nil
+	case 2:
+		return 1, nil
+	}
+	return 0, fmt.Errorf("kcmp(KCMP_FILE) fd %d of %d with fd %d of %d: no order (%d)", a.num, a.pid, b.num, b.pid, r)
 }
 
 // shareHome is the first restored fd of a shared open file description.

@@ -331,19 +331,6 @@ func dumpOne(pid, n, pidfd int, t *Tree) (image.FD, error) {
 	return image.FD{}, fmt.Errorf("dump fd %d (%s) of %d: %s: %w", n, s.link, pid, describe(s), ErrUnsupported)
 }
 
-// describe names an fd kind for an error message.
-func describe(s *fdState) string {
-	switch {
-	case strings.HasPrefix(s.link, "socket:"):
-		return "sockets"
-	case strings.HasPrefix(s.link, "pipe:"):
-		return "pipes"
-	case strings.HasPrefix(s.link, "anon_inode:"):
-		return strings.TrimPrefix(s.link, "anon_inode:") + " files"
-	}
-	return "this file type"
-}
-
 // Check verifies, before any process is created, that every fd of the
 // image can be restored here.
 func Check(fds []image.FD) error {
@@ -389,6 +376,9 @@ func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) e
 	for _, fd := range sorted {
 		c.tempBase = max(c.tempBase, fd.Num+1)
 	}
+	if err := raiseNofile(r.Pid, c.tempBase); err != nil {
+		return err
+	}
 	for _, late := range []bool{false, true} {
 		for i := range sorted {
 			fd := &sorted[i]
@@ -428,6 +418,31 @@ func (rs *Restorer) Install(r *ptrace.Remote, fds []image.FD, as *image.Creds) e
 				rs.shared[fd.Shared] = shareHome{pid: r.Pid, nspid: r.NsPid, fd: *fd}
 			}
 		}
+	}
+	return nil
+}
+
+// raiseNofile raises the soft RLIMIT_NOFILE of the stub pid to its hard
+// limit for the fds step: the stub has the soft limit rtcr was started
+// with (often 1024; Go gives children the limit it found), but it must
+// hold the image's fds and the helper fds above them. The attributes step
+// then sets the process's own limits (lower than its open fds is allowed,
+// as for the process that was dumped). top is the highest fd number of the
+// image plus one.
+func raiseNofile(pid, top int) error {
+	var rl unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &rl); err != nil {
+		return fmt.Errorf("read RLIMIT_NOFILE of %d: %w", pid, err)
+	}
+	if uint64(top) > rl.Max {
+		return fmt.Errorf("restore fd %d: above the hard RLIMIT_NOFILE %d of the restoring process %d (rtcr's own): %w", top-1, rl.Max, pid, unix.EMFILE)
+	}
+	if rl.Cur >= rl.Max {
+		return nil
+	}
+	rl.Cur = rl.Max
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
+		return fmt.Errorf("raise RLIMIT_NOFILE of %d to %d: %w", pid, rl.Max, err)
 	}
 	return nil
 }

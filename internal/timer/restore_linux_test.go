@@ -4,7 +4,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -41,10 +40,10 @@ func TestRestoreIDs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var gotIts, wantIts []image.Itimer
 			var gotPts, wantPts []image.PosixTimer
-			var elapsed time.Duration
+			var elapsed span
 			testutil.InStub(t, func(r *ptrace.Remote) {
 				wantIts, wantPts = sparse(r.Pid)
-				start := time.Now()
+				start := measure(t, r.Pid)
 				if err := tc.restore(r, wantIts, wantPts); err != nil {
 					t.Errorf("restore: %v", err)
 					return
@@ -53,7 +52,7 @@ func TestRestoreIDs(t *testing.T) {
 				if gotIts, gotPts, err = timer.Dump(r); err != nil {
 					t.Errorf("dump stub: %v", err)
 				}
-				elapsed = time.Since(start)
+				elapsed = start.since(t)
 				on, err := r.Syscall(unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET)
 				if err != nil || on != 0 {
 					t.Errorf("PR_TIMER_CREATE_RESTORE_IDS after the restore: %d, %v; want off", on, err)

@@ -53,13 +53,13 @@ func TestRoundTrip(t *testing.T) {
 
 	var gotIts, wantIts []image.Itimer
 	var gotPts, wantPts []image.PosixTimer
-	var elapsed time.Duration
+	var elapsed span
 	testutil.InStub(t, func(r *ptrace.Remote) {
 		// The stub has another pid than the target: the SIGEV_THREAD_ID
 		// timer must notify the stub's thread (a real restore has the
 		// same tids).
 		wantIts, wantPts = its, retarget(pts, tg.Pid, r.Pid)
-		start := time.Now()
+		start := measure(t, r.Pid)
 		if err := timer.Restore(r, wantIts, wantPts); err != nil {
 			t.Errorf("restore: %v", err)
 			return
@@ -68,7 +68,7 @@ func TestRoundTrip(t *testing.T) {
 		if gotIts, gotPts, err = timer.Dump(r); err != nil {
 			t.Errorf("dump stub: %v", err)
 		}
-		elapsed = time.Since(start)
+		elapsed = start.since(t)
 	})
 	if !t.Failed() {
 		compareTimers(t, gotIts, wantIts, gotPts, wantPts, elapsed)
@@ -120,23 +120,65 @@ func retarget(pts []image.PosixTimer, from, to int) []image.PosixTimer {
 	return out
 }
 
+// span is the time between a restore and the dump after it: on the wall
+// clock (for the timers of CLOCK_REALTIME, MONOTONIC, BOOTTIME) and in CPU
+// time of the process (user plus system, the clock ITIMER_PROF counts;
+// ITIMER_VIRTUAL counts user time only, less). On a loaded machine the two
+// differ by far: a stub that waits for its CPU for 400 ms spends 1 ms of
+// CPU time.
+type span struct {
+	wall, cpu time.Duration
+	pid       int
+	start     time.Time
+	cpuStart  time.Duration
+}
+
+// measure starts a span for process pid.
+func measure(t *testing.T, pid int) span {
+	return span{pid: pid, start: time.Now(), cpuStart: cpuTime(t, pid)}
+}
+
+// since ends the span started by measure.
+func (s span) since(t *testing.T) span {
+	s.wall = time.Since(s.start)
+	s.cpu = cpuTime(t, s.pid) - s.cpuStart
+	return s
+}
+
+// cpuTime reads the CPU-time clock of process pid
+// (MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_PROF): user plus system time).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(^int32(pid)<<3, &ts); err != nil {
+		t.Fatalf("CPU-time clock of %d: %v", pid, err)
+	}
+	return time.Duration(ts.Nano())
+}
+
 // compareTimers checks the timers dumped after a restore against the ones
-// restored, elapsed after the restore began.
-func compareTimers(t *testing.T, gotIts, wantIts []image.Itimer, gotPts, wantPts []image.PosixTimer, elapsed time.Duration) {
+// restored, elapsed after the restore (see compareTimes): the CPU-time
+// itimers against the CPU time the process spent, the others against the
+// wall clock.
+func compareTimers(t *testing.T, gotIts, wantIts []image.Itimer, gotPts, wantPts []image.PosixTimer, elapsed span) {
 	t.Helper()
 	if len(gotIts) != len(wantIts) {
 		t.Fatalf("itimers %+v, want %+v", gotIts, wantIts)
 	}
 	for i := range gotIts {
-		compareTimes(t, "itimer "+[]string{"REAL", "VIRTUAL", "PROF"}[i], i > 0,
-			gotIts[i].IntervalNs, gotIts[i].ValueNs, wantIts[i].IntervalNs, wantIts[i].ValueNs, elapsed)
+		cpu, d := i > 0, elapsed.wall
+		if cpu {
+			d = elapsed.cpu
+		}
+		compareTimes(t, "itimer "+[]string{"REAL", "VIRTUAL", "PROF"}[i], cpu,
+			gotIts[i].IntervalNs, gotIts[i].ValueNs, wantIts[i].IntervalNs, wantIts[i].ValueNs, d)
 	}
 	if len(gotPts) != len(wantPts) {
 		t.Fatalf("POSIX timers\n got %+v\nwant %+v", gotPts, wantPts)
 	}
 	for i := range gotPts {
 		g, w := gotPts[i], wantPts[i]
-		compareTimes(t, fmt.Sprintf("POSIX timer %d", g.ID), false, g.IntervalNs, g.ValueNs, w.IntervalNs, w.ValueNs, elapsed)
+		compareTimes(t, fmt.Sprintf("POSIX timer %d", g.ID), false, g.IntervalNs, g.ValueNs, w.IntervalNs, w.ValueNs, elapsed.wall)
 		g.ValueNs, w.ValueNs = 0, 0
 		if g != w {
 			t.Errorf("POSIX timer\n got %+v\nwant %+v", g, w)
@@ -152,15 +194,22 @@ func compareTimers(t *testing.T, gotIts, wantIts []image.Itimer, gotPts, wantPts
 // has 0 < got <= interval and a one-shot 0 <= got <= want. The kernel adds
 // one tick (1 to 10 ms, CONFIG_HZ) to the value of a CPU-time itimer
 // (ITIMER_VIRTUAL, ITIMER_PROF) when it is set and does not take it off
-// when it is read: cpuTick allows for that.
+// when it is read: cpuTick allows for that. For such a timer elapsed is
+// the CPU time the process spent, which the kernel charges in ticks: the
+// slack then also allows one tick.
 func compareTimes(t *testing.T, what string, cpuTick bool, gotIv, got, wantIv, want int64, elapsed time.Duration) {
 	t.Helper()
-	const slack = int64(time.Millisecond)
+	slack := int64(time.Millisecond)
 	upper := want
-	if cpuTick && want != 0 {
-		upper += int64(10 * time.Millisecond)
+	clock := "wall"
+	if cpuTick {
+		slack += int64(10 * time.Millisecond)
+		clock = "CPU"
+		if want != 0 {
+			upper += int64(10 * time.Millisecond)
+		}
 	}
-	t.Logf("%s: interval %d ns, %d ns left; restored with %d ns left, %v before", what, gotIv, got, want, elapsed)
+	t.Logf("%s: interval %d ns, %d ns left; restored with %d ns left, %v (%s time) before", what, gotIv, got, want, elapsed, clock)
 	switch {
 	case gotIv != wantIv:
 		t.Errorf("%s: interval %d ns, want %d ns", what, gotIv, wantIv)
