@@ -74,6 +74,9 @@ func (rs *Restorer) PrepareHomes(r *ptrace.Remote, p *image.Process, as *image.C
 	for _, fd := range sorted {
 		c.tempBase = max(c.tempBase, fd.Num+1)
 	}
+	if err := raiseNofile(r.Pid, c.tempBase); err != nil {
+		return err
+	}
 	for _, list := range [][]image.FD{sorted, p.MapFiles} {
 		for i := range list {
 			fd := &list[i]

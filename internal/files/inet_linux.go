@@ -93,9 +93,9 @@ type inetCopy struct {
 }
 
 // probeInet returns rtcr's copy of fd s when it is a TCP or UDP socket
-// (ok false, the copy closed, for other fds); a socket of another
-// protocol of an inet family, or of another network namespace, is an
-// error.
+// (ok false for other fds, a socket of another protocol of an inet family
+// included: the dump refuses those naming them); a socket of another
+// network namespace is an error.
 func probeInet(dup int) (c *inetCopy, ok bool, err error) {
 	c = &inetCopy{fd: dup}
 	if c.family, err = unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || (c.family != unix.AF_INET && c.family != unix.AF_INET6) {
@@ -108,7 +108,7 @@ func probeInet(dup int) (c *inetCopy, ok bool, err error) {
 		return nil, false, fmt.Errorf("getsockopt SO_PROTOCOL: %w", err)
 	}
 	if !(c.typ == unix.SOCK_STREAM && c.proto == unix.IPPROTO_TCP) && !(c.typ == unix.SOCK_DGRAM && c.proto == unix.IPPROTO_UDP) {
-		return nil, false, fmt.Errorf("%s socket of type %d, protocol %d (only TCP and UDP are saved): %w", familyName(c.family), c.typ, c.proto, ErrUnsupported)
+		return nil, false, nil // refused naming its family, type and protocol (refuse_linux.go)
 	}
 	if err := sameNetns(dup); err != nil {
 		return nil, false, err

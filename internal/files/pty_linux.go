@@ -461,6 +461,9 @@ func (rs *Restorer) ControllingPty(r *ptrace.Remote, fds []image.FD, tty uint64)
 	for _, fd := range fds {
 		c.tempBase = max(c.tempBase, fd.Num+1)
 	}
+	if err := raiseNofile(r.Pid, c.tempBase); err != nil {
+		return -1, err
+	}
 	home, err := c.ptyHome(idx)
 	if err != nil {
 		return -1, err
