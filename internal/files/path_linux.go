@@ -18,13 +18,16 @@ var statelessDevices = map[string]bool{
 
 // pathKind covers files reopened by path: regular files and directories
 // (at their offset, with their flags; a regular file may have grown or
-// changed since the dump, not shrunk below the offset) and stateless
-// character devices.
+// changed since the dump, not shrunk below the offset), stateless
+// character devices, and symbolic links held by an O_PATH fd (opened with
+// O_PATH|O_NOFOLLOW: the fd names the link itself, reopened the same way).
 var pathKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		mode := s.st.Mode & unix.S_IFMT
 		isDev := mode == unix.S_IFCHR && statelessDevices[s.link]
-		if mode != unix.S_IFREG && mode != unix.S_IFDIR && !isDev {
+		// stat of /proc/PID/fd/N follows the fd to its file: the link.
+		isLink := mode == unix.S_IFLNK && s.info.Flags&unix.O_PATH != 0
+		if mode != unix.S_IFREG && mode != unix.S_IFDIR && !isDev && !isLink {
 			return image.FD{}, false, nil
 		}
 		if !strings.HasPrefix(s.link, "/") {
@@ -38,7 +41,7 @@ var pathKind = kind{
 			return image.FD{}, false, fmt.Errorf("open file was deleted: %w", ErrUnsupported)
 		}
 		var now unix.Stat_t
-		if err := unix.Stat(s.link, &now); err != nil {
+		if err := statPath(s.link, s.st.Mode, &now); err != nil {
 			return image.FD{}, false, fmt.Errorf("stat %s: %w", s.link, err)
 		}
 		if now.Ino != s.st.Ino || now.Dev != s.st.Dev {
@@ -52,7 +55,7 @@ var pathKind = kind{
 	},
 	check: func(fd *image.FD) error {
 		var st unix.Stat_t
-		if err := unix.Stat(fd.Path, &st); err != nil {
+		if err := statPath(fd.Path, fd.Mode, &st); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				return fmt.Errorf("file %s is gone since the checkpoint", fd.Path)
 			}
@@ -90,6 +93,15 @@ var pathKind = kind{
 	exact: func(fd *image.FD) bool { return fd.Flags&(unix.O_NONBLOCK|unix.O_ASYNC) == unix.O_NONBLOCK },
 }
 
+// statPath stats path, or for a symbolic link (mode, as recorded) the
+// link itself.
+func statPath(path string, mode uint32, st *unix.Stat_t) error {
+	if mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.Lstat(path, st)
+	}
+	return unix.Stat(path, st)
+}
+
 // openChecked opens fd's path in the stub: the file is first checked with
 // the credentials c.as (CheckAccess), then the stub, which still has the
 // restorer's privileges, opens it without following any link and with
@@ -100,7 +112,11 @@ func openChecked(c *restoreCtx, fd *image.FD) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	return OpenIn(c.r, fd.Path, fd.Flags, ids[0])
+	flags := fd.Flags
+	if fd.Mode&unix.S_IFMT == unix.S_IFLNK {
+		flags |= unix.O_NOFOLLOW // the link, not its target
+	}
+	return OpenIn(c.r, fd.Path, flags, ids[0])
 }
 
 // fileType names the type of a file mode in messages.

@@ -60,12 +60,17 @@ func validateFDs(fds []FD) error {
 			if !isCleanAbs(fd.Path) {
 				return fmt.Errorf("fd %d: path %q is not absolute and clean", fd.Num, fd.Path)
 			}
-			// What a dump records: regular files, directories and a few
-			// character devices; never a FIFO, socket or block device.
+			// What a dump records: regular files, directories, a few
+			// character devices and symbolic links held with O_PATH;
+			// never a FIFO, socket or block device.
 			switch t := fd.Mode & unix.S_IFMT; t {
 			case unix.S_IFREG, unix.S_IFDIR, unix.S_IFCHR:
+			case unix.S_IFLNK:
+				if fd.Flags&unix.O_PATH == 0 {
+					return fmt.Errorf("fd %d: %s is a symbolic link open without O_PATH", fd.Num, fd.Path)
+				}
 			default:
-				return fmt.Errorf("fd %d: %s has file type %#o, want a regular file, directory or character device", fd.Num, fd.Path, t)
+				return fmt.Errorf("fd %d: %s has file type %#o, want a regular file, directory, character device or symbolic link", fd.Num, fd.Path, t)
 			}
 		case FDInherit:
 			if fd.Num > 2 {
