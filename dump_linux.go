@@ -397,6 +397,9 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 			if o := p.FDs[j].Owner; o != nil {
 				o.Pid = inner[o.Pid]
 			}
+			if p.FDs[j].Kind == image.FDPidfd {
+				p.FDs[j].PidfdOf = inner[p.FDs[j].PidfdOf]
+			}
 		}
 		for j := range p.VMAs {
 			if ref := p.VMAs[j].ShareOf; ref != nil {

@@ -138,6 +138,7 @@ var kinds = []struct {
 	{image.FDSignalfd, signalfdKind},
 	{image.FDUnixPair, unixPairKind},
 	{image.FDInet, inetKind},
+	{image.FDPidfd, pidfdKind},
 }
 
 func kindOf(name string) (*kind, error) {

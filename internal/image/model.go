@@ -300,6 +300,10 @@ const FDPty = "pty"
 // end is closed (fds 0–2: the restorer's own fd of the same number).
 const FDExternal = "external"
 
+// FDPidfd is a pidfd (pidfd_open) on a process of the tree: restore
+// opens one on the restored process.
+const FDPidfd = "pidfd"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -360,6 +364,9 @@ type FD struct {
 	External *External `json:",omitempty"`
 	// TCP and UDP socket fds: the socket's addresses, state and options.
 	Inet *InetSock `json:",omitempty"`
+	// PidfdOf is, for a pidfd, the pid of the process of the tree it
+	// refers to.
+	PidfdOf int `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).

@@ -121,6 +121,13 @@ func (c *Checkpoint) Validate() error {
 			return corruptf("invalid checkpoint: pid %d: %w", p.Pid, err)
 		}
 	}
+	for _, p := range c.Processes {
+		for _, fd := range p.FDs {
+			if fd.Kind == FDPidfd && !pids[fd.PidfdOf] {
+				return corruptf("invalid checkpoint: pid %d: fd %d is a pidfd on %d, not a process of the image", p.Pid, fd.Num, fd.PidfdOf)
+			}
+		}
+	}
 	if err := validateExternals(c.Processes); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}

@@ -136,6 +136,7 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: pty %w", fd.Num, err)
 			}
 		case FDSignalfd:
+		case FDPidfd: // its process is checked with the others (validate.go)
 		case FDExternal:
 			if err := validateExternal(fd); err != nil {
 				return fmt.Errorf("fd %d: external %w", fd.Num, err)

@@ -94,6 +94,15 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
 				Locks: []FileLock{{Kind: LockFlock, Write: true}, {Kind: LockPosix, Start: 10, Len: 10}, {Kind: LockOFD}}})
 		}, ""},
+		{"pidfd on a process of the image", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPidfd, PidfdOf: c.Processes[0].Pid})
+		}, ""},
+		{"pidfd on a process not in the image", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPidfd, PidfdOf: 31337})
+		}, "not a process of the image"},
+		{"symbolic link without O_PATH", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFLNK})
+		}, "symbolic link open without O_PATH"},
 		{"file lock on a pipe", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPipe, PipeID: 1, PipeSize: 4096,
 				Locks: []FileLock{{Kind: LockFlock}}})
