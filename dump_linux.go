@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -261,6 +262,13 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	t.done("scratch area", "unprotected_calls", r.WindowCalls)
 	if err := attr.Dump(r, p); err != nil {
 		return err
+	}
+	if dir, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
+		d, err := fds.DumpCwd(pid)
+		if err != nil {
+			return err
+		}
+		p.Cwd, p.CwdDeleted = dir, &d
 	}
 	t.done("attributes")
 	if p.Sigactions, err = sig.Dump(r); err != nil {

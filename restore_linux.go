@@ -250,6 +250,11 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	if err := files.Check(p.MapFiles); err != nil {
 		return err
 	}
+	if p.CwdDeleted != nil {
+		if err := files.Check([]image.FD{*p.CwdDeleted}); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+	}
 	// Every file it will have open or mapped and its executable, opened
 	// as it would; then whether the mapped files changed (after the
 	// access check: its message tells their size and times).

@@ -167,6 +167,12 @@ func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 		{"mm and exe link", func() error { return mem.RestoreMM(r, p, open.Open) }},
 		{"fds", func() error { return fds.Install(r, p.FDs, pr.as) }},
 		{"attributes", func() error { return attr.Restore(r, p) }},
+		{"removed working directory", func() error {
+			if p.CwdDeleted == nil {
+				return nil
+			}
+			return fds.ChdirDeleted(r, p.FDs, p.CwdDeleted, pr.as)
+		}},
 		{"signal actions", func() error { return sig.Restore(r, p.Sigactions) }},
 		{"threads", func() error {
 			for _, th := range p.Threads[1:] {

@@ -251,6 +251,9 @@ func CheckProcess(p *image.Process, as *image.Creds) error {
 			want = append(want, deletedAccess(&fd))
 		}
 	}
+	if p.CwdDeleted != nil {
+		want = append(want, deletedAccess(p.CwdDeleted))
+	}
 	_, err := CheckAccess(as, append(want, mappedAccess(p)...))
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -31,10 +32,16 @@ import (
 // as the process's own reopen would be, and every mapping of it (see
 // homes_linux.go). Sweep closes the helper. A file deleted but still
 // linked under another name is refused (that name is not known).
+//
+// A removed directory (rmdir while open, or a working directory, see
+// Tree.DumpCwd) is empty: it is recorded the same way without contents
+// and recreated with mkdir under a temporary name in its parent, opened as
+// the helper and removed again (createDeletedDir).
 var deletedKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		path, ok := strings.CutSuffix(s.link, " (deleted)")
-		if !ok || !strings.HasPrefix(path, "/") || s.st.Mode&unix.S_IFMT != unix.S_IFREG {
+		typ := s.st.Mode & unix.S_IFMT
+		if !ok || !strings.HasPrefix(path, "/") || (typ != unix.S_IFREG && typ != unix.S_IFDIR) {
 			return image.FD{}, false, nil
 		}
 		if s.st.Nlink != 0 {
@@ -51,8 +58,11 @@ var deletedKind = kind{
 			FileDev: s.st.Dev, FileIno: s.st.Ino, FileUid: s.st.Uid, FileGid: s.st.Gid,
 			FileAtime: s.st.Atim.Nano(), FileMtime: s.st.Mtim.Nano(),
 		}
+		if typ == unix.S_IFDIR {
+			fd.Size = 0 // empty, as rmdir left it: nothing to save
+		}
 		id := FileID{Dev: s.st.Dev, Ino: s.st.Ino}
-		if s.tree.deleted[id] {
+		if s.tree.deleted[id] || typ == unix.S_IFDIR {
 			return fd, true, nil // the contents are on the first fd
 		}
 		if s.tree.deleted == nil {
@@ -121,17 +131,20 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 	if err != nil {
 		return pipeHome{}, err
 	}
-	dot, err := c.r.PutString(ptrace.DataOff, ".")
-	if err != nil {
-		_ = c.r.Close(dirfd)
-		return pipeHome{}, err
+	var tmp uint64
+	if fd.Mode&unix.S_IFMT == unix.S_IFDIR {
+		tmp, err = createDeletedDir(c, dirfd)
+	} else {
+		var dot uint64
+		if dot, err = c.r.PutString(ptrace.DataOff, "."); err == nil {
+			tmp, err = c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), dot, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+		}
 	}
-	tmp, err := c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), dot, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if cerr := c.r.Close(dirfd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return pipeHome{}, fmt.Errorf("create an unlinked file (O_TMPFILE) in %s: %w", dir, err)
+		return pipeHome{}, fmt.Errorf("create an unlinked %s in %s: %w", fileType(fd.Mode), dir, err)
 	}
 	high, err := c.r.Syscall(unix.SYS_FCNTL, tmp, unix.F_DUPFD_CLOEXEC, uint64(c.tempBase))
 	if cerr := c.r.Close(int(tmp)); err == nil {
@@ -146,7 +159,9 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 		return pipeHome{}, err
 	}
 	defer unix.Close(f)
-	if err := unix.Ftruncate(f, fd.Size); err != nil {
+	if fd.Mode&unix.S_IFMT == unix.S_IFDIR {
+		// nothing to size
+	} else if err := unix.Ftruncate(f, fd.Size); err != nil {
 		return pipeHome{}, fmt.Errorf("truncate the recreated deleted file to %d: %w", fd.Size, err)
 	}
 	uid, gid := fd.FileUid, fd.FileGid // a root image: the file's own owner
@@ -203,4 +218,27 @@ func fillDeleted(h pipeHome, fd *image.FD) error {
 		}
 	}
 	return setTimes(f, fd)
+}
+
+// createDeletedDir makes a removed directory in the directory dirfd of
+// the stub of c: mkdir under a name no file has, open it, rmdir. It
+// returns the open fd.
+func createDeletedDir(c *restoreCtx, dirfd int) (uint64, error) {
+	name := fmt.Sprintf(".rtcr-deleted-%d-%d", c.r.Pid, time.Now().UnixNano())
+	addr, err := c.r.PutString(ptrace.DataOff, name)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := c.r.Syscall(unix.SYS_MKDIRAT, uint64(dirfd), addr, 0o700); err != nil {
+		return 0, fmt.Errorf("mkdir %s: %w", name, err)
+	}
+	got, err := c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), addr, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if _, rerr := c.r.Syscall(unix.SYS_UNLINKAT, uint64(dirfd), addr, unix.AT_REMOVEDIR); err == nil && rerr != nil {
+		_ = c.r.Close(int(got))
+		err = fmt.Errorf("rmdir %s: %w", name, rerr)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", name, err)
+	}
+	return got, nil
 }

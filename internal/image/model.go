@@ -94,6 +94,11 @@ type Process struct {
 	Comm        string
 	Exe         string // target of /proc/PID/exe
 	Cwd         string
+	// CwdDeleted is, for a working directory removed while in use, the
+	// directory as a deleted-file record (FDDeleted, a directory, Num -1,
+	// Path equal to Cwd): restore recreates it removed, as it does a
+	// deleted directory open as an fd (the same one, when both were).
+	CwdDeleted  *FD `json:",omitempty"`
 	Umask       uint32
 	Personality uint64
 	Rlimits     []Rlimit

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits checked by Validate.
@@ -154,6 +156,14 @@ func validateProcess(p *Process, tids map[int]int) error {
 	}
 	if err := validateThreads(p, tids); err != nil {
 		return err
+	}
+	if d := p.CwdDeleted; d != nil {
+		if d.Kind != FDDeleted || d.Num != -1 || d.Mode&unix.S_IFMT != unix.S_IFDIR || d.Path != p.Cwd {
+			return fmt.Errorf("deleted working directory %q: want a deleted directory record of %q with fd -1", d.Path, p.Cwd)
+		}
+		if err := validateDeleted(d); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
 	}
 	if err := validateMM(&p.MM); err != nil {
 		return err

@@ -98,8 +98,8 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: memfd %w", fd.Num, err)
 			}
 		case FDDeleted:
-			if !isCleanAbs(fd.Path) || fd.Path == "/" || fd.Mode&unix.S_IFMT != unix.S_IFREG || fd.FileIno == 0 {
-				return fmt.Errorf("fd %d: deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file", fd.Num, fd.Path, fd.Mode, fd.FileIno)
+			if err := validateDeleted(fd); err != nil {
+				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			if err := validateDataRuns(fd); err != nil {
 				return fmt.Errorf("fd %d: deleted file %w", fd.Num, err)
@@ -289,6 +289,19 @@ func validatePty(fd *FD) error {
 		if len(st.Cc) != len(unix.Termios{}.Cc) || len(st.Output)+len(st.Input) > MaxMemfdData {
 			return fmt.Errorf("%d with %d control characters and %d bytes buffered", p.Index, len(st.Cc), len(st.Output)+len(st.Input))
 		}
+	}
+	return nil
+}
+
+// validateDeleted checks the path, type and identity of a deleted file or
+// directory; a directory (empty, as rmdir left it) has no contents.
+func validateDeleted(fd *FD) error {
+	t := fd.Mode & unix.S_IFMT
+	if !isCleanAbs(fd.Path) || fd.Path == "/" || (t != unix.S_IFREG && t != unix.S_IFDIR) || fd.FileIno == 0 {
+		return fmt.Errorf("deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file or directory", fd.Path, fd.Mode, fd.FileIno)
+	}
+	if t == unix.S_IFDIR && (len(fd.MemfdData) != 0 || fd.Size != 0) {
+		return fmt.Errorf("deleted directory %q with contents", fd.Path)
 	}
 	return nil
 }

@@ -176,8 +176,23 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "tmp/x", Mode: unix.S_IFREG | 0o600, FileIno: 5})
 		}, "absolute clean path"},
 		{"deleted file not regular", func(c *Checkpoint) {
-			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5})
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFCHR | 0o700, FileIno: 5})
 		}, "absolute clean path"},
+		{"deleted directory valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5})
+		}, ""},
+		{"deleted directory with contents", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5,
+				Size: 2, MemfdData: []DataRun{{Off: 0, Data: []byte("ab")}}})
+		}, "with contents"},
+		{"deleted working directory valid", func(c *Checkpoint) {
+			c.Processes[0].Cwd = "/tmp/x"
+			c.Processes[0].CwdDeleted = &FD{Num: -1, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5}
+		}, ""},
+		{"deleted working directory elsewhere", func(c *Checkpoint) {
+			c.Processes[0].Cwd = "/tmp/x"
+			c.Processes[0].CwdDeleted = &FD{Num: -1, Kind: FDDeleted, Path: "/etc", Mode: unix.S_IFDIR | 0o700, FileIno: 5}
+		}, "deleted working directory"},
 		{"inotify wds not ascending", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDInotify,
 				Inotify: []InotifyWatch{{Wd: 2, Path: "/a"}, {Wd: 2, Path: "/b"}}})

@@ -1,0 +1,21 @@
+package rtcr_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/testutil"
+)
+
+// TestDeletedDir checkpoints testdata/deleteddir.c: a parent and child
+// whose working directory was removed (zdtm's cwd01), held also as an fd
+// (cwd02), and another removed directory held as an fd (rmdir_open). The
+// restore recreates them removed: the working directory and fd 3 are one
+// directory again, in both processes, with its mode; fd 4 is another.
+// (The dump used to refuse the working directory and the fds.)
+func TestDeletedDir(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "deleteddir", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	tg.roundTripOK("removed directories")
+}
