@@ -94,14 +94,14 @@ type Process struct {
 	Comm        string
 	Exe         string // target of /proc/PID/exe
 	Cwd         string
+	Umask       uint32
+	Personality uint64
+	Rlimits     []Rlimit
 	// CwdDeleted is, for a working directory removed while in use, the
 	// directory as a deleted-file record (FDDeleted, a directory, Num -1,
 	// Path equal to Cwd): restore recreates it removed, as it does a
 	// deleted directory open as an fd (the same one, when both were).
-	CwdDeleted  *FD `json:",omitempty"`
-	Umask       uint32
-	Personality uint64
-	Rlimits     []Rlimit
+	CwdDeleted *FD `json:",omitempty"`
 	// OomScoreAdj is /proc/PID/oom_score_adj (nil in images that predate
 	// it: left as the restorer's).
 	OomScoreAdj *int `json:",omitempty"`
