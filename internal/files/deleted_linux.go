@@ -36,12 +36,24 @@ import (
 // A removed directory (rmdir while open, or a working directory, see
 // Tree.DumpCwd) is empty: it is recorded the same way without contents
 // and recreated with mkdir under a temporary name in its parent, opened as
-// the helper and removed again (createDeletedDir).
+// the helper and removed again (createDeletedDir). A deleted FIFO is
+// recorded with its capacity and buffered bytes (once per FIFO), a deleted
+// device node of /dev/null, zero, full, random or urandom with its device
+// number; both are recreated with mknod the same way (createDeletedNode).
+// Other deleted device nodes are refused.
 var deletedKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		path, ok := strings.CutSuffix(s.link, " (deleted)")
 		typ := s.st.Mode & unix.S_IFMT
-		if !ok || !strings.HasPrefix(path, "/") || (typ != unix.S_IFREG && typ != unix.S_IFDIR) {
+		if !ok || !strings.HasPrefix(path, "/") {
+			return image.FD{}, false, nil
+		}
+		switch {
+		case typ == unix.S_IFREG, typ == unix.S_IFDIR, typ == unix.S_IFIFO:
+		case typ == unix.S_IFCHR && image.StatelessDevices[s.st.Rdev]:
+		case typ == unix.S_IFCHR:
+			return image.FD{}, false, fmt.Errorf("deleted device node %d:%d, not one of /dev/null, zero, full, random, urandom: %w", unix.Major(s.st.Rdev), unix.Minor(s.st.Rdev), ErrUnsupported)
+		default:
 			return image.FD{}, false, nil
 		}
 		if s.st.Nlink != 0 {
@@ -58,17 +70,35 @@ var deletedKind = kind{
 			FileDev: s.st.Dev, FileIno: s.st.Ino, FileUid: s.st.Uid, FileGid: s.st.Gid,
 			FileAtime: s.st.Atim.Nano(), FileMtime: s.st.Mtim.Nano(),
 		}
-		if typ == unix.S_IFDIR {
-			fd.Size = 0 // empty, as rmdir left it: nothing to save
+		if typ != unix.S_IFREG {
+			// A directory is empty, as rmdir left it; a device node has
+			// no contents; a FIFO its buffered bytes (below).
+			fd.Size = 0
+		}
+		if typ == unix.S_IFCHR {
+			fd.FileRdev = s.st.Rdev
 		}
 		id := FileID{Dev: s.st.Dev, Ino: s.st.Ino}
-		if s.tree.deleted[id] || typ == unix.S_IFDIR {
-			return fd, true, nil // the contents are on the first fd
+		if typ == unix.S_IFIFO {
+			// Each fd is a reopen of one helper: the capacity is the
+			// FIFO's; its bytes are saved once.
+			size, data, err := peekPipe(s.pid, s.num)
+			if err != nil {
+				return image.FD{}, false, err
+			}
+			fd.PipeSize = size
+			if !s.tree.deleted[id] {
+				fd.PipeData = data
+			}
 		}
+		first := !s.tree.deleted[id]
 		if s.tree.deleted == nil {
 			s.tree.deleted = map[FileID]bool{}
 		}
 		s.tree.deleted[id] = true
+		if !first || typ != unix.S_IFREG {
+			return fd, true, nil // the contents are on the first fd
+		}
 		f, err := unix.Open(s.procPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
 		if errors.Is(err, unix.EPERM) {
 			// O_NOATIME needs the file's owner or CAP_FOWNER.
@@ -132,9 +162,12 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 		return pipeHome{}, err
 	}
 	var tmp uint64
-	if fd.Mode&unix.S_IFMT == unix.S_IFDIR {
+	switch fd.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
 		tmp, err = createDeletedDir(c, dirfd)
-	} else {
+	case unix.S_IFIFO, unix.S_IFCHR:
+		tmp, err = createDeletedNode(c, dirfd, fd)
+	default:
 		var dot uint64
 		if dot, err = c.r.PutString(ptrace.DataOff, "."); err == nil {
 			tmp, err = c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), dot, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
@@ -159,7 +192,7 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 		return pipeHome{}, err
 	}
 	defer unix.Close(f)
-	if fd.Mode&unix.S_IFMT == unix.S_IFDIR {
+	if fd.Mode&unix.S_IFMT != unix.S_IFREG {
 		// nothing to size
 	} else if err := unix.Ftruncate(f, fd.Size); err != nil {
 		return pipeHome{}, fmt.Errorf("truncate the recreated deleted file to %d: %w", fd.Size, err)
@@ -224,18 +257,58 @@ func fillDeleted(h pipeHome, fd *image.FD) error {
 // the stub of c: mkdir under a name no file has, open it, rmdir. It
 // returns the open fd.
 func createDeletedDir(c *restoreCtx, dirfd int) (uint64, error) {
+	return createRemoved(c, dirfd, "mkdir", unix.O_RDONLY|unix.O_DIRECTORY, unix.AT_REMOVEDIR, func(name uint64) error {
+		_, err := c.r.Syscall(unix.SYS_MKDIRAT, uint64(dirfd), name, 0o700)
+		return err
+	})
+}
+
+// createDeletedNode makes the deleted FIFO or device node of fd in the
+// directory dirfd of the stub of c (mknod; a device node needs
+// CAP_MKNOD), opens it read-write (a FIFO so opened waits for no peer, and
+// keeps its buffer for the reopens of every fd), sizes a FIFO and puts
+// its saved bytes back.
+func createDeletedNode(c *restoreCtx, dirfd int, fd *image.FD) (uint64, error) {
+	typ := uint64(fd.Mode & unix.S_IFMT)
+	got, err := createRemoved(c, dirfd, "mknod", unix.O_RDWR|unix.O_NONBLOCK, 0, func(name uint64) error {
+		_, err := c.r.Syscall(unix.SYS_MKNODAT, uint64(dirfd), name, typ|0o600, fd.FileRdev)
+		return err
+	})
+	if err != nil || typ != unix.S_IFIFO {
+		return got, err
+	}
+	if fd.PipeSize > 0 {
+		if _, err := c.r.Syscall(unix.SYS_FCNTL, got, unix.F_SETPIPE_SZ, uint64(fd.PipeSize)); err != nil {
+			_ = c.r.Close(int(got))
+			return 0, fmt.Errorf("set FIFO size %d: %w", fd.PipeSize, err)
+		}
+	}
+	if len(fd.PipeData) > 0 {
+		if err := refillFifo(pipeHome{pid: c.r.Pid, ends: [2]int{int(got), int(got)}}, fd.Path, fd.PipeData); err != nil {
+			_ = c.r.Close(int(got))
+			return 0, err
+		}
+	}
+	return got, nil
+}
+
+// createRemoved makes a file with make under a name no file has in the
+// directory dirfd of the stub of c, opens it with flags (and
+// O_NOFOLLOW|O_CLOEXEC) and removes the name again (unlinkat with
+// unlinkFlags). It returns the open fd; what names the call in errors.
+func createRemoved(c *restoreCtx, dirfd int, what string, flags, unlinkFlags int, make func(name uint64) error) (uint64, error) {
 	name := fmt.Sprintf(".rtcr-deleted-%d-%d", c.r.Pid, time.Now().UnixNano())
 	addr, err := c.r.PutString(ptrace.DataOff, name)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := c.r.Syscall(unix.SYS_MKDIRAT, uint64(dirfd), addr, 0o700); err != nil {
-		return 0, fmt.Errorf("mkdir %s: %w", name, err)
+	if err := make(addr); err != nil {
+		return 0, fmt.Errorf("%s %s: %w", what, name, err)
 	}
-	got, err := c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), addr, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if _, rerr := c.r.Syscall(unix.SYS_UNLINKAT, uint64(dirfd), addr, unix.AT_REMOVEDIR); err == nil && rerr != nil {
+	got, err := c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), addr, uint64(flags|unix.O_NOFOLLOW|unix.O_CLOEXEC), 0)
+	if _, rerr := c.r.Syscall(unix.SYS_UNLINKAT, uint64(dirfd), addr, uint64(unlinkFlags)); err == nil && rerr != nil {
 		_ = c.r.Close(int(got))
-		err = fmt.Errorf("rmdir %s: %w", name, rerr)
+		return 0, fmt.Errorf("remove %s: %w", name, rerr)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", name, err)

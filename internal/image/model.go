@@ -350,6 +350,8 @@ type FD struct {
 	FileGid   uint32 `json:",omitempty"`
 	FileAtime int64  `json:",omitempty"`
 	FileMtime int64  `json:",omitempty"`
+	// FileRdev is a deleted device node's device number (st_rdev).
+	FileRdev uint64 `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags

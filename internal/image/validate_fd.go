@@ -293,15 +293,35 @@ func validatePty(fd *FD) error {
 	return nil
 }
 
-// validateDeleted checks the path, type and identity of a deleted file or
-// directory; a directory (empty, as rmdir left it) has no contents.
+// validateDeleted checks the path, type and identity of a deleted file,
+// directory, FIFO or device node: a directory (empty, as rmdir left it)
+// and a device node have no contents, a FIFO only its buffered bytes, and
+// a device node must be one of StatelessDevices.
 func validateDeleted(fd *FD) error {
 	t := fd.Mode & unix.S_IFMT
-	if !isCleanAbs(fd.Path) || fd.Path == "/" || (t != unix.S_IFREG && t != unix.S_IFDIR) || fd.FileIno == 0 {
-		return fmt.Errorf("deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file or directory", fd.Path, fd.Mode, fd.FileIno)
+	known := t == unix.S_IFREG || t == unix.S_IFDIR || t == unix.S_IFIFO || t == unix.S_IFCHR
+	if !isCleanAbs(fd.Path) || fd.Path == "/" || !known || fd.FileIno == 0 {
+		return fmt.Errorf("deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file, directory, FIFO or device", fd.Path, fd.Mode, fd.FileIno)
 	}
-	if t == unix.S_IFDIR && (len(fd.MemfdData) != 0 || fd.Size != 0) {
-		return fmt.Errorf("deleted directory %q with contents", fd.Path)
+	if t != unix.S_IFREG && (len(fd.MemfdData) != 0 || fd.Size != 0) {
+		return fmt.Errorf("deleted %q of mode %#o with contents", fd.Path, fd.Mode)
+	}
+	if t != unix.S_IFIFO && (fd.PipeSize != 0 || len(fd.PipeData) != 0) {
+		return fmt.Errorf("deleted %q of mode %#o with pipe contents", fd.Path, fd.Mode)
+	}
+	if t == unix.S_IFIFO && (fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize) {
+		return fmt.Errorf("deleted FIFO of %d bytes with %d buffered", fd.PipeSize, len(fd.PipeData))
+	}
+	if (t == unix.S_IFCHR) != StatelessDevices[fd.FileRdev] {
+		return fmt.Errorf("deleted %q of mode %#o with device number %#x, want a device node of /dev/null, zero, full, random or urandom", fd.Path, fd.Mode, fd.FileRdev)
 	}
 	return nil
+}
+
+// StatelessDevices are the device numbers (st_rdev) of the character
+// devices rtcr recreates as deleted device nodes: /dev/null, zero, full,
+// random and urandom, which hold no per-open state.
+var StatelessDevices = map[uint64]bool{
+	unix.Mkdev(1, 3): true, unix.Mkdev(1, 5): true, unix.Mkdev(1, 7): true,
+	unix.Mkdev(1, 8): true, unix.Mkdev(1, 9): true,
 }

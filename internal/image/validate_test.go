@@ -176,7 +176,7 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "tmp/x", Mode: unix.S_IFREG | 0o600, FileIno: 5})
 		}, "absolute clean path"},
 		{"deleted file not regular", func(c *Checkpoint) {
-			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFCHR | 0o700, FileIno: 5})
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFSOCK | 0o700, FileIno: 5})
 		}, "absolute clean path"},
 		{"deleted directory valid", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5})
@@ -185,6 +185,22 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5,
 				Size: 2, MemfdData: []DataRun{{Off: 0, Data: []byte("ab")}}})
 		}, "with contents"},
+		{"deleted FIFO valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFIFO | 0o600, FileIno: 5,
+				PipeSize: 4096, PipeData: []byte("ab")})
+		}, ""},
+		{"deleted FIFO over its size", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFIFO | 0o600, FileIno: 5,
+				PipeSize: 1, PipeData: []byte("ab")})
+		}, "deleted FIFO"},
+		{"deleted null device", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFCHR | 0o600, FileIno: 5,
+				FileRdev: unix.Mkdev(1, 3)})
+		}, ""},
+		{"deleted disk device", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFCHR | 0o600, FileIno: 5,
+				FileRdev: unix.Mkdev(8, 0)})
+		}, "want a device node of /dev/null"},
 		{"deleted working directory valid", func(c *Checkpoint) {
 			c.Processes[0].Cwd = "/tmp/x"
 			c.Processes[0].CwdDeleted = &FD{Num: -1, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5}
