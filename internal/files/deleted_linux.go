@@ -31,7 +31,7 @@ import (
 // file is a reopen of the helper through /proc with its own access mode,
 // as the process's own reopen would be, and every mapping of it (see
 // homes_linux.go). Sweep closes the helper. A file deleted but still
-// linked under another name is refused (that name is not known).
+// linked under another name is pathKind's (see otherLink).
 //
 // A removed directory (rmdir while open, or a working directory, see
 // Tree.DumpCwd) is empty: it is recorded the same way without contents
@@ -55,6 +55,9 @@ var deletedKind = kind{
 			return image.FD{}, false, fmt.Errorf("deleted device node %d:%d, not one of /dev/null, zero, full, random, urandom: %w", unix.Major(s.st.Rdev), unix.Minor(s.st.Rdev), ErrUnsupported)
 		default:
 			return image.FD{}, false, nil
+		}
+		if s.st.Nlink != 0 && typ == unix.S_IFREG {
+			return image.FD{}, false, nil // still linked: pathKind looks for the other name
 		}
 		if s.st.Nlink != 0 {
 			return image.FD{}, false, fmt.Errorf("open file was deleted but has %d other links: %w", s.st.Nlink, ErrUnsupported)

@@ -3,6 +3,9 @@ package files
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -18,7 +21,8 @@ var statelessDevices = map[string]bool{
 
 // pathKind covers files reopened by path: regular files and directories
 // (at their offset, with their flags; a regular file may have grown or
-// changed since the dump, not shrunk below the offset), stateless
+// changed since the dump, not shrunk below the offset; one whose name was
+// deleted is reopened by another name it has, see otherLink), stateless
 // character devices, and symbolic links held by an O_PATH fd (opened with
 // O_PATH|O_NOFOLLOW: the fd names the link itself, reopened the same way).
 var pathKind = kind{
@@ -37,8 +41,14 @@ var pathKind = kind{
 			// lseek on these devices resets the position to 0.
 			return image.FD{}, false, fmt.Errorf("fdinfo pos %d on a device: %w", s.info.Pos, ErrUnsupported)
 		}
-		if strings.HasSuffix(s.link, " (deleted)") {
-			return image.FD{}, false, fmt.Errorf("open file was deleted: %w", ErrUnsupported)
+		desc := s.link
+		if gone, ok := strings.CutSuffix(s.link, " (deleted)"); ok {
+			// deletedKind took the files with no link left.
+			other, err := otherLink(gone, &s.st)
+			if err != nil {
+				return image.FD{}, false, err
+			}
+			s.link, desc = other, other+" (opened as "+gone+", deleted since)"
 		}
 		var now unix.Stat_t
 		if err := statPath(s.link, s.st.Mode, &now); err != nil {
@@ -47,7 +57,7 @@ var pathKind = kind{
 		if now.Ino != s.st.Ino || now.Dev != s.st.Dev {
 			return image.FD{}, false, fmt.Errorf("%s now names another file than the one open: %w", s.link, ErrUnsupported)
 		}
-		fd := image.FD{Path: s.link, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Desc: s.link}
+		fd := image.FD{Path: s.link, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Desc: desc}
 		if mode == unix.S_IFREG {
 			fd.Size = s.st.Size
 		}
@@ -91,6 +101,34 @@ var pathKind = kind{
 	locks: true,
 	// OpenIn opens with every status flag but O_ASYNC, plus O_NONBLOCK.
 	exact: func(fd *image.FD) bool { return fd.Flags&(unix.O_NONBLOCK|unix.O_ASYNC) == unix.O_NONBLOCK },
+}
+
+// maxLinkSearch is how many entries of a directory otherLink looks at.
+const maxLinkSearch = 100000
+
+// otherLink returns another name of the file st, whose name gone was
+// removed while it has other links (link, then unlink the first name): a
+// name in the directory of gone, the only place rtcr looks (a search of
+// the whole file system would cost too much). It is reopened by that name.
+func otherLink(gone string, st *unix.Stat_t) (string, error) {
+	dir := filepath.Dir(gone)
+	f, err := os.Open(dir)
+	if err != nil {
+		return "", fmt.Errorf("open file %s was deleted but has %d other links; its directory: %w", gone, st.Nlink, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(maxLinkSearch)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("open file %s was deleted but has %d other links; read its directory: %w", gone, st.Nlink, err)
+	}
+	for _, n := range names {
+		var o unix.Stat_t
+		p := filepath.Join(dir, n)
+		if unix.Lstat(p, &o) == nil && o.Dev == st.Dev && o.Ino == st.Ino {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("open file %s was deleted but has %d other links, none in its directory: %w", gone, st.Nlink, ErrUnsupported)
 }
 
 // statPath stats path, or for a symbolic link (mode, as recorded) the
