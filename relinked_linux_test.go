@@ -18,15 +18,3 @@ func TestRelinkedFile(t *testing.T) {
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	tg.roundTripOK("file open by a deleted name")
 }
-
-// TestInotifyRelinked checkpoints testdata/inorelink.c, whose inotify
-// watch is on a file whose watched name was removed while another link in
-// the directory names it (zdtm's inotify00), and restores it: the watch
-// is added again through that other name and reports a write to it. (The
-// dump used to refuse a watch without a path.)
-func TestInotifyRelinked(t *testing.T) {
-	testutil.RequireRoot(t)
-	tg := start(t, testutil.BuildC(t, "inorelink", false), "trigger")
-	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
-	tg.roundTripOK("inotify watch on a relinked file")
-}

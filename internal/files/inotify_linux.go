@@ -139,9 +139,7 @@ func dumpWatch(v string) (image.InotifyWatch, error) {
 
 // handlePath opens the file of handle h on the device sdev (the kernel's
 // encoding: major<<20 | minor) through each mount of that device and
-// returns the first path that names inode ino on it: the file's name, or
-// when that name was removed another link in the same directory (see
-// otherLink).
+// returns the first path that names inode ino on it.
 func handlePath(h unix.FileHandle, sdev, ino uint64) (string, error) {
 	mounts, err := mountsOf(sdev>>20, sdev&0xfffff)
 	if err != nil {
@@ -159,16 +157,6 @@ func handlePath(h unix.FileHandle, sdev, ino uint64) (string, error) {
 			continue
 		}
 		path, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(f))
-		if gone, ok := strings.CutSuffix(path, " (deleted)"); ok && err == nil {
-			// The name the kernel knows was removed: another link in
-			// its directory may name the file still.
-			var fst unix.Stat_t
-			if unix.Fstat(f, &fst) == nil && fst.Nlink > 0 {
-				if other, oerr := otherLink(gone, &fst); oerr == nil {
-					path = other
-				}
-			}
-		}
 		unix.Close(f)
 		if err != nil || !strings.HasPrefix(path, "/") {
 			continue
