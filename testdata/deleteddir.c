@@ -1,7 +1,7 @@
 // deleteddir: removed directories held as the working directory and as
 // fds, for the restore of removed directories.
 //
-// Protocol: deleteddir TRIGGER
+// Protocol: deleteddir TRIGGER [nested]
 // In its working directory it makes the directories "cwd" (mode 0750) and
 // "sub", enters "cwd" and opens it as fd 3 too, opens "sub" as fd 4,
 // removes both, and forks a child that keeps them. The parent writes
@@ -9,9 +9,13 @@
 // checks, printing "OK\n" (the parent, after the child exited 0) or
 // "FAIL: reason\n": the working directory and fd 3 are one removed
 // directory (same device and inode, no links, mode 0750, readlink of
-// /proc/self/cwd ends in " (deleted)", nothing can be created in it);
+// /proc/self/cwd is its path as it was with " (deleted)" after it,
+// nothing can be created in it);
 // fd 4 is another removed directory; the child's fd 3 and working
 // directory are its parent's fd 3.
+// With "nested" it only makes "a" and "a/b", opens "a/b" (fd 3), removes
+// both, writes "ready\n", waits for TRIGGER and checks that fd 3 is a
+// removed directory.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +33,8 @@ static void fail(const char *who, const char *why)
 	fflush(stdout);
 	exit(1);
 }
+
+static char orig[4096]; // the path of "cwd" with " (deleted)"
 
 static void check(const char *who, pid_t parent)
 {
@@ -50,8 +56,8 @@ static void check(const char *who, pid_t parent)
 	if (n < 10)
 		fail(who, "readlink /proc/self/cwd");
 	link[n] = 0;
-	if (strcmp(link + n - 10, " (deleted)") != 0)
-		fail(who, "/proc/self/cwd does not end in (deleted)");
+	if (strcmp(link, orig) != 0)
+		fail(who, "readlink /proc/self/cwd is not the directory's path with (deleted)");
 	errno = 0;
 	if (mkdirat(3, "x", 0700) == 0 || errno != ENOENT)
 		fail(who, "mkdir in the removed directory did not fail with ENOENT");
@@ -69,15 +75,34 @@ int main(int argc, char **argv)
 	pid_t parent = getpid(), child;
 	int status;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: deleteddir TRIGGER\n");
+	if (argc != 2 && (argc != 3 || strcmp(argv[2], "nested") != 0)) {
+		fprintf(stderr, "usage: deleteddir TRIGGER [nested]\n");
 		return 2;
+	}
+	if (argc == 3) {
+		struct stat st;
+
+		if (mkdir("a", 0700) < 0 || mkdir("a/b", 0700) < 0 || open("a/b", O_RDONLY | O_DIRECTORY) != 3)
+			fail("nested", "make a/b at fd 3");
+		if (rmdir("a/b") < 0 || rmdir("a") < 0)
+			fail("nested", "rmdir");
+		printf("ready\n");
+		fflush(stdout);
+		while (access(argv[1], F_OK) != 0)
+			nanosleep(&ms, NULL);
+		if (fstat(3, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
+			fail("nested", "fd 3 is not a removed directory");
+		printf("OK\n");
+		return 0;
 	}
 	snprintf(trigger, sizeof(trigger), "../%s", argv[1]);
 	if (mkdir("cwd", 0700) < 0 || chmod("cwd", 0750) < 0 || mkdir("sub", 0700) < 0)
 		fail("parent", "mkdir");
 	if (chdir("cwd") < 0 || open(".", O_RDONLY | O_DIRECTORY) != 3)
 		fail("parent", "enter cwd and open it at fd 3");
+	if (getcwd(orig, sizeof(orig) - 16) == NULL)
+		fail("parent", "getcwd");
+	strcat(orig, " (deleted)");
 	if (open("../sub", O_RDONLY | O_DIRECTORY) != 4)
 		fail("parent", "open sub at fd 4");
 	if (rmdir("../cwd") < 0 || rmdir("../sub") < 0)

@@ -68,6 +68,12 @@ var deletedKind = kind{
 		if filepath.Clean(path) != path || path == "/" {
 			return image.FD{}, false, fmt.Errorf("deleted file path %q is not clean: %w", path, ErrUnsupported)
 		}
+		// Restore recreates it in its directory: refuse now, while the
+		// process runs, if that was removed too.
+		var dir unix.Stat_t
+		if err := unix.Stat(filepath.Dir(path), &dir); err != nil || dir.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return image.FD{}, false, fmt.Errorf("deleted %s whose directory %s is gone too: %w", fileType(s.st.Mode), filepath.Dir(path), ErrUnsupported)
+		}
 		fd := image.FD{
 			Path: path, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link,
 			FileDev: s.st.Dev, FileIno: s.st.Ino, FileUid: s.st.Uid, FileGid: s.st.Gid,
@@ -167,7 +173,7 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 	var tmp uint64
 	switch fd.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		tmp, err = createDeletedDir(c, dirfd)
+		tmp, err = createDeletedDir(c, dirfd, fd)
 	case unix.S_IFIFO, unix.S_IFCHR:
 		tmp, err = createDeletedNode(c, dirfd, fd)
 	default:
@@ -259,8 +265,8 @@ func fillDeleted(h pipeHome, fd *image.FD) error {
 // createDeletedDir makes a removed directory in the directory dirfd of
 // the stub of c: mkdir under a name no file has, open it, rmdir. It
 // returns the open fd.
-func createDeletedDir(c *restoreCtx, dirfd int) (uint64, error) {
-	return createRemoved(c, dirfd, "mkdir", unix.O_RDONLY|unix.O_DIRECTORY, unix.AT_REMOVEDIR, func(name uint64) error {
+func createDeletedDir(c *restoreCtx, dirfd int, fd *image.FD) (uint64, error) {
+	return createRemoved(c, dirfd, fd, "mkdir", unix.O_RDONLY|unix.O_DIRECTORY, unix.AT_REMOVEDIR, func(name uint64) error {
 		_, err := c.r.Syscall(unix.SYS_MKDIRAT, uint64(dirfd), name, 0o700)
 		return err
 	})
@@ -273,7 +279,7 @@ func createDeletedDir(c *restoreCtx, dirfd int) (uint64, error) {
 // its saved bytes back.
 func createDeletedNode(c *restoreCtx, dirfd int, fd *image.FD) (uint64, error) {
 	typ := uint64(fd.Mode & unix.S_IFMT)
-	got, err := createRemoved(c, dirfd, "mknod", unix.O_RDWR|unix.O_NONBLOCK, 0, func(name uint64) error {
+	got, err := createRemoved(c, dirfd, fd, "mknod", unix.O_RDWR|unix.O_NONBLOCK, 0, func(name uint64) error {
 		_, err := c.r.Syscall(unix.SYS_MKNODAT, uint64(dirfd), name, typ|0o600, fd.FileRdev)
 		return err
 	})
@@ -295,17 +301,27 @@ func createDeletedNode(c *restoreCtx, dirfd int, fd *image.FD) (uint64, error) {
 	return got, nil
 }
 
-// createRemoved makes a file with make under a name no file has in the
-// directory dirfd of the stub of c, opens it with flags (and
-// O_NOFOLLOW|O_CLOEXEC) and removes the name again (unlinkat with
-// unlinkFlags). It returns the open fd; what names the call in errors.
-func createRemoved(c *restoreCtx, dirfd int, what string, flags, unlinkFlags int, make func(name uint64) error) (uint64, error) {
-	name := fmt.Sprintf(".rtcr-deleted-%d-%d", c.r.Pid, time.Now().UnixNano())
+// createRemoved makes the file of fd with make in the directory dirfd of
+// the stub of c under the name it had (what readlink of its fds shows,
+// with " (deleted)"), or when a file has that name now under a name no
+// file has, opens it with flags (and O_NOFOLLOW|O_CLOEXEC) and removes
+// the name again (unlinkat with unlinkFlags). It returns the open fd;
+// what names the call in errors.
+func createRemoved(c *restoreCtx, dirfd int, fd *image.FD, what string, flags, unlinkFlags int, make func(name uint64) error) (uint64, error) {
+	name := filepath.Base(fd.Path)
 	addr, err := c.r.PutString(ptrace.DataOff, name)
 	if err != nil {
 		return 0, err
 	}
-	if err := make(addr); err != nil {
+	err = make(addr)
+	if errors.Is(err, unix.EEXIST) {
+		name = fmt.Sprintf(".rtcr-deleted-%d-%d", c.r.Pid, time.Now().UnixNano())
+		if addr, err = c.r.PutString(ptrace.DataOff, name); err != nil {
+			return 0, err
+		}
+		err = make(addr)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("%s %s: %w", what, name, err)
 	}
 	got, err := c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), addr, uint64(flags|unix.O_NOFOLLOW|unix.O_CLOEXEC), 0)
