@@ -18,3 +18,15 @@ func TestRelinkedFile(t *testing.T) {
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	tg.roundTripOK("file open by a deleted name")
 }
+
+// TestInotifyDeleted checkpoints testdata/inodeleted.c, whose inotify
+// watch is on a file it deleted and holds open (zdtm's inotify00), and
+// restores it: the watch is added again on the recreated deleted file and
+// reports a write through the fd. (The dump used to refuse a watch on a
+// file without a path.)
+func TestInotifyDeleted(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "inodeleted", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	tg.roundTripOK("inotify watch on a deleted file")
+}

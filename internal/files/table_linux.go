@@ -198,12 +198,14 @@ type Tree struct {
 	ptsDev     uint64
 	// inet is the network lock and the TCP connections held (LockNetwork).
 	inet *inetTree
+	// pids are the processes of the tree.
+	pids []int
 }
 
 // NewTree scans the fds of the processes pids of one tree.
 func NewTree(pids []int) (*Tree, error) {
 	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{},
-		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}}
+		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}, pids: pids}
 	ends := map[uint64]int{}  // bit 0: a read end seen, bit 1: a write end
 	one := map[uint64]fdRef{} // one fd of the tree on each pipe
 	for _, pid := range pids {

@@ -515,6 +515,11 @@ type InotifyWatch struct {
 	Wd   int
 	Mask uint32
 	Path string
+	// FileDev and FileIno name, for a watch on a deleted file (Path is
+	// empty), the deleted file of the tree it watches (FDDeleted's
+	// identity).
+	FileDev uint64 `json:",omitempty"`
+	FileIno uint64 `json:",omitempty"`
 }
 
 // EpollTarget is one fd watched by an epoll instance.

@@ -110,7 +110,7 @@ func validateFDs(fds []FD) error {
 			}
 			last := 0
 			for _, w := range fd.Inotify {
-				if w.Wd <= last || !isCleanAbs(w.Path) {
+				if w.Wd <= last || (!isCleanAbs(w.Path) && (w.Path != "" || w.FileIno == 0)) {
 					return fmt.Errorf("fd %d: inotify watch %d on %q: wds must ascend from 1, paths be absolute and clean", fd.Num, w.Wd, w.Path)
 				}
 				last = w.Wd
