@@ -46,7 +46,7 @@ var inotifyKind = kind{
 		}
 		fd := image.FD{Flags: s.info.Flags, Desc: s.link}
 		for _, line := range s.info.Values("inotify") {
-			w, err := dumpWatch(line, s.tree)
+			w, err := dumpWatch(line, s.tree, s.pid)
 			if err != nil {
 				return image.FD{}, false, err
 			}
@@ -101,7 +101,7 @@ func inotifyQueued(s *fdState) (int, error) {
 // dumpWatch parses one fdinfo "inotify" value ("wd:2 ino:a2 sdev:800013
 // mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a2…",
 // numbers in hex) and finds the watched file's path.
-func dumpWatch(v string, t *Tree) (image.InotifyWatch, error) {
+func dumpWatch(v string, t *Tree, pid int) (image.InotifyWatch, error) {
 	kv := map[string]string{}
 	for _, f := range strings.Fields(v) {
 		k, val, ok := strings.Cut(f, ":")
@@ -142,7 +142,7 @@ func dumpWatch(v string, t *Tree) (image.InotifyWatch, error) {
 	path, err := handlePath(unix.NewFileHandle(int32(htype), handle), sdev, ino)
 	if errors.Is(err, ErrUnsupported) {
 		dev := unix.Mkdev(uint32(sdev>>20), uint32(sdev&0xfffff))
-		if t.holdsDeleted(dev, ino) {
+		if t.holdsDeleted(dev, ino, pid) {
 			return image.InotifyWatch{Wd: int(wd), Mask: uint32(mask), FileDev: dev, FileIno: ino}, nil
 		}
 	}
@@ -184,10 +184,11 @@ func handlePath(h unix.FileHandle, sdev, ino uint64) (string, error) {
 	return "", fmt.Errorf("watched inode %d on device %d:%d has no path (deleted and not held open by the tree, or on no mount rtcr sees): %w", ino, sdev>>20, sdev&0xfffff, ErrUnsupported)
 }
 
-// holdsDeleted reports whether a process of the tree has the deleted
-// regular file dev:ino open (restored with it: a watch on it can be added
-// through the restored file).
-func (t *Tree) holdsDeleted(dev, ino uint64) bool {
+// holdsDeleted reports whether process upTo or one before it in the tree
+// (restored before it) has the deleted regular file dev:ino open: restored
+// by the time upTo's fds are, so that a watch on it can be added through
+// the restored file.
+func (t *Tree) holdsDeleted(dev, ino uint64, upTo int) bool {
 	for _, pid := range t.pids {
 		nums, err := procfs.ListFDs(pid)
 		if err != nil {
@@ -202,6 +203,9 @@ func (t *Tree) holdsDeleted(dev, ino uint64) bool {
 			if link, err := os.Readlink(p); err == nil && strings.HasSuffix(link, " (deleted)") {
 				return true
 			}
+		}
+		if pid == upTo {
+			break
 		}
 	}
 	return false
