@@ -233,9 +233,6 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	if p.Zombie {
 		return nil
 	}
-	if mem.VDSOStart(p) == 0 {
-		return fmt.Errorf("image has no [vdso]: %w", mem.ErrUnsupported)
-	}
 	if err := mem.CheckVDSO(p); err != nil {
 		var uts unix.Utsname
 		_ = unix.Uname(&uts)
