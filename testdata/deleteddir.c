@@ -15,7 +15,8 @@
 // directory are its parent's fd 3.
 // With "nested" it only makes "a" and "a/b", opens "a/b" (fd 3), removes
 // both, writes "ready\n", waits for TRIGGER and checks that fd 3 is a
-// removed directory.
+// removed directory whose readlink is its old path with " (deleted)", and
+// that no "a" is left in the working directory.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -82,8 +83,14 @@ int main(int argc, char **argv)
 	if (argc == 3) {
 		struct stat st;
 
+		char link[4096];
+		ssize_t n;
+
 		if (mkdir("a", 0700) < 0 || mkdir("a/b", 0700) < 0 || open("a/b", O_RDONLY | O_DIRECTORY) != 3)
 			fail("nested", "make a/b at fd 3");
+		if (getcwd(orig, sizeof(orig) - 32) == NULL)
+			fail("nested", "getcwd");
+		strcat(orig, "/a/b (deleted)");
 		if (rmdir("a/b") < 0 || rmdir("a") < 0)
 			fail("nested", "rmdir");
 		printf("ready\n");
@@ -92,6 +99,14 @@ int main(int argc, char **argv)
 			nanosleep(&ms, NULL);
 		if (fstat(3, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
 			fail("nested", "fd 3 is not a removed directory");
+		n = readlink("/proc/self/fd/3", link, sizeof(link) - 1);
+		if (n < 0)
+			fail("nested", "readlink fd 3");
+		link[n] = 0;
+		if (strcmp(link, orig) != 0)
+			fail("nested", "readlink of fd 3 is not a/b's old path with (deleted)");
+		if (access("a", F_OK) == 0 || errno != ENOENT)
+			fail("nested", "a directory a is left");
 		printf("OK\n");
 		return 0;
 	}

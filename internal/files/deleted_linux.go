@@ -68,14 +68,14 @@ var deletedKind = kind{
 		if filepath.Clean(path) != path || path == "/" {
 			return image.FD{}, false, fmt.Errorf("deleted file path %q is not clean: %w", path, ErrUnsupported)
 		}
-		// Restore recreates it in its directory: refuse now, while the
-		// process runs, if that was removed too.
-		var dir unix.Stat_t
-		if err := unix.Stat(filepath.Dir(path), &dir); err != nil || dir.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return image.FD{}, false, fmt.Errorf("deleted %s whose directory %s is gone too: %w", fileType(s.st.Mode), filepath.Dir(path), ErrUnsupported)
+		// Restore recreates it in its directory: count the directories
+		// removed with it, which restore makes and removes again.
+		gone, err := goneDirs(path)
+		if err != nil {
+			return image.FD{}, false, fmt.Errorf("deleted %s: %w", fileType(s.st.Mode), err)
 		}
 		fd := image.FD{
-			Path: path, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link,
+			Path: path, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Size: s.st.Size, Desc: s.link, GoneDirs: gone,
 			FileDev: s.st.Dev, FileIno: s.st.Ino, FileUid: s.st.Uid, FileGid: s.st.Gid,
 			FileAtime: s.st.Atim.Nano(), FileMtime: s.st.Mtim.Nano(),
 		}
@@ -123,7 +123,7 @@ var deletedKind = kind{
 		return fd, true, nil
 	},
 	check: func(fd *image.FD) error {
-		dir := filepath.Dir(fd.Path)
+		dir, _ := presentDir(fd)
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err != nil {
 			if errors.Is(err, unix.ENOENT) {
@@ -147,8 +147,9 @@ const maxDeletedSize = 1 << 40
 // deletedAccess is the Access restore needs for a deleted file fd: create
 // a file in its directory.
 func deletedAccess(fd *image.FD) Access {
+	dir, _ := presentDir(fd)
 	return Access{
-		Path: filepath.Dir(fd.Path), Flags: unix.O_RDONLY | unix.O_DIRECTORY, Type: unix.S_IFDIR,
+		Path: dir, Flags: unix.O_RDONLY | unix.O_DIRECTORY, Type: unix.S_IFDIR,
 		What: fmt.Sprintf("fd %d (deleted file %s)", fd.Num, fd.Path), Create: true,
 	}
 }
@@ -166,9 +167,17 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 	if err != nil {
 		return pipeHome{}, err
 	}
-	dirfd, err := OpenIn(c.r, dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, ids[0])
+	top, gone := presentDir(fd)
+	dirfd, err := OpenIn(c.r, top, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, ids[0])
 	if err != nil {
 		return pipeHome{}, err
+	}
+	var made []int
+	if len(gone) > 0 {
+		if made, err = makeGoneDirs(c, dirfd, top, gone); err != nil {
+			return pipeHome{}, err
+		}
+		dirfd = made[len(made)-1]
 	}
 	var tmp uint64
 	switch fd.Mode & unix.S_IFMT {
@@ -182,7 +191,12 @@ func createDeleted(c *restoreCtx, fd *image.FD) (pipeHome, error) {
 			tmp, err = c.r.Syscall(unix.SYS_OPENAT, uint64(dirfd), dot, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 		}
 	}
-	if cerr := c.r.Close(dirfd); err == nil {
+	if made != nil {
+		if rerr := removeGoneDirs(c, made, gone); err == nil && rerr != nil { // closes dirfd too
+			_ = c.r.Close(int(tmp))
+			err = rerr
+		}
+	} else if cerr := c.r.Close(dirfd); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -333,4 +347,77 @@ func createRemoved(c *restoreCtx, dirfd int, fd *image.FD, what string, flags, u
 		return 0, fmt.Errorf("open %s: %w", name, err)
 	}
 	return got, nil
+}
+
+// goneDirs returns how many directories above path (its own, its
+// parent …) do not exist: they were removed with the file. More than
+// image.MaxGoneDirs, or one that is there but not a directory, is refused.
+func goneDirs(path string) (int, error) {
+	n := 0
+	for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		err := unix.Stat(d, &st)
+		if errors.Is(err, unix.ENOENT) && n < image.MaxGoneDirs && d != "/" {
+			n++
+			continue
+		}
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return 0, fmt.Errorf("its directory %s is gone too and %s is not a directory (%v): %w", filepath.Dir(path), d, err, ErrUnsupported)
+		}
+		return n, nil
+	}
+}
+
+// presentDir returns the directory above deleted file fd that was there at
+// dump, and the names of the fd.GoneDirs directories below it, top down.
+func presentDir(fd *image.FD) (string, []string) {
+	d := filepath.Dir(fd.Path)
+	gone := make([]string, fd.GoneDirs)
+	for i := fd.GoneDirs - 1; i >= 0; i-- {
+		gone[i] = filepath.Base(d)
+		d = filepath.Dir(d)
+	}
+	return d, gone
+}
+
+// makeGoneDirs makes the directories gone (names, top down) below the
+// directory dirfd (top) in the stub of c, each opened O_PATH. It returns
+// dirfd and those fds; on error it removes what it made.
+func makeGoneDirs(c *restoreCtx, dirfd int, top string, gone []string) ([]int, error) {
+	made := []int{dirfd}
+	for _, name := range gone {
+		addr, err := c.r.PutString(ptrace.DataOff, name)
+		if err == nil {
+			_, err = c.r.Syscall(unix.SYS_MKDIRAT, uint64(made[len(made)-1]), addr, 0o700)
+		}
+		var got uint64
+		if err == nil {
+			got, err = c.r.Syscall(unix.SYS_OPENAT, uint64(made[len(made)-1]), addr, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+		if err != nil {
+			_ = removeGoneDirs(c, made, gone)
+			return nil, fmt.Errorf("make %s below %s, removed at dump: %w", name, top, err)
+		}
+		made = append(made, int(got))
+	}
+	return made, nil
+}
+
+// removeGoneDirs removes the directories makeGoneDirs made (made[i+1] is
+// gone[i] in made[i]), bottom up, and closes their fds and made[0]. It
+// returns the first error of a removal.
+func removeGoneDirs(c *restoreCtx, made []int, gone []string) error {
+	var first error
+	for i := len(made) - 1; i >= 1; i-- {
+		addr, err := c.r.PutString(ptrace.DataOff, gone[i-1])
+		if err == nil {
+			_, err = c.r.Syscall(unix.SYS_UNLINKAT, uint64(made[i-1]), addr, unix.AT_REMOVEDIR)
+		}
+		if err != nil && first == nil {
+			first = fmt.Errorf("remove %s, made for a deleted file: %w", gone[i-1], err)
+		}
+		_ = c.r.Close(made[i])
+	}
+	_ = c.r.Close(made[0])
+	return first
 }

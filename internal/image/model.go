@@ -352,6 +352,11 @@ type FD struct {
 	FileMtime int64  `json:",omitempty"`
 	// FileRdev is a deleted device node's device number (st_rdev).
 	FileRdev uint64 `json:",omitempty"`
+	// GoneDirs is, for a deleted file whose directory was removed too,
+	// how many directories of its path (its own, its parent …) were gone
+	// at dump: restore makes them, under their names, and removes them
+	// again once the file is made.
+	GoneDirs int `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags

@@ -303,6 +303,9 @@ func validateDeleted(fd *FD) error {
 	if !isCleanAbs(fd.Path) || fd.Path == "/" || !known || fd.FileIno == 0 {
 		return fmt.Errorf("deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file, directory, FIFO or device", fd.Path, fd.Mode, fd.FileIno)
 	}
+	if fd.GoneDirs < 0 || fd.GoneDirs > MaxGoneDirs || strings.Count(fd.Path, "/") <= fd.GoneDirs {
+		return fmt.Errorf("deleted file %q with %d removed directories (at most %d, below /)", fd.Path, fd.GoneDirs, MaxGoneDirs)
+	}
 	if t != unix.S_IFREG && (len(fd.MemfdData) != 0 || fd.Size != 0) {
 		return fmt.Errorf("deleted %q of mode %#o with contents", fd.Path, fd.Mode)
 	}
@@ -317,6 +320,10 @@ func validateDeleted(fd *FD) error {
 	}
 	return nil
 }
+
+// MaxGoneDirs is the most directories above a deleted file that may have
+// been removed with it (FD.GoneDirs).
+const MaxGoneDirs = 16
 
 // StatelessDevices are the device numbers (st_rdev) of the character
 // devices rtcr recreates as deleted device nodes: /dev/null, zero, full,

@@ -201,6 +201,12 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFCHR | 0o600, FileIno: 5,
 				FileRdev: unix.Mkdev(8, 0)})
 		}, "want a device node of /dev/null"},
+		{"deleted file in removed directories", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/a/b/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5, GoneDirs: 2})
+		}, ""},
+		{"deleted file with / removed", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5, GoneDirs: 2})
+		}, "removed directories"},
 		{"deleted working directory valid", func(c *Checkpoint) {
 			c.Processes[0].Cwd = "/tmp/x"
 			c.Processes[0].CwdDeleted = &FD{Num: -1, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5}
