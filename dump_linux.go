@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -262,6 +263,13 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	if err := attr.Dump(r, p); err != nil {
 		return err
 	}
+	if dir, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
+		d, err := fds.DumpCwd(pid)
+		if err != nil {
+			return err
+		}
+		p.Cwd, p.CwdDeleted = dir, &d
+	}
 	t.done("attributes")
 	if p.Sigactions, err = sig.Dump(r); err != nil {
 		return err
@@ -396,6 +404,9 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 		for j := range p.FDs {
 			if o := p.FDs[j].Owner; o != nil {
 				o.Pid = inner[o.Pid]
+			}
+			if p.FDs[j].Kind == image.FDPidfd {
+				p.FDs[j].PidfdOf = inner[p.FDs[j].PidfdOf]
 			}
 		}
 		for j := range p.VMAs {

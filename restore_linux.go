@@ -233,9 +233,6 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	if p.Zombie {
 		return nil
 	}
-	if mem.VDSOStart(p) == 0 {
-		return fmt.Errorf("image has no [vdso]: %w", mem.ErrUnsupported)
-	}
 	if err := mem.CheckVDSO(p); err != nil {
 		var uts unix.Utsname
 		_ = unix.Uname(&uts)
@@ -249,6 +246,11 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	}
 	if err := files.Check(p.MapFiles); err != nil {
 		return err
+	}
+	if p.CwdDeleted != nil {
+		if err := files.Check([]image.FD{*p.CwdDeleted}); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
 	}
 	// Every file it will have open or mapped and its executable, opened
 	// as it would; then whether the mapped files changed (after the

@@ -167,6 +167,12 @@ func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
 		{"mm and exe link", func() error { return mem.RestoreMM(r, p, open.Open) }},
 		{"fds", func() error { return fds.Install(r, p.FDs, pr.as) }},
 		{"attributes", func() error { return attr.Restore(r, p) }},
+		{"removed working directory", func() error {
+			if p.CwdDeleted == nil {
+				return nil
+			}
+			return fds.ChdirDeleted(r, p.FDs, p.CwdDeleted, pr.as)
+		}},
 		{"signal actions", func() error { return sig.Restore(r, p.Sigactions) }},
 		{"threads", func() error {
 			for _, th := range p.Threads[1:] {
@@ -284,13 +290,22 @@ func (pr *restoring) release() error {
 }
 
 // dropScratch unmaps the stub's scratch area, injecting the munmap through
-// the restored vdso's syscall instruction.
+// the restored vdso's syscall instruction, or, for a process that had
+// unmapped its vdso, one in its restored executable memory.
 func dropScratch(r *ptrace.Remote, p *image.Process) error {
-	off, err := mem.SyscallOffset(p.VDSO)
-	if err != nil {
-		return err
+	if mem.VDSOStart(p) == 0 {
+		addr, err := mem.FindSyscall(r.Pid, r.Scratch, r.Scratch+uint64(r.ScratchSize))
+		if err != nil {
+			return err
+		}
+		r.SyscallAddr = addr
+	} else {
+		off, err := mem.SyscallOffset(p.VDSO)
+		if err != nil {
+			return err
+		}
+		r.SyscallAddr = mem.VDSOStart(p) + uint64(off)
 	}
-	r.SyscallAddr = mem.VDSOStart(p) + uint64(off)
 	if _, err := r.Syscall(unix.SYS_MUNMAP, r.Scratch, uint64(r.ScratchSize)); err != nil {
 		return fmt.Errorf("munmap %#x: %w", r.Scratch, err)
 	}

@@ -4,19 +4,13 @@
 package attr
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
-
-// ErrDeletedCwd is returned by Dump for a process whose working directory
-// was removed.
-var ErrDeletedCwd = errors.New("deleted working directory: not supported yet")
 
 // numRlimits is RLIM_NLIMITS on Linux.
 const numRlimits = 16
@@ -30,11 +24,6 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 	var err error
 	if p.Cwd, err = procfs.ReadCwd(pid); err != nil {
 		return err
-	}
-	if strings.HasSuffix(p.Cwd, " (deleted)") {
-		// Restore could not chdir there: refuse now, while the process
-		// still runs, rather than after the dump killed it.
-		return fmt.Errorf("working directory %s of %d: %w", p.Cwd, pid, ErrDeletedCwd)
 	}
 	if p.Exe, err = procfs.ReadExe(pid); err != nil {
 		return err
@@ -67,12 +56,14 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 
 // Restore sets the attributes of p in the stub r.
 func Restore(r *ptrace.Remote, p *image.Process) error {
-	path, err := r.PutString(ptrace.ArgOff, p.Cwd)
-	if err != nil {
-		return err
-	}
-	if _, err := r.Syscall(unix.SYS_CHDIR, path); err != nil {
-		return fmt.Errorf("restore cwd %s of %d: %w", p.Cwd, r.Pid, err)
+	if p.CwdDeleted == nil { // else files.ChdirDeleted, after the fds
+		path, err := r.PutString(ptrace.ArgOff, p.Cwd)
+		if err != nil {
+			return err
+		}
+		if _, err := r.Syscall(unix.SYS_CHDIR, path); err != nil {
+			return fmt.Errorf("restore cwd %s of %d: %w", p.Cwd, r.Pid, err)
+		}
 	}
 	if _, err := r.Syscall(unix.SYS_UMASK, uint64(p.Umask)); err != nil {
 		return fmt.Errorf("restore umask of %d: %w", r.Pid, err)

@@ -1,11 +1,9 @@
 package attr_test
 
 import (
-	"errors"
 	"path/filepath"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -171,18 +169,4 @@ func show(p *int) string {
 		return "nil"
 	}
 	return strconv.Itoa(*p)
-}
-
-// TestDeletedCwdRefused: a process whose working directory was removed is
-// refused at dump, naming the directory. (The dump used to succeed and
-// kill it, and the restore then failed at chdir.)
-func TestDeletedCwdRefused(t *testing.T) {
-	testutil.RequireRoot(t)
-	tg := testutil.StartTarget(t, "/bin/sh", "ready\n", "-c", "mkdir gone && cd gone && rmdir ../gone && echo ready && exec sleep 1000")
-	testutil.Frozen(t, tg.Pid, func(r *ptrace.Remote, _ []int) {
-		err := attr.Dump(r, &image.Process{})
-		if !errors.Is(err, attr.ErrDeletedCwd) || !strings.Contains(err.Error(), "/gone (deleted)") {
-			t.Errorf("dump error %v, want %v naming the directory", err, attr.ErrDeletedCwd)
-		}
-	})
 }

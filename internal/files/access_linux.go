@@ -129,6 +129,11 @@ func checkOne(a Access) (FileID, error) {
 		Flags:   unix.O_PATH | unix.O_CLOEXEC | uint64(a.Flags&unix.O_DIRECTORY),
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	}
+	if a.Type&unix.S_IFMT == unix.S_IFLNK {
+		// The link itself: with O_PATH|O_NOFOLLOW, RESOLVE_NO_SYMLINKS
+		// still refuses links on the way to it.
+		how.Flags |= unix.O_NOFOLLOW
+	}
 	pfd, err := unix.Openat2(unix.AT_FDCWD, a.Path, &how)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
@@ -217,7 +222,10 @@ func checkType(a Access, mode uint32) error {
 	if got == unix.S_IFCHR && !statelessDevices[a.Path] {
 		return fmt.Errorf("character device not one rtcr reopens: %w", ErrUnsupported)
 	}
-	if got != unix.S_IFREG && got != unix.S_IFDIR && got != unix.S_IFCHR && got != unix.S_IFIFO {
+	if got == unix.S_IFLNK && a.Flags&unix.O_PATH == 0 {
+		return fmt.Errorf("symbolic link opened without O_PATH: %w", ErrUnsupported)
+	}
+	if got != unix.S_IFREG && got != unix.S_IFDIR && got != unix.S_IFCHR && got != unix.S_IFIFO && got != unix.S_IFLNK {
 		return fmt.Errorf("file type %#o: %w", got, ErrUnsupported)
 	}
 	return nil
@@ -242,6 +250,9 @@ func CheckProcess(p *image.Process, as *image.Creds) error {
 		if fd.Kind == image.FDDeleted {
 			want = append(want, deletedAccess(&fd))
 		}
+	}
+	if p.CwdDeleted != nil {
+		want = append(want, deletedAccess(p.CwdDeleted))
 	}
 	_, err := CheckAccess(as, append(want, mappedAccess(p)...))
 	return err

@@ -140,7 +140,8 @@ func openHomed(c *restoreCtx, fd *image.FD) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if fd.Offset != 0 && fd.Flags&unix.O_PATH == 0 {
+	// A removed directory is empty: its position means nothing.
+	if fd.Offset != 0 && fd.Flags&unix.O_PATH == 0 && fd.Mode&unix.S_IFMT != unix.S_IFDIR {
 		if _, err := c.r.Syscall(unix.SYS_LSEEK, uint64(got), uint64(fd.Offset), unix.SEEK_SET); err != nil {
 			_ = c.r.Close(got)
 			return -1, fmt.Errorf("seek to %d: %w", fd.Offset, err)
@@ -160,4 +161,55 @@ func reopenHome(r *ptrace.Remote, h pipeHome, flags int) (int, error) {
 		return -1, fmt.Errorf("reopen the recreated file with flags %#o: %w", flags, err)
 	}
 	return got, nil
+}
+
+// DumpCwd records the working directory of process pid of the tree, which
+// was removed ("(deleted)"), as a deleted directory (Num -1): its identity
+// ties it to the fds of the tree on the same directory.
+func (t *Tree) DumpCwd(pid int) (image.FD, error) {
+	s := &fdState{pid: pid, num: -1, tree: t, mapped: fmt.Sprintf("/proc/%d/cwd", pid)}
+	var err error
+	if s.link, err = os.Readlink(s.mapped); err != nil {
+		return image.FD{}, fmt.Errorf("working directory of %d: %w", pid, err)
+	}
+	if err := unix.Stat(s.mapped, &s.st); err != nil {
+		return image.FD{}, fmt.Errorf("working directory %s of %d: %w", s.link, pid, err)
+	}
+	s.info = &procfs.FDInfo{Flags: unix.O_RDONLY | unix.O_DIRECTORY}
+	fd, ok, err := deletedKind.dump(s)
+	if err == nil && (!ok || s.st.Mode&unix.S_IFMT != unix.S_IFDIR) {
+		err = fmt.Errorf("not a removed directory: %w", ErrUnsupported)
+	}
+	if err != nil {
+		return image.FD{}, fmt.Errorf("working directory %s of %d: %w", s.link, pid, err)
+	}
+	fd.Num, fd.Kind = -1, image.FDDeleted
+	return fd, nil
+}
+
+// ChdirDeleted makes the recreated removed directory cwd (p.CwdDeleted)
+// the working directory of the stub r, after its fds are installed: the
+// directory is created (in r, unless a process restored before, or one
+// of r's fds, made it already) and r does fchdir to a reopen of it.
+func (rs *Restorer) ChdirDeleted(r *ptrace.Remote, fds []image.FD, cwd *image.FD, as *image.Creds) error {
+	c := &restoreCtx{r: r, as: as, Restorer: rs}
+	for _, fd := range fds {
+		c.tempBase = max(c.tempBase, fd.Num+1)
+	}
+	h, err := c.home(cwd)
+	if err != nil {
+		return fmt.Errorf("recreate the removed working directory %s: %w", cwd.Path, err)
+	}
+	got, err := reopenHome(r, h, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	_, err = r.Syscall(unix.SYS_FCHDIR, uint64(got))
+	if cerr := r.Close(got); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fchdir to the removed working directory %s: %w", cwd.Path, err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +24,11 @@ const maxInotifyWd = 1 << 16
 // inotifyKind covers inotify instances: every watch (fdinfo "inotify"
 // lines) with its wd and mask. The watched file is found at dump from its
 // file handle (open_by_handle_at on a mount of its device) and recorded by
-// path; restore adds each watch again by that path. The kernel gives wds
+// path; restore adds each watch again by that path. A watch on a deleted
+// file that a process of the tree holds open is recorded by the file's
+// identity instead and added on the recreated file (its helper's /proc
+// link: the file must be restored by then, by this process or an earlier
+// one). The kernel gives wds
 // cyclically (the lowest free one above the last given), so restore adds
 // the watches in wd order and, to skip a wd no longer in use, adds and
 // removes a dummy watch; the IN_IGNORED events these leave are read away.
@@ -40,7 +46,7 @@ var inotifyKind = kind{
 		}
 		fd := image.FD{Flags: s.info.Flags, Desc: s.link}
 		for _, line := range s.info.Values("inotify") {
-			w, err := dumpWatch(line)
+			w, err := dumpWatch(line, s.tree, s.pid)
 			if err != nil {
 				return image.FD{}, false, err
 			}
@@ -52,6 +58,9 @@ var inotifyKind = kind{
 	},
 	check: func(fd *image.FD) error {
 		for _, w := range fd.Inotify {
+			if w.Path == "" {
+				continue // a deleted file of the tree, restored with it
+			}
 			if _, err := os.Lstat(w.Path); err != nil {
 				return fmt.Errorf("watched file of inotify wd %d: %w", w.Wd, err)
 			}
@@ -64,7 +73,7 @@ var inotifyKind = kind{
 		if err != nil {
 			return -1, fmt.Errorf("inotify_init1: %w", err)
 		}
-		if err := addWatches(c.r.Pid, int(got), fd.Inotify); err != nil {
+		if err := addWatches(c, int(got), fd.Inotify); err != nil {
 			return -1, err
 		}
 		return int(got), nil
@@ -92,7 +101,7 @@ func inotifyQueued(s *fdState) (int, error) {
 // dumpWatch parses one fdinfo "inotify" value ("wd:2 ino:a2 sdev:800013
 // mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a2…",
 // numbers in hex) and finds the watched file's path.
-func dumpWatch(v string) (image.InotifyWatch, error) {
+func dumpWatch(v string, t *Tree, pid int) (image.InotifyWatch, error) {
 	kv := map[string]string{}
 	for _, f := range strings.Fields(v) {
 		k, val, ok := strings.Cut(f, ":")
@@ -131,6 +140,12 @@ func dumpWatch(v string) (image.InotifyWatch, error) {
 		return image.InotifyWatch{}, fmt.Errorf("inotify fdinfo line %q: f_handle: %w", v, errBadFdinfo)
 	}
 	path, err := handlePath(unix.NewFileHandle(int32(htype), handle), sdev, ino)
+	if errors.Is(err, ErrUnsupported) {
+		dev := unix.Mkdev(uint32(sdev>>20), uint32(sdev&0xfffff))
+		if t.holdsDeleted(dev, ino, pid) {
+			return image.InotifyWatch{Wd: int(wd), Mask: uint32(mask), FileDev: dev, FileIno: ino}, nil
+		}
+	}
 	if err != nil {
 		return image.InotifyWatch{}, fmt.Errorf("inotify wd %d: %w", wd, err)
 	}
@@ -166,7 +181,34 @@ func handlePath(h unix.FileHandle, sdev, ino uint64) (string, error) {
 			return path, nil
 		}
 	}
-	return "", fmt.Errorf("watched inode %d on device %d:%d has no path (deleted, or on no mount rtcr sees): %w", ino, sdev>>20, sdev&0xfffff, ErrUnsupported)
+	return "", fmt.Errorf("watched inode %d on device %d:%d has no path (deleted and not held open by the tree, or on no mount rtcr sees): %w", ino, sdev>>20, sdev&0xfffff, ErrUnsupported)
+}
+
+// holdsDeleted reports whether process upTo or one before it in the tree
+// (restored before it) has the deleted regular file dev:ino open: restored
+// by the time upTo's fds are, so that a watch on it can be added through
+// the restored file.
+func (t *Tree) holdsDeleted(dev, ino uint64, upTo int) bool {
+	for _, pid := range t.pids {
+		nums, err := procfs.ListFDs(pid)
+		if err != nil {
+			continue
+		}
+		for _, n := range nums {
+			p := fmt.Sprintf("/proc/%d/fd/%d", pid, n)
+			var st unix.Stat_t
+			if unix.Stat(p, &st) != nil || st.Dev != dev || st.Ino != ino || st.Nlink != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG {
+				continue
+			}
+			if link, err := os.Readlink(p); err == nil && strings.HasSuffix(link, " (deleted)") {
+				return true
+			}
+		}
+		if pid == upTo {
+			break
+		}
+	}
+	return false
 }
 
 // mountsOf returns the mount points of device major:minor in rtcr's
@@ -206,14 +248,14 @@ func unescapeMount(s string) string {
 }
 
 // addWatches adds the watches ws (in wd order) to the new inotify fd got
-// of the stub pid, from rtcr through a copy of the fd: the wds come out as
+// of the stub of c, from rtcr through a copy of the fd: the wds come out as
 // saved, lower wds no longer in use skipped with dummy watches on a
 // directory of rtcr's own, whose IN_IGNORED events are then read away.
-func addWatches(pid, got int, ws []image.InotifyWatch) error {
+func addWatches(c *restoreCtx, got int, ws []image.InotifyWatch) error {
 	if len(ws) == 0 {
 		return nil
 	}
-	dup, err := getfd(pid, got)
+	dup, err := getfd(c.r.Pid, got)
 	if err != nil {
 		return err
 	}
@@ -240,7 +282,17 @@ func addWatches(pid, got int, ws []image.InotifyWatch) error {
 			dummies[wd] = true
 			next = wd + 1
 		}
-		wd, err := unix.InotifyAddWatch(dup, w.Path, w.Mask|unix.IN_DONT_FOLLOW)
+		path, follow := w.Path, uint32(unix.IN_DONT_FOLLOW)
+		if path == "" {
+			// The recreated deleted file, through its helper's /proc
+			// link, which must be followed.
+			h, ok := c.deleted[FileID{Dev: w.FileDev, Ino: w.FileIno}]
+			if !ok {
+				return fmt.Errorf("inotify watch %d on deleted file %d:%d: no process restored so far holds it", w.Wd, w.FileDev, w.FileIno)
+			}
+			path, follow = fmt.Sprintf("/proc/%d/fd/%d", h.pid, h.ends[0]), 0
+		}
+		wd, err := unix.InotifyAddWatch(dup, path, w.Mask|follow)
 		if err != nil {
 			return fmt.Errorf("inotify watch %d on %s (mask %#x): %w", w.Wd, w.Path, w.Mask, err)
 		}

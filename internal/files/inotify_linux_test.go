@@ -23,7 +23,7 @@ func TestDumpWatchRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := dumpWatch(tc.line)
+			_, err := dumpWatch(tc.line, &Tree{}, 0)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, ErrUnsupported) != tc.unsupported {
 				t.Fatalf("dumpWatch(%q) = %v, want %q (unsupported %v)", tc.line, err, tc.want, tc.unsupported)
 			}

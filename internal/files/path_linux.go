@@ -3,6 +3,9 @@ package files
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -18,13 +21,17 @@ var statelessDevices = map[string]bool{
 
 // pathKind covers files reopened by path: regular files and directories
 // (at their offset, with their flags; a regular file may have grown or
-// changed since the dump, not shrunk below the offset) and stateless
-// character devices.
+// changed since the dump, not shrunk below the offset; one whose name was
+// deleted is reopened by another name it has, see otherLink), stateless
+// character devices, and symbolic links held by an O_PATH fd (opened with
+// O_PATH|O_NOFOLLOW: the fd names the link itself, reopened the same way).
 var pathKind = kind{
 	dump: func(s *fdState) (image.FD, bool, error) {
 		mode := s.st.Mode & unix.S_IFMT
 		isDev := mode == unix.S_IFCHR && statelessDevices[s.link]
-		if mode != unix.S_IFREG && mode != unix.S_IFDIR && !isDev {
+		// stat of /proc/PID/fd/N follows the fd to its file: the link.
+		isLink := mode == unix.S_IFLNK && s.info.Flags&unix.O_PATH != 0
+		if mode != unix.S_IFREG && mode != unix.S_IFDIR && !isDev && !isLink {
 			return image.FD{}, false, nil
 		}
 		if !strings.HasPrefix(s.link, "/") {
@@ -34,17 +41,23 @@ var pathKind = kind{
 			// lseek on these devices resets the position to 0.
 			return image.FD{}, false, fmt.Errorf("fdinfo pos %d on a device: %w", s.info.Pos, ErrUnsupported)
 		}
-		if strings.HasSuffix(s.link, " (deleted)") {
-			return image.FD{}, false, fmt.Errorf("open file was deleted: %w", ErrUnsupported)
+		desc := s.link
+		if gone, ok := strings.CutSuffix(s.link, " (deleted)"); ok {
+			// deletedKind took the files with no link left.
+			other, err := otherLink(gone, &s.st)
+			if err != nil {
+				return image.FD{}, false, err
+			}
+			s.link, desc = other, other+" (opened as "+gone+", deleted since)"
 		}
 		var now unix.Stat_t
-		if err := unix.Stat(s.link, &now); err != nil {
+		if err := statPath(s.link, s.st.Mode, &now); err != nil {
 			return image.FD{}, false, fmt.Errorf("stat %s: %w", s.link, err)
 		}
 		if now.Ino != s.st.Ino || now.Dev != s.st.Dev {
 			return image.FD{}, false, fmt.Errorf("%s now names another file than the one open: %w", s.link, ErrUnsupported)
 		}
-		fd := image.FD{Path: s.link, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Desc: s.link}
+		fd := image.FD{Path: s.link, Flags: s.info.Flags, Offset: s.info.Pos, Mode: s.st.Mode, Desc: desc}
 		if mode == unix.S_IFREG {
 			fd.Size = s.st.Size
 		}
@@ -52,7 +65,7 @@ var pathKind = kind{
 	},
 	check: func(fd *image.FD) error {
 		var st unix.Stat_t
-		if err := unix.Stat(fd.Path, &st); err != nil {
+		if err := statPath(fd.Path, fd.Mode, &st); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				return fmt.Errorf("file %s is gone since the checkpoint", fd.Path)
 			}
@@ -90,6 +103,43 @@ var pathKind = kind{
 	exact: func(fd *image.FD) bool { return fd.Flags&(unix.O_NONBLOCK|unix.O_ASYNC) == unix.O_NONBLOCK },
 }
 
+// maxLinkSearch is how many entries of a directory otherLink looks at.
+const maxLinkSearch = 100000
+
+// otherLink returns another name of the file st, whose name gone was
+// removed while it has other links (link, then unlink the first name): a
+// name in the directory of gone, the only place rtcr looks (a search of
+// the whole file system would cost too much). It is reopened by that name.
+func otherLink(gone string, st *unix.Stat_t) (string, error) {
+	dir := filepath.Dir(gone)
+	f, err := os.Open(dir)
+	if err != nil {
+		return "", fmt.Errorf("open file %s was deleted but has %d other links; its directory: %w", gone, st.Nlink, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(maxLinkSearch)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("open file %s was deleted but has %d other links; read its directory: %w", gone, st.Nlink, err)
+	}
+	for _, n := range names {
+		var o unix.Stat_t
+		p := filepath.Join(dir, n)
+		if unix.Lstat(p, &o) == nil && o.Dev == st.Dev && o.Ino == st.Ino {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("open file %s was deleted but has %d other links, none in its directory: %w", gone, st.Nlink, ErrUnsupported)
+}
+
+// statPath stats path, or for a symbolic link (mode, as recorded) the
+// link itself.
+func statPath(path string, mode uint32, st *unix.Stat_t) error {
+	if mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.Lstat(path, st)
+	}
+	return unix.Stat(path, st)
+}
+
 // openChecked opens fd's path in the stub: the file is first checked with
 // the credentials c.as (CheckAccess), then the stub, which still has the
 // restorer's privileges, opens it without following any link and with
@@ -100,7 +150,11 @@ func openChecked(c *restoreCtx, fd *image.FD) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	return OpenIn(c.r, fd.Path, fd.Flags, ids[0])
+	flags := fd.Flags
+	if fd.Mode&unix.S_IFMT == unix.S_IFLNK {
+		flags |= unix.O_NOFOLLOW // the link, not its target
+	}
+	return OpenIn(c.r, fd.Path, flags, ids[0])
 }
 
 // fileType names the type of a file mode in messages.

@@ -12,9 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pipeKind covers pipes held by the tree at both ends (a pipe whose other
-// end is outside the tree is external, see externalKind, which is tried
-// first). All ends with the same inode are one
+// pipeKind covers pipes held by the tree at both ends, or at one end with
+// the other closed everywhere (see otherEndClosed: restored as a pipe
+// whose other end is closed, as it was). A pipe whose other end is held
+// outside the tree is external, see externalKind, which is tried first.
+// All ends with the same inode are one
 // pipe; the bytes buffered in it are saved once, on the first end dumped,
 // without consuming them (tee into a pipe of rtcr's own). Restore creates
 // each pipe once, refills it, and gives every fd a new open file description
@@ -26,8 +28,8 @@ var pipeKind = kind{
 			return image.FD{}, false, nil
 		}
 		if !s.tree.internal[s.st.Ino] {
-			// The other end is outside the tree (or closed): a restored
-			// pipe would lead nowhere.
+			// The other end is outside the tree: externalKind takes
+			// it.
 			return image.FD{}, false, fmt.Errorf("pipe to a process outside the tree: %w", ErrUnsupported)
 		}
 		fd := image.FD{Flags: s.info.Flags, Desc: s.link, PipeID: s.st.Ino}
@@ -160,4 +162,37 @@ func createPipe(c *restoreCtx, fd *image.FD) ([2]int, error) {
 		}
 	}
 	return ends, nil
+}
+
+// otherEndClosed reports whether no process at all (in the tree or
+// outside it, rtcr included) holds the other end of the pipe at fd f: its
+// write end when read is set (the tree holds only read ends), else its
+// read end. The kernel counts a pipe's readers and writers (open file
+// descriptions, wherever they are) and poll shows when one count is
+// zero: a read end polls POLLHUP when no writer is left (a read end
+// opened through /proc of a pipe made by pipe2 does not suppress it, as a
+// FIFO's does until it has seen a writer), a write end POLLERR when no
+// reader is left. The new open file description rtcr polls adds to the
+// count of its own end only. A pipe whose other end is closed cannot get
+// a new one (only through /proc of an fd of the tree, which is frozen),
+// so the answer holds until the restore.
+func otherEndClosed(f fdRef, read bool) (bool, error) {
+	flags, want := unix.O_RDONLY, int16(unix.POLLHUP)
+	if !read {
+		flags, want = unix.O_WRONLY, unix.POLLERR
+	}
+	p := fmt.Sprintf("/proc/%d/fd/%d", f.pid, f.num)
+	fd, err := unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("open pipe fd %d of %d to see if its other end is open: %w", f.num, f.pid, err)
+	}
+	defer unix.Close(fd)
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if !read {
+		pfd[0].Events = unix.POLLOUT
+	}
+	if _, err := unix.Poll(pfd, 0); err != nil {
+		return false, fmt.Errorf("poll pipe fd %d of %d: %w", f.num, f.pid, err)
+	}
+	return pfd[0].Revents&want != 0, nil
 }

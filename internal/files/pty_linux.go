@@ -22,9 +22,9 @@ const ptsMajor = 136
 // (/dev/pts/N of the same devpts). The pair's state is saved once, with
 // the first fd of the tree on it, read on a copy of the master (termios
 // ioctls on a master act on its slave): termios, window size, lock and
-// packet mode, and the bytes the slave side wrote that the master has not
-// read, which are read and at once written back through the slave with
-// output processing off (a tty cannot be peeked). Input the master wrote
+// packet mode, the slave's owner and mode (a program may fchown it), and
+// the bytes the slave side wrote that the master has not read, which are
+// read and at once written back through the slave with output processing off (a tty cannot be peeked). Input the master wrote
 // that the slave side has not read yet is saved the same way in
 // non-canonical mode (writeInput) and refused in canonical mode, where a
 // partial line cannot be read and would end up after the lines put back. A slave at fds 0-2
@@ -163,13 +163,18 @@ func dumpPty(m fdRef, slaves bool) (*image.PtyState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TCGETS: %w", err)
 	}
+	var sst unix.Stat_t
+	if err := unix.Fstat(slave, &sst); err != nil {
+		return nil, fmt.Errorf("stat the slave: %w", err)
+	}
 	ws, err := unix.IoctlGetWinsize(master, unix.TIOCGWINSZ)
 	if err != nil {
 		return nil, fmt.Errorf("TIOCGWINSZ: %w", err)
 	}
 	st := &image.PtyState{Iflag: tio.Iflag, Oflag: tio.Oflag, Cflag: tio.Cflag, Lflag: tio.Lflag, Line: tio.Line,
 		Cc: append([]byte(nil), tio.Cc[:]...), Ispeed: tio.Ispeed, Ospeed: tio.Ospeed,
-		Winsize: [4]uint16{ws.Row, ws.Col, ws.Xpixel, ws.Ypixel}}
+		Winsize: [4]uint16{ws.Row, ws.Col, ws.Xpixel, ws.Ypixel},
+		Owner:   &image.PtyOwner{UID: sst.Uid, GID: sst.Gid, Mode: sst.Mode & 0o7777}}
 	ints := []struct {
 		fd   int
 		req  uint
@@ -396,6 +401,16 @@ func createPty(c *restoreCtx, st *image.PtyState) (ptyPair, error) {
 		return home, err
 	}
 	defer unix.Close(slave)
+	if o := st.Owner; o != nil {
+		// The stub opened /dev/ptmx as rtcr: the slave is rtcr's
+		// until given its owner and mode back.
+		if err := unix.Fchown(slave, int(o.UID), int(o.GID)); err != nil {
+			return home, fmt.Errorf("chown the slave to %d:%d: %w", o.UID, o.GID, err)
+		}
+		if err := unix.Fchmod(slave, o.Mode); err != nil {
+			return home, fmt.Errorf("chmod the slave to %#o: %w", o.Mode, err)
+		}
+	}
 	tio := &unix.Termios{Iflag: st.Iflag, Oflag: st.Oflag, Cflag: st.Cflag, Lflag: st.Lflag, Line: st.Line, Ispeed: st.Ispeed, Ospeed: st.Ospeed}
 	copy(tio.Cc[:], st.Cc)
 	if err := writeRaw(slave, tio, st.Output); err != nil {

@@ -141,6 +141,7 @@ var kinds = []struct {
 	{image.FDUnixPair, unixPairKind},
 	{image.FDInet, inetKind},
 	{image.FDUnix, unixKind}, // after unixPairKind
+	{image.FDPidfd, pidfdKind},
 }
 
 func kindOf(name string) (*kind, error) {
@@ -164,8 +165,11 @@ func Dump(pid int) ([]image.FD, error) {
 // Tree is what the fd dump of one process tree knows across processes.
 type Tree struct {
 	// internal holds the pipes (by inode) that have both a read and a
-	// write end in the tree: they are restored as pipes even at fds
-	// 0–2, where an external pipe is inherited.
+	// write end in the tree, or one end in the tree and the other closed
+	// everywhere (see otherEndClosed): they are restored as pipes even
+	// at fds 0–2, where an external pipe is inherited. The restored
+	// pipe's ends the tree does not hold are closed once every process
+	// has its fds (Sweep).
 	internal map[uint64]bool
 	// saved holds the pipes whose buffered bytes are saved already.
 	saved map[uint64]bool
@@ -197,13 +201,16 @@ type Tree struct {
 	ptsDev     uint64
 	// inet is the network lock and the TCP connections held (LockNetwork).
 	inet *inetTree
+	// pids are the processes of the tree.
+	pids []int
 }
 
 // NewTree scans the fds of the processes pids of one tree.
 func NewTree(pids []int) (*Tree, error) {
 	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{},
-		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}}
-	ends := map[uint64]int{} // bit 0: a read end seen, bit 1: a write end
+		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}, pids: pids}
+	ends := map[uint64]int{}  // bit 0: a read end seen, bit 1: a write end
+	one := map[uint64]fdRef{} // one fd of the tree on each pipe
 	for _, pid := range pids {
 		tids, err := procfs.ListTasks(pid)
 		if err != nil {
@@ -238,6 +245,7 @@ func NewTree(pids []int) (*Tree, error) {
 			if err != nil {
 				return nil, fmt.Errorf("fd %d of %d: %w", n, pid, err)
 			}
+			one[ino] = fdRef{pid, n}
 			switch info.Flags & unix.O_ACCMODE {
 			case unix.O_RDONLY:
 				ends[ino] |= 1
@@ -250,6 +258,13 @@ func NewTree(pids []int) (*Tree, error) {
 	}
 	for ino, e := range ends {
 		t.internal[ino] = e == 3
+		if e != 3 {
+			closed, err := otherEndClosed(one[ino], e == 1)
+			if err != nil {
+				return nil, err
+			}
+			t.internal[ino] = closed
+		}
 	}
 	if err := refuseSharedTables(pids); err != nil {
 		return nil, err

@@ -97,6 +97,11 @@ type Process struct {
 	Umask       uint32
 	Personality uint64
 	Rlimits     []Rlimit
+	// CwdDeleted is, for a working directory removed while in use, the
+	// directory as a deleted-file record (FDDeleted, a directory, Num -1,
+	// Path equal to Cwd): restore recreates it removed, as it does a
+	// deleted directory open as an fd (the same one, when both were).
+	CwdDeleted *FD `json:",omitempty"`
 	// OomScoreAdj is /proc/PID/oom_score_adj (nil in images that predate
 	// it: left as the restorer's).
 	OomScoreAdj *int `json:",omitempty"`
@@ -306,6 +311,10 @@ const FDExternal = "external"
 // (held in the tree or not).
 const FDUnix = "unix"
 
+// FDPidfd is a pidfd (pidfd_open) on a process of the tree: restore
+// opens one on the restored process.
+const FDPidfd = "pidfd"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -347,6 +356,13 @@ type FD struct {
 	FileGid   uint32 `json:",omitempty"`
 	FileAtime int64  `json:",omitempty"`
 	FileMtime int64  `json:",omitempty"`
+	// FileRdev is a deleted device node's device number (st_rdev).
+	FileRdev uint64 `json:",omitempty"`
+	// GoneDirs is, for a deleted file whose directory was removed too,
+	// how many directories of its path (its own, its parent …) were gone
+	// at dump: restore makes them, under their names, and removes them
+	// again once the file is made.
+	GoneDirs int `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags
@@ -366,6 +382,9 @@ type FD struct {
 	External *External `json:",omitempty"`
 	// TCP and UDP socket fds: the socket's addresses, state and options.
 	Inet *InetSock `json:",omitempty"`
+	// PidfdOf is, for a pidfd, the pid of the process of the tree it
+	// refers to.
+	PidfdOf int `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
@@ -396,6 +415,11 @@ type InotifyWatch struct {
 	Wd   int
 	Mask uint32
 	Path string
+	// FileDev and FileIno name, for a watch on a deleted file (Path is
+	// empty), the deleted file of the tree it watches (FDDeleted's
+	// identity).
+	FileDev uint64 `json:",omitempty"`
+	FileIno uint64 `json:",omitempty"`
 }
 
 // EpollTarget is one fd watched by an epoll instance.

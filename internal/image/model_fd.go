@@ -30,6 +30,16 @@ type PtyState struct {
 	// Input are the bytes written to the master that the slave side
 	// has not read yet (saved in non-canonical mode only).
 	Input []byte `json:",omitempty"`
+	// Owner is the slave's owner and permission bits (/dev/pts/N, which
+	// a program may fchown or fchmod); nil in images of earlier versions.
+	Owner *PtyOwner `json:",omitempty"`
+}
+
+// PtyOwner is the owner and permission bits (mode & 07777) of a pty
+// slave's device node.
+type PtyOwner struct {
+	UID, GID uint32
+	Mode     uint32
 }
 
 // File lock kinds.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits checked by Validate.
@@ -121,6 +123,13 @@ func (c *Checkpoint) Validate() error {
 			return corruptf("invalid checkpoint: pid %d: %w", p.Pid, err)
 		}
 	}
+	for _, p := range c.Processes {
+		for _, fd := range p.FDs {
+			if fd.Kind == FDPidfd && !pids[fd.PidfdOf] {
+				return corruptf("invalid checkpoint: pid %d: fd %d is a pidfd on %d, not a process of the image", p.Pid, fd.Num, fd.PidfdOf)
+			}
+		}
+	}
 	if err := validateExternals(c.Processes); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
@@ -150,6 +159,14 @@ func validateProcess(p *Process, tids map[int]int) error {
 	}
 	if err := validateThreads(p, tids); err != nil {
 		return err
+	}
+	if d := p.CwdDeleted; d != nil {
+		if d.Kind != FDDeleted || d.Num != -1 || d.Mode&unix.S_IFMT != unix.S_IFDIR || d.Path != p.Cwd {
+			return fmt.Errorf("deleted working directory %q: want a deleted directory record of %q with fd -1", d.Path, p.Cwd)
+		}
+		if err := validateDeleted(d); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
 	}
 	if err := validateMM(&p.MM); err != nil {
 		return err

@@ -65,12 +65,17 @@ func validateFDs(fds []FD) error {
 			if !isCleanAbs(fd.Path) {
 				return fmt.Errorf("fd %d: path %q is not absolute and clean", fd.Num, fd.Path)
 			}
-			// What a dump records: regular files, directories and a few
-			// character devices; never a FIFO, socket or block device.
+			// What a dump records: regular files, directories, a few
+			// character devices and symbolic links held with O_PATH;
+			// never a FIFO, socket or block device.
 			switch t := fd.Mode & unix.S_IFMT; t {
 			case unix.S_IFREG, unix.S_IFDIR, unix.S_IFCHR:
+			case unix.S_IFLNK:
+				if fd.Flags&unix.O_PATH == 0 {
+					return fmt.Errorf("fd %d: %s is a symbolic link open without O_PATH", fd.Num, fd.Path)
+				}
 			default:
-				return fmt.Errorf("fd %d: %s has file type %#o, want a regular file, directory or character device", fd.Num, fd.Path, t)
+				return fmt.Errorf("fd %d: %s has file type %#o, want a regular file, directory, character device or symbolic link", fd.Num, fd.Path, t)
 			}
 		case FDInherit:
 			if fd.Num > 2 {
@@ -98,8 +103,8 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: memfd %w", fd.Num, err)
 			}
 		case FDDeleted:
-			if !isCleanAbs(fd.Path) || fd.Path == "/" || fd.Mode&unix.S_IFMT != unix.S_IFREG || fd.FileIno == 0 {
-				return fmt.Errorf("fd %d: deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file", fd.Num, fd.Path, fd.Mode, fd.FileIno)
+			if err := validateDeleted(fd); err != nil {
+				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			if err := validateDataRuns(fd); err != nil {
 				return fmt.Errorf("fd %d: deleted file %w", fd.Num, err)
@@ -110,7 +115,7 @@ func validateFDs(fds []FD) error {
 			}
 			last := 0
 			for _, w := range fd.Inotify {
-				if w.Wd <= last || !isCleanAbs(w.Path) {
+				if w.Wd <= last || (!isCleanAbs(w.Path) && (w.Path != "" || w.FileIno == 0)) {
 					return fmt.Errorf("fd %d: inotify watch %d on %q: wds must ascend from 1, paths be absolute and clean", fd.Num, w.Wd, w.Path)
 				}
 				last = w.Wd
@@ -136,6 +141,7 @@ func validateFDs(fds []FD) error {
 				return fmt.Errorf("fd %d: pty %w", fd.Num, err)
 			}
 		case FDSignalfd:
+		case FDPidfd: // its process is checked with the others (validate.go)
 		case FDExternal:
 			if err := validateExternal(fd); err != nil {
 				return fmt.Errorf("fd %d: external %w", fd.Num, err)
@@ -385,4 +391,44 @@ func validateUnixPeers(procs []Process) error {
 		}
 	}
 	return nil
+}
+
+// validateDeleted checks the path, type and identity of a deleted file,
+// directory, FIFO or device node: a directory (empty, as rmdir left it)
+// and a device node have no contents, a FIFO only its buffered bytes, and
+// a device node must be one of StatelessDevices.
+func validateDeleted(fd *FD) error {
+	t := fd.Mode & unix.S_IFMT
+	known := t == unix.S_IFREG || t == unix.S_IFDIR || t == unix.S_IFIFO || t == unix.S_IFCHR
+	if !isCleanAbs(fd.Path) || fd.Path == "/" || !known || fd.FileIno == 0 {
+		return fmt.Errorf("deleted file %q with mode %#o inode %d, want an absolute clean path of a regular file, directory, FIFO or device", fd.Path, fd.Mode, fd.FileIno)
+	}
+	if fd.GoneDirs < 0 || fd.GoneDirs > MaxGoneDirs || strings.Count(fd.Path, "/") <= fd.GoneDirs {
+		return fmt.Errorf("deleted file %q with %d removed directories (at most %d, below /)", fd.Path, fd.GoneDirs, MaxGoneDirs)
+	}
+	if t != unix.S_IFREG && (len(fd.MemfdData) != 0 || fd.Size != 0) {
+		return fmt.Errorf("deleted %q of mode %#o with contents", fd.Path, fd.Mode)
+	}
+	if t != unix.S_IFIFO && (fd.PipeSize != 0 || len(fd.PipeData) != 0) {
+		return fmt.Errorf("deleted %q of mode %#o with pipe contents", fd.Path, fd.Mode)
+	}
+	if t == unix.S_IFIFO && (fd.PipeSize < 0 || fd.PipeSize > maxPipeData || len(fd.PipeData) > fd.PipeSize) {
+		return fmt.Errorf("deleted FIFO of %d bytes with %d buffered", fd.PipeSize, len(fd.PipeData))
+	}
+	if (t == unix.S_IFCHR) != StatelessDevices[fd.FileRdev] {
+		return fmt.Errorf("deleted %q of mode %#o with device number %#x, want a device node of /dev/null, zero, full, random or urandom", fd.Path, fd.Mode, fd.FileRdev)
+	}
+	return nil
+}
+
+// MaxGoneDirs is the most directories above a deleted file that may have
+// been removed with it (FD.GoneDirs).
+const MaxGoneDirs = 16
+
+// StatelessDevices are the device numbers (st_rdev) of the character
+// devices rtcr recreates as deleted device nodes: /dev/null, zero, full,
+// random and urandom, which hold no per-open state.
+var StatelessDevices = map[uint64]bool{
+	unix.Mkdev(1, 3): true, unix.Mkdev(1, 5): true, unix.Mkdev(1, 7): true,
+	unix.Mkdev(1, 8): true, unix.Mkdev(1, 9): true,
 }

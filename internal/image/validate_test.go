@@ -94,6 +94,15 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
 				Locks: []FileLock{{Kind: LockFlock, Write: true}, {Kind: LockPosix, Start: 10, Len: 10}, {Kind: LockOFD}}})
 		}, ""},
+		{"pidfd on a process of the image", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPidfd, PidfdOf: c.Processes[0].Pid})
+		}, ""},
+		{"pidfd on a process not in the image", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPidfd, PidfdOf: 31337})
+		}, "not a process of the image"},
+		{"symbolic link without O_PATH", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFLNK})
+		}, "symbolic link open without O_PATH"},
 		{"file lock on a pipe", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDPipe, PipeID: 1, PipeSize: 4096,
 				Locks: []FileLock{{Kind: LockFlock}}})
@@ -167,8 +176,45 @@ func TestValidate(t *testing.T) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "tmp/x", Mode: unix.S_IFREG | 0o600, FileIno: 5})
 		}, "absolute clean path"},
 		{"deleted file not regular", func(c *Checkpoint) {
-			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5})
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFSOCK | 0o700, FileIno: 5})
 		}, "absolute clean path"},
+		{"deleted directory valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5})
+		}, ""},
+		{"deleted directory with contents", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5,
+				Size: 2, MemfdData: []DataRun{{Off: 0, Data: []byte("ab")}}})
+		}, "with contents"},
+		{"deleted FIFO valid", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFIFO | 0o600, FileIno: 5,
+				PipeSize: 4096, PipeData: []byte("ab")})
+		}, ""},
+		{"deleted FIFO over its size", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFIFO | 0o600, FileIno: 5,
+				PipeSize: 1, PipeData: []byte("ab")})
+		}, "deleted FIFO"},
+		{"deleted null device", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFCHR | 0o600, FileIno: 5,
+				FileRdev: unix.Mkdev(1, 3)})
+		}, ""},
+		{"deleted disk device", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFCHR | 0o600, FileIno: 5,
+				FileRdev: unix.Mkdev(8, 0)})
+		}, "want a device node of /dev/null"},
+		{"deleted file in removed directories", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/a/b/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5, GoneDirs: 2})
+		}, ""},
+		{"deleted file with / removed", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5, GoneDirs: 2})
+		}, "removed directories"},
+		{"deleted working directory valid", func(c *Checkpoint) {
+			c.Processes[0].Cwd = "/tmp/x"
+			c.Processes[0].CwdDeleted = &FD{Num: -1, Kind: FDDeleted, Path: "/tmp/x", Mode: unix.S_IFDIR | 0o700, FileIno: 5}
+		}, ""},
+		{"deleted working directory elsewhere", func(c *Checkpoint) {
+			c.Processes[0].Cwd = "/tmp/x"
+			c.Processes[0].CwdDeleted = &FD{Num: -1, Kind: FDDeleted, Path: "/etc", Mode: unix.S_IFDIR | 0o700, FileIno: 5}
+		}, "deleted working directory"},
 		{"inotify wds not ascending", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDInotify,
 				Inotify: []InotifyWatch{{Wd: 2, Path: "/a"}, {Wd: 2, Path: "/b"}}})

@@ -110,7 +110,11 @@ func writeProcess(w io.Writer, p *image.Process) {
 	fmt.Fprintf(tw, "  pid\t%d\n", p.Pid)
 	fmt.Fprintf(tw, "  comm\t%s\n", orDash(p.Comm))
 	fmt.Fprintf(tw, "  exe\t%s\n", orDash(p.Exe))
-	fmt.Fprintf(tw, "  cwd\t%s\n", orDash(p.Cwd))
+	if p.CwdDeleted != nil {
+		fmt.Fprintf(tw, "  cwd\t%s (deleted)\n", p.Cwd)
+	} else {
+		fmt.Fprintf(tw, "  cwd\t%s\n", orDash(p.Cwd))
+	}
 	fmt.Fprintf(tw, "  umask\t%04o\n", p.Umask)
 	fmt.Fprintf(tw, "  personality\t%#x\n", p.Personality)
 	fmt.Fprintf(tw, "  page file\t%s, %s (%d bytes)\n",

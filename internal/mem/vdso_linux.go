@@ -125,7 +125,9 @@ func unsafeSlice(iov unix.Iovec) []byte {
 }
 
 // SyscallAddr returns the address of a `syscall` instruction in the vdso
-// of process pid, through which rtcr injects calls into it.
+// of process pid, through which rtcr injects calls into it, or, for a
+// process that unmapped its vdso, in its executable memory (see
+// FindSyscall).
 func SyscallAddr(pid int) (uint64, error) {
 	maps, err := procfs.ReadMaps(pid)
 	if err != nil {
@@ -145,7 +147,41 @@ func SyscallAddr(pid int) (uint64, error) {
 		}
 		return m.Start + uint64(off), nil
 	}
-	return 0, fmt.Errorf("process %d has no [vdso]: %w", pid, ErrUnsupported)
+	return FindSyscall(pid, 0, 0)
+}
+
+// maxSyscallScan bounds the bytes of executable memory FindSyscall reads.
+const maxSyscallScan = 64 << 20
+
+// FindSyscall returns the address of the bytes of a `syscall` instruction
+// (0f 05) in an executable mapping of process pid (any such bytes will do:
+// the injected call jumps to them and stops right after), for a process
+// without a vdso. A program without a vdso has them in its libc or its
+// own code; one with none is refused. The range skipStart-skipEnd (rtcr's
+// scratch area in a stub, about to go) is not looked at.
+func FindSyscall(pid int, skipStart, skipEnd uint64) (uint64, error) {
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
+		return 0, err
+	}
+	read := 0
+	for _, m := range maps {
+		if !m.Exec || !m.Read || m.Path == "[vsyscall]" || (m.Start < skipEnd && skipStart < m.End) {
+			continue
+		}
+		const chunk = 1 << 20
+		for start := m.Start; start < m.End && read < maxSyscallScan; start += chunk {
+			b := make([]byte, min(chunk+1, m.End-start)) // +1: an instruction across chunks
+			if err := ptrace.ReadMem(pid, start, b); err != nil {
+				break // not readable: try the next mapping
+			}
+			read += len(b)
+			if i := bytes.Index(b, []byte{0x0f, 0x05}); i >= 0 {
+				return start + uint64(i), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("process %d has no [vdso] and no syscall instruction in its executable memory: %w", pid, ErrUnsupported)
 }
 
 // OpenRemote prepares injection into the stopped leader of process pid,

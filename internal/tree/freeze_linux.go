@@ -44,6 +44,9 @@ func Freeze(root int) (_ *Frozen, err error) {
 		return nil, fmt.Errorf("freeze %d: %w", root, err)
 	}
 	if st.State == 'Z' {
+		if err := refuseExitedLeader(root); err != nil {
+			return nil, fmt.Errorf("freeze %d: %w", root, err)
+		}
 		return nil, fmt.Errorf("freeze %d: the process is a zombie", root)
 	}
 	if err := f.add(root); err != nil {
@@ -79,6 +82,9 @@ func (f *Frozen) add(pid int) error {
 		return nil // exited and reaped before its parent was frozen
 	}
 	if err == nil && st.State == 'Z' {
+		if err := refuseExitedLeader(pid); err != nil {
+			return err
+		}
 		// A zombie stays one: its parent is frozen and cannot reap it.
 		f.Zombies[pid] = true
 		f.Order = append(f.Order, pid)
@@ -152,4 +158,26 @@ func (f *Frozen) Kill() {
 			_, _ = ptrace.Wait(tids[i])
 		}
 	}
+}
+
+// refuseExitedLeader refuses process pid, whose leader thread is a zombie,
+// when other threads of it still run: the leader exited on its own
+// (pthread_exit, or SYS_exit) and its threads went on. Such a process
+// looks like a zombie, but it is not one, and it cannot be seized or read
+// through its leader. Nothing is stopped or killed yet when it refuses.
+func refuseExitedLeader(pid int) error {
+	tids, err := procfs.ListTasks(pid)
+	if err != nil {
+		return nil // reaped meanwhile: a zombie, or gone
+	}
+	var live []int
+	for _, tid := range tids {
+		if st, err := procfs.ReadStat(tid); err == nil && st.State != 'Z' && st.State != 'X' {
+			live = append(live, tid)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	return fmt.Errorf("process %d: its leader thread exited (pthread_exit) while threads %v run: %w", pid, live, ErrUnsupported)
 }
