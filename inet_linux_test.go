@@ -418,7 +418,7 @@ func TestInetRefused(t *testing.T) {
 			if _, err := peer.WriteToUDP([]byte("queued"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"fd 3 (", "datagrams queued"}},
+		}, []string{"fd 5 (", "datagrams queued"}}, // fds 3 and 4: unconnected TCP sockets
 		{[]string{"netns"}, nil, []string{"fd 4 (", "network namespace"}},
 		{[]string{"mark"}, nil, []string{"fd 3 (", "SO_MARK"}},
 	}

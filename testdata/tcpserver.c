@@ -22,7 +22,9 @@
 //     127.0.0.1 port ARG, SO_RCVBUF 64 KiB; prints "port N\nready\n";
 //     echoes each datagram it receives back (send, connected), with
 //     "echo:" in front; once TRIGGER exists it checks its binding, peer
-//     and SO_RCVBUF, prints "OK\n" and exits 0.
+//     and SO_RCVBUF, prints "OK\n" and exits 0. It also holds two TCP
+//     sockets in state CLOSE (fds 3 and 4): one never bound, one IPv6
+//     bound to a loopback port, checked too.
 //   backlog: listens (port printed), never accepts; "ready" at once.
 //   closewait: listens, accepts one connection, prints "ready" once the
 //     peer closed it (it reads EOF... without reading: poll POLLRDHUP).
@@ -317,9 +319,27 @@ static int udpsock(int peer, int *port)
 static void udp(int peer, int readit)
 {
 	int port;
+	// Beside the UDP socket: a TCP socket never bound, and an IPv6 one
+	// bound but neither listening nor connected (both in state CLOSE).
+	int fresh = socket(AF_INET, SOCK_STREAM, 0);
+	int bound = socket(AF_INET6, SOCK_STREAM, 0);
+	struct sockaddr_in6 b6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	socklen_t b6len = sizeof(b6);
+	if (fresh < 0 || bound < 0 || bind(bound, (void *)&b6, sizeof(b6)) < 0 || getsockname(bound, (void *)&b6, &b6len) < 0)
+		die("unconnected TCP sockets");
+	int boundport = ntohs(b6.sin6_port);
 	int s = udpsock(peer, &port);
 	for (;;) {
 		if (triggered()) {
+			struct sockaddr_in6 g = {0};
+			socklen_t glen = sizeof(g);
+			if (geti(fresh, SOL_SOCKET, SO_TYPE) != SOCK_STREAM || geti(fresh, SOL_SOCKET, SO_DOMAIN) != AF_INET)
+				bad("fresh TCP socket type", fresh, geti(fresh, SOL_SOCKET, SO_TYPE), SOCK_STREAM);
+			if (getsockname(fresh, (void *)&g, &glen) < 0 || ((struct sockaddr_in *)&g)->sin_port != 0)
+				bad("fresh TCP socket port", fresh, ntohs(((struct sockaddr_in *)&g)->sin_port), 0);
+			glen = sizeof(g);
+			if (getsockname(bound, (void *)&g, &glen) < 0 || g.sin6_family != AF_INET6 || ntohs(g.sin6_port) != boundport)
+				bad("bound TCP socket port", bound, ntohs(g.sin6_port), boundport);
 			if (!readit) {
 				printf("OK\n");
 				exit(0);

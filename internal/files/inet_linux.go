@@ -371,7 +371,9 @@ func dumpInet(s *fdState) (image.FD, bool, error) {
 	if c.proto == unix.IPPROTO_TCP {
 		what += " (" + stateName(c.state) + ")"
 	}
-	if err := checkPoll(dup, what); err != nil {
+	// A TCP socket in state CLOSE always polls POLLHUP; one that was
+	// connected once is refused below by its segment count.
+	if err := checkPoll(dup, what, c.proto == unix.IPPROTO_TCP && c.state == image.TCPClose); err != nil {
 		return image.FD{}, false, err
 	}
 	if sk.Opts, err = dumpOpts(dup, c); err != nil {
@@ -425,7 +427,9 @@ func dumpInet(s *fdState) (image.FD, bool, error) {
 
 // checkPoll refuses a socket shut down for reading (EPOLLRDHUP) or with
 // an error pending (EPOLLERR): neither is saved. poll reads nothing.
-func checkPoll(fd int, what string) error {
+// closed: the socket is a TCP socket in state CLOSE, for which the
+// kernel reports POLLHUP whatever was done with it.
+func checkPoll(fd int, what string, closed bool) error {
 	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
 	if _, err := unix.Poll(p, 0); err != nil {
 		return fmt.Errorf("%s: poll: %w", what, err)
@@ -433,7 +437,7 @@ func checkPoll(fd int, what string) error {
 	switch {
 	case p[0].Revents&unix.POLLERR != 0:
 		return fmt.Errorf("%s: an error is pending on it (SO_ERROR or the error queue; not saved): %w", what, ErrUnsupported)
-	case p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) != 0:
+	case p[0].Revents&unix.POLLRDHUP != 0, p[0].Revents&unix.POLLHUP != 0 && !closed:
 		return fmt.Errorf("%s: shut down (for reading, or by its peer; not saved): %w", what, ErrUnsupported)
 	}
 	return nil
