@@ -30,7 +30,7 @@ func TestUnsupportedKindsNamed(t *testing.T) {
 		{"perf", "fd 10 (anon_inode:[perf_event])", ": perf event: "},
 		{"fanotify", "fd 10 (anon_inode:[fanotify])", ": fanotify group: "},
 		{"userfaultfd", "fd 10 (anon_inode:[userfaultfd])", ": userfaultfd: "},
-		{"pidfd", "fd 10 (anon_inode:[pidfd])", ": pidfd: "},
+		{"pidfd", "fd 10 (anon_inode:[pidfd])", ": pidfd on process "},
 		{"landlock", "fd 10 (anon_inode:[landlock-ruleset])", ": landlock ruleset: "},
 		// The epoll instance at fd 10 is fine; what it watches is not.
 		{"epoll", "fd 11 (socket:[", "netlink socket (family 16"},

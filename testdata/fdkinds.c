@@ -5,7 +5,7 @@
 // Opens an fd of KIND and moves it to fd 10 (for "epoll": an epoll
 // instance at fd 10 watching a netlink socket at fd 11). KIND is one of
 // netlink, packet, raw, alg, vsock, iouring, bpfmap, bpfprog, bpflink,
-// perf, fanotify, userfaultfd, pidfd, landlock, epoll, blockdev, chardev,
+// perf, fanotify, userfaultfd, pidfd (on its parent, outside the tree), landlock, epoll, blockdev, chardev,
 // netns. If the kernel cannot make it here, it writes "SKIP reason\n" and
 // exits 0. Otherwise it writes "ready\n" and polls every 1 ms until the
 // file TRIGGER exists; then it checks fd 10 (and 11) are still open on the
@@ -141,7 +141,7 @@ static int make(const char *kind)
 	if (!strcmp(kind, "userfaultfd"))
 		return (int)syscall(SYS_userfaultfd, O_CLOEXEC);
 	if (!strcmp(kind, "pidfd"))
-		return (int)syscall(SYS_pidfd_open, getpid(), 0);
+		return (int)syscall(SYS_pidfd_open, getppid(), 0); /* outside the tree */
 	if (!strcmp(kind, "landlock")) {
 		struct landlock_ruleset_attr a = { .handled_access_fs = LANDLOCK_ACCESS_FS_EXECUTE };
 		return (int)syscall(SYS_landlock_create_ruleset, &a, sizeof(a), 0);
