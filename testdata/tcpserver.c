@@ -6,7 +6,8 @@
 //     7; tcp6 with IPV6_V6ONLY), prints "port N\n", accepts 4
 //     connections, gives each TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE 77,
 //     TCP_KEEPINTVL 13, TCP_KEEPCNT 4, SO_RCVTIMEO 5.25 s, SO_LINGER
-//     {1, 3}, SO_SNDBUF 96 KiB, and prints "ready\n". Then it serves:
+//     {1, 3}, SO_SNDBUF 96 KiB, SO_RCVBUF 80 KiB then SO_BUF_LOCK
+//     SOCK_SNDBUF_LOCK (the receive buffer autotuned again), and prints "ready\n". Then it serves:
 //     every request line "N\n" on a connection gets the reply
 //     "N <N*7> <padding of 600 x>\n", and "bulk N\n" the 400 replies to
 //     N … N+399 (about 250 KiB: the client reading them slowly keeps
@@ -15,14 +16,15 @@
 //     more from that connection until TRIGGER exists (what the client
 //     sends meanwhile waits in the receive queue). A connection accepted
 //     later is served the same way. Once TRIGGER exists it checks (from inside)
-//     every option above on the 4 first connections and the listener's
+//     every option above on the 4 first connections (and SO_BUF_LOCK:
+//     the send buffer locked, the receive buffer autotuned) and the listener's
 //     SO_REUSEADDR (and IPV6_V6ONLY), prints "OK\n" or "FAIL: ...\n",
 //     and exits (0 or 1) once every connection was closed by the client.
 //   udp ARG: a UDP socket bound to 127.0.0.1 port 0 and connected to
 //     127.0.0.1 port ARG, SO_RCVBUF 64 KiB; prints "port N\nready\n";
 //     echoes each datagram it receives back (send, connected), with
-//     "echo:" in front; once TRIGGER exists it checks its binding, peer
-//     and SO_RCVBUF, prints "OK\n" and exits 0. It also holds two TCP
+//     "echo:" in front; once TRIGGER exists it checks its binding, peer,
+//     SO_RCVBUF and SO_BUF_LOCK, prints "OK\n" and exits 0. It also holds two TCP
 //     sockets in state CLOSE (fds 3 and 4): one never bound, one IPv6
 //     bound to a loopback port, checked too.
 //   backlog: listens (port printed), never accepts; "ready" at once.
@@ -34,6 +36,11 @@
 //   mark: a UDP socket with SO_MARK 5.
 // For the refused modes it exits 0 with "OK\n" once TRIGGER exists.
 #define _GNU_SOURCE
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72 /* Linux 5.14 */
+#endif
+#define SOCK_SNDBUF_LOCK 1
+#define SOCK_RCVBUF_LOCK 2
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -157,6 +164,9 @@ static void setopts(int c)
 	if (setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
 		die("SO_LINGER");
 	seti(c, SOL_SOCKET, SO_SNDBUF, 96 << 10);
+	// A receive buffer given a size and then handed back to autotuning.
+	seti(c, SOL_SOCKET, SO_RCVBUF, 80 << 10);
+	seti(c, SOL_SOCKET, SO_BUF_LOCK, SOCK_SNDBUF_LOCK);
 }
 
 static void checkopts(int c)
@@ -165,6 +175,9 @@ static void checkopts(int c)
 		{IPPROTO_TCP, TCP_NODELAY, 1}, {SOL_SOCKET, SO_KEEPALIVE, 1}, {IPPROTO_TCP, TCP_KEEPIDLE, 77},
 		{IPPROTO_TCP, TCP_KEEPINTVL, 13}, {IPPROTO_TCP, TCP_KEEPCNT, 4}, {SOL_SOCKET, SO_SNDBUF, 2 * (96 << 10)},
 		{SOL_SOCKET, SO_REUSEADDR, 1}, // inherited from the listener
+		// SO_SNDBUF set by the program locks it; the receive buffer
+		// stays autotuned (SOCK_SNDBUF_LOCK only).
+		{SOL_SOCKET, SO_BUF_LOCK, SOCK_SNDBUF_LOCK},
 	};
 	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		int v = geti(c, want[i][0], want[i][1]);
@@ -354,6 +367,10 @@ static void udp(int peer, int readit)
 				bad("UDP peer port", s, ntohs(a.sin_port), peer);
 			if (geti(s, SOL_SOCKET, SO_RCVBUF) != 2 * (64 << 10))
 				bad("UDP SO_RCVBUF", s, geti(s, SOL_SOCKET, SO_RCVBUF), 2 * (64 << 10));
+			if (geti(s, SOL_SOCKET, SO_BUF_LOCK) != SOCK_RCVBUF_LOCK)
+				bad("UDP SO_BUF_LOCK", s, geti(s, SOL_SOCKET, SO_BUF_LOCK), SOCK_RCVBUF_LOCK);
+			if (geti(fresh, SOL_SOCKET, SO_BUF_LOCK) != 0)
+				bad("fresh TCP SO_BUF_LOCK", fresh, geti(fresh, SOL_SOCKET, SO_BUF_LOCK), 0);
 			printf(fails ? "FAIL\n" : "OK\n");
 			exit(fails ? 1 : 0);
 		}

@@ -285,7 +285,9 @@
 //	                                                 SO_BROADCAST, SO_DONTROUTE, SO_OOBINLINE,
 //	                                                 SO_PRIORITY ≤ 6, SO_RCVLOWAT, SO_TIMESTAMP[NS],
 //	                                                 SO_LINGER, SO_RCVTIMEO, SO_SNDTIMEO, SO_SNDBUF,
-//	                                                 SO_RCVBUF, TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE,
+//	                                                 SO_RCVBUF (an autotuned odd size comes out one
+//	                                                 less), SO_BUF_LOCK (set last: autotuned sizes
+//	                                                 stay autotuned), TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE,
 //	                                                 TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
 //	                                                 TCP_SYNCNT, TCP_LINGER2, TCP_DEFER_ACCEPT,
 //	                                                 TCP_NOTSENT_LOWAT, TCP_THIN_LINEAR_TIMEOUTS,
@@ -298,7 +300,7 @@
 //	                                                 IPV6_MTU_DISCOVER, IPV6_RECVERR, IPV6_RECVPKTINFO,
 //	                                                 IPV6_MULTICAST_HOPS/LOOP); TestTCPServerRoundTrip
 //	                                                 checks NODELAY, KEEPALIVE, KEEPIDLE/INTVL/CNT,
-//	                                                 SNDBUF, RCVTIMEO, LINGER, REUSEADDR, V6ONLY from
+//	                                                 SNDBUF, BUF_LOCK, RCVTIMEO, LINGER, REUSEADDR, V6ONLY from
 //	                                                 inside, TestUDPRoundTrip RCVBUF
 //	SO_MARK, SO_BINDTODEVICE, TCP/UDP socket         set (differing from a new socket's) refused
 //	SO_GET_FILTER, SO_ZEROCOPY,                      naming the option
@@ -308,8 +310,7 @@
 // Not read, so not restored: multicast group memberships
 // (IP_ADD_MEMBERSHIP), IP_OPTIONS, TCP_MD5SIG keys, TCP_QUICKACK (a
 // transient state), an established connection's TCP_WINDOW_CLAMP (its
-// windows are restored), the buffer autotuning of a connection whose
-// SO_SNDBUF/SO_RCVBUF had grown (the grown value is set, which fixes it).
+// windows are restored).
 //
 // The owner is asked for every fd, not only those with O_ASYNC: it costs
 // two fcntl calls in rtcr, and an owner set before O_ASYNC (or for SIGURG,

@@ -478,6 +478,9 @@ func dumpOpts(fd int, c *inetCopy) ([]image.SockOpt, error) {
 			continue
 		}
 		v, err := getOpt(fd, spec.Level, spec.Opt, spec.Size)
+		if errors.Is(err, unix.ENOPROTOOPT) && spec.Opt == image.SoBufLock {
+			continue // before Linux 5.14: no autotuning state to save
+		}
 		if err != nil {
 			return nil, fmt.Errorf("getsockopt %s: %w", spec.Name, err)
 		}
@@ -586,8 +589,11 @@ func restoreInet(c *restoreCtx, fd int, s *image.InetSock) error {
 			continue
 		}
 		spec := image.FindSockOpt(o.Level, o.Opt)
+		if o.Level == unix.SOL_SOCKET && o.Opt == image.SoBufLock {
+			continue // set last, by setBufLock
+		}
 		if o.Level == unix.SOL_SOCKET && (o.Opt == unix.SO_SNDBUF || o.Opt == unix.SO_RCVBUF) {
-			if err := setInetBuf(fd, o, c.as == nil); err != nil {
+			if err := setInetBuf(fd, o, optInt(s, unix.SOL_SOCKET, image.SoBufLock), c.as == nil); err != nil {
 				return err
 			}
 			continue
@@ -621,7 +627,10 @@ func restoreInet(c *restoreCtx, fd int, s *image.InetSock) error {
 		if err := restoreRepair(fd, s); err != nil {
 			return fmt.Errorf("connection %s to %s: %w", fmtAddr(s.Local), fmtAddr(s.Remote), err)
 		}
-		return nil
+		return setBufLock(fd, optInt(s, unix.SOL_SOCKET, image.SoBufLock))
+	}
+	if err := setBufLock(fd, optInt(s, unix.SOL_SOCKET, image.SoBufLock)); err != nil {
+		return err
 	}
 	reuse := optInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR)
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, reuse); err != nil {
@@ -639,12 +648,17 @@ func fmtAddr(a image.InetAddr) string {
 // setInetBuf sets SO_SNDBUF or SO_RCVBUF o (the doubled value getsockopt
 // showed), forcing it past the sysctl limit with SO_*BUFFORCE when force
 // (the image owner is root or the restorer); the value must come out as
-// saved.
-func setInetBuf(fd int, o image.SockOpt, force bool) error {
+// saved. A size the kernel autotuned (its bit clear in locks, the saved
+// SO_BUF_LOCK) can be odd, which setsockopt cannot make: it comes out one
+// less, and autotuning, turned on again by setBufLock, goes on from there.
+func setInetBuf(fd int, o image.SockOpt, locks int, force bool) error {
 	want := int(nativeU32(o.Val))
-	forceOpt, name := unix.SO_SNDBUFFORCE, "SO_SNDBUF"
+	forceOpt, name, bit := unix.SO_SNDBUFFORCE, "SO_SNDBUF", image.SockSndbufLock
 	if o.Opt == unix.SO_RCVBUF {
-		forceOpt, name = unix.SO_RCVBUFFORCE, "SO_RCVBUF"
+		forceOpt, name, bit = unix.SO_RCVBUFFORCE, "SO_RCVBUF", image.SockRcvbufLock
+	}
+	if locks&bit == 0 {
+		want &^= 1
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.Opt, want/2); err != nil {
 		return fmt.Errorf("setsockopt %s %d: %w", name, want/2, err)
@@ -656,6 +670,21 @@ func setInetBuf(fd int, o image.SockOpt, force bool) error {
 	}
 	if got, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.Opt); got != want {
 		return fmt.Errorf("%s came out %d, saved %d (above the sysctl limit?)", name, got, want)
+	}
+	return nil
+}
+
+// setBufLock sets SO_BUF_LOCK to locks, the saved value: setting a buffer
+// size (setInetBuf, or raising it to queue the saved bytes) locks it,
+// and a size the kernel autotuned must stay autotuned. A kernel without
+// SO_BUF_LOCK (before 5.14) saved none; its buffers are left as set.
+func setBufLock(fd, locks int) error {
+	err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, image.SoBufLock, locks)
+	if errors.Is(err, unix.ENOPROTOOPT) && locks == 0 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("setsockopt SO_BUF_LOCK %d: %w", locks, err)
 	}
 	return nil
 }

@@ -74,6 +74,15 @@ type TCPConn struct {
 	RcvWnd, RcvWup       uint32
 }
 
+// SoBufLock is SO_BUF_LOCK (Linux 5.14, not in x/sys/unix yet): which of
+// the send (SockSndbufLock) and receive (SockRcvbufLock) buffer sizes the
+// program fixed, the others being autotuned by the kernel.
+const (
+	SoBufLock      = 72
+	SockSndbufLock = 1
+	SockRcvbufLock = 2
+)
+
 // TCPI_OPT_* bits of TCPConn.Options restore knows (linux/tcp.h).
 const (
 	TCPIOptTimestamps = 1
@@ -110,6 +119,7 @@ var SockOpts = []SockOptSpec{
 	{"SO_SNDTIMEO", unix.SOL_SOCKET, unix.SO_SNDTIMEO, 0, 0, 16},
 	{"SO_SNDBUF", unix.SOL_SOCKET, unix.SO_SNDBUF, 0, 0, 4},
 	{"SO_RCVBUF", unix.SOL_SOCKET, unix.SO_RCVBUF, 0, 0, 4},
+	{"SO_BUF_LOCK", unix.SOL_SOCKET, SoBufLock, 0, 0, 4},
 	{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 0, unix.SOCK_STREAM, 4},
 	{"TCP_CORK", unix.IPPROTO_TCP, unix.TCP_CORK, 0, unix.SOCK_STREAM, 4},
 	{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 0, unix.SOCK_STREAM, 4},
