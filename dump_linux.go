@@ -160,16 +160,36 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			c.NetLock = lock
 		}
 	}
+	// What must be read from inside, every process at once, each on its
+	// own tracer thread; then, one process after the other, the fds (one
+	// index for the tree) and the memory (one record of shared memory).
+	procs := make(map[int]*image.Process, len(live))
+	for _, pid := range live {
+		procs[pid] = &image.Process{Pid: pid}
+	}
+	injectStart := time.Now()
+	if err := f.Each(live, func(pid int) error {
+		if err := collectInside(ctx, log, procs[pid], f.Tids[pid]); err != nil {
+			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	logStep(log, root, "injected state", time.Since(injectStart), "processes", len(live))
 	shared := mem.NewShared()
 	shared.DumpFile = fds.DumpMapped
 	for _, pid := range f.Order {
 		p := image.Process{Pid: pid}
+		if procs[pid] != nil {
+			p = *procs[pid]
+		}
 		p.Stopped = f.Stopped[pid]
 		if err := collectTree(&p, f.Zombies[pid]); err != nil {
 			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 		}
 		if !p.Zombie {
-			if err := collect(ctx, log, &p, f.Tids[pid], fds); err != nil {
+			if err := collectFiles(log, &p, fds); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			memStart := time.Now()
@@ -238,11 +258,9 @@ func collectTree(p *image.Process, zombie bool) error {
 	return nil
 }
 
-// collect gathers every kind of non-memory state. Calls that must run
-// inside the target are injected so that a killed rtcr never harms it (see
-// ptrace.OpenLive), with a scratch mapping that is removed again before
-// memory is read.
-func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, fds *files.Tree) (err error) {
+// collectFiles reads the fd table of p (and its working directory, when
+// that was removed) from outside: /proc and rtcr's own copies of the fds.
+func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
 	if p.FDs, err = fds.Dump(pid); err != nil {
@@ -250,6 +268,24 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	}
 	t.done("fds", "count", len(p.FDs))
 	logFDs(log, pid, p.FDs)
+	if dir, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
+		d, err := fds.DumpCwd(pid)
+		if err != nil {
+			return err
+		}
+		p.Cwd, p.CwdDeleted = dir, &d
+	}
+	return nil
+}
+
+// collectInside gathers the state that takes calls injected into the
+// process (and its ptrace-only state), on the process's tracer thread.
+// Calls that must run inside the target are injected so that a killed rtcr
+// never harms it (see ptrace.OpenLive), with a scratch mapping that is
+// removed again before memory is read.
+func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int) (err error) {
+	pid := p.Pid
+	t := newStepTimer(log, pid)
 	r, err := mem.OpenLive(pid)
 	if err != nil {
 		return err
@@ -262,13 +298,6 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	t.done("scratch area", "unprotected_calls", r.WindowCalls)
 	if err := attr.Dump(r, p); err != nil {
 		return err
-	}
-	if dir, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
-		d, err := fds.DumpCwd(pid)
-		if err != nil {
-			return err
-		}
-		p.Cwd, p.CwdDeleted = dir, &d
 	}
 	t.done("attributes")
 	if p.Sigactions, err = sig.Dump(r); err != nil {

@@ -10,13 +10,14 @@ import (
 )
 
 func runBench(args []string) error {
-	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000]")
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] [--criu PATH]")
 	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
 	runs := fs.Int("runs", 3, "measure this many times and report the best")
 	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
 	threads := fs.Int("threads", 64, "threads of the many-threads benchmark (0: skip it and the tree)")
 	procs := fs.Int("procs", 32, "processes of the process-tree benchmark")
 	nfds := fs.Int("fds", 10000, "fds of the many-fds benchmark, against 10 (0: skip it)")
+	criu := fs.String("criu", "", "a CRIU binary: dump and restore the thread and tree shapes with it too, and print rtcr/CRIU")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -33,18 +34,30 @@ func runBench(args []string) error {
 	if *nfds != 0 && (*nfds <= 10 || *nfds > 1<<20) {
 		return usagef("--fds must be 0 or 11-1048576")
 	}
+	if *criu != "" {
+		if *threads == 0 {
+			return usagef("--criu compares the thread and tree shapes: --threads must not be 0")
+		}
+		if err := bench.CheckCRIU(*criu); err != nil {
+			return usagef("--criu %s: %v", *criu, err)
+		}
+	}
 	res, err := bench.Run(bench.Options{Size: n, Runs: *runs, Dir: *dir})
 	if err != nil {
 		return err
 	}
 	res.Print(os.Stdout)
 	if *threads > 0 {
-		shapes, err := bench.RunShapes(*dir, *threads, *procs, *runs)
+		shapes, err := bench.RunShapes(*dir, *threads, *procs, *runs, *criu)
 		if err != nil {
 			return err
 		}
 		fmt.Println()
 		bench.PrintShapes(os.Stdout, shapes)
+		if *criu != "" {
+			fmt.Println()
+			bench.PrintCRIU(os.Stdout, shapes)
+		}
 	}
 	if *nfds > 0 {
 		counts := []int{10, 12} // 12: one whole cycle of the mix
