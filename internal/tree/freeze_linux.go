@@ -94,7 +94,13 @@ func Freeze(root int) (_ *Frozen, err error) {
 		return nil, err
 	}
 	for {
-		children, err := ChildMap()
+		var live []int
+		for _, pid := range f.Order {
+			if _, ok := f.Tids[pid]; ok {
+				live = append(live, pid)
+			}
+		}
+		children, err := StoppedChildren(live)
 		if err != nil {
 			return nil, err
 		}
