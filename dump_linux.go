@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -136,14 +137,16 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	var live []int
 	for _, pid := range f.Order {
 		if !f.Zombies[pid] {
-			if err := tree.CheckNamespaces(pid, nested); err != nil {
-				return fmt.Errorf("dump %d: %w", opts.Pid, err)
-			}
-			if err := cred.CheckSeccomp(pid, f.Tids[pid]); err != nil {
-				return fmt.Errorf("dump %d: %w", opts.Pid, err)
-			}
 			live = append(live, pid)
 		}
+	}
+	if err := forEach(live, func(pid int) error {
+		if err := tree.CheckNamespaces(pid, nested); err != nil {
+			return err
+		}
+		return cred.CheckSeccomp(pid, f.Tids[pid])
+	}); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	fds, err = files.NewTree(live)
 	if err != nil {
@@ -161,27 +164,42 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	// What must be read from inside, every process at once, each on its
-	// own tracer thread; then, one process after the other, the fds (one
-	// index for the tree) and the memory (one record of shared memory).
+	// own tracer thread; meanwhile, one process after the other as their
+	// injections end, the fds (one index for the tree) and the memory
+	// (one record of shared memory; the scratch area is gone by then).
 	procs := make(map[int]*image.Process, len(live))
+	injected := make(map[int]chan error, len(live))
 	for _, pid := range live {
 		procs[pid] = &image.Process{Pid: pid}
+		injected[pid] = make(chan error, 1)
 	}
 	injectStart := time.Now()
-	if err := f.Each(live, func(pid int) error {
-		if err := collectInside(ctx, log, procs[pid], f.Tids[pid]); err != nil {
-			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+	all := make(chan error, 1)
+	go func() {
+		all <- f.Each(live, func(pid int) error {
+			err := collectInside(ctx, log, procs[pid], f.Tids[pid])
+			if err != nil {
+				err = fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			injected[pid] <- err
+			return err
+		})
+	}()
+	// Whatever returns below, the release (deferred above, so run after
+	// this) waits until every process is out of its injection.
+	defer func() {
+		if all != nil {
+			<-all
 		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	logStep(log, root, "injected state", time.Since(injectStart), "processes", len(live))
+	}()
 	shared := mem.NewShared()
 	shared.DumpFile = fds.DumpMapped
 	for _, pid := range f.Order {
 		p := image.Process{Pid: pid}
-		if procs[pid] != nil {
+		if ch := injected[pid]; ch != nil {
+			if err := <-ch; err != nil {
+				return err
+			}
 			p = *procs[pid]
 		}
 		p.Stopped = f.Stopped[pid]
@@ -204,6 +222,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 		c.Processes = append(c.Processes, p)
 	}
+	if err := <-all; err != nil {
+		return err
+	}
+	all = nil
+	logStep(log, root, "injected state", time.Since(injectStart), "processes", len(live))
 	if c.SysVShm, err = shared.SysV(); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -386,6 +409,27 @@ func newCheckpoint() *image.Checkpoint {
 		Arch:    "x86_64",
 		Created: time.Now().UnixNano(),
 	}
+}
+
+// forEach runs fn for every pid of pids at once and returns the first
+// error in the order of pids, once every fn has returned.
+func forEach(pids []int, fn func(pid int) error) error {
+	errs := make([]error, len(pids))
+	var wg sync.WaitGroup
+	for i, pid := range pids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(pid)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ctxWriter fails writes once ctx is cancelled, which stops a dump.

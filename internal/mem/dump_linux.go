@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -246,15 +245,16 @@ type copier struct {
 // writer's own error.
 var errWriteFailed = errors.New("page file write failed")
 
-// copyBufs keeps copy buffers from one process's dump to the next: made
-// new for each, the two buffers cost a tree's dump 16 MiB of cleared
-// memory per process, milliseconds of its freeze.
-var copyBufs = sync.Pool{New: func() any { return make([]byte, 0, copyBuf) }}
+// firstCopyBuf is the size the copy buffers start at; they double up to
+// copyBuf as a process's memory needs. Made at copyBuf for each process,
+// the two buffers cost a tree's dump 16 MiB of cleared memory per
+// process, milliseconds of its freeze each.
+const firstCopyBuf = 64 << 10
 
 func newCopier(pid int, w io.Writer) *copier {
 	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
-	c.free <- copyBufs.Get().([]byte)[:0]
-	c.free <- copyBufs.Get().([]byte)[:0]
+	c.free <- make([]byte, 0, firstCopyBuf)
+	c.free <- make([]byte, 0, firstCopyBuf)
 	go func() {
 		var err error
 		for b := range c.full {
@@ -277,6 +277,12 @@ func (c *copier) offset() int64 { return c.queued }
 func (c *copier) add(addr, n uint64) error {
 	for n > 0 {
 		room := uint64(cap(c.buf) - len(c.buf))
+		if room == 0 && cap(c.buf) < copyBuf {
+			// Nothing is read into the buffer before flush: a bigger
+			// one needs no copy.
+			c.buf = make([]byte, len(c.buf), min(2*cap(c.buf), copyBuf))
+			continue
+		}
 		if room == 0 || len(c.iov) == 1024 {
 			if err := c.flush(); err != nil {
 				return err
@@ -328,11 +334,5 @@ func (c *copier) close() error {
 	if werr := <-c.done; werr != nil && (err == nil || errors.Is(err, errWriteFailed)) {
 		err = fmt.Errorf("write pages: %w", werr)
 	}
-	// The writer is done: both buffers are back (one in c.buf).
-	copyBufs.Put(c.buf[:0])
-	for len(c.free) > 0 {
-		copyBufs.Put((<-c.free)[:0])
-	}
-	c.buf = nil
 	return err
 }
