@@ -116,7 +116,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			}
 		}
 		if kill {
-			f.Kill()
+			// Stopped until the SIGKILLs are sent, as CRIU counts it;
+			// collecting the deaths comes after.
+			f.SendKill()
+			stats.Freeze = time.Since(frozenAt)
+			f.Reap()
 			if nerr := fds.ReleaseNetwork(true); nerr != nil && err == nil {
 				err = fmt.Errorf("dump %d: %w", opts.Pid, nerr)
 			}
@@ -125,7 +129,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 		logStep(log, root, "release", time.Since(released), "kill", kill)
 		stats.Exited = f.Exited // killed while frozen: nothing to release
-		stats.Freeze = time.Since(frozenAt)
+		if !kill {
+			stats.Freeze = time.Since(frozenAt)
+		}
 	}()
 	c := newCheckpoint()
 	if nested {

@@ -267,17 +267,28 @@ func dead(pid int) bool {
 	return err != nil || st.State == 'Z' || st.State == 'X'
 }
 
-// Kill kills every frozen process and collects, as their tracer, the
-// death of each thread (a leader is reported after its other threads), so
-// that their parents (or init) can reap them. Children are collected
-// before parents: the dying init of a pid namespace waits until every
-// other process of it is gone. Then it ends the tracer threads.
+// Kill kills every frozen process (SendKill) and collects their deaths
+// (Reap).
 func (f *Frozen) Kill() {
+	f.SendKill()
+	f.Reap()
+}
+
+// SendKill sends SIGKILL to every frozen process.
+func (f *Frozen) SendKill() {
 	for _, pid := range f.Order {
 		if _, ok := f.Tids[pid]; ok {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
+}
+
+// Reap collects, as their tracer, the death of each thread of the killed
+// processes (a leader is reported after its other threads), so that their
+// parents (or init) can reap them. Children are collected before parents:
+// the dying init of a pid namespace waits until every other process of it
+// is gone. Then it ends the tracer threads.
+func (f *Frozen) Reap() {
 	// Any thread of rtcr may wait for a tracee of another (no
 	// __WNOTHREAD), so this needs no tracer thread.
 	for i := len(f.Order) - 1; i >= 0; i-- {
