@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -65,6 +66,7 @@ var refusedOpts = []struct {
 // the tree is released or killed.
 type inetTree struct {
 	lock        string
+	keeper      *netlock.Keeper // renews lock's lease until release or kill
 	locked      map[uint64]bool
 	established bool // some socket locked is an established connection
 	held        map[uint64]*heldConn
@@ -221,10 +223,13 @@ func (t *Tree) LockNetwork(pids []int, name string) (string, error) {
 		// (a client may be refused while the tree is down).
 		return "", nil
 	}
-	if err := netlock.Lock(name, conns); err != nil {
+	// A lease, renewed until the tree is released or killed: a dump
+	// killed with SIGKILL must not leave the tree's connections blocked.
+	if err := netlock.Lock(name, conns, time.Now().Add(netlock.Lease)); err != nil {
 		return "", err
 	}
 	t.inet.lock = name
+	t.inet.keeper = netlock.Keep(name)
 	return name, nil
 }
 
@@ -276,6 +281,11 @@ func (t *Tree) RepairForKill() error {
 	if t.inet == nil {
 		return nil
 	}
+	if t.inet.keeper != nil {
+		if err := t.inet.keeper.Err(); err != nil {
+			return fmt.Errorf("the network lock may have lapsed while the tree was frozen: %w", err)
+		}
+	}
 	for ino, h := range t.inet.held {
 		if err := unix.SetsockoptInt(h.fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
 			return fmt.Errorf("TCP_REPAIR on socket:[%d] before the kill: %w", ino, err)
@@ -288,13 +298,21 @@ func (t *Tree) RepairForKill() error {
 // leaves it running), turns repair mode off again on every established
 // connection (setting back SO_REUSEADDR, which TCP_REPAIR resets),
 // closes rtcr's copies and removes the network lock. For a killed tree
-// (killed true) it only closes the copies: the connections, in repair
-// mode, go without a packet, and the lock stays for the restore.
+// (killed true) it closes the copies (the connections, in repair mode,
+// go without a packet) and makes the lock hold for good, until the
+// restore removes it.
 func (t *Tree) ReleaseNetwork(killed bool) error {
 	if t.inet == nil {
 		return nil
 	}
 	var first error
+	if t.inet.keeper != nil {
+		t.inet.keeper.Stop()
+		t.inet.keeper = nil
+		if killed && t.inet.lock != "" {
+			first = netlock.Hold(t.inet.lock)
+		}
+	}
 	for ino, h := range t.inet.held {
 		if !killed {
 			if err := repairOff(h.fd, h.reuse, false); err != nil && first == nil {
