@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestPeriodicRestoreAny(t *testing.T) {
 	for pidFree(init) == false {
 		time.Sleep(10 * time.Millisecond)
 	}
-	printed := len(testutil.WaitForLines(t, tg.out, 1, time.Second))
+	printed := len(counted(t, tg.out, 1))
 	latest := latestNumber(ck)
 	var kept []int
 	for n := 1; n <= latest; n++ {
@@ -45,7 +46,9 @@ func TestPeriodicRestoreAny(t *testing.T) {
 			kept = append(kept, n)
 		}
 	}
-	if len(kept) != 4 {
+	// 5 when rtcr was killed between the link to a new one and the
+	// removal of the oldest.
+	if len(kept) < 4 || len(kept) > 5 {
 		t.Fatalf("checkpoints %v kept up to latest %d, want 4", kept, latest)
 	}
 	pick := kept[rand.IntN(len(kept)-1)] // not latest: that one comes next
@@ -57,7 +60,7 @@ func TestPeriodicRestoreAny(t *testing.T) {
 			t.Fatalf("restore %s: %v", dir, err)
 		}
 		tg.pid, tg.done = st.Pid, false
-		lines := testutil.WaitForLines(t, tg.out, printed+20, 30*time.Second)
+		lines := counted(t, tg.out, printed+20)
 		first := checkConsecutive(t, lines[printed:printed+20])
 		last, _ := strconv.Atoi(lines[printed-1])
 		if first > last+1 || first < 1 {
@@ -65,7 +68,7 @@ func TestPeriodicRestoreAny(t *testing.T) {
 		}
 		firsts = append(firsts, first)
 		tg.kill()
-		printed = len(testutil.WaitForLines(t, tg.out, 1, time.Second))
+		printed = len(counted(t, tg.out, 1))
 	}
 	if firsts[0] > firsts[1] {
 		t.Fatalf("checkpoint %d counts on from %d, later than latest (%d) from %d", pick, firsts[0], latest, firsts[1])
@@ -80,4 +83,28 @@ func latestNumber(dir string) int {
 	}
 	n, _ := strconv.Atoi(l)
 	return n
+}
+
+// counted waits (30 s at most) until the file out holds n lines of the
+// counter (numbers: rtcr run's own lines on stderr go to the same file)
+// and returns them.
+func counted(t *testing.T, out string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(out)
+		var lines []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if _, err := strconv.Atoi(l); err == nil {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) >= n {
+			return lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d counter lines in %s after 30 s, want %d", len(lines), out, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
