@@ -34,7 +34,7 @@ type Listener struct {
 
 // String names the listener for messages.
 func (l Listener) String() string {
-	return fmt.Sprintf("fd %d (socket:[%d]) of %d, TCP %s", l.FD, l.Ino, l.Pid, l.Local)
+	return fmt.Sprintf("fd %d (socket:[%d]) of %d: TCP socket %s (LISTEN)", l.FD, l.Ino, l.Pid, l.Local)
 }
 
 // TCPListeners returns the listening TCP sockets (of rtcr's network

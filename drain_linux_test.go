@@ -1,0 +1,265 @@
+package rtcr_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/netlock"
+	"github.com/rtcr/rtcr/internal/testutil"
+	"github.com/rtcr/rtcr/internal/tree"
+)
+
+// clients keeps n clients connecting to a server, one request a
+// connection ("N\n", reply "N <N*7> <server pid>"), until stopped; any
+// failure (a refused or reset connection, a wrong reply) is recorded.
+type clients struct {
+	mu     sync.Mutex
+	served int
+	byPid  map[int]int
+	errs   []error
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startClients(addr string, n int) *clients {
+	c := &clients{byPid: map[int]int{}, stop: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		c.wg.Add(1)
+		go func(i int) {
+			defer c.wg.Done()
+			for k := int64(i) * 1000000; ; k++ {
+				select {
+				case <-c.stop:
+					return
+				default:
+				}
+				pid, err := ask(addr, k)
+				c.mu.Lock()
+				if err != nil {
+					c.errs = append(c.errs, err)
+				} else {
+					c.served++
+					c.byPid[pid]++
+				}
+				c.mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}(i)
+	}
+	return c
+}
+
+// ask makes one connection to addr with request k and returns the pid
+// that answered. The timeouts are generous: a client's SYN held back by
+// the drain or the network lock is sent again after 1, 3, 7, 15 … s.
+func ask(addr string, k int64) (int, error) {
+	conn, err := net.DialTimeout("tcp", addr, 90*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("request %d: %w", k, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(90 * time.Second))
+	if _, err := fmt.Fprintf(conn, "%d\n", k); err != nil {
+		return 0, fmt.Errorf("request %d: write: %w", k, err)
+	}
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		return 0, fmt.Errorf("request %d: read: %w", k, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 || f[0] != strconv.FormatInt(k, 10) || f[1] != strconv.FormatInt(7*k, 10) {
+		return 0, fmt.Errorf("request %d: reply %q", k, b)
+	}
+	return strconv.Atoi(f[2])
+}
+
+// count returns how many requests were served, and by which pids.
+func (c *clients) count() (int, map[int]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := map[int]int{}
+	for p, n := range c.byPid {
+		m[p] = n
+	}
+	return c.served, m
+}
+
+// waitFor waits until ok holds of the counts (a failed client fails the
+// test).
+func (c *clients) waitFor(t *testing.T, what string, timeout time.Duration, ok func(served int, byPid map[int]int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		served, byPid := c.count()
+		if ok(served, byPid) {
+			return
+		}
+		c.mu.Lock()
+		errs := c.errs
+		c.mu.Unlock()
+		if len(errs) > 0 {
+			t.Fatalf("waiting for %s: a client failed: %v", what, errs[0])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %d served (%v) after %v", what, served, byPid, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// finish stops the clients and fails the test for every failure.
+func (c *clients) finish(t *testing.T) {
+	t.Helper()
+	close(c.stop)
+	c.wg.Wait()
+	for _, err := range c.errs {
+		t.Errorf("a client failed (a reset, a refusal or a lost request): %v", err)
+	}
+}
+
+// dumpDrained dumps and kills tg while clients keep connecting, once its
+// listener has connections waiting to be accepted, and checks the dump
+// drained it: a drain step in the log, and the drain table gone after
+// the dump while the network lock holds the port.
+func dumpDrained(t *testing.T, tg *target) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ls, err := files.TCPListeners([]int{tg.pid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ls) == 1 && ls[0].Queued > 0 {
+			t.Logf("%v: %d connections queued before the dump", ls[0], ls[0].Queued)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection queued on the listener of %d within 30 s: %v", tg.pid, ls)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var log bytes.Buffer
+	dir := t.TempDir()
+	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatalf("dump: %v\n%s", err, log.String())
+	}
+	tg.reap()
+	var drain string
+	for _, l := range strings.Split(log.String(), "\n") {
+		if strings.Contains(l, "msg=drain ") {
+			drain = l
+		}
+	}
+	if drain == "" {
+		t.Fatalf("no drain step in the dump's log:\n%s", log.String())
+	}
+	t.Logf("dump frozen %v; %s", st.Freeze, drain[strings.Index(drain, "msg="):])
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netlock.Unlock(c.NetLock) }) // a failed test's
+	if c.NetLock == "" || !netlock.Exists(c.NetLock) {
+		t.Fatalf("network lock %q not in place after the kill", c.NetLock)
+	}
+	if name := netlock.DrainName(strings.TrimPrefix(c.NetLock, "rtcr_"), os.Getpid()); netlock.Exists(name) {
+		t.Errorf("drain table %s still there after the dump", name)
+	}
+	return dir
+}
+
+// TestTCPDrain checkpoints a server that accepts slowly (testdata/
+// acceptor.c slow: its accept queue rarely empty) while four clients
+// outside the tree keep connecting, kills it and restores it: the dump
+// holds new connections back, lets the server accept the queued ones,
+// and every client is served, none refused or reset, before, during and
+// after the downtime.
+func TestTCPDrain(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireNft(t)
+	tg := start(t, testutil.BuildC(t, "acceptor", false), "trigger", "slow")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(serverPort(t, tg)))
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	cl := startClients(addr, 4)
+	defer func() {
+		select {
+		case <-cl.stop:
+		default:
+			cl.finish(t)
+		}
+	}()
+	cl.waitFor(t, "10 requests served", 60*time.Second, func(n int, _ map[int]int) bool { return n >= 10 })
+	dir := dumpDrained(t, tg)
+	time.Sleep(300 * time.Millisecond) // clients knock at the lock
+	tg.restore(dir)
+	before, _ := cl.count()
+	cl.waitFor(t, "30 requests served after the restore", 90*time.Second, func(n int, _ map[int]int) bool { return n >= before+30 })
+	cl.finish(t)
+	tg.fire()
+	if code := tg.wait(30 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("server exit %d, output:\n%s", code, tg.output())
+	}
+	served, _ := cl.count()
+	t.Logf("%d requests served, %d before the restore", served, before)
+}
+
+// TestTCPDrainPrefork: a pre-fork server (testdata/acceptor.c prefork),
+// parent and child accepting on one listener, goes through dump, kill
+// and restore while clients keep connecting: the shared listener is
+// drained once and restored shared, both processes serve again after
+// the restore, and no client is refused or reset.
+func TestTCPDrainPrefork(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireNft(t)
+	tg := start(t, testutil.BuildC(t, "acceptor", false), "trigger", "prefork")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(serverPort(t, tg)))
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	children, err := tree.ChildMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(children[tg.pid]) != 1 {
+		t.Fatalf("server %d has children %v, want one", tg.pid, children[tg.pid])
+	}
+	child := children[tg.pid][0]
+	cl := startClients(addr, 6)
+	defer func() {
+		select {
+		case <-cl.stop:
+		default:
+			cl.finish(t)
+		}
+	}()
+	both := func(from map[int]int) func(int, map[int]int) bool {
+		return func(_ int, m map[int]int) bool { return m[tg.pid] > from[tg.pid]+5 && m[child] > from[child]+5 }
+	}
+	cl.waitFor(t, "parent and child serving", 60*time.Second, both(nil))
+	dir := dumpDrained(t, tg)
+	time.Sleep(300 * time.Millisecond)
+	tg.restore(dir)
+	_, mark := cl.count()
+	cl.waitFor(t, "parent and child serving after the restore", 90*time.Second, both(mark))
+	cl.finish(t)
+	tg.fire()
+	if code := tg.wait(30 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("server exit %d, output:\n%s", code, tg.output())
+	}
+	served, byPid := cl.count()
+	t.Logf("%d requests served: %v (parent %d, child %d)", served, byPid, tg.pid, child)
+}
