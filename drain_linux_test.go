@@ -3,11 +3,14 @@ package rtcr_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,4 +265,100 @@ func TestTCPDrainPrefork(t *testing.T) {
 	}
 	served, byPid := cl.count()
 	t.Logf("%d requests served: %v (parent %d, child %d)", served, byPid, tg.pid, child)
+}
+
+// backlogWithClient starts testdata/tcpserver.c backlog (a listener
+// that never accepts) with one client connection waiting in its queue.
+func backlogWithClient(t *testing.T) *target {
+	t.Helper()
+	tg := start(t, testutil.BuildC(t, "tcpserver", false), "trigger", "backlog")
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(serverPort(t, tg))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	return tg
+}
+
+// drainTables returns the drain tables of rtcr process pid that exist.
+func drainTables(t *testing.T, pid int) []string {
+	t.Helper()
+	var out []string
+	for _, n := range rtcrTables(t) {
+		if netlock.Exists(n + "_drain_" + strconv.Itoa(pid)) {
+			out = append(out, n+"_drain_"+strconv.Itoa(pid))
+		}
+	}
+	return out
+}
+
+// TestTCPDrainInterrupted: a dump cancelled (Ctrl-C) while it waits for
+// a listener's queue to empty returns ErrInterrupted, removes its drain
+// table and leaves the server running untouched.
+func TestTCPDrainInterrupted(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireNft(t)
+	tg := backlogWithClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the drain table is in, while the dump waits.
+		deadline := time.Now().Add(30 * time.Second)
+		for len(drainTables(t, os.Getpid())) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	_, err := rtcr.Dump(ctx, rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir()})
+	cancel()
+	if !errors.Is(err, rtcr.ErrInterrupted) {
+		t.Fatalf("dump cancelled during the drain: %v, want ErrInterrupted", err)
+	}
+	if l := drainTables(t, os.Getpid()); len(l) > 0 {
+		t.Errorf("drain tables left after the interrupted dump: %v", l)
+	}
+	tg.runsOnOK()
+}
+
+// TestTCPDrainKilled: `rtcr dump` killed with SIGKILL while it waits for
+// a listener's queue leaves its drain table (documented: the user
+// deletes it, or the next dump does) and the server running, never
+// frozen; the next dump of a tree with a listener removes that table.
+func TestTCPDrainKilled(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireNft(t)
+	tg := backlogWithClient(t)
+	cmd := exec.Command(testutil.BuildRtcr(t), "dump", "--pid", strconv.Itoa(tg.pid), "--dir", filepath.Join(t.TempDir(), "img"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var left []string
+	for len(left) == 0 {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("no drain table of rtcr %d within 30 s", cmd.Process.Pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+		left = drainTables(t, cmd.Process.Pid)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	t.Cleanup(func() { _ = netlock.Unlock(left[0]) })
+	if !netlock.Exists(left[0]) {
+		t.Fatalf("drain table %s gone after rtcr was killed", left[0])
+	}
+	if tp := tracerPid(tg.pid); tp != 0 {
+		t.Fatalf("server %d traced by %d after the killed dump", tg.pid, tp)
+	}
+	// The next dump, of another server with a listener, sweeps it.
+	other := start(t, testutil.BuildC(t, "tcpserver", false), "trigger", "backlog")
+	serverPort(t, other)
+	testutil.WaitForFile(t, other.out, "ready\n", 10*time.Second)
+	other.dump(true)
+	if netlock.Exists(left[0]) {
+		t.Errorf("drain table %s of the killed dump still there after the next dump", left[0])
+	}
+	tg.runsOnOK()
+	other.runsOnOK()
 }
