@@ -30,6 +30,10 @@ const (
 	drainPoll = 5 * time.Millisecond
 )
 
+// drainFrozenHook, when set (by tests), runs after each freeze of a dump
+// that drains listeners, before the queues are looked at.
+var drainFrozenHook func(try int, table string)
+
 // drainer is the drain table of one dump.
 type drainer struct {
 	name      string // the table; "" while none is installed
@@ -74,6 +78,9 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 		f, err := tree.Freeze(root)
 		if err != nil {
 			return nil, d, err
+		}
+		if drainFrozenHook != nil && d.name != "" {
+			drainFrozenHook(try, d.name)
 		}
 		var live []int
 		for _, pid := range f.Order {

@@ -362,3 +362,119 @@ func TestTCPDrainKilled(t *testing.T) {
 	tg.runsOnOK()
 	other.runsOnOK()
 }
+
+// slipIn returns a drain hook that, at the freezes for which when(try)
+// holds, lets one connection slip past the drain into the frozen
+// server's accept queue, as a connection racing the freeze would: it
+// deletes the drain table (the next try installs it again), connects,
+// sends request try and waits until the connection is queued.
+func slipIn(t *testing.T, tg *target, addr string, when func(try int) bool, conns *[]net.Conn) func(int, string) {
+	return func(try int, table string) {
+		if !when(try) {
+			return
+		}
+		if err := netlock.Unlock(table); err != nil {
+			t.Error(err)
+			return
+		}
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Errorf("connect past the drain: %v", err)
+			return
+		}
+		*conns = append(*conns, c)
+		if _, err := fmt.Fprintf(c, "%d\n", try); err != nil {
+			t.Error(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			ls, err := files.TCPListeners([]int{tg.pid})
+			if err == nil && len(ls) == 1 && ls[0].Queued > 0 {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Errorf("the connection made at freeze %d is not in the accept queue", try)
+	}
+}
+
+// TestTCPDrainRetry: a connection that enters the accept queue at the
+// freeze (made by a test hook while the server is frozen) makes the dump
+// let the server run and accept it, then freeze again; the dump, kill
+// and restore go on and the connection is served.
+func TestTCPDrainRetry(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireNft(t)
+	tg := start(t, testutil.BuildC(t, "acceptor", false), "trigger", "slow")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(serverPort(t, tg)))
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	rtcr.SetDrainFrozenHookForTest(slipIn(t, tg, addr, func(try int) bool { return try == 1 }, &conns))
+	defer rtcr.SetDrainFrozenHookForTest(nil)
+	var log bytes.Buffer
+	dir := t.TempDir()
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, Logger: slog.New(slog.NewTextHandler(&log, nil))}); err != nil {
+		t.Fatalf("dump: %v\n%s", err, log.String())
+	}
+	tg.reap()
+	rtcr.SetDrainFrozenHookForTest(nil)
+	if !strings.Contains(log.String(), "a connection was queued at the freeze") || !strings.Contains(log.String(), "tries=2") {
+		t.Fatalf("the dump did not freeze twice:\n%s", log.String())
+	}
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netlock.Unlock(c.NetLock) })
+	tg.restore(dir)
+	if len(conns) != 1 {
+		t.Fatalf("%d connections slipped in, want 1", len(conns))
+	}
+	_ = conns[0].SetDeadline(time.Now().Add(60 * time.Second))
+	b, err := io.ReadAll(conns[0])
+	if f := strings.Fields(string(b)); err != nil || len(f) != 3 || f[0] != "1" || f[1] != "7" {
+		t.Fatalf("the connection queued at the freeze: reply %q, %v", b, err)
+	}
+	tg.fire()
+	if code := tg.wait(30 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("server exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestTCPDrainRefusedAfterTries: when a connection enters the queue at
+// every one of the 3 freezes, the dump is refused naming the listener
+// and the count; the server runs on and serves them, and the drain
+// table is gone.
+func TestTCPDrainRefusedAfterTries(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireNft(t)
+	tg := start(t, testutil.BuildC(t, "acceptor", false), "trigger", "slow")
+	port := serverPort(t, tg)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	rtcr.SetDrainFrozenHookForTest(slipIn(t, tg, addr, func(int) bool { return true }, &conns))
+	defer rtcr.SetDrainFrozenHookForTest(nil)
+	tg.dumpRefused("fd 3 (", fmt.Sprintf("127.0.0.1:%d (LISTEN)", port), "connections not accepted yet at each of 3 freezes")
+	rtcr.SetDrainFrozenHookForTest(nil)
+	if l := drainTables(t, os.Getpid()); len(l) > 0 {
+		t.Errorf("drain tables left after the refused dump: %v", l)
+	}
+	for i, c := range conns {
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), strconv.Itoa(i+1)+" ") {
+			t.Errorf("connection %d: reply %q, %v", i+1, b, err)
+		}
+	}
+	tg.runsOnOK()
+}
