@@ -40,6 +40,15 @@ type drainer struct {
 	gen       string
 	listeners []files.Listener
 	frozenAt  time.Time // when the freeze that succeeded began
+	// swept receives the outcome of the sweep of stale drain tables,
+	// which runs beside the dump (nil: none started).
+	swept chan sweepResult
+}
+
+// sweepResult is what netlock.SweepDrains did.
+type sweepResult struct {
+	names []string
+	err   error
 }
 
 // freezeDrained freezes the tree of root (tree.Freeze) once the accept
@@ -67,7 +76,7 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 	start := time.Now()
 	for try := 1; ; try++ {
 		if len(d.listeners) > 0 {
-			if err := d.install(log, root); err != nil {
+			if err := d.install(); err != nil {
 				return nil, d, err
 			}
 			if err := d.wait(ctx, log, root); err != nil {
@@ -132,16 +141,17 @@ func (d *drainer) add(ls []files.Listener) {
 }
 
 // install installs or replaces the drain table for d's listeners. The
-// first time, it deletes the drain tables of dumps killed before.
-func (d *drainer) install(log *slog.Logger, root int) error {
-	if d.name == "" {
-		swept, err := netlock.SweepDrains()
-		if err != nil {
-			return err
-		}
-		for _, s := range swept {
-			log.Warn("removed the drain table of a killed dump", "pid", root, "table", "inet "+s)
-		}
+// first time, it starts deleting the drain tables of dumps killed
+// before (see remove).
+func (d *drainer) install() error {
+	if d.swept == nil {
+		// Off the dump's path: it only lists tables and deletes those
+		// of rtcr processes that are gone.
+		d.swept = make(chan sweepResult, 1)
+		go func() {
+			names, err := netlock.SweepDrains()
+			d.swept <- sweepResult{names, err}
+		}()
 	}
 	name := netlock.DrainName(d.gen, os.Getpid())
 	addrs := make([]netip.AddrPort, 0, len(d.listeners))
@@ -195,12 +205,23 @@ func (d *drainer) wait(ctx context.Context, log *slog.Logger, root int) error {
 	}
 }
 
-// remove deletes the drain table, if one was installed.
-func (d *drainer) remove() error {
-	if d == nil || d.name == "" {
+// remove deletes the drain table, if one was installed, and reports
+// the sweep of stale ones in log (a failed sweep fails no dump).
+func (d *drainer) remove(log *slog.Logger, root int) error {
+	if d.swept != nil {
+		r := <-d.swept
+		d.swept = nil
+		for _, s := range r.names {
+			log.Warn("removed the drain table of a killed dump", "pid", root, "table", "inet "+s)
+		}
+		if r.err != nil {
+			log.Warn("sweeping the drain tables of killed dumps", "pid", root, "err", r.err)
+		}
+	}
+	if d.name == "" {
 		return nil
 	}
-	if err := netlock.Unlock(d.name); err != nil {
+	if err := netlock.RemoveDrain(d.name); err != nil {
 		return err
 	}
 	d.name = ""

@@ -97,7 +97,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	// (a killed tree's listeners stay behind the network lock).
 	f, drain, err := freezeDrained(ctx, log, root, stage.Gen)
 	defer func() {
-		if derr := drain.remove(); derr != nil && err == nil {
+		if derr := drain.remove(log, root); derr != nil && err == nil {
 			err = fmt.Errorf("dump %d: %w", opts.Pid, derr)
 		}
 	}()

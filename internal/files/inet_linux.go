@@ -13,7 +13,8 @@ import (
 
 // inetKind covers TCP and UDP sockets, IPv4 and IPv6, in rtcr's network
 // namespace: unconnected and bound sockets, listening TCP sockets (with
-// no connection waiting to be accepted), established TCP connections
+// no connection waiting to be accepted: the dump lets the program accept
+// them before the freeze, see drain_linux.go), established TCP connections
 // (TCP_REPAIR, see tcprepair_linux.go) and UDP sockets, bound and
 // connected, with no datagram queued. rtcr reads everything on a
 // pidfd_getfd copy of the socket (nothing is injected); restore creates
@@ -371,7 +372,9 @@ func dumpInet(s *fdState) (image.FD, bool, error) {
 		// accept queue's length, tcpi_sacked the backlog.
 		waiting := nativeU32(c.info[24:])
 		if waiting > 0 {
-			return image.FD{}, false, fmt.Errorf("%s: listening, with %d connections not accepted yet (not saved): %w", what, waiting, ErrUnsupported)
+			// Reached without nft (no drain) or when a handshake
+			// completed after the drain's check.
+			return image.FD{}, false, fmt.Errorf("%s: listening, with %d connections not accepted yet (not saved; the dump lets the program accept them first only with the nft command): %w", what, waiting, ErrUnsupported)
 		}
 		sk.Backlog = int(nativeU32(c.info[28:]))
 	case c.state == image.TCPClose:

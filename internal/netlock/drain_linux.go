@@ -70,6 +70,16 @@ func Drain(name string, listeners []netip.AddrPort) error {
 	return nil
 }
 
+// RemoveDrain deletes drain table name with one nft call; a table that
+// is gone already is no error.
+func RemoveDrain(name string) error {
+	err := nft("", "delete", "table", "inet", name)
+	if err != nil && Exists(name) {
+		return fmt.Errorf("remove drain table %s: %w", name, err)
+	}
+	return nil
+}
+
 // SweepDrains deletes the drain tables left by rtcr processes that are
 // gone (a dump killed with SIGKILL), and returns their names. A table
 // whose rtcr is alive belongs to a dump under way and stays.
