@@ -60,18 +60,23 @@ type sweepResult struct {
 // connection is then refused by the fd dump).
 func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) (*tree.Frozen, *drainer, error) {
 	d := &drainer{gen: gen}
-	if netlock.Available() {
-		children, err := tree.ChildMap()
-		if err != nil {
-			return nil, d, err
-		}
-		pids := []int{root}
-		for i := 0; i < len(pids); i++ {
-			pids = append(pids, children[pids[i]]...)
-		}
-		if d.listeners, err = files.TCPListeners(pids); err != nil {
-			return nil, d, err
-		}
+	if !netlock.Available() {
+		d.frozenAt = time.Now()
+		f, err := tree.Freeze(root)
+		return f, d, err
+	}
+	// The tree as it is now (it may fork meanwhile: the check after the
+	// freeze covers every process).
+	children, err := tree.ChildMap()
+	if err != nil {
+		return nil, d, err
+	}
+	pids := []int{root}
+	for i := 0; i < len(pids); i++ {
+		pids = append(pids, children[pids[i]]...)
+	}
+	if d.listeners, err = files.TCPListeners(pids); err != nil {
+		return nil, d, err
 	}
 	start := time.Now()
 	for try := 1; ; try++ {
@@ -97,19 +102,12 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 				live = append(live, pid)
 			}
 		}
-		now, err := files.TCPListeners(live)
+		now, err := files.QueuedListeners(live)
 		if err != nil {
 			_ = f.Release()
 			return nil, d, err
 		}
-		queued := -1
-		for i, l := range now {
-			if l.Queued > 0 {
-				queued = i
-				break
-			}
-		}
-		if queued < 0 || !netlock.Available() {
+		if len(now) == 0 {
 			if d.name != "" {
 				logStep(log, root, "drain", time.Since(start), "listeners", len(d.listeners), "tries", try, "table", "inet "+d.name)
 			}
@@ -117,12 +115,12 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 			return f, d, nil
 		}
 		if err := f.Release(); err != nil {
-			return nil, d, fmt.Errorf("release to let %s accept: %w", now[queued], err)
+			return nil, d, fmt.Errorf("release to let %s accept: %w", now[0], err)
 		}
 		if try == drainTries {
-			return nil, d, fmt.Errorf("%s: listening, with %d connections not accepted yet at each of %d freezes (not saved): %w", now[queued], now[queued].Queued, drainTries, files.ErrUnsupported)
+			return nil, d, fmt.Errorf("%s: listening, with %d connections not accepted yet at each of %d freezes (not saved): %w", now[0], now[0].Queued, drainTries, files.ErrUnsupported)
 		}
-		log.Info("drain: a connection was queued at the freeze, letting the tree accept it", "pid", root, "listener", now[queued].String(), "queued", now[queued].Queued, "try", try)
+		log.Info("drain: a connection was queued at the freeze, letting the tree accept it", "pid", root, "listener", now[0].String(), "queued", now[0].Queued, "try", try)
 		d.add(now)
 	}
 }

@@ -40,9 +40,31 @@ func (l Listener) String() string {
 // TCPListeners returns the listening TCP sockets (of rtcr's network
 // namespace) that processes pids hold, each once, with their queues.
 func TCPListeners(pids []int) ([]Listener, error) {
+	return listenersOf(pids, func(*Listener) bool { return true })
+}
+
+// QueuedListeners returns the listening TCP sockets that processes pids
+// hold with connections in their accept queue. The fds are read only
+// when some listener of the namespace has any: after the freeze, in the
+// common case, it costs one sock_diag dump.
+func QueuedListeners(pids []int) ([]Listener, error) {
+	return listenersOf(pids, func(l *Listener) bool { return l.Queued > 0 })
+}
+
+// listenersOf returns the listening TCP sockets that processes pids
+// hold for which want holds.
+func listenersOf(pids []int, want func(*Listener) bool) ([]Listener, error) {
 	diag, err := tcpListenDiag()
 	if err != nil {
 		return nil, err
+	}
+	for ino, l := range diag.listeners {
+		if !want(l) {
+			delete(diag.listeners, ino)
+		}
+	}
+	if len(diag.listeners) == 0 {
+		return nil, nil
 	}
 	var out []Listener
 	seen := map[uint64]bool{}
