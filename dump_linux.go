@@ -94,11 +94,18 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	log := logger(opts.Logger)
-	frozenAt := time.Now()
-	f, err := tree.Freeze(root)
+	// The drain table goes last, once the tree is released or killed
+	// (a killed tree's listeners stay behind the network lock).
+	f, drain, err := freezeDrained(ctx, log, root, stage.Gen)
+	defer func() {
+		if derr := drain.remove(log, root); derr != nil && err == nil {
+			err = fmt.Errorf("dump %d: %w", opts.Pid, derr)
+		}
+	}()
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	frozenAt := drain.frozenAt
 	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
 	kill := false
 	var fds *files.Tree
