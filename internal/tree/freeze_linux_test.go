@@ -70,7 +70,8 @@ func TestReleaseOfKilledProcess(t *testing.T) {
 
 // TestStoppedChildrenMatchesChildMap: for a frozen tree, the children read
 // from /proc/PID/task/TID/children are those the scan of every process
-// finds; every process has its tracer, and after Release none is traced.
+// finds, and Descendants walks the tree in freeze order; every process has
+// its tracer, and after Release none is traced.
 func TestStoppedChildrenMatchesChildMap(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (ptrace): run as root, CI does")
@@ -121,6 +122,9 @@ func TestStoppedChildrenMatchesChildMap(t *testing.T) {
 	}
 	if len(pids) != 5 {
 		t.Errorf("froze %v, want sh, its 3 children and a grandchild", pids)
+	}
+	if d, err := Descendants(root); err != nil || fmt.Sprint(d) != fmt.Sprint(pids) {
+		t.Errorf("Descendants(%d) = %v (%v), want the frozen %v", root, d, err, pids)
 	}
 	if err := f.Release(); err != nil {
 		t.Fatal(err)

@@ -85,6 +85,34 @@ func StoppedChildren(pids []int) (map[int][]int, error) {
 	return m, nil
 }
 
+// Descendants returns root and its descendants as they are now, parents
+// first, from /proc/PID/task/TID/children (or one scan of every process
+// on kernels without them). The tree runs meanwhile: a process forked or
+// reparented during the walk may be missed, so use it only where a later
+// check, on the frozen tree, covers what it misses.
+func Descendants(root int) ([]int, error) {
+	if !haveTaskChildren() {
+		m, err := ChildMap()
+		if err != nil {
+			return nil, err
+		}
+		pids := []int{root}
+		for i := 0; i < len(pids); i++ {
+			pids = append(pids, m[pids[i]]...)
+		}
+		return pids, nil
+	}
+	pids := []int{root}
+	for i := 0; i < len(pids); i++ {
+		m, err := StoppedChildren(pids[i : i+1])
+		if err != nil {
+			return nil, err
+		}
+		pids = append(pids, m[pids[i]]...)
+	}
+	return pids, nil
+}
+
 // haveTaskChildren reports whether this kernel has
 // /proc/PID/task/TID/children (asked once, of rtcr's own thread).
 var haveTaskChildren = sync.OnceValue(func() bool {
