@@ -25,7 +25,9 @@ import (
 // mappings that differ from the file (copied-on-write or swapped). Pages
 // still backed by the file, and shared file mappings, come back from the
 // file on restore.
-func Dump(pid int, pw *image.PageWriter, shared *Shared) ([]image.VMA, []byte, error) {
+//
+// inc (nil: no tracking) makes the dump aware of dirty tracking: see Incr.
+func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
 	maps, err := procfs.ReadSmaps(pid)
 	if err != nil {
 		return nil, nil, err
@@ -37,7 +39,7 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared) ([]image.VMA, []byte, e
 	defer pm.Close()
 
 	cp := newCopier(pid, pw)
-	vmas, vdso, err := collect(pid, maps, pm, cp, shared)
+	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc)
 	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
 		err = cerr // the writer's own error says what failed
 	}
@@ -47,11 +49,12 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared) ([]image.VMA, []byte, e
 	return vmas, vdso, nil
 }
 
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared) ([]image.VMA, []byte, error) {
+func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
 	var vmas []image.VMA
 	var vdso []byte
 	var entries []uint64
 	for _, m := range maps {
+		tracked := inc.stripTracking(&m)
 		v, ok, err := classify(pid, m)
 		if err != nil {
 			return nil, nil, err
@@ -89,6 +92,19 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 		}
 		if v.Kind == image.KindSysV && !sysvHome {
 			keep = nil // the segment's first attachment saves its pages
+		}
+		if inc != nil && Trackable(&v) {
+			if tracked {
+				inc.TrackedRanges = append(inc.TrackedRanges, [2]uint64{v.Start, v.End})
+			} else {
+				inc.Untracked = append(inc.Untracked, [2]uint64{v.Start, v.End})
+			}
+			if tracked && inc.Scan != nil {
+				if err := incrRuns(&v, inc, cp); err != nil {
+					return nil, nil, fmt.Errorf("written pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+				}
+				keep = nil
+			}
 		}
 		if keep != nil {
 			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
