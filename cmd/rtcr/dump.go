@@ -56,7 +56,7 @@ func runDump(args []string) error {
 		fmt.Printf("incremental: %.1f MiB unchanged since %s stay there\n", float64(st.ParentPages*4096)/(1<<20), st.Parent)
 	}
 	if o.TrackMem {
-		fmt.Printf("memory tracking goes on: dump again with --parent %s --track-mem\n", o.Dir)
+		fmt.Printf("memory tracking goes on: a next dump with --parent naming %s (relative to its --dir) holds only the pages written since\n", o.Dir)
 	}
 	return nil
 }
