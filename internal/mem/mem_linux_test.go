@@ -141,7 +141,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 			t.Errorf("dump mm of stub: %v", err)
 			return
 		}
-		if gotVMAs, gotVDSO, err = mem.Dump(r.Pid, image.NewPageWriter(new(bytes.Buffer)), nil); err != nil {
+		if gotVMAs, gotVDSO, err = mem.Dump(r.Pid, image.NewPageWriter(new(bytes.Buffer)), nil, nil); err != nil {
 			t.Errorf("dump memory of stub: %v", err)
 		}
 	})
