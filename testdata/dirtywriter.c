@@ -16,8 +16,10 @@
 //   move I N J   mremap pages I..I+N-1 to J..J+N-1 (MREMAP_FIXED)
 //   prot I N P   mprotect them: P is "r" or "rw"
 //   fork         fork a child that follows "ccmd-N" files from N+1 on
-//   verify       check every page against its stamp: "OK\n" or "FAIL …\n"
-//                ("cOK\n", "cFAIL …\n" in the child), then exit 0 or 1.
+//   verify       check every page against its stamp: "OK SUM\n" (SUM: the
+//                sum of (page+1)*stamp over all pages) or "FAIL …\n" ("cOK",
+//                "cFAIL" in the child), then exit 0 or 1.
+// cflags: -pthread
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -33,6 +35,7 @@
 static char *base;
 static long npages;
 static long *stamp;
+static long *origin; // the page index a page was filled at (moves with it)
 static int nthreads = 1;
 static int child;
 
@@ -49,6 +52,7 @@ static void fill(long page, long s)
 	for (long i = 0; i < PAGE / 8; i++)
 		w[i] = pattern(page, s, i);
 	stamp[page] = s;
+	origin[page] = page;
 }
 
 static void say(const char *fmt, long n)
@@ -79,12 +83,14 @@ static void *worker(void *arg)
 
 static int verify(void)
 {
+	long sum = 0;
 	for (long p = 0; p < npages; p++) {
+		sum += (p + 1) * stamp[p];
 		if (stamp[p] < 0)
 			continue;
 		uint64_t *w = (uint64_t *)(base + p * PAGE);
 		for (long i = 0; i < PAGE / 8; i++) {
-			uint64_t want = stamp[p] ? pattern(p, stamp[p], i) : 0;
+			uint64_t want = stamp[p] ? pattern(origin[p], stamp[p], i) : 0;
 			if (w[i] != want) {
 				char buf[160];
 				int len = snprintf(buf, sizeof buf, "%sFAIL page %ld word %ld stamp %ld\n", child ? "c" : "", p, i, stamp[p]);
@@ -94,7 +100,7 @@ static int verify(void)
 			}
 		}
 	}
-	say("%sOK\n", 0);
+	say("%sOK %ld\n", sum);
 	return 0;
 }
 
@@ -151,11 +157,13 @@ static void run(char *line, long n)
 			stamp[p] = 0;
 	} else if (!strcmp(op, "move")) {
 		err = mremap(at, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, base + c * PAGE) == MAP_FAILED;
-		long tmp[b];
+		long tmp[b], org[b];
 		memcpy(tmp, &stamp[a], sizeof tmp);
+		memcpy(org, &origin[a], sizeof org);
 		for (long p = a; p < a + b; p++)
 			stamp[p] = -1;
 		memcpy(&stamp[c], tmp, sizeof tmp);
+		memcpy(&origin[c], org, sizeof org);
 	} else if (!strcmp(op, "prot")) {
 		err = mprotect(at, len, c ? PROT_READ | PROT_WRITE : PROT_READ);
 	}
@@ -171,8 +179,9 @@ int main(int argc, char **argv)
 	nthreads = argc > 2 ? atoi(argv[2]) : 1;
 	base = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	stamp = calloc(npages, sizeof *stamp);
+	origin = calloc(npages, sizeof *origin);
 	todo = calloc(npages, sizeof *todo);
-	if (base == MAP_FAILED || !stamp || !todo)
+	if (base == MAP_FAILED || !stamp || !origin || !todo)
 		return 2;
 	madvise(base, npages * PAGE, MADV_NOHUGEPAGE);
 	for (long p = 0; p < npages; p++)

@@ -54,20 +54,20 @@ func (inc *Incr) stripTracking(m *procfs.Mapping) bool {
 // parent image and names the parent's copy of every other page the parent
 // holds, except pages that are empty now (dropped since: zero again).
 func incrRuns(v *image.VMA, inc *Incr, cp *copier) error {
+	// Empty pages first: a page dropped since (MADV_DONTNEED) is also
+	// reported written, and reading it would save a page of zeros.
+	empty, err := inc.Scan.Empty(v.Start, v.End)
+	if err != nil {
+		return err
+	}
 	written, err := inc.Scan.Written(v.Start, v.End)
 	if err != nil {
 		return err
 	}
+	written = cutRanges(written, empty)
 	var refs []image.PageRun
 	if inc.Parent != nil {
-		refs = parentRuns(inc.Parent, v.Start, v.End)
-	}
-	if len(refs) > 0 {
-		empty, err := inc.Scan.Empty(v.Start, v.End)
-		if err != nil {
-			return err
-		}
-		refs = cutRuns(refs, mergeRanges(written, empty))
+		refs = cutRuns(parentRuns(inc.Parent, v.Start, v.End), mergeRanges(written, empty))
 	}
 	// Both lists are sorted and disjoint: merge them in address order.
 	i, j := 0, 0
@@ -86,6 +86,22 @@ func incrRuns(v *image.VMA, inc *Incr, cp *copier) error {
 		j++
 	}
 	return nil
+}
+
+// cutRanges removes the sorted ranges cut from the sorted ranges rs.
+func cutRanges(rs, cut [][2]uint64) [][2]uint64 {
+	if len(cut) == 0 {
+		return rs
+	}
+	runs := make([]image.PageRun, len(rs))
+	for i, r := range rs {
+		runs[i] = image.PageRun{Addr: r[0], Count: (r[1] - r[0]) / image.PageSize}
+	}
+	var out [][2]uint64
+	for _, r := range cutRuns(runs, cut) {
+		out = append(out, [2]uint64{r.Addr, r.Addr + r.Count*image.PageSize})
+	}
+	return out
 }
 
 // appendRun appends r to v.Pages, joined with the last run when both are
