@@ -251,6 +251,7 @@ type copier struct {
 	iov    []unix.RemoteIovec
 	free   chan []byte
 	full   chan []byte
+	mapped [][]byte // buffers to unmap at close
 	done   chan error
 	// failed is set when a write failed (disk full, Ctrl-C): reading the
 	// rest of the memory would only keep the target frozen longer.
@@ -263,8 +264,9 @@ var errWriteFailed = errors.New("page file write failed")
 
 func newCopier(pid int, w io.Writer) *copier {
 	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
-	c.free <- make([]byte, 0, copyBuf)
-	c.free <- make([]byte, 0, copyBuf)
+	for range 2 {
+		c.free <- c.buffer()
+	}
 	go func() {
 		var err error
 		for b := range c.full {
@@ -331,12 +333,28 @@ func (c *copier) flush() error {
 	return nil
 }
 
+// buffer returns an empty copy buffer of copyBuf bytes whose pages exist
+// already: populated by the kernel in one call, because a user-space page
+// fault is slow on our machines (~12 µs: 4096 of them would cost an
+// incremental dump ~50 ms of its freeze). It falls back to Go memory.
+func (c *copier) buffer() []byte {
+	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return make([]byte, 0, copyBuf)
+	}
+	c.mapped = append(c.mapped, b)
+	return b[:0]
+}
+
 // close flushes what is queued and waits for the writer.
 func (c *copier) close() error {
 	err := c.flush()
 	close(c.full)
 	if werr := <-c.done; werr != nil && (err == nil || errors.Is(err, errWriteFailed)) {
 		err = fmt.Errorf("write pages: %w", werr)
+	}
+	for _, b := range c.mapped {
+		_ = unix.Munmap(b)
 	}
 	return err
 }
