@@ -48,7 +48,8 @@ type procTrack struct {
 // reads the parent image. It refuses the new image's own directory (its
 // commit would remove the parent's page files) and a chain at its bound.
 func openParent(opts DumpOptions) (*tracking, error) {
-	t := &tracking{on: opts.TrackMem, procs: map[int]*procTrack{}}
+	// A dump that kills the tree has nothing to track afterwards.
+	t := &tracking{on: opts.TrackMem && opts.LeaveRunning, procs: map[int]*procTrack{}}
 	if opts.Parent == "" {
 		return t, nil
 	}

@@ -227,3 +227,59 @@ func restoreRefused(t *testing.T, pid int, dir, want string) {
 	}
 	t.Logf("refused: %v", err)
 }
+
+// TestTrackingEnds: a dump without TrackMem of a tracked process ends the
+// tracking: the userfaultfd is gone from the process, its mappings are no
+// longer registered, its state file is removed, and a later increment is
+// refused.
+func TestTrackingEnds(t *testing.T) {
+	testutil.RequireRoot(t)
+	w := startWriter(t, 64, 1)
+	w.dump("1", "")
+	st, err := track.Load(w.pid)
+	if err != nil || st == nil || st.Fd < track.MinFd {
+		t.Fatalf("tracking state after a --track-mem dump: %+v, %v", st, err)
+	}
+	if !hasUffdWP(t, w.pid) {
+		t.Fatal("no mapping registered for write-protect tracking")
+	}
+	w.run("", "w 4")
+	// An increment without --track-mem: the last of its chain.
+	last, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: w.pid, Dir: filepath.Join(w.ck, "2"), Parent: "../1", LeaveRunning: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.ParentPages == 0 {
+		t.Fatal("the last increment took no pages from its parent")
+	}
+	if _, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", w.pid, st.Fd)); err == nil {
+		t.Fatalf("fd %d still open in the writer", st.Fd)
+	}
+	if hasUffdWP(t, w.pid) {
+		t.Fatal("mappings still registered after tracking ended")
+	}
+	if st, _ := track.Load(w.pid); st != nil {
+		t.Fatalf("tracking state left: %+v", st)
+	}
+	_, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: w.pid, Dir: filepath.Join(w.ck, "3"), Parent: "../2", LeaveRunning: true, TrackMem: true})
+	if !errors.Is(err, track.ErrNoTracking) {
+		t.Fatalf("increment after tracking ended: %v", err)
+	}
+	w.run("", "w 5")
+	w.dump("4", "")
+	w.restoreAndVerify(filepath.Join(w.ck, "4"))
+}
+
+// hasUffdWP reports whether a mapping of pid carries the "uw" VmFlag.
+func hasUffdWP(t *testing.T, pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmFlags:") && strings.Contains(l+" ", " uw ") {
+			return true
+		}
+	}
+	return false
+}

@@ -29,7 +29,8 @@ type DumpOptions struct {
 	// TrackMem keeps track of the pages the tree writes after this dump
 	// (userfaultfd write-protect, see README "Incremental checkpoints"),
 	// so that a later dump with Parent set to this image copies only
-	// those. Without it a dump ends any tracking of the tree.
+	// those. Without it (or without LeaveRunning) a dump ends any
+	// tracking of the tree.
 	TrackMem bool
 	// Parent makes the dump incremental: the image directory (relative
 	// to Dir unless absolute) of the previous dump of this tree, which
