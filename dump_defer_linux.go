@@ -52,6 +52,12 @@ func (f *memFile) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Keep takes b (mapped memory, see mem.Keeper) as the next chunk.
+func (f *memFile) Keep(b []byte) error {
+	f.chunks = append(f.chunks, b)
+	return nil
+}
+
 // WriteTo writes the contents to w.
 func (f *memFile) WriteTo(w io.Writer) (int64, error) {
 	var total int64
@@ -94,4 +100,33 @@ func (d *deferred) free() {
 	for _, f := range d.files {
 		f.free()
 	}
+}
+
+// keepWriter is what an incremental dump copies pages into during the
+// freeze: the copy buffers go to f as they are (mem.Keeper), and pw
+// (writing nowhere) computes the page file's size and checksums on the
+// way.
+type keepWriter struct {
+	pw *image.PageWriter
+	f  *memFile
+}
+
+func newKeepWriter(f *memFile) *keepWriter {
+	return &keepWriter{pw: image.NewPageWriter(io.Discard), f: f}
+}
+
+// Write copies p into f (the copier only writes through Keep).
+func (k *keepWriter) Write(p []byte) (int, error) {
+	if _, err := k.pw.Write(p); err != nil {
+		return 0, err
+	}
+	return k.f.Write(p)
+}
+
+// Keep checksums b and hands it to f.
+func (k *keepWriter) Keep(b []byte) error {
+	if _, err := k.pw.Write(b); err != nil {
+		return err
+	}
+	return k.f.Keep(b)
 }

@@ -377,16 +377,19 @@ func writePages(ctx context.Context, stage *image.Stage, p *image.Process, share
 	if later != nil {
 		f := &memFile{name: p.PageFile}
 		later.files = append(later.files, f)
-		return copyPages(ctx, f, p, shared, inc)
+		k := newKeepWriter(f)
+		return copyPages(k, k.pw, p, shared, inc)
 	}
-	return stage.WriteFile(p.PageFile, func(w io.Writer) error { return copyPages(ctx, w, p, shared, inc) })
+	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
+		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
+		return copyPages(pw, pw, p, shared, inc)
+	})
 }
 
 // copyPages copies the memory of p into w, recording its mappings, page
-// runs and checksums in p.
-func copyPages(ctx context.Context, w io.Writer, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
-	pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
-	vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc)
+// runs and checksums (from pw, which w writes through) in p.
+func copyPages(w io.Writer, pw *image.PageWriter, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
+	vmas, vdso, err := mem.Dump(p.Pid, w, shared, inc)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,10 @@ import (
 // file on restore.
 //
 // inc (nil: no tracking) makes the dump aware of dirty tracking: see Incr.
-func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
+//
+// pw receives the page file's bytes; a Keeper is handed the copy buffers
+// themselves instead (no copy, no writer goroutine).
+func Dump(pid int, pw io.Writer, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
 	maps, err := procfs.ReadSmaps(pid)
 	if err != nil {
 		return nil, nil, err
@@ -252,6 +255,7 @@ type copier struct {
 	free   chan []byte
 	full   chan []byte
 	mapped [][]byte // buffers to unmap at close
+	keeper Keeper   // takes the filled buffers (no writer goroutine)
 	done   chan error
 	// failed is set when a write failed (disk full, Ctrl-C): reading the
 	// rest of the memory would only keep the target frozen longer.
@@ -262,8 +266,19 @@ type copier struct {
 // writer's own error.
 var errWriteFailed = errors.New("page file write failed")
 
+// Keeper is a page-file writer that takes the copy buffers themselves:
+// Keep owns b (memory mapped with mmap, which it unmaps) from then on.
+type Keeper interface {
+	Keep(b []byte) error
+}
+
 func newCopier(pid int, w io.Writer) *copier {
 	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
+	if k, ok := w.(Keeper); ok {
+		c.keeper = k
+		c.done <- nil
+		return c // its first buffer comes with the first add
+	}
 	for range 2 {
 		c.free <- c.buffer()
 	}
@@ -287,6 +302,12 @@ func (c *copier) offset() int64 { return c.queued }
 
 // add queues n bytes at addr.
 func (c *copier) add(addr, n uint64) error {
+	if c.keeper != nil && c.buf == nil {
+		var err error
+		if c.buf, err = keptBuffer(); err != nil {
+			return err
+		}
+	}
 	for n > 0 {
 		room := uint64(cap(c.buf) - len(c.buf))
 		if room == 0 || len(c.iov) == 1024 {
@@ -327,10 +348,29 @@ func (c *copier) flush() error {
 			off += r.Len
 		}
 	}
+	c.iov = c.iov[:0]
+	if c.keeper != nil {
+		if err := c.keeper.Keep(c.buf); err != nil {
+			_ = unix.Munmap(c.buf[:cap(c.buf)])
+			c.buf = nil
+			return err
+		}
+		var err error
+		c.buf, err = keptBuffer()
+		return err
+	}
 	c.full <- c.buf
 	c.buf = <-c.free
-	c.iov = c.iov[:0]
 	return nil
+}
+
+// keptBuffer returns a copy buffer for a Keeper, populated by the kernel.
+func keptBuffer() ([]byte, error) {
+	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("memory for copying pages: %w", err)
+	}
+	return b[:0], nil
 }
 
 // buffer returns an empty copy buffer of copyBuf bytes whose pages exist
@@ -355,6 +395,9 @@ func (c *copier) close() error {
 	}
 	for _, b := range c.mapped {
 		_ = unix.Munmap(b)
+	}
+	if c.keeper != nil && c.buf != nil {
+		_ = unix.Munmap(c.buf[:cap(c.buf)]) // the last, empty buffer
 	}
 	return err
 }
