@@ -302,13 +302,13 @@ func (c *copier) offset() int64 { return c.queued }
 
 // add queues n bytes at addr.
 func (c *copier) add(addr, n uint64) error {
-	if c.keeper != nil && c.buf == nil {
-		var err error
-		if c.buf, err = keptBuffer(); err != nil {
-			return err
-		}
-	}
 	for n > 0 {
+		if c.keeper != nil && c.buf == nil {
+			var err error
+			if c.buf, err = keptBuffer(); err != nil {
+				return err
+			}
+		}
 		room := uint64(cap(c.buf) - len(c.buf))
 		if room == 0 || len(c.iov) == 1024 {
 			if err := c.flush(); err != nil {
@@ -355,18 +355,22 @@ func (c *copier) flush() error {
 			c.buf = nil
 			return err
 		}
-		var err error
-		c.buf, err = keptBuffer()
-		return err
+		c.buf = nil // the next add maps another
+		return nil
 	}
 	c.full <- c.buf
 	c.buf = <-c.free
 	return nil
 }
 
+// keptBuf is the size of a copy buffer handed to a Keeper: smaller than
+// copyBuf, since an increment is often small and each buffer is populated
+// while the target is frozen.
+const keptBuf = 2 << 20
+
 // keptBuffer returns a copy buffer for a Keeper, populated by the kernel.
 func keptBuffer() ([]byte, error) {
-	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	b, err := unix.Mmap(-1, 0, keptBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, fmt.Errorf("memory for copying pages: %w", err)
 	}
