@@ -40,7 +40,9 @@ func statePath(pid int) string { return filepath.Join(StateDir, strconv.Itoa(pid
 // or a fd that is no longer a userfaultfd.
 func Load(pid int) (*State, error) {
 	b, err := os.ReadFile(statePath(pid))
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		// Only root writes state files: an rtcr without root made none
+		// (and cannot extend root's).
 		return nil, nil
 	}
 	if err != nil {
