@@ -63,17 +63,7 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
-	var later *deferred
-	if opts.LeaveRunning && tr.parent != nil {
-		later = &deferred{}
-	}
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr, later) })
-	if err == nil && later != nil {
-		if err = later.write(stage); err != nil {
-			err = fmt.Errorf("dump %d: %w", opts.Pid, err)
-		}
-	}
-	later.free()
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		_ = tr.finish(false, "")
@@ -97,11 +87,7 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 // the image, then releases or kills them. It runs on the tracer thread.
 // Every file is written through stage (into the directory it opened), page
 // files named after its generation.
-//
-// With later set (an incremental dump that leaves the tree running), page
-// files are copied into memory and they and the manifest are left to
-// later, written after the release.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking, later *deferred) (err error) {
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -213,7 +199,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
-			if err := writePages(ctx, stage, &p, shared, inc, later); err != nil {
+			if err := writePages(ctx, stage, &p, shared, inc); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if n := tr.protect(log, pid); n > 0 {
@@ -258,10 +244,6 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	c.FreezeNs = int64(time.Since(frozenAt))
-	if later != nil {
-		later.c = c // written after the release
-		return nil
-	}
 	if err := stage.WriteManifest(c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -372,30 +354,18 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 
 // writePages copies the memory of p into its page file of the stage's
 // generation.
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, later *deferred) error {
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
-	if later != nil {
-		f := &memFile{name: p.PageFile}
-		later.files = append(later.files, f)
-		k := newKeepWriter(f)
-		return copyPages(k, k.pw, p, shared, inc)
-	}
 	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
-		return copyPages(pw, pw, p, shared, inc)
+		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc)
+		if err != nil {
+			return err
+		}
+		p.VMAs, p.VDSO = vmas, vdso
+		p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
+		return nil
 	})
-}
-
-// copyPages copies the memory of p into w, recording its mappings, page
-// runs and checksums (from pw, which w writes through) in p.
-func copyPages(w io.Writer, pw *image.PageWriter, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
-	vmas, vdso, err := mem.Dump(p.Pid, w, shared, inc)
-	if err != nil {
-		return err
-	}
-	p.VMAs, p.VDSO = vmas, vdso
-	p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
-	return nil
 }
 
 // refuseAncestor refuses to dump a process rtcr itself descends from: its

@@ -27,10 +27,7 @@ import (
 // file on restore.
 //
 // inc (nil: no tracking) makes the dump aware of dirty tracking: see Incr.
-//
-// pw receives the page file's bytes; a Keeper is handed the copy buffers
-// themselves instead (no copy, no writer goroutine).
-func Dump(pid int, pw io.Writer, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
+func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
 	maps, err := procfs.ReadSmaps(pid)
 	if err != nil {
 		return nil, nil, err
@@ -255,7 +252,6 @@ type copier struct {
 	free   chan []byte
 	full   chan []byte
 	mapped [][]byte // buffers to unmap at close
-	keeper Keeper   // takes the filled buffers (no writer goroutine)
 	done   chan error
 	// failed is set when a write failed (disk full, Ctrl-C): reading the
 	// rest of the memory would only keep the target frozen longer.
@@ -266,19 +262,8 @@ type copier struct {
 // writer's own error.
 var errWriteFailed = errors.New("page file write failed")
 
-// Keeper is a page-file writer that takes the copy buffers themselves:
-// Keep owns b (memory mapped with mmap, which it unmaps) from then on.
-type Keeper interface {
-	Keep(b []byte) error
-}
-
 func newCopier(pid int, w io.Writer) *copier {
 	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
-	if k, ok := w.(Keeper); ok {
-		c.keeper = k
-		c.done <- nil
-		return c // its first buffer comes with the first add
-	}
 	for range 2 {
 		c.free <- c.buffer()
 	}
@@ -303,12 +288,6 @@ func (c *copier) offset() int64 { return c.queued }
 // add queues n bytes at addr.
 func (c *copier) add(addr, n uint64) error {
 	for n > 0 {
-		if c.keeper != nil && c.buf == nil {
-			var err error
-			if c.buf, err = keptBuffer(); err != nil {
-				return err
-			}
-		}
 		room := uint64(cap(c.buf) - len(c.buf))
 		if room == 0 || len(c.iov) == 1024 {
 			if err := c.flush(); err != nil {
@@ -334,6 +313,9 @@ func (c *copier) flush() error {
 	if len(c.buf) == 0 {
 		return nil
 	}
+	// Pages already there cost the kernel a walk; an error (an older
+	// kernel, Go memory) leaves them to page faults.
+	_ = unix.Madvise(c.buf, unix.MADV_POPULATE_WRITE)
 	local := []unix.Iovec{{Base: &c.buf[0]}}
 	local[0].SetLen(len(c.buf))
 	n, err := unix.ProcessVMReadv(c.pid, local, c.iov, 0)
@@ -348,41 +330,19 @@ func (c *copier) flush() error {
 			off += r.Len
 		}
 	}
-	c.iov = c.iov[:0]
-	if c.keeper != nil {
-		if err := c.keeper.Keep(c.buf); err != nil {
-			_ = unix.Munmap(c.buf[:cap(c.buf)])
-			c.buf = nil
-			return err
-		}
-		c.buf = nil // the next add maps another
-		return nil
-	}
 	c.full <- c.buf
 	c.buf = <-c.free
+	c.iov = c.iov[:0]
 	return nil
 }
 
-// keptBuf is the size of a copy buffer handed to a Keeper: smaller than
-// copyBuf, since an increment is often small and each buffer is populated
-// while the target is frozen.
-const keptBuf = 2 << 20
-
-// keptBuffer returns a copy buffer for a Keeper, populated by the kernel.
-func keptBuffer() ([]byte, error) {
-	b, err := unix.Mmap(-1, 0, keptBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
-	if err != nil {
-		return nil, fmt.Errorf("memory for copying pages: %w", err)
-	}
-	return b[:0], nil
-}
-
-// buffer returns an empty copy buffer of copyBuf bytes whose pages exist
-// already: populated by the kernel in one call, because a user-space page
-// fault is slow on our machines (~12 µs: 4096 of them would cost an
-// incremental dump ~50 ms of its freeze). It falls back to Go memory.
+// buffer returns an empty copy buffer of copyBuf bytes. Its pages are
+// populated by flush as they are first needed, in one call: a user-space
+// page fault is slow on our machines (~12 µs; 2048 of them per buffer),
+// and populating the whole buffer up front would cost every small process
+// its price. It falls back to Go memory.
 func (c *copier) buffer() []byte {
-	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return make([]byte, 0, copyBuf)
 	}
@@ -399,9 +359,6 @@ func (c *copier) close() error {
 	}
 	for _, b := range c.mapped {
 		_ = unix.Munmap(b)
-	}
-	if c.keeper != nil && c.buf != nil {
-		_ = unix.Munmap(c.buf[:cap(c.buf)]) // the last, empty buffer
 	}
 	return err
 }
