@@ -95,10 +95,10 @@ func ParentDir(dir string, l *ParentLink) string {
 	return filepath.Join(dir, l.Dir)
 }
 
-// CheckChainLink checks that parent is the image child's link names (id
-// and manifest checksum, one image shorter chain) and that every page run
-// of child held by parent or a deeper ancestor through it... is checked
-// separately by CheckAncestorRuns. parentDir names the parent in errors.
+// CheckChainLink checks that parent is the image child's link names: the
+// same id and manifest checksum, and a chain one image shorter. (The page
+// runs child takes from it are checked by CheckAncestorRuns.) parentDir
+// names the parent in errors.
 func CheckChainLink(child, parent *Checkpoint, parentDir string) error {
 	l := child.Parent
 	if parent.ID != l.ID {
