@@ -31,6 +31,9 @@ func runDump(args []string) error {
 	if o.Dir == "" {
 		return usagef("--dir is required")
 	}
+	if o.TrackMem && !o.LeaveRunning {
+		return usagef("--track-mem needs --leave-running (-R): a killed process has nothing left to track")
+	}
 	log, closeLog, err := lf.open()
 	if err != nil {
 		return err
