@@ -29,6 +29,10 @@ import (
 // locked the image directory dir, before anything is written into it.
 var dumpStageHook func(dir string)
 
+// dumpMemoryHook, when set (by tests), runs after the memory of each
+// process was copied; an error fails the dump there.
+var dumpMemoryHook func(pid int) error
+
 // Dump checkpoints process opts.Pid into opts.Dir. Whatever fails, and
 // whenever ctx is cancelled, the target is released running as before;
 // it is killed only when the image is complete and LeaveRunning is false.
@@ -201,6 +205,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			}
 			if err := writePages(ctx, stage, &p, shared, inc); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			if dumpMemoryHook != nil {
+				if err := dumpMemoryHook(pid); err != nil {
+					return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+				}
 			}
 			if n := tr.protect(log, pid); n > 0 {
 				logStep(log, pid, "tracking", 0, "untracked_mappings", n)

@@ -3,3 +3,7 @@ package rtcr
 // SetDumpStageHookForTest makes Dump call f with the image directory once
 // it has opened and locked it, before it writes anything (nil: no hook).
 func SetDumpStageHookForTest(f func(dir string)) { dumpStageHook = f }
+
+// SetDumpMemoryHookForTest makes Dump call f after the memory of each
+// process was copied; an error fails the dump there (nil: no hook).
+func SetDumpMemoryHookForTest(f func(pid int) error) { dumpMemoryHook = f }

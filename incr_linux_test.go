@@ -283,3 +283,33 @@ func hasUffdWP(t *testing.T, pid int) bool {
 	}
 	return false
 }
+
+// TestFailedIncrementRefusesItsParent: an increment that fails after its
+// scan re-protected the written pages must not leave the parent usable
+// for another increment (those pages would be missing from it): the next
+// increment against it is refused, and a full dump starts over.
+func TestFailedIncrementRefusesItsParent(t *testing.T) {
+	testutil.RequireRoot(t)
+	w := startWriter(t, 64, 1)
+	w.dump("1", "")
+	w.run("", "w 1 2")
+	rtcr.SetDumpMemoryHookForTest(func(int) error { return errors.New("injected failure") })
+	_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: w.pid, Dir: filepath.Join(w.ck, "2"), Parent: "../1", LeaveRunning: true, TrackMem: true})
+	rtcr.SetDumpMemoryHookForTest(nil)
+	if err == nil || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("dump with a failing hook: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.ck, "2", image.ManifestName)); err == nil {
+		t.Fatal("the failed increment left a manifest")
+	}
+	_, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: w.pid, Dir: filepath.Join(w.ck, "2"), Parent: "../1", LeaveRunning: true, TrackMem: true})
+	if !errors.Is(err, track.ErrNoTracking) || !strings.Contains(err.Error(), "did not complete") {
+		t.Fatalf("increment against the parent of a failed one: %v", err)
+	}
+	w.run("", "w 3")
+	w.dump("3", "")
+	w.run("", "w 4")
+	c := w.dump("4", "3")
+	w.wantPages(c, w.pid, 4)
+	w.restoreAndVerify(filepath.Join(w.ck, "4"))
+}
