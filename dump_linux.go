@@ -162,7 +162,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	if err := tr.load(opts.Pid, live, fds); err != nil {
+	if err := tr.load(opts.Pid, root, live, fds); err != nil {
 		return err
 	}
 	tr.link(c, opts)

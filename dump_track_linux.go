@@ -80,9 +80,10 @@ func openParent(opts DumpOptions) (*tracking, error) {
 }
 
 // load reads the tracking state of every live process of the frozen tree,
-// refuses an incremental dump whose target (pid) is not tracked since the
+// refuses an incremental dump whose target (pid, or the tree's root when
+// pid stands for a namespace from outside it) is not tracked since the
 // parent image, and tells fds to leave every tracking userfaultfd out.
-func (t *tracking) load(pid int, live []int, fds *files.Tree) error {
+func (t *tracking) load(pid, root int, live []int, fds *files.Tree) error {
 	var states []*track.State
 	for _, p := range live {
 		st, err := track.Load(p)
@@ -96,6 +97,9 @@ func (t *tracking) load(pid int, live []int, fds *files.Tree) error {
 			fds.Skip(p, st.Fd)
 			pt.incr = t.parent != nil && st.ImageID == t.parent.ID
 		}
+	}
+	if t.procs[pid] == nil {
+		pid = root // `rtcr run`'s pid: its namespace's init is the target
 	}
 	if t.parent != nil {
 		if pt := t.procs[pid]; pt == nil || !pt.incr {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rtcr/rtcr"
 	"github.com/rtcr/rtcr/internal/image"
@@ -312,4 +313,51 @@ func TestFailedIncrementRefusesItsParent(t *testing.T) {
 	c := w.dump("4", "3")
 	w.wantPages(c, w.pid, 4)
 	w.restoreAndVerify(filepath.Join(w.ck, "4"))
+}
+
+// TestIncrementalRun: increments of a tree started by `rtcr run`, dumped
+// through `rtcr run`'s pid (its namespace's init and the program are
+// tracked); the last increment kills the tree and restores to the right
+// bytes.
+func TestIncrementalRun(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "dirtywriter", false), "64")
+	testutil.WaitForFile(t, tg.out, "ready ", 30*time.Second)
+	var base uint64
+	if _, err := fmt.Sscanf(tg.output(), "ready %x", &base); err != nil {
+		t.Fatalf("writer output %q: %v", tg.output(), err)
+	}
+	w := &writer{target: tg, base: base, npages: 64, stamps: make([]int64, 64), ck: t.TempDir()}
+	for p := range w.stamps {
+		w.stamps[p] = int64(1000000 + p%7)
+	}
+	c := w.dump("1", "")
+	if !c.PidNS || len(c.Processes) != 2 {
+		t.Fatalf("image of the run: pid namespace %v, %d processes", c.PidNS, len(c.Processes))
+	}
+	prog := c.Processes[1].Pid // 2, inside the namespace
+	w.run("", "w 5 6")
+	c = w.dump("2", "1")
+	w.wantPages(c, prog, 5, 6)
+	w.run("", "w 7")
+	dir := filepath.Join(w.ck, "3")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, Parent: "../2"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.wantPages(c, prog, 7)
+	tg.waitOriginal()
+	st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.pid, tg.done = st.Pid, false // the restored init is our child
+	w.send("", w.round+1, "verify")
+	want := fmt.Sprintf("OK %d\n", w.sum())
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), want) {
+		t.Fatalf("restored run: exit %d, want %q in its output:\n%s", code, want, tg.output())
+	}
 }
