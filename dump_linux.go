@@ -30,6 +30,10 @@ import (
 // locked the image directory dir, before anything is written into it.
 var dumpStageHook func(dir string)
 
+// dumpMemoryHook, when set (by tests), runs after the memory of each
+// process was copied; an error fails the dump there.
+var dumpMemoryHook func(pid int) error
+
 // Dump checkpoints process opts.Pid into opts.Dir. Whatever fails, and
 // whenever ctx is cancelled, the target is released running as before;
 // it is killed only when the image is complete and LeaveRunning is false.
@@ -47,6 +51,10 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	if err := refuseAncestor(opts.Pid); err != nil {
 		return nil, err
 	}
+	tr, err := openParent(opts)
+	if err != nil {
+		return nil, err
+	}
 	// The image is written in place under a new generation; the previous
 	// image stays until the manifest commits this one (image.Stage).
 	stage, err := image.NewStage(opts.Dir)
@@ -60,26 +68,32 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats) })
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr) })
 	stats.Total = time.Since(start)
 	if err != nil {
+		_ = tr.finish(false, "")
 		if stage.Abort() {
 			return nil, fmt.Errorf("%w (the new image in %s is complete)", err, stage.Dir)
 		}
 		return nil, err
 	}
 	if err := stage.Commit(); err != nil {
+		_ = tr.finish(false, "")
 		return nil, fmt.Errorf("dump %d: the image is complete in %s: %w", opts.Pid, stage.Dir, err)
+	}
+	if err := tr.finish(true, stage.Dir); err != nil {
+		return nil, fmt.Errorf("dump %d: the image is complete in %s, but tracking cannot go on: %w", opts.Pid, stage.Dir, err)
 	}
 	log.Info("dump done", "pid", opts.Pid, "took", stats.Total.Round(time.Microsecond), "frozen", stats.Freeze.Round(time.Microsecond), "bytes", stats.PageBytes)
 	return stats, nil
 }
 
 // dumpFrozen freezes the target and its descendants, collects and writes
-// the image, then releases or kills them. It runs on the tracer thread.
+// the image, then releases or kills them. Each process is traced by a
+// tracer thread of its own (tree.Frozen.Tracers).
 // Every file is written through stage (into the directory it opened), page
 // files named after its generation.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats) (err error) {
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -165,6 +179,14 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	if err := tr.load(opts.Pid, root, live, fds); err != nil {
+		return err
+	}
+	tr.link(c, opts)
+	stats.Parent = tr.parentDir
+	if tr.parent != nil {
+		log.Info("incremental", "pid", opts.Pid, "parent", tr.parentDir, "chain", c.ChainLen, "tracked", tr.trackSummary())
+	}
 	lockStart := time.Now()
 	lock, err := fds.LockNetwork(live, image.NetLockName(stage.Gen))
 	if err != nil {
@@ -190,7 +212,8 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	all := make(chan error, 1)
 	go func() {
 		all <- f.Each(live, func(pid int) error {
-			err := collectInside(ctx, log, procs[pid], f.Tids[pid])
+			inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
+			err := collectInside(ctx, log, procs[pid], f.Tids[pid], inject)
 			if err != nil {
 				err = fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
@@ -220,18 +243,37 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 		}
 		if !p.Zombie {
+			tr.skipOwn(pid, fds)
 			if err := collectFiles(log, &p, fds); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			memStart := time.Now()
-			if err := writePages(ctx, stage, &p, shared); err != nil {
+			ipid, err := imagePid(pid, nested)
+			if err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			inc, err := tr.memIncr(pid, ipid)
+			if err != nil {
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			if err := writePages(ctx, stage, &p, shared, inc); err != nil {
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			if dumpMemoryHook != nil {
+				if err := dumpMemoryHook(pid); err != nil {
+					return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+				}
+			}
+			if n := tr.protect(log, pid); n > 0 {
+				logStep(log, pid, "tracking", 0, "untracked_mappings", n)
 			}
 			p.MapFiles = shared.MapFiles(pid)
 			stats.MemoryTime += time.Since(memStart)
 			logStep(log, pid, "memory", time.Since(memStart), "bytes", p.PageFileSize, "pages", p.PageFileSize/image.PageSize, "vmas", len(p.VMAs))
 			logVMAs(log, &p)
 			stats.PageBytes += p.PageFileSize
+			_, older := image.PageCounts(&p)
+			stats.ParentPages += int64(older)
 		}
 		c.Processes = append(c.Processes, p)
 	}
@@ -268,6 +310,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
 	}
+	c.FreezeNs = int64(time.Since(frozenAt))
 	if err := stage.WriteManifest(c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -319,7 +362,9 @@ func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err erro
 // Calls that must run inside the target are injected so that a killed rtcr
 // never harms it (see ptrace.OpenLive), with a scratch mapping that is
 // removed again before memory is read.
-func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int) (err error) {
+//
+// inject runs once the calls can be made (dirty tracking's setup).
+func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, inject func(r *ptrace.Remote) error) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
 	r, err := mem.OpenLive(pid)
@@ -332,6 +377,9 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		}
 	}()
 	t.done("scratch area", "unprotected_calls", r.WindowCalls)
+	if err := inject(r); err != nil {
+		return err
+	}
 	if err := attr.Dump(r, p); err != nil {
 		return err
 	}
@@ -382,11 +430,11 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 
 // writePages copies the memory of p into its page file of the stage's
 // generation.
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared) error {
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
 	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
-		vmas, vdso, err := mem.Dump(p.Pid, pw, shared)
+		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc)
 		if err != nil {
 			return err
 		}
@@ -421,6 +469,7 @@ func newCheckpoint() *image.Checkpoint {
 		Kernel:  unix.ByteSliceToString(uts.Release[:]) + " " + unix.ByteSliceToString(uts.Version[:]),
 		Arch:    "x86_64",
 		Created: time.Now().UnixNano(),
+		ID:      image.NewID(),
 	}
 }
 
