@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,9 +27,19 @@ const Latest = "latest"
 
 // Series is a directory of numbered checkpoints.
 type Series struct {
-	dir  string
-	keep int
-	next int
+	dir   string
+	keep  int
+	next  int
+	merge bool
+	note  func(string)
+}
+
+// Merge makes the removal of an old checkpoint merge it into its child
+// first (image.Merge); a checkpoint whose merge fails is kept (and so are
+// the ones after it), and the failure is reported by Done. note, if not
+// nil, receives one line per merge.
+func (s *Series) Merge(note func(string)) {
+	s.merge, s.note = true, note
 }
 
 // Open opens (creating it, mode 0700) the series directory dir, keeping
@@ -158,12 +169,36 @@ func (s *Series) prune(newest int) error {
 		if n == newest {
 			continue
 		}
+		if s.merge {
+			if err := s.mergeOld(n, nums); err != nil {
+				errs = append(errs, fmt.Errorf("checkpoint %d kept: %w", n, err))
+				break
+			}
+		}
 		if err := os.RemoveAll(filepath.Join(s.dir, strconv.Itoa(n))); err != nil {
 			errs = append(errs, fmt.Errorf("remove checkpoint %d: %w", n, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("checkpoint series %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// mergeOld merges checkpoint n into its child among newer (the numbers
+// after it).
+func (s *Series) mergeOld(n int, newer []int) error {
+	dirs := make([]string, len(newer))
+	for i, m := range newer {
+		dirs[i] = filepath.Join(s.dir, strconv.Itoa(m))
+	}
+	st, err := image.Merge(filepath.Join(s.dir, strconv.Itoa(n)), dirs)
+	if err != nil {
+		return err
+	}
+	if st.Child != "" && s.note != nil {
+		s.note(fmt.Sprintf("checkpoint %d merged into %s (%d pages copied, %d later manifests rewritten) and removed",
+			n, filepath.Base(st.Child), st.Pages, len(st.Rewritten)))
 	}
 	return nil
 }
