@@ -1,6 +1,7 @@
 package image
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,16 +34,25 @@ import (
 //
 // Write order and crash safety: C's new page files are written first
 // (temp file, fsync, rename, new names: C's manifest still names the old
-// ones), then C's manifest (the atomic switch to the full image), then
-// each later manifest, oldest first, newest last; C's old page files are
-// removed after that, O by the caller. A crash before C's manifest is
-// renamed leaves the old chain intact (plus unnamed page files, swept by
-// the next dump into C or removed with C). A crash after it leaves C and
-// the images already rewritten restorable, and the next image (and so the
-// ones after it) refused at restore: its parent's manifest checksum no
-// longer matches ("parent image … changed since the child was written").
-// Detectably broken, never silently wrong; that window lasts as long as
-// writing a few manifests takes.
+// ones); then every new manifest is computed in memory (each naming its
+// rewritten parent's new checksum) and staged beside the manifest it
+// replaces (".manifest.img.merged", written atomically); then a journal
+// (MergeJournal) listing the staged images is written into O; only then
+// are the staged manifests renamed into place, C first, newest last, and
+// the directories synced; last, the journal and C's old page files are
+// removed (O by the caller). So:
+//
+//   - a crash before the journal is complete leaves every image as it
+//     was, the chain through O intact (stray staged manifests and page
+//     files are ignored, and removed by ResumeMerge or with their image);
+//   - a crash after it, during the renames (a few rename calls, no data
+//     written), leaves C and the images already switched restorable and
+//     the next one (and the ones after it) refused at restore, because
+//     its parent's checksum no longer matches ("parent image … changed
+//     since the child was written"): detectably broken, never silently
+//     wrong, until ResumeMerge (run by the series when it opens and
+//     before each removal) finishes the renames from the journal. O is
+//     kept until then.
 
 // MergeStats reports what Merge did.
 type MergeStats struct {
@@ -145,32 +156,131 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 		}
 		c.Parent = &l
 	}
-	sums := make([]string, len(imgs))
+	// Every new manifest is computed (each names its parent's new
+	// checksum) and staged beside the one it replaces; the journal in the
+	// old image then lists them, and only then are they renamed into
+	// place, newest last. See the comment at the top of this file.
+	abort := func() {
+		_ = removeFiles(child.dir, newPages)
+		for _, im := range imgs {
+			_ = removeFiles(im.dir, []string{stagedManifest})
+		}
+	}
+	sums := make([][32]byte, len(imgs))
 	for i, im := range imgs {
 		if i > 0 {
 			im.c.ChainLen--
-			im.c.Parent.Sum = sums[im.parent]
+			im.c.Parent.Sum = hex.EncodeToString(sums[im.parent][:])
 		}
-		if err := WriteManifest(im.dir, im.c); err != nil {
-			if i == 0 {
-				_ = removeFiles(child.dir, newPages)
-				return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
-			}
-			return st, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+		write, sum, err := encodeManifest(im.dir, im.c)
+		if err == nil {
+			err = WriteFileAtomic(im.dir, stagedManifest, write)
 		}
-		back, err := ReadManifest(im.dir)
 		if err != nil {
-			return st, fmt.Errorf("merge %s into %s: reading back %s: %w", oldDir, child.dir, im.dir, err)
+			abort()
+			return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
 		}
-		sums[i] = back.SumHex()
-		if i > 0 {
-			st.Rewritten = append(st.Rewritten, im.dir)
-		}
+		sums[i] = sum
 	}
+	var journal []string
+	for _, im := range imgs {
+		abs, err := filepath.Abs(im.dir)
+		if err != nil {
+			abort()
+			return nil, fmt.Errorf("merge %s: %w", oldDir, err)
+		}
+		journal = append(journal, abs)
+	}
+	if err := WriteFileAtomic(oldDir, MergeJournal, func(w io.Writer) error {
+		_, err := io.WriteString(w, strings.Join(journal, "\n")+"\n")
+		return err
+	}); err != nil {
+		abort()
+		return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+	}
+	if err := switchManifests(journal); err != nil {
+		return st, fmt.Errorf("merge %s into %s (resumed by ResumeMerge): %w", oldDir, child.dir, err)
+	}
+	for _, im := range imgs[1:] {
+		st.Rewritten = append(st.Rewritten, im.dir)
+	}
+	_ = removeFiles(oldDir, []string{MergeJournal})
 	if err := removeFiles(child.dir, oldPages); err != nil {
 		return st, fmt.Errorf("merge %s into %s: removing the replaced page files: %w", oldDir, child.dir, err)
 	}
 	return st, nil
+}
+
+// stagedManifest is the name a merge writes an image's new manifest under
+// before it renames it into place.
+const stagedManifest = ".manifest.img.merged"
+
+// MergeJournal is the file a merge leaves in the old image once every new
+// manifest is staged: the image directories whose staged manifests are
+// renamed into place (one absolute path a line, the child first). Its
+// presence says the merge must be finished (ResumeMerge) before the old
+// image may go.
+const MergeJournal = "merge-journal"
+
+// mergeCrashHook, when set (by tests), runs before the i-th rename of
+// switchManifests; an error stops the merge there, as a crash would.
+var mergeCrashHook func(i int) error
+
+// switchManifests renames the staged manifest of each of dirs into place,
+// in order (one already renamed is skipped), then syncs the directories.
+func switchManifests(dirs []string) error {
+	for i, d := range dirs {
+		if mergeCrashHook != nil {
+			if err := mergeCrashHook(i); err != nil {
+				return err
+			}
+		}
+		err := os.Rename(filepath.Join(d, stagedManifest), filepath.Join(d, ManifestName))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	var errs []error
+	for _, d := range dirs {
+		f, err := os.Open(d)
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fsync %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ResumeMerge finishes a merge out of oldDir that was interrupted after
+// its journal was written (rtcr killed while renaming the new manifests):
+// it renames the staged manifests still waiting, in order. It reports
+// whether there was one; then oldDir may be removed. Without a journal,
+// staged manifests a merge left are removed (the chain was never touched).
+func ResumeMerge(oldDir string, newer []string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(oldDir, MergeJournal))
+	if errors.Is(err, os.ErrNotExist) {
+		for _, d := range newer {
+			_ = removeFiles(d, []string{stagedManifest})
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("merge journal of %s: %w", oldDir, err)
+	}
+	var dirs []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !filepath.IsAbs(l) {
+			return false, fmt.Errorf("merge journal of %s: %q is not an absolute path: %w", oldDir, l, ErrCorrupt)
+		}
+		dirs = append(dirs, l)
+	}
+	if err := switchManifests(dirs); err != nil {
+		return false, fmt.Errorf("resuming the merge of %s: %w", oldDir, err)
+	}
+	return true, removeFiles(oldDir, []string{MergeJournal})
 }
 
 // removeFiles removes the files names of dir (those that exist).

@@ -241,3 +241,41 @@ func TestMergeNoChild(t *testing.T) {
 		t.Fatalf("merge: %+v %v", st, err)
 	}
 }
+
+// TestMergeInterrupted stops a merge after its first rename, as a crash
+// would: the child reads right, the next image is refused (its parent's
+// checksum changed), and ResumeMerge finishes the merge from the journal
+// so that every image reads right without the old one.
+func TestMergeInterrupted(t *testing.T) {
+	dirs := synthSeries(t, t.TempDir())
+	mergeCrashHook = func(i int) error {
+		if i == 1 {
+			return os.ErrDeadlineExceeded
+		}
+		return nil
+	}
+	_, err := Merge(dirs[0], dirs[1:])
+	mergeCrashHook = nil
+	if err == nil {
+		t.Fatal("interrupted merge reported no error")
+	}
+	if got := string(resolveHeap(t, dirs[1])); got != "aBCdEFGH" {
+		t.Fatalf("child after the interrupted merge reads %q", got)
+	}
+	d, _ := ReadManifest(dirs[2])
+	c, _ := ReadManifest(dirs[1])
+	if err := CheckChainLink(d, c, dirs[1]); err == nil || !strings.Contains(err.Error(), "changed since") {
+		t.Fatalf("image after the switched child: link %v, want a checksum mismatch", err)
+	}
+	resumed, err := ResumeMerge(dirs[0], dirs[1:])
+	if err != nil || !resumed {
+		t.Fatalf("resume: %v %v", resumed, err)
+	}
+	os.RemoveAll(dirs[0])
+	want := map[string]string{dirs[1]: "aBCdEFGH", dirs[2]: "aBCdEfGH", dirs[3]: "abcdEfGH"}
+	for d, w := range want {
+		if got := string(resolveHeap(t, d)); got != w {
+			t.Fatalf("after the resumed merge %s reads %q, want %q", d, got, w)
+		}
+	}
+}

@@ -67,6 +67,9 @@ func Open(dir string, keep int) (*Series, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.resume(nums); err != nil {
+		return nil, err
+	}
 	if len(nums) > 0 {
 		s.next = nums[len(nums)-1] + 1
 	}
@@ -192,13 +195,41 @@ func (s *Series) mergeOld(n int, newer []int) error {
 	for i, m := range newer {
 		dirs[i] = filepath.Join(s.dir, strconv.Itoa(m))
 	}
-	st, err := image.Merge(filepath.Join(s.dir, strconv.Itoa(n)), dirs)
+	old := filepath.Join(s.dir, strconv.Itoa(n))
+	resumed, err := image.ResumeMerge(old, dirs)
+	if err != nil || resumed {
+		return err // resumed: merged already, by an rtcr killed before it removed n
+	}
+	st, err := image.Merge(old, dirs)
 	if err != nil {
 		return err
 	}
 	if st.Child != "" && s.note != nil {
 		s.note(fmt.Sprintf("checkpoint %d merged into %s (%d pages copied, %d later manifests rewritten) and removed",
 			n, filepath.Base(st.Child), st.Pages, len(st.Rewritten)))
+	}
+	return nil
+}
+
+// resume finishes the merges an rtcr killed meanwhile left half done (a
+// checkpoint holding image.MergeJournal: some later manifests switched,
+// others not) and removes the checkpoints so merged.
+func (s *Series) resume(nums []int) error {
+	for i, n := range nums {
+		old := filepath.Join(s.dir, strconv.Itoa(n))
+		if _, err := os.Stat(filepath.Join(old, image.MergeJournal)); err != nil {
+			continue
+		}
+		var dirs []string
+		for _, m := range nums[i+1:] {
+			dirs = append(dirs, filepath.Join(s.dir, strconv.Itoa(m)))
+		}
+		if _, err := image.ResumeMerge(old, dirs); err != nil {
+			return fmt.Errorf("checkpoint series %s: %w", s.dir, err)
+		}
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("checkpoint series %s: remove merged checkpoint %d: %w", s.dir, n, err)
+		}
 	}
 	return nil
 }
