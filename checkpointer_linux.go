@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/series"
 	"github.com/rtcr/rtcr/internal/track"
 )
@@ -50,6 +50,7 @@ type Checkpointer struct {
 	tracked bool   // a checkpoint made with TrackMem was attempted: Close ends tracking
 	restart string // why the next checkpoint must be full ("": it need not)
 	notes   []string
+	started uint64 // start time of pid (a reused pid is never checkpointed)
 }
 
 // NewCheckpointer prepares checkpoints of process pid (and its
@@ -63,11 +64,15 @@ func NewCheckpointer(pid int, opts CheckpointerOptions) (*Checkpointer, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("checkpointer %d: no series directory", pid)
 	}
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		return nil, fmt.Errorf("checkpointer %d: no such process: %w", pid, err)
+	}
 	s, err := series.Open(opts.Dir, opts.Keep)
 	if err != nil {
 		return nil, fmt.Errorf("checkpointer %d: %w", pid, err)
 	}
-	c := &Checkpointer{pid: pid, opts: opts, s: s}
+	c := &Checkpointer{pid: pid, opts: opts, s: s, started: st.StartTime}
 	s.Merge(func(line string) { c.notes = append(c.notes, line) })
 	return c, nil
 }
@@ -78,6 +83,9 @@ func NewCheckpointer(pid int, opts CheckpointerOptions) (*Checkpointer, error) {
 // series as it was (Dir/latest unchanged) and the tree running; the next
 // one is then a full image.
 func (c *Checkpointer) Checkpoint(ctx context.Context) (*DumpStats, error) {
+	if !c.same() {
+		return nil, fmt.Errorf("checkpointer %d: the process has exited", c.pid)
+	}
 	n, dir := c.s.Next()
 	opts := DumpOptions{Pid: c.pid, Dir: dir, LeaveRunning: true, TrackMem: !c.opts.Full, Logger: c.opts.Logger}
 	c.notes = nil
@@ -135,7 +143,7 @@ func (c *Checkpointer) Close() error {
 		return nil
 	}
 	c.tracked = false
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.pid)); err != nil {
+	if !c.same() {
 		return nil
 	}
 	n, dir := c.s.Next()
@@ -152,4 +160,11 @@ func (c *Checkpointer) Close() error {
 		return fmt.Errorf("checkpointer %d: %w", c.pid, err)
 	}
 	return nil
+}
+
+// same reports whether the checkpointer's pid is still the process it was
+// made for (alive, with the same start time).
+func (c *Checkpointer) same() bool {
+	st, err := procfs.ReadStat(c.pid)
+	return err == nil && st.StartTime == c.started
 }
