@@ -13,6 +13,7 @@ package series
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -196,6 +197,9 @@ func (s *Series) mergeOld(n int, newer []int) error {
 		dirs[i] = filepath.Join(s.dir, strconv.Itoa(m))
 	}
 	old := filepath.Join(s.dir, strconv.Itoa(n))
+	if _, err := os.Lstat(filepath.Join(old, image.ManifestName)); errors.Is(err, fs.ErrNotExist) {
+		return nil // no image (a dump killed before its commit): nothing names it
+	}
 	resumed, err := image.ResumeMerge(old, dirs)
 	if err != nil || resumed {
 		return err // resumed: merged already, by an rtcr killed before it removed n
