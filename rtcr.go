@@ -58,6 +58,13 @@ type DumpStats struct {
 	Parent      string
 	// MemoryTime is the part of the freeze spent copying memory.
 	MemoryTime time.Duration
+	// Dir is the image directory written (a Checkpointer's series
+	// names a new one for each checkpoint).
+	Dir string
+	// Notes are what a Checkpointer did beyond the dump: a full image
+	// made where an increment was due (and why), old checkpoints merged
+	// and removed, or kept because that failed.
+	Notes []string
 	// Exited lists the processes that died while frozen (something
 	// killed them) and so were not released; with LeaveRunning, after a
 	// successful dump, they died after the image was complete.

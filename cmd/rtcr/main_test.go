@@ -61,7 +61,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"run", "--every", "-1s", "--dir", "/tmp/x", "--", "true"}, "--every must be > 0"},
 		{[]string{"run", "--every", "1s", "--", "true"}, "--every and --dir go together"},
 		{[]string{"run", "--every", "1s", "--dir", "/tmp/x", "--keep", "-1", "--", "true"}, "--keep must be >= 0"},
-		{[]string{"run", "--keep", "2", "--", "true"}, "--keep goes with --every"},
+		{[]string{"run", "--keep", "2", "--", "true"}, "--keep and --no-incremental go with --every"},
+		{[]string{"run", "--no-incremental", "--", "true"}, "--keep and --no-incremental go with --every"},
 		{[]string{"run", "--dir", "/tmp/x", "--", "true"}, "--every and --dir go together"},
 	}
 	for _, tc := range tests {

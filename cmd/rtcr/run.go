@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rtcr/rtcr"
@@ -19,13 +20,14 @@ type exitStatus int
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func runRun(args []string) error {
-	fs := newFlags("run", "[--dir DIR --every 30s [--keep 3] [--log-file PATH] [-v0…-v4]] -- CMD [ARGS…]")
+	fs := newFlags("run", "[--dir DIR --every 30s [--keep 3] [--no-incremental] [--log-file PATH] [-v0…-v4]] -- CMD [ARGS…]")
 	var o runner.Options
 	var dir string
 	fs.StringVar(&dir, "dir", "", "directory of the periodic checkpoints DIR/1, DIR/2 … and DIR/latest (with --every)")
 	fs.StringVar(&dir, "D", "", "short for --dir")
 	fs.DurationVar(&o.Every, "every", 0, "checkpoint the running tree into --dir this often (e.g. 30s)")
-	keep := fs.Int("keep", 3, "periodic checkpoints kept, the newest (0: all)")
+	keep := fs.Int("keep", 3, "periodic checkpoints kept, the newest (0: all); an older one is merged into its child, then removed")
+	full := fs.Bool("no-incremental", false, "make every periodic checkpoint a full image (by default the first is full and tracks writes, the next ones hold only the pages written since)")
 	var lf logFlags
 	lf.add(fs)
 	args = criuArgs(fs, args)
@@ -47,38 +49,62 @@ func runRun(args []string) error {
 	if *keep < 0 {
 		return usagef("--keep must be >= 0")
 	}
-	if given["keep"] && o.Every == 0 {
-		return usagef("--keep goes with --every")
+	if (given["keep"] || given["no-incremental"]) && o.Every == 0 {
+		return usagef("--keep and --no-incremental go with --every")
 	}
 	log, closeLog, err := lf.open()
 	if err != nil {
 		return err
 	}
 	defer closeLog()
+	var cp *rtcr.Checkpointer
 	if o.Every > 0 {
-		s, err := series.Open(dir, *keep)
-		if err != nil {
+		copts := rtcr.CheckpointerOptions{Dir: dir, Keep: *keep, Full: *full, Logger: log}
+		// The series directory is checked now; the Checkpointer is made
+		// once the tree's pid is known.
+		if _, err := series.Open(dir, *keep); err != nil {
 			return err
 		}
 		o.Checkpoint = func(pid int) (string, error) {
-			n, path := s.Next()
-			st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: path, LeaveRunning: true, Logger: log})
+			if cp == nil {
+				var err error
+				if cp, err = rtcr.NewCheckpointer(pid, copts); err != nil {
+					return "", err
+				}
+			}
+			st, err := cp.Checkpoint(context.Background())
 			if err != nil {
-				s.Skip(n)
 				return "", lf.failed(log, err)
 			}
-			if err := s.Done(n); err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("%s (frozen %v)", path, st.Freeze.Round(10*time.Microsecond)), nil
+			return checkpointLine(st), nil
 		}
 	}
 	o.Log = func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "rtcr run: "+format+"\n", args...)
 	}
 	code, err := runner.Run(o)
+	if cp != nil {
+		if cerr := cp.Close(); cerr != nil {
+			fmt.Fprintf(os.Stderr, "rtcr run: %v\n", cerr)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	return exitStatus(code)
+}
+
+// checkpointLine describes a periodic checkpoint for its log line: where
+// it went, full or incremental, the pages copied and the freeze, then
+// what else happened (a full image where an increment was due, merges).
+func checkpointLine(st *rtcr.DumpStats) string {
+	kind := "full"
+	if st.Parent != "" {
+		kind = fmt.Sprintf("incremental on %s, %d pages in parents", filepath.Base(st.Parent), st.ParentPages)
+	}
+	line := fmt.Sprintf("%s (%s, %d pages copied, frozen %v)", st.Dir, kind, st.PageBytes/4096, st.Freeze.Round(10*time.Microsecond))
+	for _, n := range st.Notes {
+		line += "; " + n
+	}
+	return line
 }

@@ -92,7 +92,7 @@ func TestRunPeriodicCheckpoints(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (the program ran to its end); stderr %q", code, stderr)
 	}
-	if !strings.Contains(stderr, "rtcr run: checkpoint 1 into "+dir+"/1 (frozen ") || strings.Contains(stderr, "failed") {
+	if !strings.Contains(stderr, "rtcr run: checkpoint 1 into "+dir+"/1 (full, ") || strings.Contains(stderr, "failed") {
 		t.Fatalf("stderr %q: want successful checkpoints", stderr)
 	}
 	// The last one may be "not taken" (the program ended meanwhile).

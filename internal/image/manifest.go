@@ -72,19 +72,27 @@ func WriteManifest(dir string, c *Checkpoint) error {
 // manifestWriter validates and encodes c, and returns the function that
 // writes the manifest file (dir names it in errors).
 func manifestWriter(dir string, c *Checkpoint) (func(w io.Writer) error, error) {
+	write, _, err := encodeManifest(dir, c)
+	return write, err
+}
+
+// encodeManifest is manifestWriter that also returns the SHA-256 of the
+// payload (the Checkpoint.Sum a reader will find).
+func encodeManifest(dir string, c *Checkpoint) (func(w io.Writer) error, [32]byte, error) {
+	var none [32]byte
 	path := filepath.Join(dir, ManifestName)
 	if c == nil {
-		return nil, fmt.Errorf("writing %s: nil checkpoint", path)
+		return nil, none, fmt.Errorf("writing %s: nil checkpoint", path)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", path, err)
+		return nil, none, fmt.Errorf("writing %s: %w", path, err)
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
-		return nil, fmt.Errorf("writing %s: encoding checkpoint: %w", path, err)
+		return nil, none, fmt.Errorf("writing %s: encoding checkpoint: %w", path, err)
 	}
 	if len(payload) > MaxManifestSize {
-		return nil, fmt.Errorf("writing %s: payload is %d bytes, limit is %d", path, len(payload), MaxManifestSize)
+		return nil, none, fmt.Errorf("writing %s: payload is %d bytes, limit is %d", path, len(payload), MaxManifestSize)
 	}
 	hdr := make([]byte, headerSize)
 	copy(hdr, manifestMagic)
@@ -99,7 +107,7 @@ func manifestWriter(dir string, c *Checkpoint) (func(w io.Writer) error, error) 
 		}
 		_, err := w.Write(payload)
 		return err
-	}, nil
+	}, sum, nil
 }
 
 // ReadManifest reads and checks dir/manifest.img: header fields, payload

@@ -13,11 +13,13 @@ package series
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,9 +28,19 @@ const Latest = "latest"
 
 // Series is a directory of numbered checkpoints.
 type Series struct {
-	dir  string
-	keep int
-	next int
+	dir   string
+	keep  int
+	next  int
+	merge bool
+	note  func(string)
+}
+
+// Merge makes the removal of an old checkpoint merge it into its child
+// first (image.Merge); a checkpoint whose merge fails is kept (and so are
+// the ones after it), and the failure is reported by Done. note, if not
+// nil, receives one line per merge.
+func (s *Series) Merge(note func(string)) {
+	s.merge, s.note = true, note
 }
 
 // Open opens (creating it, mode 0700) the series directory dir, keeping
@@ -54,6 +66,9 @@ func Open(dir string, keep int) (*Series, error) {
 	s := &Series{dir: dir, keep: keep, next: 1}
 	nums, err := s.Numbers()
 	if err != nil {
+		return nil, err
+	}
+	if err := s.resume(nums); err != nil {
 		return nil, err
 	}
 	if len(nums) > 0 {
@@ -158,12 +173,67 @@ func (s *Series) prune(newest int) error {
 		if n == newest {
 			continue
 		}
+		if s.merge {
+			if err := s.mergeOld(n, nums); err != nil {
+				errs = append(errs, fmt.Errorf("checkpoint %d kept: %w", n, err))
+				break
+			}
+		}
 		if err := os.RemoveAll(filepath.Join(s.dir, strconv.Itoa(n))); err != nil {
 			errs = append(errs, fmt.Errorf("remove checkpoint %d: %w", n, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("checkpoint series %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// mergeOld merges checkpoint n into its child among newer (the numbers
+// after it).
+func (s *Series) mergeOld(n int, newer []int) error {
+	dirs := make([]string, len(newer))
+	for i, m := range newer {
+		dirs[i] = filepath.Join(s.dir, strconv.Itoa(m))
+	}
+	old := filepath.Join(s.dir, strconv.Itoa(n))
+	if _, err := os.Lstat(filepath.Join(old, image.ManifestName)); errors.Is(err, fs.ErrNotExist) {
+		return nil // no image (a dump killed before its commit): nothing names it
+	}
+	resumed, err := image.ResumeMerge(old, dirs)
+	if err != nil || resumed {
+		return err // resumed: merged already, by an rtcr killed before it removed n
+	}
+	st, err := image.Merge(old, dirs)
+	if err != nil {
+		return err
+	}
+	if st.Child != "" && s.note != nil {
+		s.note(fmt.Sprintf("checkpoint %d merged into %s (%d pages copied, %d later manifests rewritten) and removed",
+			n, filepath.Base(st.Child), st.Pages, len(st.Rewritten)))
+	}
+	return nil
+}
+
+// resume finishes the merges an rtcr killed meanwhile left half done (a
+// checkpoint holding image.MergeJournal: some later manifests switched,
+// others not) and removes the checkpoints so merged.
+func (s *Series) resume(nums []int) error {
+	for i, n := range nums {
+		old := filepath.Join(s.dir, strconv.Itoa(n))
+		if _, err := os.Stat(filepath.Join(old, image.MergeJournal)); err != nil {
+			continue
+		}
+		var dirs []string
+		for _, m := range nums[i+1:] {
+			dirs = append(dirs, filepath.Join(s.dir, strconv.Itoa(m)))
+		}
+		if _, err := image.ResumeMerge(old, dirs); err != nil {
+			return fmt.Errorf("checkpoint series %s: %w", s.dir, err)
+		}
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("checkpoint series %s: remove merged checkpoint %d: %w", s.dir, n, err)
+		}
 	}
 	return nil
 }

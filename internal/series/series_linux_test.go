@@ -119,3 +119,29 @@ func TestOpenRefuses(t *testing.T) {
 		t.Error("Open with keep -1: no error")
 	}
 }
+
+// TestSeriesMergeNoImage: with merging on, an old checkpoint directory
+// without an image (a dump killed before its commit) is removed like
+// any other, not kept for want of a manifest to merge.
+func TestSeriesMergeNoImage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ck")
+	s, err := Open(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	s.Merge(func(l string) { notes = append(notes, l) })
+	for i := 1; i <= 4; i++ {
+		n := checkpoint(t, s)
+		if err := s.Done(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nums, err := s.Numbers()
+	if err != nil || len(nums) != 2 || nums[0] != 3 {
+		t.Fatalf("checkpoints %v (%v), want [3 4]", nums, err)
+	}
+	if len(notes) != 0 {
+		t.Fatalf("notes %q for directories without images", notes)
+	}
+}

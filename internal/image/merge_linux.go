@@ -1,0 +1,518 @@
+package image
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Merging an old image into its child, so that the old one can be removed
+// and the chain stays restorable (`rtcr run --keep`):
+//
+//   - the child C of the old image O becomes a full image (or, when O is
+//     itself incremental, takes O's place in the chain): for each process,
+//     a new page file holds C's page file unchanged followed by the pages
+//     C took from O (its runs of depth 1), which become runs of depth 0;
+//     C's runs into O's ancestors move one image closer;
+//   - every later image D that descends from C loses one image of its
+//     chain: its runs into O now name C (at the offsets the pages got in
+//     C's new page file; a run is split where C's runs split), runs into
+//     O's ancestors move one image closer, and its parent link names its
+//     rewritten parent's new manifest checksum;
+//   - before anything is written every run of D into O is checked to be a
+//     page C also took from O at the same offset (runs are flattened at
+//     dump time, so it always is for images rtcr wrote); otherwise the
+//     merge is refused and nothing changes.
+//
+// Write order and crash safety: C's new page files are written first
+// (temp file, fsync, rename, new names: C's manifest still names the old
+// ones); then every new manifest is computed in memory (each naming its
+// rewritten parent's new checksum) and staged beside the manifest it
+// replaces (".manifest.img.merged", written atomically); then a journal
+// (MergeJournal) listing the staged images is written into O; only then
+// are the staged manifests renamed into place, C first, newest last, and
+// the directories synced; last, the journal and C's old page files are
+// removed (O by the caller). So:
+//
+//   - a crash before the journal is complete leaves every image as it
+//     was, the chain through O intact (stray staged manifests and page
+//     files are ignored, and removed by ResumeMerge or with their image);
+//   - a crash after it, during the renames (a few rename calls, no data
+//     written), leaves C and the images already switched restorable and
+//     the next one (and the ones after it) refused at restore, because
+//     its parent's checksum no longer matches ("parent image … changed
+//     since the child was written"): detectably broken, never silently
+//     wrong, until ResumeMerge (run by the series when it opens and
+//     before each removal) finishes the renames from the journal. O is
+//     kept until then.
+
+// MergeStats reports what Merge did.
+type MergeStats struct {
+	// Child is the image made independent of the old one ("" when no
+	// image of the list was its child: nothing to merge).
+	Child string
+	// Pages is the number of pages copied from the old image into it.
+	Pages uint64
+	// Rewritten lists the later images whose manifests were rewritten.
+	Rewritten []string
+}
+
+// chainImage is one image of a merge.
+type chainImage struct {
+	dir    string
+	c      *Checkpoint
+	parent int // index in the merge's list of its parent, -1 for the old image
+	depth  int // depth of the old image seen from this one
+}
+
+// Merge merges the image in oldDir into its child among newer (image
+// directories, oldest first; images that do not descend from the old one
+// are left alone) and rewrites the child's descendants among newer, so
+// that oldDir can then be removed: see the comment above. The old image
+// may have at most one child among newer. oldDir itself is not changed.
+func Merge(oldDir string, newer []string) (*MergeStats, error) {
+	old, err := ReadManifest(oldDir)
+	if err != nil {
+		return nil, fmt.Errorf("merge %s: %w", oldDir, err)
+	}
+	imgs, err := descendants(oldDir, old, newer)
+	if err != nil {
+		return nil, err
+	}
+	st := &MergeStats{}
+	if len(imgs) == 0 || old.ID == "" {
+		return st, nil
+	}
+	for _, im := range imgs {
+		l, err := lockDir(im.dir)
+		if err != nil {
+			return nil, fmt.Errorf("merge %s: %w", oldDir, err)
+		}
+		defer l.Close()
+	}
+	child := imgs[0]
+	st.Child = child.dir
+	// The new runs of the child: its depth-1 runs move into its own page
+	// file, after what it holds (offsets of its other runs unchanged).
+	moved := map[int][]runMove{} // pid -> depth-1 runs of the child, old and new offsets
+	for i := range child.c.Processes {
+		p := &child.c.Processes[i]
+		off := p.PageFileSize
+		for j := range p.VMAs {
+			for _, r := range p.VMAs[j].Pages {
+				if r.Depth == 1 {
+					moved[p.Pid] = append(moved[p.Pid], runMove{PageRun: r, newOff: off})
+					off += int64(r.Count) * PageSize
+				}
+			}
+		}
+	}
+	// Check and rewrite the runs of the later images (in memory first).
+	for _, d := range imgs[1:] {
+		if err := rebaseRuns(d, moved); err != nil {
+			return nil, fmt.Errorf("merge %s into %s: %s: %w", oldDir, child.dir, d.dir, err)
+		}
+	}
+	oldPages, newPages, err := writeMergedPages(oldDir, old, child, moved, &st.Pages)
+	if err != nil {
+		_ = removeFiles(child.dir, newPages)
+		return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+	}
+	// The child's manifest: its depth-1 runs are its own now.
+	c := child.c
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			v := &p.VMAs[j]
+			for k := range v.Pages {
+				r := &v.Pages[k]
+				switch {
+				case r.Depth == 1:
+					r.Depth, r.FileOff = 0, newOffset(moved[p.Pid], r.Addr)
+				case r.Depth > 1:
+					r.Depth--
+				}
+			}
+		}
+	}
+	c.ChainLen = old.ChainLen
+	c.Parent = nil
+	if old.Parent != nil {
+		l := *old.Parent
+		if !filepath.IsAbs(l.Dir) {
+			if rel, err := filepath.Rel(child.dir, ParentDir(oldDir, old.Parent)); err == nil {
+				l.Dir = rel
+			} else {
+				l.Dir = ParentDir(oldDir, old.Parent)
+			}
+		}
+		c.Parent = &l
+	}
+	// Every new manifest is computed (each names its parent's new
+	// checksum) and staged beside the one it replaces; the journal in the
+	// old image then lists them, and only then are they renamed into
+	// place, newest last. See the comment at the top of this file.
+	abort := func() {
+		_ = removeFiles(child.dir, newPages)
+		for _, im := range imgs {
+			_ = removeFiles(im.dir, []string{stagedManifest})
+		}
+	}
+	sums := make([][32]byte, len(imgs))
+	for i, im := range imgs {
+		if i > 0 {
+			im.c.ChainLen--
+			im.c.Parent.Sum = hex.EncodeToString(sums[im.parent][:])
+		}
+		write, sum, err := encodeManifest(im.dir, im.c)
+		if err == nil {
+			err = WriteFileAtomic(im.dir, stagedManifest, write)
+		}
+		if err != nil {
+			abort()
+			return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+		}
+		sums[i] = sum
+	}
+	var journal []string
+	for _, im := range imgs {
+		abs, err := filepath.Abs(im.dir)
+		if err != nil {
+			abort()
+			return nil, fmt.Errorf("merge %s: %w", oldDir, err)
+		}
+		journal = append(journal, abs)
+	}
+	if err := WriteFileAtomic(oldDir, MergeJournal, func(w io.Writer) error {
+		_, err := io.WriteString(w, strings.Join(journal, "\n")+"\n")
+		return err
+	}); err != nil {
+		abort()
+		return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+	}
+	if err := switchManifests(journal); err != nil {
+		return st, fmt.Errorf("merge %s into %s (resumed by ResumeMerge): %w", oldDir, child.dir, err)
+	}
+	for _, im := range imgs[1:] {
+		st.Rewritten = append(st.Rewritten, im.dir)
+	}
+	_ = removeFiles(oldDir, []string{MergeJournal})
+	if err := removeFiles(child.dir, oldPages); err != nil {
+		return st, fmt.Errorf("merge %s into %s: removing the replaced page files: %w", oldDir, child.dir, err)
+	}
+	return st, nil
+}
+
+// stagedManifest is the name a merge writes an image's new manifest under
+// before it renames it into place.
+const stagedManifest = ".manifest.img.merged"
+
+// MergeJournal is the file a merge leaves in the old image once every new
+// manifest is staged: the image directories whose staged manifests are
+// renamed into place (one absolute path a line, the child first). Its
+// presence says the merge must be finished (ResumeMerge) before the old
+// image may go.
+const MergeJournal = "merge-journal"
+
+// mergeCrashHook, when set (by tests), runs before the i-th rename of
+// switchManifests; an error stops the merge there, as a crash would.
+var mergeCrashHook func(i int) error
+
+// switchManifests renames the staged manifest of each of dirs into place,
+// in order (one already renamed is skipped), then syncs the directories.
+func switchManifests(dirs []string) error {
+	for i, d := range dirs {
+		if mergeCrashHook != nil {
+			if err := mergeCrashHook(i); err != nil {
+				return err
+			}
+		}
+		err := os.Rename(filepath.Join(d, stagedManifest), filepath.Join(d, ManifestName))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	var errs []error
+	for _, d := range dirs {
+		f, err := os.Open(d)
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fsync %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ResumeMerge finishes a merge out of oldDir that was interrupted after
+// its journal was written (rtcr killed while renaming the new manifests):
+// it renames the staged manifests still waiting, in order. It reports
+// whether there was one; then oldDir may be removed. Without a journal,
+// staged manifests a merge left are removed (the chain was never touched).
+func ResumeMerge(oldDir string, newer []string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(oldDir, MergeJournal))
+	if errors.Is(err, os.ErrNotExist) {
+		for _, d := range newer {
+			_ = removeFiles(d, []string{stagedManifest})
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("merge journal of %s: %w", oldDir, err)
+	}
+	var dirs []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !filepath.IsAbs(l) {
+			return false, fmt.Errorf("merge journal of %s: %q is not an absolute path: %w", oldDir, l, ErrCorrupt)
+		}
+		dirs = append(dirs, l)
+	}
+	if err := switchManifests(dirs); err != nil {
+		return false, fmt.Errorf("resuming the merge of %s: %w", oldDir, err)
+	}
+	return true, removeFiles(oldDir, []string{MergeJournal})
+}
+
+// removeFiles removes the files names of dir (those that exist).
+func removeFiles(dir string, names []string) error {
+	var errs []error
+	for _, name := range names {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runMove is a run the child took from the old image and where its pages
+// go in the child's new page file.
+type runMove struct {
+	PageRun
+	newOff int64
+}
+
+// newOffset returns the new page-file offset of page addr of moves (addr
+// lies in one of them: the caller took it from there).
+func newOffset(moves []runMove, addr uint64) int64 {
+	for _, m := range moves {
+		if addr >= m.Addr && addr < m.Addr+m.Count*PageSize {
+			return m.newOff + int64(addr-m.Addr)
+		}
+	}
+	return -1
+}
+
+// descendants reads the images of newer and returns those that descend
+// from old (in dir): its child first, then the child's descendants, in the
+// order of newer, each with the depth of old seen from it.
+func descendants(dir string, old *Checkpoint, newer []string) ([]*chainImage, error) {
+	var imgs []*chainImage
+	ids := map[string]int{old.ID: -1} // id -> index in imgs (-1: old)
+	dirs := map[string]int{}          // resolved dir -> index
+	oldAbs, _ := filepath.Abs(dir)
+	dirs[oldAbs] = -1
+	depth := map[int]int{-1: 0}
+	for _, nd := range newer {
+		c, err := ReadManifest(nd)
+		if err != nil {
+			continue // not an image (any more): nothing of the chain
+		}
+		if c.Parent == nil || c.ID == "" {
+			continue
+		}
+		pabs, _ := filepath.Abs(ParentDir(nd, c.Parent))
+		pi, okDir := dirs[pabs]
+		pj, okID := ids[c.Parent.ID]
+		if !okDir || !okID || pi != pj {
+			continue
+		}
+		if pi == -1 && len(imgs) > 0 {
+			return nil, fmt.Errorf("merge %s: two images name it as their parent (%s, %s): not merged", dir, imgs[0].dir, nd)
+		}
+		if pi == -1 && c.Parent.Sum != old.SumHex() {
+			return nil, fmt.Errorf("merge %s: its child %s names another manifest checksum: %w", dir, nd, ErrCorrupt)
+		}
+		if pi >= 0 && c.Parent.Sum != imgs[pi].c.SumHex() {
+			return nil, fmt.Errorf("merge %s: %s names another manifest checksum of its parent %s: %w", dir, nd, imgs[pi].dir, ErrCorrupt)
+		}
+		plen := old.ChainLen
+		if pi >= 0 {
+			plen = imgs[pi].c.ChainLen
+		}
+		if c.ChainLen != plen+1 {
+			return nil, fmt.Errorf("merge %s: %s has a chain of %d images, its parent %d: %w", dir, nd, c.ChainLen, plen, ErrCorrupt)
+		}
+		im := &chainImage{dir: nd, c: c, parent: pi, depth: depth[pi] + 1}
+		if im.depth > c.ChainLen {
+			return nil, fmt.Errorf("merge %s: %s has a chain of %d images, shorter than its distance %d to it: %w", dir, nd, c.ChainLen, im.depth, ErrCorrupt)
+		}
+		imgs = append(imgs, im)
+		ids[c.ID] = len(imgs) - 1
+		abs, _ := filepath.Abs(nd)
+		dirs[abs] = len(imgs) - 1
+		depth[len(imgs)-1] = im.depth
+	}
+	if len(imgs) > 0 && imgs[0].parent != -1 {
+		return nil, fmt.Errorf("merge %s: internal error: first descendant is not its child", dir)
+	}
+	return imgs, nil
+}
+
+// rebaseRuns rewrites the runs of d (a descendant of the child) for the
+// merge: its runs into the old image (depth d.depth) name the child
+// (depth d.depth-1) at the pages' new offsets, split where the child's
+// runs split; deeper runs move one image closer. Every page of a run into
+// the old image must be one the child took from the old image at the same
+// offset.
+func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
+	for i := range d.c.Processes {
+		p := &d.c.Processes[i]
+		for j := range p.VMAs {
+			v := &p.VMAs[j]
+			var out []PageRun
+			for _, r := range v.Pages {
+				switch {
+				case r.Depth < d.depth:
+					out = append(out, r)
+				case r.Depth > d.depth:
+					r.Depth--
+					out = append(out, r)
+				default:
+					parts, err := splitRun(r, moved[p.Pid])
+					if err != nil {
+						return fmt.Errorf("pid %d: %w", p.Pid, err)
+					}
+					for _, q := range parts {
+						q.Depth = d.depth - 1
+						out = append(out, q)
+					}
+				}
+			}
+			v.Pages = out
+		}
+	}
+	return nil
+}
+
+// splitRun maps the run r (pages of the old image) onto the child's moved
+// runs: one run per piece, at the child's new offsets.
+func splitRun(r PageRun, moves []runMove) ([]PageRun, error) {
+	var out []PageRun
+	addr, off, left := r.Addr, r.FileOff, r.Count
+	for left > 0 {
+		i := sort.Search(len(moves), func(i int) bool { return moves[i].Addr+moves[i].Count*PageSize > addr })
+		if i == len(moves) || moves[i].Addr > addr {
+			return nil, fmt.Errorf("page at %#x comes from the old image, which its child does not take it from: not merged", addr)
+		}
+		m := moves[i]
+		in := (addr - m.Addr) / PageSize
+		if m.FileOff+int64(in)*PageSize != off {
+			return nil, fmt.Errorf("page at %#x comes from offset %d of the old image, its child takes it from offset %d: not merged", addr, off, m.FileOff+int64(in)*PageSize)
+		}
+		n := min(left, m.Count-in)
+		out = append(out, PageRun{Addr: addr, Count: n, FileOff: m.newOff + int64(in)*PageSize})
+		addr += n * PageSize
+		off += int64(n) * PageSize
+		left -= n
+	}
+	return out, nil
+}
+
+// writeMergedPages writes, for every process of the child that took pages
+// from the old image, a new page file: its own page file followed by those
+// pages (moved, in order). It sets the processes' page file fields and
+// returns the names of the replaced page files and of those written (also
+// on error); pages counts the pages
+// copied. The files are written atomically under names of a new
+// generation; the child's manifest still names the old ones.
+func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved map[int][]runMove, pages *uint64) (replaced, written []string, err error) {
+	gen := NewID()[:16]
+	for i := range child.c.Processes {
+		p := &child.c.Processes[i]
+		moves := moved[p.Pid]
+		if len(moves) == 0 {
+			continue
+		}
+		// moved runs are in VMA order, which is address order.
+		if !slices.IsSortedFunc(moves, func(a, b runMove) int { return compareAddr(a.Addr, b.Addr) }) {
+			return replaced, written, fmt.Errorf("pid %d: page runs of %s out of address order", p.Pid, child.dir)
+		}
+		op := old.ProcessByPid(p.Pid)
+		if op == nil {
+			return replaced, written, fmt.Errorf("pid %d: %s takes pages from %s, which has no such process: %w", p.Pid, child.dir, oldDir, ErrCorrupt)
+		}
+		own, closeOwn, err := OpenPages(child.dir, p)
+		if err != nil {
+			return replaced, written, err
+		}
+		theirs, closeTheirs, err := OpenPages(oldDir, op)
+		if err != nil {
+			closeOwn()
+			return replaced, written, err
+		}
+		name := PageFileName(gen, p.Pid)
+		var pw *PageWriter
+		err = WriteFileAtomic(child.dir, name, func(w io.Writer) error {
+			pw = NewPageWriter(w)
+			if _, err := pw.Write(own); err != nil {
+				return err
+			}
+			for _, m := range moves {
+				end := m.FileOff + int64(m.Count)*PageSize
+				if m.FileOff < 0 || end > int64(len(theirs)) {
+					return fmt.Errorf("pid %d: run at %#x: %d pages at offset %d beyond the page file of %s (%d bytes): %w", p.Pid, m.Addr, m.Count, m.FileOff, oldDir, len(theirs), ErrCorrupt)
+				}
+				if _, err := pw.Write(theirs[m.FileOff:end]); err != nil {
+					return err
+				}
+				*pages += m.Count
+			}
+			return nil
+		})
+		closeOwn()
+		closeTheirs()
+		if err != nil {
+			return replaced, written, fmt.Errorf("pid %d: %w", p.Pid, err)
+		}
+		written = append(written, name)
+		if p.PageFile != "" {
+			replaced = append(replaced, p.PageFile)
+		}
+		p.PageFile, p.PageFileSize, p.PageChecksums = name, pw.Offset(), pw.Checksums()
+	}
+	return replaced, written, nil
+}
+
+func compareAddr(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// lockDir takes flock(LOCK_EX) on dir, as a dump does (one writer at a
+// time); close the file to release it.
+func lockDir(dir string) (*os.File, error) {
+	d, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("image directory %s: locked by a dump: %w", dir, err)
+	}
+	return d, nil
+}
