@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 )
@@ -75,11 +78,37 @@ func NewState(pid, fd int) (*State, error) {
 	return &State{Pid: pid, StartTime: st.StartTime, Fd: fd}, nil
 }
 
-// Save writes s atomically (0600).
+// sweepOnce sweeps StateDir once per rtcr process, at its first Save.
+var sweepOnce sync.Once
+
+// Sweep removes the state files of processes that are gone (or whose pid
+// names another process now, or whose userfaultfd was closed): a tracked
+// process that exits leaves its file behind, and a series of short-lived
+// processes would fill the directory. Temporary files of a Save killed
+// midway are removed once they are a minute old.
+func Sweep() {
+	ents, err := os.ReadDir(StateDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 0 {
+			_, _ = Load(pid) // removes the file unless it is valid
+			continue
+		}
+		if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), ".tmp-") && time.Since(info.ModTime()) > time.Minute {
+			_ = os.Remove(filepath.Join(StateDir, e.Name()))
+		}
+	}
+}
+
+// Save writes s atomically (0600). The first Save of an rtcr process
+// also sweeps the state of processes that are gone (Sweep).
 func (s *State) Save() error {
 	if err := os.MkdirAll(StateDir, 0o700); err != nil {
 		return fmt.Errorf("tracking state of %d: %w", s.Pid, err)
 	}
+	sweepOnce.Do(Sweep)
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err

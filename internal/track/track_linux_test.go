@@ -1,8 +1,14 @@
 package track
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -69,5 +75,48 @@ func TestScanOwnMemory(t *testing.T) {
 	w, err = s.Written(start, page(n))
 	if err != nil || len(w) != 0 {
 		t.Fatalf("written after a scan that protected again: %x, %v", w, err)
+	}
+}
+
+// TestSweep: the state files of a process that is gone and of a live
+// process with another start time (a reused pid) are removed, an old
+// temporary file too; a fresh temporary file and other names stay.
+func TestSweep(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (state files are root's)")
+	}
+	old := StateDir
+	StateDir = t.TempDir()
+	defer func() { StateDir = old }()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	gone := cmd.Process.Pid
+	write := func(name string, s State) {
+		b, _ := json.Marshal(s)
+		if err := os.WriteFile(filepath.Join(StateDir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(strconv.Itoa(gone), State{Pid: gone, StartTime: 1, Fd: MinFd})
+	self := os.Getpid()
+	write(strconv.Itoa(self), State{Pid: self, StartTime: 1, Fd: MinFd}) // not our start time
+	write(".tmp-old", State{})
+	write(".tmp-new", State{})
+	write("notes", State{})
+	past := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(StateDir, ".tmp-old"), past, past)
+	Sweep()
+	ents, err := os.ReadDir(StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if !slices.Equal(left, []string{".tmp-new", "notes"}) {
+		t.Fatalf("after the sweep: %v, want [.tmp-new notes]", left)
 	}
 }
