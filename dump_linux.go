@@ -134,13 +134,23 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	var live []int
+	seccomp := map[int]*cred.Seccomp{}
 	for _, pid := range f.Order {
 		if !f.Zombies[pid] {
 			if err := tree.CheckNamespaces(pid, nested); err != nil {
 				return fmt.Errorf("dump %d: %w", opts.Pid, err)
 			}
-			if err := cred.CheckSeccomp(pid, f.Tids[pid]); err != nil {
+			// Before anything is injected: under seccomp, the
+			// injected calls need it suspended.
+			sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
+			if err != nil {
 				return fmt.Errorf("dump %d: %w", opts.Pid, err)
+			}
+			if sc != nil {
+				if err := cred.SuspendAll(f.Tids[pid], false); err != nil {
+					return fmt.Errorf("dump %d: process %d is under seccomp: %w", opts.Pid, pid, err)
+				}
+				seccomp[pid] = sc
 			}
 			live = append(live, pid)
 		}
@@ -171,6 +181,12 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		if !p.Zombie {
 			if err := collect(ctx, log, &p, f.Tids[pid], fds); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			if sc := seccomp[pid]; sc != nil {
+				p.SeccompFilters = sc.Filters
+				for i := range p.Threads {
+					p.Threads[i].SeccompStrict = sc.Strict[p.Threads[i].Tid]
+				}
 			}
 			memStart := time.Now()
 			if err := writePages(ctx, stage, &p, shared); err != nil {

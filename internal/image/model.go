@@ -128,6 +128,11 @@ type Process struct {
 	Creds *Creds
 	// Prctl is per-process prctl state programs rely on.
 	Prctl Prctl
+	// SeccompFilters is the seccomp filter chain all threads of the
+	// process have (SECCOMP_MODE_FILTER), oldest first: the order they
+	// are installed in again. The dump refuses threads with different
+	// chains, or some with a chain and some without.
+	SeccompFilters []SeccompFilter `json:",omitempty"`
 	// Itimers are ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF, in that order.
 	Itimers []Itimer
 	// PosixTimers are the timer_create timers, by id.
@@ -452,6 +457,17 @@ type Prctl struct {
 	PdeathSig      int
 }
 
+// SeccompFilter is one seccomp filter of a chain.
+type SeccompFilter struct {
+	// Flags are the filter's flags the kernel reports
+	// (PTRACE_GET_SECCOMP_METADATA): SECCOMP_FILTER_FLAG_LOG or 0.
+	Flags uint64 `json:",omitempty"`
+	// Prog is the classic BPF program: struct sock_filter entries (8
+	// bytes each: code, jt, jf, k) back to back, as the kernel returns
+	// them (PTRACE_SECCOMP_GET_FILTER).
+	Prog []byte
+}
+
 // Itimer is one setitimer timer; times in nanoseconds, Value 0 = disarmed.
 type Itimer struct {
 	IntervalNs, ValueNs int64
@@ -525,6 +541,9 @@ type Thread struct {
 	// Sched is the thread's scheduling policy, nice value and priority
 	// (nil in images that predate it: left as the stub's defaults).
 	Sched *Sched `json:",omitempty"`
+	// SeccompStrict marks a thread in seccomp strict mode
+	// (SECCOMP_MODE_STRICT: only read, write, exit and sigreturn).
+	SeccompStrict bool `json:",omitempty"`
 }
 
 // Sched is a thread's scheduling state, as sched_getattr(2) reports it.
