@@ -125,9 +125,18 @@
 //	                                                 restored pid); one held outside the tree now is
 //	                                                 refused before any process exists, from
 //	                                                 /proc/locks (TestFileLockHeldRefused)
-//	lock: LEASE, DELEG,       all                    refused: "file lock (fdinfo lock: 1: LEASE …)"
-//	      ACCESS; any lock on                        (TestFDStateRefused)
-//	      another kind
+//	lock: LEASE ACTIVE        file                   read or write saved; taken again with F_SETLEASE on
+//	                                                 the restored open file description with the file
+//	                                                 locks, before the fd owners (a lease makes the
+//	                                                 process the file's owner); EAGAIN (the file open
+//	                                                 elsewhere) fails the restore naming the file
+//	                                                 (TestLeaseRoundTrip: F_GETLEASE, in a child
+//	                                                 sharing it too, conflicting opens break it)
+//	lock: LEASE BREAKING      all                    refused: "lease being broken (fdinfo lock: …)"
+//	                                                 (TestLeaseBreakingRefused)
+//	lock: DELEG, ACCESS;      all                    refused: "file lock (fdinfo lock: 1: DELEG …)"
+//	      any lock on another
+//	      kind
 //	pos                       external pipe, socket  always 0; non-zero refused as above
 //	mnt_id, ino               external pipe, socket  identity: the ID pipe:[ino] / socket:[ino]; every fd
 //	                                                 with one ID is one object on restore: the

@@ -47,11 +47,12 @@ const (
 	LockFlock = "flock" // flock(2)
 	LockPosix = "posix" // fcntl F_SETLK, owned by the process
 	LockOFD   = "ofd"   // fcntl F_OFD_SETLK, owned by the open file description
+	LockLease = "lease" // fcntl F_SETLEASE, held by the open file description
 )
 
 // FileLock is one advisory lock held through an fd: its kind (Lock*),
-// whether it is a write (exclusive) lock, and for POSIX and OFD locks the
-// byte range (Len 0: from Start to the end of the file and beyond).
+// whether it is a write (exclusive) lock or lease, and for POSIX and OFD
+// locks the byte range (Len 0: from Start to the end of the file and beyond).
 type FileLock struct {
 	Kind       string
 	Write      bool

@@ -303,7 +303,7 @@ func validateLocks(fd *FD) error {
 	for _, l := range fd.Locks {
 		bad := l.Start < 0 || l.Len < 0 || l.Len > math.MaxInt64-l.Start
 		switch l.Kind {
-		case LockFlock:
+		case LockFlock, LockLease:
 			bad = bad || l.Start != 0 || l.Len != 0
 		case LockPosix, LockOFD:
 		default:
