@@ -29,13 +29,13 @@ func breakLease(t *testing.T, dir, name string, flags int) {
 // TestLeaseRoundTrip: a read and a write lease (F_SETLEASE) come back on
 // the restored open file descriptions: F_GETLEASE reports them, in a
 // child sharing the descriptions too, the process is the files' SIGIO
-// owner again, and opens by another process that conflict with them fail
+// owner again (and a file whose owner it had cleared has none), and opens by another process that conflict with them fail
 // with EWOULDBLOCK and send the process SIGIO, as a held lease does. The
 // dump used to refuse every lease (zdtm file_lease00).
 func TestLeaseRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lease", false)
-	for _, mode := range []string{"plain", "fork"} {
+	for _, mode := range []string{"plain", "fork", "noowner"} {
 		t.Run(mode, func(t *testing.T) {
 			tg := start(t, bin, "trigger", mode)
 			testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)

@@ -18,6 +18,9 @@
 //     open file descriptions) checks F_GETLEASE on both fds too after the
 //     trigger, writes "child leases ok\n" and exits 0; the parent waits
 //     for it before its own checks.
+//   - noowner: as plain, but fd 3's owner is cleared after the leases
+//     with F_SETOWN_EX F_OWNER_TID 0 (which F_GETOWN_EX reports as it
+//     reports an owner never set), and F_GETOWN of fd 3 must be 0.
 //   - breaking: no checks: after the trigger it gives the leases up and
 //     writes "OK\n" (the test breaks a lease before the dump).
 #define _GNU_SOURCE
@@ -88,6 +91,12 @@ int main(int argc, char **argv)
 		die("open r and w as fds 3 and 4");
 	if (fcntl(3, F_SETLEASE, F_RDLCK) != 0 || fcntl(4, F_SETLEASE, F_WRLCK) != 0)
 		die("F_SETLEASE");
+	if (strcmp(argv[2], "noowner") == 0) {
+		struct f_owner_ex none = {.type = F_OWNER_TID, .pid = 0};
+
+		if (fcntl(3, F_SETOWN_EX, &none) != 0)
+			die("F_SETOWN_EX F_OWNER_TID 0");
+	}
 	if (fork_mode) {
 		child = fork();
 		if (child < 0)
@@ -114,7 +123,7 @@ int main(int argc, char **argv)
 			expect("child's exit status", st, 0);
 		}
 		check_leases();
-		expect("F_GETOWN of fd 3", fcntl(3, F_GETOWN), getpid());
+		expect("F_GETOWN of fd 3", fcntl(3, F_GETOWN), strcmp(argv[2], "noowner") == 0 ? 0 : getpid());
 		expect("F_GETOWN of fd 4", fcntl(4, F_GETOWN), getpid());
 		printf("leases ok\n");
 		fflush(stdout);
