@@ -339,8 +339,16 @@
 // a copy of the fd; a netlink socket with its NETLINK_* protocol), an
 // anonymous-inode file by what it is (io_uring, bpf map/program/link,
 // perf event, fanotify, userfaultfd, pidfd, landlock …), a block or
-// character device by its numbers, a namespace file by its type
-// (TestUnsupportedKindsNamed).
+// character device by its numbers (TestUnsupportedKindsNamed).
+//
+// A namespace file (nsKind, nsfs_linux.go: /proc/PID/ns/TYPE opened) is
+// saved by its type and inode when it is the namespace the process is in
+// and rtcr is in at the dump; restore opens /proc/STUB/ns/TYPE, checks the
+// inode and gives the stub that fd (TestNamespaceFD: the same namespace,
+// close-on-exec kept, setns takes it). Any other namespace is refused
+// "not the namespace the process is in" (TestNamespaceFDRefused), and a
+// restore in other namespaces than the saved one is refused before any
+// process exists.
 //
 // Not visible in fdinfo and not restored: whether a FIFO is also open
 // outside the tree (its bytes are saved and put back; restore refuses a

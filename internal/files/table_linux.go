@@ -142,6 +142,7 @@ var kinds = []struct {
 	{image.FDInet, inetKind},
 	{image.FDUnix, unixKind}, // after unixPairKind
 	{image.FDPidfd, pidfdKind},
+	{image.FDNamespace, nsKind},
 }
 
 func kindOf(name string) (*kind, error) {

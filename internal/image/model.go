@@ -320,6 +320,11 @@ const FDUnix = "unix"
 // opens one on the restored process.
 const FDPidfd = "pidfd"
 
+// FDNamespace is a namespace file (/proc/PID/ns/TYPE opened) on a
+// namespace the process was in, which rtcr's own was too: restore opens
+// the restored process's namespace of that type again.
+const FDNamespace = "ns"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -390,6 +395,11 @@ type FD struct {
 	// PidfdOf is, for a pidfd, the pid of the process of the tree it
 	// refers to.
 	PidfdOf int `json:",omitempty"`
+	// NsType and NsIno are, for a namespace file, its type as
+	// /proc/PID/ns names it (net, uts, ipc, mnt, cgroup, user, pid,
+	// time) and the namespace's inode.
+	NsType string `json:",omitempty"`
+	NsIno  uint64 `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).

@@ -142,6 +142,15 @@ func validateFDs(fds []FD) error {
 			}
 		case FDSignalfd:
 		case FDPidfd: // its process is checked with the others (validate.go)
+		case FDNamespace:
+			switch fd.NsType {
+			case "net", "uts", "ipc", "mnt", "cgroup", "user", "pid", "time":
+			default:
+				return fmt.Errorf("fd %d: namespace type %q unknown", fd.Num, fd.NsType)
+			}
+			if fd.NsIno == 0 {
+				return fmt.Errorf("fd %d: %s namespace without an inode", fd.Num, fd.NsType)
+			}
 		case FDExternal:
 			if err := validateExternal(fd); err != nil {
 				return fmt.Errorf("fd %d: external %w", fd.Num, err)
