@@ -111,6 +111,18 @@ func TestUnixPendingRoundTrip(t *testing.T) {
 	tg.roundTripOK("connections waiting to be accepted")
 }
 
+// TestUnixUnconnectedRoundTrip checkpoints testdata/unixnamed.c holding
+// stream and seqpacket sockets bound but not listening and a stream
+// socket neither bound nor connected (zdtm sk-unix-unconn): after the
+// restore they have their names, no peer, and listen and connect as new
+// ones. The dump used to fail peeking at their (impossible) queue.
+func TestUnixUnconnectedRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "unixnamed", false), "trigger", "unconn")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	tg.roundTripOK("unconnected sockets")
+}
+
 // TestUnixStaleFileChecked: restore removes a stale socket file at a
 // bound socket's path, but nothing else: a regular file or a symbolic
 // link put there after the dump refuses the restore, naming the path,

@@ -31,7 +31,10 @@
 // for "sender": 3 SOCK_DGRAM bound to "ssock" with a datagram "x" from 4,
 // bound to the abstract name "\0rtcr-s-PID", unread;
 // for "unlinked": 3 SOCK_DGRAM bound to "usock", which is then unlinked;
-// for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600.
+// for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600;
+// for "unconn": 3 SOCK_STREAM bound to the abstract name U
+// ("\0rtcr-u-PID"), 4 SOCK_SEQPACKET bound to "qpsock", 5 SOCK_STREAM
+// neither bound nor connected; none listening (zdtm sk-unix-unconn).
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists (the child too). Then it checks, printing "OK\n" and
 // exiting 0 when all hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -52,6 +55,9 @@
 //   sender: 3 receives "x". unlinked: 3 is still named "usock".
 //   bound: 3 is named PATH, whose file is a socket of mode 0600 owned by
 //     the process's uid, and receives "self" sent to PATH.
+//   unconn: 3 is named U, 4 "qpsock", neither listens, 5 is unnamed and
+//     has no peer; then 3 and 4 listen and accept a connection (from 5
+//     for 3) on which "u" is written.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -197,7 +203,9 @@ int main(int argc, char **argv)
 	int Sl = 1 + snprintf(S + 1, sizeof S - 1, "rtcr-s-%d", getpid());
 	int Wl = 1 + snprintf(W + 1, sizeof W - 1, "rtcr-w-%d", getpid());
 	int Pl = 1 + snprintf(P + 1, sizeof P - 1, "rtcr-p-%d", getpid());
-	L[0] = C[0] = S[0] = W[0] = P[0] = 0;
+	char U[32];
+	int Ul = 1 + snprintf(U + 1, sizeof U - 1, "rtcr-u-%d", getpid());
+	L[0] = C[0] = S[0] = W[0] = P[0] = U[0] = 0;
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		die("getcwd");
 	snprintf(dsock, sizeof dsock, "%s/dsock", cwd);
@@ -315,6 +323,10 @@ int main(int argc, char **argv)
 		bind_to(at(sock(SOCK_DGRAM), 3), argv[3], strlen(argv[3]));
 		if (chmod(argv[3], 0600) < 0)
 			die("chmod");
+	} else if (strcmp(mode, "unconn") == 0) {
+		bind_to(at(sock(SOCK_STREAM), 3), U, Ul);
+		bind_to(at(sock(SOCK_SEQPACKET), 4), "qpsock", 6);
+		at(sock(SOCK_STREAM), 5);
 	} else {
 		die("unknown mode");
 	}
@@ -350,6 +362,30 @@ int main(int argc, char **argv)
 		expect(3, "x", "3 does not receive x");
 	} else if (strcmp(mode, "unlinked") == 0) {
 		name_is(3, 0, "usock", 5, "name of 3");
+	} else if (strcmp(mode, "unconn") == 0) {
+		name_is(3, 0, U, Ul, "name of 3");
+		name_is(4, 0, "qpsock", 6, "name of 4");
+		name_is(5, 0, "", 0, "name of 5");
+		struct sockaddr_un a;
+		socklen_t al = sizeof a;
+		if (getpeername(5, (struct sockaddr *)&a, &al) == 0 || errno != ENOTCONN)
+			fail("5 has a peer");
+		if (sockopt(3, SO_ACCEPTCONN) != 0 || sockopt(4, SO_ACCEPTCONN) != 0)
+			fail("3 or 4 listening");
+		if (sockopt(3, SO_TYPE) != SOCK_STREAM || sockopt(4, SO_TYPE) != SOCK_SEQPACKET || sockopt(5, SO_TYPE) != SOCK_STREAM)
+			fail("socket types");
+		if (listen(3, 1) < 0 || listen(4, 1) < 0)
+			fail("listen");
+		int q = sock(SOCK_SEQPACKET);
+		if (connect_to(5, U, Ul) < 0 || connect_to(q, "qpsock", 6) < 0)
+			fail("connect");
+		int a3 = accept(3, NULL, NULL), a4 = accept(4, NULL, NULL);
+		if (a3 < 0 || a4 < 0 || write(a3, "u", 1) != 1 || write(a4, "u", 1) != 1)
+			fail("accept and write");
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		expect(5, "u", "5 does not read u");
+		expect(q, "u", "the client of 4 does not read u");
 	} else if (strcmp(mode, "bound") == 0) {
 		name_is(3, 0, argv[3], strlen(argv[3]), "name of 3");
 		struct stat st;

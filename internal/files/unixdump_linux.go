@@ -115,7 +115,10 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 	if sock.Listen {
 		info.rqueue = 0 // the pending connections, 0 (checked above)
 	}
-	st, err := dumpSockState(dup, info.typ, sender, !sock.Listen)
+	// An unconnected stream or seqpacket socket has no queue, and a peek
+	// on it fails (EINVAL).
+	unconnected := info.typ != unix.SOCK_DGRAM && info.peer == 0 && info.rqueue == 0
+	st, err := dumpSockState(dup, info.typ, sender, !sock.Listen && !unconnected)
 	if err != nil {
 		return image.FD{}, false, err
 	}
