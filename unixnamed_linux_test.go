@@ -113,9 +113,13 @@ func TestUnixPendingRoundTrip(t *testing.T) {
 
 // TestUnixUnconnectedRoundTrip checkpoints testdata/unixnamed.c holding
 // stream and seqpacket sockets bound but not listening and a stream
-// socket neither bound nor connected (zdtm sk-unix-unconn): after the
-// restore they have their names, no peer, and listen and connect as new
-// ones. The dump used to fail peeking at their (impossible) queue.
+// socket neither bound nor connected (zdtm sk-unix-unconn), and a
+// datagram socket connected to its own name (zdtm sockets_dgram): after
+// the restore they have their names, no peer (the last its own name), and
+// listen and connect as new ones, the last receiving what it sends. The
+// dump used to fail peeking at the (impossible) queue of the first, and
+// to write an image it found inconsistent for the last (taken for a
+// socket pair with itself).
 func TestUnixUnconnectedRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "unixnamed", false), "trigger", "unconn")

@@ -34,7 +34,9 @@
 // for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600;
 // for "unconn": 3 SOCK_STREAM bound to the abstract name U
 // ("\0rtcr-u-PID"), 4 SOCK_SEQPACKET bound to "qpsock", 5 SOCK_STREAM
-// neither bound nor connected; none listening (zdtm sk-unix-unconn).
+// neither bound nor connected; none listening (zdtm sk-unix-unconn);
+// 6 SOCK_DGRAM bound to "selfsock" and connected to it (zdtm
+// sockets_dgram).
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists (the child too). Then it checks, printing "OK\n" and
 // exiting 0 when all hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -57,7 +59,8 @@
 //     the process's uid, and receives "self" sent to PATH.
 //   unconn: 3 is named U, 4 "qpsock", neither listens, 5 is unnamed and
 //     has no peer; then 3 and 4 listen and accept a connection (from 5
-//     for 3) on which "u" is written.
+//     for 3) on which "u" is written; 6's peer is "selfsock", and "me"
+//     sent on 6 comes back on 6.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -327,6 +330,10 @@ int main(int argc, char **argv)
 		bind_to(at(sock(SOCK_STREAM), 3), U, Ul);
 		bind_to(at(sock(SOCK_SEQPACKET), 4), "qpsock", 6);
 		at(sock(SOCK_STREAM), 5);
+		int me = at(sock(SOCK_DGRAM), 6);
+		bind_to(me, "selfsock", 8);
+		if (connect_to(me, "selfsock", 8) < 0)
+			die("connect selfsock");
 	} else {
 		die("unknown mode");
 	}
@@ -386,6 +393,10 @@ int main(int argc, char **argv)
 		nanosleep(&ms, NULL);
 		expect(5, "u", "5 does not read u");
 		expect(q, "u", "the client of 4 does not read u");
+		name_is(6, 1, "selfsock", 8, "peer of 6");
+		if (send(6, "me", 2, 0) != 2)
+			fail("send on 6");
+		expect(6, "me", "6 does not receive me");
 	} else if (strcmp(mode, "bound") == 0) {
 		name_is(3, 0, argv[3], strlen(argv[3]), "name of 3");
 		struct stat st;

@@ -65,7 +65,8 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 			return image.FD{}, false, fmt.Errorf("peer socket:[%d]: %w", info.peer, err)
 		}
 		inTree := s.tree.sockets[uint64(info.peer)]
-		isPair = inTree && uint64(peer.peer) == ino
+		// A datagram socket connected to its own name is no pair.
+		isPair = inTree && uint64(peer.peer) == ino && uint64(info.peer) != ino
 		switch {
 		case isPair:
 			sock.Peer = uint64(info.peer)
