@@ -103,7 +103,12 @@ func TestUnixNamedRefused(t *testing.T) {
 // listener with two connections waiting to be accepted, from an unnamed
 // client made before the listener (fd 3) and from one bound to an
 // abstract name (fd 5): after the restore the listener accepts them in
-// their order, each connected to its client.
+// their order, each connected to its client. A connection the listener
+// had accepted before (fds 6 and 7) is connected end to end: its restore
+// accepts from the restored listener, which used to hand it the
+// connection of fd 3 (the waiting ones were connected as soon as the
+// listener existed), a pair restored silently wrong (zdtm sockets00 hung
+// reading from it).
 func TestUnixPendingRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "unixnamed", false), "trigger", "pending")

@@ -25,7 +25,8 @@
 //       ("\0rtcr-w-PID"), which only the child keeps (with SO_RCVTIMEO 10 s).
 // for "pending": 4 a SOCK_STREAM listener bound to "psock", backlog 5,
 // with two connections waiting to be accepted: from 3 (unnamed), then
-// from 5, bound to the abstract name P ("\0rtcr-p-PID");
+// from 5, bound to the abstract name P ("\0rtcr-p-PID"); before them 6
+// connected to it and 4 accepted the connection as 7 (zdtm sockets00);
 // for "pendingdata": 3 a listener bound to "qsock", 4 connected to it and
 // "x" written on 4, not accepted;
 // for "sender": 3 SOCK_DGRAM bound to "ssock" with a datagram "x" from 4,
@@ -50,7 +51,8 @@
 //     refusing with EAGAIN, accepts one and reads "new" written on it; 6
 //     accepts a new connection to L; 14's peer is W and "w" sent on it is
 //     received by the child on 15.
-//   pending: 4 is "psock", listening; 3 and 5 have "psock" as peer, 5 is
+//   pending: 7 is named "psock", and 6 and 7 are connected to each other
+//     (a byte written on each reaches the other); 4 is "psock", listening; 3 and 5 have "psock" as peer, 5 is
 //     named P; 4 accepts the connection of 3 first, then that of 5 (the
 //     peers' names tell, and a byte written on each reaches its client),
 //     then has none. pendingdata: 3 accepts the connection and reads "x".
@@ -301,6 +303,10 @@ int main(int argc, char **argv)
 			die("listen");
 		int c5 = at(sock(SOCK_STREAM), 5);
 		bind_to(c5, P, Pl);
+		int c6 = at(sock(SOCK_STREAM), 6);
+		if (connect_to(c6, "psock", 5) < 0)
+			die("connect 6 to psock");
+		at(accept(l, NULL, NULL), 7);
 		if (connect_to(c3, "psock", 5) < 0 || connect_to(c5, "psock", 5) < 0)
 			die("connect psock");
 	} else if (strcmp(mode, "pendingdata") == 0) {
@@ -341,6 +347,11 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	wait_trigger(argv[1]);
 	if (strcmp(mode, "pending") == 0) {
+		name_is(7, 0, "psock", 5, "name of 7");
+		if (write(6, "p", 1) != 1 || write(7, "q", 1) != 1)
+			fail("write on 6 and 7");
+		expect(7, "p", "7 does not read p from 6");
+		expect(6, "q", "6 does not read q from 7");
 		name_is(4, 0, "psock", 5, "name of 4");
 		if (sockopt(4, SO_ACCEPTCONN) != 1)
 			fail("4 not listening");

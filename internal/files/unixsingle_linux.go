@@ -141,13 +141,11 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 		u.listeners[addrKey(s.Addr)] = home
 	}
 	u.singles[s.Ino] = home
-	lino := s.PendingOn
-	if s.Listen {
-		lino = s.Ino
-		u.pending[lino] = &pendingQueue{clients: s.Pending, addr: s.Addr}
-	}
-	if err := u.connectPending(lino); err != nil {
-		return sockHome{}, err
+	if s.Listen && len(s.Pending) > 0 {
+		// Connected at the end (ConnectPending): a named pair accepted
+		// from this listener meanwhile must find only its own
+		// connection in the queue.
+		u.pending[s.Ino] = &pendingQueue{clients: s.Pending, addr: s.Addr}
 	}
 	if s.PeerAddr != nil && s.PendingOn == 0 {
 		switch {
@@ -168,29 +166,34 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 }
 
 // pendingQueue is the accept queue of a listener: its clients in order,
-// the next to connect, and the listener's name once it is made.
+// the next to connect, and the listener's name.
 type pendingQueue struct {
 	clients []uint64
 	next    int
 	addr    *image.UnixAddr
 }
 
-// connectPending connects, in their order, the clients of the
-// connections that waited in the accept queue of listener lino, as far as
-// they are made (a client made before its listener waits for it,
-// unconnected; one made after is connected then).
-func (u *unixRestorer) connectPending(lino uint64) error {
-	q := u.pending[lino]
-	if q == nil || q.addr == nil {
+// ConnectPending connects, in their order, the clients of the
+// connections that waited in the accept queue of each restored listener.
+// It runs once every process's fds are in place and before Sweep (the
+// clients' helper fds are used): earlier, a socket pair made by accepting
+// from the same listener (createNamedPair) would have accepted a waiting
+// connection instead of its own (zdtm sockets00: the program then read
+// from the wrong socket for ever).
+func (rs *Restorer) ConnectPending() error {
+	if rs.unix == nil {
 		return nil
 	}
-	for ; q.next < len(q.clients); q.next++ {
-		h, ok := u.singles[q.clients[q.next]]
-		if !ok {
-			return nil
-		}
-		if err := connectHome(h, q.addr, nil); err != nil {
-			return fmt.Errorf("waiting connection from socket:[%d]: %w", q.clients[q.next], err)
+	u := rs.unix
+	for lino, q := range u.pending {
+		for ; q.next < len(q.clients); q.next++ {
+			h, ok := u.singles[q.clients[q.next]]
+			if !ok {
+				return fmt.Errorf("waiting connection from socket:[%d] to listener socket:[%d]: the client was not restored", q.clients[q.next], lino)
+			}
+			if err := connectHome(h, q.addr, nil); err != nil {
+				return fmt.Errorf("waiting connection from socket:[%d] to listener socket:[%d]: %w", q.clients[q.next], lino, err)
+			}
 		}
 	}
 	return nil
