@@ -179,7 +179,19 @@
 //	                                                 (TestDeletedFileRefused)
 //	type, state, peer,        unix socket            sock_diag (unix_diag, asked by inode in rtcr's
 //	shutdown                                         network namespace): type restored by socket or
-//	                                                 socketpair; shut down refused
+//	                                                 socketpair; the shutdown state of each socket
+//	                                                 saved and applied with shutdown(2) once every fd
+//	                                                 of the tree is in place and every refill done
+//	                                                 (ShutdownSockets); a stream or seqpacket socket
+//	                                                 whose peer was closed (no peer, shut down both
+//	                                                 ways) is one end of a new pair, refilled through
+//	                                                 the other, which is then closed
+//	                                                 (TestUnixShutdownRoundTrip; on a socket shut down
+//	                                                 for reading an empty message queued last cannot
+//	                                                 be told from the end of file and is lost); a
+//	                                                 datagram socket connected to its own name is
+//	                                                 connected to it again (TestUnixUnconnected-
+//	                                                 RoundTrip)
 //	name (UNIX_DIAG_NAME,     unix socket            path names (relative ones resolved against the
 //	  UNIX_DIAG_VFS)                                 working directory) must still name the socket's
 //	                                                 file (VFS inode), else refused "is not its socket

@@ -45,6 +45,56 @@ type unixRestorer struct {
 	// pending holds the accept queues of the listeners made, by inode
 	// at dump.
 	pending map[uint64]*pendingQueue
+	// shutdowns are the sockets to shut down at the end (see
+	// ShutdownSockets).
+	shutdowns []shutdown
+}
+
+// shutdown is a socket to shut down: end idx of home, how as the
+// socket's shutdown state (1 receive, 2 send, 3 both), ino its inode at
+// dump.
+type shutdown struct {
+	home sockHome
+	idx  int
+	how  int
+	ino  uint64
+}
+
+// shutdownLater records socket s (end idx of home) for ShutdownSockets
+// if it was shut down.
+func (u *unixRestorer) shutdownLater(home sockHome, idx int, s *image.UnixSock) {
+	if s.State.Shutdown != 0 {
+		u.shutdowns = append(u.shutdowns, shutdown{home: home, idx: idx, how: s.State.Shutdown, ino: s.Ino})
+	}
+}
+
+// ShutdownSockets shuts the unix sockets that were shut down at dump down
+// again, once every fd of the tree is in place and every waiting
+// connection made (ConnectPending) and before Sweep: a socket whose
+// sending side is shut down could not send the messages refilled into its
+// peer, nor one whose receiving side is shut down receive them, so the
+// shutdowns wait for every refill. shutdown(2) of a stream or seqpacket
+// socket also shuts its peer's other side (its receive side when this one
+// no longer sends), as at dump, where the kernel did the same; a datagram
+// socket's state is its own.
+func (rs *Restorer) ShutdownSockets() error {
+	if rs.unix == nil {
+		return nil
+	}
+	for _, sd := range rs.unix.shutdowns {
+		self, err := getfd(sd.home.pid, sd.home.ends[sd.idx])
+		if err != nil {
+			return fmt.Errorf("shut socket:[%d] down: %w", sd.ino, err)
+		}
+		// sk_shutdown bits are RCV_SHUTDOWN 1, SEND_SHUTDOWN 2;
+		// shutdown(2) takes SHUT_RD 0, SHUT_WR 1, SHUT_RDWR 2.
+		err = unix.Shutdown(self, sd.how-1)
+		unix.Close(self)
+		if err != nil {
+			return fmt.Errorf("shut socket:[%d] down (state %d): %w", sd.ino, sd.how, err)
+		}
+	}
+	return nil
 }
 
 // waiter is a datagram socket to connect to addr once it exists.
@@ -106,10 +156,23 @@ func openUnix(c *restoreCtx, fd *image.FD) (int, error) {
 
 // createSingle makes the unixKind socket s in the stub of c: socket, bind,
 // options, queued datagrams, listen, connect.
+//
+// A socket whose peer was closed (PeerClosed) is one end of a new socket
+// pair, refilled through the other end, which is then closed: the kernel
+// shuts the socket down as it did at dump, and a read returns the bytes
+// queued, then end of file.
 func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 	u := c.unixRestore()
-	sock, err := socketIn(c, s.Type)
-	if err != nil {
+	var sock int
+	var err error
+	peerEnd := -1
+	if s.PeerClosed {
+		var ends [2]int
+		if ends, err = createSocketPair(c, s.Type); err != nil {
+			return sockHome{}, err
+		}
+		sock, peerEnd = ends[0], ends[1]
+	} else if sock, err = socketIn(c, s.Type); err != nil {
 		return sockHome{}, err
 	}
 	home := sockHome{pid: c.r.Pid, nsPid: c.r.NsPid, ends: [2]int{sock, -1}}
@@ -127,11 +190,21 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 		if err := setBufs(self, st); err != nil {
 			return sockHome{}, err
 		}
-		if err := refillFromNew(s); err != nil {
+		if peerEnd >= 0 {
+			err = refillThrough(home.pid, peerEnd, s)
+		} else {
+			err = refillFromNew(s)
+		}
+		if err != nil {
 			return sockHome{}, err
 		}
 		if err := setOptions(self, st); err != nil {
 			return sockHome{}, err
+		}
+	}
+	if peerEnd >= 0 {
+		if err := c.r.Close(peerEnd); err != nil {
+			return sockHome{}, fmt.Errorf("close the new peer of socket:[%d]: %w", s.Ino, err)
 		}
 	}
 	if s.Listen {
@@ -141,6 +214,9 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 		u.listeners[addrKey(s.Addr)] = home
 	}
 	u.singles[s.Ino] = home
+	if s.State != nil {
+		u.shutdownLater(home, 0, s)
+	}
 	if s.Listen && len(s.Pending) > 0 {
 		// Connected at the end (ConnectPending): a named pair accepted
 		// from this listener meanwhile must find only its own
@@ -197,6 +273,18 @@ func (rs *Restorer) ConnectPending() error {
 		}
 	}
 	return nil
+}
+
+// refillThrough sends the bytes queued to s again through fd peerEnd of
+// process pid, its new peer, and closes peerEnd there.
+func refillThrough(pid, peerEnd int, s *image.UnixSock) error {
+	other, err := getfd(pid, peerEnd)
+	if err != nil {
+		return fmt.Errorf("peer end: %w", err)
+	}
+	err = refillQuiet(other, s.State.Queue, s.Type)
+	unix.Close(other)
+	return err
 }
 
 // refillFromNew sends the datagrams queued to the named socket s again,

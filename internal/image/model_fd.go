@@ -94,6 +94,9 @@ type UnixSock struct {
 	// PendingOn is, for such a client, its listener's inode (PeerAddr
 	// its name).
 	PendingOn uint64 `json:",omitempty"`
+	// PeerClosed marks a connected stream or seqpacket socket whose peer
+	// was closed (shut down both ways, no peer left).
+	PeerClosed bool `json:",omitempty"`
 }
 
 // UnixAddr is the name of an AF_UNIX socket.
@@ -131,6 +134,9 @@ type UnixSockState struct {
 	PassSec      bool `json:",omitempty"`
 	PassPidfd    bool `json:",omitempty"`
 	NoPassRights bool `json:",omitempty"`
+	// Shutdown is the socket's own shutdown state (sock_diag
+	// UNIX_DIAG_SHUTDOWN): 1 receive, 2 send, 3 both shut down.
+	Shutdown int `json:",omitempty"`
 }
 
 // External pipe and socket types.

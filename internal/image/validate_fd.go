@@ -249,6 +249,9 @@ func validateShared(procs []Process) error {
 func validateUnixSock(fd *FD) error {
 	s := fd.Sock
 	pair := fd.Kind == FDUnixPair
+	if s != nil && s.State != nil && (s.State.Shutdown < 0 || s.State.Shutdown > 3) {
+		return fmt.Errorf("shutdown state %d, want 0-3", s.State.Shutdown)
+	}
 	// A datagram socket may be connected to its own name (not a pair).
 	self := s != nil && !pair && s.Type == unix.SOCK_DGRAM
 	if s == nil || s.Ino == 0 || (pair && s.Peer == 0) || (s.Ino == s.Peer && !self) {
