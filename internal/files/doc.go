@@ -209,8 +209,10 @@
 //	                                                 exactly backlog + 1 connections)
 //	accept queue (RQLEN       unix listener          connections not accepted yet: their clients, in
 //	  rqueue, ICONS)                                 order (ICONS), connected again in that order once
-//	                                                 both the listener and the client are made (a
-//	                                                 client finds its listener in a sock_diag dump)
+//	                                                 every fd of the tree is in place (ConnectPending:
+//	                                                 a connection accepted from the same listener is
+//	                                                 restored before, from an empty queue; a client
+//	                                                 finds its listener in a sock_diag dump)
 //	                                                 (TestUnixPendingRoundTrip); a client outside the
 //	                                                 tree, or one that sent bytes on it (MEMINFO
 //	                                                 wmem_alloc, which only an accept could read),
