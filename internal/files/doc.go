@@ -355,6 +355,12 @@
 // perf event, fanotify, userfaultfd, pidfd, landlock …), a block or
 // character device by its numbers (TestUnsupportedKindsNamed).
 //
+// An fd on /dev/tty (cttyKind, ctty_linux.go) is saved when the terminal
+// it reaches (TIOCGDEV on a pidfd_getfd copy) is the process's controlling
+// terminal; restore opens /dev/tty in the stub, which has its controlling
+// terminal again by then, and checks it reaches it (TestDevTTYRoundTrip).
+// One reaching another terminal is refused (TestDevTTYLostRefused).
+//
 // A namespace file (nsKind, nsfs_linux.go: /proc/PID/ns/TYPE opened) is
 // saved by its type and inode when it is the namespace the process is in
 // and rtcr is in at the dump; restore opens /proc/STUB/ns/TYPE, checks the

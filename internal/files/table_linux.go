@@ -143,6 +143,7 @@ var kinds = []struct {
 	{image.FDUnix, unixKind}, // after unixPairKind
 	{image.FDPidfd, pidfdKind},
 	{image.FDNamespace, nsKind},
+	{image.FDCtty, cttyKind},
 }
 
 func kindOf(name string) (*kind, error) {

@@ -325,6 +325,10 @@ const FDPidfd = "pidfd"
 // the restored process's namespace of that type again.
 const FDNamespace = "ns"
 
+// FDCtty is an fd on /dev/tty reaching the process's controlling
+// terminal: restore opens /dev/tty again.
+const FDCtty = "ctty"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int

@@ -142,6 +142,10 @@ func validateFDs(fds []FD) error {
 			}
 		case FDSignalfd:
 		case FDPidfd: // its process is checked with the others (validate.go)
+		case FDCtty:
+			if fd.Path != "/dev/tty" {
+				return fmt.Errorf("fd %d: controlling terminal fd on %q, want /dev/tty", fd.Num, fd.Path)
+			}
 		case FDNamespace:
 			switch fd.NsType {
 			case "net", "uts", "ipc", "mnt", "cgroup", "user", "pid", "time":
