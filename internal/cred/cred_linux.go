@@ -23,7 +23,6 @@
 // layouts, and filters that may hand a call to a user-space listener.
 // Not visible, so not restored: SECCOMP_FILTER_FLAG_SPEC_ALLOW (speculation
 // mitigations the filter's installer opted out of).
-
 //
 // RestorePrctl must come after Restore: every credential change that
 // changes the effective or filesystem uid or gid, or raises the permitted
