@@ -29,6 +29,10 @@ import (
 // locked the image directory dir, before anything is written into it.
 var dumpStageHook func(dir string)
 
+// dumpMemoryHook, when set (by tests), runs after the memory of each
+// process was copied; an error fails the dump there.
+var dumpMemoryHook func(pid int) error
+
 // Dump checkpoints process opts.Pid into opts.Dir. Whatever fails, and
 // whenever ctx is cancelled, the target is released running as before;
 // it is killed only when the image is complete and LeaveRunning is false.
@@ -46,6 +50,10 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	if err := refuseAncestor(opts.Pid); err != nil {
 		return nil, err
 	}
+	tr, err := openParent(opts)
+	if err != nil {
+		return nil, err
+	}
 	// The image is written in place under a new generation; the previous
 	// image stays until the manifest commits this one (image.Stage).
 	stage, err := image.NewStage(opts.Dir)
@@ -59,16 +67,21 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats) })
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr) })
 	stats.Total = time.Since(start)
 	if err != nil {
+		_ = tr.finish(false, "")
 		if stage.Abort() {
 			return nil, fmt.Errorf("%w (the new image in %s is complete)", err, stage.Dir)
 		}
 		return nil, err
 	}
 	if err := stage.Commit(); err != nil {
+		_ = tr.finish(false, "")
 		return nil, fmt.Errorf("dump %d: the image is complete in %s: %w", opts.Pid, stage.Dir, err)
+	}
+	if err := tr.finish(true, stage.Dir); err != nil {
+		return nil, fmt.Errorf("dump %d: the image is complete in %s, but tracking cannot go on: %w", opts.Pid, stage.Dir, err)
 	}
 	log.Info("dump done", "pid", opts.Pid, "took", stats.Total.Round(time.Microsecond), "frozen", stats.Freeze.Round(time.Microsecond), "bytes", stats.PageBytes)
 	return stats, nil
@@ -78,7 +91,7 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 // the image, then releases or kills them. It runs on the tracer thread.
 // Every file is written through stage (into the directory it opened), page
 // files named after its generation.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats) (err error) {
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -93,11 +106,18 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	log := logger(opts.Logger)
-	frozenAt := time.Now()
-	f, err := tree.Freeze(root)
+	// The drain table goes last, once the tree is released or killed
+	// (a killed tree's listeners stay behind the network lock).
+	f, drain, err := freezeDrained(ctx, log, root, stage.Gen)
+	defer func() {
+		if derr := drain.remove(log, root); derr != nil && err == nil {
+			err = fmt.Errorf("dump %d: %w", opts.Pid, derr)
+		}
+	}()
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	frozenAt := drain.frozenAt
 	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
 	kill := false
 	var fds *files.Tree
@@ -159,6 +179,14 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	if err := tr.load(opts.Pid, root, live, fds); err != nil {
+		return err
+	}
+	tr.link(c, opts)
+	stats.Parent = tr.parentDir
+	if tr.parent != nil {
+		log.Info("incremental", "pid", opts.Pid, "parent", tr.parentDir, "chain", c.ChainLen, "tracked", tr.trackSummary())
+	}
 	lockStart := time.Now()
 	lock, err := fds.LockNetwork(live, image.NetLockName(stage.Gen))
 	if err != nil {
@@ -179,7 +207,8 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 		}
 		if !p.Zombie {
-			if err := collect(ctx, log, &p, f.Tids[pid], fds); err != nil {
+			inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
+			if err := collect(ctx, log, &p, f.Tids[pid], fds, inject); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if sc := seccomp[pid]; sc != nil {
@@ -189,14 +218,32 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 				}
 			}
 			memStart := time.Now()
-			if err := writePages(ctx, stage, &p, shared); err != nil {
+			ipid, err := imagePid(pid, nested)
+			if err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			inc, err := tr.memIncr(pid, ipid)
+			if err != nil {
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			if err := writePages(ctx, stage, &p, shared, inc); err != nil {
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			if dumpMemoryHook != nil {
+				if err := dumpMemoryHook(pid); err != nil {
+					return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+				}
+			}
+			if n := tr.protect(log, pid); n > 0 {
+				logStep(log, pid, "tracking", 0, "untracked_mappings", n)
 			}
 			p.MapFiles = shared.MapFiles(pid)
 			stats.MemoryTime += time.Since(memStart)
 			logStep(log, pid, "memory", time.Since(memStart), "bytes", p.PageFileSize, "pages", p.PageFileSize/image.PageSize, "vmas", len(p.VMAs))
 			logVMAs(log, &p)
 			stats.PageBytes += p.PageFileSize
+			_, older := image.PageCounts(&p)
+			stats.ParentPages += int64(older)
 		}
 		c.Processes = append(c.Processes, p)
 	}
@@ -228,6 +275,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
 	}
+	c.FreezeNs = int64(time.Since(frozenAt))
 	if err := stage.WriteManifest(c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -258,7 +306,9 @@ func collectTree(p *image.Process, zombie bool) error {
 // inside the target are injected so that a killed rtcr never harms it (see
 // ptrace.OpenLive), with a scratch mapping that is removed again before
 // memory is read.
-func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, fds *files.Tree) (err error) {
+//
+// inject runs once the calls can be made (dirty tracking's setup).
+func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, fds *files.Tree, inject func(r *ptrace.Remote) error) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
 	if p.FDs, err = fds.Dump(pid); err != nil {
@@ -276,6 +326,9 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 		}
 	}()
 	t.done("scratch area", "unprotected_calls", r.WindowCalls)
+	if err := inject(r); err != nil {
+		return err
+	}
 	if err := attr.Dump(r, p); err != nil {
 		return err
 	}
@@ -333,11 +386,11 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 
 // writePages copies the memory of p into its page file of the stage's
 // generation.
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared) error {
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
 	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
-		vmas, vdso, err := mem.Dump(p.Pid, pw, shared)
+		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc)
 		if err != nil {
 			return err
 		}
@@ -372,6 +425,7 @@ func newCheckpoint() *image.Checkpoint {
 		Kernel:  unix.ByteSliceToString(uts.Release[:]) + " " + unix.ByteSliceToString(uts.Version[:]),
 		Arch:    "x86_64",
 		Created: time.Now().UnixNano(),
+		ID:      image.NewID(),
 	}
 }
 

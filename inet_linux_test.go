@@ -380,8 +380,10 @@ func TestUDPRoundTrip(t *testing.T) {
 	}
 }
 
-// TestInetRefused: a listening socket with a connection not accepted
-// yet, a connection in CLOSE_WAIT, a UDP socket with a datagram queued,
+// TestInetRefused: a listening socket with a connection its program
+// never accepts (refused once the dump has waited for it, new
+// connections held back, for the bound of 5 s; the drain table is gone
+// after), a connection in CLOSE_WAIT, a UDP socket with a datagram queued,
 // a socket of another network namespace and one with SO_MARK set (an
 // option rtcr does not restore) are refused naming the fd
 // and the reason; the server runs on, and no network lock is left.
@@ -406,7 +408,7 @@ func TestInetRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { c.Close() })
-		}, []string{"fd 3 (", "LISTEN", "1 connections not accepted yet"}},
+		}, []string{"fd 3 (", "LISTEN", "127.0.0.1:", "1 connections not accepted yet after 5s with new ones held back"}},
 		{[]string{"closewait"}, func(t *testing.T, port int) {
 			c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 			if err != nil {

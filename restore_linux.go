@@ -60,7 +60,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	sysv, err := mem.PrepareSysV(c.SysVShm, c.Processes, pages, dir.Owner)
+	sysv, err := mem.PrepareSysV(c.SysVShm, c.Processes, ownPages(pages), dir.Owner)
 	if err != nil {
 		return nil, fmt.Errorf("restore %d: %w", root, err)
 	}
@@ -128,7 +128,7 @@ func checkImage(c *image.Checkpoint, dir *image.Dir) error {
 // removes the page files of the old one: when a page file is missing and
 // the manifest is no longer the one read, it starts over with the new
 // image (at most three times).
-func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages map[int][]byte, closePages func(), err error) {
+func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages map[int][][]byte, closePages func(), err error) {
 	err = image.RetryDuringCommit(opts.Dir, func() error {
 		c, dir, pages, closePages, err = loadOnce(opts)
 		return err
@@ -140,13 +140,13 @@ func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages 
 // and admitted on the opened file: if one was replaced since openImage
 // by a file of another owner, the image's owner is no longer the one
 // checked, and the restore is refused.
-func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byte, func(), error) {
+func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][][]byte, func(), error) {
 	c, dir, err := openImage(opts)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
 	checked := dir.Owner
-	pages := map[int][]byte{}
+	pages := map[int][][]byte{}
 	var closers []func() error
 	closeAll := func() {
 		for _, f := range closers {
@@ -166,7 +166,13 @@ func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][]byt
 			return nil, nil, nil, nil, fmt.Errorf("restore %d: %w", p.Pid, err)
 		}
 		closers = append(closers, closePages)
-		pages[p.Pid] = data
+		pages[p.Pid] = make([][]byte, c.ChainLen+1)
+		pages[p.Pid][0] = data
+	}
+	if err := openChain(c, opts, dir.Owner, pages, &closers); err != nil {
+		closeAll()
+		dir.Close()
+		return nil, nil, nil, nil, fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
 	return c, dir, pages, closeAll, nil
 }
@@ -265,7 +271,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)

@@ -27,7 +27,7 @@ type restoring struct {
 	p       *image.Process
 	r       *ptrace.Remote
 	threads []*ptrace.Injector
-	pages   []byte
+	pages   [][]byte     // page files by depth in the image chain
 	ttyFd   int          // the fd its controlling terminal was set from, -1 if none
 	as      *image.Creds // files are opened with these rights (fileCreds)
 	log     *slog.Logger

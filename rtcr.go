@@ -26,6 +26,17 @@ type DumpOptions struct {
 	// LeaveRunning lets the target continue after the dump instead of
 	// killing it (criu -R).
 	LeaveRunning bool
+	// TrackMem keeps track of the pages the tree writes after this dump
+	// (userfaultfd write-protect, see README "Incremental checkpoints"),
+	// so that a later dump with Parent set to this image copies only
+	// those. Without it (or without LeaveRunning) a dump ends any
+	// tracking of the tree.
+	TrackMem bool
+	// Parent makes the dump incremental: the image directory (relative
+	// to Dir unless absolute) of the previous dump of this tree, which
+	// must have been made with TrackMem (criu --prev-images-dir). Pages
+	// not written since are read from it on restore.
+	Parent string
 	// Logger receives one Info line per step (with the pid and its
 	// duration), Debug details and Error lines for failures (criu -o,
 	// -v). Nil logs nothing.
@@ -40,6 +51,10 @@ type DumpStats struct {
 	Total time.Duration
 	// PageBytes is the amount of memory written to the image.
 	PageBytes int64
+	// ParentPages counts the pages an incremental image takes from its
+	// parent images (0 for a full image); Parent names the parent.
+	ParentPages int64
+	Parent      string
 	// MemoryTime is the part of the freeze spent copying memory.
 	MemoryTime time.Duration
 	// Exited lists the processes that died while frozen (something

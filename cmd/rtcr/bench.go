@@ -10,13 +10,14 @@ import (
 )
 
 func runBench(args []string) error {
-	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000]")
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] | --incremental PCT [--size 1G] [--runs 3] [--dir /dev/shm]")
 	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
 	runs := fs.Int("runs", 3, "measure this many times and report the best")
 	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
 	threads := fs.Int("threads", 64, "threads of the many-threads benchmark (0: skip it and the tree)")
 	procs := fs.Int("procs", 32, "processes of the process-tree benchmark")
 	nfds := fs.Int("fds", 10000, "fds of the many-fds benchmark, against 10 (0: skip it)")
+	incr := fs.Float64("incremental", 0, "instead: freeze of an incremental checkpoint after `PCT` % of the pages were written, against a full one")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -32,6 +33,17 @@ func runBench(args []string) error {
 	}
 	if *nfds != 0 && (*nfds <= 10 || *nfds > 1<<20) {
 		return usagef("--fds must be 0 or 11-1048576")
+	}
+	if *incr != 0 {
+		if *incr < 0 || *incr > 100 {
+			return usagef("--incremental must be a percentage above 0, at most 100")
+		}
+		res, err := bench.RunIncremental(*dir, n, *incr, *runs)
+		if err != nil {
+			return err
+		}
+		res.Print(os.Stdout)
+		return nil
 	}
 	res, err := bench.Run(bench.Options{Size: n, Runs: *runs, Dir: *dir})
 	if err != nil {

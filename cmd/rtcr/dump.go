@@ -9,7 +9,7 @@ import (
 )
 
 func runDump(args []string) error {
-	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running] [--track-mem] [--parent DIR] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	fs.IntVar(&o.Pid, "pid", 0, "process to checkpoint")
 	fs.IntVar(&o.Pid, "t", 0, "short for --pid")
@@ -17,6 +17,9 @@ func runDump(args []string) error {
 	fs.StringVar(&o.Dir, "D", "", "short for --dir")
 	fs.BoolVar(&o.LeaveRunning, "leave-running", false, "let the process continue after the dump (default: kill it)")
 	fs.BoolVar(&o.LeaveRunning, "R", false, "short for --leave-running")
+	fs.BoolVar(&o.TrackMem, "track-mem", false, "track the pages the process writes from now on, so that a later dump with --parent copies only those")
+	fs.StringVar(&o.Parent, "parent", "", "make an incremental image: only pages written since the image in `DIR` (relative to --dir), dumped with --track-mem")
+	fs.StringVar(&o.Parent, "prev-images-dir", "", "same as --parent (CRIU's name)")
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, criuArgs(fs, args)); err != nil {
@@ -27,6 +30,9 @@ func runDump(args []string) error {
 	}
 	if o.Dir == "" {
 		return usagef("--dir is required")
+	}
+	if o.TrackMem && !o.LeaveRunning {
+		return usagef("--track-mem needs --leave-running (-R): a killed process has nothing left to track")
 	}
 	log, closeLog, err := lf.open()
 	if err != nil {
@@ -49,6 +55,12 @@ func runDump(args []string) error {
 	}
 	fmt.Printf("dumped pid %d to %s: %.1f MiB of memory, frozen %v, total %v; process %s\n",
 		o.Pid, o.Dir, float64(st.PageBytes)/(1<<20), st.Freeze.Round(1e5), st.Total.Round(1e5), what)
+	if st.Parent != "" {
+		fmt.Printf("incremental: %.1f MiB unchanged since %s stay there\n", float64(st.ParentPages*4096)/(1<<20), st.Parent)
+	}
+	if o.TrackMem {
+		fmt.Printf("memory tracking goes on: a next dump with --parent naming %s (relative to its --dir) holds only the pages written since\n", o.Dir)
+	}
 	return nil
 }
 

@@ -54,10 +54,14 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"inspect"}, "--dir is required"},
 		{[]string{"bench", "--size", "12Q"}, "--size"},
 		{[]string{"bench", "--runs", "0"}, "--runs"},
+		{[]string{"bench", "--incremental", "101"}, "--incremental must be"},
+		{[]string{"dump", "-t", "1", "-D", "/tmp/x", "--track-mem"}, "--track-mem needs --leave-running"},
 		{[]string{"check", "extra"}, "unexpected argument"},
 		{[]string{"run", "--every", "0s", "--dir", "/tmp/x", "--", "true"}, "--every must be > 0"},
 		{[]string{"run", "--every", "-1s", "--dir", "/tmp/x", "--", "true"}, "--every must be > 0"},
 		{[]string{"run", "--every", "1s", "--", "true"}, "--every and --dir go together"},
+		{[]string{"run", "--every", "1s", "--dir", "/tmp/x", "--keep", "-1", "--", "true"}, "--keep must be >= 0"},
+		{[]string{"run", "--keep", "2", "--", "true"}, "--keep goes with --every"},
 		{[]string{"run", "--dir", "/tmp/x", "--", "true"}, "--every and --dir go together"},
 	}
 	for _, tc := range tests {

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,20 +81,41 @@ func TestRunForwardsSignals(t *testing.T) {
 	}
 }
 
-// TestRunPeriodicCheckpoints: rtcr run --dir --every checkpoints the
-// running tree while it runs, leaving it running, into a readable image.
+// TestRunPeriodicCheckpoints: rtcr run --dir --every --keep 2 checkpoints
+// the running tree while it runs, leaving it running, into DIR/1, DIR/2 …,
+// keeps the newest 2, and DIR/latest names the newest, a readable image.
 func TestRunPeriodicCheckpoints(t *testing.T) {
 	requireRoot(t)
-	dir := t.TempDir() + "/img"
-	_, stderr, code := runRtcr(t, "run", "--dir", dir, "--every", "150ms", "--",
-		"sh", "-c", `i=0; while [ $i -lt 15 ]; do sleep 0.05; i=$((i+1)); done; exit 3`)
+	dir := t.TempDir() + "/ck"
+	_, stderr, code := runRtcr(t, "run", "--dir", dir, "--every", "150ms", "--keep", "2", "--",
+		"sh", "-c", `i=0; while [ $i -lt 60 ]; do sleep 0.05; i=$((i+1)); done; exit 3`)
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (the program ran to its end); stderr %q", code, stderr)
 	}
-	if !strings.Contains(stderr, "rtcr run: checkpoint 1 into "+dir) || strings.Contains(stderr, "failed") {
+	if !strings.Contains(stderr, "rtcr run: checkpoint 1 into "+dir+"/1 (frozen ") || strings.Contains(stderr, "failed") {
 		t.Fatalf("stderr %q: want successful checkpoints", stderr)
 	}
-	if _, _, code := runRtcr(t, "inspect", "--dir", dir); code != 0 {
-		t.Fatalf("inspect of the periodic image: exit %d", code)
+	// The last one may be "not taken" (the program ended meanwhile).
+	newest := len(regexp.MustCompile(`rtcr run: checkpoint \d+ into `).FindAllString(stderr, -1))
+	if newest < 3 {
+		t.Skipf("only %d checkpoints in 3 s on this busy machine; keep not checked", newest)
+	}
+	link, err := os.Readlink(dir + "/latest")
+	if err != nil || link != strconv.Itoa(newest) {
+		t.Fatalf("latest -> %q (%v), want %d", link, err, newest)
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	want := []string{strconv.Itoa(newest - 1), strconv.Itoa(newest), "latest"}
+	slices.Sort(names)
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Fatalf("series holds %v, want %v", names, want)
+	}
+	if _, _, code := runRtcr(t, "inspect", "--dir", dir+"/latest"); code != 0 {
+		t.Fatalf("inspect of the latest periodic image: exit %d", code)
 	}
 }

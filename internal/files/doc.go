@@ -287,8 +287,17 @@
 //	                                                 FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING, a reset
 //	                                                 CLOSE …) refused naming it (TestInetRefused: CLOSE_WAIT)
 //	TCP_INFO unacked, sacked  listening TCP socket   sacked is the backlog: listen(backlog); unacked,
-//	                                                 the accept queue, must be 0, else refused "N
-//	                                                 connections not accepted yet" (TestInetRefused)
+//	                                                 the accept queue, must be 0. Before the freeze
+//	                                                 the dump holds new connections back (a drain
+//	                                                 table, internal/netlock), waits up to 5 s until
+//	                                                 the program accepted the queued ones and no
+//	                                                 handshake is under way (sock_diag idiag_rqueue,
+//	                                                 SYN_RECV requests; drain_linux.go), freezes,
+//	                                                 and thaws and waits again if one slipped in (3
+//	                                                 freezes); a queue that stays is refused "N
+//	                                                 connections not accepted yet", naming pid, fd,
+//	                                                 address (TestTCPDrain, TestTCPDrainRetry,
+//	                                                 TestInetRefused); without nft, refused at once
 //	poll POLLERR, POLLRDHUP   TCP/UDP socket         a pending error (SO_ERROR, error queue) or a
 //	                                                 shutdown for reading refused (reading SO_ERROR
 //	                                                 would clear it)

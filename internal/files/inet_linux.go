@@ -1,10 +1,9 @@
 package files
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -15,7 +14,8 @@ import (
 
 // inetKind covers TCP and UDP sockets, IPv4 and IPv6, in rtcr's network
 // namespace: unconnected and bound sockets, listening TCP sockets (with
-// no connection waiting to be accepted), established TCP connections
+// no connection waiting to be accepted: the dump lets the program accept
+// them before the freeze, see drain_linux.go), established TCP connections
 // (TCP_REPAIR, see tcprepair_linux.go) and UDP sockets, bound and
 // connected, with no datagram queued. rtcr reads everything on a
 // pidfd_getfd copy of the socket (nothing is injected); restore creates
@@ -39,32 +39,13 @@ func stateName(st int) string {
 	return fmt.Sprintf("state %d", st)
 }
 
-// refusedOpts are options rtcr reads but does not restore: a socket
-// where one differs from a new socket's is refused, naming it.
-var refusedOpts = []struct {
-	name       string
-	level, opt int
-	family     int
-	size       int
-}{
-	{"SO_MARK (needs CAP_NET_ADMIN)", unix.SOL_SOCKET, unix.SO_MARK, 0, 4},
-	{"SO_BINDTODEVICE", unix.SOL_SOCKET, unix.SO_BINDTODEVICE, 0, 16},
-	{"SO_ATTACH_FILTER (a BPF filter, SO_GET_FILTER)", unix.SOL_SOCKET, unix.SO_GET_FILTER, 0, 4},
-	{"SO_ZEROCOPY", unix.SOL_SOCKET, unix.SO_ZEROCOPY, 0, 4},
-	{"SO_BUSY_POLL", unix.SOL_SOCKET, unix.SO_BUSY_POLL, 0, 4},
-	{"SO_MAX_PACING_RATE", unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, 0, 8},
-	{"TCP_ULP (kernel TLS …)", unix.IPPROTO_TCP, unix.TCP_ULP, 0, 16},
-	{"TCP_WINDOW_CLAMP", unix.IPPROTO_TCP, unix.TCP_WINDOW_CLAMP, -1, 4},
-	{"IP_TRANSPARENT (needs CAP_NET_ADMIN)", unix.IPPROTO_IP, unix.IP_TRANSPARENT, unix.AF_INET, 4},
-	{"IPV6_TRANSPARENT (needs CAP_NET_ADMIN)", unix.IPPROTO_IPV6, unix.IPV6_TRANSPARENT, unix.AF_INET6, 4},
-}
-
 // inetTree is what the fd dump of a tree knows of its TCP and UDP
 // sockets: the network lock's table (empty: none) and the sockets it
 // covers, and rtcr's copies of the established connections, kept until
 // the tree is released or killed.
 type inetTree struct {
 	lock        string
+	keeper      *netlock.Keeper // renews lock's lease until release or kill
 	locked      map[uint64]bool
 	established bool // some socket locked is an established connection
 	held        map[uint64]*heldConn
@@ -221,10 +202,13 @@ func (t *Tree) LockNetwork(pids []int, name string) (string, error) {
 		// (a client may be refused while the tree is down).
 		return "", nil
 	}
-	if err := netlock.Lock(name, conns); err != nil {
+	// A lease, renewed until the tree is released or killed: a dump
+	// killed with SIGKILL must not leave the tree's connections blocked.
+	if err := netlock.Lock(name, conns, time.Now().Add(netlock.Lease)); err != nil {
 		return "", err
 	}
 	t.inet.lock = name
+	t.inet.keeper = netlock.Keep(name)
 	return name, nil
 }
 
@@ -276,6 +260,11 @@ func (t *Tree) RepairForKill() error {
 	if t.inet == nil {
 		return nil
 	}
+	if t.inet.keeper != nil {
+		if err := t.inet.keeper.Err(); err != nil {
+			return fmt.Errorf("the network lock may have lapsed while the tree was frozen: %w", err)
+		}
+	}
 	for ino, h := range t.inet.held {
 		if err := unix.SetsockoptInt(h.fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
 			return fmt.Errorf("TCP_REPAIR on socket:[%d] before the kill: %w", ino, err)
@@ -288,13 +277,21 @@ func (t *Tree) RepairForKill() error {
 // leaves it running), turns repair mode off again on every established
 // connection (setting back SO_REUSEADDR, which TCP_REPAIR resets),
 // closes rtcr's copies and removes the network lock. For a killed tree
-// (killed true) it only closes the copies: the connections, in repair
-// mode, go without a packet, and the lock stays for the restore.
+// (killed true) it closes the copies (the connections, in repair mode,
+// go without a packet) and makes the lock hold for good, until the
+// restore removes it.
 func (t *Tree) ReleaseNetwork(killed bool) error {
 	if t.inet == nil {
 		return nil
 	}
 	var first error
+	if t.inet.keeper != nil {
+		t.inet.keeper.Stop()
+		t.inet.keeper = nil
+		if killed && t.inet.lock != "" {
+			first = netlock.Hold(t.inet.lock)
+		}
+	}
 	for ino, h := range t.inet.held {
 		if !killed {
 			if err := repairOff(h.fd, h.reuse, false); err != nil && first == nil {
@@ -393,7 +390,9 @@ func dumpInet(s *fdState) (image.FD, bool, error) {
 		// accept queue's length, tcpi_sacked the backlog.
 		waiting := nativeU32(c.info[24:])
 		if waiting > 0 {
-			return image.FD{}, false, fmt.Errorf("%s: listening, with %d connections not accepted yet (not saved): %w", what, waiting, ErrUnsupported)
+			// Reached without nft (no drain) or when a handshake
+			// completed after the drain's check.
+			return image.FD{}, false, fmt.Errorf("%s: listening, with %d connections not accepted yet (not saved; the dump lets the program accept them first only with the nft command): %w", what, waiting, ErrUnsupported)
 		}
 		sk.Backlog = int(nativeU32(c.info[28:]))
 	case c.state == image.TCPClose:
@@ -445,90 +444,6 @@ func checkPoll(fd int, what string, closed bool) error {
 
 func nativeU32(b []byte) uint32 { return *(*uint32)(unsafe.Pointer(&b[0])) }
 
-// getOpt reads option level/opt of fd, size bytes at most.
-func getOpt(fd, level, opt, size int) ([]byte, error) {
-	b := make([]byte, size)
-	l := uint32(size)
-	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
-		return nil, e
-	}
-	return b[:l], nil
-}
-
-// setOpt sets option level/opt of fd to v.
-func setOpt(fd, level, opt int, v []byte) error {
-	if _, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)), 0); e != 0 {
-		return e
-	}
-	return nil
-}
-
-// dumpOpts returns the options of image.SockOpts of socket c that differ
-// from those of a new socket of its family and type, and refuses one of
-// refusedOpts set, or SO_PEEK_OFF on TCP.
-func dumpOpts(fd int, c *inetCopy) ([]image.SockOpt, error) {
-	fresh, err := unix.Socket(c.family, c.typ|unix.SOCK_CLOEXEC, c.proto)
-	if err != nil {
-		return nil, fmt.Errorf("a new socket to compare options with: %w", err)
-	}
-	defer unix.Close(fresh)
-	var out []image.SockOpt
-	for _, spec := range image.SockOpts {
-		if !spec.Applies(c.family, c.typ) {
-			continue
-		}
-		v, err := getOpt(fd, spec.Level, spec.Opt, spec.Size)
-		if errors.Is(err, unix.ENOPROTOOPT) && spec.Opt == image.SoBufLock {
-			continue // before Linux 5.14: no autotuning state to save
-		}
-		if err != nil {
-			return nil, fmt.Errorf("getsockopt %s: %w", spec.Name, err)
-		}
-		def, err := getOpt(fresh, spec.Level, spec.Opt, spec.Size)
-		if err != nil {
-			return nil, fmt.Errorf("getsockopt %s of a new socket: %w", spec.Name, err)
-		}
-		if string(v) == string(def) {
-			continue
-		}
-		if len(v) != spec.Size {
-			return nil, fmt.Errorf("getsockopt %s gave %d bytes, want %d", spec.Name, len(v), spec.Size)
-		}
-		if spec.Opt == unix.SO_PRIORITY && spec.Level == unix.SOL_SOCKET && nativeU32(v) > 6 {
-			return nil, fmt.Errorf("SO_PRIORITY %d (above 6 needs CAP_NET_ADMIN; not saved): %w", nativeU32(v), ErrUnsupported)
-		}
-		out = append(out, image.SockOpt{Level: spec.Level, Opt: spec.Opt, Val: v})
-	}
-	for _, r := range refusedOpts {
-		if r.family > 0 && r.family != c.family || r.family == -1 && c.proto != unix.IPPROTO_TCP {
-			continue
-		}
-		if r.opt == unix.TCP_ULP && c.proto != unix.IPPROTO_TCP {
-			continue
-		}
-		v, err := getOpt(fd, r.level, r.opt, r.size)
-		def, derr := getOpt(fresh, r.level, r.opt, r.size)
-		if err != nil || derr != nil {
-			if errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
-				continue
-			}
-			return nil, fmt.Errorf("getsockopt %s: %w / %w", r.name, err, derr)
-		}
-		if r.opt == unix.TCP_WINDOW_CLAMP && c.state != image.TCPClose && c.state != image.TCPListen {
-			continue // an established connection's clamp comes from its window, checked by TCP_REPAIR_WINDOW
-		}
-		if strings.TrimRight(string(v), "\x00") != strings.TrimRight(string(def), "\x00") {
-			return nil, fmt.Errorf("socket option %s is set (not saved): %w", r.name, ErrUnsupported)
-		}
-	}
-	if c.proto == unix.IPPROTO_TCP {
-		if off, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF); err == nil && off != -1 {
-			return nil, fmt.Errorf("SO_PEEK_OFF %d on a TCP socket (not saved): %w", off, ErrUnsupported)
-		}
-	}
-	return out, nil
-}
-
 // openInet creates the socket in the stub and gives it its options,
 // address, listen backlog, peer or TCP connection state on rtcr's copy.
 func openInet(c *restoreCtx, fd *image.FD) (int, error) {
@@ -562,17 +477,6 @@ func openInet(c *restoreCtx, fd *image.FD) (int, error) {
 		held = true
 	}
 	return int(got), nil
-}
-
-// optInt returns the saved int option level/opt of s, 0 when not saved
-// (a new socket's value of the boolean options asked).
-func optInt(s *image.InetSock, level, opt int) int {
-	for _, o := range s.Opts {
-		if o.Level == level && o.Opt == opt {
-			return int(nativeU32(o.Val))
-		}
-	}
-	return 0
 }
 
 // restoreInet gives the new socket fd (rtcr's copy) the state of s.
@@ -643,50 +547,6 @@ func restoreInet(c *restoreCtx, fd int, s *image.InetSock) error {
 func fmtAddr(a image.InetAddr) string {
 	ip, _ := netip.AddrFromSlice(a.IP)
 	return netip.AddrPortFrom(ip, uint16(a.Port)).String()
-}
-
-// setInetBuf sets SO_SNDBUF or SO_RCVBUF o (the doubled value getsockopt
-// showed), forcing it past the sysctl limit with SO_*BUFFORCE when force
-// (the image owner is root or the restorer); the value must come out as
-// saved. A size the kernel autotuned (its bit clear in locks, the saved
-// SO_BUF_LOCK) can be odd, which setsockopt cannot make: it comes out one
-// less, and autotuning, turned on again by setBufLock, goes on from there.
-func setInetBuf(fd int, o image.SockOpt, locks int, force bool) error {
-	want := int(nativeU32(o.Val))
-	forceOpt, name, bit := unix.SO_SNDBUFFORCE, "SO_SNDBUF", image.SockSndbufLock
-	if o.Opt == unix.SO_RCVBUF {
-		forceOpt, name, bit = unix.SO_RCVBUFFORCE, "SO_RCVBUF", image.SockRcvbufLock
-	}
-	if locks&bit == 0 {
-		want &^= 1
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.Opt, want/2); err != nil {
-		return fmt.Errorf("setsockopt %s %d: %w", name, want/2, err)
-	}
-	if got, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.Opt); got != want && force {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, forceOpt, want/2); err != nil {
-			return fmt.Errorf("setsockopt %s (forced) %d: %w", name, want/2, err)
-		}
-	}
-	if got, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.Opt); got != want {
-		return fmt.Errorf("%s came out %d, saved %d (above the sysctl limit?)", name, got, want)
-	}
-	return nil
-}
-
-// setBufLock sets SO_BUF_LOCK to locks, the saved value: setting a buffer
-// size (setInetBuf, or raising it to queue the saved bytes) locks it,
-// and a size the kernel autotuned must stay autotuned. A kernel without
-// SO_BUF_LOCK (before 5.14) saved none; its buffers are left as set.
-func setBufLock(fd, locks int) error {
-	err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, image.SoBufLock, locks)
-	if errors.Is(err, unix.ENOPROTOOPT) && locks == 0 {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("setsockopt SO_BUF_LOCK %d: %w", locks, err)
-	}
-	return nil
 }
 
 // FinishNetwork ends the restore of the tree's TCP connections once

@@ -205,6 +205,18 @@ type Tree struct {
 	inet *inetTree
 	// pids are the processes of the tree.
 	pids []int
+	// skip are fds that are not the program's (rtcr's dirty tracking):
+	// never dumped.
+	skip map[fdRef]bool
+}
+
+// Skip leaves fd num of process pid out of the dump: it belongs to rtcr
+// (the userfaultfd of dirty tracking), not to the program.
+func (t *Tree) Skip(pid, num int) {
+	if t.skip == nil {
+		t.skip = map[fdRef]bool{}
+	}
+	t.skip[fdRef{pid, num}] = true
 }
 
 // NewTree scans the fds of the processes pids of one tree.
@@ -296,6 +308,9 @@ func (t *Tree) Dump(pid int) ([]image.FD, error) {
 	defer unix.Close(pidfd)
 	var out []image.FD
 	for _, n := range nums {
+		if t.skip[fdRef{pid, n}] {
+			continue
+		}
 		fd, err := dumpOne(pid, n, pidfd, t)
 		if err != nil {
 			return nil, err

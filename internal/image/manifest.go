@@ -32,11 +32,12 @@ import (
 // ManifestName is the name of the manifest file in an image directory.
 const ManifestName = "manifest.img"
 
-// FormatVersion is the manifest format version this rtcr writes. Version 2
-// added the fds' owner and signal and the mappings' VmFlags; version 1
-// images (without them) are read too. An older rtcr refuses version 2 by
-// its number.
-const FormatVersion = 2
+// FormatVersion is the manifest format version this rtcr writes. Version 3
+// added the image id, the parent link of incremental images, page runs
+// held by an ancestor (PageRun.Depth) and the freeze time; version 2 the
+// fds' owner and signal and the mappings' VmFlags. Versions 1 and 2 are
+// read too. An older rtcr refuses version 3 by its number.
+const FormatVersion = 3
 
 // minFormatVersion is the oldest manifest format version this rtcr reads.
 const minFormatVersion = 1
@@ -192,6 +193,7 @@ func readManifest(r io.Reader, size int64, path string) (*Checkpoint, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.Sum = sum
 	return c, nil
 }
 

@@ -66,6 +66,10 @@ func TestManifestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got.Sum == ([32]byte{}) {
+		t.Error("reader did not set the manifest checksum")
+	}
+	got.Sum = want.Sum // set by the reader, never written
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip mismatch:\n got %+v\nwant %+v", got, want)
 	}
@@ -114,7 +118,7 @@ func TestReadManifestDamaged(t *testing.T) {
 		{"one byte short", good[:len(good)-1], ErrCorrupt, "truncated"},
 		{"extra bytes", append(bytes.Clone(good), '\n'), ErrCorrupt, "extra bytes"},
 		{"magic bit", flip(2, 0x10), ErrNotImage, "is not an rtcr image"},
-		{"version bit", flip(offVersion, 0x04), ErrVersion, "image format version 6, this rtcr reads versions 1 to 2"},
+		{"version bit", flip(offVersion, 0x04), ErrVersion, "image format version 7, this rtcr reads versions 1 to 3"},
 		{"reserved bit", flip(offReserved+1, 0x01), ErrCorrupt, "reserved"},
 		{"length bit", flip(offLength, 0x01), ErrCorrupt, ""},
 		{"length high bit", flip(offLength+7, 0x80), ErrCorrupt, "limit"},
@@ -122,7 +126,7 @@ func TestReadManifestDamaged(t *testing.T) {
 		{"sha bit", flip(offChecksum+31, 0x80), ErrCorrupt, "checksum mismatch"},
 		{"payload bit", flip(headerSize+10, 0x02), ErrCorrupt, "checksum mismatch"},
 		{"last payload bit", flip(len(good)-1, 0x01), ErrCorrupt, "checksum mismatch"},
-		{"version 7", buildManifest(7, good[headerSize:]), ErrVersion, "image format version 7, this rtcr reads versions 1 to 2"},
+		{"version 7", buildManifest(7, good[headerSize:]), ErrVersion, "image format version 7, this rtcr reads versions 1 to 3"},
 		{"version 0", buildManifest(0, good[headerSize:]), ErrVersion, "version 0"},
 		{"random bytes", random, ErrNotImage, "not an rtcr image"},
 		{"json file", []byte(`{"Arch":"x86_64","Processes":[]}`), ErrNotImage, "not an rtcr image"},

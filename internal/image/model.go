@@ -41,6 +41,21 @@ type Checkpoint struct {
 	// SysVShm are the System V shared memory segments the tree has
 	// attached.
 	SysVShm []SysVShm `json:",omitempty"`
+	// ID names this image (32 hex digits, random); an incremental image
+	// names its parent by it. Empty in images before format version 3.
+	ID string `json:",omitempty"`
+	// Parent, for an incremental image, is the image that holds the
+	// pages this one does not (see PageRun.Depth); nil: a full image.
+	Parent *ParentLink `json:",omitempty"`
+	// ChainLen is the number of images behind this one (0: a full
+	// image), at most MaxChain.
+	ChainLen int `json:",omitempty"`
+	// FreezeNs is how long the tree had been stopped when the manifest
+	// was written (the release that follows adds little), nanoseconds.
+	FreezeNs int64 `json:",omitempty"`
+	// Sum is the SHA-256 of the manifest payload this checkpoint was read
+	// from (set by the reader, never written).
+	Sum [32]byte `json:"-"`
 	// NetLock names the nftables table (family inet) that drops the
 	// packets of the tree's TCP connections and listening ports since the
 	// dump killed the tree; restore deletes it once the sockets are back
@@ -275,6 +290,24 @@ type PageRun struct {
 	Addr    uint64 // address of the first page
 	Count   uint64 // number of pages
 	FileOff int64  // offset in the page file
+	// Depth says which image of the chain holds the pages: 0 this one,
+	// k the k-th ancestor (its page file of the process with the same
+	// pid, at FileOff). At most the checkpoint's ChainLen.
+	Depth int `json:",omitempty"`
+}
+
+// MaxChain bounds the number of images behind an incremental image.
+const MaxChain = 64
+
+// ParentLink names the parent of an incremental image.
+type ParentLink struct {
+	// Dir is the parent image directory, relative to this image's
+	// directory unless absolute (as given to --parent).
+	Dir string
+	// ID is the parent's Checkpoint.ID.
+	ID string
+	// Sum is the SHA-256 of the parent's manifest payload, hex.
+	Sum string
 }
 
 // FD kinds.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 
@@ -86,6 +87,9 @@ func (c *Checkpoint) Validate() error {
 	}
 	if c.Processes[0].Zombie {
 		return corruptf("invalid checkpoint: pid %d: the root is a zombie", c.Processes[0].Pid)
+	}
+	if err := validateChain(c); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
 	}
 	if c.NetLock != "" && !ValidNetLock(c.NetLock) {
 		return corruptf("invalid checkpoint: network lock table %q is not named rtcr_ and 16 hex digits", c.NetLock)
@@ -351,6 +355,14 @@ func validateRuns(p *Process, v *VMA, spans []fileSpan) ([]fileSpan, error) {
 		}
 		if r.FileOff < 0 || r.FileOff%PageSize != 0 {
 			return nil, fmt.Errorf("page run at %#x: file offset %d not page-aligned", r.Addr, r.FileOff)
+		}
+		if r.Depth != 0 {
+			// Held by an ancestor: checked against its page file by
+			// CheckChainLink; the depth by validateChain.
+			if r.Depth < 0 || r.Depth > MaxChain || r.Count > uint64(math.MaxInt64-r.FileOff)/PageSize {
+				return nil, fmt.Errorf("page run at %#x: depth %d or %d pages at file offset %d out of range", r.Addr, r.Depth, r.Count, r.FileOff)
+			}
+			continue
 		}
 		if r.FileOff >= p.PageFileSize || r.Count > uint64(p.PageFileSize-r.FileOff)/PageSize {
 			return nil, fmt.Errorf("page run at %#x: %d pages at file offset %d beyond page file size %d",

@@ -91,6 +91,23 @@ func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 	fmt.Fprintf(tw, "arch\t%s\n", orDash(c.Arch))
 	fmt.Fprintf(tw, "created\t%s\n", created)
 	fmt.Fprintf(tw, "processes\t%d\n", len(c.Processes))
+	if c.ID != "" {
+		fmt.Fprintf(tw, "id\t%s\n", c.ID)
+	}
+	if c.FreezeNs != 0 {
+		fmt.Fprintf(tw, "freeze\t%v (the tree was stopped this long when the image was written)\n", time.Duration(c.FreezeNs).Round(time.Microsecond))
+	}
+	if l := c.Parent; l != nil {
+		fmt.Fprintf(tw, "parent\t%s (id %s, manifest sha256 %s; %d images behind this one)\n", l.Dir, l.ID, l.Sum, c.ChainLen)
+	} else {
+		fmt.Fprintf(tw, "parent\tnone (a full image)\n")
+	}
+	var here, parents uint64
+	for i := range c.Processes {
+		h, p := image.PageCounts(&c.Processes[i])
+		here, parents = here+h, parents+p
+	}
+	fmt.Fprintf(tw, "pages\t%d here (%s), %d from parent images (%s)\n", here, humanU(here*image.PageSize), parents, humanU(parents*image.PageSize))
 	if c.PidNS {
 		fmt.Fprintf(tw, "namespaces\tpid and time (started by rtcr run; pids as seen inside)\n")
 	}

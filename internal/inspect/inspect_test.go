@@ -242,3 +242,25 @@ func TestWriteTree(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteIncremental: an incremental image shows its parent, its freeze
+// time, and how many pages it holds itself and takes from parents.
+func TestWriteIncremental(t *testing.T) {
+	c := sample()
+	c.ID = strings.Repeat("a", 32)
+	c.FreezeNs = 12_345_000
+	c.ChainLen = 2
+	c.Parent = &image.ParentLink{Dir: "../1", ID: strings.Repeat("b", 32), Sum: strings.Repeat("c", 64)}
+	v := &c.Processes[0].VMAs[len(c.Processes[0].VMAs)-1]
+	v.Pages = append(v.Pages, image.PageRun{Addr: v.End - image.PageSize, Count: 1, FileOff: 0, Depth: 2})
+	var buf bytes.Buffer
+	if err := Write(&buf, "/tmp/img", c); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{"freeze     12.345ms", "parent     ../1 (id " + c.Parent.ID, "2 images behind this one", "1 from parent images (4.0 KiB)", "in parent images"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

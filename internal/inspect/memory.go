@@ -13,31 +13,36 @@ func writeVMAs(w io.Writer, vmas []image.VMA) {
 	if !section(w, "VMAs", len(vmas)) {
 		return
 	}
-	var mapped, saved uint64
+	var mapped, saved, inParents uint64
 	tw := newTable(w)
-	fmt.Fprintf(tw, "    RANGE\tSIZE\tPROT\tKIND\tBACKING\tSAVED\n")
+	fmt.Fprintf(tw, "    RANGE\tSIZE\tPROT\tKIND\tBACKING\tSAVED\tIN PARENTS\n")
 	for i := range vmas {
 		v := &vmas[i]
 		size := v.End - v.Start
-		pages := savedPages(v)
+		pages, older := savedPages(v)
 		mapped += size
 		saved += pages * image.PageSize
-		fmt.Fprintf(tw, "    %016x-%016x\t%s\t%s\t%s\t%s\t%d (%s)\n",
+		inParents += older * image.PageSize
+		fmt.Fprintf(tw, "    %016x-%016x\t%s\t%s\t%s\t%s\t%d (%s)\t%d\n",
 			v.Start, v.End, humanU(size), protString(v), orDash(v.Kind),
-			backing(v), pages, humanU(pages*image.PageSize))
+			backing(v), pages, humanU(pages*image.PageSize), older)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "    total: %d VMAs, %s mapped, %s saved\n",
-		len(vmas), humanU(mapped), humanU(saved))
+	fmt.Fprintf(w, "    total: %d VMAs, %s mapped, %s saved here, %s in parent images\n",
+		len(vmas), humanU(mapped), humanU(saved), humanU(inParents))
 }
 
-// savedPages counts the pages of v stored in the page file.
-func savedPages(v *image.VMA) uint64 {
-	var n uint64
+// savedPages counts the pages of v stored in this image's page file and
+// those held by parent images.
+func savedPages(v *image.VMA) (here, parents uint64) {
 	for _, r := range v.Pages {
-		n += r.Count
+		if r.Depth == 0 {
+			here += r.Count
+		} else {
+			parents += r.Count
+		}
 	}
-	return n
+	return here, parents
 }
 
 // protString formats the protection of v like the perms column of

@@ -15,11 +15,12 @@ type OpenFunc func(path string, flags int) (int, error)
 
 // Restore recreates every mapping of p inside the empty stub r at its
 // original address, with its original protection, and writes the saved
-// pages (pages is the page file, mapped) into them. Memory shared with an
+// pages into them: pages[k] is the page file of image k of the chain (0
+// this image, k its k-th ancestor; see PageRun.Depth), mapped. Memory shared with an
 // earlier process of the tree is mapped from it (see Shared). File
 // mappings are opened with open, memfds and deleted files through
 // shared.OpenFile.
-func Restore(r *ptrace.Remote, p *image.Process, pages []byte, shared *Shared, open OpenFunc) error {
+func Restore(r *ptrace.Remote, p *image.Process, pages [][]byte, shared *Shared, open OpenFunc) error {
 	if err := mapVDSO(r, p); err != nil {
 		return err
 	}
@@ -129,7 +130,7 @@ const writeBatch = 64 << 20
 
 // writePages copies every saved page from the page file into the stub with
 // process_vm_writev, many runs per call.
-func writePages(pid int, p *image.Process, pages []byte) error {
+func writePages(pid int, p *image.Process, pages [][]byte) error {
 	var local []unix.Iovec
 	var remote []unix.RemoteIovec
 	total := 0
@@ -156,10 +157,14 @@ func writePages(pid int, p *image.Process, pages []byte) error {
 			continue // written into the segment by PrepareSysV
 		}
 		for _, run := range v.Pages {
+			if run.Depth >= len(pages) || run.FileOff+int64(run.Count*image.PageSize) > int64(len(pages[run.Depth])) {
+				return fmt.Errorf("restore pages of %d: run at %#x in image %d of the chain, not loaded", pid, run.Addr, run.Depth)
+			}
+			src := pages[run.Depth]
 			addr, off, n := run.Addr, run.FileOff, int64(run.Count*image.PageSize)
 			for n > 0 {
 				k := min(n, writeBatch-int64(total))
-				iov := unix.Iovec{Base: &pages[off]}
+				iov := unix.Iovec{Base: &src[off]}
 				iov.SetLen(int(k))
 				local = append(local, iov)
 				remote = append(remote, unix.RemoteIovec{Base: uintptr(addr), Len: int(k)})

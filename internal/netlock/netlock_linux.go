@@ -7,6 +7,13 @@
 // sockets are back; a dump that leaves the tree running (or fails)
 // deletes it before letting the tree go. It drives the nft command
 // (Debian package nftables).
+//
+// While a dump runs, the lock is a lease: its rules apply only until a
+// deadline (an nft `meta time` rule in the table's chain "lease", which
+// both hook chains jump to first), and a Keeper renews the deadline. A
+// dump killed with SIGKILL so stops blocking its tree's connections once
+// the lease runs out; a dump that completed and killed its tree makes
+// the lock permanent (Hold) for the restore.
 package netlock
 
 import (
@@ -16,6 +23,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Conn is a TCP connection (Remote valid) or a listening TCP or bound
@@ -30,8 +38,9 @@ type Conn struct {
 // ErrNoNft reports that the nft command is missing.
 var ErrNoNft = errors.New("the network lock needs the nft command (Debian package nftables)")
 
-// Lock installs table name with rules dropping the packets of conns.
-func Lock(name string, conns []Conn) error {
+// Lock installs table name with rules dropping the packets of conns,
+// until the time until (the zero time: for good).
+func Lock(name string, conns []Conn, until time.Time) error {
 	var in, out []string
 	for _, c := range conns {
 		proto := "tcp"
@@ -52,17 +61,45 @@ func Lock(name string, conns []Conn) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", name)
-	fmt.Fprintf(&b, "\tchain in {\n\t\ttype filter hook input priority -400; policy accept;\n")
+	fmt.Fprintf(&b, "\tchain lease {\n")
+	if !until.IsZero() {
+		fmt.Fprintf(&b, "\t\t%s\n", leaseRule(until))
+	}
+	fmt.Fprintf(&b, "\t}\n")
+	fmt.Fprintf(&b, "\tchain in {\n\t\ttype filter hook input priority -400; policy accept;\n\t\tjump lease\n")
 	for _, r := range in {
 		fmt.Fprintf(&b, "\t\t%s\n", r)
 	}
-	fmt.Fprintf(&b, "\t}\n\tchain out {\n\t\ttype filter hook output priority -400; policy accept;\n")
+	fmt.Fprintf(&b, "\t}\n\tchain out {\n\t\ttype filter hook output priority -400; policy accept;\n\t\tjump lease\n")
 	for _, r := range out {
 		fmt.Fprintf(&b, "\t\t%s\n", r)
 	}
 	fmt.Fprintf(&b, "\t}\n}\n")
 	if err := nft(b.String(), "-f", "-"); err != nil {
 		return fmt.Errorf("network lock %s: %w", name, err)
+	}
+	return nil
+}
+
+// leaseRule is the rule that lets every packet through once until has
+// passed: accept in a chain jumped to ends the hook chain's walk.
+func leaseRule(until time.Time) string {
+	return fmt.Sprintf("meta time > %d accept", until.Unix())
+}
+
+// Renew moves the deadline of lock name to until, in one nft
+// transaction (the old deadline holds until the new one is in).
+func Renew(name string, until time.Time) error {
+	if err := nft(fmt.Sprintf("flush chain inet %s lease\nadd rule inet %s lease %s\n", name, name, leaseRule(until)), "-f", "-"); err != nil {
+		return fmt.Errorf("renew network lock %s: %w", name, err)
+	}
+	return nil
+}
+
+// Hold makes lock name hold for good: its lease rule goes.
+func Hold(name string) error {
+	if err := nft("", "flush", "chain", "inet", name, "lease"); err != nil {
+		return fmt.Errorf("keep network lock %s: %w", name, err)
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package netlock
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLockRules installs a lock for an IPv4 and an IPv6 connection, an
@@ -26,7 +28,7 @@ func TestLockRules(t *testing.T) {
 		{Local: netip.MustParseAddrPort("[::]:83")},
 		{UDP: true, Local: netip.MustParseAddrPort("127.0.0.1:53")},
 	}
-	if err := Lock(name, conns); err != nil {
+	if err := Lock(name, conns, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	defer Unlock(name)
@@ -44,6 +46,7 @@ func TestLockRules(t *testing.T) {
 		"ip saddr 127.0.0.3 ip daddr 127.0.0.1 tcp sport 4002 tcp dport 82 drop",
 		"tcp dport 83 drop",
 		"ip daddr 127.0.0.1 udp dport 53 drop",
+		"jump lease",
 		"hook input priority",
 		"hook output priority",
 	} {
@@ -59,5 +62,81 @@ func TestLockRules(t *testing.T) {
 	}
 	if err := Unlock(name); err != nil {
 		t.Fatalf("Unlock of a table that is gone: %v", err)
+	}
+}
+
+// TestLease locks a listening loopback port with a lease of a few
+// seconds: a connect is dropped while it holds and succeeds once it has
+// lapsed; renewed, the lock holds again; held for good (Hold), its lease
+// rule is gone and it still drops.
+func TestLease(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft is not installed")
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := netip.MustParseAddrPort(l.Addr().String())
+	name := "rtcr_00000000000000ab"
+	const lease = 4 * time.Second
+	until := time.Now().Add(lease)
+	if err := Lock(name, []Conn{{Local: addr}}, until); err != nil {
+		t.Fatal(err)
+	}
+	defer Unlock(name)
+	dropped := func() bool {
+		c, err := net.DialTimeout("tcp4", addr.String(), 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return true
+	}
+	if time.Until(until) > time.Second {
+		if !dropped() {
+			t.Fatalf("a connect to %s went through while the lease held", addr)
+		}
+	} else {
+		t.Logf("machine too slow to see the lease hold (%v left); not checked", time.Until(until))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for dropped() {
+		if time.Now().After(deadline) {
+			t.Fatalf("connects to %s still dropped 60 s after a %v lease", addr, lease)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := Renew(name, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !dropped() {
+		t.Fatalf("a connect to %s went through after the lease was renewed", addr)
+	}
+	if err := Hold(name); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := Rules(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rules, "meta time") {
+		t.Fatalf("a held lock still has its lease rule:\n%s", rules)
+	}
+	if !dropped() {
+		t.Fatalf("a connect to %s went through a held lock", addr)
 	}
 }

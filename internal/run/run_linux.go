@@ -19,14 +19,14 @@ import (
 type Options struct {
 	// Args is the program and its arguments; Args[0] is looked up in PATH.
 	Args []string
-	// Dir and Every ask for a checkpoint of the running tree into Dir every
-	// Every (the tree keeps running); zero Every means none.
-	Dir   string
+	// Every asks for a checkpoint of the running tree every Every (the
+	// tree keeps running); zero means none.
 	Every time.Duration
-	// Checkpoint dumps the tree rooted at pid into dir, leaving it running
-	// and replacing an earlier image only once the new one is complete
-	// (package rtcr's Dump; passed in to keep this package below it).
-	Checkpoint func(pid int, dir string) error
+	// Checkpoint checkpoints the tree rooted at pid, leaving it running,
+	// and says where it went and how long the tree was frozen, for the
+	// log (package rtcr's Dump into a checkpoint series; passed in to
+	// keep this package below it).
+	Checkpoint func(pid int) (string, error)
 	// Log receives one line per periodic checkpoint; nil for none.
 	Log func(format string, args ...any)
 }
@@ -75,7 +75,7 @@ func Run(opts Options) (int, error) {
 		return 0, err
 	}
 	var tick <-chan time.Time
-	if opts.Every > 0 && opts.Dir != "" && opts.Checkpoint != nil {
+	if opts.Every > 0 && opts.Checkpoint != nil {
 		t := time.NewTicker(opts.Every)
 		defer t.Stop()
 		tick = t.C
@@ -93,20 +93,20 @@ func Run(opts Options) (int, error) {
 			}
 		case <-tick:
 			start := time.Now()
-			err := opts.Checkpoint(initPid, opts.Dir)
+			where, err := opts.Checkpoint(initPid)
 			if err != nil && exitedWithin(exited, time.Second) {
 				// The program ended while it was being checkpointed:
 				// nothing failed, there is nothing left to save.
 				if opts.Log != nil {
-					opts.Log("checkpoint %d into %s not taken: the program exited meanwhile (%v)", n, opts.Dir, err)
+					opts.Log("checkpoint %d not taken: the program exited meanwhile (%v)", n, err)
 				}
 				return reap(initPid)
 			}
 			if opts.Log != nil {
 				if err != nil {
-					opts.Log("checkpoint %d into %s failed: %v", n, opts.Dir, err)
+					opts.Log("checkpoint %d failed: %v", n, err)
 				} else {
-					opts.Log("checkpoint %d into %s in %v", n, opts.Dir, time.Since(start).Round(time.Millisecond))
+					opts.Log("checkpoint %d into %s in %v", n, where, time.Since(start).Round(time.Millisecond))
 				}
 			}
 			n++

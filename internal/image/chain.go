@@ -1,0 +1,160 @@
+package image
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// An incremental image holds only the pages written since its parent; its
+// manifest is complete (every mapping, fd, thread), and each page run says
+// which image of the chain holds the pages (PageRun.Depth). Page runs are
+// flattened at dump time: a run an ancestor holds names that ancestor
+// directly, so a restore reads each page from exactly one page file. The
+// chain is checked link by link (id and manifest checksum) before any
+// process is created.
+
+// NewID returns a fresh image id: 16 random bytes, hex.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// SumHex returns c.Sum (the SHA-256 of its manifest payload) in hex.
+func (c *Checkpoint) SumHex() string { return hex.EncodeToString(c.Sum[:]) }
+
+// validID reports whether id is 32 lower-case hex digits.
+func validID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
+}
+
+// validateChain checks the chain fields of c: its id, the parent link and
+// that every page run names an image within the chain.
+func validateChain(c *Checkpoint) error {
+	if c.ID != "" && !validID(c.ID) {
+		return fmt.Errorf("image id %q is not 32 hex digits", c.ID)
+	}
+	if c.FreezeNs < 0 {
+		return fmt.Errorf("freeze time %d ns", c.FreezeNs)
+	}
+	if c.ChainLen < 0 || c.ChainLen > MaxChain {
+		return fmt.Errorf("chain of %d images behind this one, at most %d", c.ChainLen, MaxChain)
+	}
+	if (c.Parent == nil) != (c.ChainLen == 0) {
+		return fmt.Errorf("parent link %v with a chain of %d images behind", c.Parent != nil, c.ChainLen)
+	}
+	if l := c.Parent; l != nil {
+		if c.ID == "" {
+			return fmt.Errorf("incremental image without an id")
+		}
+		if !validID(l.ID) || l.ID == c.ID {
+			return fmt.Errorf("parent id %q is not 32 hex digits or is the image's own", l.ID)
+		}
+		if len(l.Sum) != 64 || !validHex(l.Sum) {
+			return fmt.Errorf("parent checksum %q is not 64 hex digits", l.Sum)
+		}
+		if l.Dir == "" || len(l.Dir) > 4096 || strings.ContainsRune(l.Dir, 0) {
+			return fmt.Errorf("parent directory %q empty, too long or with a NUL byte", l.Dir)
+		}
+	}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			v := &p.VMAs[j]
+			for _, r := range v.Pages {
+				if r.Depth > c.ChainLen {
+					return fmt.Errorf("pid %d: page run at %#x in image %d of a chain of %d", p.Pid, r.Addr, r.Depth, c.ChainLen)
+				}
+				if r.Depth > 0 && (v.Kind == KindSysV || v.ShareOf != nil || v.Shared) {
+					return fmt.Errorf("pid %d: page run at %#x of a shared %s mapping held by a parent image", p.Pid, r.Addr, v.Kind)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func validHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// ParentDir resolves the parent link of the image in dir: relative to dir
+// unless absolute.
+func ParentDir(dir string, l *ParentLink) string {
+	if filepath.IsAbs(l.Dir) {
+		return filepath.Clean(l.Dir)
+	}
+	return filepath.Join(dir, l.Dir)
+}
+
+// CheckChainLink checks that parent is the image child's link names: the
+// same id and manifest checksum, and a chain one image shorter. (The page
+// runs child takes from it are checked by CheckAncestorRuns.) parentDir
+// names the parent in errors.
+func CheckChainLink(child, parent *Checkpoint, parentDir string) error {
+	l := child.Parent
+	if parent.ID != l.ID {
+		return fmt.Errorf("parent image %s has id %q, the child names %q: %w", parentDir, parent.ID, l.ID, ErrCorrupt)
+	}
+	if parent.SumHex() != l.Sum {
+		return fmt.Errorf("parent image %s changed since the child was written (manifest checksum %s, the child names %s): %w", parentDir, parent.SumHex(), l.Sum, ErrCorrupt)
+	}
+	if parent.ChainLen != child.ChainLen-1 {
+		return fmt.Errorf("parent image %s has %d images behind it, the child says %d: %w", parentDir, parent.ChainLen, child.ChainLen-1, ErrCorrupt)
+	}
+	return nil
+}
+
+// CheckAncestorRuns checks that the runs of p held by ancestor depth (its
+// process anc, nil when the ancestor has no such process) lie within
+// that process's page file. dir names the ancestor in errors.
+func CheckAncestorRuns(p *Process, depth int, anc *Process, dir string) error {
+	for j := range p.VMAs {
+		for _, r := range p.VMAs[j].Pages {
+			if r.Depth != depth {
+				continue
+			}
+			if anc == nil {
+				return fmt.Errorf("pid %d: page run at %#x is in image %s, which has no process %d: %w", p.Pid, r.Addr, dir, p.Pid, ErrCorrupt)
+			}
+			if r.FileOff >= anc.PageFileSize || r.Count > uint64(anc.PageFileSize-r.FileOff)/PageSize {
+				return fmt.Errorf("pid %d: page run at %#x: %d pages at offset %d beyond the page file of %s (%d bytes): %w",
+					p.Pid, r.Addr, r.Count, r.FileOff, dir, anc.PageFileSize, ErrCorrupt)
+			}
+		}
+	}
+	return nil
+}
+
+// ProcessByPid returns the process pid of c, or nil.
+func (c *Checkpoint) ProcessByPid(pid int) *Process {
+	for i := range c.Processes {
+		if c.Processes[i].Pid == pid {
+			return &c.Processes[i]
+		}
+	}
+	return nil
+}
+
+// PageCounts returns how many pages of p this image holds and how many
+// its ancestors hold.
+func PageCounts(p *Process) (here, parents uint64) {
+	for j := range p.VMAs {
+		for _, r := range p.VMAs[j].Pages {
+			if r.Depth == 0 {
+				here += r.Count
+			} else {
+				parents += r.Count
+			}
+		}
+	}
+	return here, parents
+}

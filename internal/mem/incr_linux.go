@@ -1,0 +1,174 @@
+package mem
+
+import (
+	"slices"
+	"sort"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/track"
+)
+
+// Incr makes Dump aware of dirty tracking (internal/track) for one
+// process. Only private anonymous mappings (anonymous, heap, stack) are
+// tracked: they hold nearly all of a process's written memory. Shared
+// memory (written through other processes or by the file's other users)
+// and the copy-on-write pages of private file mappings are saved in full
+// by every dump, as without tracking.
+type Incr struct {
+	// Tracked says the process's memory is tracked by rtcr: its "uw"
+	// VmFlags are rtcr's own.
+	Tracked bool
+	// Scan, when set, makes the dump incremental: of a tracked mapping
+	// only the pages written since the parent image are copied (and
+	// protected again); the others are taken from Parent.
+	Scan *track.Scanner
+	// Parent is the process in the parent image (nil: it has none).
+	Parent *image.Process
+	// Untracked (out) are the private anonymous mappings not tracked
+	// yet (new, moved, or never registered), to register after the copy;
+	// TrackedRanges (out) those that are.
+	Untracked, TrackedRanges [][2]uint64
+}
+
+// uffdWP is the VmFlags mnemonic of a mapping registered for
+// userfaultfd write-protect tracking.
+const uffdWP = "uw"
+
+// Trackable reports whether v is a mapping dirty tracking covers.
+func Trackable(v *image.VMA) bool {
+	return !v.Shared && v.ShareOf == nil && (v.Kind == image.KindAnon || v.Kind == image.KindHeap || v.Kind == image.KindStack)
+}
+
+// stripTracking removes the "uw" flag from m when the tracking is rtcr's,
+// and says whether it was there.
+func (inc *Incr) stripTracking(m *procfs.Mapping) bool {
+	if inc == nil || !inc.Tracked || !m.HasFlag(uffdWP) {
+		return false
+	}
+	m.VmFlags = slices.DeleteFunc(slices.Clone(m.VmFlags), func(f string) bool { return f == uffdWP })
+	return true
+}
+
+// incrRuns saves the pages of the tracked mapping v written since the
+// parent image and names the parent's copy of every other page the parent
+// holds, except pages that are empty now (dropped since: zero again).
+func incrRuns(v *image.VMA, inc *Incr, cp *copier) error {
+	// Empty pages first: a page dropped since (MADV_DONTNEED) is also
+	// reported written, and reading it would save a page of zeros.
+	empty, err := inc.Scan.Empty(v.Start, v.End)
+	if err != nil {
+		return err
+	}
+	written, err := inc.Scan.Written(v.Start, v.End)
+	if err != nil {
+		return err
+	}
+	written = cutRanges(written, empty)
+	var refs []image.PageRun
+	if inc.Parent != nil {
+		refs = cutRuns(parentRuns(inc.Parent, v.Start, v.End), mergeRanges(written, empty))
+	}
+	// Both lists are sorted and disjoint: merge them in address order.
+	i, j := 0, 0
+	for i < len(written) || j < len(refs) {
+		if j == len(refs) || (i < len(written) && written[i][0] < refs[j].Addr) {
+			w := written[i]
+			i++
+			n := (w[1] - w[0]) / image.PageSize
+			appendRun(v, image.PageRun{Addr: w[0], Count: n, FileOff: cp.offset()})
+			if err := cp.add(w[0], w[1]-w[0]); err != nil {
+				return err
+			}
+			continue
+		}
+		appendRun(v, refs[j])
+		j++
+	}
+	return nil
+}
+
+// cutRanges removes the sorted ranges cut from the sorted ranges rs.
+func cutRanges(rs, cut [][2]uint64) [][2]uint64 {
+	if len(cut) == 0 {
+		return rs
+	}
+	runs := make([]image.PageRun, len(rs))
+	for i, r := range rs {
+		runs[i] = image.PageRun{Addr: r[0], Count: (r[1] - r[0]) / image.PageSize}
+	}
+	var out [][2]uint64
+	for _, r := range cutRuns(runs, cut) {
+		out = append(out, [2]uint64{r.Addr, r.Addr + r.Count*image.PageSize})
+	}
+	return out
+}
+
+// appendRun appends r to v.Pages, joined with the last run when both are
+// contiguous in memory and in the same page file.
+func appendRun(v *image.VMA, r image.PageRun) {
+	if k := len(v.Pages) - 1; k >= 0 {
+		p := &v.Pages[k]
+		if p.Depth == r.Depth && p.Addr+p.Count*image.PageSize == r.Addr && p.FileOff+int64(p.Count*image.PageSize) == r.FileOff {
+			p.Count += r.Count
+			return
+		}
+	}
+	v.Pages = append(v.Pages, r)
+}
+
+// parentRuns returns the runs of parent within [start, end), one image
+// deeper (held by the parent or, through it, an older image).
+func parentRuns(parent *image.Process, start, end uint64) []image.PageRun {
+	var out []image.PageRun
+	for _, pv := range parent.VMAs {
+		if pv.End <= start || pv.Start >= end || pv.Shared || pv.ShareOf != nil || pv.Kind == image.KindSysV {
+			continue
+		}
+		for _, r := range pv.Pages {
+			a, b := r.Addr, r.Addr+r.Count*image.PageSize
+			a, b = max(a, start), min(b, end)
+			if a >= b {
+				continue
+			}
+			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize,
+				FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth + 1})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out
+}
+
+// mergeRanges merges two sorted lists of disjoint ranges into one sorted
+// list.
+func mergeRanges(a, b [][2]uint64) [][2]uint64 {
+	out := make([][2]uint64, 0, len(a)+len(b))
+	out = append(out, a...)
+	out = append(out, b...)
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+// cutRuns removes the sorted ranges cut from the sorted runs.
+func cutRuns(runs []image.PageRun, cut [][2]uint64) []image.PageRun {
+	var out []image.PageRun
+	for _, r := range runs {
+		a, end := r.Addr, r.Addr+r.Count*image.PageSize
+		k := sort.Search(len(cut), func(i int) bool { return cut[i][1] > a })
+		for a < end {
+			b := end
+			if k < len(cut) && cut[k][0] < end {
+				b = max(a, cut[k][0])
+			}
+			if b > a {
+				out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth})
+			}
+			if k >= len(cut) || cut[k][0] >= end {
+				break
+			}
+			a = min(cut[k][1], end)
+			k++
+		}
+	}
+	return out
+}

@@ -1,0 +1,73 @@
+package track
+
+import (
+	"os"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestScanOwnMemory tracks a mapping of the test process itself: after
+// protection, written pages are reported (once), dropped pages are empty
+// and not written.
+func TestScanOwnMemory(t *testing.T) {
+	const n = 16
+	mem, err := unix.Mmap(-1, 0, n*4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	_ = unix.Madvise(mem, unix.MADV_NOHUGEPAGE)
+	for i := 0; i < n; i++ {
+		mem[i*4096] = 1
+	}
+	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK, 0, 0)
+	if errno != 0 {
+		t.Skipf("userfaultfd: %v", errno)
+	}
+	defer unix.Close(int(fd))
+	if err := enable(int(fd)); err != nil {
+		t.Skip(err)
+	}
+	start := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	page := func(i int) uint64 { return start + uint64(i)*4096 }
+	if err := Register(int(fd), start, page(n)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenScanner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w, err := s.Written(start, page(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w) != 0 {
+		t.Fatalf("written right after protection: %x", w)
+	}
+	mem[3*4096] = 2
+	if err := unix.Madvise(mem[5*4096:7*4096], unix.MADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Empty(start, page(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("empty: %x", e)
+	w, err = s.Written(start, page(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A dropped page counts as written: its content changed (to zero).
+	if len(w) != 2 || w[0] != [2]uint64{page(3), page(4)} || w[1] != [2]uint64{page(5), page(7)} {
+		t.Fatalf("written: %x, want pages 3 and 5-6 (%x)", w, page(3))
+	}
+	e, err = s.Empty(start, page(n))
+	t.Logf("empty after: %x %v", e, err)
+	w, err = s.Written(start, page(n))
+	if err != nil || len(w) != 0 {
+		t.Fatalf("written after a scan that protected again: %x, %v", w, err)
+	}
+}
