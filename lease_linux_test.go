@@ -45,6 +45,10 @@ func TestLeaseRoundTrip(t *testing.T) {
 			testutil.WaitForFile(t, tg.out, "leases ok\n", 30*time.Second)
 			breakLease(t, tg.dir, "r", unix.O_WRONLY)
 			breakLease(t, tg.dir, "w", unix.O_RDONLY)
+			// Only now may the program give its leases up.
+			if err := os.WriteFile(filepath.Join(tg.dir, "broken"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if code := tg.wait(90 * time.Second); code != 0 {
 				t.Fatalf("restored target exited %d; output:\n%s", code, tg.output())
 			}

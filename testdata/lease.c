@@ -10,9 +10,10 @@
 // MODE:
 //   - plain: after the trigger it checks F_GETLEASE (fd 3 F_RDLCK, fd 4
 //     F_WRLCK) and F_GETOWN (its pid) on both, writes "leases ok\n" (or
-//     "FAIL: …" and exits 1), then waits up to 60 s for SIGIO (the test
-//     opens "r" for writing and "w" for reading without blocking, which
-//     breaks both leases; the two signals may merge into one), gives the leases up, writes "OK\n" and
+//     "FAIL: …" and exits 1), then waits up to 60 s for SIGIO and the
+//     file "broken" (the test opens "r" for writing and "w" for reading
+//     without blocking, which breaks both leases, the two signals maybe
+//     merged into one, then creates "broken"), gives the leases up, writes "OK\n" and
 //     exits 0.
 //   - fork: as plain, but a child forked after the leases (sharing the
 //     open file descriptions) checks F_GETLEASE on both fds too after the
@@ -58,7 +59,13 @@ static void sleep_ms(int ms)
 static void expect(const char *what, int got, int want)
 {
 	if (got != want) {
+		char line[256];
+		FILE *f = fopen("/proc/locks", "r");
+
 		printf("FAIL: %s: %d, want %d\n", what, got, want);
+		while (f && fgets(line, sizeof(line), f))
+			if (strstr(line, "LEASE"))
+				printf("  /proc/locks: %s", line);
 		fflush(stdout);
 		exit(1);
 	}
@@ -127,7 +134,7 @@ int main(int argc, char **argv)
 		expect("F_GETOWN of fd 4", fcntl(4, F_GETOWN), getpid());
 		printf("leases ok\n");
 		fflush(stdout);
-		for (int i = 0; i < 60000 && sigios < 1; i++)
+		for (int i = 0; i < 60000 && (sigios < 1 || access("broken", F_OK) != 0); i++)
 			sleep_ms(1);
 		expect("SIGIO of the lease breaks", sigios > 0, 1);
 	}
