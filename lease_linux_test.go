@@ -42,7 +42,7 @@ func TestLeaseRoundTrip(t *testing.T) {
 			dir := tg.dump(false)
 			tg.restore(dir)
 			tg.fire()
-			testutil.WaitForFile(t, tg.out, "leases ok\n", 30*time.Second)
+			testutil.WaitForFile(t, tg.out, "parent leases ok\n", 30*time.Second)
 			breakLease(t, tg.dir, "r", unix.O_WRONLY)
 			breakLease(t, tg.dir, "w", unix.O_RDONLY)
 			// Only now may the program give its leases up.

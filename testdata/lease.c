@@ -9,7 +9,7 @@
 // and polls every 1 ms until the file TRIGGER exists.
 // MODE:
 //   - plain: after the trigger it checks F_GETLEASE (fd 3 F_RDLCK, fd 4
-//     F_WRLCK) and F_GETOWN (its pid) on both, writes "leases ok\n" (or
+//     F_WRLCK) and F_GETOWN (its pid) on both, writes "parent leases ok\n" (or
 //     "FAIL: …" and exits 1), then waits up to 60 s for SIGIO and the
 //     file "broken" (the test opens "r" for writing and "w" for reading
 //     without blocking, which breaks both leases, the two signals maybe
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
 		check_leases();
 		expect("F_GETOWN of fd 3", fcntl(3, F_GETOWN), strcmp(argv[2], "noowner") == 0 ? 0 : getpid());
 		expect("F_GETOWN of fd 4", fcntl(4, F_GETOWN), getpid());
-		printf("leases ok\n");
+		printf("parent leases ok\n");
 		fflush(stdout);
 		for (int i = 0; i < 60000 && (sigios < 1 || access("broken", F_OK) != 0); i++)
 			sleep_ms(1);
