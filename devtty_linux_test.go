@@ -15,6 +15,7 @@ import (
 func TestDevTTYRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "devtty", false), "trigger", "own")
+	t.Cleanup(tg.fire) // the child exits too, whatever happened
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	tg.roundTripOK("/dev/tty fd")
 }
@@ -25,6 +26,7 @@ func TestDevTTYRoundTrip(t *testing.T) {
 func TestDevTTYLostRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "devtty", false), "trigger", "lost")
+	t.Cleanup(tg.fire) // the child exits too, whatever happened
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	tg.dumpRefused("fd 10 (/dev/tty)", "the process's controlling terminal is 0:0")
 	tg.runsOnOK()
