@@ -175,6 +175,15 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			live = append(live, pid)
 		}
 	}
+	if !nested {
+		// The session and group layout, checked again at the end, is
+		// refused here already, before anything is read or injected: a
+		// tree of hundreds of processes took minutes to be read for
+		// nothing (zdtm session03).
+		if err := planEarly(f.Order); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
+	}
 	fds, err = files.NewTree(live)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -282,6 +291,22 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	manifest.done("manifest", "processes", len(c.Processes))
 	kill = !opts.LeaveRunning
 	return nil
+}
+
+// planEarly checks with tree.Plan that the session and group layout of
+// the frozen processes order (parents first) can be recreated, from their
+// /proc/PID/stat as collectTree reads it.
+func planEarly(order []int) error {
+	nodes := make([]tree.Node, 0, len(order))
+	for _, pid := range order {
+		st, err := procfs.ReadStat(pid)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, tree.Node{Pid: pid, Ppid: st.Ppid, Pgid: st.Pgrp, Sid: st.Session})
+	}
+	_, err := tree.Plan(nodes)
+	return err
 }
 
 // collectTree records where process p sits: parent, process group,
