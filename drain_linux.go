@@ -68,13 +68,9 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 	}
 	// The tree as it is now (it may fork meanwhile: the check after the
 	// freeze covers every process).
-	children, err := tree.ChildMap()
+	pids, err := tree.Descendants(root)
 	if err != nil {
 		return nil, d, err
-	}
-	pids := []int{root}
-	for i := 0; i < len(pids); i++ {
-		pids = append(pids, children[pids[i]]...)
 	}
 	if d.listeners, err = files.TCPListeners(pids); err != nil {
 		return nil, d, err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -88,7 +89,8 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 }
 
 // dumpFrozen freezes the target and its descendants, collects and writes
-// the image, then releases or kills them. It runs on the tracer thread.
+// the image, then releases or kills them. Each process is traced by a
+// tracer thread of its own (tree.Frozen.Tracers).
 // Every file is written through stage (into the directory it opened), page
 // files named after its generation.
 func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking) (err error) {
@@ -135,7 +137,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			}
 		}
 		if kill {
-			f.Kill()
+			// Stopped until the SIGKILLs are sent, as CRIU counts it;
+			// collecting the deaths comes after.
+			f.SendKill()
+			stats.Freeze = time.Since(frozenAt)
+			f.Reap()
 			if nerr := fds.ReleaseNetwork(true); nerr != nil && err == nil {
 				err = fmt.Errorf("dump %d: %w", opts.Pid, nerr)
 			}
@@ -144,7 +150,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 		logStep(log, root, "release", time.Since(released), "kill", kill)
 		stats.Exited = f.Exited // killed while frozen: nothing to release
-		stats.Freeze = time.Since(frozenAt)
+		if !kill {
+			stats.Freeze = time.Since(frozenAt)
+		}
 	}()
 	c := newCheckpoint()
 	if nested {
@@ -157,23 +165,29 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	seccomp := map[int]*cred.Seccomp{}
 	for _, pid := range f.Order {
 		if !f.Zombies[pid] {
-			if err := tree.CheckNamespaces(pid, nested); err != nil {
-				return fmt.Errorf("dump %d: %w", opts.Pid, err)
-			}
-			// Before anything is injected: under seccomp, the
-			// injected calls need it suspended.
-			sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
-			if err != nil {
-				return fmt.Errorf("dump %d: %w", opts.Pid, err)
-			}
-			if sc != nil {
-				if err := cred.SuspendAll(f.Tids[pid], false); err != nil {
-					return fmt.Errorf("dump %d: process %d is under seccomp: %w", opts.Pid, pid, err)
-				}
-				seccomp[pid] = sc
-			}
 			live = append(live, pid)
 		}
+	}
+	if err := forEach(live, func(pid int) error { return tree.CheckNamespaces(pid, nested) }); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	// Before anything is injected, on each process's tracer thread: under
+	// seccomp, the injected calls need it suspended.
+	var seccompMu sync.Mutex
+	if err := f.Each(live, func(pid int) error {
+		sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
+		if err != nil || sc == nil {
+			return err
+		}
+		if err := cred.SuspendAll(f.Tids[pid], false); err != nil {
+			return fmt.Errorf("process %d is under seccomp: %w", pid, err)
+		}
+		seccompMu.Lock()
+		seccomp[pid] = sc
+		seccompMu.Unlock()
+		return nil
+	}); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if !nested {
 		// The session and group layout, checked again at the end, is
@@ -207,17 +221,53 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			c.NetLock = lock
 		}
 	}
+	// What must be read from inside, every process at once, each on its
+	// own tracer thread; meanwhile, one process after the other as their
+	// injections end, the fds (one index for the tree) and the memory
+	// (one record of shared memory; the scratch area is gone by then).
+	procs := make(map[int]*image.Process, len(live))
+	injected := make(map[int]chan error, len(live))
+	for _, pid := range live {
+		procs[pid] = &image.Process{Pid: pid}
+		injected[pid] = make(chan error, 1)
+	}
+	injectStart := time.Now()
+	all := make(chan error, 1)
+	go func() {
+		all <- f.Each(live, func(pid int) error {
+			inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
+			err := collectInside(ctx, log, procs[pid], f.Tids[pid], inject)
+			if err != nil {
+				err = fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			injected[pid] <- err
+			return err
+		})
+	}()
+	// Whatever returns below, the release (deferred above, so run after
+	// this) waits until every process is out of its injection.
+	defer func() {
+		if all != nil {
+			<-all
+		}
+	}()
 	shared := mem.NewShared()
 	shared.DumpFile = fds.DumpMapped
 	for _, pid := range f.Order {
 		p := image.Process{Pid: pid}
+		if ch := injected[pid]; ch != nil {
+			if err := <-ch; err != nil {
+				return err
+			}
+			p = *procs[pid]
+		}
 		p.Stopped = f.Stopped[pid]
 		if err := collectTree(&p, f.Zombies[pid]); err != nil {
 			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 		}
 		if !p.Zombie {
-			inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
-			if err := collect(ctx, log, &p, f.Tids[pid], fds, inject); err != nil {
+			tr.skipOwn(pid, fds)
+			if err := collectFiles(log, &p, fds); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if sc := seccomp[pid]; sc != nil {
@@ -256,6 +306,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 		c.Processes = append(c.Processes, p)
 	}
+	if err := <-all; err != nil {
+		return err
+	}
+	all = nil
+	logStep(log, root, "injected state", time.Since(injectStart), "processes", len(live))
 	if c.SysVShm, err = shared.SysV(); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -327,13 +382,9 @@ func collectTree(p *image.Process, zombie bool) error {
 	return nil
 }
 
-// collect gathers every kind of non-memory state. Calls that must run
-// inside the target are injected so that a killed rtcr never harms it (see
-// ptrace.OpenLive), with a scratch mapping that is removed again before
-// memory is read.
-//
-// inject runs once the calls can be made (dirty tracking's setup).
-func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, fds *files.Tree, inject func(r *ptrace.Remote) error) (err error) {
+// collectFiles reads the fd table of p (and its working directory, when
+// that was removed) from outside: /proc and rtcr's own copies of the fds.
+func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
 	if p.FDs, err = fds.Dump(pid); err != nil {
@@ -341,6 +392,26 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	}
 	t.done("fds", "count", len(p.FDs))
 	logFDs(log, pid, p.FDs)
+	if dir, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
+		d, err := fds.DumpCwd(pid)
+		if err != nil {
+			return err
+		}
+		p.Cwd, p.CwdDeleted = dir, &d
+	}
+	return nil
+}
+
+// collectInside gathers the state that takes calls injected into the
+// process (and its ptrace-only state), on the process's tracer thread.
+// Calls that must run inside the target are injected so that a killed rtcr
+// never harms it (see ptrace.OpenLive), with a scratch mapping that is
+// removed again before memory is read.
+//
+// inject runs once the calls can be made (dirty tracking's setup).
+func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, inject func(r *ptrace.Remote) error) (err error) {
+	pid := p.Pid
+	t := newStepTimer(log, pid)
 	r, err := mem.OpenLive(pid)
 	if err != nil {
 		return err
@@ -356,13 +427,6 @@ func collect(ctx context.Context, log *slog.Logger, p *image.Process, tids []int
 	}
 	if err := attr.Dump(r, p); err != nil {
 		return err
-	}
-	if dir, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
-		d, err := fds.DumpCwd(pid)
-		if err != nil {
-			return err
-		}
-		p.Cwd, p.CwdDeleted = dir, &d
 	}
 	t.done("attributes")
 	if p.Sigactions, err = sig.Dump(r); err != nil {
@@ -452,6 +516,27 @@ func newCheckpoint() *image.Checkpoint {
 		Created: time.Now().UnixNano(),
 		ID:      image.NewID(),
 	}
+}
+
+// forEach runs fn for every pid of pids at once and returns the first
+// error in the order of pids, once every fn has returned.
+func forEach(pids []int, fn func(pid int) error) error {
+	errs := make([]error, len(pids))
+	var wg sync.WaitGroup
+	for i, pid := range pids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(pid)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ctxWriter fails writes once ctx is cancelled, which stops a dump.

@@ -192,6 +192,15 @@ func (t *tracking) inject(r *ptrace.Remote, pid int) error {
 	return nil
 }
 
+// skipOwn tells fds to leave out the userfaultfd of process pid, which
+// inject may have just created: the fd table is read after the injections.
+// It runs on the dump's goroutine (fds is not safe for concurrent use).
+func (t *tracking) skipOwn(pid int, fds *files.Tree) {
+	if pt := t.procs[pid]; pt != nil && pt.state != nil {
+		fds.Skip(pid, pt.state.Fd)
+	}
+}
+
 // memIncr returns the Incr for the memory of process pid (imagePid: its
 // pid in the image), or nil when it is not tracked.
 func (t *tracking) memIncr(pid, imagePid int) (*mem.Incr, error) {

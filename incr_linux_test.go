@@ -127,6 +127,9 @@ func TestIncrementalForkedChild(t *testing.T) {
 	w := startWriter(t, 128, 1)
 	w.dump("1", "")
 	w.run("", "fork", "w 1")
+	// The child ran the rest of that round too ("w 1" on its own copy):
+	// its write must be done before the dump that starts its tracking.
+	w.waitFor(fmt.Sprintf("\ncdone %d\n", w.round))
 	c := w.dump("2", "1")
 	w.wantPages(c, w.pid, 1)
 	if len(c.Processes) != 2 {

@@ -59,7 +59,8 @@ func (w *writer) run(prefix string, lines ...string) {
 		}
 	}
 	w.send(prefix, n, lines...)
-	w.waitFor(fmt.Sprintf("%sdone %d\n", prefix, n))
+	// At a line's start: the parent's "done N" is within a child's "cdone N".
+	w.waitFor(fmt.Sprintf("\n%sdone %d\n", prefix, n))
 }
 
 // send writes the command file of round n, atomically.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/testutil"
+	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,13 +44,18 @@ func TestKillDumpNeverHarmsTarget(t *testing.T) {
 	rtcrBin := testutil.BuildRtcr(t)
 	victim := testutil.BuildC(t, "victim", false)
 	for _, c := range []struct {
-		mib, threads int
-		leaveRunning bool
-	}{{1, 1, true}, {1, 1, false}, {200, 1, true}, {200, 1, false}, {1, 4, true}} {
+		mib, threads, procs int
+		leaveRunning        bool
+	}{{1, 1, 1, true}, {1, 1, 1, false}, {200, 1, 1, true}, {200, 1, 1, false}, {1, 4, 1, true}, {1, 1, 4, true}} {
 		name := fmt.Sprintf("%dMiB/threads=%d/leave-running=%v", c.mib, c.threads, c.leaveRunning)
+		if c.procs > 1 {
+			// A tree: each process is frozen and injected into by a
+			// tracer thread of its own, all at once.
+			name = fmt.Sprintf("%dMiB/procs=%d/leave-running=%v", c.mib, c.procs, c.leaveRunning)
+		}
 		t.Run(name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, uint64(c.mib)*2+boolBit(c.leaveRunning)+uint64(c.threads)<<32))
-			k := &killer{t: t, rtcr: rtcrBin, victim: victim, mib: c.mib, threads: c.threads, leave: c.leaveRunning}
+			rng := rand.New(rand.NewPCG(seed, uint64(c.mib)*2+boolBit(c.leaveRunning)+uint64(c.threads)<<32+uint64(c.procs)<<40))
+			k := &killer{t: t, rtcr: rtcrBin, victim: victim, mib: c.mib, threads: c.threads, procs: c.procs, leave: c.leaveRunning}
 			k.startVictim()
 			span := k.calibrate()
 			var during, after, harmed int
@@ -109,6 +115,7 @@ type killer struct {
 	victim  string
 	mib     int
 	threads int
+	procs   int // processes of the victim's tree (1: no children)
 	leave   bool
 	tg      *testutil.Target
 	usr1    int // SIGUSR1s sent to the current victim
@@ -116,7 +123,7 @@ type killer struct {
 
 func (k *killer) startVictim() {
 	k.t.Helper()
-	k.tg = testutil.StartTarget(k.t, k.victim, "ready", strconv.Itoa(k.mib), strconv.Itoa(k.threads))
+	k.tg = testutil.StartTarget(k.t, k.victim, "ready", strconv.Itoa(k.mib), strconv.Itoa(k.threads), strconv.Itoa(k.procs))
 	k.usr1 = 0
 }
 
@@ -207,12 +214,12 @@ func (k *killer) checkHealthy(what string) error {
 		if err := k.dead(what); err != nil {
 			return err
 		}
-		st, err := procfs.ReadStatus(k.tg.Pid)
-		if err == nil && st.TracerPid == 0 && st.State != 't' && st.State != 'T' {
+		pid, st, err := k.untraced()
+		if err == nil && pid == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: victim %d still traced or stopped after 30 s (%+v)", what, k.tg.Pid, st)
+			return fmt.Errorf("%s: victim %d (process %d of its tree) still traced or stopped after 30 s (%+v, %v)", what, k.tg.Pid, pid, st, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -236,6 +243,29 @@ func (k *killer) checkHealthy(what string) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// untraced returns 0 when the victim and its children all run untraced
+// and not stopped, else the first that does not (and its status).
+func (k *killer) untraced() (int, *procfs.Status, error) {
+	pids := []int{k.tg.Pid}
+	if k.procs > 1 {
+		m, err := tree.ChildMap()
+		if err != nil {
+			return k.tg.Pid, nil, err
+		}
+		if len(m[k.tg.Pid]) != k.procs-1 {
+			return k.tg.Pid, nil, fmt.Errorf("victim has children %v, want %d", m[k.tg.Pid], k.procs-1)
+		}
+		pids = append(pids, m[k.tg.Pid]...)
+	}
+	for _, pid := range pids {
+		st, err := procfs.ReadStatus(pid)
+		if err != nil || st.TracerPid != 0 || st.State == 't' || st.State == 'T' {
+			return pid, st, err
+		}
+	}
+	return 0, nil, nil
 }
 
 // dead returns an error if the victim has exited, naming how.

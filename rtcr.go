@@ -45,7 +45,8 @@ type DumpOptions struct {
 
 // DumpStats reports what a dump did and how long the target was stopped.
 type DumpStats struct {
-	// Freeze is how long the target was stopped.
+	// Freeze is how long the target was stopped: until it was released,
+	// or, when the dump kills it, until every process was sent SIGKILL.
 	Freeze time.Duration
 	// Total is the duration of the whole dump.
 	Total time.Duration

@@ -111,3 +111,27 @@ func TestSharedMemoryTree(t *testing.T) {
 		t.Fatalf("shmfork after restore: exit %d, output:\n%s", code, tg.output())
 	}
 }
+
+// TestForkChurn dumps, again and again, a parent that never stops forking
+// children that fork grandchildren and exit: every process is frozen by a
+// tracer thread of its own, and a child born while its parent was being
+// seized starts attached to its parent's tracer, which must then freeze
+// it. Each dump leaves the tree running untraced; the last one kills it,
+// and the restored parent forks on.
+func TestForkChurn(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "forkchurn", false))
+	testutil.WaitForLines(t, tg.out, 2, 10*time.Second)
+	for round := 0; round < 8; round++ {
+		tg.dump(true)
+		if tp := tracerPid(tg.pid); tp != 0 {
+			t.Fatalf("round %d: parent %d left traced by %d", round, tg.pid, tp)
+		}
+		n := len(testutil.WaitForLines(t, tg.out, 1, 10*time.Second))
+		testutil.WaitForLines(t, tg.out, n+2, 60*time.Second)
+	}
+	dir := tg.dump(false)
+	n := len(testutil.WaitForLines(t, tg.out, 1, time.Second))
+	tg.restore(dir)
+	testutil.WaitForLines(t, tg.out, n+3, 60*time.Second)
+}

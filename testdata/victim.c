@@ -5,8 +5,11 @@
 // finds it in an interrupted system call), writes its memory all the time,
 // catches SIGUSR1, and notices when it comes back wrong.
 //
-// Protocol: victim MIB [THREADS]
-// It fills MIB MiB with a known pattern, starts THREADS-1 (default 0)
+// Protocol: victim MIB [THREADS [PROCS]]
+// It fills MIB MiB with a known pattern, forks PROCS-1 (default 0)
+// children that run the same checks on their copy of it silently (they die
+// with the victim; one that exits makes the victim print "CHILD" and exit
+// with status 8), starts THREADS-1 (default 0)
 // worker threads that run the same checks on 64 pages of their own, prints
 // "ready", then loops: each
 // iteration checks and rewrites one 8-byte word per page in turn, checks
@@ -25,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,7 +111,8 @@ int main(int argc, char **argv)
 {
 	long mib = argc > 1 ? atol(argv[1]) : 1;
 	long threads = argc > 2 ? atol(argv[2]) : 1;
-	if (threads < 1 || threads > MAXW)
+	long procs = argc > 3 ? atol(argv[3]) : 1;
+	if (threads < 1 || threads > MAXW || procs < 1 || procs > 64)
 		return 2;
 	size_t pages = (size_t)mib * 256;
 	uint64_t *mem = region(pages);
@@ -117,6 +123,19 @@ int main(int argc, char **argv)
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	pid_t self = getpid();
+	for (long c = 1; c < procs; c++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			return 2;
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != self)
+				_exit(0);
+			for (uint64_t i = 0;; i++)
+				check(mem, pages, i, &none);
+		}
+	}
 	for (long w = 1; w < threads; w++) {
 		pthread_t th;
 		if (pthread_create(&th, NULL, worker, (void *)w) != 0)
@@ -129,6 +148,12 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &since);
 	for (uint64_t i = 0;; i++) {
 		check(mem, pages, i, &none);
+		int st;
+		pid_t gone = procs > 1 ? waitpid(-1, &st, WNOHANG) : 0;
+		if (gone > 0) {
+			say("CHILD status %ld\n", (long)st);
+			_exit(8);
+		}
 		if (usr1 != seen) {
 			seen = usr1;
 			say("usr1 %ld\n", seen);

@@ -10,13 +10,14 @@ import (
 )
 
 func runBench(args []string) error {
-	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] | --incremental PCT [--size 1G] [--runs 3] [--dir /dev/shm]")
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] [--criu PATH] | --incremental PCT [--size 1G] [--runs 3] [--dir /dev/shm]")
 	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
 	runs := fs.Int("runs", 3, "measure this many times and report the best")
 	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
 	threads := fs.Int("threads", 64, "threads of the many-threads benchmark (0: skip it and the tree)")
 	procs := fs.Int("procs", 32, "processes of the process-tree benchmark")
 	nfds := fs.Int("fds", 10000, "fds of the many-fds benchmark, against 10 (0: skip it)")
+	criu := fs.String("criu", "", "a CRIU binary: dump and restore the thread and tree shapes with it too, and print rtcr/CRIU")
 	incr := fs.Float64("incremental", 0, "instead: freeze of an incremental checkpoint after `PCT` % of the pages were written, against a full one")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -45,18 +46,30 @@ func runBench(args []string) error {
 		res.Print(os.Stdout)
 		return nil
 	}
+	if *criu != "" {
+		if *threads == 0 {
+			return usagef("--criu compares the thread and tree shapes: --threads must not be 0")
+		}
+		if err := bench.CheckCRIU(*criu); err != nil {
+			return usagef("--criu %s: %v", *criu, err)
+		}
+	}
 	res, err := bench.Run(bench.Options{Size: n, Runs: *runs, Dir: *dir})
 	if err != nil {
 		return err
 	}
 	res.Print(os.Stdout)
 	if *threads > 0 {
-		shapes, err := bench.RunShapes(*dir, *threads, *procs, *runs)
+		shapes, err := bench.RunShapes(*dir, *threads, *procs, *runs, *criu)
 		if err != nil {
 			return err
 		}
 		fmt.Println()
 		bench.PrintShapes(os.Stdout, shapes)
+		if *criu != "" {
+			fmt.Println()
+			bench.PrintCRIU(os.Stdout, shapes)
+		}
 	}
 	if *nfds > 0 {
 		counts := []int{10, 12} // 12: one whole cycle of the mix

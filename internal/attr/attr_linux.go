@@ -54,7 +54,8 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 	return dumpOomTHP(r, p)
 }
 
-// Restore sets the attributes of p in the stub r.
+// Restore sets the attributes of p in the stub r. Resource limits are
+// set with prlimit from outside, or, when that is refused, from inside.
 func Restore(r *ptrace.Remote, p *image.Process) error {
 	if p.CwdDeleted == nil { // else files.ChdirDeleted, after the fds
 		path, err := r.PutString(ptrace.ArgOff, p.Cwd)
@@ -73,6 +74,15 @@ func Restore(r *ptrace.Remote, p *image.Process) error {
 	}
 	for _, rl := range p.Rlimits {
 		v := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
+		// From outside when allowed, like the dump: every injected call
+		// is two ptrace stops, and a tree has 16 limits per process.
+		var cur unix.Rlimit
+		if err := unix.Prlimit(r.Pid, rl.Resource, nil, &cur); err == nil && cur == v {
+			continue
+		}
+		if err := unix.Prlimit(r.Pid, rl.Resource, &v, nil); err == nil {
+			continue
+		}
 		addr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&v))
 		if err != nil {
 			return err

@@ -23,7 +23,7 @@ func TestRunSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Print(io.Discard)
-	shapes, err := RunShapes(t.TempDir(), 4, 3, 1)
+	shapes, err := RunShapes(t.TempDir(), 4, 3, 1, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,12 +63,17 @@ type Shape struct {
 	Freeze, Dump, Restore time.Duration
 	baseFreeze, baseDump  time.Duration
 	baseRestore           time.Duration
+	// CRIU holds the same measurements of CRIU, when RunShapes was given
+	// a criu binary.
+	CRIU *CRIU
 }
 
 // RunShapes measures dump (freeze time and total) and restore of a process
 // with threads threads and of a tree of procs processes, best of runs, and
-// the same for a single-threaded single process as the baseline.
-func RunShapes(dir string, threads, procs, runs int) ([]Shape, error) {
+// the same for a single-threaded single process as the baseline. With
+// criu, the path of a CRIU binary, every run also dumps and restores the
+// same shapes with CRIU (see CRIU).
+func RunShapes(dir string, threads, procs, runs int, criu string) ([]Shape, error) {
 	work, err := os.MkdirTemp(dir, "rtcr-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -79,8 +84,30 @@ func RunShapes(dir string, threads, procs, runs int) ([]Shape, error) {
 		{Name: fmt.Sprintf("%d processes", procs), Count: procs},
 	}
 	texts := [][]byte{withCount(threadsText, threads), withCount(treeText, procs)}
-	for i := range shapes {
+	var exec time.Duration
+	if criu != "" {
 		for r := 0; r < runs; r++ {
+			d, err := criuExec(criu)
+			if err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+			best(&exec, d)
+		}
+	}
+	for i := range shapes {
+		if criu != "" {
+			shapes[i].CRIU = &CRIU{Exec: exec}
+		}
+		for r := 0; r < runs; r++ {
+			if c := shapes[i].CRIU; c != nil {
+				m, err := criuShapeOnce(criu, work, texts[i], shapes[i].Count, i == 0)
+				if err != nil {
+					return nil, fmt.Errorf("bench %s with CRIU: %w", shapes[i].Name, err)
+				}
+				best(&c.Freeze, m.Freeze)
+				best(&c.Dump, m.Dump)
+				best(&c.Restore, m.Restore)
+			}
 			f, d, rs, err := shapeOnce(work, texts[i], shapes[i].Count, i == 0)
 			if err != nil {
 				return nil, fmt.Errorf("bench %s: %w", shapes[i].Name, err)

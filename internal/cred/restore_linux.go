@@ -2,6 +2,8 @@ package cred
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -66,6 +68,11 @@ func Restore(in *ptrace.Injector, r *ptrace.Remote, c *image.Creds) error {
 	sb, err := t.prctl("prctl(PR_GET_SECUREBITS)", unix.PR_GET_SECUREBITS)
 	if err != nil {
 		return err
+	}
+	if same(st, sb, c) {
+		// The stub's thread has c already (a root image restored by
+		// root): nothing to change, and no call to make.
+		return nil
 	}
 
 	// 1. Groups (left alone when they are already c's: setgroups needs
@@ -148,6 +155,18 @@ func Restore(in *ptrace.Injector, r *ptrace.Remote, c *image.Creds) error {
 		}
 	}
 	return t.verify(c)
+}
+
+// same reports whether a thread with status st and securebits sb has
+// exactly the credentials c, groups in the same order.
+func same(st *procfs.Status, sb uint64, c *image.Creds) bool {
+	got, want := *fromStatus(st), *c
+	got.Securebits = uint32(sb)
+	if !slices.Equal(got.Groups, want.Groups) {
+		return false
+	}
+	got.Groups, want.Groups = nil, nil
+	return reflect.DeepEqual(got, want)
 }
 
 // sameGroups reports whether the groups a thread has (from /proc) are

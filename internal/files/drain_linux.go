@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
@@ -164,48 +163,20 @@ func diagAddr(family uint8, ip [16]byte, port [2]byte) netip.AddrPort {
 // inetDiagDump asks sock_diag for every TCP socket of family in one of
 // states (a bit mask of TCP states).
 func inetDiagDump(family uint8, states uint32) ([]abi.InetDiagMsg, error) {
-	nl, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return nil, fmt.Errorf("sock_diag socket: %w", err)
-	}
-	defer unix.Close(nl)
 	req := abi.InetDiagReqV2{Family: family, Protocol: unix.IPPROTO_TCP, States: states}
 	req.ID.Cookie = [2]uint32{^uint32(0), ^uint32(0)}
-	body := ptrace.Bytes(&req)
-	hdr := unix.NlMsghdr{Len: uint32(unix.NLMSG_HDRLEN + len(body)), Type: abi.SOCK_DIAG_BY_FAMILY, Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: 1}
-	msg := append(append([]byte(nil), ptrace.Bytes(&hdr)...), body...)
-	if err := unix.Sendto(nl, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("sock_diag request: %w", err)
-	}
 	var out []abi.InetDiagMsg
-	rb := make([]byte, 65536)
-	for {
-		n, _, err := unix.Recvfrom(nl, rb, 0)
-		if err != nil {
-			return nil, fmt.Errorf("sock_diag answer: %w", err)
+	err := sockDiag(ptrace.Bytes(&req), unix.NLM_F_DUMP, func(data []byte) error {
+		var dm abi.InetDiagMsg
+		if len(data) < int(unsafe.Sizeof(dm)) {
+			return fmt.Errorf("sock_diag answer of %d bytes: %w", len(data), errBadFdinfo)
 		}
-		msgs, err := syscall.ParseNetlinkMessage(rb[:n])
-		if err != nil || len(msgs) == 0 {
-			return nil, fmt.Errorf("sock_diag answer: %w (%d bytes)", errBadFdinfo, n)
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if e := -int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-						return nil, fmt.Errorf("sock_diag of TCP sockets: %w", syscall.Errno(e))
-					}
-				}
-				return out, nil
-			}
-			var dm abi.InetDiagMsg
-			if len(m.Data) < int(unsafe.Sizeof(dm)) {
-				return nil, fmt.Errorf("sock_diag answer of %d bytes: %w", len(m.Data), errBadFdinfo)
-			}
-			copy(ptrace.Bytes(&dm), m.Data)
-			out = append(out, dm)
-		}
+		copy(ptrace.Bytes(&dm), data)
+		out = append(out, dm)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sock_diag of TCP sockets: %w", err)
 	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package files
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"syscall"
 	"unsafe"
@@ -51,11 +52,6 @@ func unixSockets() ([]*unixInfo, error) {
 // unixDiagQuery sends one sock_diag request (by inode, or a dump of all
 // with NLM_F_DUMP) and parses the answers.
 func unixDiagQuery(ino uint32, flags uint16) ([]*unixInfo, error) {
-	nl, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return nil, fmt.Errorf("sock_diag socket: %w", err)
-	}
-	defer unix.Close(nl)
 	req := abi.UnixDiagReq{
 		Family: unix.AF_UNIX,
 		States: ^uint32(0),
@@ -63,45 +59,25 @@ func unixDiagQuery(ino uint32, flags uint16) ([]*unixInfo, error) {
 		Show:   unixDiagShow,
 		Cookie: [2]uint32{^uint32(0), ^uint32(0)},
 	}
-	body := ptrace.Bytes(&req)
-	hdr := unix.NlMsghdr{Len: uint32(unix.NLMSG_HDRLEN + len(body)), Type: abi.SOCK_DIAG_BY_FAMILY, Flags: unix.NLM_F_REQUEST | flags, Seq: 1}
-	msg := append(append([]byte(nil), ptrace.Bytes(&hdr)...), body...)
-	if err := unix.Sendto(nl, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("sock_diag request: %w", err)
-	}
 	var out []*unixInfo
-	rb := make([]byte, 65536)
-	for {
-		n, _, err := unix.Recvfrom(nl, rb, 0)
+	err := sockDiag(ptrace.Bytes(&req), flags, func(data []byte) error {
+		info, err := parseUnixDiag(data)
 		if err != nil {
-			return nil, fmt.Errorf("sock_diag answer: %w", err)
+			return err
 		}
-		msgs, err := syscall.ParseNetlinkMessage(rb[:n])
-		if err != nil || len(msgs) == 0 {
-			return nil, fmt.Errorf("sock_diag answer: %w (%d bytes)", errBadFdinfo, n)
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if e := -int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-						return nil, fmt.Errorf("sock_diag of socket:[%d] (in another network namespace?): %w", ino, syscall.Errno(e))
-					}
-				}
-				return nil, fmt.Errorf("sock_diag of socket:[%d]: empty answer", ino)
-			}
-			info, err := parseUnixDiag(m.Data)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, info)
-		}
-		if flags&unix.NLM_F_DUMP == 0 {
-			return out, nil
-		}
+		out = append(out, info)
+		return nil
+	})
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &errno):
+		return nil, fmt.Errorf("sock_diag of socket:[%d] (in another network namespace?): %w", ino, err)
+	case err != nil:
+		return nil, err
+	case len(out) == 0 && flags&unix.NLM_F_DUMP == 0:
+		return nil, fmt.Errorf("sock_diag of socket:[%d]: empty answer", ino)
 	}
+	return out, nil
 }
 
 // parseUnixDiag parses one unix_diag_msg with its attributes.

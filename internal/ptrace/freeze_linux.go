@@ -20,10 +20,15 @@ import (
 // reported). On error every thread seized so far is released.
 func Freeze(pid int) (tids []int, err error) {
 	stopped := map[int]bool{}
-	gone := map[int]bool{} // threads that exited while rtcr froze the rest
+	gone := map[int]bool{}     // threads that exited while rtcr froze the rest
+	unwaited := map[int]bool{} // seized and interrupted, stop not seen yet
 	defer func() {
 		if err != nil {
 			for tid := range stopped {
+				if unwaited[tid] {
+					// Detach needs the thread in its stop.
+					_, _ = waitStopped(tid)
+				}
 				_ = Detach(tid)
 			}
 		}
@@ -33,6 +38,9 @@ func Freeze(pid int) (tids []int, err error) {
 		if err != nil {
 			return nil, err
 		}
+		// Every new thread is asked to stop first and waited for after:
+		// the threads stop side by side instead of one after the other.
+		var waiting []int
 		fresh := 0
 		for _, tid := range cur {
 			if stopped[tid] || gone[tid] {
@@ -40,10 +48,24 @@ func Freeze(pid int) (tids []int, err error) {
 			}
 			fresh++
 			stopped[tid] = true // released on error from here on
-			ok, err := attach(pid, tid)
+			wait, err := attach(pid, tid)
 			if err != nil {
 				return nil, fmt.Errorf("freeze %d: %w", pid, err)
 			}
+			if wait {
+				waiting = append(waiting, tid)
+				unwaited[tid] = true
+			} else {
+				delete(stopped, tid)
+				gone[tid] = true
+			}
+		}
+		for _, tid := range waiting {
+			ok, err := waitStopped(tid)
+			if err != nil {
+				return nil, fmt.Errorf("freeze %d: %w", pid, err)
+			}
+			delete(unwaited, tid)
 			if !ok {
 				delete(stopped, tid)
 				gone[tid] = true
@@ -69,27 +91,25 @@ func Freeze(pid int) (tids []int, err error) {
 	return tids, nil
 }
 
-// attach seizes and stops thread tid of pid. It returns false when the
-// thread exited before it could be stopped: it will never run again, so
-// the frozen set is complete without it.
+// attach seizes thread tid of pid and asks it to stop. It returns true
+// when the thread will report a stop (waitStopped), false when it exited
+// before it could be seized: it will never run again, so the frozen set is
+// complete without it.
 func attach(pid, tid int) (bool, error) {
 	for try := 0; ; try++ {
 		err := Seize(tid)
 		switch {
 		case err == nil:
-			if err := Interrupt(tid); err != nil {
-				if errors.Is(err, unix.ESRCH) {
-					return waitStopped(tid)
-				}
+			if err := Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
 				return false, err
 			}
-			return waitStopped(tid)
+			return true, nil // exiting (ESRCH): waitStopped sees it go
 		case errors.Is(err, unix.ESRCH):
 			return false, nil
 		case errors.Is(err, unix.EPERM) && tracedByUs(pid, tid):
 			// Created by a thread rtcr had already seized: the kernel
 			// attached it to rtcr and it starts in a ptrace stop.
-			return waitStopped(tid)
+			return true, nil
 		case errors.Is(err, unix.EPERM) && try < 1000:
 			// An exiting thread cannot be attached; look again until
 			// it is gone.

@@ -39,7 +39,7 @@ func FindSigreturnGadget(pid int) (g Gadget, ok bool, err error) {
 // findSigreturnGadget is FindSigreturnGadget with the process's maps read.
 func findSigreturnGadget(pid int, maps []procfs.Mapping) (g Gadget, ok bool, err error) {
 	const chunk = 1 << 20
-	buf := make([]byte, chunk+16)
+	var buf []byte // made when a mapping must be read, as big as it needs
 	scanned := uint64(0)
 	for _, m := range maps {
 		if !m.Exec || !m.Read || m.Path == "[vsyscall]" {
@@ -57,6 +57,9 @@ func findSigreturnGadget(pid int, maps []procfs.Mapping) (g Gadget, ok bool, err
 			}
 		}
 		scannedAll := false
+		if need := min(chunk+16, m.End-m.Start); uint64(len(buf)) < need {
+			buf = make([]byte, need)
+		}
 		for a := m.Start; a < m.End && scanned < maxGadgetScan; a += chunk {
 			n := min(uint64(len(buf)), m.End-a)
 			b := buf[:n]
@@ -73,7 +76,7 @@ func findSigreturnGadget(pid int, maps []procfs.Mapping) (g Gadget, ok bool, err
 					return Gadget{Addr: addr, End: addr + uint64(len(code))}, true, nil
 				}
 			}
-			scannedAll = scannedAll || n < uint64(len(buf)) // read to the end
+			scannedAll = scannedAll || a+n >= m.End // read to the end
 		}
 		if m.Inode != 0 && scannedAll {
 			gadgetCache.put(key, -1)

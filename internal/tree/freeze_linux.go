@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -26,14 +28,53 @@ type Frozen struct {
 	// Exited are the processes Release found dead: killed (SIGKILL
 	// reaches a frozen process) after they were frozen.
 	Exited []int
+	// Tracers holds the tracer thread of each live process: every ptrace
+	// request about its threads goes through it (see On). Release and
+	// Kill end them.
+	Tracers map[int]*ptrace.Tracer
+	// all lists every tracer once (a child attached by the kernel when
+	// its parent forked shares its parent's).
+	all []*ptrace.Tracer
+}
+
+// On runs fn on the tracer thread of live process pid.
+func (f *Frozen) On(pid int, fn func() error) error {
+	t := f.Tracers[pid]
+	if t == nil {
+		return fmt.Errorf("process %d is not frozen by rtcr", pid)
+	}
+	return t.Do(fn)
+}
+
+// Each runs fn for every pid of pids at once, each on its process's
+// tracer thread, and returns the first error in the order of pids (nil if
+// none). It returns once every fn has.
+func (f *Frozen) Each(pids []int, fn func(pid int) error) error {
+	errs := make([]error, len(pids))
+	var wg sync.WaitGroup
+	for i, pid := range pids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.On(pid, func() error { return fn(pid) })
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Freeze stops the process root and, top-down, all its descendants. A
 // stopped process cannot fork, so once a process is frozen its set of
 // children is final; the tree is re-scanned until a pass finds no new
-// child. On error every process frozen so far is released.
+// child. The children found in one pass are frozen at once, each by its
+// own tracer thread. On error every process frozen so far is released.
 func Freeze(root int) (_ *Frozen, err error) {
-	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}}
+	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}, Tracers: map[int]*ptrace.Tracer{}}
 	defer func() {
 		if err != nil {
 			_ = f.Release()
@@ -49,36 +90,106 @@ func Freeze(root int) (_ *Frozen, err error) {
 		}
 		return nil, fmt.Errorf("freeze %d: the process is a zombie", root)
 	}
-	if err := f.add(root); err != nil {
+	if err := f.add([]int{root}); err != nil {
 		return nil, err
 	}
 	for {
-		children, err := ChildMap()
+		var live []int
+		for _, pid := range f.Order {
+			if _, ok := f.Tids[pid]; ok {
+				live = append(live, pid)
+			}
+		}
+		children, err := StoppedChildren(live)
 		if err != nil {
 			return nil, err
 		}
-		added := false
-		for i := 0; i < len(f.Order); i++ {
-			for _, c := range children[f.Order[i]] {
-				if _, seen := f.Tids[c]; seen || f.Zombies[c] {
+		var fresh []int
+		seen := map[int]bool{}
+		for _, pid := range f.Order {
+			for _, c := range children[pid] {
+				if _, frozen := f.Tids[c]; frozen || f.Zombies[c] || seen[c] {
 					continue
 				}
-				if err := f.add(c); err != nil {
-					return nil, err
-				}
-				added = true
+				seen[c] = true
+				fresh = append(fresh, c)
 			}
 		}
-		if !added {
+		if len(fresh) == 0 {
 			return f, nil
+		}
+		if err := f.add(fresh); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// add freezes pid, or records it as a zombie.
-func (f *Frozen) add(pid int) error {
+// frozenOne is the outcome of freezing one process.
+type frozenOne struct {
+	pid     int
+	tids    []int // nil: a zombie or gone (see zombie)
+	zombie  bool
+	stopped bool
+	tracer  *ptrace.Tracer
+	err     error
+}
+
+// add freezes the processes pids at once, or records them as zombies, and
+// appends them to f.Order in the order given.
+func (f *Frozen) add(pids []int) error {
+	outs := make([]frozenOne, len(pids))
+	var wg sync.WaitGroup
+	for i, pid := range pids {
+		outs[i] = frozenOne{pid: pid, tracer: f.tracerFor(pid)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := &outs[i]
+			o.err = o.tracer.Do(func() error { return o.freeze(len(f.Order) == 0) })
+		}()
+	}
+	wg.Wait()
+	var first error
+	for _, o := range outs {
+		switch {
+		case o.tids != nil:
+			f.Tids[o.pid] = o.tids
+			f.Tracers[o.pid] = o.tracer
+			f.Stopped[o.pid] = o.stopped
+			f.Order = append(f.Order, o.pid)
+		case o.zombie:
+			f.Zombies[o.pid] = true
+			f.Order = append(f.Order, o.pid)
+		}
+		if o.err != nil && first == nil {
+			first = o.err
+		}
+	}
+	return first
+}
+
+// tracerFor returns the tracer thread to freeze pid with: the one that
+// already traces it when the kernel attached it as the child of a process
+// rtcr was freezing (it forked meanwhile), else a new one.
+func (f *Frozen) tracerFor(pid int) *ptrace.Tracer {
+	if st, err := procfs.ReadStatus(pid); err == nil && st.TracerPid != 0 {
+		for _, t := range f.all {
+			if t.Tid() == st.TracerPid {
+				return t
+			}
+		}
+	}
+	t := ptrace.NewTracer()
+	f.all = append(f.all, t)
+	return t
+}
+
+// freeze freezes o.pid on its tracer thread, or records it as a zombie.
+// first says o.pid is the root, which must not have gone.
+func (o *frozenOne) freeze(first bool) error {
+	pid := o.pid
 	st, err := procfs.ReadStat(pid)
-	if errors.Is(err, os.ErrNotExist) && len(f.Order) > 0 {
+	if errors.Is(err, os.ErrNotExist) && !first {
 		return nil // exited and reaped before its parent was frozen
 	}
 	if err == nil && st.State == 'Z' {
@@ -86,15 +197,12 @@ func (f *Frozen) add(pid int) error {
 			return err
 		}
 		// A zombie stays one: its parent is frozen and cannot reap it.
-		f.Zombies[pid] = true
-		f.Order = append(f.Order, pid)
+		o.zombie = true
 		return nil
 	}
-	if err == nil && st.State == 'T' {
-		f.Stopped[pid] = true
-	}
+	o.stopped = err == nil && st.State == 'T'
 	tids, err := ptrace.Freeze(pid)
-	if err != nil && len(f.Order) > 0 {
+	if err != nil && !first {
 		// A child may exit while rtcr freezes it: its parent is frozen,
 		// so it is a zombie now (or gone, if reaped just before).
 		st, serr := procfs.ReadStat(pid)
@@ -102,36 +210,55 @@ func (f *Frozen) add(pid int) error {
 		case errors.Is(serr, os.ErrNotExist):
 			return nil
 		case serr == nil && st.State == 'Z':
-			f.Zombies[pid] = true
-			f.Order = append(f.Order, pid)
+			o.zombie = true
 			return nil
 		}
 	}
 	if err != nil {
 		return err
 	}
-	f.Tids[pid] = tids
-	f.Order = append(f.Order, pid)
+	o.tids = tids
 	return nil
 }
 
-// Release lets every frozen process run again. A process that died while
-// frozen has nothing to let go: it is listed in f.Exited, not an error.
+// Release lets every frozen process run again, and ends the tracer
+// threads. A process that died while frozen has nothing to let go: it is
+// listed in f.Exited, not an error.
 func (f *Frozen) Release() error {
-	var errs []error
+	var live []int
 	for _, pid := range f.Order {
-		if tids, ok := f.Tids[pid]; ok {
-			err := ptrace.Release(tids)
-			if errors.Is(err, unix.ESRCH) && dead(pid) {
-				f.Exited = append(f.Exited, pid)
-				continue
-			}
-			if err != nil {
-				errs = append(errs, err)
-			}
+		if _, ok := f.Tids[pid]; ok {
+			live = append(live, pid)
 		}
 	}
+	errs := make([]error, len(live))
+	var mu sync.Mutex
+	_ = f.Each(live, func(pid int) error {
+		err := ptrace.Release(f.Tids[pid])
+		if errors.Is(err, unix.ESRCH) && dead(pid) {
+			mu.Lock()
+			f.Exited = append(f.Exited, pid)
+			mu.Unlock()
+			return nil
+		}
+		for i := range live {
+			if live[i] == pid {
+				errs[i] = err
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(f.Exited, func(a, b int) int { return slices.Index(f.Order, a) - slices.Index(f.Order, b) })
+	f.closeTracers()
 	return errors.Join(errs...)
+}
+
+// closeTracers ends every tracer thread.
+func (f *Frozen) closeTracers() {
+	for _, t := range f.all {
+		t.Close()
+	}
+	f.all, f.Tracers = nil, map[int]*ptrace.Tracer{}
 }
 
 // dead reports whether process pid is gone or a zombie.
@@ -140,17 +267,30 @@ func dead(pid int) bool {
 	return err != nil || st.State == 'Z' || st.State == 'X'
 }
 
-// Kill kills every frozen process and collects, as their tracer, the
-// death of each thread (a leader is reported after its other threads), so
-// that their parents (or init) can reap them. Children are collected
-// before parents: the dying init of a pid namespace waits until every
-// other process of it is gone.
+// Kill kills every frozen process (SendKill) and collects their deaths
+// (Reap).
 func (f *Frozen) Kill() {
+	f.SendKill()
+	f.Reap()
+}
+
+// SendKill sends SIGKILL to every frozen process.
+func (f *Frozen) SendKill() {
 	for _, pid := range f.Order {
 		if _, ok := f.Tids[pid]; ok {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
+}
+
+// Reap collects, as their tracer, the death of each thread of the killed
+// processes (a leader is reported after its other threads), so that their
+// parents (or init) can reap them. Children are collected before parents:
+// the dying init of a pid namespace waits until every other process of it
+// is gone. Then it ends the tracer threads.
+func (f *Frozen) Reap() {
+	// Any thread of rtcr may wait for a tracee of another (no
+	// __WNOTHREAD), so this needs no tracer thread.
 	for i := len(f.Order) - 1; i >= 0; i-- {
 		pid := f.Order[i]
 		tids := f.Tids[pid]
@@ -158,6 +298,7 @@ func (f *Frozen) Kill() {
 			_, _ = ptrace.Wait(tids[i])
 		}
 	}
+	f.closeTracers()
 }
 
 // refuseExitedLeader refuses process pid, whose leader thread is a zombie,

@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -64,5 +65,73 @@ func TestReleaseOfKilledProcess(t *testing.T) {
 	}
 	if st, err := procfs.ReadStatus(sh.Process.Pid); err != nil || st.TracerPid != 0 || st.State == 't' {
 		t.Fatalf("sh %d after release: %+v, %v", sh.Process.Pid, st, err)
+	}
+}
+
+// TestStoppedChildrenMatchesChildMap: for a frozen tree, the children read
+// from /proc/PID/task/TID/children are those the scan of every process
+// finds, and Descendants walks the tree in freeze order; every process has
+// its tracer, and after Release none is traced.
+func TestStoppedChildrenMatchesChildMap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (ptrace): run as root, CI does")
+	}
+	sh := exec.Command("sh", "-c", "sleep 1000 & sleep 1000 & (sleep 1000 & wait) & wait")
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sh.Process.Kill(); _ = sh.Wait() }()
+	root := sh.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := ChildMap()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m[root]) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sh has children %v, want 3", m[root])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f, err := Freeze(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, pid := range f.Order {
+		if f.Tracers[pid] == nil {
+			t.Errorf("process %d has no tracer", pid)
+		}
+		pids = append(pids, pid)
+	}
+	got, err := StoppedChildren(pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ChildMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if fmt.Sprint(got[pid]) != fmt.Sprint(want[pid]) {
+			t.Errorf("children of %d: %v from task files, %v from the scan", pid, got[pid], want[pid])
+		}
+	}
+	if len(pids) != 5 {
+		t.Errorf("froze %v, want sh, its 3 children and a grandchild", pids)
+	}
+	if d, err := Descendants(root); err != nil || fmt.Sprint(d) != fmt.Sprint(pids) {
+		t.Errorf("Descendants(%d) = %v (%v), want the frozen %v", root, d, err, pids)
+	}
+	if err := f.Release(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if st, err := procfs.ReadStatus(pid); err != nil || st.TracerPid != 0 {
+			t.Errorf("%d after release: %+v, %v", pid, st, err)
+		}
 	}
 }

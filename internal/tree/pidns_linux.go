@@ -57,7 +57,9 @@ func Root(pid int) (root int, nested bool, err error) {
 		}
 		return pid, true, nil
 	}
-	m, err := ChildMap()
+	// pid runs, but an `rtcr run` forks nothing after its init: its
+	// list of children is stable, as StoppedChildren wants.
+	m, err := StoppedChildren([]int{pid})
 	if err != nil {
 		return 0, false, err
 	}

@@ -9,14 +9,16 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
 // ChildMap returns, for every process on the system, its child processes,
-// sorted, by scanning /proc/*/stat (this kernel has no
-// /proc/PID/task/TID/children).
+// sorted, by scanning /proc/*/stat (which every kernel has; see
+// StoppedChildren for the cheaper way).
 func ChildMap() (map[int][]int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -42,6 +44,81 @@ func ChildMap() (map[int][]int, error) {
 	}
 	return m, nil
 }
+
+// StoppedChildren returns the child processes of each of pids, sorted,
+// from /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN): reading a few
+// files instead of the stat file of every process on the system. The
+// kernel documents the files as exact only for a stopped process (its
+// children cannot change meanwhile): pids must be frozen. Without the
+// files it falls back to ChildMap.
+func StoppedChildren(pids []int) (map[int][]int, error) {
+	if !haveTaskChildren() {
+		return ChildMap()
+	}
+	m := map[int][]int{}
+	for _, pid := range pids {
+		tids, err := procfs.ListTasks(pid)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			continue // killed while frozen, and reaped
+		}
+		if err != nil {
+			return nil, fmt.Errorf("children of %d: %w", pid, err)
+		}
+		for _, tid := range tids {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, tid))
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+				continue // the thread exited (it was not frozen yet, or was killed)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("children of %d: %w", pid, err)
+			}
+			for _, f := range strings.Fields(string(b)) {
+				c, err := strconv.Atoi(f)
+				if err != nil {
+					return nil, fmt.Errorf("children of %d, thread %d: %q: %w", pid, tid, b, err)
+				}
+				m[pid] = append(m[pid], c)
+			}
+		}
+		sort.Ints(m[pid])
+	}
+	return m, nil
+}
+
+// Descendants returns root and its descendants as they are now, parents
+// first, from /proc/PID/task/TID/children (or one scan of every process
+// on kernels without them). The tree runs meanwhile: a process forked or
+// reparented during the walk may be missed, so use it only where a later
+// check, on the frozen tree, covers what it misses.
+func Descendants(root int) ([]int, error) {
+	if !haveTaskChildren() {
+		m, err := ChildMap()
+		if err != nil {
+			return nil, err
+		}
+		pids := []int{root}
+		for i := 0; i < len(pids); i++ {
+			pids = append(pids, m[pids[i]]...)
+		}
+		return pids, nil
+	}
+	pids := []int{root}
+	for i := 0; i < len(pids); i++ {
+		m, err := StoppedChildren(pids[i : i+1])
+		if err != nil {
+			return nil, err
+		}
+		pids = append(pids, m[pids[i]]...)
+	}
+	return pids, nil
+}
+
+// haveTaskChildren reports whether this kernel has
+// /proc/PID/task/TID/children (asked once, of rtcr's own thread).
+var haveTaskChildren = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/thread-self/children")
+	return err == nil
+})
 
 // Node is one process of a tree as the plan sees it.
 type Node struct {
