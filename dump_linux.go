@@ -162,18 +162,41 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	var live []int
+	seccomp := map[int]*cred.Seccomp{}
 	for _, pid := range f.Order {
 		if !f.Zombies[pid] {
 			live = append(live, pid)
 		}
 	}
-	if err := forEach(live, func(pid int) error {
-		if err := tree.CheckNamespaces(pid, nested); err != nil {
+	if err := forEach(live, func(pid int) error { return tree.CheckNamespaces(pid, nested) }); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	// Before anything is injected, on each process's tracer thread: under
+	// seccomp, the injected calls need it suspended.
+	var seccompMu sync.Mutex
+	if err := f.Each(live, func(pid int) error {
+		sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
+		if err != nil || sc == nil {
 			return err
 		}
-		return cred.CheckSeccomp(pid, f.Tids[pid])
+		if err := cred.SuspendAll(f.Tids[pid], false); err != nil {
+			return fmt.Errorf("process %d is under seccomp: %w", pid, err)
+		}
+		seccompMu.Lock()
+		seccomp[pid] = sc
+		seccompMu.Unlock()
+		return nil
 	}); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	if !nested {
+		// The session and group layout, checked again at the end, is
+		// refused here already, before anything is read or injected: a
+		// tree of hundreds of processes took minutes to be read for
+		// nothing (zdtm session03).
+		if err := planEarly(f.Order); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
 	}
 	fds, err = files.NewTree(live)
 	if err != nil {
@@ -247,6 +270,12 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err := collectFiles(log, &p, fds); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
+			if sc := seccomp[pid]; sc != nil {
+				p.SeccompFilters = sc.Filters
+				for i := range p.Threads {
+					p.Threads[i].SeccompStrict = sc.Strict[p.Threads[i].Tid]
+				}
+			}
 			memStart := time.Now()
 			ipid, err := imagePid(pid, nested)
 			if err != nil {
@@ -317,6 +346,22 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	manifest.done("manifest", "processes", len(c.Processes))
 	kill = !opts.LeaveRunning
 	return nil
+}
+
+// planEarly checks with tree.Plan that the session and group layout of
+// the frozen processes order (parents first) can be recreated, from their
+// /proc/PID/stat as collectTree reads it.
+func planEarly(order []int) error {
+	nodes := make([]tree.Node, 0, len(order))
+	for _, pid := range order {
+		st, err := procfs.ReadStat(pid)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, tree.Node{Pid: pid, Ppid: st.Ppid, Pgid: st.Pgrp, Sid: st.Session})
+	}
+	_, err := tree.Plan(nodes)
+	return err
 }
 
 // collectTree records where process p sits: parent, process group,

@@ -36,7 +36,6 @@ func TestUnsupportedKindsNamed(t *testing.T) {
 		{"epoll", "fd 11 (socket:[", "netlink socket (family 16"},
 		{"blockdev", "fd 10 (/dev/", ": block device "},
 		{"chardev", "fd 10 (/dev/loop-control)", ": character device 10:237 (not one of /dev/full, /dev/null"},
-		{"netns", "fd 10 (net:[", ": net namespace file: "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.kind, func(t *testing.T) {

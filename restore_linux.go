@@ -334,6 +334,12 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][][]byte,
 		}
 	}
 	stats.MemoryTime = time.Since(memStart)
+	if err := fds.ConnectPending(); err != nil {
+		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
+	}
+	if err := fds.ShutdownSockets(); err != nil {
+		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
+	}
 	if err := fds.AddHeldWatches(); err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}

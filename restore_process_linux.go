@@ -241,6 +241,25 @@ func (pr *restoring) finish() error {
 	}); err != nil {
 		return err
 	}
+	// Seccomp while the stub is still root (installing a filter needs
+	// CAP_SYS_ADMIN or no_new_privs, which the image may lack), with
+	// seccomp suspended first in every thread, so that no filter or strict
+	// mode applies to the calls injected after it: it takes effect at the
+	// detach, which ends the suspension.
+	if hasSeccomp(p) {
+		if err := pr.step("seccomp", func() error {
+			tids := make([]int, len(pr.threads))
+			for i, in := range pr.threads {
+				tids[i] = in.Tid
+			}
+			if err := cred.SuspendAll(tids, true); err != nil {
+				return err
+			}
+			return cred.RestoreSeccomp(r, pr.threads, p)
+		}); err != nil {
+			return err
+		}
+	}
 	// Credentials last: afterwards a thread may lack the privileges for
 	// anything else. prctl state after them: changing ids resets it.
 	if p.Creds != nil {
@@ -266,6 +285,19 @@ func (pr *restoring) finish() error {
 		}
 		return nil
 	})
+}
+
+// hasSeccomp reports whether any thread of p is under seccomp.
+func hasSeccomp(p *image.Process) bool {
+	if len(p.SeccompFilters) > 0 {
+		return true
+	}
+	for _, th := range p.Threads {
+		if th.SeccompStrict {
+			return true
+		}
+	}
+	return false
 }
 
 // release detaches every thread; the process runs from here on.

@@ -103,12 +103,33 @@ func TestUnixNamedRefused(t *testing.T) {
 // listener with two connections waiting to be accepted, from an unnamed
 // client made before the listener (fd 3) and from one bound to an
 // abstract name (fd 5): after the restore the listener accepts them in
-// their order, each connected to its client.
+// their order, each connected to its client. A connection the listener
+// had accepted before (fds 6 and 7) is connected end to end: its restore
+// accepts from the restored listener, which used to hand it the
+// connection of fd 3 (the waiting ones were connected as soon as the
+// listener existed), a pair restored silently wrong (zdtm sockets00 hung
+// reading from it).
 func TestUnixPendingRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "unixnamed", false), "trigger", "pending")
 	testutil.WaitForFile(t, tg.out, "ready\n", 10*time.Second)
 	tg.roundTripOK("connections waiting to be accepted")
+}
+
+// TestUnixUnconnectedRoundTrip checkpoints testdata/unixnamed.c holding
+// stream and seqpacket sockets bound but not listening and a stream
+// socket neither bound nor connected (zdtm sk-unix-unconn), and a
+// datagram socket connected to its own name (zdtm sockets_dgram): after
+// the restore they have their names, no peer (the last its own name), and
+// listen and connect as new ones, the last receiving what it sends. The
+// dump used to fail peeking at the (impossible) queue of the first, and
+// to write an image it found inconsistent for the last (taken for a
+// socket pair with itself).
+func TestUnixUnconnectedRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "unixnamed", false), "trigger", "unconn")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	tg.roundTripOK("unconnected sockets")
 }
 
 // TestUnixStaleFileChecked: restore removes a stale socket file at a

@@ -2,7 +2,7 @@
 // checkpoint/restore tests of internal/files, waits for a trigger and then
 // checks they still hold.
 //
-// Protocol: fdflags TRIGGER [flock|posixlock|lease|extowner]
+// Protocol: fdflags TRIGGER [flock|posixlock|extowner]
 // In its working directory the program sets up:
 //   3, 4  a pipe; the read end 3 O_NONBLOCK, the write end 4 blocking;
 //   5     "app", O_WRONLY|O_APPEND, "one\n" written;
@@ -14,7 +14,6 @@
 //   9     an eventfd with counter 3, EFD_SEMAPHORE|EFD_NONBLOCK;
 //   10    with "flock": "locked", O_RDWR, flock(LOCK_EX); with
 //         "posixlock": the same with a POSIX write lock (F_SETLK); with
-//         "lease": "locked" O_RDONLY with a read lease (F_SETLEASE); with
 //         "extowner": a pipe read end owned by the parent process.
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists. Then it checks, printing "OK\n" and exiting 0 when all
@@ -89,7 +88,7 @@ static int getfl(int fd)
 int main(int argc, char **argv)
 {
 	if (argc < 2 || argc > 3) {
-		fprintf(stderr, "usage: fdflags TRIGGER [flock|posixlock|lease|extowner]\n");
+		fprintf(stderr, "usage: fdflags TRIGGER [flock|posixlock|extowner]\n");
 		return 2;
 	}
 	int sig = SIGRTMIN + 2;
@@ -132,10 +131,6 @@ int main(int argc, char **argv)
 		struct f_owner_ex parent = { .type = F_OWNER_PID, .pid = getppid() };
 		if (fcntl(10, F_SETOWN_EX, &parent) != 0)
 			die("owner of fd 10");
-	} else if (argc == 3 && strcmp(argv[2], "lease") == 0) {
-		expect_fd(open("locked", O_RDONLY | O_CREAT, 0644), 10);
-		if (fcntl(10, F_SETLEASE, F_RDLCK) != 0)
-			die("F_SETLEASE");
 	} else if (argc == 3) {
 		expect_fd(open("locked", O_RDWR | O_CREAT, 0644), 10);
 		if (strcmp(argv[2], "flock") == 0) {

@@ -5,8 +5,8 @@
 // Opens an fd of KIND and moves it to fd 10 (for "epoll": an epoll
 // instance at fd 10 watching a netlink socket at fd 11). KIND is one of
 // netlink, packet, raw, alg, vsock, iouring, bpfmap, bpfprog, bpflink,
-// perf, fanotify, userfaultfd, pidfd (on its parent, outside the tree), landlock, epoll, blockdev, chardev,
-// netns. If the kernel cannot make it here, it writes "SKIP reason\n" and
+// perf, fanotify, userfaultfd, pidfd (on its parent, outside the tree), landlock, epoll, blockdev, chardev.
+// (A namespace file, once here, is restored: nsfd.c.) If the kernel cannot make it here, it writes "SKIP reason\n" and
 // exits 0. Otherwise it writes "ready\n" and polls every 1 ms until the
 // file TRIGGER exists; then it checks fd 10 (and 11) are still open on the
 // same file (fstat: device and inode) and prints "OK\n" and exits 0, or
@@ -150,8 +150,6 @@ static int make(const char *kind)
 		return blockdev();
 	if (!strcmp(kind, "chardev"))
 		return open("/dev/loop-control", O_RDONLY);
-	if (!strcmp(kind, "netns"))
-		return open("/proc/self/ns/net", O_RDONLY);
 	fprintf(stderr, "fdkinds: unknown kind %s\n", kind);
 	exit(2);
 }

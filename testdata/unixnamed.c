@@ -25,13 +25,19 @@
 //       ("\0rtcr-w-PID"), which only the child keeps (with SO_RCVTIMEO 10 s).
 // for "pending": 4 a SOCK_STREAM listener bound to "psock", backlog 5,
 // with two connections waiting to be accepted: from 3 (unnamed), then
-// from 5, bound to the abstract name P ("\0rtcr-p-PID");
+// from 5, bound to the abstract name P ("\0rtcr-p-PID"); before them 6
+// connected to it and 4 accepted the connection as 7 (zdtm sockets00);
 // for "pendingdata": 3 a listener bound to "qsock", 4 connected to it and
 // "x" written on 4, not accepted;
 // for "sender": 3 SOCK_DGRAM bound to "ssock" with a datagram "x" from 4,
 // bound to the abstract name "\0rtcr-s-PID", unread;
 // for "unlinked": 3 SOCK_DGRAM bound to "usock", which is then unlinked;
-// for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600.
+// for "bound": 3 SOCK_DGRAM bound to PATH, its file chmod 0600;
+// for "unconn": 3 SOCK_STREAM bound to the abstract name U
+// ("\0rtcr-u-PID"), 4 SOCK_SEQPACKET bound to "qpsock", 5 SOCK_STREAM
+// neither bound nor connected; none listening (zdtm sk-unix-unconn);
+// 6 SOCK_DGRAM bound to "selfsock" and connected to it (zdtm
+// sockets_dgram).
 // It writes "ready\n" to stdout and polls every 1 ms until the file
 // TRIGGER exists (the child too). Then it checks, printing "OK\n" and
 // exiting 0 when all hold, "FAIL: reason\n" and exiting 1 otherwise:
@@ -45,13 +51,18 @@
 //     refusing with EAGAIN, accepts one and reads "new" written on it; 6
 //     accepts a new connection to L; 14's peer is W and "w" sent on it is
 //     received by the child on 15.
-//   pending: 4 is "psock", listening; 3 and 5 have "psock" as peer, 5 is
+//   pending: 7 is named "psock", and 6 and 7 are connected to each other
+//     (a byte written on each reaches the other); 4 is "psock", listening; 3 and 5 have "psock" as peer, 5 is
 //     named P; 4 accepts the connection of 3 first, then that of 5 (the
 //     peers' names tell, and a byte written on each reaches its client),
 //     then has none. pendingdata: 3 accepts the connection and reads "x".
 //   sender: 3 receives "x". unlinked: 3 is still named "usock".
 //   bound: 3 is named PATH, whose file is a socket of mode 0600 owned by
 //     the process's uid, and receives "self" sent to PATH.
+//   unconn: 3 is named U, 4 "qpsock", neither listens, 5 is unnamed and
+//     has no peer; then 3 and 4 listen and accept a connection (from 5
+//     for 3) on which "u" is written; 6's peer is "selfsock", and "me"
+//     sent on 6 comes back on 6.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -197,7 +208,9 @@ int main(int argc, char **argv)
 	int Sl = 1 + snprintf(S + 1, sizeof S - 1, "rtcr-s-%d", getpid());
 	int Wl = 1 + snprintf(W + 1, sizeof W - 1, "rtcr-w-%d", getpid());
 	int Pl = 1 + snprintf(P + 1, sizeof P - 1, "rtcr-p-%d", getpid());
-	L[0] = C[0] = S[0] = W[0] = P[0] = 0;
+	char U[32];
+	int Ul = 1 + snprintf(U + 1, sizeof U - 1, "rtcr-u-%d", getpid());
+	L[0] = C[0] = S[0] = W[0] = P[0] = U[0] = 0;
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		die("getcwd");
 	snprintf(dsock, sizeof dsock, "%s/dsock", cwd);
@@ -290,6 +303,10 @@ int main(int argc, char **argv)
 			die("listen");
 		int c5 = at(sock(SOCK_STREAM), 5);
 		bind_to(c5, P, Pl);
+		int c6 = at(sock(SOCK_STREAM), 6);
+		if (connect_to(c6, "psock", 5) < 0)
+			die("connect 6 to psock");
+		at(accept(l, NULL, NULL), 7);
 		if (connect_to(c3, "psock", 5) < 0 || connect_to(c5, "psock", 5) < 0)
 			die("connect psock");
 	} else if (strcmp(mode, "pendingdata") == 0) {
@@ -315,6 +332,14 @@ int main(int argc, char **argv)
 		bind_to(at(sock(SOCK_DGRAM), 3), argv[3], strlen(argv[3]));
 		if (chmod(argv[3], 0600) < 0)
 			die("chmod");
+	} else if (strcmp(mode, "unconn") == 0) {
+		bind_to(at(sock(SOCK_STREAM), 3), U, Ul);
+		bind_to(at(sock(SOCK_SEQPACKET), 4), "qpsock", 6);
+		at(sock(SOCK_STREAM), 5);
+		int me = at(sock(SOCK_DGRAM), 6);
+		bind_to(me, "selfsock", 8);
+		if (connect_to(me, "selfsock", 8) < 0)
+			die("connect selfsock");
 	} else {
 		die("unknown mode");
 	}
@@ -322,6 +347,11 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	wait_trigger(argv[1]);
 	if (strcmp(mode, "pending") == 0) {
+		name_is(7, 0, "psock", 5, "name of 7");
+		if (write(6, "p", 1) != 1 || write(7, "q", 1) != 1)
+			fail("write on 6 and 7");
+		expect(7, "p", "7 does not read p from 6");
+		expect(6, "q", "6 does not read q from 7");
 		name_is(4, 0, "psock", 5, "name of 4");
 		if (sockopt(4, SO_ACCEPTCONN) != 1)
 			fail("4 not listening");
@@ -350,6 +380,34 @@ int main(int argc, char **argv)
 		expect(3, "x", "3 does not receive x");
 	} else if (strcmp(mode, "unlinked") == 0) {
 		name_is(3, 0, "usock", 5, "name of 3");
+	} else if (strcmp(mode, "unconn") == 0) {
+		name_is(3, 0, U, Ul, "name of 3");
+		name_is(4, 0, "qpsock", 6, "name of 4");
+		name_is(5, 0, "", 0, "name of 5");
+		struct sockaddr_un a;
+		socklen_t al = sizeof a;
+		if (getpeername(5, (struct sockaddr *)&a, &al) == 0 || errno != ENOTCONN)
+			fail("5 has a peer");
+		if (sockopt(3, SO_ACCEPTCONN) != 0 || sockopt(4, SO_ACCEPTCONN) != 0)
+			fail("3 or 4 listening");
+		if (sockopt(3, SO_TYPE) != SOCK_STREAM || sockopt(4, SO_TYPE) != SOCK_SEQPACKET || sockopt(5, SO_TYPE) != SOCK_STREAM)
+			fail("socket types");
+		if (listen(3, 1) < 0 || listen(4, 1) < 0)
+			fail("listen");
+		int q = sock(SOCK_SEQPACKET);
+		if (connect_to(5, U, Ul) < 0 || connect_to(q, "qpsock", 6) < 0)
+			fail("connect");
+		int a3 = accept(3, NULL, NULL), a4 = accept(4, NULL, NULL);
+		if (a3 < 0 || a4 < 0 || write(a3, "u", 1) != 1 || write(a4, "u", 1) != 1)
+			fail("accept and write");
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		expect(5, "u", "5 does not read u");
+		expect(q, "u", "the client of 4 does not read u");
+		name_is(6, 1, "selfsock", 8, "peer of 6");
+		if (send(6, "me", 2, 0) != 2)
+			fail("send on 6");
+		expect(6, "me", "6 does not receive me");
 	} else if (strcmp(mode, "bound") == 0) {
 		name_is(3, 0, argv[3], strlen(argv[3]), "name of 3");
 		struct stat st;

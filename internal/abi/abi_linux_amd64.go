@@ -20,9 +20,16 @@ const (
 	PTRACE_GETSIGMASK             = 0x420a
 	PTRACE_SETSIGMASK             = 0x420b
 	PTRACE_GET_RSEQ_CONFIGURATION = 0x420f
+	PTRACE_GET_SECCOMP_METADATA   = 0x420d
 	PTRACE_EVENT_STOP             = 128
 	PTRACE_ARCH_PRCTL             = 30 // x86: arch_prctl on a tracee
 )
+
+// SeccompMetadata is struct seccomp_metadata (PTRACE_GET_SECCOMP_METADATA).
+type SeccompMetadata struct {
+	FilterOff uint64 // in: the filter's index, 0 the newest
+	Flags     uint64 // out: SECCOMP_FILTER_FLAG_LOG
+}
 
 // Shadow stack arch_prctl codes and features (arch/x86/include/uapi/asm/prctl.h).
 const (

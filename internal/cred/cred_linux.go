@@ -1,5 +1,5 @@
-// Package cred holds a process's credentials and prctl state: dump and
-// restore side by side.
+// Package cred holds a process's credentials, prctl state and seccomp
+// state: dump and restore side by side.
 //
 // The credentials (user and group ids, supplementary groups, capability
 // sets, securebits, no_new_privs) are per thread in the kernel; programs
@@ -10,8 +10,19 @@
 // Restore order on the restore side (see Restore and RestorePrctl):
 //
 //  1. every other restore step (they need the stub's root privileges);
-//  2. Restore for every thread, each through its own injector;
-//  3. RestorePrctl in the main thread.
+//  2. for a process under seccomp, SuspendAll, then RestoreSeccomp (it
+//     needs CAP_SYS_ADMIN; the filters apply only once rtcr detaches,
+//     so the injected calls of the next steps are not filtered);
+//  3. Restore for every thread, each through its own injector;
+//  4. RestorePrctl in the main thread.
+//
+// Seccomp (seccomp_linux.go): each thread's mode; in filter mode the
+// chain every thread has, each filter's classic BPF program and its
+// SECCOMP_FILTER_FLAG_LOG flag. Saved and restored: strict mode per
+// thread, one chain shared by all threads (TSYNC). Refused at dump: other
+// layouts, and filters that may hand a call to a user-space listener.
+// Not visible, so not restored: SECCOMP_FILTER_FLAG_SPEC_ALLOW (speculation
+// mitigations the filter's installer opted out of).
 //
 // RestorePrctl must come after Restore: every credential change that
 // changes the effective or filesystem uid or gid, or raises the permitted

@@ -125,9 +125,18 @@
 //	                                                 restored pid); one held outside the tree now is
 //	                                                 refused before any process exists, from
 //	                                                 /proc/locks (TestFileLockHeldRefused)
-//	lock: LEASE, DELEG,       all                    refused: "file lock (fdinfo lock: 1: LEASE …)"
-//	      ACCESS; any lock on                        (TestFDStateRefused)
-//	      another kind
+//	lock: LEASE ACTIVE        file                   read or write saved; taken again with F_SETLEASE on
+//	                                                 the restored open file description with the file
+//	                                                 locks, before the fd owners (a lease makes the
+//	                                                 process the file's owner); EAGAIN (the file open
+//	                                                 elsewhere) fails the restore naming the file
+//	                                                 (TestLeaseRoundTrip: F_GETLEASE, in a child
+//	                                                 sharing it too, conflicting opens break it)
+//	lock: LEASE BREAKING      all                    refused: "lease being broken (fdinfo lock: …)"
+//	                                                 (TestLeaseBreakingRefused)
+//	lock: DELEG, ACCESS;      all                    refused: "file lock (fdinfo lock: 1: DELEG …)"
+//	      any lock on another
+//	      kind
 //	pos                       external pipe, socket  always 0; non-zero refused as above
 //	mnt_id, ino               external pipe, socket  identity: the ID pipe:[ino] / socket:[ino]; every fd
 //	                                                 with one ID is one object on restore: the
@@ -170,7 +179,19 @@
 //	                                                 (TestDeletedFileRefused)
 //	type, state, peer,        unix socket            sock_diag (unix_diag, asked by inode in rtcr's
 //	shutdown                                         network namespace): type restored by socket or
-//	                                                 socketpair; shut down refused
+//	                                                 socketpair; the shutdown state of each socket
+//	                                                 saved and applied with shutdown(2) once every fd
+//	                                                 of the tree is in place and every refill done
+//	                                                 (ShutdownSockets); a stream or seqpacket socket
+//	                                                 whose peer was closed (no peer, shut down both
+//	                                                 ways) is one end of a new pair, refilled through
+//	                                                 the other, which is then closed
+//	                                                 (TestUnixShutdownRoundTrip; on a socket shut down
+//	                                                 for reading an empty message queued last cannot
+//	                                                 be told from the end of file and is lost); a
+//	                                                 datagram socket connected to its own name is
+//	                                                 connected to it again (TestUnixUnconnected-
+//	                                                 RoundTrip)
 //	name (UNIX_DIAG_NAME,     unix socket            path names (relative ones resolved against the
 //	  UNIX_DIAG_VFS)                                 working directory) must still name the socket's
 //	                                                 file (VFS inode), else refused "is not its socket
@@ -188,8 +209,10 @@
 //	                                                 exactly backlog + 1 connections)
 //	accept queue (RQLEN       unix listener          connections not accepted yet: their clients, in
 //	  rqueue, ICONS)                                 order (ICONS), connected again in that order once
-//	                                                 both the listener and the client are made (a
-//	                                                 client finds its listener in a sock_diag dump)
+//	                                                 every fd of the tree is in place (ConnectPending:
+//	                                                 a connection accepted from the same listener is
+//	                                                 restored before, from an empty queue; a client
+//	                                                 finds its listener in a sock_diag dump)
 //	                                                 (TestUnixPendingRoundTrip); a client outside the
 //	                                                 tree, or one that sent bytes on it (MEMINFO
 //	                                                 wmem_alloc, which only an accept could read),
@@ -339,8 +362,22 @@
 // a copy of the fd; a netlink socket with its NETLINK_* protocol), an
 // anonymous-inode file by what it is (io_uring, bpf map/program/link,
 // perf event, fanotify, userfaultfd, pidfd, landlock …), a block or
-// character device by its numbers, a namespace file by its type
-// (TestUnsupportedKindsNamed).
+// character device by its numbers (TestUnsupportedKindsNamed).
+//
+// An fd on /dev/tty (cttyKind, ctty_linux.go) is saved when the terminal
+// it reaches (TIOCGDEV on a pidfd_getfd copy) is the process's controlling
+// terminal; restore opens /dev/tty in the stub, which has its controlling
+// terminal again by then, and checks it reaches it (TestDevTTYRoundTrip).
+// One reaching another terminal is refused (TestDevTTYLostRefused).
+//
+// A namespace file (nsKind, nsfs_linux.go: /proc/PID/ns/TYPE opened) is
+// saved by its type and inode when it is the namespace the process is in
+// and rtcr is in at the dump; restore opens /proc/STUB/ns/TYPE, checks the
+// inode and gives the stub that fd (TestNamespaceFD: the same namespace,
+// close-on-exec kept, setns takes it). Any other namespace is refused
+// "not the namespace the process is in" (TestNamespaceFDRefused), and a
+// restore in other namespaces than the saved one is refused before any
+// process exists.
 //
 // Not visible in fdinfo and not restored: whether a FIFO is also open
 // outside the tree (its bytes are saved and put back; restore refuses a

@@ -127,7 +127,7 @@ func dumpExternalSocket(s *fdState) (image.FD, bool, error) {
 	// the old socket, so the queue length is not compared. A new pair's
 	// unnamed end sends the messages again: a datagram from a named
 	// sender is refused.
-	if e.Sock, err = dumpSockState(dup, info.typ, "", true); err != nil {
+	if e.Sock, err = dumpSockState(dup, info.typ, "", true, false); err != nil {
 		return image.FD{}, false, err
 	}
 	s.tree.socksSaved[ino] = true

@@ -24,13 +24,20 @@ var ErrLockHeld = errors.New("file lock held by another process")
 //	lock:	1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF
 //	lock:	1: POSIX  ADVISORY  READ 1234 08:01:5678 10 19
 //	lock:	1: OFDLCK ADVISORY  WRITE -1 08:01:5678 0 EOF
+//	lock:	1: LEASE  ACTIVE    READ 1234 08:01:5678 0 EOF
 //
-// Kinds of files reopened by path save them (kind.locks); a lease, an
-// ACCESS lock or a lock on another kind of fd is refused. Restore takes
+// Kinds of files reopened by path save them (kind.locks); a lease being
+// broken (BREAKING: a process waits in open or truncate for the holder to
+// give it up, and the kernel counts down lease-break-time), a delegation,
+// an ACCESS lock or a lock on another kind of fd is refused. Restore takes
 // them again once every fd of the tree is in place (RestoreLocks): a
 // POSIX lock in the restored process (closing any fd on the file would
-// drop it, so not earlier), flock and OFD locks on the restored open file
-// description, shared as before.
+// drop it, so not earlier), flock and OFD locks and leases on the restored
+// open file description, shared as before. A lease is taken with
+// F_SETLEASE through that open file description, which holds it again;
+// it needs the file open nowhere else for writing (a write lease: open
+// nowhere else at all), as it did at the dump, and it makes the process
+// the file's SIGIO owner, which the fd owners restored after it put back.
 
 // lockLine is one parsed lock line of fdinfo or /proc/locks.
 type lockLine struct {
@@ -55,10 +62,19 @@ func parseLockLine(v string) (l lockLine, ok bool, err error) {
 		l.lock.Kind = image.LockPosix
 	case "OFDLCK":
 		l.lock.Kind = image.LockOFD
+	case "LEASE":
+		l.lock.Kind = image.LockLease
 	default:
 		return l, false, nil
 	}
-	if len(f) != 8 || f[2] != "ADVISORY" {
+	if len(f) != 8 {
+		return l, false, bad
+	}
+	if l.lock.Kind == image.LockLease {
+		if f[2] != "ACTIVE" {
+			return l, false, nil // BREAKING, BREAKER
+		}
+	} else if f[2] != "ADVISORY" {
 		return l, false, bad
 	}
 	switch f[3] {
@@ -84,7 +100,7 @@ func parseLockLine(v string) (l lockLine, ok bool, err error) {
 		return l, false, bad
 	}
 	l.dev, l.ino = unix.Mkdev(uint32(maj), uint32(mnr)), ino
-	if l.lock.Kind != image.LockFlock {
+	if l.lock.Kind != image.LockFlock && l.lock.Kind != image.LockLease {
 		l.lock.Start = start
 		if f[7] != "EOF" {
 			end, err := strconv.ParseInt(f[7], 10, 64)
@@ -106,8 +122,11 @@ func dumpLocks(s *fdState) ([]image.FileLock, error) {
 		if err != nil {
 			return nil, err
 		}
+		if !ok && l.lock.Kind == image.LockLease {
+			return nil, fmt.Errorf("lease being broken (fdinfo lock: %s): a process waits for it, and a restored lease would not be: %w", v, ErrUnsupported)
+		}
 		if !ok {
-			return nil, fmt.Errorf("file lock (fdinfo lock: %s): only flock, POSIX and OFD locks are saved: %w", v, ErrUnsupported)
+			return nil, fmt.Errorf("file lock (fdinfo lock: %s): only flock, POSIX and OFD locks and leases are saved: %w", v, ErrUnsupported)
 		}
 		// The kernel lists only locks on this fd's file; their device is
 		// the superblock's, which stat need not report (btrfs
@@ -126,12 +145,19 @@ func lockEnd(l image.FileLock) int64 {
 }
 
 // conflicts reports whether two locks on one file exclude each other:
-// flock locks only conflict with flock locks, POSIX and OFD locks with
-// each other over overlapping ranges; a read lock does not exclude a
-// read lock.
+// flock locks only conflict with flock locks, leases with leases, POSIX
+// and OFD locks with each other over overlapping ranges; a read lock or
+// lease does not exclude a read lock or lease. (A lease also conflicts
+// with opens of the file, which only F_SETLEASE itself finds.)
 func conflicts(a, b image.FileLock) bool {
 	if !a.Write && !b.Write {
 		return false
+	}
+	if (a.Kind == image.LockLease) != (b.Kind == image.LockLease) {
+		return false
+	}
+	if a.Kind == image.LockLease {
+		return true
 	}
 	if (a.Kind == image.LockFlock) != (b.Kind == image.LockFlock) {
 		return false
@@ -185,6 +211,8 @@ func describeLock(l image.FileLock) string {
 	switch l.Kind {
 	case image.LockFlock:
 		return "flock " + mode
+	case image.LockLease:
+		return mode + " lease"
 	case image.LockPosix:
 		mode = "POSIX " + mode
 	default:
@@ -205,7 +233,9 @@ func RestoreLocks(r *ptrace.Remote, fds []image.FD) error {
 		fd := &fds[i]
 		for _, l := range fd.Locks {
 			if err := takeLock(r, fd.Num, l); err != nil {
-				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EWOULDBLOCK) {
+				if l.Kind == image.LockLease && errors.Is(err, unix.EAGAIN) {
+					err = fmt.Errorf("the file is open elsewhere for writing (for a write lease: open elsewhere at all), or leased: %w (%w)", ErrLockHeld, err)
+				} else if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EWOULDBLOCK) {
 					err = fmt.Errorf("%w (%w)", ErrLockHeld, err)
 				}
 				return fmt.Errorf("restore %s lock of fd %d on %s: %w", describeLock(l), fd.Num, fd.Path, err)
@@ -217,6 +247,16 @@ func RestoreLocks(r *ptrace.Remote, fds []image.FD) error {
 
 // takeLock takes lock l on fd num of the stub r, without waiting.
 func takeLock(r *ptrace.Remote, num int, l image.FileLock) error {
+	if l.Kind == image.LockLease {
+		arg := uint64(unix.F_RDLCK)
+		if l.Write {
+			arg = unix.F_WRLCK
+		}
+		if _, err := r.Syscall(unix.SYS_FCNTL, uint64(num), unix.F_SETLEASE, arg); err != nil {
+			return fmt.Errorf("fcntl F_SETLEASE: %w", err)
+		}
+		return nil
+	}
 	if l.Kind == image.LockFlock {
 		op := uint64(unix.LOCK_SH | unix.LOCK_NB)
 		if l.Write {

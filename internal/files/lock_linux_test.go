@@ -17,7 +17,10 @@ func TestParseLockLine(t *testing.T) {
 		{"1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF", lockLine{image.FileLock{Kind: image.LockFlock, Write: true}, unix.Mkdev(8, 1), 5678, 1234}, true, false},
 		{"2: POSIX  ADVISORY  READ 99 fe:00:10 10 19", lockLine{image.FileLock{Kind: image.LockPosix, Start: 10, Len: 10}, unix.Mkdev(0xfe, 0), 10, 99}, true, false},
 		{"3: OFDLCK ADVISORY  WRITE -1 00:2a:7 30 EOF", lockLine{image.FileLock{Kind: image.LockOFD, Write: true, Start: 30}, unix.Mkdev(0, 0x2a), 7, -1}, true, false},
-		{"1: LEASE  ACTIVE    READ 1 08:01:5 0 EOF", lockLine{}, false, false},
+		{"1: LEASE  ACTIVE    READ 1 08:01:5 0 EOF", lockLine{image.FileLock{Kind: image.LockLease}, unix.Mkdev(8, 1), 5, 1}, true, false},
+		{"1: LEASE  ACTIVE    WRITE 1 08:01:5 0 EOF", lockLine{image.FileLock{Kind: image.LockLease, Write: true}, unix.Mkdev(8, 1), 5, 1}, true, false},
+		{"1: LEASE  BREAKING  UNLCK 1 08:01:5 0 EOF", lockLine{}, false, false},
+		{"1: DELEG  ACTIVE    READ 1 08:01:5 0 EOF", lockLine{}, false, false},
 		{"1: -> FLOCK  ADVISORY  WRITE 1 08:01:5 0 EOF", lockLine{}, false, false},
 		{"1: POSIX  ADVISORY  WRITE 1 08:01:5 20 10", lockLine{}, false, true},
 		{"1: POSIX  ADVISORY  WRITE 1 0801:5 0 EOF", lockLine{}, false, true},
@@ -47,6 +50,10 @@ func TestLockConflicts(t *testing.T) {
 		{px(true, 10, 10), px(true, 20, 0), false},
 		{px(false, 0, 0), image.FileLock{Kind: image.LockOFD, Write: true, Start: 1 << 40, Len: 1}, true},
 		{px(false, 0, 5), px(false, 0, 5), false},
+		{image.FileLock{Kind: image.LockLease}, image.FileLock{Kind: image.LockLease, Write: true}, true},
+		{image.FileLock{Kind: image.LockLease}, image.FileLock{Kind: image.LockLease}, false},
+		{image.FileLock{Kind: image.LockLease, Write: true}, fl(true), false},
+		{image.FileLock{Kind: image.LockLease, Write: true}, px(true, 0, 0), false},
 	}
 	for _, tc := range tests {
 		if got := conflicts(tc.a, tc.b); got != tc.want || conflicts(tc.b, tc.a) != tc.want {

@@ -128,6 +128,12 @@ func RestoreOwners(r *ptrace.Remote, fds []image.FD) error {
 				return fmt.Errorf("restore owner of fd %d (%s %d): fcntl F_SETOWN_EX: %w", fd.Num, ownerTypes[fd.Owner.Type], fd.Owner.Pid, err)
 			}
 		}
+		if fd.Owner == nil && hasLease(fd) {
+			// Taking the lease made the process the owner.
+			if _, err := r.Syscall(unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETOWN, 0); err != nil {
+				return fmt.Errorf("restore owner of fd %d (none, its lease set one): fcntl F_SETOWN 0: %w", fd.Num, err)
+			}
+		}
 		if fd.Sig != 0 {
 			if _, err := r.Syscall(unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETSIG, uint64(fd.Sig)); err != nil {
 				return fmt.Errorf("restore I/O signal of fd %d (%d): fcntl F_SETSIG: %w", fd.Num, fd.Sig, err)
@@ -135,4 +141,14 @@ func RestoreOwners(r *ptrace.Remote, fds []image.FD) error {
 		}
 	}
 	return nil
+}
+
+// hasLease reports whether fd held a lease.
+func hasLease(fd *image.FD) bool {
+	for _, l := range fd.Locks {
+		if l.Kind == image.LockLease {
+			return true
+		}
+	}
+	return false
 }

@@ -142,6 +142,8 @@ var kinds = []struct {
 	{image.FDInet, inetKind},
 	{image.FDUnix, unixKind}, // after unixPairKind
 	{image.FDPidfd, pidfdKind},
+	{image.FDNamespace, nsKind},
+	{image.FDCtty, cttyKind},
 }
 
 func kindOf(name string) (*kind, error) {

@@ -2,6 +2,7 @@ package files
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -39,8 +40,8 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 	default:
 		return image.FD{}, false, fmt.Errorf("unix socket of type %d: %w", info.typ, ErrUnsupported)
 	}
-	if info.shutdown != 0 {
-		return image.FD{}, false, fmt.Errorf("unix socket shut down (shutdown state %d, reported %v): %w", info.shutdown, info.shutdown >= 0, ErrUnsupported)
+	if info.shutdown < 0 || info.shutdown > 3 {
+		return image.FD{}, false, fmt.Errorf("unix socket shutdown state %d (-1: not reported by sock_diag): %w", info.shutdown, ErrUnsupported)
 	}
 	sock := &image.UnixSock{Ino: ino, Type: info.typ}
 	var peer *unixInfo
@@ -55,17 +56,25 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 		}
 	case info.peer == 0 && info.state == abi.TCP_ESTABLISHED && info.typ != unix.SOCK_DGRAM:
 		// Its peer is a connection waiting in a listener's accept queue
-		// (it has no inode).
-		if peer, err = listenerOf(s, info); err != nil {
+		// (it has no inode), or it was closed: the kernel then shut
+		// this socket down both ways (and a pending connection whose
+		// listener was closed is the same).
+		peer, err = listenerOf(s, info)
+		switch {
+		case errors.Is(err, errNoListener) && info.shutdown == 3:
+			sock.PeerClosed = true
+		case err != nil:
 			return image.FD{}, false, err
+		default:
+			sock.PendingOn = uint64(peer.ino)
 		}
-		sock.PendingOn = uint64(peer.ino)
 	case info.peer != 0:
 		if peer, err = unixDiag(info.peer); err != nil {
 			return image.FD{}, false, fmt.Errorf("peer socket:[%d]: %w", info.peer, err)
 		}
 		inTree := s.tree.sockets[uint64(info.peer)]
-		isPair = inTree && uint64(peer.peer) == ino
+		// A datagram socket connected to its own name is no pair.
+		isPair = inTree && uint64(peer.peer) == ino && uint64(info.peer) != ino
 		switch {
 		case isPair:
 			sock.Peer = uint64(info.peer)
@@ -109,13 +118,16 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 	if pair && sock.PeerAddr != nil {
 		sender = goName(sock.PeerAddr.Name)
 	}
-	if !pair && info.rqueue > 0 && !info.named && !sock.Listen {
+	if !pair && info.rqueue > 0 && !info.named && !sock.Listen && !sock.PeerClosed {
 		return image.FD{}, false, fmt.Errorf("%s with messages queued to it, which it has no name to be sent to again: %w", kind, ErrUnsupported)
 	}
 	if sock.Listen {
 		info.rqueue = 0 // the pending connections, 0 (checked above)
 	}
-	st, err := dumpSockState(dup, info.typ, sender, !sock.Listen)
+	// An unconnected stream or seqpacket socket has no queue, and a peek
+	// on it fails (EINVAL).
+	unconnected := info.typ != unix.SOCK_DGRAM && info.peer == 0 && info.rqueue == 0
+	st, err := dumpSockState(dup, info.typ, sender, !sock.Listen && !unconnected, info.shutdown&1 != 0)
 	if err != nil {
 		return image.FD{}, false, err
 	}
@@ -130,6 +142,7 @@ func dumpUnix(s *fdState, pair bool) (image.FD, bool, error) {
 		return image.FD{}, false, fmt.Errorf("read %d queued bytes, sock_diag tells %d", total, info.rqueue)
 	}
 	s.tree.socksSaved[ino] = true
+	st.Shutdown = info.shutdown
 	sock.State = st
 	return fd, true, nil
 }
@@ -174,8 +187,11 @@ func listenerOf(s *fdState, info *unixInfo) (*unixInfo, error) {
 			return l, nil
 		}
 	}
-	return nil, fmt.Errorf("unix socket connected, waiting to be accepted by a listener sock_diag does not show: %w", ErrUnsupported)
+	return nil, errNoListener
 }
+
+// errNoListener is listenerOf's error for a socket no listener shows.
+var errNoListener = fmt.Errorf("unix socket connected, waiting to be accepted by a listener sock_diag does not show: %w", ErrUnsupported)
 
 // acceptedEnd returns which of the connected named sockets a and b has
 // its name from a listener that still listens (0: neither).

@@ -45,6 +45,56 @@ type unixRestorer struct {
 	// pending holds the accept queues of the listeners made, by inode
 	// at dump.
 	pending map[uint64]*pendingQueue
+	// shutdowns are the sockets to shut down at the end (see
+	// ShutdownSockets).
+	shutdowns []shutdown
+}
+
+// shutdown is a socket to shut down: end idx of home, how as the
+// socket's shutdown state (1 receive, 2 send, 3 both), ino its inode at
+// dump.
+type shutdown struct {
+	home sockHome
+	idx  int
+	how  int
+	ino  uint64
+}
+
+// shutdownLater records socket s (end idx of home) for ShutdownSockets
+// if it was shut down.
+func (u *unixRestorer) shutdownLater(home sockHome, idx int, s *image.UnixSock) {
+	if s.State.Shutdown != 0 {
+		u.shutdowns = append(u.shutdowns, shutdown{home: home, idx: idx, how: s.State.Shutdown, ino: s.Ino})
+	}
+}
+
+// ShutdownSockets shuts the unix sockets that were shut down at dump down
+// again, once every fd of the tree is in place and every waiting
+// connection made (ConnectPending) and before Sweep: a socket whose
+// sending side is shut down could not send the messages refilled into its
+// peer, nor one whose receiving side is shut down receive them, so the
+// shutdowns wait for every refill. shutdown(2) of a stream or seqpacket
+// socket also shuts its peer's other side (its receive side when this one
+// no longer sends), as at dump, where the kernel did the same; a datagram
+// socket's state is its own.
+func (rs *Restorer) ShutdownSockets() error {
+	if rs.unix == nil {
+		return nil
+	}
+	for _, sd := range rs.unix.shutdowns {
+		self, err := getfd(sd.home.pid, sd.home.ends[sd.idx])
+		if err != nil {
+			return fmt.Errorf("shut socket:[%d] down: %w", sd.ino, err)
+		}
+		// sk_shutdown bits are RCV_SHUTDOWN 1, SEND_SHUTDOWN 2;
+		// shutdown(2) takes SHUT_RD 0, SHUT_WR 1, SHUT_RDWR 2.
+		err = unix.Shutdown(self, sd.how-1)
+		unix.Close(self)
+		if err != nil {
+			return fmt.Errorf("shut socket:[%d] down (state %d): %w", sd.ino, sd.how, err)
+		}
+	}
+	return nil
 }
 
 // waiter is a datagram socket to connect to addr once it exists.
@@ -106,10 +156,23 @@ func openUnix(c *restoreCtx, fd *image.FD) (int, error) {
 
 // createSingle makes the unixKind socket s in the stub of c: socket, bind,
 // options, queued datagrams, listen, connect.
+//
+// A socket whose peer was closed (PeerClosed) is one end of a new socket
+// pair, refilled through the other end, which is then closed: the kernel
+// shuts the socket down as it did at dump, and a read returns the bytes
+// queued, then end of file.
 func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 	u := c.unixRestore()
-	sock, err := socketIn(c, s.Type)
-	if err != nil {
+	var sock int
+	var err error
+	peerEnd := -1
+	if s.PeerClosed {
+		var ends [2]int
+		if ends, err = createSocketPair(c, s.Type); err != nil {
+			return sockHome{}, err
+		}
+		sock, peerEnd = ends[0], ends[1]
+	} else if sock, err = socketIn(c, s.Type); err != nil {
 		return sockHome{}, err
 	}
 	home := sockHome{pid: c.r.Pid, nsPid: c.r.NsPid, ends: [2]int{sock, -1}}
@@ -127,11 +190,21 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 		if err := setBufs(self, st); err != nil {
 			return sockHome{}, err
 		}
-		if err := refillFromNew(s); err != nil {
+		if peerEnd >= 0 {
+			err = refillThrough(home.pid, peerEnd, s)
+		} else {
+			err = refillFromNew(s)
+		}
+		if err != nil {
 			return sockHome{}, err
 		}
 		if err := setOptions(self, st); err != nil {
 			return sockHome{}, err
+		}
+	}
+	if peerEnd >= 0 {
+		if err := c.r.Close(peerEnd); err != nil {
+			return sockHome{}, fmt.Errorf("close the new peer of socket:[%d]: %w", s.Ino, err)
 		}
 	}
 	if s.Listen {
@@ -141,13 +214,14 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 		u.listeners[addrKey(s.Addr)] = home
 	}
 	u.singles[s.Ino] = home
-	lino := s.PendingOn
-	if s.Listen {
-		lino = s.Ino
-		u.pending[lino] = &pendingQueue{clients: s.Pending, addr: s.Addr}
+	if s.State != nil {
+		u.shutdownLater(home, 0, s)
 	}
-	if err := u.connectPending(lino); err != nil {
-		return sockHome{}, err
+	if s.Listen && len(s.Pending) > 0 {
+		// Connected at the end (ConnectPending): a named pair accepted
+		// from this listener meanwhile must find only its own
+		// connection in the queue.
+		u.pending[s.Ino] = &pendingQueue{clients: s.Pending, addr: s.Addr}
 	}
 	if s.PeerAddr != nil && s.PendingOn == 0 {
 		switch {
@@ -168,32 +242,49 @@ func createSingle(c *restoreCtx, s *image.UnixSock) (sockHome, error) {
 }
 
 // pendingQueue is the accept queue of a listener: its clients in order,
-// the next to connect, and the listener's name once it is made.
+// the next to connect, and the listener's name.
 type pendingQueue struct {
 	clients []uint64
 	next    int
 	addr    *image.UnixAddr
 }
 
-// connectPending connects, in their order, the clients of the
-// connections that waited in the accept queue of listener lino, as far as
-// they are made (a client made before its listener waits for it,
-// unconnected; one made after is connected then).
-func (u *unixRestorer) connectPending(lino uint64) error {
-	q := u.pending[lino]
-	if q == nil || q.addr == nil {
+// ConnectPending connects, in their order, the clients of the
+// connections that waited in the accept queue of each restored listener.
+// It runs once every process's fds are in place and before Sweep (the
+// clients' helper fds are used): earlier, a socket pair made by accepting
+// from the same listener (createNamedPair) would have accepted a waiting
+// connection instead of its own (zdtm sockets00: the program then read
+// from the wrong socket for ever).
+func (rs *Restorer) ConnectPending() error {
+	if rs.unix == nil {
 		return nil
 	}
-	for ; q.next < len(q.clients); q.next++ {
-		h, ok := u.singles[q.clients[q.next]]
-		if !ok {
-			return nil
-		}
-		if err := connectHome(h, q.addr, nil); err != nil {
-			return fmt.Errorf("waiting connection from socket:[%d]: %w", q.clients[q.next], err)
+	u := rs.unix
+	for lino, q := range u.pending {
+		for ; q.next < len(q.clients); q.next++ {
+			h, ok := u.singles[q.clients[q.next]]
+			if !ok {
+				return fmt.Errorf("waiting connection from socket:[%d] to listener socket:[%d]: the client was not restored", q.clients[q.next], lino)
+			}
+			if err := connectHome(h, q.addr, nil); err != nil {
+				return fmt.Errorf("waiting connection from socket:[%d] to listener socket:[%d]: %w", q.clients[q.next], lino, err)
+			}
 		}
 	}
 	return nil
+}
+
+// refillThrough sends the bytes queued to s again through fd peerEnd of
+// process pid, its new peer, and closes peerEnd there.
+func refillThrough(pid, peerEnd int, s *image.UnixSock) error {
+	other, err := getfd(pid, peerEnd)
+	if err != nil {
+		return fmt.Errorf("peer end: %w", err)
+	}
+	err = refillQuiet(other, s.State.Queue, s.Type)
+	unix.Close(other)
+	return err
 }
 
 // refillFromNew sends the datagrams queued to the named socket s again,

@@ -35,8 +35,9 @@ var unixPairKind = kind{
 
 // dumpSockState reads the options and the queued messages of socket fd.
 // Every queued message must come from sender (see peekQueue); a listener
-// (peek false) has none.
-func dumpSockState(fd, typ int, sender string, peek bool) (*image.UnixSockState, error) {
+// (peek false) has none. rcvShut says the socket's receive side is shut
+// down: an empty read then ends the queue.
+func dumpSockState(fd, typ int, sender string, peek, rcvShut bool) (*image.UnixSockState, error) {
 	st := &image.UnixSockState{}
 	var err error
 	pass, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED)
@@ -80,7 +81,7 @@ func dumpSockState(fd, typ int, sender string, peek bool) (*image.UnixSockState,
 	if !peek {
 		return st, nil
 	}
-	if st.Queue, err = peekQueue(fd, typ, st.PeekOff, sender); err != nil {
+	if st.Queue, err = peekQueue(fd, typ, st.PeekOff, sender, rcvShut); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -102,7 +103,13 @@ const maxSockMsg = 4 << 20
 // A message from another sender than sender (x/sys/unix's spelling of its
 // name, "" for unnamed) is refused: the refill could not give it its
 // sender's address. A stream's sender is its peer.
-func peekQueue(fd, typ, peekOff int, sender string) (q [][]byte, err error) {
+//
+// On a socket whose receive side is shut down (rcvShut: by shutdown, or
+// because its peer was closed) a peek past the last message returns 0
+// bytes (end of file), which ends the queue: an empty datagram or
+// seqpacket message queued last, before the shutdown, looks the same and
+// is not restored (an empty message anywhere else is refused).
+func peekQueue(fd, typ, peekOff int, sender string, rcvShut bool) (q [][]byte, err error) {
 	if peekOff == -1 {
 		var b [1]byte
 		if _, _, _, _, err := unix.Recvmsg(fd, b[:], nil, unix.MSG_PEEK|unix.MSG_DONTWAIT); errors.Is(err, unix.EAGAIN) {
@@ -138,7 +145,7 @@ func peekQueue(fd, typ, peekOff int, sender string) (q [][]byte, err error) {
 			return nil, fmt.Errorf("queued message larger than %d bytes: %w", maxSockMsg, ErrUnsupported)
 		}
 		if n == 0 {
-			if typ == unix.SOCK_STREAM {
+			if typ == unix.SOCK_STREAM || rcvShut {
 				return q, nil
 			}
 			return nil, fmt.Errorf("empty message queued on a unix socket: %w", ErrUnsupported)
@@ -223,6 +230,7 @@ func openUnixPair(c *restoreCtx, fd *image.FD) (int, error) {
 		if err := restoreSockState(home, idx, s); err != nil {
 			return -1, err
 		}
+		c.unixRestore().shutdownLater(home, idx, s)
 	}
 	// In another process of the tree than the pair's: sockets cannot be
 	// opened through /proc, so the stub takes a copy with pidfd_getfd.

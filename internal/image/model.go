@@ -143,6 +143,11 @@ type Process struct {
 	Creds *Creds
 	// Prctl is per-process prctl state programs rely on.
 	Prctl Prctl
+	// SeccompFilters is the seccomp filter chain all threads of the
+	// process have (SECCOMP_MODE_FILTER), oldest first: the order they
+	// are installed in again. The dump refuses threads with different
+	// chains, or some with a chain and some without.
+	SeccompFilters []SeccompFilter `json:",omitempty"`
 	// Itimers are ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF, in that order.
 	Itimers []Itimer
 	// PosixTimers are the timer_create timers, by id.
@@ -348,6 +353,15 @@ const FDUnix = "unix"
 // opens one on the restored process.
 const FDPidfd = "pidfd"
 
+// FDNamespace is a namespace file (/proc/PID/ns/TYPE opened) on a
+// namespace the process was in, which rtcr's own was too: restore opens
+// the restored process's namespace of that type again.
+const FDNamespace = "ns"
+
+// FDCtty is an fd on /dev/tty reaching the process's controlling
+// terminal: restore opens /dev/tty again.
+const FDCtty = "ctty"
+
 // FD is one open file descriptor.
 type FD struct {
 	Num    int
@@ -418,6 +432,11 @@ type FD struct {
 	// PidfdOf is, for a pidfd, the pid of the process of the tree it
 	// refers to.
 	PidfdOf int `json:",omitempty"`
+	// NsType and NsIno are, for a namespace file, its type as
+	// /proc/PID/ns names it (net, uts, ipc, mnt, cgroup, user, pid,
+	// time) and the namespace's inode.
+	NsType string `json:",omitempty"`
+	NsIno  uint64 `json:",omitempty"`
 	// Owner is the process, thread or process group that gets the fd's
 	// SIGIO (F_GETOWN_EX), nil when none was ever set; Sig the signal
 	// sent instead of SIGIO (F_GETSIG, 0: SIGIO).
@@ -483,6 +502,17 @@ type Prctl struct {
 	Dumpable       int
 	ChildSubreaper bool
 	PdeathSig      int
+}
+
+// SeccompFilter is one seccomp filter of a chain.
+type SeccompFilter struct {
+	// Flags are the filter's flags the kernel reports
+	// (PTRACE_GET_SECCOMP_METADATA): SECCOMP_FILTER_FLAG_LOG or 0.
+	Flags uint64 `json:",omitempty"`
+	// Prog is the classic BPF program: struct sock_filter entries (8
+	// bytes each: code, jt, jf, k) back to back, as the kernel returns
+	// them (PTRACE_SECCOMP_GET_FILTER).
+	Prog []byte
 }
 
 // Itimer is one setitimer timer; times in nanoseconds, Value 0 = disarmed.
@@ -558,6 +588,9 @@ type Thread struct {
 	// Sched is the thread's scheduling policy, nice value and priority
 	// (nil in images that predate it: left as the stub's defaults).
 	Sched *Sched `json:",omitempty"`
+	// SeccompStrict marks a thread in seccomp strict mode
+	// (SECCOMP_MODE_STRICT: only read, write, exit and sigreturn).
+	SeccompStrict bool `json:",omitempty"`
 }
 
 // Sched is a thread's scheduling state, as sched_getattr(2) reports it.

@@ -47,11 +47,12 @@ const (
 	LockFlock = "flock" // flock(2)
 	LockPosix = "posix" // fcntl F_SETLK, owned by the process
 	LockOFD   = "ofd"   // fcntl F_OFD_SETLK, owned by the open file description
+	LockLease = "lease" // fcntl F_SETLEASE, held by the open file description
 )
 
 // FileLock is one advisory lock held through an fd: its kind (Lock*),
-// whether it is a write (exclusive) lock, and for POSIX and OFD locks the
-// byte range (Len 0: from Start to the end of the file and beyond).
+// whether it is a write (exclusive) lock or lease, and for POSIX and OFD
+// locks the byte range (Len 0: from Start to the end of the file and beyond).
 type FileLock struct {
 	Kind       string
 	Write      bool
@@ -93,6 +94,9 @@ type UnixSock struct {
 	// PendingOn is, for such a client, its listener's inode (PeerAddr
 	// its name).
 	PendingOn uint64 `json:",omitempty"`
+	// PeerClosed marks a connected stream or seqpacket socket whose peer
+	// was closed (shut down both ways, no peer left).
+	PeerClosed bool `json:",omitempty"`
 }
 
 // UnixAddr is the name of an AF_UNIX socket.
@@ -130,6 +134,9 @@ type UnixSockState struct {
 	PassSec      bool `json:",omitempty"`
 	PassPidfd    bool `json:",omitempty"`
 	NoPassRights bool `json:",omitempty"`
+	// Shutdown is the socket's own shutdown state (sock_diag
+	// UNIX_DIAG_SHUTDOWN): 1 receive, 2 send, 3 both shut down.
+	Shutdown int `json:",omitempty"`
 }
 
 // External pipe and socket types.

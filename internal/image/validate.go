@@ -488,6 +488,41 @@ func validateMisc(p *Process) error {
 	if s := p.Prctl.PdeathSig; s < 0 || s > maxSignal {
 		return fmt.Errorf("parent-death signal %d out of range 0-%d", s, maxSignal)
 	}
+	return validateSeccomp(p)
+}
+
+// Seccomp limits: a filter is at most BPF_MAXINSNS instructions of 8
+// bytes; a chain at most MAX_INSNS_PER_PATH (32768) instructions counting
+// 4 per filter, so at most 32768/5 filters.
+const (
+	maxSeccompInsns   = 4096
+	maxSeccompFilters = 32768 / 5
+)
+
+// validateSeccomp checks a process's seccomp state: a process has no
+// thread in strict mode if it has filters, and each filter is a whole
+// number of instructions within the kernel's limits, with no flag but
+// SECCOMP_FILTER_FLAG_LOG.
+func validateSeccomp(p *Process) error {
+	if len(p.SeccompFilters) == 0 {
+		return nil
+	}
+	for _, t := range p.Threads {
+		if t.SeccompStrict {
+			return fmt.Errorf("seccomp: thread %d in strict mode in a process with filters", t.Tid)
+		}
+	}
+	if len(p.SeccompFilters) > maxSeccompFilters {
+		return fmt.Errorf("%d seccomp filters, limit is %d", len(p.SeccompFilters), maxSeccompFilters)
+	}
+	for i, f := range p.SeccompFilters {
+		if len(f.Prog) == 0 || len(f.Prog)%8 != 0 || len(f.Prog)/8 > maxSeccompInsns {
+			return fmt.Errorf("seccomp filter %d: %d bytes, want 1-%d instructions of 8 bytes", i, len(f.Prog), maxSeccompInsns)
+		}
+		if f.Flags&^unix.SECCOMP_FILTER_FLAG_LOG != 0 {
+			return fmt.Errorf("seccomp filter %d: flags %#x unknown", i, f.Flags)
+		}
+	}
 	return nil
 }
 

@@ -142,6 +142,19 @@ func validateFDs(fds []FD) error {
 			}
 		case FDSignalfd:
 		case FDPidfd: // its process is checked with the others (validate.go)
+		case FDCtty:
+			if fd.Path != "/dev/tty" {
+				return fmt.Errorf("fd %d: controlling terminal fd on %q, want /dev/tty", fd.Num, fd.Path)
+			}
+		case FDNamespace:
+			switch fd.NsType {
+			case "net", "uts", "ipc", "mnt", "cgroup", "user", "pid", "time":
+			default:
+				return fmt.Errorf("fd %d: namespace type %q unknown", fd.Num, fd.NsType)
+			}
+			if fd.NsIno == 0 {
+				return fmt.Errorf("fd %d: %s namespace without an inode", fd.Num, fd.NsType)
+			}
 		case FDExternal:
 			if err := validateExternal(fd); err != nil {
 				return fmt.Errorf("fd %d: external %w", fd.Num, err)
@@ -240,7 +253,12 @@ func validateShared(procs []Process) error {
 func validateUnixSock(fd *FD) error {
 	s := fd.Sock
 	pair := fd.Kind == FDUnixPair
-	if s == nil || s.Ino == 0 || (pair && s.Peer == 0) || s.Ino == s.Peer {
+	if s != nil && s.State != nil && (s.State.Shutdown < 0 || s.State.Shutdown > 3) {
+		return fmt.Errorf("shutdown state %d, want 0-3", s.State.Shutdown)
+	}
+	// A datagram socket may be connected to its own name (not a pair).
+	self := s != nil && !pair && s.Type == unix.SOCK_DGRAM
+	if s == nil || s.Ino == 0 || (pair && s.Peer == 0) || (s.Ino == s.Peer && !self) {
 		return fmt.Errorf("without a socket and a peer")
 	}
 	switch s.Type {
@@ -303,7 +321,7 @@ func validateLocks(fd *FD) error {
 	for _, l := range fd.Locks {
 		bad := l.Start < 0 || l.Len < 0 || l.Len > math.MaxInt64-l.Start
 		switch l.Kind {
-		case LockFlock:
+		case LockFlock, LockLease:
 			bad = bad || l.Start != 0 || l.Len != 0
 		case LockPosix, LockOFD:
 		default:

@@ -109,8 +109,25 @@ func TestValidate(t *testing.T) {
 		}, "file locks on a"},
 		{"file lock of unknown kind", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
-				Locks: []FileLock{{Kind: "lease"}}})
+				Locks: []FileLock{{Kind: "deleg"}}})
+		}, "file lock \"deleg\""},
+		{"lease with a range", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
+				Locks: []FileLock{{Kind: LockLease, Start: 1}}})
 		}, "file lock \"lease\""},
+		{"seccomp filter of a partial instruction", func(c *Checkpoint) {
+			c.Processes[0].SeccompFilters = []SeccompFilter{{Prog: make([]byte, 12)}}
+		}, "seccomp filter 0: 12 bytes"},
+		{"seccomp filter with an unknown flag", func(c *Checkpoint) {
+			c.Processes[0].SeccompFilters = []SeccompFilter{{Prog: make([]byte, 8), Flags: 1}}
+		}, "seccomp filter 0: flags 0x1"},
+		{"seccomp filters and a strict thread", func(c *Checkpoint) {
+			c.Processes[0].SeccompFilters = []SeccompFilter{{Prog: make([]byte, 8)}}
+			c.Processes[0].Threads[0].SeccompStrict = true
+		}, "in strict mode in a process with filters"},
+		{"namespace of unknown type", func(c *Checkpoint) {
+			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDNamespace, NsType: "foo", NsIno: 1})
+		}, "namespace type \"foo\""},
 		{"flock with a range", func(c *Checkpoint) {
 			c.Processes[0].FDs = append(c.Processes[0].FDs, FD{Num: 9, Kind: FDFile, Path: "/tmp/x", Mode: unix.S_IFREG,
 				Locks: []FileLock{{Kind: LockFlock, Start: 1}}})

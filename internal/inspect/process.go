@@ -36,6 +36,22 @@ func writeCreds(w io.Writer, p *image.Process) {
 		fmt.Fprintf(tw, "  securebits, no_new_privs\t%#x, %v\n", c.Securebits, c.NoNewPrivs)
 	}
 	fmt.Fprintf(tw, "  dumpable, subreaper, pdeathsig\t%d, %v, %d\n", p.Prctl.Dumpable, p.Prctl.ChildSubreaper, p.Prctl.PdeathSig)
+	var strict []int
+	for _, th := range p.Threads {
+		if th.SeccompStrict {
+			strict = append(strict, th.Tid)
+		}
+	}
+	switch {
+	case len(p.SeccompFilters) > 0:
+		insns := 0
+		for _, f := range p.SeccompFilters {
+			insns += len(f.Prog) / 8
+		}
+		fmt.Fprintf(tw, "  seccomp	%d filters (%d instructions), every thread\n", len(p.SeccompFilters), insns)
+	case len(strict) > 0:
+		fmt.Fprintf(tw, "  seccomp	strict mode in threads %v\n", strict)
+	}
 	pending := len(p.SharedPending)
 	for _, th := range p.Threads {
 		pending += len(th.Pending)
