@@ -133,6 +133,21 @@ func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages 
 		c, dir, pages, closePages, err = loadOnce(opts)
 		return err
 	})
+	if errors.Is(err, image.ErrParentChanged) {
+		// An rtcr killed in the middle of a merge of its checkpoint
+		// series leaves the chain half rewritten: finish the merge (from
+		// its journal, as the series would) and read the image again.
+		n, ferr := image.FinishInterruptedMerges(opts.Dir, uint32(os.Geteuid()))
+		if ferr != nil {
+			return nil, nil, nil, nil, fmt.Errorf("%w (finishing an interrupted merge of its series: %v)", err, ferr)
+		}
+		if n > 0 {
+			if opts.Warnings != nil {
+				fmt.Fprintf(opts.Warnings, "rtcr restore: finished %d merge(s) of the checkpoint series of %s that a killed rtcr left half done\n", n, opts.Dir)
+			}
+			c, dir, pages, closePages, err = loadOnce(opts)
+		}
+	}
 	return c, dir, pages, closePages, err
 }
 

@@ -3,6 +3,7 @@ package image
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -95,6 +96,11 @@ func ParentDir(dir string, l *ParentLink) string {
 	return filepath.Join(dir, l.Dir)
 }
 
+// ErrParentChanged marks a chain link that no longer matches its parent
+// (its checksum or chain length): a damaged chain, or a merge of a
+// checkpoint series that rtcr was killed in (FinishInterruptedMerges).
+var ErrParentChanged = errors.New("parent changed")
+
 // CheckChainLink checks that parent is the image child's link names: the
 // same id and manifest checksum, and a chain one image shorter. (The page
 // runs child takes from it are checked by CheckAncestorRuns.) parentDir
@@ -105,10 +111,10 @@ func CheckChainLink(child, parent *Checkpoint, parentDir string) error {
 		return fmt.Errorf("parent image %s has id %q, the child names %q: %w", parentDir, parent.ID, l.ID, ErrCorrupt)
 	}
 	if parent.SumHex() != l.Sum {
-		return fmt.Errorf("parent image %s changed since the child was written (manifest checksum %s, the child names %s): %w", parentDir, parent.SumHex(), l.Sum, ErrCorrupt)
+		return fmt.Errorf("parent image %s changed since the child was written (manifest checksum %s, the child names %s): %w (%w)", parentDir, parent.SumHex(), l.Sum, ErrCorrupt, ErrParentChanged)
 	}
 	if parent.ChainLen != child.ChainLen-1 {
-		return fmt.Errorf("parent image %s has %d images behind it, the child says %d: %w", parentDir, parent.ChainLen, child.ChainLen-1, ErrCorrupt)
+		return fmt.Errorf("parent image %s has %d images behind it, the child says %d: %w (%w)", parentDir, parent.ChainLen, child.ChainLen-1, ErrCorrupt, ErrParentChanged)
 	}
 	return nil
 }

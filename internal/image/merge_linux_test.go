@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -277,5 +278,62 @@ func TestMergeInterrupted(t *testing.T) {
 		if got := string(resolveHeap(t, d)); got != w {
 			t.Fatalf("after the resumed merge %s reads %q, want %q", d, got, w)
 		}
+	}
+}
+
+// TestFinishInterruptedMerges: after a merge stopped after its first
+// rename, the image of the series whose link broke is repaired by
+// FinishInterruptedMerges (what a restore of it does), through a link
+// named like `latest`; a journal naming a directory outside the series
+// is refused and changes nothing.
+func TestFinishInterruptedMerges(t *testing.T) {
+	root := t.TempDir()
+	dirs := synthSeries(t, root)
+	mergeCrashHook = func(i int) error {
+		if i == 1 {
+			return os.ErrDeadlineExceeded
+		}
+		return nil
+	}
+	_, err := Merge(dirs[0], dirs[1:])
+	mergeCrashHook = nil
+	if err == nil {
+		t.Fatal("interrupted merge reported no error")
+	}
+	d, _ := ReadManifest(dirs[2])
+	c, _ := ReadManifest(dirs[1])
+	if err := CheckChainLink(d, c, dirs[1]); !errors.Is(err, ErrParentChanged) {
+		t.Fatalf("image after the switched child: link %v, want ErrParentChanged", err)
+	}
+	journal := filepath.Join(dirs[0], MergeJournal)
+	good, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(journal, append(good, []byte("/etc\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := FinishInterruptedMerges(dirs[3], uint32(os.Geteuid())); n != 0 || !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("journal naming /etc: %d merges finished, %v; want ErrUntrusted", n, err)
+	}
+	if err := os.WriteFile(journal, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("4", filepath.Join(root, "latest")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := FinishInterruptedMerges(filepath.Join(root, "latest"), uint32(os.Geteuid())); n != 1 || err != nil {
+		t.Fatalf("finish: %d merges, %v; want 1", n, err)
+	}
+	want := map[string]string{dirs[1]: "aBCdEFGH", dirs[2]: "aBCdEfGH", dirs[3]: "abcdEfGH"}
+	for d, w := range want {
+		if got := string(resolveHeap(t, d)); got != w {
+			t.Fatalf("after the finished merge %s reads %q, want %q", d, got, w)
+		}
+	}
+	d, _ = ReadManifest(dirs[2])
+	c, _ = ReadManifest(dirs[1])
+	if err := CheckChainLink(d, c, dirs[1]); err != nil {
+		t.Fatalf("link after the finished merge: %v", err)
 	}
 }

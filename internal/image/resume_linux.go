@@ -1,0 +1,65 @@
+package image
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// FinishInterruptedMerges finishes the merges of the checkpoint series
+// holding image dir imageDir (the directory above it, after symbolic
+// links such as `latest` are followed) that an rtcr killed in the middle
+// of one left (a checkpoint with a MergeJournal: some manifests renamed,
+// others still staged), so that every image of the series is whole
+// again, and returns how many it finished. The journal is trusted only
+// when it and its checkpoint belong to owner and no one else may write
+// them, and it names only checkpoints of the same series; otherwise the
+// merge is left as it is and an error says why.
+func FinishInterruptedMerges(imageDir string, owner uint32) (int, error) {
+	real, err := filepath.EvalSymlinks(imageDir)
+	if err != nil {
+		return 0, err
+	}
+	series := filepath.Dir(real)
+	ents, err := os.ReadDir(series)
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		old := filepath.Join(series, e.Name())
+		journal := filepath.Join(old, MergeJournal)
+		var st unix.Stat_t
+		if unix.Lstat(journal, &st) != nil {
+			continue
+		}
+		var dst unix.Stat_t
+		if err := unix.Lstat(old, &dst); err != nil {
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != owner || dst.Uid != owner || st.Mode&0o022 != 0 || dst.Mode&0o022 != 0 {
+			return done, fmt.Errorf("merge journal %s: not a regular file of uid %d that only its owner may write: %w", journal, owner, ErrUntrusted)
+		}
+		b, err := os.ReadFile(journal)
+		if err != nil {
+			return done, fmt.Errorf("merge journal %s: %w", journal, err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			d, err := filepath.EvalSymlinks(filepath.Dir(l))
+			if !filepath.IsAbs(l) || filepath.Clean(l) != l || err != nil || d != series {
+				return done, fmt.Errorf("merge journal %s names %q, not a checkpoint of %s: %w", journal, l, series, ErrUntrusted)
+			}
+		}
+		if _, err := ResumeMerge(old, nil); err != nil {
+			return done, err
+		}
+		done++
+	}
+	return done, nil
+}
