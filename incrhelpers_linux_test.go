@@ -200,6 +200,12 @@ func (w *writer) restoreAndVerify(dir string, others ...int) {
 		}
 	}
 	w.restore(dir)
+	// The restored children are the caller's to end: not left running.
+	defer func() {
+		for _, pid := range others {
+			_ = syscallKill(pid)
+		}
+	}()
 	w.send("", w.round+1, "verify")
 	want := fmt.Sprintf("OK %d\n", w.sum())
 	if code := w.wait(60 * time.Second); code != 0 || !strings.Contains(w.output(), want) {
