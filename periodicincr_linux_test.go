@@ -21,9 +21,9 @@ import (
 // --keep 3` while it writes random pages for 40 rounds: the log lines
 // show a full first checkpoint, increments and merges; the series keeps 3
 // images, the oldest full; rtcr and the tree are SIGKILLed, and latest
-// and then the oldest kept are restored: the restored program checks
-// every page against its stamps and its stamps sum to the model's at
-// some round (the latest's no earlier than the oldest's).
+// and then the oldest kept are restored: each restored program replays
+// the rounds after its checkpoint, checks every page against its stamps,
+// and its stamps sum to the model's at the last round.
 func TestPeriodicIncremental(t *testing.T) {
 	testutil.RequireRoot(t)
 	ck := filepath.Join(t.TempDir(), "ck")
@@ -81,13 +81,12 @@ func TestPeriodicIncremental(t *testing.T) {
 	}
 	oldest := filepath.Join(ck, strconv.Itoa(kept[0]))
 	t.Logf("%d rounds, checkpoints %v kept", w.round, kept)
-	var at []int
+	// A restored program replays the rounds after its checkpoint from
+	// the command files as they were (one may be open in it: rewriting
+	// it would change a file it holds, which the restore refuses), then
+	// verifies every page against the stamps of the last round.
+	w.send("", w.round+1, "verify")
 	for _, dir := range []string{filepath.Join(ck, "latest"), oldest} {
-		// Whatever round the restored program is at, its next command
-		// is "verify".
-		for n := 1; n <= w.round+1; n++ {
-			w.send("", n, "verify")
-		}
 		before := len(tg.output())
 		st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
 		if err != nil {
@@ -106,10 +105,8 @@ func TestPeriodicIncremental(t *testing.T) {
 		if !ok {
 			t.Fatalf("restored %s: its stamps sum to %d, the model's at no round", dir, sum)
 		}
-		t.Logf("%s restored at round %d", dir, r)
-		at = append(at, r)
-	}
-	if at[1] > at[0] {
-		t.Fatalf("the oldest kept checkpoint is at round %d, later than latest at %d", at[1], at[0])
+		if r != w.round {
+			t.Fatalf("restored %s: its stamps are those of round %d after the replay, want %d", dir, r, w.round)
+		}
 	}
 }
