@@ -23,6 +23,9 @@ func TestKilledDumpLockLapses(t *testing.T) {
 	testutil.RequireRoot(t)
 	requireNft(t)
 	rtcrBin := testutil.BuildRtcr(t)
+	// 256 MiB to copy: the dump runs long enough after its lock to be
+	// stopped under it.
+	t.Setenv("TCPSERVER_BALLAST_MB", "256")
 	tg := start(t, testutil.BuildC(t, "tcpserver", false), "trigger", "tcp4")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(serverPort(t, tg)))
 	ss, stop := startStreams(t, addr, 4, 1)

@@ -35,6 +35,8 @@
 //     stays in its own).
 //   mark: a UDP socket with SO_MARK 5.
 // For the refused modes it exits 0 with "OK\n" once TRIGGER exists.
+// With TCPSERVER_BALLAST_MB=N in its environment it first fills N MiB of
+// memory (a dump then takes longer).
 #define _GNU_SOURCE
 #ifndef SO_BUF_LOCK
 #define SO_BUF_LOCK 72 /* Linux 5.14 */
@@ -406,6 +408,16 @@ int main(int argc, char **argv)
 		return 2;
 	trigger = argv[1];
 	const char *mode = argv[2];
+	// TCPSERVER_BALLAST_MB: that much resident memory, so that a dump
+	// takes a while after its network lock.
+	const char *ballast = getenv("TCPSERVER_BALLAST_MB");
+	if (ballast) {
+		size_t n = (size_t)atol(ballast) << 20;
+		char *b = malloc(n);
+		if (!b)
+			return 2;
+		memset(b, 1, n);
+	}
 	if (!strcmp(mode, "tcp4"))
 		serve(AF_INET);
 	if (!strcmp(mode, "tcp6"))
