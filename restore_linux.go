@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/attr"
@@ -137,13 +138,17 @@ func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages 
 		// An rtcr killed in the middle of a merge of its checkpoint
 		// series leaves the chain half rewritten: finish the merge (from
 		// its journal, as the series would) and read the image again.
-		n, ferr := image.FinishInterruptedMerges(opts.Dir, uint32(os.Geteuid()))
+		var done []string
+		real, ferr := filepath.EvalSymlinks(opts.Dir)
+		if ferr == nil {
+			done, ferr = image.FinishInterruptedMerges(filepath.Dir(real), uint32(os.Geteuid()))
+		}
 		if ferr != nil {
 			return nil, nil, nil, nil, fmt.Errorf("%w (finishing an interrupted merge of its series: %v)", err, ferr)
 		}
-		if n > 0 {
+		if len(done) > 0 {
 			if opts.Warnings != nil {
-				fmt.Fprintf(opts.Warnings, "rtcr restore: finished %d merge(s) of the checkpoint series of %s that a killed rtcr left half done\n", n, opts.Dir)
+				fmt.Fprintf(opts.Warnings, "rtcr restore: finished %d merge(s) of the checkpoint series of %s that a killed rtcr left half done\n", len(done), opts.Dir)
 			}
 			c, dir, pages, closePages, err = loadOnce(opts)
 		}

@@ -283,9 +283,9 @@ func TestMergeInterrupted(t *testing.T) {
 
 // TestFinishInterruptedMerges: after a merge stopped after its first
 // rename, the image of the series whose link broke is repaired by
-// FinishInterruptedMerges (what a restore of it does), through a link
-// named like `latest`; a journal naming a directory outside the series
-// is refused and changes nothing.
+// FinishInterruptedMerges on its series (what a restore of it does), the
+// series' `latest` link beside the checkpoints; a journal naming a
+// directory outside the series is refused and changes nothing.
 func TestFinishInterruptedMerges(t *testing.T) {
 	root := t.TempDir()
 	dirs := synthSeries(t, root)
@@ -313,17 +313,17 @@ func TestFinishInterruptedMerges(t *testing.T) {
 	if err := os.WriteFile(journal, append(good, []byte("/etc\n")...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := FinishInterruptedMerges(dirs[3], uint32(os.Geteuid())); n != 0 || !errors.Is(err, ErrUntrusted) {
-		t.Fatalf("journal naming /etc: %d merges finished, %v; want ErrUntrusted", n, err)
+	if done, err := FinishInterruptedMerges(root, uint32(os.Geteuid())); len(done) != 0 || !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("journal naming /etc: merges of %v finished, %v; want ErrUntrusted", done, err)
 	}
 	if err := os.WriteFile(journal, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("4", filepath.Join(root, "latest")); err != nil {
-		t.Fatal(err)
+		t.Fatal(err) // the series' link to its newest: skipped, not a checkpoint
 	}
-	if n, err := FinishInterruptedMerges(filepath.Join(root, "latest"), uint32(os.Geteuid())); n != 1 || err != nil {
-		t.Fatalf("finish: %d merges, %v; want 1", n, err)
+	if done, err := FinishInterruptedMerges(root, uint32(os.Geteuid())); len(done) != 1 || done[0] != dirs[0] || err != nil {
+		t.Fatalf("finish: merges of %v, %v; want %s", done, err, dirs[0])
 	}
 	want := map[string]string{dirs[1]: "aBCdEFGH", dirs[2]: "aBCdEfGH", dirs[3]: "abcdEfGH"}
 	for d, w := range want {

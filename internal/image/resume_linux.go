@@ -9,26 +9,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FinishInterruptedMerges finishes the merges of the checkpoint series
-// holding image dir imageDir (the directory above it, after symbolic
-// links such as `latest` are followed) that an rtcr killed in the middle
-// of one left (a checkpoint with a MergeJournal: some manifests renamed,
-// others still staged), so that every image of the series is whole
-// again, and returns how many it finished. The journal is trusted only
-// when it and its checkpoint belong to owner and no one else may write
-// them, and it names only checkpoints of the same series; otherwise the
-// merge is left as it is and an error says why.
-func FinishInterruptedMerges(imageDir string, owner uint32) (int, error) {
-	real, err := filepath.EvalSymlinks(imageDir)
+// FinishInterruptedMerges finishes the merges in the checkpoint series
+// directory series that an rtcr killed in the middle of one left (a
+// checkpoint with a MergeJournal: some manifests renamed, others still
+// staged), so that every image of the series is whole again, and returns
+// the checkpoints so merged (each may now be removed). The journal is
+// trusted only when it and its checkpoint belong to owner and no one else
+// may write them, and it names only checkpoints of the same series;
+// otherwise the merge is left as it is and an error says why.
+func FinishInterruptedMerges(series string, owner uint32) ([]string, error) {
+	series, err := filepath.EvalSymlinks(series)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	series := filepath.Dir(real)
 	ents, err := os.ReadDir(series)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	done := 0
+	var done []string
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -59,7 +57,7 @@ func FinishInterruptedMerges(imageDir string, owner uint32) (int, error) {
 		if _, err := ResumeMerge(old, nil); err != nil {
 			return done, err
 		}
-		done++
+		done = append(done, old)
 	}
 	return done, nil
 }

@@ -68,7 +68,7 @@ func Open(dir string, keep int) (*Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.resume(nums); err != nil {
+	if err := s.resume(); err != nil {
 		return nil, err
 	}
 	if len(nums) > 0 {
@@ -218,22 +218,15 @@ func (s *Series) mergeOld(n int, newer []int) error {
 // resume finishes the merges an rtcr killed meanwhile left half done (a
 // checkpoint holding image.MergeJournal: some later manifests switched,
 // others not) and removes the checkpoints so merged.
-func (s *Series) resume(nums []int) error {
-	for i, n := range nums {
-		old := filepath.Join(s.dir, strconv.Itoa(n))
-		if _, err := os.Stat(filepath.Join(old, image.MergeJournal)); err != nil {
-			continue
+func (s *Series) resume() error {
+	done, err := image.FinishInterruptedMerges(s.dir, uint32(os.Geteuid()))
+	for _, old := range done {
+		if rerr := os.RemoveAll(old); rerr != nil && err == nil {
+			err = fmt.Errorf("remove merged checkpoint %s: %w", filepath.Base(old), rerr)
 		}
-		var dirs []string
-		for _, m := range nums[i+1:] {
-			dirs = append(dirs, filepath.Join(s.dir, strconv.Itoa(m)))
-		}
-		if _, err := image.ResumeMerge(old, dirs); err != nil {
-			return fmt.Errorf("checkpoint series %s: %w", s.dir, err)
-		}
-		if err := os.RemoveAll(old); err != nil {
-			return fmt.Errorf("checkpoint series %s: remove merged checkpoint %d: %w", s.dir, n, err)
-		}
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint series %s: %w", s.dir, err)
 	}
 	return nil
 }
