@@ -46,39 +46,48 @@ func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptio
 		return nil, err
 	}
 	for i := range c.Processes {
-		p := &c.Processes[i]
-		anc := pc.ProcessByPid(p.Pid)
-		if err := image.CheckAncestorRuns(p, depth, anc, pdir); err != nil {
+		if err := image.CheckAncestorRuns(&c.Processes[i], depth, pc, pdir); err != nil {
 			return nil, err
 		}
-		if anc == nil || !holdsDepth(p, depth) {
-			continue
-		}
+	}
+	for _, pid := range ownersAt(c, depth) {
+		anc := pc.ProcessByPid(pid)
 		if anc.PageFile != "" {
 			if err := d.CheckFile(anc.PageFile); err != nil {
-				return nil, fmt.Errorf("pid %d: %w", p.Pid, err)
+				return nil, fmt.Errorf("pid %d: %w", pid, err)
 			}
 		}
 		data, closePages, err := d.OpenPages(anc)
 		if err != nil {
-			return nil, fmt.Errorf("pid %d: %w", p.Pid, err)
+			return nil, fmt.Errorf("pid %d: %w", pid, err)
 		}
 		*closers = append(*closers, closePages)
-		pages[p.Pid][depth] = data
+		pages[pid][depth] = data
 	}
 	return pc, nil
 }
 
-// holdsDepth reports whether a page run of p is held by the image at depth.
-func holdsDepth(p *image.Process, depth int) bool {
-	for j := range p.VMAs {
-		for _, r := range p.VMAs[j].Pages {
-			if r.Depth == depth {
-				return true
+// ownersAt returns the pids whose page files in the image at depth hold
+// runs of c (a process's own, or one it shares pages of), in image order.
+func ownersAt(c *image.Checkpoint, depth int) []int {
+	need := map[int]bool{}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			for _, r := range p.VMAs[j].Pages {
+				if r.Depth == depth {
+					need[r.Owner(p.Pid)] = true
+				}
 			}
 		}
 	}
-	return false
+	var out []int
+	for _, p := range c.Processes {
+		if need[p.Pid] {
+			out = append(out, p.Pid)
+		}
+	}
+	return out
 }
 
 // ownPages returns the page files of the image itself (depth 0).

@@ -119,17 +119,20 @@ func CheckChainLink(child, parent *Checkpoint, parentDir string) error {
 	return nil
 }
 
-// CheckAncestorRuns checks that the runs of p held by ancestor depth (its
-// process anc, nil when the ancestor has no such process) lie within
-// that process's page file. dir names the ancestor in errors.
-func CheckAncestorRuns(p *Process, depth int, anc *Process, dir string) error {
+// CheckAncestorRuns checks that the runs of p held by ancestor depth
+// (image ac) lie within the page file of the process holding them (p's
+// own, or that of the process PageRun.Pid names). dir names the ancestor
+// in errors.
+func CheckAncestorRuns(p *Process, depth int, ac *Checkpoint, dir string) error {
 	for j := range p.VMAs {
 		for _, r := range p.VMAs[j].Pages {
 			if r.Depth != depth {
 				continue
 			}
-			if anc == nil {
-				return fmt.Errorf("pid %d: page run at %#x is in image %s, which has no process %d: %w", p.Pid, r.Addr, dir, p.Pid, ErrCorrupt)
+			owner := r.Owner(p.Pid)
+			anc := ac.ProcessByPid(owner)
+			if anc == nil || anc.Zombie {
+				return fmt.Errorf("pid %d: page run at %#x is in image %s, which has no process %d: %w", p.Pid, r.Addr, dir, owner, ErrCorrupt)
 			}
 			if r.FileOff >= anc.PageFileSize || r.Count > uint64(anc.PageFileSize-r.FileOff)/PageSize {
 				return fmt.Errorf("pid %d: page run at %#x: %d pages at offset %d beyond the page file of %s (%d bytes): %w",

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -100,20 +99,14 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 	}
 	child := imgs[0]
 	st.Child = child.dir
-	// The new runs of the child: its depth-1 runs move into its own page
-	// file, after what it holds (offsets of its other runs unchanged).
-	moved := map[int][]runMove{} // pid -> depth-1 runs of the child, old and new offsets
-	for i := range child.c.Processes {
-		p := &child.c.Processes[i]
-		off := p.PageFileSize
-		for j := range p.VMAs {
-			for _, r := range p.VMAs[j].Pages {
-				if r.Depth == 1 {
-					moved[p.Pid] = append(moved[p.Pid], runMove{PageRun: r, newOff: off})
-					off += int64(r.Count) * PageSize
-				}
-			}
-		}
+	// The new runs of the child: the pages its depth-1 runs take from the
+	// old image move into the page file of the process holding them (its
+	// own, or that of the process it shares them with: PageRun.Pid),
+	// after what that file holds (offsets of its other runs unchanged),
+	// each page of the old image once.
+	moved, err := movedPages(child.c)
+	if err != nil {
+		return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
 	}
 	// Check and rewrite the runs of the later images (in memory first).
 	for _, d := range imgs[1:] {
@@ -136,7 +129,7 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 				r := &v.Pages[k]
 				switch {
 				case r.Depth == 1:
-					r.Depth, r.FileOff = 0, newOffset(moved[p.Pid], r.Addr)
+					r.Depth, r.FileOff = 0, newOffset(moved[r.Owner(p.Pid)], r.FileOff)
 				case r.Depth > 1:
 					r.Depth--
 				}
@@ -294,20 +287,63 @@ func removeFiles(dir string, names []string) error {
 	return errors.Join(errs...)
 }
 
-// runMove is a run the child took from the old image and where its pages
-// go in the child's new page file.
+// runMove is a range of the old image's page file of one process that the
+// child takes pages from (FileOff, Count; Addr unused), and where those
+// pages go in that process's new page file.
 type runMove struct {
 	PageRun
 	newOff int64
 }
 
-// newOffset returns the new page-file offset of page addr of moves (addr
-// lies in one of them: the caller took it from there).
-func newOffset(moves []runMove, addr uint64) int64 {
-	for _, m := range moves {
-		if addr >= m.Addr && addr < m.Addr+m.Count*PageSize {
-			return m.newOff + int64(addr-m.Addr)
+// movedPages returns, for each process of the child image c whose page
+// file in the old image holds pages c takes (its runs of depth 1, by the
+// process holding them), the ranges of that page file, sorted and
+// disjoint, and their new offsets after the process's page file in c.
+func movedPages(c *Checkpoint) (map[int][]runMove, error) {
+	spans := map[int][][2]int64{}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			for _, r := range p.VMAs[j].Pages {
+				if r.Depth == 1 {
+					o := r.Owner(p.Pid)
+					spans[o] = append(spans[o], [2]int64{r.FileOff, r.FileOff + int64(r.Count)*PageSize})
+				}
+			}
 		}
+	}
+	moved := map[int][]runMove{}
+	for pid, ss := range spans {
+		op := c.ProcessByPid(pid)
+		if op == nil {
+			return nil, fmt.Errorf("pid %d: pages of its page file are taken, but the child has no such process: %w", pid, ErrCorrupt)
+		}
+		sort.Slice(ss, func(i, j int) bool { return ss[i][0] < ss[j][0] })
+		off := op.PageFileSize
+		var ms []runMove
+		for _, sp := range ss {
+			if k := len(ms) - 1; k >= 0 && sp[0] <= ms[k].FileOff+int64(ms[k].Count)*PageSize {
+				if end := ms[k].FileOff + int64(ms[k].Count)*PageSize; sp[1] > end {
+					ms[k].Count += uint64(sp[1]-end) / PageSize
+					off += sp[1] - end
+				}
+				continue
+			}
+			n := uint64(sp[1]-sp[0]) / PageSize
+			ms = append(ms, runMove{PageRun: PageRun{FileOff: sp[0], Count: n}, newOff: off})
+			off += sp[1] - sp[0]
+		}
+		moved[pid] = ms
+	}
+	return moved, nil
+}
+
+// newOffset returns the new page-file offset of the page at old offset off
+// of moves (it lies in one of them: the caller took it from there).
+func newOffset(moves []runMove, off int64) int64 {
+	i := sort.Search(len(moves), func(i int) bool { return moves[i].FileOff+int64(moves[i].Count)*PageSize > off })
+	if i < len(moves) && moves[i].FileOff <= off {
+		return moves[i].newOff + (off - moves[i].FileOff)
 	}
 	return -1
 }
@@ -388,7 +424,7 @@ func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
 					r.Depth--
 					out = append(out, r)
 				default:
-					parts, err := splitRun(r, moved[p.Pid])
+					parts, err := splitRun(r, moved[r.Owner(p.Pid)])
 					if err != nil {
 						return fmt.Errorf("pid %d: %w", p.Pid, err)
 					}
@@ -404,23 +440,21 @@ func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
 	return nil
 }
 
-// splitRun maps the run r (pages of the old image) onto the child's moved
-// runs: one run per piece, at the child's new offsets.
+// splitRun maps the run r (pages of the old image) onto the ranges the
+// child moved out of the same page file: one run per piece, at the new
+// offsets.
 func splitRun(r PageRun, moves []runMove) ([]PageRun, error) {
 	var out []PageRun
 	addr, off, left := r.Addr, r.FileOff, r.Count
 	for left > 0 {
-		i := sort.Search(len(moves), func(i int) bool { return moves[i].Addr+moves[i].Count*PageSize > addr })
-		if i == len(moves) || moves[i].Addr > addr {
-			return nil, fmt.Errorf("page at %#x comes from the old image, which its child does not take it from: not merged", addr)
+		i := sort.Search(len(moves), func(i int) bool { return moves[i].FileOff+int64(moves[i].Count)*PageSize > off })
+		if i == len(moves) || moves[i].FileOff > off {
+			return nil, fmt.Errorf("page at %#x comes from offset %d of the old image, which its child does not take it from: not merged", addr, off)
 		}
 		m := moves[i]
-		in := (addr - m.Addr) / PageSize
-		if m.FileOff+int64(in)*PageSize != off {
-			return nil, fmt.Errorf("page at %#x comes from offset %d of the old image, its child takes it from offset %d: not merged", addr, off, m.FileOff+int64(in)*PageSize)
-		}
+		in := uint64(off-m.FileOff) / PageSize
 		n := min(left, m.Count-in)
-		out = append(out, PageRun{Addr: addr, Count: n, FileOff: m.newOff + int64(in)*PageSize})
+		out = append(out, PageRun{Addr: addr, Count: n, FileOff: m.newOff + int64(in)*PageSize, Pid: r.Pid})
 		addr += n * PageSize
 		off += int64(n) * PageSize
 		left -= n
@@ -428,9 +462,10 @@ func splitRun(r PageRun, moves []runMove) ([]PageRun, error) {
 	return out, nil
 }
 
-// writeMergedPages writes, for every process of the child that took pages
-// from the old image, a new page file: its own page file followed by those
-// pages (moved, in order). It sets the processes' page file fields and
+// writeMergedPages writes, for every process of the child whose page file
+// in the old image holds pages the child took, a new page file: its own
+// page file followed by those pages (moved, in order of their old
+// offsets). It sets the processes' page file fields and
 // returns the names of the replaced page files and of those written (also
 // on error); pages counts the pages
 // copied. The files are written atomically under names of a new
@@ -442,10 +477,6 @@ func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved m
 		moves := moved[p.Pid]
 		if len(moves) == 0 {
 			continue
-		}
-		// moved runs are in VMA order, which is address order.
-		if !slices.IsSortedFunc(moves, func(a, b runMove) int { return compareAddr(a.Addr, b.Addr) }) {
-			return replaced, written, fmt.Errorf("pid %d: page runs of %s out of address order", p.Pid, child.dir)
 		}
 		op := old.ProcessByPid(p.Pid)
 		if op == nil {
@@ -470,7 +501,7 @@ func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved m
 			for _, m := range moves {
 				end := m.FileOff + int64(m.Count)*PageSize
 				if m.FileOff < 0 || end > int64(len(theirs)) {
-					return fmt.Errorf("pid %d: run at %#x: %d pages at offset %d beyond the page file of %s (%d bytes): %w", p.Pid, m.Addr, m.Count, m.FileOff, oldDir, len(theirs), ErrCorrupt)
+					return fmt.Errorf("pid %d: %d pages at offset %d beyond the page file of %s (%d bytes): %w", p.Pid, m.Count, m.FileOff, oldDir, len(theirs), ErrCorrupt)
 				}
 				if _, err := pw.Write(theirs[m.FileOff:end]); err != nil {
 					return err
@@ -491,16 +522,6 @@ func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved m
 		p.PageFile, p.PageFileSize, p.PageChecksums = name, pw.Offset(), pw.Checksums()
 	}
 	return replaced, written, nil
-}
-
-func compareAddr(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // lockDir takes flock(LOCK_EX) on dir, as a dump does (one writer at a
