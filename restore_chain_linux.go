@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/mem"
 )
 
 // openChain opens the ancestors of the incremental image c (in
@@ -14,7 +15,7 @@ import (
 // every page run the child takes from it within its page files. The page
 // files that hold runs of c are mapped and verified into pages[pid][k]
 // (k: the ancestor's depth); their unmap functions join closers.
-func openChain(c *image.Checkpoint, opts RestoreOptions, owner image.Owner, pages map[int][][]byte, closers *[]func() error) error {
+func openChain(c *image.Checkpoint, opts RestoreOptions, owner image.Owner, pages mem.PageFiles, closers *[]func() error) error {
 	cur, curDir := c, opts.Dir
 	for depth := 1; depth <= c.ChainLen; depth++ {
 		pdir := image.ParentDir(curDir, cur.Parent)
@@ -29,7 +30,7 @@ func openChain(c *image.Checkpoint, opts RestoreOptions, owner image.Owner, page
 
 // openAncestor opens the image in pdir, the ancestor at depth of c and
 // the parent of child, checks the link and loads the page files c needs.
-func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptions, owner image.Owner, pages map[int][][]byte, closers *[]func() error, child *image.Checkpoint) (*image.Checkpoint, error) {
+func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptions, owner image.Owner, pages mem.PageFiles, closers *[]func() error, child *image.Checkpoint) (*image.Checkpoint, error) {
 	d, err := image.OpenDir(pdir, uint32(os.Geteuid()), opts.TrustImageOwner)
 	if err != nil {
 		return nil, err
@@ -91,7 +92,7 @@ func ownersAt(c *image.Checkpoint, depth int) []int {
 }
 
 // ownPages returns the page files of the image itself (depth 0).
-func ownPages(pages map[int][][]byte) map[int][]byte {
+func ownPages(pages mem.PageFiles) map[int][]byte {
 	out := make(map[int][]byte, len(pages))
 	for pid, chain := range pages {
 		out[pid] = chain[0]
