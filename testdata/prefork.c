@@ -7,7 +7,8 @@
 // and who wrote it, and in which round), forks <workers> workers, then
 // writes the last 4 pages of its region again (round 1: the workers keep
 // the old bytes). Worker k writes pages 2k and 2k+1 of the region (its
-// own bytes) and prints "w K\n"; once all have, the parent prints
+// own bytes; workers 0-3 also change their layout, see DROPPED) and
+// prints "w K\n"; once all have, the parent prints
 // "ready\n". When the file <step> appears the parent writes pages 64 to
 // 95 (round 2: still shared with every worker until then) and prints
 // "stepped\n". After the trigger every worker checks its memory (its own
@@ -27,6 +28,12 @@
 #define WORDS (PG / 8)
 #define STEP_FIRST 64
 #define STEP_PAGES 32
+// Worker 0 drops page DROPPED (MADV_DONTNEED: zeros), worker 1 makes 4
+// pages from RDONLY read-only, worker 2 unmaps page UNMAPPED, worker 3
+// grows the heap by 64 KiB (sbrk) and fills it.
+#define DROPPED 10
+#define RDONLY 20
+#define UNMAPPED 30
 
 static uint64_t word(long page, int who, int round)
 {
@@ -87,6 +94,20 @@ int main(int argc, char **argv)
 		close(fds[0]);
 		fill((uint64_t *)(m + 2 * k * PG), 2 * k, k + 1, 0);
 		fill((uint64_t *)(m + (2 * k + 1) * PG), 2 * k + 1, k + 1, 0);
+		// Some workers change their copy of the layout.
+		char *grown = NULL;
+		if (k == 0 && madvise(m + DROPPED * PG, PG, MADV_DONTNEED) != 0)
+			_exit(5);
+		if (k == 1 && mprotect(m + RDONLY * PG, 4 * PG, PROT_READ) != 0)
+			_exit(5);
+		if (k == 2 && munmap(m + UNMAPPED * PG, PG) != 0)
+			_exit(5);
+		if (k == 3) {
+			grown = sbrk(64 * 1024);
+			if (grown == (void *)-1)
+				_exit(5);
+			memset(grown, 0x33, 64 * 1024);
+		}
 		char buf[32];
 		snprintf(buf, sizeof buf, "w %d\n", k);
 		say(buf);
@@ -95,9 +116,20 @@ int main(int argc, char **argv)
 		wait_file(argv[1]);
 		for (long i = 0; i < pages; i++) {
 			int mine = i == 2 * k || i == 2 * k + 1;
+			if (k == 2 && i == UNMAPPED)
+				continue;
+			if (k == 0 && i == DROPPED) {
+				for (int j = 0; j < PG; j++)
+					if (m[i * PG + j] != 0)
+						_exit(6);
+				continue;
+			}
 			if (!check((uint64_t *)(m + i * PG), i, mine ? k + 1 : 0, 0))
 				_exit(3);
 		}
+		for (int i = 0; grown && i < 64 * 1024; i++)
+			if (grown[i] != 0x33)
+				_exit(7);
 		for (int i = 0; i < 64 * 1024; i++)
 			if (heap[i] != 0x77)
 				_exit(4);
