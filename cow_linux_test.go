@@ -196,3 +196,104 @@ func pssAnon(t *testing.T, pids []int) int64 {
 	}
 	return sum
 }
+
+// TestPreforkRun checkpoints a pre-fork tree started by `rtcr run` (its own
+// pid namespace): the workers' shared pages name the parent by its pid in
+// the namespace, and the restored tree shares them again.
+func TestPreforkRun(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "prefork", false)
+	tg := start(t, testutil.BuildRtcr(t), "run", "--", bin, "trigger", "8", strconv.Itoa(preforkKiB), "step")
+	testutil.WaitForFile(t, tg.out, "ready\n", 60*time.Second)
+	dir := filepath.Join(t.TempDir(), "img")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir}); err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	tg.waitOriginal()
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The init (1), the program (2) and its 8 workers.
+	if len(c.Processes) != 10 {
+		t.Fatalf("image of %d processes, want 10", len(c.Processes))
+	}
+	for _, p := range c.Processes[2:] {
+		if p.Ppid != 2 || sharedWith(c, p.Pid, 2) == 0 {
+			t.Errorf("worker %d (parent %d) names no page of pid 2", p.Pid, p.Ppid)
+		}
+	}
+	st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	tg.pid, tg.done = st.Pid, false
+	t.Cleanup(func() { killTree(st.Program) })
+	restored := pssAnon(t, treePids(t, st.Program))
+	t.Logf("image %d KiB, restored tree of the program: anonymous PSS %d KiB", pageFileBytes(c)>>10, restored>>10)
+	if restored > 2*preforkKiB<<10 {
+		t.Errorf("restored tree uses %d KiB, the parent's memory is %d KiB", restored>>10, preforkKiB)
+	}
+	finishPrefork(t, tg)
+}
+
+// TestPreforkSeriesMerge runs a periodic series (three checkpoints, two
+// kept) of a pre-fork tree whose parent writes shared pages between the
+// first two: removing the oldest merges it into its child, moving the
+// pages the workers share with the parent once (by the parent's page
+// file) and re-pointing the third image's runs. The newest restores with
+// the right bytes and the pages shared.
+func TestPreforkSeriesMerge(t *testing.T) {
+	tg := startPrefork(t, 4)
+	pids := treePids(t, tg.pid)
+	ck := filepath.Join(t.TempDir(), "ck")
+	cp, err := rtcr.NewCheckpointer(tg.pid, rtcr.CheckpointerOptions{Dir: ck, Keep: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	for i := 1; i <= 3; i++ {
+		if _, err := cp.Checkpoint(context.Background()); err != nil {
+			t.Fatalf("checkpoint %d: %v", i, err)
+		}
+		if i == 1 {
+			if err := os.WriteFile(filepath.Join(tg.dir, "step"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitForFile(t, tg.out, "stepped\n", 60*time.Second)
+		}
+	}
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(ck, "1")); err == nil {
+		t.Fatalf("checkpoint 1 still there with Keep 2")
+	}
+	c, err := image.ReadManifest(filepath.Join(ck, "latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Processes[1:] {
+		if sharedWith(c, p.Pid, tg.pid) == 0 {
+			t.Errorf("worker %d names no page of the parent after the merge", p.Pid)
+		}
+	}
+	for _, pid := range pids[1:] {
+		_ = syscallKill(pid)
+	}
+	tg.kill()
+	tg.done = false
+	for _, pid := range pids {
+		deadline := time.Now().Add(30 * time.Second)
+		for !pidFree(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	tg.restore(filepath.Join(ck, "latest"))
+	restored := pssAnon(t, treePids(t, tg.pid))
+	t.Logf("restored from the merged series: anonymous PSS %d KiB", restored>>10)
+	if restored > 2*preforkKiB<<10 {
+		t.Errorf("restored tree uses %d KiB, the parent's memory is %d KiB", restored>>10, preforkKiB)
+	}
+	finishPrefork(t, tg)
+}
