@@ -19,7 +19,9 @@ import (
 //   - the child C of the old image O becomes a full image (or, when O is
 //     itself incremental, takes O's place in the chain): for each process,
 //     a new page file holds C's page file unchanged followed by the pages
-//     C took from O (its runs of depth 1), which become runs of depth 0;
+//     C took from O's page file of that process (runs of depth 1, its own
+//     or, PageRun.Pid, those of processes sharing them copy-on-write),
+//     each page of O once, which become runs of depth 0;
 //     C's runs into O's ancestors move one image closer;
 //   - every later image D that descends from C loses one image of its
 //     chain: its runs into O now name C (at the offsets the pages got in
@@ -27,7 +29,8 @@ import (
 //     O's ancestors move one image closer, and its parent link names its
 //     rewritten parent's new manifest checksum;
 //   - before anything is written every run of D into O is checked to be a
-//     page C also took from O at the same offset (runs are flattened at
+//     page C also took from the same page file of O at the same offset
+//     (runs are flattened at
 //     dump time, so it always is for images rtcr wrote); otherwise the
 //     merge is refused and nothing changes.
 //
