@@ -3,6 +3,7 @@ package rtcr
 import (
 	"fmt"
 	"os"
+	"sort"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
@@ -63,13 +64,17 @@ func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptio
 			return nil, fmt.Errorf("pid %d: %w", pid, err)
 		}
 		*closers = append(*closers, closePages)
+		if pages[pid] == nil {
+			pages[pid] = make([][]byte, c.ChainLen+1) // a process gone since
+		}
 		pages[pid][depth] = data
 	}
 	return pc, nil
 }
 
 // ownersAt returns the pids whose page files in the image at depth hold
-// runs of c (a process's own, or one it shares pages of), in image order.
+// runs of c (a process's own, or one whose pages it shares; that process
+// may be gone since), sorted.
 func ownersAt(c *image.Checkpoint, depth int) []int {
 	need := map[int]bool{}
 	for i := range c.Processes {
@@ -82,12 +87,11 @@ func ownersAt(c *image.Checkpoint, depth int) []int {
 			}
 		}
 	}
-	var out []int
-	for _, p := range c.Processes {
-		if need[p.Pid] {
-			out = append(out, p.Pid)
-		}
+	out := make([]int, 0, len(need))
+	for pid := range need {
+		out = append(out, pid)
 	}
+	sort.Ints(out)
 	return out
 }
 

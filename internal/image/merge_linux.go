@@ -132,7 +132,8 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 				r := &v.Pages[k]
 				switch {
 				case r.Depth == 1:
-					r.Depth, r.FileOff = 0, newOffset(moved[r.Owner(p.Pid)], r.FileOff)
+					o := r.Owner(p.Pid)
+					r.Depth, r.FileOff, r.Pid = 0, newOffset(moved.moves[o], r.FileOff), moved.pid(o, p.Pid)
 				case r.Depth > 1:
 					r.Depth--
 				}
@@ -298,31 +299,71 @@ type runMove struct {
 	newOff int64
 }
 
-// movedPages returns, for each process of the child image c whose page
-// file in the old image holds pages c takes (its runs of depth 1, by the
-// process holding them), the ranges of that page file, sorted and
-// disjoint, and their new offsets after the process's page file in c.
-func movedPages(c *Checkpoint) (map[int][]runMove, error) {
+// pageMoves are the pages a merge moves from the old image into the child:
+// by the process whose page file in the old image holds them (owner), the
+// ranges of that file, and which process of the child gets them in its new
+// page file (holder: the owner itself, or, when the child has no live
+// process with its pid, the first process of the child taking them).
+type pageMoves struct {
+	moves  map[int][]runMove // owner -> sorted, disjoint ranges and new offsets
+	holder map[int]int       // owner -> holder
+	order  map[int][]int     // holder -> the owners whose pages follow its page file, in order
+}
+
+// pid is what PageRun.Pid becomes for a run of process p whose pages
+// owner's page file held in the old image: the holder, 0 if that is p.
+func (m *pageMoves) pid(owner, p int) int {
+	if h := m.holder[owner]; h != p {
+		return h
+	}
+	return 0
+}
+
+// movedPages finds, for the child image c, the pages its runs of depth 1
+// take from the old image (each page of the old image once) and where
+// they go: after the page file of their holder in c, owner after owner.
+func movedPages(c *Checkpoint) (*pageMoves, error) {
 	spans := map[int][][2]int64{}
+	firstRef := map[int]int{}
+	var owners []int
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		for j := range p.VMAs {
 			for _, r := range p.VMAs[j].Pages {
 				if r.Depth == 1 {
 					o := r.Owner(p.Pid)
+					if _, ok := spans[o]; !ok {
+						firstRef[o] = p.Pid
+						owners = append(owners, o)
+					}
 					spans[o] = append(spans[o], [2]int64{r.FileOff, r.FileOff + int64(r.Count)*PageSize})
 				}
 			}
 		}
 	}
-	moved := map[int][]runMove{}
-	for pid, ss := range spans {
-		op := c.ProcessByPid(pid)
-		if op == nil {
-			return nil, fmt.Errorf("pid %d: pages of its page file are taken, but the child has no such process: %w", pid, ErrCorrupt)
+	m := &pageMoves{moves: map[int][]runMove{}, holder: map[int]int{}, order: map[int][]int{}}
+	next := map[int]int64{}
+	// Owners that hold their own pages first, so that a holder's own
+	// pages come right after its page file.
+	sort.SliceStable(owners, func(i, j int) bool {
+		oi, oj := c.ProcessByPid(owners[i]), c.ProcessByPid(owners[j])
+		return oi != nil && !oi.Zombie && (oj == nil || oj.Zombie)
+	})
+	for _, pid := range owners {
+		h := pid
+		if op := c.ProcessByPid(pid); op == nil || op.Zombie {
+			h = firstRef[pid]
 		}
+		hp := c.ProcessByPid(h)
+		if hp == nil {
+			return nil, fmt.Errorf("pid %d: internal error: no holder for its pages: %w", pid, ErrCorrupt)
+		}
+		off, ok := next[h]
+		if !ok {
+			off = hp.PageFileSize
+		}
+		ss := spans[pid]
 		sort.Slice(ss, func(i, j int) bool { return ss[i][0] < ss[j][0] })
-		off := op.PageFileSize
 		var ms []runMove
 		for _, sp := range ss {
 			if k := len(ms) - 1; k >= 0 && sp[0] <= ms[k].FileOff+int64(ms[k].Count)*PageSize {
@@ -336,9 +377,11 @@ func movedPages(c *Checkpoint) (map[int][]runMove, error) {
 			ms = append(ms, runMove{PageRun: PageRun{FileOff: sp[0], Count: n}, newOff: off})
 			off += sp[1] - sp[0]
 		}
-		moved[pid] = ms
+		next[h] = off
+		m.moves[pid], m.holder[pid] = ms, h
+		m.order[h] = append(m.order[h], pid)
 	}
-	return moved, nil
+	return m, nil
 }
 
 // newOffset returns the new page-file offset of the page at old offset off
@@ -413,7 +456,7 @@ func descendants(dir string, old *Checkpoint, newer []string) ([]*chainImage, er
 // runs split; deeper runs move one image closer. Every page of a run into
 // the old image must be one the child took from the old image at the same
 // offset.
-func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
+func rebaseRuns(d *chainImage, moved *pageMoves) error {
 	for i := range d.c.Processes {
 		p := &d.c.Processes[i]
 		for j := range p.VMAs {
@@ -427,12 +470,13 @@ func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
 					r.Depth--
 					out = append(out, r)
 				default:
-					parts, err := splitRun(r, moved[r.Owner(p.Pid)])
+					o := r.Owner(p.Pid)
+					parts, err := splitRun(r, moved.moves[o])
 					if err != nil {
 						return fmt.Errorf("pid %d: %w", p.Pid, err)
 					}
 					for _, q := range parts {
-						q.Depth = d.depth - 1
+						q.Depth, q.Pid = d.depth-1, moved.pid(o, p.Pid)
 						out = append(out, q)
 					}
 				}
@@ -473,25 +517,16 @@ func splitRun(r PageRun, moves []runMove) ([]PageRun, error) {
 // on error); pages counts the pages
 // copied. The files are written atomically under names of a new
 // generation; the child's manifest still names the old ones.
-func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved map[int][]runMove, pages *uint64) (replaced, written []string, err error) {
+func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved *pageMoves, pages *uint64) (replaced, written []string, err error) {
 	gen := NewID()[:16]
 	for i := range child.c.Processes {
 		p := &child.c.Processes[i]
-		moves := moved[p.Pid]
-		if len(moves) == 0 {
+		owners := moved.order[p.Pid]
+		if len(owners) == 0 {
 			continue
-		}
-		op := old.ProcessByPid(p.Pid)
-		if op == nil {
-			return replaced, written, fmt.Errorf("pid %d: %s takes pages from %s, which has no such process: %w", p.Pid, child.dir, oldDir, ErrCorrupt)
 		}
 		own, closeOwn, err := OpenPages(child.dir, p)
 		if err != nil {
-			return replaced, written, err
-		}
-		theirs, closeTheirs, err := OpenPages(oldDir, op)
-		if err != nil {
-			closeOwn()
 			return replaced, written, err
 		}
 		name := PageFileName(gen, p.Pid)
@@ -501,20 +536,14 @@ func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved m
 			if _, err := pw.Write(own); err != nil {
 				return err
 			}
-			for _, m := range moves {
-				end := m.FileOff + int64(m.Count)*PageSize
-				if m.FileOff < 0 || end > int64(len(theirs)) {
-					return fmt.Errorf("pid %d: %d pages at offset %d beyond the page file of %s (%d bytes): %w", p.Pid, m.Count, m.FileOff, oldDir, len(theirs), ErrCorrupt)
-				}
-				if _, err := pw.Write(theirs[m.FileOff:end]); err != nil {
+			for _, o := range owners {
+				if err := copyMoved(pw, oldDir, old, o, moved.moves[o], pages); err != nil {
 					return err
 				}
-				*pages += m.Count
 			}
 			return nil
 		})
 		closeOwn()
-		closeTheirs()
 		if err != nil {
 			return replaced, written, fmt.Errorf("pid %d: %w", p.Pid, err)
 		}
@@ -525,6 +554,31 @@ func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved m
 		p.PageFile, p.PageFileSize, p.PageChecksums = name, pw.Offset(), pw.Checksums()
 	}
 	return replaced, written, nil
+}
+
+// copyMoved writes the ranges moves of the page file of process owner in
+// the old image to pw; pages counts the pages copied.
+func copyMoved(pw *PageWriter, oldDir string, old *Checkpoint, owner int, moves []runMove, pages *uint64) error {
+	op := old.ProcessByPid(owner)
+	if op == nil || op.Zombie {
+		return fmt.Errorf("pages are taken from the page file of pid %d in %s, which has no such process: %w", owner, oldDir, ErrCorrupt)
+	}
+	theirs, closeTheirs, err := OpenPages(oldDir, op)
+	if err != nil {
+		return err
+	}
+	defer closeTheirs()
+	for _, m := range moves {
+		end := m.FileOff + int64(m.Count)*PageSize
+		if m.FileOff < 0 || end > int64(len(theirs)) {
+			return fmt.Errorf("pid %d: %d pages at offset %d beyond the page file of %s (%d bytes): %w", owner, m.Count, m.FileOff, oldDir, len(theirs), ErrCorrupt)
+		}
+		if _, err := pw.Write(theirs[m.FileOff:end]); err != nil {
+			return err
+		}
+		*pages += m.Count
+	}
+	return nil
 }
 
 // lockDir takes flock(LOCK_EX) on dir, as a dump does (one writer at a

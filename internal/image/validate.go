@@ -156,9 +156,11 @@ func (c *Checkpoint) Validate() error {
 }
 
 // validateOwners checks the page runs held by another process's page file
-// (PageRun.Pid): that process is a live ancestor of the run's process in
-// the tree (listed before it), the mapping is private, and a run of this
-// image lies within that page file.
+// (PageRun.Pid): the mapping is private; a run of this image (depth 0)
+// lies within the page file of a live process of the image (a dump names
+// an ancestor; a merge may name another process it moved the pages to);
+// a run of an ancestor image names a pid (checked against that image by
+// CheckAncestorRuns: the process may be gone since).
 func validateOwners(c *Checkpoint) error {
 	byPid := make(map[int]*Process, len(c.Processes))
 	for i := range c.Processes {
@@ -172,14 +174,20 @@ func validateOwners(c *Checkpoint) error {
 				if r.Pid == 0 {
 					continue
 				}
-				o := byPid[r.Pid]
-				if o == nil || o.Zombie || !isAncestor(byPid, r.Pid, p) {
-					return fmt.Errorf("pid %d: page run at %#x held by pid %d, which is not a live ancestor of it in the tree", p.Pid, r.Addr, r.Pid)
+				if r.Pid < 0 || r.Pid >= MaxPid || r.Pid == p.Pid {
+					return fmt.Errorf("pid %d: page run at %#x held by pid %d", p.Pid, r.Addr, r.Pid)
 				}
 				if v.Shared || v.ShareOf != nil || v.Kind == KindSysV {
 					return fmt.Errorf("pid %d: page run at %#x of a shared %s mapping held by pid %d", p.Pid, r.Addr, v.Kind, r.Pid)
 				}
-				if r.Depth == 0 && (r.FileOff >= o.PageFileSize || r.Count > uint64(o.PageFileSize-r.FileOff)/PageSize) {
+				if r.Depth > 0 {
+					continue
+				}
+				o := byPid[r.Pid]
+				if o == nil || o.Zombie {
+					return fmt.Errorf("pid %d: page run at %#x held by pid %d, which is not a live process of the image", p.Pid, r.Addr, r.Pid)
+				}
+				if r.FileOff >= o.PageFileSize || r.Count > uint64(o.PageFileSize-r.FileOff)/PageSize {
 					return fmt.Errorf("pid %d: page run at %#x: %d pages at file offset %d beyond the page file of pid %d (%d bytes)",
 						p.Pid, r.Addr, r.Count, r.FileOff, r.Pid, o.PageFileSize)
 				}
@@ -187,22 +195,6 @@ func validateOwners(c *Checkpoint) error {
 		}
 	}
 	return nil
-}
-
-// isAncestor reports whether anc is a proper ancestor of p (through the
-// Ppid links of byPid; the first process has none in the image).
-func isAncestor(byPid map[int]*Process, anc int, p *Process) bool {
-	for n := 0; n < len(byPid); n++ {
-		q := byPid[p.Ppid]
-		if q == nil || q == p {
-			return false
-		}
-		if q.Pid == anc {
-			return true
-		}
-		p = q
-	}
-	return false
 }
 
 // validateProcess checks one process; tids collects the tids seen so far in
