@@ -153,11 +153,15 @@ func (c *Checkpoint) ProcessByPid(pid int) *Process {
 	return nil
 }
 
-// PageCounts returns how many pages of p this image holds and how many
-// its ancestors hold.
+// PageCounts returns how many pages of p its own page file in this image
+// holds and how many its page files in the ancestors hold (the pages held
+// by another process's page file are counted by SharedPages).
 func PageCounts(p *Process) (here, parents uint64) {
 	for j := range p.VMAs {
 		for _, r := range p.VMAs[j].Pages {
+			if r.Pid != 0 {
+				continue
+			}
 			if r.Depth == 0 {
 				here += r.Count
 			} else {
@@ -166,4 +170,18 @@ func PageCounts(p *Process) (here, parents uint64) {
 		}
 	}
 	return here, parents
+}
+
+// SharedPages returns how many pages of p are held by another process's
+// page file (shared copy-on-write with an ancestor at the dump).
+func SharedPages(p *Process) uint64 {
+	var n uint64
+	for j := range p.VMAs {
+		for _, r := range p.VMAs[j].Pages {
+			if r.Pid != 0 {
+				n += r.Count
+			}
+		}
+	}
+	return n
 }
