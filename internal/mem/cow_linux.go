@@ -75,11 +75,12 @@ func privateMemory(v *image.VMA) bool {
 	return false
 }
 
-// candidate reports whether the page with pagemap entry e may be shared
-// with another process: present, not mapped exclusively, with a frame
+// candidate reports whether the page with pagemap entry e may be an
+// anonymous page shared copy-on-write with another process: present, not
+// a file or shared memory page, not mapped exclusively, with a frame
 // number (0 without CAP_SYS_ADMIN).
 func candidate(e uint64) bool {
-	return e&procfs.PM_PRESENT != 0 && e&procfs.PM_EXCLUSIVE == 0 && e&procfs.PM_PFN_MASK != 0
+	return e&procfs.PM_PRESENT != 0 && e&(procfs.PM_FILE|procfs.PM_EXCLUSIVE) == 0 && e&procfs.PM_PFN_MASK != 0
 }
 
 // parentEntries reads the parent's pagemap entries of [start, end) when
