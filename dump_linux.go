@@ -253,6 +253,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	}()
 	shared := mem.NewShared()
 	shared.DumpFile = fds.DumpMapped
+	// The live processes dumped so far (parents come first): a child's
+	// pages still shared with its parent are recorded as the parent's.
+	dumped := map[int]*mem.Forked{}
 	for _, pid := range f.Order {
 		p := image.Process{Pid: pid}
 		if ch := injected[pid]; ch != nil {
@@ -285,7 +288,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
-			if err := writePages(ctx, stage, &p, shared, inc); err != nil {
+			if err := writePages(ctx, stage, &p, shared, inc, dumped[p.Ppid]); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if dumpMemoryHook != nil {
@@ -297,6 +300,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 				logStep(log, pid, "tracking", 0, "untracked_mappings", n)
 			}
 			p.MapFiles = shared.MapFiles(pid)
+			dumped[pid] = &mem.Forked{Pid: pid, ImagePid: ipid, VMAs: p.VMAs}
 			stats.MemoryTime += time.Since(memStart)
 			logStep(log, pid, "memory", time.Since(memStart), "bytes", p.PageFileSize, "pages", p.PageFileSize/image.PageSize, "vmas", len(p.VMAs))
 			logVMAs(log, &p)
@@ -475,11 +479,11 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 
 // writePages copies the memory of p into its page file of the stage's
 // generation.
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, forked *mem.Forked) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
 	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
-		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc)
+		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc, forked)
 		if err != nil {
 			return err
 		}

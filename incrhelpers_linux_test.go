@@ -141,7 +141,8 @@ func (w *writer) dump(name, parent string) *image.Checkpoint {
 }
 
 // regionPages returns the pages of the region (by index) that process pid
-// of c holds at depth 0 and at a greater depth.
+// of c holds in its own page file at depth 0, and the others (in a parent
+// image, or another process's page file: shared copy-on-write).
 func (w *writer) regionPages(c *image.Checkpoint, pid int) (here, parents []int) {
 	w.t.Helper()
 	p := c.ProcessByPid(pid)
@@ -157,7 +158,7 @@ func (w *writer) regionPages(c *image.Checkpoint, pid int) (here, parents []int)
 					continue
 				}
 				i := int((a - w.base) / image.PageSize)
-				if r.Depth == 0 {
+				if r.Depth == 0 && r.Pid == 0 {
 					here = append(here, i)
 				} else {
 					parents = append(parents, i)
@@ -211,4 +212,18 @@ func (w *writer) restoreAndVerify(dir string, others ...int) {
 	if code := w.wait(60 * time.Second); code != 0 || !strings.Contains(w.output(), want) {
 		w.t.Fatalf("restored writer: exit %d, want %q in its output:\n%s", code, want, w.output())
 	}
+}
+
+// sharedWith counts the pages of process pid of c held by the page file of
+// process owner (shared with it copy-on-write).
+func sharedWith(c *image.Checkpoint, pid, owner int) int {
+	n := 0
+	for _, v := range c.ProcessByPid(pid).VMAs {
+		for _, r := range v.Pages {
+			if r.Pid == owner {
+				n += int(r.Count)
+			}
+		}
+	}
+	return n
 }

@@ -3,8 +3,10 @@ package rtcr
 import (
 	"fmt"
 	"os"
+	"sort"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/mem"
 )
 
 // openChain opens the ancestors of the incremental image c (in
@@ -14,7 +16,7 @@ import (
 // every page run the child takes from it within its page files. The page
 // files that hold runs of c are mapped and verified into pages[pid][k]
 // (k: the ancestor's depth); their unmap functions join closers.
-func openChain(c *image.Checkpoint, opts RestoreOptions, owner image.Owner, pages map[int][][]byte, closers *[]func() error) error {
+func openChain(c *image.Checkpoint, opts RestoreOptions, owner image.Owner, pages mem.PageFiles, closers *[]func() error) error {
 	cur, curDir := c, opts.Dir
 	for depth := 1; depth <= c.ChainLen; depth++ {
 		pdir := image.ParentDir(curDir, cur.Parent)
@@ -29,7 +31,7 @@ func openChain(c *image.Checkpoint, opts RestoreOptions, owner image.Owner, page
 
 // openAncestor opens the image in pdir, the ancestor at depth of c and
 // the parent of child, checks the link and loads the page files c needs.
-func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptions, owner image.Owner, pages map[int][][]byte, closers *[]func() error, child *image.Checkpoint) (*image.Checkpoint, error) {
+func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptions, owner image.Owner, pages mem.PageFiles, closers *[]func() error, child *image.Checkpoint) (*image.Checkpoint, error) {
 	d, err := image.OpenDir(pdir, uint32(os.Geteuid()), opts.TrustImageOwner)
 	if err != nil {
 		return nil, err
@@ -46,43 +48,55 @@ func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptio
 		return nil, err
 	}
 	for i := range c.Processes {
-		p := &c.Processes[i]
-		anc := pc.ProcessByPid(p.Pid)
-		if err := image.CheckAncestorRuns(p, depth, anc, pdir); err != nil {
+		if err := image.CheckAncestorRuns(&c.Processes[i], depth, pc, pdir); err != nil {
 			return nil, err
 		}
-		if anc == nil || !holdsDepth(p, depth) {
-			continue
-		}
+	}
+	for _, pid := range ownersAt(c, depth) {
+		anc := pc.ProcessByPid(pid)
 		if anc.PageFile != "" {
 			if err := d.CheckFile(anc.PageFile); err != nil {
-				return nil, fmt.Errorf("pid %d: %w", p.Pid, err)
+				return nil, fmt.Errorf("pid %d: %w", pid, err)
 			}
 		}
 		data, closePages, err := d.OpenPages(anc)
 		if err != nil {
-			return nil, fmt.Errorf("pid %d: %w", p.Pid, err)
+			return nil, fmt.Errorf("pid %d: %w", pid, err)
 		}
 		*closers = append(*closers, closePages)
-		pages[p.Pid][depth] = data
+		if pages[pid] == nil {
+			pages[pid] = make([][]byte, c.ChainLen+1) // a process gone since
+		}
+		pages[pid][depth] = data
 	}
 	return pc, nil
 }
 
-// holdsDepth reports whether a page run of p is held by the image at depth.
-func holdsDepth(p *image.Process, depth int) bool {
-	for j := range p.VMAs {
-		for _, r := range p.VMAs[j].Pages {
-			if r.Depth == depth {
-				return true
+// ownersAt returns the pids whose page files in the image at depth hold
+// runs of c (a process's own, or one whose pages it shares; that process
+// may be gone since), sorted.
+func ownersAt(c *image.Checkpoint, depth int) []int {
+	need := map[int]bool{}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			for _, r := range p.VMAs[j].Pages {
+				if r.Depth == depth {
+					need[r.Owner(p.Pid)] = true
+				}
 			}
 		}
 	}
-	return false
+	out := make([]int, 0, len(need))
+	for pid := range need {
+		out = append(out, pid)
+	}
+	sort.Ints(out)
+	return out
 }
 
 // ownPages returns the page files of the image itself (depth 0).
-func ownPages(pages map[int][][]byte) map[int][]byte {
+func ownPages(pages mem.PageFiles) map[int][]byte {
 	out := make(map[int][]byte, len(pages))
 	for pid, chain := range pages {
 		out[pid] = chain[0]

@@ -129,7 +129,7 @@ func checkImage(c *image.Checkpoint, dir *image.Dir) error {
 // removes the page files of the old one: when a page file is missing and
 // the manifest is no longer the one read, it starts over with the new
 // image (at most three times).
-func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages map[int][][]byte, closePages func(), err error) {
+func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages mem.PageFiles, closePages func(), err error) {
 	err = image.RetryDuringCommit(opts.Dir, func() error {
 		c, dir, pages, closePages, err = loadOnce(opts)
 		return err
@@ -160,13 +160,13 @@ func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages 
 // and admitted on the opened file: if one was replaced since openImage
 // by a file of another owner, the image's owner is no longer the one
 // checked, and the restore is refused.
-func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, map[int][][]byte, func(), error) {
+func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, mem.PageFiles, func(), error) {
 	c, dir, err := openImage(opts)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
 	checked := dir.Owner
-	pages := map[int][][]byte{}
+	pages := mem.PageFiles{}
 	var closers []func() error
 	closeAll := func() {
 		for _, f := range closers {
@@ -291,7 +291,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][][]byte, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -305,6 +305,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][][]byte,
 		}
 	}()
 	byPid := map[int]*restoring{}
+	shared := mem.NewShared()
+	shared.OpenFile = fds.OpenMapped
+	defer fds.DropNetwork()
 	// A pty pair of the image may be a session's controlling terminal:
 	// it is made when its session leader is created, before its children.
 	fds.PreparePtys(c.Processes)
@@ -324,7 +327,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][][]byte,
 			return fmt.Errorf("restore %d: create process: %w", p.Pid, err)
 		}
 		logStep(log, p.Pid, "create process", time.Since(created), "host_pid", r.Pid, "ppid", p.Ppid, "zombie", p.Zombie)
-		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages[p.Pid], ttyFd: -1, log: log, ns: c.PidNS}
+		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages, ttyFd: -1, log: log, ns: c.PidNS}
 		if !p.Zombie {
 			pr.as = fileCreds(owner, p)
 		}
@@ -333,6 +336,18 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][][]byte,
 		if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
 			return err
 		}
+		// Its memory now, before its children are forked from it: they
+		// inherit the pages they shared with it copy-on-write, and
+		// nothing of it has run or been written since.
+		var parent *image.Process
+		if i > 0 {
+			parent = byPid[p.Ppid].p
+		}
+		memStart := time.Now()
+		if err := pr.fillMemory(fds, shared, parent); err != nil {
+			return err
+		}
+		stats.MemoryTime += time.Since(memStart)
 	}
 	for _, pr := range procs {
 		if err := pr.step("process group", func() error { return pr.setpgid(procs[0].p) }); err != nil {
@@ -344,16 +359,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages map[int][][]byte,
 			return err
 		}
 	}
-	memStart := time.Now()
-	shared := mem.NewShared()
-	shared.OpenFile = fds.OpenMapped
-	defer fds.DropNetwork()
 	for _, pr := range procs {
-		if err := pr.fill(fds, shared); err != nil {
+		if err := pr.fill(fds); err != nil {
 			return err
 		}
 	}
-	stats.MemoryTime = time.Since(memStart)
 	if err := fds.ConnectPending(); err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}

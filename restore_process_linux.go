@@ -27,9 +27,10 @@ type restoring struct {
 	p       *image.Process
 	r       *ptrace.Remote
 	threads []*ptrace.Injector
-	pages   [][]byte     // page files by depth in the image chain
-	ttyFd   int          // the fd its controlling terminal was set from, -1 if none
-	as      *image.Creds // files are opened with these rights (fileCreds)
+	pages   mem.PageFiles // the page files of the image chain
+	open    *files.Opener // opens its files as checked (set by fillMemory)
+	ttyFd   int           // the fd its controlling terminal was set from, -1 if none
+	as      *image.Creds  // files are opened with these rights (fileCreds)
 	log     *slog.Logger
 	ns      bool // it is in a new pid namespace: p.Pid is its pid there
 }
@@ -146,24 +147,47 @@ func (pr *restoring) setpgid(root *image.Process) error {
 	return nil
 }
 
-// fill gives a live process its state: memory, mm, fds, attributes, signal
-// actions, its other threads and their kernel state, pending signals. A
+// fillMemory gives a live process its memory: the files it maps are
+// checked, the memfds and deleted files it is the first to hold made, and
+// its mappings and pages restored. parent is the process whose stub forked
+// it after its own fillMemory (nil for the root): see mem.Restore. A
 // zombie stays empty.
-func (pr *restoring) fill(fds *files.Restorer, shared *mem.Shared) error {
+func (pr *restoring) fillMemory(fds *files.Restorer, shared *mem.Shared, parent *image.Process) error {
+	p, r := pr.p, pr.r
+	if p.Zombie {
+		return nil
+	}
+	logVMAs(pr.log, p)
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"check mapped files", func() (err error) { pr.open, err = files.NewOpener(r, p, pr.as); return err }},
+		{"memfds and deleted files", func() error { return fds.PrepareHomes(r, p, pr.as) }},
+		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared, pr.open.Open, parent) }},
+	}
+	for _, s := range steps {
+		if err := pr.step(s.name, s.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fill gives a live process the rest of its state (its memory is in,
+// fillMemory): mm, fds, attributes, signal actions, its other threads and
+// their kernel state, pending signals. A zombie stays empty.
+func (pr *restoring) fill(fds *files.Restorer) error {
 	p, r := pr.p, pr.r
 	if p.Zombie {
 		return nil
 	}
 	logFDs(pr.log, p.Pid, p.FDs)
-	logVMAs(pr.log, p)
-	var open *files.Opener
+	open := pr.open
 	steps := []struct {
 		name string
 		f    func() error
 	}{
-		{"check mapped files", func() (err error) { open, err = files.NewOpener(r, p, pr.as); return err }},
-		{"memfds and deleted files", func() error { return fds.PrepareHomes(r, p, pr.as) }},
-		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared, open.Open) }},
 		{"mm and exe link", func() error { return mem.RestoreMM(r, p, open.Open) }},
 		{"fds", func() error { return fds.Install(r, p.FDs, pr.as) }},
 		{"attributes", func() error { return attr.Restore(r, p) }},

@@ -119,17 +119,20 @@ func CheckChainLink(child, parent *Checkpoint, parentDir string) error {
 	return nil
 }
 
-// CheckAncestorRuns checks that the runs of p held by ancestor depth (its
-// process anc, nil when the ancestor has no such process) lie within
-// that process's page file. dir names the ancestor in errors.
-func CheckAncestorRuns(p *Process, depth int, anc *Process, dir string) error {
+// CheckAncestorRuns checks that the runs of p held by ancestor depth
+// (image ac) lie within the page file of the process holding them (p's
+// own, or that of the process PageRun.Pid names). dir names the ancestor
+// in errors.
+func CheckAncestorRuns(p *Process, depth int, ac *Checkpoint, dir string) error {
 	for j := range p.VMAs {
 		for _, r := range p.VMAs[j].Pages {
 			if r.Depth != depth {
 				continue
 			}
-			if anc == nil {
-				return fmt.Errorf("pid %d: page run at %#x is in image %s, which has no process %d: %w", p.Pid, r.Addr, dir, p.Pid, ErrCorrupt)
+			owner := r.Owner(p.Pid)
+			anc := ac.ProcessByPid(owner)
+			if anc == nil || anc.Zombie {
+				return fmt.Errorf("pid %d: page run at %#x is in image %s, which has no process %d: %w", p.Pid, r.Addr, dir, owner, ErrCorrupt)
 			}
 			if r.FileOff >= anc.PageFileSize || r.Count > uint64(anc.PageFileSize-r.FileOff)/PageSize {
 				return fmt.Errorf("pid %d: page run at %#x: %d pages at offset %d beyond the page file of %s (%d bytes): %w",
@@ -150,11 +153,15 @@ func (c *Checkpoint) ProcessByPid(pid int) *Process {
 	return nil
 }
 
-// PageCounts returns how many pages of p this image holds and how many
-// its ancestors hold.
+// PageCounts returns how many pages of p its own page file in this image
+// holds and how many its page files in the ancestors hold (the pages held
+// by another process's page file are counted by SharedPages).
 func PageCounts(p *Process) (here, parents uint64) {
 	for j := range p.VMAs {
 		for _, r := range p.VMAs[j].Pages {
+			if r.Pid != 0 {
+				continue
+			}
 			if r.Depth == 0 {
 				here += r.Count
 			} else {
@@ -163,4 +170,18 @@ func PageCounts(p *Process) (here, parents uint64) {
 		}
 	}
 	return here, parents
+}
+
+// SharedPages returns how many pages of p are held by another process's
+// page file (shared copy-on-write with an ancestor at the dump).
+func SharedPages(p *Process) uint64 {
+	var n uint64
+	for j := range p.VMAs {
+		for _, r := range p.VMAs[j].Pages {
+			if r.Pid != 0 {
+				n += r.Count
+			}
+		}
+	}
+	return n
 }

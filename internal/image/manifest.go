@@ -32,12 +32,13 @@ import (
 // ManifestName is the name of the manifest file in an image directory.
 const ManifestName = "manifest.img"
 
-// FormatVersion is the manifest format version this rtcr writes. Version 3
-// added the image id, the parent link of incremental images, page runs
+// FormatVersion is the manifest format version this rtcr writes. Version 4
+// added page runs held by another process's page file (PageRun.Pid, pages
+// shared copy-on-write across fork). Version 3 added the image id, the parent link of incremental images, page runs
 // held by an ancestor (PageRun.Depth) and the freeze time; version 2 the
 // fds' owner and signal and the mappings' VmFlags. Versions 1 and 2 are
-// read too. An older rtcr refuses version 3 by its number.
-const FormatVersion = 3
+// read too. An older rtcr refuses a newer version by its number.
+const FormatVersion = 4
 
 // minFormatVersion is the oldest manifest format version this rtcr reads.
 const minFormatVersion = 1

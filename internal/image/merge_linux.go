@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -20,7 +19,9 @@ import (
 //   - the child C of the old image O becomes a full image (or, when O is
 //     itself incremental, takes O's place in the chain): for each process,
 //     a new page file holds C's page file unchanged followed by the pages
-//     C took from O (its runs of depth 1), which become runs of depth 0;
+//     C took from O's page file of that process (runs of depth 1, its own
+//     or, PageRun.Pid, those of processes sharing them copy-on-write),
+//     each page of O once, which become runs of depth 0;
 //     C's runs into O's ancestors move one image closer;
 //   - every later image D that descends from C loses one image of its
 //     chain: its runs into O now name C (at the offsets the pages got in
@@ -28,7 +29,8 @@ import (
 //     O's ancestors move one image closer, and its parent link names its
 //     rewritten parent's new manifest checksum;
 //   - before anything is written every run of D into O is checked to be a
-//     page C also took from O at the same offset (runs are flattened at
+//     page C also took from the same page file of O at the same offset
+//     (runs are flattened at
 //     dump time, so it always is for images rtcr wrote); otherwise the
 //     merge is refused and nothing changes.
 //
@@ -100,20 +102,14 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 	}
 	child := imgs[0]
 	st.Child = child.dir
-	// The new runs of the child: its depth-1 runs move into its own page
-	// file, after what it holds (offsets of its other runs unchanged).
-	moved := map[int][]runMove{} // pid -> depth-1 runs of the child, old and new offsets
-	for i := range child.c.Processes {
-		p := &child.c.Processes[i]
-		off := p.PageFileSize
-		for j := range p.VMAs {
-			for _, r := range p.VMAs[j].Pages {
-				if r.Depth == 1 {
-					moved[p.Pid] = append(moved[p.Pid], runMove{PageRun: r, newOff: off})
-					off += int64(r.Count) * PageSize
-				}
-			}
-		}
+	// The new runs of the child: the pages its depth-1 runs take from the
+	// old image move into the page file of the process holding them (its
+	// own, or that of the process it shares them with: PageRun.Pid),
+	// after what that file holds (offsets of its other runs unchanged),
+	// each page of the old image once.
+	moved, err := movedPages(child.c)
+	if err != nil {
+		return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
 	}
 	// Check and rewrite the runs of the later images (in memory first).
 	for _, d := range imgs[1:] {
@@ -136,7 +132,8 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 				r := &v.Pages[k]
 				switch {
 				case r.Depth == 1:
-					r.Depth, r.FileOff = 0, newOffset(moved[p.Pid], r.Addr)
+					o := r.Owner(p.Pid)
+					r.Depth, r.FileOff, r.Pid = 0, newOffset(moved.moves[o], r.FileOff), moved.pid(o, p.Pid)
 				case r.Depth > 1:
 					r.Depth--
 				}
@@ -294,20 +291,105 @@ func removeFiles(dir string, names []string) error {
 	return errors.Join(errs...)
 }
 
-// runMove is a run the child took from the old image and where its pages
-// go in the child's new page file.
+// runMove is a range of the old image's page file of one process that the
+// child takes pages from (FileOff, Count; Addr unused), and where those
+// pages go in that process's new page file.
 type runMove struct {
 	PageRun
 	newOff int64
 }
 
-// newOffset returns the new page-file offset of page addr of moves (addr
-// lies in one of them: the caller took it from there).
-func newOffset(moves []runMove, addr uint64) int64 {
-	for _, m := range moves {
-		if addr >= m.Addr && addr < m.Addr+m.Count*PageSize {
-			return m.newOff + int64(addr-m.Addr)
+// pageMoves are the pages a merge moves from the old image into the child:
+// by the process whose page file in the old image holds them (owner), the
+// ranges of that file, and which process of the child gets them in its new
+// page file (holder: the owner itself, or, when the child has no live
+// process with its pid, the first process of the child taking them).
+type pageMoves struct {
+	moves  map[int][]runMove // owner -> sorted, disjoint ranges and new offsets
+	holder map[int]int       // owner -> holder
+	order  map[int][]int     // holder -> the owners whose pages follow its page file, in order
+}
+
+// pid is what PageRun.Pid becomes for a run of process p whose pages
+// owner's page file held in the old image: the holder, 0 if that is p.
+func (m *pageMoves) pid(owner, p int) int {
+	if h := m.holder[owner]; h != p {
+		return h
+	}
+	return 0
+}
+
+// movedPages finds, for the child image c, the pages its runs of depth 1
+// take from the old image (each page of the old image once) and where
+// they go: after the page file of their holder in c, owner after owner.
+func movedPages(c *Checkpoint) (*pageMoves, error) {
+	spans := map[int][][2]int64{}
+	firstRef := map[int]int{}
+	var owners []int
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			for _, r := range p.VMAs[j].Pages {
+				if r.Depth == 1 {
+					o := r.Owner(p.Pid)
+					if _, ok := spans[o]; !ok {
+						firstRef[o] = p.Pid
+						owners = append(owners, o)
+					}
+					spans[o] = append(spans[o], [2]int64{r.FileOff, r.FileOff + int64(r.Count)*PageSize})
+				}
+			}
 		}
+	}
+	m := &pageMoves{moves: map[int][]runMove{}, holder: map[int]int{}, order: map[int][]int{}}
+	next := map[int]int64{}
+	// Owners that hold their own pages first, so that a holder's own
+	// pages come right after its page file.
+	sort.SliceStable(owners, func(i, j int) bool {
+		oi, oj := c.ProcessByPid(owners[i]), c.ProcessByPid(owners[j])
+		return oi != nil && !oi.Zombie && (oj == nil || oj.Zombie)
+	})
+	for _, pid := range owners {
+		h := pid
+		if op := c.ProcessByPid(pid); op == nil || op.Zombie {
+			h = firstRef[pid]
+		}
+		hp := c.ProcessByPid(h)
+		if hp == nil {
+			return nil, fmt.Errorf("pid %d: internal error: no holder for its pages: %w", pid, ErrCorrupt)
+		}
+		off, ok := next[h]
+		if !ok {
+			off = hp.PageFileSize
+		}
+		ss := spans[pid]
+		sort.Slice(ss, func(i, j int) bool { return ss[i][0] < ss[j][0] })
+		var ms []runMove
+		for _, sp := range ss {
+			if k := len(ms) - 1; k >= 0 && sp[0] <= ms[k].FileOff+int64(ms[k].Count)*PageSize {
+				if end := ms[k].FileOff + int64(ms[k].Count)*PageSize; sp[1] > end {
+					ms[k].Count += uint64(sp[1]-end) / PageSize
+					off += sp[1] - end
+				}
+				continue
+			}
+			n := uint64(sp[1]-sp[0]) / PageSize
+			ms = append(ms, runMove{PageRun: PageRun{FileOff: sp[0], Count: n}, newOff: off})
+			off += sp[1] - sp[0]
+		}
+		next[h] = off
+		m.moves[pid], m.holder[pid] = ms, h
+		m.order[h] = append(m.order[h], pid)
+	}
+	return m, nil
+}
+
+// newOffset returns the new page-file offset of the page at old offset off
+// of moves (it lies in one of them: the caller took it from there).
+func newOffset(moves []runMove, off int64) int64 {
+	i := sort.Search(len(moves), func(i int) bool { return moves[i].FileOff+int64(moves[i].Count)*PageSize > off })
+	if i < len(moves) && moves[i].FileOff <= off {
+		return moves[i].newOff + (off - moves[i].FileOff)
 	}
 	return -1
 }
@@ -374,7 +456,7 @@ func descendants(dir string, old *Checkpoint, newer []string) ([]*chainImage, er
 // runs split; deeper runs move one image closer. Every page of a run into
 // the old image must be one the child took from the old image at the same
 // offset.
-func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
+func rebaseRuns(d *chainImage, moved *pageMoves) error {
 	for i := range d.c.Processes {
 		p := &d.c.Processes[i]
 		for j := range p.VMAs {
@@ -388,12 +470,13 @@ func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
 					r.Depth--
 					out = append(out, r)
 				default:
-					parts, err := splitRun(r, moved[p.Pid])
+					o := r.Owner(p.Pid)
+					parts, err := splitRun(r, moved.moves[o])
 					if err != nil {
 						return fmt.Errorf("pid %d: %w", p.Pid, err)
 					}
 					for _, q := range parts {
-						q.Depth = d.depth - 1
+						q.Depth, q.Pid = d.depth-1, moved.pid(o, p.Pid)
 						out = append(out, q)
 					}
 				}
@@ -404,23 +487,21 @@ func rebaseRuns(d *chainImage, moved map[int][]runMove) error {
 	return nil
 }
 
-// splitRun maps the run r (pages of the old image) onto the child's moved
-// runs: one run per piece, at the child's new offsets.
+// splitRun maps the run r (pages of the old image) onto the ranges the
+// child moved out of the same page file: one run per piece, at the new
+// offsets.
 func splitRun(r PageRun, moves []runMove) ([]PageRun, error) {
 	var out []PageRun
 	addr, off, left := r.Addr, r.FileOff, r.Count
 	for left > 0 {
-		i := sort.Search(len(moves), func(i int) bool { return moves[i].Addr+moves[i].Count*PageSize > addr })
-		if i == len(moves) || moves[i].Addr > addr {
-			return nil, fmt.Errorf("page at %#x comes from the old image, which its child does not take it from: not merged", addr)
+		i := sort.Search(len(moves), func(i int) bool { return moves[i].FileOff+int64(moves[i].Count)*PageSize > off })
+		if i == len(moves) || moves[i].FileOff > off {
+			return nil, fmt.Errorf("page at %#x comes from offset %d of the old image, which its child does not take it from: not merged", addr, off)
 		}
 		m := moves[i]
-		in := (addr - m.Addr) / PageSize
-		if m.FileOff+int64(in)*PageSize != off {
-			return nil, fmt.Errorf("page at %#x comes from offset %d of the old image, its child takes it from offset %d: not merged", addr, off, m.FileOff+int64(in)*PageSize)
-		}
+		in := uint64(off-m.FileOff) / PageSize
 		n := min(left, m.Count-in)
-		out = append(out, PageRun{Addr: addr, Count: n, FileOff: m.newOff + int64(in)*PageSize})
+		out = append(out, PageRun{Addr: addr, Count: n, FileOff: m.newOff + int64(in)*PageSize, Pid: r.Pid})
 		addr += n * PageSize
 		off += int64(n) * PageSize
 		left -= n
@@ -428,36 +509,24 @@ func splitRun(r PageRun, moves []runMove) ([]PageRun, error) {
 	return out, nil
 }
 
-// writeMergedPages writes, for every process of the child that took pages
-// from the old image, a new page file: its own page file followed by those
-// pages (moved, in order). It sets the processes' page file fields and
+// writeMergedPages writes, for every process of the child whose page file
+// in the old image holds pages the child took, a new page file: its own
+// page file followed by those pages (moved, in order of their old
+// offsets). It sets the processes' page file fields and
 // returns the names of the replaced page files and of those written (also
 // on error); pages counts the pages
 // copied. The files are written atomically under names of a new
 // generation; the child's manifest still names the old ones.
-func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved map[int][]runMove, pages *uint64) (replaced, written []string, err error) {
+func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved *pageMoves, pages *uint64) (replaced, written []string, err error) {
 	gen := NewID()[:16]
 	for i := range child.c.Processes {
 		p := &child.c.Processes[i]
-		moves := moved[p.Pid]
-		if len(moves) == 0 {
+		owners := moved.order[p.Pid]
+		if len(owners) == 0 {
 			continue
-		}
-		// moved runs are in VMA order, which is address order.
-		if !slices.IsSortedFunc(moves, func(a, b runMove) int { return compareAddr(a.Addr, b.Addr) }) {
-			return replaced, written, fmt.Errorf("pid %d: page runs of %s out of address order", p.Pid, child.dir)
-		}
-		op := old.ProcessByPid(p.Pid)
-		if op == nil {
-			return replaced, written, fmt.Errorf("pid %d: %s takes pages from %s, which has no such process: %w", p.Pid, child.dir, oldDir, ErrCorrupt)
 		}
 		own, closeOwn, err := OpenPages(child.dir, p)
 		if err != nil {
-			return replaced, written, err
-		}
-		theirs, closeTheirs, err := OpenPages(oldDir, op)
-		if err != nil {
-			closeOwn()
 			return replaced, written, err
 		}
 		name := PageFileName(gen, p.Pid)
@@ -467,20 +536,14 @@ func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved m
 			if _, err := pw.Write(own); err != nil {
 				return err
 			}
-			for _, m := range moves {
-				end := m.FileOff + int64(m.Count)*PageSize
-				if m.FileOff < 0 || end > int64(len(theirs)) {
-					return fmt.Errorf("pid %d: run at %#x: %d pages at offset %d beyond the page file of %s (%d bytes): %w", p.Pid, m.Addr, m.Count, m.FileOff, oldDir, len(theirs), ErrCorrupt)
-				}
-				if _, err := pw.Write(theirs[m.FileOff:end]); err != nil {
+			for _, o := range owners {
+				if err := copyMoved(pw, oldDir, old, o, moved.moves[o], pages); err != nil {
 					return err
 				}
-				*pages += m.Count
 			}
 			return nil
 		})
 		closeOwn()
-		closeTheirs()
 		if err != nil {
 			return replaced, written, fmt.Errorf("pid %d: %w", p.Pid, err)
 		}
@@ -493,14 +556,29 @@ func writeMergedPages(oldDir string, old *Checkpoint, child *chainImage, moved m
 	return replaced, written, nil
 }
 
-func compareAddr(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// copyMoved writes the ranges moves of the page file of process owner in
+// the old image to pw; pages counts the pages copied.
+func copyMoved(pw *PageWriter, oldDir string, old *Checkpoint, owner int, moves []runMove, pages *uint64) error {
+	op := old.ProcessByPid(owner)
+	if op == nil || op.Zombie {
+		return fmt.Errorf("pages are taken from the page file of pid %d in %s, which has no such process: %w", owner, oldDir, ErrCorrupt)
 	}
-	return 0
+	theirs, closeTheirs, err := OpenPages(oldDir, op)
+	if err != nil {
+		return err
+	}
+	defer closeTheirs()
+	for _, m := range moves {
+		end := m.FileOff + int64(m.Count)*PageSize
+		if m.FileOff < 0 || end > int64(len(theirs)) {
+			return fmt.Errorf("pid %d: %d pages at offset %d beyond the page file of %s (%d bytes): %w", owner, m.Count, m.FileOff, oldDir, len(theirs), ErrCorrupt)
+		}
+		if _, err := pw.Write(theirs[m.FileOff:end]); err != nil {
+			return err
+		}
+		*pages += m.Count
+	}
+	return nil
 }
 
 // lockDir takes flock(LOCK_EX) on dir, as a dump does (one writer at a

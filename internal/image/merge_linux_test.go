@@ -99,7 +99,7 @@ func resolveHeap(t *testing.T, dir string) []byte {
 		if err := CheckChainLink(cur, pc, pdir); err != nil {
 			t.Fatal(err)
 		}
-		if err := CheckAncestorRuns(&c.Processes[0], depth+1, &pc.Processes[0], pdir); err != nil {
+		if err := CheckAncestorRuns(&c.Processes[0], depth+1, pc, pdir); err != nil {
 			t.Fatal(err)
 		}
 		cur, curDir = pc, pdir

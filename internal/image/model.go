@@ -294,6 +294,22 @@ type PageRun struct {
 	// k the k-th ancestor (its page file of the process with the same
 	// pid, at FileOff). At most the checkpoint's ChainLen.
 	Depth int `json:",omitempty"`
+	// Pid, when not 0, names the process whose page file (in the image at
+	// Depth) holds the pages: an ancestor in the tree that this process
+	// still shared them with copy-on-write at the dump (the same physical
+	// pages), saved once. Restore lets the process inherit them by fork
+	// where it can (see internal/mem, "Copy-on-write sharing"), and
+	// writes them from that page file otherwise. 0: the VMA's own process.
+	Pid int `json:",omitempty"`
+}
+
+// Owner returns the pid of the process whose page file holds r, a run of
+// process pid.
+func (r PageRun) Owner(pid int) int {
+	if r.Pid != 0 {
+		return r.Pid
+	}
+	return pid
 }
 
 // MaxChain bounds the number of images behind an incremental image.

@@ -149,6 +149,51 @@ func (c *Checkpoint) Validate() error {
 	if err := validateSysV(c); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
+	if err := validateOwners(c); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
+	return nil
+}
+
+// validateOwners checks the page runs held by another process's page file
+// (PageRun.Pid): the mapping is private; a run of this image (depth 0)
+// lies within the page file of a live process of the image (a dump names
+// an ancestor; a merge may name another process it moved the pages to);
+// a run of an ancestor image names a pid (checked against that image by
+// CheckAncestorRuns: the process may be gone since).
+func validateOwners(c *Checkpoint) error {
+	byPid := make(map[int]*Process, len(c.Processes))
+	for i := range c.Processes {
+		byPid[c.Processes[i].Pid] = &c.Processes[i]
+	}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			v := &p.VMAs[j]
+			for _, r := range v.Pages {
+				if r.Pid == 0 {
+					continue
+				}
+				if r.Pid < 0 || r.Pid >= MaxPid || r.Pid == p.Pid {
+					return fmt.Errorf("pid %d: page run at %#x held by pid %d", p.Pid, r.Addr, r.Pid)
+				}
+				if v.Shared || v.ShareOf != nil || v.Kind == KindSysV {
+					return fmt.Errorf("pid %d: page run at %#x of a shared %s mapping held by pid %d", p.Pid, r.Addr, v.Kind, r.Pid)
+				}
+				if r.Depth > 0 {
+					continue
+				}
+				o := byPid[r.Pid]
+				if o == nil || o.Zombie {
+					return fmt.Errorf("pid %d: page run at %#x held by pid %d, which is not a live process of the image", p.Pid, r.Addr, r.Pid)
+				}
+				if r.FileOff >= o.PageFileSize || r.Count > uint64(o.PageFileSize-r.FileOff)/PageSize {
+					return fmt.Errorf("pid %d: page run at %#x: %d pages at file offset %d beyond the page file of pid %d (%d bytes)",
+						p.Pid, r.Addr, r.Count, r.FileOff, r.Pid, o.PageFileSize)
+				}
+			}
+		}
+	}
 	return nil
 }
 
@@ -355,6 +400,17 @@ func validateRuns(p *Process, v *VMA, spans []fileSpan) ([]fileSpan, error) {
 		}
 		if r.FileOff < 0 || r.FileOff%PageSize != 0 {
 			return nil, fmt.Errorf("page run at %#x: file offset %d not page-aligned", r.Addr, r.FileOff)
+		}
+		if r.Pid != 0 {
+			// Held by another process's page file: checked by
+			// validateOwners.
+			if r.Count > uint64(math.MaxInt64-r.FileOff)/PageSize {
+				return nil, fmt.Errorf("page run at %#x: %d pages at file offset %d out of range", r.Addr, r.Count, r.FileOff)
+			}
+			if r.Depth < 0 || r.Depth > MaxChain {
+				return nil, fmt.Errorf("page run at %#x: depth %d out of range", r.Addr, r.Depth)
+			}
+			continue
 		}
 		if r.Depth != 0 {
 			// Held by an ancestor: checked against its page file by

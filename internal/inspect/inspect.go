@@ -102,12 +102,14 @@ func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 	} else {
 		fmt.Fprintf(tw, "parent\tnone (a full image)\n")
 	}
-	var here, parents uint64
+	var here, parents, shared uint64
 	for i := range c.Processes {
 		h, p := image.PageCounts(&c.Processes[i])
 		here, parents = here+h, parents+p
+		shared += image.SharedPages(&c.Processes[i])
 	}
-	fmt.Fprintf(tw, "pages\t%d here (%s), %d from parent images (%s)\n", here, humanU(here*image.PageSize), parents, humanU(parents*image.PageSize))
+	fmt.Fprintf(tw, "pages\t%d here (%s), %d from parent images (%s), %d more named as an ancestor process's (shared copy-on-write, %s)\n",
+		here, humanU(here*image.PageSize), parents, humanU(parents*image.PageSize), shared, humanU(shared*image.PageSize))
 	if c.PidNS {
 		fmt.Fprintf(tw, "namespaces\tpid and time (started by rtcr run; pids as seen inside)\n")
 	}

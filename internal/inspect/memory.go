@@ -13,36 +13,41 @@ func writeVMAs(w io.Writer, vmas []image.VMA) {
 	if !section(w, "VMAs", len(vmas)) {
 		return
 	}
-	var mapped, saved, inParents uint64
+	var mapped, saved, inParents, shared uint64
 	tw := newTable(w)
-	fmt.Fprintf(tw, "    RANGE\tSIZE\tPROT\tKIND\tBACKING\tSAVED\tIN PARENTS\n")
+	fmt.Fprintf(tw, "    RANGE\tSIZE\tPROT\tKIND\tBACKING\tSAVED\tIN PARENTS\tSHARED\n")
 	for i := range vmas {
 		v := &vmas[i]
 		size := v.End - v.Start
-		pages, older := savedPages(v)
+		pages, older, cow := savedPages(v)
 		mapped += size
 		saved += pages * image.PageSize
 		inParents += older * image.PageSize
-		fmt.Fprintf(tw, "    %016x-%016x\t%s\t%s\t%s\t%s\t%d (%s)\t%d\n",
+		shared += cow * image.PageSize
+		fmt.Fprintf(tw, "    %016x-%016x\t%s\t%s\t%s\t%s\t%d (%s)\t%d\t%d\n",
 			v.Start, v.End, humanU(size), protString(v), orDash(v.Kind),
-			backing(v), pages, humanU(pages*image.PageSize), older)
+			backing(v), pages, humanU(pages*image.PageSize), older, cow)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "    total: %d VMAs, %s mapped, %s saved here, %s in parent images\n",
-		len(vmas), humanU(mapped), humanU(saved), humanU(inParents))
+	fmt.Fprintf(w, "    total: %d VMAs, %s mapped, %s saved here, %s in parent images, %s shared copy-on-write with an ancestor process (in its page file)\n",
+		len(vmas), humanU(mapped), humanU(saved), humanU(inParents), humanU(shared))
 }
 
-// savedPages counts the pages of v stored in this image's page file and
-// those held by parent images.
-func savedPages(v *image.VMA) (here, parents uint64) {
+// savedPages counts the pages of v stored in this image's page file of
+// the process, those held by parent images, and those held by another
+// process's page file (shared copy-on-write, PageRun.Pid).
+func savedPages(v *image.VMA) (here, parents, shared uint64) {
 	for _, r := range v.Pages {
-		if r.Depth == 0 {
+		switch {
+		case r.Pid != 0:
+			shared += r.Count
+		case r.Depth == 0:
 			here += r.Count
-		} else {
+		default:
 			parents += r.Count
 		}
 	}
-	return here, parents
+	return here, parents, shared
 }
 
 // protString formats the protection of v like the perms column of

@@ -98,4 +98,45 @@
 // again is rtcr's; attach and detach times are those of the restore), and
 // bytes past a segment's size in its last page. Data of a shared
 // anonymous object that no view covers is not saved (nothing maps it).
+//
+// # Copy-on-write sharing
+//
+// A forked child shares its parent's private pages until one of them
+// writes: a pre-fork server's workers share nearly all of the memory the
+// parent filled before the forks. Dump (Forked, cow_linux.go): the parent
+// is dumped first; of each private mapping of the child (anonymous, heap,
+// stack, private file mapping), a page that is present, not mapped
+// exclusively (pagemap bit 56 clear) and has the parent's frame number at
+// the same address is not copied when the parent's image holds that
+// address: the child's run names the parent's run (image.PageRun.Pid: the
+// process whose page file holds it, Depth and FileOff as in the parent's
+// run, so in a deeper tree the grandparent's). Frame numbers need
+// CAP_SYS_ADMIN (0 without: every page is saved). Pages that may be
+// shared are read through /proc/PID/mem, not process_vm_readv: that pins
+// them, and the kernel unshares a pinned shared anonymous page (the tree
+// left running would get a copy of each).
+//
+// Restore (Restore with parent, inherit_linux.go): the child's stub is
+// forked from the parent's right after the parent's Restore, so it holds a
+// copy-on-write copy of the parent's restored memory. planInherit keeps,
+// from the image alone, the parts of the child's private mappings that lie
+// in a parent mapping of the same kind, name, VmFlags, grows-down flag and
+// (for a file) file and offset, not MADV_DONTFORK, WIPEONFORK or
+// MAP_DROPPABLE (fork does not copy those as they are), where the runs of
+// both name the same pages of the same page file; dropInherited unmaps all
+// the rest but the scratch area; mapKept maps the child's mappings around
+// the kept parts and drops (MADV_DONTNEED) the kept pages the child does
+// not share; writePages writes every other run, a shared one that could
+// not be kept from the page file of the process holding it. Protections,
+// names and VmFlags are then set as for any mapping (fork clears mlock).
+//
+// Incremental images keep this: a run names bytes of one image, not "the
+// parent's page now". When the parent writes a shared page after a
+// checkpoint, its tracking saves the new bytes in the next increment while
+// the child's run still names the old ones one image deeper (its own
+// tracking sees no write), so each gets its own bytes back, and pages
+// neither wrote stay shared. Not kept shared: pages that only siblings
+// share, and pages shared with an ancestor other than the parent the
+// image names (TestPreforkShared, TestPreforkIncremental, TestPreforkRun,
+// TestPreforkSeriesMerge).
 package mem

@@ -27,7 +27,9 @@ import (
 // file on restore.
 //
 // inc (nil: no tracking) makes the dump aware of dirty tracking: see Incr.
-func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
+// forked (nil: none) is the process's parent in the image, already dumped:
+// pages still shared with it copy-on-write are recorded as its runs.
+func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) ([]image.VMA, []byte, error) {
 	maps, err := procfs.ReadSmaps(pid)
 	if err != nil {
 		return nil, nil, err
@@ -37,9 +39,14 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr) ([]image.VMA
 		return nil, nil, err
 	}
 	defer pm.Close()
+	cs, err := newCowScan(forked)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
+	}
+	defer cs.close()
 
 	cp := newCopier(pid, pw)
-	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc)
+	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs)
 	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
 		err = cerr // the writer's own error says what failed
 	}
@@ -49,7 +56,7 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr) ([]image.VMA
 	return vmas, vdso, nil
 }
 
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
+func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan) ([]image.VMA, []byte, error) {
 	var vmas []image.VMA
 	var vdso []byte
 	var entries []uint64
@@ -107,7 +114,11 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 			}
 		}
 		if keep != nil {
-			if err := scanRuns(pm, &v, keep, &entries, cp); err != nil {
+			vcs := cs
+			if !privateMemory(&v) {
+				vcs = nil
+			}
+			if err := scanRuns(pm, &v, keep, &entries, cp, vcs); err != nil {
 				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
 			}
 		}
@@ -202,8 +213,10 @@ func sharedData(pid int, v image.VMA) ([][2]uint64, error) {
 const scanBatch = 1 << 18
 
 // scanRuns finds the runs of v's pages that keep accepts and queues them
-// on cp, appending them to v.Pages with their page-file offsets.
-func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(addr, e uint64) bool, entries *[]uint64, cp *copier) error {
+// on cp, appending them to v.Pages with their page-file offsets. With cs
+// (private memory of a forked process), a page still shared with the
+// parent becomes a run naming the parent's copy instead.
+func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(addr, e uint64) bool, entries *[]uint64, cp *copier, cs *cowScan) error {
 	for start := v.Start; start < v.End; {
 		end := min(v.End, start+scanBatch*image.PageSize)
 		var err error
@@ -211,24 +224,43 @@ func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(addr, e uint64) bool, 
 		if err != nil {
 			return err
 		}
+		var parent []uint64
+		if cs != nil {
+			if parent, err = cs.parentEntries(start, end, *entries); err != nil {
+				return err
+			}
+		}
+		shared := func(i int) (image.PageRun, bool) {
+			if parent == nil {
+				return image.PageRun{}, false
+			}
+			return cs.source(start+uint64(i)*image.PageSize, (*entries)[i], parent[i])
+		}
 		for i := 0; i < len(*entries); {
-			if !keep(start+uint64(i)*image.PageSize, (*entries)[i]) {
+			addr := start + uint64(i)*image.PageSize
+			if !keep(addr, (*entries)[i]) {
 				i++
 				continue
 			}
+			if src, ok := shared(i); ok {
+				appendRun(v, src)
+				i++
+				continue
+			}
+			// A run of pages to save, all mapped exclusively by the
+			// process or all possibly shared (read without unsharing
+			// them, see copier.add).
+			cow := candidate((*entries)[i])
 			j := i + 1
-			for j < len(*entries) && keep(start+uint64(j)*image.PageSize, (*entries)[j]) {
+			for j < len(*entries) && keep(start+uint64(j)*image.PageSize, (*entries)[j]) && candidate((*entries)[j]) == cow {
+				if _, ok := shared(j); ok {
+					break
+				}
 				j++
 			}
-			addr := start + uint64(i)*image.PageSize
 			n := uint64(j - i)
-			// Join with the previous run when contiguous in memory.
-			if k := len(v.Pages) - 1; k >= 0 && v.Pages[k].Addr+v.Pages[k].Count*image.PageSize == addr {
-				v.Pages[k].Count += n
-			} else {
-				v.Pages = append(v.Pages, image.PageRun{Addr: addr, Count: n, FileOff: cp.offset()})
-			}
-			if err := cp.add(addr, n*image.PageSize); err != nil {
+			appendRun(v, image.PageRun{Addr: addr, Count: n, FileOff: cp.offset()})
+			if err := cp.add(addr, n*image.PageSize, cow); err != nil {
 				return err
 			}
 			i = j
@@ -253,6 +285,14 @@ type copier struct {
 	full   chan []byte
 	mapped [][]byte // buffers to unmap at close
 	done   chan error
+	// cow marks the queued ranges (by index in iov) of pages the
+	// process may share copy-on-write: they are read through
+	// /proc/PID/mem (memFile), because process_vm_readv pins the pages
+	// it reads, and the kernel (since 5.19) unshares an anonymous page
+	// pinned while shared: a dump would copy every page a pre-fork tree
+	// shares, in the running tree.
+	cow     []bool
+	memFile *os.File
 	// failed is set when a write failed (disk full, Ctrl-C): reading the
 	// rest of the memory would only keep the target frozen longer.
 	failed atomic.Bool
@@ -285,8 +325,9 @@ func newCopier(pid int, w io.Writer) *copier {
 
 func (c *copier) offset() int64 { return c.queued }
 
-// add queues n bytes at addr.
-func (c *copier) add(addr, n uint64) error {
+// add queues n bytes at addr; cow says they may be shared copy-on-write
+// with another process.
+func (c *copier) add(addr, n uint64, cow bool) error {
 	for n > 0 {
 		room := uint64(cap(c.buf) - len(c.buf))
 		if room == 0 || len(c.iov) == 1024 {
@@ -297,6 +338,7 @@ func (c *copier) add(addr, n uint64) error {
 		}
 		k := min(room, n)
 		c.iov = append(c.iov, unix.RemoteIovec{Base: uintptr(addr), Len: int(k)})
+		c.cow = append(c.cow, cow)
 		c.buf = c.buf[:len(c.buf)+int(k)]
 		c.queued += int64(k)
 		addr += k
@@ -316,23 +358,55 @@ func (c *copier) flush() error {
 	// Pages already there cost the kernel a walk; an error (an older
 	// kernel, Go memory) leaves them to page faults.
 	_ = unix.Madvise(c.buf, unix.MADV_POPULATE_WRITE)
-	local := []unix.Iovec{{Base: &c.buf[0]}}
-	local[0].SetLen(len(c.buf))
-	n, err := unix.ProcessVMReadv(c.pid, local, c.iov, 0)
-	if err != nil || n != len(c.buf) {
-		// Pages the process cannot read itself (PROT_NONE): go through
+	var local []unix.Iovec
+	var remote []unix.RemoteIovec
+	total, off := 0, 0
+	for i, r := range c.iov {
+		if !c.cow[i] {
+			iov := unix.Iovec{Base: &c.buf[off]}
+			iov.SetLen(r.Len)
+			local, remote = append(local, iov), append(remote, r)
+			total += r.Len
+		}
+		off += r.Len
+	}
+	n := 0
+	var err error
+	if total > 0 {
+		n, err = unix.ProcessVMReadv(c.pid, local, remote, 0)
+	}
+	off = 0
+	for i, r := range c.iov {
+		// Possibly shared pages, and (when the batch read failed)
+		// pages the process cannot read itself (PROT_NONE): through
 		// /proc/PID/mem range by range.
-		off := 0
-		for _, r := range c.iov {
-			if err := ptrace.ReadMem(c.pid, uint64(r.Base), c.buf[off:off+r.Len]); err != nil {
+		if c.cow[i] || err != nil || n != total {
+			if err := c.readMem(uint64(r.Base), c.buf[off:off+r.Len]); err != nil {
 				return err
 			}
-			off += r.Len
 		}
+		off += r.Len
 	}
 	c.full <- c.buf
 	c.buf = <-c.free
-	c.iov = c.iov[:0]
+	c.iov, c.cow = c.iov[:0], c.cow[:0]
+	return nil
+}
+
+// readMem reads len(b) bytes at addr through /proc/PID/mem, which does
+// not pin pages (unlike process_vm_readv): pages shared copy-on-write stay
+// shared.
+func (c *copier) readMem(addr uint64, b []byte) error {
+	if c.memFile == nil {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/mem", c.pid))
+		if err != nil {
+			return fmt.Errorf("read memory of %d: %w", c.pid, err)
+		}
+		c.memFile = f
+	}
+	if _, err := c.memFile.ReadAt(b, int64(addr)); err != nil {
+		return fmt.Errorf("read %d bytes at %#x of %d: %w", len(b), addr, c.pid, err)
+	}
 	return nil
 }
 
@@ -359,6 +433,9 @@ func (c *copier) close() error {
 	}
 	for _, b := range c.mapped {
 		_ = unix.Munmap(b)
+	}
+	if c.memFile != nil {
+		_ = c.memFile.Close()
 	}
 	return err
 }

@@ -77,7 +77,7 @@ func incrRuns(v *image.VMA, inc *Incr, cp *copier) error {
 			i++
 			n := (w[1] - w[0]) / image.PageSize
 			appendRun(v, image.PageRun{Addr: w[0], Count: n, FileOff: cp.offset()})
-			if err := cp.add(w[0], w[1]-w[0]); err != nil {
+			if err := cp.add(w[0], w[1]-w[0], false); err != nil { // written since: its own
 				return err
 			}
 			continue
@@ -105,11 +105,12 @@ func cutRanges(rs, cut [][2]uint64) [][2]uint64 {
 }
 
 // appendRun appends r to v.Pages, joined with the last run when both are
-// contiguous in memory and in the same page file.
+// contiguous in memory and in the same page file (same image, same
+// holding process).
 func appendRun(v *image.VMA, r image.PageRun) {
 	if k := len(v.Pages) - 1; k >= 0 {
 		p := &v.Pages[k]
-		if p.Depth == r.Depth && p.Addr+p.Count*image.PageSize == r.Addr && p.FileOff+int64(p.Count*image.PageSize) == r.FileOff {
+		if p.Depth == r.Depth && p.Pid == r.Pid && p.Addr+p.Count*image.PageSize == r.Addr && p.FileOff+int64(p.Count*image.PageSize) == r.FileOff {
 			p.Count += r.Count
 			return
 		}
@@ -132,7 +133,7 @@ func parentRuns(parent *image.Process, start, end uint64) []image.PageRun {
 				continue
 			}
 			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize,
-				FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth + 1})
+				FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth + 1, Pid: r.Pid})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
@@ -161,7 +162,7 @@ func cutRuns(runs []image.PageRun, cut [][2]uint64) []image.PageRun {
 				b = max(a, cut[k][0])
 			}
 			if b > a {
-				out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth})
+				out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid})
 			}
 			if k >= len(cut) || cut[k][0] >= end {
 				break

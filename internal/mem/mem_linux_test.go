@@ -99,7 +99,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 			t.Errorf("close remote: %v", err)
 			return
 		}
-		if p.VMAs, p.VDSO, err = mem.Dump(tg.Pid, pw, nil, nil); err != nil {
+		if p.VMAs, p.VDSO, err = mem.Dump(tg.Pid, pw, nil, nil, nil); err != nil {
 			t.Errorf("dump memory of target: %v", err)
 		}
 	})
@@ -128,7 +128,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 			t.Errorf("check mapped files: %v", err)
 			return
 		}
-		if err := mem.Restore(r, p, [][]byte{pages}, nil, open.Open); err != nil {
+		if err := mem.Restore(r, p, mem.PageFiles{p.Pid: {pages}}, nil, open.Open, nil); err != nil {
 			t.Errorf("restore memory: %v", err)
 			return
 		}
@@ -141,7 +141,7 @@ func roundTrip(t *testing.T, tg *testutil.Target, kinds []string, saved uint64) 
 			t.Errorf("dump mm of stub: %v", err)
 			return
 		}
-		if gotVMAs, gotVDSO, err = mem.Dump(r.Pid, image.NewPageWriter(new(bytes.Buffer)), nil, nil); err != nil {
+		if gotVMAs, gotVDSO, err = mem.Dump(r.Pid, image.NewPageWriter(new(bytes.Buffer)), nil, nil, nil); err != nil {
 			t.Errorf("dump memory of stub: %v", err)
 		}
 	})

@@ -13,14 +13,27 @@ import (
 // executable with O_RDONLY.
 type OpenFunc func(path string, flags int) (int, error)
 
-// Restore recreates every mapping of p inside the empty stub r at its
-// original address, with its original protection, and writes the saved
-// pages into them: pages[k] is the page file of image k of the chain (0
-// this image, k its k-th ancestor; see PageRun.Depth), mapped. Memory shared with an
-// earlier process of the tree is mapped from it (see Shared). File
-// mappings are opened with open, memfds and deleted files through
-// shared.OpenFile.
-func Restore(r *ptrace.Remote, p *image.Process, pages [][]byte, shared *Shared, open OpenFunc) error {
+// Restore recreates every mapping of p inside the stub r at its original
+// address, with its original protection, and writes the saved pages into
+// them: pages holds the page files of the image chain (see PageFiles and
+// image.PageRun). Memory shared with an earlier process of the tree is
+// mapped from it (see Shared). File mappings are opened with open, memfds
+// and deleted files through shared.OpenFile.
+//
+// parent, when not nil, is the process whose stub forked r right after
+// its own Restore: r holds a copy-on-write copy of the parent's memory.
+// The private mappings of p that hold pages the parent restored from the
+// same place of the same page file keep them (the child shares them with
+// the parent, as before the checkpoint); everything else inherited is
+// unmapped or dropped first. With parent nil, r must be an empty stub.
+func Restore(r *ptrace.Remote, p *image.Process, pages PageFiles, shared *Shared, open OpenFunc, parent *image.Process) error {
+	var plan inheritPlan
+	if parent != nil {
+		plan = planInherit(p, parent)
+		if err := dropInherited(r, plan); err != nil {
+			return fmt.Errorf("restore memory of %d: %w", r.Pid, err)
+		}
+	}
 	if err := mapVDSO(r, p); err != nil {
 		return err
 	}
@@ -30,26 +43,32 @@ func Restore(r *ptrace.Remote, p *image.Process, pages [][]byte, shared *Shared,
 			continue
 		}
 		var err error
-		if v.Kind == image.KindSysV {
+		switch {
+		case v.Kind == image.KindSysV:
 			if v.Offset == 0 { // the attachment's first mapping
 				err = attachSysV(r, p.VMAs, i)
 			}
-		} else if v.ShareOf != nil {
+		case v.ShareOf != nil:
 			err = shared.mapShared(r, v)
-		} else if err = mapVMA(r, v, open, shared); err == nil && v.Kind == image.KindSharedAnon {
-			err = sizeObject(r, v)
-			shared.restoredHome(p.Pid, r, v)
+		case len(intersect(v.Start, v.End, plan.kept)) > 0:
+			err = mapKept(r, v, plan.kept, plan.inherited, open, shared)
+		default:
+			if err = mapVMA(r, v, open, shared); err == nil && v.Kind == image.KindSharedAnon {
+				err = sizeObject(r, v)
+				shared.restoredHome(p.Pid, r, v)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
 		}
 	}
-	if err := writePages(r.Pid, p, pages); err != nil {
+	if err := writePages(r.Pid, p, pages, plan.inherited); err != nil {
 		return err
 	}
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
-		if isVDSOKind(v.Kind) || (v.Prot == mapProt(v) && v.Kind != image.KindSysV) {
+		kept := len(intersect(v.Start, v.End, plan.kept)) > 0
+		if isVDSOKind(v.Kind) || (v.Prot == mapProt(v) && v.Kind != image.KindSysV && !kept) {
 			continue
 		}
 		if _, err := r.Syscall(unix.SYS_MPROTECT, v.Start, v.End-v.Start, uint64(v.Prot)); err != nil {
@@ -128,9 +147,10 @@ func mapVMA(r *ptrace.Remote, v *image.VMA, open OpenFunc, shared *Shared) error
 // writeBatch bounds one process_vm_writev call.
 const writeBatch = 64 << 20
 
-// writePages copies every saved page from the page file into the stub with
-// process_vm_writev, many runs per call.
-func writePages(pid int, p *image.Process, pages [][]byte) error {
+// writePages copies every saved page from the page files into the stub
+// with process_vm_writev, many runs per call, except the pages inherited
+// (sorted ranges) from the parent the stub was forked from.
+func writePages(pid int, p *image.Process, pages PageFiles, inherited [][2]uint64) error {
 	var local []unix.Iovec
 	var remote []unix.RemoteIovec
 	total := 0
@@ -156,11 +176,16 @@ func writePages(pid int, p *image.Process, pages [][]byte) error {
 		if v.Kind == image.KindSysV {
 			continue // written into the segment by PrepareSysV
 		}
-		for _, run := range v.Pages {
-			if run.Depth >= len(pages) || run.FileOff+int64(run.Count*image.PageSize) > int64(len(pages[run.Depth])) {
-				return fmt.Errorf("restore pages of %d: run at %#x in image %d of the chain, not loaded", pid, run.Addr, run.Depth)
+		runs := v.Pages
+		if len(inherited) > 0 {
+			runs = cutRuns(runs, inherited)
+		}
+		for _, run := range runs {
+			files := pages[run.Owner(p.Pid)]
+			if run.Depth >= len(files) || run.FileOff+int64(run.Count*image.PageSize) > int64(len(files[run.Depth])) {
+				return fmt.Errorf("restore pages of %d: run at %#x in image %d of the chain (page file of %d), not loaded", pid, run.Addr, run.Depth, run.Owner(p.Pid))
 			}
-			src := pages[run.Depth]
+			src := files[run.Depth]
 			addr, off, n := run.Addr, run.FileOff, int64(run.Count*image.PageSize)
 			for n > 0 {
 				k := min(n, writeBatch-int64(total))
