@@ -81,11 +81,3 @@ func holdsDepth(p *image.Process, depth int) bool {
 	return false
 }
 
-// ownPages returns the page files of the image itself (depth 0).
-func ownPages(pages map[int][][]byte) map[int][]byte {
-	out := make(map[int][]byte, len(pages))
-	for pid, chain := range pages {
-		out[pid] = chain[0]
-	}
-	return out
-}
