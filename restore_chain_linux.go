@@ -80,4 +80,3 @@ func holdsDepth(p *image.Process, depth int) bool {
 	}
 	return false
 }
-
