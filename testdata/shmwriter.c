@@ -18,6 +18,9 @@
 //   w R I J …    write pages I, J … of R through the mapping, stamp N
 //   pw M I J …   write pages I, J … of the memfd with pwrite(2), stamp N
 //   drop F I     madvise(MADV_DONTNEED) page I of F: the file's page again
+//   view S       map a second view of S (through /proc/self/map_files) and
+//                print "view ADDR\n" (hex)
+//   w2 S I J …   write pages I, J … of S through the second view, stamp N
 //   verify       (parent) check every page of every region: word 0 is its
 //                stamp s, the others pattern(R, page, s, word) (all zero
 //                when s is 0); print "OK sumS sumF sumM sumY\n" (sum of
@@ -38,6 +41,7 @@ static long npages;
 static char *reg[4]; // S F M Y
 static const char names[] = "SFMY";
 static int memfd, child;
+static char *view2; // a second view of S
 
 static uint64_t pattern(int r, long page, long s, long word)
 {
@@ -106,6 +110,18 @@ static void run(char *line, long n)
 	}
 	if (!strcmp(op, "verify"))
 		_exit(verify());
+	if (!strcmp(op, "view")) {
+		char path[80], out[80];
+		snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)reg[0], (unsigned long)(reg[0] + npages * PAGE));
+		int fd = open(path, O_RDWR);
+		view2 = fd < 0 ? MAP_FAILED : mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (view2 == MAP_FAILED)
+			_exit(6);
+		close(fd);
+		snprintf(out, sizeof out, "view %lx\n", (unsigned long)view2);
+		say(out);
+		return;
+	}
 	int r = region(strtok_r(NULL, " \n", &save));
 	char *t;
 	static uint64_t buf[PAGE / 8];
@@ -113,6 +129,8 @@ static void run(char *line, long n)
 		long p = atol(t);
 		if (!strcmp(op, "w")) {
 			fillbuf((uint64_t *)(reg[r] + p * PAGE), r, p, n);
+		} else if (!strcmp(op, "w2") && r == 0 && view2) {
+			fillbuf((uint64_t *)(view2 + p * PAGE), r, p, n);
 		} else if (!strcmp(op, "pw") && r == 2) {
 			fillbuf(buf, r, p, n);
 			if (pwrite(memfd, buf, PAGE, p * PAGE) != PAGE)

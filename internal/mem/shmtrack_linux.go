@@ -133,10 +133,58 @@ func ScanShared(pids []int, tracked func(pid int) bool) (*SharedDirty, error) {
 			return nil, err
 		}
 	}
+	if err := sd.outside(pids); err != nil {
+		return nil, err
+	}
 	for _, o := range sd.objs {
 		o.dirty = joinRanges(o.dirty)
 	}
 	return sd, nil
+}
+
+// outside marks whole every shared anonymous memory object of sd that a
+// process outside the tree (pids) maps: its writes are not tracked. (A
+// SysV segment attached outside the tree is refused by every dump.) It
+// reads the maps of every process of the machine, only when the tree has
+// shared anonymous memory that would be saved incrementally.
+func (sd *SharedDirty) outside(pids []int) error {
+	want := map[uint64]*shmDirty{}
+	for key, o := range sd.objs {
+		if !key.sysv && !o.whole {
+			want[key.id] = o
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	inTree := map[int]bool{}
+	for _, p := range pids {
+		inTree[p] = true
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return fmt.Errorf("list processes: %w", err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || inTree[pid] || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/maps")
+		if err != nil || !(strings.Contains(string(b), "/dev/zero (deleted)") || strings.Contains(string(b), "[anon_shmem:")) {
+			continue // gone, or no shared anonymous memory
+		}
+		maps, err := procfs.ParseMaps(strings.NewReader(string(b)))
+		if err != nil {
+			continue
+		}
+		for i := range maps {
+			if key, ok := shmView(&maps[i]); ok && !key.sysv && want[key.id] != nil && !want[key.id].whole {
+				want[key.id].whole, want[key.id].why = true, fmt.Sprintf("also mapped by process %d outside the tree", pid)
+			}
+		}
+	}
+	return nil
 }
 
 // fdsOn marks whole every object of sd that an fd of pid is open on.
@@ -158,10 +206,9 @@ func (sd *SharedDirty) fdsOn(pid int) error {
 		if err := unix.Stat(dir+e.Name(), &st); err != nil {
 			continue // closed meanwhile
 		}
-		for key, o := range sd.objs {
-			if key.id == st.Ino && !o.whole {
-				o.whole, o.why = true, fmt.Sprintf("fd %s of %d is open on it (write(2) is not tracked)", e.Name(), pid)
-			}
+		key := shmKey{sysv: strings.HasPrefix(link, "/SYSV"), id: st.Ino} // a SysV segment's inode number is its shmid
+		if o := sd.objs[key]; o != nil && !o.whole {
+			o.whole, o.why = true, fmt.Sprintf("fd %s of %d is open on it (write(2) is not tracked)", e.Name(), pid)
 		}
 	}
 	return nil
