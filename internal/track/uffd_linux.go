@@ -1,9 +1,12 @@
 // Package track finds the pages a process wrote since its last
 // checkpoint, on kernels without soft-dirty bits: a userfaultfd created
 // inside the target in asynchronous write-protect mode
-// (UFFD_FEATURE_WP_ASYNC), its private anonymous mappings registered and
-// write-protected, and the PAGEMAP_SCAN ioctl, which reports the pages
-// written since and protects them again in one call.
+// (UFFD_FEATURE_WP_ASYNC), its mappings registered and write-protected
+// (private anonymous and file mappings, every view of shared memory: async
+// write-protect accepts any kind of VMA), and the PAGEMAP_SCAN ioctl, which
+// reports the pages written since and protects them again in one call
+// (Written), or only reports them (Peek: shared memory, whose views are
+// all scanned before any page is copied).
 //
 // In async mode the kernel resolves a write to a protected page itself
 // (it only clears the page's protection bit), so a target never waits for
