@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 	if (reg[0] == MAP_FAILED || reg[1] == MAP_FAILED || reg[2] == MAP_FAILED || reg[3] == (void *)-1)
 		return 3;
 	shmctl(id, IPC_RMID, NULL);
-	char line[200];
+	static char line[1 << 16]; // a round may list thousands of pages
 	pid_t pid = fork();
 	if (pid < 0)
 		return 3;
