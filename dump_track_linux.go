@@ -182,15 +182,20 @@ func (t *tracking) inject(r *ptrace.Remote, pid int) error {
 	}
 	switch {
 	case t.on && pt.state == nil:
-		fd, own, err := track.Create(r)
+		// The state (naming no image) is saved before the fd exists.
+		_, own, err := track.Create(r, func(fd int) error {
+			st, err := track.NewState(pid, fd)
+			if err != nil {
+				return err
+			}
+			pt.state = st
+			return st.Save()
+		})
 		if err != nil {
 			return err
 		}
 		pt.own = own
-		if pt.state, err = track.NewState(pid, fd); err != nil {
-			return err
-		}
-		return pt.state.Save()
+		return nil
 	case t.on:
 		pt.state.ImageID, pt.state.Dir = "", ""
 		return pt.state.Save()
