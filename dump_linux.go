@@ -210,9 +210,6 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if tr.parent != nil {
 		log.Info("incremental", "pid", opts.Pid, "parent", tr.parentDir, "chain", c.ChainLen, "tracked", tr.trackSummary())
 	}
-	for _, why := range tr.shared.Whole() {
-		log.Info("shared memory saved whole", "why", why)
-	}
 	lockStart := time.Now()
 	lock, err := fds.LockNetwork(live, image.NetLockName(stage.Gen))
 	if err != nil {

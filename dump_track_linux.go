@@ -34,8 +34,9 @@ type tracking struct {
 	procs     map[int]*procTrack
 	id        string // the new image's id
 	// shared is what the scan of every view of shared memory found, for
-	// an increment (nil otherwise).
-	shared *mem.SharedDirty
+	// an increment (nil otherwise); logged once, by the first protect.
+	shared       *mem.SharedDirty
+	sharedLogged bool
 }
 
 // procTrack is the tracking of one process of the tree.
@@ -249,6 +250,12 @@ func (t *tracking) memIncr(pid, imagePid int) (*mem.Incr, error) {
 // the kernel will not register stays untracked: the next dump copies it in
 // full. It returns how many could not be registered.
 func (t *tracking) protect(log *slog.Logger, pid int) int {
+	if !t.sharedLogged {
+		t.sharedLogged = true
+		for _, why := range t.shared.Whole() {
+			log.Info("shared memory saved whole", "why", why)
+		}
+	}
 	pt := t.procs[pid]
 	if !t.on || pt == nil || pt.own < 0 || pt.inc == nil {
 		return 0

@@ -34,6 +34,16 @@ import (
 // touching any page table, so no scan sees it.
 type SharedDirty struct {
 	objs map[shmKey]*shmDirty
+	// done is closed when the search for processes outside the tree that
+	// map the objects (outside) has ended; it runs while the dump goes on.
+	done chan struct{}
+}
+
+// wait waits for the search of processes outside the tree.
+func (sd *SharedDirty) wait() {
+	if sd.done != nil {
+		<-sd.done
+	}
 }
 
 // shmKey names a shared memory object: a shmem inode, or a SysV shmid.
@@ -133,12 +143,23 @@ func ScanShared(pids []int, tracked func(pid int) bool) (*SharedDirty, error) {
 			return nil, err
 		}
 	}
-	if err := sd.outside(pids); err != nil {
-		return nil, err
-	}
 	for _, o := range sd.objs {
 		o.dirty = joinRanges(o.dirty)
 	}
+	// Reading the maps of every process of the machine takes tens of
+	// milliseconds: it runs beside the dump's injections, and the first
+	// object asked for waits for it.
+	sd.done = make(chan struct{})
+	go func() {
+		defer close(sd.done)
+		if err := sd.outside(pids); err != nil {
+			for key, o := range sd.objs {
+				if !key.sysv && !o.whole {
+					o.whole, o.why = true, err.Error()
+				}
+			}
+		}
+	}()
 	return sd, nil
 }
 
@@ -220,6 +241,7 @@ func (sd *SharedDirty) object(v *image.VMA) *shmDirty {
 	if sd == nil {
 		return nil
 	}
+	sd.wait()
 	key, ok := vmaKey(v)
 	if !ok {
 		return nil
@@ -231,11 +253,13 @@ func (sd *SharedDirty) object(v *image.VMA) *shmDirty {
 	return o
 }
 
-// Whole returns, for the log, why objects are saved whole.
+// Whole returns, for the log, why objects are saved whole (once every
+// search has ended).
 func (sd *SharedDirty) Whole() []string {
 	if sd == nil {
 		return nil
 	}
+	sd.wait()
 	var out []string
 	for key, o := range sd.objs {
 		if o.whole {
