@@ -22,8 +22,9 @@ import (
 // and Parent); see internal/track and README "Incremental checkpoints".
 //
 // Per process: a valid state whose image is the parent makes its private
-// anonymous memory incremental; any other process of the tree is copied in
-// full. With TrackMem every process is tracked after the dump (a
+// memory (anonymous, and the copied pages of file mappings) incremental;
+// any other process of the tree is copied in full. Shared memory is
+// incremental when every view of it in the tree is tracked (mem.SharedDirty). With TrackMem every process is tracked after the dump (a
 // userfaultfd is created in those that have none); without it, tracking
 // ends in every process of the tree (the target's copy is closed).
 type tracking struct {
@@ -32,6 +33,10 @@ type tracking struct {
 	parentDir string            // where it is
 	procs     map[int]*procTrack
 	id        string // the new image's id
+	// shared is what the scan of every view of shared memory found, for
+	// an increment (nil otherwise); logged once, by the first protect.
+	shared       *mem.SharedDirty
+	sharedLogged bool
 }
 
 // procTrack is the tracking of one process of the tree.
@@ -112,6 +117,15 @@ func (t *tracking) load(pid, root int, live []int, fds *files.Tree) error {
 			return fmt.Errorf("dump %d: no increment against %s: %s (dump it with --track-mem, without --parent, to start over): %w", pid, t.parentDir, why, track.ErrNoTracking)
 		}
 	}
+	if t.parent != nil {
+		// Every view of shared memory, before any page is copied: a page
+		// written through one process's view is dirty for all.
+		sd, err := mem.ScanShared(live, func(p int) bool { return t.procs[p] != nil && t.procs[p].incr })
+		if err != nil {
+			return fmt.Errorf("dump %d: shared memory: %w", pid, err)
+		}
+		t.shared = sd
+	}
 	if len(states) == 0 {
 		return nil
 	}
@@ -169,15 +183,20 @@ func (t *tracking) inject(r *ptrace.Remote, pid int) error {
 	}
 	switch {
 	case t.on && pt.state == nil:
-		fd, own, err := track.Create(r)
+		// The state (naming no image) is saved before the fd exists.
+		_, own, err := track.Create(r, func(fd int) error {
+			st, err := track.NewState(pid, fd)
+			if err != nil {
+				return err
+			}
+			pt.state = st
+			return st.Save()
+		})
 		if err != nil {
 			return err
 		}
 		pt.own = own
-		if pt.state, err = track.NewState(pid, fd); err != nil {
-			return err
-		}
-		return pt.state.Save()
+		return nil
 	case t.on:
 		pt.state.ImageID, pt.state.Dir = "", ""
 		return pt.state.Save()
@@ -219,16 +238,24 @@ func (t *tracking) memIncr(pid, imagePid int) (*mem.Incr, error) {
 		pt.scanner = s
 		pt.inc.Scan = s
 		pt.inc.Parent = t.parent.ProcessByPid(imagePid)
+		pt.inc.Shared = t.shared
 	}
 	return pt.inc, nil
 }
 
 // protect, after the memory of pid is copied and while it is still
-// frozen, registers its untracked private anonymous mappings and protects
-// them; after a full copy it protects the tracked ones again. A mapping
+// frozen, registers its untracked mappings (private anonymous and file
+// mappings, views of shared memory) and protects them; it protects the
+// views of shared memory again, and after a full copy every tracked one. A mapping
 // the kernel will not register stays untracked: the next dump copies it in
 // full. It returns how many could not be registered.
 func (t *tracking) protect(log *slog.Logger, pid int) int {
+	if !t.sharedLogged {
+		t.sharedLogged = true
+		for _, why := range t.shared.Whole() {
+			log.Info("shared memory saved whole", "why", why)
+		}
+	}
 	pt := t.procs[pid]
 	if !t.on || pt == nil || pt.own < 0 || pt.inc == nil {
 		return 0
@@ -237,6 +264,13 @@ func (t *tracking) protect(log *slog.Logger, pid int) int {
 	for _, r := range pt.inc.Untracked {
 		if err := track.Register(pt.own, r[0], r[1]); err != nil {
 			log.Debug("mapping not tracked", "pid", pid, "err", err)
+			failed++
+		}
+	}
+	// Shared views were scanned without protecting them (ScanShared).
+	for _, r := range pt.inc.Reprotect {
+		if err := track.Protect(pt.own, r[0], r[1]); err != nil {
+			log.Debug("mapping not protected", "pid", pid, "err", err)
 			failed++
 		}
 	}

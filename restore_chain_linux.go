@@ -94,12 +94,3 @@ func ownersAt(c *image.Checkpoint, depth int) []int {
 	sort.Ints(out)
 	return out
 }
-
-// ownPages returns the page files of the image itself (depth 0).
-func ownPages(pages mem.PageFiles) map[int][]byte {
-	out := make(map[int][]byte, len(pages))
-	for pid, chain := range pages {
-		out[pid] = chain[0]
-	}
-	return out
-}

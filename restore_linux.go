@@ -61,7 +61,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	for _, p := range c.Processes {
 		stats.PageBytes += p.PageFileSize
 	}
-	sysv, err := mem.PrepareSysV(c.SysVShm, c.Processes, ownPages(pages), dir.Owner)
+	sysv, err := mem.PrepareSysV(c.SysVShm, c.Processes, pages, dir.Owner)
 	if err != nil {
 		return nil, fmt.Errorf("restore %d: %w", root, err)
 	}

@@ -31,7 +31,7 @@ func TestValidateChain(t *testing.T) {
 		{"shared run from parent", func(c *Checkpoint) {
 			link(c)
 			v := &c.Processes[0].VMAs[1]
-			v.Shared, v.Kind = true, KindSharedAnon
+			v.Shared, v.Kind = true, KindFile
 			v.Pages[0].Depth = 1
 		}, "shared"},
 	}

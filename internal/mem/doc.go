@@ -43,7 +43,7 @@
 //	ar        architecture flag            refused
 //	mm        mixed map                    refused: a driver mapping
 //	bt mt     arm64 BTI, MTE               refused (never on x86_64)
-//	um uw ui ur  userfaultfd tracking      refused
+//	um uw ui ur  userfaultfd tracking      refused, except "uw" of rtcr's own dirty tracking (Incr.Tracked)
 //	ss        shadow stack                 refused
 //	sl        sealed (mseal)               refused (TestVmFlagsRefused)
 //	gu        guard regions                refused
@@ -139,4 +139,23 @@
 // share, and pages shared with an ancestor other than the parent the
 // image names (TestPreforkShared, TestPreforkIncremental, TestPreforkRun,
 // TestPreforkSeriesMerge).
+// # Dirty tracking (incremental dumps)
+//
+//	mapping                   tracked (Incr, internal/track)           an increment saves
+//	private anonymous         its own registration (incrRuns)          written pages; empty ones are zero again
+//	private file, memfd or    its own registration; a written page is  written copies (fileIncrRuns); a page back to the
+//	deleted file (private)    a copy-on-write copy (or dropped)        file (dropped: a marker or no entry) is not saved
+//	MAP_SHARED|MAP_ANONYMOUS  every view of every process registered;  the union of all views' written (and unprotected)
+//	SysV segment              ScanShared scans all before any copy     pages, in object offsets, by the first view
+//	memfd, deleted file       -                                        the whole contents, in the manifest, every time
+//	(shared); shared file     -                                        nothing (the data is in the file)
+//
+// A shared object is saved whole by an increment when a view is not
+// tracked since the parent image (a process that was not, a view mapped
+// or moved since), an fd of the tree is open on it (write(2) changes it
+// without any page table), or a process outside the tree maps it. Pages
+// are taken from the parent only where the parent's mapping at the same
+// address showed the same object at the same offset (objectRuns); every
+// other page with data is copied. Write-protect markers (pagemap swap type
+// SWP_PTE_MARKER, isMarker) are never saved as pages.
 package mem

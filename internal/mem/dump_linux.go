@@ -101,15 +101,20 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 			keep = nil // the segment's first attachment saves its pages
 		}
 		if inc != nil && Trackable(&v) {
-			if tracked {
-				inc.TrackedRanges = append(inc.TrackedRanges, [2]uint64{v.Start, v.End})
-			} else {
-				inc.Untracked = append(inc.Untracked, [2]uint64{v.Start, v.End})
+			r := [2]uint64{v.Start, v.End}
+			switch {
+			case !tracked:
+				inc.Untracked = append(inc.Untracked, r)
+			case sharedView(&v):
+				inc.Reprotect = append(inc.Reprotect, r)
+			default:
+				inc.TrackedRanges = append(inc.TrackedRanges, r)
 			}
-			if tracked && inc.Scan != nil {
-				if err := incrRuns(&v, inc, cp); err != nil {
-					return nil, nil, fmt.Errorf("written pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-				}
+			done, err := dumpTracked(pid, pm, &v, tracked, covered, keep != nil, inc, &entries, cp)
+			if err != nil {
+				return nil, nil, fmt.Errorf("written pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+			}
+			if done {
 				keep = nil
 			}
 		}
@@ -150,15 +155,17 @@ func pageFilter(pid int, v image.VMA) (func(addr, e uint64) bool, error) {
 			return i < len(ranges) && ranges[i][0] <= addr
 		}, nil
 	case image.KindAnon, image.KindHeap, image.KindStack:
-		return func(_, e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 }, nil
+		// A write-protect marker of dirty tracking is no page: zero.
+		return func(_, e uint64) bool { return e&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0 && !isMarker(e) }, nil
 	case image.KindFile, image.KindMemfd, image.KindDeleted:
 		if v.Shared {
 			return nil, nil
 		}
 		// Private file mapping: a present page that is not a file page
-		// is an anonymous copy-on-write copy; swapped pages are too.
+		// is an anonymous copy-on-write copy; swapped pages are too, but
+		// not a write-protect marker of dirty tracking (the file shows).
 		return func(_, e uint64) bool {
-			return e&procfs.PM_SWAP != 0 || (e&procfs.PM_PRESENT != 0 && e&procfs.PM_FILE == 0)
+			return (e&procfs.PM_SWAP != 0 && !isMarker(e)) || (e&procfs.PM_PRESENT != 0 && e&procfs.PM_FILE == 0)
 		}, nil
 	}
 	return nil, nil

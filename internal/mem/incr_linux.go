@@ -10,11 +10,11 @@ import (
 )
 
 // Incr makes Dump aware of dirty tracking (internal/track) for one
-// process. Only private anonymous mappings (anonymous, heap, stack) are
-// tracked: they hold nearly all of a process's written memory. Shared
-// memory (written through other processes or by the file's other users)
-// and the copy-on-write pages of private file mappings are saved in full
-// by every dump, as without tracking.
+// process. Tracked are private anonymous mappings (anonymous, heap,
+// stack), private file mappings (their copied-on-write pages; memfds and
+// deleted files too) and every view of shared anonymous memory and SysV
+// segments (see SharedDirty). The contents of memfds and deleted files
+// (held in the manifest) are saved in full by every dump.
 type Incr struct {
 	// Tracked says the process's memory is tracked by rtcr: its "uw"
 	// VmFlags are rtcr's own.
@@ -25,10 +25,14 @@ type Incr struct {
 	Scan *track.Scanner
 	// Parent is the process in the parent image (nil: it has none).
 	Parent *image.Process
-	// Untracked (out) are the private anonymous mappings not tracked
-	// yet (new, moved, or never registered), to register after the copy;
-	// TrackedRanges (out) those that are.
-	Untracked, TrackedRanges [][2]uint64
+	// Shared, with Scan, is what the tree's scan of shared memory found
+	// (nil: shared memory is saved whole).
+	Shared *SharedDirty
+	// Untracked (out) are the mappings not tracked yet (new, moved, or
+	// never registered), to register after the copy; TrackedRanges (out)
+	// those that are; Reprotect (out) the tracked views of shared memory,
+	// to protect again after the copy (ScanShared left them as they were).
+	Untracked, TrackedRanges, Reprotect [][2]uint64
 }
 
 // uffdWP is the VmFlags mnemonic of a mapping registered for
@@ -37,7 +41,25 @@ const uffdWP = "uw"
 
 // Trackable reports whether v is a mapping dirty tracking covers.
 func Trackable(v *image.VMA) bool {
+	return privateAnon(v) || privateFile(v) || sharedView(v)
+}
+
+// privateAnon reports whether v is private anonymous memory.
+func privateAnon(v *image.VMA) bool {
 	return !v.Shared && v.ShareOf == nil && (v.Kind == image.KindAnon || v.Kind == image.KindHeap || v.Kind == image.KindStack)
+}
+
+// privateFile reports whether v is a private mapping of a file (a memfd
+// and a deleted file included).
+func privateFile(v *image.VMA) bool {
+	return !v.Shared && (v.Kind == image.KindFile || v.Kind == image.KindMemfd || v.Kind == image.KindDeleted)
+}
+
+// sharedView reports whether v is a view of shared anonymous memory or of
+// a SysV segment.
+func sharedView(v *image.VMA) bool {
+	_, ok := vmaKey(v)
+	return ok
 }
 
 // stripTracking removes the "uw" flag from m when the tracking is rtcr's,
@@ -48,6 +70,28 @@ func (inc *Incr) stripTracking(m *procfs.Mapping) bool {
 	}
 	m.VmFlags = slices.DeleteFunc(slices.Clone(m.VmFlags), func(f string) bool { return f == uffdWP })
 	return true
+}
+
+// dumpTracked saves the pages of the mapping v of pid incrementally when
+// it can, and says whether it did: a tracked private mapping of a process
+// tracked since the parent image, or a view of shared memory that saves
+// pages (saves: the object's first view, or a later one reaching past it)
+// of an object tracked in all its views.
+func dumpTracked(pid int, pm *procfs.Pagemap, v *image.VMA, tracked bool, covered [2]uint64, saves bool, inc *Incr, entries *[]uint64, cp *copier) (bool, error) {
+	if inc.Scan == nil {
+		return false, nil
+	}
+	switch {
+	case tracked && privateAnon(v):
+		return true, incrRuns(v, inc, cp)
+	case tracked && privateFile(v):
+		return true, fileIncrRuns(pm, v, inc, entries, cp)
+	case saves && sharedView(v):
+		if o := inc.Shared.object(v); o != nil {
+			return true, sharedIncrRuns(pid, v, o, covered, inc, cp)
+		}
+	}
+	return false, nil
 }
 
 // incrRuns saves the pages of the tracked mapping v written since the

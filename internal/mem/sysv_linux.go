@@ -126,14 +126,14 @@ type SysVRestore struct {
 // PrepareSysV makes, before any process of the tree is created, every
 // SysV segment of segs exist with its id, key, size, owner, mode, lock and
 // the contents of the checkpoint (the pages of procs' first attachment of
-// it, from pages by pid). A segment that still exists with the same id,
+// it, from pages by pid and depth in the chain). A segment that still exists with the same id,
 // key and size, attached nowhere (the tree's own, left when the tree was
 // killed), is reused, its contents reset; a removed one is created again
 // with its id (through /proc/sys/kernel/shm_next_id) and its creator's
 // uid and gid. An id or key another segment holds is refused
 // (ErrSysVTaken). Unless owner is root, a reused segment must be the
 // owner's.
-func PrepareSysV(segs []image.SysVShm, procs []image.Process, pages map[int][]byte, owner image.Owner) (*SysVRestore, error) {
+func PrepareSysV(segs []image.SysVShm, procs []image.Process, pages map[int][][]byte, owner image.Owner) (*SysVRestore, error) {
 	sr := &SysVRestore{segs: segs}
 	for i := range segs {
 		if err := sr.prepare(&segs[i], procs, pages, owner); err != nil {
@@ -144,7 +144,7 @@ func PrepareSysV(segs []image.SysVShm, procs []image.Process, pages map[int][]by
 	return sr, nil
 }
 
-func (sr *SysVRestore) prepare(seg *image.SysVShm, procs []image.Process, pages map[int][]byte, owner image.Owner) error {
+func (sr *SysVRestore) prepare(seg *image.SysVShm, procs []image.Process, pages map[int][][]byte, owner image.Owner) error {
 	var ds unix.SysvShmDesc
 	_, err := unix.SysvShmCtl(seg.ID, unix.IPC_STAT, &ds)
 	switch {
@@ -238,7 +238,7 @@ func createAs(seg *image.SysVShm) (int, error) {
 // does not) and copies the pages of the segment's first attachment in
 // procs. Bytes past the segment's size in its last page are not part of
 // the segment and are not restored.
-func fill(seg *image.SysVShm, procs []image.Process, pages map[int][]byte) error {
+func fill(seg *image.SysVShm, procs []image.Process, pages map[int][][]byte) error {
 	b, err := unix.SysvShmAttach(seg.ID, 0, 0)
 	if err != nil {
 		return fmt.Errorf("shmat in rtcr: %w", err)
@@ -264,7 +264,10 @@ func fill(seg *image.SysVShm, procs []image.Process, pages map[int][]byte) error
 					continue
 				}
 				n = min(n, uint64(len(b))-off)
-				copy(b[off:off+n], pg[run.FileOff:run.FileOff+int64(n)])
+				if run.Depth >= len(pg) || run.FileOff+int64(n) > int64(len(pg[run.Depth])) {
+					return fmt.Errorf("SysV shm id %d: run at %#x in image %d of the chain, not loaded", seg.ID, run.Addr, run.Depth)
+				}
+				copy(b[off:off+n], pg[run.Depth][run.FileOff:run.FileOff+int64(n)])
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package track
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -39,6 +40,22 @@ func (s *Scanner) Close() error { return s.pm.Close() }
 func (s *Scanner) Written(start, end uint64) ([][2]uint64, error) {
 	return s.scan(start, end, abi.PM_SCAN_WP_MATCHING|abi.PM_SCAN_CHECK_WPASYNC, 0, abi.PAGE_IS_WRITTEN)
 }
+
+// Peek returns the ranges of [start, end) written since they were last
+// protected, without protecting them again: shared memory is scanned in
+// every view before any page is copied, and protected after the copy
+// (Protect). A range not registered for async write-protect tracking (a
+// view mapped or moved since) fails with ErrNotRegistered.
+func (s *Scanner) Peek(start, end uint64) ([][2]uint64, error) {
+	out, err := s.scan(start, end, abi.PM_SCAN_CHECK_WPASYNC, 0, abi.PAGE_IS_WRITTEN)
+	if errors.Is(err, unix.EPERM) {
+		return nil, fmt.Errorf("%#x-%#x of %d: %w", start, end, s.pid, ErrNotRegistered)
+	}
+	return out, err
+}
+
+// ErrNotRegistered reports a range not registered for tracking.
+var ErrNotRegistered = errors.New("not registered for write-protect tracking")
 
 // Empty returns the ranges of [start, end) with neither a page nor a swap
 // entry (nor a protection marker): never populated since tracking began,

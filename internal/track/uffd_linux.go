@@ -1,9 +1,12 @@
 // Package track finds the pages a process wrote since its last
 // checkpoint, on kernels without soft-dirty bits: a userfaultfd created
 // inside the target in asynchronous write-protect mode
-// (UFFD_FEATURE_WP_ASYNC), its private anonymous mappings registered and
-// write-protected, and the PAGEMAP_SCAN ioctl, which reports the pages
-// written since and protects them again in one call.
+// (UFFD_FEATURE_WP_ASYNC), its mappings registered and write-protected
+// (private anonymous and file mappings, every view of shared memory: async
+// write-protect accepts any kind of VMA), and the PAGEMAP_SCAN ioctl, which
+// reports the pages written since and protects them again in one call
+// (Written), or only reports them (Peek: shared memory, whose views are
+// all scanned before any page is copied).
 //
 // In async mode the kernel resolves a write to a protected page itself
 // (it only clears the page's protection bit), so a target never waits for
@@ -16,6 +19,8 @@ package track
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
@@ -34,8 +39,12 @@ var ErrNoTracking = errors.New("no memory tracking")
 // Create makes a userfaultfd inside the target through the injector r
 // (close-on-exec, non-blocking, moved to the lowest free fd ≥ MinFd), sets
 // it up for asynchronous write-protect tracking, and returns its fd number
-// in the target and rtcr's own copy of it.
-func Create(r *ptrace.Remote) (targetFd, own int, err error) {
+// in the target and rtcr's own copy of it. before is called with that
+// number before the fd gets it (the process is frozen: the number stays
+// free), so that a state file naming it exists before the fd does: an
+// rtcr killed at any later point leaves a userfaultfd that the next dump
+// knows as rtcr's (see Load), never an unknown one it would refuse.
+func Create(r *ptrace.Remote, before func(fd int) error) (targetFd, own int, err error) {
 	flags := uint64(unix.O_CLOEXEC | unix.O_NONBLOCK)
 	fd, err := r.Syscall(unix.SYS_USERFAULTFD, flags)
 	if errors.Is(err, unix.EPERM) {
@@ -46,12 +55,22 @@ func Create(r *ptrace.Remote) (targetFd, own int, err error) {
 	if err != nil {
 		return -1, -1, fmt.Errorf("userfaultfd in %d: %w", r.Pid, err)
 	}
-	hi, err := r.Syscall(unix.SYS_FCNTL, fd, unix.F_DUPFD_CLOEXEC, MinFd)
+	n, err := lowestFree(r.Pid, MinFd)
+	if err == nil {
+		err = before(n)
+	}
+	var hi uint64
+	if err == nil {
+		hi, err = r.Syscall(unix.SYS_DUP3, fd, uint64(n), unix.O_CLOEXEC)
+		if err != nil {
+			err = fmt.Errorf("move the userfaultfd of %d to fd %d (RLIMIT_NOFILE?): %w", r.Pid, n, err)
+		}
+	}
 	if cerr := r.Close(int(fd)); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		return -1, -1, fmt.Errorf("move the userfaultfd of %d to an fd ≥ %d (RLIMIT_NOFILE?): %w", r.Pid, MinFd, err)
+		return -1, -1, err
 	}
 	targetFd = int(hi)
 	own, err = getfd(r.Pid, targetFd)
@@ -65,6 +84,26 @@ func Create(r *ptrace.Remote) (targetFd, own int, err error) {
 		return -1, -1, fmt.Errorf("userfaultfd of %d: %w", r.Pid, err)
 	}
 	return targetFd, own, nil
+}
+
+// lowestFree returns the lowest fd number ≥ from that process pid has not
+// open.
+func lowestFree(pid, from int) (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1, fmt.Errorf("list fds of %d: %w", pid, err)
+	}
+	used := map[int]bool{}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			used[n] = true
+		}
+	}
+	n := from
+	for used[n] {
+		n++
+	}
+	return n, nil
 }
 
 // getfd returns rtcr's own copy of fd num of process pid.
@@ -82,7 +121,16 @@ func getfd(pid, num int) (int, error) {
 }
 
 // Take returns rtcr's own copy of the tracking userfaultfd fd num of pid.
-func Take(pid, num int) (int, error) { return getfd(pid, num) }
+// A dump killed inside Create may have left it without its API set: it
+// is set now (on a userfaultfd set up already the kernel refuses it,
+// which changes nothing).
+func Take(pid, num int) (int, error) {
+	fd, err := getfd(pid, num)
+	if err == nil {
+		_ = enable(fd)
+	}
+	return fd, err
+}
 
 // enable sets the API and features of the userfaultfd fd: async
 // write-protect, unpopulated pages protected too, and shmem/hugetlbfs
