@@ -31,7 +31,8 @@ type tracking struct {
 	parent    *image.Checkpoint // the parent image (nil: a full dump)
 	parentDir string            // where it is
 	procs     map[int]*procTrack
-	id        string // the new image's id
+	id        string   // the new image's id
+	pre       *precopy // what pre-copy rounds copied (nil: none made)
 }
 
 // procTrack is the tracking of one process of the tree.
@@ -95,7 +96,7 @@ func (t *tracking) load(pid, root int, live []int, fds *files.Tree) error {
 		if st != nil {
 			states = append(states, st)
 			fds.Skip(p, st.Fd)
-			pt.incr = t.parent != nil && st.ImageID == t.parent.ID
+			pt.incr = t.parent != nil && (st.ImageID == t.parent.ID || t.pre.took(p, st))
 		}
 	}
 	if t.procs[pid] == nil {
@@ -219,6 +220,7 @@ func (t *tracking) memIncr(pid, imagePid int) (*mem.Incr, error) {
 		pt.scanner = s
 		pt.inc.Scan = s
 		pt.inc.Parent = t.parent.ProcessByPid(imagePid)
+		t.pre.use(pid, pt.inc)
 	}
 	return pt.inc, nil
 }
@@ -265,6 +267,7 @@ func (t *tracking) link(c *image.Checkpoint, opts DumpOptions) {
 // failed dump leaves the states in use (valid for no image): the next
 // increment is refused, and tracking goes on harmlessly until a full dump.
 func (t *tracking) finish(committed bool, dir string) error {
+	t.pre.close()
 	var errs []error
 	for _, pt := range t.procs {
 		if pt.scanner != nil {

@@ -40,6 +40,13 @@ func (s *Scanner) Written(start, end uint64) ([][2]uint64, error) {
 	return s.scan(start, end, abi.PM_SCAN_WP_MATCHING|abi.PM_SCAN_CHECK_WPASYNC, 0, abi.PAGE_IS_WRITTEN)
 }
 
+// Peek returns the ranges of [start, end) written since they were last
+// protected, as Written does, but leaves them unprotected: what a scan
+// with Written would find now.
+func (s *Scanner) Peek(start, end uint64) ([][2]uint64, error) {
+	return s.scan(start, end, abi.PM_SCAN_CHECK_WPASYNC, 0, abi.PAGE_IS_WRITTEN)
+}
+
 // Empty returns the ranges of [start, end) with neither a page nor a swap
 // entry (nor a protection marker): never populated since tracking began,
 // or dropped (MADV_DONTNEED). Their content is zero, whatever an earlier
