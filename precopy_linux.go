@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -312,19 +313,25 @@ func (pc *precopy) result(budget, frozen, memory time.Duration, pageBytes int64,
 	if frozen <= budget {
 		return b
 	}
-	switch {
-	case full:
+	if full {
 		b.Over = "a full image: pre-copy needs memory tracked since a previous checkpoint"
-	case frozen-memory > budget:
-		b.Over = fmt.Sprintf("the state other than memory alone took %v in the freeze", (frozen - memory).Round(time.Microsecond))
-	case pc == nil || pc.stop == stopNoTracked:
-		b.Over = "no process was tracked since the parent: nothing to pre-copy"
-	case pc.stop == stopGrowing:
-		b.Over = fmt.Sprintf("the tree writes faster than rtcr copies: %d pages written during pre-copy round %d, which copied %d", pc.dirty, pc.rounds, pc.last)
-	case pc.stop == stopRoundCap:
-		b.Over = fmt.Sprintf("%d pages still written after %d pre-copy rounds (the round cap)", pc.dirty, pc.rounds)
-	default:
-		b.Over = fmt.Sprintf("the estimate fell short: %d pages copied in %v of the freeze", frozenPages, memory.Round(time.Microsecond))
+		return b
 	}
+	var why []string
+	switch {
+	case pc == nil || pc.stop == stopNoTracked:
+		why = append(why, "no process was tracked since the parent: nothing to pre-copy")
+	case pc.stop == stopGrowing:
+		why = append(why, fmt.Sprintf("the tree writes faster than rtcr copies: %d pages written during pre-copy round %d, which copied %d", pc.dirty, pc.rounds, pc.last))
+	case pc.stop == stopRoundCap:
+		why = append(why, fmt.Sprintf("%d pages still written after %d pre-copy rounds (the round cap)", pc.dirty, pc.rounds))
+	}
+	if frozen-memory > budget {
+		why = append(why, fmt.Sprintf("the state other than memory alone took %v in the freeze", (frozen-memory).Round(time.Microsecond)))
+	}
+	if len(why) == 0 {
+		why = append(why, fmt.Sprintf("the estimate fell short: %d pages copied in %v of the freeze", frozenPages, memory.Round(time.Microsecond)))
+	}
+	b.Over = strings.Join(why, "; ")
 	return b
 }
