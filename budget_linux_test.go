@@ -96,12 +96,13 @@ func checkBudgetImage(t *testing.T, dir string, st *rtcr.DumpStats) {
 }
 
 // budgetSeries takes n checkpoints of the writer tg with a Checkpointer
-// whose budget (1 µs) no checkpoint can meet: every increment makes
+// keeping 2 (older ones merged into their child), whose budget (1 µs)
+// no checkpoint can meet: every increment makes
 // pre-copy rounds until they stop shrinking the dirty set or reach the
 // cap, and is taken all the same. The newest is restored and checked.
 func budgetSeries(t *testing.T, tg *target, n int) {
 	ck := t.TempDir()
-	cp, err := rtcr.NewCheckpointer(tg.pid, rtcr.CheckpointerOptions{Dir: ck, MaxFreeze: time.Microsecond})
+	cp, err := rtcr.NewCheckpointer(tg.pid, rtcr.CheckpointerOptions{Dir: ck, Keep: 2, MaxFreeze: time.Microsecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,13 +185,22 @@ func (c *Checkpointer) same() bool {
 	return err == nil && st.StartTime == c.started
 }
 
-// learn keeps what checkpoint st measured for the next one's budget.
+// learn keeps what checkpoint st measured for the next one's budget: the
+// copy rate, and the part of the freeze not spent copying pages.
 func (c *Checkpointer) learn(st *DumpStats) {
 	switch {
 	case st.Budget != nil && st.Budget.CopyRate > 0:
 		c.rate = st.Budget.CopyRate
-	case st.MemoryTime > 0 && st.PageBytes >= 1<<20:
-		c.rate = float64(st.PageBytes) / st.MemoryTime.Seconds()
+	case c.rate == 0 && st.MemoryTime > 0 && st.PageBytes >= 1<<20:
+		c.rate = float64(st.PageBytes) / st.MemoryTime.Seconds() // a lower bound
 	}
-	c.fixed = max(st.Freeze-st.MemoryTime, 0)
+	frozen := st.PageBytes
+	if st.Budget != nil {
+		frozen = st.Budget.FrozenPages * image.PageSize
+	}
+	c.fixed = st.Freeze
+	if c.rate > 0 {
+		c.fixed -= time.Duration(float64(frozen) / c.rate * float64(time.Second))
+	}
+	c.fixed = max(c.fixed, 0)
 }

@@ -21,8 +21,9 @@ import (
 // image (process_vm_readv, then fdatasync). Rounds go on while the copy of
 // the pages written since the last round would not fit the budget (their
 // count, at the copy rate measured in this run, plus the part of the freeze
-// that is not memory, as earlier checkpoints measured it), the dirty set
-// shrinks from round to round, and at most maxRounds. Then the dump freezes
+// that is not copying pages, as earlier checkpoints measured it; when that
+// part alone nearly fills the budget, until the copy fits a quarter of
+// it), the dirty set shrinks from round to round, and at most maxRounds. Then the dump freezes
 // the tree as always: its scan finds the pages written since the last
 // round, which are copied after the pre-copied ones in the same page file
 // and override them; a pre-copied page not written since is this image's,
@@ -153,9 +154,14 @@ func (pc *precopy) run(ctx context.Context) error {
 		if rate == 0 {
 			rate = defaultCopyRate
 		}
-		est := pc.fixed + time.Duration(float64(pc.dirty*image.PageSize)/rate*float64(time.Second))
+		// The copy of the dirty set must fit what the rest of the
+		// freeze leaves of the budget; when that rest alone (nearly)
+		// fills it, the rounds still bring the copy down to a quarter of
+		// the budget.
+		cp := time.Duration(float64(pc.dirty*image.PageSize) / rate * float64(time.Second))
+		est := pc.fixed + cp
 		switch {
-		case est <= pc.budget:
+		case est <= pc.budget || cp <= pc.budget/4:
 			pc.stop = stopFits
 		case pc.rounds == maxRounds:
 			pc.stop = stopRoundCap
@@ -163,18 +169,17 @@ func (pc *precopy) run(ctx context.Context) error {
 			pc.stop = stopGrowing
 		default:
 			start := time.Now()
-			n, err := pc.round()
+			n, copyTime, err := pc.round()
 			if err != nil {
 				return err
 			}
-			took := time.Since(start)
-			if n*image.PageSize >= 1<<20 {
-				pc.rate = float64(n*image.PageSize) / took.Seconds()
+			if n*image.PageSize >= 1<<20 && copyTime > 0 {
+				pc.rate = float64(n*image.PageSize) / copyTime.Seconds()
 			}
 			pc.rounds++
 			pc.pages += n
 			pc.last = n
-			pc.log.Info("pre-copy round", "round", pc.rounds, "pages", n, "took", took.Round(time.Microsecond), "estimate_before", est.Round(time.Microsecond))
+			pc.log.Info("pre-copy round", "round", pc.rounds, "pages", n, "took", time.Since(start).Round(time.Microsecond), "copy", copyTime.Round(time.Microsecond), "estimate_before", est.Round(time.Microsecond))
 			continue
 		}
 		pc.log.Info("pre-copy done", "rounds", pc.rounds, "pages", pc.pages, "dirty", pc.dirty, "estimate", est.Round(time.Microsecond), "budget", pc.budget, "stop", pc.stop)
@@ -209,9 +214,13 @@ func (pc *precopy) peek() int64 {
 }
 
 // round scans every tracked mapping of every process, protecting the
-// written pages again, and copies them; it returns the pages copied.
-func (pc *precopy) round() (int64, error) {
+// written pages again, and copies them; it returns the pages copied and
+// the time spent copying and writing them back (the rate of the freeze's
+// own copy; reading the mappings and scanning them is a cost the freeze
+// has whatever is written).
+func (pc *precopy) round() (int64, time.Duration, error) {
 	var total int64
+	var copyTime time.Duration
 	for pid, pp := range pc.procs {
 		if pp.gone {
 			continue
@@ -233,10 +242,12 @@ func (pc *precopy) round() (int64, error) {
 			}
 			written = append(written, w...)
 		}
+		start := time.Now()
 		runs, err := mem.CopyRanges(pid, pp.pw, written)
 		if err == nil {
 			err = pp.file.Sync()
 		}
+		copyTime += time.Since(start)
 		if err != nil {
 			// Unmapped meanwhile, or exited: saved whole by the freeze
 			// if they are still there.
@@ -249,7 +260,7 @@ func (pc *precopy) round() (int64, error) {
 			total += int64(r.Count)
 		}
 	}
-	return total, nil
+	return total, copyTime, nil
 }
 
 // took reports whether the tracking state st (loaded in the freeze) is
@@ -330,7 +341,7 @@ func (pc *precopy) result(budget, frozen, memory time.Duration, pageBytes int64,
 		why = append(why, fmt.Sprintf("the state other than memory alone took %v in the freeze", (frozen-memory).Round(time.Microsecond)))
 	}
 	if len(why) == 0 {
-		why = append(why, fmt.Sprintf("the estimate fell short: %d pages copied in %v of the freeze", frozenPages, memory.Round(time.Microsecond)))
+		why = append(why, fmt.Sprintf("the memory step of the freeze took %v for %d pages (reading and scanning the mappings costs time whatever was written)", memory.Round(time.Microsecond), frozenPages))
 	}
 	b.Over = strings.Join(why, "; ")
 	return b
