@@ -95,11 +95,25 @@ func checkBudgetImage(t *testing.T, dir string, st *rtcr.DumpStats) {
 	}
 }
 
+// knownReason reports whether over gives one of the reasons an
+// increment misses its budget. Which one is not asserted: a writer
+// descheduled for a whole round on a busy machine leaves no page to copy,
+// and the rounds stop because the copy fits.
+func knownReason(over string) bool {
+	for _, r := range []string{"writes faster than rtcr copies", "(the round cap)", "the state other than memory alone took", "the memory step of the freeze took"} {
+		if strings.Contains(over, r) {
+			return true
+		}
+	}
+	return false
+}
+
 // budgetSeries takes n checkpoints of the writer tg with a Checkpointer
 // keeping 2 (older ones merged into their child), whose budget (1 µs)
-// no checkpoint can meet: every increment makes
-// pre-copy rounds until they stop shrinking the dirty set or reach the
-// cap, and is taken all the same. The newest is restored and checked.
+// no checkpoint can meet: every increment makes pre-copy rounds (until
+// they stop shrinking the dirty set, reach the cap, or find nothing left
+// to copy), is taken all the same and says why it missed the budget. The
+// newest is restored and checked.
 func budgetSeries(t *testing.T, tg *target, n int) {
 	ck := t.TempDir()
 	cp, err := rtcr.NewCheckpointer(tg.pid, rtcr.CheckpointerOptions{Dir: ck, Keep: 2, MaxFreeze: time.Microsecond})
@@ -108,7 +122,10 @@ func budgetSeries(t *testing.T, tg *target, n int) {
 	}
 	var last string
 	for i := 0; i < n; i++ {
-		hotProgress(t, tg, tg.pid) // it wrote since the last checkpoint
+		// Two answers: a page written between them, since the last
+		// checkpoint.
+		hotProgress(t, tg, tg.pid)
+		hotProgress(t, tg, tg.pid)
 		st, err := cp.Checkpoint(context.Background())
 		if err != nil {
 			t.Fatalf("checkpoint %d: %v", i+1, err)
@@ -123,8 +140,8 @@ func budgetSeries(t *testing.T, tg *target, n int) {
 			t.Fatalf("checkpoint 1: want a full image without pre-copy, over the budget because it is full; got %+v", b)
 		case i > 0 && (st.Parent == "" || b.Rounds < 1 || b.PreCopiedPages == 0):
 			t.Fatalf("checkpoint %d: want an increment with pre-copy rounds; got parent %q, %+v, notes %v", i+1, st.Parent, b, st.Notes)
-		case i > 0 && !strings.Contains(b.Over, "writes faster than rtcr copies") && !strings.Contains(b.Over, "round cap"):
-			t.Fatalf("checkpoint %d: over the budget %q, want the reason the rounds stopped", i+1, b.Over)
+		case i > 0 && !knownReason(b.Over):
+			t.Fatalf("checkpoint %d: over the budget %q, want a reason", i+1, b.Over)
 		}
 		checkBudgetImage(t, st.Dir, st)
 		last = st.Dir
@@ -151,8 +168,9 @@ func TestBudgetPreCopyMapChurn(t *testing.T) {
 
 // TestBudgetRunFastWriter: `rtcr run --every --max-freeze` of a writer
 // writing 64 MiB as fast as it can: the checkpoints are taken, their
-// lines show the pre-copy rounds and why they are over the budget, rtcr
-// inspect shows it, and the latest restores right.
+// lines show the pre-copy rounds and why they are over the budget (one at
+// least because the writer is faster than the copy), rtcr inspect shows
+// it, and the latest restores right.
 func TestBudgetRunFastWriter(t *testing.T) {
 	testutil.RequireRoot(t)
 	ck := filepath.Join(t.TempDir(), "ck")
@@ -161,10 +179,15 @@ func TestBudgetRunFastWriter(t *testing.T) {
 		testutil.BuildC(t, "hotwriter", false), "16384", "0", "0")
 	testutil.WaitForFile(t, tg.out, "ready ", 30*time.Second)
 	over := regexp.MustCompile(`checkpoint (\d+) into \S+ \(incremental on \d+, [^)]*\); pre-copy (\d+) rounds, (\d+) pages while running, (\d+) in the freeze; over the budget of 1µs: ([^\n]*)`)
+	// Until one says the writer is faster than the copy (or the round
+	// cap): one whose writer was descheduled for a whole round finds
+	// nothing left to copy and stops its rounds, over the budget for
+	// another reason.
+	faster := regexp.MustCompile(`over the budget of 1µs: [^\n]*(writes faster than rtcr copies|the round cap)`)
 	deadline := time.Now().Add(120 * time.Second)
-	for len(over.FindAllString(tg.output(), -1)) < 2 {
+	for len(over.FindAllString(tg.output(), -1)) < 2 || !faster.MatchString(tg.output()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no 2 incremental checkpoints over the budget within 120 s; output:\n%s", tg.output())
+			t.Fatalf("within 120 s, no 2 incremental checkpoints over the budget, one of them because the writer is faster; output:\n%s", tg.output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -179,11 +202,8 @@ func TestBudgetRunFastWriter(t *testing.T) {
 	}
 	out := tg.output()
 	for _, m := range over.FindAllStringSubmatch(out, -1) {
-		if rounds, _ := strconv.Atoi(m[2]); rounds < 1 {
-			t.Fatalf("checkpoint %s: no pre-copy round: %s", m[1], m[0])
-		}
-		if !strings.Contains(m[5], "writes faster than rtcr copies") && !strings.Contains(m[5], "round cap") {
-			t.Fatalf("checkpoint %s: over the budget, but not why the rounds stopped: %s", m[1], m[0])
+		if !knownReason(m[5]) {
+			t.Fatalf("checkpoint %s: over the budget, but not why: %s", m[1], m[0])
 		}
 		insp, err := exec.Command(bin, "inspect", "--dir", filepath.Join(ck, m[1])).CombinedOutput()
 		if err != nil || !strings.Contains(string(insp), "missed: ") || !strings.Contains(string(insp), m[2]+" pre-copy rounds") {

@@ -81,7 +81,8 @@ type DumpStats struct {
 	Freeze time.Duration
 	// Total is the duration of the whole dump.
 	Total time.Duration
-	// PageBytes is the amount of memory written to the image.
+	// PageBytes is the amount of memory written to the image (with
+	// pre-copy rounds, every copy of a page written again counts).
 	PageBytes int64
 	// ParentPages counts the pages an incremental image takes from its
 	// parent images (0 for a full image); Parent names the parent.
