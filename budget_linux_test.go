@@ -273,6 +273,7 @@ func TestKillPreCopyDump(t *testing.T) {
 	}
 	full("last-base")
 	hotProgress(t, tg, tg.pid)
+	hotProgress(t, tg, tg.pid) // a page written since last-base
 	dir := filepath.Join(ck, "last")
 	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: dir, LeaveRunning: true, Parent: "../last-base", MaxFreeze: time.Microsecond})
 	if err != nil {
