@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -27,6 +28,12 @@ type CheckpointerOptions struct {
 	// Full makes every checkpoint a full image and tracks nothing
 	// (`rtcr run --no-incremental`).
 	Full bool
+	// MaxFreeze is the freeze budget of each increment (0: none): see
+	// DumpOptions.MaxFreeze. The copy rate and the part of the freeze
+	// that is not memory are taken from the checkpoints before. A
+	// checkpoint that misses it is still taken; its DumpStats.Budget
+	// says why it missed.
+	MaxFreeze time.Duration
 	// Logger receives the dumps' log lines (nil: none).
 	Logger *slog.Logger
 }
@@ -51,6 +58,10 @@ type Checkpointer struct {
 	restart string // why the next checkpoint must be full ("": it need not)
 	notes   []string
 	started uint64 // start time of pid (a reused pid is never checkpointed)
+	// What the checkpoints so far measured, for the budget: the copy
+	// rate (bytes per second) and the freeze's part that is not memory.
+	rate  float64
+	fixed time.Duration
 }
 
 // NewCheckpointer prepares checkpoints of process pid (and its
@@ -63,6 +74,9 @@ func NewCheckpointer(pid int, opts CheckpointerOptions) (*Checkpointer, error) {
 	}
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("checkpointer %d: no series directory", pid)
+	}
+	if opts.MaxFreeze < 0 || (opts.MaxFreeze > 0 && opts.Full) {
+		return nil, fmt.Errorf("checkpointer %d: a freeze budget must be > 0 and needs incremental checkpoints", pid)
 	}
 	st, err := procfs.ReadStat(pid)
 	if err != nil {
@@ -87,7 +101,8 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*DumpStats, error) {
 		return nil, fmt.Errorf("checkpointer %d: the process has exited", c.pid)
 	}
 	n, dir := c.s.Next()
-	opts := DumpOptions{Pid: c.pid, Dir: dir, LeaveRunning: true, TrackMem: !c.opts.Full, Logger: c.opts.Logger}
+	opts := DumpOptions{Pid: c.pid, Dir: dir, LeaveRunning: true, TrackMem: !c.opts.Full, Logger: c.opts.Logger,
+		MaxFreeze: c.opts.MaxFreeze, copyRate: c.rate, fixed: c.fixed}
 	c.notes = nil
 	incr := !c.opts.Full && c.last > 0
 	c.tracked = c.tracked || !c.opts.Full // from now on Close has tracking to end
@@ -116,6 +131,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*DumpStats, error) {
 		return nil, err
 	}
 	c.last, c.restart = n, ""
+	c.learn(st)
 	c.chain = 0
 	if opts.Parent != "" {
 		c.chain++
@@ -167,4 +183,24 @@ func (c *Checkpointer) Close() error {
 func (c *Checkpointer) same() bool {
 	st, err := procfs.ReadStat(c.pid)
 	return err == nil && st.StartTime == c.started
+}
+
+// learn keeps what checkpoint st measured for the next one's budget: the
+// copy rate, and the part of the freeze not spent copying pages.
+func (c *Checkpointer) learn(st *DumpStats) {
+	switch {
+	case st.Budget != nil && st.Budget.CopyRate > 0:
+		c.rate = st.Budget.CopyRate
+	case c.rate == 0 && st.MemoryTime > 0 && st.PageBytes >= 1<<20:
+		c.rate = float64(st.PageBytes) / st.MemoryTime.Seconds() // a lower bound
+	}
+	frozen := st.PageBytes
+	if st.Budget != nil {
+		frozen = st.Budget.FrozenPages * image.PageSize
+	}
+	c.fixed = st.Freeze
+	if c.rate > 0 {
+		c.fixed -= time.Duration(float64(frozen) / c.rate * float64(time.Second))
+	}
+	c.fixed = max(c.fixed, 0)
 }

@@ -68,7 +68,12 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
+	if tr.pre, err = startPrecopy(ctx, log, opts, stage, tr); err != nil {
+		stage.Abort()
+		return nil, err
+	}
 	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr) })
+	tr.pre.close() // before the stage lets go of the directory
 	stats.Total = time.Since(start)
 	if err != nil {
 		_ = tr.finish(false, "")
@@ -288,7 +293,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
-			if err := writePages(ctx, stage, &p, shared, inc, dumped[p.Ppid]); err != nil {
+			if err := writePages(ctx, stage, &p, shared, inc, dumped[p.Ppid], tr.pre); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if dumpMemoryHook != nil {
@@ -344,6 +349,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	c.FreezeNs = int64(time.Since(frozenAt))
+	if opts.MaxFreeze > 0 {
+		b := tr.pre.result(opts.MaxFreeze, time.Duration(c.FreezeNs), stats.MemoryTime, stats.PageBytes, tr.parent == nil)
+		stats.Budget = b
+		c.Budget = &image.FreezeBudget{MaxNs: int64(b.Max), Rounds: b.Rounds, PreCopied: b.PreCopiedPages, Frozen: b.FrozenPages, Over: b.Over}
+	}
 	if err := stage.WriteManifest(c); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
@@ -478,9 +488,19 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 }
 
 // writePages copies the memory of p into its page file of the stage's
-// generation.
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, forked *mem.Forked) error {
+// generation, on from where its pre-copy rounds left it (if any); forked
+// is its parent's record of pages it may share copy-on-write.
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, forked *mem.Forked, pre *precopy) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
+	if pw, f := pre.pageFile(p.Pid); pw != nil {
+		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc, forked)
+		if err != nil {
+			return err
+		}
+		p.VMAs, p.VDSO = vmas, vdso
+		p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
+		return f.Finish()
+	}
 	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
 		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc, forked)

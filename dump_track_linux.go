@@ -32,7 +32,8 @@ type tracking struct {
 	parent    *image.Checkpoint // the parent image (nil: a full dump)
 	parentDir string            // where it is
 	procs     map[int]*procTrack
-	id        string // the new image's id
+	id        string   // the new image's id
+	pre       *precopy // what pre-copy rounds copied (nil: none made)
 	// shared is what the scan of every view of shared memory found, for
 	// an increment (nil otherwise); logged once, by the first protect.
 	shared       *mem.SharedDirty
@@ -100,7 +101,7 @@ func (t *tracking) load(pid, root int, live []int, fds *files.Tree) error {
 		if st != nil {
 			states = append(states, st)
 			fds.Skip(p, st.Fd)
-			pt.incr = t.parent != nil && st.ImageID == t.parent.ID
+			pt.incr = t.parent != nil && (st.ImageID == t.parent.ID || t.pre.took(p, st))
 		}
 	}
 	if t.procs[pid] == nil {
@@ -239,6 +240,7 @@ func (t *tracking) memIncr(pid, imagePid int) (*mem.Incr, error) {
 		pt.inc.Scan = s
 		pt.inc.Parent = t.parent.ProcessByPid(imagePid)
 		pt.inc.Shared = t.shared
+		t.pre.use(pid, pt.inc)
 	}
 	return pt.inc, nil
 }
@@ -299,6 +301,7 @@ func (t *tracking) link(c *image.Checkpoint, opts DumpOptions) {
 // failed dump leaves the states in use (valid for no image): the next
 // increment is refused, and tracking goes on harmlessly until a full dump.
 func (t *tracking) finish(committed bool, dir string) error {
+	t.pre.close()
 	var errs []error
 	for _, pt := range t.procs {
 		if pt.scanner != nil {

@@ -37,10 +37,41 @@ type DumpOptions struct {
 	// must have been made with TrackMem (criu --prev-images-dir). Pages
 	// not written since are read from it on restore.
 	Parent string
+	// MaxFreeze, with Parent, is a freeze budget: while the pages
+	// written since the parent would take longer to copy than this,
+	// they are copied while the tree runs (pre-copy rounds, each
+	// protecting them again) before it is frozen; the freeze copies what
+	// was written after the last round. A freeze that still exceeds it is
+	// reported in DumpStats.Budget and the image, with the reason. 0: no
+	// budget.
+	MaxFreeze time.Duration
 	// Logger receives one Info line per step (with the pid and its
 	// duration), Debug details and Error lines for failures (criu -o,
 	// -v). Nil logs nothing.
 	Logger *slog.Logger
+
+	// What a Checkpointer learnt from earlier dumps of the tree: the copy
+	// rate (bytes per second) and the part of the freeze that is not
+	// memory (0: unknown).
+	copyRate float64
+	fixed    time.Duration
+}
+
+// BudgetStats reports how a dump with DumpOptions.MaxFreeze went.
+type BudgetStats struct {
+	// Max is the budget.
+	Max time.Duration
+	// Rounds is the number of pre-copy rounds made while the tree ran;
+	// PreCopiedPages the pages they copied (a page copied twice counts
+	// twice), FrozenPages the pages copied in the freeze.
+	Rounds         int
+	PreCopiedPages int64
+	FrozenPages    int64
+	// Over says why the freeze exceeded Max; empty when it did not.
+	Over string
+	// CopyRate is the copy rate measured in this dump, bytes per
+	// second (0: too little was copied to tell).
+	CopyRate float64
 }
 
 // DumpStats reports what a dump did and how long the target was stopped.
@@ -50,7 +81,8 @@ type DumpStats struct {
 	Freeze time.Duration
 	// Total is the duration of the whole dump.
 	Total time.Duration
-	// PageBytes is the amount of memory written to the image.
+	// PageBytes is the amount of memory written to the image (with
+	// pre-copy rounds, every copy of a page written again counts).
 	PageBytes int64
 	// ParentPages counts the pages an incremental image takes from its
 	// parent images (0 for a full image); Parent names the parent.
@@ -65,6 +97,9 @@ type DumpStats struct {
 	// made where an increment was due (and why), old checkpoints merged
 	// and removed, or kept because that failed.
 	Notes []string
+	// Budget reports the pre-copy rounds and whether the freeze met
+	// DumpOptions.MaxFreeze (nil without one).
+	Budget *BudgetStats
 	// Exited lists the processes that died while frozen (something
 	// killed them) and so were not released; with LeaveRunning, after a
 	// successful dump, they died after the image was complete.

@@ -10,7 +10,7 @@ import (
 )
 
 func runBench(args []string) error {
-	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] [--criu PATH] | --incremental PCT [--size 1G] [--runs 3] [--dir /dev/shm]")
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] [--criu PATH] | --incremental PCT [--max-freeze 5ms] [--size 1G] [--runs 3] [--dir /dev/shm]")
 	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
 	runs := fs.Int("runs", 3, "measure this many times and report the best")
 	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
@@ -19,6 +19,7 @@ func runBench(args []string) error {
 	nfds := fs.Int("fds", 10000, "fds of the many-fds benchmark, against 10 (0: skip it)")
 	criu := fs.String("criu", "", "a CRIU binary: dump and restore the thread and tree shapes with it too, and print rtcr/CRIU")
 	incr := fs.Float64("incremental", 0, "instead: freeze of an incremental checkpoint after `PCT` % of the pages were written, against a full one")
+	maxFreeze := fs.Duration("max-freeze", 0, "with --incremental: instead, the freeze of an increment with this budget (pre-copy) against one without, as many pages written")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +39,17 @@ func runBench(args []string) error {
 	if *incr != 0 {
 		if *incr < 0 || *incr > 100 {
 			return usagef("--incremental must be a percentage above 0, at most 100")
+		}
+		if *maxFreeze < 0 {
+			return usagef("--max-freeze must be > 0")
+		}
+		if *maxFreeze > 0 {
+			res, err := bench.RunBudget(*dir, n, *incr, *runs, *maxFreeze)
+			if err != nil {
+				return err
+			}
+			res.Print(os.Stdout)
+			return nil
 		}
 		res, err := bench.RunIncremental(*dir, n, *incr, *runs)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -9,7 +10,7 @@ import (
 )
 
 func runDump(args []string) error {
-	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running] [--track-mem] [--parent DIR] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running] [--track-mem] [--parent DIR [--max-freeze 5ms]] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	fs.IntVar(&o.Pid, "pid", 0, "process to checkpoint")
 	fs.IntVar(&o.Pid, "t", 0, "short for --pid")
@@ -20,10 +21,16 @@ func runDump(args []string) error {
 	fs.BoolVar(&o.TrackMem, "track-mem", false, "track the pages the process writes from now on, so that a later dump with --parent copies only those")
 	fs.StringVar(&o.Parent, "parent", "", "make an incremental image: only pages written since the image in `DIR` (relative to --dir), dumped with --track-mem")
 	fs.StringVar(&o.Parent, "prev-images-dir", "", "same as --parent (CRIU's name)")
+	fs.DurationVar(&o.MaxFreeze, "max-freeze", 0, "with --parent: freeze budget; pages written since the parent are copied while the process runs (pre-copy rounds) until the rest fits (e.g. 5ms)")
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, criuArgs(fs, args)); err != nil {
 		return err
+	}
+	maxFreezeGiven := false
+	fs.Visit(func(f *flag.Flag) { maxFreezeGiven = maxFreezeGiven || f.Name == "max-freeze" })
+	if maxFreezeGiven && (o.MaxFreeze <= 0 || o.Parent == "") {
+		return usagef("--max-freeze must be > 0 and goes with --parent")
 	}
 	if o.Pid <= 0 {
 		return usagef("--pid is required and must be positive")
@@ -55,6 +62,9 @@ func runDump(args []string) error {
 	}
 	fmt.Printf("dumped pid %d to %s: %.1f MiB of memory, frozen %v, total %v; process %s\n",
 		o.Pid, o.Dir, float64(st.PageBytes)/(1<<20), st.Freeze.Round(1e5), st.Total.Round(1e5), what)
+	if st.Budget != nil {
+		fmt.Println(budgetLine(st.Budget, st.Freeze))
+	}
 	if st.Parent != "" {
 		fmt.Printf("incremental: %.1f MiB unchanged since %s stay there\n", float64(st.ParentPages*4096)/(1<<20), st.Parent)
 	}

@@ -61,8 +61,14 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"run", "--every", "-1s", "--dir", "/tmp/x", "--", "true"}, "--every must be > 0"},
 		{[]string{"run", "--every", "1s", "--", "true"}, "--every and --dir go together"},
 		{[]string{"run", "--every", "1s", "--dir", "/tmp/x", "--keep", "-1", "--", "true"}, "--keep must be >= 0"},
-		{[]string{"run", "--keep", "2", "--", "true"}, "--keep and --no-incremental go with --every"},
-		{[]string{"run", "--no-incremental", "--", "true"}, "--keep and --no-incremental go with --every"},
+		{[]string{"run", "--keep", "2", "--", "true"}, "--keep, --no-incremental and --max-freeze go with --every"},
+		{[]string{"run", "--no-incremental", "--", "true"}, "--keep, --no-incremental and --max-freeze go with --every"},
+		{[]string{"run", "--max-freeze", "5ms", "--", "true"}, "--keep, --no-incremental and --max-freeze go with --every"},
+		{[]string{"run", "--every", "1s", "--dir", "/tmp/x", "--max-freeze", "0s", "--", "true"}, "--max-freeze must be > 0"},
+		{[]string{"run", "--every", "1s", "--dir", "/tmp/x", "--max-freeze", "-5ms", "--", "true"}, "--max-freeze must be > 0"},
+		{[]string{"run", "--every", "1s", "--dir", "/tmp/x", "--max-freeze", "5ms", "--no-incremental", "--", "true"}, "--max-freeze needs incremental"},
+		{[]string{"dump", "-t", "1", "-D", "/tmp/x", "--max-freeze", "5ms"}, "--max-freeze must be > 0 and goes with --parent"},
+		{[]string{"dump", "-t", "1", "-D", "/tmp/x", "--parent", "../a", "--max-freeze", "0s"}, "--max-freeze must be > 0 and goes with --parent"},
 		{[]string{"run", "--dir", "/tmp/x", "--", "true"}, "--every and --dir go together"},
 	}
 	for _, tc := range tests {

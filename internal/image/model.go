@@ -20,6 +20,23 @@ const PageSize = 4096
 // PageChunkSize is the span of page-file bytes covered by one checksum.
 const PageChunkSize = 1 << 20
 
+// FreezeBudget records how a dump with a freeze budget went: the pages
+// it copied while the tree ran (pre-copy rounds) and in the freeze, and,
+// when the freeze took longer than the budget, why.
+type FreezeBudget struct {
+	// MaxNs is the budget, nanoseconds.
+	MaxNs int64
+	// Rounds is the number of pre-copy rounds, PreCopied the pages they
+	// copied (a page written again is counted again).
+	Rounds    int   `json:",omitempty"`
+	PreCopied int64 `json:",omitempty"`
+	// Frozen is the number of pages copied in the freeze.
+	Frozen int64 `json:",omitempty"`
+	// Over says why the freeze (FreezeNs) exceeded the budget; empty
+	// when it did not.
+	Over string `json:",omitempty"`
+}
+
 // Checkpoint is everything one dump captured.
 type Checkpoint struct {
 	// Kernel is the uname release and version of the machine that dumped.
@@ -53,6 +70,9 @@ type Checkpoint struct {
 	// FreezeNs is how long the tree had been stopped when the manifest
 	// was written (the release that follows adds little), nanoseconds.
 	FreezeNs int64 `json:",omitempty"`
+	// Budget is what a dump with a freeze budget (rtcr run --max-freeze)
+	// did to meet it; nil: it had none.
+	Budget *FreezeBudget `json:",omitempty"`
 	// Sum is the SHA-256 of the manifest payload this checkpoint was read
 	// from (set by the reader, never written).
 	Sum [32]byte `json:"-"`

@@ -91,6 +91,9 @@ func (c *Checkpoint) Validate() error {
 	if err := validateChain(c); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
+	if b := c.Budget; b != nil && (b.MaxNs <= 0 || b.Rounds < 0 || b.PreCopied < 0 || b.Frozen < 0 || len(b.Over) > 4096) {
+		return corruptf("invalid checkpoint: freeze budget %d ns, %d rounds, %d and %d pages, reason of %d bytes", b.MaxNs, b.Rounds, b.PreCopied, b.Frozen, len(b.Over))
+	}
 	if c.NetLock != "" && !ValidNetLock(c.NetLock) {
 		return corruptf("invalid checkpoint: network lock table %q is not named rtcr_ and 16 hex digits", c.NetLock)
 	}

@@ -97,6 +97,14 @@ func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 	if c.FreezeNs != 0 {
 		fmt.Fprintf(tw, "freeze\t%v (the tree was stopped this long when the image was written)\n", time.Duration(c.FreezeNs).Round(time.Microsecond))
 	}
+	if b := c.Budget; b != nil {
+		verdict := "met"
+		if b.Over != "" {
+			verdict = "missed: " + b.Over
+		}
+		fmt.Fprintf(tw, "budget\t%v %s (%d pre-copy rounds, %d pages copied while running, %d in the freeze)\n",
+			time.Duration(b.MaxNs), verdict, b.Rounds, b.PreCopied, b.Frozen)
+	}
 	if l := c.Parent; l != nil {
 		fmt.Fprintf(tw, "parent\t%s (id %s, manifest sha256 %s; %d images behind this one)\n", l.Dir, l.ID, l.Sum, c.ChainLen)
 	} else {

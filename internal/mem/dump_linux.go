@@ -46,6 +46,7 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Fork
 	defer cs.close()
 
 	cp := newCopier(pid, pw)
+	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
 	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs)
 	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
 		err = cerr // the writer's own error says what failed

@@ -28,6 +28,15 @@ type Incr struct {
 	// Shared, with Scan, is what the tree's scan of shared memory found
 	// (nil: shared memory is saved whole).
 	Shared *SharedDirty
+	// Pre are the pages copied while the process ran (pre-copy rounds,
+	// see CopyRanges): depth-0 runs of the page file being written, the
+	// latest copy of each page, sorted. A page not written since its copy
+	// is taken from there instead of Parent.
+	Pre []image.PageRun
+	// Lost are ranges (in any order, perhaps overlapping) whose
+	// write-protect state a failed pre-copy scan or copy may have reset
+	// without their pages being saved: they are saved as if written.
+	Lost [][2]uint64
 	// Untracked (out) are the mappings not tracked yet (new, moved, or
 	// never registered), to register after the copy; TrackedRanges (out)
 	// those that are; Reprotect (out) the tracked views of shared memory,
@@ -109,9 +118,16 @@ func incrRuns(v *image.VMA, inc *Incr, cp *copier) error {
 		return err
 	}
 	written = cutRanges(written, empty)
-	var refs []image.PageRun
+	if lost := clipRanges(inc.Lost, v.Start, v.End); len(lost) > 0 {
+		written = unionRanges(written, cutRanges(lost, empty))
+	}
+	gone := mergeRanges(written, empty)
+	// Copied while it ran and not written since: this image's copy.
+	refs := cutRuns(clipRuns(inc.Pre, v.Start, v.End), gone)
 	if inc.Parent != nil {
-		refs = cutRuns(parentRuns(inc.Parent, v.Start, v.End), mergeRanges(written, empty))
+		older := cutRuns(parentRuns(inc.Parent, v.Start, v.End), gone)
+		refs = append(refs, cutRuns(older, runRanges(refs))...)
+		sort.Slice(refs, func(i, j int) bool { return refs[i].Addr < refs[j].Addr })
 	}
 	// Both lists are sorted and disjoint: merge them in address order.
 	i, j := 0, 0
@@ -214,6 +230,54 @@ func cutRuns(runs []image.PageRun, cut [][2]uint64) []image.PageRun {
 			a = min(cut[k][1], end)
 			k++
 		}
+	}
+	return out
+}
+
+// clipRanges returns the parts of the sorted ranges rs within [start, end).
+func clipRanges(rs [][2]uint64, start, end uint64) [][2]uint64 {
+	var out [][2]uint64
+	for _, r := range rs {
+		a, b := max(r[0], start), min(r[1], end)
+		if a < b {
+			out = append(out, [2]uint64{a, b})
+		}
+	}
+	return out
+}
+
+// clipRuns returns the parts of the sorted runs within [start, end).
+func clipRuns(runs []image.PageRun, start, end uint64) []image.PageRun {
+	var out []image.PageRun
+	for _, r := range runs {
+		a, b := max(r.Addr, start), min(r.Addr+r.Count*image.PageSize, end)
+		if a < b {
+			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth})
+		}
+	}
+	return out
+}
+
+// runRanges returns the address ranges of runs.
+func runRanges(runs []image.PageRun) [][2]uint64 {
+	out := make([][2]uint64, len(runs))
+	for i, r := range runs {
+		out[i] = [2]uint64{r.Addr, r.Addr + r.Count*image.PageSize}
+	}
+	return out
+}
+
+// unionRanges returns the union of two lists of ranges, sorted, disjoint
+// and joined where they touch.
+func unionRanges(a, b [][2]uint64) [][2]uint64 {
+	all := mergeRanges(a, b)
+	var out [][2]uint64
+	for _, r := range all {
+		if k := len(out) - 1; k >= 0 && r[0] <= out[k][1] {
+			out[k][1] = max(out[k][1], r[1])
+			continue
+		}
+		out = append(out, r)
 	}
 	return out
 }

@@ -31,3 +31,33 @@ func TestCutRuns(t *testing.T) {
 		t.Fatalf("parentRuns: got %s, want %s", got, want)
 	}
 }
+
+// TestPreCopyArithmetic checks how pre-copied runs are kept: a later copy
+// of a page overrides an earlier one (Latest), runs and ranges are clipped
+// to a mapping, and lost ranges join the written ones (unionRanges).
+func TestPreCopyArithmetic(t *testing.T) {
+	const P = image.PageSize
+	pre := []image.PageRun{{Addr: 0, Count: 4, FileOff: 0}, {Addr: 10 * P, Count: 2, FileOff: 4 * P}}
+	newer := []image.PageRun{{Addr: 2 * P, Count: 1, FileOff: 6 * P}, {Addr: 11 * P, Count: 3, FileOff: 7 * P}}
+	got := fmt.Sprint(Latest(pre, newer))
+	want := fmt.Sprint([]image.PageRun{
+		{Addr: 0, Count: 2, FileOff: 0},
+		{Addr: 2 * P, Count: 1, FileOff: 6 * P},
+		{Addr: 3 * P, Count: 1, FileOff: 3 * P},
+		{Addr: 10 * P, Count: 1, FileOff: 4 * P},
+		{Addr: 11 * P, Count: 3, FileOff: 7 * P},
+	})
+	if got != want {
+		t.Fatalf("Latest:\n got %s\nwant %s", got, want)
+	}
+	if got := fmt.Sprint(clipRuns(pre, 1*P, 11*P)); got != fmt.Sprint([]image.PageRun{{Addr: P, Count: 3, FileOff: P}, {Addr: 10 * P, Count: 1, FileOff: 4 * P}}) {
+		t.Fatalf("clipRuns: %s", got)
+	}
+	if got := fmt.Sprint(clipRanges([][2]uint64{{0, 4 * P}, {8 * P, 12 * P}}, 2*P, 9*P)); got != fmt.Sprint([][2]uint64{{2 * P, 4 * P}, {8 * P, 9 * P}}) {
+		t.Fatalf("clipRanges: %s", got)
+	}
+	u := unionRanges([][2]uint64{{0, 2 * P}, {6 * P, 7 * P}}, [][2]uint64{{5 * P, 6 * P}, {P, 3 * P}, {6 * P, 9 * P}})
+	if got := fmt.Sprint(u); got != fmt.Sprint([][2]uint64{{0, 3 * P}, {5 * P, 9 * P}}) {
+		t.Fatalf("unionRanges: %s", got)
+	}
+}
