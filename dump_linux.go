@@ -68,7 +68,11 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr) })
+	var leftRunning *image.Checkpoint
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr, &leftRunning) })
+	if err == nil && leftRunning != nil {
+		err = commitManifest(log, stage, leftRunning, opts.Pid, stats.Freeze)
+	}
 	stats.Total = time.Since(start)
 	if err != nil {
 		_ = tr.finish(false, "")
@@ -93,7 +97,10 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 // tracer thread of its own (tree.Frozen.Tracers).
 // Every file is written through stage (into the directory it opened), page
 // files named after its generation.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking) (err error) {
+//
+// With opts.LeaveRunning the manifest is not written: the checkpoint is
+// returned in *out, to commit once the tree runs (commitManifest).
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking, out **image.Checkpoint) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -120,7 +127,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	frozenAt := drain.frozenAt
-	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
+	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies), "prescanned", f.PreScanned)
 	kill := false
 	var fds *files.Tree
 	defer func() {
@@ -327,24 +334,38 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if _, err := tree.Plan(nodes); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	manifest := newStepTimer(log, root)
-	if err := c.Validate(); err != nil {
-		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
+	if opts.LeaveRunning {
+		// Nothing of the manifest needs the tree stopped: it is
+		// checked and written once the tree runs again (commitManifest),
+		// with the freeze as it ended.
+		*out = c
+		return nil
 	}
-	if !opts.LeaveRunning {
-		// Before the commit: the kill must close the connections
-		// without a packet (repair mode), and a failure here still
-		// leaves the tree running.
-		if err := fds.RepairForKill(); err != nil {
-			return fmt.Errorf("dump %d: %w", opts.Pid, err)
-		}
-	}
-	c.FreezeNs = int64(time.Since(frozenAt))
-	if err := stage.WriteManifest(c); err != nil {
+	// Before the commit: the kill must close the connections without a
+	// packet (repair mode), and a failure here still leaves the tree
+	// running.
+	if err := fds.RepairForKill(); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	if err := commitManifest(log, stage, c, opts.Pid, time.Since(frozenAt)); err != nil {
+		return err
+	}
+	kill = true
+	return nil
+}
+
+// commitManifest checks the checkpoint c of process pid, records its
+// freeze and writes its manifest: the commit point of the dump.
+func commitManifest(log *slog.Logger, stage *image.Stage, c *image.Checkpoint, pid int, freeze time.Duration) error {
+	manifest := newStepTimer(log, pid)
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", pid, err)
+	}
+	c.FreezeNs = int64(freeze)
+	if err := stage.WriteManifest(c); err != nil {
+		return fmt.Errorf("dump %d: %w", pid, err)
+	}
 	manifest.done("manifest", "processes", len(c.Processes))
-	kill = !opts.LeaveRunning
 	return nil
 }
 

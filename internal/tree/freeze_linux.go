@@ -32,6 +32,9 @@ type Frozen struct {
 	// request about its threads goes through it (see On). Release and
 	// Kill end them.
 	Tracers map[int]*ptrace.Tracer
+	// PreScanned says the children came from the scan of /proc made
+	// before the freeze (preScan), with no scan while frozen.
+	PreScanned bool
 	// all lists every tracer once (a child attached by the kernel when
 	// its parent forked shares its parent's).
 	all []*ptrace.Tracer
@@ -72,7 +75,10 @@ func (f *Frozen) Each(pids []int, fn func(pid int) error) error {
 // stopped process cannot fork, so once a process is frozen its set of
 // children is final; the tree is re-scanned until a pass finds no new
 // child. The children found in one pass are frozen at once, each by its
-// own tracer thread. On error every process frozen so far is released.
+// own tracer thread. Without /proc/PID/task/TID/children, the children
+// come from a scan of /proc made before the root stops, used only if no
+// task was created on the machine since (see preScan). On error every
+// process frozen so far is released.
 func Freeze(root int) (_ *Frozen, err error) {
 	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}, Tracers: map[int]*ptrace.Tracer{}}
 	defer func() {
@@ -90,6 +96,8 @@ func Freeze(root int) (_ *Frozen, err error) {
 		}
 		return nil, fmt.Errorf("freeze %d: the process is a zombie", root)
 	}
+	// Scanned before the root stops; checked, frozen, before use.
+	pre := newPreScan()
 	if err := f.add([]int{root}); err != nil {
 		return nil, err
 	}
@@ -100,8 +108,11 @@ func Freeze(root int) (_ *Frozen, err error) {
 				live = append(live, pid)
 			}
 		}
-		children, err := StoppedChildren(live)
-		if err != nil {
+		var children map[int][]int
+		usedPre := pre.valid()
+		if usedPre {
+			children = pre.children
+		} else if children, err = StoppedChildren(live); err != nil {
 			return nil, err
 		}
 		var fresh []int
@@ -116,10 +127,16 @@ func Freeze(root int) (_ *Frozen, err error) {
 			}
 		}
 		if len(fresh) == 0 {
+			f.PreScanned = usedPre
 			return f, nil
 		}
 		if err := f.add(fresh); err != nil {
 			return nil, err
+		}
+		for _, c := range fresh {
+			if _, ok := f.Tids[c]; !ok && pre != nil {
+				pre.broken = true // exited: its children moved
+			}
 		}
 	}
 }
