@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -32,6 +33,9 @@ type Frozen struct {
 	// request about its threads goes through it (see On). Release and
 	// Kill end them.
 	Tracers map[int]*ptrace.Tracer
+	// FrozenAt is when the freeze of the root began (after the scan of
+	// /proc that precedes it): the start of the time the tree is frozen.
+	FrozenAt time.Time
 	// PreScanned says the children came from the scan of /proc made
 	// before the freeze (preScan), with no scan while frozen.
 	PreScanned bool
@@ -98,6 +102,7 @@ func Freeze(root int) (_ *Frozen, err error) {
 	}
 	// Scanned before the root stops; checked, frozen, before use.
 	pre := newPreScan()
+	f.FrozenAt = time.Now()
 	if err := f.add([]int{root}); err != nil {
 		return nil, err
 	}
@@ -128,6 +133,7 @@ func Freeze(root int) (_ *Frozen, err error) {
 		}
 		if len(fresh) == 0 {
 			f.PreScanned = usedPre
+			pre.used(usedPre)
 			return f, nil
 		}
 		if err := f.add(fresh); err != nil {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
+
+	"github.com/rtcr/rtcr/internal/procfs"
 )
 
 // preScan is the children of every process, read by a scan of /proc while
@@ -20,8 +23,28 @@ import (
 type preScan struct {
 	children map[int][]int
 	forks    uint64
+	// own are rtcr's threads when the scan began: the threads its Go
+	// runtime creates meanwhile (a tracer thread, an idle one) count in
+	// the fork count too, and are allowed for.
+	own map[int]bool
 	// broken: a process the walk reached was a zombie or gone.
 	broken bool
+}
+
+// preScanTries counts the freezes, preScanMisses the scans found no
+// longer valid in a row.
+var preScanTries, preScanMisses atomic.Int64
+
+// used records whether the scan was valid when the freeze ended.
+func (p *preScan) used(ok bool) {
+	if p == nil {
+		return
+	}
+	if ok {
+		preScanMisses.Store(0)
+	} else {
+		preScanMisses.Add(1)
+	}
 }
 
 // newPreScan scans /proc for the children of every process, or returns
@@ -29,6 +52,16 @@ type preScan struct {
 // failed (Freeze then scans while frozen, as without it).
 func newPreScan() *preScan {
 	if haveTaskChildren() {
+		return nil
+	}
+	// On a machine that forks all the time the scan is never valid by
+	// the time the tree is frozen: after 3 misses in a row it is tried
+	// only at every 8th freeze.
+	if n := preScanTries.Add(1); preScanMisses.Load() >= 3 && n%8 != 0 {
+		return nil
+	}
+	own, err := ownThreads()
+	if err != nil {
 		return nil
 	}
 	forks, err := readForks()
@@ -39,17 +72,56 @@ func newPreScan() *preScan {
 	if err != nil {
 		return nil
 	}
-	return &preScan{children: m, forks: forks}
+	return &preScan{children: m, forks: forks, own: own}
+}
+
+// ownThreads returns the threads of rtcr.
+func ownThreads() (map[int]bool, error) {
+	tids, err := procfs.ListTasks(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	own := make(map[int]bool, len(tids))
+	for _, t := range tids {
+		own[t] = true
+	}
+	return own, nil
 }
 
 // valid reports whether the scan still holds: no task was created since
-// it started, and no process of the tree was found gone.
+// it started but rtcr's own threads (every one of them is still there),
+// and no process of the tree was found gone.
 func (p *preScan) valid() bool {
 	if p == nil || p.broken {
 		return false
 	}
+	before, err := ownThreads()
+	if err != nil {
+		return false
+	}
 	n, err := readForks()
-	return err == nil && n == p.forks
+	if err != nil || n < p.forks {
+		return false
+	}
+	if n == p.forks {
+		return true
+	}
+	// rtcr's threads before and after the count are the same: each
+	// one it created since the scan is counted in n.
+	after, err := ownThreads()
+	if err != nil || len(after) != len(before) {
+		return false
+	}
+	var created uint64
+	for t := range after {
+		if !before[t] {
+			return false
+		}
+		if !p.own[t] {
+			created++
+		}
+	}
+	return created == n-p.forks
 }
 
 // readForks returns the number of tasks created since boot: the
