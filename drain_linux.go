@@ -62,10 +62,8 @@ type sweepResult struct {
 func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) (*tree.Frozen, *drainer, error) {
 	d := &drainer{gen: gen}
 	if !netlock.Available() {
+		d.frozenAt = time.Now()
 		f, err := tree.Freeze(root)
-		if err == nil {
-			d.frozenAt = f.FrozenAt
-		}
 		return f, d, err
 	}
 	// The tree as it is now (it may fork meanwhile: the check after the
@@ -87,11 +85,11 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 				return nil, d, err
 			}
 		}
+		frozenAt := time.Now()
 		f, err := tree.Freeze(root)
 		if err != nil {
 			return nil, d, err
 		}
-		frozenAt := f.FrozenAt
 		if drainFrozenHook != nil && d.name != "" {
 			drainFrozenHook(try, d.name)
 		}

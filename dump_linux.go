@@ -142,7 +142,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	frozenAt := drain.frozenAt
-	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies), "prescanned", f.PreScanned)
+	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
 	kill := false
 	var fds *files.Tree
 	defer func() {

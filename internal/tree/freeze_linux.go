@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -33,12 +32,6 @@ type Frozen struct {
 	// request about its threads goes through it (see On). Release and
 	// Kill end them.
 	Tracers map[int]*ptrace.Tracer
-	// FrozenAt is when the freeze of the root began (after the scan of
-	// /proc that precedes it): the start of the time the tree is frozen.
-	FrozenAt time.Time
-	// PreScanned says the children came from the scan of /proc made
-	// before the freeze (preScan), with no scan while frozen.
-	PreScanned bool
 	// all lists every tracer once (a child attached by the kernel when
 	// its parent forked shares its parent's).
 	all []*ptrace.Tracer
@@ -79,10 +72,7 @@ func (f *Frozen) Each(pids []int, fn func(pid int) error) error {
 // stopped process cannot fork, so once a process is frozen its set of
 // children is final; the tree is re-scanned until a pass finds no new
 // child. The children found in one pass are frozen at once, each by its
-// own tracer thread. Without /proc/PID/task/TID/children, the children
-// come from a scan of /proc made before the root stops, used only if no
-// task was created on the machine since (see preScan). On error every
-// process frozen so far is released.
+// own tracer thread. On error every process frozen so far is released.
 func Freeze(root int) (_ *Frozen, err error) {
 	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}, Tracers: map[int]*ptrace.Tracer{}}
 	defer func() {
@@ -100,9 +90,6 @@ func Freeze(root int) (_ *Frozen, err error) {
 		}
 		return nil, fmt.Errorf("freeze %d: the process is a zombie", root)
 	}
-	// Scanned before the root stops; checked, frozen, before use.
-	pre := newPreScan()
-	f.FrozenAt = time.Now()
 	if err := f.add([]int{root}); err != nil {
 		return nil, err
 	}
@@ -113,11 +100,8 @@ func Freeze(root int) (_ *Frozen, err error) {
 				live = append(live, pid)
 			}
 		}
-		var children map[int][]int
-		usedPre := pre.valid()
-		if usedPre {
-			children = pre.children
-		} else if children, err = StoppedChildren(live); err != nil {
+		children, err := StoppedChildren(live)
+		if err != nil {
 			return nil, err
 		}
 		var fresh []int
@@ -132,17 +116,10 @@ func Freeze(root int) (_ *Frozen, err error) {
 			}
 		}
 		if len(fresh) == 0 {
-			f.PreScanned = usedPre
-			pre.used(usedPre)
 			return f, nil
 		}
 		if err := f.add(fresh); err != nil {
 			return nil, err
-		}
-		for _, c := range fresh {
-			if _, ok := f.Tids[c]; !ok && pre != nil {
-				pre.broken = true // exited: its children moved
-			}
 		}
 	}
 }

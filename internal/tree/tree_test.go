@@ -123,14 +123,3 @@ func TestRootRefusesThread(t *testing.T) {
 		t.Fatalf("Root(own pid %d) = %d, %v", os.Getpid(), root, err)
 	}
 }
-
-// TestParseForks: the fork count is the "processes" line of /proc/stat.
-func TestParseForks(t *testing.T) {
-	n, err := parseForks([]byte("cpu  1 2 3\nctxt 99\nbtime 5\nprocesses 815746\nprocs_running 2\n"))
-	if err != nil || n != 815746 {
-		t.Fatalf("parseForks = %d, %v; want 815746", n, err)
-	}
-	if _, err := parseForks([]byte("cpu 1\n")); err == nil {
-		t.Fatal("parseForks without a processes line: no error")
-	}
-}
