@@ -68,16 +68,10 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 	stats := &DumpStats{}
 	log := logger(opts.Logger)
 	log.Info("dump", "pid", opts.Pid, "dir", opts.Dir, "leave_running", opts.LeaveRunning)
-	var held *heldPages
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr, &held) })
-	if err == nil && held != nil {
-		// The tree runs again (LeaveRunning): its page files and
-		// manifest are written now.
-		if err = held.finish(held.c, stats); err != nil {
-			err = fmt.Errorf("dump %d: %w", opts.Pid, err)
-		} else {
-			err = commitManifest(log, stage, held.c, opts.Pid, stats.Freeze)
-		}
+	var leftRunning *image.Checkpoint
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr, &leftRunning) })
+	if err == nil && leftRunning != nil {
+		err = commitManifest(log, stage, leftRunning, opts.Pid, stats.Freeze)
 	}
 	stats.Total = time.Since(start)
 	if err != nil {
@@ -104,9 +98,9 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 // Every file is written through stage (into the directory it opened), page
 // files named after its generation.
 //
-// With opts.LeaveRunning neither the page files nor the manifest are
-// written: *out holds them, to finish and commit once the tree runs.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking, out **heldPages) (err error) {
+// With opts.LeaveRunning the manifest is not written: the checkpoint is
+// returned in *out, to commit once the tree runs (commitManifest).
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking, out **image.Checkpoint) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -121,15 +115,6 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	log := logger(opts.Logger)
-	// The page files are written once the tree runs again (LeaveRunning)
-	// or just before the commit; a failed dump waits for them after the
-	// release, and Abort removes them.
-	held := &heldPages{written: make(chan struct{}), budget: mem.NewHoldBudget(heldBytes)}
-	defer func() {
-		if err != nil {
-			_ = held.finish(nil, stats)
-		}
-	}()
 	// The drain table goes last, once the tree is released or killed
 	// (a killed tree's listeners stay behind the network lock).
 	f, drain, err := freezeDrained(ctx, log, root, stage.Gen)
@@ -307,9 +292,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
-			finish, err := writePages(ctx, stage, &p, shared, inc, held.written, held.budget)
-			held.add(len(c.Processes), &p, finish)
-			if err != nil {
+			if err := writePages(ctx, stage, &p, shared, inc); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if dumpMemoryHook != nil {
@@ -322,9 +305,10 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			}
 			p.MapFiles = shared.MapFiles(pid)
 			stats.MemoryTime += time.Since(memStart)
-			here, older := image.PageCounts(&p)
-			logStep(log, pid, "memory", time.Since(memStart), "bytes", here*image.PageSize, "pages", here, "vmas", len(p.VMAs))
+			logStep(log, pid, "memory", time.Since(memStart), "bytes", p.PageFileSize, "pages", p.PageFileSize/image.PageSize, "vmas", len(p.VMAs))
 			logVMAs(log, &p)
+			stats.PageBytes += p.PageFileSize
+			_, older := image.PageCounts(&p)
 			stats.ParentPages += int64(older)
 		}
 		c.Processes = append(c.Processes, p)
@@ -351,12 +335,10 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if opts.LeaveRunning {
-		// Nothing of the page files or the manifest needs the tree
-		// stopped: they are written once it runs again
-		// (heldPages.finish, commitManifest), the manifest with the
-		// freeze as it ended.
-		held.c = c
-		*out = held
+		// Nothing of the manifest needs the tree stopped: it is
+		// checked and written once the tree runs again (commitManifest),
+		// with the freeze as it ended.
+		*out = c
 		return nil
 	}
 	// Before the commit: the kill must close the connections without a
@@ -365,68 +347,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if err := fds.RepairForKill(); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	if err := held.finish(c, stats); err != nil {
-		return fmt.Errorf("dump %d: %w", opts.Pid, err)
-	}
 	if err := commitManifest(log, stage, c, opts.Pid, time.Since(frozenAt)); err != nil {
 		return err
 	}
 	kill = true
 	return nil
-}
-
-// heldBytes is how much copied memory a dump may hold until the release
-// (the rest of the page files is written while frozen, as it is copied).
-const heldBytes = 64 << 20
-
-// heldPages are the page files of a dump, copied out of the frozen
-// processes and written once written is closed (writePages).
-type heldPages struct {
-	written chan struct{}
-	budget  *mem.HoldBudget
-	procs   []heldProcess
-	// c is the checkpoint to commit once the files are written, when
-	// the dump leaves the tree running.
-	c *image.Checkpoint
-}
-
-// heldProcess is the page file of one process: index in the
-// checkpoint's Processes, the process as writePages fills it, and
-// writePages' finish.
-type heldProcess struct {
-	index  int
-	p      *image.Process
-	finish func() error
-}
-
-func (h *heldPages) add(index int, p *image.Process, finish func() error) {
-	h.procs = append(h.procs, heldProcess{index: index, p: p, finish: finish})
-}
-
-// finish lets the page files be written, waits for them and records
-// their sizes and checksums in c (nil: a failed dump, which only waits)
-// and stats. It returns the first error. Only the first call waits.
-func (h *heldPages) finish(c *image.Checkpoint, stats *DumpStats) error {
-	if h.procs == nil {
-		return nil
-	}
-	close(h.written)
-	var first error
-	for _, hp := range h.procs {
-		if err := hp.finish(); err != nil {
-			if first == nil {
-				first = err
-			}
-			continue
-		}
-		if c != nil {
-			c.Processes[hp.index].PageFileSize = hp.p.PageFileSize
-			c.Processes[hp.index].PageChecksums = hp.p.PageChecksums
-			stats.PageBytes += hp.p.PageFileSize
-		}
-	}
-	h.procs = nil
-	return first
 }
 
 // commitManifest checks the checkpoint c of process pid, records its
@@ -569,61 +494,20 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 	return ctx.Err()
 }
 
-// writePages copies the memory of p out of the process and into its page
-// file of the stage's generation. The copy is done when it returns; the
-// file is written (and synced) once start is closed, as far as budget
-// lets mem.DumpHeld hold the copy, so that a dump leaving the tree running writes it
-// after the release. finish, to call after start is closed (also when
-// err is set), waits for the file and records its size and checksums in
-// p; it returns the write's error.
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, start <-chan struct{}, budget *mem.HoldBudget) (finish func() error, err error) {
+// writePages copies the memory of p into its page file of the stage's
+// generation.
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
-	type copied struct {
-		vmas []image.VMA
-		vdso []byte
-		held bool
-		err  error
-	}
-	got := make(chan copied, 1)
-	done := make(chan error, 1)
-	var pw *image.PageWriter
-	go func() {
-		done <- stage.WriteFile(p.PageFile, func(w io.Writer) error {
-			pw = image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
-			vmas, vdso, held, wait, err := mem.DumpHeld(p.Pid, pw, shared, inc, start, budget)
-			got <- copied{vmas, vdso, held, err}
-			if werr := wait(); werr != nil {
-				return werr // the writer's own error says what failed
-			}
+	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
+		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
+		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc)
+		if err != nil {
 			return err
-		})
-	}()
-	var written error
-	finish = func() error {
-		written = <-done
-		if written == nil {
-			p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
 		}
-		return written
-	}
-	select {
-	case c := <-got:
-		if c.err != nil {
-			return finish, c.err
-		}
-		p.VMAs, p.VDSO = c.vmas, c.vdso
-		if !c.held {
-			// Written already (the budget was spent): wait here,
-			// and let its buffers go, as without holding.
-			err := finish()
-			return func() error { return err }, err
-		}
-		return finish, nil
-	case err := <-done:
-		// The file could not be created: nothing was copied.
-		done <- err
-		return finish, err
-	}
+		p.VMAs, p.VDSO = vmas, vdso
+		p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
+		return nil
+	})
 }
 
 // refuseAncestor refuses to dump a process rtcr itself descends from: its

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -29,74 +28,25 @@ import (
 //
 // inc (nil: no tracking) makes the dump aware of dirty tracking: see Incr.
 func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
-	vmas, vdso, _, wait, err := DumpHeld(pid, pw, shared, inc, nil, nil)
-	if werr := wait(); werr != nil && (err == nil || errors.Is(err, errWriteFailed)) {
-		err = werr // the writer's own error says what failed
+	maps, err := procfs.ReadSmaps(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	pm, err := procfs.OpenPagemap(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pm.Close()
+
+	cp := newCopier(pid, pw)
+	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc)
+	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
+		err = cerr // the writer's own error says what failed
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return vmas, vdso, nil
-}
-
-// DumpHeld is Dump, except that the pages, once copied out of the process
-// (all of them are when it returns), are written into pw only after start
-// is closed, so that a dump that leaves the process running writes its
-// page files after the release. The copy buffers that wait meanwhile come
-// from budget, shared by the processes of one dump; once it is spent the
-// writes start at once, as in Dump. held says the writes wait for start
-// (false: they started, as with a nil start or budget). wait must be
-// called, after start is closed or when err is set: it waits for the
-// writes and returns their error (when err is errWriteFailed, it says
-// what failed).
-func DumpHeld(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, start <-chan struct{}, budget *HoldBudget) (_ []image.VMA, _ []byte, held bool, wait func() error, err error) {
-	wait = func() error { return nil }
-	maps, err := procfs.ReadSmaps(pid)
-	if err != nil {
-		return nil, nil, false, wait, err
-	}
-	pm, err := procfs.OpenPagemap(pid)
-	if err != nil {
-		return nil, nil, false, wait, err
-	}
-	defer pm.Close()
-
-	cp := newCopier(pid, pw, start, budget)
-	wait = cp.close
-	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc)
-	if err == nil {
-		err = cp.flush()
-	}
-	held = cp.budget != nil
-	if err != nil {
-		return nil, nil, held, wait, err
-	}
-	return vmas, vdso, held, wait, nil
-}
-
-// HoldBudget is how much copy-buffer memory the page files of one dump
-// may hold until they are written (DumpHeld).
-type HoldBudget struct {
-	left atomic.Int64
-}
-
-// NewHoldBudget returns a budget of n bytes.
-func NewHoldBudget(n int64) *HoldBudget {
-	b := &HoldBudget{}
-	b.left.Store(n)
-	return b
-}
-
-// take reserves one copy buffer, and says whether it could.
-func (b *HoldBudget) take() bool {
-	if b == nil {
-		return false
-	}
-	if b.left.Add(-copyBuf) < 0 {
-		b.left.Add(copyBuf)
-		return false
-	}
-	return true
 }
 
 func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr) ([]image.VMA, []byte, error) {
@@ -291,10 +241,6 @@ func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(addr, e uint64) bool, 
 // copyBuf is the size of one process_vm_readv batch.
 const copyBuf = 8 << 20
 
-// maxBuffers bounds the copy buffers of one copier (the channels'
-// capacity): two when it writes at once, and those of a HoldBudget.
-const maxBuffers = 64
-
 // copier copies remote memory into the page file in large batches: one
 // process_vm_readv per batch fills a buffer while a second goroutine
 // writes the previous buffer out.
@@ -310,36 +256,18 @@ type copier struct {
 	// failed is set when a write failed (disk full, Ctrl-C): reading the
 	// rest of the memory would only keep the target frozen longer.
 	failed atomic.Bool
-	// nbuf is the number of buffers made; budget (nil once the writes
-	// started, or if they never waited) gives those that wait for the
-	// writes to start; goNow is closed when the writes may start.
-	nbuf   int
-	budget *HoldBudget
-	goOnce sync.Once
-	goNow  chan struct{}
 }
 
 // errWriteFailed stops the copy after the writer failed; close returns the
 // writer's own error.
 var errWriteFailed = errors.New("page file write failed")
 
-// newCopier returns a copier into w whose writes start when start is
-// closed (nil: at once).
-func newCopier(pid int, w io.Writer, start <-chan struct{}, budget *HoldBudget) *copier {
-	c := &copier{pid: pid, goNow: make(chan struct{})}
-	if start != nil && budget.take() {
-		c.budget = budget
-	} else {
-		c.startNow()
+func newCopier(pid int, w io.Writer) *copier {
+	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
+	for range 2 {
+		c.free <- c.buffer()
 	}
-	c.free, c.full, c.done = make(chan []byte, maxBuffers), make(chan []byte, maxBuffers), make(chan error, 1)
-	c.buf = c.buffer()
-	c.nbuf = 1
 	go func() {
-		select {
-		case <-start:
-		case <-c.goNow:
-		}
 		var err error
 		for b := range c.full {
 			if err == nil {
@@ -351,32 +279,8 @@ func newCopier(pid int, w io.Writer, start <-chan struct{}, budget *HoldBudget) 
 		}
 		c.done <- err
 	}()
+	c.buf = <-c.free
 	return c
-}
-
-// startNow lets the writes start.
-func (c *copier) startNow() { c.goOnce.Do(func() { close(c.goNow) }) }
-
-// next returns an empty buffer: a free one, else a new one from the
-// budget, else (the writes start) a second one, else the next one
-// written.
-func (c *copier) next() []byte {
-	select {
-	case b := <-c.free:
-		return b
-	default:
-	}
-	if c.nbuf < maxBuffers && c.budget.take() {
-		c.nbuf++
-		return c.buffer()
-	}
-	c.budget = nil
-	c.startNow()
-	if c.nbuf < 2 {
-		c.nbuf++
-		return c.buffer()
-	}
-	return <-c.free
 }
 
 func (c *copier) offset() int64 { return c.queued }
@@ -427,7 +331,7 @@ func (c *copier) flush() error {
 		}
 	}
 	c.full <- c.buf
-	c.buf = c.next()
+	c.buf = <-c.free
 	c.iov = c.iov[:0]
 	return nil
 }
@@ -446,14 +350,11 @@ func (c *copier) buffer() []byte {
 	return b[:0]
 }
 
-// close, once what is queued was flushed (or the copy failed), lets the
-// writes start if they have not, waits for the writer and returns its
-// error.
+// close flushes what is queued and waits for the writer.
 func (c *copier) close() error {
-	c.startNow()
+	err := c.flush()
 	close(c.full)
-	var err error
-	if werr := <-c.done; werr != nil {
+	if werr := <-c.done; werr != nil && (err == nil || errors.Is(err, errWriteFailed)) {
 		err = fmt.Errorf("write pages: %w", werr)
 	}
 	for _, b := range c.mapped {
