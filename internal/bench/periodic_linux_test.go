@@ -18,7 +18,7 @@ func TestPeriodicSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Print(io.Discard)
-	if res.Unchecked <= 0 || res.Checked <= 0 {
+	if res.Unchecked <= 0 || res.Checked <= 0 || res.Tracked <= 0 {
 		t.Errorf("the writer did not work: %+v", res)
 	}
 	if res.Checkpoints == 0 || res.Full == res.Checkpoints {
