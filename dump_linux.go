@@ -72,7 +72,12 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 		stage.Abort()
 		return nil, err
 	}
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr) })
+	var leftRunning *image.Checkpoint
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr, &leftRunning) })
+	if err == nil && leftRunning != nil {
+		recordBudget(leftRunning, opts, stats, tr, stats.Freeze)
+		err = commitManifest(log, stage, leftRunning, opts.Pid, stats.Freeze)
+	}
 	tr.pre.close() // before the stage lets go of the directory
 	stats.Total = time.Since(start)
 	if err != nil {
@@ -98,7 +103,10 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 // tracer thread of its own (tree.Frozen.Tracers).
 // Every file is written through stage (into the directory it opened), page
 // files named after its generation.
-func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking) (err error) {
+//
+// With opts.LeaveRunning the manifest is not written: the checkpoint is
+// returned in *out, to commit once the tree runs (commitManifest).
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking, out **image.Checkpoint) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -336,29 +344,25 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if _, err := tree.Plan(nodes); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	manifest := newStepTimer(log, root)
-	if err := c.Validate(); err != nil {
-		return fmt.Errorf("dump %d: image about to be written is inconsistent: %w", opts.Pid, err)
+	if opts.LeaveRunning {
+		// Nothing of the manifest needs the tree stopped: it is
+		// checked and written once the tree runs again (commitManifest),
+		// with the freeze as it ended.
+		*out = c
+		return nil
 	}
-	if !opts.LeaveRunning {
-		// Before the commit: the kill must close the connections
-		// without a packet (repair mode), and a failure here still
-		// leaves the tree running.
-		if err := fds.RepairForKill(); err != nil {
-			return fmt.Errorf("dump %d: %w", opts.Pid, err)
-		}
-	}
-	c.FreezeNs = int64(time.Since(frozenAt))
-	if opts.MaxFreeze > 0 {
-		b := tr.pre.result(opts.MaxFreeze, time.Duration(c.FreezeNs), stats.MemoryTime, stats.PageBytes, tr.parent == nil)
-		stats.Budget = b
-		c.Budget = &image.FreezeBudget{MaxNs: int64(b.Max), Rounds: b.Rounds, PreCopied: b.PreCopiedPages, Frozen: b.FrozenPages, Over: b.Over}
-	}
-	if err := stage.WriteManifest(c); err != nil {
+	// Before the commit: the kill must close the connections without a
+	// packet (repair mode), and a failure here still leaves the tree
+	// running.
+	if err := fds.RepairForKill(); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	manifest.done("manifest", "processes", len(c.Processes))
-	kill = !opts.LeaveRunning
+	freeze := time.Since(frozenAt)
+	recordBudget(c, opts, stats, tr, freeze)
+	if err := commitManifest(log, stage, c, opts.Pid, freeze); err != nil {
+		return err
+	}
+	kill = true
 	return nil
 }
 

@@ -1,16 +1,18 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rtcr/rtcr/internal/bench"
 )
 
 func runBench(args []string) error {
-	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] [--criu PATH] | --incremental PCT [--max-freeze 5ms] [--size 1G] [--runs 3] [--dir /dev/shm]")
+	fs := newFlags("bench", "[--size 1G] [--runs 3] [--dir /dev/shm] [--threads 64] [--procs 32] [--fds 10000] [--criu PATH] | --incremental PCT [--max-freeze 5ms] [--size 1G] [--runs 3] [--dir /dev/shm] | --periodic 100ms [--size 256M] [--window 3s] [--keep 5] [--runs 3] [--dir /dev/shm]")
 	size := fs.String("size", "1G", "resident memory of the benchmarked process (K, M, G suffixes)")
 	runs := fs.Int("runs", 3, "measure this many times and report the best")
 	dir := fs.String("dir", "/dev/shm", "where images are written (a tmpfs measures rtcr, not the disk)")
@@ -20,8 +22,18 @@ func runBench(args []string) error {
 	criu := fs.String("criu", "", "a CRIU binary: dump and restore the thread and tree shapes with it too, and print rtcr/CRIU")
 	incr := fs.Float64("incremental", 0, "instead: freeze of an incremental checkpoint after `PCT` % of the pages were written, against a full one")
 	maxFreeze := fs.Duration("max-freeze", 0, "with --incremental: instead, the freeze of an increment with this budget (pre-copy) against one without, as many pages written")
+	periodic := fs.Duration("periodic", 0, "instead: a memory-writing process's work with a checkpoint every `INTERVAL` (rtcr run --every) against without, same process, same run")
+	window := fs.Duration("window", 3*time.Second, "with --periodic: how long each measurement lasts")
+	keep := fs.Int("keep", 5, "with --periodic: checkpoints the series keeps (rtcr run --keep)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *periodic != 0 {
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "size" })
+		if !given {
+			*size = "256M"
+		}
 	}
 	n, err := parseSize(*size)
 	if err != nil {
@@ -35,6 +47,17 @@ func runBench(args []string) error {
 	}
 	if *nfds != 0 && (*nfds <= 10 || *nfds > 1<<20) {
 		return usagef("--fds must be 0 or 11-1048576")
+	}
+	if *periodic != 0 {
+		if *periodic < 0 || *window <= 0 || *keep < 0 {
+			return usagef("--periodic and --window must be above 0, --keep 0 or more")
+		}
+		res, err := bench.RunPeriodic(bench.PeriodicOptions{Dir: *dir, Size: n, Interval: *periodic, Window: *window, Runs: *runs, Keep: *keep})
+		if err != nil {
+			return err
+		}
+		res.Print(os.Stdout)
+		return nil
 	}
 	if *incr != 0 {
 		if *incr < 0 || *incr > 100 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -65,6 +66,15 @@ func RunIncremental(dir string, size uint64, percent float64, runs int) (*Incr, 
 	return res, nil
 }
 
+// stepLog is the logger the benchmarks' dumps log their steps to: Info
+// on stderr when RTCR_BENCH_LOG is set, else none.
+func stepLog() *slog.Logger {
+	if os.Getenv("RTCR_BENCH_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
 func incrOnce(work string, res *Incr) error {
 	h, err := startHog(work, res.Size, true)
 	if err != nil {
@@ -74,7 +84,7 @@ func incrOnce(work string, res *Incr) error {
 	full, incr := filepath.Join(work, "full"), filepath.Join(work, "incr")
 	defer os.RemoveAll(full)
 	defer os.RemoveAll(incr)
-	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: h.pid, Dir: full, LeaveRunning: true, TrackMem: true})
+	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: h.pid, Dir: full, LeaveRunning: true, TrackMem: true, Logger: stepLog()})
 	if err != nil {
 		return err
 	}
@@ -83,7 +93,7 @@ func incrOnce(work string, res *Incr) error {
 	if err := writeSpread(h, res.Pages, 1); err != nil {
 		return err
 	}
-	st, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: h.pid, Dir: incr, Parent: "../full", LeaveRunning: true, TrackMem: true})
+	st, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: h.pid, Dir: incr, Parent: "../full", LeaveRunning: true, TrackMem: true, Logger: stepLog()})
 	if err != nil {
 		return err
 	}
@@ -95,7 +105,7 @@ func incrOnce(work string, res *Incr) error {
 	}
 	incr2 := filepath.Join(work, "incr2")
 	defer os.RemoveAll(incr2)
-	st, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: h.pid, Dir: incr2, Parent: "../incr", LeaveRunning: true, TrackMem: true})
+	st, err = rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: h.pid, Dir: incr2, Parent: "../incr", LeaveRunning: true, TrackMem: true, Logger: stepLog()})
 	if err != nil {
 		return err
 	}
