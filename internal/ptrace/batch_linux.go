@@ -252,19 +252,20 @@ func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
 		}
 		r.codeWritten = true
 	}
-	// Control block, outputs and table in one write.
-	buf := make([]byte, batchTableOff-batchCtlOff+len(b.calls)*batchEntry)
-	binary.LittleEndian.PutUint64(buf[0:], ^uint64(0)&^(1<<(s-1)))
-	binary.LittleEndian.PutUint64(buf[8:], ^uint64(0))
-	copy(buf[batchOutOff-batchCtlOff:], b.out)
+	// Control block with the outputs, and the table, in one write.
+	head := make([]byte, batchOutOff-batchCtlOff+len(b.out))
+	binary.LittleEndian.PutUint64(head[0:], ^uint64(0)&^(1<<(s-1)))
+	binary.LittleEndian.PutUint64(head[8:], ^uint64(0))
+	copy(head[batchOutOff-batchCtlOff:], b.out)
+	tab := make([]byte, len(b.calls)*batchEntry)
 	for i, c := range b.calls {
-		e := buf[batchTableOff-batchCtlOff+i*batchEntry:]
+		e := tab[i*batchEntry:]
 		for j, v := range c {
 			binary.LittleEndian.PutUint64(e[j*8:], v)
 		}
 		binary.LittleEndian.PutUint64(e[56:], ^uint64(0)) // -EPERM: never ran
 	}
-	if err := WriteMem(r.Pid, r.Scratch+batchCtlOff, buf); err != nil {
+	if err := vmIO(r.Pid, true, r.Scratch+batchCtlOff, head, r.Scratch+batchTableOff, tab); err != nil {
 		return fmt.Errorf("thread %d: write a batch: %w", in.Tid, err)
 	}
 	regs, err := GetRegs(in.Tid)
@@ -327,13 +328,11 @@ func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
 	if err := in.rearm(nil); err != nil {
 		return err
 	}
-	tab := make([]byte, batchTableOff-batchOutOff+len(b.calls)*batchEntry)
-	if err := ReadMem(r.Pid, r.Scratch+batchOutOff, tab); err != nil {
+	if err := vmIO(r.Pid, false, r.Scratch+batchOutOff, b.out, r.Scratch+batchTableOff, tab); err != nil {
 		return fmt.Errorf("thread %d: read the results of a batch: %w", in.Tid, err)
 	}
-	copy(b.out, tab)
 	for i := range b.calls {
-		b.res[i] = binary.LittleEndian.Uint64(tab[batchTableOff-batchOutOff+i*batchEntry+56:])
+		b.res[i] = binary.LittleEndian.Uint64(tab[i*batchEntry+56:])
 	}
 	r.batched++
 	return nil
@@ -390,3 +389,40 @@ var batchHook func(stage string) bool
 
 // errAbandoned is returned when batchHook abandons a batch.
 var errAbandoned = errors.New("batch abandoned (test)")
+
+// vmIO writes (or reads, write false) the two buffers a and b at addresses
+// aAddr and bAddr of process pid in one process_vm_writev (readv); an
+// empty a is left out.
+func vmIO(pid int, write bool, aAddr uint64, a []byte, bAddr uint64, b []byte) error {
+	var local []unix.Iovec
+	var remote []unix.RemoteIovec
+	for _, x := range []struct {
+		addr uint64
+		buf  []byte
+	}{{aAddr, a}, {bAddr, b}} {
+		if len(x.buf) == 0 {
+			continue
+		}
+		iov := unix.Iovec{Base: &x.buf[0]}
+		iov.SetLen(len(x.buf))
+		local = append(local, iov)
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(x.addr), Len: len(x.buf)})
+	}
+	if len(local) == 0 {
+		return nil
+	}
+	var n int
+	var err error
+	if write {
+		n, err = unix.ProcessVMWritev(pid, local, remote, 0)
+	} else {
+		n, err = unix.ProcessVMReadv(pid, local, remote, 0)
+	}
+	if err == nil && n != len(a)+len(b) {
+		err = fmt.Errorf("%d of %d bytes", n, len(a)+len(b))
+	}
+	if err != nil {
+		return fmt.Errorf("%d bytes at %#x and %d at %#x of %d: %w", len(a), aAddr, len(b), bAddr, pid, err)
+	}
+	return nil
+}
