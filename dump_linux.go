@@ -461,29 +461,33 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 	if err != nil {
 		return err
 	}
+	t.done("attributes")
 	sigDone, err := sig.DumpBatch(r, b)
 	if err != nil {
 		return err
 	}
+	t.done("signal actions")
 	credDone, err := cred.DumpBatch(r, b)
 	if err != nil {
 		return err
 	}
+	t.done("credentials")
 	timerDone, err := timer.DumpBatch(r, b)
 	if err != nil {
 		return err
 	}
+	t.done("timers")
 	mmDone, err := mem.DumpMMBatch(r, b)
 	if err != nil {
 		return err
 	}
+	t.done("mm")
 	var leaderDone func() (image.Thread, error)
 	if slices.Contains(tids, r.Tid) {
 		if leaderDone, err = task.DumpBatch(r, r.Injector, b, r.Tid); err != nil {
 			return err
 		}
 	}
-	t.done("read /proc")
 	if err := r.RunBatch(r.Injector, b); err != nil {
 		return err
 	}
