@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -184,24 +186,6 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if err := forEach(live, func(pid int) error { return tree.CheckNamespaces(pid, nested) }); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	// Before anything is injected, on each process's tracer thread: under
-	// seccomp, the injected calls need it suspended.
-	var seccompMu sync.Mutex
-	if err := f.Each(live, func(pid int) error {
-		sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
-		if err != nil || sc == nil {
-			return err
-		}
-		if err := cred.SuspendAll(f.Tids[pid], false); err != nil {
-			return fmt.Errorf("process %d is under seccomp: %w", pid, err)
-		}
-		seccompMu.Lock()
-		seccomp[pid] = sc
-		seccompMu.Unlock()
-		return nil
-	}); err != nil {
-		return fmt.Errorf("dump %d: %w", opts.Pid, err)
-	}
 	if !nested {
 		// The session and group layout, checked again at the end, is
 		// refused here already, before anything is read or injected: a
@@ -245,11 +229,45 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		injected[pid] = make(chan error, 1)
 	}
 	injectStart := time.Now()
+	// At most injectWindow processes at once, in tree order: the reads
+	// below wait for each process in that order, and tracer threads of
+	// every process at once would take the CPUs from them.
+	window := make(map[int]chan struct{}, len(live))
+	for i, pid := range live {
+		window[pid] = make(chan struct{})
+		if i < injectWindow() {
+			close(window[pid])
+		}
+	}
+	next := make(map[int]int, len(live))
+	for i, pid := range live {
+		if i+injectWindow() < len(live) {
+			next[pid] = live[i+injectWindow()]
+		}
+	}
+	var seccompMu sync.Mutex
 	all := make(chan error, 1)
 	go func() {
 		all <- f.Each(live, func(pid int) error {
-			inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
-			err := collectInside(ctx, log, procs[pid], f.Tids[pid], inject)
+			<-window[pid]
+			if n, ok := next[pid]; ok {
+				defer close(window[n])
+			}
+			// Before anything is injected: under seccomp, the injected
+			// calls need it suspended.
+			sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
+			if err == nil && sc != nil {
+				if err = cred.SuspendAll(f.Tids[pid], false); err != nil {
+					err = fmt.Errorf("process %d is under seccomp: %w", pid, err)
+				}
+				seccompMu.Lock()
+				seccomp[pid] = sc
+				seccompMu.Unlock()
+			}
+			if err == nil {
+				inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
+				err = collectInside(ctx, log, procs[pid], f.Tids[pid], sc != nil, inject)
+			}
 			if err != nil {
 				err = fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
@@ -286,7 +304,10 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err := collectFiles(log, &p, fds); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
-			if sc := seccomp[pid]; sc != nil {
+			seccompMu.Lock()
+			sc := seccomp[pid]
+			seccompMu.Unlock()
+			if sc != nil {
 				p.SeccompFilters = sc.Filters
 				for i := range p.Threads {
 					p.Threads[i].SeccompStrict = sc.Strict[p.Threads[i].Tid]
@@ -366,6 +387,10 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	return nil
 }
 
+// injectWindow is how many processes of a tree are injected into at once:
+// one per CPU (at least 2).
+func injectWindow() int { return max(2, runtime.NumCPU()) }
+
 // planEarly checks with tree.Plan that the session and group layout of
 // the frozen processes order (parents first) can be recreated, from their
 // /proc/PID/stat as collectTree reads it.
@@ -424,10 +449,13 @@ func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err erro
 // process (and its ptrace-only state), on the process's tracer thread.
 // Calls that must run inside the target are injected so that a killed rtcr
 // never harms it (see ptrace.OpenLive), with a scratch mapping that is
-// removed again before memory is read.
+// removed again before memory is read. The calls of the process and of
+// its leader run as one batch, those of every other thread as one batch
+// each (ptrace.Batch); under seccomp (sequential) they are made one by
+// one.
 //
 // inject runs once the calls can be made (dirty tracking's setup).
-func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, inject func(r *ptrace.Remote) error) (err error) {
+func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, sequential bool, inject func(r *ptrace.Remote) error) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
 	r, err := mem.OpenLive(pid)
@@ -439,30 +467,70 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 			err = cerr
 		}
 	}()
+	if sequential {
+		r.Sequential()
+	}
 	t.done("scratch area", "unprotected_calls", r.WindowCalls)
 	if err := inject(r); err != nil {
 		return err
 	}
-	if err := attr.Dump(r, p); err != nil {
+	b := r.NewBatch()
+	attrDone, err := attr.DumpBatch(r, b, p)
+	if err != nil {
 		return err
 	}
 	t.done("attributes")
-	if p.Sigactions, err = sig.Dump(r); err != nil {
+	sigDone, err := sig.DumpBatch(r, b)
+	if err != nil {
 		return err
 	}
-	t.done("signal actions", "count", len(p.Sigactions))
-	if p.Creds, p.Prctl, err = cred.Dump(r); err != nil {
+	t.done("signal actions")
+	credDone, err := cred.DumpBatch(r, b)
+	if err != nil {
 		return err
 	}
 	t.done("credentials")
-	if p.Itimers, p.PosixTimers, err = timer.Dump(r); err != nil {
+	timerDone, err := timer.DumpBatch(r, b)
+	if err != nil {
 		return err
 	}
-	t.done("timers", "itimers", len(p.Itimers), "posix", len(p.PosixTimers))
-	if p.MM, err = mem.DumpMM(r); err != nil {
+	t.done("timers")
+	mmDone, err := mem.DumpMMBatch(r, b)
+	if err != nil {
 		return err
 	}
 	t.done("mm")
+	var leaderDone func() (image.Thread, error)
+	if slices.Contains(tids, r.Tid) {
+		if leaderDone, err = task.DumpBatch(r, r.Injector, b, r.Tid); err != nil {
+			return err
+		}
+	}
+	if err := r.RunBatch(r.Injector, b); err != nil {
+		return err
+	}
+	t.done("injected calls", "calls", b.Len(), "batched", r.Batched() > 0)
+	if err := attrDone(); err != nil {
+		return err
+	}
+	if p.Sigactions, err = sigDone(); err != nil {
+		return err
+	}
+	if p.Creds, p.Prctl, err = credDone(); err != nil {
+		return err
+	}
+	if p.Itimers, p.PosixTimers, err = timerDone(); err != nil {
+		return err
+	}
+	if p.MM, err = mmDone(); err != nil {
+		return err
+	}
+	var leader image.Thread
+	if leaderDone != nil {
+		if leader, err = leaderDone(); err != nil {
+			return err
+		}
+	}
 	if p.SharedPending, err = sig.DumpPending(pid, true); err != nil {
 		return err
 	}
@@ -471,9 +539,11 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		if err := ctx.Err(); err != nil {
 			return ErrInterrupted
 		}
-		th, err := task.Dump(r, tid)
-		if err != nil {
-			return err
+		th := leader
+		if tid != r.Tid {
+			if th, err = task.Dump(r, tid); err != nil {
+				return err
+			}
 		}
 		if th.Robust, err = task.DumpRobust(tid); err != nil {
 			return err

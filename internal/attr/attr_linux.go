@@ -20,20 +20,33 @@ const numRlimits = 16
 // (prlimit of another process with other ids needs CAP_SYS_RESOURCE), from
 // inside: every injected call is time the target stands frozen.
 func Dump(r *ptrace.Remote, p *image.Process) error {
-	pid := r.Pid
-	var err error
-	if p.Cwd, err = procfs.ReadCwd(pid); err != nil {
+	b := r.NewBatch()
+	done, err := DumpBatch(r, b, p)
+	if err != nil {
 		return err
+	}
+	if err := r.RunBatch(r.Injector, b); err != nil {
+		return err
+	}
+	return done()
+}
+
+// DumpBatch is Dump with the calls it must make inside the process queued
+// in b; once b ran, done completes p.
+func DumpBatch(r *ptrace.Remote, b *ptrace.Batch, p *image.Process) (done func() error, err error) {
+	pid := r.Pid
+	if p.Cwd, err = procfs.ReadCwd(pid); err != nil {
+		return nil, err
 	}
 	if p.Exe, err = procfs.ReadExe(pid); err != nil {
-		return err
+		return nil, err
 	}
 	if p.Personality, err = procfs.ReadPersonality(pid); err != nil {
-		return err
+		return nil, err
 	}
 	st, err := procfs.ReadStatus(pid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.Umask, p.Comm = st.Umask, st.Name
 	p.Rlimits = p.Rlimits[:0]
@@ -44,14 +57,14 @@ func Dump(r *ptrace.Remote, p *image.Process) error {
 			continue
 		}
 		if _, err := r.Syscall(unix.SYS_PRLIMIT64, 0, uint64(res), 0, r.Scratch+ptrace.ArgOff); err != nil {
-			return fmt.Errorf("read rlimit %d of %d: %w", res, pid, err)
+			return nil, fmt.Errorf("read rlimit %d of %d: %w", res, pid, err)
 		}
 		if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&rl)); err != nil {
-			return err
+			return nil, err
 		}
 		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
 	}
-	return dumpOomTHP(r, p)
+	return dumpOomTHP(r, b, p)
 }
 
 // Restore sets the attributes of p in the stub r. Resource limits are

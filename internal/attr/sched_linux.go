@@ -72,25 +72,30 @@ func RestoreSched(tid int, s *image.Sched) error {
 	return nil
 }
 
-// dumpOomTHP reads the OOM score adjustment of r's process from /proc, and
-// its THP-disable setting and membarrier registrations with injected calls.
-func dumpOomTHP(r *ptrace.Remote, p *image.Process) error {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", r.Pid))
+// dumpOomTHP reads the OOM score adjustment of r's process from /proc,
+// and queues in b the calls that read its THP-disable setting and
+// membarrier registrations; done stores them in p once b ran.
+func dumpOomTHP(r *ptrace.Remote, b *ptrace.Batch, p *image.Process) (done func() error, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", r.Pid))
 	if err != nil {
-		return fmt.Errorf("oom_score_adj of %d: %w", r.Pid, err)
+		return nil, fmt.Errorf("oom_score_adj of %d: %w", r.Pid, err)
 	}
-	adj, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	adj, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil {
-		return fmt.Errorf("oom_score_adj of %d: %w", r.Pid, err)
+		return nil, fmt.Errorf("oom_score_adj of %d: %w", r.Pid, err)
 	}
 	p.OomScoreAdj = &adj
-	if p.THPDisable, err = r.Syscall(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_GET_THP_DISABLE) in %d: %w", r.Pid, err)
-	}
-	if p.Membarrier, err = r.Syscall(unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0); err != nil {
-		return fmt.Errorf("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) in %d: %w", r.Pid, err)
-	}
-	return nil
+	thp := b.Add(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0)
+	mb := b.Add(unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
+	return func() error {
+		if p.THPDisable, err = b.Result(thp); err != nil {
+			return fmt.Errorf("prctl(PR_GET_THP_DISABLE) in %d: %w", r.Pid, err)
+		}
+		if p.Membarrier, err = b.Result(mb); err != nil {
+			return fmt.Errorf("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) in %d: %w", r.Pid, err)
+		}
+		return nil
+	}, nil
 }
 
 // restoreOomTHP sets the OOM score adjustment (through /proc, from

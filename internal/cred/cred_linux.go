@@ -32,6 +32,7 @@
 package cred
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -76,34 +77,52 @@ func getInt(r *ptrace.Remote, option uint64) (int32, error) {
 // (they need no privilege, so Dump also works on a thread whose
 // credentials Restore already lowered).
 func Dump(r *ptrace.Remote) (*image.Creds, image.Prctl, error) {
+	b := r.NewBatch()
+	done, err := DumpBatch(r, b)
+	if err != nil {
+		return nil, image.Prctl{}, err
+	}
+	if err := r.RunBatch(r.Injector, b); err != nil {
+		return nil, image.Prctl{}, err
+	}
+	return done()
+}
+
+// DumpBatch is Dump with its prctl calls queued in b; done returns the
+// state once b ran.
+func DumpBatch(r *ptrace.Remote, b *ptrace.Batch) (done func() (*image.Creds, image.Prctl, error), err error) {
 	st, err := procfs.ReadStatus(r.Pid)
 	if err != nil {
-		return nil, image.Prctl{}, fmt.Errorf("dump creds of %d: %w", r.Pid, err)
+		return nil, fmt.Errorf("dump creds of %d: %w", r.Pid, err)
 	}
 	c := fromStatus(st)
-	sb, err := prctl(r.Injector, unix.PR_GET_SECUREBITS)
-	if err != nil {
-		return nil, image.Prctl{}, fmt.Errorf("dump creds of %d: prctl(PR_GET_SECUREBITS) in tid %d: %w", r.Pid, r.Tid, err)
-	}
-	c.Securebits = uint32(sb)
-
-	var p image.Prctl
-	d, err := prctl(r.Injector, unix.PR_GET_DUMPABLE)
-	if err != nil {
-		return nil, p, fmt.Errorf("dump prctl state of %d: prctl(PR_GET_DUMPABLE): %w", r.Pid, err)
-	}
-	p.Dumpable = int(d)
-	sr, err := getInt(r, unix.PR_GET_CHILD_SUBREAPER)
-	if err != nil {
-		return nil, p, fmt.Errorf("dump prctl state of %d: prctl(PR_GET_CHILD_SUBREAPER): %w", r.Pid, err)
-	}
-	p.ChildSubreaper = sr != 0
-	sig, err := getInt(r, unix.PR_GET_PDEATHSIG)
-	if err != nil {
-		return nil, p, fmt.Errorf("dump prctl state of %d: prctl(PR_GET_PDEATHSIG) in tid %d: %w", r.Pid, r.Tid, err)
-	}
-	p.PdeathSig = int(sig)
-	return c, p, nil
+	sb := b.Add(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS)
+	d := b.Add(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE)
+	srAddr, srOff := b.Out(4)
+	sr := b.Add(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, srAddr)
+	sigAddr, sigOff := b.Out(4)
+	sig := b.Add(unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, sigAddr)
+	return func() (*image.Creds, image.Prctl, error) {
+		var p image.Prctl
+		v, err := b.Result(sb)
+		if err != nil {
+			return nil, p, fmt.Errorf("dump creds of %d: prctl(PR_GET_SECUREBITS) in tid %d: %w", r.Pid, r.Tid, err)
+		}
+		c.Securebits = uint32(v)
+		if v, err = b.Result(d); err != nil {
+			return nil, p, fmt.Errorf("dump prctl state of %d: prctl(PR_GET_DUMPABLE): %w", r.Pid, err)
+		}
+		p.Dumpable = int(v)
+		if _, err = b.Result(sr); err != nil {
+			return nil, p, fmt.Errorf("dump prctl state of %d: prctl(PR_GET_CHILD_SUBREAPER): %w", r.Pid, err)
+		}
+		p.ChildSubreaper = int32(binary.LittleEndian.Uint32(b.Bytes(srOff, 4))) != 0
+		if _, err = b.Result(sig); err != nil {
+			return nil, p, fmt.Errorf("dump prctl state of %d: prctl(PR_GET_PDEATHSIG) in tid %d: %w", r.Pid, r.Tid, err)
+		}
+		p.PdeathSig = int(int32(binary.LittleEndian.Uint32(b.Bytes(sigOff, 4))))
+		return c, p, nil
+	}, nil
 }
 
 // fromStatus converts the credential fields of a status file. An empty

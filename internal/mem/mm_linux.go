@@ -15,26 +15,43 @@ import (
 // boundaries and the arg/env areas from /proc/PID/stat, the current brk by
 // an injected brk(0), and the auxiliary vector.
 func DumpMM(r *ptrace.Remote) (image.MM, error) {
-	st, err := procfs.ReadStat(r.Pid)
+	b := r.NewBatch()
+	done, err := DumpMMBatch(r, b)
 	if err != nil {
 		return image.MM{}, err
 	}
-	brk, err := r.Syscall(unix.SYS_BRK, 0)
+	if err := r.RunBatch(r.Injector, b); err != nil {
+		return image.MM{}, err
+	}
+	return done()
+}
+
+// DumpMMBatch is DumpMM with its brk(0) queued in b; done returns the mm
+// fields once b ran.
+func DumpMMBatch(r *ptrace.Remote, b *ptrace.Batch) (done func() (image.MM, error), err error) {
+	st, err := procfs.ReadStat(r.Pid)
 	if err != nil {
-		return image.MM{}, fmt.Errorf("read brk of %d: %w", r.Pid, err)
+		return nil, err
 	}
 	auxv, err := procfs.ReadAuxv(r.Pid)
 	if err != nil {
-		return image.MM{}, err
+		return nil, err
 	}
-	return image.MM{
-		StartCode: st.StartCode, EndCode: st.EndCode,
-		StartData: st.StartData, EndData: st.EndData,
-		StartBrk: st.StartBrk, Brk: brk,
-		StartStack: st.StartStack,
-		ArgStart:   st.ArgStart, ArgEnd: st.ArgEnd,
-		EnvStart: st.EnvStart, EnvEnd: st.EnvEnd,
-		Auxv: auxv,
+	call := b.Add(unix.SYS_BRK, 0)
+	return func() (image.MM, error) {
+		brk, err := b.Result(call)
+		if err != nil {
+			return image.MM{}, fmt.Errorf("read brk of %d: %w", r.Pid, err)
+		}
+		return image.MM{
+			StartCode: st.StartCode, EndCode: st.EndCode,
+			StartData: st.StartData, EndData: st.EndData,
+			StartBrk: st.StartBrk, Brk: brk,
+			StartStack: st.StartStack,
+			ArgStart:   st.ArgStart, ArgEnd: st.ArgEnd,
+			EnvStart: st.EnvStart, EnvEnd: st.EnvEnd,
+			Auxv: auxv,
+		}, nil
 	}, nil
 }
 

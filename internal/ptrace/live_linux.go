@@ -43,6 +43,7 @@ type live struct {
 	nextSaved []byte
 	xs        []byte
 	atEntry   bool // stopped at the entry of an injected call, not its exit
+	inBatch   bool // running or stopped in a batch (batch_linux.go), not at the gadget
 }
 
 // syscallStop is the status of a syscall-entry or -exit stop under
@@ -194,14 +195,8 @@ func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
 			}
 			entered = true
 			if lv.nextUC != 0 {
-				old := lv.restore
-				oldBase := lv.base
-				lv.uc, lv.base, lv.restore = lv.nextUC, lv.nextBase, lv.nextSaved
-				lv.nextUC, lv.nextSaved = 0, nil
-				if old != nil {
-					if err := WriteMem(in.Tid, oldBase, old); err != nil {
-						return 0, fmt.Errorf("thread %d: put back memory at %#x: %w", in.Tid, oldBase, err)
-					}
+				if err := in.switchFrame(); err != nil {
+					return 0, err
 				}
 			}
 			continue

@@ -57,8 +57,16 @@ func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
 		if err != nil {
 			return nil, err
 		}
-		addr, err := in.Syscall(unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		// Executable, for batches; a process that refuses writable
+		// code (PR_SET_MDWE, an LSM) gets a plain one.
+		r.exec = true
+		addr, err := in.Syscall(unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err == unix.EACCES || err == unix.EPERM {
+			r.exec = false
+			addr, err = in.Syscall(unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE,
+				unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		}
 		if err != nil {
 			return nil, in.disarm(fmt.Errorf("map scratch area in %d: %w", pid, err))
 		}
@@ -68,16 +76,20 @@ func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
 		}
 		return r, nil
 	}
-	prot := uint64(unix.PROT_READ | unix.PROT_WRITE)
-	if !haveGadget {
-		prot |= unix.PROT_EXEC
-	}
+	// Executable, for the gadget written into it and for batches.
+	prot := uint64(unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC)
 	addr, err := windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, ScratchSize, prot,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	r.WindowCalls, r.exec = 1, true
+	if (err == unix.EACCES || err == unix.EPERM) && haveGadget {
+		r.WindowCalls, r.exec = 2, false
+		addr, err = windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("map scratch area in %d: %w", pid, err)
 	}
-	r.Scratch, r.vdsoSyscall, r.WindowCalls = addr, vdsoSyscall, 1
+	r.Scratch, r.vdsoSyscall = addr, vdsoSyscall
 	if !haveGadget {
 		code := sigreturnCode[0]
 		r.gadget = Gadget{Addr: addr + gadgetOff, End: addr + gadgetOff + uint64(len(code))}

@@ -27,6 +27,14 @@ type Remote struct {
 	gadget      Gadget // live: the sigreturn gadget
 	stackFrame  uint64 // live: where the leader's frame sits on its stack at open and close
 	vdsoSyscall uint64 // live: the syscall instruction for unprotected calls
+
+	// Batches (batch_linux.go).
+	exec           bool   // the scratch area is executable: batches can run as one
+	sequential     bool   // Sequential was called
+	codeWritten    bool   // the batch code is in the scratch area
+	dispRead       bool   // sigIgn and sigCgt are read
+	sigIgn, sigCgt uint64 // the process's ignored and caught signals
+	batched        int    // batches run as one round trip
 }
 
 // ScratchSize is the size of the scratch area rtcr maps into a tracee.

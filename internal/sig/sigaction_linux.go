@@ -20,35 +20,56 @@ func unchangeable(s int) bool { return s == int(unix.SIGKILL) || s == int(unix.S
 // are read (each read is an injected call), and SIGCHLD, whose default
 // action may carry SA_NOCLDSTOP or SA_NOCLDWAIT.
 func Dump(r *ptrace.Remote) ([]image.Sigaction, error) {
+	b := r.NewBatch()
+	done, err := DumpBatch(r, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.RunBatch(r.Injector, b); err != nil {
+		return nil, err
+	}
+	return done()
+}
+
+// DumpBatch is Dump with its calls queued in b; done returns the actions
+// once b ran.
+func DumpBatch(r *ptrace.Remote, b *ptrace.Batch) (done func() ([]image.Sigaction, error), err error) {
 	st, err := procfs.ReadStatus(r.Pid)
 	if err != nil {
 		return nil, err
 	}
-	return dumpSet(r, st.SigCgt|st.SigIgn|bit(int(unix.SIGCHLD)))
+	return dumpSet(r, b, st.SigCgt|st.SigIgn|bit(int(unix.SIGCHLD))), nil
 }
 
 // bit is the mask bit of signal s.
 func bit(s int) uint64 { return 1 << (s - 1) }
 
-func dumpSet(r *ptrace.Remote, set uint64) ([]image.Sigaction, error) {
-	var out []image.Sigaction
+func dumpSet(r *ptrace.Remote, b *ptrace.Batch, set uint64) func() ([]image.Sigaction, error) {
+	type read struct{ sig, call, off int }
+	var reads []read
 	for s := 1; s <= abi.MaxSignal; s++ {
 		if unchangeable(s) || set&bit(s) == 0 {
 			continue
 		}
-		if _, err := r.Syscall(unix.SYS_RT_SIGACTION, uint64(s), 0, r.Scratch+ptrace.ArgOff, abi.SigsetSize); err != nil {
-			return nil, fmt.Errorf("read sigaction %d of %d: %w", s, r.Pid, err)
-		}
 		var ka abi.KernelSigaction
-		if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&ka)); err != nil {
-			return nil, err
-		}
-		if ka == (abi.KernelSigaction{}) {
-			continue
-		}
-		out = append(out, image.Sigaction{Signal: s, Handler: ka.Handler, Flags: ka.Flags, Restorer: ka.Restorer, Mask: ka.Mask})
+		addr, off := b.Out(len(ptrace.Bytes(&ka)))
+		reads = append(reads, read{s, b.Add(unix.SYS_RT_SIGACTION, uint64(s), 0, addr, abi.SigsetSize), off})
 	}
-	return out, nil
+	return func() ([]image.Sigaction, error) {
+		var out []image.Sigaction
+		for _, rd := range reads {
+			if _, err := b.Result(rd.call); err != nil {
+				return nil, fmt.Errorf("read sigaction %d of %d: %w", rd.sig, r.Pid, err)
+			}
+			var ka abi.KernelSigaction
+			copy(ptrace.Bytes(&ka), b.Bytes(rd.off, len(ptrace.Bytes(&ka))))
+			if ka == (abi.KernelSigaction{}) {
+				continue
+			}
+			out = append(out, image.Sigaction{Signal: rd.sig, Handler: ka.Handler, Flags: ka.Flags, Restorer: ka.Restorer, Mask: ka.Mask})
+		}
+		return out, nil
+	}
 }
 
 // Restore installs the image's signal actions in the stub r. Every other

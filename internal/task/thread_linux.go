@@ -13,14 +13,13 @@ import (
 
 // Dump collects the state of thread tid of the stopped process r. The
 // calls that only the thread itself can make (PR_GET_TID_ADDRESS,
-// sigaltstack) are injected into it; its registers and mask are the ones it
-// had before any injection.
+// sigaltstack) are injected into it, as one batch; its registers and mask
+// are the ones it had before any injection.
 func Dump(r *ptrace.Remote, tid int) (th image.Thread, err error) {
-	th.Tid = tid
 	in := r.Injector
 	if tid != r.Tid {
 		if in, err = r.ThreadInjector(tid); err != nil {
-			return th, err
+			return image.Thread{Tid: tid}, err
 		}
 		defer func() {
 			if rerr := in.Restore(); rerr != nil && err == nil {
@@ -28,51 +27,65 @@ func Dump(r *ptrace.Remote, tid int) (th image.Thread, err error) {
 			}
 		}()
 	}
+	b := r.NewBatch()
+	done, err := DumpBatch(r, in, b, tid)
+	if err != nil {
+		return image.Thread{Tid: tid}, err
+	}
+	if err := r.RunBatch(in, b); err != nil {
+		return image.Thread{Tid: tid}, err
+	}
+	return done()
+}
+
+// DumpBatch is Dump for thread tid of r, injected into through in, with
+// its calls queued in b (to run in that thread); done returns the thread's
+// state once b ran.
+func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) (done func() (image.Thread, error), err error) {
+	th := image.Thread{Tid: tid}
 	th.Regs = in.Saved()
 	th.SigMask = in.SavedMask()
 	th.Syscall = AdjustRestart(&th.Regs)
 
 	if th.XState, err = ptrace.GetXState(tid); err != nil {
-		return th, err
+		return nil, err
 	}
 	rs, err := ptrace.GetRseq(tid)
 	if err != nil {
-		return th, err
+		return nil, err
 	}
 	if rs.RseqAbiPointer != 0 {
 		th.Rseq = &image.Rseq{Ptr: rs.RseqAbiPointer, Len: rs.RseqAbiSize, Sig: rs.Signature}
 	}
 	th.Name, err = procfs.ReadComm(r.Pid, tid)
 	if err != nil {
-		return th, err
+		return nil, err
 	}
-
-	// PR_GET_TID_ADDRESS stores the pointer into the scratch area.
-	if _, err := in.Syscall(unix.SYS_PRCTL, abi.PR_GET_TID_ADDRESS, r.Scratch+ptrace.ArgOff); err != nil {
-		return th, fmt.Errorf("read clear-tid address of %d: %w", tid, err)
-	}
-	var word [8]byte
-	if err := r.Get(ptrace.ArgOff, word[:]); err != nil {
-		return th, err
-	}
-	th.TidAddress = binary.LittleEndian.Uint64(word[:])
-
+	// PR_GET_TID_ADDRESS stores the pointer in the batch's outputs.
+	tidAddr, tidOff := b.Out(8)
+	tidCall := b.Add(unix.SYS_PRCTL, abi.PR_GET_TID_ADDRESS, tidAddr)
 	var ss abi.StackT
-	if _, err := in.Syscall(unix.SYS_SIGALTSTACK, 0, r.Scratch+ptrace.ArgOff); err != nil {
-		return th, fmt.Errorf("read sigaltstack of %d: %w", tid, err)
-	}
-	if err := r.Get(ptrace.ArgOff, ptrace.Bytes(&ss)); err != nil {
-		return th, err
-	}
-	// The call ran on rtcr's frame, not the thread's stack: whether the
-	// thread is on its alternate stack is decided here, as the kernel
-	// does (on_sig_stack), from its own stack pointer.
-	ss.Flags &^= abi.SS_ONSTACK
-	if ss.Flags&abi.SS_DISABLE == 0 && onStack(in.Saved().Rsp, ss) {
-		ss.Flags |= abi.SS_ONSTACK
-	}
-	th.AltStack = image.SigAltStack{Sp: ss.Sp, Flags: ss.Flags, Size: ss.Size}
-	return th, nil
+	ssAddr, ssOff := b.Out(len(ptrace.Bytes(&ss)))
+	ssCall := b.Add(unix.SYS_SIGALTSTACK, 0, ssAddr)
+	return func() (image.Thread, error) {
+		if _, err := b.Result(tidCall); err != nil {
+			return th, fmt.Errorf("read clear-tid address of %d: %w", tid, err)
+		}
+		th.TidAddress = binary.LittleEndian.Uint64(b.Bytes(tidOff, 8))
+		if _, err := b.Result(ssCall); err != nil {
+			return th, fmt.Errorf("read sigaltstack of %d: %w", tid, err)
+		}
+		copy(ptrace.Bytes(&ss), b.Bytes(ssOff, len(ptrace.Bytes(&ss))))
+		// The call ran on rtcr's frame, not the thread's stack: whether
+		// the thread is on its alternate stack is decided here, as the
+		// kernel does (on_sig_stack), from its own stack pointer.
+		ss.Flags &^= abi.SS_ONSTACK
+		if ss.Flags&abi.SS_DISABLE == 0 && onStack(in.Saved().Rsp, ss) {
+			ss.Flags |= abi.SS_ONSTACK
+		}
+		th.AltStack = image.SigAltStack{Sp: ss.Sp, Flags: ss.Flags, Size: ss.Size}
+		return th, nil
+	}, nil
 }
 
 // onStack reports whether sp is on the alternate signal stack ss.

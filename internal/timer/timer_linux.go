@@ -52,39 +52,62 @@ type sigevent struct {
 // in that order) and the POSIX timers, sorted by id, of the process r. A
 // SIGEV_THREAD_ID timer whose thread has exited is saved as SIGEV_NONE.
 func Dump(r *ptrace.Remote) ([]image.Itimer, []image.PosixTimer, error) {
-	its := make([]image.Itimer, 0, numItimers)
+	b := r.NewBatch()
+	done, err := DumpBatch(r, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.RunBatch(r.Injector, b); err != nil {
+		return nil, nil, err
+	}
+	return done()
+}
+
+// DumpBatch is Dump with its calls queued in b; done returns the timers
+// once b ran.
+func DumpBatch(r *ptrace.Remote, b *ptrace.Batch) (done func() ([]image.Itimer, []image.PosixTimer, error), err error) {
+	type read struct{ call, off int }
+	var its [numItimers]read
 	for which := range numItimers {
 		var v unix.Itimerval
-		addr := r.Scratch + timeOff
-		if _, err := r.Syscall(unix.SYS_GETITIMER, uint64(which), addr); err != nil {
-			return nil, nil, fmt.Errorf("read itimer %d of %d: getitimer: %w", which, r.Pid, err)
-		}
-		if err := r.Get(timeOff, ptrace.Bytes(&v)); err != nil {
-			return nil, nil, fmt.Errorf("read itimer %d of %d: %w", which, r.Pid, err)
-		}
-		its = append(its, image.Itimer{IntervalNs: timevalNs(v.Interval), ValueNs: timevalNs(v.Value)})
+		addr, off := b.Out(len(ptrace.Bytes(&v)))
+		its[which] = read{b.Add(unix.SYS_GETITIMER, uint64(which), addr), off}
 	}
 	pts, err := ReadTimers(r.Pid)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list POSIX timers of %d: %w", r.Pid, err)
+		return nil, fmt.Errorf("list POSIX timers of %d: %w", r.Pid, err)
 	}
+	ptReads := make([]read, len(pts))
 	for i := range pts {
 		var v unix.ItimerSpec
-		addr := r.Scratch + timeOff
-		if _, err := r.Syscall(unix.SYS_TIMER_GETTIME, uint64(pts[i].ID), addr); err != nil {
-			return nil, nil, fmt.Errorf("read POSIX timer %d of %d: timer_gettime: %w", pts[i].ID, r.Pid, err)
-		}
-		if err := r.Get(timeOff, ptrace.Bytes(&v)); err != nil {
-			return nil, nil, fmt.Errorf("read POSIX timer %d of %d: %w", pts[i].ID, r.Pid, err)
-		}
-		pts[i].IntervalNs, pts[i].ValueNs = v.Interval.Nano(), v.Value.Nano()
-		if pts[i].SigevNotify&SigevThreadID != 0 && !threadExists(r.Pid, pts[i].NotifyTid) {
-			// The thread has exited: the kernel drops the timer's
-			// signals, which SIGEV_NONE restores (the tid could not).
-			pts[i].SigevNotify, pts[i].NotifyTid = SigevNone, 0
-		}
+		addr, off := b.Out(len(ptrace.Bytes(&v)))
+		ptReads[i] = read{b.Add(unix.SYS_TIMER_GETTIME, uint64(pts[i].ID), addr), off}
 	}
-	return its, pts, nil
+	return func() ([]image.Itimer, []image.PosixTimer, error) {
+		out := make([]image.Itimer, 0, numItimers)
+		for which, rd := range its {
+			if _, err := b.Result(rd.call); err != nil {
+				return nil, nil, fmt.Errorf("read itimer %d of %d: getitimer: %w", which, r.Pid, err)
+			}
+			var v unix.Itimerval
+			copy(ptrace.Bytes(&v), b.Bytes(rd.off, len(ptrace.Bytes(&v))))
+			out = append(out, image.Itimer{IntervalNs: timevalNs(v.Interval), ValueNs: timevalNs(v.Value)})
+		}
+		for i, rd := range ptReads {
+			if _, err := b.Result(rd.call); err != nil {
+				return nil, nil, fmt.Errorf("read POSIX timer %d of %d: timer_gettime: %w", pts[i].ID, r.Pid, err)
+			}
+			var v unix.ItimerSpec
+			copy(ptrace.Bytes(&v), b.Bytes(rd.off, len(ptrace.Bytes(&v))))
+			pts[i].IntervalNs, pts[i].ValueNs = v.Interval.Nano(), v.Value.Nano()
+			if pts[i].SigevNotify&SigevThreadID != 0 && !threadExists(r.Pid, pts[i].NotifyTid) {
+				// The thread has exited: the kernel drops the timer's
+				// signals, which SIGEV_NONE restores (the tid could not).
+				pts[i].SigevNotify, pts[i].NotifyTid = SigevNone, 0
+			}
+		}
+		return out, pts, nil
+	}, nil
 }
 
 // Restore creates the POSIX timers pts in the process r, with the same

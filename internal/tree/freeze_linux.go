@@ -139,13 +139,17 @@ type frozenOne struct {
 func (f *Frozen) add(pids []int) error {
 	outs := make([]frozenOne, len(pids))
 	var wg sync.WaitGroup
+	var mu sync.Mutex // f.all
+	isRoot := len(f.Order) == 0
 	for i, pid := range pids {
-		outs[i] = frozenOne{pid: pid, tracer: f.tracerFor(pid)}
 		wg.Add(1)
+		// Each tracer found or started (a new OS thread) beside the
+		// others: one after the other, they took milliseconds each.
 		go func() {
 			defer wg.Done()
 			o := &outs[i]
-			o.err = o.tracer.Do(func() error { return o.freeze(len(f.Order) == 0) })
+			*o = frozenOne{pid: pid, tracer: f.tracerFor(pid, &mu)}
+			o.err = o.tracer.Do(func() error { return o.freeze(isRoot) })
 		}()
 	}
 	wg.Wait()
@@ -171,16 +175,22 @@ func (f *Frozen) add(pids []int) error {
 // tracerFor returns the tracer thread to freeze pid with: the one that
 // already traces it when the kernel attached it as the child of a process
 // rtcr was freezing (it forked meanwhile), else a new one.
-func (f *Frozen) tracerFor(pid int) *ptrace.Tracer {
+// mu guards f.all.
+func (f *Frozen) tracerFor(pid int, mu *sync.Mutex) *ptrace.Tracer {
 	if st, err := procfs.ReadStatus(pid); err == nil && st.TracerPid != 0 {
+		mu.Lock()
 		for _, t := range f.all {
 			if t.Tid() == st.TracerPid {
+				mu.Unlock()
 				return t
 			}
 		}
+		mu.Unlock()
 	}
 	t := ptrace.NewTracer()
+	mu.Lock()
 	f.all = append(f.all, t)
+	mu.Unlock()
 	return t
 }
 
