@@ -74,9 +74,9 @@ type Conn struct {
 	w    *bufio.Writer
 	peer string // the remote address, for messages
 
-	seal, open cipher.AEAD // nil before the handshake
-	sendN, recvN uint64    // frame counters: the GCM nonces
-	rbuf, wbuf   []byte    // reused frame buffers
+	seal, open   cipher.AEAD // nil before the handshake
+	sendN, recvN uint64      // frame counters: the GCM nonces
+	rbuf, wbuf   []byte      // reused frame buffers
 }
 
 func newConn(c net.Conn) *Conn {
