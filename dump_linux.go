@@ -344,6 +344,15 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	manifest.done("manifest", "processes", len(c.Processes))
+	if opts.Handoff != nil {
+		// Still frozen: the image is complete; whoever takes it over
+		// decides whether the tree dies (nil) or runs on (an error).
+		handoff := time.Now()
+		if err := opts.Handoff(stage.Dir); err != nil {
+			return fmt.Errorf("dump %d: handoff: %w", opts.Pid, err)
+		}
+		logStep(log, root, "handoff", time.Since(handoff))
+	}
 	kill = !opts.LeaveRunning
 	return nil
 }

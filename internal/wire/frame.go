@@ -74,9 +74,10 @@ type Conn struct {
 	w    *bufio.Writer
 	peer string // the remote address, for messages
 
-	seal, open   cipher.AEAD // nil before the handshake
-	sendN, recvN uint64      // frame counters: the GCM nonces
-	rbuf, wbuf   []byte      // reused frame buffers
+	seal, open   cipher.AEAD   // nil before the handshake
+	idle         time.Duration // read deadline set before each frame (0: none)
+	sendN, recvN uint64        // frame counters: the GCM nonces
+	rbuf, wbuf   []byte        // reused frame buffers
 }
 
 func newConn(c net.Conn) *Conn {
@@ -117,6 +118,9 @@ func (c *Conn) Send(t Type, payload []byte) error {
 	if c.seal != nil {
 		n += tagLen
 	}
+	if c.idle > 0 {
+		_ = c.c.SetWriteDeadline(time.Now().Add(c.idle))
+	}
 	var h [headerLen]byte
 	h[0] = byte(t)
 	binary.BigEndian.PutUint32(h[4:], uint32(n))
@@ -150,10 +154,18 @@ func (c *Conn) SendNow(t Type, payload []byte) error {
 	return c.Flush()
 }
 
+// SetIdle makes every Recv fail when its frame does not start arriving
+// within d, and every Send when the peer takes none of it for d (0: wait
+// for ever).
+func (c *Conn) SetIdle(d time.Duration) { c.idle = d }
+
 // Recv reads one frame and checks it (its tag, once sealed). The payload
 // is valid until the next Recv. A peer's Error frame is returned as an
 // error (PeerError) whatever the caller expected.
 func (c *Conn) Recv() (Type, []byte, error) {
+	if c.idle > 0 {
+		_ = c.c.SetReadDeadline(time.Now().Add(c.idle))
+	}
 	var h [headerLen]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
 		if errors.Is(err, io.EOF) {
