@@ -59,6 +59,7 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 		return err
 	}
 	s := &server{tok: tok, inbox: inbox, opts: opts, slots: make(chan struct{}, maxConns)}
+	s.event("listening on %s, images in %s", ln.Addr(), inbox.Dir)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup

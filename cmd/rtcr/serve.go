@@ -34,7 +34,6 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "rtcr serve: listening on %s, images in %s\n", ln.Addr(), o.Dir)
 	ctx, stop := signalContext()
 	defer stop()
 	if err := rtcr.Serve(ctx, ln, o); err != nil {
