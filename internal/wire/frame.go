@@ -56,8 +56,15 @@ const (
 	tagLen = 16
 	// maxFrame bounds the length field of any frame read.
 	maxFrame = MaxPayload + tagLen
-	// bufSize is the buffer in front of the socket, both ways.
+	// bufSize is the buffer in front of the socket for writing.
 	bufSize = 1 << 20
+	// readBuf is the buffer in front of the socket for reading: small,
+	// so that the rest of a large frame is read straight into its
+	// buffer (bufio reads directly into requests larger than itself).
+	readBuf = 64 << 10
+	// directWrite is the frame size from which Send writes to the
+	// socket directly.
+	directWrite = 64 << 10
 )
 
 // ErrProtocol reports a peer that broke the protocol: an unknown or
@@ -83,11 +90,11 @@ type Conn struct {
 func newConn(c net.Conn) *Conn {
 	return &Conn{
 		c:    c,
-		r:    bufio.NewReaderSize(c, bufSize),
+		r:    bufio.NewReaderSize(c, readBuf),
 		w:    bufio.NewWriterSize(c, bufSize),
 		peer: c.RemoteAddr().String(),
 		rbuf: make([]byte, maxFrame),
-		wbuf: make([]byte, 0, maxFrame),
+		wbuf: make([]byte, headerLen, headerLen+maxFrame),
 	}
 }
 
@@ -121,18 +128,29 @@ func (c *Conn) Send(t Type, payload []byte) error {
 	if c.idle > 0 {
 		_ = c.c.SetWriteDeadline(time.Now().Add(c.idle))
 	}
-	var h [headerLen]byte
-	h[0] = byte(t)
-	binary.BigEndian.PutUint32(h[4:], uint32(n))
-	if _, err := c.w.Write(h[:]); err != nil {
-		return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
-	}
-	body := payload
+	// The frame is built whole in wbuf: header, then the (sealed)
+	// payload, which the header authenticates.
+	frame := c.wbuf[:headerLen]
+	frame[0], frame[1], frame[2], frame[3] = byte(t), 0, 0, 0
+	binary.BigEndian.PutUint32(frame[4:], uint32(n))
 	if c.seal != nil {
-		body = c.seal.Seal(c.wbuf[:0], nonce(c.sendN), payload, h[:])
+		frame = c.seal.Seal(frame, nonce(c.sendN), payload, frame[:headerLen])
 		c.sendN++
+	} else {
+		frame = append(frame, payload...)
 	}
-	if _, err := c.w.Write(body); err != nil {
+	// A large frame goes straight to the socket (after what is
+	// buffered), not through the buffer.
+	if len(frame) >= directWrite {
+		if err := c.w.Flush(); err != nil {
+			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+		}
+		if _, err := c.c.Write(frame); err != nil {
+			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+		}
+		return nil
+	}
+	if _, err := c.w.Write(frame); err != nil {
 		return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
 	}
 	return nil
