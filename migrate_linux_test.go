@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rtcr/rtcr/internal/testutil"
+	"github.com/rtcr/rtcr/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -160,7 +162,7 @@ func exitCode(t *testing.T, err error) int {
 	return -1
 }
 
-// restoredInit parses "init pid N" out of rtcr migrate's output and kills
+// restoredInit parses "init pid N" out of rtcr migrate's (or restore's) output and kills
 // that process (the destination's copy) at the end of the test.
 func restoredInit(t *testing.T, out string) int {
 	t.Helper()
@@ -345,4 +347,93 @@ func waitStaged(t *testing.T, srv *served, size int64) {
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// TestMigrateNoGo plays a source that dies after the destination is
+// ready and before it says Go: the destination's copy, restored but held,
+// is killed before it ever ran, and the image stays for a restore by hand
+// (the source may be dead). The image comes from a dump -R of a memwriter
+// tree that runs on, so that nothing is lost in the test.
+func TestMigrateNoGo(t *testing.T) {
+	testutil.RequireRoot(t)
+	np := newNetPair(t)
+	token := writeToken(t, t.TempDir())
+	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token)
+	w := startMemWriter(t, np, 16)
+	img := filepath.Join(t.TempDir(), "img")
+	dump := np.command(np.b, testutil.BuildRtcr(t), "dump", "-R", "--pid", strconv.Itoa(w.cmd.Process.Pid), "--dir", img)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("rtcr dump -R: %v: %s", err, out)
+	}
+	tok, err := wire.ReadToken(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *wire.Conn
+	if err := np.inNetns(np.b, func() error {
+		nc, err := net.Dial("tcp", np.addrA+":"+servePort)
+		if err != nil {
+			return err
+		}
+		c, err = wire.Client(nc, tok)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SendNow(wire.Open, wire.OpenRequest(wire.ModeMigrate, "nogo")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Expect(wire.OK); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []wire.Type{wire.Stored, wire.Ready} {
+		if _, err := c.Expect(want); err != nil {
+			t.Fatalf("waiting for %v: %v\nserve:\n%s", want, err, readFile(srv.log))
+		}
+	}
+	// Held: restored, not running. The source "dies" here.
+	c.Close()
+	testutil.WaitForFile(t, srv.log, "killed before it ran", 60*time.Second)
+	if pids := programsOf(testutil.BuildC(t, "memwriter", false)); len(pids) != 1 {
+		t.Errorf("memwriter processes %v, want only the source", pids)
+	}
+	if got := srv.entries(t); len(got) != 1 || got[0] != "nogo" {
+		t.Errorf("serve's directory holds %v, want the image kept: [nogo]", got)
+	}
+	n := len(w.lines(t, 1))
+	checkConsecutive(t, w.lines(t, n+20))
+}
+
+// TestDumpPageServer: rtcr dump --page-server stores the image on the
+// server and only then kills the target; the stored image restores (here
+// in the destination's namespace) and the numbers continue.
+func TestDumpPageServer(t *testing.T) {
+	testutil.RequireRoot(t)
+	np := newNetPair(t)
+	token := writeToken(t, t.TempDir())
+	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token)
+	w := startMemWriter(t, np, 16)
+	dump := np.command(np.b, testutil.BuildRtcr(t), "dump", "--pid", strconv.Itoa(w.cmd.Process.Pid),
+		"--page-server", np.addrA+":"+servePort, "--token-file", token, "--name", "ck")
+	out, err := dump.CombinedOutput()
+	if err != nil {
+		t.Fatalf("rtcr dump --page-server: %v: %s\nserve:\n%s", err, out, readFile(srv.log))
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+	_ = w.cmd.Wait() // killed by the dump
+	if got := srv.entries(t); len(got) != 1 || got[0] != "ck" {
+		t.Fatalf("serve's directory holds %v, want [ck]", got)
+	}
+	n := len(w.lines(t, 1))
+	restore := np.command(np.a, testutil.BuildRtcr(t), "restore", "--dir", filepath.Join(srv.dir, "ck"))
+	rout, err := restore.CombinedOutput()
+	if err != nil {
+		t.Fatalf("rtcr restore of the stored image: %v: %s", err, rout)
+	}
+	restoredInit(t, string(rout))
+	checkConsecutive(t, w.lines(t, n+20))
 }
