@@ -216,10 +216,11 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump}
 	if mode == wire.ModeMigrate {
 		opts.Hold = func() error {
-			held = true
 			if err := c.SendNow(wire.Ready, nil); err != nil {
 				return err
 			}
+			// From here the source may have read Ready and died.
+			held = true
 			c.SetIdle(goWait)
 			_, err := c.Expect(wire.Go)
 			return err
