@@ -54,14 +54,15 @@ type served struct {
 
 // startServe runs rtcr serve in namespace a with images in dir, and waits
 // until it listens. It is stopped at the end of the test.
-func startServe(t *testing.T, np *netPair, dir, token string) *served {
+func startServe(t *testing.T, np *netPair, dir, token string, extra ...string) *served {
 	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), "serve-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := np.command(np.a, testutil.BuildRtcr(t), "serve", "--listen", np.addrA+":"+servePort, "--dir", dir, "--token-file", token)
+	args := append([]string{"serve", "--listen", np.addrA + ":" + servePort, "--dir", dir, "--token-file", token}, extra...)
+	cmd := np.command(np.a, testutil.BuildRtcr(t), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -435,5 +436,44 @@ func TestDumpPageServer(t *testing.T) {
 		t.Fatalf("rtcr restore of the stored image: %v: %s", err, rout)
 	}
 	restoredInit(t, string(rout))
+	checkConsecutive(t, w.lines(t, n+20))
+}
+
+// TestMigrateTLS: with TLS, a client whose certificate another CA signed,
+// and a client without TLS, are refused before anything is written; one
+// with a certificate of the server's CA migrates.
+func TestMigrateTLS(t *testing.T) {
+	testutil.RequireRoot(t)
+	np := newNetPair(t)
+	certs := t.TempDir()
+	ca := newTestCA(t, certs, "ca")
+	srvCert, srvKey := ca.issue(t, certs, np.addrA, true)
+	cliCert, cliKey := ca.issue(t, certs, "client", false)
+	other := newTestCA(t, certs, "other")
+	badCert, badKey := other.issue(t, certs, "intruder", false)
+	token := writeToken(t, t.TempDir())
+	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token, "--tls-cert", srvCert, "--tls-key", srvKey, "--tls-ca", ca.pem)
+	w := startMemWriter(t, np, 16)
+	pid := w.cmd.Process.Pid
+	for _, bad := range [][]string{
+		{"--tls-cert", badCert, "--tls-key", badKey, "--tls-ca", ca.pem},
+		nil,
+	} {
+		out, code := migrate(t, np, pid, token, bad...)
+		t.Logf("refused: %s", strings.TrimSpace(out))
+		if code != 1 {
+			t.Errorf("rtcr migrate %v: exit %d, %q", bad, code, out)
+		}
+		if got := srv.entries(t); len(got) != 0 {
+			t.Fatalf("serve's directory holds %v after a refused client, want nothing", got)
+		}
+	}
+	testutil.WaitForFile(t, srv.log, "TLS", 30*time.Second)
+	out, code := migrate(t, np, pid, token, "--tls-cert", cliCert, "--tls-key", cliKey, "--tls-ca", ca.pem)
+	if code != 0 {
+		t.Fatalf("rtcr migrate with TLS: exit %d: %s\nserve:\n%s", code, out, readFile(srv.log))
+	}
+	restoredInit(t, out)
+	n := len(w.lines(t, 1))
 	checkConsecutive(t, w.lines(t, n+20))
 }

@@ -2,6 +2,7 @@ package rtcr
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +25,11 @@ type PageServer struct {
 	// Name is the image's name on the server (DIR/NAME there); empty: a
 	// name made from the pid and the time.
 	Name string
+	// TLSCert, TLSKey and TLSCA, when set, wrap the stream in TLS 1.3:
+	// this client's certificate and key, and the CA that signed the
+	// server's certificate (which must name the host of Addr). The token
+	// is still required inside.
+	TLSCert, TLSKey, TLSCA string
 }
 
 // SendStats reports what went to the server.
@@ -65,6 +71,22 @@ func connect(ctx context.Context, srv *PageServer, mode wire.Mode, pid int) (*wi
 	nc, err := d.DialContext(ctx, "tcp", srv.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", srv.Addr, err)
+	}
+	if files := (wire.TLSFiles{Cert: srv.TLSCert, Key: srv.TLSKey, CA: srv.TLSCA}); files.Enabled() {
+		cfg, err := wire.ClientTLS(files, srv.Addr)
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		tc := tls.Client(nc, cfg)
+		hctx, cancel := context.WithTimeout(ctx, wire.HandshakeTimeout)
+		err = tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("TLS with %s: %w", srv.Addr, err)
+		}
+		nc = tc
 	}
 	c, err := wire.Client(nc, tok)
 	if err != nil {

@@ -2,6 +2,7 @@ package rtcr
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type ServeOptions struct {
 	Events io.Writer
 	// NoClockJump is passed to the restores (RestoreOptions).
 	NoClockJump bool
+	// TLSCert, TLSKey and TLSCA, when set, require TLS 1.3 with a client
+	// certificate signed by TLSCA before the token handshake.
+	TLSCert, TLSKey, TLSCA string
 }
 
 const (
@@ -59,6 +63,11 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 		return err
 	}
 	s := &server{tok: tok, inbox: inbox, opts: opts, slots: make(chan struct{}, maxConns)}
+	if files := (wire.TLSFiles{Cert: opts.TLSCert, Key: opts.TLSKey, CA: opts.TLSCA}); files.Enabled() {
+		if s.tls, err = wire.ServerTLS(files); err != nil {
+			return err
+		}
+	}
 	s.event("listening on %s, images in %s", ln.Addr(), inbox.Dir)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
@@ -89,6 +98,7 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 // server is the state Serve's connections share.
 type server struct {
 	tok   wire.Token
+	tls   *tls.Config // nil: no TLS
 	inbox *wire.Inbox
 	opts  ServeOptions
 	slots chan struct{}
@@ -129,6 +139,16 @@ func (s *server) release(name string) {
 
 func (s *server) handle(ctx context.Context, nc net.Conn) {
 	peer := nc.RemoteAddr().String()
+	if s.tls != nil {
+		tc := tls.Server(nc, s.tls)
+		_ = tc.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			s.event("refused %s: TLS: %v", peer, err)
+			return
+		}
+		nc = tc
+	}
 	c, err := wire.Server(nc, s.tok)
 	if err != nil {
 		s.event("refused %s: %v", peer, err)

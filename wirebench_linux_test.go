@@ -134,7 +134,7 @@ func transferOnce(t *testing.T, np *netPair, how, img string, names []string, to
 	t.Helper()
 	out := shmDir(t)
 	defer os.RemoveAll(out) // at most one copy in memory at a time
-	start := time.Now() // the listen and dial in the namespaces count too: the same for all
+	start := time.Now()     // the listen and dial in the namespaces count too: the same for all
 	err := np.pair(func(ln net.Listener) error {
 		nc, err := ln.Accept()
 		if err != nil {

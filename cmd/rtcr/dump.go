@@ -24,6 +24,7 @@ func runDump(args []string) error {
 	fs.StringVar(&srv.Addr, "page-server", "", "send the image to the rtcr serve at `HOST:PORT`; the process is killed (or released, -R) only once the server stored it")
 	fs.StringVar(&srv.TokenFile, "token-file", "", "the secret shared with the server (`FILE`, mode 0600)")
 	fs.StringVar(&srv.Name, "name", "", "the image's name on the server (default pidPID-TIME)")
+	tlsFlags(fs, &srv)
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, criuArgs(fs, args)); err != nil {
