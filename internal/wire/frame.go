@@ -52,6 +52,9 @@ const (
 	// MaxPayload bounds the clear payload of any frame (a Data frame
 	// carries at most this much of a file).
 	MaxPayload = 1 << 20
+	// maxClear bounds a frame before the handshake is done (hello,
+	// auth, an error message).
+	maxClear = maxMsg
 	// tagLen is the GCM tag a sealed frame adds.
 	tagLen = 16
 	// maxFrame bounds the length field of any frame read.
@@ -199,7 +202,7 @@ func (c *Conn) Recv() (Type, []byte, error) {
 	if _, ok := typeNames[t]; !ok {
 		return 0, nil, fmt.Errorf("receive from %s: unknown frame %v: %w", c.peer, t, ErrProtocol)
 	}
-	if n > maxFrame || (c.open != nil && n < tagLen) {
+	if n > maxFrame || (c.open != nil && n < tagLen) || (c.open == nil && n > maxClear) {
 		return 0, nil, fmt.Errorf("receive %v from %s: length %d out of bounds: %w", t, c.peer, n, ErrProtocol)
 	}
 	buf := c.rbuf[:n]
@@ -216,8 +219,6 @@ func (c *Conn) Recv() (Type, []byte, error) {
 			return 0, nil, fmt.Errorf("receive %v from %s: frame %d fails its integrity check: %w", t, c.peer, c.recvN, ErrProtocol)
 		}
 		c.recvN++
-	} else if n > MaxPayload {
-		return 0, nil, fmt.Errorf("receive %v from %s: length %d out of bounds: %w", t, c.peer, n, ErrProtocol)
 	}
 	if t == Error {
 		return t, nil, &PeerError{Peer: c.peer, Msg: cleanMsg(buf)}

@@ -2,7 +2,6 @@ package wire
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -214,10 +213,4 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 			return total, fmt.Errorf("image from %s: %w", c.peer, err)
 		}
 	}
-}
-
-// IsPeerGone reports whether err means the peer went away (closed,
-// reset, timed out) rather than broke the protocol.
-func IsPeerGone(err error) bool {
-	return !errors.Is(err, ErrProtocol) && !errors.As(err, new(*PeerError))
 }
