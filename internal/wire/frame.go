@@ -38,6 +38,7 @@ var typeNames = map[Type]string{
 	Go: "go", Restored: "restored",
 }
 
+// String names the type in messages.
 func (t Type) String() string {
 	if s, ok := typeNames[t]; ok {
 		return s
