@@ -7,10 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // TestKillTrackedDump SIGKILLs `rtcr dump --track-mem` (full and
@@ -62,4 +64,52 @@ func TestKillTrackedDump(t *testing.T) {
 	c := w.dump("incr", "full")
 	w.wantPages(c, w.pid, 1, 2, 3)
 	w.restoreAndVerify(filepath.Join(w.ck, "incr"))
+}
+
+// TestKillPeriodicRun SIGKILLs `rtcr run --every` at random moments (in
+// its first full checkpoint, in an increment, in a merge, between them):
+// each time the program in its namespace runs on, neither stopped nor
+// traced, and writes its tracked pages without stalling; then its
+// namespace is killed through its init.
+func TestKillPeriodicRun(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildRtcr(t)
+	prog := testutil.BuildC(t, "dirtywriter", false)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	const npages = 4096 // 16 MiB: a full checkpoint takes a while
+	for i := 0; i < 8; i++ {
+		ck := filepath.Join(t.TempDir(), "ck")
+		tg := start(t, bin, "run", "--dir", ck, "--every", "50ms", "--keep", "2", "--", prog, strconv.Itoa(npages))
+		testutil.WaitForFile(t, tg.out, "ready ", 30*time.Second)
+		init, program := nsInit(t, tg.pid), nsProgram(t, tg.pid)
+		w := &writer{target: tg, npages: npages, stamps: make([]int64, npages)}
+		// Rounds of writes while checkpoints run, then the kill at a
+		// random moment within the next 400 ms.
+		for r := 0; r < 1+i%3; r++ {
+			w.run("", fmt.Sprintf("w %d %d %d", rng.Intn(npages), rng.Intn(npages), rng.Intn(npages)))
+		}
+		time.Sleep(time.Duration(rng.Int63n(int64(400 * time.Millisecond))))
+		_ = unix.Kill(tg.pid, unix.SIGKILL)
+		_ = tg.cmd.Wait()
+		t.Logf("kill %d: latest checkpoint %d", i, latestNumber(ck))
+		deadline := time.Now().Add(30 * time.Second)
+		for (tracerPid(program) != 0 || state(program) == 'T' || state(program) == 't') && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if tp, st := tracerPid(program), state(program); tp != 0 || st == 'T' || st == 't' {
+			t.Fatalf("kill %d: after the kill the program %d is traced by %d, state %c", i, program, tp, st)
+		}
+		// Every page, tracked or not, written at once: a page left
+		// write-protected with nobody to resolve its fault would stall.
+		var line []string
+		for p := 0; p < npages; p += 97 {
+			line = append(line, strconv.Itoa(p))
+		}
+		w.run("", "w "+strings.Join(line, " "))
+		w.round++
+		w.send("", w.round, "verify")
+		w.waitFor("\nOK ")
+		_ = unix.Kill(init, unix.SIGKILL) // the namespace goes with its init
+		tg.done = true
+	}
 }
