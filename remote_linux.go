@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +26,9 @@ type PageServer struct {
 	// Name is the image's name on the server (DIR/NAME there); empty: a
 	// name made from the pid and the time.
 	Name string
+	// Progress, when set, receives one line per stage of the transfer
+	// (dumped, sent, ready, running) for the terminal.
+	Progress io.Writer
 	// TLSCert, TLSKey and TLSCA, when set, wrap the stream in TLS 1.3:
 	// this client's certificate and key, and the CA that signed the
 	// server's certificate (which must name the host of Addr). The token
@@ -44,6 +48,12 @@ type SendStats struct {
 	// Pid and Program are the restored root's pid on the destination
 	// and, for a tree started by `rtcr run`, its program's (Migrate).
 	Pid, Program int
+	// Downtime is, for Migrate, the time the tree ran nowhere: its freeze
+	// on the source until it was killed (DumpStats.Freeze), plus the time
+	// from the end of the dump until the destination said its copy runs
+	// (a little less than the truth: the reaping of the source in
+	// between is not counted).
+	Downtime time.Duration
 }
 
 // peerIdle bounds how long either side waits for the other to send or
@@ -107,18 +117,28 @@ func connect(ctx context.Context, srv *PageServer, mode wire.Mode, pid int) (*wi
 }
 
 // sendImage sends the image in dir and waits until the server stored it.
-func sendImage(c *wire.Conn, dir string, st *SendStats) error {
+func sendImage(c *wire.Conn, dir string, st *SendStats, srv *PageServer) error {
 	start := time.Now()
+	srv.progress("image complete, sending it to %s", srv.Addr)
 	n, err := c.SendImage(dir)
 	st.Bytes = n
 	if err != nil {
 		return err
 	}
+	srv.progress("sent %.1f MiB in %v; %s checks it", float64(n)/(1<<20), time.Since(start).Round(time.Millisecond), srv.Addr)
 	if _, err := c.Expect(wire.Stored); err != nil {
 		return err
 	}
 	st.Send = time.Since(start)
+	srv.progress("stored on %s as %s (%v from the first byte)", srv.Addr, srv.Name, st.Send.Round(time.Millisecond))
 	return nil
+}
+
+// progress writes one line to srv.Progress, if set.
+func (srv *PageServer) progress(format string, args ...any) {
+	if srv.Progress != nil {
+		fmt.Fprintf(srv.Progress, format+"\n", args...)
+	}
 }
 
 // DumpToServer dumps opts.Pid as Dump does and sends the image to srv
@@ -142,7 +162,7 @@ func DumpToServer(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpS
 		opts.Dir = filepath.Join(tmp, "image")
 	}
 	st := &SendStats{Name: srv.Name}
-	opts.Handoff = func(dir string) error { return sendImage(c, dir, st) }
+	opts.Handoff = func(dir string) error { return sendImage(c, dir, st, &srv) }
 	ds, err := Dump(ctx, opts)
 	if err != nil {
 		return nil, nil, err
@@ -183,9 +203,10 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	// before Dump freezes the tree for the last one (see README
 	// "Migration"); today the whole image goes in the freeze.
 	opts.Handoff = func(dir string) error {
-		if err := sendImage(c, dir, st); err != nil {
+		if err := sendImage(c, dir, st, &srv); err != nil {
 			return err
 		}
+		srv.progress("%s restores it (held until the source is gone)", srv.Addr)
 		c.SetIdle(restoreWait)
 		if _, err := c.Expect(wire.Ready); err != nil {
 			return err
@@ -193,6 +214,7 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 		ready = true
 		return nil
 	}
+	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
 	ds, err := Dump(ctx, opts)
 	if !ready {
 		if err == nil {
@@ -202,6 +224,8 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	}
 	// The handoff returned nil: Dump killed the tree, whatever else it
 	// reports. The destination may now let its copy run.
+	dumped := time.Now()
+	srv.progress("the destination is ready, the source was killed: telling %s to run its copy", srv.Addr)
 	c.SetIdle(peerIdle)
 	if gerr := c.SendNow(wire.Go, nil); gerr != nil {
 		return ds, st, fmt.Errorf("migrate %d: the source is dead, telling %s to run its copy failed (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, gerr, ErrUnconfirmed, srv.Name)
@@ -214,6 +238,9 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 		return ds, st, fmt.Errorf("migrate %d: the source is dead, %s did not confirm its copy runs (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, rerr, ErrUnconfirmed, srv.Name)
 	}
 	st.Pid, st.Program = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
+	if ds != nil {
+		st.Downtime = ds.Freeze + time.Since(dumped)
+	}
 	if err != nil {
 		return ds, st, fmt.Errorf("migrate %d: moved (pid %d on %s), but: %w", opts.Pid, st.Pid, srv.Addr, err)
 	}

@@ -72,6 +72,7 @@ func runMigrate(args []string) error {
 	o.Logger = log
 	ctx, stop := signalContext()
 	defer stop()
+	srv.Progress = os.Stdout
 	st, sent, err := rtcr.Migrate(ctx, o, srv)
 	if err != nil {
 		return lf.failed(log, err)
@@ -80,8 +81,8 @@ func runMigrate(args []string) error {
 	if sent.Program != 0 {
 		what = fmt.Sprintf("pid namespace (init pid %d, program pid %d)", sent.Pid, sent.Program)
 	}
-	fmt.Printf("migrated pid %d to %s as %s: %.1f MiB sent in %v, frozen %v (until the source was killed), runs there as %s\n",
-		o.Pid, srv.Addr, sent.Name, float64(sent.Bytes)/(1<<20), sent.Send.Round(1e5), st.Freeze.Round(1e5), what)
+	fmt.Printf("migrated pid %d to %s as %s: %.1f MiB sent in %v, frozen %v (until the source was killed), down %v (until the copy ran), runs there as %s\n",
+		o.Pid, srv.Addr, sent.Name, float64(sent.Bytes)/(1<<20), sent.Send.Round(1e5), st.Freeze.Round(1e5), sent.Downtime.Round(1e5), what)
 	return nil
 }
 
