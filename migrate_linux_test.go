@@ -477,3 +477,38 @@ func TestMigrateTLS(t *testing.T) {
 	n := len(w.lines(t, 1))
 	checkConsecutive(t, w.lines(t, n+20))
 }
+
+// TestMigrateHostPidsTaken migrates a process outside `rtcr run` to a
+// server on the same host: its pid is taken (by itself, frozen), so the
+// destination refuses the restore and the source runs on, counting.
+func TestMigrateHostPidsTaken(t *testing.T) {
+	testutil.RequireRoot(t)
+	np := newNetPair(t)
+	token := writeToken(t, t.TempDir())
+	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := np.command(np.b, testutil.BuildC(t, "memwriter", false), "4", "10")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	w := &memWriter{cmd: cmd, out: out}
+	w.lines(t, 5)
+	mout, code := migrate(t, np, cmd.Process.Pid, token)
+	if code != 1 || !strings.Contains(mout, "the source runs on") {
+		t.Fatalf("rtcr migrate of a host process to the same host: exit %d, %q\nserve:\n%s", code, mout, readFile(srv.log))
+	}
+	t.Logf("%s", strings.TrimSpace(mout))
+	n := len(w.lines(t, 1))
+	checkConsecutive(t, w.lines(t, n+20))
+	if got := srv.entries(t); len(got) != 0 {
+		t.Errorf("serve's directory holds %v after a refused restore, want nothing", got)
+	}
+}
