@@ -365,25 +365,37 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if _, err := tree.Plan(nodes); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
-	if opts.LeaveRunning {
+	if opts.LeaveRunning && opts.Handoff == nil {
 		// Nothing of the manifest needs the tree stopped: it is
 		// checked and written once the tree runs again (commitManifest),
-		// with the freeze as it ended.
+		// with the freeze as it ended. (A handoff needs the image
+		// complete while the tree is still frozen.)
 		*out = c
 		return nil
 	}
-	// Before the commit: the kill must close the connections without a
-	// packet (repair mode), and a failure here still leaves the tree
-	// running.
-	if err := fds.RepairForKill(); err != nil {
-		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	if !opts.LeaveRunning {
+		// Before the commit: the kill must close the connections
+		// without a packet (repair mode), and a failure here still
+		// leaves the tree running.
+		if err := fds.RepairForKill(); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
 	}
 	freeze := time.Since(frozenAt)
 	recordBudget(c, opts, stats, tr, freeze)
 	if err := commitManifest(log, stage, c, opts.Pid, freeze); err != nil {
 		return err
 	}
-	kill = true
+	if opts.Handoff != nil {
+		// Still frozen: the image is complete; whoever takes it over
+		// decides whether the tree dies (nil) or runs on (an error).
+		handoff := time.Now()
+		if err := opts.Handoff(stage.Dir); err != nil {
+			return fmt.Errorf("dump %d: handoff: %w", opts.Pid, err)
+		}
+		logStep(log, root, "handoff", time.Since(handoff))
+	}
+	kill = !opts.LeaveRunning
 	return nil
 }
 

@@ -65,7 +65,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore %d: %w", root, err)
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv) })
+	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv, opts.Hold) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		sysv.Undo()
@@ -291,7 +291,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore, hold func() error) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -386,6 +386,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	}
 	for _, pr := range procs {
 		if err := pr.finish(); err != nil {
+			return err
+		}
+	}
+	if hold != nil {
+		if err := procs[0].step("hold", hold); err != nil {
 			return err
 		}
 	}

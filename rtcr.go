@@ -49,6 +49,13 @@ type DumpOptions struct {
 	// duration), Debug details and Error lines for failures (criu -o,
 	// -v). Nil logs nothing.
 	Logger *slog.Logger
+	// Handoff, when set, is called once the image in dir is complete
+	// (its manifest committed) while the tree is still frozen: the seam
+	// of a migration. If it returns nil the tree is killed (without
+	// LeaveRunning) or released as usual; if it returns an error the
+	// tree is released unchanged and Dump fails with that error. The
+	// time it takes counts in the freeze.
+	Handoff func(dir string) error
 
 	// What a Checkpointer learnt from earlier dumps of the tree: the copy
 	// rate (bytes per second) and the part of the freeze that is not
@@ -132,6 +139,12 @@ type RestoreOptions struct {
 	// inherited, bytes that cannot be put back); nil: none. The Logger
 	// gets them too.
 	Warnings io.Writer
+	// Hold, when set, is called when every process is restored but
+	// before the network lock goes and before any process runs (they
+	// are all still traced): nil lets them run; an error kills them all
+	// and Restore fails with it. rtcr serve waits there for a migration's
+	// source to be gone.
+	Hold func() error
 }
 
 // InheritFD names a caller's fd for an external object of the image:

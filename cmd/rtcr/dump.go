@@ -10,7 +10,7 @@ import (
 )
 
 func runDump(args []string) error {
-	fs := newFlags("dump", "--pid PID --dir DIR [--leave-running] [--track-mem] [--parent DIR [--max-freeze 5ms]] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("dump", "--pid PID (--dir DIR | --page-server HOST:PORT --token-file T) [--leave-running] [--track-mem] [--parent DIR [--max-freeze 5ms]] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	fs.IntVar(&o.Pid, "pid", 0, "process to checkpoint")
 	fs.IntVar(&o.Pid, "t", 0, "short for --pid")
@@ -22,6 +22,11 @@ func runDump(args []string) error {
 	fs.StringVar(&o.Parent, "parent", "", "make an incremental image: only pages written since the image in `DIR` (relative to --dir), dumped with --track-mem")
 	fs.StringVar(&o.Parent, "prev-images-dir", "", "same as --parent (CRIU's name)")
 	fs.DurationVar(&o.MaxFreeze, "max-freeze", 0, "with --parent: freeze budget; pages written since the parent are copied while the process runs (pre-copy rounds) until the rest fits (e.g. 5ms)")
+	var srv rtcr.PageServer
+	fs.StringVar(&srv.Addr, "page-server", "", "send the image to the rtcr serve at `HOST:PORT`; the process is killed (or released, -R) only once the server stored it")
+	fs.StringVar(&srv.TokenFile, "token-file", "", "the secret shared with the server (`FILE`, mode 0600)")
+	fs.StringVar(&srv.Name, "name", "", "the image's name on the server (default pidPID-TIME)")
+	tlsFlags(fs, &srv)
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, criuArgs(fs, args)); err != nil {
@@ -35,8 +40,14 @@ func runDump(args []string) error {
 	if o.Pid <= 0 {
 		return usagef("--pid is required and must be positive")
 	}
-	if o.Dir == "" {
-		return usagef("--dir is required")
+	if o.Dir == "" && srv.Addr == "" {
+		return usagef("--dir or --page-server is required")
+	}
+	if (srv.Addr == "") != (srv.TokenFile == "") {
+		return usagef("--page-server and --token-file go together")
+	}
+	if srv.Addr != "" && o.Parent != "" {
+		return usagef("--page-server sends full images only (no --parent)")
 	}
 	if o.TrackMem && !o.LeaveRunning {
 		return usagef("--track-mem needs --leave-running (-R): a killed process has nothing left to track")
@@ -49,9 +60,22 @@ func runDump(args []string) error {
 	o.Logger = log
 	ctx, stop := signalContext()
 	defer stop()
-	st, err := rtcr.Dump(ctx, o)
+	var st *rtcr.DumpStats
+	var sent *rtcr.SendStats
+	if srv.Addr != "" {
+		st, sent, err = rtcr.DumpToServer(ctx, o, srv)
+	} else {
+		st, err = rtcr.Dump(ctx, o)
+	}
 	if err != nil {
 		return lf.failed(log, err)
+	}
+	where := o.Dir
+	if sent != nil {
+		where = fmt.Sprintf("%s as %s (%.1f MiB sent in %v)", srv.Addr, sent.Name, float64(sent.Bytes)/(1<<20), sent.Send.Round(1e5))
+		if o.Dir != "" {
+			where += " and " + o.Dir
+		}
 	}
 	what := "killed"
 	if o.LeaveRunning {
@@ -61,7 +85,7 @@ func runDump(args []string) error {
 		}
 	}
 	fmt.Printf("dumped pid %d to %s: %.1f MiB of memory, frozen %v, total %v; process %s\n",
-		o.Pid, o.Dir, float64(st.PageBytes)/(1<<20), st.Freeze.Round(1e5), st.Total.Round(1e5), what)
+		o.Pid, where, float64(st.PageBytes)/(1<<20), st.Freeze.Round(1e5), st.Total.Round(1e5), what)
 	if st.Budget != nil {
 		fmt.Println(budgetLine(st.Budget, st.Freeze))
 	}

@@ -33,6 +33,8 @@ func init() {
 		{"inspect", "show what an image holds", runInspect},
 		{"check", "check the kernel features rtcr needs", runCheck},
 		{"run", "run a program in its own pid and time namespaces, ready to checkpoint", runRun},
+		{"serve", "receive images from dump --page-server and migrate, restore migrated processes", runServe},
+		{"migrate", "move a process to another machine running rtcr serve", runMigrate},
 		{"bench", "measure dump and restore speed against the memory-copy ceiling", runBench},
 	}
 }

@@ -42,7 +42,10 @@ func TestBadArguments(t *testing.T) {
 	}{
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"dump"}, "--pid is required"},
-		{[]string{"dump", "--pid", "12"}, "--dir is required"},
+		{[]string{"dump", "--pid", "12"}, "--dir or --page-server is required"},
+		{[]string{"dump", "--pid", "12", "--page-server", "h:1"}, "--page-server and --token-file go together"},
+		{[]string{"serve", "--dir", "/tmp/x"}, "--listen, --dir and --token-file are required"},
+		{[]string{"migrate", "--pid", "12"}, "--pid, --to and --token-file are required"},
 		{[]string{"dump", "-t", "abc", "-D", "/tmp/x"}, "invalid value"},
 		{[]string{"dump", "-t", "-5", "-D", "/tmp/x"}, "must be positive"},
 		{[]string{"dump", "--pid", "1", "--dir", "/tmp/x", "extra"}, "unexpected argument"},

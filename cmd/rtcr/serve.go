@@ -1,0 +1,94 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/rtcr/rtcr"
+)
+
+func runServe(args []string) error {
+	fs := newFlags("serve", "--listen ADDR --dir DIR --token-file T [--tls-cert C --tls-key K --tls-ca CA] [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
+	var o rtcr.ServeOptions
+	var listen string
+	fs.StringVar(&listen, "listen", "", "TCP `ADDR` to listen on (HOST:PORT, :PORT)")
+	fs.StringVar(&o.Dir, "dir", "", "where images arrive, DIR/NAME (created 0700 if missing)")
+	fs.StringVar(&o.TokenFile, "token-file", "", "the secret every client must prove it holds (`FILE`, mode 0600, ≥ 16 bytes)")
+	fs.BoolVar(&o.NoClockJump, "no-clock-jump", false, "restores of rtcr run trees: monotonic clocks continue from the checkpoint")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS: this server's certificate (`PEM`); with --tls-key and --tls-ca, clients need a certificate signed by the CA")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS: the certificate's key (`PEM`)")
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "TLS: the CA clients' certificates must be signed by (`PEM`)")
+	var lf logFlags
+	lf.add(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if listen == "" || o.Dir == "" || o.TokenFile == "" {
+		return usagef("--listen, --dir and --token-file are required")
+	}
+	log, closeLog, err := lf.open()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	o.Logger, o.Events = log, os.Stderr
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := rtcr.Serve(ctx, ln, o); err != nil {
+		return lf.failed(log, err)
+	}
+	return nil
+}
+
+func runMigrate(args []string) error {
+	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--tls-cert C --tls-key K --tls-ca CA] [--log-file PATH] [-v0…-v4]")
+	var o rtcr.DumpOptions
+	var srv rtcr.PageServer
+	fs.IntVar(&o.Pid, "pid", 0, "process to move (with its descendants; an rtcr run tree moves whole)")
+	fs.IntVar(&o.Pid, "t", 0, "short for --pid")
+	fs.StringVar(&srv.Addr, "to", "", "the rtcr serve at `HOST:PORT` that restores it")
+	fs.StringVar(&srv.TokenFile, "token-file", "", "the secret shared with the server (`FILE`, mode 0600)")
+	fs.StringVar(&srv.Name, "name", "", "the image's name on the server (default pidPID-TIME)")
+	tlsFlags(fs, &srv)
+	var lf logFlags
+	lf.add(fs)
+	if err := parse(fs, criuArgs(fs, args)); err != nil {
+		return err
+	}
+	if o.Pid <= 0 || srv.Addr == "" || srv.TokenFile == "" {
+		return usagef("--pid, --to and --token-file are required")
+	}
+	log, closeLog, err := lf.open()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	o.Logger = log
+	ctx, stop := signalContext()
+	defer stop()
+	srv.Progress = os.Stdout
+	st, sent, err := rtcr.Migrate(ctx, o, srv)
+	if err != nil {
+		return lf.failed(log, err)
+	}
+	what := fmt.Sprintf("pid %d", sent.Pid)
+	if sent.Program != 0 {
+		what = fmt.Sprintf("pid namespace (init pid %d, program pid %d)", sent.Pid, sent.Program)
+	}
+	fmt.Printf("migrated pid %d to %s as %s: %.1f MiB sent in %v, frozen %v (until the source was killed), down %v (until the copy ran), runs there as %s\n",
+		o.Pid, srv.Addr, sent.Name, float64(sent.Bytes)/(1<<20), sent.Send.Round(1e5), st.Freeze.Round(1e5), sent.Downtime.Round(1e5), what)
+	return nil
+}
+
+// tlsFlags adds the client's TLS options (migrate, dump --page-server).
+func tlsFlags(fs *flag.FlagSet, srv *rtcr.PageServer) {
+	fs.StringVar(&srv.TLSCert, "tls-cert", "", "TLS: this client's certificate (`PEM`); with --tls-key and --tls-ca")
+	fs.StringVar(&srv.TLSKey, "tls-key", "", "TLS: the certificate's key (`PEM`)")
+	fs.StringVar(&srv.TLSCA, "tls-ca", "", "TLS: the CA the server's certificate must be signed by (`PEM`)")
+}

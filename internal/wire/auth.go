@@ -1,0 +1,224 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+const (
+	// Magic opens every hello.
+	Magic = "RTCRWIRE"
+	// Version is the protocol version; peers of another version are
+	// refused at the hello.
+	Version = 1
+	// MinTokenLen is the shortest token accepted: the challenge an
+	// eavesdropper sees must not let it guess the token offline.
+	MinTokenLen = 16
+	// maxTokenLen bounds the token file.
+	maxTokenLen = 4096
+	// helloLen is the size of a hello payload: magic, version, nonce.
+	helloLen = 8 + 4 + 32
+	// HandshakeTimeout bounds the whole handshake.
+	HandshakeTimeout = 10 * time.Second
+)
+
+// ErrAuth reports a peer that does not hold the token.
+var ErrAuth = errors.New("authentication failed")
+
+// Token is the shared secret of a sender and rtcr serve.
+type Token []byte
+
+// ReadToken reads a token file: a regular file owned by root or the
+// caller, readable by nobody else (mode 0600 or 0400), holding at least
+// MinTokenLen bytes (surrounding white space is not part of the token).
+// Anything else is refused, saying what to fix.
+func ReadToken(path string) (Token, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("token file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("token file %s: not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("token file %s: mode %04o lets others read or change it; chmod 600 %s", path, perm, path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("token file %s: owned by uid %d, neither root nor you", path, st.Uid)
+	}
+	if fi.Size() > maxTokenLen {
+		return nil, fmt.Errorf("token file %s: %d bytes, more than %d", path, fi.Size(), maxTokenLen)
+	}
+	b := make([]byte, maxTokenLen+1)
+	n, err := f.Read(b)
+	if err != nil && n == 0 {
+		return nil, fmt.Errorf("token file %s: %w", path, err)
+	}
+	tok := bytes.TrimSpace(b[:n])
+	if len(tok) < MinTokenLen {
+		return nil, fmt.Errorf("token file %s: %d bytes of token, want at least %d (head -c 32 /dev/urandom | base64 > %s)", path, len(tok), MinTokenLen, path)
+	}
+	return Token(tok), nil
+}
+
+// mac is HMAC-SHA256(token, label ‖ parts…).
+func (t Token) mac(label string, parts ...[]byte) []byte {
+	h := hmac.New(sha256.New, t)
+	h.Write([]byte(label))
+	for _, p := range parts {
+		h.Write(p)
+	}
+	return h.Sum(nil)
+}
+
+// aead makes the AES-256-GCM of one direction from the token and both
+// nonces.
+func (t Token) aead(label string, ns, nc []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(t.mac(label, ns, nc))
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// sendHello sends this side's hello with a fresh nonce and returns it.
+func sendHello(c *Conn) ([]byte, error) {
+	p := make([]byte, helloLen)
+	copy(p, Magic)
+	binary.BigEndian.PutUint32(p[8:], Version)
+	if _, err := rand.Read(p[12:]); err != nil {
+		return nil, err
+	}
+	if err := c.SendNow(Hello, p); err != nil {
+		return nil, err
+	}
+	return p[12:], nil
+}
+
+// recvHello reads the peer's hello and returns its nonce.
+func recvHello(c *Conn) ([]byte, error) {
+	p, err := c.Expect(Hello)
+	if err != nil {
+		return nil, err
+	}
+	if len(p) != helloLen || string(p[:8]) != Magic {
+		return nil, fmt.Errorf("%s does not speak rtcr's protocol: %w", c.peer, ErrProtocol)
+	}
+	if v := binary.BigEndian.Uint32(p[8:]); v != Version {
+		return nil, fmt.Errorf("%s speaks protocol version %d, this rtcr %d: %w", c.peer, v, Version, ErrProtocol)
+	}
+	return bytes.Clone(p[12:]), nil
+}
+
+// Server runs the server side of the handshake on a new connection: the
+// client must prove it holds tok before this returns a Conn; until then
+// nothing but hello and auth frames are read. Whatever fails, nc is
+// closed.
+func Server(nc net.Conn, tok Token) (_ *Conn, err error) {
+	c := newConn(nc)
+	defer func() {
+		if err != nil {
+			nc.Close()
+		}
+	}()
+	_ = nc.SetDeadline(time.Now().Add(HandshakeTimeout))
+	ns, err := sendHello(c)
+	if err != nil {
+		return nil, err
+	}
+	ncl, err := recvHello(c)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := c.Expect(Auth)
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(proof, tok.mac("rtcr-wire client", ns, ncl)) != 1 {
+		c.SendError(ErrAuth.Error())
+		return nil, fmt.Errorf("client %s: %w (wrong token)", c.peer, ErrAuth)
+	}
+	if err := c.SendNow(AuthOK, tok.mac("rtcr-wire server", ns, ncl)); err != nil {
+		return nil, err
+	}
+	if err := c.keys(tok, ns, ncl, "server"); err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// Client runs the client side of the handshake: the server must prove it
+// holds tok too, so the image goes only to the intended server.
+func Client(nc net.Conn, tok Token) (_ *Conn, err error) {
+	c := newConn(nc)
+	defer func() {
+		if err != nil {
+			nc.Close()
+		}
+	}()
+	_ = nc.SetDeadline(time.Now().Add(HandshakeTimeout))
+	ncl, err := sendHello(c)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := recvHello(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SendNow(Auth, tok.mac("rtcr-wire client", ns, ncl)); err != nil {
+		return nil, err
+	}
+	proof, err := c.Expect(AuthOK)
+	if err != nil {
+		var pe *PeerError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("server %s refused the token: %w", c.peer, ErrAuth)
+		}
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(proof, tok.mac("rtcr-wire server", ns, ncl)) != 1 {
+		return nil, fmt.Errorf("server %s: %w (it does not hold the token)", c.peer, ErrAuth)
+	}
+	if err := c.keys(tok, ns, ncl, "client"); err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// keys installs the two directions' AEADs: the client sends with the
+// "c2s" key and the server with the "s2c" key.
+func (c *Conn) keys(tok Token, ns, ncl []byte, side string) error {
+	c2s, err := tok.aead("rtcr-wire c2s", ns, ncl)
+	if err != nil {
+		return err
+	}
+	s2c, err := tok.aead("rtcr-wire s2c", ns, ncl)
+	if err != nil {
+		return err
+	}
+	if side == "client" {
+		c.seal, c.open = c2s, s2c
+	} else {
+		c.seal, c.open = s2c, c2s
+	}
+	return nil
+}

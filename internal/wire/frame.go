@@ -1,0 +1,275 @@
+package wire
+
+import (
+	"bufio"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Type is a frame's type.
+type Type uint8
+
+// Frame types, in the order a connection uses them (see the package doc).
+const (
+	Hello    Type = 1
+	Auth     Type = 2
+	AuthOK   Type = 3
+	Error    Type = 4
+	Open     Type = 5
+	OK       Type = 6
+	File     Type = 7
+	Data     Type = 8
+	End      Type = 9
+	Commit   Type = 10
+	Stored   Type = 11
+	Ready    Type = 12
+	Go       Type = 13
+	Restored Type = 14
+)
+
+var typeNames = map[Type]string{
+	Hello: "hello", Auth: "auth", AuthOK: "auth-ok", Error: "error", Open: "open", OK: "ok",
+	File: "file", Data: "data", End: "end", Commit: "commit", Stored: "stored", Ready: "ready",
+	Go: "go", Restored: "restored",
+}
+
+// String names the type in messages.
+func (t Type) String() string {
+	if s, ok := typeNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("type %d", uint8(t))
+}
+
+const (
+	// headerLen is the size of a frame header: type, 3 reserved bytes,
+	// the payload length.
+	headerLen = 8
+	// MaxPayload bounds the clear payload of any frame (a Data frame
+	// carries at most this much of a file).
+	MaxPayload = 1 << 20
+	// maxClear bounds a frame before the handshake is done (hello,
+	// auth, an error message).
+	maxClear = maxMsg
+	// tagLen is the GCM tag a sealed frame adds.
+	tagLen = 16
+	// maxFrame bounds the length field of any frame read.
+	maxFrame = MaxPayload + tagLen
+	// bufSize is the buffer in front of the socket for writing.
+	bufSize = 1 << 20
+	// readBuf is the buffer in front of the socket for reading: small,
+	// so that the rest of a large frame is read straight into its
+	// buffer (bufio reads directly into requests larger than itself).
+	readBuf = 64 << 10
+	// directWrite is the frame size from which Send writes to the
+	// socket directly.
+	directWrite = 64 << 10
+)
+
+// ErrProtocol reports a peer that broke the protocol: an unknown or
+// unexpected frame type, a length out of bounds, a frame that fails its
+// integrity check.
+var ErrProtocol = errors.New("protocol violation")
+
+// Conn is one authenticated connection (after Client or Server): frames
+// sealed with the key of their direction. It is not safe for concurrent
+// use, except that Close may be called at any time.
+type Conn struct {
+	c    net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	peer string // the remote address, for messages
+
+	seal, open   cipher.AEAD   // nil before the handshake
+	idle         time.Duration // read deadline set before each frame (0: none)
+	sendN, recvN uint64        // frame counters: the GCM nonces
+	rbuf, wbuf   []byte        // reused frame buffers
+}
+
+func newConn(c net.Conn) *Conn {
+	return &Conn{
+		c:    c,
+		r:    bufio.NewReaderSize(c, readBuf),
+		w:    bufio.NewWriterSize(c, bufSize),
+		peer: c.RemoteAddr().String(),
+		rbuf: make([]byte, maxFrame),
+		wbuf: make([]byte, headerLen, headerLen+maxFrame),
+	}
+}
+
+// Peer is the remote address.
+func (c *Conn) Peer() string { return c.peer }
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// SetDeadline sets the read and write deadline of the socket (zero: none).
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+
+// nonce returns the GCM nonce of frame n: 4 zero bytes, n big-endian.
+// Each direction has its own key, so the counters never meet.
+func nonce(n uint64) []byte {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[4:], n)
+	return b[:]
+}
+
+// Send writes one frame (sealed once the handshake is done) into the
+// buffer; Flush sends it. payload must be at most MaxPayload.
+func (c *Conn) Send(t Type, payload []byte) error {
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("send %v to %s: payload of %d bytes exceeds %d", t, c.peer, len(payload), MaxPayload)
+	}
+	n := len(payload)
+	if c.seal != nil {
+		n += tagLen
+	}
+	if c.idle > 0 {
+		_ = c.c.SetWriteDeadline(time.Now().Add(c.idle))
+	}
+	// The frame is built whole in wbuf: header, then the (sealed)
+	// payload, which the header authenticates.
+	frame := c.wbuf[:headerLen]
+	frame[0], frame[1], frame[2], frame[3] = byte(t), 0, 0, 0
+	binary.BigEndian.PutUint32(frame[4:], uint32(n))
+	if c.seal != nil {
+		frame = c.seal.Seal(frame, nonce(c.sendN), payload, frame[:headerLen])
+		c.sendN++
+	} else {
+		frame = append(frame, payload...)
+	}
+	// A large frame goes straight to the socket (after what is
+	// buffered), not through the buffer.
+	if len(frame) >= directWrite {
+		if err := c.w.Flush(); err != nil {
+			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+		}
+		if _, err := c.c.Write(frame); err != nil {
+			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+		}
+		return nil
+	}
+	if _, err := c.w.Write(frame); err != nil {
+		return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+	}
+	return nil
+}
+
+// Flush sends the buffered frames.
+func (c *Conn) Flush() error {
+	if err := c.w.Flush(); err != nil {
+		return fmt.Errorf("send to %s: %w", c.peer, err)
+	}
+	return nil
+}
+
+// SendNow writes one frame and flushes.
+func (c *Conn) SendNow(t Type, payload []byte) error {
+	if err := c.Send(t, payload); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// SetIdle makes every Recv fail when its frame does not start arriving
+// within d, and every Send when the peer takes none of it for d (0: wait
+// for ever).
+func (c *Conn) SetIdle(d time.Duration) { c.idle = d }
+
+// Recv reads one frame and checks it (its tag, once sealed). The payload
+// is valid until the next Recv. A peer's Error frame is returned as an
+// error (PeerError) whatever the caller expected.
+func (c *Conn) Recv() (Type, []byte, error) {
+	if c.idle > 0 {
+		_ = c.c.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	var h [headerLen]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("receive from %s: %w", c.peer, err)
+	}
+	t := Type(h[0])
+	n := binary.BigEndian.Uint32(h[4:])
+	if h[1] != 0 || h[2] != 0 || h[3] != 0 {
+		return 0, nil, fmt.Errorf("receive from %s: reserved header bytes set: %w", c.peer, ErrProtocol)
+	}
+	if _, ok := typeNames[t]; !ok {
+		return 0, nil, fmt.Errorf("receive from %s: unknown frame %v: %w", c.peer, t, ErrProtocol)
+	}
+	if n > maxFrame || (c.open != nil && n < tagLen) || (c.open == nil && n > maxClear) {
+		return 0, nil, fmt.Errorf("receive %v from %s: length %d out of bounds: %w", t, c.peer, n, ErrProtocol)
+	}
+	buf := c.rbuf[:n]
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("receive %v from %s: %w", t, c.peer, err)
+	}
+	if c.open != nil {
+		var err error
+		buf, err = c.open.Open(buf[:0], nonce(c.recvN), buf, h[:])
+		if err != nil {
+			return 0, nil, fmt.Errorf("receive %v from %s: frame %d fails its integrity check: %w", t, c.peer, c.recvN, ErrProtocol)
+		}
+		c.recvN++
+	}
+	if t == Error {
+		return t, nil, &PeerError{Peer: c.peer, Msg: cleanMsg(buf)}
+	}
+	return t, buf, nil
+}
+
+// Expect reads one frame and requires its type to be want.
+func (c *Conn) Expect(want Type) ([]byte, error) {
+	t, p, err := c.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if t != want {
+		return nil, fmt.Errorf("receive from %s: got %v, want %v: %w", c.peer, t, want, ErrProtocol)
+	}
+	return p, nil
+}
+
+// SendError tells the peer why the connection ends (best effort: the
+// peer may be gone).
+func (c *Conn) SendError(msg string) {
+	if len(msg) > maxMsg {
+		msg = msg[:maxMsg]
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SendNow(Error, []byte(msg))
+}
+
+// maxMsg bounds an error message sent or shown.
+const maxMsg = 4096
+
+// PeerError is an Error frame the peer sent: why it gave up.
+type PeerError struct {
+	Peer, Msg string
+}
+
+func (e *PeerError) Error() string { return fmt.Sprintf("%s: %s", e.Peer, e.Msg) }
+
+// cleanMsg keeps a peer's message printable and bounded.
+func cleanMsg(b []byte) string {
+	if len(b) > maxMsg {
+		b = b[:maxMsg]
+	}
+	out := make([]rune, 0, len(b))
+	for _, r := range string(b) {
+		if r < 0x20 || r == 0x7f {
+			r = '?'
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

@@ -1,0 +1,216 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/rtcr/rtcr/internal/image"
+)
+
+// Mode is what the server does with an image once it is stored.
+type Mode uint8
+
+// Modes of an Open request.
+const (
+	// ModeStore keeps the image (rtcr dump --page-server).
+	ModeStore Mode = 1
+	// ModeRestore keeps it and restores it at once.
+	ModeRestore Mode = 2
+	// ModeMigrate keeps it, restores it, and lets it run only after the
+	// client says Go (the source is dead).
+	ModeMigrate Mode = 3
+)
+
+const (
+	// maxFiles bounds the files of one image.
+	maxFiles = 1 << 16
+	// maxFileSize bounds one file (a page file of a 1 TiB process).
+	maxFileSize = 1 << 40
+)
+
+var (
+	imageNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// fileNameRe admits the files an image holds: the manifest and page
+	// files (of this version and earlier ones).
+	fileNameRe = regexp.MustCompile(`^(manifest\.img|pages-[0-9a-f]{16}-[0-9]+\.img|pages-[0-9]+\.img)$`)
+)
+
+// ValidName reports whether name may name an image on the server: 1 to 64
+// letters, digits, '.', '_' or '-', not starting with '.' or '-'.
+func ValidName(name string) bool { return imageNameRe.MatchString(name) }
+
+// OpenRequest encodes an Open payload.
+func OpenRequest(m Mode, name string) []byte {
+	return append([]byte{byte(m)}, name...)
+}
+
+// ParseOpen decodes an Open payload.
+func ParseOpen(p []byte) (Mode, string, error) {
+	if len(p) < 2 {
+		return 0, "", fmt.Errorf("open request of %d bytes: %w", len(p), ErrProtocol)
+	}
+	m, name := Mode(p[0]), string(p[1:])
+	if m < ModeStore || m > ModeMigrate {
+		return 0, "", fmt.Errorf("open request: unknown mode %d: %w", m, ErrProtocol)
+	}
+	if !ValidName(name) {
+		return 0, "", fmt.Errorf("open request: image name %q: letters, digits, '.', '_', '-' only, at most 64: %w", cleanMsg([]byte(name)), ErrProtocol)
+	}
+	return m, name, nil
+}
+
+// ImageFiles returns the files of the image in dir in the order they are
+// sent: its page files, then manifest.img (its commit point, last as on
+// disk). The manifest is read and validated first; an incremental image
+// is refused (its parents would have to travel too).
+func ImageFiles(dir string) ([]string, error) {
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	if c.Parent != nil {
+		return nil, fmt.Errorf("image %s is incremental (parent %s): only full images can be sent", dir, c.Parent.Dir)
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, p := range c.Processes {
+		if p.PageFile != "" && !seen[p.PageFile] {
+			seen[p.PageFile] = true
+			names = append(names, p.PageFile)
+		}
+	}
+	return append(names, image.ManifestName), nil
+}
+
+// SendImage sends the files of the image in dir (ImageFiles) and Commit,
+// and returns the bytes of file content sent.
+func (c *Conn) SendImage(dir string) (int64, error) {
+	names, err := ImageFiles(dir)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, MaxPayload)
+	var total int64
+	for _, name := range names {
+		n, err := c.sendFile(filepath.Join(dir, name), name, buf)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	if err := c.SendNow(Commit, nil); err != nil {
+		return total, err
+	}
+	return total, nil
+}
+
+func (c *Conn) sendFile(path, name string, buf []byte) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	if err := c.Send(File, append(binary.BigEndian.AppendUint64(nil, uint64(size)), name...)); err != nil {
+		return 0, err
+	}
+	var sent int64
+	for sent < size {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if sent+int64(n) > size {
+				return sent, fmt.Errorf("send %s: the file grew while it was sent", path)
+			}
+			if err := c.Send(Data, buf[:n]); err != nil {
+				return sent, err
+			}
+			sent += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return sent, fmt.Errorf("send %s: %w", path, err)
+		}
+	}
+	if sent != size {
+		return sent, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, sent, size)
+	}
+	return sent, c.Send(End, nil)
+}
+
+// ReceiveImage reads File, Data and End frames into files of dir (each
+// written atomically, mode 0600, by image.WriteFileAtomic) until Commit,
+// and returns the bytes of content received. Names outside an image's
+// (fileNameRe), a name sent twice, more than maxFiles files, a file
+// longer or shorter than it said, and a Commit without manifest.img are
+// refused.
+func (c *Conn) ReceiveImage(dir string) (int64, error) {
+	seen := map[string]bool{}
+	var total int64
+	for {
+		t, p, err := c.Recv()
+		if err != nil {
+			return total, err
+		}
+		switch t {
+		case Commit:
+			if !seen[image.ManifestName] {
+				return total, fmt.Errorf("image from %s: committed without %s: %w", c.peer, image.ManifestName, ErrProtocol)
+			}
+			return total, nil
+		case File:
+		default:
+			return total, fmt.Errorf("image from %s: got %v, want file or commit: %w", c.peer, t, ErrProtocol)
+		}
+		if len(p) < 9 {
+			return total, fmt.Errorf("image from %s: file frame of %d bytes: %w", c.peer, len(p), ErrProtocol)
+		}
+		size, name := binary.BigEndian.Uint64(p), string(p[8:])
+		if !fileNameRe.MatchString(name) || seen[name] || len(seen) >= maxFiles || size > maxFileSize {
+			return total, fmt.Errorf("image from %s: file %q (%d bytes, %d files so far) refused: %w", c.peer, cleanMsg([]byte(name)), size, len(seen), ErrProtocol)
+		}
+		if seen[image.ManifestName] {
+			return total, fmt.Errorf("image from %s: file %q after the manifest: %w", c.peer, name, ErrProtocol)
+		}
+		seen[name] = true
+		err = image.WriteFileAtomic(dir, name, func(w io.Writer) error {
+			var got uint64
+			for {
+				t, p, err := c.Recv()
+				if err != nil {
+					return err
+				}
+				switch t {
+				case Data:
+					if got+uint64(len(p)) > size {
+						return fmt.Errorf("more than the %d bytes announced: %w", size, ErrProtocol)
+					}
+					if _, err := w.Write(p); err != nil {
+						return err
+					}
+					got += uint64(len(p))
+					total += int64(len(p))
+				case End:
+					if got != size {
+						return fmt.Errorf("%d of %d bytes: %w", got, size, ErrProtocol)
+					}
+					return nil
+				default:
+					return fmt.Errorf("got %v inside a file: %w", t, ErrProtocol)
+				}
+			}
+		})
+		if err != nil {
+			return total, fmt.Errorf("image from %s: %w", c.peer, err)
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package rtcr
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/wire"
+)
+
+// PageServer names the `rtcr serve` a dump or a migration sends its image
+// to (criu --page-server).
+type PageServer struct {
+	// Addr is the server's HOST:PORT.
+	Addr string
+	// TokenFile holds the secret shared with the server (mode 0600, at
+	// least 16 bytes; see README "Migration").
+	TokenFile string
+	// Name is the image's name on the server (DIR/NAME there); empty: a
+	// name made from the pid and the time.
+	Name string
+	// Progress, when set, receives one line per stage of the transfer
+	// (dumped, sent, ready, running) for the terminal.
+	Progress io.Writer
+	// TLSCert, TLSKey and TLSCA, when set, wrap the stream in TLS 1.3:
+	// this client's certificate and key, and the CA that signed the
+	// server's certificate (which must name the host of Addr). The token
+	// is still required inside.
+	TLSCert, TLSKey, TLSCA string
+}
+
+// SendStats reports what went to the server.
+type SendStats struct {
+	// Name is the image's name on the server.
+	Name string
+	// Bytes is the file content sent.
+	Bytes int64
+	// Send is the time from the first byte of the image sent until the
+	// server said it stored and validated it.
+	Send time.Duration
+	// Pid and Program are the restored root's pid on the destination
+	// and, for a tree started by `rtcr run`, its program's (Migrate).
+	Pid, Program int
+	// Downtime is, for Migrate, the time the tree ran nowhere: its freeze
+	// on the source until it was killed (DumpStats.Freeze), plus the time
+	// from the end of the dump until the destination said its copy runs
+	// (a little less than the truth: the reaping of the source in
+	// between is not counted).
+	Downtime time.Duration
+}
+
+// peerIdle bounds how long either side waits for the other to send or
+// take a frame; a restore on the destination may take longer, see
+// restoreWait.
+const (
+	peerIdle    = 60 * time.Second
+	restoreWait = 10 * time.Minute
+)
+
+// connect dials srv, authenticates both ways and opens the image name in
+// mode; the connection is closed when ctx is cancelled.
+func connect(ctx context.Context, srv *PageServer, mode wire.Mode, pid int) (*wire.Conn, func(), error) {
+	tok, err := wire.ReadToken(srv.TokenFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if srv.Name == "" {
+		srv.Name = fmt.Sprintf("pid%d-%s", pid, time.Now().UTC().Format("20060102T150405.000"))
+	}
+	if !wire.ValidName(srv.Name) {
+		return nil, nil, fmt.Errorf("image name %q: letters, digits, '.', '_', '-' only, at most 64", srv.Name)
+	}
+	d := net.Dialer{Timeout: wire.HandshakeTimeout}
+	nc, err := d.DialContext(ctx, "tcp", srv.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to %s: %w", srv.Addr, err)
+	}
+	if files := (wire.TLSFiles{Cert: srv.TLSCert, Key: srv.TLSKey, CA: srv.TLSCA}); files.Enabled() {
+		cfg, err := wire.ClientTLS(files, srv.Addr)
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		tc := tls.Client(nc, cfg)
+		hctx, cancel := context.WithTimeout(ctx, wire.HandshakeTimeout)
+		err = tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("TLS with %s: %w", srv.Addr, err)
+		}
+		nc = tc
+	}
+	c, err := wire.Client(nc, tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	done := func() { stop(); c.Close() }
+	c.SetIdle(peerIdle)
+	if err := c.SendNow(wire.Open, wire.OpenRequest(mode, srv.Name)); err != nil {
+		done()
+		return nil, nil, err
+	}
+	if _, err := c.Expect(wire.OK); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return c, done, nil
+}
+
+// sendImage sends the image in dir and waits until the server stored it.
+func sendImage(c *wire.Conn, dir string, st *SendStats, srv *PageServer) error {
+	start := time.Now()
+	srv.progress("image complete, sending it to %s", srv.Addr)
+	n, err := c.SendImage(dir)
+	st.Bytes = n
+	if err != nil {
+		return err
+	}
+	srv.progress("sent %.1f MiB in %v; %s checks it", float64(n)/(1<<20), time.Since(start).Round(time.Millisecond), srv.Addr)
+	if _, err := c.Expect(wire.Stored); err != nil {
+		return err
+	}
+	st.Send = time.Since(start)
+	srv.progress("stored on %s as %s (%v from the first byte)", srv.Addr, srv.Name, st.Send.Round(time.Millisecond))
+	return nil
+}
+
+// progress writes one line to srv.Progress, if set.
+func (srv *PageServer) progress(format string, args ...any) {
+	if srv.Progress != nil {
+		fmt.Fprintf(srv.Progress, format+"\n", args...)
+	}
+}
+
+// DumpToServer dumps opts.Pid as Dump does and sends the image to srv
+// while the tree is still frozen (opts.Handoff); only once the server has
+// stored and validated it is the tree killed (or, with LeaveRunning,
+// released). If the server cannot be reached or refuses, the tree is
+// released and nothing is killed. Without opts.Dir the image is written
+// to a temporary directory first and removed after it was sent.
+func DumpToServer(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats, *SendStats, error) {
+	c, done, err := connect(ctx, &srv, wire.ModeStore, opts.Pid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	defer done()
+	if opts.Dir == "" {
+		tmp, err := os.MkdirTemp("", "rtcr-send-")
+		if err != nil {
+			return nil, nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
+		defer os.RemoveAll(tmp)
+		opts.Dir = filepath.Join(tmp, "image")
+	}
+	st := &SendStats{Name: srv.Name}
+	opts.Handoff = func(dir string) error { return sendImage(c, dir, st, &srv) }
+	ds, err := Dump(ctx, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ds, st, nil
+}
+
+// ErrUnconfirmed reports a migration whose source is dead but whose
+// destination did not confirm it runs: the server keeps the image, which
+// `rtcr restore` brings back if no process runs there (README
+// "Migration").
+var ErrUnconfirmed = errors.New("the destination did not confirm")
+
+// Migrate moves the tree of opts.Pid to the `rtcr serve` at srv: it
+// freezes and dumps the tree, sends the image while the tree stays
+// frozen, lets the destination restore it (its processes held before
+// they run), and only when the destination is ready kills the source and
+// tells the destination to let its copy run. Any failure before the
+// destination is ready releases the source, which runs on. opts.Dir and
+// opts.Handoff are Migrate's own; without pre-copy (one freeze for the
+// whole image).
+func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats, *SendStats, error) {
+	opts.LeaveRunning = false
+	c, done, err := connect(ctx, &srv, wire.ModeMigrate, opts.Pid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
+	}
+	defer done()
+	tmp, err := os.MkdirTemp("", "rtcr-migrate-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
+	}
+	defer os.RemoveAll(tmp)
+	opts.Dir = filepath.Join(tmp, "image")
+	st := &SendStats{Name: srv.Name}
+	ready := false
+	// The seam for pre-copy: rounds of dirty pages would be sent here,
+	// before Dump freezes the tree for the last one (see README
+	// "Migration"); today the whole image goes in the freeze.
+	opts.Handoff = func(dir string) error {
+		if err := sendImage(c, dir, st, &srv); err != nil {
+			return err
+		}
+		srv.progress("%s restores it (held until the source is gone)", srv.Addr)
+		c.SetIdle(restoreWait)
+		if _, err := c.Expect(wire.Ready); err != nil {
+			return err
+		}
+		ready = true
+		return nil
+	}
+	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
+	ds, err := Dump(ctx, opts)
+	if !ready {
+		if err == nil {
+			err = errors.New("the destination was never ready")
+		}
+		return nil, nil, fmt.Errorf("migrate %d: the source runs on: %w", opts.Pid, err)
+	}
+	// The handoff returned nil: Dump killed the tree, whatever else it
+	// reports. The destination may now let its copy run.
+	dumped := time.Now()
+	srv.progress("the destination is ready, the source was killed: telling %s to run its copy", srv.Addr)
+	c.SetIdle(peerIdle)
+	if gerr := c.SendNow(wire.Go, nil); gerr != nil {
+		return ds, st, fmt.Errorf("migrate %d: the source is dead, telling %s to run its copy failed (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, gerr, ErrUnconfirmed, srv.Name)
+	}
+	p, rerr := c.Expect(wire.Restored)
+	if rerr == nil && len(p) != 8 {
+		rerr = fmt.Errorf("restored frame of %d bytes: %w", len(p), wire.ErrProtocol)
+	}
+	if rerr != nil {
+		return ds, st, fmt.Errorf("migrate %d: the source is dead, %s did not confirm its copy runs (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, rerr, ErrUnconfirmed, srv.Name)
+	}
+	st.Pid, st.Program = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
+	if ds != nil {
+		st.Downtime = ds.Freeze + time.Since(dumped)
+	}
+	if err != nil {
+		return ds, st, fmt.Errorf("migrate %d: moved (pid %d on %s), but: %w", opts.Pid, st.Pid, srv.Addr, err)
+	}
+	return ds, st, nil
+}

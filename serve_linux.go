@@ -1,0 +1,292 @@
+package rtcr
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// ServeOptions configures Serve (rtcr serve).
+type ServeOptions struct {
+	// Dir is where images arrive: DIR/NAME, each complete and validated
+	// before it appears (created 0700 if missing).
+	Dir string
+	// TokenFile holds the secret every client must prove it has (mode
+	// 0600, at least 16 bytes).
+	TokenFile string
+	// Logger receives the restores' step lines (see RestoreOptions).
+	Logger *slog.Logger
+	// Events receives one line per connection event (refused, stored,
+	// restored, failed); nil: none.
+	Events io.Writer
+	// NoClockJump is passed to the restores (RestoreOptions).
+	NoClockJump bool
+	// TLSCert, TLSKey and TLSCA, when set, require TLS 1.3 with a client
+	// certificate signed by TLSCA before the token handshake.
+	TLSCert, TLSKey, TLSCA string
+}
+
+const (
+	// maxConns bounds the connections served at once; more wait in the
+	// listen queue.
+	maxConns = 8
+	// goWait bounds how long a migrated copy is held, restored but not
+	// running, for the source to say it is dead.
+	goWait = 60 * time.Second
+)
+
+// Serve accepts connections on ln until ctx is cancelled. Each client
+// must prove it holds the token before anything is read beyond the
+// handshake; then it sends one image, received into a staging directory
+// beside DIR/NAME, checked as a restore checks it (CheckImage) and only
+// then renamed into place. A connection that fails at any point leaves
+// no staging directory and no process. Then, as the client asked: the
+// image stays (dump --page-server), or is restored in this process's
+// namespaces (migrate: held until the source is dead).
+func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
+	tok, err := wire.ReadToken(opts.TokenFile)
+	if err != nil {
+		return err
+	}
+	inbox, err := wire.OpenInbox(opts.Dir)
+	if err != nil {
+		return err
+	}
+	s := &server{tok: tok, inbox: inbox, opts: opts, slots: make(chan struct{}, maxConns)}
+	if files := (wire.TLSFiles{Cert: opts.TLSCert, Key: opts.TLSKey, CA: opts.TLSCA}); files.Enabled() {
+		if s.tls, err = wire.ServerTLS(files); err != nil {
+			return err
+		}
+	}
+	s.event("listening on %s, images in %s", ln.Addr(), inbox.Dir)
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		}
+		s.slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-s.slots }()
+			s.handle(ctx, nc)
+		}()
+	}
+}
+
+// server is the state Serve's connections share.
+type server struct {
+	tok   wire.Token
+	tls   *tls.Config // nil: no TLS
+	inbox *wire.Inbox
+	opts  ServeOptions
+	slots chan struct{}
+	// restoreMu lets one restore run at a time (their pid checks and
+	// stubs would race).
+	restoreMu sync.Mutex
+	// nameMu guards names, the images being received.
+	nameMu sync.Mutex
+	names  map[string]bool
+}
+
+func (s *server) event(format string, args ...any) {
+	if s.opts.Events != nil {
+		fmt.Fprintf(s.opts.Events, "rtcr serve: "+format+"\n", args...)
+	}
+}
+
+// claim reserves name for one connection, refusing a name stored or
+// being received.
+func (s *server) claim(name string) bool {
+	s.nameMu.Lock()
+	defer s.nameMu.Unlock()
+	if s.names == nil {
+		s.names = map[string]bool{}
+	}
+	if s.names[name] || s.inbox.Exists(name) {
+		return false
+	}
+	s.names[name] = true
+	return true
+}
+
+func (s *server) release(name string) {
+	s.nameMu.Lock()
+	defer s.nameMu.Unlock()
+	delete(s.names, name)
+}
+
+func (s *server) handle(ctx context.Context, nc net.Conn) {
+	peer := nc.RemoteAddr().String()
+	if s.tls != nil {
+		tc := tls.Server(nc, s.tls)
+		_ = tc.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			s.event("refused %s: TLS: %v", peer, err)
+			return
+		}
+		nc = tc
+	}
+	c, err := wire.Server(nc, s.tok)
+	if err != nil {
+		s.event("refused %s: %v", peer, err)
+		return
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	c.SetIdle(peerIdle)
+	p, err := c.Expect(wire.Open)
+	if err != nil {
+		s.event("%s: %v", peer, err)
+		return
+	}
+	mode, name, err := wire.ParseOpen(p)
+	if err != nil {
+		c.SendError(err.Error())
+		s.event("%s: %v", peer, err)
+		return
+	}
+	if !s.claim(name) {
+		c.SendError(fmt.Sprintf("image %s exists on the server", name))
+		s.event("%s: image %s exists, refused", peer, name)
+		return
+	}
+	defer s.release(name)
+	path, err := s.receive(c, name)
+	if err != nil {
+		c.SendError(err.Error()) // best effort: the client may be gone
+		s.event("%s: image %s not stored: %v", peer, name, err)
+		return
+	}
+	s.event("%s: image %s stored in %s", peer, name, path)
+	if mode == wire.ModeStore {
+		return
+	}
+	s.restore(c, mode, name, path)
+}
+
+// errRefused marks an image that arrived whole but failed its checks.
+var errRefused = errors.New("refused")
+
+// receive takes the image into a staging directory, checks it and renames
+// it to DIR/name; on any failure the staging directory goes.
+func (s *server) receive(c *wire.Conn, name string) (string, error) {
+	if err := c.SendNow(wire.OK, nil); err != nil {
+		return "", err
+	}
+	tmp, err := s.inbox.Stage(name)
+	if err != nil {
+		return "", err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = s.inbox.Remove(tmp)
+		}
+	}()
+	if _, err := c.ReceiveImage(tmp); err != nil {
+		return "", err
+	}
+	if err := CheckImage(tmp); err != nil {
+		return "", fmt.Errorf("image %s %w: %w", name, errRefused, err)
+	}
+	if err := s.inbox.Commit(tmp, name); err != nil {
+		return "", err
+	}
+	committed = true
+	if err := c.SendNow(wire.Stored, nil); err != nil {
+		return s.inbox.Path(name), err
+	}
+	return s.inbox.Path(name), nil
+}
+
+// restore restores the stored image; for a migration the processes are
+// held, not running, until the client says its source is dead. A restore
+// that fails, or whose source never says it is dead, kills its
+// processes; the image is removed when the source runs on (a failed
+// restore: the client releases it) and kept when that is unknown.
+func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
+	peer := c.Peer()
+	s.restoreMu.Lock()
+	defer s.restoreMu.Unlock()
+	held := false
+	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump}
+	if mode == wire.ModeMigrate {
+		opts.Hold = func() error {
+			if err := c.SendNow(wire.Ready, nil); err != nil {
+				return err
+			}
+			// From here the source may have read Ready and died.
+			held = true
+			c.SetIdle(goWait)
+			_, err := c.Expect(wire.Go)
+			return err
+		}
+	}
+	st, err := Restore(opts)
+	if err != nil {
+		if held {
+			s.event("%s: migrated image %s restored but its copy was killed before it ran: %v; the source may be dead too, so the image stays: rtcr restore --dir %s brings it back", peer, name, err, path)
+			return
+		}
+		c.SendError(fmt.Sprintf("restore %s: %v", name, err))
+		s.event("%s: restore of %s failed: %v", peer, name, err)
+		if mode == wire.ModeMigrate {
+			_ = s.inbox.Remove(path) // the source runs on: this image is stale
+		}
+		return
+	}
+	// The restored root is our child: collect it when it exits.
+	go func(pid int) {
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+	}(st.Pid)
+	s.event("%s: image %s restored: pid %d%s", peer, name, st.Pid, programNote(st))
+	p := binary.BigEndian.AppendUint32(nil, uint32(st.Pid))
+	p = binary.BigEndian.AppendUint32(p, uint32(st.Program))
+	_ = c.SendNow(wire.Restored, p)
+}
+
+func programNote(st *RestoreStats) string {
+	if st.Program == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (program pid %d)", st.Program)
+}
+
+// CheckImage makes every check Restore makes of the image in dir before
+// it creates any process (trust model, manifest checksum and validation,
+// this kernel's limits, every page file's CRC-32C, the chain of an
+// incremental image), without creating one. Checks of this host's state
+// (free pids, files unchanged) are left to the restore.
+func CheckImage(dir string) error {
+	_, d, _, closePages, err := loadOnce(RestoreOptions{Dir: dir})
+	if err != nil {
+		return err
+	}
+	closePages()
+	return d.Close()
+}
