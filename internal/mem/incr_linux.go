@@ -252,7 +252,7 @@ func clipRuns(runs []image.PageRun, start, end uint64) []image.PageRun {
 	for _, r := range runs {
 		a, b := max(r.Addr, start), min(r.Addr+r.Count*image.PageSize, end)
 		if a < b {
-			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth})
+			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid})
 		}
 	}
 	return out
