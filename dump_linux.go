@@ -246,32 +246,43 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	var seccompMu sync.Mutex
+	injectOne := func(pid int) error {
+		// Before anything is injected: under seccomp, the injected
+		// calls need it suspended.
+		sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
+		if err == nil && sc != nil {
+			if err = cred.SuspendAll(f.Tids[pid], false); err != nil {
+				err = fmt.Errorf("process %d is under seccomp: %w", pid, err)
+			}
+			seccompMu.Lock()
+			seccomp[pid] = sc
+			seccompMu.Unlock()
+		}
+		if err == nil {
+			inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
+			err = collectInside(ctx, log, procs[pid], f.Tids[pid], sc != nil, inject)
+		}
+		if err != nil {
+			err = fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+		}
+		injected[pid] <- err
+		return err
+	}
 	all := make(chan error, 1)
 	go func() {
-		all <- f.Each(live, func(pid int) error {
+		// The window is waited for before the tracer thread is taken,
+		// not on it: a child attached when its parent forked shares its
+		// parent's thread, which must not block on a later process.
+		all <- forEach(live, func(pid int) error {
 			<-window[pid]
 			if n, ok := next[pid]; ok {
 				defer close(window[n])
 			}
-			// Before anything is injected: under seccomp, the injected
-			// calls need it suspended.
-			sc, err := cred.DumpSeccomp(pid, f.Tids[pid])
-			if err == nil && sc != nil {
-				if err = cred.SuspendAll(f.Tids[pid], false); err != nil {
-					err = fmt.Errorf("process %d is under seccomp: %w", pid, err)
-				}
-				seccompMu.Lock()
-				seccomp[pid] = sc
-				seccompMu.Unlock()
+			ran := false
+			err := f.On(pid, func() error { ran = true; return injectOne(pid) })
+			if !ran {
+				injected[pid] <- fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
-			if err == nil {
-				inject := func(r *ptrace.Remote) error { return tr.inject(r, pid) }
-				err = collectInside(ctx, log, procs[pid], f.Tids[pid], sc != nil, inject)
-			}
-			if err != nil {
-				err = fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
-			}
-			injected[pid] <- err
 			return err
 		})
 	}()
