@@ -80,6 +80,11 @@ type preProc struct {
 	lost  [][2]uint64     // ranges protected again but not copied
 	used  bool            // the frozen dump writes on in file
 	gone  bool            // it could not be read any more (exited)
+	// ranges are its tracked mappings as the last peek read them (smaps
+	// is dear): the round that follows scans those. A mapping changed
+	// in between fails its scan (lost) or is left to the freeze, which
+	// reads the mappings again.
+	ranges [][2]uint64
 }
 
 // startPrecopy runs the pre-copy rounds of the incremental dump opts (its
@@ -200,6 +205,7 @@ func (pc *precopy) peek() int64 {
 			pp.gone = true
 			continue
 		}
+		pp.ranges = ranges
 		for _, r := range ranges {
 			w, err := pp.scan.Peek(r[0], r[1])
 			if err != nil {
@@ -213,7 +219,8 @@ func (pc *precopy) peek() int64 {
 	return n
 }
 
-// round scans every tracked mapping of every process, protecting the
+// round scans every tracked mapping of every process (as the peek before
+// it read them), protecting the
 // written pages again, and copies them; it returns the pages copied and
 // the time spent copying and writing them back (the rate of the freeze's
 // own copy; reading the mappings and scanning them is a cost the freeze
@@ -225,13 +232,8 @@ func (pc *precopy) round() (int64, time.Duration, error) {
 		if pp.gone {
 			continue
 		}
-		ranges, err := mem.TrackedRanges(pid)
-		if err != nil {
-			pp.gone = true
-			continue
-		}
 		var written [][2]uint64
-		for _, r := range ranges {
+		for _, r := range pp.ranges {
 			w, err := pp.scan.Written(r[0], r[1])
 			if err != nil {
 				// A mapping replaced meanwhile: the scan may have
