@@ -220,11 +220,10 @@ func (pc *precopy) peek() int64 {
 }
 
 // round scans every tracked mapping of every process (as the peek before
-// it read them), protecting the
-// written pages again, and copies them; it returns the pages copied and
-// the time spent copying and writing them back (the rate of the freeze's
-// own copy; reading the mappings and scanning them is a cost the freeze
-// has whatever is written).
+// it read them), protecting the written pages again, and copies them; it
+// returns the pages copied and the time spent copying and writing them
+// back (the rate of the freeze's own copy; reading the mappings and
+// scanning them is a cost the freeze has whatever is written).
 func (pc *precopy) round() (int64, time.Duration, error) {
 	var total int64
 	var copyTime time.Duration
