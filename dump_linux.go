@@ -232,17 +232,16 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	// At most injectWindow processes at once, in tree order: the reads
 	// below wait for each process in that order, and tracer threads of
 	// every process at once would take the CPUs from them.
+	width := injectWindow()
 	window := make(map[int]chan struct{}, len(live))
+	next := make(map[int]int, len(live)) // whose window a process opens when done
 	for i, pid := range live {
 		window[pid] = make(chan struct{})
-		if i < injectWindow() {
+		if i < width {
 			close(window[pid])
 		}
-	}
-	next := make(map[int]int, len(live))
-	for i, pid := range live {
-		if i+injectWindow() < len(live) {
-			next[pid] = live[i+injectWindow()]
+		if i+width < len(live) {
+			next[pid] = live[i+width]
 		}
 	}
 	var seccompMu sync.Mutex
