@@ -34,6 +34,10 @@ type PageServer struct {
 	// server's certificate (which must name the host of Addr). The token
 	// is still required inside.
 	TLSCert, TLSKey, TLSCA string
+	// ActionScript, for Migrate, is run at ActionSourceKilled (an
+	// absolute path; see action_linux.go and README "Moving TCP
+	// connections"); empty: none.
+	ActionScript string
 }
 
 // SendStats reports what went to the server.
@@ -225,6 +229,7 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	// The handoff returned nil: Dump killed the tree, whatever else it
 	// reports. The destination may now let its copy run.
 	dumped := time.Now()
+	src := srv.afterKill(opts.Pid, opts.Dir) // the address leaves (netmove_linux.go)
 	srv.progress("the destination is ready, the source was killed: telling %s to run its copy", srv.Addr)
 	c.SetIdle(peerIdle)
 	if gerr := c.SendNow(wire.Go, nil); gerr != nil {
@@ -241,7 +246,7 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	if ds != nil {
 		st.Downtime = ds.Freeze + time.Since(dumped)
 	}
-	if err != nil {
+	if err = src.finish(err); err != nil {
 		return ds, st, fmt.Errorf("migrate %d: moved (pid %d on %s), but: %w", opts.Pid, st.Pid, srv.Addr, err)
 	}
 	return ds, st, nil

@@ -65,10 +65,20 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore %d: %w", root, err)
 	}
+	if opts.AddressesLater {
+		fds.AllowMissingAddresses()
+	}
+	if err := fds.LockRestore(c.NetLock, c.Processes); err != nil {
+		sysv.Undo()
+		return nil, fmt.Errorf("restore %d: %w", root, err)
+	}
 	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv, opts.Hold) })
 	stats.Total = time.Since(start)
 	if err != nil {
 		sysv.Undo()
+		if uerr := fds.UnlockRestore(); uerr != nil {
+			err = fmt.Errorf("%w; and: %w", err, uerr)
+		}
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
 		if c.NetLock != "" && netlock.Exists(c.NetLock) {
 			err = fmt.Errorf("%w (the network lock of the image stays for another try: `nft delete table inet %s` drops it)", err, c.NetLock)

@@ -145,6 +145,13 @@ type RestoreOptions struct {
 	// and Restore fails with it. rtcr serve waits there for a migration's
 	// source to be gone.
 	Hold func() error
+	// AddressesLater lets TCP and UDP sockets be restored bound to local
+	// addresses this host does not have yet (IP_TRANSPARENT for the time
+	// of their bind and connect): the address must arrive before the
+	// processes need it, as a migration's pre-resume action adds it
+	// (README "Moving TCP connections"). Without it such a restore fails
+	// at the bind (EADDRNOTAVAIL).
+	AddressesLater bool
 }
 
 // InheritFD names a caller's fd for an external object of the image:

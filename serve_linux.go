@@ -34,6 +34,10 @@ type ServeOptions struct {
 	// TLSCert, TLSKey and TLSCA, when set, require TLS 1.3 with a client
 	// certificate signed by TLSCA before the token handshake.
 	TLSCert, TLSKey, TLSCA string
+	// ActionScript is run at ActionPreResume of each migration (an
+	// absolute path; see action_linux.go and README "Moving TCP
+	// connections"); empty: none.
+	ActionScript string
 }
 
 const (
@@ -57,6 +61,11 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 	tok, err := wire.ReadToken(opts.TokenFile)
 	if err != nil {
 		return err
+	}
+	if opts.ActionScript != "" {
+		if err := CheckActionScript(opts.ActionScript); err != nil {
+			return err
+		}
 	}
 	inbox, err := wire.OpenInbox(opts.Dir)
 	if err != nil {
@@ -233,7 +242,7 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	s.restoreMu.Lock()
 	defer s.restoreMu.Unlock()
 	held := false
-	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump}
+	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump, AddressesLater: mode == wire.ModeMigrate}
 	if mode == wire.ModeMigrate {
 		opts.Hold = func() error {
 			if err := c.SendNow(wire.Ready, nil); err != nil {
@@ -242,8 +251,11 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 			// From here the source may have read Ready and died.
 			held = true
 			c.SetIdle(goWait)
-			_, err := c.Expect(wire.Go)
-			return err
+			if _, err := c.Expect(wire.Go); err != nil {
+				return err
+			}
+			s.preResume(peer, name, path) // the address arrives (netmove_linux.go)
+			return nil
 		}
 	}
 	st, err := Restore(opts)

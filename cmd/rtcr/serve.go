@@ -10,7 +10,7 @@ import (
 )
 
 func runServe(args []string) error {
-	fs := newFlags("serve", "--listen ADDR --dir DIR --token-file T [--tls-cert C --tls-key K --tls-ca CA] [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("serve", "--listen ADDR --dir DIR --token-file T [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.ServeOptions
 	var listen string
 	fs.StringVar(&listen, "listen", "", "TCP `ADDR` to listen on (HOST:PORT, :PORT)")
@@ -20,6 +20,7 @@ func runServe(args []string) error {
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS: this server's certificate (`PEM`); with --tls-key and --tls-ca, clients need a certificate signed by the CA")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS: the certificate's key (`PEM`)")
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "TLS: the CA clients' certificates must be signed by (`PEM`)")
+	fs.StringVar(&o.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=pre-resume before a migrated copy runs: add its address here (README \"Moving TCP connections\")")
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, args); err != nil {
@@ -47,7 +48,7 @@ func runServe(args []string) error {
 }
 
 func runMigrate(args []string) error {
-	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--tls-cert C --tls-key K --tls-ca CA] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	var srv rtcr.PageServer
 	fs.IntVar(&o.Pid, "pid", 0, "process to move (with its descendants; an rtcr run tree moves whole)")
@@ -56,6 +57,7 @@ func runMigrate(args []string) error {
 	fs.StringVar(&srv.TokenFile, "token-file", "", "the secret shared with the server (`FILE`, mode 0600)")
 	fs.StringVar(&srv.Name, "name", "", "the image's name on the server (default pidPID-TIME)")
 	tlsFlags(fs, &srv)
+	fs.StringVar(&srv.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=source-killed once the source is killed: move its address away (README \"Moving TCP connections\")")
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, criuArgs(fs, args)); err != nil {
@@ -63,6 +65,11 @@ func runMigrate(args []string) error {
 	}
 	if o.Pid <= 0 || srv.Addr == "" || srv.TokenFile == "" {
 		return usagef("--pid, --to and --token-file are required")
+	}
+	if srv.ActionScript != "" {
+		if err := rtcr.CheckActionScript(srv.ActionScript); err != nil {
+			return err
+		}
 	}
 	log, closeLog, err := lf.open()
 	if err != nil {

@@ -480,7 +480,7 @@ func openInet(c *restoreCtx, fd *image.FD) (int, error) {
 }
 
 // restoreInet gives the new socket fd (rtcr's copy) the state of s.
-func restoreInet(c *restoreCtx, fd int, s *image.InetSock) error {
+func restoreInet(c *restoreCtx, fd int, s *image.InetSock) (err error) {
 	if s.TCP != nil {
 		// Repair mode first: bind then ignores the ports in use
 		// (SK_FORCE_REUSE), and connect makes no handshake.
@@ -514,8 +514,17 @@ func restoreInet(c *restoreCtx, fd int, s *image.InetSock) error {
 		}
 	}
 	if s.Bound {
-		if err := unix.Bind(fd, sockaddr(s.Family, s.Local)); err != nil {
-			return fmt.Errorf("bind %s: %w", fmtAddr(s.Local), err)
+		transparent, berr := c.bindMaybeMissing(fd, s.Family, sockaddr(s.Family, s.Local))
+		if berr != nil {
+			return fmt.Errorf("bind %s: %w", fmtAddr(s.Local), berr)
+		}
+		if transparent {
+			// Off again once connect is done (netmove_linux.go).
+			defer func() {
+				if e := setTransparent(fd, s.Family, false); e != nil && err == nil {
+					err = e
+				}
+			}()
 		}
 	}
 	switch {
@@ -555,6 +564,7 @@ func fmtAddr(a image.InetAddr) string {
 // each, rtcr's copies closed; then the network lock lock (the image's,
 // "" for none) is removed.
 func (rs *Restorer) FinishNetwork(lock string) error {
+	rs.stopKeeper()
 	for ino, h := range rs.inet {
 		if err := repairOff(h.fd, h.reuse, true); err != nil {
 			return fmt.Errorf("connection socket:[%d] of the image: %w", ino, err)

@@ -103,6 +103,8 @@ type Restorer struct {
 	// inet holds rtcr's copies of the restored TCP connections, in
 	// repair mode until FinishNetwork, by inode at dump.
 	inet map[uint64]*heldConn
+	// move is what a restore on another host needs (netmove_linux.go).
+	move netMove
 	// unix holds the other unix sockets made (unixsingle_linux.go).
 	unix *unixRestorer
 }
