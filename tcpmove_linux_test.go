@@ -1,0 +1,337 @@
+package rtcr_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// The TCP migration tests add a third namespace to the netPair: the
+// client's, c, which is also the router between the two others. It has
+// a link to each: c–b (c 10.79.1.1, b 10.79.1.2), c–a (c 10.79.2.1, a
+// 10.79.2.2). The service address S (10.79.0.100/32, on lo) is where
+// the echo server listens; c routes S to the host that has the service,
+// so "the address moves" means: S leaves b (or stays, see below), S is
+// added in a, and c's route to S now leads to a (the routed form of the
+// gratuitous ARP a host on a shared link would send).
+const (
+	svcAddr = "10.79.0.100"
+	svcPort = "7000"
+)
+
+// tcpWorld is a netPair plus the client/router namespace c.
+type tcpWorld struct {
+	*netPair
+	c string
+}
+
+// newTCPWorld makes the namespaces and links; the source b has S, and
+// the destination a too when bothSides.
+func newTCPWorld(t *testing.T, bothSides bool) *tcpWorld {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skipf("nft not found (apt-get install nftables): %v", err)
+	}
+	np := newNetPair(t)
+	w := &tcpWorld{netPair: np, c: strings.Replace(np.a, "rtcrA", "rtcrC", 1)}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", w.c).Run() })
+	cb, bc := strings.Replace(np.vethA, "rva", "rcb", 1), strings.Replace(np.vethA, "rva", "rbc", 1)
+	ca, ac := strings.Replace(np.vethA, "rva", "rca", 1), strings.Replace(np.vethA, "rva", "rac", 1)
+	cmds := [][]string{
+		{"netns", "add", w.c},
+		{"-n", w.c, "link", "set", "lo", "up"},
+		{"link", "add", cb, "type", "veth", "peer", "name", bc},
+		{"link", "set", cb, "netns", w.c},
+		{"link", "set", bc, "netns", np.b},
+		{"link", "add", ca, "type", "veth", "peer", "name", ac},
+		{"link", "set", ca, "netns", w.c},
+		{"link", "set", ac, "netns", np.a},
+		{"-n", w.c, "addr", "add", "10.79.1.1/24", "dev", cb},
+		{"-n", np.b, "addr", "add", "10.79.1.2/24", "dev", bc},
+		{"-n", w.c, "addr", "add", "10.79.2.1/24", "dev", ca},
+		{"-n", np.a, "addr", "add", "10.79.2.2/24", "dev", ac},
+		{"-n", w.c, "link", "set", cb, "up"},
+		{"-n", w.c, "link", "set", ca, "up"},
+		{"-n", np.b, "link", "set", bc, "up"},
+		{"-n", np.a, "link", "set", ac, "up"},
+		// The client's replies reach either host: each routes the
+		// other link's subnet through c.
+		{"-n", np.b, "route", "add", "10.79.2.0/24", "via", "10.79.1.1"},
+		{"-n", np.a, "route", "add", "10.79.1.0/24", "via", "10.79.2.1"},
+		{"-n", np.b, "addr", "add", svcAddr + "/32", "dev", "lo"},
+		{"-n", w.c, "route", "add", svcAddr + "/32", "via", "10.79.1.2"},
+	}
+	if bothSides {
+		cmds = append(cmds, []string{"-n", np.a, "addr", "add", svcAddr + "/32", "dev", "lo"})
+	}
+	for _, args := range cmds {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	// c receives S's packets on either link while its route moves.
+	for _, conf := range []string{"all", "default", cb, ca} {
+		if out, err := exec.Command("ip", "netns", "exec", w.c, "sysctl", "-qw", "net.ipv4.conf."+conf+".rp_filter=0").CombinedOutput(); err != nil {
+			t.Fatalf("sysctl rp_filter in %s: %v: %s", w.c, err, out)
+		}
+	}
+	return w
+}
+
+// actionScript writes an executable shell script (an action script for
+// rtcr migrate or serve) that appends its action and RTCR_ADDRESSES to
+// log and then runs body.
+func actionScript(t *testing.T, name, log, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	src := fmt.Sprintf("#!/bin/sh\nset -e\necho \"$RTCR_ACTION $1 [$RTCR_ADDRESSES]\" >> %s\n%s\n", log, body)
+	if err := os.WriteFile(path, []byte(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// nftTables lists the rtcr_ tables of namespace ns.
+func nftTables(t *testing.T, ns string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables in %s: %v: %s", ns, err, out)
+	}
+	var tables []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "rtcr_") {
+			tables = append(tables, strings.TrimSpace(l))
+		}
+	}
+	return tables
+}
+
+// echoClient keeps one connection to the echo server, sending numbered
+// lines and checking that the echoes come back in order, each once.
+type echoClient struct {
+	conn net.Conn
+	mu   sync.Mutex
+	sent int // lines sent
+	got  int // lines echoed, in order
+	err  error
+}
+
+// dialEcho connects from namespace c to S.
+func dialEcho(t *testing.T, w *tcpWorld) *echoClient {
+	t.Helper()
+	var conn net.Conn
+	if err := w.inNetns(w.c, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", svcAddr+":"+svcPort, 30*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e := &echoClient{conn: conn}
+	go e.read()
+	return e
+}
+
+// read checks every echoed line against the next number expected.
+func (e *echoClient) read() {
+	sc := bufio.NewScanner(e.conn)
+	for sc.Scan() {
+		e.mu.Lock()
+		want := fmt.Sprintf("%08d", e.got)
+		if sc.Text() != want && e.err == nil {
+			e.err = fmt.Errorf("echo %d is %q, want %q (lost, duplicated or reordered)", e.got, sc.Text(), want)
+		}
+		e.got++
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	if e.err == nil {
+		e.err = fmt.Errorf("the connection ended after %d echoes: %v", e.got, sc.Err())
+	}
+	e.mu.Unlock()
+}
+
+// send sends the next n numbered lines, one every gap.
+func (e *echoClient) send(n int, gap time.Duration) error {
+	for i := 0; i < n; i++ {
+		e.mu.Lock()
+		line := fmt.Sprintf("%08d\n", e.sent)
+		e.sent++
+		e.mu.Unlock()
+		_ = e.conn.SetWriteDeadline(time.Now().Add(60 * time.Second))
+		if _, err := e.conn.Write([]byte(line)); err != nil {
+			return fmt.Errorf("client: send line %s: %w", strings.TrimSpace(line), err)
+		}
+		time.Sleep(gap)
+	}
+	return nil
+}
+
+// wait waits until every line sent was echoed, failing on an error.
+func (e *echoClient) wait(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		e.mu.Lock()
+		sent, got, err := e.sent, e.got, e.err
+		e.mu.Unlock()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got == sent {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d lines sent, %d echoed after 60 s", what, sent, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMigrateTCP moves an echo server (an `rtcr run` tree: a listener
+// and one established connection) from namespace b to the rtcr serve in
+// a, the service address moving with it through the action scripts: it
+// leaves b at source-killed and arrives in a (with c's route) at
+// pre-resume. The client in c keeps its connection: lines sent before,
+// during and after the migration come back in order, none lost or
+// twice; a new client reaches the moved listener.
+func TestMigrateTCP(t *testing.T) {
+	testMigrateTCP(t, false)
+}
+
+// TestMigrateTCPAddressOnBoth is TestMigrateTCP with S on both hosts
+// from the start (an anycast or shared address): the destination binds
+// it as a local address, nothing leaves b, and only c's route moves (at
+// pre-resume). The source's lock goes after the move all the same.
+func TestMigrateTCPAddressOnBoth(t *testing.T) {
+	testMigrateTCP(t, true)
+}
+
+// testMigrateTCP runs the echo server migration with migrateFlags added
+// to rtcr migrate (a pre-copy or post-copy variant is one more caller).
+func testMigrateTCP(t *testing.T, bothSides bool, migrateFlags ...string) {
+	testutil.RequireRoot(t)
+	w := newTCPWorld(t, bothSides)
+	log := filepath.Join(t.TempDir(), "actions.log")
+	leave := fmt.Sprintf("ip -n %s addr del %s/32 dev lo", w.b, svcAddr)
+	if bothSides {
+		leave = "true # the address stays: only the route moves"
+	}
+	arrive := fmt.Sprintf("ip -n %s route replace %s/32 via 10.79.2.2", w.c, svcAddr)
+	if !bothSides {
+		arrive = fmt.Sprintf("ip -n %s addr add %s/32 dev lo\n%s", w.a, svcAddr, arrive)
+	}
+	srcScript := actionScript(t, "source.sh", log, leave)
+	dstScript := actionScript(t, "dest.sh", log, arrive)
+	token := writeToken(t, t.TempDir())
+	srv := startServe(t, w.netPair, filepath.Join(t.TempDir(), "images"), token, "--action-script", dstScript)
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	run := w.command(w.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "echoserver", false), svcAddr, svcPort)
+	run.Dir, run.Stdout, run.Stderr = dir, f, f
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run.Process.Kill(); _ = run.Wait() })
+	testutil.WaitForFile(t, out, "ready", 60*time.Second)
+	init := nsInit(t, run.Process.Pid)
+	t.Cleanup(func() { _ = unix.Kill(init, unix.SIGKILL) })
+
+	e := dialEcho(t, w)
+	if err := e.send(50, 2*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, "before the migration")
+
+	// Lines keep going out while the migration runs: those sent while
+	// the tree is frozen or moving are dropped by the locks and
+	// retransmitted by the client's TCP.
+	stop, done := make(chan struct{}), make(chan error, 1)
+	during := 0
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := e.send(1, 5*time.Millisecond); err != nil {
+				done <- err
+				return
+			}
+			during++
+		}
+	}()
+	args := append([]string{"--name", "echo", "--action-script", srcScript}, migrateFlags...)
+	mout, code := migrate(t, w.netPair, run.Process.Pid, token, args...)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Fatalf("rtcr migrate: exit %d: %s\nserve:\n%s", code, mout, readFile(srv.log))
+	}
+	t.Logf("%s", strings.TrimSpace(mout))
+	prog := restoredInit(t, mout)
+	e.wait(t, "the lines sent during the migration")
+	t.Logf("%d lines sent while rtcr migrate ran", during)
+	if err := e.send(50, 2*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, "after the migration")
+
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", prog), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Ino != w.netnsIno(w.a) {
+		t.Errorf("the restored echo server %d is not in the destination's network namespace", prog)
+	}
+	if err := run.Wait(); err == nil || exitCode(t, err) != 128+9 {
+		t.Errorf("the source's rtcr run ended with %v, want killed (exit 137)", err)
+	}
+	// A new client reaches the moved listener.
+	e2 := dialEcho(t, w)
+	if err := e2.send(10, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	e2.wait(t, "a new client after the migration")
+
+	actions := readFile(log)
+	for _, want := range []string{"source-killed source-killed [" + svcAddr + "]", "pre-resume pre-resume [" + svcAddr + "]"} {
+		if !strings.Contains(actions, want) {
+			t.Errorf("actions log %q lacks %q", actions, want)
+		}
+	}
+	if strings.Index(actions, "source-killed") > strings.Index(actions, "pre-resume") {
+		t.Errorf("actions ran in the order %q, want source-killed first", actions)
+	}
+	for _, ns := range []string{w.a, w.b} {
+		if tables := nftTables(t, ns); len(tables) != 0 {
+			t.Errorf("namespace %s keeps network locks %v after the migration", ns, tables)
+		}
+	}
+}
