@@ -186,23 +186,46 @@ func (e *echoClient) send(n int, gap time.Duration) error {
 // wait waits until every line sent was echoed, failing on an error.
 func (e *echoClient) wait(t *testing.T, what string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	if err := e.waitErr(60 * time.Second); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitErr waits at most timeout until every line sent was echoed.
+func (e *echoClient) waitErr(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		e.mu.Lock()
 		sent, got, err := e.sent, e.got, e.err
 		e.mu.Unlock()
 		if err != nil {
-			t.Fatalf("%s: %v", what, err)
+			return err
 		}
 		if got == sent {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d lines sent, %d echoed after 60 s", what, sent, got)
+			return fmt.Errorf("%d lines sent, %d echoed after %v", sent, got, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// addrCase says where the service address is and what the action
+// scripts do with it.
+type addrCase int
+
+const (
+	// addrMoves: S is on the source only; source-killed removes it,
+	// pre-resume adds it on the destination and moves c's route.
+	addrMoves addrCase = iota
+	// addrOnBoth: S is on both hosts from the start; only c's route
+	// moves (pre-resume).
+	addrOnBoth
+	// addrStays: the user does nothing: S stays on the source, the
+	// route too.
+	addrStays
+)
 
 // TestMigrateTCP moves an echo server (an `rtcr run` tree: a listener
 // and one established connection) from namespace b to the rtcr serve in
@@ -210,9 +233,10 @@ func (e *echoClient) wait(t *testing.T, what string) {
 // leaves b at source-killed and arrives in a (with c's route) at
 // pre-resume. The client in c keeps its connection: lines sent before,
 // during and after the migration come back in order, none lost or
-// twice; a new client reaches the moved listener.
+// twice; a new client reaches the moved listener; neither host keeps a
+// network lock.
 func TestMigrateTCP(t *testing.T) {
-	testMigrateTCP(t, false)
+	testMigrateTCP(t, addrMoves)
 }
 
 // TestMigrateTCPAddressOnBoth is TestMigrateTCP with S on both hosts
@@ -220,22 +244,33 @@ func TestMigrateTCP(t *testing.T) {
 // it as a local address, nothing leaves b, and only c's route moves (at
 // pre-resume). The source's lock goes after the move all the same.
 func TestMigrateTCPAddressOnBoth(t *testing.T) {
-	testMigrateTCP(t, true)
+	testMigrateTCP(t, addrOnBoth)
+}
+
+// TestMigrateTCPAddressStays: nobody moves the address. The process
+// moves and runs, rtcr serve warns that S is not on its host, and the
+// client's connection is reset by the source host (its lock is gone,
+// its socket too) on the client's next segment.
+func TestMigrateTCPAddressStays(t *testing.T) {
+	testMigrateTCP(t, addrStays)
 }
 
 // testMigrateTCP runs the echo server migration with migrateFlags added
 // to rtcr migrate (a pre-copy or post-copy variant is one more caller).
-func testMigrateTCP(t *testing.T, bothSides bool, migrateFlags ...string) {
+func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 	testutil.RequireRoot(t)
-	w := newTCPWorld(t, bothSides)
+	w := newTCPWorld(t, where == addrOnBoth)
 	log := filepath.Join(t.TempDir(), "actions.log")
-	leave := fmt.Sprintf("ip -n %s addr del %s/32 dev lo", w.b, svcAddr)
-	if bothSides {
-		leave = "true # the address stays: only the route moves"
-	}
-	arrive := fmt.Sprintf("ip -n %s route replace %s/32 via 10.79.2.2", w.c, svcAddr)
-	if !bothSides {
-		arrive = fmt.Sprintf("ip -n %s addr add %s/32 dev lo\n%s", w.a, svcAddr, arrive)
+	route := fmt.Sprintf("ip -n %s route replace %s/32 via 10.79.2.2", w.c, svcAddr)
+	var leave, arrive string
+	switch where {
+	case addrMoves:
+		leave = fmt.Sprintf("ip -n %s addr del %s/32 dev lo", w.b, svcAddr)
+		arrive = fmt.Sprintf("ip -n %s addr add %s/32 dev lo\n%s", w.a, svcAddr, route)
+	case addrOnBoth:
+		leave, arrive = "true # the address stays: only the route moves", route
+	case addrStays:
+		leave, arrive = "true", "true"
 	}
 	srcScript := actionScript(t, "source.sh", log, leave)
 	dstScript := actionScript(t, "dest.sh", log, arrive)
@@ -296,6 +331,14 @@ func testMigrateTCP(t *testing.T, bothSides bool, migrateFlags ...string) {
 	}
 	t.Logf("%s", strings.TrimSpace(mout))
 	prog := restoredInit(t, mout)
+	if where == addrStays {
+		err := e.waitErr(60 * time.Second)
+		if err == nil || !strings.Contains(err.Error(), "connection reset") {
+			t.Errorf("the address stayed on the source: the client saw %v, want its connection reset", err)
+		}
+		testutil.WaitForFile(t, srv.log, svcAddr+" of its sockets is not on this host", 30*time.Second)
+		return
+	}
 	e.wait(t, "the lines sent during the migration")
 	t.Logf("%d lines sent while rtcr migrate ran", during)
 	if err := e.send(50, 2*time.Millisecond); err != nil {
