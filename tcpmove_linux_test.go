@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr"
 	"github.com/rtcr/rtcr/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -375,6 +376,39 @@ func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 	for _, ns := range []string{w.a, w.b} {
 		if tables := nftTables(t, ns); len(tables) != 0 {
 			t.Errorf("namespace %s keeps network locks %v after the migration", ns, tables)
+		}
+	}
+}
+
+// TestActionScriptChecks: an action script must be an absolute path to
+// a regular executable file that only its owner (root or rtcr's user)
+// can change.
+func TestActionScriptChecks(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := rtcr.CheckActionScript(path); err != nil {
+		t.Errorf("a good script refused: %v", err)
+	}
+	for _, tc := range []struct {
+		mode os.FileMode
+		path string
+		want string
+	}{
+		{0o755, "a.sh", "absolute path"},
+		{0o644, path, "not executable"},
+		{0o775, path, "writable by group or others"},
+		{0o757, path, "writable by group or others"},
+		{0o755, dir, "not a regular file"},
+	} {
+		if err := os.Chmod(path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		err := rtcr.CheckActionScript(tc.path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s mode %o: %v, want %q", tc.path, tc.mode, err, tc.want)
 		}
 	}
 }

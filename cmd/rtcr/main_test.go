@@ -46,6 +46,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"dump", "--pid", "12", "--page-server", "h:1"}, "--page-server and --token-file go together"},
 		{[]string{"serve", "--dir", "/tmp/x"}, "--listen, --dir and --token-file are required"},
 		{[]string{"migrate", "--pid", "12"}, "--pid, --to and --token-file are required"},
+		{[]string{"migrate", "--pid", "12", "--to", "h:1", "--token-file", "T", "--action-script", "move.sh"}, "--action-script needs an absolute path"},
+		{[]string{"serve", "--listen", ":1", "--dir", "/tmp/x", "--token-file", "T", "--action-script", "move.sh"}, "--action-script needs an absolute path"},
 		{[]string{"dump", "-t", "abc", "-D", "/tmp/x"}, "invalid value"},
 		{[]string{"dump", "-t", "-5", "-D", "/tmp/x"}, "must be positive"},
 		{[]string{"dump", "--pid", "1", "--dir", "/tmp/x", "extra"}, "unexpected argument"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/rtcr/rtcr"
 )
@@ -28,6 +29,9 @@ func runServe(args []string) error {
 	}
 	if listen == "" || o.Dir == "" || o.TokenFile == "" {
 		return usagef("--listen, --dir and --token-file are required")
+	}
+	if o.ActionScript != "" && !filepath.IsAbs(o.ActionScript) {
+		return usagef("--action-script needs an absolute path")
 	}
 	log, closeLog, err := lf.open()
 	if err != nil {
@@ -65,6 +69,9 @@ func runMigrate(args []string) error {
 	}
 	if o.Pid <= 0 || srv.Addr == "" || srv.TokenFile == "" {
 		return usagef("--pid, --to and --token-file are required")
+	}
+	if srv.ActionScript != "" && !filepath.IsAbs(srv.ActionScript) {
+		return usagef("--action-script needs an absolute path")
 	}
 	if srv.ActionScript != "" {
 		if err := rtcr.CheckActionScript(srv.ActionScript); err != nil {
