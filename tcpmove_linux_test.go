@@ -226,6 +226,9 @@ const (
 	// addrStays: the user does nothing: S stays on the source, the
 	// route too.
 	addrStays
+	// addrSourceFails: as addrMoves, but source-killed exits 3 after it
+	// removed the address.
+	addrSourceFails
 )
 
 // TestMigrateTCP moves an echo server (an `rtcr run` tree: a listener
@@ -256,6 +259,14 @@ func TestMigrateTCPAddressStays(t *testing.T) {
 	testMigrateTCP(t, addrStays)
 }
 
+// TestMigrateTCPActionFails: the source-killed script moves the address
+// and then fails. The source is dead, so the copy still runs (the
+// connection survives); rtcr migrate exits 1 saying the process moved
+// but the script failed, and keeps the source's network lock.
+func TestMigrateTCPActionFails(t *testing.T) {
+	testMigrateTCP(t, addrSourceFails)
+}
+
 // testMigrateTCP runs the echo server migration with migrateFlags added
 // to rtcr migrate (a pre-copy or post-copy variant is one more caller).
 func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
@@ -265,8 +276,11 @@ func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 	route := fmt.Sprintf("ip -n %s route replace %s/32 via 10.79.2.2", w.c, svcAddr)
 	var leave, arrive string
 	switch where {
-	case addrMoves:
+	case addrMoves, addrSourceFails:
 		leave = fmt.Sprintf("ip -n %s addr del %s/32 dev lo", w.b, svcAddr)
+		if where == addrSourceFails {
+			leave += "\nexit 3"
+		}
 		arrive = fmt.Sprintf("ip -n %s addr add %s/32 dev lo\n%s", w.a, svcAddr, route)
 	case addrOnBoth:
 		leave, arrive = "true # the address stays: only the route moves", route
@@ -327,11 +341,24 @@ func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if code != 0 {
+	var prog int
+	if where == addrSourceFails {
+		if code != 1 || !strings.Contains(mout, "moved (pid") || !strings.Contains(mout, "source-killed") || !strings.Contains(mout, "network lock stays") {
+			t.Fatalf("rtcr migrate with a failing source-killed: exit %d: %s", code, mout)
+		}
+		pids := programsOf(testutil.BuildC(t, "echoserver", false))
+		if len(pids) != 1 {
+			t.Fatalf("echoserver processes %v, want the copy only", pids)
+		}
+		prog = pids[0]
+		t.Cleanup(func() { _ = unix.Kill(prog, unix.SIGKILL) })
+	} else if code != 0 {
 		t.Fatalf("rtcr migrate: exit %d: %s\nserve:\n%s", code, mout, readFile(srv.log))
 	}
 	t.Logf("%s", strings.TrimSpace(mout))
-	prog := restoredInit(t, mout)
+	if prog == 0 {
+		prog = restoredInit(t, mout)
+	}
 	if where == addrStays {
 		err := e.waitErr(60 * time.Second)
 		if err == nil || !strings.Contains(err.Error(), "connection reset") {
@@ -372,6 +399,12 @@ func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 	}
 	if strings.Index(actions, "source-killed") > strings.Index(actions, "pre-resume") {
 		t.Errorf("actions ran in the order %q, want source-killed first", actions)
+	}
+	if where == addrSourceFails {
+		if tables := nftTables(t, w.b); len(tables) != 1 {
+			t.Errorf("the source keeps network locks %v, want its own", tables)
+		}
+		return
 	}
 	for _, ns := range []string{w.a, w.b} {
 		if tables := nftTables(t, ns); len(tables) != 0 {
