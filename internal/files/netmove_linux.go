@@ -50,6 +50,8 @@ func (rs *Restorer) AllowMissingAddresses() { rs.move.missingOK = true }
 // already (a restore on another host than the dump's). It is a lease,
 // renewed until FinishNetwork or UnlockRestore: a restore killed with
 // SIGKILL leaves a table that lapses. Nothing when name is empty.
+// Without nft, an image with established connections is refused (as
+// the dump refuses them); listening and UDP ports go unlocked.
 func (rs *Restorer) LockRestore(name string, procs []image.Process) error {
 	if name == "" || netlock.Exists(name) {
 		return nil
@@ -57,6 +59,14 @@ func (rs *Restorer) LockRestore(name string, procs []image.Process) error {
 	conns := ImageConns(procs)
 	if len(conns) == 0 {
 		return nil
+	}
+	if !netlock.Available() {
+		for _, c := range conns {
+			if c.Remote.IsValid() {
+				return fmt.Errorf("established TCP connections in the image: %w", netlock.ErrNoNft)
+			}
+		}
+		return nil // listening and UDP ports only, as the dump does
 	}
 	if err := netlock.Lock(name, conns, time.Now().Add(netlock.Lease)); err != nil {
 		return fmt.Errorf("network lock for the restore: %w", err)
