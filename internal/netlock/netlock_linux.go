@@ -4,7 +4,8 @@
 // drops every packet of each connection's 4-tuple, in and out, and every
 // packet to each listening TCP or bound UDP port. The dump installs it
 // before it reads the sockets' state; a restore deletes it once the
-// sockets are back; a dump that leaves the tree running (or fails)
+// sockets are back (a restore on a host without it, a migration's
+// destination, installs the same table first: files.LockRestore); a dump that leaves the tree running (or fails)
 // deletes it before letting the tree go. It drives the nft command
 // (Debian package nftables).
 //
