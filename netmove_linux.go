@@ -40,6 +40,15 @@ type sourceSide struct {
 	actionErr error        // the source-killed action's failure
 }
 
+// checkAction checks the action script, if any, before anything is
+// frozen: once the source is killed a bad script can only fail.
+func (srv *PageServer) checkAction() error {
+	if srv.ActionScript == "" {
+		return nil
+	}
+	return CheckActionScript(srv.ActionScript)
+}
+
 // afterKill reads the image in dir of the killed tree pid and runs the
 // source-killed action, if any. Failures are kept for finish: the source
 // is dead, so the destination is told to run its copy whatever happens.

@@ -190,6 +190,9 @@ var ErrUnconfirmed = errors.New("the destination did not confirm")
 // whole image).
 func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats, *SendStats, error) {
 	opts.LeaveRunning = false
+	if err := srv.checkAction(); err != nil {
+		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
+	}
 	c, done, err := connect(ctx, &srv, wire.ModeMigrate, opts.Pid)
 	if err != nil {
 		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
