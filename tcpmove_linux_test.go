@@ -292,31 +292,7 @@ func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 	token := writeToken(t, t.TempDir())
 	srv := startServe(t, w.netPair, filepath.Join(t.TempDir(), "images"), token, "--action-script", dstScript)
 
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	run := w.command(w.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "echoserver", false), svcAddr, svcPort)
-	run.Dir, run.Stdout, run.Stderr = dir, f, f
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = run.Process.Kill(); _ = run.Wait() })
-	testutil.WaitForFile(t, out, "ready", 60*time.Second)
-	init := nsInit(t, run.Process.Pid)
-	t.Cleanup(func() { _ = unix.Kill(init, unix.SIGKILL) })
-	// Whatever happens, no copy outlives the test (the destination's
-	// is serve's child, in a pid namespace of its own).
-	destIno := w.netnsIno(w.a)
-	t.Cleanup(func() {
-		if pid := echoIn(t, destIno); pid != 0 {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-	})
-
+	run := startEchoServer(t, w)
 	e := dialEcho(t, w)
 	if err := e.send(50, 2*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -463,4 +439,36 @@ func echoIn(t *testing.T, ino uint64) int {
 		}
 	}
 	return 0
+}
+
+// startEchoServer starts `rtcr run -- echoserver S PORT` in namespace b
+// and waits until it listens. The source tree, and any copy of it in
+// namespace a, are killed at the end of the test.
+func startEchoServer(t *testing.T, w *tcpWorld) *exec.Cmd {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	run := w.command(w.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "echoserver", false), svcAddr, svcPort)
+	run.Dir, run.Stdout, run.Stderr = dir, f, f
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run.Process.Kill(); _ = run.Wait() })
+	testutil.WaitForFile(t, out, "ready", 60*time.Second)
+	init := nsInit(t, run.Process.Pid)
+	t.Cleanup(func() { _ = unix.Kill(init, unix.SIGKILL) })
+	// Whatever happens, no copy outlives the test (the destination's
+	// is serve's child, in a pid namespace of its own).
+	destIno := w.netnsIno(w.a)
+	t.Cleanup(func() {
+		if pid := echoIn(t, destIno); pid != 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	})
+	return run
 }

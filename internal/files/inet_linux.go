@@ -562,15 +562,17 @@ func fmtAddr(a image.InetAddr) string {
 // every process has its fds: repair mode off (with a window probe, so
 // the peer hears from the connection again) and SO_REUSEADDR as saved on
 // each, rtcr's copies closed; then the network lock lock (the image's,
-// "" for none) is removed.
+// "" for none) and the one LockRestore installed are removed.
 func (rs *Restorer) FinishNetwork(lock string) error {
-	rs.stopKeeper()
 	for ino, h := range rs.inet {
 		if err := repairOff(h.fd, h.reuse, true); err != nil {
 			return fmt.Errorf("connection socket:[%d] of the image: %w", ino, err)
 		}
 		unix.Close(h.fd)
 		delete(rs.inet, ino)
+	}
+	if err := rs.UnlockRestore(); err != nil {
+		return err
 	}
 	if lock != "" {
 		return netlock.Unlock(lock)

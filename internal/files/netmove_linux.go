@@ -1,6 +1,8 @@
 package files
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -47,13 +49,15 @@ func (rs *Restorer) AllowMissingAddresses() { rs.move.missingOK = true }
 
 // LockRestore installs the network lock name (the image's) for the
 // connections and ports of procs when it is not installed on this host
-// already (a restore on another host than the dump's). It is a lease,
+// already (a restore on another host than the dump's); for an image
+// without one (dumped with --leave-running, whose lock went with the
+// dump) it installs a table of a new name. It is a lease,
 // renewed until FinishNetwork or UnlockRestore: a restore killed with
 // SIGKILL leaves a table that lapses. Nothing when name is empty.
 // Without nft, an image with established connections is refused (as
 // the dump refuses them); listening and UDP ports go unlocked.
 func (rs *Restorer) LockRestore(name string, procs []image.Process) error {
-	if name == "" || netlock.Exists(name) {
+	if name != "" && netlock.Exists(name) {
 		return nil
 	}
 	conns := ImageConns(procs)
@@ -67,6 +71,13 @@ func (rs *Restorer) LockRestore(name string, procs []image.Process) error {
 			}
 		}
 		return nil // listening and UDP ports only, as the dump does
+	}
+	if name == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("network lock name: %w", err)
+		}
+		name = image.NetLockName(hex.EncodeToString(b[:]))
 	}
 	if err := netlock.Lock(name, conns, time.Now().Add(netlock.Lease)); err != nil {
 		return fmt.Errorf("network lock for the restore: %w", err)
@@ -84,9 +95,10 @@ func (rs *Restorer) stopKeeper() {
 	}
 }
 
-// UnlockRestore removes the lock LockRestore installed, after a failed
-// restore whose processes were killed (the dump's own lock, on the
-// dump's host, is left for another try).
+// UnlockRestore removes the lock LockRestore installed: at the end of
+// the restore (FinishNetwork), or after a failed restore whose
+// processes were killed (the dump's own lock, on the dump's host, is
+// left for another try).
 func (rs *Restorer) UnlockRestore() error {
 	rs.stopKeeper()
 	if rs.move.lock == "" {
