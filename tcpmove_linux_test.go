@@ -20,31 +20,59 @@ import (
 // The TCP migration tests add a third namespace to the netPair: the
 // client's, c, which is also the router between the two others. It has
 // a link to each: c–b (c 10.79.1.1, b 10.79.1.2), c–a (c 10.79.2.1, a
-// 10.79.2.2). The service address S (10.79.0.100/32, on lo) is where
+// 10.79.2.2), and each of a and b a route to the other link through c. The service address S (10.79.0.100/32, on lo) is where
 // the echo server listens; c routes S to the host that has the service,
 // so "the address moves" means: S leaves b (or stays, see below), S is
 // added in a, and c's route to S now leads to a (the routed form of the
-// gratuitous ARP a host on a shared link would send).
-const (
-	svcAddr = "10.79.0.100"
-	svcPort = "7000"
+// gratuitous ARP a host on a shared link would send). With IPv6 the same
+// plan uses fd00:79:1::/64, fd00:79:2::/64 and S = fd00:79::100/128
+// (every address added without duplicate address detection).
+const svcPort = "7000"
+
+// tcpPlan is the addresses of the TCP migration tests, IPv4 or IPv6.
+type tcpPlan struct {
+	svc, host  string // S and its prefix ("/32", "/128")
+	c1, b1     string // the c–b link: c's and b's address
+	c2, a2     string // the c–a link
+	net1, net2 string // the two links' subnets
+	plen       string // their prefix ("/24", "/64")
+	opts       []string
+}
+
+var (
+	plan4 = tcpPlan{svc: "10.79.0.100", host: "/32", c1: "10.79.1.1", b1: "10.79.1.2", c2: "10.79.2.1", a2: "10.79.2.2",
+		net1: "10.79.1.0/24", net2: "10.79.2.0/24", plen: "/24"}
+	plan6 = tcpPlan{svc: "fd00:79::100", host: "/128", c1: "fd00:79:1::1", b1: "fd00:79:1::2", c2: "fd00:79:2::1", a2: "fd00:79:2::2",
+		net1: "fd00:79:1::/64", net2: "fd00:79:2::/64", plen: "/64", opts: []string{"nodad"}}
 )
 
 // tcpWorld is a netPair plus the client/router namespace c.
 type tcpWorld struct {
 	*netPair
 	c string
+	tcpPlan
 }
 
-// newTCPWorld makes the namespaces and links; the source b has S, and
-// the destination a too when bothSides.
+// svcHostPort is S:PORT as net.Dial takes it.
+func (w *tcpWorld) svcHostPort() string { return net.JoinHostPort(w.svc, svcPort) }
+
+// newTCPWorld makes the namespaces and links with the IPv4 plan; the
+// source b has S, and the destination a too when bothSides.
 func newTCPWorld(t *testing.T, bothSides bool) *tcpWorld {
+	return newTCPWorldPlan(t, plan4, bothSides)
+}
+
+// newTCPWorldPlan is newTCPWorld with the addresses of p.
+func newTCPWorldPlan(t *testing.T, p tcpPlan, bothSides bool) *tcpWorld {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skipf("nft not found (apt-get install nftables): %v", err)
 	}
 	np := newNetPair(t)
-	w := &tcpWorld{netPair: np, c: strings.Replace(np.a, "rtcrA", "rtcrC", 1)}
+	w := &tcpWorld{netPair: np, c: strings.Replace(np.a, "rtcrA", "rtcrC", 1), tcpPlan: p}
+	addr := func(ns, a, dev string) []string {
+		return append([]string{"-n", ns, "addr", "add", a, "dev", dev}, p.opts...)
+	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", w.c).Run() })
 	cb, bc := strings.Replace(np.vethA, "rva", "rcb", 1), strings.Replace(np.vethA, "rva", "rbc", 1)
 	ca, ac := strings.Replace(np.vethA, "rva", "rca", 1), strings.Replace(np.vethA, "rva", "rac", 1)
@@ -57,23 +85,23 @@ func newTCPWorld(t *testing.T, bothSides bool) *tcpWorld {
 		{"link", "add", ca, "type", "veth", "peer", "name", ac},
 		{"link", "set", ca, "netns", w.c},
 		{"link", "set", ac, "netns", np.a},
-		{"-n", w.c, "addr", "add", "10.79.1.1/24", "dev", cb},
-		{"-n", np.b, "addr", "add", "10.79.1.2/24", "dev", bc},
-		{"-n", w.c, "addr", "add", "10.79.2.1/24", "dev", ca},
-		{"-n", np.a, "addr", "add", "10.79.2.2/24", "dev", ac},
+		addr(w.c, p.c1+p.plen, cb),
+		addr(np.b, p.b1+p.plen, bc),
+		addr(w.c, p.c2+p.plen, ca),
+		addr(np.a, p.a2+p.plen, ac),
 		{"-n", w.c, "link", "set", cb, "up"},
 		{"-n", w.c, "link", "set", ca, "up"},
 		{"-n", np.b, "link", "set", bc, "up"},
 		{"-n", np.a, "link", "set", ac, "up"},
 		// The client's replies reach either host: each routes the
 		// other link's subnet through c.
-		{"-n", np.b, "route", "add", "10.79.2.0/24", "via", "10.79.1.1"},
-		{"-n", np.a, "route", "add", "10.79.1.0/24", "via", "10.79.2.1"},
-		{"-n", np.b, "addr", "add", svcAddr + "/32", "dev", "lo"},
-		{"-n", w.c, "route", "add", svcAddr + "/32", "via", "10.79.1.2"},
+		{"-n", np.b, "route", "add", p.net2, "via", p.c1},
+		{"-n", np.a, "route", "add", p.net1, "via", p.c2},
+		addr(np.b, p.svc+p.host, "lo"),
+		{"-n", w.c, "route", "add", p.svc + p.host, "via", p.b1},
 	}
 	if bothSides {
-		cmds = append(cmds, []string{"-n", np.a, "addr", "add", svcAddr + "/32", "dev", "lo"})
+		cmds = append(cmds, addr(np.a, p.svc+p.host, "lo"))
 	}
 	for _, args := range cmds {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -138,7 +166,7 @@ func dialEcho(t *testing.T, w *tcpWorld) *echoClient {
 	var conn net.Conn
 	if err := w.inNetns(w.c, func() error {
 		var err error
-		conn, err = net.DialTimeout("tcp", svcAddr+":"+svcPort, 30*time.Second)
+		conn, err = net.DialTimeout("tcp", w.svcHostPort(), 30*time.Second)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -243,6 +271,12 @@ func TestMigrateTCP(t *testing.T) {
 	testMigrateTCP(t, addrMoves)
 }
 
+// TestMigrateTCP6 is TestMigrateTCP over IPv6: the restore binds and
+// connects the moved sockets with IPV6_TRANSPARENT.
+func TestMigrateTCP6(t *testing.T) {
+	testMigrateTCPPlan(t, plan6, addrMoves)
+}
+
 // TestMigrateTCPAddressOnBoth is TestMigrateTCP with S on both hosts
 // from the start (an anycast or shared address): the destination binds
 // it as a local address, nothing leaves b, and only c's route moves (at
@@ -270,18 +304,23 @@ func TestMigrateTCPActionFails(t *testing.T) {
 // testMigrateTCP runs the echo server migration with migrateFlags added
 // to rtcr migrate (a pre-copy or post-copy variant is one more caller).
 func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
+	testMigrateTCPPlan(t, plan4, where, migrateFlags...)
+}
+
+// testMigrateTCPPlan is testMigrateTCP with the addresses of p.
+func testMigrateTCPPlan(t *testing.T, p tcpPlan, where addrCase, migrateFlags ...string) {
 	testutil.RequireRoot(t)
-	w := newTCPWorld(t, where == addrOnBoth)
+	w := newTCPWorldPlan(t, p, where == addrOnBoth)
 	log := filepath.Join(t.TempDir(), "actions.log")
-	route := fmt.Sprintf("ip -n %s route replace %s/32 via 10.79.2.2", w.c, svcAddr)
+	route := fmt.Sprintf("ip -n %s route replace %s%s via %s", w.c, w.svc, w.host, w.a2)
 	var leave, arrive string
 	switch where {
 	case addrMoves, addrSourceFails:
-		leave = fmt.Sprintf("ip -n %s addr del %s/32 dev lo", w.b, svcAddr)
+		leave = fmt.Sprintf("ip -n %s addr del %s%s dev lo", w.b, w.svc, w.host)
 		if where == addrSourceFails {
 			leave += "\nexit 3"
 		}
-		arrive = fmt.Sprintf("ip -n %s addr add %s/32 dev lo\n%s", w.a, svcAddr, route)
+		arrive = fmt.Sprintf("ip -n %s addr add %s%s dev lo %s\n%s", w.a, w.svc, w.host, strings.Join(w.opts, " "), route)
 	case addrOnBoth:
 		leave, arrive = "true # the address stays: only the route moves", route
 	case addrStays:
@@ -346,7 +385,7 @@ func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 		if err == nil || !strings.Contains(err.Error(), "connection reset") {
 			t.Errorf("the address stayed on the source: the client saw %v, want its connection reset", err)
 		}
-		testutil.WaitForFile(t, srv.log, svcAddr+" of its sockets is not on this host", 30*time.Second)
+		testutil.WaitForFile(t, srv.log, w.svc+" of its sockets is not on this host", 30*time.Second)
 		return
 	}
 	e.wait(t, "the lines sent during the migration")
@@ -374,7 +413,7 @@ func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
 	e2.wait(t, "a new client after the migration")
 
 	actions := readFile(log)
-	for _, want := range []string{"source-killed source-killed [" + svcAddr + "]", "pre-resume pre-resume [" + svcAddr + "]"} {
+	for _, want := range []string{"source-killed source-killed [" + w.svc + "]", "pre-resume pre-resume [" + w.svc + "]"} {
 		if !strings.Contains(actions, want) {
 			t.Errorf("actions log %q lacks %q", actions, want)
 		}
@@ -453,7 +492,7 @@ func startEchoServer(t *testing.T, w *tcpWorld) *exec.Cmd {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	run := w.command(w.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "echoserver", false), svcAddr, svcPort)
+	run := w.command(w.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "echoserver", false), w.svc, svcPort)
 	run.Dir, run.Stdout, run.Stderr = dir, f, f
 	if err := run.Start(); err != nil {
 		t.Fatal(err)

@@ -81,11 +81,11 @@ func TestMigrateTCPHeldCopySilent(t *testing.T) {
 	}
 	route := func(via string) {
 		t.Helper()
-		if out, err := exec.Command("ip", "-n", w.c, "route", "replace", svcAddr+"/32", "via", via).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "-n", w.c, "route", "replace", w.svc+w.host, "via", via).CombinedOutput(); err != nil {
 			t.Fatalf("ip route replace: %v: %s", err, out)
 		}
 	}
-	route("10.79.2.2") // to the held copy
+	route(w.a2) // to the held copy
 	e.mu.Lock()
 	before := e.got
 	e.mu.Unlock()
@@ -102,8 +102,8 @@ func TestMigrateTCPHeldCopySilent(t *testing.T) {
 	if got != before {
 		t.Fatalf("%d lines echoed while the route led to the held copy, want none", got-before)
 	}
-	route("10.79.1.2") // back to the source
-	c.Close()          // the source "dies" before go
+	route(w.b1) // back to the source
+	c.Close()   // the source "dies" before go
 	testutil.WaitForFile(t, srv.log, "killed before it ran", 60*time.Second)
 	if tables := nftTables(t, w.a); len(tables) != 0 {
 		t.Errorf("the destination keeps network locks %v after its held copy was killed", tables)

@@ -1,7 +1,8 @@
 // echoserver: a TCP echo server for the migration tests.
 //
 // Protocol: echoserver ADDR PORT
-//   listens on ADDR:PORT (IPv4, SO_REUSEADDR, backlog 16), prints
+//   listens on ADDR:PORT (IPv4, or IPv6 when ADDR has a ':'; SO_REUSEADDR,
+//   backlog 16), prints
 //   "ready\n", then serves every connection it accepts: whatever a
 //   client sends comes back, byte for byte, in order. One process, one
 //   thread, a poll loop; writes block until the socket takes them (the
@@ -39,15 +40,19 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IONBF, 0);
-	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	int v6 = strchr(argv[1], ':') != NULL;
+	int ls = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
 	int one = 1;
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
-	if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
+	struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[2]))};
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, argv[1], v6 ? (void *)&sa6.sin6_addr : (void *)&sa.sin_addr) != 1) {
 		fprintf(stderr, "bad address %s\n", argv[1]);
 		return 2;
 	}
-	if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 16) < 0) {
+	struct sockaddr *addr = v6 ? (struct sockaddr *)&sa6 : (struct sockaddr *)&sa;
+	socklen_t len = v6 ? sizeof sa6 : sizeof sa;
+	if (bind(ls, addr, len) < 0 || listen(ls, 16) < 0) {
 		perror("bind/listen");
 		return 1;
 	}
