@@ -257,6 +257,9 @@ const (
 	// addrSourceFails: as addrMoves, but source-killed exits 3 after it
 	// removed the address.
 	addrSourceFails
+	// addrDestFails: as addrMoves, but pre-resume exits 3 after it
+	// added the address and moved the route.
+	addrDestFails
 )
 
 // TestMigrateTCP moves an echo server (an `rtcr run` tree: a listener
@@ -301,6 +304,14 @@ func TestMigrateTCPActionFails(t *testing.T) {
 	testMigrateTCP(t, addrSourceFails)
 }
 
+// TestMigrateTCPPreResumeFails: the pre-resume script moves the address
+// and then fails. The copy runs all the same (the source is dead),
+// rtcr serve's log says so, and the connection survives; rtcr migrate
+// does not hear of it (exit 0).
+func TestMigrateTCPPreResumeFails(t *testing.T) {
+	testMigrateTCP(t, addrDestFails)
+}
+
 // testMigrateTCP runs the echo server migration with migrateFlags added
 // to rtcr migrate (a pre-copy or post-copy variant is one more caller).
 func testMigrateTCP(t *testing.T, where addrCase, migrateFlags ...string) {
@@ -315,12 +326,15 @@ func testMigrateTCPPlan(t *testing.T, p tcpPlan, where addrCase, migrateFlags ..
 	route := fmt.Sprintf("ip -n %s route replace %s%s via %s", w.c, w.svc, w.host, w.a2)
 	var leave, arrive string
 	switch where {
-	case addrMoves, addrSourceFails:
+	case addrMoves, addrSourceFails, addrDestFails:
 		leave = fmt.Sprintf("ip -n %s addr del %s%s dev lo", w.b, w.svc, w.host)
 		if where == addrSourceFails {
 			leave += "\nexit 3"
 		}
 		arrive = fmt.Sprintf("ip -n %s addr add %s%s dev lo %s\n%s", w.a, w.svc, w.host, strings.Join(w.opts, " "), route)
+		if where == addrDestFails {
+			arrive += "\nexit 3"
+		}
 	case addrOnBoth:
 		leave, arrive = "true # the address stays: only the route moves", route
 	case addrStays:
@@ -420,6 +434,9 @@ func testMigrateTCPPlan(t *testing.T, p tcpPlan, where addrCase, migrateFlags ..
 	}
 	if strings.Index(actions, "source-killed") > strings.Index(actions, "pre-resume") {
 		t.Errorf("actions ran in the order %q, want source-killed first", actions)
+	}
+	if where == addrDestFails {
+		testutil.WaitForFile(t, srv.log, "the copy runs anyway", 30*time.Second)
 	}
 	if where == addrSourceFails {
 		if tables := nftTables(t, w.b); len(tables) != 1 {
