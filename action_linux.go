@@ -43,6 +43,9 @@ const (
 // failed. The migration's downtime includes the scripts.
 const ActionTimeout = 30 * time.Second
 
+// actionTimeout is ActionTimeout, shorter in tests.
+var actionTimeout = ActionTimeout
+
 // CheckActionScript checks that path can be run as an action script:
 // an absolute path to a regular, executable file owned by root or the
 // caller and writable by no one else (whoever can change it runs code
@@ -81,7 +84,7 @@ func runAction(script, action string, env []string, out io.Writer) error {
 	if out == nil {
 		out = io.Discard
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ActionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, script, action)
 	cmd.Env = append(append(os.Environ(), "RTCR_ACTION="+action), env...)
@@ -92,7 +95,7 @@ func runAction(script, action string, env []string, out io.Writer) error {
 	start := time.Now()
 	err := cmd.Run()
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("action script %s %s: still running after %v, killed", script, action, ActionTimeout)
+		return fmt.Errorf("action script %s %s: still running after %v, killed", script, action, actionTimeout)
 	}
 	if err != nil {
 		return fmt.Errorf("action script %s %s (after %v): %w", script, action, time.Since(start).Round(time.Millisecond), err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -527,4 +528,58 @@ func startEchoServer(t *testing.T, w *tcpWorld) *exec.Cmd {
 		}
 	})
 	return run
+}
+
+// TestActionScriptRun: a script gets its action as $1 and in
+// RTCR_ACTION, with the variables given, and its output is passed on; a
+// non-zero exit is an error naming the script; a script still running
+// at the timeout is killed with its whole process group (a child it
+// started in the background too) and the run fails saying so.
+func TestActionScriptRun(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	var out strings.Builder
+	ok := write("ok.sh", `echo "$1 $RTCR_ACTION $RTCR_ADDRESSES"`)
+	if err := rtcr.RunActionForTest(ok, "pre-resume", []string{"RTCR_ADDRESSES=192.0.2.1"}, &out, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "pre-resume pre-resume 192.0.2.1\n" {
+		t.Errorf("script printed %q", got)
+	}
+	fails := write("fails.sh", "exit 3")
+	if err := rtcr.RunActionForTest(fails, "source-killed", nil, nil, 30*time.Second); err == nil || !strings.Contains(err.Error(), "fails.sh source-killed") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("a script exiting 3: %v", err)
+	}
+	pidFile := filepath.Join(dir, "child")
+	hangs := write("hangs.sh", "sleep 600 &\necho $! > "+pidFile+"\nwait")
+	start := time.Now()
+	err := rtcr.RunActionForTest(hangs, "pre-resume", nil, nil, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "still running after 1s, killed") {
+		t.Errorf("a script that hangs: %v", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("a script that hangs held rtcr %v", d)
+	}
+	b, rerr := os.ReadFile(pidFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			break // gone, or a zombie waiting for its reaper
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the script's background child %d still runs", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
