@@ -22,7 +22,10 @@ import (
 //     or listener before the processes are released (FinishNetwork
 //     removes it, as it removes the dump's after a local restore), and
 //     a restore that fails removes it after its processes were killed
-//     (UnlockRestore);
+//     (UnlockRestore). Repair mode alone is not enough: a connection in
+//     repair mode still acknowledges the segments that reach it, so a
+//     held copy reached early would take bytes a failed migration then
+//     loses (TestMigrateTCPHeldCopySilent, tried without the lock);
 //   - the service address may move only after the sockets are made
 //     (a migration adds it at the destination once the source is dead):
 //     with AllowMissingAddresses, a TCP or UDP socket whose bind answers
@@ -51,10 +54,10 @@ func (rs *Restorer) AllowMissingAddresses() { rs.move.missingOK = true }
 // connections and ports of procs when it is not installed on this host
 // already (a restore on another host than the dump's); for an image
 // without one (dumped with --leave-running, whose lock went with the
-// dump) it installs a table of a new name. It is a lease,
-// renewed until FinishNetwork or UnlockRestore: a restore killed with
-// SIGKILL leaves a table that lapses. Nothing when name is empty.
-// Without nft, an image with established connections is refused (as
+// dump) it installs a table of a new name. Nothing when procs hold no
+// connection, listener or bound UDP socket. It is a lease, renewed
+// until FinishNetwork or UnlockRestore: a restore killed with SIGKILL
+// leaves a table that lapses. Without nft, an image with established connections is refused (as
 // the dump refuses them); listening and UDP ports go unlocked.
 func (rs *Restorer) LockRestore(name string, procs []image.Process) error {
 	if name != "" && netlock.Exists(name) {
