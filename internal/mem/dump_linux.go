@@ -30,31 +30,56 @@ import (
 // forked (nil: none) is the process's parent in the image, already dumped:
 // pages still shared with it copy-on-write are recorded as its runs.
 func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) ([]image.VMA, []byte, error) {
-	maps, err := procfs.ReadSmaps(pid)
-	if err != nil {
-		return nil, nil, err
-	}
-	pm, err := procfs.OpenPagemap(pid)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer pm.Close()
-	cs, err := newCowScan(forked)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
-	}
-	defer cs.close()
-
-	cp := newCopier(pid, pw)
-	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
-	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs)
-	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
-		err = cerr // the writer's own error says what failed
+	vmas, vdso, _, wait, err := DumpLater(pid, pw, shared, inc, forked)
+	if werr := wait(); err == nil {
+		err = werr
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return vmas, vdso, nil
+}
+
+// DumpLater is Dump, except that when it returns the pages are copied out
+// of the process but perhaps not all written to pw yet: size is what pw
+// will hold, and wait (never nil; call it in any case) waits for the
+// writes and returns their error. pw's offset and checksums are complete
+// once wait returned. A dump that leaves the tree running calls it after
+// the release.
+func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
+	wait = func() error { return nil }
+	maps, err := procfs.ReadSmaps(pid)
+	if err != nil {
+		return nil, nil, 0, wait, err
+	}
+	pm, err := procfs.OpenPagemap(pid)
+	if err != nil {
+		return nil, nil, 0, wait, err
+	}
+	defer pm.Close()
+	cs, err := newCowScan(forked)
+	if err != nil {
+		return nil, nil, 0, wait, fmt.Errorf("dump memory of %d: %w", pid, err)
+	}
+	defer cs.close()
+
+	cp := newCopier(pid, pw)
+	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
+	vmas, vdso, err = collect(pid, maps, pm, cp, shared, inc, cs)
+	if err == nil {
+		err = cp.flush()
+	}
+	if err != nil {
+		if cerr := cp.close(); errors.Is(err, errWriteFailed) && cerr != nil {
+			err = cerr // the writer's own error says what failed
+		}
+		return nil, nil, 0, wait, err
+	}
+	if cp.memFile != nil {
+		_ = cp.memFile.Close()
+		cp.memFile = nil
+	}
+	return vmas, vdso, cp.queued, cp.close, nil
 }
 
 func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan) ([]image.VMA, []byte, error) {
