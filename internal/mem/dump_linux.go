@@ -317,6 +317,7 @@ type copier struct {
 	free   chan []byte
 	full   chan []byte
 	mapped [][]byte // buffers to unmap at close
+	made   int      // buffers made
 	done   chan error
 	// cow marks the queued ranges (by index in iov) of pages the
 	// process may share copy-on-write: they are read through
@@ -335,8 +336,16 @@ type copier struct {
 // writer's own error.
 var errWriteFailed = errors.New("page file write failed")
 
+// copyBuffers bounds the copy buffers of one copier: two to begin with
+// (one read while the other is written), more made only when the reader
+// finds none free, so that a small dump (an increment) is copied out of
+// the frozen process without waiting for its page file's writes, which
+// may end after the release (DumpLater). They are mapped, not Go memory,
+// and populated as they are used.
+const copyBuffers = 4
+
 func newCopier(pid int, w io.Writer) *copier {
-	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
+	c := &copier{pid: pid, free: make(chan []byte, copyBuffers), full: make(chan []byte, copyBuffers), done: make(chan error, 1)}
 	for range 2 {
 		c.free <- c.buffer()
 	}
@@ -421,7 +430,15 @@ func (c *copier) flush() error {
 		off += r.Len
 	}
 	c.full <- c.buf
-	c.buf = <-c.free
+	select {
+	case c.buf = <-c.free:
+	default:
+		if c.made < copyBuffers {
+			c.buf = c.buffer()
+		} else {
+			c.buf = <-c.free
+		}
+	}
 	c.iov, c.cow = c.iov[:0], c.cow[:0]
 	return nil
 }
@@ -449,6 +466,7 @@ func (c *copier) readMem(addr uint64, b []byte) error {
 // and populating the whole buffer up front would cost every small process
 // its price. It falls back to Go memory.
 func (c *copier) buffer() []byte {
+	c.made++
 	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return make([]byte, 0, copyBuf)
