@@ -34,7 +34,9 @@ import (
 //
 // Crash safety: O's page files are not touched before the merge's journal
 // is written (the new manifests are computed and staged first, with the
-// checksums of the page files to be; the list of moves, mergeMoves, is
+// checksums of the page files to be; the space the moves append is
+// reserved in O's files without changing their size, so that a full file
+// system refuses the merge here; the list of moves, mergeMoves, is
 // written into O just before the journal). After the journal, each move
 // (truncate O's page file to its size, append C's page file, fsync,
 // rename into C under a new name) can be done again from the start, so a
@@ -227,8 +229,39 @@ func mergeIntoBase(oldDir string, old *Checkpoint, imgs []*chainImage, plan *bas
 			}
 		}
 	}
+	if err := reserveMoves(oldDir, c, plan.moves); err != nil {
+		return fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+	}
 	st.Base = true
 	return commitMerge(oldDir, old, imgs, plan.moves, nil, nil, st)
+}
+
+// reserveMoves reserves, before the journal, the space each move will
+// append to the old image's page file (fallocate with KEEP_SIZE: the file
+// and the old image stay as they are), so that a full file system refuses
+// the merge while nothing is changed yet, not in the middle of the moves.
+// A file system without fallocate leaves it to the moves.
+func reserveMoves(oldDir string, c *Checkpoint, moves []baseMove) error {
+	for _, m := range moves {
+		n := c.ProcessByPid(m.pid).PageFileSize - m.oldSize
+		if n <= 0 {
+			continue
+		}
+		path := filepath.Join(oldDir, m.oldName)
+		f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, m.oldSize, n)
+		f.Close()
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reserve %d bytes after %s: %w", n, path, err)
+		}
+	}
+	return nil
 }
 
 // resumePageWriter returns a PageWriter that continues a page file of
