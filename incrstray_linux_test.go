@@ -17,8 +17,9 @@ import (
 // TestStrayUffdClosed stops a tracked dump between the injected
 // userfaultfd and the dup3 that moves it to its high fd, as an rtcr
 // killed there would (the fd stays at the lowest free number, the state
-// file names it): the next tracked dump recognises it as rtcr's, closes
-// it, and tracking works from there on.
+// file names it): a Load meanwhile keeps the state naming it, the next
+// tracked dump recognises it as rtcr's, closes it, and tracking works
+// from there on.
 func TestStrayUffdClosed(t *testing.T) {
 	testutil.RequireRoot(t)
 	w := startWriter(t, 64, 1)
@@ -38,6 +39,14 @@ func TestStrayUffdClosed(t *testing.T) {
 		t.Fatalf("after the interrupted dump the writer has userfaultfds %v, want one at a low fd", stray)
 	}
 	w.run("", "w 4 5 6")
+	// Whoever loads the state meanwhile (a refused increment, another
+	// rtcr's sweep) finds no tracking and keeps the file naming the stray.
+	if st, err := track.Load(w.pid); st != nil || err != nil {
+		t.Fatalf("tracking state of the interrupted dump: %+v %v, want none", st, err)
+	}
+	if track.LoadStray(w.pid) != stray[0] {
+		t.Fatalf("after a Load the state no longer names the stray fd %d", stray[0])
+	}
 	w.dump("full", "")
 	if got := uffds(t, w.pid); len(got) != 1 || got[0] < track.MinFd {
 		t.Fatalf("after the next dump the writer has userfaultfds %v, want only rtcr's at ≥ %d (the stray at %d closed)", got, track.MinFd, stray[0])

@@ -67,6 +67,9 @@ func Load(pid int) (*State, error) {
 		return nil, nil // another process with the same pid
 	}
 	if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, s.Fd)); err != nil || link != "anon_inode:[userfaultfd]" {
+		if s.Stray != nil && LoadStray(pid) >= 0 {
+			return nil, nil // kept for the dump that closes the stray fd
+		}
 		_ = Remove(pid)
 		return nil, nil // closed, or exec'd (the fd is close-on-exec)
 	}
