@@ -68,7 +68,9 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 		return nil, err
 	}
 	var leftRunning *image.Checkpoint
-	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr, &leftRunning) })
+	var later laterPages
+	err = ptrace.Run(func() error { return dumpFrozen(ctx, opts, stage, stats, tr, &leftRunning, &later) })
+	err = later.finish(log, opts.Pid, leftRunning, err)
 	if err == nil && leftRunning != nil {
 		recordBudget(leftRunning, opts, stats, tr, stats.Freeze)
 		err = commitManifest(log, stage, leftRunning, opts.Pid, stats.Freeze)
@@ -101,7 +103,7 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 //
 // With opts.LeaveRunning the manifest is not written: the checkpoint is
 // returned in *out, to commit once the tree runs (commitManifest).
-func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking, out **image.Checkpoint) (err error) {
+func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats *DumpStats, tr *tracking, out **image.Checkpoint, later *laterPages) (err error) {
 	root, nested, err := tree.Root(opts.Pid)
 	if err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
@@ -325,7 +327,10 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
-			if err := writePages(ctx, stage, &p, shared, inc, dumped[p.Ppid], tr.pre); err != nil {
+			if !opts.LeaveRunning || opts.Handoff != nil {
+				later = nil // the image is complete before the release
+			}
+			if err := writePages(ctx, stage, &p, shared, inc, dumped[p.Ppid], tr.pre, later.at(len(c.Processes))); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if dumpMemoryHook != nil {
@@ -425,7 +430,9 @@ func planEarly(order []int) error {
 // writePages copies the memory of p into its page file of the stage's
 // generation, on from where its pre-copy rounds left it (if any); forked
 // is its parent's record of pages it may share copy-on-write.
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, forked *mem.Forked, pre *precopy) error {
+// With later (a dump that leaves the tree running), the writes may go on
+// after the release (laterPages).
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, forked *mem.Forked, pre *precopy, later *laterPage) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
 	if pw, f := pre.pageFile(p.Pid); pw != nil {
 		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc, forked)
@@ -435,6 +442,9 @@ func writePages(ctx context.Context, stage *image.Stage, p *image.Process, share
 		p.VMAs, p.VDSO = vmas, vdso
 		p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
 		return f.Finish()
+	}
+	if later != nil {
+		return later.write(ctx, stage, p, shared, inc, forked)
 	}
 	return stage.WriteFile(p.PageFile, func(w io.Writer) error {
 		pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})

@@ -45,7 +45,7 @@ type procTrack struct {
 	state     *track.State // its tracking, if any
 	incr      bool         // its memory is dumped against the parent
 	own       int          // rtcr's copy of its userfaultfd, -1 if none
-	inherited []int        // copies of another process's userfaultfd it inherited by fork
+	inherited []int        // rtcr's fds to close in it: copies of another process's userfaultfd it inherited by fork, one a killed Create left (track.LoadStray)
 	inc       *mem.Incr
 	scanner   *track.Scanner
 }
@@ -92,12 +92,17 @@ func openParent(opts DumpOptions) (*tracking, error) {
 func (t *tracking) load(pid, root int, live []int, fds *files.Tree) error {
 	var states []*track.State
 	for _, p := range live {
+		stray := track.LoadStray(p)
 		st, err := track.Load(p)
 		if err != nil {
 			return err
 		}
 		pt := &procTrack{state: st, own: -1}
 		t.procs[p] = pt
+		if stray >= 0 {
+			fds.Skip(p, stray)
+			pt.inherited = append(pt.inherited, stray)
+		}
 		if st != nil {
 			states = append(states, st)
 			fds.Skip(p, st.Fd)
@@ -185,11 +190,12 @@ func (t *tracking) inject(r *ptrace.Remote, pid int) error {
 	switch {
 	case t.on && pt.state == nil:
 		// The state (naming no image) is saved before the fd exists.
-		_, own, err := track.Create(r, func(fd int) error {
+		_, own, err := track.Create(r, func(fd, stray int) error {
 			st, err := track.NewState(pid, fd)
 			if err != nil {
 				return err
 			}
+			st.Stray = &stray
 			pt.state = st
 			return st.Save()
 		})
@@ -197,9 +203,10 @@ func (t *tracking) inject(r *ptrace.Remote, pid int) error {
 			return err
 		}
 		pt.own = own
-		return nil
+		pt.state.Stray = nil
+		return pt.state.Save()
 	case t.on:
-		pt.state.ImageID, pt.state.Dir = "", ""
+		pt.state.ImageID, pt.state.Dir, pt.state.Stray = "", "", nil
 		return pt.state.Save()
 	case pt.state != nil:
 		// Tracking ends: the target's copy goes now, rtcr's after the

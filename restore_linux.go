@@ -3,6 +3,7 @@ package rtcr
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -144,10 +145,12 @@ func loadImage(opts RestoreOptions) (c *image.Checkpoint, dir *image.Dir, pages 
 		c, dir, pages, closePages, err = loadOnce(opts)
 		return err
 	})
-	if errors.Is(err, image.ErrParentChanged) {
+	if errors.Is(err, image.ErrParentChanged) || errors.Is(err, image.ErrCorrupt) || errors.Is(err, fs.ErrNotExist) {
 		// An rtcr killed in the middle of a merge of its checkpoint
-		// series leaves the chain half rewritten: finish the merge (from
-		// its journal, as the series would) and read the image again.
+		// series leaves the chain half rewritten (a link's checksum, or,
+		// merging into the base, a page file with extra bytes or gone):
+		// finish the merge (from its journal, as the series would) and
+		// read the image again. Without a journal the error stands.
 		var done []string
 		real, ferr := filepath.EvalSymlinks(opts.Dir)
 		if ferr == nil {

@@ -2,7 +2,6 @@ package image
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -65,6 +64,10 @@ type MergeStats struct {
 	Pages uint64
 	// Rewritten lists the later images whose manifests were rewritten.
 	Rewritten []string
+	// Base says the child's pages went into the old image's page files,
+	// which became the child's (merge_base_linux.go); Pages then counts
+	// the child's pages copied.
+	Base bool
 }
 
 // chainImage is one image of a merge.
@@ -102,6 +105,14 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 	}
 	child := imgs[0]
 	st.Child = child.dir
+	// The cheap way when it fits: the child's pages into the base's page
+	// files (merge_base_linux.go).
+	if plan := planBaseMerge(old, imgs); plan != nil {
+		if err := mergeIntoBase(oldDir, old, imgs, plan, st); err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
 	// The new runs of the child: the pages its depth-1 runs take from the
 	// old image move into the page file of the process holding them (its
 	// own, or that of the process it shares them with: PageRun.Pid),
@@ -140,6 +151,22 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 			}
 		}
 	}
+	if err := commitMerge(oldDir, old, imgs, nil, newPages, oldPages, st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// commitMerge links the child of a merge to the old image's parent and
+// writes the manifests of imgs (computed in memory) and, for a merge into
+// the base, moves the base's page files (see merge_base_linux.go), in the
+// order the comment at the top of this file gives; newPages are the page
+// files the merge wrote into the child (removed if it fails before its
+// journal), oldPages the child's page files it replaced (removed at the
+// end).
+func commitMerge(oldDir string, old *Checkpoint, imgs []*chainImage, moves []baseMove, newPages, oldPages []string, st *MergeStats) error {
+	child := imgs[0]
+	c := child.c
 	c.ChainLen = old.ChainLen
 	c.Parent = nil
 	if old.Parent != nil {
@@ -159,6 +186,7 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 	// place, newest last. See the comment at the top of this file.
 	abort := func() {
 		_ = removeFiles(child.dir, newPages)
+		_ = removeFiles(oldDir, []string{mergeMoves})
 		for _, im := range imgs {
 			_ = removeFiles(im.dir, []string{stagedManifest})
 		}
@@ -175,7 +203,7 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 		}
 		if err != nil {
 			abort()
-			return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+			return fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
 		}
 		sums[i] = sum
 	}
@@ -184,111 +212,39 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 		abs, err := filepath.Abs(im.dir)
 		if err != nil {
 			abort()
-			return nil, fmt.Errorf("merge %s: %w", oldDir, err)
+			return fmt.Errorf("merge %s: %w", oldDir, err)
 		}
 		journal = append(journal, abs)
+	}
+	if moves != nil {
+		if err := writeMoves(oldDir, moves); err != nil {
+			abort()
+			return fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+		}
 	}
 	if err := WriteFileAtomic(oldDir, MergeJournal, func(w io.Writer) error {
 		_, err := io.WriteString(w, strings.Join(journal, "\n")+"\n")
 		return err
 	}); err != nil {
 		abort()
-		return nil, fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
+		return fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)
 	}
-	if err := switchManifests(journal); err != nil {
-		return st, fmt.Errorf("merge %s into %s (resumed by ResumeMerge): %w", oldDir, child.dir, err)
+	if err := finishMerge(oldDir, journal, moves); err != nil {
+		return fmt.Errorf("merge %s into %s (resumed by ResumeMerge): %w", oldDir, child.dir, err)
 	}
 	for _, im := range imgs[1:] {
 		st.Rewritten = append(st.Rewritten, im.dir)
 	}
-	_ = removeFiles(oldDir, []string{MergeJournal})
+	for _, m := range moves {
+		if m.childName != "" {
+			oldPages = append(oldPages, m.childName)
+		}
+	}
 	if err := removeFiles(child.dir, oldPages); err != nil {
-		return st, fmt.Errorf("merge %s into %s: removing the replaced page files: %w", oldDir, child.dir, err)
+		return fmt.Errorf("merge %s into %s: removing the replaced page files: %w", oldDir, child.dir, err)
 	}
-	return st, nil
-}
-
-// stagedManifest is the name a merge writes an image's new manifest under
-// before it renames it into place.
-const stagedManifest = ".manifest.img.merged"
-
-// MergeJournal is the file a merge leaves in the old image once every new
-// manifest is staged: the image directories whose staged manifests are
-// renamed into place (one absolute path a line, the child first). Its
-// presence says the merge must be finished (ResumeMerge) before the old
-// image may go.
-const MergeJournal = "merge-journal"
-
-// mergeCrashHook, when set (by tests), runs before the i-th rename of
-// switchManifests; an error stops the merge there, as a crash would.
-var mergeCrashHook func(i int) error
-
-// switchManifests renames the staged manifest of each of dirs into place,
-// in order (one already renamed is skipped), then syncs the directories.
-func switchManifests(dirs []string) error {
-	for i, d := range dirs {
-		if mergeCrashHook != nil {
-			if err := mergeCrashHook(i); err != nil {
-				return err
-			}
-		}
-		err := os.Rename(filepath.Join(d, stagedManifest), filepath.Join(d, ManifestName))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	var errs []error
-	for _, d := range dirs {
-		f, err := os.Open(d)
-		if err == nil {
-			err = f.Sync()
-			f.Close()
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("fsync %s: %w", d, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// ResumeMerge finishes a merge out of oldDir that was interrupted after
-// its journal was written (rtcr killed while renaming the new manifests):
-// it renames the staged manifests still waiting, in order. It reports
-// whether there was one; then oldDir may be removed. Without a journal,
-// staged manifests a merge left are removed (the chain was never touched).
-func ResumeMerge(oldDir string, newer []string) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(oldDir, MergeJournal))
-	if errors.Is(err, os.ErrNotExist) {
-		for _, d := range newer {
-			_ = removeFiles(d, []string{stagedManifest})
-		}
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("merge journal of %s: %w", oldDir, err)
-	}
-	var dirs []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if !filepath.IsAbs(l) {
-			return false, fmt.Errorf("merge journal of %s: %q is not an absolute path: %w", oldDir, l, ErrCorrupt)
-		}
-		dirs = append(dirs, l)
-	}
-	if err := switchManifests(dirs); err != nil {
-		return false, fmt.Errorf("resuming the merge of %s: %w", oldDir, err)
-	}
-	return true, removeFiles(oldDir, []string{MergeJournal})
-}
-
-// removeFiles removes the files names of dir (those that exist).
-func removeFiles(dir string, names []string) error {
-	var errs []error
-	for _, name := range names {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	_ = removeFiles(oldDir, []string{mergeMoves, MergeJournal})
+	return nil
 }
 
 // runMove is a range of the old image's page file of one process that the

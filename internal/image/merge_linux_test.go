@@ -141,6 +141,17 @@ func synthSeries(t *testing.T, root string) []string {
 // O → C → D → E: C becomes full, D and E lose a link, and every image
 // still reads the same bytes through its (checked) chain once O is gone.
 func TestMerge(t *testing.T) {
+	for _, base := range []bool{false, true} {
+		t.Run(map[bool]string{false: "copy", true: "base"}[base], func(t *testing.T) {
+			mergeBaseOff = !base
+			defer func() { mergeBaseOff = false }()
+			testMerge(t, base)
+		})
+	}
+}
+
+// testMerge is TestMerge merging the copying way or into the base.
+func testMerge(t *testing.T, base bool) {
 	dirs := synthSeries(t, t.TempDir())
 	want := map[string]string{dirs[1]: "aBCdEFGH", dirs[2]: "aBCdEfGH", dirs[3]: "abcdEfGH"}
 	for d, w := range want {
@@ -152,7 +163,8 @@ func TestMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Child != dirs[1] || st.Pages != 6 || len(st.Rewritten) != 2 {
+	wantPages := map[bool]uint64{false: 6, true: 2}[base] // copied: from O, or C's own
+	if st.Child != dirs[1] || st.Pages != wantPages || st.Base != base || len(st.Rewritten) != 2 {
 		t.Fatalf("merge stats %+v", st)
 	}
 	if err := os.RemoveAll(dirs[0]); err != nil {
@@ -195,6 +207,8 @@ func TestMerge(t *testing.T) {
 // the old one that the child does not (not an image rtcr writes), and
 // changes nothing.
 func TestMergeRefused(t *testing.T) {
+	mergeBaseOff = true // merged into the base, E reads what it read before
+	defer func() { mergeBaseOff = false }()
 	dirs := synthSeries(t, t.TempDir())
 	d, err := ReadManifest(dirs[3])
 	if err != nil {

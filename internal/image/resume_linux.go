@@ -44,6 +44,9 @@ func FinishInterruptedMerges(series string, owner uint32) ([]string, error) {
 		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != owner || dst.Uid != owner || st.Mode&0o022 != 0 || dst.Mode&0o022 != 0 {
 			return done, fmt.Errorf("merge journal %s: not a regular file of uid %d that only its owner may write: %w", journal, owner, ErrUntrusted)
 		}
+		if unix.Lstat(filepath.Join(old, mergeMoves), &st) == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != owner || st.Mode&0o022 != 0) {
+			return done, fmt.Errorf("merge moves %s: not a regular file of uid %d that only its owner may write: %w", filepath.Join(old, mergeMoves), owner, ErrUntrusted)
+		}
 		b, err := os.ReadFile(journal)
 		if err != nil {
 			return done, fmt.Errorf("merge journal %s: %w", journal, err)

@@ -30,31 +30,56 @@ import (
 // forked (nil: none) is the process's parent in the image, already dumped:
 // pages still shared with it copy-on-write are recorded as its runs.
 func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) ([]image.VMA, []byte, error) {
-	maps, err := procfs.ReadSmaps(pid)
-	if err != nil {
-		return nil, nil, err
-	}
-	pm, err := procfs.OpenPagemap(pid)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer pm.Close()
-	cs, err := newCowScan(forked)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
-	}
-	defer cs.close()
-
-	cp := newCopier(pid, pw)
-	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
-	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs)
-	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
-		err = cerr // the writer's own error says what failed
+	vmas, vdso, _, wait, err := DumpLater(pid, pw, shared, inc, forked)
+	if werr := wait(); err == nil {
+		err = werr
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return vmas, vdso, nil
+}
+
+// DumpLater is Dump, except that when it returns the pages are copied out
+// of the process but perhaps not all written to pw yet: size is what pw
+// will hold, and wait (never nil; call it in any case) waits for the
+// writes and returns their error. pw's offset and checksums are complete
+// once wait returned. A dump that leaves the tree running calls it after
+// the release.
+func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
+	wait = func() error { return nil }
+	maps, err := procfs.ReadSmaps(pid)
+	if err != nil {
+		return nil, nil, 0, wait, err
+	}
+	pm, err := procfs.OpenPagemap(pid)
+	if err != nil {
+		return nil, nil, 0, wait, err
+	}
+	defer pm.Close()
+	cs, err := newCowScan(forked)
+	if err != nil {
+		return nil, nil, 0, wait, fmt.Errorf("dump memory of %d: %w", pid, err)
+	}
+	defer cs.close()
+
+	cp := newCopier(pid, pw)
+	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
+	vmas, vdso, err = collect(pid, maps, pm, cp, shared, inc, cs)
+	if err == nil {
+		err = cp.flush()
+	}
+	if err != nil {
+		if cerr := cp.close(); errors.Is(err, errWriteFailed) && cerr != nil {
+			err = cerr // the writer's own error says what failed
+		}
+		return nil, nil, 0, wait, err
+	}
+	if cp.memFile != nil {
+		_ = cp.memFile.Close()
+		cp.memFile = nil
+	}
+	return vmas, vdso, cp.queued, cp.close, nil
 }
 
 func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan) ([]image.VMA, []byte, error) {
@@ -292,6 +317,7 @@ type copier struct {
 	free   chan []byte
 	full   chan []byte
 	mapped [][]byte // buffers to unmap at close
+	made   int      // buffers made
 	done   chan error
 	// cow marks the queued ranges (by index in iov) of pages the
 	// process may share copy-on-write: they are read through
@@ -310,8 +336,16 @@ type copier struct {
 // writer's own error.
 var errWriteFailed = errors.New("page file write failed")
 
+// copyBuffers bounds the copy buffers of one copier: two to begin with
+// (one read while the other is written), more made only when the reader
+// finds none free, so that a small dump (an increment) is copied out of
+// the frozen process without waiting for its page file's writes, which
+// may end after the release (DumpLater). They are mapped, not Go memory,
+// and populated as they are used.
+const copyBuffers = 4
+
 func newCopier(pid int, w io.Writer) *copier {
-	c := &copier{pid: pid, free: make(chan []byte, 2), full: make(chan []byte, 2), done: make(chan error, 1)}
+	c := &copier{pid: pid, free: make(chan []byte, copyBuffers), full: make(chan []byte, copyBuffers), done: make(chan error, 1)}
 	for range 2 {
 		c.free <- c.buffer()
 	}
@@ -396,7 +430,15 @@ func (c *copier) flush() error {
 		off += r.Len
 	}
 	c.full <- c.buf
-	c.buf = <-c.free
+	select {
+	case c.buf = <-c.free:
+	default:
+		if c.made < copyBuffers {
+			c.buf = c.buffer()
+		} else {
+			c.buf = <-c.free
+		}
+	}
 	c.iov, c.cow = c.iov[:0], c.cow[:0]
 	return nil
 }
@@ -424,6 +466,7 @@ func (c *copier) readMem(addr uint64, b []byte) error {
 // and populating the whole buffer up front would cost every small process
 // its price. It falls back to Go memory.
 func (c *copier) buffer() []byte {
+	c.made++
 	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return make([]byte, 0, copyBuf)

@@ -197,18 +197,21 @@ func (s *Series) mergeOld(n int, newer []int) error {
 		dirs[i] = filepath.Join(s.dir, strconv.Itoa(m))
 	}
 	old := filepath.Join(s.dir, strconv.Itoa(n))
-	if _, err := os.Lstat(filepath.Join(old, image.ManifestName)); errors.Is(err, fs.ErrNotExist) {
-		return nil // no image (a dump killed before its commit): nothing names it
-	}
 	resumed, err := image.ResumeMerge(old, dirs)
 	if err != nil || resumed {
 		return err // resumed: merged already, by an rtcr killed before it removed n
+	}
+	if _, err := os.Lstat(filepath.Join(old, image.ManifestName)); errors.Is(err, fs.ErrNotExist) {
+		return nil // no image (a dump killed before its commit): nothing names it
 	}
 	st, err := image.Merge(old, dirs)
 	if err != nil {
 		return err
 	}
-	if st.Child != "" && s.note != nil {
+	if st.Child != "" && s.note != nil && st.Base {
+		s.note(fmt.Sprintf("checkpoint %d merged into %s (its %d pages appended to the page files of %d, which %s took, %d later manifests rewritten) and removed",
+			n, filepath.Base(st.Child), st.Pages, n, filepath.Base(st.Child), len(st.Rewritten)))
+	} else if st.Child != "" && s.note != nil {
 		s.note(fmt.Sprintf("checkpoint %d merged into %s (%d pages copied, %d later manifests rewritten) and removed",
 			n, filepath.Base(st.Child), st.Pages, len(st.Rewritten)))
 	}

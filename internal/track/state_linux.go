@@ -34,6 +34,11 @@ type State struct {
 	ImageID string
 	// Dir is that image's directory (absolute), for messages.
 	Dir string
+	// Stray, while Create runs, is the number the injected userfaultfd
+	// gets before dup3 moves it to Fd (the lowest free fd of the frozen
+	// process): an rtcr killed between the two leaves it there, and the
+	// next dump closes it (LoadStray). Nil once the fd is at Fd.
+	Stray *int `json:",omitempty"`
 }
 
 func statePath(pid int) string { return filepath.Join(StateDir, strconv.Itoa(pid)) }
@@ -62,10 +67,53 @@ func Load(pid int) (*State, error) {
 		return nil, nil // another process with the same pid
 	}
 	if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, s.Fd)); err != nil || link != "anon_inode:[userfaultfd]" {
+		if s.Stray != nil && LoadStray(pid) >= 0 {
+			return nil, nil // kept for the dump that closes the stray fd
+		}
 		_ = Remove(pid)
 		return nil, nil // closed, or exec'd (the fd is close-on-exec)
 	}
 	return &s, nil
+}
+
+// LoadStray returns the fd number at which a killed Create left an
+// injected userfaultfd in pid (see State.Stray), or -1: the state must
+// name pid (same start time) and a Stray number, and the fd there must be
+// a userfaultfd whose API was never set (its features read 0 in
+// /proc/PID/fdinfo; Create sets them only after the move), so that a
+// program's own userfaultfd is never taken for it. Call it before Load,
+// which removes a state whose Fd was never made.
+func LoadStray(pid int) int {
+	b, err := os.ReadFile(statePath(pid))
+	if err != nil || len(b) > 1<<16 {
+		return -1
+	}
+	var s State
+	if json.Unmarshal(b, &s) != nil || s.Pid != pid || s.Stray == nil || *s.Stray < 0 {
+		return -1
+	}
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.StartTime != s.StartTime {
+		return -1
+	}
+	n := *s.Stray
+	if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, n)); err != nil || link != "anon_inode:[userfaultfd]" {
+		return -1
+	}
+	info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, n))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(info), "\n") {
+		// "API:\taa:FEATURES:IOCTLS"; FEATURES is 0 until UFFDIO_API.
+		if v, ok := strings.CutPrefix(l, "API:"); ok {
+			f := strings.Split(strings.TrimSpace(v), ":")
+			if len(f) == 3 && f[1] == "0" {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // NewState returns the state of a freshly tracked process pid whose

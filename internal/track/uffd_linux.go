@@ -39,12 +39,22 @@ var ErrNoTracking = errors.New("no memory tracking")
 // Create makes a userfaultfd inside the target through the injector r
 // (close-on-exec, non-blocking, moved to the lowest free fd ≥ MinFd), sets
 // it up for asynchronous write-protect tracking, and returns its fd number
-// in the target and rtcr's own copy of it. before is called with that
-// number before the fd gets it (the process is frozen: the number stays
-// free), so that a state file naming it exists before the fd does: an
-// rtcr killed at any later point leaves a userfaultfd that the next dump
-// knows as rtcr's (see Load), never an unknown one it would refuse.
-func Create(r *ptrace.Remote, before func(fd int) error) (targetFd, own int, err error) {
+// in the target and rtcr's own copy of it. before is called, before the
+// userfaultfd is made, with the number it will be moved to and the number
+// it is made at (the lowest free fd: the process is frozen, its fd table
+// stays as read), so that a state file naming both exists before the fd
+// does: an rtcr killed at any later point leaves a userfaultfd that the
+// next dump knows as rtcr's (see Load), or one still at the low number,
+// which the next dump closes (LoadStray); never an unknown one it would
+// refuse.
+func Create(r *ptrace.Remote, before func(fd, stray int) error) (targetFd, own int, err error) {
+	stray, n, err := freeFds(r.Pid)
+	if err != nil {
+		return -1, -1, err
+	}
+	if err := before(n, stray); err != nil {
+		return -1, -1, err
+	}
 	flags := uint64(unix.O_CLOEXEC | unix.O_NONBLOCK)
 	fd, err := r.Syscall(unix.SYS_USERFAULTFD, flags)
 	if errors.Is(err, unix.EPERM) {
@@ -55,16 +65,14 @@ func Create(r *ptrace.Remote, before func(fd int) error) (targetFd, own int, err
 	if err != nil {
 		return -1, -1, fmt.Errorf("userfaultfd in %d: %w", r.Pid, err)
 	}
-	n, err := lowestFree(r.Pid, MinFd)
-	if err == nil {
-		err = before(n)
-	}
-	var hi uint64
-	if err == nil {
-		hi, err = r.Syscall(unix.SYS_DUP3, fd, uint64(n), unix.O_CLOEXEC)
-		if err != nil {
-			err = fmt.Errorf("move the userfaultfd of %d to fd %d (RLIMIT_NOFILE?): %w", r.Pid, n, err)
+	if createHook != nil {
+		if err := createHook(); err != nil {
+			return -1, -1, err // as if rtcr were killed here: the fd stays
 		}
+	}
+	hi, err := r.Syscall(unix.SYS_DUP3, fd, uint64(n), unix.O_CLOEXEC)
+	if err != nil {
+		err = fmt.Errorf("move the userfaultfd of %d to fd %d (RLIMIT_NOFILE?): %w", r.Pid, n, err)
 	}
 	if cerr := r.Close(int(fd)); err == nil && cerr != nil {
 		err = cerr
@@ -86,12 +94,37 @@ func Create(r *ptrace.Remote, before func(fd int) error) (targetFd, own int, err
 	return targetFd, own, nil
 }
 
-// lowestFree returns the lowest fd number ≥ from that process pid has not
-// open.
-func lowestFree(pid, from int) (int, error) {
+// createHook, when set (by tests), runs in Create between the injected
+// userfaultfd and its dup3; an error stops Create there, leaving the fd
+// at its low number, as an rtcr killed there would.
+var createHook func() error
+
+// SetCreateHookForTest sets createHook (nil: none).
+func SetCreateHookForTest(f func() error) { createHook = f }
+
+// freeFds returns the lowest fd number process pid has not open (where a
+// new fd is made) and the lowest ≥ MinFd other than that one.
+func freeFds(pid int) (low, high int, err error) {
+	used, err := openFds(pid)
+	if err != nil {
+		return -1, -1, err
+	}
+	for used[low] {
+		low++
+	}
+	used[low] = true
+	high = MinFd
+	for used[high] {
+		high++
+	}
+	return low, high, nil
+}
+
+// openFds returns the fd numbers process pid has open.
+func openFds(pid int) (map[int]bool, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		return -1, fmt.Errorf("list fds of %d: %w", pid, err)
+		return nil, fmt.Errorf("list fds of %d: %w", pid, err)
 	}
 	used := map[int]bool{}
 	for _, e := range ents {
@@ -99,11 +132,7 @@ func lowestFree(pid, from int) (int, error) {
 			used[n] = true
 		}
 	}
-	n := from
-	for used[n] {
-		n++
-	}
-	return n, nil
+	return used, nil
 }
 
 // getfd returns rtcr's own copy of fd num of process pid.
