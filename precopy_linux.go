@@ -68,6 +68,7 @@ type precopy struct {
 	// usedBytes counts the bytes of the page files the frozen dump
 	// writes on, as the rounds left them.
 	usedBytes int64
+	onRound   func(PreCopyRound) // DumpOptions.onRound
 }
 
 // preProc is the pre-copy of one process.
@@ -96,7 +97,7 @@ func startPrecopy(ctx context.Context, log *slog.Logger, opts DumpOptions, stage
 		return nil, nil
 	}
 	pc := &precopy{log: log, budget: opts.MaxFreeze, rate: opts.copyRate, fixed: opts.fixed,
-		token: "pre-copy " + stage.Gen, procs: map[int]*preProc{}}
+		token: "pre-copy " + stage.Gen, procs: map[int]*preProc{}, onRound: opts.onRound}
 	root, _, err := tree.Root(opts.Pid)
 	if err != nil {
 		return pc, nil // the frozen dump says what is wrong
@@ -150,6 +151,7 @@ func (pc *precopy) take(ctx context.Context, pid int, parentID string, stage *im
 
 // run makes the rounds.
 func (pc *precopy) run(ctx context.Context) error {
+	lastStart := time.Now()
 	for {
 		if ctx.Err() != nil {
 			return ErrInterrupted
@@ -185,9 +187,16 @@ func (pc *precopy) run(ctx context.Context) error {
 			pc.pages += n
 			pc.last = n
 			pc.log.Info("pre-copy round", "round", pc.rounds, "pages", n, "took", time.Since(start).Round(time.Microsecond), "copy", copyTime.Round(time.Microsecond), "estimate_before", est.Round(time.Microsecond))
+			if pc.onRound != nil {
+				pc.onRound(PreCopyRound{Round: pc.rounds, Pages: n, Took: time.Since(start), Since: start.Sub(lastStart), Dirty: pc.dirty, Predicted: est})
+			}
+			lastStart = start
 			continue
 		}
 		pc.log.Info("pre-copy done", "rounds", pc.rounds, "pages", pc.pages, "dirty", pc.dirty, "estimate", est.Round(time.Microsecond), "budget", pc.budget, "stop", pc.stop)
+		if pc.onRound != nil {
+			pc.onRound(PreCopyRound{Round: pc.rounds, Done: true, Since: time.Since(lastStart), Dirty: pc.dirty, Predicted: est, Stop: pc.stop})
+		}
 		return nil
 	}
 }

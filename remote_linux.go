@@ -34,6 +34,9 @@ type PageServer struct {
 	// server's certificate (which must name the host of Addr). The token
 	// is still required inside.
 	TLSCert, TLSKey, TLSCA string
+	// NoPreCopy makes Migrate freeze the tree for its whole image, as
+	// before pre-copy (rtcr migrate --no-precopy).
+	NoPreCopy bool
 }
 
 // SendStats reports what went to the server.
@@ -54,6 +57,11 @@ type SendStats struct {
 	// (a little less than the truth: the reaping of the source in
 	// between is not counted).
 	Downtime time.Duration
+	// Total is, for Migrate, the time from the start until the
+	// destination said its copy runs; PreCopy what the pre-copy did
+	// (nil without one).
+	Total   time.Duration
+	PreCopy *PreCopyStats
 }
 
 // peerIdle bounds how long either side waits for the other to send or
@@ -182,10 +190,18 @@ var ErrUnconfirmed = errors.New("the destination did not confirm")
 // they run), and only when the destination is ready kills the source and
 // tells the destination to let its copy run. Any failure before the
 // destination is ready releases the source, which runs on. opts.Dir and
-// opts.Handoff are Migrate's own; without pre-copy (one freeze for the
-// whole image).
+// opts.Handoff are Migrate's own.
+//
+// By default the memory goes first while the tree runs (pre-copy, see
+// migratePreCopy): a full image, then rounds of the pages written since,
+// and the freeze copies and sends only the last of them (opts.MaxFreeze
+// is the freeze budget of the rounds; 0: DefaultMigrateFreeze). With
+// srv.NoPreCopy the whole image goes in one freeze.
 func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats, *SendStats, error) {
-	opts.LeaveRunning = false
+	if !srv.NoPreCopy {
+		return migratePreCopy(ctx, opts, srv)
+	}
+	start := time.Now()
 	c, done, err := connect(ctx, &srv, wire.ModeMigrate, opts.Pid)
 	if err != nil {
 		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
@@ -197,13 +213,22 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	}
 	defer os.RemoveAll(tmp)
 	opts.Dir = filepath.Join(tmp, "image")
+	opts.Parent, opts.MaxFreeze = "", 0
 	st := &SendStats{Name: srv.Name}
+	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
+	return handOver(ctx, c, opts, &srv, st, start)
+}
+
+// handOver makes the dump that ends a migration (opts.Dir set; opts.Parent
+// too for a pre-copy): it sends the image while the tree is frozen, waits
+// until the destination is ready, lets Dump kill the tree and tells the
+// destination to run its copy. A failure before the destination is ready
+// leaves the source running.
+func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServer, st *SendStats, start time.Time) (*DumpStats, *SendStats, error) {
+	opts.LeaveRunning, opts.TrackMem = false, false
 	ready := false
-	// The seam for pre-copy: rounds of dirty pages would be sent here,
-	// before Dump freezes the tree for the last one (see README
-	// "Migration"); today the whole image goes in the freeze.
 	opts.Handoff = func(dir string) error {
-		if err := sendImage(c, dir, st, &srv); err != nil {
+		if err := sendImage(c, dir, st, srv); err != nil {
 			return err
 		}
 		srv.progress("%s restores it (held until the source is gone)", srv.Addr)
@@ -214,7 +239,6 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 		ready = true
 		return nil
 	}
-	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
 	ds, err := Dump(ctx, opts)
 	if !ready {
 		if err == nil {
@@ -241,6 +265,8 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	if ds != nil {
 		st.Downtime = ds.Freeze + time.Since(dumped)
 	}
+	st.Total = time.Since(start)
+	srv.progress("running on %s as pid %d: down %v, total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Total.Round(time.Millisecond))
 	if err != nil {
 		return ds, st, fmt.Errorf("migrate %d: moved (pid %d on %s), but: %w", opts.Pid, st.Pid, srv.Addr, err)
 	}

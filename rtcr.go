@@ -62,6 +62,28 @@ type DumpOptions struct {
 	// memory (0: unknown).
 	copyRate float64
 	fixed    time.Duration
+	// onRound, when set, is told of each pre-copy round as it ends, and
+	// once more when the rounds stop (Migrate's progress lines).
+	onRound func(PreCopyRound)
+}
+
+// PreCopyRound reports one pre-copy round of a dump with MaxFreeze.
+type PreCopyRound struct {
+	// Round counts from 1; Done marks the report made when the rounds
+	// stop (Pages is then 0 and Dirty what the freeze will copy).
+	Round int
+	Done  bool
+	// Pages is what the round copied; Took how long it ran; Since the
+	// time since the previous round began (or since the dump started).
+	Pages       int64
+	Took, Since time.Duration
+	// Dirty is the pages written since the round before it, as counted
+	// when deciding to make it; Predicted the freeze estimated for them.
+	Dirty     int64
+	Predicted time.Duration
+	// Stop says why the rounds stopped (with Done): "" the rest fits the
+	// budget, "growing", "cap", "untracked".
+	Stop string
 }
 
 // BudgetStats reports how a dump with DumpOptions.MaxFreeze went.

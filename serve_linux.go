@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -175,7 +177,7 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer s.release(name)
-	path, err := s.receive(c, name)
+	path, err := s.receive(c, mode, name)
 	if err != nil {
 		c.SendError(err.Error()) // best effort: the client may be gone
 		s.event("%s: image %s not stored: %v", peer, name, err)
@@ -192,8 +194,11 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 var errRefused = errors.New("refused")
 
 // receive takes the image into a staging directory, checks it and renames
-// it to DIR/name; on any failure the staging directory goes.
-func (s *server) receive(c *wire.Conn, name string) (string, error) {
+// it to DIR/name; on any failure the staging directory goes. A pre-copy
+// migration sends a full image first, checked and kept in the staging
+// directory's subdirectory wire.BaseDir: the increment that follows names
+// it as its parent, and both go (or stay) together.
+func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, error) {
 	if err := c.SendNow(wire.OK, nil); err != nil {
 		return "", err
 	}
@@ -207,6 +212,11 @@ func (s *server) receive(c *wire.Conn, name string) (string, error) {
 			_ = s.inbox.Remove(tmp)
 		}
 	}()
+	if mode == wire.ModePreCopy {
+		if err := s.receiveBase(c, name, tmp); err != nil {
+			return "", err
+		}
+	}
 	if _, err := c.ReceiveImage(tmp); err != nil {
 		return "", err
 	}
@@ -223,6 +233,26 @@ func (s *server) receive(c *wire.Conn, name string) (string, error) {
 	return s.inbox.Path(name), nil
 }
 
+// receiveBase takes the full image of a pre-copy migration into
+// tmp/wire.BaseDir, checks it and says Stored.
+func (s *server) receiveBase(c *wire.Conn, name, tmp string) error {
+	base := filepath.Join(tmp, wire.BaseDir)
+	if err := os.Mkdir(base, 0o700); err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	// The source runs while its full image travels: no deadline but the
+	// idle one.
+	n, err := c.ReceiveImage(base)
+	if err != nil {
+		return err
+	}
+	if err := CheckImage(base); err != nil {
+		return fmt.Errorf("image %s (full copy) %w: %w", name, errRefused, err)
+	}
+	s.event("%s: image %s: full copy stored (%.1f MiB), waiting for the increment", c.Peer(), name, float64(n)/(1<<20))
+	return c.SendNow(wire.Stored, nil)
+}
+
 // restore restores the stored image; for a migration the processes are
 // held, not running, until the client says its source is dead. A restore
 // that fails, or whose source never says it is dead, kills its
@@ -234,7 +264,8 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	defer s.restoreMu.Unlock()
 	held := false
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump}
-	if mode == wire.ModeMigrate {
+	migrate := mode == wire.ModeMigrate || mode == wire.ModePreCopy
+	if migrate {
 		opts.Hold = func() error {
 			if err := c.SendNow(wire.Ready, nil); err != nil {
 				return err
@@ -254,7 +285,7 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 		}
 		c.SendError(fmt.Sprintf("restore %s: %v", name, err))
 		s.event("%s: restore of %s failed: %v", peer, name, err)
-		if mode == wire.ModeMigrate {
+		if migrate {
 			_ = s.inbox.Remove(path) // the source runs on: this image is stale
 		}
 		return

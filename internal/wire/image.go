@@ -23,7 +23,16 @@ const (
 	// ModeMigrate keeps it, restores it, and lets it run only after the
 	// client says Go (the source is dead).
 	ModeMigrate Mode = 3
+	// ModePreCopy is ModeMigrate with two images: first a full one, sent
+	// while the source runs, received into the subdirectory BaseDir of
+	// the image; then an increment whose parent is "base" (the dump's
+	// Parent), sent while the source is frozen.
+	ModePreCopy Mode = 4
 )
+
+// BaseDir is where the full image of a pre-copy migration lives, inside
+// the directory of the increment that names it as parent.
+const BaseDir = "base"
 
 const (
 	// maxFiles bounds the files of one image.
@@ -54,7 +63,7 @@ func ParseOpen(p []byte) (Mode, string, error) {
 		return 0, "", fmt.Errorf("open request of %d bytes: %w", len(p), ErrProtocol)
 	}
 	m, name := Mode(p[0]), string(p[1:])
-	if m < ModeStore || m > ModeMigrate {
+	if m < ModeStore || m > ModePreCopy {
 		return 0, "", fmt.Errorf("open request: unknown mode %d: %w", m, ErrProtocol)
 	}
 	if !ValidName(name) {
@@ -66,14 +75,16 @@ func ParseOpen(p []byte) (Mode, string, error) {
 // ImageFiles returns the files of the image in dir in the order they are
 // sent: its page files, then manifest.img (its commit point, last as on
 // disk). The manifest is read and validated first; an incremental image
-// is refused (its parents would have to travel too).
+// is refused (its parents would have to travel too), except the increment
+// of a pre-copy migration, whose parent is BaseDir, a full image sent
+// before it.
 func ImageFiles(dir string) ([]string, error) {
 	c, err := image.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	if c.Parent != nil {
-		return nil, fmt.Errorf("image %s is incremental (parent %s): only full images can be sent", dir, c.Parent.Dir)
+	if c.Parent != nil && (c.Parent.Dir != BaseDir || c.ChainLen != 1) {
+		return nil, fmt.Errorf("image %s is incremental (parent %s): only full images and the increment of a pre-copy migration (parent %q) can be sent", dir, c.Parent.Dir, BaseDir)
 	}
 	var names []string
 	seen := map[string]bool{}
