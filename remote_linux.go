@@ -62,6 +62,8 @@ type SendStats struct {
 	// (nil without one).
 	Total   time.Duration
 	PreCopy *PreCopyStats
+	// Where says, for Migrate, where the downtime went.
+	Where string
 }
 
 // peerIdle bounds how long either side waits for the other to send or
@@ -227,15 +229,19 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServer, st *SendStats, start time.Time) (*DumpStats, *SendStats, error) {
 	opts.LeaveRunning, opts.TrackMem = false, false
 	ready := false
+	var handed, stored, readyAt time.Time
 	opts.Handoff = func(dir string) error {
+		handed = time.Now()
 		if err := sendImage(c, dir, st, srv); err != nil {
 			return err
 		}
+		stored = time.Now()
 		srv.progress("%s restores it (held until the source is gone)", srv.Addr)
 		c.SetIdle(restoreWait)
 		if _, err := c.Expect(wire.Ready); err != nil {
 			return err
 		}
+		readyAt = time.Now()
 		ready = true
 		return nil
 	}
@@ -264,9 +270,16 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	st.Pid, st.Program = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
 	if ds != nil {
 		st.Downtime = ds.Freeze + time.Since(dumped)
+		// Where the downtime went: the freeze until the image was
+		// complete, sending it until the server had checked and stored
+		// it, its restore until ready, then the kill, Go and Restored.
+		dump := ds.Freeze - time.Since(handed) + time.Since(dumped)
+		st.Where = fmt.Sprintf("dump %v, send and check %v, restore %v, kill and go %v",
+			dump.Round(time.Millisecond), stored.Sub(handed).Round(time.Millisecond),
+			readyAt.Sub(stored).Round(time.Millisecond), (st.Downtime - dump - readyAt.Sub(handed)).Round(time.Millisecond))
 	}
 	st.Total = time.Since(start)
-	srv.progress("running on %s as pid %d: down %v, total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Total.Round(time.Millisecond))
+	srv.progress("running on %s as pid %d: down %v (%s), total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Where, st.Total.Round(time.Millisecond))
 	if err != nil {
 		return ds, st, fmt.Errorf("migrate %d: moved (pid %d on %s), but: %w", opts.Pid, st.Pid, srv.Addr, err)
 	}
