@@ -51,11 +51,10 @@ type SendStats struct {
 	// Pid and Program are the restored root's pid on the destination
 	// and, for a tree started by `rtcr run`, its program's (Migrate).
 	Pid, Program int
-	// Downtime is, for Migrate, the time the tree ran nowhere: its freeze
-	// on the source until it was killed (DumpStats.Freeze), plus the time
-	// from the end of the dump until the destination said its copy runs
-	// (a little less than the truth: the reaping of the source in
-	// between is not counted).
+	// Downtime is, for Migrate, the time the tree ran nowhere: from its
+	// (last) freeze on the source until the destination said its copy
+	// runs (the freeze start is taken as DumpStats.Freeze before the
+	// destination said ready, a little early: the kill follows).
 	Downtime time.Duration
 	// Total is, for Migrate, the time from the start until the
 	// destination said its copy runs; PreCopy what the pre-copy did
@@ -254,7 +253,6 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	}
 	// The handoff returned nil: Dump killed the tree, whatever else it
 	// reports. The destination may now let its copy run.
-	dumped := time.Now()
 	srv.progress("the destination is ready, the source was killed: telling %s to run its copy", srv.Addr)
 	c.SetIdle(peerIdle)
 	if gerr := c.SendNow(wire.Go, nil); gerr != nil {
@@ -269,14 +267,18 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	}
 	st.Pid, st.Program = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
 	if ds != nil {
-		st.Downtime = ds.Freeze + time.Since(dumped)
+		// The freeze began ds.Freeze before the kill, which follows the
+		// handoff's return at once: from there until now, reaping the
+		// source included.
+		st.Downtime = time.Since(readyAt.Add(-ds.Freeze))
 		// Where the downtime went: the freeze until the image was
 		// complete, sending it until the server had checked and stored
-		// it, its restore until ready, then the kill, Go and Restored.
-		dump := ds.Freeze - time.Since(handed) + time.Since(dumped)
-		st.Where = fmt.Sprintf("dump %v, send and check %v, restore %v, kill and go %v",
+		// it, its restore until ready, then the kill, the reaping of the
+		// source, Go and Restored.
+		dump := ds.Freeze - readyAt.Sub(handed)
+		st.Where = fmt.Sprintf("dump %v, send and check %v, restore %v, kill, reap and go %v",
 			dump.Round(time.Millisecond), stored.Sub(handed).Round(time.Millisecond),
-			readyAt.Sub(stored).Round(time.Millisecond), (st.Downtime - dump - readyAt.Sub(handed)).Round(time.Millisecond))
+			readyAt.Sub(stored).Round(time.Millisecond), time.Since(readyAt).Round(time.Millisecond))
 	}
 	st.Total = time.Since(start)
 	srv.progress("running on %s as pid %d: down %v (%s), total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Where, st.Total.Round(time.Millisecond))
