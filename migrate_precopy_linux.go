@@ -20,14 +20,17 @@ const DefaultMigrateFreeze = 10 * time.Millisecond
 
 // PreCopyStats reports the pre-copy of a migration.
 type PreCopyStats struct {
-	// FullBytes is the full image sent while the tree ran (round 0);
-	// FullFreeze how long its dump stopped the tree, FullSend how long
-	// it took to send and have it checked.
+	// FullBytes is the full image sent while the tree ran; ArmFreeze
+	// and FullFreeze how long its dump stopped the tree (to arm the
+	// tracking, and at the end), FullSend how long it took to send and
+	// have it checked.
 	FullBytes  int64
+	ArmFreeze  time.Duration
 	FullFreeze time.Duration
 	FullSend   time.Duration
-	// Rounds and RoundPages are the pre-copy rounds of the last dump and
-	// the pages they copied; FrozenPages the pages copied in its freeze.
+	// Rounds and RoundPages are the pre-copy rounds (round 0, the copy
+	// of every page, not counted) and the pages they copied; FrozenPages
+	// the pages copied in the last freeze.
 	Rounds      int
 	RoundPages  int64
 	FrozenPages int64
@@ -36,10 +39,12 @@ type PreCopyStats struct {
 // migratePreCopy is Migrate with pre-copy, over one connection in
 // wire.ModePreCopy:
 //
-//  1. round 0: a full image of the tree, dumped with TrackMem and
-//     LeaveRunning (the tree is frozen for the copy only, then runs on,
-//     its writes tracked), into tmp/image/base, and sent while the tree
-//     runs; the server checks it and keeps it in NAME/base;
+//  1. the full image, dumped with TrackMem, LeaveRunning and FullPreCopy:
+//     a short freeze arms the tracking, round 0 copies every page while
+//     the tree runs, rounds of the pages written since follow, and a
+//     freeze copies the last of them (the tree runs on); it is sent while
+//     the tree runs, into tmp/image/base; the server checks it and keeps
+//     it in NAME/base;
 //  2. the last dump, an increment whose Parent is "base", with the freeze
 //     budget opts.MaxFreeze: its pre-copy rounds copy the pages written
 //     since while the tree runs; then it freezes, copies what was written
@@ -67,16 +72,23 @@ func migratePreCopy(ctx context.Context, opts DumpOptions, srv PageServer) (*Dum
 	base := filepath.Join(img, wire.BaseDir)
 	st := &SendStats{Name: srv.Name, PreCopy: &PreCopyStats{}}
 	pst := st.PreCopy
-
-	srv.progress("connected to %s; round 0: full copy of pid %d, which runs on (its writes tracked from now)", srv.Addr, opts.Pid)
-	bs, err := Dump(ctx, DumpOptions{Pid: opts.Pid, Dir: base, LeaveRunning: true, TrackMem: true, Logger: opts.Logger})
+	if opts.MaxFreeze <= 0 {
+		opts.MaxFreeze = DefaultMigrateFreeze
+	}
+	pp := &preProgress{srv: &srv, pst: pst, prev: time.Now()}
+	srv.progress("connected to %s; arming the tracking of pid %d's memory in a short freeze, then round 0 copies it all while it runs", srv.Addr, opts.Pid)
+	bs, err := Dump(ctx, DumpOptions{Pid: opts.Pid, Dir: base, LeaveRunning: true, TrackMem: true, Logger: opts.Logger,
+		MaxFreeze: opts.MaxFreeze, FullPreCopy: true, onRound: pp.round})
 	if err != nil {
 		return nil, nil, fmt.Errorf("migrate %d: the source runs on: round 0: %w", opts.Pid, err)
 	}
-	tracked := time.Now() // about when the tracking was armed (the release)
+	pp.prev = time.Now() // its freeze protected what it copied
 	pst.FullFreeze = bs.Freeze
-	srv.progress("round 0: %d pages (%.1f MiB) copied, the tree frozen %v; sending them while it runs",
-		bs.PageBytes/image.PageSize, float64(bs.PageBytes)/(1<<20), bs.Freeze.Round(time.Millisecond))
+	if bs.Budget != nil {
+		pst.ArmFreeze = bs.Budget.ArmFreeze
+	}
+	srv.progress("full image complete: %.1f MiB, the tree frozen %v to arm and %v for the pages written last; sending it while the tree runs",
+		float64(bs.PageBytes)/(1<<20), pst.ArmFreeze.Round(time.Millisecond), bs.Freeze.Round(time.Millisecond))
 	sendStart := time.Now()
 	n, err := c.SendImage(base)
 	if err == nil {
@@ -84,55 +96,24 @@ func migratePreCopy(ctx context.Context, opts DumpOptions, srv PageServer) (*Dum
 	}
 	if err != nil {
 		endTracking(opts, base, &srv)
-		return nil, nil, fmt.Errorf("migrate %d: the source runs on: sending round 0: %w", opts.Pid, err)
+		return nil, nil, fmt.Errorf("migrate %d: the source runs on: sending the full image: %w", opts.Pid, err)
 	}
 	pst.FullBytes, pst.FullSend = n, time.Since(sendStart)
-	linkRate := float64(n) / pst.FullSend.Seconds() // bytes per second, checks included
-	srv.progress("round 0: %.1f MiB sent and checked by %s in %v (%.0f MiB/s)",
-		float64(n)/(1<<20), srv.Addr, pst.FullSend.Round(time.Millisecond), linkRate/(1<<20))
+	pp.linkRate = float64(n) / pst.FullSend.Seconds() // bytes per second, checks included
+	srv.progress("full image: %.1f MiB sent and checked by %s in %v (%.0f MiB/s)",
+		float64(n)/(1<<20), srv.Addr, pst.FullSend.Round(time.Millisecond), pp.linkRate/(1<<20))
 
-	opts.Dir, opts.Parent = img, wire.BaseDir
-	if opts.MaxFreeze <= 0 {
-		opts.MaxFreeze = DefaultMigrateFreeze
-	}
-	prev := tracked
-	opts.onRound = func(r PreCopyRound) {
-		began := time.Now().Add(-r.Took)
-		if r.Done {
-			began = time.Now()
-		}
-		since := began.Sub(prev)
-		prev = began
-		rate := 0.0
-		if since > 0 {
-			rate = float64(r.Dirty*image.PageSize) / since.Seconds() / 1e6
-		}
-		// The freeze copies the dirty pages (the dump's estimate), then
-		// sends what the rounds copied and those.
-		sendBytes := (pst.RoundPages + r.Pages + r.Dirty) * image.PageSize
-		down := r.Predicted + time.Duration(float64(sendBytes)/linkRate*float64(time.Second))
-		if r.Done {
-			why := map[string]string{stopFits: "the rest fits the budget", stopGrowing: "the dirty set stopped shrinking",
-				stopRoundCap: "round cap", stopNoTracked: "nothing tracked"}[r.Stop]
-			srv.progress("rounds done (%s): %d pages dirty (%.1f MB/s written); freezing, predicted downtime %v before the destination's restore",
-				why, r.Dirty, rate, down.Round(time.Millisecond))
-			return
-		}
-		pst.Rounds, pst.RoundPages = r.Round, pst.RoundPages+r.Pages
-		srv.progress("round %d: %d pages (%.1f MiB) copied in %v; dirty rate %.1f MB/s; predicted downtime %v before the destination's restore",
-			r.Round, r.Pages, float64(r.Pages*image.PageSize)/(1<<20), r.Took.Round(time.Millisecond), rate, down.Round(time.Millisecond))
-	}
+	opts.Dir, opts.Parent, opts.FullPreCopy = img, wire.BaseDir, false
+	pp.last, pp.offset = true, pst.Rounds
+	opts.onRound = pp.round
 	ds, st, err := handOver(ctx, c, opts, &srv, st, start)
 	if err != nil && st == nil {
 		// The source runs on; the last dump ended its tracking if it
 		// got that far.
 		endTracking(opts, base, &srv)
 	}
-	if ds != nil {
-		pst.FrozenPages = ds.PageBytes/image.PageSize - pst.RoundPages
-		if ds.Budget != nil {
-			pst.FrozenPages = ds.Budget.FrozenPages
-		}
+	if ds != nil && ds.Budget != nil {
+		pst.FrozenPages = ds.Budget.FrozenPages
 	}
 	return ds, st, err
 }
@@ -168,4 +149,55 @@ func endTracking(opts DumpOptions, base string, srv *PageServer) {
 		return
 	}
 	srv.progress("the tree's memory is no longer tracked")
+}
+
+// preProgress prints the progress lines of a pre-copy migration's rounds,
+// numbered on from the full image's to the last dump's.
+type preProgress struct {
+	srv      *PageServer
+	pst      *PreCopyStats
+	prev     time.Time // when the previous round began (the dirty set grew since)
+	linkRate float64   // bytes per second to the server (0: not known yet)
+	last     bool      // the rounds of the last dump (the freeze is the downtime)
+	offset   int       // rounds of the full image's dump
+	lastRun  int64     // pages the rounds of the last dump copied so far
+}
+
+// round is a dump's DumpOptions.onRound.
+func (p *preProgress) round(r PreCopyRound) {
+	began := time.Now().Add(-r.Took)
+	since := began.Sub(p.prev)
+	p.prev = began
+	rate := 0.0
+	if since > 0 {
+		rate = float64(r.Dirty*image.PageSize) / since.Seconds() / 1e6
+	}
+	if r.Round == 0 && !r.Done {
+		p.srv.progress("round 0: %d pages (%.1f MiB) copied in %v while the tree runs",
+			r.Pages, float64(r.Pages*image.PageSize)/(1<<20), r.Took.Round(time.Millisecond))
+		p.pst.RoundPages += r.Pages
+		return
+	}
+	// The freeze copies the dirty pages (the dump's estimate); the last
+	// one also sends what its rounds copied and those.
+	pred, what := r.Predicted, "predicted freeze of the full image"
+	if p.last && p.linkRate > 0 {
+		sendBytes := (p.lastRun + r.Pages + r.Dirty) * image.PageSize
+		pred += time.Duration(float64(sendBytes) / p.linkRate * float64(time.Second))
+		what = "predicted downtime before the destination's restore"
+	}
+	if r.Done {
+		why := map[string]string{stopFits: "the rest fits the budget", stopGrowing: "the dirty set stopped shrinking",
+			stopRoundCap: "round cap", stopNoTracked: "nothing tracked"}[r.Stop]
+		p.srv.progress("rounds stop (%s): %d pages dirty (%.1f MB/s written); freezing, %s %v",
+			why, r.Dirty, rate, what, pred.Round(time.Millisecond))
+		return
+	}
+	n := p.offset + r.Round
+	p.pst.Rounds, p.pst.RoundPages = n, p.pst.RoundPages+r.Pages
+	if p.last {
+		p.lastRun += r.Pages
+	}
+	p.srv.progress("round %d: %d pages (%.1f MiB) copied in %v; dirty rate %.1f MB/s; %s %v",
+		n, r.Pages, float64(r.Pages*image.PageSize)/(1<<20), r.Took.Round(time.Millisecond), rate, what, pred.Round(time.Millisecond))
 }

@@ -28,7 +28,7 @@ func TestMigratePreCopy(t *testing.T) {
 		t.Fatalf("rtcr migrate: exit %d: %s\nserve:\n%s", code, out, readFile(srv.log))
 	}
 	t.Logf("%s", strings.TrimSpace(out))
-	for _, want := range []string{"round 0:", "round 1:", "dirty rate", "predicted downtime", "rounds done", "down ", "total "} {
+	for _, want := range []string{"round 0:", "round 1:", "dirty rate", "predicted downtime", "rounds stop", "down ", "total "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rtcr migrate's output lacks %q", want)
 		}

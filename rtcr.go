@@ -45,6 +45,13 @@ type DumpOptions struct {
 	// reported in DumpStats.Budget and the image, with the reason. 0: no
 	// budget.
 	MaxFreeze time.Duration
+	// FullPreCopy, with MaxFreeze, TrackMem and LeaveRunning and without
+	// Parent, copies the full image while the tree runs: a short freeze
+	// arms the tracking without copying a page, then every page is
+	// copied while the tree runs (round 0) and rounds of the pages
+	// written since follow until the rest fits MaxFreeze; the freeze
+	// copies what was written after the last round.
+	FullPreCopy bool
 	// Logger receives one Info line per step (with the pid and its
 	// duration), Debug details and Error lines for failures (criu -o,
 	// -v). Nil logs nothing.
@@ -101,6 +108,10 @@ type BudgetStats struct {
 	// CopyRate is the copy rate measured in this dump, bytes per
 	// second (0: too little was copied to tell).
 	CopyRate float64
+	// ArmFreeze is, with FullPreCopy, how long the short freeze that
+	// armed the tracking before round 0 stopped the tree (the tree is
+	// stopped twice: that, and the freeze the dump reports).
+	ArmFreeze time.Duration
 }
 
 // DumpStats reports what a dump did and how long the target was stopped.
