@@ -149,6 +149,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			// collecting the deaths comes after.
 			f.SendKill()
 			stats.Freeze = time.Since(frozenAt)
+			if opts.killed != nil {
+				opts.killed() // no code of the tree runs any more
+			}
 			f.Reap()
 			if nerr := fds.ReleaseNetwork(true); nerr != nil && err == nil {
 				err = fmt.Errorf("dump %d: %w", opts.Pid, nerr)

@@ -46,7 +46,9 @@ type SendStats struct {
 	// Bytes is the file content sent.
 	Bytes int64
 	// Send is the time from the first byte of the image sent until the
-	// server said it stored and validated it.
+	// server said it stored and validated it (for Migrate, it checks the
+	// image in its restore: until the restore had checked it and made
+	// its processes).
 	Send time.Duration
 	// Pid and Program are the restored root's pid on the destination
 	// and, for a tree started by `rtcr run`, its program's (Migrate).
@@ -228,21 +230,43 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServer, st *SendStats, start time.Time) (*DumpStats, *SendStats, error) {
 	opts.LeaveRunning, opts.TrackMem = false, false
 	ready := false
-	var handed, stored, readyAt time.Time
+	var handed, sent, readyAt time.Time
 	opts.Handoff = func(dir string) error {
 		handed = time.Now()
-		if err := sendImage(c, dir, st, srv); err != nil {
+		srv.progress("image complete, sending it to %s", srv.Addr)
+		n, err := c.SendImage(dir)
+		st.Bytes = n
+		if err != nil {
 			return err
 		}
-		stored = time.Now()
-		srv.progress("%s restores it (held until the source is gone)", srv.Addr)
+		sent = time.Now()
+		srv.progress("sent %.1f MiB in %v; %s checks and restores it (held until the source is gone)",
+			float64(n)/(1<<20), sent.Sub(handed).Round(time.Millisecond), srv.Addr)
+		// The server checks a migration's image in its restore and
+		// says Stored, then Ready, once its processes are held.
 		c.SetIdle(restoreWait)
+		if _, err := c.Expect(wire.Stored); err != nil {
+			return err
+		}
+		st.Send = time.Since(handed)
 		if _, err := c.Expect(wire.Ready); err != nil {
 			return err
 		}
 		readyAt = time.Now()
 		ready = true
 		return nil
+	}
+	// SIGKILL is sent to every process of the frozen tree: none runs a
+	// user instruction again, so the destination may go before the
+	// source's deaths are collected (reaping 1 GiB takes a while).
+	var goErr error
+	goSent := false
+	opts.killed = func() {
+		if ready {
+			goSent = true
+			c.SetIdle(peerIdle)
+			goErr = c.SendNow(wire.Go, nil)
+		}
 	}
 	ds, err := Dump(ctx, opts)
 	if !ready {
@@ -253,9 +277,12 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	}
 	// The handoff returned nil: Dump killed the tree, whatever else it
 	// reports. The destination may now let its copy run.
-	srv.progress("the destination is ready, the source was killed: telling %s to run its copy", srv.Addr)
-	c.SetIdle(peerIdle)
-	if gerr := c.SendNow(wire.Go, nil); gerr != nil {
+	srv.progress("the destination is ready, the source was killed: %s was told to run its copy", srv.Addr)
+	if !goSent {
+		c.SetIdle(peerIdle)
+		goErr = c.SendNow(wire.Go, nil)
+	}
+	if gerr := goErr; gerr != nil {
 		return ds, st, fmt.Errorf("migrate %d: the source is dead, telling %s to run its copy failed (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, gerr, ErrUnconfirmed, srv.Name)
 	}
 	p, rerr := c.Expect(wire.Restored)
@@ -276,9 +303,9 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 		// it, its restore until ready, then the kill, the reaping of the
 		// source, Go and Restored.
 		dump := ds.Freeze - readyAt.Sub(handed)
-		st.Where = fmt.Sprintf("dump %v, send and check %v, restore %v, kill, reap and go %v",
-			dump.Round(time.Millisecond), stored.Sub(handed).Round(time.Millisecond),
-			readyAt.Sub(stored).Round(time.Millisecond), time.Since(readyAt).Round(time.Millisecond))
+		st.Where = fmt.Sprintf("dump %v, send %v, check and restore %v, kill and go %v",
+			dump.Round(time.Millisecond), sent.Sub(handed).Round(time.Millisecond),
+			readyAt.Sub(sent).Round(time.Millisecond), time.Since(readyAt).Round(time.Millisecond))
 	}
 	st.Total = time.Since(start)
 	srv.progress("running on %s as pid %d: down %v (%s), total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Where, st.Total.Round(time.Millisecond))

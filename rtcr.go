@@ -72,6 +72,10 @@ type DumpOptions struct {
 	// onRound, when set, is told of each pre-copy round as it ends, and
 	// once more when the rounds stop (Migrate's progress lines).
 	onRound func(PreCopyRound)
+	// killed, when set, is called once a dump that kills its tree has
+	// sent every process SIGKILL, before their deaths are collected
+	// (Migrate tells the destination to go there).
+	killed func()
 }
 
 // PreCopyRound reports one pre-copy round of a dump with MaxFreeze.

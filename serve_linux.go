@@ -183,18 +183,31 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 		s.event("%s: image %s not stored: %v", peer, name, err)
 		return
 	}
-	s.event("%s: image %s stored in %s", peer, name, path)
+	if migrating(mode) {
+		s.event("%s: image %s received in %s; restoring it", peer, name, path)
+	} else {
+		s.event("%s: image %s stored in %s", peer, name, path)
+	}
 	if mode == wire.ModeStore {
 		return
 	}
 	s.restore(c, mode, name, path)
 }
 
+// migrating reports whether mode is a migration's: its image is restored
+// from the staging directory, checked by the restore itself (before any
+// process exists), and committed to DIR/NAME once its processes are
+// restored and held, before the server says ready: the check of a
+// received image would otherwise run twice while the source is frozen.
+func migrating(mode wire.Mode) bool { return mode == wire.ModeMigrate || mode == wire.ModePreCopy }
+
 // errRefused marks an image that arrived whole but failed its checks.
 var errRefused = errors.New("refused")
 
 // receive takes the image into a staging directory, checks it and renames
-// it to DIR/name; on any failure the staging directory goes. A pre-copy
+// it to DIR/name; on any failure the staging directory goes. For a
+// migration (migrating) it returns the staging directory, unchecked: see
+// restore. A pre-copy
 // migration sends a full image first, checked and kept in the staging
 // directory's subdirectory wire.BaseDir: the increment that follows names
 // it as its parent, and both go (or stay) together.
@@ -219,6 +232,10 @@ func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, err
 	}
 	if _, err := c.ReceiveImage(tmp); err != nil {
 		return "", err
+	}
+	if migrating(mode) {
+		committed = true // restore's from here
+		return tmp, nil
 	}
 	if err := CheckImage(tmp); err != nil {
 		return "", fmt.Errorf("image %s %w: %w", name, errRefused, err)
@@ -264,9 +281,19 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	defer s.restoreMu.Unlock()
 	held := false
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump}
-	migrate := mode == wire.ModeMigrate || mode == wire.ModePreCopy
+	migrate := migrating(mode)
 	if migrate {
+		// path is the staging directory: checked by Restore before it
+		// made a process, it becomes DIR/name here.
 		opts.Hold = func() error {
+			if err := s.inbox.Commit(path, name); err != nil {
+				return err
+			}
+			path = s.inbox.Path(name)
+			s.event("%s: image %s stored in %s", peer, name, path)
+			if err := c.Send(wire.Stored, nil); err != nil {
+				return err
+			}
 			if err := c.SendNow(wire.Ready, nil); err != nil {
 				return err
 			}

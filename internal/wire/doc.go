@@ -20,6 +20,8 @@
 //	S → C   Stored  (the image was validated and renamed into place) | Error
 //	mode restore:  S → C  Restored pid:u32be program:u32be | Error
 //	mode migrate:  S → C  Ready (restored, still traced, not running) | Error
+//	               (a migration's Stored comes just before Ready: its image
+//	               is checked by the restore, before any process exists)
 //	               C → S  Go (the source is dead)
 //	               S → C  Restored pid program
 //	mode pre-copy: C → S  (File, Data*, End)*, Commit   the full image, sent
