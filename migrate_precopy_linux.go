@@ -106,7 +106,14 @@ func migratePreCopy(ctx context.Context, opts DumpOptions, srv PageServer) (*Dum
 	opts.Dir, opts.Parent, opts.FullPreCopy = img, wire.BaseDir, false
 	pp.last, pp.offset = true, pst.Rounds
 	opts.onRound = pp.round
-	ds, st, err := handOver(ctx, c, opts, &srv, st, start)
+	// The pages the rounds copy go to the server at once.
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pp.conn, pp.sent, pp.cancel = c, map[string]int64{}, cancel
+	ds, st, err := handOver(dctx, c, opts, &srv, st, start, pp.sent)
+	if err != nil && pp.err != nil {
+		err = fmt.Errorf("migrate %d: the source runs on: sending the rounds' pages: %w", opts.Pid, pp.err)
+	}
 	if err != nil && st == nil {
 		// The source runs on; the last dump ended its tracking if it
 		// got that far.
@@ -161,6 +168,34 @@ type preProgress struct {
 	last     bool      // the rounds of the last dump (the freeze is the downtime)
 	offset   int       // rounds of the full image's dump
 	lastRun  int64     // pages the rounds of the last dump copied so far
+	// conn, with last, receives the page files the rounds write as they
+	// grow (sent: how far each went); a failure is kept in err and
+	// cancels the dump.
+	conn     *wire.Conn
+	sent     map[string]int64
+	streamed int64
+	err      error
+	cancel   func()
+}
+
+// stream sends what the rounds added to their page files.
+func (p *preProgress) stream(files []roundFile) {
+	if p.conn == nil || p.err != nil {
+		return
+	}
+	for _, f := range files {
+		from := p.sent[f.name]
+		if f.size <= from {
+			continue
+		}
+		if err := p.conn.SendChunks(f.r, f.name, from, f.size); err != nil {
+			p.err = err
+			p.cancel()
+			return
+		}
+		p.sent[f.name] = f.size
+		p.streamed += f.size - from
+	}
 }
 
 // round is a dump's DumpOptions.onRound.
@@ -182,7 +217,7 @@ func (p *preProgress) round(r PreCopyRound) {
 	// one also sends what its rounds copied and those.
 	pred, what := r.Predicted, "predicted freeze of the full image"
 	if p.last && p.linkRate > 0 {
-		sendBytes := (p.lastRun + r.Pages + r.Dirty) * image.PageSize
+		sendBytes := r.Dirty * image.PageSize // the rounds' pages went already
 		pred += time.Duration(float64(sendBytes) / p.linkRate * float64(time.Second))
 		what = "predicted downtime before the destination's restore"
 	}
@@ -195,9 +230,13 @@ func (p *preProgress) round(r PreCopyRound) {
 	}
 	n := p.offset + r.Round
 	p.pst.Rounds, p.pst.RoundPages = n, p.pst.RoundPages+r.Pages
+	sent := ""
 	if p.last {
 		p.lastRun += r.Pages
+		start := time.Now()
+		p.stream(r.files)
+		sent = fmt.Sprintf("; sent in %v (%.1f MiB so far)", time.Since(start).Round(time.Millisecond), float64(p.streamed)/(1<<20))
 	}
-	p.srv.progress("round %d: %d pages (%.1f MiB) copied in %v; dirty rate %.1f MB/s; %s %v",
-		n, r.Pages, float64(r.Pages*image.PageSize)/(1<<20), r.Took.Round(time.Millisecond), rate, what, pred.Round(time.Millisecond))
+	p.srv.progress("round %d: %d pages (%.1f MiB) copied in %v%s; dirty rate %.1f MB/s; %s %v",
+		n, r.Pages, float64(r.Pages*image.PageSize)/(1<<20), r.Took.Round(time.Millisecond), sent, rate, what, pred.Round(time.Millisecond))
 }

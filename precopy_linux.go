@@ -72,6 +72,7 @@ type precopy struct {
 	// writes on, as the rounds left them.
 	usedBytes int64
 	onRound   func(PreCopyRound) // DumpOptions.onRound
+	usedOut   map[string]bool    // DumpOptions.preUsed
 	armFreeze time.Duration      // the freeze of armFull (a full image's)
 }
 
@@ -80,6 +81,7 @@ type preProc struct {
 	state *track.State
 	scan  *track.Scanner
 	file  *image.StageFile // its page file, begun
+	name  string           // the page file's name
 	pw    *image.PageWriter
 	runs  []image.PageRun // the latest copy of each pre-copied page
 	lost  [][2]uint64     // ranges protected again but not copied
@@ -102,7 +104,7 @@ func startPrecopy(ctx context.Context, log *slog.Logger, opts DumpOptions, stage
 		return nil, nil
 	}
 	pc := &precopy{log: log, budget: opts.MaxFreeze, rate: opts.copyRate, fixed: opts.fixed,
-		token: "pre-copy " + stage.Gen, procs: map[int]*preProc{}, onRound: opts.onRound}
+		token: "pre-copy " + stage.Gen, procs: map[int]*preProc{}, onRound: opts.onRound, usedOut: opts.preUsed}
 	parentID := ""
 	if full {
 		if err := armFull(ctx, log, opts, stage, pc); err != nil {
@@ -160,12 +162,13 @@ func (pc *precopy) take(ctx context.Context, pid int, parentID string, stage *im
 		scan.Close()
 		return err
 	}
-	f, err := stage.OpenFile(image.PageFileName(stage.Gen, pid))
+	name := image.PageFileName(stage.Gen, pid)
+	f, err := stage.OpenFile(name)
 	if err != nil {
 		scan.Close()
 		return err
 	}
-	pc.procs[pid] = &preProc{state: st, scan: scan, file: f, pw: image.NewPageWriter(&ctxWriter{ctx: ctx, w: f})}
+	pc.procs[pid] = &preProc{state: st, scan: scan, file: f, name: name, pw: image.NewPageWriter(&ctxWriter{ctx: ctx, w: f})}
 	return nil
 }
 
@@ -208,7 +211,7 @@ func (pc *precopy) run(ctx context.Context) error {
 			pc.last = n
 			pc.log.Info("pre-copy round", "round", pc.rounds, "pages", n, "took", time.Since(start).Round(time.Microsecond), "copy", copyTime.Round(time.Microsecond), "estimate_before", est.Round(time.Microsecond))
 			if pc.onRound != nil {
-				pc.onRound(PreCopyRound{Round: pc.rounds, Pages: n, Took: time.Since(start), Since: start.Sub(lastStart), Dirty: pc.dirty, Predicted: est})
+				pc.onRound(PreCopyRound{Round: pc.rounds, Pages: n, Took: time.Since(start), Since: start.Sub(lastStart), Dirty: pc.dirty, Predicted: est, files: pc.files()})
 			}
 			lastStart = start
 			continue
@@ -313,6 +316,9 @@ func (pc *precopy) use(pid int, inc *mem.Incr) {
 	pp := pc.procs[pid]
 	pp.used = true
 	pc.usedBytes += pp.pw.Offset()
+	if pc.usedOut != nil {
+		pc.usedOut[pp.name] = true
+	}
 	inc.Pre, inc.Lost = pp.runs, pp.lost
 }
 
@@ -486,4 +492,17 @@ func (pc *precopy) round0(ctx context.Context) {
 	if pc.onRound != nil {
 		pc.onRound(PreCopyRound{Round: 0, Pages: total, Took: took})
 	}
+}
+
+// files lists the page files the rounds write, as far as they are
+// written and synced (after a round).
+func (pc *precopy) files() []roundFile {
+	var out []roundFile
+	for _, pp := range pc.procs {
+		// A round whose copy failed did not sync what it wrote.
+		if !pp.gone && pp.file.Sync() == nil {
+			out = append(out, roundFile{name: pp.name, r: pp.file, size: pp.pw.Offset()})
+		}
+	}
+	return out
 }

@@ -219,22 +219,32 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	opts.Parent, opts.MaxFreeze = "", 0
 	st := &SendStats{Name: srv.Name}
 	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
-	return handOver(ctx, c, opts, &srv, st, start)
+	return handOver(ctx, c, opts, &srv, st, start, nil)
 }
 
 // handOver makes the dump that ends a migration (opts.Dir set; opts.Parent
 // too for a pre-copy): it sends the image while the tree is frozen, waits
 // until the destination is ready, lets Dump kill the tree and tells the
 // destination to run its copy. A failure before the destination is ready
-// leaves the source running.
-func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServer, st *SendStats, start time.Time) (*DumpStats, *SendStats, error) {
+// leaves the source running. streamed names the page files whose first
+// bytes went while the tree ran (pre-copy rounds); those the freeze went
+// on writing are finished from there (opts.preUsed), the others sent
+// whole.
+func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServer, st *SendStats, start time.Time, streamed map[string]int64) (*DumpStats, *SendStats, error) {
+	opts.preUsed = map[string]bool{}
 	opts.LeaveRunning, opts.TrackMem = false, false
 	ready := false
 	var handed, sent, readyAt time.Time
 	opts.Handoff = func(dir string) error {
 		handed = time.Now()
 		srv.progress("image complete, sending it to %s", srv.Addr)
-		n, err := c.SendImage(dir)
+		after := map[string]int64{}
+		for name, n := range streamed {
+			if opts.preUsed[name] {
+				after[name] = n
+			}
+		}
+		n, err := c.SendImageAfter(dir, after)
 		st.Bytes = n
 		if err != nil {
 			return err

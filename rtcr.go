@@ -76,6 +76,10 @@ type DumpOptions struct {
 	// sent every process SIGKILL, before their deaths are collected
 	// (Migrate tells the destination to go there).
 	killed func()
+	// preUsed, when set, receives the names of the page files begun by
+	// pre-copy rounds that the freeze went on writing (the others are
+	// written anew).
+	preUsed map[string]bool
 }
 
 // PreCopyRound reports one pre-copy round of a dump with MaxFreeze.
@@ -95,6 +99,16 @@ type PreCopyRound struct {
 	// Stop says why the rounds stopped (with Done): "" the rest fits the
 	// budget, "growing", "cap", "untracked".
 	Stop string
+	// files are the page files the rounds write, as far as written and
+	// synced (Migrate streams them).
+	files []roundFile
+}
+
+// roundFile is a page file pre-copy rounds write, Size bytes so far.
+type roundFile struct {
+	name string
+	r    io.ReaderAt
+	size int64
 }
 
 // BudgetStats reports how a dump with DumpOptions.MaxFreeze went.

@@ -100,6 +100,13 @@ func ImageFiles(dir string) ([]string, error) {
 // SendImage sends the files of the image in dir (ImageFiles) and Commit,
 // and returns the bytes of file content sent.
 func (c *Conn) SendImage(dir string) (int64, error) {
+	return c.SendImageAfter(dir, nil)
+}
+
+// SendImageAfter is SendImage for an image some of whose page files went
+// in part already (SendChunks): streamed[name] bytes of them, which are
+// not sent again (a Tail frame ends such a file).
+func (c *Conn) SendImageAfter(dir string, streamed map[string]int64) (int64, error) {
 	names, err := ImageFiles(dir)
 	if err != nil {
 		return 0, err
@@ -107,7 +114,13 @@ func (c *Conn) SendImage(dir string) (int64, error) {
 	buf := make([]byte, MaxPayload)
 	var total int64
 	for _, name := range names {
-		n, err := c.sendFile(filepath.Join(dir, name), name, buf)
+		var n int64
+		var err error
+		if from := streamed[name]; from > 0 {
+			n, err = c.sendTail(filepath.Join(dir, name), name, from, buf)
+		} else {
+			n, err = c.sendFile(filepath.Join(dir, name), name, buf)
+		}
 		total += n
 		if err != nil {
 			return total, err
@@ -167,6 +180,8 @@ func (c *Conn) sendFile(path, name string, buf []byte) (int64, error) {
 func (c *Conn) ReceiveImage(dir string) (int64, error) {
 	seen := map[string]bool{}
 	var total int64
+	st := &streamed{dir: dir, files: map[string]*partFile{}}
+	defer st.close()
 	for {
 		t, p, err := c.Recv()
 		if err != nil {
@@ -178,6 +193,27 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 				return total, fmt.Errorf("image from %s: committed without %s: %w", c.peer, image.ManifestName, ErrProtocol)
 			}
 			return total, nil
+		case Chunk:
+			if seen[image.ManifestName] {
+				return total, fmt.Errorf("image from %s: chunk after the manifest: %w", c.peer, ErrProtocol)
+			}
+			n, err := st.chunk(p, len(seen)+len(st.files))
+			if err != nil {
+				return total, fmt.Errorf("image from %s: %w", c.peer, err)
+			}
+			total += int64(n)
+			continue
+		case Tail:
+			name, n, err := st.tail(c, p)
+			if err != nil {
+				return total, fmt.Errorf("image from %s: %w", c.peer, err)
+			}
+			if seen[name] || seen[image.ManifestName] {
+				return total, fmt.Errorf("image from %s: file %q twice or after the manifest: %w", c.peer, name, ErrProtocol)
+			}
+			seen[name] = true
+			total += n
+			continue
 		case File:
 		default:
 			return total, fmt.Errorf("image from %s: got %v, want file or commit: %w", c.peer, t, ErrProtocol)
@@ -192,6 +228,7 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 		if seen[image.ManifestName] {
 			return total, fmt.Errorf("image from %s: file %q after the manifest: %w", c.peer, name, ErrProtocol)
 		}
+		st.drop(name) // streamed in part, then written anew by the freeze
 		seen[name] = true
 		err = image.WriteFileAtomic(dir, name, func(w io.Writer) error {
 			var got uint64
