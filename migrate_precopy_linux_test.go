@@ -176,3 +176,52 @@ func TestMigratePreCopyNoPrecopyFlag(t *testing.T) {
 	n := len(w.lines(t, 1))
 	checkConsecutive(t, w.lines(t, n+60))
 }
+
+// TestMigratePreCopyKilledInRounds SIGKILLs rtcr migrate as soon as the
+// full image is on the server: the last dump's rounds run (a budget of
+// 1 µs, each round's pages streamed over a throttled link). The source
+// runs on, untraced, not stopped, counting; the server keeps nothing and
+// restores nothing.
+func TestMigratePreCopyKilledInRounds(t *testing.T) {
+	testutil.RequireRoot(t)
+	np := newNetPair(t)
+	np.throttle(np.b, "400mbit")
+	token := writeToken(t, t.TempDir())
+	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token)
+	w := startMemWriter(t, np, 64)
+	cmd := np.command(np.b, testutil.BuildRtcr(t), "migrate", "--pid", strconv.Itoa(w.cmd.Process.Pid),
+		"--to", np.addrA+":"+servePort, "--token-file", token, "--max-freeze", "1us")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(out.String(), "sent and checked by") {
+		n, err := pr.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("rtcr migrate ended before the full image was sent: %v\n%s", err, out.String())
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	for {
+		n, err := pr.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	t.Logf("killed after: %s", strings.TrimSpace(out.String()))
+	if strings.Contains(out.String(), "the destination is ready") {
+		t.Skip("killed after the destination was ready (the window no protocol closes): nothing to check here")
+	}
+	waitEmpty(t, srv)
+	sourceRunsFree(t, w)
+}
