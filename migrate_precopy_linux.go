@@ -199,7 +199,7 @@ func (p *preProgress) stream(files []roundFile) {
 }
 
 // round is a dump's DumpOptions.onRound.
-func (p *preProgress) round(r PreCopyRound) {
+func (p *preProgress) round(r preRound) {
 	began := time.Now().Add(-r.Took)
 	since := began.Sub(p.prev)
 	p.prev = began

@@ -71,7 +71,7 @@ type precopy struct {
 	// usedBytes counts the bytes of the page files the frozen dump
 	// writes on, as the rounds left them.
 	usedBytes int64
-	onRound   func(PreCopyRound) // DumpOptions.onRound
+	onRound   func(preRound) // DumpOptions.onRound
 	usedOut   map[string]bool    // DumpOptions.preUsed
 	armFreeze time.Duration      // the freeze of armFull (a full image's)
 }
@@ -211,14 +211,14 @@ func (pc *precopy) run(ctx context.Context) error {
 			pc.last = n
 			pc.log.Info("pre-copy round", "round", pc.rounds, "pages", n, "took", time.Since(start).Round(time.Microsecond), "copy", copyTime.Round(time.Microsecond), "estimate_before", est.Round(time.Microsecond))
 			if pc.onRound != nil {
-				pc.onRound(PreCopyRound{Round: pc.rounds, Pages: n, Took: time.Since(start), Since: start.Sub(lastStart), Dirty: pc.dirty, Predicted: est, files: pc.files()})
+				pc.onRound(preRound{Round: pc.rounds, Pages: n, Took: time.Since(start), Since: start.Sub(lastStart), Dirty: pc.dirty, Predicted: est, files: pc.files()})
 			}
 			lastStart = start
 			continue
 		}
 		pc.log.Info("pre-copy done", "rounds", pc.rounds, "pages", pc.pages, "dirty", pc.dirty, "estimate", est.Round(time.Microsecond), "budget", pc.budget, "stop", pc.stop)
 		if pc.onRound != nil {
-			pc.onRound(PreCopyRound{Round: pc.rounds, Done: true, Since: time.Since(lastStart), Dirty: pc.dirty, Predicted: est, Stop: pc.stop})
+			pc.onRound(preRound{Round: pc.rounds, Done: true, Since: time.Since(lastStart), Dirty: pc.dirty, Predicted: est, Stop: pc.stop})
 		}
 		return nil
 	}
@@ -490,7 +490,7 @@ func (pc *precopy) round0(ctx context.Context) {
 	pc.pages += total
 	pc.log.Info("pre-copy round", "round", 0, "pages", total, "took", took.Round(time.Microsecond))
 	if pc.onRound != nil {
-		pc.onRound(PreCopyRound{Round: 0, Pages: total, Took: took})
+		pc.onRound(preRound{Round: 0, Pages: total, Took: took})
 	}
 }
 

@@ -71,7 +71,7 @@ type DumpOptions struct {
 	fixed    time.Duration
 	// onRound, when set, is told of each pre-copy round as it ends, and
 	// once more when the rounds stop (Migrate's progress lines).
-	onRound func(PreCopyRound)
+	onRound func(preRound)
 	// killed, when set, is called once a dump that kills its tree has
 	// sent every process SIGKILL, before their deaths are collected
 	// (Migrate tells the destination to go there).
@@ -82,10 +82,11 @@ type DumpOptions struct {
 	preUsed map[string]bool
 }
 
-// PreCopyRound reports one pre-copy round of a dump with MaxFreeze.
-type PreCopyRound struct {
-	// Round counts from 1; Done marks the report made when the rounds
-	// stop (Pages is then 0 and Dirty what the freeze will copy).
+// preRound reports one pre-copy round of a dump with MaxFreeze.
+type preRound struct {
+	// Round counts from 1 (0: round 0 of a full image, FullPreCopy,
+	// which copies every page); Done marks the report made when the
+	// rounds stop (Pages is then 0 and Dirty what the freeze will copy).
 	Round int
 	Done  bool
 	// Pages is what the round copied; Took how long it ran; Since the
@@ -104,7 +105,7 @@ type PreCopyRound struct {
 	files []roundFile
 }
 
-// roundFile is a page file pre-copy rounds write, Size bytes so far.
+// roundFile is a page file pre-copy rounds write, size bytes so far.
 type roundFile struct {
 	name string
 	r    io.ReaderAt
