@@ -207,10 +207,10 @@ var errRefused = errors.New("refused")
 // receive takes the image into a staging directory, checks it and renames
 // it to DIR/name; on any failure the staging directory goes. For a
 // migration (migrating) it returns the staging directory, unchecked: see
-// restore. A pre-copy
-// migration sends a full image first, checked and kept in the staging
-// directory's subdirectory wire.BaseDir: the increment that follows names
-// it as its parent, and both go (or stay) together.
+// restore. A pre-copy migration sends a full image first, checked and
+// kept in the staging directory's subdirectory wire.BaseDir: the
+// increment that follows names it as its parent, and both go (or stay)
+// together.
 func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, error) {
 	if err := c.SendNow(wire.OK, nil); err != nil {
 		return "", err
