@@ -34,6 +34,9 @@ type PreCopyStats struct {
 	Rounds      int
 	RoundPages  int64
 	FrozenPages int64
+	// Streamed is the bytes of the last image's page files sent during
+	// its rounds (SendStats.Bytes is what went in the freeze).
+	Streamed int64
 }
 
 // migratePreCopy is Migrate with pre-copy, over one connection in
@@ -122,6 +125,7 @@ func migratePreCopy(ctx context.Context, opts DumpOptions, srv PageServer) (*Dum
 	if ds != nil && ds.Budget != nil {
 		pst.FrozenPages = ds.Budget.FrozenPages
 	}
+	pst.Streamed = pp.streamed
 	return ds, st, err
 }
 

@@ -87,8 +87,8 @@ func runMigrate(args []string) error {
 		what = fmt.Sprintf("pid namespace (init pid %d, program pid %d)", sent.Pid, sent.Program)
 	}
 	if pc := sent.PreCopy; pc != nil {
-		fmt.Printf("pre-copy: full image of %.1f MiB (the tree frozen %v to arm, %v at its end; sent in %v while it ran), %d pages copied in %d rounds after round 0 and round 0 itself, %d pages in the last freeze\n",
-			float64(pc.FullBytes)/(1<<20), pc.ArmFreeze.Round(1e5), pc.FullFreeze.Round(1e5), pc.FullSend.Round(1e5), pc.RoundPages, pc.Rounds, pc.FrozenPages)
+		fmt.Printf("pre-copy: full image of %.1f MiB (the tree frozen %v to arm, %v at its end; sent in %v while it ran), %d pages copied in round 0 and %d rounds after it (%.1f MiB of the last image sent during its rounds), %d pages in the last freeze\n",
+			float64(pc.FullBytes)/(1<<20), pc.ArmFreeze.Round(1e5), pc.FullFreeze.Round(1e5), pc.FullSend.Round(1e5), pc.RoundPages, pc.Rounds, float64(pc.Streamed)/(1<<20), pc.FrozenPages)
 	}
 	fmt.Printf("migrated pid %d to %s as %s: %.1f MiB sent in %v, frozen %v (until the source was killed), down %v (until the copy ran), total %v, runs there as %s\n",
 		o.Pid, srv.Addr, sent.Name, float64(sent.Bytes)/(1<<20), sent.Send.Round(1e5), st.Freeze.Round(1e5), sent.Downtime.Round(1e5), sent.Total.Round(1e5), what)
