@@ -71,9 +71,9 @@ type precopy struct {
 	// usedBytes counts the bytes of the page files the frozen dump
 	// writes on, as the rounds left them.
 	usedBytes int64
-	onRound   func(preRound) // DumpOptions.onRound
-	usedOut   map[string]bool    // DumpOptions.preUsed
-	armFreeze time.Duration      // the freeze of armFull (a full image's)
+	onRound   func(preRound)  // DumpOptions.onRound
+	usedOut   map[string]bool // DumpOptions.preUsed
+	armFreeze time.Duration   // the freeze of armFull (a full image's)
 }
 
 // preProc is the pre-copy of one process.
