@@ -197,6 +197,11 @@ type RestoreOptions struct {
 	// and Restore fails with it. rtcr serve waits there for a migration's
 	// source to be gone.
 	Hold func() error
+	// verifiedParents says the page files of the image's ancestors were
+	// checked (CRC-32C) by the caller already: rtcr serve checked a
+	// pre-copy migration's full image when it arrived, and the restore
+	// in the freeze does not read it all again.
+	verifiedParents bool
 }
 
 // InheritFD names a caller's fd for an external object of the image:

@@ -281,6 +281,9 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	defer s.restoreMu.Unlock()
 	held := false
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump}
+	// A pre-copy migration's full image was checked on arrival
+	// (receiveBase), in the server's own staging directory.
+	opts.verifiedParents = mode == wire.ModePreCopy
 	migrate := migrating(mode)
 	if migrate {
 		// path is the staging directory: checked by Restore before it
