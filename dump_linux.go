@@ -151,6 +151,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			// collecting the deaths comes after.
 			f.SendKill()
 			stats.Freeze = time.Since(frozenAt)
+			if opts.killed != nil {
+				opts.killed() // no code of the tree runs any more
+			}
 			f.Reap()
 			if nerr := fds.ReleaseNetwork(true); nerr != nil && err == nil {
 				err = fmt.Errorf("dump %d: %w", opts.Pid, nerr)
@@ -300,6 +303,12 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			}
 			p = *procs[pid]
 		}
+		if tr.arm {
+			if err := tr.armMemory(log, pid, f.Zombies[pid]); err != nil {
+				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
+			}
+			continue
+		}
 		p.Stopped = f.Stopped[pid]
 		if err := collectTree(&p, f.Zombies[pid]); err != nil {
 			return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
@@ -357,6 +366,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	}
 	all = nil
 	logStep(log, root, "injected state", time.Since(injectStart), "processes", len(live))
+	if tr.arm {
+		return nil // tracking armed: released, nothing written
+	}
 	if c.SysVShm, err = shared.SysV(); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}

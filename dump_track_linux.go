@@ -34,6 +34,9 @@ type tracking struct {
 	procs     map[int]*procTrack
 	id        string   // the new image's id
 	pre       *precopy // what pre-copy rounds copied (nil: none made)
+	// arm makes the freeze only arm the tracking of a full image's
+	// pre-copy (armFull): no state is read, no page copied.
+	arm bool
 	// shared is what the scan of every view of shared memory found, for
 	// an increment (nil otherwise); logged once, by the first protect.
 	shared       *mem.SharedDirty
@@ -106,7 +109,7 @@ func (t *tracking) load(pid, root int, live []int, fds *files.Tree) error {
 		if st != nil {
 			states = append(states, st)
 			fds.Skip(p, st.Fd)
-			pt.incr = t.parent != nil && (st.ImageID == t.parent.ID || t.pre.took(p, st))
+			pt.incr = (t.parent != nil && st.ImageID == t.parent.ID) || t.pre.took(p, st)
 		}
 	}
 	if t.procs[pid] == nil {
@@ -245,7 +248,9 @@ func (t *tracking) memIncr(pid, imagePid int) (*mem.Incr, error) {
 		}
 		pt.scanner = s
 		pt.inc.Scan = s
-		pt.inc.Parent = t.parent.ProcessByPid(imagePid)
+		if t.parent != nil { // else a full image copied while it ran
+			pt.inc.Parent = t.parent.ProcessByPid(imagePid)
+		}
 		pt.inc.Shared = t.shared
 		t.pre.use(pid, pt.inc)
 	}

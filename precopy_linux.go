@@ -2,6 +2,7 @@ package rtcr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/track"
 	"github.com/rtcr/rtcr/internal/tree"
+	"golang.org/x/sys/unix"
 )
 
 // Pre-copy (DumpOptions.MaxFreeze): before an incremental dump freezes the
@@ -68,6 +71,9 @@ type precopy struct {
 	// usedBytes counts the bytes of the page files the frozen dump
 	// writes on, as the rounds left them.
 	usedBytes int64
+	onRound   func(preRound)  // DumpOptions.onRound
+	usedOut   map[string]bool // DumpOptions.preUsed
+	armFreeze time.Duration   // the freeze of armFull (a full image's)
 }
 
 // preProc is the pre-copy of one process.
@@ -75,6 +81,7 @@ type preProc struct {
 	state *track.State
 	scan  *track.Scanner
 	file  *image.StageFile // its page file, begun
+	name  string           // the page file's name
 	pw    *image.PageWriter
 	runs  []image.PageRun // the latest copy of each pre-copied page
 	lost  [][2]uint64     // ranges protected again but not copied
@@ -92,11 +99,20 @@ type preProc struct {
 // has no budget or is not incremental; an error when ctx was cancelled or
 // a tracking state could not be written.
 func startPrecopy(ctx context.Context, log *slog.Logger, opts DumpOptions, stage *image.Stage, tr *tracking) (*precopy, error) {
-	if opts.MaxFreeze <= 0 || tr.parent == nil {
+	full := opts.FullPreCopy && tr.parent == nil && tr.on
+	if opts.MaxFreeze <= 0 || (tr.parent == nil && !full) {
 		return nil, nil
 	}
 	pc := &precopy{log: log, budget: opts.MaxFreeze, rate: opts.copyRate, fixed: opts.fixed,
-		token: "pre-copy " + stage.Gen, procs: map[int]*preProc{}}
+		token: "pre-copy " + stage.Gen, procs: map[int]*preProc{}, onRound: opts.onRound, usedOut: opts.preUsed}
+	parentID := ""
+	if full {
+		if err := armFull(ctx, log, opts, stage, pc); err != nil {
+			return nil, err
+		}
+	} else {
+		parentID = tr.parent.ID
+	}
 	root, _, err := tree.Root(opts.Pid)
 	if err != nil {
 		return pc, nil // the frozen dump says what is wrong
@@ -106,7 +122,7 @@ func startPrecopy(ctx context.Context, log *slog.Logger, opts DumpOptions, stage
 		return pc, nil
 	}
 	for _, pid := range pids {
-		if err := pc.take(ctx, pid, tr.parent.ID, stage); err != nil {
+		if err := pc.take(ctx, pid, parentID, stage); err != nil {
 			pc.close()
 			return nil, fmt.Errorf("dump %d: pre-copy: %w", opts.Pid, err)
 		}
@@ -114,6 +130,9 @@ func startPrecopy(ctx context.Context, log *slog.Logger, opts DumpOptions, stage
 	if len(pc.procs) == 0 {
 		pc.stop = stopNoTracked
 		return pc, nil
+	}
+	if full {
+		pc.round0(ctx)
 	}
 	if err := pc.run(ctx); err != nil {
 		pc.close()
@@ -123,12 +142,16 @@ func startPrecopy(ctx context.Context, log *slog.Logger, opts DumpOptions, stage
 }
 
 // take starts the pre-copy of process pid when its memory is tracked
-// since the parent image parentID: it marks its state as in use by this
-// dump, opens its scanner and begins its page file.
+// since the parent image parentID (or, for a full image, since armFull
+// armed it for this dump): it marks its state as in use by this dump,
+// opens its scanner and begins its page file.
 func (pc *precopy) take(ctx context.Context, pid int, parentID string, stage *image.Stage) error {
 	st, err := track.Load(pid)
-	if err != nil || st == nil || st.ImageID != parentID {
-		return nil // not tracked for this parent: the frozen dump copies it whole
+	if err != nil || st == nil {
+		return nil // not tracked: the frozen dump copies it whole
+	}
+	if (parentID != "" && st.ImageID != parentID) || (parentID == "" && (st.ImageID != "" || st.Dir != pc.token)) {
+		return nil // not tracked for this parent (or this dump)
 	}
 	scan, err := track.OpenScanner(pid)
 	if err != nil {
@@ -139,17 +162,19 @@ func (pc *precopy) take(ctx context.Context, pid int, parentID string, stage *im
 		scan.Close()
 		return err
 	}
-	f, err := stage.OpenFile(image.PageFileName(stage.Gen, pid))
+	name := image.PageFileName(stage.Gen, pid)
+	f, err := stage.OpenFile(name)
 	if err != nil {
 		scan.Close()
 		return err
 	}
-	pc.procs[pid] = &preProc{state: st, scan: scan, file: f, pw: image.NewPageWriter(&ctxWriter{ctx: ctx, w: f})}
+	pc.procs[pid] = &preProc{state: st, scan: scan, file: f, name: name, pw: image.NewPageWriter(&ctxWriter{ctx: ctx, w: f})}
 	return nil
 }
 
 // run makes the rounds.
 func (pc *precopy) run(ctx context.Context) error {
+	lastStart := time.Now()
 	for {
 		if ctx.Err() != nil {
 			return ErrInterrupted
@@ -185,9 +210,16 @@ func (pc *precopy) run(ctx context.Context) error {
 			pc.pages += n
 			pc.last = n
 			pc.log.Info("pre-copy round", "round", pc.rounds, "pages", n, "took", time.Since(start).Round(time.Microsecond), "copy", copyTime.Round(time.Microsecond), "estimate_before", est.Round(time.Microsecond))
+			if pc.onRound != nil {
+				pc.onRound(preRound{Round: pc.rounds, Pages: n, Took: time.Since(start), Since: start.Sub(lastStart), Dirty: pc.dirty, Predicted: est, files: pc.files()})
+			}
+			lastStart = start
 			continue
 		}
 		pc.log.Info("pre-copy done", "rounds", pc.rounds, "pages", pc.pages, "dirty", pc.dirty, "estimate", est.Round(time.Microsecond), "budget", pc.budget, "stop", pc.stop)
+		if pc.onRound != nil {
+			pc.onRound(preRound{Round: pc.rounds, Done: true, Since: time.Since(lastStart), Dirty: pc.dirty, Predicted: est, Stop: pc.stop})
+		}
 		return nil
 	}
 }
@@ -284,6 +316,9 @@ func (pc *precopy) use(pid int, inc *mem.Incr) {
 	pp := pc.procs[pid]
 	pp.used = true
 	pc.usedBytes += pp.pw.Offset()
+	if pc.usedOut != nil {
+		pc.usedOut[pp.name] = true
+	}
 	inc.Pre, inc.Lost = pp.runs, pp.lost
 }
 
@@ -320,13 +355,13 @@ func (pc *precopy) result(budget, frozen, memory time.Duration, pageBytes int64,
 	}
 	b := &BudgetStats{Max: budget, FrozenPages: frozenPages}
 	if pc != nil {
-		b.Rounds, b.PreCopiedPages, b.CopyRate = pc.rounds, pc.pages, pc.rate
+		b.Rounds, b.PreCopiedPages, b.CopyRate, b.ArmFreeze = pc.rounds, pc.pages, pc.rate, pc.armFreeze
 	}
 	if frozen <= budget {
 		return b
 	}
-	if full {
-		b.Over = "a full image: pre-copy needs memory tracked since a previous checkpoint"
+	if full && pc == nil {
+		b.Over = "a full image: pre-copy needs memory tracked since a previous checkpoint (or DumpOptions.FullPreCopy)"
 		return b
 	}
 	var why []string
@@ -346,4 +381,128 @@ func (pc *precopy) result(budget, frozen, memory time.Duration, pageBytes int64,
 	}
 	b.Over = strings.Join(why, "; ")
 	return b
+}
+
+// armFull starts the pre-copy of a full image (DumpOptions.FullPreCopy):
+// in one freeze, as short as the dump's fixed part, every process of the
+// tree gets (or keeps) its userfaultfd and its private anonymous mappings
+// are registered and protected, without a page copied; its tracking state
+// names no image and this dump's token, so that only this dump takes it.
+// Pages written from then on are reported by the scans, so that round 0
+// may copy every page while the tree runs: what is written after its copy
+// is caught by the next round or the freeze. A failure (or a killed rtcr)
+// leaves the tree running, its tracking asynchronous and valid for no
+// image.
+func armFull(ctx context.Context, log *slog.Logger, opts DumpOptions, stage *image.Stage, pc *precopy) error {
+	start := time.Now()
+	at := &tracking{on: true, arm: true, procs: map[int]*procTrack{}}
+	aopts := opts
+	aopts.Handoff = nil
+	var none *image.Checkpoint
+	var st DumpStats
+	err := ptrace.Run(func() error { return dumpFrozen(ctx, aopts, stage, &st, at, &none, nil) })
+	pc.armFreeze = st.Freeze
+	token := pc.token
+	var errs []error
+	for _, pt := range at.procs {
+		if pt.own < 0 {
+			continue
+		}
+		if err == nil && pt.state != nil {
+			pt.state.ImageID, pt.state.Dir = "", token
+			errs = append(errs, pt.state.Save())
+		}
+		unix.Close(pt.own)
+	}
+	if err == nil {
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		return fmt.Errorf("dump %d: arming the tracking for pre-copy: %w", opts.Pid, err)
+	}
+	log.Info("pre-copy armed", "pid", opts.Pid, "took", time.Since(start).Round(time.Microsecond), "frozen", st.Freeze.Round(time.Microsecond))
+	return nil
+}
+
+// armMemory registers the untracked private anonymous mappings of the
+// frozen process pid on its userfaultfd and protects the tracked ones
+// again (armFull). A mapping the kernel will not register stays
+// untracked: the freeze copies it whole.
+func (t *tracking) armMemory(log *slog.Logger, pid int, zombie bool) error {
+	pt := t.procs[pid]
+	if zombie || pt == nil {
+		return nil
+	}
+	if pt.own < 0 {
+		return fmt.Errorf("process %d has no userfaultfd to arm", pid)
+	}
+	untracked, tracked, err := mem.ArmRanges(pid)
+	if err != nil {
+		return err
+	}
+	for _, r := range untracked {
+		if err := track.Register(pt.own, r[0], r[1]); err != nil {
+			log.Debug("mapping not tracked", "pid", pid, "err", err)
+		}
+	}
+	for _, r := range tracked {
+		if err := track.Protect(pt.own, r[0], r[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// round0 copies every page of the tracked mappings while the tree runs
+// (a full image's pre-copy, after armFull): a page written after its copy
+// is reported by the next scan. A range that fails (unmapped meanwhile) is
+// lost: the freeze saves it as if written.
+func (pc *precopy) round0(ctx context.Context) {
+	start := time.Now()
+	var total int64
+	for pid, pp := range pc.procs {
+		if ctx.Err() != nil {
+			return
+		}
+		ranges, err := mem.TrackedRanges(pid)
+		if err != nil {
+			pp.gone = true
+			continue
+		}
+		runs, err := mem.CopyPresent(pid, pp.pw, pp.scan.Empty, ranges)
+		if err == nil {
+			err = pp.file.Sync()
+		}
+		if err != nil {
+			pc.log.Debug("pre-copy round 0 failed", "pid", pid, "err", err)
+			pp.lost = append(pp.lost, ranges...)
+			continue
+		}
+		pp.runs = mem.Latest(pp.runs, runs)
+		for _, r := range runs {
+			total += int64(r.Count)
+		}
+	}
+	took := time.Since(start)
+	if total*image.PageSize >= 1<<20 && took > 0 {
+		pc.rate = float64(total*image.PageSize) / took.Seconds()
+	}
+	pc.pages += total
+	pc.log.Info("pre-copy round", "round", 0, "pages", total, "took", took.Round(time.Microsecond))
+	if pc.onRound != nil {
+		pc.onRound(preRound{Round: 0, Pages: total, Took: took})
+	}
+}
+
+// files lists the page files the rounds write, as far as they are
+// written and synced (after a round).
+func (pc *precopy) files() []roundFile {
+	var out []roundFile
+	for _, pp := range pc.procs {
+		// A round whose copy failed did not sync what it wrote.
+		if !pp.gone && pp.file.Sync() == nil {
+			out = append(out, roundFile{name: pp.name, r: pp.file, size: pp.pw.Offset()})
+		}
+	}
+	return out
 }

@@ -38,6 +38,9 @@ type PageServer struct {
 	// absolute path; see action_linux.go and README "Moving TCP
 	// connections"); empty: none.
 	ActionScript string
+	// NoPreCopy makes Migrate freeze the tree for its whole image, as
+	// before pre-copy (rtcr migrate --no-precopy).
+	NoPreCopy bool
 }
 
 // SendStats reports what went to the server.
@@ -47,17 +50,25 @@ type SendStats struct {
 	// Bytes is the file content sent.
 	Bytes int64
 	// Send is the time from the first byte of the image sent until the
-	// server said it stored and validated it.
+	// server said it stored and validated it (for Migrate, it checks the
+	// image in its restore: until the restore had checked it and made
+	// its processes).
 	Send time.Duration
 	// Pid and Program are the restored root's pid on the destination
 	// and, for a tree started by `rtcr run`, its program's (Migrate).
 	Pid, Program int
-	// Downtime is, for Migrate, the time the tree ran nowhere: its freeze
-	// on the source until it was killed (DumpStats.Freeze), plus the time
-	// from the end of the dump until the destination said its copy runs
-	// (a little less than the truth: the reaping of the source in
-	// between is not counted).
+	// Downtime is, for Migrate, the time the tree ran nowhere: from its
+	// (last) freeze on the source until the destination said its copy
+	// runs (the freeze start is taken as DumpStats.Freeze before the
+	// destination said ready, a little early: the kill follows).
 	Downtime time.Duration
+	// Total is, for Migrate, the time from the start until the
+	// destination said its copy runs; PreCopy what the pre-copy did
+	// (nil without one).
+	Total   time.Duration
+	PreCopy *PreCopyStats
+	// Where says, for Migrate, where the downtime went.
+	Where string
 }
 
 // peerIdle bounds how long either side waits for the other to send or
@@ -186,13 +197,21 @@ var ErrUnconfirmed = errors.New("the destination did not confirm")
 // they run), and only when the destination is ready kills the source and
 // tells the destination to let its copy run. Any failure before the
 // destination is ready releases the source, which runs on. opts.Dir and
-// opts.Handoff are Migrate's own; without pre-copy (one freeze for the
-// whole image).
+// opts.Handoff are Migrate's own.
+//
+// By default the memory goes first while the tree runs (pre-copy, see
+// migratePreCopy): a full image, then rounds of the pages written since,
+// and the freeze copies and sends only the last of them (opts.MaxFreeze
+// is the freeze budget of the rounds; 0: DefaultMigrateFreeze). With
+// srv.NoPreCopy the whole image goes in one freeze.
 func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats, *SendStats, error) {
-	opts.LeaveRunning = false
 	if err := srv.checkAction(); err != nil {
 		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
 	}
+	if !srv.NoPreCopy {
+		return migratePreCopy(ctx, opts, srv)
+	}
+	start := time.Now()
 	c, done, err := connect(ctx, &srv, wire.ModeMigrate, opts.Pid)
 	if err != nil {
 		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
@@ -204,24 +223,69 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	}
 	defer os.RemoveAll(tmp)
 	opts.Dir = filepath.Join(tmp, "image")
+	opts.Parent, opts.MaxFreeze = "", 0
 	st := &SendStats{Name: srv.Name}
+	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
+	return handOver(ctx, c, opts, &srv, st, start, nil)
+}
+
+// handOver makes the dump that ends a migration (opts.Dir set; opts.Parent
+// too for a pre-copy): it sends the image while the tree is frozen, waits
+// until the destination is ready, lets Dump kill the tree and tells the
+// destination to run its copy. A failure before the destination is ready
+// leaves the source running. streamed names the page files whose first
+// bytes went while the tree ran (pre-copy rounds); those the freeze went
+// on writing are finished from there (opts.preUsed), the others sent
+// whole.
+func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServer, st *SendStats, start time.Time, streamed map[string]int64) (*DumpStats, *SendStats, error) {
+	opts.preUsed = map[string]bool{}
+	opts.LeaveRunning, opts.TrackMem = false, false
 	ready := false
-	// The seam for pre-copy: rounds of dirty pages would be sent here,
-	// before Dump freezes the tree for the last one (see README
-	// "Migration"); today the whole image goes in the freeze.
+	var handed, sent, readyAt time.Time
 	opts.Handoff = func(dir string) error {
-		if err := sendImage(c, dir, st, &srv); err != nil {
+		handed = time.Now()
+		srv.progress("image complete, sending it to %s", srv.Addr)
+		after := map[string]int64{}
+		for name, n := range streamed {
+			if opts.preUsed[name] {
+				after[name] = n
+			}
+		}
+		n, err := c.SendImageAfter(dir, after)
+		st.Bytes = n
+		if err != nil {
 			return err
 		}
-		srv.progress("%s restores it (held until the source is gone)", srv.Addr)
+		sent = time.Now()
+		srv.progress("sent %.1f MiB in %v; %s checks and restores it (held until the source is gone)",
+			float64(n)/(1<<20), sent.Sub(handed).Round(time.Millisecond), srv.Addr)
+		// The server checks a migration's image in its restore and
+		// says Stored, then Ready, once its processes are held.
 		c.SetIdle(restoreWait)
+		if _, err := c.Expect(wire.Stored); err != nil {
+			return err
+		}
+		st.Send = time.Since(handed)
 		if _, err := c.Expect(wire.Ready); err != nil {
 			return err
 		}
+		readyAt = time.Now()
 		ready = true
 		return nil
 	}
-	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
+	// SIGKILL is sent to every process of the frozen tree: none runs a
+	// user instruction again, so the destination may go before the
+	// source's deaths are collected (reaping 1 GiB takes a while).
+	var goErr error
+	goSent := false
+	opts.killed = func() {
+		// With an action script the address moves first (afterKill).
+		if ready && srv.ActionScript == "" {
+			goSent = true
+			c.SetIdle(peerIdle)
+			goErr = c.SendNow(wire.Go, nil)
+		}
+	}
 	ds, err := Dump(ctx, opts)
 	if !ready {
 		if err == nil {
@@ -231,11 +295,15 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	}
 	// The handoff returned nil: Dump killed the tree, whatever else it
 	// reports. The destination may now let its copy run.
-	dumped := time.Now()
-	src := srv.afterKill(opts.Pid, opts.Dir) // the address leaves (netmove_linux.go)
-	srv.progress("the destination is ready, the source was killed: telling %s to run its copy", srv.Addr)
-	c.SetIdle(peerIdle)
-	if gerr := c.SendNow(wire.Go, nil); gerr != nil {
+	// The address leaves this host (netmove_linux.go) before the
+	// destination is told to go, when an action script moves it.
+	src := srv.afterKill(opts.Pid, opts.Dir)
+	if !goSent {
+		c.SetIdle(peerIdle)
+		goErr = c.SendNow(wire.Go, nil)
+	}
+	srv.progress("the destination is ready, the source was killed: %s was told to run its copy", srv.Addr)
+	if gerr := goErr; gerr != nil {
 		return ds, st, fmt.Errorf("migrate %d: the source is dead, telling %s to run its copy failed (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, gerr, ErrUnconfirmed, srv.Name)
 	}
 	p, rerr := c.Expect(wire.Restored)
@@ -247,8 +315,21 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 	}
 	st.Pid, st.Program = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
 	if ds != nil {
-		st.Downtime = ds.Freeze + time.Since(dumped)
+		// The freeze began ds.Freeze before the kill, which follows the
+		// handoff's return at once: from there until now, reaping the
+		// source included.
+		st.Downtime = time.Since(readyAt.Add(-ds.Freeze))
+		// Where the downtime went: the freeze until the image was
+		// complete, sending it until the server had checked and stored
+		// it, its restore until ready, then the kill, the reaping of the
+		// source, Go and Restored.
+		dump := ds.Freeze - readyAt.Sub(handed)
+		st.Where = fmt.Sprintf("dump %v, send %v, check and restore %v, kill and go %v",
+			dump.Round(time.Millisecond), sent.Sub(handed).Round(time.Millisecond),
+			readyAt.Sub(sent).Round(time.Millisecond), time.Since(readyAt).Round(time.Millisecond))
 	}
+	st.Total = time.Since(start)
+	srv.progress("running on %s as pid %d: down %v (%s), total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Where, st.Total.Round(time.Millisecond))
 	if err = src.finish(err); err != nil {
 		return ds, st, fmt.Errorf("migrate %d: moved (pid %d on %s), but: %w", opts.Pid, st.Pid, srv.Addr, err)
 	}

@@ -37,6 +37,7 @@ func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptio
 		return nil, err
 	}
 	defer d.Close()
+	d.Verified = opts.verifiedParents
 	if d.Owner.Root != owner.Root || d.Owner.Uid != owner.Uid {
 		return nil, fmt.Errorf("owned by another user than the image restored: %w", image.ErrUntrusted)
 	}

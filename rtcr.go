@@ -45,6 +45,13 @@ type DumpOptions struct {
 	// reported in DumpStats.Budget and the image, with the reason. 0: no
 	// budget.
 	MaxFreeze time.Duration
+	// FullPreCopy, with MaxFreeze, TrackMem and LeaveRunning and without
+	// Parent, copies the full image while the tree runs: a short freeze
+	// arms the tracking without copying a page, then every page is
+	// copied while the tree runs (round 0) and rounds of the pages
+	// written since follow until the rest fits MaxFreeze; the freeze
+	// copies what was written after the last round.
+	FullPreCopy bool
 	// Logger receives one Info line per step (with the pid and its
 	// duration), Debug details and Error lines for failures (criu -o,
 	// -v). Nil logs nothing.
@@ -62,6 +69,47 @@ type DumpOptions struct {
 	// memory (0: unknown).
 	copyRate float64
 	fixed    time.Duration
+	// onRound, when set, is told of each pre-copy round as it ends, and
+	// once more when the rounds stop (Migrate's progress lines).
+	onRound func(preRound)
+	// killed, when set, is called once a dump that kills its tree has
+	// sent every process SIGKILL, before their deaths are collected
+	// (Migrate tells the destination to go there).
+	killed func()
+	// preUsed, when set, receives the names of the page files begun by
+	// pre-copy rounds that the freeze went on writing (the others are
+	// written anew).
+	preUsed map[string]bool
+}
+
+// preRound reports one pre-copy round of a dump with MaxFreeze.
+type preRound struct {
+	// Round counts from 1 (0: round 0 of a full image, FullPreCopy,
+	// which copies every page); Done marks the report made when the
+	// rounds stop (Pages is then 0 and Dirty what the freeze will copy).
+	Round int
+	Done  bool
+	// Pages is what the round copied; Took how long it ran; Since the
+	// time since the previous round began (or since the dump started).
+	Pages       int64
+	Took, Since time.Duration
+	// Dirty is the pages written since the round before it, as counted
+	// when deciding to make it; Predicted the freeze estimated for them.
+	Dirty     int64
+	Predicted time.Duration
+	// Stop says why the rounds stopped (with Done): "" the rest fits the
+	// budget, "growing", "cap", "untracked".
+	Stop string
+	// files are the page files the rounds write, as far as written and
+	// synced (Migrate streams them).
+	files []roundFile
+}
+
+// roundFile is a page file pre-copy rounds write, size bytes so far.
+type roundFile struct {
+	name string
+	r    io.ReaderAt
+	size int64
 }
 
 // BudgetStats reports how a dump with DumpOptions.MaxFreeze went.
@@ -79,6 +127,10 @@ type BudgetStats struct {
 	// CopyRate is the copy rate measured in this dump, bytes per
 	// second (0: too little was copied to tell).
 	CopyRate float64
+	// ArmFreeze is, with FullPreCopy, how long the short freeze that
+	// armed the tracking before round 0 stopped the tree (the tree is
+	// stopped twice: that, and the freeze the dump reports).
+	ArmFreeze time.Duration
 }
 
 // DumpStats reports what a dump did and how long the target was stopped.
@@ -152,6 +204,11 @@ type RestoreOptions struct {
 	// (README "Moving TCP connections"). Without it such a restore fails
 	// at the bind (EADDRNOTAVAIL).
 	AddressesLater bool
+	// verifiedParents says the page files of the image's ancestors were
+	// checked (CRC-32C) by the caller already: rtcr serve checked a
+	// pre-copy migration's full image when it arrived, and the restore
+	// in the freeze does not read it all again.
+	verifiedParents bool
 }
 
 // InheritFD names a caller's fd for an external object of the image:

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -184,25 +186,41 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer s.release(name)
-	path, err := s.receive(c, name)
+	path, err := s.receive(c, mode, name)
 	if err != nil {
 		c.SendError(err.Error()) // best effort: the client may be gone
 		s.event("%s: image %s not stored: %v", peer, name, err)
 		return
 	}
-	s.event("%s: image %s stored in %s", peer, name, path)
+	if migrating(mode) {
+		s.event("%s: image %s received in %s; restoring it", peer, name, path)
+	} else {
+		s.event("%s: image %s stored in %s", peer, name, path)
+	}
 	if mode == wire.ModeStore {
 		return
 	}
 	s.restore(c, mode, name, path)
 }
 
+// migrating reports whether mode is a migration's: its image is restored
+// from the staging directory, checked by the restore itself (before any
+// process exists), and committed to DIR/NAME once its processes are
+// restored and held, before the server says ready: the check of a
+// received image would otherwise run twice while the source is frozen.
+func migrating(mode wire.Mode) bool { return mode == wire.ModeMigrate || mode == wire.ModePreCopy }
+
 // errRefused marks an image that arrived whole but failed its checks.
 var errRefused = errors.New("refused")
 
 // receive takes the image into a staging directory, checks it and renames
-// it to DIR/name; on any failure the staging directory goes.
-func (s *server) receive(c *wire.Conn, name string) (string, error) {
+// it to DIR/name; on any failure the staging directory goes. For a
+// migration (migrating) it returns the staging directory, unchecked: see
+// restore. A pre-copy migration sends a full image first, checked and
+// kept in the staging directory's subdirectory wire.BaseDir: the
+// increment that follows names it as its parent, and both go (or stay)
+// together.
+func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, error) {
 	if err := c.SendNow(wire.OK, nil); err != nil {
 		return "", err
 	}
@@ -216,8 +234,17 @@ func (s *server) receive(c *wire.Conn, name string) (string, error) {
 			_ = s.inbox.Remove(tmp)
 		}
 	}()
+	if mode == wire.ModePreCopy {
+		if err := s.receiveBase(c, name, tmp); err != nil {
+			return "", err
+		}
+	}
 	if _, err := c.ReceiveImage(tmp); err != nil {
 		return "", err
+	}
+	if migrating(mode) {
+		committed = true // restore's from here
+		return tmp, nil
 	}
 	if err := CheckImage(tmp); err != nil {
 		return "", fmt.Errorf("image %s %w: %w", name, errRefused, err)
@@ -232,6 +259,26 @@ func (s *server) receive(c *wire.Conn, name string) (string, error) {
 	return s.inbox.Path(name), nil
 }
 
+// receiveBase takes the full image of a pre-copy migration into
+// tmp/wire.BaseDir, checks it and says Stored.
+func (s *server) receiveBase(c *wire.Conn, name, tmp string) error {
+	base := filepath.Join(tmp, wire.BaseDir)
+	if err := os.Mkdir(base, 0o700); err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	// The source runs while its full image travels: no deadline but the
+	// idle one.
+	n, err := c.ReceiveImage(base)
+	if err != nil {
+		return err
+	}
+	if err := CheckImage(base); err != nil {
+		return fmt.Errorf("image %s (full copy) %w: %w", name, errRefused, err)
+	}
+	s.event("%s: image %s: full copy stored (%.1f MiB), waiting for the increment", c.Peer(), name, float64(n)/(1<<20))
+	return c.SendNow(wire.Stored, nil)
+}
+
 // restore restores the stored image; for a migration the processes are
 // held, not running, until the client says its source is dead. A restore
 // that fails, or whose source never says it is dead, kills its
@@ -242,9 +289,23 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	s.restoreMu.Lock()
 	defer s.restoreMu.Unlock()
 	held := false
-	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump, AddressesLater: mode == wire.ModeMigrate}
-	if mode == wire.ModeMigrate {
+	migrate := migrating(mode)
+	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump, AddressesLater: migrate}
+	// A pre-copy migration's full image was checked on arrival
+	// (receiveBase), in the server's own staging directory.
+	opts.verifiedParents = mode == wire.ModePreCopy
+	if migrate {
+		// path is the staging directory: checked by Restore before it
+		// made a process, it becomes DIR/name here.
 		opts.Hold = func() error {
+			if err := s.inbox.Commit(path, name); err != nil {
+				return err
+			}
+			path = s.inbox.Path(name)
+			s.event("%s: image %s stored in %s", peer, name, path)
+			if err := c.Send(wire.Stored, nil); err != nil {
+				return err
+			}
 			if err := c.SendNow(wire.Ready, nil); err != nil {
 				return err
 			}
@@ -266,7 +327,7 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 		}
 		c.SendError(fmt.Sprintf("restore %s: %v", name, err))
 		s.event("%s: restore of %s failed: %v", peer, name, err)
-		if mode == wire.ModeMigrate {
+		if migrate {
 			_ = s.inbox.Remove(path) // the source runs on: this image is stale
 		}
 		return

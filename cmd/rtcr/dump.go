@@ -21,7 +21,7 @@ func runDump(args []string) error {
 	fs.BoolVar(&o.TrackMem, "track-mem", false, "track the pages the process writes from now on, so that a later dump with --parent copies only those")
 	fs.StringVar(&o.Parent, "parent", "", "make an incremental image: only pages written since the image in `DIR` (relative to --dir), dumped with --track-mem")
 	fs.StringVar(&o.Parent, "prev-images-dir", "", "same as --parent (CRIU's name)")
-	fs.DurationVar(&o.MaxFreeze, "max-freeze", 0, "with --parent: freeze budget; pages written since the parent are copied while the process runs (pre-copy rounds) until the rest fits (e.g. 5ms)")
+	fs.DurationVar(&o.MaxFreeze, "max-freeze", 0, "freeze budget: with --parent, pages written since the parent are copied while the process runs (pre-copy rounds) until the rest fits (e.g. 5ms); with --track-mem -R and no --parent, every page is copied while it runs first")
 	var srv rtcr.PageServer
 	fs.StringVar(&srv.Addr, "page-server", "", "send the image to the rtcr serve at `HOST:PORT`; the process is killed (or released, -R) only once the server stored it")
 	fs.StringVar(&srv.TokenFile, "token-file", "", "the secret shared with the server (`FILE`, mode 0600)")
@@ -34,9 +34,11 @@ func runDump(args []string) error {
 	}
 	maxFreezeGiven := false
 	fs.Visit(func(f *flag.Flag) { maxFreezeGiven = maxFreezeGiven || f.Name == "max-freeze" })
-	if maxFreezeGiven && (o.MaxFreeze <= 0 || o.Parent == "") {
-		return usagef("--max-freeze must be > 0 and goes with --parent")
+	if maxFreezeGiven && (o.MaxFreeze <= 0 || (o.Parent == "" && !(o.TrackMem && o.LeaveRunning))) {
+		return usagef("--max-freeze must be > 0 and goes with --parent, or with --track-mem -R (a full image copied while the process runs)")
 	}
+	// Without --parent: the full image is copied while the process runs.
+	o.FullPreCopy = maxFreezeGiven && o.Parent == ""
 	if o.Pid <= 0 {
 		return usagef("--pid is required and must be positive")
 	}

@@ -52,7 +52,7 @@ func runServe(args []string) error {
 }
 
 func runMigrate(args []string) error {
-	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--no-precopy | --max-freeze 10ms] [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	var srv rtcr.PageServer
 	fs.IntVar(&o.Pid, "pid", 0, "process to move (with its descendants; an rtcr run tree moves whole)")
@@ -60,6 +60,8 @@ func runMigrate(args []string) error {
 	fs.StringVar(&srv.Addr, "to", "", "the rtcr serve at `HOST:PORT` that restores it")
 	fs.StringVar(&srv.TokenFile, "token-file", "", "the secret shared with the server (`FILE`, mode 0600)")
 	fs.StringVar(&srv.Name, "name", "", "the image's name on the server (default pidPID-TIME)")
+	fs.BoolVar(&srv.NoPreCopy, "no-precopy", false, "freeze the process for its whole image (no copy while it runs)")
+	fs.DurationVar(&o.MaxFreeze, "max-freeze", 0, "pre-copy: rounds of written pages while the process runs until the rest fits this freeze (default 10ms)")
 	tlsFlags(fs, &srv)
 	fs.StringVar(&srv.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=source-killed once the source is killed: move its address away (README \"Moving TCP connections\")")
 	var lf logFlags
@@ -69,6 +71,9 @@ func runMigrate(args []string) error {
 	}
 	if o.Pid <= 0 || srv.Addr == "" || srv.TokenFile == "" {
 		return usagef("--pid, --to and --token-file are required")
+	}
+	if o.MaxFreeze < 0 || (o.MaxFreeze > 0 && srv.NoPreCopy) {
+		return usagef("--max-freeze must be > 0 and goes without --no-precopy")
 	}
 	if srv.ActionScript != "" && !filepath.IsAbs(srv.ActionScript) {
 		return usagef("--action-script needs an absolute path")
@@ -95,8 +100,12 @@ func runMigrate(args []string) error {
 	if sent.Program != 0 {
 		what = fmt.Sprintf("pid namespace (init pid %d, program pid %d)", sent.Pid, sent.Program)
 	}
-	fmt.Printf("migrated pid %d to %s as %s: %.1f MiB sent in %v, frozen %v (until the source was killed), down %v (until the copy ran), runs there as %s\n",
-		o.Pid, srv.Addr, sent.Name, float64(sent.Bytes)/(1<<20), sent.Send.Round(1e5), st.Freeze.Round(1e5), sent.Downtime.Round(1e5), what)
+	if pc := sent.PreCopy; pc != nil {
+		fmt.Printf("pre-copy: full image of %.1f MiB (the tree frozen %v to arm, %v at its end; sent in %v while it ran), %d pages copied in round 0 and %d rounds after it (%.1f MiB of the last image sent during its rounds), %d pages in the last freeze\n",
+			float64(pc.FullBytes)/(1<<20), pc.ArmFreeze.Round(1e5), pc.FullFreeze.Round(1e5), pc.FullSend.Round(1e5), pc.RoundPages, pc.Rounds, float64(pc.Streamed)/(1<<20), pc.FrozenPages)
+	}
+	fmt.Printf("migrated pid %d to %s as %s: %.1f MiB sent in %v, frozen %v (until the source was killed), down %v (until the copy ran), total %v, runs there as %s\n",
+		o.Pid, srv.Addr, sent.Name, float64(sent.Bytes)/(1<<20), sent.Send.Round(1e5), st.Freeze.Round(1e5), sent.Downtime.Round(1e5), sent.Total.Round(1e5), what)
 	return nil
 }
 

@@ -63,6 +63,10 @@ func (sf *StageFile) Sync() error {
 	return nil
 }
 
+// ReadAt reads back what was written up to the last Sync (a migration's
+// pre-copy sends the bytes its rounds wrote while the tree runs).
+func (sf *StageFile) ReadAt(p []byte, off int64) (int, error) { return sf.f.ReadAt(p, off) }
+
 // Finish flushes, fsyncs and closes the file, renames it to its name and
 // fsyncs the directory, as Stage.WriteFile does at its end. On an error
 // the temporary file is removed.

@@ -54,11 +54,15 @@ type Dir struct {
 	Path string
 	// Owner is who could have written the image.
 	Owner Owner
-	f     *os.File
-	uid   uint32 // the restoring user (effective uid)
-	trust bool   // TrustOwner
-	other uint32 // the non-root uid seen so far, if any
-	seen  bool   // other is set
+	// Verified says the caller checked the CRCs of this image's page
+	// files already (rtcr serve, of a pre-copy migration's full image
+	// when it arrived): OpenPages maps them without checking again.
+	Verified bool
+	f        *os.File
+	uid      uint32 // the restoring user (effective uid)
+	trust    bool   // TrustOwner
+	other    uint32 // the non-root uid seen so far, if any
+	seen     bool   // other is set
 }
 
 // OpenDir opens the image directory dir for a restore by the effective
@@ -161,7 +165,7 @@ func (d *Dir) OpenPages(p *Process) (data []byte, close func() error, err error)
 	if err := d.admit(path, &st); err != nil {
 		return nil, nil, err
 	}
-	return loadPages(f, st.Size, path, p, st.Uid != 0 && st.Uid != d.uid)
+	return loadPages(f, st.Size, path, p, st.Uid != 0 && st.Uid != d.uid, d.Verified)
 }
 
 // admit applies the ownership rules to one file or the directory: not

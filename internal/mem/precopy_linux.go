@@ -66,3 +66,44 @@ func Latest(pre, newer []image.PageRun) []image.PageRun {
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
 	return out
 }
+
+// ArmRanges returns the private anonymous mappings of process pid that
+// are not tracked yet (to register) and those that are (to protect
+// again): what the short freeze that starts a full image's pre-copy arms,
+// without copying a page.
+func ArmRanges(pid int) (untracked, tracked [][2]uint64, err error) {
+	maps, err := procfs.ReadSmaps(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	inc := &Incr{Tracked: true}
+	for _, m := range maps {
+		was := inc.stripTracking(&m)
+		v, ok, err := classify(pid, m)
+		if err != nil || !ok || !privateAnon(&v) {
+			continue
+		}
+		if was {
+			tracked = append(tracked, [2]uint64{v.Start, v.End})
+		} else {
+			untracked = append(untracked, [2]uint64{v.Start, v.End})
+		}
+	}
+	return untracked, tracked, nil
+}
+
+// CopyPresent copies, like CopyRanges, the pages of ranges (tracked
+// mappings of process pid, which may be running) that hold something: a
+// page or a swap entry (empty ones, never written or dropped, are zero and
+// left out, as the dump leaves them out).
+func CopyPresent(pid int, pw *image.PageWriter, empty func(start, end uint64) ([][2]uint64, error), ranges [][2]uint64) ([]image.PageRun, error) {
+	var full [][2]uint64
+	for _, r := range ranges {
+		e, err := empty(r[0], r[1])
+		if err != nil {
+			return nil, err
+		}
+		full = append(full, cutRanges([][2]uint64{r}, e)...)
+	}
+	return CopyRanges(pid, pw, full)
+}

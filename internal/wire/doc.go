@@ -20,8 +20,16 @@
 //	S → C   Stored  (the image was validated and renamed into place) | Error
 //	mode restore:  S → C  Restored pid:u32be program:u32be | Error
 //	mode migrate:  S → C  Ready (restored, still traced, not running) | Error
+//	               (a migration's Stored comes just before Ready: its image
+//	               is checked by the restore, before any process exists)
 //	               C → S  Go (the source is dead)
 //	               S → C  Restored pid program
+//	mode pre-copy: C → S  (File, Data*, End)*, Commit   the full image, sent
+//	                      while the source runs, into NAME/base
+//	               S → C  Stored (the full image was checked) | Error
+//	               C → S  (File, Data*, End)*, Commit   the increment whose
+//	                      parent is "base", sent while the source is frozen
+//	               then as mode migrate: Stored, Ready, Go, Restored
 //
 // Why not protobuf or gob: the payload is an image whose files already
 // have their own checked format (manifest with SHA-256, page files with a

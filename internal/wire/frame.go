@@ -30,12 +30,16 @@ const (
 	Ready    Type = 12
 	Go       Type = 13
 	Restored Type = 14
+	// Chunk and Tail stream the page files of a pre-copy migration's
+	// last image as its rounds write them (stream.go).
+	Chunk Type = 15
+	Tail  Type = 16
 )
 
 var typeNames = map[Type]string{
 	Hello: "hello", Auth: "auth", AuthOK: "auth-ok", Error: "error", Open: "open", OK: "ok",
 	File: "file", Data: "data", End: "end", Commit: "commit", Stored: "stored", Ready: "ready",
-	Go: "go", Restored: "restored",
+	Go: "go", Restored: "restored", Chunk: "chunk", Tail: "tail",
 }
 
 // String names the type in messages.

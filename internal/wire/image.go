@@ -23,7 +23,16 @@ const (
 	// ModeMigrate keeps it, restores it, and lets it run only after the
 	// client says Go (the source is dead).
 	ModeMigrate Mode = 3
+	// ModePreCopy is ModeMigrate with two images: first a full one, sent
+	// while the source runs, received into the subdirectory BaseDir of
+	// the image; then an increment whose parent is "base" (the dump's
+	// Parent), sent while the source is frozen.
+	ModePreCopy Mode = 4
 )
+
+// BaseDir is where the full image of a pre-copy migration lives, inside
+// the directory of the increment that names it as parent.
+const BaseDir = "base"
 
 const (
 	// maxFiles bounds the files of one image.
@@ -54,7 +63,7 @@ func ParseOpen(p []byte) (Mode, string, error) {
 		return 0, "", fmt.Errorf("open request of %d bytes: %w", len(p), ErrProtocol)
 	}
 	m, name := Mode(p[0]), string(p[1:])
-	if m < ModeStore || m > ModeMigrate {
+	if m < ModeStore || m > ModePreCopy {
 		return 0, "", fmt.Errorf("open request: unknown mode %d: %w", m, ErrProtocol)
 	}
 	if !ValidName(name) {
@@ -66,14 +75,16 @@ func ParseOpen(p []byte) (Mode, string, error) {
 // ImageFiles returns the files of the image in dir in the order they are
 // sent: its page files, then manifest.img (its commit point, last as on
 // disk). The manifest is read and validated first; an incremental image
-// is refused (its parents would have to travel too).
+// is refused (its parents would have to travel too), except the increment
+// of a pre-copy migration, whose parent is BaseDir, a full image sent
+// before it.
 func ImageFiles(dir string) ([]string, error) {
 	c, err := image.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	if c.Parent != nil {
-		return nil, fmt.Errorf("image %s is incremental (parent %s): only full images can be sent", dir, c.Parent.Dir)
+	if c.Parent != nil && (c.Parent.Dir != BaseDir || c.ChainLen != 1) {
+		return nil, fmt.Errorf("image %s is incremental (parent %s): only full images and the increment of a pre-copy migration (parent %q) can be sent", dir, c.Parent.Dir, BaseDir)
 	}
 	var names []string
 	seen := map[string]bool{}
@@ -89,6 +100,13 @@ func ImageFiles(dir string) ([]string, error) {
 // SendImage sends the files of the image in dir (ImageFiles) and Commit,
 // and returns the bytes of file content sent.
 func (c *Conn) SendImage(dir string) (int64, error) {
+	return c.SendImageAfter(dir, nil)
+}
+
+// SendImageAfter is SendImage for an image some of whose page files went
+// in part already (SendChunks): streamed[name] bytes of them, which are
+// not sent again (a Tail frame ends such a file).
+func (c *Conn) SendImageAfter(dir string, streamed map[string]int64) (int64, error) {
 	names, err := ImageFiles(dir)
 	if err != nil {
 		return 0, err
@@ -96,7 +114,13 @@ func (c *Conn) SendImage(dir string) (int64, error) {
 	buf := make([]byte, MaxPayload)
 	var total int64
 	for _, name := range names {
-		n, err := c.sendFile(filepath.Join(dir, name), name, buf)
+		var n int64
+		var err error
+		if from := streamed[name]; from > 0 {
+			n, err = c.sendTail(filepath.Join(dir, name), name, from, buf)
+		} else {
+			n, err = c.sendFile(filepath.Join(dir, name), name, buf)
+		}
 		total += n
 		if err != nil {
 			return total, err
@@ -156,6 +180,8 @@ func (c *Conn) sendFile(path, name string, buf []byte) (int64, error) {
 func (c *Conn) ReceiveImage(dir string) (int64, error) {
 	seen := map[string]bool{}
 	var total int64
+	st := &streamed{dir: dir, files: map[string]*partFile{}}
+	defer st.close()
 	for {
 		t, p, err := c.Recv()
 		if err != nil {
@@ -167,6 +193,27 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 				return total, fmt.Errorf("image from %s: committed without %s: %w", c.peer, image.ManifestName, ErrProtocol)
 			}
 			return total, nil
+		case Chunk:
+			if seen[image.ManifestName] {
+				return total, fmt.Errorf("image from %s: chunk after the manifest: %w", c.peer, ErrProtocol)
+			}
+			n, err := st.chunk(p, len(seen)+len(st.files))
+			if err != nil {
+				return total, fmt.Errorf("image from %s: %w", c.peer, err)
+			}
+			total += int64(n)
+			continue
+		case Tail:
+			name, n, err := st.tail(c, p)
+			if err != nil {
+				return total, fmt.Errorf("image from %s: %w", c.peer, err)
+			}
+			if seen[name] || seen[image.ManifestName] {
+				return total, fmt.Errorf("image from %s: file %q twice or after the manifest: %w", c.peer, name, ErrProtocol)
+			}
+			seen[name] = true
+			total += n
+			continue
 		case File:
 		default:
 			return total, fmt.Errorf("image from %s: got %v, want file or commit: %w", c.peer, t, ErrProtocol)
@@ -181,6 +228,7 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 		if seen[image.ManifestName] {
 			return total, fmt.Errorf("image from %s: file %q after the manifest: %w", c.peer, name, ErrProtocol)
 		}
+		st.drop(name) // streamed in part, then written anew by the freeze
 		seen[name] = true
 		err = image.WriteFileAtomic(dir, name, func(w io.Writer) error {
 			var got uint64
