@@ -275,6 +275,12 @@ func TestMigrateTCP(t *testing.T) {
 	testMigrateTCP(t, addrMoves)
 }
 
+// TestMigrateTCPNoPrecopy is TestMigrateTCP with the whole image in one
+// freeze (rtcr migrate --no-precopy); TestMigrateTCP pre-copies.
+func TestMigrateTCPNoPrecopy(t *testing.T) {
+	testMigrateTCP(t, addrMoves, "--no-precopy")
+}
+
 // TestMigrateTCP6 is TestMigrateTCP over IPv6: the restore binds and
 // connects the moved sockets with IPV6_TRANSPARENT.
 func TestMigrateTCP6(t *testing.T) {
