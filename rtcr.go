@@ -157,6 +157,10 @@ type RestoreOptions struct {
 	// source machine). Nil: the image's own page files, through its
 	// chain.
 	LazySource lazy.Source
+
+	// checks, for a lazy restore, verify the page files chunk by chunk
+	// as they are used (see image.OpenPagesLazy).
+	checks pageChecks
 }
 
 // InheritFD names a caller's fd for an external object of the image:
