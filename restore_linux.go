@@ -466,6 +466,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	}
 	if lz != nil {
 		stats.Total = time.Since(lz.start)
+		lz.srv.Prefetch()
 		close(lz.running)
 		return lz.tail(procs)
 	}

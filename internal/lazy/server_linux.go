@@ -72,13 +72,16 @@ type Server struct {
 	left   int // ctxs with pages still missing
 	err    error
 	allIn  chan struct{}
+	run    chan struct{} // closed by Prefetch
+	quit   chan struct{} // closed by Close
+	once   sync.Once
 	closed bool
 	wg     sync.WaitGroup
 }
 
 // NewServer returns a server fetching pages from src; log may be nil.
 func NewServer(src Source, log *slog.Logger) (*Server, error) {
-	s := &Server{src: src, log: log, allIn: make(chan struct{})}
+	s := &Server{src: src, log: log, allIn: make(chan struct{}), run: make(chan struct{}), quit: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -88,7 +91,13 @@ func NewServer(src Source, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Add starts serving p: its faults at once, its prefetch too.
+// Prefetch lets the background copy begin (Add serves faults at once):
+// called when the processes run, so that it does not slow down the rest
+// of the restore (the copies take the target's mmap lock and a CPU).
+func (s *Server) Prefetch() { s.once.Do(func() { close(s.run) }) }
+
+// Add starts serving p: its faults at once, its background copy once
+// Prefetch is called.
 func (s *Server) Add(p Proc) {
 	c := &ctx{s: s, pid: p.Pid, fd: p.Fd}
 	for _, r := range p.Runs {
@@ -162,6 +171,7 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	close(s.quit)
 	unix.Close(s.stop[1])
 	s.wg.Wait()
 	for _, c := range s.ctxs {
@@ -284,6 +294,13 @@ func (c *ctx) wake(addr, n uint64) {
 // prefetch copies the missing pages in address order, MaxFetch at a time.
 func (c *ctx) prefetch() {
 	defer c.s.wg.Done()
+	select {
+	case <-c.s.run:
+	case <-c.s.allIn:
+		return
+	case <-c.s.quit:
+		return
+	}
 	buf := make([]byte, MaxFetch)
 	for {
 		c.mu.Lock()
