@@ -78,6 +78,9 @@ func lazyRestore(t *testing.T, tg *target, dir string, src *gatedSource) *rtcr.L
 	}
 	pr := st.Lazy.Progress()
 	t.Logf("lazy restore of %d: running after %v, %d of %d pages in", tg.pid, st.Total, pr.In, pr.Pages)
+	if pr.Early != 0 {
+		t.Errorf("%d faults before the process ran: the restore needed missing pages itself", pr.Early)
+	}
 	return st.Lazy
 }
 

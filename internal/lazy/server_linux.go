@@ -65,7 +65,7 @@ type Server struct {
 	log  *slog.Logger
 	stop [2]int // a pipe: closing stop[1] wakes every poll
 
-	pages, in, faults, fetched atomic.Int64
+	pages, in, faults, fetched, early atomic.Int64
 
 	mu     sync.Mutex
 	ctxs   []*ctx
@@ -127,7 +127,7 @@ func (s *Server) start(c *ctx) {
 
 // Progress reports how far the restore is.
 func (s *Server) Progress() Progress {
-	return Progress{Pages: s.pages.Load(), In: s.in.Load(), Faults: s.faults.Load(), Fetched: s.fetched.Load()}
+	return Progress{Pages: s.pages.Load(), In: s.in.Load(), Faults: s.faults.Load(), Fetched: s.fetched.Load(), Early: s.early.Load()}
 }
 
 // AllIn is closed once every page is in (or Fail was called).
@@ -338,6 +338,16 @@ func (c *ctx) waitEvent(gen uint64) {
 	}
 }
 
+// running reports whether Prefetch was called (the processes run).
+func (s *Server) running() bool {
+	select {
+	case <-s.run:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -387,6 +397,10 @@ func (c *ctx) read(msgs []abi.UffdMsg, faults []uint64) []uint64 {
 			case abi.UFFD_EVENT_PAGEFAULT:
 				faults = append(faults, m.FaultAddr()&^(pageSize-1))
 				c.s.faults.Add(1)
+				if !c.s.running() {
+					c.s.early.Add(1)
+					c.s.log.Debug("lazy restore: fault before the process runs", "pid", c.pid, "addr", fmt.Sprintf("%#x", m.FaultAddr()), "tid", m.FaultTid())
+				}
 			case abi.UFFD_EVENT_FORK:
 				c.gen++
 				child := &ctx{s: c.s, pid: c.pid, fd: m.ForkFd(), segs: append([]seg(nil), c.segs...)}
