@@ -34,6 +34,7 @@ var probes = []probe{
 	stubProbes,
 	single(featTimeNS, true, checkTimeNS),
 	single(featUffdWP, false, checkUffdWP),
+	single(featUffdMissing, false, checkUffdMissing),
 	single(featPagemapScan, false, checkPagemapScan),
 	single(featSoftDirty, false, checkSoftDirty),
 }
@@ -51,6 +52,7 @@ const (
 	featMMMap       = "PR_SET_MM_MAP"
 	featTimeNS      = "pid and time namespaces (rtcr run)"
 	featUffdWP      = "userfaultfd write-protect (async)"
+	featUffdMissing = "userfaultfd missing pages with events (restore --lazy)"
 	featPagemapScan = "PAGEMAP_SCAN ioctl"
 	featSoftDirty   = "soft-dirty bits"
 )
