@@ -62,6 +62,10 @@ type DumpOptions struct {
 	// memory (0: unknown).
 	copyRate float64
 	fixed    time.Duration
+	// postCopy, set by a post-copy migration, leaves private anonymous
+	// memory out of the image (mem.DumpRemote) and records which host
+	// process each image pid is.
+	postCopy *postCopyDump
 }
 
 // BudgetStats reports how a dump with DumpOptions.MaxFreeze went.
@@ -145,6 +149,11 @@ type RestoreOptions struct {
 	// and Restore fails with it. rtcr serve waits there for a migration's
 	// source to be gone.
 	Hold func() error
+
+	// remotePages admits an image whose private memory stays with a
+	// post-copy migration's source (image.Checkpoint.RemotePages): set
+	// only by rtcr serve, which feeds those pages to the lazy restore.
+	remotePages bool
 }
 
 // InheritFD names a caller's fd for an external object of the image:

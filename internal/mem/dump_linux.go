@@ -30,6 +30,20 @@ import (
 // forked (nil: none) is the process's parent in the image, already dumped:
 // pages still shared with it copy-on-write are recorded as its runs.
 func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) ([]image.VMA, []byte, error) {
+	return dump(pid, pw, shared, inc, forked, false)
+}
+
+// DumpRemote is Dump for a post-copy migration: the pages of private
+// anonymous memory are not copied but recorded as the VMAs' Remote spans
+// (image.PageSpan), every page that exists (present or swapped, as Dump
+// would save them); the rest is saved as Dump saves it. No dirty tracking,
+// no copy-on-write sharing with a parent: each process's pages are
+// fetched from it.
+func DumpRemote(pid int, pw *image.PageWriter, shared *Shared) ([]image.VMA, []byte, error) {
+	return dump(pid, pw, shared, nil, nil, true)
+}
+
+func dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked, remote bool) ([]image.VMA, []byte, error) {
 	maps, err := procfs.ReadSmaps(pid)
 	if err != nil {
 		return nil, nil, err
@@ -47,7 +61,7 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Fork
 
 	cp := newCopier(pid, pw)
 	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
-	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs)
+	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs, remote)
 	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
 		err = cerr // the writer's own error says what failed
 	}
@@ -57,7 +71,7 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Fork
 	return vmas, vdso, nil
 }
 
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan) ([]image.VMA, []byte, error) {
+func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, remote bool) ([]image.VMA, []byte, error) {
 	var vmas []image.VMA
 	var vdso []byte
 	var entries []uint64
@@ -118,6 +132,12 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 			if done {
 				keep = nil
 			}
+		}
+		if keep != nil && remote && image.RemoteKind(&v) {
+			if err := scanRemote(pm, &v, keep, &entries); err != nil {
+				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+			}
+			keep = nil
 		}
 		if keep != nil {
 			vcs := cs
