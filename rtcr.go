@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/rtcr/rtcr/internal/lazy"
 )
 
 // DumpOptions says what to checkpoint and how. Names follow CRIU's flags.
@@ -149,6 +151,16 @@ type RestoreOptions struct {
 	// and Restore fails with it. rtcr serve waits there for a migration's
 	// source to be gone.
 	Hold func() error
+	// Lazy restores private anonymous memory lazily (rtcr restore
+	// --lazy, see README "Lazy restore"): the processes run as soon as
+	// everything else is in place, their pages come in on first touch
+	// (userfaultfd) and in the background. Restore then returns as soon as
+	// they run, with RestoreStats.Lazy to follow and wait for the rest.
+	Lazy bool
+	// LazySource gives the pages left out (post-copy migration: the
+	// source machine). Nil: the image's own page files, through its
+	// chain.
+	LazySource lazy.Source
 
 	// remotePages admits an image whose private memory stays with a
 	// post-copy migration's source (image.Checkpoint.RemotePages): set
@@ -177,6 +189,10 @@ type RestoreStats struct {
 	PageBytes int64
 	// MemoryTime is the part spent recreating the address space.
 	MemoryTime time.Duration
+	// Lazy, for a lazy restore, serves the pages still missing; its Wait
+	// returns once all are in (nil otherwise). Total is then the time
+	// until the processes ran.
+	Lazy *LazyRestore
 }
 
 // ErrInterrupted reports a dump cancelled by its context (e.g. Ctrl-C);

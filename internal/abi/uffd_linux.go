@@ -78,3 +78,62 @@ type PageRegion struct {
 	End        uint64
 	Categories uint64
 }
+
+// userfaultfd missing mode and its events, for lazy restore
+// (include/uapi/linux/userfaultfd.h).
+const (
+	UFFDIO_REGISTER_MODE_MISSING = 1 << 0
+	UFFDIO_WAKE                  = 0x8010aa02 // _IOR(0xAA, 0x02, struct uffdio_range)
+	UFFDIO_COPY                  = 0xc028aa03 // _IOWR(0xAA, 0x03, struct uffdio_copy)
+	UFFDIO_ZEROPAGE              = 0xc020aa04 // _IOWR(0xAA, 0x04, struct uffdio_zeropage)
+	UFFD_FEATURE_EVENT_FORK      = 1 << 1
+	UFFD_FEATURE_EVENT_REMAP     = 1 << 2
+	UFFD_FEATURE_EVENT_REMOVE    = 1 << 3
+	UFFD_FEATURE_EVENT_UNMAP     = 1 << 6
+	UFFD_FEATURE_THREAD_ID       = 1 << 8
+	UFFD_EVENT_PAGEFAULT         = 0x12
+	UFFD_EVENT_FORK              = 0x13
+	UFFD_EVENT_REMAP             = 0x14
+	UFFD_EVENT_REMOVE            = 0x15
+	UFFD_EVENT_UNMAP             = 0x16
+)
+
+// UffdioCopy is struct uffdio_copy.
+type UffdioCopy struct {
+	Dst  uint64
+	Src  uint64
+	Len  uint64
+	Mode uint64
+	Copy int64 // out: bytes copied, or -errno
+}
+
+// UffdioZeropage is struct uffdio_zeropage.
+type UffdioZeropage struct {
+	Range    UffdioRange
+	Mode     uint64
+	Zeropage int64 // out: bytes mapped, or -errno
+}
+
+// UffdMsg is struct uffd_msg: Event, then 24 bytes of arguments, read
+// with the accessors below.
+type UffdMsg struct {
+	Event uint8
+	_     [7]uint8
+	Arg   [3]uint64
+}
+
+// FaultAddr is the address of an UFFD_EVENT_PAGEFAULT.
+func (m *UffdMsg) FaultAddr() uint64 { return m.Arg[1] }
+
+// FaultTid is the faulting thread of an UFFD_EVENT_PAGEFAULT (with
+// UFFD_FEATURE_THREAD_ID), in its own pid namespace.
+func (m *UffdMsg) FaultTid() int { return int(uint32(m.Arg[2])) }
+
+// ForkFd is the new userfaultfd of an UFFD_EVENT_FORK (in the reader).
+func (m *UffdMsg) ForkFd() int { return int(uint32(m.Arg[0])) }
+
+// Remap returns from, to and len of an UFFD_EVENT_REMAP.
+func (m *UffdMsg) Remap() (from, to, n uint64) { return m.Arg[0], m.Arg[1], m.Arg[2] }
+
+// Range returns start and end of an UFFD_EVENT_REMOVE or UFFD_EVENT_UNMAP.
+func (m *UffdMsg) Range() (start, end uint64) { return m.Arg[0], m.Arg[1] }
