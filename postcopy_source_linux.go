@@ -1,7 +1,6 @@
 package rtcr
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -21,6 +20,8 @@ type pageServer struct {
 	hosts map[int]int // image pid -> host pid
 	mems  map[int]*os.File
 	buf   []byte
+	// restored takes the destination's Restored frame (its copy runs).
+	restored func(p []byte) error
 	// Sent counts the pages sent (a page asked twice counts twice).
 	Sent int64
 }
@@ -106,6 +107,11 @@ func (s *pageServer) receive(reqs chan<- wire.PageReq) error {
 		switch t {
 		case wire.PagesIn:
 			return nil
+		case wire.Restored:
+			if err := s.restored(p); err != nil {
+				return err
+			}
+			continue
 		case wire.PageRequest:
 		default:
 			return fmt.Errorf("page phase: got %v from %s: %w", t, s.c.Peer(), wire.ErrProtocol)
@@ -115,9 +121,7 @@ func (s *pageServer) receive(reqs chan<- wire.PageReq) error {
 			return err
 		}
 		if !s.set.Contains(r.Pid, r.Addr, r.Count) {
-			err := fmt.Errorf("page request %d from %s: %d pages of pid %d at %#x are not pages the image left out: %w", r.ID, s.c.Peer(), r.Count, r.Pid, r.Addr, wire.ErrProtocol)
-			s.c.SendError(err.Error())
-			return err
+			return fmt.Errorf("page request %d from %s: %d pages of pid %d at %#x are not pages the image left out: %w", r.ID, s.c.Peer(), r.Count, r.Pid, r.Addr, wire.ErrProtocol)
 		}
 		reqs <- r
 	}
@@ -166,7 +170,3 @@ func (s *pageServer) read(pid int, addr uint64, b []byte) error {
 	}
 	return nil
 }
-
-// errNeverIn says the destination ended the page phase without saying
-// every page is in.
-var errNeverIn = errors.New("the destination did not take every page")

@@ -175,25 +175,30 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer s.release(name)
-	path, err := s.receive(c, name)
+	path, err := s.receive(c, name, mode)
 	if err != nil {
 		c.SendError(err.Error()) // best effort: the client may be gone
 		s.event("%s: image %s not stored: %v", peer, name, err)
 		return
 	}
 	s.event("%s: image %s stored in %s", peer, name, path)
-	if mode == wire.ModeStore {
-		return
+	switch mode {
+	case wire.ModeStore:
+	case wire.ModePostCopy:
+		s.postCopy(c, name, path)
+	default:
+		s.restore(c, mode, name, path)
 	}
-	s.restore(c, mode, name, path)
 }
 
 // errRefused marks an image that arrived whole but failed its checks.
 var errRefused = errors.New("refused")
 
 // receive takes the image into a staging directory, checks it and renames
-// it to DIR/name; on any failure the staging directory goes.
-func (s *server) receive(c *wire.Conn, name string) (string, error) {
+// it to DIR/name; on any failure the staging directory goes. Only a
+// post-copy migration may send an image that leaves its private memory
+// with the source.
+func (s *server) receive(c *wire.Conn, name string, mode wire.Mode) (string, error) {
 	if err := c.SendNow(wire.OK, nil); err != nil {
 		return "", err
 	}
@@ -210,7 +215,7 @@ func (s *server) receive(c *wire.Conn, name string) (string, error) {
 	if _, err := c.ReceiveImage(tmp); err != nil {
 		return "", err
 	}
-	if err := CheckImage(tmp); err != nil {
+	if err := checkImageOpts(RestoreOptions{Dir: tmp, remotePages: mode == wire.ModePostCopy}); err != nil {
 		return "", fmt.Errorf("image %s %w: %w", name, errRefused, err)
 	}
 	if err := s.inbox.Commit(tmp, name); err != nil {
@@ -283,7 +288,13 @@ func programNote(st *RestoreStats) string {
 // incremental image), without creating one. Checks of this host's state
 // (free pids, files unchanged) are left to the restore.
 func CheckImage(dir string) error {
-	_, d, _, closePages, err := loadOnce(RestoreOptions{Dir: dir})
+	return checkImageOpts(RestoreOptions{Dir: dir})
+}
+
+// checkImageOpts is CheckImage with the options that admit an image
+// (remotePages: a post-copy image).
+func checkImageOpts(opts RestoreOptions) error {
+	_, d, _, closePages, err := loadOnce(opts)
 	if err != nil {
 		return err
 	}

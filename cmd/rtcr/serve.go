@@ -47,7 +47,7 @@ func runServe(args []string) error {
 }
 
 func runMigrate(args []string) error {
-	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--tls-cert C --tls-key K --tls-ca CA] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--lazy] [--tls-cert C --tls-key K --tls-ca CA] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	var srv rtcr.PageServer
 	fs.IntVar(&o.Pid, "pid", 0, "process to move (with its descendants; an rtcr run tree moves whole)")
@@ -55,6 +55,7 @@ func runMigrate(args []string) error {
 	fs.StringVar(&srv.Addr, "to", "", "the rtcr serve at `HOST:PORT` that restores it")
 	fs.StringVar(&srv.TokenFile, "token-file", "", "the secret shared with the server (`FILE`, mode 0600)")
 	fs.StringVar(&srv.Name, "name", "", "the image's name on the server (default pidPID-TIME)")
+	lazy := fs.Bool("lazy", false, "post-copy: the process runs there at once, its memory follows (the source stays frozen until then)")
 	tlsFlags(fs, &srv)
 	var lf logFlags
 	lf.add(fs)
@@ -73,6 +74,9 @@ func runMigrate(args []string) error {
 	ctx, stop := signalContext()
 	defer stop()
 	srv.Progress = os.Stdout
+	if *lazy {
+		return migrateLazy(ctx, o, srv, &lf, log)
+	}
 	st, sent, err := rtcr.Migrate(ctx, o, srv)
 	if err != nil {
 		return lf.failed(log, err)
