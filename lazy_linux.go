@@ -1,19 +1,31 @@
 package rtcr
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/cred"
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/lazy"
+	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
 )
 
 // LazyRestore is a lazy restore whose processes run while their pages
 // come in (RestoreOptions.Lazy).
 type LazyRestore struct {
-	srv   *lazy.Server
-	start time.Time
-	done  chan struct{}
-	err   error
-	allIn time.Duration
+	srv     *lazy.Server
+	log     *slog.Logger
+	start   time.Time
+	running chan struct{} // closed when the processes run
+	done    chan struct{} // closed when rtcr has let go of them
+	err     error
+	allIn   time.Duration
 }
 
 // Progress reports how many of the pages left out are in.
@@ -21,9 +33,217 @@ func (l *LazyRestore) Progress() lazy.Progress { return l.srv.Progress() }
 
 // Wait waits until every page is in and rtcr has let go of the
 // processes, and returns how long that took from the start of the
-// restore. An error means the pages could not all be brought in: the
-// restored processes were killed.
+// restore. An error means the pages could not all be brought in, or rtcr
+// could not let go: the restored processes were killed.
 func (l *LazyRestore) Wait() (time.Duration, error) {
 	<-l.done
 	return l.allIn, l.err
+}
+
+// newLazy checks that the image can be restored lazily and prepares the
+// server: src, or the image's page files when nil.
+func newLazy(c *image.Checkpoint, src lazy.Source, pages mem.PageFiles, checks pageChecks, log *slog.Logger, start time.Time) (*LazyRestore, error) {
+	zombie := map[int]bool{}
+	for i := range c.Processes {
+		zombie[c.Processes[i].Pid] = c.Processes[i].Zombie
+	}
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		// A live process below a zombie is reparented when the zombie is
+		// made, out of the chain of parent-death signals that makes the
+		// tree die with rtcr (see lazyTail); in a pid namespace its init
+		// takes it, and takes it down.
+		if !p.Zombie && zombie[p.Ppid] && !c.PidNS {
+			return nil, fmt.Errorf("restore %d: --lazy: its parent %d is a zombie: it would outlive a killed rtcr with pages missing; restore without --lazy", p.Pid, p.Ppid)
+		}
+	}
+	if src == nil {
+		src = mem.NewPageSource(c.Processes, pages, checks.check)
+	}
+	srv, err := lazy.NewServer(src, log)
+	if err != nil {
+		return nil, err
+	}
+	return &LazyRestore{srv: srv, log: log, start: start, running: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// register makes the userfaultfd of a restored process (in its stub,
+// taken by rtcr and closed there), registers its lazy mappings and has
+// the server serve them from now on. A process without lazy memory gets
+// none.
+func (l *LazyRestore) register(pr *restoring) error {
+	vmas, runs := mem.LazyRanges(pr.p)
+	if len(vmas) == 0 {
+		return nil
+	}
+	fd, err := lazy.Create(pr.r)
+	if err != nil {
+		return err
+	}
+	for _, v := range vmas {
+		if err := lazy.Register(fd, v[0], v[1]); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("userfaultfd of %d: %w", pr.r.Pid, err)
+		}
+	}
+	proc := lazy.Proc{Pid: pr.p.Pid, Fd: fd}
+	for _, r := range runs {
+		proc.Runs = append(proc.Runs, lazy.Range{Start: r[0], End: r[1]})
+	}
+	l.srv.Add(proc)
+	return nil
+}
+
+// holdDeath makes the process die when its parent does (SIGKILL), the
+// last call injected before it runs: the root's parent is rtcr's tracer
+// thread, which lives until every page is in; every other process's is
+// its parent in the tree. So a killed rtcr takes the whole tree down
+// before any process could read a missing page as zero (the kernel
+// unregisters the ranges when rtcr's userfaultfds close). lazyTail puts
+// the image's value back.
+func holdDeath(r *ptrace.Remote) error {
+	if _, err := r.Syscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(unix.SIGKILL)); err != nil {
+		return fmt.Errorf("prctl(PR_SET_PDEATHSIG, SIGKILL): %w", err)
+	}
+	return nil
+}
+
+// tail runs on the tracer thread once the processes run: it waits until
+// every page is in, gives each live process its own parent-death signal
+// again (frozen for one injected call), and closes the userfaultfds. On
+// failure it kills them all.
+func (l *LazyRestore) tail(procs []*restoring) (err error) {
+	defer l.srv.Close()
+	defer func() {
+		if err != nil {
+			for i := len(procs) - 1; i >= 0; i-- {
+				procs[i].kill()
+			}
+		}
+	}()
+	if err := l.srv.Wait(); err != nil {
+		return fmt.Errorf("lazy restore %d: %w (the restored processes were killed)", procs[0].p.Pid, err)
+	}
+	l.allIn = time.Since(l.start)
+	for _, pr := range procs {
+		if pr.p.Zombie {
+			continue
+		}
+		t := time.Now()
+		if err := letGo(pr); err != nil {
+			return fmt.Errorf("lazy restore %s: every page is in, but its parent-death signal cannot be put back (it would die with rtcr): %w", pr.name(), err)
+		}
+		logStep(l.log, pr.p.Pid, "parent-death signal back", time.Since(t), "signal", pr.p.Prctl.PdeathSig)
+	}
+	return nil
+}
+
+// letGo freezes the running process pr and sets its parent-death signal
+// to the image's value. A process gone since is left alone.
+func letGo(pr *restoring) error {
+	tids, err := ptrace.Freeze(pr.r.Pid)
+	if err != nil {
+		if gone(pr.r.Pid) {
+			return nil
+		}
+		return err
+	}
+	defer ptrace.Release(tids)
+	if hasSeccomp(pr.p) {
+		if err := cred.SuspendAll(tids, false); err != nil {
+			return err
+		}
+	}
+	r, err := mem.OpenLive(pr.r.Pid)
+	if err != nil {
+		return err
+	}
+	_, err = r.Syscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(pr.p.Prctl.PdeathSig))
+	if cerr := r.CloseRemote(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// gone reports whether process pid has exited (or is a zombie).
+func gone(pid int) bool {
+	st, err := procfs.ReadStat(pid)
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) || err == nil && (st.State == 'Z' || st.State == 'X')
+}
+
+// run runs the restore tree (on a tracer thread, which goes on serving
+// after the release) and returns once the processes run, or with the
+// restore's error. closeImage is called once every page is in (or the
+// serving failed); when the restore fails before the processes run, the
+// image stays the caller's to close.
+func (l *LazyRestore) run(tree func() error, closeImage func()) error {
+	early := make(chan error, 1)
+	go func() {
+		err := ptrace.Run(tree)
+		select {
+		case <-l.running:
+			closeImage()
+			l.err = err
+			close(l.done)
+		default:
+			early <- err
+		}
+	}()
+	select {
+	case <-l.running:
+		return nil
+	case err := <-early:
+		l.srv.Close()
+		return err
+	}
+}
+
+// pageChecks are the chunk verifiers of a lazy restore's page files, by
+// pid and depth in the chain like mem.PageFiles (nil: verified already).
+type pageChecks map[int][]*image.PageCheck
+
+// openPages opens the page file of p, the image at depth of a chain of
+// chainLen: for a lazy restore (opts.checks set) mapped without reading
+// it, its verifier kept in opts.checks; otherwise read and verified.
+func (opts RestoreOptions) openPages(d *image.Dir, p *image.Process, depth, chainLen int) ([]byte, func() error, error) {
+	if opts.checks == nil {
+		return d.OpenPages(p)
+	}
+	data, check, closePages, err := d.OpenPagesLazy(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.checks[p.Pid] == nil {
+		opts.checks[p.Pid] = make([]*image.PageCheck, chainLen+1)
+	}
+	opts.checks[p.Pid][depth] = check
+	return data, closePages, nil
+}
+
+// check verifies the bytes [off, off+n) of the page file of pid at depth.
+func (pc pageChecks) check(pid, depth int, off, n int64) error {
+	if depth >= len(pc[pid]) {
+		return nil
+	}
+	return pc[pid][depth].Check(off, n)
+}
+
+// checkEager verifies, before anything is restored, every page a lazy
+// restore writes at once: the runs of the mappings that are not lazy.
+func (pc pageChecks) checkEager(c *image.Checkpoint) error {
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			v := &p.VMAs[j]
+			if mem.Lazy(v) {
+				continue
+			}
+			for _, r := range v.Pages {
+				if err := pc.check(r.Owner(p.Pid), r.Depth, r.FileOff, int64(r.Count*image.PageSize)); err != nil {
+					return fmt.Errorf("restore %d: %w", p.Pid, err)
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -59,7 +59,7 @@ func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptio
 				return nil, fmt.Errorf("pid %d: %w", pid, err)
 			}
 		}
-		data, closePages, err := d.OpenPages(anc)
+		data, closePages, err := opts.openPages(d, anc, depth, c.ChainLen)
 		if err != nil {
 			return nil, fmt.Errorf("pid %d: %w", pid, err)
 		}

@@ -31,16 +31,34 @@ var ErrPidTaken = stub.ErrPidTaken
 // every new process is killed and the error names the process and step.
 func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	start := time.Now()
+	if opts.Lazy {
+		opts.checks = pageChecks{}
+	}
 	c, dir, pages, closePages, err := loadImage(opts)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	defer dir.Close()
-	defer closePages()
+	// A lazy restore reads the page files until every page is in: they
+	// are closed when that ends (lazyRun), not here.
+	handedOff := false
+	closeImage := func() {
+		closePages()
+		dir.Close()
+	}
+	defer func() {
+		if !handedOff {
+			closeImage()
+		}
+	}()
 	root := c.Processes[0].Pid
 	log := logger(opts.Logger)
 	logStep(log, root, "read manifest", time.Since(start), "dir", opts.Dir, "processes", len(c.Processes), "pidns", c.PidNS, "kernel", c.Kernel)
 	t := newStepTimer(log, root)
+	if opts.Lazy {
+		if err := opts.checks.checkEager(c); err != nil {
+			return nil, err
+		}
+	}
 	t.done("verify pages")
 	if err := preflight(c, dir.Owner); err != nil {
 		return nil, err
@@ -65,7 +83,20 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore %d: %w", root, err)
 	}
-	err = ptrace.Run(func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv, opts.Hold) })
+	var lz *LazyRestore
+	if opts.Lazy {
+		if lz, err = newLazy(c, opts.LazySource, pages, opts.checks, log, start); err != nil {
+			return nil, err
+		}
+	}
+	tree := func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv, opts.Hold, lz) }
+	if lz == nil {
+		err = ptrace.Run(tree)
+	} else {
+		err = lz.run(tree, closeImage)
+		handedOff = err == nil
+		stats.Lazy = lz
+	}
 	stats.Total = time.Since(start)
 	if err != nil {
 		sysv.Undo()
@@ -176,9 +207,12 @@ func loadOnce(opts RestoreOptions) (*image.Checkpoint, *image.Dir, mem.PageFiles
 			_ = f()
 		}
 	}
+	for pid := range opts.checks {
+		delete(opts.checks, pid) // an earlier attempt's
+	}
 	for i := range c.Processes {
 		p := &c.Processes[i]
-		data, closePages, err := dir.OpenPages(p)
+		data, closePages, err := opts.openPages(dir, p, 0, c.ChainLen)
 		if err == nil && (dir.Owner.Root != checked.Root || dir.Owner.Uid != checked.Uid) {
 			_ = closePages()
 			err = fmt.Errorf("page file %s changed owner while the image was read: %w", p.PageFile, image.ErrUntrusted)
@@ -294,7 +328,12 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 // empty stub, parent before child, so that parent links, sessions and
 // process groups come out right; then fills in each process; then releases
 // them all at once. Any failure kills every process created.
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore, hold func() error) (err error) {
+//
+// With lz (a lazy restore), the lazy memory of each process is registered
+// on its userfaultfd once every process exists, and after the release
+// restoreTree goes on until every page is in (LazyRestore.tail): its
+// thread is the root's parent, whose death kills the tree (holdDeath).
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore, hold func() error, lz *LazyRestore) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -330,7 +369,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			return fmt.Errorf("restore %d: create process: %w", p.Pid, err)
 		}
 		logStep(log, p.Pid, "create process", time.Since(created), "host_pid", r.Pid, "ppid", p.Ppid, "zombie", p.Zombie)
-		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages, ttyFd: -1, log: log, ns: c.PidNS}
+		pr := &restoring{p: p, r: r, threads: []*ptrace.Injector{r.Injector}, pages: pages, ttyFd: -1, log: log, ns: c.PidNS, lazy: lz != nil}
 		if !p.Zombie {
 			pr.as = fileCreds(owner, p)
 		}
@@ -351,6 +390,18 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			return err
 		}
 		stats.MemoryTime += time.Since(memStart)
+	}
+	if lz != nil {
+		// Before anything else touches the memory left out: from here on a
+		// touch waits for the page.
+		for _, pr := range procs {
+			if pr.p.Zombie {
+				continue
+			}
+			if err := pr.step("userfaultfd", func() error { return lz.register(pr) }); err != nil {
+				return err
+			}
+		}
 	}
 	for _, pr := range procs {
 		if err := pr.step("process group", func() error { return pr.setpgid(procs[0].p) }); err != nil {
@@ -413,6 +464,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	stats.Pid = procs[0].r.Pid
 	if pr := byPid[2]; c.PidNS && pr != nil {
 		stats.Program = pr.r.Pid
+	}
+	if lz != nil {
+		stats.Total = time.Since(lz.start)
+		close(lz.running)
+		return lz.tail(procs)
 	}
 	return nil
 }

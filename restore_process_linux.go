@@ -33,6 +33,7 @@ type restoring struct {
 	as      *image.Creds  // files are opened with these rights (fileCreds)
 	log     *slog.Logger
 	ns      bool // it is in a new pid namespace: p.Pid is its pid there
+	lazy    bool // a lazy restore: its private anonymous pages come later
 }
 
 // step runs one named restore step, naming the process and step on error,
@@ -164,7 +165,12 @@ func (pr *restoring) fillMemory(fds *files.Restorer, shared *mem.Shared, parent 
 	}{
 		{"check mapped files", func() (err error) { pr.open, err = files.NewOpener(r, p, pr.as); return err }},
 		{"memfds and deleted files", func() error { return fds.PrepareHomes(r, p, pr.as) }},
-		{"memory", func() error { return mem.Restore(r, p, pr.pages, shared, pr.open.Open, parent) }},
+		{"memory", func() error {
+			if pr.lazy {
+				return mem.RestoreLazy(r, p, pr.pages, shared, pr.open.Open, parent)
+			}
+			return mem.Restore(r, p, pr.pages, shared, pr.open.Open, parent)
+		}},
 	}
 	for _, s := range steps {
 		if err := pr.step(s.name, s.f); err != nil {
@@ -295,6 +301,11 @@ func (pr *restoring) finish() error {
 			}
 			return cred.RestorePrctl(r, p.Prctl)
 		}); err != nil {
+			return err
+		}
+	}
+	if pr.lazy {
+		if err := pr.step("parent-death signal held", func() error { return holdDeath(r) }); err != nil {
 			return err
 		}
 	}

@@ -162,6 +162,10 @@ type RestoreOptions struct {
 	// chain.
 	LazySource lazy.Source
 
+	// checks, for a lazy restore, verify the page files chunk by chunk
+	// as they are used (see image.OpenPagesLazy).
+	checks pageChecks
+
 	// remotePages admits an image whose private memory stays with a
 	// post-copy migration's source (image.Checkpoint.RemotePages): set
 	// only by rtcr serve, which feeds those pages to the lazy restore.

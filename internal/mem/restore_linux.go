@@ -27,9 +27,24 @@ type OpenFunc func(path string, flags int) (int, error)
 // the parent, as before the checkpoint); everything else inherited is
 // unmapped or dropped first. With parent nil, r must be an empty stub.
 func Restore(r *ptrace.Remote, p *image.Process, pages PageFiles, shared *Shared, open OpenFunc, parent *image.Process) error {
+	return restore(r, p, pages, shared, open, parent, false)
+}
+
+// RestoreLazy is Restore for a lazy restore: the pages of Lazy mappings
+// are left out (the caller registers those mappings on a userfaultfd
+// before anything touches them), and a child keeps nothing of its
+// parent's memory (whose lazy pages are not there to inherit): all its
+// own pages come from the page files.
+func RestoreLazy(r *ptrace.Remote, p *image.Process, pages PageFiles, shared *Shared, open OpenFunc, parent *image.Process) error {
+	return restore(r, p, pages, shared, open, parent, true)
+}
+
+func restore(r *ptrace.Remote, p *image.Process, pages PageFiles, shared *Shared, open OpenFunc, parent *image.Process, lazy bool) error {
 	var plan inheritPlan
 	if parent != nil {
-		plan = planInherit(p, parent)
+		if !lazy {
+			plan = planInherit(p, parent)
+		}
 		if err := dropInherited(r, plan); err != nil {
 			return fmt.Errorf("restore memory of %d: %w", r.Pid, err)
 		}
@@ -62,7 +77,7 @@ func Restore(r *ptrace.Remote, p *image.Process, pages PageFiles, shared *Shared
 			return fmt.Errorf("restore mapping %#x-%#x %s of %d: %w", v.Start, v.End, v.Name, r.Pid, err)
 		}
 	}
-	if err := writePages(r.Pid, p, pages, plan.inherited); err != nil {
+	if err := writePages(r.Pid, p, pages, plan.inherited, lazy); err != nil {
 		return err
 	}
 	for i := range p.VMAs {
@@ -149,8 +164,9 @@ const writeBatch = 64 << 20
 
 // writePages copies every saved page from the page files into the stub
 // with process_vm_writev, many runs per call, except the pages inherited
-// (sorted ranges) from the parent the stub was forked from.
-func writePages(pid int, p *image.Process, pages PageFiles, inherited [][2]uint64) error {
+// (sorted ranges) from the parent the stub was forked from and, with lazy,
+// those of Lazy mappings.
+func writePages(pid int, p *image.Process, pages PageFiles, inherited [][2]uint64, lazy bool) error {
 	var local []unix.Iovec
 	var remote []unix.RemoteIovec
 	total := 0
@@ -175,6 +191,9 @@ func writePages(pid int, p *image.Process, pages PageFiles, inherited [][2]uint6
 	for _, v := range p.VMAs {
 		if v.Kind == image.KindSysV {
 			continue // written into the segment by PrepareSysV
+		}
+		if lazy && Lazy(&v) {
+			continue // brought in through userfaultfd
 		}
 		runs := v.Pages
 		if len(inherited) > 0 {

@@ -1,0 +1,98 @@
+package mem
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/rtcr/rtcr/internal/image"
+)
+
+// Lazy reports whether the saved pages of v may be left out of a lazy
+// restore and brought in through userfaultfd: private anonymous memory
+// (anon, heap, stack) with pages, except where the kernel or restore
+// would populate it before the process runs, or where a forked child must
+// not see the image's pages: mlocked (mlock populates), wipe-on-fork (a
+// child forked later must read zeros there) and MAP_DROPPABLE memory.
+// Everything else (shared memory, SysV segments, file mappings and their
+// copied-on-write pages, memfds) is written at restore as usual.
+func Lazy(v *image.VMA) bool {
+	if v.Shared || v.ShareOf != nil || len(v.Pages) == 0 {
+		return false
+	}
+	switch v.Kind {
+	case image.KindAnon, image.KindHeap, image.KindStack:
+	default:
+		return false
+	}
+	return !v.HasVmFlag(image.VmLocked) && !v.HasVmFlag(image.VmWipeOnFork) && !v.HasVmFlag(image.VmDroppable)
+}
+
+// LazyRanges returns, for a lazy restore of p, the mappings to register
+// (whole Lazy VMAs) and the runs of saved pages they hold, both sorted.
+func LazyRanges(p *image.Process) (vmas, runs [][2]uint64) {
+	for i := range p.VMAs {
+		v := &p.VMAs[i]
+		if !Lazy(v) {
+			continue
+		}
+		vmas = append(vmas, [2]uint64{v.Start, v.End})
+		for _, r := range v.Pages {
+			runs = append(runs, [2]uint64{r.Addr, r.Addr + r.Count*image.PageSize})
+		}
+	}
+	return vmas, runs
+}
+
+// PageSource gives the pages of the image's processes from its page
+// files (the chain's included): the lazy.Source of a local lazy restore.
+type PageSource struct {
+	procs map[int]*image.Process
+	pages PageFiles
+	check CheckFunc
+}
+
+// CheckFunc verifies bytes [off, off+n) of the page file of process pid
+// in the image at depth of the chain before they are used.
+type CheckFunc func(pid, depth int, off, n int64) error
+
+// NewPageSource returns the source of procs' pages in pages, verified
+// with check (nil: verified already).
+func NewPageSource(procs []image.Process, pages PageFiles, check CheckFunc) *PageSource {
+	s := &PageSource{procs: map[int]*image.Process{}, pages: pages, check: check}
+	for i := range procs {
+		s.procs[procs[i].Pid] = &procs[i]
+	}
+	return s
+}
+
+// Fetch fills buf with the saved pages of image process pid at addr;
+// pages no run holds read as zero.
+func (s *PageSource) Fetch(pid int, addr uint64, buf []byte) error {
+	p := s.procs[pid]
+	if p == nil {
+		return fmt.Errorf("no process %d in the image", pid)
+	}
+	end := addr + uint64(len(buf))
+	i := sort.Search(len(p.VMAs), func(i int) bool { return p.VMAs[i].End > addr })
+	clear(buf)
+	for ; i < len(p.VMAs) && p.VMAs[i].Start < end; i++ {
+		v := &p.VMAs[i]
+		j := sort.Search(len(v.Pages), func(j int) bool { return v.Pages[j].Addr+v.Pages[j].Count*image.PageSize > addr })
+		for ; j < len(v.Pages) && v.Pages[j].Addr < end; j++ {
+			r := v.Pages[j]
+			a, b := max(addr, r.Addr), min(end, r.Addr+r.Count*image.PageSize)
+			files := s.pages[r.Owner(pid)]
+			off := r.FileOff + int64(a-r.Addr)
+			if r.Depth >= len(files) || off+int64(b-a) > int64(len(files[r.Depth])) {
+				return fmt.Errorf("run at %#x of %d in image %d of the chain (page file of %d) not loaded", r.Addr, pid, r.Depth, r.Owner(pid))
+			}
+			if s.check != nil {
+				if err := s.check(r.Owner(pid), r.Depth, off, int64(b-a)); err != nil {
+					return err
+				}
+			}
+			copy(buf[a-addr:b-addr], files[r.Depth][off:])
+		}
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package rtcr_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// gatedSource serves an image's pages like a local lazy restore, but
+// holds every fetch larger than a fault's (the prefetcher's) until open
+// is called: the test decides when the background copy may go on.
+type gatedSource struct {
+	src  *mem.PageSource
+	gate chan struct{}
+	once sync.Once
+}
+
+func newGatedSource(t *testing.T, dir string) *gatedSource {
+	t.Helper()
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := mem.PageFiles{}
+	for _, p := range c.Processes {
+		if p.PageFile == "" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, p.PageFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages[p.Pid] = [][]byte{b}
+	}
+	g := &gatedSource{src: mem.NewPageSource(c.Processes, pages, nil), gate: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gatedSource) Fetch(pid int, addr uint64, buf []byte) error {
+	if len(buf) > 64<<10 {
+		<-g.gate
+	}
+	return g.src.Fetch(pid, addr, buf)
+}
+
+func (g *gatedSource) open() { g.once.Do(func() { close(g.gate) }) }
+
+// lazyRestore restores dir lazily from src and checks the process runs
+// untraced while pages are missing.
+func lazyRestore(t *testing.T, tg *target, dir string, src *gatedSource) *rtcr.LazyRestore {
+	t.Helper()
+	opts := rtcr.RestoreOptions{Dir: dir, Lazy: true}
+	if src != nil {
+		opts.LazySource = src
+	}
+	st, err := rtcr.Restore(opts)
+	if err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
+	if st.Pid != tg.pid || st.Lazy == nil {
+		t.Fatalf("restored pid %d (lazy %v), want %d", st.Pid, st.Lazy != nil, tg.pid)
+	}
+	if tp := tracerPid(tg.pid); tp != 0 {
+		t.Fatalf("restored process %d is still traced by %d", tg.pid, tp)
+	}
+	pr := st.Lazy.Progress()
+	t.Logf("lazy restore of %d: running after %v, %d of %d pages in", tg.pid, st.Total, pr.In, pr.Pages)
+	return st.Lazy
+}
+
+// TestLazyRunsBeforePagesIn: a 1 GiB process restored lazily runs, and
+// checks a first part of its memory, while the background copy is held
+// (so most of its pages are provably not in); then every page comes in,
+// its whole memory is right, and rtcr lets go of it.
+func TestLazyRunsBeforePagesIn(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "1024", "check")
+	testutil.WaitForFile(t, tg.out, "ready\n", 60*time.Second)
+	dir := tg.dump(false)
+	src := newGatedSource(t, dir)
+	lz := lazyRestore(t, tg, dir, src)
+	tg.fire()
+	testutil.WaitForFile(t, tg.out, "checked 128\n", 60*time.Second)
+	pr := lz.Progress()
+	if pr.In >= pr.Pages || pr.Pages < (1<<30)/image.PageSize {
+		t.Fatalf("the process checked 128 MiB with %d of %d pages in: want most of 1 GiB still missing", pr.In, pr.Pages)
+	}
+	if pr.Faults == 0 {
+		t.Fatalf("no fault served: %+v", pr)
+	}
+	t.Logf("checked 128 MiB with %d of %d pages in (%d faults)", pr.In, pr.Pages, pr.Faults)
+	src.open()
+	allIn, err := lz.Wait()
+	if err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
+	if pr := lz.Progress(); pr.In != pr.Pages {
+		t.Fatalf("done with %d of %d pages in", pr.In, pr.Pages)
+	}
+	t.Logf("all pages in after %v", allIn)
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after lazy restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestLazyLocal: the image's own page files (no source given), nothing
+// held: the process checks its memory right while it comes in.
+func TestLazyLocal(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "256", "check")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	lz := lazyRestore(t, tg, dir, nil)
+	tg.fire()
+	if _, err := lz.Wait(); err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after lazy restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestLazyFork: the restored process forks while its pages are missing
+// (the background copy held); the child, whose missing pages come through
+// its own userfaultfd (the fork event), and the parent both find every
+// word of their memory right.
+func TestLazyFork(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "128", "fork")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	src := newGatedSource(t, dir)
+	lz := lazyRestore(t, tg, dir, src)
+	tg.fire()
+	// Both check through faults alone; the copy is let go on after.
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after lazy restore with fork: exit %d, output:\n%s", code, tg.output())
+	}
+	src.open()
+	if _, err := lz.Wait(); err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
+}
+
+// TestLazyKilledRestorer: the restorer is killed (SIGKILL) while pages
+// are missing: the restored process dies with it instead of reading zero
+// pages. The restorer is this test binary run again as a helper
+// (TestLazyHelperRestore), which holds the background copy for ever.
+func TestLazyKilledRestorer(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "64", "loop")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	helper := exec.Command(os.Args[0], "-test.run=^TestLazyHelperRestore$", "-test.v")
+	helper.Env = append(os.Environ(), "RTCR_LAZY_HELPER_DIR="+dir)
+	helper.Stderr = os.Stderr
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(60 * time.Second)
+	for running := false; !running; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("helper ended before the restore ran")
+			}
+			running = strings.HasPrefix(l, "running ")
+		case <-deadline:
+			t.Fatal("helper: no restore within 60 s")
+		}
+	}
+	tg.fire()
+	// It runs (on the pages its faults bring) before the restorer dies.
+	testutil.WaitForFile(t, tg.out, "pass 1\n", 60*time.Second)
+	if err := helper.Process.Signal(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = helper.Wait()
+	deadline2 := time.Now().Add(30 * time.Second)
+	for {
+		if s := state(tg.pid); s == 0 || s == 'Z' {
+			break
+		}
+		if time.Now().After(deadline2) {
+			t.Fatalf("restored %d still runs (state %q) after its restorer was killed; output:\n%s", tg.pid, state(tg.pid), tg.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tg.done = true
+	if strings.Contains(tg.output(), "FAIL") {
+		t.Fatalf("the process read wrong memory before it died:\n%s", tg.output())
+	}
+}
+
+// TestLazyHelperRestore is TestLazyKilledRestorer's restorer: it runs only
+// with RTCR_LAZY_HELPER_DIR set, restores that image lazily with the
+// background copy held, says "running PID" and waits to be killed.
+func TestLazyHelperRestore(t *testing.T) {
+	dir := os.Getenv("RTCR_LAZY_HELPER_DIR")
+	if dir == "" {
+		t.Skip("helper of TestLazyKilledRestorer")
+	}
+	src := newGatedSource(t, dir)
+	st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, Lazy: true, LazySource: src})
+	if err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
+	fmt.Printf("running %d\n", st.Pid)
+	_, _ = st.Lazy.Wait() // never: the copy is held
+}

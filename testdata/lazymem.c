@@ -1,0 +1,128 @@
+// lazymem: fills a large anonymous mapping with a pattern and, once
+// triggered, checks it: for lazy restore, where the pages arrive while it
+// runs.
+//
+// Protocol: lazymem MiB MODE   (MODE: check, fork or loop)
+// Fills MiB megabytes with a pattern, writes "ready\n", then polls every
+// 1 ms until the file "trigger" in its working directory exists. Then:
+//   check: checks every word in address order, writing "checked N\n"
+//          after each 64 MiB, then "OK\n"; exits 0 (1 and "FAIL at N\n"
+//          on a wrong word).
+//   fork:  forks; the child checks every word (from the top down) and
+//          exits 0 or 1; the parent checks every word too, waits for the
+//          child and writes "OK\n" (or "FAIL ...") and exits 0 (or 1).
+//   loop:  checks the whole mapping again and again, writing "pass N\n"
+//          after each pass, until killed; "FAIL at N\n" and exit 1 on a
+//          wrong word.
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void say(const char *s)
+{
+	size_t len = strlen(s);
+	while (len > 0) {
+		ssize_t n = write(1, s, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(3);
+		}
+		s += n;
+		len -= (size_t)n;
+	}
+}
+
+static uint64_t word(uint64_t i)
+{
+	uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ULL;
+	return x ^ (x >> 29);
+}
+
+static uint64_t *mem;
+static uint64_t words;
+
+// check checks words [0, words) upwards (down: downwards) and returns -1,
+// or the index of the first wrong word. every: report each that many
+// words (0: never).
+static int64_t check(int down, uint64_t every)
+{
+	char line[64];
+	for (uint64_t k = 0; k < words; k++) {
+		uint64_t i = down ? words - 1 - k : k;
+		if (mem[i] != word(i))
+			return (int64_t)i;
+		if (every && (k + 1) % every == 0) {
+			snprintf(line, sizeof line, "checked %llu\n", (unsigned long long)((k + 1) * 8 >> 20));
+			say(line);
+		}
+	}
+	return -1;
+}
+
+static void fail(const char *who, int64_t i)
+{
+	char line[96];
+	snprintf(line, sizeof line, "FAIL %s at %lld: %#llx\n", who, (long long)i, (unsigned long long)mem[i]);
+	say(line);
+	_exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 10) : 64;
+	const char *mode = argc > 2 ? argv[2] : "check";
+	words = mib << 17;
+	mem = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		say("mmap failed\n");
+		return 2;
+	}
+	for (uint64_t i = 0; i < words; i++)
+		mem[i] = word(i);
+	say("ready\n");
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000L };
+	while (access("trigger", F_OK) != 0)
+		nanosleep(&ts, NULL);
+	int64_t bad;
+	if (strcmp(mode, "fork") == 0) {
+		pid_t child = fork();
+		if (child < 0) {
+			say("fork failed\n");
+			return 2;
+		}
+		if (child == 0) {
+			if ((bad = check(1, 0)) >= 0)
+				fail("child", bad);
+			_exit(0);
+		}
+		if ((bad = check(0, 0)) >= 0)
+			fail("parent", bad);
+		int st;
+		if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			say("FAIL child status\n");
+			return 1;
+		}
+		say("OK\n");
+		return 0;
+	}
+	if (strcmp(mode, "loop") == 0) {
+		char line[32];
+		for (unsigned long n = 1;; n++) {
+			if ((bad = check(n % 2, 0)) >= 0)
+				fail("loop", bad);
+			snprintf(line, sizeof line, "pass %lu\n", n);
+			say(line);
+		}
+	}
+	if ((bad = check(0, 64ULL << 17)) >= 0)
+		fail("check", bad);
+	say("OK\n");
+	return 0;
+}
