@@ -235,10 +235,11 @@ func (pc pageChecks) checkEager(c *image.Checkpoint) error {
 		p := &c.Processes[i]
 		for j := range p.VMAs {
 			v := &p.VMAs[j]
+			runs := v.Pages
 			if mem.Lazy(v) {
-				continue
+				runs = mem.LazyEagerRuns(p, v)
 			}
-			for _, r := range v.Pages {
+			for _, r := range runs {
 				if err := pc.check(r.Owner(p.Pid), r.Depth, r.FileOff, int64(r.Count*image.PageSize)); err != nil {
 					return fmt.Errorf("restore %d: %w", p.Pid, err)
 				}

@@ -78,6 +78,9 @@ func lazyRestore(t *testing.T, tg *target, dir string, src *gatedSource) *rtcr.L
 	}
 	pr := st.Lazy.Progress()
 	t.Logf("lazy restore of %d: running after %v, %d of %d pages in", tg.pid, st.Total, pr.In, pr.Pages)
+	if pr.Early != 0 {
+		t.Errorf("%d faults before the process ran: the restore needed missing pages itself", pr.Early)
+	}
 	return st.Lazy
 }
 
@@ -237,4 +240,26 @@ func TestLazyHelperRestore(t *testing.T) {
 	}
 	fmt.Printf("running %d\n", st.Pid)
 	_, _ = st.Lazy.Wait() // never: the copy is held
+}
+
+// TestLazyRemapDropUnmap: with the background copy held, the restored
+// process moves half its memory (mremap), drops a MiB (MADV_DONTNEED,
+// which must read zero afterwards, not the image's pages) and unmaps
+// another, then finds the rest right where it now is.
+func TestLazyRemapDropUnmap(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "64", "remap")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	src := newGatedSource(t, dir)
+	lz := lazyRestore(t, tg, dir, src)
+	tg.fire()
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after lazy restore with mremap/madvise/munmap: exit %d, output:\n%s", code, tg.output())
+	}
+	src.open()
+	if _, err := lz.Wait(); err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
 }

@@ -95,9 +95,11 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	} else {
 		err = lz.run(tree, closeImage)
 		handedOff = err == nil
-		stats.Lazy = lz
+		stats.Lazy = lz // Total: until the processes ran (restoreTree)
 	}
-	stats.Total = time.Since(start)
+	if lz == nil {
+		stats.Total = time.Since(start)
+	}
 	if err != nil {
 		sysv.Undo()
 		log.Error("restore failed, the new processes were killed", "pid", root, "err", err)
@@ -467,6 +469,7 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	}
 	if lz != nil {
 		stats.Total = time.Since(lz.start)
+		lz.srv.Prefetch()
 		close(lz.running)
 		return lz.tail(procs)
 	}

@@ -11,9 +11,14 @@
 //   fork:  forks; the child checks every word (from the top down) and
 //          exits 0 or 1; the parent checks every word too, waits for the
 //          child and writes "OK\n" (or "FAIL ...") and exits 0 (or 1).
+//   remap: moves the top half elsewhere (mremap), drops 1 MiB at a
+//          quarter (MADV_DONTNEED: must read zero), unmaps the MiB after
+//          it, then checks the rest where it now is: "OK\n" and exit 0,
+//          or "FAIL ..." and exit 1.
 //   loop:  checks the whole mapping again and again, writing "pass N\n"
 //          after each pass, until killed; "FAIL at N\n" and exit 1 on a
 //          wrong word.
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,6 +114,38 @@ int main(int argc, char **argv)
 			say("FAIL child status\n");
 			return 1;
 		}
+		say("OK\n");
+		return 0;
+	}
+	if (strcmp(mode, "remap") == 0) {
+		uint64_t half = words / 2, quarter = words / 4, mw = 1 << 17; // words per MiB
+		void *to = mmap(NULL, half * 8, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uint64_t *top = mremap(mem + half, half * 8, half * 8, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+		if (to == MAP_FAILED || top == MAP_FAILED) {
+			say("FAIL mremap\n");
+			return 1;
+		}
+		if (madvise(mem + quarter, mw * 8, MADV_DONTNEED) != 0 || munmap(mem + quarter + mw, mw * 8) != 0) {
+			say("FAIL madvise/munmap\n");
+			return 1;
+		}
+		for (uint64_t i = 0; i < half; i++) {
+			if (i >= quarter && i < quarter + mw) {
+				if (mem[i] != 0)
+					fail("dropped", (int64_t)i);
+			} else if (i >= quarter + mw && i < quarter + 2 * mw) {
+				continue;
+			} else if (mem[i] != word(i)) {
+				fail("kept", (int64_t)i);
+			}
+		}
+		for (uint64_t i = 0; i < half; i++)
+			if (top[i] != word(half + i)) {
+				char line[96];
+				snprintf(line, sizeof line, "FAIL moved at %llu\n", (unsigned long long)i);
+				say(line);
+				return 1;
+			}
 		say("OK\n");
 		return 0;
 	}

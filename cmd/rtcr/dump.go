@@ -99,7 +99,7 @@ func runDump(args []string) error {
 }
 
 func runRestore(args []string) error {
-	fs := newFlags("restore", "--dir DIR [--inherit-fd FD:ID]… [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("restore", "--dir DIR [--lazy] [--inherit-fd FD:ID]… [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.RestoreOptions
 	fs.StringVar(&o.Dir, "dir", "", "image directory")
 	fs.StringVar(&o.Dir, "D", "", "short for --dir")
@@ -107,6 +107,7 @@ func runRestore(args []string) error {
 	var inherit inheritFlag
 	fs.Var(&inherit, "inherit-fd", "give the restored processes rtcr's fd FD where the image has the external pipe or socket ID (`FD:ID`, the IDs rtcr inspect lists); repeatable; CRIU's fd[FD]:ID works too")
 	fs.BoolVar(&o.NoClockJump, "no-clock-jump", false, "for trees started by rtcr run: monotonic clocks continue from the checkpoint without counting the downtime")
+	fs.BoolVar(&o.Lazy, "lazy", false, "run at once, private anonymous pages brought in on first touch and in the background; rtcr stays until every page is in (killing it first kills the restored processes)")
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, criuArgs(fs, args)); err != nil {
@@ -132,6 +133,19 @@ func runRestore(args []string) error {
 	what := fmt.Sprintf("pid %d", st.Pid)
 	if st.Program != 0 {
 		what = fmt.Sprintf("pid namespace (init pid %d, program pid %d)", st.Pid, st.Program)
+	}
+	if st.Lazy != nil {
+		pr := st.Lazy.Progress()
+		fmt.Printf("restored %s from %s lazily: running after %v, %.1f MiB of memory still to come in\n",
+			what, o.Dir, st.Total.Round(1e4), float64(pr.Pages-pr.In)*4096/(1<<20))
+		allIn, err := st.Lazy.Wait()
+		if err != nil {
+			return lf.failed(log, err)
+		}
+		pr = st.Lazy.Progress()
+		fmt.Printf("all pages in after %v (%d faults served, %.1f MiB fetched); rtcr let go of %s\n",
+			allIn.Round(1e5), pr.Faults, float64(pr.Fetched)/(1<<20), what)
+		return nil
 	}
 	fmt.Printf("restored %s from %s: %.1f MiB of memory in %v\n",
 		what, o.Dir, float64(st.PageBytes)/(1<<20), st.Total.Round(1e5))

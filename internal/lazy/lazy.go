@@ -35,4 +35,9 @@ type Progress struct {
 	// Faults counts the faults served, Fetched the bytes fetched.
 	Faults  int64
 	Fetched int64
+	// Early counts the faults that came before the processes ran (while
+	// the restore injected calls); the restore writes the pages the kernel
+	// touches then at once, so it stays 0 and a Source is never asked
+	// before the processes run.
+	Early int64
 }

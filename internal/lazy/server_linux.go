@@ -65,20 +65,23 @@ type Server struct {
 	log  *slog.Logger
 	stop [2]int // a pipe: closing stop[1] wakes every poll
 
-	pages, in, faults, fetched atomic.Int64
+	pages, in, faults, fetched, early atomic.Int64
 
 	mu     sync.Mutex
 	ctxs   []*ctx
 	left   int // ctxs with pages still missing
 	err    error
 	allIn  chan struct{}
+	run    chan struct{} // closed by Prefetch
+	quit   chan struct{} // closed by Close
+	once   sync.Once
 	closed bool
 	wg     sync.WaitGroup
 }
 
 // NewServer returns a server fetching pages from src; log may be nil.
 func NewServer(src Source, log *slog.Logger) (*Server, error) {
-	s := &Server{src: src, log: log, allIn: make(chan struct{})}
+	s := &Server{src: src, log: log, allIn: make(chan struct{}), run: make(chan struct{}), quit: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -88,7 +91,13 @@ func NewServer(src Source, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Add starts serving p: its faults at once, its prefetch too.
+// Prefetch lets the background copy begin (Add serves faults at once):
+// called when the processes run, so that it does not slow down the rest
+// of the restore (the copies take the target's mmap lock and a CPU).
+func (s *Server) Prefetch() { s.once.Do(func() { close(s.run) }) }
+
+// Add starts serving p: its faults at once, its background copy once
+// Prefetch is called.
 func (s *Server) Add(p Proc) {
 	c := &ctx{s: s, pid: p.Pid, fd: p.Fd}
 	for _, r := range p.Runs {
@@ -118,7 +127,7 @@ func (s *Server) start(c *ctx) {
 
 // Progress reports how far the restore is.
 func (s *Server) Progress() Progress {
-	return Progress{Pages: s.pages.Load(), In: s.in.Load(), Faults: s.faults.Load(), Fetched: s.fetched.Load()}
+	return Progress{Pages: s.pages.Load(), In: s.in.Load(), Faults: s.faults.Load(), Fetched: s.fetched.Load(), Early: s.early.Load()}
 }
 
 // AllIn is closed once every page is in (or Fail was called).
@@ -162,6 +171,7 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	close(s.quit)
 	unix.Close(s.stop[1])
 	s.wg.Wait()
 	for _, c := range s.ctxs {
@@ -284,6 +294,13 @@ func (c *ctx) wake(addr, n uint64) {
 // prefetch copies the missing pages in address order, MaxFetch at a time.
 func (c *ctx) prefetch() {
 	defer c.s.wg.Done()
+	select {
+	case <-c.s.run:
+	case <-c.s.allIn:
+		return
+	case <-c.s.quit:
+		return
+	}
 	buf := make([]byte, MaxFetch)
 	for {
 		c.mu.Lock()
@@ -318,6 +335,16 @@ func (c *ctx) waitEvent(gen uint64) {
 		}
 		fds := []unix.PollFd{{Fd: int32(c.s.stop[0]), Events: unix.POLLIN}}
 		_, _ = unix.Poll(fds, 1)
+	}
+}
+
+// running reports whether Prefetch was called (the processes run).
+func (s *Server) running() bool {
+	select {
+	case <-s.run:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -370,6 +397,10 @@ func (c *ctx) read(msgs []abi.UffdMsg, faults []uint64) []uint64 {
 			case abi.UFFD_EVENT_PAGEFAULT:
 				faults = append(faults, m.FaultAddr()&^(pageSize-1))
 				c.s.faults.Add(1)
+				if !c.s.running() {
+					c.s.early.Add(1)
+					c.s.log.Debug("lazy restore: fault before the process runs", "pid", c.pid, "addr", fmt.Sprintf("%#x", m.FaultAddr()), "tid", m.FaultTid())
+				}
 			case abi.UFFD_EVENT_FORK:
 				c.gen++
 				child := &ctx{s: c.s, pid: c.pid, fd: m.ForkFd(), segs: append([]seg(nil), c.segs...)}

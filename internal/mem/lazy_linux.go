@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"golang.org/x/sys/unix"
 )
 
 // Lazy reports whether the saved pages of v may be left out of a lazy
@@ -30,15 +31,17 @@ func Lazy(v *image.VMA) bool {
 }
 
 // LazyRanges returns, for a lazy restore of p, the mappings to register
-// (whole Lazy VMAs) and the runs of saved pages they hold, both sorted.
+// (whole Lazy VMAs) and the runs of saved pages they hold but for the
+// pages written at restore all the same (LazyEager), both sorted.
 func LazyRanges(p *image.Process) (vmas, runs [][2]uint64) {
+	eager := LazyEager(p)
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
 		if !Lazy(v) {
 			continue
 		}
 		vmas = append(vmas, [2]uint64{v.Start, v.End})
-		for _, r := range v.Pages {
+		for _, r := range cutRuns(v.Pages, eager) {
 			runs = append(runs, [2]uint64{r.Addr, r.Addr + r.Count*image.PageSize})
 		}
 		// A post-copy image's pages left with the source (v.Pages is
@@ -48,6 +51,53 @@ func LazyRanges(p *image.Process) (vmas, runs [][2]uint64) {
 		}
 	}
 	return vmas, runs
+}
+
+// LazyEager returns the pages of p a lazy restore writes at once even in
+// Lazy mappings (sorted, page aligned): those the kernel writes while the
+// restore is still injecting calls, so that no page has to be fetched
+// before the processes run (a post-copy source serves none before then).
+// These are the threads' rseq areas (registering one makes the kernel
+// write the CPU number into it on the way back to user space).
+func LazyEager(p *image.Process) [][2]uint64 {
+	var out [][2]uint64
+	for _, th := range p.Threads {
+		if th.Rseq == nil || th.Rseq.Ptr == 0 {
+			continue
+		}
+		a := th.Rseq.Ptr &^ (image.PageSize - 1)
+		b := (th.Rseq.Ptr + uint64(max(th.Rseq.Len, 32)) + image.PageSize - 1) &^ (image.PageSize - 1)
+		out = append(out, [2]uint64{a, b})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	var merged [][2]uint64
+	for _, r := range out {
+		if n := len(merged) - 1; n >= 0 && r[0] <= merged[n][1] {
+			merged[n][1] = max(merged[n][1], r[1])
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return merged
+}
+
+// LazyEagerRuns returns the runs of v, a Lazy mapping of p, that a lazy
+// restore writes at once (LazyEager).
+func LazyEagerRuns(p *image.Process, v *image.VMA) []image.PageRun {
+	return withinRuns(v.Pages, LazyEager(p))
+}
+
+// withinRuns returns the parts of runs inside the sorted, disjoint
+// ranges keep.
+func withinRuns(runs []image.PageRun, keep [][2]uint64) []image.PageRun {
+	var out []image.PageRun
+	for _, r := range runs {
+		end := r.Addr + r.Count*image.PageSize
+		for _, k := range intersect(r.Addr, end, keep) {
+			out = append(out, image.PageRun{Addr: k[0], Count: (k[1] - k[0]) / image.PageSize, FileOff: r.FileOff + int64(k[0]-r.Addr), Depth: r.Depth, Pid: r.Pid})
+		}
+	}
+	return out
 }
 
 // PageSource gives the pages of the image's processes from its page
@@ -93,6 +143,10 @@ func (s *PageSource) Fetch(pid int, addr uint64, buf []byte) error {
 			if r.Depth >= len(files) || off+int64(b-a) > int64(len(files[r.Depth])) {
 				return fmt.Errorf("run at %#x of %d in image %d of the chain (page file of %d) not loaded", r.Addr, pid, r.Depth, r.Owner(pid))
 			}
+			// One call maps the file's pages in (a page cache or tmpfs
+			// file), instead of a page fault each.
+			src := files[r.Depth][off : off+int64(b-a)]
+			_ = unix.Madvise(src, unix.MADV_POPULATE_READ)
 			if s.check != nil {
 				if err := s.check(r.Owner(pid), r.Depth, off, int64(b-a)); err != nil {
 					return err

@@ -167,6 +167,10 @@ const writeBatch = 64 << 20
 // (sorted ranges) from the parent the stub was forked from and, with lazy,
 // those of Lazy mappings.
 func writePages(pid int, p *image.Process, pages PageFiles, inherited [][2]uint64, lazy bool) error {
+	var eager [][2]uint64
+	if lazy {
+		eager = LazyEager(p)
+	}
 	var local []unix.Iovec
 	var remote []unix.RemoteIovec
 	total := 0
@@ -192,12 +196,14 @@ func writePages(pid int, p *image.Process, pages PageFiles, inherited [][2]uint6
 		if v.Kind == image.KindSysV {
 			continue // written into the segment by PrepareSysV
 		}
-		if lazy && Lazy(&v) {
-			continue // brought in through userfaultfd
-		}
 		runs := v.Pages
 		if len(inherited) > 0 {
 			runs = cutRuns(runs, inherited)
+		}
+		if lazy && Lazy(&v) {
+			// Brought in through userfaultfd, but for the few pages
+			// written at once all the same.
+			runs = withinRuns(runs, eager)
 		}
 		for _, run := range runs {
 			files := pages[run.Owner(p.Pid)]
