@@ -13,8 +13,7 @@ import (
 // remoteSource is the lazy.Source of a post-copy migration's destination:
 // each Fetch asks the frozen source for its pages over the migration
 // connection (a PageRequest) and waits for them (PageData). Requests go
-// out only once the page phase started (start: the source said Go);
-// a dropped link fails every Fetch waiting and every one after, for good
+// out once the page phase started (run); a dropped link fails every Fetch waiting and every one after, for good
 // (the lazy restore then kills the copy).
 //
 // The wire.Conn is shared: sends are serialized by sendMu, and one
@@ -108,6 +107,7 @@ func (s *remoteSource) run() {
 			s.gone = true
 			return
 		}
+
 		if t != wire.PageData {
 			s.fail(fmt.Errorf("page phase: got %v from %s: %w", t, s.c.Peer(), wire.ErrProtocol))
 			return

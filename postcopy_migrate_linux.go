@@ -73,15 +73,11 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 		if err := sendImage(c, dir, st, &srv); err != nil {
 			return err
 		}
-		srv.progress("%s restores it lazily (%d pages, %.1f MiB, stay here)", srv.Addr, ps.Pages, float64(ps.Pages*image.PageSize)/(1<<20))
+		srv.progress("%s restores it lazily; its %d private pages (%.1f MiB) stay here until asked for", srv.Addr, ps.Pages, float64(ps.Pages*image.PageSize)/(1<<20))
+		// The page phase starts at once: the restore may touch missing
+		// pages. The destination may ask nothing for as long as a
+		// restore takes.
 		c.SetIdle(restoreWait)
-		if _, err := c.Expect(wire.Ready); err != nil {
-			return err
-		}
-		c.SetIdle(peerIdle)
-		if err := c.SendNow(wire.Go, nil); err != nil {
-			return err
-		}
 		server := &pageServer{c: c, set: set, hosts: pc.Hosts, restored: func(p []byte) error {
 			if len(p) != 8 || running {
 				return fmt.Errorf("restored frame of %d bytes: %w", len(p), wire.ErrProtocol)

@@ -11,10 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// postCopy restores the post-copy image at path lazily: its processes are
-// held until the source says Go, then run while their missing pages come
-// from the frozen source (remoteSource) on first touch and in the
-// background. If the link drops before every page is in, the copy cannot
+// postCopy restores the post-copy image at path lazily: its processes run
+// as soon as they are restored while their missing pages come from the
+// frozen source (remoteSource) on first touch and in the background. If the link drops before every page is in, the copy cannot
 // go on: the lazy restore kills it (and the source, which still holds
 // everything, resumes). Once every page is in, the server says PagesIn and
 // the source kills its tree. The image, useless without its source,
@@ -31,27 +30,19 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 		s.event("%s: post-copy image %s: %v", peer, name, err)
 		return
 	}
+	// The page phase starts now: the restore itself may touch memory
+	// that is not here yet. There is no hold: the source stays frozen
+	// until every page is in, so the copy may run as soon as it can.
 	src := newRemoteSource(c, wire.NewPageSet(ck))
+	c.SetIdle(0) // the source may have nothing to say for long; a dead link fails the sends, or TCP keepalive
+	go src.run()
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump,
 		Lazy: true, LazySource: src, remotePages: true}
-	opts.Hold = func() error {
-		if err := c.SendNow(wire.Ready, nil); err != nil {
-			return err
-		}
-		c.SetIdle(goWait)
-		if _, err := c.Expect(wire.Go); err != nil {
-			return err
-		}
-		c.SetIdle(peerIdle)
-		go src.run()
-		return nil
-	}
 	s.restoreMu.Lock()
 	st, err := Restore(opts)
 	s.restoreMu.Unlock()
 	if err != nil {
 		src.fail(err)
-		c.SendError(fmt.Sprintf("restore %s: %v", name, err))
 		s.event("%s: post-copy restore of %s failed, nothing runs here, the source resumes: %v", peer, name, err)
 		return
 	}

@@ -8,16 +8,20 @@ import (
 	"github.com/rtcr/rtcr/internal/image"
 )
 
-// The page phase of a post-copy migration (ModePostCopy), after Restored:
-// the destination's copy runs without the pages the image leaves out
-// (image.VMA.Remote) and asks the frozen source for them.
+// The page phase of a post-copy migration (ModePostCopy), from Stored on:
+// the destination restores the image without the pages it leaves out
+// (image.VMA.Remote), lets the copy run at once and asks the frozen
+// source for them (the restore itself may). In any order until PagesIn:
 //
 //	S → C  PageRequest  id:u32be pid:u32be addr:u64be count:u32be
 //	C → S  PageData     id:u32be pid:u32be addr:u64be page data   (one or
 //	       more per request, in address order, together exactly count
 //	       pages; small requests, a fault's, are answered before large
 //	       ones, the prefetcher's, between frames)
+//	S → C  Restored     pid:u32be program:u32be   (the copy runs), once
 //	S → C  PagesIn      (every page is in: the source may be killed)
+//	C → S  Go           (the source is dead: the copy may run on alone;
+//	       without it the destination kills its copy)
 //
 // pid and addr are the image's; a request outside one Remote span of the
 // image, or data the destination did not ask for, is a protocol
@@ -34,9 +38,9 @@ func init() {
 	typeNames[PagesIn] = "pages-in"
 }
 
-// ModePostCopy is ModeMigrate with the image of a post-copy dump: the
-// server restores it lazily and lets it run at Go while the source,
-// frozen, serves the missing pages (the page phase above).
+// ModePostCopy sends the image of a post-copy dump: the server restores
+// it lazily and lets it run at once while the source, frozen, serves the
+// missing pages (the page phase above).
 const ModePostCopy Mode = 5
 
 const (
