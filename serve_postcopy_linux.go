@@ -46,10 +46,6 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 		s.event("%s: post-copy restore of %s failed, nothing runs here, the source resumes: %v", peer, name, err)
 		return
 	}
-	go func(pid int) {
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, 0, nil)
-	}(st.Pid)
 	s.event("%s: image %s restored lazily: pid %d%s runs; %d pages to come from the source", peer, name, st.Pid, programNote(st), ck.RemoteSpans())
 	p := binary.BigEndian.AppendUint32(nil, uint32(st.Pid))
 	p = binary.BigEndian.AppendUint32(p, uint32(st.Program))
@@ -57,6 +53,13 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 		src.fail(err) // the lazy restore's next fetch fails: it kills the copy
 	}
 	allIn, err := st.Lazy.Wait()
+	// The restored root is our child: collect it when it exits. Not
+	// before the lazy restore let go: a wait from any thread of rtcr
+	// would take the ptrace stops it waits for.
+	go func(pid int) {
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+	}(st.Pid)
 	if err != nil {
 		src.fail(err)
 		s.event("%s: post-copy of %s: the copy (pid %d) could not go on and was killed; the source keeps everything and resumes: %v", peer, name, st.Pid, err)
