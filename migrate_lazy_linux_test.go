@@ -93,6 +93,7 @@ func TestMigrateLazyDestinationKilled(t *testing.T) {
 	if code != 1 || !strings.Contains(out.String(), "the source runs on") {
 		t.Errorf("rtcr migrate --lazy after the destination died: exit %d, %q", code, out.String())
 	}
+	t.Logf("rtcr migrate --lazy:\n%s", out.String())
 	waitOnlySource(t, w, srv)
 }
 
@@ -111,6 +112,7 @@ func TestMigrateLazySourceKilled(t *testing.T) {
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	testutil.WaitForFile(t, srv.log, "could not go on and was killed", 60*time.Second)
+	t.Logf("serve:\n%s", readFile(srv.log))
 	waitOnlySource(t, w, srv)
 	if got := srv.entries(t); len(got) != 0 {
 		t.Errorf("serve's directory holds %v, want nothing", got)
