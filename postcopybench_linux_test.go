@@ -33,11 +33,13 @@ func TestPostCopyBench(t *testing.T) {
 	}
 	np := newNetPair(t)
 	token := writeToken(t, t.TempDir())
-	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token)
+	logs := t.TempDir()
+	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token, "--log-file", filepath.Join(logs, "serve.log"))
 	re := regexp.MustCompile(`down ([0-9.]+[µm]?s) .*every page there after ([0-9.]+m?s)`)
 	for run := 0; run < 3; run++ {
 		w := startLazyWriter(t, np, mib, 6)
-		out, code := migrate(t, np, w.cmd.Process.Pid, token, "--lazy")
+		mlog := filepath.Join(logs, fmt.Sprintf("migrate%d.log", run))
+		out, code := migrate(t, np, w.cmd.Process.Pid, token, "--lazy", "--log-file", mlog)
 		if code != 0 {
 			t.Fatalf("rtcr migrate --lazy: exit %d: %s\nserve:\n%s", code, out, readFile(srv.log))
 		}
@@ -52,6 +54,9 @@ func TestPostCopyBench(t *testing.T) {
 		n := len(w.lines(t, 1))
 		checkConsecutive(t, w.lines(t, n+60)) // a memory check of the copy at least
 		_ = w.cmd.Wait()
+		if os.Getenv("RTCR_POSTCOPY_BENCH_LOG") != "" {
+			t.Logf("source:\n%s\ndestination:\n%s", readFile(mlog), readFile(filepath.Join(logs, "serve.log")))
+		}
 	}
 }
 

@@ -22,6 +22,10 @@
 //	mode migrate:  S → C  Ready (restored, still traced, not running) | Error
 //	               C → S  Go (the source is dead)
 //	               S → C  Restored pid program
+//	mode post-copy: after Stored, the page phase (pages.go): the server
+//	               restores the image, which leaves private memory with
+//	               the frozen source, runs it at once and asks for pages;
+//	               Restored, PagesIn (every page is in), C → S Go
 //
 // Why not protobuf or gob: the payload is an image whose files already
 // have their own checked format (manifest with SHA-256, page files with a
