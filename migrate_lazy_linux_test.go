@@ -2,6 +2,8 @@ package rtcr_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -9,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr"
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/testutil"
 )
 
@@ -116,5 +120,37 @@ func TestMigrateLazySourceKilled(t *testing.T) {
 	waitOnlySource(t, w, srv)
 	if got := srv.entries(t); len(got) != 0 {
 		t.Errorf("serve's directory holds %v, want nothing", got)
+	}
+}
+
+// TestPostCopyImageRefused: a post-copy dump leaves private anonymous
+// memory out of the image (recorded as remote spans) and a plain restore,
+// or CheckImage, refuses such an image before anything is created.
+func TestPostCopyImageRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := testutil.StartTarget(t, testutil.BuildC(t, "memwriter", false), "1\n", "16", "10")
+	dir := filepath.Join(t.TempDir(), "img")
+	opts := rtcr.PostCopyDumpForTest(rtcr.DumpOptions{Pid: tg.Pid, Dir: dir, LeaveRunning: true})
+	if _, err := rtcr.Dump(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.RemotePages || c.RemoteSpans() < 16*256 {
+		t.Errorf("post-copy image: remote pages %v, %d pages in remote spans, want at least %d", c.RemotePages, c.RemoteSpans(), 16*256)
+	}
+	if c.Processes[0].PageFileSize >= 1<<20 {
+		t.Errorf("post-copy image: page file of %d bytes, want the 16 MiB left out", c.Processes[0].PageFileSize)
+	}
+	if err := rtcr.CheckImage(dir); !errors.Is(err, image.ErrRemotePages) {
+		t.Errorf("CheckImage of a post-copy image: %v, want ErrRemotePages", err)
+	}
+	if _, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir}); !errors.Is(err, image.ErrRemotePages) {
+		t.Errorf("Restore of a post-copy image: %v, want ErrRemotePages", err)
+	}
+	if _, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, Lazy: true}); !errors.Is(err, image.ErrRemotePages) {
+		t.Errorf("lazy Restore of a post-copy image without its source: %v, want ErrRemotePages", err)
 	}
 }
