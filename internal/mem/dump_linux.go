@@ -11,6 +11,7 @@ import (
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/track"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +62,14 @@ func dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Fork
 
 	cp := newCopier(pid, pw)
 	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
-	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs, remote)
+	var sc *track.Scanner
+	if remote {
+		if sc, err = track.OpenScanner(pid); err != nil {
+			return nil, nil, err
+		}
+		defer sc.Close()
+	}
+	vmas, vdso, err := collect(pid, maps, pm, cp, shared, inc, cs, sc)
 	if cerr := cp.close(); err == nil || (cerr != nil && errors.Is(err, errWriteFailed)) {
 		err = cerr // the writer's own error says what failed
 	}
@@ -71,7 +79,9 @@ func dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Fork
 	return vmas, vdso, nil
 }
 
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, remote bool) ([]image.VMA, []byte, error) {
+// collect classifies maps and saves their pages; with sc (DumpRemote) the
+// pages of private anonymous memory are recorded as Remote spans instead.
+func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, sc *track.Scanner) ([]image.VMA, []byte, error) {
 	var vmas []image.VMA
 	var vdso []byte
 	var entries []uint64
@@ -133,8 +143,8 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 				keep = nil
 			}
 		}
-		if keep != nil && remote && image.RemoteKind(&v) {
-			if err := scanRemote(pm, &v, keep, &entries); err != nil {
+		if keep != nil && sc != nil && image.RemoteKind(&v) {
+			if err := scanRemote(pm, sc, &v, keep, &entries); err != nil {
 				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
 			}
 			keep = nil
