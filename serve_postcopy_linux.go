@@ -71,7 +71,8 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	// PagesIn): the copy is killed, never both.
 	src.phaseOver()
 	if err = src.send(wire.PagesIn, nil); err == nil {
-		<-src.ran // at most peerIdle
+		_ = c.SetDeadline(time.Now().Add(goWait))
+		<-src.ran // at most goWait
 		if !src.gone {
 			err = src.err
 		}
