@@ -138,23 +138,24 @@ func (l *LazyRestore) tail(procs []*restoring) (err error) {
 	return nil
 }
 
-// letGo freezes the running process pr and sets its parent-death signal
-// to the image's value. A process gone since is left alone.
+// letGo stops the leader of the running process pr and sets its
+// parent-death signal to the image's value (one injected prctl; the other
+// threads run on). A process that exits meanwhile is left alone, its exit
+// status not taken: the root is a child of this thread, and its status
+// belongs to whoever waits for it (stopLeader).
 func letGo(pr *restoring) error {
-	tids, err := ptrace.Freeze(pr.r.Pid)
-	if err != nil {
-		if gone(pr.r.Pid) {
-			return nil
-		}
+	pid := pr.r.Pid
+	ok, err := stopLeader(pid)
+	if err != nil || !ok {
 		return err
 	}
-	defer ptrace.Release(tids)
+	defer ptrace.Detach(pid)
 	if hasSeccomp(pr.p) {
-		if err := cred.SuspendAll(tids, false); err != nil {
+		if err := cred.SuspendAll([]int{pid}, false); err != nil {
 			return err
 		}
 	}
-	r, err := mem.OpenLive(pr.r.Pid)
+	r, err := mem.OpenLive(pid)
 	if err != nil {
 		return err
 	}
@@ -164,6 +165,63 @@ func letGo(pr *restoring) error {
 	}
 	return err
 }
+
+// stopLeader seizes thread pid and waits for the stop PTRACE_INTERRUPT
+// asks for (signals that come first are passed on, as ptrace.Freeze
+// does); false when it exited first. Its exit is looked at with WNOWAIT,
+// never reaped.
+func stopLeader(pid int) (bool, error) {
+	if gone(pid) {
+		return false, nil
+	}
+	if err := ptrace.Seize(pid); err != nil {
+		if gone(pid) || errors.Is(err, unix.ESRCH) {
+			return false, nil
+		}
+		return false, err
+	}
+	for {
+		if err := ptrace.Interrupt(pid); err != nil && !errors.Is(err, unix.ESRCH) {
+			return false, err
+		}
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WSTOPPED|unix.WALL|unix.WNOWAIT, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("wait for %d: %w", pid, err)
+		}
+		if code := info.Code; code != cldTrapped && code != cldStopped {
+			return false, nil // exited: its status stays for its parent
+		}
+		// A stop: take it (a stopped tracee cannot exit but by SIGKILL).
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, unix.WALL|unix.WNOHANG, nil); err != nil {
+			return false, fmt.Errorf("wait for %d: %w", pid, err)
+		}
+		if !ws.Stopped() {
+			return false, nil
+		}
+		if ws>>16 == unix.PTRACE_EVENT_STOP {
+			return true, nil
+		}
+		sig := int(ws.StopSignal())
+		if ws>>16 != 0 {
+			sig = 0 // a ptrace event, not a signal
+		}
+		if err := unix.PtraceCont(pid, sig); err != nil {
+			return false, fmt.Errorf("resume %d: %w", pid, err)
+		}
+	}
+}
+
+// The si_code values of waitid for a stopped child (CLD_TRAPPED: a
+// ptrace stop, CLD_STOPPED: a group stop).
+const (
+	cldTrapped = 4
+	cldStopped = 5
+)
 
 // gone reports whether process pid has exited (or is a zombie).
 func gone(pid int) bool {

@@ -25,6 +25,7 @@ type gatedSource struct {
 	src  *mem.PageSource
 	gate chan struct{}
 	once sync.Once
+	slow time.Duration // added to every fetch
 }
 
 func newGatedSource(t *testing.T, dir string) *gatedSource {
@@ -50,6 +51,7 @@ func newGatedSource(t *testing.T, dir string) *gatedSource {
 }
 
 func (g *gatedSource) Fetch(pid int, addr uint64, buf []byte) error {
+	time.Sleep(g.slow)
 	if len(buf) > 64<<10 {
 		<-g.gate
 	}
@@ -121,7 +123,9 @@ func TestLazyRunsBeforePagesIn(t *testing.T) {
 }
 
 // TestLazyLocal: the image's own page files (no source given), nothing
-// held: the process checks its memory right while it comes in.
+// held. Once every page is in, rtcr lets go: its tracer thread, the
+// root's parent, ends, and the process lives on (its parent-death signal
+// was put back), then finds all its memory right.
 func TestLazyLocal(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
@@ -129,10 +133,14 @@ func TestLazyLocal(t *testing.T) {
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
 	lz := lazyRestore(t, tg, dir, nil)
-	tg.fire()
 	if _, err := lz.Wait(); err != nil {
 		t.Fatalf("lazy restore: %v", err)
 	}
+	time.Sleep(200 * time.Millisecond) // the tracer thread exits meanwhile
+	if s := state(tg.pid); s == 0 || s == 'Z' {
+		t.Fatalf("restored %d died once rtcr let go (state %q)", tg.pid, s)
+	}
+	tg.fire()
 	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("after lazy restore: exit %d, output:\n%s", code, tg.output())
 	}
@@ -161,14 +169,17 @@ func TestLazyFork(t *testing.T) {
 	}
 }
 
-// TestLazyKilledRestorer: the restorer is killed (SIGKILL) while pages
-// are missing: the restored process dies with it instead of reading zero
-// pages. The restorer is this test binary run again as a helper
-// (TestLazyHelperRestore), which holds the background copy for ever.
+// TestLazyKilledRestorer: the restorer is killed (SIGKILL) while the
+// restored process checks its memory, a quarter of it in, the rest
+// missing: the process dies with it instead of going on with zero pages
+// (it would report a wrong word). The restorer is this test binary run
+// again as a helper (TestLazyHelperRestore), which holds the background
+// copy for ever and serves each fault 1 ms late, so that the check is
+// still under way when it dies.
 func TestLazyKilledRestorer(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
-	tg := start(t, bin, "64", "loop")
+	tg := start(t, bin, "256", "check")
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
 	helper := exec.Command(os.Args[0], "-test.run=^TestLazyHelperRestore$", "-test.v")
@@ -203,8 +214,8 @@ func TestLazyKilledRestorer(t *testing.T) {
 		}
 	}
 	tg.fire()
-	// It runs (on the pages its faults bring) before the restorer dies.
-	testutil.WaitForFile(t, tg.out, "pass 1\n", 60*time.Second)
+	// It runs on the pages its faults bring before the restorer dies.
+	testutil.WaitForFile(t, tg.out, "checked 64\n", 60*time.Second)
 	if err := helper.Process.Signal(unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -220,20 +231,22 @@ func TestLazyKilledRestorer(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	tg.done = true
-	if strings.Contains(tg.output(), "FAIL") {
-		t.Fatalf("the process read wrong memory before it died:\n%s", tg.output())
+	if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
+		t.Fatalf("the process went on after its restorer died:\n%s", o)
 	}
 }
 
 // TestLazyHelperRestore is TestLazyKilledRestorer's restorer: it runs only
 // with RTCR_LAZY_HELPER_DIR set, restores that image lazily with the
-// background copy held, says "running PID" and waits to be killed.
+// background copy held and each fault served 1 ms late, says "running
+// PID" and waits to be killed.
 func TestLazyHelperRestore(t *testing.T) {
 	dir := os.Getenv("RTCR_LAZY_HELPER_DIR")
 	if dir == "" {
 		t.Skip("helper of TestLazyKilledRestorer")
 	}
 	src := newGatedSource(t, dir)
+	src.slow = time.Millisecond
 	st, err := rtcr.Restore(rtcr.RestoreOptions{Dir: dir, Lazy: true, LazySource: src})
 	if err != nil {
 		t.Fatalf("lazy restore: %v", err)
@@ -258,6 +271,29 @@ func TestLazyRemapDropUnmap(t *testing.T) {
 	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("after lazy restore with mremap/madvise/munmap: exit %d, output:\n%s", code, tg.output())
 	}
+	src.open()
+	if _, err := lz.Wait(); err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
+}
+
+// TestLazyThreadsSignals: four threads check their quarter of the memory
+// through faults (the background copy held) while SIGALRM comes every
+// millisecond, its handler reading lazy memory too: threads waiting for a
+// page keep their state, signals meanwhile are handled.
+func TestLazyThreadsSignals(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "128", "threads")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	src := newGatedSource(t, dir)
+	lz := lazyRestore(t, tg, dir, src)
+	tg.fire()
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK ") {
+		t.Fatalf("after lazy restore with threads and signals: exit %d, output:\n%s", code, tg.output())
+	}
+	t.Logf("output: %s", tg.output())
 	src.open()
 	if _, err := lz.Wait(); err != nil {
 		t.Fatalf("lazy restore: %v", err)

@@ -1,3 +1,4 @@
+// cflags: -pthread
 // lazymem: fills a large anonymous mapping with a pattern and, once
 // triggered, checks it: for lazy restore, where the pages arrive while it
 // runs.
@@ -15,6 +16,10 @@
 //          quarter (MADV_DONTNEED: must read zero), unmaps the MiB after
 //          it, then checks the rest where it now is: "OK\n" and exit 0,
 //          or "FAIL ..." and exit 1.
+//   threads: four threads check a quarter each while SIGALRM arrives
+//          every millisecond (setitimer), its handler checking one word
+//          too; "OK\n" and exit 0 (at least one signal handled), or
+//          "FAIL ..." and exit 1.
 //   loop:  checks the whole mapping again and again, writing "pass N\n"
 //          after each pass, until killed; "FAIL at N\n" and exit 1 on a
 //          wrong word.
@@ -24,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +87,69 @@ static void fail(const char *who, int64_t i)
 	_exit(1);
 }
 
+static volatile sig_atomic_t alarms, alarm_bad;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	uint64_t i = ((uint64_t)alarms * 4099 * 512) % words;
+	if (mem[i] != word(i))
+		alarm_bad = 1;
+	alarms++;
+}
+
+static void *quarter(void *arg)
+{
+	uint64_t q = (uint64_t)(uintptr_t)arg, n = words / 4;
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t i = q * n + (q % 2 ? n - 1 - k : k);
+		if (mem[i] != word(i))
+			return (void *)(uintptr_t)(i + 1);
+	}
+	return NULL;
+}
+
+static int threads(void)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	struct itimerval it = { .it_interval = { 0, 1000 }, .it_value = { 0, 1000 } };
+	if (sigaction(SIGALRM, &sa, NULL) != 0 || setitimer(ITIMER_REAL, &it, NULL) != 0) {
+		say("FAIL timer\n");
+		return 1;
+	}
+	pthread_t th[4];
+	for (uintptr_t q = 0; q < 4; q++)
+		if (pthread_create(&th[q], NULL, quarter, (void *)q) != 0) {
+			say("FAIL pthread_create\n");
+			return 1;
+		}
+	int bad = 0;
+	for (int q = 0; q < 4; q++) {
+		void *r;
+		pthread_join(th[q], &r);
+		if (r != NULL) {
+			char line[64];
+			snprintf(line, sizeof line, "FAIL thread %d at %llu\n", q, (unsigned long long)((uintptr_t)r - 1));
+			say(line);
+			bad = 1;
+		}
+	}
+	struct itimerval off = { 0 };
+	setitimer(ITIMER_REAL, &off, NULL);
+	if (alarm_bad) {
+		say("FAIL in the signal handler\n");
+		return 1;
+	}
+	if (bad)
+		return 1;
+	char line[64];
+	snprintf(line, sizeof line, "OK %d signals\n", (int)alarms);
+	say(line);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 10) : 64;
@@ -117,6 +188,8 @@ int main(int argc, char **argv)
 		say("OK\n");
 		return 0;
 	}
+	if (strcmp(mode, "threads") == 0)
+		return threads();
 	if (strcmp(mode, "remap") == 0) {
 		uint64_t half = words / 2, quarter = words / 4, mw = 1 << 17; // words per MiB
 		void *to = mmap(NULL, half * 8, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -72,6 +72,7 @@ type Server struct {
 	left   int // ctxs with pages still missing
 	err    error
 	allIn  chan struct{}
+	inOnce sync.Once     // closes allIn
 	run    chan struct{} // closed by Prefetch
 	quit   chan struct{} // closed by Close
 	once   sync.Once
@@ -94,7 +95,15 @@ func NewServer(src Source, log *slog.Logger) (*Server, error) {
 // Prefetch lets the background copy begin (Add serves faults at once):
 // called when the processes run, so that it does not slow down the rest
 // of the restore (the copies take the target's mmap lock and a CPU).
-func (s *Server) Prefetch() { s.once.Do(func() { close(s.run) }) }
+// With nothing missing (no process had lazy memory) every page is in.
+func (s *Server) Prefetch() {
+	s.once.Do(func() { close(s.run) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.left == 0 {
+		s.inOnce.Do(func() { close(s.allIn) })
+	}
+}
 
 // Add starts serving p: its faults at once, its background copy once
 // Prefetch is called.
@@ -152,10 +161,8 @@ func (s *Server) Fail(err error) {
 	defer s.mu.Unlock()
 	if s.err == nil {
 		s.err = err
-		if s.left > 0 {
-			s.left = 0
-			close(s.allIn)
-		}
+		s.left = 0
+		s.inOnce.Do(func() { close(s.allIn) })
 	}
 }
 
@@ -215,8 +222,8 @@ func (c *ctx) checkDone() {
 	defer s.mu.Unlock()
 	if s.left > 0 {
 		s.left--
-		if s.left == 0 {
-			close(s.allIn)
+		if s.left == 0 && s.running() {
+			s.inOnce.Do(func() { close(s.allIn) })
 		}
 	}
 }
