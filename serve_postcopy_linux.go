@@ -34,7 +34,11 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	// that is not here yet. There is no hold: the source stays frozen
 	// until every page is in, so the copy may run as soon as it can.
 	src := newRemoteSource(c, wire.NewPageSet(ck))
-	c.SetIdle(0) // the source may have nothing to say for long; a dead link fails the sends, or TCP keepalive
+	// The source may have nothing to say for long: no idle limit (a dead
+	// link fails the sends, or TCP keepalive), and no deadline left from
+	// the frames before.
+	c.SetIdle(0)
+	_ = c.SetDeadline(time.Time{})
 	go src.run()
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump,
 		Lazy: true, LazySource: src, remotePages: true}
