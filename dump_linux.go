@@ -339,7 +339,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			if !opts.LeaveRunning || opts.Handoff != nil {
 				later = nil // the image is complete before the release
 			}
-			if err := writePages(ctx, stage, &p, shared, inc, dumped[p.Ppid], tr.pre, later.at(len(c.Processes))); err != nil {
+			if err := writePages(ctx, stage, &p, shared, inc, dumped[p.Ppid], tr.pre, later.at(len(c.Processes)), opts.postCopy != nil); err != nil {
 				return fmt.Errorf("dump %s: %w", tree.Name(pid, nested), err)
 			}
 			if dumpMemoryHook != nil {
@@ -372,11 +372,13 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if c.SysVShm, err = shared.SysV(); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	hosts := opts.postCopy.hostPids(c)
 	if nested {
 		if err := toNamespaceIDs(c, f); err != nil {
 			return fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
 	}
+	opts.postCopy.record(c, hosts)
 	// The layout restore will need, checked while the tree still runs.
 	var nodes []tree.Node
 	for _, p := range c.Processes {
@@ -443,9 +445,22 @@ func planEarly(order []int) error {
 // generation, on from where its pre-copy rounds left it (if any); forked
 // is its parent's record of pages it may share copy-on-write.
 // With later (a dump that leaves the tree running), the writes may go on
-// after the release (laterPages).
-func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, forked *mem.Forked, pre *precopy, later *laterPage) error {
+// after the release (laterPages). With remote (post-copy), private
+// anonymous memory is recorded, not copied.
+func writePages(ctx context.Context, stage *image.Stage, p *image.Process, shared *mem.Shared, inc *mem.Incr, forked *mem.Forked, pre *precopy, later *laterPage, remote bool) error {
 	p.PageFile = image.PageFileName(stage.Gen, p.Pid)
+	if remote {
+		return stage.WriteFile(p.PageFile, func(w io.Writer) error {
+			pw := image.NewPageWriter(&ctxWriter{ctx: ctx, w: w})
+			vmas, vdso, err := mem.DumpRemote(p.Pid, pw, shared)
+			if err != nil {
+				return err
+			}
+			p.VMAs, p.VDSO = vmas, vdso
+			p.PageFileSize, p.PageChecksums = pw.Offset(), pw.Checksums()
+			return nil
+		})
+	}
 	if pw, f := pre.pageFile(p.Pid); pw != nil {
 		vmas, vdso, err := mem.Dump(p.Pid, pw, shared, inc, forked)
 		if err != nil {

@@ -135,6 +135,9 @@ func openImage(opts RestoreOptions) (*image.Checkpoint, *image.Dir, error) {
 		return nil, nil, err
 	}
 	c, err := dir.ReadManifest()
+	if err == nil && c.RemotePages && !opts.remotePages {
+		err = fmt.Errorf("image %s: %w", opts.Dir, image.ErrRemotePages)
+	}
 	if err == nil {
 		err = checkImage(c, dir)
 	}

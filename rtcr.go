@@ -82,6 +82,10 @@ type DumpOptions struct {
 	// pre-copy rounds that the freeze went on writing (the others are
 	// written anew).
 	preUsed map[string]bool
+	// postCopy, set by a post-copy migration, leaves private anonymous
+	// memory out of the image (mem.DumpRemote) and records which host
+	// process each image pid is.
+	postCopy *postCopyDump
 }
 
 // preRound reports one pre-copy round of a dump with MaxFreeze.
@@ -225,6 +229,11 @@ type RestoreOptions struct {
 	// checks, for a lazy restore, verify the page files chunk by chunk
 	// as they are used (see image.OpenPagesLazy).
 	checks pageChecks
+
+	// remotePages admits an image whose private memory stays with a
+	// post-copy migration's source (image.Checkpoint.RemotePages): set
+	// only by rtcr serve, which feeds those pages to the lazy restore.
+	remotePages bool
 }
 
 // InheritFD names a caller's fd for an external object of the image:

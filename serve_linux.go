@@ -197,10 +197,13 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 	} else {
 		s.event("%s: image %s stored in %s", peer, name, path)
 	}
-	if mode == wire.ModeStore {
-		return
+	switch mode {
+	case wire.ModeStore:
+	case wire.ModePostCopy:
+		s.postCopy(c, name, path)
+	default:
+		s.restore(c, mode, name, path)
 	}
-	s.restore(c, mode, name, path)
 }
 
 // migrating reports whether mode is a migration's: its image is restored
@@ -219,7 +222,8 @@ var errRefused = errors.New("refused")
 // restore. A pre-copy migration sends a full image first, checked and
 // kept in the staging directory's subdirectory wire.BaseDir: the
 // increment that follows names it as its parent, and both go (or stay)
-// together.
+// together. Only a post-copy migration may send an image that leaves its
+// private memory with the source.
 func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, error) {
 	if err := c.SendNow(wire.OK, nil); err != nil {
 		return "", err
@@ -246,7 +250,7 @@ func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, err
 		committed = true // restore's from here
 		return tmp, nil
 	}
-	if err := CheckImage(tmp); err != nil {
+	if err := checkImageOpts(RestoreOptions{Dir: tmp, remotePages: mode == wire.ModePostCopy}); err != nil {
 		return "", fmt.Errorf("image %s %w: %w", name, errRefused, err)
 	}
 	if err := s.inbox.Commit(tmp, name); err != nil {
@@ -356,7 +360,13 @@ func programNote(st *RestoreStats) string {
 // incremental image), without creating one. Checks of this host's state
 // (free pids, files unchanged) are left to the restore.
 func CheckImage(dir string) error {
-	_, d, _, closePages, err := loadOnce(RestoreOptions{Dir: dir})
+	return checkImageOpts(RestoreOptions{Dir: dir})
+}
+
+// checkImageOpts is CheckImage with the options that admit an image
+// (remotePages: a post-copy image).
+func checkImageOpts(opts RestoreOptions) error {
+	_, d, _, closePages, err := loadOnce(opts)
 	if err != nil {
 		return err
 	}

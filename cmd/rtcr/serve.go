@@ -52,7 +52,7 @@ func runServe(args []string) error {
 }
 
 func runMigrate(args []string) error {
-	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--no-precopy | --max-freeze 10ms] [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--no-precopy | --max-freeze 10ms | --lazy] [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	var srv rtcr.PageServer
 	fs.IntVar(&o.Pid, "pid", 0, "process to move (with its descendants; an rtcr run tree moves whole)")
@@ -62,6 +62,7 @@ func runMigrate(args []string) error {
 	fs.StringVar(&srv.Name, "name", "", "the image's name on the server (default pidPID-TIME)")
 	fs.BoolVar(&srv.NoPreCopy, "no-precopy", false, "freeze the process for its whole image (no copy while it runs)")
 	fs.DurationVar(&o.MaxFreeze, "max-freeze", 0, "pre-copy: rounds of written pages while the process runs until the rest fits this freeze (default 10ms)")
+	lazy := fs.Bool("lazy", false, "post-copy: the process runs there at once, its memory follows (the source stays frozen until then)")
 	tlsFlags(fs, &srv)
 	fs.StringVar(&srv.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=source-killed once the source is killed: move its address away (README \"Moving TCP connections\")")
 	var lf logFlags
@@ -74,6 +75,12 @@ func runMigrate(args []string) error {
 	}
 	if o.MaxFreeze < 0 || (o.MaxFreeze > 0 && srv.NoPreCopy) {
 		return usagef("--max-freeze must be > 0 and goes without --no-precopy")
+	}
+	if *lazy && (srv.NoPreCopy || o.MaxFreeze > 0) {
+		return usagef("--lazy (post-copy) goes without --no-precopy and --max-freeze")
+	}
+	if *lazy && srv.ActionScript != "" {
+		return usagef("--lazy (post-copy) does not run action scripts yet: its TCP connections cannot move (README \"Moving TCP connections\")")
 	}
 	if srv.ActionScript != "" && !filepath.IsAbs(srv.ActionScript) {
 		return usagef("--action-script needs an absolute path")
@@ -92,6 +99,9 @@ func runMigrate(args []string) error {
 	ctx, stop := signalContext()
 	defer stop()
 	srv.Progress = os.Stdout
+	if *lazy {
+		return migrateLazy(ctx, o, srv, &lf, log)
+	}
 	st, sent, err := rtcr.Migrate(ctx, o, srv)
 	if err != nil {
 		return lf.failed(log, err)

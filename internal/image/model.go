@@ -81,6 +81,11 @@ type Checkpoint struct {
 	// dump killed the tree; restore deletes it once the sockets are back
 	// (see NetLockName). Empty: no lock.
 	NetLock string `json:",omitempty"`
+	// RemotePages marks the image of a post-copy migration: the pages of
+	// the VMAs' Remote spans are not in it; they stay in the frozen
+	// source and only a lazy restore with a source of pages can restore
+	// it (see remote.go).
+	RemotePages bool `json:",omitempty"`
 }
 
 // SysVShm is one System V shared memory segment (shmget) of the host's IPC
@@ -293,6 +298,10 @@ type VMA struct {
 	// restore gives the home's object that size and maps every view at
 	// its own Offset in it. 0 in images of earlier versions.
 	ShmSize int64 `json:",omitempty"`
+	// Remote, in an image with RemotePages, are the spans of private
+	// anonymous memory whose pages exist but are not in the image: a
+	// post-copy restore fetches them from the source.
+	Remote []PageSpan `json:",omitempty"`
 }
 
 // ShmRef names the mapping of shared anonymous memory that holds it.

@@ -91,6 +91,9 @@ func (c *Checkpoint) Validate() error {
 	if err := validateChain(c); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
+	if err := validateRemotePages(c); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
 	if b := c.Budget; b != nil && (b.MaxNs <= 0 || b.Rounds < 0 || b.PreCopied < 0 || b.Frozen < 0 || len(b.Over) > 4096) {
 		return corruptf("invalid checkpoint: freeze budget %d ns, %d rounds, %d and %d pages, reason of %d bytes", b.MaxNs, b.Rounds, b.PreCopied, b.Frozen, len(b.Over))
 	}
@@ -346,6 +349,9 @@ func validateVMAs(p *Process) error {
 		}
 		var err error
 		if spans, err = validateRuns(p, v, spans); err != nil {
+			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
+		}
+		if err := validateRemote(v); err != nil {
 			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/track"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +31,21 @@ import (
 // forked (nil: none) is the process's parent in the image, already dumped:
 // pages still shared with it copy-on-write are recorded as its runs.
 func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) ([]image.VMA, []byte, error) {
-	vmas, vdso, _, wait, err := DumpLater(pid, pw, shared, inc, forked)
+	return waitDump(dumpLater(pid, pw, shared, inc, forked, false))
+}
+
+// DumpRemote is Dump for a post-copy migration: the pages of private
+// anonymous memory are not copied but recorded as the VMAs' Remote spans
+// (image.PageSpan), every page that exists (present or swapped, as Dump
+// would save them); the rest is saved as Dump saves it. No dirty tracking,
+// no copy-on-write sharing with a parent: each process's pages are
+// fetched from it.
+func DumpRemote(pid int, pw *image.PageWriter, shared *Shared) ([]image.VMA, []byte, error) {
+	return waitDump(dumpLater(pid, pw, shared, nil, nil, true))
+}
+
+// waitDump waits for the writes of a dumpLater and returns its result.
+func waitDump(vmas []image.VMA, vdso []byte, _ int64, wait func() error, err error) ([]image.VMA, []byte, error) {
 	if werr := wait(); err == nil {
 		err = werr
 	}
@@ -47,6 +62,12 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Fork
 // once wait returned. A dump that leaves the tree running calls it after
 // the release.
 func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
+	return dumpLater(pid, pw, shared, inc, forked, false)
+}
+
+// dumpLater is DumpLater; with remote (DumpRemote) the pages of private
+// anonymous memory are recorded, not copied.
+func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked, remote bool) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
 	wait = func() error { return nil }
 	maps, err := procfs.ReadSmaps(pid)
 	if err != nil {
@@ -65,7 +86,14 @@ func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 
 	cp := newCopier(pid, pw)
 	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
-	vmas, vdso, err = collect(pid, maps, pm, cp, shared, inc, cs)
+	var sc *track.Scanner
+	if remote {
+		if sc, err = track.OpenScanner(pid); err != nil {
+			return nil, nil, 0, wait, err
+		}
+		defer sc.Close()
+	}
+	vmas, vdso, err = collect(pid, maps, pm, cp, shared, inc, cs, sc)
 	if err == nil {
 		err = cp.flush()
 	}
@@ -82,7 +110,9 @@ func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 	return vmas, vdso, cp.queued, cp.close, nil
 }
 
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan) ([]image.VMA, []byte, error) {
+// collect classifies maps and saves their pages; with sc (DumpRemote) the
+// pages of private anonymous memory are recorded as Remote spans instead.
+func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, sc *track.Scanner) ([]image.VMA, []byte, error) {
 	var vmas []image.VMA
 	var vdso []byte
 	var entries []uint64
@@ -143,6 +173,12 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 			if done {
 				keep = nil
 			}
+		}
+		if keep != nil && sc != nil && image.RemoteKind(&v) {
+			if err := scanRemote(pm, sc, &v, keep, &entries); err != nil {
+				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+			}
+			keep = nil
 		}
 		if keep != nil {
 			vcs := cs

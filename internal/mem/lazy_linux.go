@@ -15,9 +15,11 @@ import (
 // not see the image's pages: mlocked (mlock populates), wipe-on-fork (a
 // child forked later must read zeros there) and MAP_DROPPABLE memory.
 // Everything else (shared memory, SysV segments, file mappings and their
-// copied-on-write pages, memfds) is written at restore as usual.
+// copied-on-write pages, memfds) is written at restore as usual. The
+// Remote spans of a post-copy image count as saved pages here (they are
+// only ever in mappings like these, see image.RemoteKind).
 func Lazy(v *image.VMA) bool {
-	if v.Shared || v.ShareOf != nil || len(v.Pages) == 0 {
+	if v.Shared || v.ShareOf != nil || (len(v.Pages) == 0 && len(v.Remote) == 0) {
 		return false
 	}
 	switch v.Kind {
@@ -41,6 +43,11 @@ func LazyRanges(p *image.Process) (vmas, runs [][2]uint64) {
 		vmas = append(vmas, [2]uint64{v.Start, v.End})
 		for _, r := range cutRuns(v.Pages, eager) {
 			runs = append(runs, [2]uint64{r.Addr, r.Addr + r.Count*image.PageSize})
+		}
+		// A post-copy image's pages left with the source (v.Pages is
+		// empty there).
+		for _, s := range v.Remote {
+			runs = append(runs, [2]uint64{s.Addr, s.End()})
 		}
 	}
 	return vmas, runs

@@ -66,22 +66,42 @@ func (s *Scanner) Empty(start, end uint64) ([][2]uint64, error) {
 	return s.scan(start, end, 0, c, c)
 }
 
+// Existing returns the ranges of [start, end) with a page or a swap
+// entry: the pages a dump would save (a write-protect marker of dirty
+// tracking counts too: its page reads as zero).
+func (s *Scanner) Existing(start, end uint64) ([][2]uint64, error) {
+	const c = abi.PAGE_IS_PRESENT | abi.PAGE_IS_SWAPPED
+	return s.scanAny(start, end, c)
+}
+
+// scanAny is scan of the pages with any of the categories anyof.
+func (s *Scanner) scanAny(start, end, anyof uint64) ([][2]uint64, error) {
+	return s.run(start, end, 0, 0, 0, anyof)
+}
+
 // scan runs PAGEMAP_SCAN over [start, end) with flags, pages whose
 // categories, inverted by inverted, all have mask, and returns their
 // ranges (joined when adjacent).
 func (s *Scanner) scan(start, end uint64, flags, inverted, mask uint64) ([][2]uint64, error) {
+	return s.run(start, end, flags, inverted, mask, 0)
+}
+
+// run is scan with the pages also required to have one of anyof (0: no
+// such condition).
+func (s *Scanner) run(start, end uint64, flags, inverted, mask, anyof uint64) ([][2]uint64, error) {
 	var out [][2]uint64
 	for start < end {
 		arg := abi.PmScanArg{
-			Size:             uint64(unsafe.Sizeof(abi.PmScanArg{})),
-			Flags:            flags,
-			Start:            start,
-			End:              end,
-			Vec:              uint64(uintptr(unsafe.Pointer(&s.vec[0]))),
-			VecLen:           uint64(len(s.vec)),
-			CategoryInverted: inverted,
-			CategoryMask:     mask,
-			ReturnMask:       mask,
+			Size:              uint64(unsafe.Sizeof(abi.PmScanArg{})),
+			Flags:             flags,
+			Start:             start,
+			End:               end,
+			Vec:               uint64(uintptr(unsafe.Pointer(&s.vec[0]))),
+			VecLen:            uint64(len(s.vec)),
+			CategoryInverted:  inverted,
+			CategoryMask:      mask,
+			CategoryAnyofMask: anyof,
+			ReturnMask:        mask | anyof,
 		}
 		n, _, errno := unix.Syscall(unix.SYS_IOCTL, s.pm.Fd(), abi.PAGEMAP_SCAN, uintptr(unsafe.Pointer(&arg)))
 		runtime.KeepAlive(s.vec)

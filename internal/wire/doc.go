@@ -30,6 +30,10 @@
 //	               C → S  (File, Data*, End)*, Commit   the increment whose
 //	                      parent is "base", sent while the source is frozen
 //	               then as mode migrate: Stored, Ready, Go, Restored
+//	mode post-copy: after Stored, the page phase (pages.go): the server
+//	               restores the image, which leaves private memory with
+//	               the frozen source, runs it at once and asks for pages;
+//	               Restored, PagesIn (every page is in), C → S Go
 //
 // Why not protobuf or gob: the payload is an image whose files already
 // have their own checked format (manifest with SHA-256, page files with a

@@ -63,7 +63,7 @@ func ParseOpen(p []byte) (Mode, string, error) {
 		return 0, "", fmt.Errorf("open request of %d bytes: %w", len(p), ErrProtocol)
 	}
 	m, name := Mode(p[0]), string(p[1:])
-	if m < ModeStore || m > ModePreCopy {
+	if m < ModeStore || m > ModePostCopy {
 		return 0, "", fmt.Errorf("open request: unknown mode %d: %w", m, ErrProtocol)
 	}
 	if !ValidName(name) {

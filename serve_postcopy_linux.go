@@ -1,0 +1,104 @@
+package rtcr
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/tree"
+	"github.com/rtcr/rtcr/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// postCopy restores the post-copy image at path lazily: its processes run
+// as soon as they are restored while their missing pages come from the
+// frozen source (remoteSource) on first touch and in the background. If the link drops before every page is in, the copy cannot
+// go on: the lazy restore kills it (and the source, which still holds
+// everything, resumes). Once every page is in, the server says PagesIn and
+// the source kills its tree. The image, useless without its source,
+// is removed either way.
+func (s *server) postCopy(c *wire.Conn, name, path string) {
+	peer := c.Peer()
+	defer func() { _ = s.inbox.Remove(path) }()
+	ck, err := image.ReadManifest(path)
+	if err == nil && !ck.RemotePages {
+		err = fmt.Errorf("image %s is not a post-copy image", name)
+	}
+	if err != nil {
+		c.SendError(err.Error())
+		s.event("%s: post-copy image %s: %v", peer, name, err)
+		return
+	}
+	// The page phase starts now: the restore itself may touch memory
+	// that is not here yet. There is no hold: the source stays frozen
+	// until every page is in, so the copy may run as soon as it can.
+	src := newRemoteSource(c, wire.NewPageSet(ck))
+	// The source may have nothing to say for long: no idle limit (a dead
+	// link fails the sends, or TCP keepalive), and no deadline left from
+	// the frames before.
+	c.SetIdle(0)
+	_ = c.SetDeadline(time.Time{})
+	go src.run()
+	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump,
+		Lazy: true, LazySource: src, remotePages: true}
+	s.restoreMu.Lock()
+	st, err := Restore(opts)
+	s.restoreMu.Unlock()
+	if err != nil {
+		src.fail(err)
+		s.event("%s: post-copy restore of %s failed, nothing runs here, the source resumes: %v", peer, name, err)
+		return
+	}
+	s.event("%s: image %s restored lazily: pid %d%s runs; %d pages to come from the source", peer, name, st.Pid, programNote(st), ck.RemoteSpans())
+	p := binary.BigEndian.AppendUint32(nil, uint32(st.Pid))
+	p = binary.BigEndian.AppendUint32(p, uint32(st.Program))
+	if err := src.send(wire.Restored, p); err != nil {
+		src.fail(err) // the lazy restore's next fetch fails: it kills the copy
+	}
+	allIn, err := st.Lazy.Wait()
+	// The restored root is our child: collect it when it exits. Not
+	// before the lazy restore let go: a wait from any thread of rtcr
+	// would take the ptrace stops it waits for.
+	go func(pid int) {
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+	}(st.Pid)
+	if err != nil {
+		src.fail(err)
+		s.event("%s: post-copy of %s: the copy (pid %d) could not go on and was killed; the source keeps everything and resumes: %v", peer, name, st.Pid, err)
+		return
+	}
+	// Every page is in. The source kills its tree once it reads PagesIn
+	// and then says Go; if that never comes, the source may have
+	// resumed (its rtcr migrate killed, the link dropped before it read
+	// PagesIn): the copy is killed, never both.
+	src.phaseOver()
+	if err = src.send(wire.PagesIn, nil); err == nil {
+		_ = c.SetDeadline(time.Now().Add(goWait))
+		<-src.ran // at most goWait
+		if !src.gone {
+			err = src.err
+		}
+	}
+	if err != nil {
+		killTree(st.Pid)
+		s.event("%s: post-copy of %s: every page was in (%v), but the source did not confirm it is dead (%v): the copy (pid %d) was killed, the source may run on", peer, name, allIn.Round(time.Millisecond), err, st.Pid)
+		return
+	}
+	s.event("%s: post-copy of %s: every page is in after %v, the source is dead; pid %d runs on alone", peer, name, allIn.Round(time.Millisecond), st.Pid)
+}
+
+// killTree kills pid and its descendants (a copy whose source may run
+// on); a pid namespace's init takes its namespace with it.
+func killTree(pid int) {
+	for range 2 { // again for children forked meanwhile
+		pids, err := tree.Descendants(pid)
+		if err != nil {
+			pids = []int{pid}
+		}
+		for _, p := range pids {
+			_ = unix.Kill(p, unix.SIGKILL)
+		}
+	}
+}
