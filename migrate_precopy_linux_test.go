@@ -225,3 +225,31 @@ func TestMigratePreCopyKilledInRounds(t *testing.T) {
 	waitEmpty(t, srv)
 	sourceRunsFree(t, w)
 }
+
+// TestMigratePreCopyLazyRestore is TestMigratePreCopy with rtcr serve
+// --lazy-restore: the copy runs before its memory is in, its pages come
+// from the received chain on first touch and in the background; its
+// numbers continue and its checks of every page pass, and serve says
+// when every page was in.
+func TestMigratePreCopyLazyRestore(t *testing.T) {
+	testutil.RequireRoot(t)
+	np := newNetPair(t)
+	token := writeToken(t, t.TempDir())
+	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token, "--lazy-restore")
+	w := startMemWriter(t, np, 64)
+	out, code := migrate(t, np, w.cmd.Process.Pid, token, "--name", "writer", "--max-freeze", "1us")
+	if code != 0 {
+		t.Fatalf("rtcr migrate: exit %d: %s\nserve:\n%s", code, out, readFile(srv.log))
+	}
+	t.Logf("%s", strings.TrimSpace(out))
+	restoredInit(t, out)
+	if err := w.cmd.Wait(); err == nil || exitCode(t, err) != 128+9 {
+		t.Errorf("the source's rtcr run ended with %v, want killed (exit 137)", err)
+	}
+	n := len(w.lines(t, 1))
+	checkConsecutive(t, w.lines(t, n+120)) // two checks of every page after the move
+	testutil.WaitForFile(t, srv.log, "every page is in after", 60*time.Second)
+	if got := srv.entries(t); len(got) != 1 || got[0] != "writer" {
+		t.Errorf("serve's directory holds %v, want [writer]", got)
+	}
+}

@@ -40,6 +40,14 @@ type ServeOptions struct {
 	// absolute path; see action_linux.go and README "Moving TCP
 	// connections"); empty: none.
 	ActionScript string
+	// LazyRestore restores the copies of pre-copy and one-freeze
+	// migrations lazily (rtcr serve --lazy-restore; README "Lazy
+	// restore"): a copy runs once its state other than memory is in,
+	// its pages follow from the received image, so the downtime no longer
+	// grows with its memory. Until every page is in, a killed rtcr serve
+	// takes the copy with it (the source is dead by then: the image
+	// stays in DIR/NAME for `rtcr restore`).
+	LazyRestore bool
 }
 
 const (
@@ -298,6 +306,7 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	// A pre-copy migration's full image was checked on arrival
 	// (receiveBase), in the server's own staging directory.
 	opts.verifiedParents = mode == wire.ModePreCopy
+	opts.Lazy = migrate && s.opts.LazyRestore
 	if migrate {
 		// path is the staging directory: checked by Restore before it
 		// made a process, it becomes DIR/name here.
@@ -337,10 +346,20 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 		return
 	}
 	// The restored root is our child: collect it when it exits.
-	go func(pid int) {
+	// Not before a lazy restore let go: a wait from any thread of rtcr
+	// would take the ptrace stops it waits for.
+	go func(pid int, lz *LazyRestore) {
+		if lz != nil {
+			allIn, err := lz.Wait()
+			if err != nil {
+				s.event("%s: lazy restore of %s: the copy (pid %d) was killed: %v; rtcr restore --dir %s brings it back", peer, name, pid, err, path)
+			} else {
+				s.event("%s: lazy restore of %s: every page is in after %v", peer, name, allIn.Round(time.Millisecond))
+			}
+		}
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(pid, &ws, 0, nil)
-	}(st.Pid)
+	}(st.Pid, st.Lazy)
 	s.event("%s: image %s restored: pid %d%s", peer, name, st.Pid, programNote(st))
 	p := binary.BigEndian.AppendUint32(nil, uint32(st.Pid))
 	p = binary.BigEndian.AppendUint32(p, uint32(st.Program))

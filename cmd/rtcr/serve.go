@@ -11,7 +11,7 @@ import (
 )
 
 func runServe(args []string) error {
-	fs := newFlags("serve", "--listen ADDR --dir DIR --token-file T [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("serve", "--listen ADDR --dir DIR --token-file T [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--lazy-restore] [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.ServeOptions
 	var listen string
 	fs.StringVar(&listen, "listen", "", "TCP `ADDR` to listen on (HOST:PORT, :PORT)")
@@ -22,6 +22,7 @@ func runServe(args []string) error {
 	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS: the certificate's key (`PEM`)")
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "TLS: the CA clients' certificates must be signed by (`PEM`)")
 	fs.StringVar(&o.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=pre-resume before a migrated copy runs: add its address here (README \"Moving TCP connections\")")
+	fs.BoolVar(&o.LazyRestore, "lazy-restore", false, "migrated copies run before their memory is in (pages follow from the received image; a killed serve takes such a copy with it)")
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, args); err != nil {
