@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 
+	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,18 +25,7 @@ func (s *fdState) copy() (int, error) {
 
 // getfd returns rtcr's own copy of fd num of process pid (a stub). The
 // caller closes it.
-func getfd(pid, num int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, num, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of %d: %w", num, pid, err)
-	}
-	return dup, nil
-}
+func getfd(pid, num int) (int, error) { return ptrace.GetFD(pid, num) }
 
 // takeIn gives the stub of c a new fd (close-on-exec) on the open file of
 // fd num of the stub homePid (nsPid: its pid as the stub sees it): a dup

@@ -32,7 +32,7 @@ func Create(r *ptrace.Remote) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("userfaultfd in %d: %w", r.Pid, err)
 	}
-	own, err := getfd(r.Pid, int(fd))
+	own, err := ptrace.GetFD(r.Pid, int(fd))
 	if cerr := r.Close(int(fd)); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -48,20 +48,6 @@ func Create(r *ptrace.Remote) (int, error) {
 		return -1, fmt.Errorf("userfaultfd of %d: UFFDIO_API: %w (%w)", r.Pid, ErrUnsupported, err)
 	}
 	return own, nil
-}
-
-// getfd returns rtcr's own copy of fd num of process pid, -1 on error.
-func getfd(pid, num int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, num, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of %d: %w", num, pid, err)
-	}
-	return dup, nil
 }
 
 // Register registers [start, end) of the userfaultfd's address space in

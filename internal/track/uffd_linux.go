@@ -81,7 +81,7 @@ func Create(r *ptrace.Remote, before func(fd, stray int) error) (targetFd, own i
 		return -1, -1, err
 	}
 	targetFd = int(hi)
-	own, err = getfd(r.Pid, targetFd)
+	own, err = ptrace.GetFD(r.Pid, targetFd)
 	if err == nil {
 		if err = enable(own); err != nil {
 			unix.Close(own)
@@ -135,26 +135,12 @@ func openFds(pid int) (map[int]bool, error) {
 	return used, nil
 }
 
-// getfd returns rtcr's own copy of fd num of process pid.
-func getfd(pid, num int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, num, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of %d: %w", num, pid, err)
-	}
-	return dup, nil
-}
-
 // Take returns rtcr's own copy of the tracking userfaultfd fd num of pid.
 // A dump killed inside Create may have left it without its API set: it
 // is set now (on a userfaultfd set up already the kernel refuses it,
 // which changes nothing).
 func Take(pid, num int) (int, error) {
-	fd, err := getfd(pid, num)
+	fd, err := ptrace.GetFD(pid, num)
 	if err == nil {
 		_ = enable(fd)
 	}
