@@ -79,6 +79,9 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 		defer func() {
 			if err != nil {
 				err = srv.sourceResumed(opts.Pid, dir, ss, err)
+				// The copy ran: its connections went on without this
+				// tree's; they end here rather than hang.
+				pc.Abort = running
 			}
 		}()
 		if err != nil {
