@@ -20,10 +20,11 @@ import (
 // is one executable, named on the command line of rtcr migrate or rtcr
 // serve, run with RTCR_ACTION naming the moment and RTCR_* variables
 // describing the migration; rtcr waits for it, at most ActionTimeout.
-// Both moments come after the destination said it is ready, so after
-// authentication and after the image was received, checked and
-// restored (held): nothing runs for a client that did not prove it
-// holds the token.
+// source-killed and pre-resume come after the destination said it is
+// ready, so after authentication and after the image was received,
+// checked and restored (held); a post-copy's source-frozen comes after
+// authentication, before the image is sent: nothing runs for a client
+// that did not prove it holds the token.
 const (
 	// ActionSourceKilled runs in rtcr migrate once the source tree was
 	// killed (its connections closed without a packet, the source's
@@ -36,6 +37,18 @@ const (
 	// restore's network lock goes: add the address here and tell the
 	// network (gratuitous ARP, a route, a cloud API).
 	ActionPreResume = "pre-resume"
+	// ActionSourceFrozen runs in rtcr migrate --lazy (post-copy) once
+	// the source tree is frozen (its connections in repair mode, the
+	// source's network lock dropping their packets) and before its
+	// image is sent: the source stays frozen, serving pages, while the
+	// copy runs on the destination, so remove the address from the
+	// source host here, as source-killed does for pre-copy.
+	ActionSourceFrozen = "source-frozen"
+	// ActionSourceResumed runs in rtcr migrate --lazy when a post-copy
+	// migration fails after source-frozen ran and the source is about
+	// to run on (its connections still in repair mode, its lock still
+	// there): bring the address back to the source host here.
+	ActionSourceResumed = "source-resumed"
 )
 
 // ActionTimeout bounds one run of an action script; a script still

@@ -142,7 +142,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		// before a tree runs on; a killed tree's connections close in
 		// repair mode once the kill is done, and the lock stays.
 		if !kill && fds != nil {
-			if nerr := fds.ReleaseNetwork(false); nerr != nil && err == nil {
+			if nerr := opts.postCopy.release(fds); nerr != nil && err == nil {
 				err = fmt.Errorf("dump %d: %w", opts.Pid, nerr)
 			}
 		}

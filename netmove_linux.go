@@ -32,6 +32,26 @@ import (
 //     back would find its listener unreachable). It is kept when the
 //     source-killed action failed (the address may still be there).
 
+// Post-copy (MigrateLazy) moves the address earlier, because the source
+// is not killed before its copy runs but stays frozen, serving pages:
+//
+//  1. the source tree is frozen, its connections in repair mode under
+//     its network lock, its image (all but the private memory) complete;
+//  2. the source-frozen action: the address leaves the source host. If
+//     it fails, the migration stops there (nothing was sent):
+//     source-resumed runs and the source runs on;
+//  3. the image goes; the destination restores lazily and holds its
+//     copy, runs pre-resume (the address arrives), then its connections
+//     leave repair mode and the copy runs;
+//  4. every page in: the source is killed and its lock removed (finish).
+//
+// If the migration fails after source-frozen ran (the destination
+// refused, the link dropped in the page phase), the source-resumed
+// action runs while the source is still frozen, its connections in
+// repair mode behind its lock: the address comes back, then the tree
+// runs on. The copy on the destination is killed there; see README
+// "Moving TCP connections" for what that means for its connections.
+
 // sourceSide is what rtcr migrate knows of the tree it moves, read from
 // its image once the tree is killed.
 type sourceSide struct {
@@ -64,10 +84,17 @@ func (srv *PageServer) afterKill(pid int, dir string) *sourceSide {
 	if len(ss.addrs) > 0 && srv.ActionScript == "" {
 		srv.progress("the tree's sockets are bound to %s: its connections survive only if that address moves to %s now (README \"Moving TCP connections\")", joinAddrs(ss.addrs), srv.Addr)
 	}
+	ss.actionErr = srv.sourceAction(ActionSourceKilled, pid, dir, ss)
+	return ss
+}
+
+// sourceAction runs the action script, if any, with action and the
+// variables of the source tree pid whose image is in dir.
+func (srv *PageServer) sourceAction(action string, pid int, dir string, ss *sourceSide) error {
 	if srv.ActionScript == "" {
-		return ss
+		return nil
 	}
-	srv.progress("running %s %s", srv.ActionScript, ActionSourceKilled)
+	srv.progress("running %s %s", srv.ActionScript, action)
 	env := []string{
 		"RTCR_PID=" + strconv.Itoa(pid),
 		"RTCR_IMAGE_DIR=" + dir,
@@ -76,8 +103,30 @@ func (srv *PageServer) afterKill(pid int, dir string) *sourceSide {
 		"RTCR_ADDRESSES=" + joinAddrs(ss.addrs),
 		"RTCR_NETLOCK=" + ss.lock,
 	}
-	ss.actionErr = runAction(srv.ActionScript, ActionSourceKilled, env, srv.Progress)
-	return ss
+	return runAction(srv.ActionScript, action, env, srv.Progress)
+}
+
+// sourceFrozen, for a post-copy migration, runs the source-frozen action
+// (the address leaves this host) for the frozen tree pid whose image c is
+// in dir, before the image is sent. An error stops the migration: the
+// caller runs sourceResumed and the tree runs on.
+func (srv *PageServer) sourceFrozen(pid int, dir string, c *image.Checkpoint) (*sourceSide, error) {
+	ss := &sourceSide{lock: c.NetLock, addrs: files.LocalAddrs(c.Processes)}
+	if len(ss.addrs) > 0 && srv.ActionScript == "" {
+		srv.progress("the tree's sockets are bound to %s: its connections survive only if that address moves to %s now, before its copy runs there (README \"Moving TCP connections\")", joinAddrs(ss.addrs), srv.Addr)
+	}
+	return ss, srv.sourceAction(ActionSourceFrozen, pid, dir, ss)
+}
+
+// sourceResumed, for a post-copy migration that failed after
+// sourceFrozen, runs the source-resumed action (the address comes back)
+// while the tree is still frozen; err is the migration's error,
+// returned with the action's failure added.
+func (srv *PageServer) sourceResumed(pid int, dir string, ss *sourceSide, err error) error {
+	if aerr := srv.sourceAction(ActionSourceResumed, pid, dir, ss); aerr != nil {
+		return fmt.Errorf("%w; and, the source resuming: %w (bring its address back by hand)", err, aerr)
+	}
+	return err
 }
 
 // finish, once the destination confirmed its copy runs, removes the
@@ -103,7 +152,8 @@ func (ss *sourceSide) finish(err error) error {
 	return fmt.Errorf("%w; and: %w", err, own)
 }
 
-// preResume runs on the destination once the source is dead and before
+// preResume runs on the destination once the source is dead (post-copy:
+// frozen, its address gone in source-frozen) and before
 // the restored copy of the image at path runs: the pre-resume action,
 // then a check that every address the copy's sockets are bound to is on
 // this host now, warning (in the events) for each that is not.
@@ -122,7 +172,7 @@ func (s *server) preResume(peer, name, path string) {
 			"RTCR_ADDRESSES=" + joinAddrs(addrs),
 		}
 		if err := runAction(s.opts.ActionScript, ActionPreResume, env, s.opts.Events); err != nil {
-			s.event("%s: %s: %v (the copy runs anyway: the source is dead)", peer, name, err)
+			s.event("%s: %s: %v (the copy runs anyway: the source is dead or, post-copy, frozen without its address)", peer, name, err)
 		}
 	}
 	for _, a := range missingAddrs(addrs) {

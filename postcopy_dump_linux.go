@@ -1,6 +1,11 @@
 package rtcr
 
-import "github.com/rtcr/rtcr/internal/image"
+import (
+	"errors"
+
+	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/image"
+)
 
 // postCopyDump is what a post-copy migration's dump reports beyond the
 // image: which host process each image pid is (they differ in a tree with
@@ -10,6 +15,21 @@ type postCopyDump struct {
 	// Hosts maps an image pid to the pid of the frozen process on this
 	// host.
 	Hosts map[int]int
+	// Abort, set by a handoff that fails after the destination's copy
+	// ran, ends the tree's established connections before it runs on
+	// (files.Tree.AbortConnections).
+	Abort bool
+}
+
+// release is fds.ReleaseNetwork(false) for a tree about to run on,
+// after aborting its connections when the handoff asked so (Abort);
+// pc may be nil (not a post-copy).
+func (pc *postCopyDump) release(fds *files.Tree) error {
+	var aerr error
+	if pc != nil && pc.Abort {
+		aerr = fds.AbortConnections()
+	}
+	return errors.Join(aerr, fds.ReleaseNetwork(false))
 }
 
 // hostPids returns the pids of c's processes as read (host pids, before

@@ -45,6 +45,9 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 	if opts.Parent != "" || opts.TrackMem || opts.MaxFreeze != 0 || opts.LeaveRunning {
 		return nil, nil, nil, fmt.Errorf("migrate %d: post-copy takes no parent, tracking, freeze budget or leave-running", opts.Pid)
 	}
+	if err := srv.checkAction(); err != nil {
+		return nil, nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
+	}
 	c, done, err := connect(ctx, &srv, wire.ModePostCopy, opts.Pid)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
@@ -61,16 +64,32 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 	st := &SendStats{Name: srv.Name}
 	ps := &PostCopyStats{}
 	running, allIn := false, false
-	opts.Handoff = func(dir string) error {
+	var ss *sourceSide // set once source-frozen ran (netmove_linux.go)
+	opts.Handoff = func(dir string) (err error) {
 		committed := time.Now()
 		ck, err := image.ReadManifest(dir)
 		if err != nil {
 			return err
 		}
 		frozen := time.Duration(ck.FreezeNs)
+		// The address leaves this host before the copy can run there;
+		// whatever fails from here brings it back before the tree runs
+		// on.
+		ss, err = srv.sourceFrozen(opts.Pid, dir, ck)
+		defer func() {
+			if err != nil {
+				err = srv.sourceResumed(opts.Pid, dir, ss, err)
+				// The copy ran: its connections went on without this
+				// tree's; they end here rather than hang.
+				pc.Abort = running
+			}
+		}()
+		if err != nil {
+			return err
+		}
 		set := wire.NewPageSet(ck)
 		ps.Pages = int64(set.Pages())
-		if err := sendImage(c, dir, st, &srv); err != nil {
+		if err = sendImage(c, dir, st, &srv); err != nil {
 			return err
 		}
 		srv.progress("%s restores it lazily; its %d private pages (%.1f MiB) stay here until asked for", srv.Addr, ps.Pages, float64(ps.Pages*image.PageSize)/(1<<20))
@@ -118,6 +137,9 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 		return ds, st, ps, fmt.Errorf("migrate %d: every page moved and the source is dead, but telling %s failed (%v): its copy is killed when it hears nothing: %w", opts.Pid, srv.Addr, gerr, ErrUnconfirmed)
 	}
 	srv.progress("every page moved in %v (%d pages sent); the source is dead", ps.AllIn.Round(time.Millisecond), ps.SentPages)
+	// The source's lock goes: its sockets are gone, and the address
+	// left in source-frozen.
+	err = ss.finish(err)
 	if err != nil {
 		return ds, st, ps, fmt.Errorf("migrate %d: moved (pid %d on %s), but: %w", opts.Pid, st.Pid, srv.Addr, err)
 	}

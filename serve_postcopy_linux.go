@@ -31,8 +31,10 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 		return
 	}
 	// The page phase starts now: the restore itself may touch memory
-	// that is not here yet. There is no hold: the source stays frozen
-	// until every page is in, so the copy may run as soon as it can.
+	// that is not here yet. The only hold is pre-resume's: the source
+	// stays frozen until every page is in, and its address left it
+	// (source-frozen) before the image came, so the copy may run as
+	// soon as the address is here (netmove_linux.go).
 	src := newRemoteSource(c, wire.NewPageSet(ck))
 	// The source may have nothing to say for long: no idle limit (a dead
 	// link fails the sends, or TCP keepalive), and no deadline left from
@@ -41,7 +43,8 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	_ = c.SetDeadline(time.Time{})
 	go src.run()
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump,
-		Lazy: true, LazySource: src, remotePages: true}
+		Lazy: true, LazySource: src, remotePages: true, AddressesLater: true,
+		Hold: func() error { s.preResume(peer, name, path); return nil }}
 	s.restoreMu.Lock()
 	st, err := Restore(opts)
 	s.restoreMu.Unlock()

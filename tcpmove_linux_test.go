@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -331,6 +332,11 @@ func testMigrateTCPPlan(t *testing.T, p tcpPlan, where addrCase, migrateFlags ..
 	w := newTCPWorldPlan(t, p, where == addrOnBoth)
 	log := filepath.Join(t.TempDir(), "actions.log")
 	route := fmt.Sprintf("ip -n %s route replace %s%s via %s", w.c, w.svc, w.host, w.a2)
+	lazy := slices.Contains(migrateFlags, "--lazy")
+	leaveAction := rtcr.ActionSourceKilled
+	if lazy {
+		leaveAction = rtcr.ActionSourceFrozen
+	}
 	var leave, arrive string
 	switch where {
 	case addrMoves, addrSourceFails, addrDestFails:
@@ -347,6 +353,11 @@ func testMigrateTCPPlan(t *testing.T, p tcpPlan, where addrCase, migrateFlags ..
 	case addrStays:
 		leave, arrive = "true", "true"
 	}
+	// A post-copy that fails after source-frozen brings S back to b
+	// (source-resumed) before the source runs on.
+	back := fmt.Sprintf("ip -n %s addr replace %s%s dev lo %s\nip -n %s route replace %s%s via %s",
+		w.b, w.svc, w.host, strings.Join(w.opts, " "), w.c, w.svc, w.host, w.b1)
+	leave = fmt.Sprintf("case \"$RTCR_ACTION\" in\n%s)\n%s\n;;\n*)\n%s\n;;\nesac", rtcr.ActionSourceResumed, back, leave)
 	srcScript := actionScript(t, "source.sh", log, leave)
 	dstScript := actionScript(t, "dest.sh", log, arrive)
 	token := writeToken(t, t.TempDir())
@@ -386,6 +397,10 @@ func testMigrateTCPPlan(t *testing.T, p tcpPlan, where addrCase, migrateFlags ..
 		t.Fatal(err)
 	}
 	var prog int
+	if lazy && where == addrSourceFails {
+		lazySourceFails(t, w, e, run, log, mout, code)
+		return
+	}
 	if where == addrSourceFails {
 		if code != 1 || !strings.Contains(mout, "moved (pid") || !strings.Contains(mout, "source-killed") || !strings.Contains(mout, "network lock stays") {
 			t.Fatalf("rtcr migrate with a failing source-killed: exit %d: %s", code, mout)
@@ -434,13 +449,16 @@ func testMigrateTCPPlan(t *testing.T, p tcpPlan, where addrCase, migrateFlags ..
 	e2.wait(t, "a new client after the migration")
 
 	actions := readFile(log)
-	for _, want := range []string{"source-killed source-killed [" + w.svc + "]", "pre-resume pre-resume [" + w.svc + "]"} {
+	for _, want := range []string{leaveAction + " " + leaveAction + " [" + w.svc + "]", "pre-resume pre-resume [" + w.svc + "]"} {
 		if !strings.Contains(actions, want) {
 			t.Errorf("actions log %q lacks %q", actions, want)
 		}
 	}
-	if strings.Index(actions, "source-killed") > strings.Index(actions, "pre-resume") {
-		t.Errorf("actions ran in the order %q, want source-killed first", actions)
+	if strings.Index(actions, leaveAction) > strings.Index(actions, "pre-resume") {
+		t.Errorf("actions ran in the order %q, want %s first", actions, leaveAction)
+	}
+	if strings.Contains(actions, rtcr.ActionSourceResumed) {
+		t.Errorf("actions log %q: %s ran, but the migration succeeded", actions, rtcr.ActionSourceResumed)
 	}
 	if where == addrDestFails {
 		testutil.WaitForFile(t, srv.log, "the copy runs anyway", 30*time.Second)

@@ -65,7 +65,7 @@ func runMigrate(args []string) error {
 	fs.DurationVar(&o.MaxFreeze, "max-freeze", 0, "pre-copy: rounds of written pages while the process runs until the rest fits this freeze (default 10ms)")
 	lazy := fs.Bool("lazy", false, "post-copy: the process runs there at once, its memory follows (the source stays frozen until then)")
 	tlsFlags(fs, &srv)
-	fs.StringVar(&srv.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=source-killed once the source is killed: move its address away (README \"Moving TCP connections\")")
+	fs.StringVar(&srv.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=source-killed once the source is killed (--lazy: source-frozen once it is frozen, source-resumed if it runs on after that): move its address away (README \"Moving TCP connections\")")
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, criuArgs(fs, args)); err != nil {
@@ -79,9 +79,6 @@ func runMigrate(args []string) error {
 	}
 	if *lazy && (srv.NoPreCopy || o.MaxFreeze > 0) {
 		return usagef("--lazy (post-copy) goes without --no-precopy and --max-freeze")
-	}
-	if *lazy && srv.ActionScript != "" {
-		return usagef("--lazy (post-copy) does not run action scripts yet: its TCP connections cannot move (README \"Moving TCP connections\")")
 	}
 	if srv.ActionScript != "" && !filepath.IsAbs(srv.ActionScript) {
 		return usagef("--action-script needs an absolute path")

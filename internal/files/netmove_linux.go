@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/netlock"
@@ -201,4 +202,32 @@ func setTransparent(fd, family int, on bool) error {
 		return fmt.Errorf("setsockopt %s %d (needs CAP_NET_ADMIN): %w", name, v, err)
 	}
 	return nil
+}
+
+// AbortConnections, for a tree about to run on whose connections a copy
+// on another host has used since they were dumped (a post-copy migration
+// that failed after its copy ran), ends every established connection
+// held in repair mode: their state here is older than their peers' (the
+// copy took and sent bytes this host never saw), so left alone they
+// would hang, silently, until TCP gives up. A disconnect (connect with
+// AF_UNSPEC) in repair mode sends no packet and leaves the socket closed
+// with ECONNABORTED, which the process sees at its next read or write;
+// a peer's next segment gets a reset from this host, no socket having
+// its four-tuple any more. The sockets leave the held set:
+// ReleaseNetwork does not touch them again.
+func (t *Tree) AbortConnections() error {
+	if t.inet == nil {
+		return nil
+	}
+	var first error
+	for ino, h := range t.inet.held {
+		sa := unix.RawSockaddr{Family: unix.AF_UNSPEC}
+		_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(h.fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+		if e != 0 && first == nil {
+			first = fmt.Errorf("abort socket:[%d]: %w", ino, e)
+		}
+		unix.Close(h.fd)
+		delete(t.inet.held, ino)
+	}
+	return first
 }
