@@ -360,8 +360,14 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			for i := len(procs) - 1; i >= 0; i-- {
 				procs[i].kill()
 			}
+			if lz != nil {
+				lz.dropKeepers()
+			}
 		}
 	}()
+	if lz != nil {
+		lz.scratch, lz.elfBase = scratch, elfBase
+	}
 	byPid := map[int]*restoring{}
 	shared := mem.NewShared()
 	shared.OpenFile = fds.OpenMapped
