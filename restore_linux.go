@@ -475,6 +475,12 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	if err := procs[0].step("network unlock", func() error { return fds.FinishNetwork(c.NetLock) }); err != nil {
 		return err
 	}
+	if lz != nil {
+		// The first detach lets a process run: its faults from here on
+		// are its own, not the restore's (which were all served, so read,
+		// before: an injected call or write waits for its page).
+		lz.srv.Releasing()
+	}
 	// Children first, the root last: if rtcr dies in between, the root
 	// dies with it (PTRACE_O_EXITKILL), and with the init of a new pid
 	// namespace the kernel kills every process in it: nothing is left.

@@ -66,6 +66,7 @@ type Server struct {
 	stop [2]int // a pipe: closing stop[1] wakes every poll
 
 	pages, in, faults, fetched, early atomic.Int64
+	released                          atomic.Bool // Releasing was called
 
 	mu     sync.Mutex
 	ctxs   []*ctx
@@ -91,6 +92,13 @@ func NewServer(src Source, log *slog.Logger) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Releasing tells the server that the processes are about to be let go:
+// faults read from now on are not counted as Early. It must come before
+// the first detach, not with Prefetch after the last one: a process runs
+// from its own detach on, and on a busy machine it faults before the
+// restore gets to Prefetch (such faults were counted as the restore's).
+func (s *Server) Releasing() { s.released.Store(true) }
 
 // Prefetch lets the background copy begin (Add serves faults at once):
 // called when the processes run, so that it does not slow down the rest
@@ -404,7 +412,7 @@ func (c *ctx) read(msgs []abi.UffdMsg, faults []uint64) []uint64 {
 			case abi.UFFD_EVENT_PAGEFAULT:
 				faults = append(faults, m.FaultAddr()&^(pageSize-1))
 				c.s.faults.Add(1)
-				if !c.s.running() {
+				if !c.s.released.Load() && !c.s.running() {
 					c.s.early.Add(1)
 					c.s.log.Debug("lazy restore: fault before the process runs", "pid", c.pid, "addr", fmt.Sprintf("%#x", m.FaultAddr()), "tid", m.FaultTid())
 				}
