@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -136,6 +137,10 @@ func TestLazyLocal(t *testing.T) {
 	if _, err := lz.Wait(); err != nil {
 		t.Fatalf("lazy restore: %v", err)
 	}
+	// The keeper of its userfaultfd is gone (killed and reaped).
+	if k := keepersOf(os.Getpid()); len(k) != 0 {
+		t.Fatalf("keepers %v still there once rtcr let go", k)
+	}
 	time.Sleep(200 * time.Millisecond) // the tracer thread exits meanwhile
 	if s := state(tg.pid); s == 0 || s == 'Z' {
 		t.Fatalf("restored %d died once rtcr let go (state %q)", tg.pid, s)
@@ -213,6 +218,12 @@ func TestLazyKilledRestorer(t *testing.T) {
 			t.Fatal("helper: no restore within 60 s")
 		}
 	}
+	// The keeper of its userfaultfd, which holds it until the process is
+	// dead (see README, rtcr killed).
+	keepers := keepersOf(helper.Process.Pid)
+	if len(keepers) != 1 {
+		t.Fatalf("restorer %d: keepers %v, want one", helper.Process.Pid, keepers)
+	}
 	tg.fire()
 	// It runs on the pages its faults bring before the restorer dies.
 	testutil.WaitForFile(t, tg.out, "checked 64\n", 60*time.Second)
@@ -234,6 +245,36 @@ func TestLazyKilledRestorer(t *testing.T) {
 	if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
 		t.Fatalf("the process went on after its restorer died:\n%s", o)
 	}
+	// The keeper ends with it: nothing is left behind.
+	for _, k := range keepers {
+		for s := state(k); s != 0 && s != 'Z'; s = state(k) {
+			if time.Now().After(deadline2) {
+				t.Fatalf("keeper %d still there (state %q) after restored %d died", k, s, tg.pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// keepersOf returns the children of process pid that hold a userfaultfd:
+// the keepers of a lazy restore run by pid.
+func keepersOf(pid int) []int {
+	var out []int
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			child, _ := strconv.Atoi(f)
+			fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", child))
+			for _, fd := range fds {
+				if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", child, fd.Name())); l == "anon_inode:[userfaultfd]" {
+					out = append(out, child)
+					break
+				}
+			}
+		}
+	}
+	return out
 }
 
 // TestLazyHelperRestore is TestLazyKilledRestorer's restorer: it runs only
