@@ -31,7 +31,17 @@ const keeperCodeOff = 0x40
 // (PR_SET_PDEATHSIG), so the keeper ends then too. While rtcr lives it
 // kills the keeper (KillKeeper) once it lets the process go.
 func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
-	r, err := execStub(elfBase)
+	// The fd is inherited (its fd 3), nothing else: not rtcr's stdin,
+	// stdout and stderr (a pipe to rtcr's output must not stay open
+	// because of it).
+	// A copy: the os.File closes its fd, rtcr's stays the caller's.
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("keeper of %d: dup fd %d: %w", pid, fd, err)
+	}
+	f := os.NewFile(uintptr(dup), "userfaultfd")
+	r, err := execStub(elfBase, []*os.File{nil, nil, nil, f})
+	f.Close()
 	if err != nil {
 		return 0, fmt.Errorf("keeper of %d: %w", pid, err)
 	}
@@ -51,20 +61,6 @@ func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
 	}
 	if err := mapScratch(r, scratch); err != nil {
 		return 0, fmt.Errorf("keeper of %d: %w", pid, err)
-	}
-	self, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
-	if err != nil {
-		return 0, fmt.Errorf("keeper of %d: pidfd_open rtcr %d: %w", pid, os.Getpid(), err)
-	}
-	if _, err := r.Syscall(unix.SYS_PIDFD_GETFD, self, uint64(fd), 0); err != nil {
-		return 0, fmt.Errorf("keeper of %d: pidfd_getfd fd %d of rtcr: %w", pid, fd, err)
-	}
-	// Nothing else: not rtcr's pidfd, nor its stdin, stdout and stderr
-	// (a pipe to rtcr's output must not stay open because of it).
-	for _, n := range []int{int(self), 0, 1, 2} {
-		if err := r.Close(n); err != nil {
-			return 0, fmt.Errorf("keeper of %d: %w", pid, err)
-		}
 	}
 	pidfd, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(pid), 0)
 	if err != nil {
