@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -181,7 +182,18 @@ func TestLazyFork(t *testing.T) {
 // again as a helper (TestLazyHelperRestore), which holds the background
 // copy for ever and serves each fault 1 ms late, so that the check is
 // still under way when it dies.
-func TestLazyKilledRestorer(t *testing.T) {
+func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false) }
+
+// TestLazyRestorerFdsClosedFirst is TestLazyKilledRestorer with the worst
+// order of a killed rtcr's exit made certain: its userfaultfds are closed
+// first (its exit closes its fds before its tracer thread's exit sends the
+// root its parent-death signal), the process is seen waiting a while,
+// then the restorer dies. The keeper holds each userfaultfd until its
+// process has exited, so the process waits at its missing page rather
+// than read it as zero.
+func TestLazyRestorerFdsClosedFirst(t *testing.T) { killedRestorer(t, true) }
+
+func killedRestorer(t *testing.T, closeFirst bool) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
 	tg := start(t, bin, "256", "check")
@@ -227,6 +239,31 @@ func TestLazyKilledRestorer(t *testing.T) {
 	tg.fire()
 	// It runs on the pages its faults bring before the restorer dies.
 	testutil.WaitForFile(t, tg.out, "checked 64\n", 60*time.Second)
+	if closeFirst {
+		if err := helper.Process.Signal(unix.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		for closed := false; !closed; {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("helper ended before closing its userfaultfds")
+				}
+				closed = l == "closed"
+			case <-time.After(60 * time.Second):
+				t.Fatal("helper: userfaultfds not closed within 60 s")
+			}
+		}
+		// Its faults are no longer served: it waits (or, without a
+		// keeper, reads zeroes and reports a wrong word at once).
+		time.Sleep(time.Second)
+		if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
+			t.Fatalf("the process went on after its restorer closed its userfaultfds:\n%s", o)
+		}
+		if s := state(tg.pid); s == 0 || s == 'Z' {
+			t.Fatalf("restored %d died when its restorer closed its userfaultfds (it should wait); output:\n%s", tg.pid, tg.output())
+		}
+	}
 	if err := helper.Process.Signal(unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +329,13 @@ func TestLazyHelperRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("lazy restore: %v", err)
 	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, unix.SIGUSR1)
 	fmt.Printf("running %d\n", st.Pid)
+	// SIGUSR1: close the userfaultfds (TestLazyRestorerFdsClosedFirst).
+	<-usr1
+	rtcr.CloseLazyFdsForTest(st.Lazy)
+	fmt.Println("closed")
 	_, _ = st.Lazy.Wait() // never: the copy is held
 }
 

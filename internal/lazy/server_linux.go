@@ -68,17 +68,18 @@ type Server struct {
 	pages, in, faults, fetched, early atomic.Int64
 	released                          atomic.Bool // Releasing was called
 
-	mu     sync.Mutex
-	ctxs   []*ctx
-	left   int // ctxs with pages still missing
-	err    error
-	allIn  chan struct{}
-	inOnce sync.Once     // closes allIn
-	run    chan struct{} // closed by Prefetch
-	quit   chan struct{} // closed by Close
-	once   sync.Once
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	ctxs    []*ctx
+	left    int // ctxs with pages still missing
+	err     error
+	allIn   chan struct{}
+	inOnce  sync.Once     // closes allIn
+	run     chan struct{} // closed by Prefetch
+	quit    chan struct{} // closed by Close
+	once    sync.Once
+	closed  bool
+	wg      sync.WaitGroup // every goroutine
+	serving sync.WaitGroup // the fault goroutines
 }
 
 // NewServer returns a server fetching pages from src; log may be nil.
@@ -138,6 +139,7 @@ func (s *Server) start(c *ctx) {
 	}
 	s.mu.Unlock()
 	s.wg.Add(2)
+	s.serving.Add(1)
 	go c.serve()
 	go c.prefetch()
 }
@@ -193,6 +195,23 @@ func (s *Server) Close() {
 		unix.Close(c.fd)
 	}
 	unix.Close(s.stop[0])
+}
+
+// CloseFaultFds stops serving faults and closes every userfaultfd without
+// waiting for the background copy (whose Fetch may never return): what a
+// killed rtcr's exit does to the restored processes, for a test. Nothing
+// of s may be used after it but Wait, which may then never return.
+func (s *Server) CloseFaultFds() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	unix.Close(s.stop[1])
+	s.serving.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.ctxs {
+		unix.Close(c.fd)
+	}
 }
 
 // settled records that [start, end) of c is in (or no longer wanted):
@@ -373,6 +392,7 @@ func (s *Server) isClosed() bool {
 // faults are served from them.
 func (c *ctx) serve() {
 	defer c.s.wg.Done()
+	defer c.s.serving.Done()
 	msgs := make([]abi.UffdMsg, 64)
 	var faults []uint64
 	buf := make([]byte, faultChunk)
