@@ -12,3 +12,7 @@ func SetDrainFrozenHookForTest(f func(try int, table string)) { drainFrozenHook 
 // SetDumpMemoryHookForTest makes Dump call f after the memory of each
 // process was copied; an error fails the dump there (nil: no hook).
 func SetDumpMemoryHookForTest(f func(pid int) error) { dumpMemoryHook = f }
+
+// CloseLazyFdsForTest closes rtcr's copies of the userfaultfds of the
+// lazy restore l (as a killed rtcr's exit does), serving nothing more.
+func CloseLazyFdsForTest(l *LazyRestore) { l.srv.CloseFaultFds() }

@@ -13,6 +13,7 @@ import (
 	"github.com/rtcr/rtcr/internal/mem"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/stub"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +27,10 @@ type LazyRestore struct {
 	done    chan struct{} // closed when rtcr has let go of them
 	err     error
 	allIn   time.Duration
+	// scratch and elfBase place the keepers' stubs; keepers are their pids
+	// (register, dropKeepers).
+	scratch, elfBase uint64
+	keepers          []int
 }
 
 // Progress reports how many of the pages left out are in.
@@ -86,6 +91,18 @@ func (l *LazyRestore) register(pr *restoring) error {
 			return fmt.Errorf("userfaultfd of %d: %w", pr.r.Pid, err)
 		}
 	}
+	// A keeper holds the userfaultfd until the process has exited: if
+	// rtcr is killed, the kernel releases it (and unregisters the ranges,
+	// so that a touch reads zeroes) only once the process is dead. Without
+	// it, rtcr's exit closed its fds before its tracer thread's exit sent
+	// the root its parent-death signal: a fault in between read a zero
+	// page.
+	kpid, err := stub.Keeper(l.scratch, l.elfBase, pr.r.Pid, fd)
+	if err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("userfaultfd of %d: %w", pr.r.Pid, err)
+	}
+	l.keepers = append(l.keepers, kpid)
 	proc := lazy.Proc{Pid: pr.p.Pid, Fd: fd}
 	for _, r := range runs {
 		proc.Runs = append(proc.Runs, lazy.Range{Start: r[0], End: r[1]})
@@ -113,6 +130,7 @@ func holdDeath(r *ptrace.Remote) error {
 // again (frozen for one injected call), and closes the userfaultfds. On
 // failure it kills them all.
 func (l *LazyRestore) tail(procs []*restoring) (err error) {
+	defer l.dropKeepers()
 	defer l.srv.Close()
 	defer func() {
 		if err != nil {
@@ -136,6 +154,17 @@ func (l *LazyRestore) tail(procs []*restoring) (err error) {
 		logStep(l.log, pr.p.Pid, "parent-death signal back", time.Since(t), "signal", pr.p.Prctl.PdeathSig)
 	}
 	return nil
+}
+
+// dropKeepers ends the keepers of the userfaultfds: every page is in and
+// the processes were let go, or they were killed.
+func (l *LazyRestore) dropKeepers() {
+	for _, k := range l.keepers {
+		if err := stub.KillKeeper(k); err != nil && l.log != nil {
+			l.log.Warn("lazy restore: drop keeper", "err", err)
+		}
+	}
+	l.keepers = nil
 }
 
 // letGo stops the leader of the running process pr and sets its

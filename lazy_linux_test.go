@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -136,6 +138,10 @@ func TestLazyLocal(t *testing.T) {
 	if _, err := lz.Wait(); err != nil {
 		t.Fatalf("lazy restore: %v", err)
 	}
+	// The keeper of its userfaultfd is gone (killed and reaped).
+	if k := keepersOf(os.Getpid()); len(k) != 0 {
+		t.Fatalf("keepers %v still there once rtcr let go", k)
+	}
 	time.Sleep(200 * time.Millisecond) // the tracer thread exits meanwhile
 	if s := state(tg.pid); s == 0 || s == 'Z' {
 		t.Fatalf("restored %d died once rtcr let go (state %q)", tg.pid, s)
@@ -176,7 +182,18 @@ func TestLazyFork(t *testing.T) {
 // again as a helper (TestLazyHelperRestore), which holds the background
 // copy for ever and serves each fault 1 ms late, so that the check is
 // still under way when it dies.
-func TestLazyKilledRestorer(t *testing.T) {
+func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false) }
+
+// TestLazyRestorerFdsClosedFirst is TestLazyKilledRestorer with the worst
+// order of a killed rtcr's exit made certain: its userfaultfds are closed
+// first (its exit closes its fds before its tracer thread's exit sends the
+// root its parent-death signal), the process is seen waiting a while,
+// then the restorer dies. The keeper holds each userfaultfd until its
+// process has exited, so the process waits at its missing page rather
+// than read it as zero.
+func TestLazyRestorerFdsClosedFirst(t *testing.T) { killedRestorer(t, true) }
+
+func killedRestorer(t *testing.T, closeFirst bool) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
 	tg := start(t, bin, "256", "check")
@@ -213,9 +230,40 @@ func TestLazyKilledRestorer(t *testing.T) {
 			t.Fatal("helper: no restore within 60 s")
 		}
 	}
+	// The keeper of its userfaultfd, which holds it until the process is
+	// dead (see README, rtcr killed).
+	keepers := keepersOf(helper.Process.Pid)
+	if len(keepers) != 1 {
+		t.Fatalf("restorer %d: keepers %v, want one", helper.Process.Pid, keepers)
+	}
 	tg.fire()
 	// It runs on the pages its faults bring before the restorer dies.
 	testutil.WaitForFile(t, tg.out, "checked 64\n", 60*time.Second)
+	if closeFirst {
+		if err := helper.Process.Signal(unix.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		for closed := false; !closed; {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("helper ended before closing its userfaultfds")
+				}
+				closed = l == "closed"
+			case <-time.After(60 * time.Second):
+				t.Fatal("helper: userfaultfds not closed within 60 s")
+			}
+		}
+		// Its faults are no longer served: it waits (or, without a
+		// keeper, reads zeroes and reports a wrong word at once).
+		time.Sleep(time.Second)
+		if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
+			t.Fatalf("the process went on after its restorer closed its userfaultfds:\n%s", o)
+		}
+		if s := state(tg.pid); s == 0 || s == 'Z' {
+			t.Fatalf("restored %d died when its restorer closed its userfaultfds (it should wait); output:\n%s", tg.pid, tg.output())
+		}
+	}
 	if err := helper.Process.Signal(unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +282,36 @@ func TestLazyKilledRestorer(t *testing.T) {
 	if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
 		t.Fatalf("the process went on after its restorer died:\n%s", o)
 	}
+	// The keeper ends with it: nothing is left behind.
+	for _, k := range keepers {
+		for s := state(k); s != 0 && s != 'Z'; s = state(k) {
+			if time.Now().After(deadline2) {
+				t.Fatalf("keeper %d still there (state %q) after restored %d died", k, s, tg.pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// keepersOf returns the children of process pid that hold a userfaultfd:
+// the keepers of a lazy restore run by pid.
+func keepersOf(pid int) []int {
+	var out []int
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			child, _ := strconv.Atoi(f)
+			fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", child))
+			for _, fd := range fds {
+				if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", child, fd.Name())); l == "anon_inode:[userfaultfd]" {
+					out = append(out, child)
+					break
+				}
+			}
+		}
+	}
+	return out
 }
 
 // TestLazyHelperRestore is TestLazyKilledRestorer's restorer: it runs only
@@ -251,7 +329,13 @@ func TestLazyHelperRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("lazy restore: %v", err)
 	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, unix.SIGUSR1)
 	fmt.Printf("running %d\n", st.Pid)
+	// SIGUSR1: close the userfaultfds (TestLazyRestorerFdsClosedFirst).
+	<-usr1
+	rtcr.CloseLazyFdsForTest(st.Lazy)
+	fmt.Println("closed")
 	_, _ = st.Lazy.Wait() // never: the copy is held
 }
 

@@ -360,8 +360,14 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			for i := len(procs) - 1; i >= 0; i-- {
 				procs[i].kill()
 			}
+			if lz != nil {
+				lz.dropKeepers()
+			}
 		}
 	}()
+	if lz != nil {
+		lz.scratch, lz.elfBase = scratch, elfBase
+	}
 	byPid := map[int]*restoring{}
 	shared := mem.NewShared()
 	shared.OpenFile = fds.OpenMapped
@@ -468,6 +474,12 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	// dump goes: packets flow again, to the restored sockets.
 	if err := procs[0].step("network unlock", func() error { return fds.FinishNetwork(c.NetLock) }); err != nil {
 		return err
+	}
+	if lz != nil {
+		// The first detach lets a process run: its faults from here on
+		// are its own, not the restore's (which were all served, so read,
+		// before: an injected call or write waits for its page).
+		lz.srv.Releasing()
 	}
 	// Children first, the root last: if rtcr dies in between, the root
 	// dies with it (PTRACE_O_EXITKILL), and with the init of a new pid

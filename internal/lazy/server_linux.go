@@ -66,18 +66,20 @@ type Server struct {
 	stop [2]int // a pipe: closing stop[1] wakes every poll
 
 	pages, in, faults, fetched, early atomic.Int64
+	released                          atomic.Bool // Releasing was called
 
-	mu     sync.Mutex
-	ctxs   []*ctx
-	left   int // ctxs with pages still missing
-	err    error
-	allIn  chan struct{}
-	inOnce sync.Once     // closes allIn
-	run    chan struct{} // closed by Prefetch
-	quit   chan struct{} // closed by Close
-	once   sync.Once
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	ctxs    []*ctx
+	left    int // ctxs with pages still missing
+	err     error
+	allIn   chan struct{}
+	inOnce  sync.Once     // closes allIn
+	run     chan struct{} // closed by Prefetch
+	quit    chan struct{} // closed by Close
+	once    sync.Once
+	closed  bool
+	wg      sync.WaitGroup // every goroutine
+	serving sync.WaitGroup // the fault goroutines
 }
 
 // NewServer returns a server fetching pages from src; log may be nil.
@@ -91,6 +93,13 @@ func NewServer(src Source, log *slog.Logger) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Releasing tells the server that the processes are about to be let go:
+// faults read from now on are not counted as Early. It must come before
+// the first detach, not with Prefetch after the last one: a process runs
+// from its own detach on, and on a busy machine it faults before the
+// restore gets to Prefetch (such faults were counted as the restore's).
+func (s *Server) Releasing() { s.released.Store(true) }
 
 // Prefetch lets the background copy begin (Add serves faults at once):
 // called when the processes run, so that it does not slow down the rest
@@ -130,6 +139,7 @@ func (s *Server) start(c *ctx) {
 	}
 	s.mu.Unlock()
 	s.wg.Add(2)
+	s.serving.Add(1)
 	go c.serve()
 	go c.prefetch()
 }
@@ -185,6 +195,23 @@ func (s *Server) Close() {
 		unix.Close(c.fd)
 	}
 	unix.Close(s.stop[0])
+}
+
+// CloseFaultFds stops serving faults and closes every userfaultfd without
+// waiting for the background copy (whose Fetch may never return): what a
+// killed rtcr's exit does to the restored processes, for a test. Nothing
+// of s may be used after it but Wait, which may then never return.
+func (s *Server) CloseFaultFds() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	unix.Close(s.stop[1])
+	s.serving.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.ctxs {
+		unix.Close(c.fd)
+	}
 }
 
 // settled records that [start, end) of c is in (or no longer wanted):
@@ -365,6 +392,7 @@ func (s *Server) isClosed() bool {
 // faults are served from them.
 func (c *ctx) serve() {
 	defer c.s.wg.Done()
+	defer c.s.serving.Done()
 	msgs := make([]abi.UffdMsg, 64)
 	var faults []uint64
 	buf := make([]byte, faultChunk)
@@ -404,7 +432,7 @@ func (c *ctx) read(msgs []abi.UffdMsg, faults []uint64) []uint64 {
 			case abi.UFFD_EVENT_PAGEFAULT:
 				faults = append(faults, m.FaultAddr()&^(pageSize-1))
 				c.s.faults.Add(1)
-				if !c.s.running() {
+				if !c.s.released.Load() && !c.s.running() {
 					c.s.early.Add(1)
 					c.s.log.Debug("lazy restore: fault before the process runs", "pid", c.pid, "addr", fmt.Sprintf("%#x", m.FaultAddr()), "tid", m.FaultTid())
 				}

@@ -81,7 +81,7 @@ func splitNs(v int64) (sec, nsec int64) {
 // start runs the first stub, maps its scratch area, lets clone create the
 // process that is kept, kills the first stub and empties the new process.
 func start(scratch, elfBase uint64, clone func(first *ptrace.Remote) (*ptrace.Remote, error)) (*ptrace.Remote, error) {
-	first, err := execStub(elfBase)
+	first, err := execStub(elfBase, []*os.File{os.Stdin, os.Stdout, os.Stderr})
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +100,9 @@ func start(scratch, elfBase uint64, clone func(first *ptrace.Remote) (*ptrace.Re
 	return r, nil
 }
 
-// execStub runs the stub ELF traced; it stops before its first instruction.
-func execStub(elfBase uint64) (*ptrace.Remote, error) {
+// execStub runs the stub ELF traced, with files as its fds 0, 1, 2 … (a
+// nil one closed); it stops before its first instruction.
+func execStub(elfBase uint64, files []*os.File) (*ptrace.Remote, error) {
 	img, sysAddr := ELF(elfBase, os.Getpid())
 	fd, err := unix.MemfdCreate("rtcr-stub", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -114,7 +115,7 @@ func execStub(elfBase uint64) (*ptrace.Remote, error) {
 	}
 	proc, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", fd), []string{"rtcr-stub"}, &os.ProcAttr{
 		Env:   []string{},
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: files,
 		// Pdeathsig: the forked child sets it (and checks its parent is
 		// still rtcr) before PTRACE_TRACEME. Without it, an rtcr killed
 		// between fork and TRACEME left the child to attach to its new

@@ -1,0 +1,112 @@
+package stub
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// keeperCode is what a keeper runs once let go: ppoll (its registers set
+// by Keeper) on the pidfd of the process it keeps, then exit_group(0).
+var keeperCode = []byte{
+	0x0f, 0x05, // syscall (ppoll)
+	0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231 (exit_group)
+	0x31, 0xff, // xor edi, edi
+	0x0f, 0x05, // syscall
+	0xcc, // int3 (never reached)
+}
+
+// keeperCodeOff is where keeperCode goes in the keeper's scratch area.
+const keeperCodeOff = 0x40
+
+// Keeper starts a process that holds a copy of rtcr's fd (a userfaultfd
+// of the restored process pid, its host pid) until pid has exited, and
+// returns the keeper's pid. It is a child of the calling thread (run it
+// inside ptrace.Run) and is not traced: when rtcr dies it lives on, so
+// that the userfaultfd is released only after pid has exited (the kernel
+// releases it with its last fd; a process faulting on a registered range
+// of a released userfaultfd reads zeroes). pid itself dies with rtcr
+// (PR_SET_PDEATHSIG), so the keeper ends then too. While rtcr lives it
+// kills the keeper (KillKeeper) once it lets the process go.
+func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
+	// The fd is inherited (its fd 3), nothing else: not rtcr's stdin,
+	// stdout and stderr (a pipe to rtcr's output must not stay open
+	// because of it).
+	// A copy: the os.File closes its fd, rtcr's stays the caller's.
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("keeper of %d: dup fd %d: %w", pid, fd, err)
+	}
+	f := os.NewFile(uintptr(dup), "userfaultfd")
+	r, err := execStub(elfBase, []*os.File{nil, nil, nil, f})
+	f.Close()
+	if err != nil {
+		return 0, fmt.Errorf("keeper of %d: %w", pid, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			ptrace.Kill(r.Pid)
+		}
+	}()
+	// It must outlive its tracer and parent (this thread): neither dies
+	// with it.
+	if err := ptrace.SetOptions(r.Pid, false); err != nil {
+		return 0, err
+	}
+	if _, err := r.Syscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, 0); err != nil {
+		return 0, fmt.Errorf("keeper of %d: no parent-death signal: %w", pid, err)
+	}
+	if err := mapScratch(r, scratch); err != nil {
+		return 0, fmt.Errorf("keeper of %d: %w", pid, err)
+	}
+	pidfd, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(pid), 0)
+	if err != nil {
+		return 0, fmt.Errorf("keeper of %d: pidfd_open: %w", pid, err)
+	}
+	pfd := unix.PollFd{Fd: int32(pidfd), Events: unix.POLLIN}
+	pfdAddr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&pfd))
+	if err != nil {
+		return 0, err
+	}
+	code, err := r.Put(keeperCodeOff, keeperCode)
+	if err != nil {
+		return 0, err
+	}
+	// No core file should it ever die by a signal.
+	if err := unix.Prlimit(r.Pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
+		return 0, fmt.Errorf("keeper of %d: no core limit: %w", pid, err)
+	}
+	regs := r.Saved()
+	regs.Rip, regs.Rax, regs.Orig_rax = code, unix.SYS_PPOLL, ^uint64(0)
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8 = pfdAddr, 1, 0, 0, 0
+	if err := ptrace.SetRegs(r.Pid, &regs); err != nil {
+		return 0, err
+	}
+	if err := ptrace.Detach(r.Pid); err != nil {
+		return 0, err
+	}
+	ok = true
+	return r.Pid, nil
+}
+
+// KillKeeper ends the keeper kpid and reaps it (the calling thread must be
+// the one that started it).
+func KillKeeper(kpid int) error {
+	if err := unix.Kill(kpid, unix.SIGKILL); err != nil {
+		return fmt.Errorf("kill keeper %d: %w", kpid, err)
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(kpid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reap keeper %d: %w", kpid, err)
+		}
+		return nil
+	}
+}
