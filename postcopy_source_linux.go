@@ -29,6 +29,10 @@ type pageServer struct {
 // urgentPages is the largest request answered as a fault's.
 const urgentPages = 64
 
+// maxPending bounds the requests waiting for an answer: a destination has
+// one prefetch and its faulting threads' requests out per userfaultfd.
+const maxPending = 4096
+
 // pending is a request being answered.
 type pending struct {
 	wire.PageReq
@@ -49,6 +53,18 @@ func (s *pageServer) serve() error {
 	reqs := make(chan wire.PageReq, 256)
 	in := make(chan error, 1)
 	go func() { in <- s.receive(reqs) }()
+	// On a return before receive ended (a send failed, a peer asking
+	// too much), the link is closed and receive waited for: its
+	// restored callback writes what the caller reads next.
+	received := false
+	defer func() {
+		if !received {
+			s.c.Close()
+			for range reqs {
+			}
+			<-in
+		}
+	}()
 	var urgent, bulk []pending
 	for {
 		// Take every request that has arrived; wait for one only when
@@ -60,6 +76,7 @@ func (s *pageServer) serve() error {
 				select {
 				case r, ok = <-reqs:
 				case err := <-in:
+					received = true
 					return err
 				}
 			} else {
@@ -72,7 +89,11 @@ func (s *pageServer) serve() error {
 				}
 			}
 			if !ok {
+				received = true
 				return <-in
+			}
+			if len(urgent)+len(bulk) >= maxPending {
+				return fmt.Errorf("page requests from %s: more than %d waiting: %w", s.c.Peer(), maxPending, wire.ErrProtocol)
 			}
 			if r.Count <= urgentPages {
 				urgent = append(urgent, pending{PageReq: r})

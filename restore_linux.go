@@ -96,6 +96,9 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	}
 	if err := fds.LockRestore(c.NetLock, c.Processes); err != nil {
 		sysv.Undo()
+		if lz != nil {
+			lz.srv.Close() // no process was added: only its own fds
+		}
 		return nil, fmt.Errorf("restore %d: %w", root, err)
 	}
 	tree := func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv, opts.Hold, lz) }

@@ -309,11 +309,16 @@ func (c *ctx) copyIn(a, b uint64, buf []byte) error {
 			c.gone = true
 			c.settled(0, ^uint64(0))
 			return nil
-		default:
-			// ENOENT: no registered mapping there any more (its event,
-			// read already, dropped it; a copy cannot land there).
+		case errors.Is(err, unix.ENOENT):
+			// No registered mapping there any more (its event, read
+			// already, dropped it; a copy cannot land there).
 			c.s.log.Debug("lazy restore: page range not copied", "pid", c.pid, "addr", fmt.Sprintf("%#x", a), "err", err)
 			a = b
+		default:
+			// ENOMEM, EFAULT …: the pages are still missing. Counting
+			// them in would let a later fault map a zero page there.
+			c.settled(start, a)
+			return fmt.Errorf("UFFDIO_COPY %#x-%#x in image process %d: %w", a, b, c.pid, err)
 		}
 	}
 	c.settled(start, b)
@@ -493,6 +498,8 @@ func (c *ctx) serveFaults(faults []uint64, buf []byte) []uint64 {
 			c.mu.Unlock()
 			if errors.Is(err, errRetry) {
 				left = append(left, addr)
+			} else if err != nil {
+				c.s.Fail(err)
 			}
 			continue
 		}
@@ -522,8 +529,11 @@ func (c *ctx) zero(addr uint64) error {
 		c.wake(addr, pageSize)
 	case errors.Is(err, unix.EAGAIN):
 		return errRetry
-	default:
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
+		// The mapping, or the address space, is gone.
 		c.wake(addr, pageSize)
+	default:
+		return fmt.Errorf("UFFDIO_ZEROPAGE %#x in image process %d: %w", addr, c.pid, err)
 	}
 	return nil
 }

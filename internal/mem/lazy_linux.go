@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
@@ -146,7 +147,11 @@ func (s *PageSource) Fetch(pid int, addr uint64, buf []byte) error {
 			// One call maps the file's pages in (a page cache or tmpfs
 			// file), instead of a page fault each.
 			src := files[r.Depth][off : off+int64(b-a)]
-			_ = unix.Madvise(src, unix.MADV_POPULATE_READ)
+			// EFAULT: the file is shorter than mapped (truncated by its
+			// owner): the copy below would die of SIGBUS.
+			if err := unix.Madvise(src, unix.MADV_POPULATE_READ); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("page file of %d at offset %d (image %d of the chain): %w", r.Owner(pid), off, r.Depth, err)
+			}
 			if s.check != nil {
 				if err := s.check(r.Owner(pid), r.Depth, off, int64(b-a)); err != nil {
 					return err
