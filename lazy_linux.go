@@ -31,6 +31,12 @@ type LazyRestore struct {
 	// (register, dropKeepers).
 	scratch, elfBase uint64
 	keepers          []int
+	// pidfds name the processes from just before their release (while
+	// traced, certainly alive), in the order of procs: once they ran, a
+	// pid or thread id may be another process's. tailing says tail runs:
+	// it kills them itself on failure.
+	pidfds  []int
+	tailing bool
 }
 
 // Progress reports how many of the pages left out are in.
@@ -130,14 +136,19 @@ func holdDeath(r *ptrace.Remote) error {
 // again (frozen for one injected call), and closes the userfaultfds. On
 // failure it kills them all.
 func (l *LazyRestore) tail(procs []*restoring) (err error) {
+	l.tailing = true
 	defer l.dropKeepers()
 	defer l.srv.Close()
 	defer func() {
 		if err != nil {
-			for i := len(procs) - 1; i >= 0; i-- {
-				procs[i].kill()
+			// SIGKILL through the pidfds takes each whole thread group;
+			// the root, this thread's child, is reaped here.
+			for i := len(l.pidfds) - 1; i >= 0; i-- {
+				_ = unix.PidfdSendSignal(l.pidfds[i], unix.SIGKILL, nil, 0)
 			}
+			ptrace.Kill(procs[0].r.Pid)
 		}
+		l.closePidfds()
 	}()
 	if err := l.srv.Wait(); err != nil {
 		return fmt.Errorf("lazy restore %d: %w (the restored processes were killed)", procs[0].p.Pid, err)
@@ -154,6 +165,27 @@ func (l *LazyRestore) tail(procs []*restoring) (err error) {
 		logStep(l.log, pr.p.Pid, "parent-death signal back", time.Since(t), "signal", pr.p.Prctl.PdeathSig)
 	}
 	return nil
+}
+
+// openPidfds takes a pidfd of each process of procs, still traced,
+// before their release.
+func (l *LazyRestore) openPidfds(procs []*restoring) error {
+	for _, pr := range procs {
+		fd, err := unix.PidfdOpen(pr.r.Pid, 0)
+		if err != nil {
+			return fmt.Errorf("lazy restore %s: pidfd_open: %w", pr.name(), err)
+		}
+		l.pidfds = append(l.pidfds, fd)
+	}
+	return nil
+}
+
+// closePidfds closes what openPidfds took.
+func (l *LazyRestore) closePidfds() {
+	for _, fd := range l.pidfds {
+		unix.Close(fd)
+	}
+	l.pidfds = nil
 }
 
 // dropKeepers ends the keepers of the userfaultfds: every page is in and

@@ -359,12 +359,13 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	}
 	var procs []*restoring
 	defer func() {
-		if err != nil {
+		if err != nil && (lz == nil || !lz.tailing) {
 			for i := len(procs) - 1; i >= 0; i-- {
 				procs[i].kill()
 			}
 			if lz != nil {
 				lz.dropKeepers()
+				lz.closePidfds()
 			}
 		}
 	}()
@@ -483,6 +484,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 		// are its own, not the restore's (which were all served, so read,
 		// before: an injected call or write waits for its page).
 		lz.srv.Releasing()
+		if err := lz.openPidfds(procs); err != nil {
+			return err
+		}
 	}
 	// Children first, the root last: if rtcr dies in between, the root
 	// dies with it (PTRACE_O_EXITKILL), and with the init of a new pid
