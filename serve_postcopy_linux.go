@@ -61,13 +61,17 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	}
 	allIn, err := st.Lazy.Wait()
 	// The restored root is our child: collect it when it exits. Not
-	// before the lazy restore let go: a wait from any thread of rtcr
-	// would take the ptrace stops it waits for.
-	go func(pid int) {
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, 0, nil)
-	}(st.Pid)
+	// before the lazy restore let go (a wait from any thread of rtcr
+	// would take the ptrace stops it waits for), nor before killTree
+	// is ruled out (until reaped, its pid is its own).
+	reap := func(pid int) {
+		go func() {
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, 0, nil)
+		}()
+	}
 	if err != nil {
+		reap(st.Pid)
 		src.fail(err)
 		s.event("%s: post-copy of %s: the copy (pid %d) could not go on and was killed; the source keeps everything and resumes: %v", peer, name, st.Pid, err)
 		return
@@ -86,22 +90,39 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	}
 	if err != nil {
 		killTree(st.Pid)
+		reap(st.Pid)
 		s.event("%s: post-copy of %s: every page was in (%v), but the source did not confirm it is dead (%v): the copy (pid %d) was killed, the source may run on", peer, name, allIn.Round(time.Millisecond), err, st.Pid)
 		return
 	}
+	reap(st.Pid)
 	s.event("%s: post-copy of %s: every page is in after %v, the source is dead; pid %d runs on alone", peer, name, allIn.Round(time.Millisecond), st.Pid)
 }
 
-// killTree kills pid and its descendants (a copy whose source may run
-// on); a pid namespace's init takes its namespace with it.
+// killTree kills pid, a child of rtcr not reaped yet (so the pid is
+// its own), and its descendants (a copy whose source may run on): they
+// are stopped until no new one appears, then killed, the root last, so
+// that none is reparented away before it is found. A pid namespace's init
+// takes its namespace with it.
 func killTree(pid int) {
-	for range 2 { // again for children forked meanwhile
+	stopped := map[int]bool{}
+	for range 8 {
 		pids, err := tree.Descendants(pid)
 		if err != nil {
-			pids = []int{pid}
+			break
 		}
-		for _, p := range pids {
-			_ = unix.Kill(p, unix.SIGKILL)
+		added := false
+		for _, p := range pids[1:] { // parents first; pids[0] is pid
+			if !stopped[p] {
+				_ = unix.Kill(p, unix.SIGSTOP)
+				stopped[p], added = true, true
+			}
+		}
+		if !added {
+			break
 		}
 	}
+	for p := range stopped {
+		_ = unix.Kill(p, unix.SIGKILL)
+	}
+	_ = unix.Kill(pid, unix.SIGKILL)
 }
