@@ -81,7 +81,34 @@ func CheckActionScript(path string) error {
 	case st.Mode&0o022 != 0:
 		return fmt.Errorf("action script %s: writable by group or others (chmod go-w)", path)
 	}
-	return nil
+	return checkScriptDirs(path)
+}
+
+// checkScriptDirs checks the directories above the script (symlinks
+// resolved): whoever may replace an entry of one of them can swap the
+// script between this check and its run. Each must be owned by root or
+// the caller and writable by no one else, unless sticky (/tmp: others
+// cannot replace what they do not own).
+func checkScriptDirs(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("action script %s: %w", path, err)
+	}
+	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return fmt.Errorf("action script %s: directory %s: %w", path, dir, err)
+		}
+		switch {
+		case st.Uid != 0 && int(st.Uid) != os.Geteuid():
+			return fmt.Errorf("action script %s: directory %s owned by uid %d, neither root nor rtcr's user", path, dir, st.Uid)
+		case st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0:
+			return fmt.Errorf("action script %s: directory %s writable by group or others", path, dir)
+		}
+		if dir == "/" {
+			return nil
+		}
+	}
 }
 
 // runAction runs script with RTCR_ACTION=action and env (NAME=VALUE)

@@ -507,6 +507,27 @@ func TestActionScriptChecks(t *testing.T) {
 			t.Errorf("%s mode %o: %v, want %q", tc.path, tc.mode, err, tc.want)
 		}
 	}
+	// A directory above it that others may write (not sticky): the
+	// script could be swapped between the check and the run.
+	if err := os.Chmod(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode os.FileMode
+		want string
+	}{
+		{0o777, "writable by group or others"},
+		{0o777 | os.ModeSticky, ""},
+		{0o700, ""},
+	} {
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		err := rtcr.CheckActionScript(path)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("directory mode %v: %v, want %q", tc.mode, err, tc.want)
+		}
+	}
 }
 
 // echoIn returns the host pid of the echoserver whose network namespace
