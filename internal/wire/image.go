@@ -204,12 +204,15 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 			total += int64(n)
 			continue
 		case Tail:
+			if seen[image.ManifestName] {
+				return total, fmt.Errorf("image from %s: tail after the manifest: %w", c.peer, ErrProtocol)
+			}
 			name, n, err := st.tail(c, p)
 			if err != nil {
 				return total, fmt.Errorf("image from %s: %w", c.peer, err)
 			}
-			if seen[name] || seen[image.ManifestName] {
-				return total, fmt.Errorf("image from %s: file %q twice or after the manifest: %w", c.peer, name, ErrProtocol)
+			if seen[name] {
+				return total, fmt.Errorf("image from %s: file %q twice: %w", c.peer, name, ErrProtocol)
 			}
 			seen[name] = true
 			total += n

@@ -104,7 +104,7 @@ func (s *streamed) chunk(p []byte, count int) (int, error) {
 // tail finishes the streamed file a Tail frame p names with the Data
 // frames that follow (until End), fsyncs it and renames it into place;
 // it returns the file's name and the bytes received after the chunks.
-func (s *streamed) tail(c *Conn, p []byte) (string, int64, error) {
+func (s *streamed) tail(c *Conn, p []byte) (_ string, _ int64, err error) {
 	if len(p) < 17 {
 		return "", 0, fmt.Errorf("tail frame of %d bytes: %w", len(p), ErrProtocol)
 	}
@@ -116,6 +116,11 @@ func (s *streamed) tail(c *Conn, p []byte) (string, int64, error) {
 	delete(s.files, name)
 	part := filepath.Join(s.dir, "."+name+".part")
 	defer pf.f.Close()
+	defer func() {
+		if err != nil {
+			_ = os.Remove(part) // close no longer knows it
+		}
+	}()
 	got := sent
 	for {
 		t, p, err := c.Recv()
