@@ -146,29 +146,36 @@ func (c *Conn) sendFile(path, name string, buf []byte) (int64, error) {
 	if err := c.Send(File, append(binary.BigEndian.AppendUint64(nil, uint64(size)), name...)); err != nil {
 		return 0, err
 	}
-	var sent int64
+	return c.sendBody(f, path, 0, size, buf)
+}
+
+// sendBody sends bytes [from, size) of f (at path) as Data frames, then
+// End; it returns the bytes sent. A file that shrank or grew meanwhile
+// is an error: its size went ahead of it.
+func (c *Conn) sendBody(f *os.File, path string, from, size int64, buf []byte) (int64, error) {
+	sent := from
 	for sent < size {
-		n, err := f.Read(buf)
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-sent)], sent)
 		if n > 0 {
-			if sent+int64(n) > size {
-				return sent, fmt.Errorf("send %s: the file grew while it was sent", path)
-			}
 			if err := c.Send(Data, buf[:n]); err != nil {
-				return sent, err
+				return sent - from, err
 			}
 			sent += int64(n)
 		}
-		if err == io.EOF {
-			break
+		if err != nil && err != io.EOF {
+			return sent - from, fmt.Errorf("send %s: %w", path, err)
 		}
-		if err != nil {
-			return sent, fmt.Errorf("send %s: %w", path, err)
+		if n == 0 {
+			break
 		}
 	}
 	if sent != size {
-		return sent, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, sent, size)
+		return sent - from, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, sent, size)
 	}
-	return sent, c.Send(End, nil)
+	if n, _ := f.ReadAt(buf[:1], size); n > 0 {
+		return sent - from, fmt.Errorf("send %s: the file grew while it was sent", path)
+	}
+	return sent - from, c.Send(End, nil)
 }
 
 // ReceiveImage reads File, Data and End frames into files of dir (each

@@ -193,24 +193,5 @@ func (c *Conn) sendTail(path, name string, from int64, buf []byte) (int64, error
 	if err := c.Send(Tail, append(p, name...)); err != nil {
 		return 0, err
 	}
-	sent := from
-	for sent < size {
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-sent)], sent)
-		if n > 0 {
-			if err := c.Send(Data, buf[:n]); err != nil {
-				return sent - from, err
-			}
-			sent += int64(n)
-		}
-		if err != nil && err != io.EOF {
-			return sent - from, fmt.Errorf("send %s: %w", path, err)
-		}
-		if n == 0 {
-			break
-		}
-	}
-	if sent != size {
-		return sent - from, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, sent, size)
-	}
-	return sent - from, c.Send(End, nil)
+	return c.sendBody(f, path, from, size, buf)
 }
