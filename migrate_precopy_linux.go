@@ -61,16 +61,11 @@ type PreCopyStats struct {
 // --track-mem ends it).
 func migratePreCopy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats, *SendStats, error) {
 	start := time.Now()
-	c, done, err := connect(ctx, &srv, wire.ModePreCopy, opts.Pid)
+	c, tmp, closeMigration, err := openMigration(ctx, &srv, wire.ModePreCopy, opts.Pid)
 	if err != nil {
-		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
+		return nil, nil, err
 	}
-	defer done()
-	tmp, err := os.MkdirTemp("", "rtcr-migrate-")
-	if err != nil {
-		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
-	}
-	defer os.RemoveAll(tmp)
+	defer closeMigration()
 	img := filepath.Join(tmp, "image")
 	base := filepath.Join(img, wire.BaseDir)
 	st := &SendStats{Name: srv.Name, PreCopy: &PreCopyStats{}}

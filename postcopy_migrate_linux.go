@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -48,16 +47,11 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 	if err := srv.checkAction(); err != nil {
 		return nil, nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
 	}
-	c, done, err := connect(ctx, &srv, wire.ModePostCopy, opts.Pid)
+	c, tmp, closeMigration, err := openMigration(ctx, &srv, wire.ModePostCopy, opts.Pid)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
+		return nil, nil, nil, err
 	}
-	defer done()
-	tmp, err := os.MkdirTemp("", "rtcr-migrate-")
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
-	}
-	defer os.RemoveAll(tmp)
+	defer closeMigration()
 	opts.Dir = filepath.Join(tmp, "image")
 	pc := &postCopyDump{}
 	opts.postCopy = pc

@@ -131,6 +131,22 @@ func connect(ctx context.Context, srv *PageServer, mode wire.Mode, pid int) (*wi
 	return c, done, nil
 }
 
+// openMigration connects to srv in mode (connect) and makes the
+// temporary directory the migration's images are written to; closeAll
+// removes the directory and closes the connection.
+func openMigration(ctx context.Context, srv *PageServer, mode wire.Mode, pid int) (c *wire.Conn, tmp string, closeAll func(), err error) {
+	c, done, err := connect(ctx, srv, mode, pid)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("migrate %d: %w", pid, err)
+	}
+	tmp, err = os.MkdirTemp("", "rtcr-migrate-")
+	if err != nil {
+		done()
+		return nil, "", nil, fmt.Errorf("migrate %d: %w", pid, err)
+	}
+	return c, tmp, func() { os.RemoveAll(tmp); done() }, nil
+}
+
 // sendImage sends the image in dir and waits until the server stored it.
 func sendImage(c *wire.Conn, dir string, st *SendStats, srv *PageServer) error {
 	start := time.Now()
@@ -212,16 +228,11 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 		return migratePreCopy(ctx, opts, srv)
 	}
 	start := time.Now()
-	c, done, err := connect(ctx, &srv, wire.ModeMigrate, opts.Pid)
+	c, tmp, closeMigration, err := openMigration(ctx, &srv, wire.ModeMigrate, opts.Pid)
 	if err != nil {
-		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
+		return nil, nil, err
 	}
-	defer done()
-	tmp, err := os.MkdirTemp("", "rtcr-migrate-")
-	if err != nil {
-		return nil, nil, fmt.Errorf("migrate %d: %w", opts.Pid, err)
-	}
-	defer os.RemoveAll(tmp)
+	defer closeMigration()
 	opts.Dir = filepath.Join(tmp, "image")
 	opts.Parent, opts.MaxFreeze = "", 0
 	st := &SendStats{Name: srv.Name}
