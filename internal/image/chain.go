@@ -146,6 +146,24 @@ func CheckAncestorRuns(p *Process, depth int, ac *Checkpoint, dir string) error 
 	return nil
 }
 
+// runs calls f with each page run of each process of c (pid: the
+// process the run belongs to), in place: f may change the run. It stops
+// at, and returns, f's first error.
+func (c *Checkpoint) runs(f func(pid int, r *PageRun) error) error {
+	for i := range c.Processes {
+		p := &c.Processes[i]
+		for j := range p.VMAs {
+			v := &p.VMAs[j]
+			for k := range v.Pages {
+				if err := f(p.Pid, &v.Pages[k]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // ProcessByPid returns the process pid of c, or nil.
 func (c *Checkpoint) ProcessByPid(pid int) *Process {
 	for i := range c.Processes {

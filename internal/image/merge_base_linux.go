@@ -83,20 +83,16 @@ func planBaseMerge(old *Checkpoint, imgs []*chainImage) *basePlan {
 	// The owners of the pages the child takes from the old image.
 	taken := map[int][][2]int64{} // owner -> spans of the old page file
 	own := map[int][][2]int64{}   // owner -> spans of the child's page file
-	for i := range c.Processes {
-		p := &c.Processes[i]
-		for j := range p.VMAs {
-			for _, r := range p.VMAs[j].Pages {
-				sp := [2]int64{r.FileOff, r.FileOff + int64(r.Count)*PageSize}
-				switch r.Depth {
-				case 0:
-					own[r.Owner(p.Pid)] = append(own[r.Owner(p.Pid)], sp)
-				case 1:
-					taken[r.Owner(p.Pid)] = append(taken[r.Owner(p.Pid)], sp)
-				}
-			}
+	_ = c.runs(func(pid int, r *PageRun) error {
+		sp := [2]int64{r.FileOff, r.FileOff + int64(r.Count)*PageSize}
+		switch r.Depth {
+		case 0:
+			own[r.Owner(pid)] = append(own[r.Owner(pid)], sp)
+		case 1:
+			taken[r.Owner(pid)] = append(taken[r.Owner(pid)], sp)
 		}
-	}
+		return nil
+	})
 	if len(taken) == 0 {
 		return nil
 	}
@@ -195,39 +191,19 @@ func mergeIntoBase(oldDir string, old *Checkpoint, imgs []*chainImage, plan *bas
 	}
 	// The child: its own runs move by the size of O's file before them,
 	// its runs into O are its own at the same offsets.
-	for i := range c.Processes {
-		p := &c.Processes[i]
-		for j := range p.VMAs {
-			v := &p.VMAs[j]
-			for k := range v.Pages {
-				r := &v.Pages[k]
-				switch {
-				case r.Depth == 0:
-					r.FileOff += plan.shift[r.Owner(p.Pid)]
-				case r.Depth >= 1:
-					r.Depth--
-				}
-			}
-		}
-	}
 	// The later images: runs into O name the child at the same offsets,
-	// runs into the child move as the child's own did.
-	for _, d := range imgs[1:] {
-		for i := range d.c.Processes {
-			p := &d.c.Processes[i]
-			for j := range p.VMAs {
-				v := &p.VMAs[j]
-				for k := range v.Pages {
-					r := &v.Pages[k]
-					switch {
-					case r.Depth == d.depth-1:
-						r.FileOff += plan.shift[r.Owner(p.Pid)]
-					case r.Depth >= d.depth:
-						r.Depth--
-					}
-				}
+	// runs into the child move as the child's own did. (imgs[0] is the
+	// child, at depth 1 from O.)
+	for _, d := range imgs {
+		_ = d.c.runs(func(pid int, r *PageRun) error {
+			switch {
+			case r.Depth == d.depth-1:
+				r.FileOff += plan.shift[r.Owner(pid)]
+			case r.Depth >= d.depth:
+				r.Depth--
 			}
-		}
+			return nil
+		})
 	}
 	if err := reserveMoves(oldDir, c, plan.moves); err != nil {
 		return fmt.Errorf("merge %s into %s: %w", oldDir, child.dir, err)

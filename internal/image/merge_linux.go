@@ -135,22 +135,16 @@ func Merge(oldDir string, newer []string) (*MergeStats, error) {
 	}
 	// The child's manifest: its depth-1 runs are its own now.
 	c := child.c
-	for i := range c.Processes {
-		p := &c.Processes[i]
-		for j := range p.VMAs {
-			v := &p.VMAs[j]
-			for k := range v.Pages {
-				r := &v.Pages[k]
-				switch {
-				case r.Depth == 1:
-					o := r.Owner(p.Pid)
-					r.Depth, r.FileOff, r.Pid = 0, newOffset(moved.moves[o], r.FileOff), moved.pid(o, p.Pid)
-				case r.Depth > 1:
-					r.Depth--
-				}
-			}
+	_ = c.runs(func(pid int, r *PageRun) error {
+		switch {
+		case r.Depth == 1:
+			o := r.Owner(pid)
+			r.Depth, r.FileOff, r.Pid = 0, newOffset(moved.moves[o], r.FileOff), moved.pid(o, pid)
+		case r.Depth > 1:
+			r.Depth--
 		}
-	}
+		return nil
+	})
 	if err := commitMerge(oldDir, old, imgs, nil, newPages, oldPages, st); err != nil {
 		return st, err
 	}
@@ -282,21 +276,17 @@ func movedPages(c *Checkpoint) (*pageMoves, error) {
 	spans := map[int][][2]int64{}
 	firstRef := map[int]int{}
 	var owners []int
-	for i := range c.Processes {
-		p := &c.Processes[i]
-		for j := range p.VMAs {
-			for _, r := range p.VMAs[j].Pages {
-				if r.Depth == 1 {
-					o := r.Owner(p.Pid)
-					if _, ok := spans[o]; !ok {
-						firstRef[o] = p.Pid
-						owners = append(owners, o)
-					}
-					spans[o] = append(spans[o], [2]int64{r.FileOff, r.FileOff + int64(r.Count)*PageSize})
-				}
+	_ = c.runs(func(pid int, r *PageRun) error {
+		if r.Depth == 1 {
+			o := r.Owner(pid)
+			if _, ok := spans[o]; !ok {
+				firstRef[o] = pid
+				owners = append(owners, o)
 			}
+			spans[o] = append(spans[o], [2]int64{r.FileOff, r.FileOff + int64(r.Count)*PageSize})
 		}
-	}
+		return nil
+	})
 	m := &pageMoves{moves: map[int][]runMove{}, holder: map[int]int{}, order: map[int][]int{}}
 	next := map[int]int64{}
 	// Owners that hold their own pages first, so that a holder's own
