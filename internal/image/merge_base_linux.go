@@ -324,18 +324,7 @@ func applyMoves(oldDir, childDir string, moves []baseMove) error {
 			return err
 		}
 	}
-	var errs []error
-	for _, d := range []string{childDir, oldDir} {
-		f, err := os.Open(d)
-		if err == nil {
-			err = f.Sync()
-			f.Close()
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("fsync %s: %w", d, err))
-		}
-	}
-	return errors.Join(errs...)
+	return syncDirs(childDir, oldDir)
 }
 
 // applyMove does one move (see baseMove).

@@ -58,6 +58,13 @@ func switchManifests(dirs []string) error {
 			return err
 		}
 	}
+	return syncDirs(dirs...)
+}
+
+// syncDirs fsyncs each directory of dirs (renames and new entries in it
+// reach the disk), all of them even after a failure; it returns every
+// error.
+func syncDirs(dirs ...string) error {
 	var errs []error
 	for _, d := range dirs {
 		f, err := os.Open(d)
