@@ -286,15 +286,26 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	}
 	// SIGKILL is sent to every process of the frozen tree: none runs a
 	// user instruction again, so the destination may go before the
-	// source's deaths are collected (reaping 1 GiB takes a while).
-	var goErr error
+	// source's deaths are collected (reaping 1 GiB takes a while), and
+	// its confirmation is read then too: the downtime ends when it
+	// arrives, not when the source is reaped.
+	var goErr, rerr error
+	var restored []byte
+	var restoredAt time.Time
 	goSent := false
+	confirm := func() {
+		c.SetIdle(peerIdle)
+		if goErr = c.SendNow(wire.Go, nil); goErr != nil {
+			return
+		}
+		restored, rerr = c.Expect(wire.Restored)
+		restoredAt = time.Now()
+	}
 	opts.killed = func() {
 		// With an action script the address moves first (afterKill).
 		if ready && srv.ActionScript == "" {
 			goSent = true
-			c.SetIdle(peerIdle)
-			goErr = c.SendNow(wire.Go, nil)
+			confirm()
 		}
 	}
 	ds, err := Dump(ctx, opts)
@@ -310,14 +321,13 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	// destination is told to go, when an action script moves it.
 	src := srv.afterKill(opts.Pid, opts.Dir)
 	if !goSent {
-		c.SetIdle(peerIdle)
-		goErr = c.SendNow(wire.Go, nil)
+		confirm()
 	}
 	srv.progress("the destination is ready, the source was killed: %s was told to run its copy", srv.Addr)
 	if gerr := goErr; gerr != nil {
 		return ds, st, fmt.Errorf("migrate %d: the source is dead, telling %s to run its copy failed (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, gerr, ErrUnconfirmed, srv.Name)
 	}
-	p, rerr := c.Expect(wire.Restored)
+	p := restored
 	if rerr == nil && len(p) != 8 {
 		rerr = fmt.Errorf("restored frame of %d bytes: %w", len(p), wire.ErrProtocol)
 	}
@@ -327,17 +337,16 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	st.Pid, st.Program = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
 	if ds != nil {
 		// The freeze began ds.Freeze before the kill, which follows the
-		// handoff's return at once: from there until now, reaping the
-		// source included.
-		st.Downtime = time.Since(readyAt.Add(-ds.Freeze))
+		// handoff's return at once: from there until Restored arrived.
+		st.Downtime = restoredAt.Sub(readyAt.Add(-ds.Freeze))
 		// Where the downtime went: the freeze until the image was
-		// complete, sending it until the server had checked and stored
-		// it, its restore until ready, then the kill, the reaping of the
-		// source, Go and Restored.
+		// complete, sending it, the destination's check and restore
+		// until ready, then the kill, Go and Restored (with an action
+		// script, the address's move and the source's reaping too).
 		dump := ds.Freeze - readyAt.Sub(handed)
 		st.Where = fmt.Sprintf("dump %v, send %v, check and restore %v, kill and go %v",
 			dump.Round(time.Millisecond), sent.Sub(handed).Round(time.Millisecond),
-			readyAt.Sub(sent).Round(time.Millisecond), time.Since(readyAt).Round(time.Millisecond))
+			readyAt.Sub(sent).Round(time.Millisecond), restoredAt.Sub(readyAt).Round(time.Millisecond))
 	}
 	st.Total = time.Since(start)
 	srv.progress("running on %s as pid %d: down %v (%s), total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Where, st.Total.Round(time.Millisecond))
