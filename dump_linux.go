@@ -57,6 +57,7 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	opts.Dir = stage.Dir
+	stage.NoSync = opts.temporary
 	if dumpStageHook != nil {
 		dumpStageHook(stage.Dir)
 	}

@@ -190,7 +190,7 @@ func DumpToServer(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpS
 			return nil, nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
 		defer os.RemoveAll(tmp)
-		opts.Dir = filepath.Join(tmp, "image")
+		opts.Dir, opts.temporary = filepath.Join(tmp, "image"), true
 	}
 	st := &SendStats{Name: srv.Name}
 	opts.Handoff = func(dir string) error { return sendImage(c, dir, st, &srv) }
@@ -233,7 +233,7 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 		return nil, nil, err
 	}
 	defer closeMigration()
-	opts.Dir = filepath.Join(tmp, "image")
+	opts.Dir, opts.temporary = filepath.Join(tmp, "image"), true
 	opts.Parent, opts.MaxFreeze = "", 0
 	st := &SendStats{Name: srv.Name}
 	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)

@@ -79,6 +79,10 @@ type DumpOptions struct {
 	// (Migrate tells the destination to go there and waits for its
 	// confirmation); until it returns the dying threads are SCHED_IDLE.
 	killed func()
+	// temporary marks an image that lives only until it was sent (a
+	// migration's, in a temporary directory): nothing of it is fsynced
+	// (image.Stage.NoSync).
+	temporary bool
 	// preUsed, when set, receives the names of the page files begun by
 	// pre-copy rounds that the freeze went on writing (the others are
 	// written anew).
