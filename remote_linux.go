@@ -268,6 +268,7 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 			return err
 		}
 		sent = time.Now()
+		logStep(logger(opts.Logger), opts.Pid, "send", sent.Sub(handed), "bytes", n)
 		srv.progress("sent %.1f MiB in %v; %s checks and restores it (held until the source is gone)",
 			float64(n)/(1<<20), sent.Sub(handed).Round(time.Millisecond), srv.Addr)
 		// The server checks a migration's image in its restore and
@@ -281,6 +282,7 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 			return err
 		}
 		readyAt = time.Now()
+		logStep(logger(opts.Logger), opts.Pid, "destination ready", readyAt.Sub(sent))
 		ready = true
 		return nil
 	}
@@ -293,13 +295,17 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	var restored []byte
 	var restoredAt time.Time
 	goSent := false
+	log := logger(opts.Logger)
 	confirm := func() {
 		c.SetIdle(peerIdle)
 		if goErr = c.SendNow(wire.Go, nil); goErr != nil {
 			return
 		}
+		gone := time.Now()
+		logStep(log, opts.Pid, "kill and go", gone.Sub(readyAt))
 		restored, rerr = c.Expect(wire.Restored)
 		restoredAt = time.Now()
+		logStep(log, opts.Pid, "restored", restoredAt.Sub(gone))
 	}
 	opts.killed = func() {
 		// With an action script the address moves first (afterKill).
