@@ -41,13 +41,21 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	}
 	// A lazy restore reads the page files until every page is in: they
 	// are closed when that ends (lazyRun), not here.
-	handedOff := false
+	handedOff, held := false, false
 	closeImage := func() {
 		closePages()
 		dir.Close()
 	}
 	defer func() {
-		if !handedOff {
+		switch {
+		case handedOff:
+		case held:
+			// A migration's copy runs: unmapping the page files it was
+			// restored from (a whole 1 GiB mapping read through, tens of
+			// ms) is not its downtime, which ends when rtcr serve says
+			// Restored.
+			go closeImage()
+		default:
 			closeImage()
 		}
 	}()
@@ -124,6 +132,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 		return nil, err
 	}
 	log.Info("restore done", "pid", root, "host_pid", stats.Pid, "took", stats.Total.Round(time.Microsecond), "bytes", stats.PageBytes)
+	held = opts.Hold != nil
 	return stats, nil
 }
 
