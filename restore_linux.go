@@ -59,6 +59,9 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 			closeImage()
 		}
 	}()
+	if opts.loaded != nil {
+		opts.loaded(c)
+	}
 	root := c.Processes[0].Pid
 	log := logger(opts.Logger)
 	logStep(log, root, "read manifest", time.Since(start), "dir", opts.Dir, "processes", len(c.Processes), "pidns", c.PidNS, "kernel", c.Kernel)

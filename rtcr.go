@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/lazy"
 )
 
@@ -225,6 +226,10 @@ type RestoreOptions struct {
 	// directory it was read from: the restore in the freeze uses it
 	// instead of decoding it again when the image names that directory.
 	parent *readManifest
+	// loaded, when set, is given the manifest Restore read and checked,
+	// before any process exists (rtcr serve's Hold uses it: its
+	// pre-resume step decoded the manifest again after Go).
+	loaded func(*image.Checkpoint)
 	// Lazy restores private anonymous memory lazily (rtcr restore
 	// --lazy, see README "Lazy restore"): the processes run as soon as
 	// everything else is in place, their pages come in on first touch

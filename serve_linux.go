@@ -317,6 +317,8 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *
 	opts.verifiedParents = mode == wire.ModePreCopy
 	opts.parent = base
 	opts.Lazy = migrate && s.opts.LazyRestore
+	var ck *image.Checkpoint
+	opts.loaded = func(c *image.Checkpoint) { ck = c }
 	if migrate {
 		// path is the staging directory: checked by Restore before it
 		// made a process, it becomes DIR/name here.
@@ -338,7 +340,7 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *
 			if _, err := c.Expect(wire.Go); err != nil {
 				return err
 			}
-			s.preResume(peer, name, path) // the address arrives (netmove_linux.go)
+			s.preResume(peer, name, path, ck) // the address arrives (netmove_linux.go)
 			return nil
 		}
 	}

@@ -55,7 +55,7 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	go src.run()
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump,
 		Lazy: true, LazySource: src, remotePages: true, AddressesLater: true,
-		Hold: func() error { s.preResume(peer, name, path); return nil }}
+		Hold: func() error { s.preResume(peer, name, path, ck); return nil }}
 	s.restoreMu.Lock()
 	st, err := Restore(opts)
 	s.restoreMu.Unlock()
