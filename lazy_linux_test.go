@@ -199,37 +199,7 @@ func killedRestorer(t *testing.T, closeFirst bool) {
 	tg := start(t, bin, "256", "check")
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
-	helper := exec.Command(os.Args[0], "-test.run=^TestLazyHelperRestore$", "-test.v")
-	helper.Env = append(os.Environ(), "RTCR_LAZY_HELPER_DIR="+dir)
-	helper.Stderr = os.Stderr
-	out, err := helper.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := helper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	deadline := time.After(60 * time.Second)
-	for running := false; !running; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("helper ended before the restore ran")
-			}
-			running = strings.HasPrefix(l, "running ")
-		case <-deadline:
-			t.Fatal("helper: no restore within 60 s")
-		}
-	}
+	helper, lines := startLazyHelper(t, dir)
 	// The keeper of its userfaultfd, which holds it until the process is
 	// dead (see README, rtcr killed).
 	keepers := keepersOf(helper.Process.Pid)
@@ -291,6 +261,46 @@ func killedRestorer(t *testing.T, closeFirst bool) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// startLazyHelper runs TestLazyHelperRestore on dir (a restorer that holds
+// the background copy and serves each fault 1 ms late) and returns it
+// once it says the restored processes run, with the rest of its output
+// lines.
+func startLazyHelper(t *testing.T, dir string) (*exec.Cmd, chan string) {
+	t.Helper()
+	helper := exec.Command(os.Args[0], "-test.run=^TestLazyHelperRestore$", "-test.v")
+	helper.Env = append(os.Environ(), "RTCR_LAZY_HELPER_DIR="+dir)
+	helper.Stderr = os.Stderr
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(60 * time.Second)
+	for running := false; !running; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("helper ended before the restore ran")
+			}
+			running = strings.HasPrefix(l, "running ")
+		case <-deadline:
+			t.Fatal("helper: no restore within 60 s")
+		}
+	}
+	return helper, lines
 }
 
 // keepersOf returns the children of process pid that hold a userfaultfd:

@@ -1,0 +1,157 @@
+package rtcr_test
+
+import (
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// forkedChildren waits until the forks mode of lazymem has said four
+// "child PID" lines (three children and a grandchild), each followed by
+// "child PID checked 64" (it ran on pages its faults brought), and
+// returns a pidfd of each, by pid.
+func forkedChildren(t *testing.T, tg *target) map[int]int {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^child (\d+) checked 64$`)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		o := tg.output()
+		if strings.Contains(o, "FAIL") {
+			t.Fatalf("a process read a wrong word:\n%s", o)
+		}
+		if m := re.FindAllStringSubmatch(o, -1); len(m) >= 4 {
+			fds := map[int]int{}
+			for _, x := range m {
+				pid, _ := strconv.Atoi(x[1])
+				fd, err := unix.PidfdOpen(pid, 0)
+				if err != nil {
+					t.Fatalf("child %d: pidfd_open: %v (output:\n%s)", pid, err, o)
+				}
+				t.Cleanup(func() { _ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); unix.Close(fd) })
+				fds[pid] = fd
+			}
+			return fds
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no four children checking within 60 s; output:\n%s", o)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitKeepers waits until process pid has n keepers (children holding a
+// userfaultfd) and returns them.
+func waitKeepers(t *testing.T, pid, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		k := keepersOf(pid)
+		if len(k) == n {
+			return k
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restorer %d: keepers %v, want %d", pid, k, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pidfdExited reports whether the process of pidfd has exited.
+func pidfdExited(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(fds, 0)
+	return n > 0
+}
+
+// TestLazyForksKilledRestorer: a lazily restored process forks three
+// children (one of which forks a grandchild) while most pages are missing
+// (the background copy held, each fault served 1 ms late); they all run
+// on the pages their faults bring; then the restorer is killed (SIGKILL).
+// Every process of the tree dies, the children too (a keeper each holds
+// their userfaultfd and kills them), none reads a missing page as zero
+// (it would report a wrong word), none is left waiting for a page, and
+// no keeper is left behind.
+func TestLazyForksKilledRestorer(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "256", "forks")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	helper, _ := startLazyHelper(t, dir)
+	rootFd, err := unix.PidfdOpen(tg.pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootFd)
+	tg.fire()
+	kids := forkedChildren(t, tg)
+	// One keeper for the restored process, one for each child.
+	keepers := waitKeepers(t, helper.Process.Pid, 1+len(kids))
+	t.Logf("children %v, keepers %v", kids, keepers)
+	if err := helper.Process.Signal(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = helper.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for pid, fd := range kids {
+		for !pidfdExited(fd) {
+			if time.Now().After(deadline) {
+				t.Fatalf("child %d still there (state %q) after its restorer was killed; output:\n%s", pid, state(pid), tg.output())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for !pidfdExited(rootFd) {
+		if time.Now().After(deadline) {
+			t.Fatalf("restored %d still there (state %q) after its restorer was killed; output:\n%s", tg.pid, state(tg.pid), tg.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tg.done = true
+	if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
+		t.Fatalf("a process went on after its restorer died:\n%s", o)
+	}
+	for _, k := range keepers {
+		for s := state(k); s != 0 && s != 'Z'; s = state(k) {
+			if time.Now().After(deadline) {
+				t.Fatalf("keeper %d still there (state %q) after the tree died", k, s)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// TestLazyForks: the same tree, rtcr not killed: the children each get a
+// keeper while pages are missing; once the background copy goes on, every
+// process finds all its memory right, rtcr lets go, and the keepers are
+// gone.
+func TestLazyForks(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "256", "forks")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	src := newGatedSource(t, dir)
+	src.slow = time.Millisecond
+	lz := lazyRestore(t, tg, dir, src)
+	tg.fire()
+	kids := forkedChildren(t, tg)
+	k := waitKeepers(t, os.Getpid(), 1+len(kids))
+	t.Logf("children %v, keepers %v", kids, k)
+	src.open()
+	if _, err := lz.Wait(); err != nil {
+		t.Fatalf("lazy restore: %v", err)
+	}
+	if k := keepersOf(os.Getpid()); len(k) != 0 {
+		t.Fatalf("keepers %v still there once rtcr let go", k)
+	}
+	if code := tg.wait(120 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after lazy restore with forks: exit %d, output:\n%s", code, tg.output())
+	}
+}
