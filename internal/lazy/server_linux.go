@@ -41,6 +41,7 @@ type seg struct{ start, end, img uint64 }
 // pages were missing (its own userfaultfd, from the fork event).
 type ctx struct {
 	s   *Server
+	id  int // its index in Server.ctxs
 	pid int // the image process whose memory it holds
 	fd  int
 	mu  sync.Mutex
@@ -80,11 +81,30 @@ type Server struct {
 	closed  bool
 	wg      sync.WaitGroup // every goroutine
 	serving sync.WaitGroup // the fault goroutines
+	// forks are the fork events read and not yet taken (TakeForks);
+	// forked has a token while there are some.
+	forks  []Fork
+	forked chan struct{}
+}
+
+// Fork is a fork event: a served process forked while pages were
+// missing, and its child got its own userfaultfd, served from then on.
+// The event names no pid: the kernel sends it, and waits for it to be
+// read, before the child has one; the caller finds the child (among the
+// parent's children) and keeps its userfaultfd alive while the child
+// lives (see README, rtcr killed).
+type Fork struct {
+	// Parent and Child are the ids (Add, or an earlier Fork's Child) of
+	// the two processes' userfaultfds.
+	Parent, Child int
+	// Fd is the server's copy of the child's userfaultfd, open until
+	// Close.
+	Fd int
 }
 
 // NewServer returns a server fetching pages from src; log may be nil.
 func NewServer(src Source, log *slog.Logger) (*Server, error) {
-	s := &Server{src: src, log: log, allIn: make(chan struct{}), run: make(chan struct{}), quit: make(chan struct{})}
+	s := &Server{src: src, log: log, allIn: make(chan struct{}), run: make(chan struct{}), quit: make(chan struct{}), forked: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -115,13 +135,56 @@ func (s *Server) Prefetch() {
 }
 
 // Add starts serving p: its faults at once, its background copy once
-// Prefetch is called.
-func (s *Server) Add(p Proc) {
+// Prefetch is called. It returns the id of p's userfaultfd (what a Fork
+// names its parent by).
+func (s *Server) Add(p Proc) int {
 	c := &ctx{s: s, pid: p.Pid, fd: p.Fd}
 	for _, r := range p.Runs {
 		c.segs = append(c.segs, seg{r.Start, r.End, r.Start})
 	}
 	s.start(c)
+	return c.id
+}
+
+// Forked has a value while fork events wait to be taken (TakeForks).
+func (s *Server) Forked() <-chan struct{} { return s.forked }
+
+// TakeForks returns the fork events read since the last call, in the
+// order they were read.
+func (s *Server) TakeForks() []Fork {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.forks
+	s.forks = nil
+	return f
+}
+
+// Missing reports whether the userfaultfd id still has pages missing, and
+// whether its address space is known to be gone (its process exited): a
+// child forked while pages were missing needs its userfaultfd kept alive
+// only while pages are missing.
+func (s *Server) Missing(id int) (missing, gone bool) {
+	s.mu.Lock()
+	if id < 0 || id >= len(s.ctxs) {
+		s.mu.Unlock()
+		return false, false
+	}
+	c := s.ctxs[id]
+	s.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.segs) > 0, c.gone
+}
+
+// noteFork records the fork event f for TakeForks.
+func (s *Server) noteFork(f Fork) {
+	s.mu.Lock()
+	s.forks = append(s.forks, f)
+	s.mu.Unlock()
+	select {
+	case s.forked <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Server) start(c *ctx) {
@@ -131,6 +194,7 @@ func (s *Server) start(c *ctx) {
 	}
 	s.pages.Add(n)
 	s.mu.Lock()
+	c.id = len(s.ctxs)
 	s.ctxs = append(s.ctxs, c)
 	if len(c.segs) > 0 {
 		s.left++
@@ -446,6 +510,7 @@ func (c *ctx) read(msgs []abi.UffdMsg, faults []uint64) []uint64 {
 				child := &ctx{s: c.s, pid: c.pid, fd: m.ForkFd(), segs: append([]seg(nil), c.segs...)}
 				c.s.log.Debug("lazy restore: fork", "pid", c.pid, "pages", len(child.segs))
 				c.s.start(child)
+				c.s.noteFork(Fork{Parent: c.id, Child: child.id, Fd: child.fd})
 			case abi.UFFD_EVENT_REMAP:
 				c.gen++
 				from, to, n := m.Remap()

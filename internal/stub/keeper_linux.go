@@ -1,6 +1,7 @@
 package stub
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -18,7 +19,42 @@ var keeperCode = []byte{
 	0xcc, // int3 (never reached)
 }
 
-// keeperCodeOff is where keeperCode goes in the keeper's scratch area.
+// childKeeperCode is what the keeper of a forked child runs once let go:
+// ppoll (its registers set by ChildKeeper) on two pidfds, the child's and
+// rtcr's; then pidfd_send_signal(child, SIGKILL) (nothing if the child
+// has exited: it woke for that, or rtcr killed it), ppoll on the child's
+// pidfd alone until it has exited, and exit_group(0). The child's pidfd
+// and the address of the pollfds are patched in (childPidfdAt,
+// childFdsAt).
+var childKeeperCode = []byte{
+	0x0f, 0x05, // syscall (ppoll(fds, 2, NULL, NULL))
+	0xbf, 0, 0, 0, 0, // mov edi, child pidfd
+	0xbe, 0x09, 0x00, 0x00, 0x00, // mov esi, SIGKILL
+	0x31, 0xd2, // xor edx, edx
+	0x45, 0x31, 0xd2, // xor r10d, r10d
+	0xb8, 0xa8, 0x01, 0x00, 0x00, // mov eax, 424 (pidfd_send_signal)
+	0x0f, 0x05, // syscall
+	0x48, 0xbf, 0, 0, 0, 0, 0, 0, 0, 0, // mov rdi, fds
+	0xbe, 0x01, 0x00, 0x00, 0x00, // mov esi, 1
+	0x31, 0xd2, // xor edx, edx
+	0x45, 0x31, 0xd2, // xor r10d, r10d
+	0x45, 0x31, 0xc0, // xor r8d, r8d
+	0xb8, 0x0f, 0x01, 0x00, 0x00, // mov eax, 271 (ppoll)
+	0x0f, 0x05, // syscall
+	0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231 (exit_group)
+	0x31, 0xff, // xor edi, edi
+	0x0f, 0x05, // syscall
+	0xcc, // int3 (never reached)
+}
+
+// Where childKeeperCode's immediates are: the child's pidfd (32 bits),
+// the pollfds' address (64 bits).
+const (
+	childPidfdAt = 3
+	childFdsAt   = 26
+)
+
+// keeperCodeOff is where the keeper's code goes in its scratch area.
 const keeperCodeOff = 0x40
 
 // Keeper starts a process that holds a copy of rtcr's fd (a userfaultfd
@@ -31,6 +67,25 @@ const keeperCodeOff = 0x40
 // (PR_SET_PDEATHSIG), so the keeper ends then too. While rtcr lives it
 // kills the keeper (KillKeeper) once it lets the process go.
 func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
+	return startKeeper(scratch, elfBase, pid, fd, false)
+}
+
+// ChildKeeper starts the keeper of a child that a lazily restored process
+// forked while pages were missing (pid: its host pid; fd: rtcr's copy of
+// its userfaultfd). Unlike a restored process, the child has no
+// parent-death signal (fork clears it), so its keeper kills it: it waits
+// in ppoll on pidfds of the child and of rtcr; when rtcr dies first it
+// sends the child SIGKILL and holds the userfaultfd until the child has
+// exited (a missing page is never read as zero, and the child never waits
+// for a page no one serves); when the child exits first it ends. While
+// rtcr lives it kills the keeper (KillKeeper) once every page is in.
+func ChildKeeper(scratch, elfBase uint64, pid, fd int) (int, error) {
+	return startKeeper(scratch, elfBase, pid, fd, true)
+}
+
+// startKeeper starts a keeper of pid holding a copy of fd: Keeper, or with
+// kill ChildKeeper.
+func startKeeper(scratch, elfBase uint64, pid, fd int, kill bool) (int, error) {
 	// The fd is inherited (its fd 3), nothing else: not rtcr's stdin,
 	// stdout and stderr (a pipe to rtcr's output must not stay open
 	// because of it).
@@ -66,12 +121,30 @@ func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("keeper of %d: pidfd_open: %w", pid, err)
 	}
-	pfd := unix.PollFd{Fd: int32(pidfd), Events: unix.POLLIN}
-	pfdAddr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&pfd))
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	text := keeperCode
+	if kill {
+		// rtcr's pidfd: readable once rtcr (every thread) has exited.
+		self, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
+		if err != nil {
+			return 0, fmt.Errorf("keeper of %d: pidfd_open of rtcr %d: %w", pid, os.Getpid(), err)
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(self), Events: unix.POLLIN})
+	}
+	var buf []byte
+	for i := range fds {
+		buf = append(buf, ptrace.Bytes(&fds[i])...)
+	}
+	pfdAddr, err := r.Put(ptrace.ArgOff, buf)
 	if err != nil {
 		return 0, err
 	}
-	code, err := r.Put(keeperCodeOff, keeperCode)
+	if kill {
+		text = append([]byte(nil), childKeeperCode...)
+		binary.LittleEndian.PutUint32(text[childPidfdAt:], uint32(pidfd))
+		binary.LittleEndian.PutUint64(text[childFdsAt:], pfdAddr)
+	}
+	code, err := r.Put(keeperCodeOff, text)
 	if err != nil {
 		return 0, err
 	}
@@ -81,7 +154,7 @@ func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
 	}
 	regs := r.Saved()
 	regs.Rip, regs.Rax, regs.Orig_rax = code, unix.SYS_PPOLL, ^uint64(0)
-	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8 = pfdAddr, 1, 0, 0, 0
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8 = pfdAddr, uint64(len(fds)), 0, 0, 0
 	if err := ptrace.SetRegs(r.Pid, &regs); err != nil {
 		return 0, err
 	}

@@ -1,0 +1,211 @@
+package rtcr
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/lazy"
+	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/stub"
+	"golang.org/x/sys/unix"
+)
+
+// A child forked by a lazily restored process while pages are missing gets
+// its own userfaultfd through the fork event (the server serves it), but
+// neither the restored processes' parent-death signal (fork clears it) nor
+// a keeper: the event names no pid. forks finds each such child among its
+// parent's children once the fork is done and gives it a keeper of its own
+// (stub.ChildKeeper), which kills it if rtcr dies before every page is in
+// and holds its userfaultfd until it has exited (README, rtcr killed).
+
+// forkState is what the tracer thread knows of the processes the server
+// serves: host pids by userfaultfd id, and the forks not yet matched to a
+// child.
+type forkState struct {
+	hosts   map[int]int  // userfaultfd id → host pid
+	known   map[int]bool // host pids that are not an unmatched fork's child
+	pending []lazy.Fork  // in the order the events were read
+	pidfds  []int        // of the matched children, to kill them on failure
+}
+
+// forkPoll is how often the tracer thread looks for the child of a fork
+// event while one is pending (the parent is then finishing its fork).
+const forkPoll = 2 * time.Millisecond
+
+// waitAllIn waits until every page is in (or the server failed), giving
+// each child forked meanwhile a keeper (on the tracer thread: the keepers
+// are its children, like the restored processes' keepers).
+func (l *LazyRestore) waitAllIn(procs []*restoring) error {
+	for _, pr := range procs {
+		l.forks.known[pr.r.Pid] = true
+	}
+	for {
+		var tick <-chan time.Time
+		if len(l.forks.pending) > 0 {
+			tick = time.After(forkPoll)
+		}
+		select {
+		case <-l.srv.AllIn():
+			return l.srv.Err()
+		case <-l.srv.Forked():
+			l.forks.pending = append(l.forks.pending, l.srv.TakeForks()...)
+		case <-tick:
+		}
+		if err := l.matchForks(); err != nil {
+			l.srv.Fail(err)
+		}
+	}
+}
+
+// matchForks matches the pending forks with the new children of their
+// parents and starts a keeper for each child with pages still missing.
+func (l *LazyRestore) matchForks() error {
+	f := &l.forks
+	var left []lazy.Fork
+	byParent := map[int][]lazy.Fork{}
+	var parents []int
+	for _, fk := range f.pending {
+		if _, gone := l.srv.Missing(fk.Child); gone {
+			continue // its child exited
+		}
+		host, ok := f.hosts[fk.Parent]
+		if !ok {
+			left = append(left, fk) // its parent is itself a child not yet found
+			continue
+		}
+		if byParent[host] == nil {
+			parents = append(parents, host)
+		}
+		byParent[host] = append(byParent[host], fk)
+	}
+	for _, host := range parents {
+		forks := byParent[host]
+		kids, err := newChildren(host, f.known)
+		if err != nil {
+			if gone(host) {
+				// The parent exited before its child was seen: the child
+				// was reparented, out of reach (README, limits).
+				l.log.Warn("lazy restore: a child forked while pages were missing was not found (its parent exited first): it has no keeper", "parent", host)
+				continue
+			}
+			return err
+		}
+		// Forks from one thread come one after another: the events' order
+		// is the children's. (Two threads forking at once could be
+		// matched crosswise: README, limits.)
+		n := min(len(kids), len(forks))
+		for i := 0; i < n; i++ {
+			if err := l.keepChild(forks[i], kids[i]); err != nil {
+				return err
+			}
+		}
+		left = append(left, forks[n:]...)
+	}
+	f.pending = left
+	return nil
+}
+
+// keepChild records kid as the child of fork fk and starts its keeper.
+func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
+	f := &l.forks
+	f.known[kid] = true
+	f.hosts[fk.Child] = kid
+	if missing, _ := l.srv.Missing(fk.Child); !missing {
+		return nil // every page is in: nothing to keep
+	}
+	pidfd, err := unix.PidfdOpen(kid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil // exited already
+		}
+		return fmt.Errorf("lazy restore: child %d forked while pages were missing: pidfd_open: %w", kid, err)
+	}
+	f.pidfds = append(f.pidfds, pidfd)
+	kpid, err := stub.ChildKeeper(l.scratch, l.elfBase, kid, fk.Fd)
+	if err != nil {
+		if gone(kid) {
+			return nil
+		}
+		return fmt.Errorf("lazy restore: child %d forked while pages were missing: %w", kid, err)
+	}
+	l.keepers = append(l.keepers, kpid)
+	logStep(l.log, kid, "keeper of a forked child", 0, "keeper", kpid)
+	return nil
+}
+
+// killChildren kills the children forked while pages were missing that
+// were found (the restore failed: they cannot go on either).
+func (l *LazyRestore) killChildren() {
+	for i := len(l.forks.pidfds) - 1; i >= 0; i-- {
+		_ = unix.PidfdSendSignal(l.forks.pidfds[i], unix.SIGKILL, nil, 0)
+	}
+}
+
+// closeChildPidfds closes the children's pidfds.
+func (l *LazyRestore) closeChildPidfds() {
+	for _, fd := range l.forks.pidfds {
+		unix.Close(fd)
+	}
+	l.forks.pidfds = nil
+}
+
+// newChildren returns the children of process host (of any of its
+// threads) not in known, oldest first, leaving out those that share its
+// address space (vfork): they have no userfaultfd of their own.
+func newChildren(host int, known map[int]bool) ([]int, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", host))
+	if err != nil {
+		return nil, fmt.Errorf("children of %d: %w", host, err)
+	}
+	type kid struct {
+		pid   int
+		start uint64
+	}
+	var kids []kid
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", host, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, w := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(w)
+			if err != nil || known[pid] {
+				continue
+			}
+			st, err := procfs.ReadStat(pid)
+			if err != nil {
+				continue // gone already
+			}
+			if sameVM(host, pid) {
+				continue
+			}
+			kids = append(kids, kid{pid, st.StartTime})
+		}
+	}
+	sort.Slice(kids, func(i, j int) bool {
+		if kids[i].start != kids[j].start {
+			return kids[i].start < kids[j].start
+		}
+		return kids[i].pid < kids[j].pid
+	})
+	out := make([]int, len(kids))
+	for i, k := range kids {
+		out[i] = k.pid
+	}
+	return out, nil
+}
+
+// kcmpVM is KCMP_VM of kcmp(2): whether two processes share an address
+// space.
+const kcmpVM = 1
+
+// sameVM reports whether processes a and b share their address space.
+func sameVM(a, b int) bool {
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
+	return errno == 0 && r == 0
+}
