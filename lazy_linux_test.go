@@ -210,20 +210,7 @@ func killedRestorer(t *testing.T, closeFirst bool) {
 	// It runs on the pages its faults bring before the restorer dies.
 	testutil.WaitForFile(t, tg.out, "checked 64\n", 60*time.Second)
 	if closeFirst {
-		if err := helper.Process.Signal(unix.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		for closed := false; !closed; {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatal("helper ended before closing its userfaultfds")
-				}
-				closed = l == "closed"
-			case <-time.After(60 * time.Second):
-				t.Fatal("helper: userfaultfds not closed within 60 s")
-			}
-		}
+		closeHelperFds(t, helper, lines)
 		// Its faults are no longer served: it waits (or, without a
 		// keeper, reads zeroes and reports a wrong word at once).
 		time.Sleep(time.Second)
@@ -301,6 +288,27 @@ func startLazyHelper(t *testing.T, dir string) (*exec.Cmd, chan string) {
 		}
 	}
 	return helper, lines
+}
+
+// closeHelperFds has the helper restorer close its userfaultfds (as its
+// exit would, before its parent-death signals go out) and waits until it
+// says it did.
+func closeHelperFds(t *testing.T, helper *exec.Cmd, lines chan string) {
+	t.Helper()
+	if err := helper.Process.Signal(unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for closed := false; !closed; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("helper ended before closing its userfaultfds")
+			}
+			closed = l == "closed"
+		case <-time.After(60 * time.Second):
+			t.Fatal("helper: userfaultfds not closed within 60 s")
+		}
+	}
 }
 
 // keepersOf returns the children of process pid that hold a userfaultfd:

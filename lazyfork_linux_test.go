@@ -77,13 +77,22 @@ func pidfdExited(fd int) bool {
 // their userfaultfd and kills them), none reads a missing page as zero
 // (it would report a wrong word), none is left waiting for a page, and
 // no keeper is left behind.
-func TestLazyForksKilledRestorer(t *testing.T) {
+func TestLazyForksKilledRestorer(t *testing.T) { forksKilledRestorer(t, false) }
+
+// TestLazyForksFdsClosedFirst is TestLazyForksKilledRestorer with the
+// restorer's userfaultfds closed first (what its exit does before the
+// parent-death signals): the children, whose keepers hold theirs, wait at
+// their missing pages instead of reading zeroes; then the restorer dies
+// and they die with it.
+func TestLazyForksFdsClosedFirst(t *testing.T) { forksKilledRestorer(t, true) }
+
+func forksKilledRestorer(t *testing.T, closeFirst bool) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
 	tg := start(t, bin, "256", "forks")
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
-	helper, _ := startLazyHelper(t, dir)
+	helper, lines := startLazyHelper(t, dir)
 	rootFd, err := unix.PidfdOpen(tg.pid, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +103,20 @@ func TestLazyForksKilledRestorer(t *testing.T) {
 	// One keeper for the restored process, one for each child.
 	keepers := waitKeepers(t, helper.Process.Pid, 1+len(kids))
 	t.Logf("children %v, keepers %v", kids, keepers)
+	if closeFirst {
+		closeHelperFds(t, helper, lines)
+		// No fault is served now: every process waits (without the
+		// keepers the children would read zeroes and say FAIL at once).
+		time.Sleep(time.Second)
+		if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
+			t.Fatalf("a process went on after its restorer closed its userfaultfds:\n%s", o)
+		}
+		for pid, fd := range kids {
+			if pidfdExited(fd) {
+				t.Fatalf("child %d died when its restorer closed its userfaultfds (it should wait); output:\n%s", pid, tg.output())
+			}
+		}
+	}
 	if err := helper.Process.Signal(unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
