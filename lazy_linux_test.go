@@ -253,11 +253,15 @@ func killedRestorer(t *testing.T, closeFirst bool) {
 // startLazyHelper runs TestLazyHelperRestore on dir (a restorer that holds
 // the background copy and serves each fault 1 ms late) and returns it
 // once it says the restored processes run, with the rest of its output
-// lines.
-func startLazyHelper(t *testing.T, dir string) (*exec.Cmd, chan string) {
+// lines. setup, if given, may change the command before it starts (bin:
+// the test binary to run instead of this one).
+func startLazyHelper(t *testing.T, dir string, setup ...func(c *exec.Cmd)) (*exec.Cmd, chan string) {
 	t.Helper()
 	helper := exec.Command(os.Args[0], "-test.run=^TestLazyHelperRestore$", "-test.v")
 	helper.Env = append(os.Environ(), "RTCR_LAZY_HELPER_DIR="+dir)
+	for _, f := range setup {
+		f(helper)
+	}
 	helper.Stderr = os.Stderr
 	out, err := helper.StdoutPipe()
 	if err != nil {

@@ -2,6 +2,8 @@ package rtcr_test
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -93,6 +95,16 @@ func forksKilledRestorer(t *testing.T, closeFirst bool) {
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
 	helper, lines := startLazyHelper(t, dir)
+	killLazyTree(t, tg, helper, lines, closeFirst)
+}
+
+// killLazyTree fires tg (lazymem forks, restored lazily by helper, the
+// background copy held), waits until its children run, kills the helper
+// (closeFirst: has it close its userfaultfds first, and sees every process
+// wait) and checks that the whole tree dies, none having read a wrong
+// word, and that no keeper is left.
+func killLazyTree(t *testing.T, tg *target, helper *exec.Cmd, lines chan string, closeFirst bool) {
+	t.Helper()
 	rootFd, err := unix.PidfdOpen(tg.pid, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -177,4 +189,60 @@ func TestLazyForks(t *testing.T) {
 	if code := tg.wait(120 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
 		t.Fatalf("after lazy restore with forks: exit %d, output:\n%s", code, tg.output())
 	}
+}
+
+// TestLazyForksKilledUnprivileged is TestLazyForksKilledRestorer with a
+// restorer that is not root: uid 65534 with CAP_CHECKPOINT_RESTORE and
+// CAP_SYS_PTRACE only (as TestUnprivileged), restoring its own image of
+// its own process. Its keepers (stubs it starts, with its credentials)
+// take pidfds of the processes and of the restorer, and kill the children
+// when it dies: every process dies, none reads a wrong word, no keeper is
+// left.
+func TestLazyForksKilledUnprivileged(t *testing.T) {
+	u := newUnprivileged(t)
+	base := filepath.Dir(u.rtcr)
+	bin := copyExecutable(t, testutil.BuildC(t, "lazymem", false), filepath.Join(base, "lazymem"))
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := copyExecutable(t, self, filepath.Join(base, "rtcr.test"))
+	cwd := filepath.Join(u.home, "cwd")
+	if err := os.Mkdir(cwd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(cwd, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(cwd, "out")
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Chown(out, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "256", "forks")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = cwd, f, f
+	cmd.SysProcAttr = attrs()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, out: out, dir: cwd, trigger: filepath.Join(cwd, "trigger")}
+	t.Cleanup(tg.kill)
+	testutil.WaitForFile(t, out, "ready\n", 30*time.Second)
+	img := filepath.Join(u.home, "img")
+	if o, err := u.run("dump", "--pid", strconv.Itoa(tg.pid), "--dir", img); err != nil {
+		t.Fatalf("dump as 65534: %v\n%s", err, o)
+	}
+	tg.reap()
+	helper, lines := startLazyHelper(t, img, func(c *exec.Cmd) {
+		c.Path, c.Args[0], c.Dir = test, test, u.home
+		c.SysProcAttr = attrs(unix.CAP_CHECKPOINT_RESTORE, unix.CAP_SYS_PTRACE)
+	})
+	if uid := statusField(t, helper.Process.Pid, "Uid"); uid != "65534 65534 65534 65534" {
+		t.Fatalf("restorer %d runs as uid %s", helper.Process.Pid, uid)
+	}
+	killLazyTree(t, tg, helper, lines, false)
 }
