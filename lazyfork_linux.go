@@ -33,9 +33,15 @@ type forkState struct {
 	pidfds  []int        // of the matched children, to kill them on failure
 }
 
-// forkPoll is how often the tracer thread looks for the child of a fork
-// event while one is pending (the parent is then finishing its fork).
-const forkPoll = 2 * time.Millisecond
+// How often the tracer thread looks for the child of a fork event while
+// one is pending: every forkPollFast for forkFast after the event (the
+// parent is finishing its fork: the child is there within microseconds
+// unless the parent waits for a CPU), then every forkPoll.
+const (
+	forkPollFast = 100 * time.Microsecond
+	forkFast     = 20 * time.Millisecond
+	forkPoll     = 2 * time.Millisecond
+)
 
 // waitAllIn waits until every page is in (or the server failed), giving
 // each child forked meanwhile a keeper (on the tracer thread: the keepers
@@ -46,8 +52,12 @@ func (l *LazyRestore) waitAllIn(procs []*restoring) error {
 	}
 	for {
 		var tick <-chan time.Time
-		if len(l.forks.pending) > 0 {
-			tick = time.After(forkPoll)
+		if p := l.forks.pending; len(p) > 0 {
+			d := forkPoll
+			if time.Since(p[len(p)-1].Read) < forkFast {
+				d = forkPollFast
+			}
+			tick = time.After(d)
 		}
 		select {
 		case <-l.srv.AllIn():
@@ -126,6 +136,7 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 		return fmt.Errorf("lazy restore: child %d forked while pages were missing: pidfd_open: %w", kid, err)
 	}
 	f.pidfds = append(f.pidfds, pidfd)
+	found := time.Since(fk.Read)
 	kpid, err := stub.ChildKeeper(l.scratch, l.elfBase, kid, fk.Fd)
 	if err != nil {
 		if gone(kid) {
@@ -134,7 +145,9 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 		return fmt.Errorf("lazy restore: child %d forked while pages were missing: %w", kid, err)
 	}
 	l.keepers = append(l.keepers, kpid)
-	logStep(l.log, kid, "keeper of a forked child", 0, "keeper", kpid)
+	// took: from the fork event to the keeper holding the child's
+	// userfaultfd (the window of README, limits).
+	logStep(l.log, kid, "keeper of a forked child", time.Since(fk.Read), "keeper", kpid, "found", found)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
@@ -100,6 +101,9 @@ type Fork struct {
 	// Fd is the server's copy of the child's userfaultfd, open until
 	// Close.
 	Fd int
+	// Read is when the event was read (the parent then went on with its
+	// fork).
+	Read time.Time
 }
 
 // NewServer returns a server fetching pages from src; log may be nil.
@@ -510,7 +514,7 @@ func (c *ctx) read(msgs []abi.UffdMsg, faults []uint64) []uint64 {
 				child := &ctx{s: c.s, pid: c.pid, fd: m.ForkFd(), segs: append([]seg(nil), c.segs...)}
 				c.s.log.Debug("lazy restore: fork", "pid", c.pid, "pages", len(child.segs))
 				c.s.start(child)
-				c.s.noteFork(Fork{Parent: c.id, Child: child.id, Fd: child.fd})
+				c.s.noteFork(Fork{Parent: c.id, Child: child.id, Fd: child.fd, Read: time.Now()})
 			case abi.UFFD_EVENT_REMAP:
 				c.gen++
 				from, to, n := m.Remap()
