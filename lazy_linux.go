@@ -105,7 +105,8 @@ func (l *LazyRestore) register(pr *restoring) error {
 	// so that a touch reads zeroes) only once the process is dead. Without
 	// it, rtcr's exit closed its fds before its tracer thread's exit sent
 	// the root its parent-death signal: a fault in between read a zero
-	// page.
+	// page. The keeper also kills the process when rtcr dies (should it
+	// have lost its parent-death signal meanwhile).
 	kpid, err := stub.Keeper(l.scratch, l.elfBase, pr.r.Pid, fd)
 	if err != nil {
 		unix.Close(fd)

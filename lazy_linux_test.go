@@ -182,7 +182,7 @@ func TestLazyFork(t *testing.T) {
 // again as a helper (TestLazyHelperRestore), which holds the background
 // copy for ever and serves each fault 1 ms late, so that the check is
 // still under way when it dies.
-func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false) }
+func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false, "check") }
 
 // TestLazyRestorerFdsClosedFirst is TestLazyKilledRestorer with the worst
 // order of a killed rtcr's exit made certain: its userfaultfds are closed
@@ -191,12 +191,17 @@ func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false) }
 // then the restorer dies. The keeper holds each userfaultfd until its
 // process has exited, so the process waits at its missing page rather
 // than read it as zero.
-func TestLazyRestorerFdsClosedFirst(t *testing.T) { killedRestorer(t, true) }
+func TestLazyRestorerFdsClosedFirst(t *testing.T) { killedRestorer(t, true, "check") }
 
-func killedRestorer(t *testing.T, closeFirst bool) {
+// TestLazyKilledRestorerNoDeathSignal is TestLazyKilledRestorer with a
+// process that clears its parent-death signal as it runs (prctl): its
+// keeper kills it when the restorer dies.
+func TestLazyKilledRestorerNoDeathSignal(t *testing.T) { killedRestorer(t, false, "nodeath") }
+
+func killedRestorer(t *testing.T, closeFirst bool, mode string) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
-	tg := start(t, bin, "256", "check")
+	tg := start(t, bin, "256", mode)
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
 	helper, lines := startLazyHelper(t, dir)

@@ -18,10 +18,11 @@ import (
 // A child forked by a lazily restored process while pages are missing gets
 // its own userfaultfd through the fork event (the server serves it), but
 // neither the restored processes' parent-death signal (fork clears it) nor
-// a keeper: the event names no pid. forks finds each such child among its
-// parent's children once the fork is done and gives it a keeper of its own
-// (stub.ChildKeeper), which kills it if rtcr dies before every page is in
-// and holds its userfaultfd until it has exited (README, rtcr killed).
+// a keeper: the event names no pid. waitAllIn finds each such child among
+// its parent's children once the fork is done and gives it a keeper of its
+// own (stub.Keeper, as the restored processes have), which kills it if
+// rtcr dies before every page is in and holds its userfaultfd until it has
+// exited (README, Children forked meanwhile).
 
 // forkState is what the tracer thread knows of the processes the server
 // serves: host pids by userfaultfd id, and the forks not yet matched to a
@@ -137,7 +138,7 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 	}
 	f.pidfds = append(f.pidfds, pidfd)
 	found := time.Since(fk.Read)
-	kpid, err := stub.ChildKeeper(l.scratch, l.elfBase, kid, fk.Fd)
+	kpid, err := stub.Keeper(l.scratch, l.elfBase, kid, fk.Fd)
 	if err != nil {
 		if gone(kid) {
 			return nil

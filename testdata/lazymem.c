@@ -3,7 +3,7 @@
 // triggered, checks it: for lazy restore, where the pages arrive while it
 // runs.
 //
-// Protocol: lazymem MiB MODE   (MODE: check, fork, forks, remap, threads or loop)
+// Protocol: lazymem MiB MODE   (MODE: check, nodeath, fork, forks, remap, threads or loop)
 // Fills MiB megabytes with a pattern, writes "ready\n", then polls every
 // 1 ms until the file "trigger" in its working directory exists. Then:
 //   check: checks every word in address order, writing "checked N\n"
@@ -20,6 +20,7 @@
 //          (exit 1 unless it exited 0). The parent checks every word too,
 //          waits for its children and writes "OK\n" and exits 0 (or
 //          "FAIL ..." and 1).
+//   nodeath: clears its parent-death signal (prctl), then as check.
 //   remap: moves the top half elsewhere (mremap), drops 1 MiB at a
 //          quarter (MADV_DONTNEED: must read zero), unmaps the MiB after
 //          it, then checks the rest where it now is: "OK\n" and exit 0,
@@ -40,6 +41,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -261,6 +263,10 @@ int main(int argc, char **argv)
 		return threads();
 	if (strcmp(mode, "forks") == 0)
 		return forks();
+	if (strcmp(mode, "nodeath") == 0 && prctl(PR_SET_PDEATHSIG, 0) != 0) {
+		say("FAIL prctl\n");
+		return 1;
+	}
 	if (strcmp(mode, "remap") == 0) {
 		uint64_t half = words / 2, quarter = words / 4, mw = 1 << 17; // words per MiB
 		void *to = mmap(NULL, half * 8, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -10,25 +10,14 @@ import (
 )
 
 // keeperCode is what a keeper runs once let go: ppoll (its registers set
-// by Keeper) on the pidfd of the process it keeps, then exit_group(0).
+// by Keeper) on two pidfds, the kept process's and rtcr's; then
+// pidfd_send_signal(process, SIGKILL) (nothing if it has exited: the
+// keeper woke for that), ppoll on the process's pidfd alone until it has
+// exited, and exit_group(0). The process's pidfd and the address of the
+// pollfds are patched in (keeperPidfdAt, keeperFdsAt).
 var keeperCode = []byte{
-	0x0f, 0x05, // syscall (ppoll)
-	0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231 (exit_group)
-	0x31, 0xff, // xor edi, edi
-	0x0f, 0x05, // syscall
-	0xcc, // int3 (never reached)
-}
-
-// childKeeperCode is what the keeper of a forked child runs once let go:
-// ppoll (its registers set by ChildKeeper) on two pidfds, the child's and
-// rtcr's; then pidfd_send_signal(child, SIGKILL) (nothing if the child
-// has exited: it woke for that, or rtcr killed it), ppoll on the child's
-// pidfd alone until it has exited, and exit_group(0). The child's pidfd
-// and the address of the pollfds are patched in (childPidfdAt,
-// childFdsAt).
-var childKeeperCode = []byte{
 	0x0f, 0x05, // syscall (ppoll(fds, 2, NULL, NULL))
-	0xbf, 0, 0, 0, 0, // mov edi, child pidfd
+	0xbf, 0, 0, 0, 0, // mov edi, pidfd
 	0xbe, 0x09, 0x00, 0x00, 0x00, // mov esi, SIGKILL
 	0x31, 0xd2, // xor edx, edx
 	0x45, 0x31, 0xd2, // xor r10d, r10d
@@ -47,45 +36,32 @@ var childKeeperCode = []byte{
 	0xcc, // int3 (never reached)
 }
 
-// Where childKeeperCode's immediates are: the child's pidfd (32 bits),
+// Where keeperCode's immediates are: the kept process's pidfd (32 bits),
 // the pollfds' address (64 bits).
 const (
-	childPidfdAt = 3
-	childFdsAt   = 26
+	keeperPidfdAt = 3
+	keeperFdsAt   = 26
 )
 
-// keeperCodeOff is where the keeper's code goes in its scratch area.
+// keeperCodeOff is where keeperCode goes in the keeper's scratch area.
 const keeperCodeOff = 0x40
 
 // Keeper starts a process that holds a copy of rtcr's fd (a userfaultfd
-// of the restored process pid, its host pid) until pid has exited, and
-// returns the keeper's pid. It is a child of the calling thread (run it
-// inside ptrace.Run) and is not traced: when rtcr dies it lives on, so
-// that the userfaultfd is released only after pid has exited (the kernel
-// releases it with its last fd; a process faulting on a registered range
-// of a released userfaultfd reads zeroes). pid itself dies with rtcr
-// (PR_SET_PDEATHSIG), so the keeper ends then too. While rtcr lives it
-// kills the keeper (KillKeeper) once it lets the process go.
+// of the lazily restored process pid, its host pid, or of a child it
+// forked while pages were missing) until pid has exited, and returns the
+// keeper's pid. It is a child of the calling thread (run it inside
+// ptrace.Run) and is not traced, and has no parent-death signal: when
+// rtcr dies it lives on, so that the userfaultfd is released only after
+// pid has exited (the kernel releases it with its last fd; a process
+// faulting on a registered range of a released userfaultfd reads
+// zeroes; rtcr's own exit closes its fds first). It waits in ppoll on
+// pidfds of pid and of rtcr: when rtcr dies first it sends pid SIGKILL
+// (a restored process gets its parent-death signal too, but a forked
+// child has none: fork clears it; nor has a process that changed its
+// credentials) and waits until it has exited; when pid exits first the
+// keeper ends. While rtcr lives it kills the keeper (KillKeeper) once it
+// lets the process go.
 func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
-	return startKeeper(scratch, elfBase, pid, fd, false)
-}
-
-// ChildKeeper starts the keeper of a child that a lazily restored process
-// forked while pages were missing (pid: its host pid; fd: rtcr's copy of
-// its userfaultfd). Unlike a restored process, the child has no
-// parent-death signal (fork clears it), so its keeper kills it: it waits
-// in ppoll on pidfds of the child and of rtcr; when rtcr dies first it
-// sends the child SIGKILL and holds the userfaultfd until the child has
-// exited (a missing page is never read as zero, and the child never waits
-// for a page no one serves); when the child exits first it ends. While
-// rtcr lives it kills the keeper (KillKeeper) once every page is in.
-func ChildKeeper(scratch, elfBase uint64, pid, fd int) (int, error) {
-	return startKeeper(scratch, elfBase, pid, fd, true)
-}
-
-// startKeeper starts a keeper of pid holding a copy of fd: Keeper, or with
-// kill ChildKeeper.
-func startKeeper(scratch, elfBase uint64, pid, fd int, kill bool) (int, error) {
 	// The fd is inherited (its fd 3), nothing else: not rtcr's stdin,
 	// stdout and stderr (a pipe to rtcr's output must not stay open
 	// because of it).
@@ -121,29 +97,19 @@ func startKeeper(scratch, elfBase uint64, pid, fd int, kill bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("keeper of %d: pidfd_open: %w", pid, err)
 	}
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	text := keeperCode
-	if kill {
-		// rtcr's pidfd: readable once rtcr (every thread) has exited.
-		self, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
-		if err != nil {
-			return 0, fmt.Errorf("keeper of %d: pidfd_open of rtcr %d: %w", pid, os.Getpid(), err)
-		}
-		fds = append(fds, unix.PollFd{Fd: int32(self), Events: unix.POLLIN})
+	// rtcr's pidfd: readable once rtcr (every thread) has exited.
+	self, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
+	if err != nil {
+		return 0, fmt.Errorf("keeper of %d: pidfd_open of rtcr %d: %w", pid, os.Getpid(), err)
 	}
-	var buf []byte
-	for i := range fds {
-		buf = append(buf, ptrace.Bytes(&fds[i])...)
-	}
-	pfdAddr, err := r.Put(ptrace.ArgOff, buf)
+	fds := [2]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}, {Fd: int32(self), Events: unix.POLLIN}}
+	fdsAddr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&fds))
 	if err != nil {
 		return 0, err
 	}
-	if kill {
-		text = append([]byte(nil), childKeeperCode...)
-		binary.LittleEndian.PutUint32(text[childPidfdAt:], uint32(pidfd))
-		binary.LittleEndian.PutUint64(text[childFdsAt:], pfdAddr)
-	}
+	text := append([]byte(nil), keeperCode...)
+	binary.LittleEndian.PutUint32(text[keeperPidfdAt:], uint32(pidfd))
+	binary.LittleEndian.PutUint64(text[keeperFdsAt:], fdsAddr)
 	code, err := r.Put(keeperCodeOff, text)
 	if err != nil {
 		return 0, err
@@ -154,7 +120,7 @@ func startKeeper(scratch, elfBase uint64, pid, fd int, kill bool) (int, error) {
 	}
 	regs := r.Saved()
 	regs.Rip, regs.Rax, regs.Orig_rax = code, unix.SYS_PPOLL, ^uint64(0)
-	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8 = pfdAddr, uint64(len(fds)), 0, 0, 0
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8 = fdsAddr, uint64(len(fds)), 0, 0, 0
 	if err := ptrace.SetRegs(r.Pid, &regs); err != nil {
 		return 0, err
 	}
