@@ -1,9 +1,11 @@
 package rtcr
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,19 +108,94 @@ func (l *LazyRestore) matchForks() error {
 			}
 			return err
 		}
-		// Forks from one thread come one after another: the events' order
-		// is the children's. (Two threads forking at once could be
-		// matched crosswise: README, limits.)
-		n := min(len(kids), len(forks))
-		for i := 0; i < n; i++ {
-			if err := l.keepChild(forks[i], kids[i]); err != nil {
+		if len(forks) == 1 && len(kids) == 1 {
+			// The one fork under way and the one new child with memory
+			// registered to a userfaultfd: theirs.
+			if err := l.keepChild(forks[0], kids[0]); err != nil {
 				return err
 			}
+			continue
 		}
-		left = append(left, forks[n:]...)
+		// Several forks at once (threads of one process), or a new child
+		// no event read yet speaks of: tell them apart by their memory.
+		for _, fk := range forks {
+			kid, err := l.probeChild(fk, kids)
+			if err != nil {
+				return err
+			}
+			if kid == 0 {
+				left = append(left, fk)
+				continue
+			}
+			if err := l.keepChild(fk, kid); err != nil {
+				return err
+			}
+			kids = slices.DeleteFunc(kids, func(k int) bool { return k == kid })
+		}
 	}
 	f.pending = left
 	return nil
+}
+
+// probeChild tells which of kids is the child of fork fk: it has the
+// server bring in one of fk's missing pages and returns the one kid in
+// whose memory that page appeared (pagemap), or 0 when that cannot be
+// told yet (the page was there already, or appeared in several: try
+// again, with another page).
+func (l *LazyRestore) probeChild(fk lazy.Fork, kids []int) (int, error) {
+	before := make([]bool, len(kids))
+	addr, ok, err := l.srv.Probe(fk.Child, func(addr uint64) {
+		for i, k := range kids {
+			before[i] = present(k, addr)
+		}
+	})
+	if err != nil || !ok {
+		return 0, err
+	}
+	kid := 0
+	for i, k := range kids {
+		if !before[i] && present(k, addr) {
+			if kid != 0 {
+				return 0, nil
+			}
+			kid = k
+		}
+	}
+	l.log.Debug("lazy restore: a forked child told apart by its memory", "kids", kids, "addr", fmt.Sprintf("%#x", addr), "child", kid)
+	return kid, nil
+}
+
+// present reports whether the page at addr of process pid is in memory
+// (or swapped out), from /proc/PID/pagemap.
+func present(pid int, addr uint64) bool {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], int64(addr/4096*8)); err != nil {
+		return false
+	}
+	e := binary.LittleEndian.Uint64(b[:])
+	return e&(1<<63|1<<62) != 0
+}
+
+// lazyMapped reports whether process pid has memory registered to a
+// userfaultfd in missing mode (smaps "um"): a child forked while pages
+// were missing has, from its birth; one that has exec'd since, or was
+// spawned with vfork and exec'd, has not (and needs no keeper).
+func lazyMapped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmFlags:"); ok && slices.Contains(strings.Fields(v), "um") {
+			return true
+		}
+	}
+	return false
 }
 
 // keepChild records kid as the child of fork fk and starts its keeper.
@@ -169,8 +246,9 @@ func (l *LazyRestore) closeChildPidfds() {
 }
 
 // newChildren returns the children of process host (of any of its
-// threads) not in known, oldest first, leaving out those that share its
-// address space (vfork): they have no userfaultfd of their own.
+// threads) not in known, oldest first, that have memory registered to a
+// userfaultfd: not those that share its address space (vfork), nor those
+// that exec'd (added to known).
 func newChildren(host int, known map[int]bool) ([]int, error) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", host))
 	if err != nil {
@@ -196,6 +274,10 @@ func newChildren(host int, known map[int]bool) ([]int, error) {
 				continue // gone already
 			}
 			if sameVM(host, pid) {
+				continue // vfork: its parent's memory, until it execs
+			}
+			if !lazyMapped(pid) {
+				known[pid] = true // exec'd: no lazy memory, now or later
 				continue
 			}
 			kids = append(kids, kid{pid, st.StartTime})

@@ -14,8 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// forkedChildren waits until the forks mode of lazymem has said four
-// "child PID" lines (three children and a grandchild), each followed by
+// forkedChildren waits until the forks or tforks mode of lazymem has said
+// four "child PID" lines (three children and a grandchild, or a child of
+// each of four threads), each followed by
 // "child PID checked 64" (it ran on pages its faults brought), and
 // returns a pidfd of each, by pid.
 func forkedChildren(t *testing.T, tg *target) map[int]int {
@@ -79,19 +80,25 @@ func pidfdExited(fd int) bool {
 // their userfaultfd and kills them), none reads a missing page as zero
 // (it would report a wrong word), none is left waiting for a page, and
 // no keeper is left behind.
-func TestLazyForksKilledRestorer(t *testing.T) { forksKilledRestorer(t, false) }
+func TestLazyForksKilledRestorer(t *testing.T) { forksKilledRestorer(t, false, "forks") }
+
+// TestLazyThreadForksKilledRestorer is TestLazyForksKilledRestorer with
+// four threads forking at the same moment: the fork events come together,
+// and their children are told apart by their memory (a page brought in
+// through one child's userfaultfd shows in that child's pagemap only).
+func TestLazyThreadForksKilledRestorer(t *testing.T) { forksKilledRestorer(t, false, "tforks") }
 
 // TestLazyForksFdsClosedFirst is TestLazyForksKilledRestorer with the
 // restorer's userfaultfds closed first (what its exit does before the
 // parent-death signals): the children, whose keepers hold theirs, wait at
 // their missing pages instead of reading zeroes; then the restorer dies
 // and they die with it.
-func TestLazyForksFdsClosedFirst(t *testing.T) { forksKilledRestorer(t, true) }
+func TestLazyForksFdsClosedFirst(t *testing.T) { forksKilledRestorer(t, true, "forks") }
 
-func forksKilledRestorer(t *testing.T, closeFirst bool) {
+func forksKilledRestorer(t *testing.T, closeFirst bool, mode string) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
-	tg := start(t, bin, "256", "forks")
+	tg := start(t, bin, "256", mode)
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
 	helper, lines := startLazyHelper(t, dir)
@@ -166,10 +173,16 @@ func killLazyTree(t *testing.T, tg *target, helper *exec.Cmd, lines chan string,
 // keeper while pages are missing; once the background copy goes on, every
 // process finds all its memory right, rtcr lets go, and the keepers are
 // gone.
-func TestLazyForks(t *testing.T) {
+func TestLazyForks(t *testing.T) { lazyForks(t, "forks") }
+
+// TestLazyThreadForks is TestLazyForks with four threads forking at the
+// same moment.
+func TestLazyThreadForks(t *testing.T) { lazyForks(t, "tforks") }
+
+func lazyForks(t *testing.T, mode string) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
-	tg := start(t, bin, "256", "forks")
+	tg := start(t, bin, "256", mode)
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
 	src := newGatedSource(t, dir)

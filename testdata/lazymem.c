@@ -3,7 +3,7 @@
 // triggered, checks it: for lazy restore, where the pages arrive while it
 // runs.
 //
-// Protocol: lazymem MiB MODE   (MODE: check, nodeath, fork, forks, remap, threads or loop)
+// Protocol: lazymem MiB MODE   (MODE: check, nodeath, fork, forks, tforks, remap, threads or loop)
 // Fills MiB megabytes with a pattern, writes "ready\n", then polls every
 // 1 ms until the file "trigger" in its working directory exists. Then:
 //   check: checks every word in address order, writing "checked N\n"
@@ -20,6 +20,10 @@
 //          (exit 1 unless it exited 0). The parent checks every word too,
 //          waits for its children and writes "OK\n" and exits 0 (or
 //          "FAIL ..." and 1).
+//   tforks: four threads fork at the same moment (a barrier); each child
+//          is a child of the forks mode, each thread waits for its own;
+//          then the parent checks every word and writes "OK\n" (exit 0)
+//          or "FAIL ..." (exit 1).
 //   nodeath: clears its parent-death signal (prctl), then as check.
 //   remap: moves the top half elsewhere (mremap), drops 1 MiB at a
 //          quarter (MADV_DONTNEED: must read zero), unmaps the MiB after
@@ -158,6 +162,55 @@ static int forks(void)
 	return 0;
 }
 
+static pthread_barrier_t forkers;
+
+// forker is a thread of the tforks mode: it forks with the others, and
+// waits for its child (the result: non-NULL when it failed).
+static void *forker(void *arg)
+{
+	int k = (int)(uintptr_t)arg;
+	pthread_barrier_wait(&forkers);
+	pid_t kid = fork();
+	if (kid < 0)
+		return (void *)1;
+	if (kid == 0) {
+		child(k % 2);
+		_exit(0);
+	}
+	int st;
+	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return (void *)1;
+	return NULL;
+}
+
+// tforks runs the tforks mode (see the top).
+static int tforks(void)
+{
+	pthread_t th[4];
+	pthread_barrier_init(&forkers, NULL, 4);
+	for (uintptr_t k = 0; k < 4; k++)
+		if (pthread_create(&th[k], NULL, forker, (void *)k) != 0) {
+			say("FAIL pthread_create\n");
+			return 1;
+		}
+	int bad = 0;
+	for (int k = 0; k < 4; k++) {
+		void *r;
+		pthread_join(th[k], &r);
+		if (r != NULL)
+			bad = 1;
+	}
+	int64_t i = check(0, 0);
+	if (i >= 0)
+		fail("parent", i);
+	if (bad) {
+		say("FAIL child status\n");
+		return 1;
+	}
+	say("OK\n");
+	return 0;
+}
+
 static volatile sig_atomic_t alarms, alarm_bad;
 
 static void on_alarm(int sig)
@@ -263,6 +316,8 @@ int main(int argc, char **argv)
 		return threads();
 	if (strcmp(mode, "forks") == 0)
 		return forks();
+	if (strcmp(mode, "tforks") == 0)
+		return tforks();
 	if (strcmp(mode, "nodeath") == 0 && prctl(PR_SET_PDEATHSIG, 0) != 0) {
 		say("FAIL prctl\n");
 		return 1;

@@ -88,24 +88,6 @@ type Server struct {
 	forked chan struct{}
 }
 
-// Fork is a fork event: a served process forked while pages were
-// missing, and its child got its own userfaultfd, served from then on.
-// The event names no pid: the kernel sends it, and waits for it to be
-// read, before the child has one; the caller finds the child (among the
-// parent's children) and keeps its userfaultfd alive while the child
-// lives (see README, rtcr killed).
-type Fork struct {
-	// Parent and Child are the ids (Add, or an earlier Fork's Child) of
-	// the two processes' userfaultfds.
-	Parent, Child int
-	// Fd is the server's copy of the child's userfaultfd, open until
-	// Close.
-	Fd int
-	// Read is when the event was read (the parent then went on with its
-	// fork).
-	Read time.Time
-}
-
 // NewServer returns a server fetching pages from src; log may be nil.
 func NewServer(src Source, log *slog.Logger) (*Server, error) {
 	s := &Server{src: src, log: log, allIn: make(chan struct{}), run: make(chan struct{}), quit: make(chan struct{}), forked: make(chan struct{}, 1)}
@@ -148,47 +130,6 @@ func (s *Server) Add(p Proc) int {
 	}
 	s.start(c)
 	return c.id
-}
-
-// Forked has a value while fork events wait to be taken (TakeForks).
-func (s *Server) Forked() <-chan struct{} { return s.forked }
-
-// TakeForks returns the fork events read since the last call, in the
-// order they were read.
-func (s *Server) TakeForks() []Fork {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f := s.forks
-	s.forks = nil
-	return f
-}
-
-// Missing reports whether the userfaultfd id still has pages missing, and
-// whether its address space is known to be gone (its process exited): a
-// child forked while pages were missing needs its userfaultfd kept alive
-// only while pages are missing.
-func (s *Server) Missing(id int) (missing, gone bool) {
-	s.mu.Lock()
-	if id < 0 || id >= len(s.ctxs) {
-		s.mu.Unlock()
-		return false, false
-	}
-	c := s.ctxs[id]
-	s.mu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.segs) > 0, c.gone
-}
-
-// noteFork records the fork event f for TakeForks.
-func (s *Server) noteFork(f Fork) {
-	s.mu.Lock()
-	s.forks = append(s.forks, f)
-	s.mu.Unlock()
-	select {
-	case s.forked <- struct{}{}:
-	default:
-	}
 }
 
 func (s *Server) start(c *ctx) {
