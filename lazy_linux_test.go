@@ -2,6 +2,7 @@ package rtcr_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +30,7 @@ type gatedSource struct {
 	gate chan struct{}
 	once sync.Once
 	slow time.Duration // added to every fetch
+	fail atomic.Bool   // every fetch fails from now on
 }
 
 func newGatedSource(t *testing.T, dir string) *gatedSource {
@@ -54,6 +57,9 @@ func newGatedSource(t *testing.T, dir string) *gatedSource {
 
 func (g *gatedSource) Fetch(pid int, addr uint64, buf []byte) error {
 	time.Sleep(g.slow)
+	if g.fail.Load() {
+		return errors.New("the test's source fails")
+	}
 	if len(buf) > 64<<10 {
 		<-g.gate
 	}

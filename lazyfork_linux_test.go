@@ -259,3 +259,50 @@ func TestLazyForksKilledUnprivileged(t *testing.T) {
 	}
 	killLazyTree(t, tg, helper, lines, false)
 }
+
+// TestLazyForksSourceFails: the page source fails while the children
+// forked during the lazy restore still miss pages: the restore fails and
+// kills the whole tree, the children too (they cannot go on without their
+// pages), and no keeper is left.
+func TestLazyForksSourceFails(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "256", "forks")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	src := newGatedSource(t, dir)
+	src.slow = time.Millisecond
+	lz := lazyRestore(t, tg, dir, src)
+	rootFd, err := unix.PidfdOpen(tg.pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootFd)
+	tg.fire()
+	kids := forkedChildren(t, tg)
+	waitKeepers(t, os.Getpid(), 1+len(kids))
+	src.fail.Store(true)
+	src.open()
+	if _, err := lz.Wait(); err == nil || !strings.Contains(err.Error(), "the test's source fails") {
+		t.Fatalf("lazy restore with a failing source: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for pid, fd := range kids {
+		for !pidfdExited(fd) {
+			if time.Now().After(deadline) {
+				t.Fatalf("child %d still there (state %q) after the restore failed; output:\n%s", pid, state(pid), tg.output())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if !pidfdExited(rootFd) {
+		t.Fatalf("restored %d still there after the restore failed", tg.pid)
+	}
+	tg.done = true
+	if o := tg.output(); strings.Contains(o, "FAIL") || strings.Contains(o, "OK") {
+		t.Fatalf("a process went on after the restore failed:\n%s", o)
+	}
+	if k := keepersOf(os.Getpid()); len(k) != 0 {
+		t.Fatalf("keepers %v still there after the restore failed", k)
+	}
+}
