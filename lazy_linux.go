@@ -148,6 +148,7 @@ func (l *LazyRestore) tail(procs []*restoring) (err error) {
 		if err != nil {
 			// SIGKILL through the pidfds takes each whole thread group;
 			// the root, this thread's child, is reaped here.
+			l.killUnfound()
 			for i := len(l.pidfds) - 1; i >= 0; i-- {
 				_ = unix.PidfdSendSignal(l.pidfds[i], unix.SIGKILL, nil, 0)
 			}

@@ -237,6 +237,37 @@ func (l *LazyRestore) killChildren() {
 	}
 }
 
+// killUnfound kills the children forked while pages were missing that
+// were not found yet, and theirs (the restore failed: they cannot go on
+// either). It runs before their parents are killed: a child whose parent
+// has died is reparented out of reach.
+func (l *LazyRestore) killUnfound() {
+	f := &l.forks
+	if len(f.pending) == 0 {
+		return
+	}
+	var queue, found []int
+	for _, host := range f.hosts {
+		queue = append(queue, host)
+	}
+	for len(queue) > 0 {
+		host := queue[0]
+		queue = queue[1:]
+		kids, _ := newChildren(host, f.known)
+		for _, k := range kids {
+			f.known[k] = true
+		}
+		queue = append(queue, kids...)
+		found = append(found, kids...)
+	}
+	for _, k := range found {
+		if fd, err := unix.PidfdOpen(k, 0); err == nil {
+			_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+			unix.Close(fd)
+		}
+	}
+}
+
 // closeChildPidfds closes the children's pidfds.
 func (l *LazyRestore) closeChildPidfds() {
 	for _, fd := range l.forks.pidfds {
