@@ -34,6 +34,7 @@ type forkState struct {
 	known   map[int]bool // host pids that are not an unmatched fork's child
 	pending []lazy.Fork  // in the order the events were read
 	pidfds  []int        // of the matched children, to kill them on failure
+	scanned time.Time    // the last look at every process (orphans)
 }
 
 // How often the tracer thread looks for the child of a fork event while
@@ -86,11 +87,9 @@ func (l *LazyRestore) matchForks() error {
 		if _, gone := l.srv.Missing(fk.Child); gone {
 			continue // its child exited
 		}
-		host, ok := f.hosts[fk.Parent]
-		if !ok {
-			left = append(left, fk) // its parent is itself a child not yet found
-			continue
-		}
+		// host 0: its parent is itself a child not found yet (or gone
+		// before): looked for among every process.
+		host := f.hosts[fk.Parent]
 		if byParent[host] == nil {
 			parents = append(parents, host)
 		}
@@ -98,17 +97,29 @@ func (l *LazyRestore) matchForks() error {
 	}
 	for _, host := range parents {
 		forks := byParent[host]
-		kids, err := newChildren(host, f.known)
-		if err != nil {
-			if gone(host) {
-				// The parent exited before its child was seen: the child
-				// was reparented, out of reach (README, limits).
-				l.log.Warn("lazy restore: a child forked while pages were missing was not found (its parent exited first): it has no keeper", "parent", host)
-				continue
+		var kids []int
+		orphaned := host == 0 || gone(host)
+		if !orphaned {
+			var err error
+			if kids, err = newChildren(host, f.known); err != nil {
+				if orphaned = gone(host); !orphaned {
+					return err
+				}
 			}
-			return err
 		}
-		if len(forks) == 1 && len(kids) == 1 {
+		if orphaned {
+			// The parent exited (a daemon's fork and exit, say) before
+			// its child was seen, and the child was reparented; or the
+			// parent is not found yet. Look for the child among every
+			// process started since the fork, and tell it by its memory
+			// only.
+			kids = l.orphans(forks[0].Read)
+		}
+		if len(kids) == 0 {
+			left = append(left, forks...)
+			continue
+		}
+		if len(forks) == 1 && len(kids) == 1 && !orphaned {
 			// The one fork under way and the one new child with memory
 			// registered to a userfaultfd: theirs.
 			if err := l.keepChild(forks[0], kids[0]); err != nil {
@@ -325,6 +336,43 @@ func newChildren(host int, known map[int]bool) ([]int, error) {
 		out[i] = k.pid
 	}
 	return out, nil
+}
+
+// orphans returns the processes not known, started since (or up to
+// two clock ticks before) since, that have memory registered to a
+// userfaultfd: the candidates for the child of a fork whose parent has
+// exited since.
+func (l *LazyRestore) orphans(since time.Time) []int {
+	known := l.forks.known
+	// At most one look every forkPoll: it reads every process's stat.
+	if time.Since(l.forks.scanned) < forkPoll {
+		return nil
+	}
+	l.forks.scanned = time.Now()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return nil
+	}
+	// /proc/PID/stat's start time: clock ticks (USER_HZ, 100) since boot.
+	boot := time.Duration(ts.Nano()) - time.Since(since)
+	from := uint64(max(boot/(10*time.Millisecond)-2, 0))
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || known[pid] {
+			continue
+		}
+		st, err := procfs.ReadStat(pid)
+		if err != nil || st.StartTime < from || !lazyMapped(pid) {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
 }
 
 // kcmpVM is KCMP_VM of kcmp(2): whether two processes share an address

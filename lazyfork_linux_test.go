@@ -19,7 +19,10 @@ import (
 // each of four threads), each followed by
 // "child PID checked 64" (it ran on pages its faults brought), and
 // returns a pidfd of each, by pid.
-func forkedChildren(t *testing.T, tg *target) map[int]int {
+func forkedChildren(t *testing.T, tg *target) map[int]int { return forkedN(t, tg, 4) }
+
+// forkedN is forkedChildren for n children.
+func forkedN(t *testing.T, tg *target, n int) map[int]int {
 	t.Helper()
 	re := regexp.MustCompile(`(?m)^child (\d+) checked 64$`)
 	deadline := time.Now().Add(60 * time.Second)
@@ -28,7 +31,7 @@ func forkedChildren(t *testing.T, tg *target) map[int]int {
 		if strings.Contains(o, "FAIL") {
 			t.Fatalf("a process read a wrong word:\n%s", o)
 		}
-		if m := re.FindAllStringSubmatch(o, -1); len(m) >= 4 {
+		if m := re.FindAllStringSubmatch(o, -1); len(m) >= n {
 			fds := map[int]int{}
 			for _, x := range m {
 				pid, _ := strconv.Atoi(x[1])
@@ -42,7 +45,7 @@ func forkedChildren(t *testing.T, tg *target) map[int]int {
 			return fds
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no four children checking within 60 s; output:\n%s", o)
+			t.Fatalf("no %d children checking within 60 s; output:\n%s", n, o)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -95,6 +98,21 @@ func TestLazyThreadForksKilledRestorer(t *testing.T) { forksKilledRestorer(t, fa
 // and they die with it.
 func TestLazyForksFdsClosedFirst(t *testing.T) { forksKilledRestorer(t, true, "forks") }
 
+// TestLazyDaemonKilledRestorer: the restored process forks a child that
+// forks a grandchild and exits at once (a daemon): the grandchild,
+// reparented before it could be found among its parent's children, is
+// found among every process (and told by its memory), gets a keeper, and
+// dies with the restorer.
+func TestLazyDaemonKilledRestorer(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "lazymem", false)
+	tg := start(t, bin, "256", "daemon")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	helper, lines := startLazyHelper(t, dir)
+	killLazyTreeN(t, tg, helper, lines, false, 1)
+}
+
 func forksKilledRestorer(t *testing.T, closeFirst bool, mode string) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
@@ -111,6 +129,11 @@ func forksKilledRestorer(t *testing.T, closeFirst bool, mode string) {
 // wait) and checks that the whole tree dies, none having read a wrong
 // word, and that no keeper is left.
 func killLazyTree(t *testing.T, tg *target, helper *exec.Cmd, lines chan string, closeFirst bool) {
+	killLazyTreeN(t, tg, helper, lines, closeFirst, 4)
+}
+
+// killLazyTreeN is killLazyTree for a tree of n children.
+func killLazyTreeN(t *testing.T, tg *target, helper *exec.Cmd, lines chan string, closeFirst bool, n int) {
 	t.Helper()
 	rootFd, err := unix.PidfdOpen(tg.pid, 0)
 	if err != nil {
@@ -118,7 +141,7 @@ func killLazyTree(t *testing.T, tg *target, helper *exec.Cmd, lines chan string,
 	}
 	defer unix.Close(rootFd)
 	tg.fire()
-	kids := forkedChildren(t, tg)
+	kids := forkedN(t, tg, n)
 	// One keeper for the restored process, one for each child.
 	keepers := waitKeepers(t, helper.Process.Pid, 1+len(kids))
 	t.Logf("children %v, keepers %v", kids, keepers)

@@ -3,7 +3,7 @@
 // triggered, checks it: for lazy restore, where the pages arrive while it
 // runs.
 //
-// Protocol: lazymem MiB MODE   (MODE: check, nodeath, fork, forks, tforks, remap, threads or loop)
+// Protocol: lazymem MiB MODE   (MODE: check, nodeath, fork, forks, tforks, daemon, remap, threads or loop)
 // Fills MiB megabytes with a pattern, writes "ready\n", then polls every
 // 1 ms until the file "trigger" in its working directory exists. Then:
 //   check: checks every word in address order, writing "checked N\n"
@@ -24,6 +24,10 @@
 //          is a child of the forks mode, each thread waits for its own;
 //          then the parent checks every word and writes "OK\n" (exit 0)
 //          or "FAIL ..." (exit 1).
+//   daemon: forks a child that forks a grandchild and exits at once; the
+//          grandchild (reparented) is a child of the forks mode. The
+//          parent waits for the child, checks every word and writes
+//          "OK\n" (exit 0) or "FAIL ..." (exit 1).
 //   nodeath: clears its parent-death signal (prctl), then as check.
 //   remap: moves the top half elsewhere (mremap), drops 1 MiB at a
 //          quarter (MADV_DONTNEED: must read zero), unmaps the MiB after
@@ -211,6 +215,34 @@ static int tforks(void)
 	return 0;
 }
 
+// daemon runs the daemon mode (see the top).
+static int daemonize(void)
+{
+	pid_t kid = fork();
+	if (kid < 0) {
+		say("fork failed\n");
+		return 2;
+	}
+	if (kid == 0) {
+		pid_t grand = fork();
+		if (grand == 0) {
+			child(0);
+			_exit(0);
+		}
+		_exit(grand < 0 ? 2 : 0);
+	}
+	int st;
+	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		say("FAIL child status\n");
+		return 1;
+	}
+	int64_t i = check(0, 0);
+	if (i >= 0)
+		fail("parent", i);
+	say("OK\n");
+	return 0;
+}
+
 static volatile sig_atomic_t alarms, alarm_bad;
 
 static void on_alarm(int sig)
@@ -318,6 +350,8 @@ int main(int argc, char **argv)
 		return forks();
 	if (strcmp(mode, "tforks") == 0)
 		return tforks();
+	if (strcmp(mode, "daemon") == 0)
+		return daemonize();
 	if (strcmp(mode, "nodeath") == 0 && prctl(PR_SET_PDEATHSIG, 0) != 0) {
 		say("FAIL prctl\n");
 		return 1;
