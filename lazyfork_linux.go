@@ -214,9 +214,8 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 	f := &l.forks
 	f.known[kid] = true
 	f.hosts[fk.Child] = kid
-	if missing, _ := l.srv.Missing(fk.Child); !missing {
-		return nil // every page is in: nothing to keep
-	}
+	// Its pidfd kills it should the restore fail (with all its pages
+	// in too: the tree it belongs to is killed).
 	pidfd, err := unix.PidfdOpen(kid, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
@@ -225,6 +224,9 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 		return fmt.Errorf("lazy restore: child %d forked while pages were missing: pidfd_open: %w", kid, err)
 	}
 	f.pidfds = append(f.pidfds, pidfd)
+	if missing, _ := l.srv.Missing(fk.Child); !missing {
+		return nil // every page is in: nothing to keep
+	}
 	found := time.Since(fk.Read)
 	kpid, err := stub.Keeper(l.scratch, l.elfBase, kid, fk.Fd)
 	if err != nil {
