@@ -199,6 +199,7 @@ func (l *LazyRestore) closePidfds() {
 // dropKeepers ends the keepers of the userfaultfds: every page is in and
 // the processes were let go, or they were killed.
 func (l *LazyRestore) dropKeepers() {
+	l.dropSpare()
 	for _, k := range l.keepers {
 		if err := stub.KillKeeper(k); err != nil && l.log != nil {
 			l.log.Warn("lazy restore: drop keeper", "err", err)

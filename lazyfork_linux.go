@@ -35,6 +35,9 @@ type forkState struct {
 	pending []lazy.Fork  // in the order the events were read
 	pidfds  []int        // of the matched children, to kill them on failure
 	scanned time.Time    // the last look at every process (orphans)
+	// spare is a keeper started ahead for the next child found (nil:
+	// none, or it could not be started; a child then gets a new one).
+	spare *stub.Spare
 }
 
 // How often the tracer thread looks for the child of a fork event while
@@ -54,6 +57,7 @@ func (l *LazyRestore) waitAllIn(procs []*restoring) error {
 	for _, pr := range procs {
 		l.forks.known[pr.r.Pid] = true
 	}
+	l.newSpare()
 	for {
 		var tick <-chan time.Time
 		if p := l.forks.pending; len(p) > 0 {
@@ -73,6 +77,28 @@ func (l *LazyRestore) waitAllIn(procs []*restoring) error {
 		if err := l.matchForks(); err != nil {
 			l.srv.Fail(err)
 		}
+		if len(l.forks.pending) == 0 && l.forks.spare == nil {
+			l.newSpare()
+		}
+	}
+}
+
+// newSpare starts the spare keeper for the next child found (tried once
+// per child: without one, the child gets a keeper started for it).
+func (l *LazyRestore) newSpare() {
+	sp, err := stub.NewSpare(l.scratch, l.elfBase)
+	if err != nil {
+		l.log.Warn("lazy restore: no spare keeper", "err", err)
+		return
+	}
+	l.forks.spare = sp
+}
+
+// dropSpare ends the spare keeper, if any.
+func (l *LazyRestore) dropSpare() {
+	if l.forks.spare != nil {
+		l.forks.spare.Kill()
+		l.forks.spare = nil
 	}
 }
 
@@ -228,7 +254,7 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 		return nil // every page is in: nothing to keep
 	}
 	found := time.Since(fk.Read)
-	kpid, err := stub.Keeper(l.scratch, l.elfBase, kid, fk.Fd)
+	kpid, err := l.keeper(kid, fk.Fd)
 	if err != nil {
 		if gone(kid) {
 			return nil
@@ -240,6 +266,21 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 	// userfaultfd (the window of README, limits).
 	logStep(l.log, kid, "keeper of a forked child", time.Since(fk.Read), "keeper", kpid, "found", found)
 	return nil
+}
+
+// keeper starts the keeper of child kid, whose userfaultfd is fd: the
+// spare if there is one (a few injected calls), else a new one (a stub
+// exec).
+func (l *LazyRestore) keeper(kid, fd int) (int, error) {
+	if sp := l.forks.spare; sp != nil {
+		l.forks.spare = nil
+		kpid, err := sp.Keep(kid, fd)
+		if err == nil {
+			return kpid, nil
+		}
+		l.log.Warn("lazy restore: spare keeper", "pid", kid, "err", err)
+	}
+	return stub.Keeper(l.scratch, l.elfBase, kid, fd)
 }
 
 // killChildren kills the children forked while pages were missing that

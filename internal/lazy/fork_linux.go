@@ -65,7 +65,8 @@ func (s *Server) noteFork(f Fork) {
 	}
 }
 
-// Probe brings in one missing page of userfaultfd id (the last one) to
+// Probe brings in one missing page of userfaultfd id (in the middle of
+// its largest missing range) to
 // tell which process it belongs to: before is called with the page's
 // address just before the copy (to look at the candidates), and Probe
 // returns that address once the page is in. ok is false when nothing is
@@ -84,11 +85,20 @@ func (s *Server) Probe(id int, before func(addr uint64)) (addr uint64, ok bool, 
 		c.mu.Unlock()
 		return 0, false, nil
 	}
-	g, gen := c.segs[len(c.segs)-1], c.gen
+	// The middle of the largest range: the page least likely to be
+	// touched meanwhile (the children of a fork run on its stack's top,
+	// the background copy goes in address order).
+	g := c.segs[0]
+	for _, x := range c.segs {
+		if x.end-x.start > g.end-g.start {
+			g = x
+		}
+	}
+	gen := c.gen
 	c.mu.Unlock()
-	addr = g.end - pageSize
+	addr = g.start + (g.end-g.start)/2&^(pageSize-1)
 	before(addr)
-	err = c.bring(g, addr, g.end, gen, make([]byte, pageSize))
+	err = c.bring(g, addr, addr+pageSize, gen, make([]byte, pageSize))
 	if errors.Is(err, errRetry) {
 		return 0, false, nil
 	}

@@ -71,17 +71,90 @@ func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
 		return 0, fmt.Errorf("keeper of %d: dup fd %d: %w", pid, fd, err)
 	}
 	f := os.NewFile(uintptr(dup), "userfaultfd")
-	r, err := execStub(elfBase, []*os.File{nil, nil, nil, f})
+	sp, err := startSpare(scratch, elfBase, f)
 	f.Close()
 	if err != nil {
 		return 0, fmt.Errorf("keeper of %d: %w", pid, err)
 	}
+	return sp.arm(pid)
+}
+
+// Spare is a keeper started ahead, before the process it will keep is
+// known (a child forked while pages are missing): a stub, traced and
+// stopped, with its scratch area and a pidfd of rtcr, that dies with rtcr
+// until Keep arms it. Keep then takes a few injected calls instead of a
+// stub exec, which shortens the time a forked child goes without one.
+type Spare struct {
+	r    *ptrace.Remote
+	self uint64 // its pidfd of rtcr
+}
+
+// NewSpare starts a spare keeper (a child of the calling thread, as for
+// Keeper).
+func NewSpare(scratch, elfBase uint64) (*Spare, error) {
+	sp, err := startSpare(scratch, elfBase, nil)
+	if err != nil {
+		return nil, fmt.Errorf("spare keeper: %w", err)
+	}
+	return sp, nil
+}
+
+// Pid is the spare's pid.
+func (sp *Spare) Pid() int { return sp.r.Pid }
+
+// Keep arms the spare as the keeper of pid (as Keeper does) holding a copy
+// of rtcr's fd, which it takes itself (pidfd_getfd), and returns its pid.
+// On error the spare is killed and reaped.
+func (sp *Spare) Keep(pid, fd int) (int, error) {
+	if _, err := sp.r.Syscall(unix.SYS_PIDFD_GETFD, sp.self, uint64(fd), 0); err != nil {
+		ptrace.Kill(sp.r.Pid)
+		return 0, fmt.Errorf("keeper of %d: pidfd_getfd of rtcr's fd %d: %w", pid, fd, err)
+	}
+	return sp.arm(pid)
+}
+
+// Kill ends an unused spare and reaps it.
+func (sp *Spare) Kill() { ptrace.Kill(sp.r.Pid) }
+
+// startSpare starts the stub of a keeper with fd (if not nil) as its fd 3:
+// no parent-death signal taken away yet, traced with exit-kill, its
+// scratch area mapped and a pidfd of rtcr open.
+func startSpare(scratch, elfBase uint64, fd *os.File) (*Spare, error) {
+	files := []*os.File{nil, nil, nil}
+	if fd != nil {
+		files = append(files, fd)
+	}
+	r, err := execStub(elfBase, files)
+	if err != nil {
+		return nil, err
+	}
+	if err := mapScratch(r, scratch); err != nil {
+		ptrace.Kill(r.Pid)
+		return nil, err
+	}
+	// rtcr's pidfd: readable once rtcr (every thread) has exited.
+	self, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
+	if err != nil {
+		ptrace.Kill(r.Pid)
+		return nil, fmt.Errorf("pidfd_open of rtcr %d: %w", os.Getpid(), err)
+	}
+	return &Spare{r: r, self: self}, nil
+}
+
+// arm makes the spare the keeper of pid and lets it go; on error it is
+// killed and reaped.
+func (sp *Spare) arm(pid int) (int, error) {
+	r := sp.r
 	ok := false
 	defer func() {
 		if !ok {
 			ptrace.Kill(r.Pid)
 		}
 	}()
+	pidfd, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(pid), 0)
+	if err != nil {
+		return 0, fmt.Errorf("keeper of %d: pidfd_open: %w", pid, err)
+	}
 	// It must outlive its tracer and parent (this thread): neither dies
 	// with it.
 	if err := ptrace.SetOptions(r.Pid, false); err != nil {
@@ -90,19 +163,7 @@ func Keeper(scratch, elfBase uint64, pid, fd int) (int, error) {
 	if _, err := r.Syscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, 0); err != nil {
 		return 0, fmt.Errorf("keeper of %d: no parent-death signal: %w", pid, err)
 	}
-	if err := mapScratch(r, scratch); err != nil {
-		return 0, fmt.Errorf("keeper of %d: %w", pid, err)
-	}
-	pidfd, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(pid), 0)
-	if err != nil {
-		return 0, fmt.Errorf("keeper of %d: pidfd_open: %w", pid, err)
-	}
-	// rtcr's pidfd: readable once rtcr (every thread) has exited.
-	self, err := r.Syscall(unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
-	if err != nil {
-		return 0, fmt.Errorf("keeper of %d: pidfd_open of rtcr %d: %w", pid, os.Getpid(), err)
-	}
-	fds := [2]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}, {Fd: int32(self), Events: unix.POLLIN}}
+	fds := [2]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}, {Fd: int32(sp.self), Events: unix.POLLIN}}
 	fdsAddr, err := r.Put(ptrace.ArgOff, ptrace.Bytes(&fds))
 	if err != nil {
 		return 0, err
