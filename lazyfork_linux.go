@@ -110,8 +110,12 @@ func (l *LazyRestore) matchForks() error {
 	byParent := map[int][]lazy.Fork{}
 	var parents []int
 	for _, fk := range f.pending {
-		if _, gone := l.srv.Missing(fk.Child); gone {
-			continue // its child exited
+		if missing, gone := l.srv.Missing(fk.Child); gone || !missing {
+			// Its child exited, or has every page: it needs no keeper
+			// (a child of its own is then looked for among every
+			// process, and if the restore fails it is killed with the
+			// parent's other children).
+			continue
 		}
 		// host 0: its parent is itself a child not found yet (or gone
 		// before): looked for among every process.
@@ -141,13 +145,14 @@ func (l *LazyRestore) matchForks() error {
 			// only.
 			kids = l.orphans(forks[0].Read)
 		}
+		kids = l.mapsLike(kids, forks, !orphaned)
 		if len(kids) == 0 {
 			left = append(left, forks...)
 			continue
 		}
 		if len(forks) == 1 && len(kids) == 1 && !orphaned {
-			// The one fork under way and the one new child with memory
-			// registered to a userfaultfd: theirs.
+			// The one fork under way and the one new child with its
+			// memory: theirs.
 			if err := l.keepChild(forks[0], kids[0]); err != nil {
 				return err
 			}
@@ -218,18 +223,52 @@ func present(pid int, addr uint64) bool {
 	return e&(1<<63|1<<62) != 0
 }
 
-// lazyMapped reports whether process pid has memory registered to a
-// userfaultfd in missing mode (smaps "um"): a child forked while pages
-// were missing has, from its birth; one that has exec'd since, or was
-// spawned with vfork and exec'd, has not (and needs no keeper).
-func lazyMapped(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+// mapsLike returns the kids that have a mapping where one of forks still
+// misses pages (/proc/PID/maps): a child of those forks has its parent's
+// mappings; one that has exec'd since (or was spawned with vfork and
+// exec'd: no fork event speaks of it) has not, and needs no keeper. With
+// mark, the others are known from then on (children of a parent found,
+// which can never become a fork's).
+func (l *LazyRestore) mapsLike(kids []int, forks []lazy.Fork, mark bool) []int {
+	var ranges [][2]uint64
+	for _, fk := range forks {
+		if a, b, ok := l.srv.MissingRange(fk.Child); ok {
+			ranges = append(ranges, [2]uint64{a, b})
+		}
+	}
+	var out []int
+	for _, k := range kids {
+		if hasRange(k, ranges) {
+			out = append(out, k)
+		} else if mark {
+			l.forks.known[k] = true
+		}
+	}
+	return out
+}
+
+// hasRange reports whether process pid has a mapping holding one of
+// ranges whole.
+func hasRange(pid int, ranges [][2]uint64) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
 		return false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmFlags:"); ok && slices.Contains(strings.Fields(v), "um") {
-			return true
+		span, _, _ := strings.Cut(line, " ")
+		lo, hi, ok := strings.Cut(span, "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for _, r := range ranges {
+			if start <= r[0] && r[1] <= end {
+				return true
+			}
 		}
 	}
 	return false
@@ -331,9 +370,8 @@ func (l *LazyRestore) closeChildPidfds() {
 }
 
 // newChildren returns the children of process host (of any of its
-// threads) not in known, oldest first, that have memory registered to a
-// userfaultfd: not those that share its address space (vfork), nor those
-// that exec'd (added to known).
+// threads) not in known, oldest first, but those that share its address
+// space (vfork: no userfaultfd of their own).
 func newChildren(host int, known map[int]bool) ([]int, error) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", host))
 	if err != nil {
@@ -361,10 +399,6 @@ func newChildren(host int, known map[int]bool) ([]int, error) {
 			if sameVM(host, pid) {
 				continue // vfork: its parent's memory, until it execs
 			}
-			if !lazyMapped(pid) {
-				known[pid] = true // exec'd: no lazy memory, now or later
-				continue
-			}
 			kids = append(kids, kid{pid, st.StartTime})
 		}
 	}
@@ -381,10 +415,9 @@ func newChildren(host int, known map[int]bool) ([]int, error) {
 	return out, nil
 }
 
-// orphans returns the processes not known, started since (or up to
-// two clock ticks before) since, that have memory registered to a
-// userfaultfd: the candidates for the child of a fork whose parent has
-// exited since.
+// orphans returns the processes not known, started since (or up to two
+// clock ticks before) since: the candidates for the child of a fork whose
+// parent has exited since, or is not found yet.
 func (l *LazyRestore) orphans(since time.Time) []int {
 	known := l.forks.known
 	// At most one look every forkPoll: it reads every process's stat.
@@ -410,7 +443,7 @@ func (l *LazyRestore) orphans(since time.Time) []int {
 			continue
 		}
 		st, err := procfs.ReadStat(pid)
-		if err != nil || st.StartTime < from || !lazyMapped(pid) {
+		if err != nil || st.StartTime < from {
 			continue
 		}
 		out = append(out, pid)

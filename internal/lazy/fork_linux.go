@@ -65,6 +65,43 @@ func (s *Server) noteFork(f Fork) {
 	}
 }
 
+// MissingRange returns the largest range of pages userfaultfd id still
+// misses (where they are now); ok is false when none is missing.
+func (s *Server) MissingRange(id int) (start, end uint64, ok bool) {
+	c := s.ctx(id)
+	if c == nil {
+		return 0, 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.segs) == 0 {
+		return 0, 0, false
+	}
+	g := c.largest()
+	return g.start, g.end, true
+}
+
+// ctx returns the ctx of userfaultfd id, nil if none.
+func (s *Server) ctx(id int) *ctx {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id < 0 || id >= len(s.ctxs) {
+		return nil
+	}
+	return s.ctxs[id]
+}
+
+// largest returns the largest missing range. c.mu held, segs not empty.
+func (c *ctx) largest() seg {
+	g := c.segs[0]
+	for _, x := range c.segs {
+		if x.end-x.start > g.end-g.start {
+			g = x
+		}
+	}
+	return g
+}
+
 // Probe brings in one missing page of userfaultfd id (in the middle of
 // its largest missing range) to
 // tell which process it belongs to: before is called with the page's
@@ -88,13 +125,7 @@ func (s *Server) Probe(id int, before func(addr uint64)) (addr uint64, ok bool, 
 	// The middle of the largest range: the page least likely to be
 	// touched meanwhile (the children of a fork run on its stack's top,
 	// the background copy goes in address order).
-	g := c.segs[0]
-	for _, x := range c.segs {
-		if x.end-x.start > g.end-g.start {
-			g = x
-		}
-	}
-	gen := c.gen
+	g, gen := c.largest(), c.gen
 	c.mu.Unlock()
 	addr = g.start + (g.end-g.start)/2&^(pageSize-1)
 	before(addr)
