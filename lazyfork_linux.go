@@ -145,7 +145,7 @@ func (l *LazyRestore) matchForks() error {
 			// only.
 			kids = l.orphans(forks[0].Read)
 		}
-		kids = l.mapsLike(kids, forks, !orphaned)
+		kids = l.mapsLike(kids, forks)
 		if len(kids) == 0 {
 			left = append(left, forks...)
 			continue
@@ -226,10 +226,8 @@ func present(pid int, addr uint64) bool {
 // mapsLike returns the kids that have a mapping where one of forks still
 // misses pages (/proc/PID/maps): a child of those forks has its parent's
 // mappings; one that has exec'd since (or was spawned with vfork and
-// exec'd: no fork event speaks of it) has not, and needs no keeper. With
-// mark, the others are known from then on (children of a parent found,
-// which can never become a fork's).
-func (l *LazyRestore) mapsLike(kids []int, forks []lazy.Fork, mark bool) []int {
+// exec'd: no fork event speaks of it) has not, and needs no keeper.
+func (l *LazyRestore) mapsLike(kids []int, forks []lazy.Fork) []int {
 	var ranges [][2]uint64
 	for _, fk := range forks {
 		if a, b, ok := l.srv.MissingRange(fk.Child); ok {
@@ -240,8 +238,6 @@ func (l *LazyRestore) mapsLike(kids []int, forks []lazy.Fork, mark bool) []int {
 	for _, k := range kids {
 		if hasRange(k, ranges) {
 			out = append(out, k)
-		} else if mark {
-			l.forks.known[k] = true
 		}
 	}
 	return out
