@@ -69,7 +69,10 @@ func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 // anonymous memory are recorded, not copied.
 func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked, remote bool) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
 	wait = func() error { return nil }
-	maps, err := procfs.ReadSmaps(pid)
+	// smaps on a goroutine of its own, the layout from maps: see collect.
+	flags := readSmaps(pid)
+	defer flags.wait()
+	layout, err := procfs.ReadMaps(pid)
 	if err != nil {
 		return nil, nil, 0, wait, err
 	}
@@ -93,7 +96,7 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 		}
 		defer sc.Close()
 	}
-	vmas, vdso, err = collect(pid, maps, pm, cp, shared, inc, cs, sc)
+	vmas, vdso, err = collect(pid, layout, flags, pm, cp, shared, inc, cs, sc)
 	if err == nil {
 		err = cp.flush()
 	}
@@ -110,13 +113,47 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 	return vmas, vdso, cp.queued, cp.close, nil
 }
 
-// collect classifies maps and saves their pages; with sc (DumpRemote) the
-// pages of private anonymous memory are recorded as Remote spans instead.
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, sc *track.Scanner) ([]image.VMA, []byte, error) {
+// collect classifies the mappings of layout (/proc/PID/maps, read frozen:
+// no page walk) and saves their pages; with sc (DumpRemote) the pages of
+// private anonymous memory are recorded as Remote spans instead. flags is
+// /proc/PID/smaps, being read meanwhile (the kernel walks every page table
+// for it): private anonymous memory, which no VmFlags keep rtcr from
+// reading, is saved before it arrives, the rest after (see early and
+// joinFlags).
+func collect(pid int, layout []procfs.Mapping, flags *smapsRead, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, sc *track.Scanner) ([]image.VMA, []byte, error) {
+	c := &collector{pid: pid, pm: pm, cp: cp, shared: shared, inc: inc, cs: cs, sc: sc}
+	saved := make([]*earlyVMA, len(layout))
+	var earlyErr error
+	for i, m := range layout {
+		if !early(m) {
+			continue
+		}
+		if saved[i], earlyErr = c.saveEarly(m); earlyErr != nil {
+			break
+		}
+	}
+	maps, err := flags.wait()
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
+	}
+	if err := joinLayout(pid, layout, maps); err != nil {
+		return nil, nil, err
+	}
+	if earlyErr != nil {
+		// A mapping refused for its VmFlags says more than a read of
+		// it that failed.
+		for i, m := range maps {
+			if early(layout[i]) {
+				inc.stripTracking(&m)
+				if _, _, err := classify(pid, m); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		return nil, nil, earlyErr
+	}
 	var vmas []image.VMA
-	var vdso []byte
-	var entries []uint64
-	for _, m := range maps {
+	for i, m := range maps {
 		tracked := inc.stripTracking(&m)
 		v, ok, err := classify(pid, m)
 		if err != nil {
@@ -125,70 +162,14 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 		if !ok {
 			continue
 		}
-		if v.Kind == image.KindVDSO {
-			vdso = make([]byte, m.Size())
-			if err := ptrace.ReadMem(pid, m.Start, vdso); err != nil {
-				return nil, nil, fmt.Errorf("read [vdso] of %d: %w", pid, err)
-			}
-		}
-		if v.Kind == image.KindMemfd || v.Kind == image.KindDeleted {
-			if err := shared.dumpFile(pid, &v); err != nil {
+		if e := saved[i]; e != nil {
+			if err := e.join(pid, &v, tracked, inc); err != nil {
 				return nil, nil, err
 			}
-		}
-		sysvHome := false
-		if v.Kind == image.KindSysV {
-			if sysvHome, err = shared.sysvMapping(pid, &v); err != nil {
-				return nil, nil, err
-			}
-		}
-		var covered [2]uint64
-		if v.ShareOf, covered, err = shared.share(pid, &v); err != nil {
+		} else if err := c.savePages(&v, tracked); err != nil {
 			return nil, nil, err
 		}
-		keep, err := pageFilter(pid, v)
-		if err != nil {
-			return nil, nil, fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-		}
-		if v.ShareOf != nil {
-			keep = outside(v, covered, keep)
-		}
-		if v.Kind == image.KindSysV && !sysvHome {
-			keep = nil // the segment's first attachment saves its pages
-		}
-		if inc != nil && Trackable(&v) {
-			r := [2]uint64{v.Start, v.End}
-			switch {
-			case !tracked:
-				inc.Untracked = append(inc.Untracked, r)
-			case sharedView(&v):
-				inc.Reprotect = append(inc.Reprotect, r)
-			default:
-				inc.TrackedRanges = append(inc.TrackedRanges, r)
-			}
-			done, err := dumpTracked(pid, pm, &v, tracked, covered, keep != nil, inc, &entries, cp)
-			if err != nil {
-				return nil, nil, fmt.Errorf("written pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
-			if done {
-				keep = nil
-			}
-		}
-		if keep != nil && sc != nil && image.RemoteKind(&v) {
-			if err := scanRemote(pm, sc, &v, keep, &entries); err != nil {
-				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
-			keep = nil
-		}
-		if keep != nil {
-			vcs := cs
-			if !privateMemory(&v) {
-				vcs = nil
-			}
-			if err := scanRuns(pm, &v, keep, &entries, cp, vcs); err != nil {
-				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
-		}
+		inc.list(&v, tracked)
 		vmas = append(vmas, v)
 	}
 	if shared != nil {
@@ -196,7 +177,100 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 			return nil, nil, err
 		}
 	}
-	return vmas, vdso, nil
+	return vmas, c.vdso, nil
+}
+
+// collector is what saving the pages of one process's mappings needs.
+type collector struct {
+	pid     int
+	pm      *procfs.Pagemap
+	cp      *copier
+	shared  *Shared
+	inc     *Incr
+	cs      *cowScan
+	sc      *track.Scanner
+	entries []uint64 // pagemap entries, reused
+	vdso    []byte   // the bytes of [vdso]
+}
+
+// savePages saves the pages of the mapping v (classified; tracked: its
+// "uw" flag was rtcr's), appending its runs to v.Pages.
+func (c *collector) savePages(v *image.VMA, tracked bool) error {
+	pid := c.pid
+	if v.Kind == image.KindVDSO {
+		c.vdso = make([]byte, v.End-v.Start)
+		if err := ptrace.ReadMem(pid, v.Start, c.vdso); err != nil {
+			return fmt.Errorf("read [vdso] of %d: %w", pid, err)
+		}
+	}
+	if v.Kind == image.KindMemfd || v.Kind == image.KindDeleted {
+		if err := c.shared.dumpFile(pid, v); err != nil {
+			return err
+		}
+	}
+	sysvHome := false
+	var err error
+	if v.Kind == image.KindSysV {
+		if sysvHome, err = c.shared.sysvMapping(pid, v); err != nil {
+			return err
+		}
+	}
+	var covered [2]uint64
+	if v.ShareOf, covered, err = c.shared.share(pid, v); err != nil {
+		return err
+	}
+	keep, err := pageFilter(pid, *v)
+	if err != nil {
+		return fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+	}
+	if v.ShareOf != nil {
+		keep = outside(*v, covered, keep)
+	}
+	if v.Kind == image.KindSysV && !sysvHome {
+		keep = nil // the segment's first attachment saves its pages
+	}
+	if c.inc != nil && Trackable(v) {
+		done, err := dumpTracked(pid, c.pm, v, tracked, covered, keep != nil, c.inc, &c.entries, c.cp)
+		if err != nil {
+			return fmt.Errorf("written pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+		if done {
+			keep = nil
+		}
+	}
+	if keep != nil && c.sc != nil && image.RemoteKind(v) {
+		if err := scanRemote(c.pm, c.sc, v, keep, &c.entries); err != nil {
+			return fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+		keep = nil
+	}
+	if keep != nil {
+		vcs := c.cs
+		if !privateMemory(v) {
+			vcs = nil
+		}
+		if err := scanRuns(c.pm, v, keep, &c.entries, c.cp, vcs); err != nil {
+			return fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+	}
+	return nil
+}
+
+// list records the tracked mapping v (tracked: registered by rtcr) in
+// inc's lists of what to register or protect after the copy.
+func (inc *Incr) list(v *image.VMA, tracked bool) {
+	if inc == nil || !Trackable(v) {
+		return
+	}
+	r := [2]uint64{v.Start, v.End}
+	switch {
+	case !tracked:
+		inc.Untracked = append(inc.Untracked, r)
+	case sharedView(v):
+		inc.Reprotect = append(inc.Reprotect, r)
+	default:
+		inc.TrackedRanges = append(inc.TrackedRanges, r)
+	}
 }
 
 // pageFilter returns which pages of v (by address and pagemap entry) hold
