@@ -450,8 +450,8 @@ var errWriteFailed = errors.New("page file write failed")
 // (one read while the other is written), more made only when the reader
 // finds none free, so that a small dump (an increment) is copied out of
 // the frozen process without waiting for its page file's writes, which
-// may end after the release (DumpLater). They are mapped, not Go memory,
-// and populated as they are used.
+// may end after the release (DumpLater). They come from the pool
+// (buffers_linux.go).
 const copyBuffers = 4
 
 func newCopier(pid int, w io.Writer) *copier {
@@ -570,18 +570,14 @@ func (c *copier) readMem(addr uint64, b []byte) error {
 	return nil
 }
 
-// buffer returns an empty copy buffer of copyBuf bytes. Its pages are
-// populated by flush as they are first needed, in one call: a user-space
-// page fault is slow on our machines (~12 µs; 2048 of them per buffer),
-// and populating the whole buffer up front would cost every small process
-// its price. It falls back to Go memory.
+// buffer returns an empty copy buffer of copyBuf bytes, from the pool
+// when it has one (see getBuffer).
 func (c *copier) buffer() []byte {
 	c.made++
-	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return make([]byte, 0, copyBuf)
+	b, mapped := getBuffer()
+	if mapped {
+		c.mapped = append(c.mapped, b)
 	}
-	c.mapped = append(c.mapped, b)
 	return b[:0]
 }
 
@@ -593,7 +589,7 @@ func (c *copier) close() error {
 		err = fmt.Errorf("write pages: %w", werr)
 	}
 	for _, b := range c.mapped {
-		_ = unix.Munmap(b)
+		putBuffer(b)
 	}
 	if c.memFile != nil {
 		_ = c.memFile.Close()
