@@ -118,8 +118,8 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 // private anonymous memory are recorded as Remote spans instead. flags is
 // /proc/PID/smaps, being read meanwhile (the kernel walks every page table
 // for it): private anonymous memory, which no VmFlags keep rtcr from
-// reading, is saved before it arrives, the rest after (see early and
-// joinFlags).
+// reading, is saved before it arrives, the rest after (see early,
+// joinLayout and earlyVMA.join in layout_linux.go).
 func collect(pid int, layout []procfs.Mapping, flags *smapsRead, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, sc *track.Scanner) ([]image.VMA, []byte, error) {
 	c := &collector{pid: pid, pm: pm, cp: cp, shared: shared, inc: inc, cs: cs, sc: sc}
 	saved := make([]*earlyVMA, len(layout))
