@@ -119,6 +119,8 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	log := logger(opts.Logger)
+	// The copy buffers, ready before the freeze (mem/buffers_linux.go).
+	mem.PrepareBuffers(2)
 	// The drain table goes last, once the tree is released or killed
 	// (a killed tree's listeners stay behind the network lock).
 	f, drain, err := freezeDrained(ctx, log, root, stage.Gen)

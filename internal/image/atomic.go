@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +17,31 @@ const writeBufferSize = 1 << 20
 // writers keeps the buffered writers of finished files for the next ones:
 // a dump writes a page file per process, and a fresh 1 MiB buffer each
 // cost milliseconds (allocated, cleared, faulted in) of a tree's freeze.
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
+// Not a sync.Pool, which every garbage collection empties: the next
+// checkpoint of a periodic series paid it again in its freeze.
+var writers = writerPool{free: make(chan *bufio.Writer, 8)}
+
+// writerPool holds at most 8 idle writers.
+type writerPool struct{ free chan *bufio.Writer }
+
+// Get returns an idle writer, or a new one.
+func (p *writerPool) Get() *bufio.Writer {
+	select {
+	case w := <-p.free:
+		return w
+	default:
+		return bufio.NewWriterSize(nil, writeBufferSize)
+	}
+}
+
+// Put keeps w for a later Get, if there is room.
+func (p *writerPool) Put(w *bufio.Writer) {
+	w.Reset(nil)
+	select {
+	case p.free <- w:
+	default:
+	}
+}
 
 // WriteFileAtomic creates dir/name with mode 0600 holding the bytes that
 // write produces, so that dir/name either keeps its old state or holds the
@@ -68,7 +91,7 @@ func writeFileAt(d *os.File, dir, name string, write func(w io.Writer) error, sy
 	if err := f.Chmod(0o600); err != nil {
 		return fmt.Errorf("writing %s: chmod %s: %w", path, tmp, err)
 	}
-	bw := writers.Get().(*bufio.Writer)
+	bw := writers.Get()
 	bw.Reset(f)
 	defer func() {
 		bw.Reset(nil)

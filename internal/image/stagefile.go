@@ -43,7 +43,7 @@ func (s *Stage) OpenFile(name string) (*StageFile, error) {
 		_ = unix.Unlinkat(int(s.dir.Fd()), tmp, 0)
 		return nil, fmt.Errorf("writing %s: chmod %s: %w", path, tmp, err)
 	}
-	bw := writers.Get().(*bufio.Writer)
+	bw := writers.Get()
 	bw.Reset(f)
 	return &StageFile{s: s, name: name, tmp: tmp, f: f, bw: bw}, nil
 }

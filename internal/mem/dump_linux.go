@@ -3,10 +3,8 @@ package mem
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
-	"sync/atomic"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -69,7 +67,10 @@ func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 // anonymous memory are recorded, not copied.
 func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked, remote bool) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
 	wait = func() error { return nil }
-	maps, err := procfs.ReadSmaps(pid)
+	// smaps on a goroutine of its own, the layout from maps: see collect.
+	flags := readSmaps(pid)
+	defer flags.wait()
+	layout, err := procfs.ReadMaps(pid)
 	if err != nil {
 		return nil, nil, 0, wait, err
 	}
@@ -93,7 +94,7 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 		}
 		defer sc.Close()
 	}
-	vmas, vdso, err = collect(pid, maps, pm, cp, shared, inc, cs, sc)
+	vmas, vdso, err = collect(pid, layout, flags, pm, cp, shared, inc, cs, sc)
 	if err == nil {
 		err = cp.flush()
 	}
@@ -110,13 +111,47 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 	return vmas, vdso, cp.queued, cp.close, nil
 }
 
-// collect classifies maps and saves their pages; with sc (DumpRemote) the
-// pages of private anonymous memory are recorded as Remote spans instead.
-func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, sc *track.Scanner) ([]image.VMA, []byte, error) {
+// collect classifies the mappings of layout (/proc/PID/maps, read frozen:
+// no page walk) and saves their pages; with sc (DumpRemote) the pages of
+// private anonymous memory are recorded as Remote spans instead. flags is
+// /proc/PID/smaps, being read meanwhile (the kernel walks every page table
+// for it): private anonymous memory, which no VmFlags keep rtcr from
+// reading, is saved before it arrives, the rest after (see early,
+// joinLayout and earlyVMA.join in layout_linux.go).
+func collect(pid int, layout []procfs.Mapping, flags *smapsRead, pm *procfs.Pagemap, cp *copier, shared *Shared, inc *Incr, cs *cowScan, sc *track.Scanner) ([]image.VMA, []byte, error) {
+	c := &collector{pid: pid, pm: pm, cp: cp, shared: shared, inc: inc, cs: cs, sc: sc}
+	saved := make([]*earlyVMA, len(layout))
+	var earlyErr error
+	for i, m := range layout {
+		if !early(m) {
+			continue
+		}
+		if saved[i], earlyErr = c.saveEarly(m); earlyErr != nil {
+			break
+		}
+	}
+	maps, err := flags.wait()
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
+	}
+	if err := joinLayout(pid, layout, maps); err != nil {
+		return nil, nil, err
+	}
+	if earlyErr != nil {
+		// A mapping refused for its VmFlags says more than a read of
+		// it that failed.
+		for i, m := range maps {
+			if early(layout[i]) {
+				inc.stripTracking(&m)
+				if _, _, err := classify(pid, m); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		return nil, nil, earlyErr
+	}
 	var vmas []image.VMA
-	var vdso []byte
-	var entries []uint64
-	for _, m := range maps {
+	for i, m := range maps {
 		tracked := inc.stripTracking(&m)
 		v, ok, err := classify(pid, m)
 		if err != nil {
@@ -125,70 +160,14 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 		if !ok {
 			continue
 		}
-		if v.Kind == image.KindVDSO {
-			vdso = make([]byte, m.Size())
-			if err := ptrace.ReadMem(pid, m.Start, vdso); err != nil {
-				return nil, nil, fmt.Errorf("read [vdso] of %d: %w", pid, err)
-			}
-		}
-		if v.Kind == image.KindMemfd || v.Kind == image.KindDeleted {
-			if err := shared.dumpFile(pid, &v); err != nil {
+		if e := saved[i]; e != nil {
+			if err := e.join(pid, &v, tracked, inc); err != nil {
 				return nil, nil, err
 			}
-		}
-		sysvHome := false
-		if v.Kind == image.KindSysV {
-			if sysvHome, err = shared.sysvMapping(pid, &v); err != nil {
-				return nil, nil, err
-			}
-		}
-		var covered [2]uint64
-		if v.ShareOf, covered, err = shared.share(pid, &v); err != nil {
+		} else if err := c.savePages(&v, tracked); err != nil {
 			return nil, nil, err
 		}
-		keep, err := pageFilter(pid, v)
-		if err != nil {
-			return nil, nil, fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-		}
-		if v.ShareOf != nil {
-			keep = outside(v, covered, keep)
-		}
-		if v.Kind == image.KindSysV && !sysvHome {
-			keep = nil // the segment's first attachment saves its pages
-		}
-		if inc != nil && Trackable(&v) {
-			r := [2]uint64{v.Start, v.End}
-			switch {
-			case !tracked:
-				inc.Untracked = append(inc.Untracked, r)
-			case sharedView(&v):
-				inc.Reprotect = append(inc.Reprotect, r)
-			default:
-				inc.TrackedRanges = append(inc.TrackedRanges, r)
-			}
-			done, err := dumpTracked(pid, pm, &v, tracked, covered, keep != nil, inc, &entries, cp)
-			if err != nil {
-				return nil, nil, fmt.Errorf("written pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
-			if done {
-				keep = nil
-			}
-		}
-		if keep != nil && sc != nil && image.RemoteKind(&v) {
-			if err := scanRemote(pm, sc, &v, keep, &entries); err != nil {
-				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
-			keep = nil
-		}
-		if keep != nil {
-			vcs := cs
-			if !privateMemory(&v) {
-				vcs = nil
-			}
-			if err := scanRuns(pm, &v, keep, &entries, cp, vcs); err != nil {
-				return nil, nil, fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
-			}
-		}
+		inc.list(&v, tracked)
 		vmas = append(vmas, v)
 	}
 	if shared != nil {
@@ -196,7 +175,100 @@ func collect(pid int, maps []procfs.Mapping, pm *procfs.Pagemap, cp *copier, sha
 			return nil, nil, err
 		}
 	}
-	return vmas, vdso, nil
+	return vmas, c.vdso, nil
+}
+
+// collector is what saving the pages of one process's mappings needs.
+type collector struct {
+	pid     int
+	pm      *procfs.Pagemap
+	cp      *copier
+	shared  *Shared
+	inc     *Incr
+	cs      *cowScan
+	sc      *track.Scanner
+	entries []uint64 // pagemap entries, reused
+	vdso    []byte   // the bytes of [vdso]
+}
+
+// savePages saves the pages of the mapping v (classified; tracked: its
+// "uw" flag was rtcr's), appending its runs to v.Pages.
+func (c *collector) savePages(v *image.VMA, tracked bool) error {
+	pid := c.pid
+	if v.Kind == image.KindVDSO {
+		c.vdso = make([]byte, v.End-v.Start)
+		if err := ptrace.ReadMem(pid, v.Start, c.vdso); err != nil {
+			return fmt.Errorf("read [vdso] of %d: %w", pid, err)
+		}
+	}
+	if v.Kind == image.KindMemfd || v.Kind == image.KindDeleted {
+		if err := c.shared.dumpFile(pid, v); err != nil {
+			return err
+		}
+	}
+	sysvHome := false
+	var err error
+	if v.Kind == image.KindSysV {
+		if sysvHome, err = c.shared.sysvMapping(pid, v); err != nil {
+			return err
+		}
+	}
+	var covered [2]uint64
+	if v.ShareOf, covered, err = c.shared.share(pid, v); err != nil {
+		return err
+	}
+	keep, err := pageFilter(pid, *v)
+	if err != nil {
+		return fmt.Errorf("mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+	}
+	if v.ShareOf != nil {
+		keep = outside(*v, covered, keep)
+	}
+	if v.Kind == image.KindSysV && !sysvHome {
+		keep = nil // the segment's first attachment saves its pages
+	}
+	if c.inc != nil && Trackable(v) {
+		done, err := dumpTracked(pid, c.pm, v, tracked, covered, keep != nil, c.inc, &c.entries, c.cp)
+		if err != nil {
+			return fmt.Errorf("written pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+		if done {
+			keep = nil
+		}
+	}
+	if keep != nil && c.sc != nil && image.RemoteKind(v) {
+		if err := scanRemote(c.pm, c.sc, v, keep, &c.entries); err != nil {
+			return fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+		keep = nil
+	}
+	if keep != nil {
+		vcs := c.cs
+		if !privateMemory(v) {
+			vcs = nil
+		}
+		if err := scanRuns(c.pm, v, keep, &c.entries, c.cp, vcs); err != nil {
+			return fmt.Errorf("pages of mapping %#x-%#x of %d: %w", v.Start, v.End, pid, err)
+		}
+	}
+	return nil
+}
+
+// list records the tracked mapping v (tracked: registered by rtcr) in
+// inc's lists of what to register or protect after the copy.
+func (inc *Incr) list(v *image.VMA, tracked bool) {
+	if inc == nil || !Trackable(v) {
+		return
+	}
+	r := [2]uint64{v.Start, v.End}
+	switch {
+	case !tracked:
+		inc.Untracked = append(inc.Untracked, r)
+	case sharedView(v):
+		inc.Reprotect = append(inc.Reprotect, r)
+	default:
+		inc.TrackedRanges = append(inc.TrackedRanges, r)
+	}
 }
 
 // pageFilter returns which pages of v (by address and pagemap entry) hold
@@ -337,192 +409,4 @@ func scanRuns(pm *procfs.Pagemap, v *image.VMA, keep func(addr, e uint64) bool, 
 		start = end
 	}
 	return nil
-}
-
-// copyBuf is the size of one process_vm_readv batch.
-const copyBuf = 8 << 20
-
-// copier copies remote memory into the page file in large batches: one
-// process_vm_readv per batch fills a buffer while a second goroutine
-// writes the previous buffer out.
-type copier struct {
-	pid    int
-	queued int64 // bytes queued so far (the page-file offset of the next byte)
-	buf    []byte
-	iov    []unix.RemoteIovec
-	free   chan []byte
-	full   chan []byte
-	mapped [][]byte // buffers to unmap at close
-	made   int      // buffers made
-	done   chan error
-	// cow marks the queued ranges (by index in iov) of pages the
-	// process may share copy-on-write: they are read through
-	// /proc/PID/mem (memFile), because process_vm_readv pins the pages
-	// it reads, and the kernel (since 5.19) unshares an anonymous page
-	// pinned while shared: a dump would copy every page a pre-fork tree
-	// shares, in the running tree.
-	cow     []bool
-	memFile *os.File
-	// failed is set when a write failed (disk full, Ctrl-C): reading the
-	// rest of the memory would only keep the target frozen longer.
-	failed atomic.Bool
-}
-
-// errWriteFailed stops the copy after the writer failed; close returns the
-// writer's own error.
-var errWriteFailed = errors.New("page file write failed")
-
-// copyBuffers bounds the copy buffers of one copier: two to begin with
-// (one read while the other is written), more made only when the reader
-// finds none free, so that a small dump (an increment) is copied out of
-// the frozen process without waiting for its page file's writes, which
-// may end after the release (DumpLater). They are mapped, not Go memory,
-// and populated as they are used.
-const copyBuffers = 4
-
-func newCopier(pid int, w io.Writer) *copier {
-	c := &copier{pid: pid, free: make(chan []byte, copyBuffers), full: make(chan []byte, copyBuffers), done: make(chan error, 1)}
-	for range 2 {
-		c.free <- c.buffer()
-	}
-	go func() {
-		var err error
-		for b := range c.full {
-			if err == nil {
-				if _, err = w.Write(b); err != nil {
-					c.failed.Store(true)
-				}
-			}
-			c.free <- b[:0]
-		}
-		c.done <- err
-	}()
-	c.buf = <-c.free
-	return c
-}
-
-func (c *copier) offset() int64 { return c.queued }
-
-// add queues n bytes at addr; cow says they may be shared copy-on-write
-// with another process.
-func (c *copier) add(addr, n uint64, cow bool) error {
-	for n > 0 {
-		room := uint64(cap(c.buf) - len(c.buf))
-		if room == 0 || len(c.iov) == 1024 {
-			if err := c.flush(); err != nil {
-				return err
-			}
-			continue
-		}
-		k := min(room, n)
-		c.iov = append(c.iov, unix.RemoteIovec{Base: uintptr(addr), Len: int(k)})
-		c.cow = append(c.cow, cow)
-		c.buf = c.buf[:len(c.buf)+int(k)]
-		c.queued += int64(k)
-		addr += k
-		n -= k
-	}
-	return nil
-}
-
-// flush reads the queued ranges into the buffer and hands it to the writer.
-func (c *copier) flush() error {
-	if c.failed.Load() {
-		return errWriteFailed
-	}
-	if len(c.buf) == 0 {
-		return nil
-	}
-	// Pages already there cost the kernel a walk; an error (an older
-	// kernel, Go memory) leaves them to page faults.
-	_ = unix.Madvise(c.buf, unix.MADV_POPULATE_WRITE)
-	var local []unix.Iovec
-	var remote []unix.RemoteIovec
-	total, off := 0, 0
-	for i, r := range c.iov {
-		if !c.cow[i] {
-			iov := unix.Iovec{Base: &c.buf[off]}
-			iov.SetLen(r.Len)
-			local, remote = append(local, iov), append(remote, r)
-			total += r.Len
-		}
-		off += r.Len
-	}
-	n := 0
-	var err error
-	if total > 0 {
-		n, err = unix.ProcessVMReadv(c.pid, local, remote, 0)
-	}
-	off = 0
-	for i, r := range c.iov {
-		// Possibly shared pages, and (when the batch read failed)
-		// pages the process cannot read itself (PROT_NONE): through
-		// /proc/PID/mem range by range.
-		if c.cow[i] || err != nil || n != total {
-			if err := c.readMem(uint64(r.Base), c.buf[off:off+r.Len]); err != nil {
-				return err
-			}
-		}
-		off += r.Len
-	}
-	c.full <- c.buf
-	select {
-	case c.buf = <-c.free:
-	default:
-		if c.made < copyBuffers {
-			c.buf = c.buffer()
-		} else {
-			c.buf = <-c.free
-		}
-	}
-	c.iov, c.cow = c.iov[:0], c.cow[:0]
-	return nil
-}
-
-// readMem reads len(b) bytes at addr through /proc/PID/mem, which does
-// not pin pages (unlike process_vm_readv): pages shared copy-on-write stay
-// shared.
-func (c *copier) readMem(addr uint64, b []byte) error {
-	if c.memFile == nil {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/mem", c.pid))
-		if err != nil {
-			return fmt.Errorf("read memory of %d: %w", c.pid, err)
-		}
-		c.memFile = f
-	}
-	if _, err := c.memFile.ReadAt(b, int64(addr)); err != nil {
-		return fmt.Errorf("read %d bytes at %#x of %d: %w", len(b), addr, c.pid, err)
-	}
-	return nil
-}
-
-// buffer returns an empty copy buffer of copyBuf bytes. Its pages are
-// populated by flush as they are first needed, in one call: a user-space
-// page fault is slow on our machines (~12 µs; 2048 of them per buffer),
-// and populating the whole buffer up front would cost every small process
-// its price. It falls back to Go memory.
-func (c *copier) buffer() []byte {
-	c.made++
-	b, err := unix.Mmap(-1, 0, copyBuf, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return make([]byte, 0, copyBuf)
-	}
-	c.mapped = append(c.mapped, b)
-	return b[:0]
-}
-
-// close flushes what is queued and waits for the writer.
-func (c *copier) close() error {
-	err := c.flush()
-	close(c.full)
-	if werr := <-c.done; werr != nil && (err == nil || errors.Is(err, errWriteFailed)) {
-		err = fmt.Errorf("write pages: %w", werr)
-	}
-	for _, b := range c.mapped {
-		_ = unix.Munmap(b)
-	}
-	if c.memFile != nil {
-		_ = c.memFile.Close()
-	}
-	return err
 }

@@ -181,7 +181,13 @@ func appendRun(v *image.VMA, r image.PageRun) {
 // parentRuns returns the runs of parent within [start, end), one image
 // deeper (held by the parent or, through it, an older image).
 func parentRuns(parent *image.Process, start, end uint64) []image.PageRun {
-	var out []image.PageRun
+	n := 0
+	for _, pv := range parent.VMAs {
+		if pv.End > start && pv.Start < end {
+			n += len(pv.Pages)
+		}
+	}
+	out := make([]image.PageRun, 0, n)
 	for _, pv := range parent.VMAs {
 		if pv.End <= start || pv.Start >= end || pv.Shared || pv.ShareOf != nil || pv.Kind == image.KindSysV {
 			continue
@@ -212,7 +218,9 @@ func mergeRanges(a, b [][2]uint64) [][2]uint64 {
 
 // cutRuns removes the sorted ranges cut from the sorted runs.
 func cutRuns(runs []image.PageRun, cut [][2]uint64) []image.PageRun {
-	var out []image.PageRun
+	// Each range cut splits at most one run in two: no growing in the
+	// freeze (fresh memory is dear there).
+	out := make([]image.PageRun, 0, len(runs)+len(cut))
 	for _, r := range runs {
 		a, end := r.Addr, r.Addr+r.Count*image.PageSize
 		k := sort.Search(len(cut), func(i int) bool { return cut[i][1] > a })
