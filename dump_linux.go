@@ -181,7 +181,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			live = append(live, pid)
 		}
 	}
-	if err := forEach(live, func(pid int) error { return tree.CheckNamespaces(pid, nested) }); err != nil {
+	if err := tree.CheckNamespaces(live, nested); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if !nested {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -62,12 +61,11 @@ func ReadTaskStatus(pid, tid int) (*Status, error) {
 }
 
 func readStatus(path string) (*Status, error) {
-	f, err := os.Open(path)
+	r, err := readFileReader(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return parseStatus(f, path)
+	return parseStatus(r, path)
 }
 
 func parseStatus(r io.Reader, name string) (*Status, error) {
