@@ -131,6 +131,8 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	}
 	frozenAt := drain.frozenAt
 	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
+	// The checks before anything is injected, logged as one step.
+	checksStart := time.Now()
 	kill := false
 	var fds *files.Tree
 	defer func() {
@@ -227,6 +229,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		injected[pid] = make(chan error, 1)
 	}
 	injectStart := time.Now()
+	logStep(log, root, "checks", injectStart.Sub(checksStart), "processes", len(live))
 	// At most injectWindow processes at once, in tree order: the reads
 	// below wait for each process in that order, and tracer threads of
 	// every process at once would take the CPUs from them.
