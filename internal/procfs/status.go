@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -189,4 +190,34 @@ func parseInts(val string) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// ReadTaskSeccomp returns the Seccomp field of /proc/PID/task/TID/status
+// (0 when the kernel has none), as ReadTaskStatus would, without parsing
+// the rest of the file: a dump reads it for every thread.
+func ReadTaskSeccomp(pid, tid int) (int, error) {
+	path := procPath(pid, "task/"+strconv.Itoa(tid)+"/status")
+	b, err := readFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return parseSeccompLine(b, path)
+}
+
+// parseSeccompLine finds the Seccomp line of a status file's content b.
+func parseSeccompLine(b []byte, name string) (int, error) {
+	const key = "\nSeccomp:"
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return 0, nil
+	}
+	line := b[i+len(key):]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(line)))
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: Seccomp: %w", name, err)
+	}
+	return v, nil
 }
