@@ -85,8 +85,11 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 				return nil, d, err
 			}
 		}
+		// A tracer thread for each process, started before the freeze.
+		ready := tree.StartTracers(len(pids))
 		frozenAt := time.Now()
-		f, err := tree.FreezeTree(root, pids)
+		f, err := tree.FreezeTree(root, pids, ready)
+		ready.Close() // those not needed
 		if err != nil {
 			return nil, d, err
 		}

@@ -35,6 +35,8 @@ type Frozen struct {
 	// all lists every tracer once (a child attached by the kernel when
 	// its parent forked shares its parent's).
 	all []*ptrace.Tracer
+	// ready holds tracer threads started before the freeze (or nil).
+	ready *Tracers
 }
 
 // On runs fn on the tracer thread of live process pid.
@@ -71,7 +73,59 @@ func (f *Frozen) Each(pids []int, fn func(pid int) error) error {
 // Freeze stops the process root and all its descendants (FreezeTree with
 // the tree as it is now).
 func Freeze(root int) (*Frozen, error) {
-	return FreezeTree(root, nil)
+	return FreezeTree(root, nil, nil)
+}
+
+// Tracers are tracer threads started before a freeze (StartTracers), for
+// FreezeTree to take instead of starting its own: a new OS thread for
+// each process of a tree costs milliseconds that need not be frozen time.
+type Tracers struct {
+	mu    sync.Mutex
+	ready []*ptrace.Tracer
+}
+
+// StartTracers starts n tracer threads at once.
+func StartTracers(n int) *Tracers {
+	p := &Tracers{ready: make([]*ptrace.Tracer, n)}
+	var wg sync.WaitGroup
+	for i := range p.ready {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.ready[i] = ptrace.NewTracer()
+		}()
+	}
+	wg.Wait()
+	return p
+}
+
+// take returns a tracer thread not used yet, or nil.
+func (p *Tracers) take() *ptrace.Tracer {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.ready)
+	if n == 0 {
+		return nil
+	}
+	t := p.ready[n-1]
+	p.ready = p.ready[:n-1]
+	return t
+}
+
+// Close ends the tracer threads no freeze took.
+func (p *Tracers) Close() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.ready {
+		t.Close()
+	}
+	p.ready = nil
 }
 
 // FreezeTree stops the process root and all its descendants. listed is
@@ -85,9 +139,11 @@ func Freeze(root int) (*Frozen, error) {
 // round finds none), and a listed process that is no longer in the tree
 // (its parent exited before it was frozen: it was reparented outside, or
 // its pid was reused) is let go again. Order is the tree as found, parents
-// first. On error every process frozen so far is released.
-func FreezeTree(root int, listed []int) (_ *Frozen, err error) {
-	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}, Tracers: map[int]*ptrace.Tracer{}}
+// first. ready, if not nil, holds tracer threads started beforehand, taken
+// before new ones are started. On error every process frozen so far is
+// released.
+func FreezeTree(root int, listed []int, ready *Tracers) (_ *Frozen, err error) {
+	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}, Tracers: map[int]*ptrace.Tracer{}, ready: ready}
 	defer func() {
 		if err != nil {
 			_ = f.Release()
@@ -275,9 +331,13 @@ func (f *Frozen) tracerFor(pid int, forked bool, mu *sync.Mutex) *ptrace.Tracer 
 	return f.newTracer(mu)
 }
 
-// newTracer starts a tracer thread and records it in f.all (guarded by mu).
+// newTracer takes a tracer thread started beforehand, or starts one, and
+// records it in f.all (guarded by mu).
 func (f *Frozen) newTracer(mu *sync.Mutex) *ptrace.Tracer {
-	t := ptrace.NewTracer()
+	t := f.ready.take()
+	if t == nil {
+		t = ptrace.NewTracer()
+	}
 	mu.Lock()
 	f.all = append(f.all, t)
 	mu.Unlock()

@@ -188,7 +188,7 @@ func TestFreezeTreeWrongList(t *testing.T) {
 	var f *Frozen
 	err = ptrace.Run(func() error {
 		var err error
-		f, err = FreezeTree(root, listed)
+		f, err = FreezeTree(root, listed, StartTracers(2))
 		return err
 	})
 	if err != nil {
