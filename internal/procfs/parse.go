@@ -5,26 +5,20 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 )
 
 // maxLine bounds one line of a /proc text file. Paths are at most PATH_MAX
 // (4096) bytes, escaped, plus a short prefix, so 1 MiB is generous.
 const maxLine = 1 << 20
 
-// lineBufs holds the 64 KiB read buffers of scanLines: one made (and
-// cleared) for every file read took a tenth of a 32-process dump's CPU
-// time, most of it in the status files read for every process.
-var lineBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
-
 // scanLines calls fn for every line of r with its 1-based number. Errors
 // returned by fn are wrapped as "parse NAME line N: err"; read errors as
 // "parse NAME: err".
 func scanLines(r io.Reader, name string, fn func(line string) error) error {
-	buf := lineBufs.Get().(*[]byte)
-	defer lineBufs.Put(buf)
+	buf := getLineBuffer()
+	defer putLineBuffer(buf)
 	sc := bufio.NewScanner(r)
-	sc.Buffer((*buf)[:0], maxLine)
+	sc.Buffer(buf, maxLine)
 	n := 0
 	for sc.Scan() {
 		n++
@@ -36,6 +30,30 @@ func scanLines(r io.Reader, name string, fn func(line string) error) error {
 		return fmt.Errorf("parse %s: %w", name, err)
 	}
 	return nil
+}
+
+// lineBuffers keeps the scanners' 64 KiB buffers between reads. Not a
+// sync.Pool, which every garbage collection empties: a dump freezes its
+// tree, reads a few files of every process, and fresh memory costs a page
+// fault a page (16 a buffer; tens of microseconds each on our VMs).
+var lineBuffers = make(chan []byte, 8)
+
+// getLineBuffer returns an empty buffer for scanLines.
+func getLineBuffer() []byte {
+	select {
+	case b := <-lineBuffers:
+		return b
+	default:
+		return make([]byte, 0, 64<<10)
+	}
+}
+
+// putLineBuffer keeps b for the next scanLines, if there is room.
+func putLineBuffer(b []byte) {
+	select {
+	case lineBuffers <- b[:0]:
+	default:
+	}
 }
 
 // procPath returns "/proc/PID/NAME".

@@ -40,9 +40,9 @@ func readFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	buf := lineBufs.Get().(*[]byte)
-	defer lineBufs.Put(buf)
-	b := (*buf)[:0]
+	buf := getLineBuffer()
+	b := buf[:0]
+	defer func() { putLineBuffer(buf) }()
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
