@@ -52,7 +52,7 @@ type sweepResult struct {
 	err   error
 }
 
-// freezeDrained freezes the tree of root (tree.Freeze) once the accept
+// freezeDrained freezes the tree of root (tree.FreezeTree) once the accept
 // queues of its listening TCP sockets are empty. It returns the drain
 // table to remove (remove) when the dump ends, whatever happened; on
 // error the tree runs. A listener whose queue does not empty within
@@ -85,8 +85,11 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 				return nil, d, err
 			}
 		}
+		// A tracer thread for each process, started before the freeze.
+		ready := tree.StartTracers(len(pids))
 		frozenAt := time.Now()
-		f, err := tree.Freeze(root)
+		f, err := tree.FreezeTree(root, pids, ready)
+		ready.Close() // those not needed
 		if err != nil {
 			return nil, d, err
 		}

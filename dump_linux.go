@@ -134,6 +134,8 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	}
 	frozenAt := drain.frozenAt
 	logStep(log, root, "freeze", time.Since(frozenAt), "processes", len(f.Order), "threads", threadCount(f), "zombies", len(f.Zombies))
+	// The checks before anything is injected, logged as one step.
+	checksStart := time.Now()
 	kill := false
 	var fds *files.Tree
 	defer func() {
@@ -190,7 +192,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			live = append(live, pid)
 		}
 	}
-	if err := forEach(live, func(pid int) error { return tree.CheckNamespaces(pid, nested) }); err != nil {
+	if err := tree.CheckNamespaces(live, nested); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if !nested {
@@ -236,6 +238,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		injected[pid] = make(chan error, 1)
 	}
 	injectStart := time.Now()
+	logStep(log, root, "checks", injectStart.Sub(checksStart), "processes", len(live))
 	// At most injectWindow processes at once, in tree order: the reads
 	// below wait for each process in that order, and tracer threads of
 	// every process at once would take the CPUs from them.

@@ -29,6 +29,10 @@ type CRIU struct {
 	// Exec is the wall time of `criu --version`: what starting criu
 	// costs, included in Dump and Restore.
 	Exec time.Duration
+	// DumpCPU is the CPU time (user and system) of the `criu dump`
+	// process, its start included; as rtcr's, it leaves out what runs in
+	// the dumped processes (CRIU's parasite, rtcr's injected calls).
+	DumpCPU time.Duration
 }
 
 // criuShapeOnce starts the program, waits for its n threads or processes,
@@ -57,7 +61,7 @@ func criuShapeOnce(path, work string, text []byte, n int, threads bool) (CRIU, e
 	defer os.RemoveAll(dir)
 	// The shapes share rtcr's session and have no terminal: --shell-job.
 	t0 := time.Now()
-	if err := runCRIU(path, dir, "dump", "-t", strconv.Itoa(pid), "--shell-job"); err != nil {
+	if c.DumpCPU, err = runCRIU(path, dir, "dump", "-t", strconv.Itoa(pid), "--shell-job"); err != nil {
 		return c, err
 	}
 	c.Dump = time.Since(t0)
@@ -71,7 +75,7 @@ func criuShapeOnce(path, work string, text []byte, n int, threads bool) (CRIU, e
 	}
 	t0 = time.Now()
 	// -d: criu exits once the tree runs; the tree is init's then.
-	if err := runCRIU(path, dir, "restore", "--shell-job", "-d"); err != nil {
+	if _, err := runCRIU(path, dir, "restore", "--shell-job", "-d"); err != nil {
 		return c, err
 	}
 	c.Restore = time.Since(t0)
@@ -79,16 +83,17 @@ func criuShapeOnce(path, work string, text []byte, n int, threads bool) (CRIU, e
 }
 
 // runCRIU runs criu verb in image directory dir with args, its log in
-// dir/VERB.log (quoted in the error if it fails).
-func runCRIU(path, dir, verb string, args ...string) error {
+// dir/VERB.log (quoted in the error if it fails), and returns the CPU time
+// the criu process took.
+func runCRIU(path, dir, verb string, args ...string) (time.Duration, error) {
 	logName := verb + ".log"
 	cmd := exec.Command(path, append([]string{verb, "-D", dir, "-o", logName, "-v2"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, logName))
-		return fmt.Errorf("criu %s: %w: %s%s", verb, err, out, tail(string(log), 2000))
+		return 0, fmt.Errorf("criu %s: %w: %s%s", verb, err, out, tail(string(log), 2000))
 	}
-	return nil
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // tail returns the last n bytes of s.
@@ -219,18 +224,19 @@ func PrintCRIU(w io.Writer, shapes []Shape) {
 	if len(shapes) == 0 || shapes[0].CRIU == nil {
 		return
 	}
-	fmt.Fprintf(w, "against CRIU (best of runs; CRIU's times include starting criu, %v here)\n\n",
+	fmt.Fprintf(w, "against CRIU (best of runs; CRIU's times include starting criu, %v here; dump CPU: of rtcr, and of the criu process)\n\n",
 		shapes[0].CRIU.Exec.Round(time.Millisecond/10))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "shape\tfrozen rtcr\tCRIU\trtcr/CRIU\tdump rtcr\tCRIU\trtcr/CRIU\trestore rtcr\tCRIU\trtcr/CRIU\t")
+	fmt.Fprintln(tw, "shape\tfrozen rtcr\tCRIU\trtcr/CRIU\tdump rtcr\tCRIU\trtcr/CRIU\trestore rtcr\tCRIU\trtcr/CRIU\tdump CPU rtcr\tCRIU\trtcr/CRIU\t")
 	for _, s := range shapes {
 		c := s.CRIU
 		r := func(d time.Duration) string { return d.Round(time.Millisecond / 10).String() }
 		x := func(a, b time.Duration) string { return fmt.Sprintf("%.2f", a.Seconds()/b.Seconds()) }
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name,
 			r(s.Freeze), r(c.Freeze), x(s.Freeze, c.Freeze),
 			r(s.Dump), r(c.Dump), x(s.Dump, c.Dump),
-			r(s.Restore), r(c.Restore), x(s.Restore, c.Restore))
+			r(s.Restore), r(c.Restore), x(s.Restore, c.Restore),
+			r(s.DumpCPU), r(c.DumpCPU), x(s.DumpCPU, c.DumpCPU))
 	}
 	tw.Flush()
 }

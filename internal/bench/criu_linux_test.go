@@ -59,8 +59,11 @@ func TestRunShapesCRIU(t *testing.T) {
 	}
 	PrintCRIU(io.Discard, shapes)
 	for _, s := range shapes {
-		if c := s.CRIU; c == nil || c.Dump <= 0 || c.Restore <= 0 || c.Freeze <= 0 {
+		if c := s.CRIU; c == nil || c.Dump <= 0 || c.Restore <= 0 || c.Freeze <= 0 || c.DumpCPU <= 0 {
 			t.Errorf("%s: CRIU not measured: %+v", s.Name, c)
+		}
+		if s.DumpCPU <= 0 {
+			t.Errorf("%s: rtcr's dump CPU not measured", s.Name)
 		}
 	}
 }

@@ -61,8 +61,11 @@ type Shape struct {
 	Name                  string
 	Count                 int // threads or processes
 	Freeze, Dump, Restore time.Duration
-	baseFreeze, baseDump  time.Duration
-	baseRestore           time.Duration
+	// DumpCPU is rtcr's CPU time for the dump (best of runs): on a busy
+	// machine the wall times include waiting for a CPU, this does not.
+	DumpCPU              time.Duration
+	baseFreeze, baseDump time.Duration
+	baseRestore          time.Duration
 	// CRIU holds the same measurements of CRIU, when RunShapes was given
 	// a criu binary.
 	CRIU *CRIU
@@ -107,21 +110,23 @@ func RunShapes(dir string, threads, procs, runs int, criu string) ([]Shape, erro
 				best(&c.Freeze, m.Freeze)
 				best(&c.Dump, m.Dump)
 				best(&c.Restore, m.Restore)
+				best(&c.DumpCPU, m.DumpCPU)
 			}
-			f, d, rs, err := shapeOnce(work, texts[i], shapes[i].Count, i == 0)
+			tm, err := shapeOnce(work, texts[i], shapes[i].Count, i == 0)
 			if err != nil {
 				return nil, fmt.Errorf("bench %s: %w", shapes[i].Name, err)
 			}
-			best(&shapes[i].Freeze, f)
-			best(&shapes[i].Dump, d)
-			best(&shapes[i].Restore, rs)
-			f, d, rs, err = shapeOnce(work, pauseText, 1, true)
+			best(&shapes[i].Freeze, tm.freeze)
+			best(&shapes[i].Dump, tm.dump)
+			best(&shapes[i].Restore, tm.restore)
+			best(&shapes[i].DumpCPU, tm.dumpCPU)
+			tm, err = shapeOnce(work, pauseText, 1, true)
 			if err != nil {
 				return nil, fmt.Errorf("bench baseline: %w", err)
 			}
-			best(&shapes[i].baseFreeze, f)
-			best(&shapes[i].baseDump, d)
-			best(&shapes[i].baseRestore, rs)
+			best(&shapes[i].baseFreeze, tm.freeze)
+			best(&shapes[i].baseDump, tm.dump)
+			best(&shapes[i].baseRestore, tm.restore)
 		}
 	}
 	return shapes, nil
@@ -129,19 +134,18 @@ func RunShapes(dir string, threads, procs, runs int, criu string) ([]Shape, erro
 
 // shapeOnce starts the program, waits for its n threads or processes,
 // dumps it (killing it), restores it and kills the restored tree.
-func shapeOnce(work string, text []byte, n int, threads bool) (freeze, dump, restore time.Duration, err error) {
+func shapeOnce(work string, text []byte, n int, threads bool) (times, error) {
 	p, err := startText(work, text)
 	if err != nil {
-		return 0, 0, 0, err
+		return times{}, err
 	}
 	pid := p.Pid
 	_ = p.Release()
 	defer killTree(pid)
 	if err := waitShape(pid, n, threads); err != nil {
-		return 0, 0, 0, err
+		return times{}, err
 	}
-	tm, err := dumpRestore(work, pid)
-	return tm.freeze, tm.dump, tm.restore, err
+	return dumpRestore(work, pid)
 }
 
 // times are the measurements of one dump and restore: wall times, and the

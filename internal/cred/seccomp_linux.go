@@ -56,17 +56,17 @@ func DumpSeccomp(pid int, tids []int) (*Seccomp, error) {
 	modes := make([]int, len(tids))
 	some := false
 	for i, tid := range tids {
-		st, err := procfs.ReadTaskStatus(pid, tid)
+		mode, err := procfs.ReadTaskSeccomp(pid, tid)
 		if err != nil {
 			return nil, fmt.Errorf("seccomp mode of thread %d of %d: %w", tid, pid, err)
 		}
-		switch st.Seccomp {
+		switch mode {
 		case modeDisabled, modeStrict, modeFilter:
 		default:
-			return nil, fmt.Errorf("thread %d of %d: seccomp mode %d unknown: %w", tid, pid, st.Seccomp, ErrSeccomp)
+			return nil, fmt.Errorf("thread %d of %d: seccomp mode %d unknown: %w", tid, pid, mode, ErrSeccomp)
 		}
-		modes[i] = st.Seccomp
-		some = some || st.Seccomp != modeDisabled
+		modes[i] = mode
+		some = some || mode != modeDisabled
 	}
 	if !some {
 		return nil, nil

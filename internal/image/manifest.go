@@ -88,7 +88,7 @@ func encodeManifest(dir string, c *Checkpoint) (func(w io.Writer) error, [32]byt
 	if err := c.Validate(); err != nil {
 		return nil, none, fmt.Errorf("writing %s: %w", path, err)
 	}
-	payload, err := json.Marshal(c)
+	payload, err := marshalCheckpoint(c)
 	if err != nil {
 		return nil, none, fmt.Errorf("writing %s: encoding checkpoint: %w", path, err)
 	}

@@ -3,7 +3,6 @@ package procfs
 import (
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -49,12 +48,11 @@ func ParseFDInfo(r io.Reader) (*FDInfo, error) {
 // ReadFDInfo reads and parses /proc/PID/fdinfo/FD.
 func ReadFDInfo(pid, fd int) (*FDInfo, error) {
 	path := procPath(pid, "fdinfo/"+strconv.Itoa(fd))
-	f, err := os.Open(path)
+	r, err := readFileReader(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return parseFDInfo(f, path)
+	return parseFDInfo(r, path)
 }
 
 // ListFDs returns the sorted open file descriptors of pid, from the entries
@@ -68,7 +66,7 @@ func ListFDs(pid int) ([]int, error) {
 // "/etc/passwd", "pipe:[1234]", "anon_inode:[eventfd]" or
 // "/tmp/x (deleted)".
 func ReadFDLink(pid, fd int) (string, error) {
-	return os.Readlink(procPath(pid, "fd/"+strconv.Itoa(fd)))
+	return readlink(procPath(pid, "fd/"+strconv.Itoa(fd)))
 }
 
 func parseFDInfo(r io.Reader, name string) (*FDInfo, error) {

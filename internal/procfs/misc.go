@@ -2,7 +2,6 @@ package procfs
 
 import (
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -10,7 +9,7 @@ import (
 // hexadecimal.
 func ReadPersonality(pid int) (uint64, error) {
 	path := procPath(pid, "personality")
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if err != nil {
 		return 0, err
 	}
@@ -27,11 +26,11 @@ func parsePersonality(b []byte) (uint64, error) {
 
 // ReadCwd returns the target of /proc/PID/cwd, the working directory.
 func ReadCwd(pid int) (string, error) {
-	return os.Readlink(procPath(pid, "cwd"))
+	return readlink(procPath(pid, "cwd"))
 }
 
 // ReadExe returns the target of /proc/PID/exe, the executable; it ends in
 // " (deleted)" if the file was removed.
 func ReadExe(pid int) (string, error) {
-	return os.Readlink(procPath(pid, "exe"))
+	return readlink(procPath(pid, "exe"))
 }

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"sort"
 	"strconv"
 )
 
@@ -61,30 +59,6 @@ func putLineBuffer(b []byte) {
 // procPath returns "/proc/PID/NAME".
 func procPath(pid int, name string) string {
 	return "/proc/" + strconv.Itoa(pid) + "/" + name
-}
-
-// readDirInts returns the sorted numeric entry names of directory dir,
-// ignoring entries that are not decimal numbers.
-func readDirInts(dir string) ([]int, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int, 0, len(names))
-	for _, n := range names {
-		v, err := strconv.Atoi(n)
-		if err != nil || v < 0 {
-			continue
-		}
-		out = append(out, v)
-	}
-	sort.Ints(out)
-	return out, nil
 }
 
 // parseHex64 parses an unsigned hexadecimal number without prefix.

@@ -3,7 +3,6 @@ package procfs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -51,7 +50,7 @@ func ParseStat(b []byte) (*Stat, error) {
 // ReadStat reads and parses /proc/PID/stat.
 func ReadStat(pid int) (*Stat, error) {
 	path := procPath(pid, "stat")
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,10 @@
 package procfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -62,12 +62,11 @@ func ReadTaskStatus(pid, tid int) (*Status, error) {
 }
 
 func readStatus(path string) (*Status, error) {
-	f, err := os.Open(path)
+	r, err := readFileReader(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return parseStatus(f, path)
+	return parseStatus(r, path)
 }
 
 func parseStatus(r io.Reader, name string) (*Status, error) {
@@ -191,4 +190,34 @@ func parseInts(val string) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// ReadTaskSeccomp returns the Seccomp field of /proc/PID/task/TID/status
+// (0 when the kernel has none), as ReadTaskStatus would, without parsing
+// the rest of the file: a dump reads it for every thread.
+func ReadTaskSeccomp(pid, tid int) (int, error) {
+	path := procPath(pid, "task/"+strconv.Itoa(tid)+"/status")
+	b, err := readFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return parseSeccompLine(b, path)
+}
+
+// parseSeccompLine finds the Seccomp line of a status file's content b.
+func parseSeccompLine(b []byte, name string) (int, error) {
+	const key = "\nSeccomp:"
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return 0, nil
+	}
+	line := b[i+len(key):]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(line)))
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: Seccomp: %w", name, err)
+	}
+	return v, nil
 }

@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -88,5 +89,37 @@ func TestParseStatusMalformed(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tt.errPart)
 			}
 		})
+	}
+}
+
+// TestReadTaskSeccompMatchesStatus: the Seccomp line read alone is the
+// full parse's, for this process's threads, and a file without the line
+// gives 0.
+func TestReadTaskSeccompMatchesStatus(t *testing.T) {
+	pid := os.Getpid()
+	tids, err := ListTasks(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range tids {
+		st, err := ReadTaskStatus(pid, tid)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		mode, err := ReadTaskSeccomp(pid, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode != st.Seccomp {
+			t.Errorf("thread %d: Seccomp %d alone, %d in the full parse", tid, mode, st.Seccomp)
+		}
+	}
+	for _, c := range []struct {
+		in   string
+		want int
+	}{{"Name:\tx\nSeccomp:\t2\nNoNewPrivs:\t1\n", 2}, {"Name:\tx\n", 0}, {"Name:\tx\nSeccomp:\t1", 1}} {
+		if got, err := parseSeccompLine([]byte(c.in), "status"); err != nil || got != c.want {
+			t.Errorf("parseSeccompLine(%q) = %d, %v, want %d", c.in, got, err, c.want)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package procfs
 
 import (
-	"os"
 	"strconv"
 	"strings"
 )
@@ -14,7 +13,7 @@ func ListTasks(pid int) ([]int, error) {
 // ReadComm returns the contents of /proc/PID/task/TID/comm without its
 // trailing newline. Other white space is kept: it is part of the name.
 func ReadComm(pid, tid int) (string, error) {
-	b, err := os.ReadFile(procPath(pid, "task/"+strconv.Itoa(tid)+"/comm"))
+	b, err := readFile(procPath(pid, "task/"+strconv.Itoa(tid)+"/comm"))
 	if err != nil {
 		return "", err
 	}

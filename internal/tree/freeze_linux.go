@@ -35,6 +35,8 @@ type Frozen struct {
 	// all lists every tracer once (a child attached by the kernel when
 	// its parent forked shares its parent's).
 	all []*ptrace.Tracer
+	// ready holds tracer threads started before the freeze (or nil).
+	ready *Tracers
 }
 
 // On runs fn on the tracer thread of live process pid.
@@ -68,13 +70,80 @@ func (f *Frozen) Each(pids []int, fn func(pid int) error) error {
 	return nil
 }
 
-// Freeze stops the process root and, top-down, all its descendants. A
-// stopped process cannot fork, so once a process is frozen its set of
-// children is final; the tree is re-scanned until a pass finds no new
-// child. The children found in one pass are frozen at once, each by its
-// own tracer thread. On error every process frozen so far is released.
-func Freeze(root int) (_ *Frozen, err error) {
-	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}, Tracers: map[int]*ptrace.Tracer{}}
+// Freeze stops the process root and all its descendants (FreezeTree with
+// the tree as it is now).
+func Freeze(root int) (*Frozen, error) {
+	return FreezeTree(root, nil, nil)
+}
+
+// Tracers are tracer threads started before a freeze (StartTracers), for
+// FreezeTree to take instead of starting its own: a new OS thread for
+// each process of a tree costs milliseconds that need not be frozen time.
+type Tracers struct {
+	mu    sync.Mutex
+	ready []*ptrace.Tracer
+}
+
+// StartTracers starts n tracer threads at once.
+func StartTracers(n int) *Tracers {
+	p := &Tracers{ready: make([]*ptrace.Tracer, n)}
+	var wg sync.WaitGroup
+	for i := range p.ready {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.ready[i] = ptrace.NewTracer()
+		}()
+	}
+	wg.Wait()
+	return p
+}
+
+// take returns a tracer thread not used yet, or nil.
+func (p *Tracers) take() *ptrace.Tracer {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.ready)
+	if n == 0 {
+		return nil
+	}
+	t := p.ready[n-1]
+	p.ready = p.ready[:n-1]
+	return t
+}
+
+// Close ends the tracer threads no freeze took.
+func (p *Tracers) Close() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.ready {
+		t.Close()
+	}
+	p.ready = nil
+}
+
+// FreezeTree stops the process root and all its descendants. listed is
+// the tree as the caller last saw it running (nil: it is read here,
+// Descendants); every process of it is seized and interrupted at once,
+// each by its own tracer thread, instead of one level of the tree after
+// the other. The list is only a guess, so once every process of it is
+// stopped the tree is read again from the stopped processes, whose sets of
+// children are final (a stopped process cannot fork): a child forked
+// after the list was read is frozen in one more round (and so on until a
+// round finds none), and a listed process that is no longer in the tree
+// (its parent exited before it was frozen: it was reparented outside, or
+// its pid was reused) is let go again. Order is the tree as found, parents
+// first. ready, if not nil, holds tracer threads started beforehand, taken
+// before new ones are started. On error every process frozen so far is
+// released.
+func FreezeTree(root int, listed []int, ready *Tracers) (_ *Frozen, err error) {
+	f := &Frozen{Tids: map[int][]int{}, Zombies: map[int]bool{}, Stopped: map[int]bool{}, Tracers: map[int]*ptrace.Tracer{}, ready: ready}
 	defer func() {
 		if err != nil {
 			_ = f.Release()
@@ -90,7 +159,20 @@ func Freeze(root int) (_ *Frozen, err error) {
 		}
 		return nil, fmt.Errorf("freeze %d: the process is a zombie", root)
 	}
-	if err := f.add([]int{root}); err != nil {
+	if listed == nil {
+		if listed, err = Descendants(root); err != nil {
+			return nil, fmt.Errorf("freeze %d: %w", root, err)
+		}
+	}
+	guess := map[int]bool{root: true}
+	first := []int{root}
+	for _, pid := range listed {
+		if !guess[pid] {
+			guess[pid] = true
+			first = append(first, pid)
+		}
+	}
+	if err := f.add(first, root, guess); err != nil {
 		return nil, err
 	}
 	for {
@@ -104,24 +186,68 @@ func Freeze(root int) (_ *Frozen, err error) {
 		if err != nil {
 			return nil, err
 		}
-		var fresh []int
-		seen := map[int]bool{}
-		for _, pid := range f.Order {
-			for _, c := range children[pid] {
-				if _, frozen := f.Tids[c]; frozen || f.Zombies[c] || seen[c] {
-					continue
-				}
-				seen[c] = true
-				fresh = append(fresh, c)
-			}
-		}
+		order, fresh := f.walk(root, children)
 		if len(fresh) == 0 {
-			return f, nil
+			return f, f.keep(order)
 		}
-		if err := f.add(fresh); err != nil {
+		if err := f.add(fresh, root, nil); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// walk returns the tree of root as children (of the frozen processes)
+// shows it, parents first, as far as it is frozen, and the children in it
+// that are not frozen yet.
+func (f *Frozen) walk(root int, children map[int][]int) (order, fresh []int) {
+	order = []int{root}
+	seen := map[int]bool{root: true}
+	for i := 0; i < len(order); i++ {
+		for _, c := range children[order[i]] {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			if _, frozen := f.Tids[c]; frozen || f.Zombies[c] {
+				order = append(order, c)
+			} else {
+				fresh = append(fresh, c)
+			}
+		}
+	}
+	return order, fresh
+}
+
+// keep makes order the frozen tree: the processes frozen from the list
+// that are not in it are released (and forgotten).
+func (f *Frozen) keep(order []int) error {
+	in := map[int]bool{}
+	for _, pid := range order {
+		in[pid] = true
+	}
+	var strays []int
+	for _, pid := range f.Order {
+		if in[pid] {
+			continue
+		}
+		if _, ok := f.Tids[pid]; ok {
+			strays = append(strays, pid)
+		}
+		delete(f.Zombies, pid)
+	}
+	err := f.Each(strays, func(pid int) error {
+		if err := ptrace.Release(f.Tids[pid]); err != nil && !dead(pid) {
+			return fmt.Errorf("release %d, no longer in the tree: %w", pid, err)
+		}
+		return nil
+	})
+	for _, pid := range strays {
+		delete(f.Tids, pid)
+		delete(f.Tracers, pid)
+		delete(f.Stopped, pid)
+	}
+	f.Order = order
+	return err
 }
 
 // frozenOne is the outcome of freezing one process.
@@ -135,12 +261,15 @@ type frozenOne struct {
 }
 
 // add freezes the processes pids at once, or records them as zombies, and
-// appends them to f.Order in the order given.
-func (f *Frozen) add(pids []int) error {
+// appends them to f.Order in the order given. root must not have gone.
+// guess, when not nil, is the list of the running tree pids come from:
+// none of them can have been attached to rtcr by a fork (they all existed
+// before anything was seized), and one whose parent is outside it is not
+// in the tree any more: failing to freeze it is not an error.
+func (f *Frozen) add(pids []int, root int, guess map[int]bool) error {
 	outs := make([]frozenOne, len(pids))
 	var wg sync.WaitGroup
 	var mu sync.Mutex // f.all
-	isRoot := len(f.Order) == 0
 	for i, pid := range pids {
 		wg.Add(1)
 		// Each tracer found or started (a new OS thread) beside the
@@ -148,8 +277,11 @@ func (f *Frozen) add(pids []int) error {
 		go func() {
 			defer wg.Done()
 			o := &outs[i]
-			*o = frozenOne{pid: pid, tracer: f.tracerFor(pid, &mu)}
-			o.err = o.tracer.Do(func() error { return o.freeze(isRoot) })
+			*o = frozenOne{pid: pid, tracer: f.tracerFor(pid, guess == nil, &mu)}
+			o.err = o.tracer.Do(func() error { return o.freeze(pid == root) })
+			if o.err != nil && guess != nil && pid != root && !inTree(pid, guess) {
+				o.err = nil // no longer in the tree: left out
+			}
 		}()
 	}
 	wg.Wait()
@@ -172,11 +304,20 @@ func (f *Frozen) add(pids []int) error {
 	return first
 }
 
-// tracerFor returns the tracer thread to freeze pid with: the one that
-// already traces it when the kernel attached it as the child of a process
-// rtcr was freezing (it forked meanwhile), else a new one.
+// inTree reports whether process pid still has its parent in tree.
+func inTree(pid int, tree map[int]bool) bool {
+	st, err := procfs.ReadStat(pid)
+	return err == nil && tree[st.Ppid]
+}
+
+// tracerFor returns the tracer thread to freeze pid with: when forked
+// (pid may be a child the kernel attached to rtcr as its parent, being
+// frozen, forked), the one that already traces it, if any; else a new one.
 // mu guards f.all.
-func (f *Frozen) tracerFor(pid int, mu *sync.Mutex) *ptrace.Tracer {
+func (f *Frozen) tracerFor(pid int, forked bool, mu *sync.Mutex) *ptrace.Tracer {
+	if !forked {
+		return f.newTracer(mu)
+	}
 	if st, err := procfs.ReadStatus(pid); err == nil && st.TracerPid != 0 {
 		mu.Lock()
 		for _, t := range f.all {
@@ -187,7 +328,16 @@ func (f *Frozen) tracerFor(pid int, mu *sync.Mutex) *ptrace.Tracer {
 		}
 		mu.Unlock()
 	}
-	t := ptrace.NewTracer()
+	return f.newTracer(mu)
+}
+
+// newTracer takes a tracer thread started beforehand, or starts one, and
+// records it in f.all (guarded by mu).
+func (f *Frozen) newTracer(mu *sync.Mutex) *ptrace.Tracer {
+	t := f.ready.take()
+	if t == nil {
+		t = ptrace.NewTracer()
+	}
 	mu.Lock()
 	f.all = append(f.all, t)
 	mu.Unlock()

@@ -135,3 +135,85 @@ func TestStoppedChildrenMatchesChildMap(t *testing.T) {
 		}
 	}
 }
+
+// TestFreezeTreeWrongList: FreezeTree takes its list as a guess only. A
+// grandchild missing from it is frozen all the same (found under its
+// frozen parent), and a listed process outside the tree (an unrelated
+// one; a pid that is gone) is left running and untraced; Order is the
+// tree as Descendants walks it.
+func TestFreezeTreeWrongList(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (ptrace): run as root, CI does")
+	}
+	sh := exec.Command("sh", "-c", "sleep 1000 & (sleep 1000 & wait) & wait")
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sh.Process.Kill(); _ = sh.Wait() }()
+	other := exec.Command("sleep", "1000")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	root := sh.Process.Pid
+	var all []int
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, err := Descendants(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d) == 4 {
+			all = d
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tree of sh is %v, want 4 processes", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The list: root and its children, the grandchild missing, plus the
+	// unrelated sleep and the gone pid.
+	listed := []int{root}
+	m, err := ChildMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed = append(listed, m[root]...)
+	listed = append(listed, other.Process.Pid, gone.Process.Pid)
+	var f *Frozen
+	err = ptrace.Run(func() error {
+		var err error
+		f, err = FreezeTree(root, listed, StartTracers(2))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(f.Order) != fmt.Sprint(all) {
+		t.Errorf("Order = %v, want the tree %v", f.Order, all)
+	}
+	for _, pid := range all {
+		if st, err := procfs.ReadStatus(pid); err != nil || st.TracerPid == 0 {
+			t.Errorf("%d of the tree not frozen: %+v, %v", pid, st, err)
+		}
+	}
+	if f.Tids[other.Process.Pid] != nil || f.Tracers[other.Process.Pid] != nil {
+		t.Errorf("the unrelated %d is recorded as frozen", other.Process.Pid)
+	}
+	if st, err := procfs.ReadStatus(other.Process.Pid); err != nil || st.TracerPid != 0 || st.State == 't' {
+		t.Errorf("the unrelated %d after the freeze: %+v, %v", other.Process.Pid, st, err)
+	}
+	if err := f.Release(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range all {
+		if st, err := procfs.ReadStatus(pid); err != nil || st.TracerPid != 0 {
+			t.Errorf("%d after release: %+v, %v", pid, st, err)
+		}
+	}
+}

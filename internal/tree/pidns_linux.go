@@ -108,25 +108,35 @@ var ErrThread = errors.New("a thread, not a process")
 // ErrUnsupported reports a tree rtcr cannot checkpoint yet.
 var ErrUnsupported = errors.New("not supported yet")
 
-// CheckNamespaces refuses a process that lives in other namespaces than
-// rtcr's: paths, addresses and ids would mean something else on restore.
-// nested allows the pid and time namespaces of an `rtcr run` tree.
-func CheckNamespaces(pid int, nested bool) error {
+// CheckNamespaces refuses a process of pids that lives in other
+// namespaces than rtcr's: paths, addresses and ids would mean something
+// else on restore. nested allows the pid and time namespaces of an
+// `rtcr run` tree. rtcr's own namespaces are read once for all pids.
+func CheckNamespaces(pids []int, nested bool) error {
 	kinds := []string{"mnt", "net", "user", "ipc", "uts", "cgroup"}
 	if !nested {
 		kinds = append(kinds, "pid", "time")
 	}
+	own := map[string]string{}
 	for _, k := range kinds {
-		own, err := os.Readlink("/proc/self/ns/" + k)
+		ns, err := os.Readlink("/proc/self/ns/" + k)
 		if err != nil {
 			continue // a namespace kind this kernel lacks
 		}
-		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, k))
-		if err != nil {
-			return fmt.Errorf("process %d: %w", pid, err)
-		}
-		if its != own {
-			return fmt.Errorf("process %d is in another %s namespace (%s, rtcr is in %s): %w", pid, k, its, own, ErrUnsupported)
+		own[k] = ns
+	}
+	for _, pid := range pids {
+		for _, k := range kinds {
+			if own[k] == "" {
+				continue
+			}
+			its, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/" + k)
+			if err != nil {
+				return fmt.Errorf("process %d: %w", pid, err)
+			}
+			if its != own[k] {
+				return fmt.Errorf("process %d is in another %s namespace (%s, rtcr is in %s): %w", pid, k, its, own[k], ErrUnsupported)
+			}
 		}
 	}
 	return nil

@@ -92,7 +92,7 @@ func TestChildMapFindsOurParent(t *testing.T) {
 }
 
 func TestCheckNamespacesSelf(t *testing.T) {
-	if err := CheckNamespaces(os.Getpid(), false); err != nil {
+	if err := CheckNamespaces([]int{os.Getpid()}, false); err != nil {
 		t.Fatalf("rtcr's own namespaces refused: %v", err)
 	}
 }
