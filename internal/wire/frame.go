@@ -93,6 +93,12 @@ type Conn struct {
 	idle         time.Duration // read deadline set before each frame (0: none)
 	sendN, recvN uint64        // frame counters: the GCM nonces
 	rbuf, wbuf   []byte        // reused frame buffers
+
+	// Pipelining (pipe.go): the buffers of each direction, the frames
+	// read ahead, and why a direction is broken (nil: it is not).
+	sendBufs, recvBufs [][]byte
+	ra                 *readahead
+	sendErr, recvErr   error
 }
 
 func newConn(c net.Conn) *Conn {
@@ -129,6 +135,9 @@ func (c *Conn) Send(t Type, payload []byte) error {
 	if len(payload) > MaxPayload {
 		return fmt.Errorf("send %v to %s: payload of %d bytes exceeds %d", t, c.peer, len(payload), MaxPayload)
 	}
+	if c.sendErr != nil {
+		return c.sendErr
+	}
 	n := len(payload)
 	if c.seal != nil {
 		n += tagLen
@@ -151,23 +160,26 @@ func (c *Conn) Send(t Type, payload []byte) error {
 	// buffered), not through the buffer.
 	if len(frame) >= directWrite {
 		if err := c.w.Flush(); err != nil {
-			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+			return c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, err))
 		}
 		if _, err := c.c.Write(frame); err != nil {
-			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+			return c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, err))
 		}
 		return nil
 	}
 	if _, err := c.w.Write(frame); err != nil {
-		return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+		return c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, err))
 	}
 	return nil
 }
 
 // Flush sends the buffered frames.
 func (c *Conn) Flush() error {
+	if c.sendErr != nil {
+		return c.sendErr
+	}
 	if err := c.w.Flush(); err != nil {
-		return fmt.Errorf("send to %s: %w", c.peer, err)
+		return c.broke(fmt.Errorf("send to %s: %w", c.peer, err))
 	}
 	return nil
 }
@@ -189,6 +201,18 @@ func (c *Conn) SetIdle(d time.Duration) { c.idle = d }
 // is valid until the next Recv. A peer's Error frame is returned as an
 // error (PeerError) whatever the caller expected.
 func (c *Conn) Recv() (Type, []byte, error) {
+	if c.recvErr != nil {
+		return 0, nil, c.recvErr
+	}
+	if c.ra != nil {
+		return c.ra.next(c)
+	}
+	return c.recvFrame(c.rbuf)
+}
+
+// recvFrame reads one frame into rbuf (maxFrame bytes at least)
+// and checks it, as Recv.
+func (c *Conn) recvFrame(rbuf []byte) (Type, []byte, error) {
 	if c.idle > 0 {
 		_ = c.c.SetReadDeadline(time.Now().Add(c.idle))
 	}
@@ -210,7 +234,7 @@ func (c *Conn) Recv() (Type, []byte, error) {
 	if n > maxFrame || (c.open != nil && n < tagLen) || (c.open == nil && n > maxClear) {
 		return 0, nil, fmt.Errorf("receive %v from %s: length %d out of bounds: %w", t, c.peer, n, ErrProtocol)
 	}
-	buf := c.rbuf[:n]
+	buf := rbuf[:n]
 	if _, err := io.ReadFull(c.r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
