@@ -24,7 +24,7 @@ import (
 // /dev/shm, and through a plain TCP stream (sendfile) into files in
 // /dev/shm, written and fsynced the same way, and into nothing. A
 // measurement, not a check: set RTCR_WIRE_BENCH=1 (and RTCR_WIRE_BENCH_MIB,
-// default 1024) to run it.
+// default 1024; RTCR_WIRE_BENCH_RUNS, default 3) to run it.
 func TestWireThroughput(t *testing.T) {
 	testutil.RequireRoot(t)
 	if os.Getenv("RTCR_WIRE_BENCH") == "" {
@@ -33,6 +33,10 @@ func TestWireThroughput(t *testing.T) {
 	mib := 1024
 	if s := os.Getenv("RTCR_WIRE_BENCH_MIB"); s != "" {
 		mib, _ = strconv.Atoi(s)
+	}
+	runs := 3
+	if s := os.Getenv("RTCR_WIRE_BENCH_RUNS"); s != "" {
+		runs, _ = strconv.Atoi(s)
 	}
 	np := newNetPair(t)
 	tg := testutil.StartTarget(t, testutil.BuildC(t, "memwriter", false), "1\n", strconv.Itoa(mib), "10")
@@ -55,7 +59,7 @@ func TestWireThroughput(t *testing.T) {
 	}
 	tok := wire.Token("0123456789abcdef0123456789abcdef")
 	var best [4]time.Duration
-	for run := 0; run < 3; run++ {
+	for run := 0; run < runs; run++ {
 		for i, how := range []string{"wire", "tcp-files", "tcp-splice", "tcp-discard"} {
 			d := transferOnce(t, np, how, img, names, tok)
 			if best[i] == 0 || d < best[i] {
@@ -95,8 +99,8 @@ func TestWireThroughput(t *testing.T) {
 	rate := func(i int) string {
 		return fmt.Sprintf("%v (%.0f MiB/s, ratio %.2f)", best[i].Round(time.Millisecond), float64(size)/(1<<20)/best[i].Seconds(), best[i].Seconds()/best[0].Seconds())
 	}
-	t.Logf("%.0f MiB image, best of 3: wire %s; bare TCP read/write into files %s; bare TCP sendfile/splice into files %s; bare TCP into nothing %s; CheckImage %v",
-		float64(size)/(1<<20), rate(0), rate(1), rate(2), rate(3), check.Round(time.Millisecond))
+	t.Logf("%.0f MiB image, best of %d: wire %s; bare TCP read/write into files %s; bare TCP sendfile/splice into files %s; bare TCP into nothing %s; CheckImage %v",
+		float64(size)/(1<<20), runs, rate(0), rate(1), rate(2), rate(3), check.Round(time.Millisecond))
 }
 
 // pair runs server on a listener made in namespace a and client on a

@@ -90,6 +90,7 @@ type Conn struct {
 	peer string // the remote address, for messages
 
 	seal, open   cipher.AEAD   // nil before the handshake
+	macOnly      bool          // IntegrityOnly: payloads in the clear, tag after
 	idle         time.Duration // read deadline set before each frame (0: none)
 	sendN, recvN uint64        // frame counters: the GCM nonces
 	rbuf, wbuf   []byte        // reused frame buffers
@@ -107,7 +108,7 @@ func newConn(c net.Conn) *Conn {
 		r:    bufio.NewReaderSize(c, readBuf),
 		w:    bufio.NewWriterSize(c, bufSize),
 		peer: c.RemoteAddr().String(),
-		rbuf: make([]byte, maxFrame),
+		rbuf: make([]byte, headerLen+maxFrame),
 		wbuf: make([]byte, headerLen, headerLen+maxFrame),
 	}
 }
@@ -150,11 +151,16 @@ func (c *Conn) Send(t Type, payload []byte) error {
 	frame := c.wbuf[:headerLen]
 	frame[0], frame[1], frame[2], frame[3] = byte(t), 0, 0, 0
 	binary.BigEndian.PutUint32(frame[4:], uint32(n))
-	if c.seal != nil {
+	switch {
+	case c.seal == nil:
+		frame = append(frame, payload...)
+	case c.macOnly: // the tag authenticates header and payload
+		frame = append(frame, payload...)
+		frame = c.seal.Seal(frame, nonce(c.sendN), nil, frame)
+		c.sendN++
+	default:
 		frame = c.seal.Seal(frame, nonce(c.sendN), payload, frame[:headerLen])
 		c.sendN++
-	} else {
-		frame = append(frame, payload...)
 	}
 	// A large frame goes straight to the socket (after what is
 	// buffered), not through the buffer.
@@ -210,14 +216,14 @@ func (c *Conn) Recv() (Type, []byte, error) {
 	return c.recvFrame(c.rbuf)
 }
 
-// recvFrame reads one frame into rbuf (maxFrame bytes at least)
-// and checks it, as Recv.
+// recvFrame reads one frame into rbuf (headerLen+maxFrame bytes at least),
+// header first, and checks it, as Recv.
 func (c *Conn) recvFrame(rbuf []byte) (Type, []byte, error) {
 	if c.idle > 0 {
 		_ = c.c.SetReadDeadline(time.Now().Add(c.idle))
 	}
-	var h [headerLen]byte
-	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+	h := rbuf[:headerLen]
+	if _, err := io.ReadFull(c.r, h); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -234,7 +240,7 @@ func (c *Conn) recvFrame(rbuf []byte) (Type, []byte, error) {
 	if n > maxFrame || (c.open != nil && n < tagLen) || (c.open == nil && n > maxClear) {
 		return 0, nil, fmt.Errorf("receive %v from %s: length %d out of bounds: %w", t, c.peer, n, ErrProtocol)
 	}
-	buf := rbuf[:n]
+	buf := rbuf[headerLen : headerLen+n]
 	if _, err := io.ReadFull(c.r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -243,7 +249,13 @@ func (c *Conn) recvFrame(rbuf []byte) (Type, []byte, error) {
 	}
 	if c.open != nil {
 		var err error
-		buf, err = c.open.Open(buf[:0], nonce(c.recvN), buf, h[:])
+		if c.macOnly {
+			// The tag ends the frame and covers the header and payload.
+			_, err = c.open.Open(nil, nonce(c.recvN), buf[n-tagLen:], rbuf[:headerLen+n-tagLen])
+			buf = buf[:n-tagLen]
+		} else {
+			buf, err = c.open.Open(buf[:0], nonce(c.recvN), buf, h)
+		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("receive %v from %s: frame %d fails its integrity check: %w", t, c.peer, c.recvN, ErrProtocol)
 		}

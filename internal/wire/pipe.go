@@ -32,8 +32,9 @@ func frameBufs(bufs *[][]byte, n int) [][]byte {
 
 // sealInto builds frame t in buf, whose bytes [headerLen, headerLen+n)
 // hold the clear payload: the header, then the payload sealed in place
-// (with the next counter as nonce, the header as additional data). It
-// returns the frame.
+// (with the next counter as nonce, the header as additional data), or,
+// IntegrityOnly, left as it is and followed by the tag of header and
+// payload. It returns the frame.
 func (c *Conn) sealInto(buf []byte, t Type, n int) []byte {
 	l := n
 	if c.seal != nil {
@@ -43,6 +44,11 @@ func (c *Conn) sealInto(buf []byte, t Type, n int) []byte {
 	binary.BigEndian.PutUint32(buf[4:], uint32(l))
 	if c.seal == nil {
 		return buf[:headerLen+n]
+	}
+	if c.macOnly { // the tag authenticates header and payload
+		frame := c.seal.Seal(buf[:headerLen+n], nonce(c.sendN), nil, buf[:headerLen+n])
+		c.sendN++
+		return frame
 	}
 	p := buf[headerLen : headerLen+n]
 	out := c.seal.Seal(p[:0], nonce(c.sendN), p, buf[:headerLen])
