@@ -130,6 +130,19 @@ func nonce(n uint64) []byte {
 	return b[:]
 }
 
+// macNonce is the GMAC nonce of IntegrityOnly frame n of type t: t, 3
+// zero bytes, n big-endian. The tag covers the type and counter through
+// it, the payload as additional data and the payload's length through
+// GHASH's length block: the whole frame, whose reserved bytes must be 0.
+// The payload alone is the additional data so that it can be sent from
+// where it lies (a file's mapping) without being copied next to the
+// header first.
+func macNonce(t Type, n uint64) []byte {
+	b := nonce(n)
+	b[0] = byte(t)
+	return b
+}
+
 // Send writes one frame (sealed once the handshake is done) into the
 // buffer; Flush sends it. payload must be at most MaxPayload.
 func (c *Conn) Send(t Type, payload []byte) error {
@@ -154,9 +167,9 @@ func (c *Conn) Send(t Type, payload []byte) error {
 	switch {
 	case c.seal == nil:
 		frame = append(frame, payload...)
-	case c.macOnly: // the tag authenticates header and payload
+	case c.macOnly:
 		frame = append(frame, payload...)
-		frame = c.seal.Seal(frame, nonce(c.sendN), nil, frame)
+		frame = c.seal.Seal(frame, macNonce(t, c.sendN), nil, payload)
 		c.sendN++
 	default:
 		frame = c.seal.Seal(frame, nonce(c.sendN), payload, frame[:headerLen])
@@ -250,9 +263,9 @@ func (c *Conn) recvFrame(rbuf []byte) (Type, []byte, error) {
 	if c.open != nil {
 		var err error
 		if c.macOnly {
-			// The tag ends the frame and covers the header and payload.
-			_, err = c.open.Open(nil, nonce(c.recvN), buf[n-tagLen:], rbuf[:headerLen+n-tagLen])
+			// The tag ends the frame (macNonce).
 			buf = buf[:n-tagLen]
+			_, err = c.open.Open(nil, macNonce(t, c.recvN), rbuf[headerLen+n-tagLen:headerLen+n], buf)
 		} else {
 			buf, err = c.open.Open(buf[:0], nonce(c.recvN), buf, h)
 		}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
+	"runtime/debug"
 	"time"
 )
 
@@ -33,39 +35,68 @@ func frameBufs(bufs *[][]byte, n int) [][]byte {
 // sealInto builds frame t in buf, whose bytes [headerLen, headerLen+n)
 // hold the clear payload: the header, then the payload sealed in place
 // (with the next counter as nonce, the header as additional data), or,
-// IntegrityOnly, left as it is and followed by the tag of header and
-// payload. It returns the frame.
+// IntegrityOnly, left as it is and followed by its tag (macNonce). It
+// returns the frame.
 func (c *Conn) sealInto(buf []byte, t Type, n int) []byte {
+	c.header(buf, t, n)
+	p := buf[headerLen : headerLen+n]
+	switch {
+	case c.seal == nil:
+		return buf[:headerLen+n]
+	case c.macOnly:
+		frame := c.seal.Seal(buf[:headerLen+n], macNonce(t, c.sendN), nil, p)
+		c.sendN++
+		return frame
+	}
+	out := c.seal.Seal(p[:0], nonce(c.sendN), p, buf[:headerLen])
+	c.sendN++
+	return buf[:headerLen+len(out)]
+}
+
+// header writes the header of frame t with a clear payload of n bytes
+// into buf.
+func (c *Conn) header(buf []byte, t Type, n int) {
 	l := n
 	if c.seal != nil {
 		l += tagLen
 	}
 	buf[0], buf[1], buf[2], buf[3] = byte(t), 0, 0, 0
 	binary.BigEndian.PutUint32(buf[4:], uint32(l))
-	if c.seal == nil {
-		return buf[:headerLen+n]
-	}
-	if c.macOnly { // the tag authenticates header and payload
-		frame := c.seal.Seal(buf[:headerLen+n], nonce(c.sendN), nil, buf[:headerLen+n])
-		c.sendN++
-		return frame
-	}
-	p := buf[headerLen : headerLen+n]
-	out := c.seal.Seal(p[:0], nonce(c.sendN), p, buf[:headerLen])
-	c.sendN++
-	return buf[:headerLen+len(out)]
 }
 
-// fillFunc writes the clear payload of the next frame into p (MaxPayload
-// bytes) and returns its type and length; last says it is the final
-// frame. It runs on the sealing goroutine.
-type fillFunc func(p []byte) (t Type, n int, last bool, err error)
+// sealFrom builds frame t whose clear payload p lies elsewhere (a file's
+// mapping), with buf (headerLen+maxFrame bytes) for the rest: sealed, the
+// whole frame in buf; IntegrityOnly, the header and the tag in buf and p
+// as it is between them, so the payload is never copied in user space.
+func (c *Conn) sealFrom(buf []byte, t Type, p []byte) net.Buffers {
+	c.header(buf, t, len(p))
+	switch {
+	case c.seal == nil:
+		return net.Buffers{buf[:headerLen], p}
+	case c.macOnly:
+		tag := c.seal.Seal(buf[headerLen:headerLen], macNonce(t, c.sendN), nil, p)
+		c.sendN++
+		return net.Buffers{buf[:headerLen], p, tag}
+	}
+	out := c.seal.Seal(buf[headerLen:headerLen], nonce(c.sendN), p, buf[:headerLen])
+	c.sendN++
+	return net.Buffers{buf[:headerLen+len(out)]}
+}
+
+// fillFunc makes the next frame: it writes its clear payload into p
+// (MaxPayload bytes) and returns its type and length, or returns the
+// payload as ext where it lies (it must stay there until pipeSend
+// returns); last says it is the final frame. It runs on the sealing
+// goroutine.
+type fillFunc func(p []byte) (t Type, n int, ext []byte, last bool, err error)
 
 // sealedFrame is one frame handed from the sealing goroutine to the
 // writing one, or the error that ends the sealing.
 type sealedFrame struct {
-	buf, frame []byte
-	err        error
+	buf   []byte
+	frame net.Buffers
+	last  bool
+	err   error
 }
 
 // pipeSend sends the frames fill makes until its last one or its error:
@@ -73,7 +104,7 @@ type sealedFrame struct {
 // writes on the caller's. Whatever was buffered goes first. A fill error
 // is returned once the frames before it are sent (the connection stays
 // usable); a socket error leaves the connection broken for sending.
-func (c *Conn) pipeSend(fill fillFunc) error {
+func (c *Conn) pipeSend(fill fillFunc) (err error) {
 	if c.sendErr != nil {
 		return c.sendErr
 	}
@@ -96,25 +127,23 @@ func (c *Conn) pipeSend(fill fillFunc) error {
 			case <-stop:
 				return
 			}
-			t, n, last, err := fill(buf[headerLen : headerLen+MaxPayload])
-			if err == nil && (n < 0 || n > MaxPayload) {
-				err = fmt.Errorf("send %v to %s: payload of %d bytes exceeds %d", t, c.peer, n, MaxPayload)
-			}
-			fr := sealedFrame{buf: buf, err: err}
-			if err == nil {
-				fr.frame = c.sealInto(buf, t, n)
-			}
+			fr := c.sealNext(buf, fill)
 			select {
 			case full <- fr:
 			case <-stop:
 				return
 			}
-			if err != nil || last {
+			if fr.err != nil || fr.last {
 				return
 			}
 		}
 	}()
-	var err error
+	defer func() {
+		close(stop)
+		for range full { // the sealing goroutine is gone once full is closed
+		}
+	}()
+	defer c.faultErr(&err, true)() // a mapping read by TLS in user space
 	for fr := range full {
 		if fr.err != nil {
 			err = fr.err
@@ -123,16 +152,56 @@ func (c *Conn) pipeSend(fill fillFunc) error {
 		if c.idle > 0 {
 			_ = c.c.SetWriteDeadline(time.Now().Add(c.idle))
 		}
-		if _, werr := c.c.Write(fr.frame); werr != nil {
-			err = c.broke(fmt.Errorf("send %v to %s: %w", Type(fr.frame[0]), c.peer, werr))
+		t := Type(fr.frame[0][0])
+		if _, werr := fr.frame.WriteTo(c.c); werr != nil {
+			err = c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, werr))
 			break
 		}
 		free <- fr.buf
 	}
-	close(stop)
-	for range full { // the sealing goroutine is gone once full is closed
-	}
 	return err
+}
+
+// sealNext makes the next frame with fill and seals it into buf.
+func (c *Conn) sealNext(buf []byte, fill fillFunc) (fr sealedFrame) {
+	fr.buf = buf
+	defer c.faultErr(&fr.err, false)()
+	fr.frame = nil
+	t, n, ext, last, err := fill(buf[headerLen : headerLen+MaxPayload])
+	switch {
+	case err != nil:
+		fr.err = err
+	case len(ext) > MaxPayload || n < 0 || n > MaxPayload:
+		fr.err = fmt.Errorf("send %v to %s: payload of %d bytes exceeds %d", t, c.peer, max(n, len(ext)), MaxPayload)
+	case ext != nil:
+		fr.frame = c.sealFrom(buf, t, ext)
+	default:
+		fr.frame = net.Buffers{c.sealInto(buf, t, n)}
+	}
+	fr.last = last
+	return fr
+}
+
+// faultErr makes a memory fault of the calling goroutine (a file's
+// mapping that lost its pages: the file shrank while it was sent) a
+// panic, and the returned function, deferred, turns that panic into
+// *err (broken: the connection is broken for sending too); other panics
+// go on.
+func (c *Conn) faultErr(err *error, broken bool) func() {
+	old := debug.SetPanicOnFault(true)
+	return func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			fault, ok := r.(interface{ Addr() uintptr })
+			if !ok {
+				panic(r)
+			}
+			*err = fmt.Errorf("send to %s: a fault reading a file's mapping at %#x: the file shrank while it was sent", c.peer, fault.Addr())
+			if broken {
+				c.broke(*err)
+			}
+		}
+	}
 }
 
 // broke marks the connection broken for sending after err (a frame may

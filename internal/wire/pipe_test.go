@@ -178,6 +178,7 @@ func TestPipelinedSendErrors(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.sendBody(f, "pages-1.img", 0, int64(len(content))+(2<<20))
+		t.Logf("short file: %v", err)
 		if err == nil || !strings.Contains(err.Error(), "shrank") {
 			errc <- err
 			return
@@ -201,8 +202,8 @@ func TestPipelinedSendErrors(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatalf("short file: %v", err)
 	}
-	if got != len(content) {
-		t.Errorf("received %d bytes before the error, want %d", got, len(content))
+	if got < 3<<20 || got > len(content) { // the last frame faults in the mapping
+		t.Errorf("received %d bytes before the error, want the file's %d or its whole frames", got, len(content))
 	}
 
 	// The socket fails under a file of many frames.
