@@ -29,7 +29,8 @@ import (
 // measurement, not a check: set RTCR_WIRE_BENCH=1 (and RTCR_WIRE_BENCH_MIB,
 // default 1024; RTCR_WIRE_BENCH_RUNS, default 3; RTCR_WIRE_BENCH_ONLY, a
 // comma-separated list of wire, wire-mac, tcp-files, tcp-splice,
-// tcp-discard, runs only those) to run it.
+// tcp-discard, runs only those; RTCR_WIRE_BENCH_IMG, a directory where the
+// image is made once and kept for later runs) to run it.
 func TestWireThroughput(t *testing.T) {
 	testutil.RequireRoot(t)
 	if os.Getenv("RTCR_WIRE_BENCH") == "" {
@@ -44,12 +45,17 @@ func TestWireThroughput(t *testing.T) {
 		runs, _ = strconv.Atoi(s)
 	}
 	np := newNetPair(t)
-	tg := testutil.StartTarget(t, testutil.BuildC(t, "memwriter", false), "1\n", strconv.Itoa(mib), "10")
-	img := filepath.Join(t.TempDir(), "img")
-	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.Pid, Dir: img, LeaveRunning: true}); err != nil {
-		t.Fatal(err)
+	img := os.Getenv("RTCR_WIRE_BENCH_IMG") // kept between runs when set
+	if img == "" {
+		img = filepath.Join(t.TempDir(), "img")
 	}
-	_ = tg.Cmd.Process.Kill()
+	if _, err := os.Stat(filepath.Join(img, "manifest.img")); err != nil {
+		tg := testutil.StartTarget(t, testutil.BuildC(t, "memwriter", false), "1\n", strconv.Itoa(mib), "10")
+		if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.Pid, Dir: img, LeaveRunning: true}); err != nil {
+			t.Fatal(err)
+		}
+		_ = tg.Cmd.Process.Kill()
+	}
 	names, err := wire.ImageFiles(img)
 	if err != nil {
 		t.Fatal(err)
