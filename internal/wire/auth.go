@@ -201,9 +201,9 @@ func ServerWith(nc net.Conn, tok Token, prot Protection) (_ *Conn, err error) {
 			other = IntegrityOnly
 		}
 		if subtle.ConstantTimeCompare(proof, tok.mac(other.label("rtcr-wire client"), ns, ncl)) == 1 {
-			msg := fmt.Sprintf("%v: the client wants frames %v, this server %v (--wire-integrity-only on both sides or on neither)", ErrAuth, other, prot)
+			msg := fmt.Sprintf("the client wants frames %v, this server %v: --wire-integrity-only on both sides or on neither", other, prot)
 			c.SendError(msg)
-			return nil, fmt.Errorf("client %s: %s", c.peer, msg)
+			return nil, fmt.Errorf("client %s: %s: %w", c.peer, msg, ErrAuth)
 		}
 		c.SendError(ErrAuth.Error())
 		return nil, fmt.Errorf("client %s: %w (wrong token)", c.peer, ErrAuth)
@@ -251,7 +251,7 @@ func ClientWith(nc net.Conn, tok Token, prot Protection) (_ *Conn, err error) {
 		var pe *PeerError
 		if errors.As(err, &pe) {
 			if pe.Msg != ErrAuth.Error() {
-				return nil, fmt.Errorf("server %s refused the token or the protection: %s: %w", c.peer, pe.Msg, ErrAuth)
+				return nil, fmt.Errorf("server %s refused the connection: %s: %w", c.peer, pe.Msg, ErrAuth)
 			}
 			return nil, fmt.Errorf("server %s refused the token: %w", c.peer, ErrAuth)
 		}
