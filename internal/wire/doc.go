@@ -46,7 +46,7 @@
 // frame types with fixed binary fields are simpler to bound than a
 // general decoder fed by an unauthenticated peer.
 //
-// Pipelining (pipe.go): a file's frames are made (from its mapping) and
+// Pipelining (pipe.go): a file's frames are read and
 // sealed by one goroutine while another writes the frames before them;
 // inside an image the receiver reads and opens frames ahead of its file
 // writes. Either way one goroutine does all the counter work, in order.

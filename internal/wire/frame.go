@@ -134,9 +134,6 @@ func nonce(n uint64) []byte {
 // zero bytes, n big-endian. The tag covers the type and counter through
 // it, the payload as additional data and the payload's length through
 // GHASH's length block: the whole frame, whose reserved bytes must be 0.
-// The payload alone is the additional data so that it can be sent from
-// where it lies (a file's mapping) without being copied next to the
-// header first.
 func macNonce(t Type, n uint64) []byte {
 	b := nonce(n)
 	b[0] = byte(t)

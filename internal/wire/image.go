@@ -9,7 +9,6 @@ import (
 	"regexp"
 
 	"github.com/rtcr/rtcr/internal/image"
-	"golang.org/x/sys/unix"
 )
 
 // Mode is what the server does with an image once it is stored.
@@ -151,88 +150,31 @@ func (c *Conn) sendFile(path, name string) (int64, error) {
 
 // sendBody sends bytes [from, size) of f (at path) as Data frames, then
 // End; it returns the bytes sent. A file that shrank or grew meanwhile
-// is an error: its size went ahead of it. The frames are made while the
-// ones before them are written (pipeSend), from the file's mapping
-// (fileWindows: no copy of the file in user space) or, where it cannot
-// be mapped, read into their buffers.
+// is an error: its size went ahead of it. The frames are read and
+// sealed while the ones before them are written (pipeSend).
 func (c *Conn) sendBody(f *os.File, path string, from, size int64) (int64, error) {
 	off := from // the sealing goroutine's
 	sent := from
-	w := &fileWindows{f: f}
-	defer w.unmap()
-	err := c.pipeSend(func(p []byte) (Type, int, []byte, bool, error) {
+	err := c.pipeSend(func(p []byte) (Type, int, bool, error) {
 		if off == size {
 			var b [1]byte
 			if k, _ := f.ReadAt(b[:], size); k > 0 {
-				return 0, 0, nil, false, fmt.Errorf("send %s: the file grew while it was sent", path)
+				return 0, 0, false, fmt.Errorf("send %s: the file grew while it was sent", path)
 			}
-			if fi, err := f.Stat(); err != nil || fi.Size() < size {
-				return 0, 0, nil, false, fmt.Errorf("send %s: the file shrank while it was sent", path)
-			}
-			return End, 0, nil, true, nil
+			return End, 0, true, nil
 		}
-		k := min(int64(len(p)), size-off)
-		if ext := w.slice(off, k); ext != nil {
-			off += k
-			sent = off
-			return Data, 0, ext, false, nil
-		}
-		n, err := f.ReadAt(p[:k], off)
+		n, err := f.ReadAt(p[:min(int64(len(p)), size-off)], off)
 		off += int64(n)
 		if off < size && (err == nil || err == io.EOF) && n == 0 {
-			return 0, 0, nil, false, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, off, size)
+			return 0, 0, false, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, off, size)
 		}
 		if err != nil && err != io.EOF {
-			return 0, 0, nil, false, fmt.Errorf("send %s: %w", path, err)
+			return 0, 0, false, fmt.Errorf("send %s: %w", path, err)
 		}
 		sent = off
-		return Data, n, nil, false, nil
+		return Data, n, false, nil
 	})
 	return sent - from, err
-}
-
-// windowSize is the span of a file mapped at once by fileWindows.
-const windowSize = 16 << 20
-
-// fileWindows maps a file being sent window by window, each populated at
-// once (MAP_POPULATE: no fault per page), and keeps them mapped until
-// unmap, after the frames that point into them went.
-type fileWindows struct {
-	f      *os.File
-	maps   [][]byte
-	cur    []byte // the last window, from file offset at
-	at     int64
-	failed bool // the file cannot be mapped: read it instead
-}
-
-// slice returns bytes [off, off+n) of the file from its mapping, n at
-// most MaxPayload; nil when the file cannot be mapped.
-func (w *fileWindows) slice(off, n int64) []byte {
-	if w.failed {
-		return nil
-	}
-	if w.cur == nil || off < w.at || off+n > w.at+int64(len(w.cur)) {
-		at := off &^ (windowSize - 1)
-		if off+n > at+windowSize { // a frame across two windows: map from its page
-			at = off &^ int64(os.Getpagesize()-1)
-		}
-		m, err := unix.Mmap(int(w.f.Fd()), at, windowSize+MaxPayload, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
-		if err != nil {
-			w.failed = true
-			return nil
-		}
-		w.maps = append(w.maps, m)
-		w.cur, w.at = m, at
-	}
-	return w.cur[off-w.at : off-w.at+n]
-}
-
-// unmap unmaps every window.
-func (w *fileWindows) unmap() {
-	for _, m := range w.maps {
-		_ = unix.Munmap(m)
-	}
-	w.maps, w.cur = nil, nil
 }
 
 // ReceiveImage reads File, Data and End frames into files of dir (each

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
-	"runtime/debug"
 	"time"
 )
 
@@ -64,39 +62,21 @@ func (c *Conn) header(buf []byte, t Type, n int) {
 	binary.BigEndian.PutUint32(buf[4:], uint32(l))
 }
 
-// sealFrom builds frame t whose clear payload p lies elsewhere (a file's
-// mapping), with buf (headerLen+maxFrame bytes) for the rest: sealed, the
-// whole frame in buf; IntegrityOnly, the header and the tag in buf and p
-// as it is between them, so the payload is never copied in user space.
-func (c *Conn) sealFrom(buf []byte, t Type, p []byte) net.Buffers {
-	c.header(buf, t, len(p))
-	switch {
-	case c.seal == nil:
-		return net.Buffers{buf[:headerLen], p}
-	case c.macOnly:
-		tag := c.seal.Seal(buf[headerLen:headerLen], macNonce(t, c.sendN), nil, p)
-		c.sendN++
-		return net.Buffers{buf[:headerLen], p, tag}
-	}
-	out := c.seal.Seal(buf[headerLen:headerLen], nonce(c.sendN), p, buf[:headerLen])
-	c.sendN++
-	return net.Buffers{buf[:headerLen+len(out)]}
-}
-
 // fillFunc makes the next frame: it writes its clear payload into p
-// (MaxPayload bytes) and returns its type and length, or returns the
-// payload as ext where it lies (it must stay there until pipeSend
-// returns); last says it is the final frame. It runs on the sealing
-// goroutine.
-type fillFunc func(p []byte) (t Type, n int, ext []byte, last bool, err error)
+// (MaxPayload bytes) and returns its type and length; last says it is
+// the final frame. It runs on the sealing goroutine. (Sealing straight
+// from a file's mapping instead of reading it into p was tried: AES-GCM
+// and GHASH reading the page cache's scattered pages ran about three
+// times slower than on the buffer read(2) had just filled, more than the
+// copy they saved.)
+type fillFunc func(p []byte) (t Type, n int, last bool, err error)
 
 // sealedFrame is one frame handed from the sealing goroutine to the
 // writing one, or the error that ends the sealing.
 type sealedFrame struct {
-	buf   []byte
-	frame net.Buffers
-	last  bool
-	err   error
+	buf, frame []byte
+	last       bool
+	err        error
 }
 
 // pipeSend sends the frames fill makes until its last one or its error:
@@ -104,7 +84,7 @@ type sealedFrame struct {
 // writes on the caller's. Whatever was buffered goes first. A fill error
 // is returned once the frames before it are sent (the connection stays
 // usable); a socket error leaves the connection broken for sending.
-func (c *Conn) pipeSend(fill fillFunc) (err error) {
+func (c *Conn) pipeSend(fill fillFunc) error {
 	if c.sendErr != nil {
 		return c.sendErr
 	}
@@ -143,7 +123,7 @@ func (c *Conn) pipeSend(fill fillFunc) (err error) {
 		for range full { // the sealing goroutine is gone once full is closed
 		}
 	}()
-	defer c.faultErr(&err, true)() // a mapping read by TLS in user space
+	var err error
 	for fr := range full {
 		if fr.err != nil {
 			err = fr.err
@@ -152,9 +132,8 @@ func (c *Conn) pipeSend(fill fillFunc) (err error) {
 		if c.idle > 0 {
 			_ = c.c.SetWriteDeadline(time.Now().Add(c.idle))
 		}
-		t := Type(fr.frame[0][0])
-		if _, werr := fr.frame.WriteTo(c.c); werr != nil {
-			err = c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, werr))
+		if _, werr := c.c.Write(fr.frame); werr != nil {
+			err = c.broke(fmt.Errorf("send %v to %s: %w", Type(fr.frame[0]), c.peer, werr))
 			break
 		}
 		free <- fr.buf
@@ -163,45 +142,15 @@ func (c *Conn) pipeSend(fill fillFunc) (err error) {
 }
 
 // sealNext makes the next frame with fill and seals it into buf.
-func (c *Conn) sealNext(buf []byte, fill fillFunc) (fr sealedFrame) {
-	fr.buf = buf
-	defer c.faultErr(&fr.err, false)()
-	fr.frame = nil
-	t, n, ext, last, err := fill(buf[headerLen : headerLen+MaxPayload])
-	switch {
-	case err != nil:
-		fr.err = err
-	case len(ext) > MaxPayload || n < 0 || n > MaxPayload:
-		fr.err = fmt.Errorf("send %v to %s: payload of %d bytes exceeds %d", t, c.peer, max(n, len(ext)), MaxPayload)
-	case ext != nil:
-		fr.frame = c.sealFrom(buf, t, ext)
-	default:
-		fr.frame = net.Buffers{c.sealInto(buf, t, n)}
+func (c *Conn) sealNext(buf []byte, fill fillFunc) sealedFrame {
+	t, n, last, err := fill(buf[headerLen : headerLen+MaxPayload])
+	if err == nil && (n < 0 || n > MaxPayload) {
+		err = fmt.Errorf("send %v to %s: payload of %d bytes exceeds %d", t, c.peer, n, MaxPayload)
 	}
-	fr.last = last
-	return fr
-}
-
-// faultErr makes a memory fault of the calling goroutine (a file's
-// mapping that lost its pages: the file shrank while it was sent) a
-// panic, and the returned function, deferred, turns that panic into
-// *err (broken: the connection is broken for sending too); other panics
-// go on.
-func (c *Conn) faultErr(err *error, broken bool) func() {
-	old := debug.SetPanicOnFault(true)
-	return func() {
-		debug.SetPanicOnFault(old)
-		if r := recover(); r != nil {
-			fault, ok := r.(interface{ Addr() uintptr })
-			if !ok {
-				panic(r)
-			}
-			*err = fmt.Errorf("send to %s: a fault reading a file's mapping at %#x: the file shrank while it was sent", c.peer, fault.Addr())
-			if broken {
-				c.broke(*err)
-			}
-		}
+	if err != nil {
+		return sealedFrame{buf: buf, err: err}
 	}
+	return sealedFrame{buf: buf, frame: c.sealInto(buf, t, n), last: last}
 }
 
 // broke marks the connection broken for sending after err (a frame may

@@ -33,7 +33,7 @@ func (c *Conn) SendChunks(r io.ReaderAt, name string, from, to int64) error {
 	if from >= to {
 		return c.Flush()
 	}
-	return c.pipeSend(func(p []byte) (Type, int, []byte, bool, error) {
+	return c.pipeSend(func(p []byte) (Type, int, bool, error) {
 		n := int(min(int64(maxChunkData), to-from))
 		h := binary.BigEndian.AppendUint64(p[:0], uint64(from))
 		h = append(h, byte(len(name)))
@@ -43,10 +43,10 @@ func (c *Conn) SendChunks(r io.ReaderAt, name string, from, to int64) error {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return 0, 0, nil, false, fmt.Errorf("stream %s at %d: %w", name, from, err)
+			return 0, 0, false, fmt.Errorf("stream %s at %d: %w", name, from, err)
 		}
 		from += int64(n)
-		return Chunk, len(h) + n, nil, from == to, nil
+		return Chunk, len(h) + n, from == to, nil
 	})
 }
 
