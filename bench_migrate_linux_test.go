@@ -24,7 +24,11 @@ import (
 // downtime went. Every migrated copy checks all its pages against its own
 // table afterwards. Images go to /dev/shm on both sides. A measurement,
 // not a check: RTCR_MIGRATE_BENCH=1 runs it (RTCR_MIGRATE_BENCH_MIB,
-// default 1024; RTCR_MIGRATE_BENCH_MAXFREEZE, default rtcr's).
+// default 1024; RTCR_MIGRATE_BENCH_MAXFREEZE, default rtcr's;
+// RTCR_MIGRATE_BENCH_MODES, a comma-separated subset of the modes;
+// RTCR_MIGRATE_BENCH_LOG=1 logs both sides' step logs of every run;
+// RTCR_MIGRATE_BENCH_RUNS, default 3; RTCR_MIGRATE_BENCH_KEEP=DIR keeps
+// the last image received there).
 func TestMigrateDowntimeBench(t *testing.T) {
 	testutil.RequireRoot(t)
 	if os.Getenv("RTCR_MIGRATE_BENCH") == "" {
@@ -42,19 +46,29 @@ func TestMigrateDowntimeBench(t *testing.T) {
 	t.Setenv("TMPDIR", shm) // rtcr migrate's temporary images
 	np := newNetPair(t)
 	token := writeToken(t, t.TempDir())
-	srv := startServe(t, np, filepath.Join(shm, "images"), token)
+	logs := t.TempDir()
+	srv := startServe(t, np, filepath.Join(shm, "images"), token, "--log-file", filepath.Join(logs, "serve.log"))
 	// A second server, on another port, restores lazily (--lazy-restore).
 	lazyPort := "17071"
-	lazySrv := startServe(t, np, filepath.Join(shm, "lazyimages"), token, "--listen", np.addrA+":"+lazyPort, "--lazy-restore")
+	lazySrv := startServe(t, np, filepath.Join(shm, "lazyimages"), token, "--listen", np.addrA+":"+lazyPort, "--lazy-restore", "--log-file", filepath.Join(logs, "lazyserve.log"))
+	modes := []string{"precopy", "no-precopy", "precopy-lazy-restore"}
+	if s := os.Getenv("RTCR_MIGRATE_BENCH_MODES"); s != "" {
+		modes = strings.Split(s, ",")
+	}
 	type result struct{ down, total time.Duration }
 	best := map[string]result{}
-	for run := 0; run < 3; run++ {
-		for _, mode := range []string{"precopy", "no-precopy", "precopy-lazy-restore"} {
-			args := append([]string{"--name", mode + strconv.Itoa(run)}, extra...)
+	runs := 3
+	if s := os.Getenv("RTCR_MIGRATE_BENCH_RUNS"); s != "" {
+		runs, _ = strconv.Atoi(s)
+	}
+	for run := 0; run < runs; run++ {
+		for _, mode := range modes {
+			mlog := filepath.Join(logs, mode+strconv.Itoa(run)+".log")
+			args := append([]string{"--name", mode + strconv.Itoa(run), "--log-file", mlog}, extra...)
 			to := srv
 			switch mode {
 			case "no-precopy":
-				args = []string{"--name", mode + strconv.Itoa(run), "--no-precopy"}
+				args = []string{"--name", mode + strconv.Itoa(run), "--no-precopy", "--log-file", mlog}
 			case "precopy-lazy-restore":
 				args = append(args, "--to", np.addrA+":"+lazyPort)
 				to = lazySrv
@@ -72,6 +86,15 @@ func TestMigrateDowntimeBench(t *testing.T) {
 				// Its pages come in after the copy runs: wait for
 				// them before the image goes.
 				testutil.WaitForFile(t, lazySrv.log, "every page is in after", 120*time.Second)
+			}
+			if os.Getenv("RTCR_MIGRATE_BENCH_LOG") != "" {
+				t.Logf("source:\n%s\ndestination:\n%s", readFile(mlog), readFile(filepath.Join(logs, "serve.log"))+readFile(filepath.Join(logs, "lazyserve.log")))
+				_ = os.Truncate(filepath.Join(logs, "serve.log"), 0)
+				_ = os.Truncate(filepath.Join(logs, "lazyserve.log"), 0)
+			}
+			if keep := os.Getenv("RTCR_MIGRATE_BENCH_KEEP"); keep != "" {
+				_ = os.RemoveAll(keep)
+				_ = os.Rename(filepath.Join(to.dir, mode+strconv.Itoa(run)), keep)
 			}
 			_ = os.RemoveAll(filepath.Join(to.dir, mode+strconv.Itoa(run)))
 		}

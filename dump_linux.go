@@ -57,6 +57,7 @@ func Dump(ctx context.Context, opts DumpOptions) (*DumpStats, error) {
 		return nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	opts.Dir = stage.Dir
+	stage.NoSync = opts.temporary
 	if dumpStageHook != nil {
 		dumpStageHook(stage.Dir)
 	}
@@ -148,11 +149,17 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 		if kill {
 			// Stopped until the SIGKILLs are sent, as CRIU counts it;
-			// collecting the deaths comes after.
+			// collecting the deaths comes after. A migration's dying
+			// tree gives way to its copy until that runs (idleThreads).
+			restorePrio := func() {}
+			if opts.killed != nil {
+				restorePrio = idleThreads(f.Tids)
+			}
 			f.SendKill()
 			stats.Freeze = time.Since(frozenAt)
 			if opts.killed != nil {
 				opts.killed() // no code of the tree runs any more
+				restorePrio()
 			}
 			f.Reap()
 			if nerr := fds.ReleaseNetwork(true); nerr != nil && err == nil {

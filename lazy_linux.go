@@ -37,6 +37,8 @@ type LazyRestore struct {
 	// it kills them itself on failure.
 	pidfds  []int
 	tailing bool
+	// forks are the children forked while pages were missing (waitAllIn).
+	forks forkState
 }
 
 // Progress reports how many of the pages left out are in.
@@ -75,7 +77,8 @@ func newLazy(c *image.Checkpoint, src lazy.Source, pages mem.PageFiles, checks p
 	if err != nil {
 		return nil, err
 	}
-	return &LazyRestore{srv: srv, log: log, start: start, running: make(chan struct{}), done: make(chan struct{})}, nil
+	return &LazyRestore{srv: srv, log: log, start: start, running: make(chan struct{}), done: make(chan struct{}),
+		forks: forkState{hosts: map[int]int{}, known: map[int]bool{}}}, nil
 }
 
 // register makes the userfaultfd of a restored process (in its stub,
@@ -102,7 +105,8 @@ func (l *LazyRestore) register(pr *restoring) error {
 	// so that a touch reads zeroes) only once the process is dead. Without
 	// it, rtcr's exit closed its fds before its tracer thread's exit sent
 	// the root its parent-death signal: a fault in between read a zero
-	// page.
+	// page. The keeper also kills the process when rtcr dies (should it
+	// have lost its parent-death signal meanwhile).
 	kpid, err := stub.Keeper(l.scratch, l.elfBase, pr.r.Pid, fd)
 	if err != nil {
 		unix.Close(fd)
@@ -113,7 +117,7 @@ func (l *LazyRestore) register(pr *restoring) error {
 	for _, r := range runs {
 		proc.Runs = append(proc.Runs, lazy.Range{Start: r[0], End: r[1]})
 	}
-	l.srv.Add(proc)
+	l.forks.hosts[l.srv.Add(proc)] = pr.r.Pid
 	return nil
 }
 
@@ -132,9 +136,10 @@ func holdDeath(r *ptrace.Remote) error {
 }
 
 // tail runs on the tracer thread once the processes run: it waits until
-// every page is in, gives each live process its own parent-death signal
-// again (frozen for one injected call), and closes the userfaultfds. On
-// failure it kills them all.
+// every page is in (giving each child forked meanwhile a keeper), gives
+// each live process its own parent-death signal again (frozen for one
+// injected call), and closes the userfaultfds. On failure it kills them
+// all, and the children found.
 func (l *LazyRestore) tail(procs []*restoring) (err error) {
 	l.tailing = true
 	defer l.dropKeepers()
@@ -143,14 +148,17 @@ func (l *LazyRestore) tail(procs []*restoring) (err error) {
 		if err != nil {
 			// SIGKILL through the pidfds takes each whole thread group;
 			// the root, this thread's child, is reaped here.
+			l.killUnfound()
 			for i := len(l.pidfds) - 1; i >= 0; i-- {
 				_ = unix.PidfdSendSignal(l.pidfds[i], unix.SIGKILL, nil, 0)
 			}
+			l.killChildren()
 			ptrace.Kill(procs[0].r.Pid)
 		}
 		l.closePidfds()
+		l.closeChildPidfds()
 	}()
-	if err := l.srv.Wait(); err != nil {
+	if err := l.waitAllIn(procs); err != nil {
 		return fmt.Errorf("lazy restore %d: %w (the restored processes were killed)", procs[0].p.Pid, err)
 	}
 	l.allIn = time.Since(l.start)
@@ -191,6 +199,7 @@ func (l *LazyRestore) closePidfds() {
 // dropKeepers ends the keepers of the userfaultfds: every page is in and
 // the processes were let go, or they were killed.
 func (l *LazyRestore) dropKeepers() {
+	l.dropSpare()
 	for _, k := range l.keepers {
 		if err := stub.KillKeeper(k); err != nil && l.log != nil {
 			l.log.Warn("lazy restore: drop keeper", "err", err)

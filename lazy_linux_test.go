@@ -2,6 +2,7 @@ package rtcr_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +30,7 @@ type gatedSource struct {
 	gate chan struct{}
 	once sync.Once
 	slow time.Duration // added to every fetch
+	fail atomic.Bool   // every fetch fails from now on
 }
 
 func newGatedSource(t *testing.T, dir string) *gatedSource {
@@ -54,6 +57,9 @@ func newGatedSource(t *testing.T, dir string) *gatedSource {
 
 func (g *gatedSource) Fetch(pid int, addr uint64, buf []byte) error {
 	time.Sleep(g.slow)
+	if g.fail.Load() {
+		return errors.New("the test's source fails")
+	}
 	if len(buf) > 64<<10 {
 		<-g.gate
 	}
@@ -182,7 +188,7 @@ func TestLazyFork(t *testing.T) {
 // again as a helper (TestLazyHelperRestore), which holds the background
 // copy for ever and serves each fault 1 ms late, so that the check is
 // still under way when it dies.
-func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false) }
+func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false, "check") }
 
 // TestLazyRestorerFdsClosedFirst is TestLazyKilledRestorer with the worst
 // order of a killed rtcr's exit made certain: its userfaultfds are closed
@@ -191,45 +197,20 @@ func TestLazyKilledRestorer(t *testing.T) { killedRestorer(t, false) }
 // then the restorer dies. The keeper holds each userfaultfd until its
 // process has exited, so the process waits at its missing page rather
 // than read it as zero.
-func TestLazyRestorerFdsClosedFirst(t *testing.T) { killedRestorer(t, true) }
+func TestLazyRestorerFdsClosedFirst(t *testing.T) { killedRestorer(t, true, "check") }
 
-func killedRestorer(t *testing.T, closeFirst bool) {
+// TestLazyKilledRestorerNoDeathSignal is TestLazyKilledRestorer with a
+// process that clears its parent-death signal as it runs (prctl): its
+// keeper kills it when the restorer dies.
+func TestLazyKilledRestorerNoDeathSignal(t *testing.T) { killedRestorer(t, false, "nodeath") }
+
+func killedRestorer(t *testing.T, closeFirst bool, mode string) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "lazymem", false)
-	tg := start(t, bin, "256", "check")
+	tg := start(t, bin, "256", mode)
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	dir := tg.dump(false)
-	helper := exec.Command(os.Args[0], "-test.run=^TestLazyHelperRestore$", "-test.v")
-	helper.Env = append(os.Environ(), "RTCR_LAZY_HELPER_DIR="+dir)
-	helper.Stderr = os.Stderr
-	out, err := helper.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := helper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	deadline := time.After(60 * time.Second)
-	for running := false; !running; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("helper ended before the restore ran")
-			}
-			running = strings.HasPrefix(l, "running ")
-		case <-deadline:
-			t.Fatal("helper: no restore within 60 s")
-		}
-	}
+	helper, lines := startLazyHelper(t, dir)
 	// The keeper of its userfaultfd, which holds it until the process is
 	// dead (see README, rtcr killed).
 	keepers := keepersOf(helper.Process.Pid)
@@ -240,20 +221,7 @@ func killedRestorer(t *testing.T, closeFirst bool) {
 	// It runs on the pages its faults bring before the restorer dies.
 	testutil.WaitForFile(t, tg.out, "checked 64\n", 60*time.Second)
 	if closeFirst {
-		if err := helper.Process.Signal(unix.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		for closed := false; !closed; {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatal("helper ended before closing its userfaultfds")
-				}
-				closed = l == "closed"
-			case <-time.After(60 * time.Second):
-				t.Fatal("helper: userfaultfds not closed within 60 s")
-			}
-		}
+		closeHelperFds(t, helper, lines)
 		// Its faults are no longer served: it waits (or, without a
 		// keeper, reads zeroes and reports a wrong word at once).
 		time.Sleep(time.Second)
@@ -289,6 +257,71 @@ func killedRestorer(t *testing.T, closeFirst bool) {
 				t.Fatalf("keeper %d still there (state %q) after restored %d died", k, s, tg.pid)
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// startLazyHelper runs TestLazyHelperRestore on dir (a restorer that holds
+// the background copy and serves each fault 1 ms late) and returns it
+// once it says the restored processes run, with the rest of its output
+// lines. setup, if given, may change the command before it starts (bin:
+// the test binary to run instead of this one).
+func startLazyHelper(t *testing.T, dir string, setup ...func(c *exec.Cmd)) (*exec.Cmd, chan string) {
+	t.Helper()
+	helper := exec.Command(os.Args[0], "-test.run=^TestLazyHelperRestore$", "-test.v")
+	helper.Env = append(os.Environ(), "RTCR_LAZY_HELPER_DIR="+dir)
+	for _, f := range setup {
+		f(helper)
+	}
+	helper.Stderr = os.Stderr
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(60 * time.Second)
+	for running := false; !running; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("helper ended before the restore ran")
+			}
+			running = strings.HasPrefix(l, "running ")
+		case <-deadline:
+			t.Fatal("helper: no restore within 60 s")
+		}
+	}
+	return helper, lines
+}
+
+// closeHelperFds has the helper restorer close its userfaultfds (as its
+// exit would, before its parent-death signals go out) and waits until it
+// says it did.
+func closeHelperFds(t *testing.T, helper *exec.Cmd, lines chan string) {
+	t.Helper()
+	if err := helper.Process.Signal(unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for closed := false; !closed; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("helper ended before closing its userfaultfds")
+			}
+			closed = l == "closed"
+		case <-time.After(60 * time.Second):
+			t.Fatal("helper: userfaultfds not closed within 60 s")
 		}
 	}
 }

@@ -76,7 +76,7 @@ func migratePreCopy(ctx context.Context, opts DumpOptions, srv PageServer) (*Dum
 	pp := &preProgress{srv: &srv, pst: pst, prev: time.Now()}
 	srv.progress("connected to %s; arming the tracking of pid %d's memory in a short freeze, then round 0 copies it all while it runs", srv.Addr, opts.Pid)
 	bs, err := Dump(ctx, DumpOptions{Pid: opts.Pid, Dir: base, LeaveRunning: true, TrackMem: true, Logger: opts.Logger,
-		MaxFreeze: opts.MaxFreeze, FullPreCopy: true, onRound: pp.round})
+		MaxFreeze: opts.MaxFreeze, FullPreCopy: true, onRound: pp.round, temporary: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("migrate %d: the source runs on: round 0: %w", opts.Pid, err)
 	}
@@ -101,7 +101,7 @@ func migratePreCopy(ctx context.Context, opts DumpOptions, srv PageServer) (*Dum
 	srv.progress("full image: %.1f MiB sent and checked by %s in %v (%.0f MiB/s)",
 		float64(n)/(1<<20), srv.Addr, pst.FullSend.Round(time.Millisecond), pp.linkRate/(1<<20))
 
-	opts.Dir, opts.Parent, opts.FullPreCopy = img, wire.BaseDir, false
+	opts.Dir, opts.Parent, opts.FullPreCopy, opts.temporary = img, wire.BaseDir, false, true
 	pp.last, pp.offset = true, pst.Rounds
 	opts.onRound = pp.round
 	// The pages the rounds copy go to the server at once.

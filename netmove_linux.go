@@ -157,12 +157,7 @@ func (ss *sourceSide) finish(err error) error {
 // the restored copy of the image at path runs: the pre-resume action,
 // then a check that every address the copy's sockets are bound to is on
 // this host now, warning (in the events) for each that is not.
-func (s *server) preResume(peer, name, path string) {
-	c, err := image.ReadManifest(path)
-	if err != nil {
-		s.event("%s: %s: read the image for %s: %v", peer, name, ActionPreResume, err)
-		return
-	}
+func (s *server) preResume(peer, name, path string, c *image.Checkpoint) {
 	addrs := files.LocalAddrs(c.Processes)
 	if s.opts.ActionScript != "" {
 		env := []string{

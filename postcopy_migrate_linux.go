@@ -52,7 +52,7 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 		return nil, nil, nil, err
 	}
 	defer closeMigration()
-	opts.Dir = filepath.Join(tmp, "image")
+	opts.Dir, opts.temporary = filepath.Join(tmp, "image"), true
 	pc := &postCopyDump{}
 	opts.postCopy = pc
 	st := &SendStats{Name: srv.Name}

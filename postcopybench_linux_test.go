@@ -36,7 +36,11 @@ func TestPostCopyBench(t *testing.T) {
 	logs := t.TempDir()
 	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token, "--log-file", filepath.Join(logs, "serve.log"))
 	re := regexp.MustCompile(`down ([0-9.]+[µm]?s) .*every page there after ([0-9.]+m?s)`)
-	for run := 0; run < 3; run++ {
+	runs := 3
+	if s := os.Getenv("RTCR_POSTCOPY_BENCH_RUNS"); s != "" {
+		runs, _ = strconv.Atoi(s)
+	}
+	for run := 0; run < runs; run++ {
 		w := startLazyWriter(t, np, mib, 6)
 		mlog := filepath.Join(logs, fmt.Sprintf("migrate%d.log", run))
 		out, code := migrate(t, np, w.cmd.Process.Pid, token, "--lazy", "--log-file", mlog)

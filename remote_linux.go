@@ -199,7 +199,7 @@ func DumpToServer(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpS
 			return nil, nil, fmt.Errorf("dump %d: %w", opts.Pid, err)
 		}
 		defer os.RemoveAll(tmp)
-		opts.Dir = filepath.Join(tmp, "image")
+		opts.Dir, opts.temporary = filepath.Join(tmp, "image"), true
 	}
 	st := &SendStats{Name: srv.Name}
 	opts.Handoff = func(dir string) error { return sendImage(c, dir, st, &srv) }
@@ -242,7 +242,7 @@ func Migrate(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpStats,
 		return nil, nil, err
 	}
 	defer closeMigration()
-	opts.Dir = filepath.Join(tmp, "image")
+	opts.Dir, opts.temporary = filepath.Join(tmp, "image"), true
 	opts.Parent, opts.MaxFreeze = "", 0
 	st := &SendStats{Name: srv.Name}
 	srv.progress("connected to %s; freezing and dumping pid %d", srv.Addr, opts.Pid)
@@ -277,6 +277,7 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 			return err
 		}
 		sent = time.Now()
+		logStep(logger(opts.Logger), opts.Pid, "send", sent.Sub(handed), "bytes", n)
 		srv.progress("sent %.1f MiB in %v; %s checks and restores it (held until the source is gone)",
 			float64(n)/(1<<20), sent.Sub(handed).Round(time.Millisecond), srv.Addr)
 		// The server checks a migration's image in its restore and
@@ -290,20 +291,36 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 			return err
 		}
 		readyAt = time.Now()
+		logStep(logger(opts.Logger), opts.Pid, "destination ready", readyAt.Sub(sent))
 		ready = true
 		return nil
 	}
 	// SIGKILL is sent to every process of the frozen tree: none runs a
 	// user instruction again, so the destination may go before the
-	// source's deaths are collected (reaping 1 GiB takes a while).
-	var goErr error
+	// source's deaths are collected (reaping 1 GiB takes a while), and
+	// its confirmation is read then too: the downtime ends when it
+	// arrives, not when the source is reaped.
+	var goErr, rerr error
+	var restored []byte
+	var restoredAt time.Time
 	goSent := false
+	log := logger(opts.Logger)
+	confirm := func() {
+		c.SetIdle(peerIdle)
+		if goErr = c.SendNow(wire.Go, nil); goErr != nil {
+			return
+		}
+		gone := time.Now()
+		logStep(log, opts.Pid, "kill and go", gone.Sub(readyAt))
+		restored, rerr = c.Expect(wire.Restored)
+		restoredAt = time.Now()
+		logStep(log, opts.Pid, "restored", restoredAt.Sub(gone))
+	}
 	opts.killed = func() {
 		// With an action script the address moves first (afterKill).
 		if ready && srv.ActionScript == "" {
 			goSent = true
-			c.SetIdle(peerIdle)
-			goErr = c.SendNow(wire.Go, nil)
+			confirm()
 		}
 	}
 	ds, err := Dump(ctx, opts)
@@ -319,14 +336,13 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	// destination is told to go, when an action script moves it.
 	src := srv.afterKill(opts.Pid, opts.Dir)
 	if !goSent {
-		c.SetIdle(peerIdle)
-		goErr = c.SendNow(wire.Go, nil)
+		confirm()
 	}
 	srv.progress("the destination is ready, the source was killed: %s was told to run its copy", srv.Addr)
 	if gerr := goErr; gerr != nil {
 		return ds, st, fmt.Errorf("migrate %d: the source is dead, telling %s to run its copy failed (%v): %w; if nothing runs there, the image %s kept there can be restored", opts.Pid, srv.Addr, gerr, ErrUnconfirmed, srv.Name)
 	}
-	p, rerr := c.Expect(wire.Restored)
+	p := restored
 	if rerr == nil && len(p) != 8 {
 		rerr = fmt.Errorf("restored frame of %d bytes: %w", len(p), wire.ErrProtocol)
 	}
@@ -336,17 +352,16 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	st.Pid, st.Program = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
 	if ds != nil {
 		// The freeze began ds.Freeze before the kill, which follows the
-		// handoff's return at once: from there until now, reaping the
-		// source included.
-		st.Downtime = time.Since(readyAt.Add(-ds.Freeze))
+		// handoff's return at once: from there until Restored arrived.
+		st.Downtime = restoredAt.Sub(readyAt.Add(-ds.Freeze))
 		// Where the downtime went: the freeze until the image was
-		// complete, sending it until the server had checked and stored
-		// it, its restore until ready, then the kill, the reaping of the
-		// source, Go and Restored.
+		// complete, sending it, the destination's check and restore
+		// until ready, then the kill, Go and Restored (with an action
+		// script, the address's move and the source's reaping too).
 		dump := ds.Freeze - readyAt.Sub(handed)
 		st.Where = fmt.Sprintf("dump %v, send %v, check and restore %v, kill and go %v",
 			dump.Round(time.Millisecond), sent.Sub(handed).Round(time.Millisecond),
-			readyAt.Sub(sent).Round(time.Millisecond), time.Since(readyAt).Round(time.Millisecond))
+			readyAt.Sub(sent).Round(time.Millisecond), restoredAt.Sub(readyAt).Round(time.Millisecond))
 	}
 	st.Total = time.Since(start)
 	srv.progress("running on %s as pid %d: down %v (%s), total %v", srv.Addr, st.Pid, st.Downtime.Round(time.Millisecond), st.Where, st.Total.Round(time.Millisecond))

@@ -3,6 +3,7 @@ package rtcr
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/rtcr/rtcr/internal/image"
@@ -41,9 +42,11 @@ func openAncestor(c *image.Checkpoint, depth int, pdir string, opts RestoreOptio
 	if d.Owner.Root != owner.Root || d.Owner.Uid != owner.Uid {
 		return nil, fmt.Errorf("owned by another user than the image restored: %w", image.ErrUntrusted)
 	}
-	pc, err := d.ReadManifest()
-	if err != nil {
-		return nil, err
+	pc := opts.parent.at(depth, pdir)
+	if pc == nil {
+		if pc, err = d.ReadManifest(); err != nil {
+			return nil, err
+		}
 	}
 	if err := image.CheckChainLink(child, pc, pdir); err != nil {
 		return nil, err
@@ -94,4 +97,20 @@ func ownersAt(c *image.Checkpoint, depth int) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// readManifest is the manifest of an image already read and checked, and
+// the directory it was read from (RestoreOptions.parent).
+type readManifest struct {
+	dir string
+	c   *image.Checkpoint
+}
+
+// at returns the manifest when the ancestor at depth, in pdir, is the
+// parent it was read from; nil otherwise (read it).
+func (m *readManifest) at(depth int, pdir string) *image.Checkpoint {
+	if m == nil || depth != 1 || filepath.Clean(pdir) != filepath.Clean(m.dir) {
+		return nil
+	}
+	return m.c
 }

@@ -41,16 +41,27 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 	}
 	// A lazy restore reads the page files until every page is in: they
 	// are closed when that ends (lazyRun), not here.
-	handedOff := false
+	handedOff, held := false, false
 	closeImage := func() {
 		closePages()
 		dir.Close()
 	}
 	defer func() {
-		if !handedOff {
+		switch {
+		case handedOff:
+		case held:
+			// A migration's copy runs: unmapping the page files it was
+			// restored from (a whole 1 GiB mapping read through, tens of
+			// ms) is not its downtime, which ends when rtcr serve says
+			// Restored.
+			go closeImage()
+		default:
 			closeImage()
 		}
 	}()
+	if opts.loaded != nil {
+		opts.loaded(c)
+	}
 	root := c.Processes[0].Pid
 	log := logger(opts.Logger)
 	logStep(log, root, "read manifest", time.Since(start), "dir", opts.Dir, "processes", len(c.Processes), "pidns", c.PidNS, "kernel", c.Kernel)
@@ -124,6 +135,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 		return nil, err
 	}
 	log.Info("restore done", "pid", root, "host_pid", stats.Pid, "took", stats.Total.Round(time.Microsecond), "bytes", stats.PageBytes)
+	held = opts.Hold != nil
 	return stats, nil
 }
 

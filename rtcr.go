@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/lazy"
 )
 
@@ -76,8 +77,13 @@ type DumpOptions struct {
 	onRound func(preRound)
 	// killed, when set, is called once a dump that kills its tree has
 	// sent every process SIGKILL, before their deaths are collected
-	// (Migrate tells the destination to go there).
+	// (Migrate tells the destination to go there and waits for its
+	// confirmation); until it returns the dying threads are SCHED_IDLE.
 	killed func()
+	// temporary marks an image that lives only until it was sent (a
+	// migration's, in a temporary directory): nothing of it is fsynced
+	// (image.Stage.NoSync).
+	temporary bool
 	// preUsed, when set, receives the names of the page files begun by
 	// pre-copy rounds that the freeze went on writing (the others are
 	// written anew).
@@ -215,6 +221,15 @@ type RestoreOptions struct {
 	// pre-copy migration's full image when it arrived, and the restore
 	// in the freeze does not read it all again.
 	verifiedParents bool
+	// parent, when set, is the manifest of the image's parent, read and
+	// checked when it arrived (rtcr serve's receiveBase), with the
+	// directory it was read from: the restore in the freeze uses it
+	// instead of decoding it again when the image names that directory.
+	parent *readManifest
+	// loaded, when set, is given the manifest Restore read and checked,
+	// before any process exists (rtcr serve's Hold uses it: its
+	// pre-resume step decoded the manifest again after Go).
+	loaded func(*image.Checkpoint)
 	// Lazy restores private anonymous memory lazily (rtcr restore
 	// --lazy, see README "Lazy restore"): the processes run as soon as
 	// everything else is in place, their pages come in on first touch

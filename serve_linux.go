@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -202,13 +203,13 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer s.release(name)
-	path, err := s.receive(c, mode, name)
+	path, base, err := s.receive(c, mode, name)
 	if err != nil {
 		c.SendError(err.Error()) // best effort: the client may be gone
 		s.event("%s: image %s not stored: %v", peer, name, err)
 		return
 	}
-	if migrating(mode) {
+	if migrating(mode) || mode == wire.ModePostCopy {
 		s.event("%s: image %s received in %s; restoring it", peer, name, path)
 	} else {
 		s.event("%s: image %s stored in %s", peer, name, path)
@@ -218,7 +219,7 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 	case wire.ModePostCopy:
 		s.postCopy(c, name, path)
 	default:
-		s.restore(c, mode, name, path)
+		s.restore(c, mode, name, path, base)
 	}
 }
 
@@ -239,14 +240,17 @@ var errRefused = errors.New("refused")
 // kept in the staging directory's subdirectory wire.BaseDir: the
 // increment that follows names it as its parent, and both go (or stay)
 // together. Only a post-copy migration may send an image that leaves its
-// private memory with the source.
-func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, error) {
+// private memory with the source; its image too is returned unchecked in
+// the staging directory (postCopy). The full image's manifest, read when
+// it was checked, is returned with it (its restore need not decode it
+// again).
+func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, *readManifest, error) {
 	if err := c.SendNow(wire.OK, nil); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	tmp, err := s.inbox.Stage(name)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	committed := false
 	defer func() {
@@ -254,49 +258,54 @@ func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, err
 			_ = s.inbox.Remove(tmp)
 		}
 	}()
+	var base *readManifest
 	if mode == wire.ModePreCopy {
-		if err := s.receiveBase(c, name, tmp); err != nil {
-			return "", err
+		if base, err = s.receiveBase(c, name, tmp); err != nil {
+			return "", nil, err
 		}
 	}
 	if _, err := c.ReceiveImage(tmp); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if migrating(mode) {
-		committed = true // restore's from here
-		return tmp, nil
+	if migrating(mode) || mode == wire.ModePostCopy {
+		// restore's or postCopy's from here; a post-copy image, useless
+		// without its source, is never committed.
+		committed = true
+		return tmp, base, nil
 	}
-	if err := checkImageOpts(RestoreOptions{Dir: tmp, remotePages: mode == wire.ModePostCopy}); err != nil {
-		return "", fmt.Errorf("image %s %w: %w", name, errRefused, err)
+	if _, err := checkImageOpts(RestoreOptions{Dir: tmp}); err != nil {
+		return "", nil, fmt.Errorf("image %s %w: %w", name, errRefused, err)
 	}
 	if err := s.inbox.Commit(tmp, name); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	committed = true
 	if err := c.SendNow(wire.Stored, nil); err != nil {
-		return s.inbox.Path(name), err
+		return s.inbox.Path(name), nil, err
 	}
-	return s.inbox.Path(name), nil
+	return s.inbox.Path(name), nil, nil
 }
 
 // receiveBase takes the full image of a pre-copy migration into
-// tmp/wire.BaseDir, checks it and says Stored.
-func (s *server) receiveBase(c *wire.Conn, name, tmp string) error {
+// tmp/wire.BaseDir, checks it and says Stored; it returns the manifest
+// it read.
+func (s *server) receiveBase(c *wire.Conn, name, tmp string) (*readManifest, error) {
 	base := filepath.Join(tmp, wire.BaseDir)
 	if err := os.Mkdir(base, 0o700); err != nil {
-		return fmt.Errorf("image %s: %w", name, err)
+		return nil, fmt.Errorf("image %s: %w", name, err)
 	}
 	// The source runs while its full image travels: no deadline but the
 	// idle one.
 	n, err := c.ReceiveImage(base)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := CheckImage(base); err != nil {
-		return fmt.Errorf("image %s (full copy) %w: %w", name, errRefused, err)
+	m, err := checkImageOpts(RestoreOptions{Dir: base})
+	if err != nil {
+		return nil, fmt.Errorf("image %s (full copy) %w: %w", name, errRefused, err)
 	}
 	s.event("%s: image %s: full copy stored (%.1f MiB), waiting for the increment", c.Peer(), name, float64(n)/(1<<20))
-	return c.SendNow(wire.Stored, nil)
+	return &readManifest{dir: base, c: m}, c.SendNow(wire.Stored, nil)
 }
 
 // restore restores the stored image; for a migration the processes are
@@ -304,7 +313,7 @@ func (s *server) receiveBase(c *wire.Conn, name, tmp string) error {
 // that fails, or whose source never says it is dead, kills its
 // processes; the image is removed when the source runs on (a failed
 // restore: the client releases it) and kept when that is unknown.
-func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
+func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *readManifest) {
 	peer := c.Peer()
 	s.restoreMu.Lock()
 	defer s.restoreMu.Unlock()
@@ -314,7 +323,10 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 	// A pre-copy migration's full image was checked on arrival
 	// (receiveBase), in the server's own staging directory.
 	opts.verifiedParents = mode == wire.ModePreCopy
+	opts.parent = base
 	opts.Lazy = migrate && s.opts.LazyRestore
+	var ck *image.Checkpoint
+	opts.loaded = func(c *image.Checkpoint) { ck = c }
 	if migrate {
 		// path is the staging directory: checked by Restore before it
 		// made a process, it becomes DIR/name here.
@@ -336,7 +348,7 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string) {
 			if _, err := c.Expect(wire.Go); err != nil {
 				return err
 			}
-			s.preResume(peer, name, path) // the address arrives (netmove_linux.go)
+			s.preResume(peer, name, path, ck) // the address arrives (netmove_linux.go)
 			return nil
 		}
 	}
@@ -387,16 +399,17 @@ func programNote(st *RestoreStats) string {
 // incremental image), without creating one. Checks of this host's state
 // (free pids, files unchanged) are left to the restore.
 func CheckImage(dir string) error {
-	return checkImageOpts(RestoreOptions{Dir: dir})
+	_, err := checkImageOpts(RestoreOptions{Dir: dir})
+	return err
 }
 
 // checkImageOpts is CheckImage with the options that admit an image
-// (remotePages: a post-copy image).
-func checkImageOpts(opts RestoreOptions) error {
-	_, d, _, closePages, err := loadOnce(opts)
+// (remotePages: a post-copy image); it returns the manifest it checked.
+func checkImageOpts(opts RestoreOptions) (*image.Checkpoint, error) {
+	c, d, _, closePages, err := loadOnce(opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	closePages()
-	return d.Close()
+	return c, d.Close()
 }

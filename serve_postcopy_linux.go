@@ -17,13 +17,24 @@ import (
 // go on: the lazy restore kills it (and the source, which still holds
 // everything, resumes). Once every page is in, the server says PagesIn and
 // the source kills its tree. The image, useless without its source,
-// is removed either way.
+// stays in its staging directory path (never DIR/NAME) and is removed
+// either way.
+//
+// The image is not checked before Stored: the lazy restore checks it
+// (the page CRCs of what it writes at once, the rest as it comes) before
+// any process exists, and the source stays frozen until every page is
+// in, so a refused image fails the page phase and the source resumes.
+// Checking it first (CheckImage) and committing it to DIR/NAME were
+// each a step in the downtime.
 func (s *server) postCopy(c *wire.Conn, name, path string) {
 	peer := c.Peer()
 	defer func() { _ = s.inbox.Remove(path) }()
 	ck, err := image.ReadManifest(path)
 	if err == nil && !ck.RemotePages {
 		err = fmt.Errorf("image %s is not a post-copy image", name)
+	}
+	if err == nil {
+		err = c.SendNow(wire.Stored, nil)
 	}
 	if err != nil {
 		c.SendError(err.Error())
@@ -44,11 +55,14 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	go src.run()
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump,
 		Lazy: true, LazySource: src, remotePages: true, AddressesLater: true,
-		Hold: func() error { s.preResume(peer, name, path); return nil }}
+		Hold: func() error { s.preResume(peer, name, path, ck); return nil }}
 	s.restoreMu.Lock()
 	st, err := Restore(opts)
 	s.restoreMu.Unlock()
 	if err != nil {
+		// The source learns why (its page phase ends on this frame).
+		msg := fmt.Sprintf("restore %s: %v", name, err)
+		_ = src.send(wire.Error, []byte(msg[:min(len(msg), 4096)]))
 		src.fail(err)
 		s.event("%s: post-copy restore of %s failed, nothing runs here, the source resumes: %v", peer, name, err)
 		return

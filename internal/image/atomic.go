@@ -33,16 +33,17 @@ func WriteFileAtomic(dir, name string, write func(w io.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
 	}
 	defer d.Close()
-	return writeFileAt(d, dir, name, write)
+	return writeFileAt(d, dir, name, write, true)
 }
 
 // writeFileAt writes name atomically in the open directory d (dir is its
 // path, for messages). It creates a temporary file ".NAME.tmp-N" in d
 // (openat, O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), calls write with a
 // buffered writer around it, flushes, fsyncs and closes the file, renames
-// it to name (renameat within d) and fsyncs d. On any error (or a panic in
-// write) the temporary file is removed (unlinkat in d).
-func writeFileAt(d *os.File, dir, name string, write func(w io.Writer) error) (err error) {
+// it to name (renameat within d) and fsyncs d (the fsyncs only with
+// sync). On any error (or a panic in write) the temporary file is removed
+// (unlinkat in d).
+func writeFileAt(d *os.File, dir, name string, write func(w io.Writer) error, sync bool) (err error) {
 	path := filepath.Join(dir, name)
 	if !isPlainName(name) {
 		return fmt.Errorf("writing %s: %q is not a plain file name", path, name)
@@ -79,8 +80,10 @@ func writeFileAt(d *os.File, dir, name string, write func(w io.Writer) error) (e
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: fsync: %w", path, err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("writing %s: fsync: %w", path, err)
+		}
 	}
 	closed = true
 	if err := f.Close(); err != nil {
@@ -90,6 +93,9 @@ func writeFileAt(d *os.File, dir, name string, write func(w io.Writer) error) (e
 		return fmt.Errorf("writing %s: rename %s: %w", path, tmp, err)
 	}
 	renamed = true
+	if !sync {
+		return nil
+	}
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("writing %s: fsync %s: %w", path, dir, err)
 	}

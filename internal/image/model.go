@@ -282,7 +282,7 @@ type VMA struct {
 	FileMtime int64
 	FileCtime int64 `json:",omitempty"`
 	// Pages are the runs of saved pages, in address order.
-	Pages []PageRun
+	Pages PageRuns
 	// VmFlags are the /proc/PID/smaps VmFlags of the mapping that restore
 	// sets itself, beyond those that follow from Prot, Shared, GrowsDown
 	// and Kind (the Vm* constants; see the table in internal/mem).

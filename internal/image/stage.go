@@ -72,6 +72,11 @@ type Stage struct {
 	// Gen is this dump's generation: 16 hex digits, part of the name of
 	// every page file it writes (PageFileName).
 	Gen string
+	// NoSync leaves out every fsync (page files, manifest, directory):
+	// for an image that lives only until it was sent, a migration's
+	// temporary one, removed afterwards, whose fsyncs were a disk's
+	// latency in the freeze. A crash loses it, and nothing else.
+	NoSync bool
 
 	dir      *os.File        // Dir opened, flock(LOCK_EX) held until Commit or Abort
 	created  []createdDir    // directories this dump created, deepest first
@@ -147,7 +152,7 @@ func (s *Stage) WriteFile(name string, write func(w io.Writer) error) error {
 	if s.dir == nil {
 		return fmt.Errorf("writing %s: the dump into %s is over", name, s.Dir)
 	}
-	return writeFileAt(s.dir, s.Dir, name, write)
+	return writeFileAt(s.dir, s.Dir, name, write, !s.NoSync)
 }
 
 // WriteManifest validates c and writes it as the stage directory's

@@ -52,10 +52,14 @@ func (s *Stage) OpenFile(name string) (*StageFile, error) {
 func (sf *StageFile) Write(p []byte) (int, error) { return sf.bw.Write(p) }
 
 // Sync flushes what was written and writes it back to disk, so that the
-// fsync of Finish (in a dump's freeze) has little left to do.
+// fsync of Finish (in a dump's freeze) has little left to do (with
+// Stage.NoSync it only flushes).
 func (sf *StageFile) Sync() error {
 	if err := sf.bw.Flush(); err != nil {
 		return fmt.Errorf("writing %s: %w", filepath.Join(sf.s.Dir, sf.name), err)
+	}
+	if sf.s.NoSync {
+		return nil
 	}
 	if err := unix.Fdatasync(int(sf.f.Fd())); err != nil {
 		return fmt.Errorf("writing %s: fdatasync: %w", filepath.Join(sf.s.Dir, sf.name), err)
@@ -68,12 +72,13 @@ func (sf *StageFile) Sync() error {
 func (sf *StageFile) ReadAt(p []byte, off int64) (int, error) { return sf.f.ReadAt(p, off) }
 
 // Finish flushes, fsyncs and closes the file, renames it to its name and
-// fsyncs the directory, as Stage.WriteFile does at its end. On an error
+// fsyncs the directory, as Stage.WriteFile does at its end (no fsync
+// with Stage.NoSync). On an error
 // the temporary file is removed.
 func (sf *StageFile) Finish() error {
 	path := filepath.Join(sf.s.Dir, sf.name)
 	err := sf.bw.Flush()
-	if err == nil {
+	if err == nil && !sf.s.NoSync {
 		err = sf.f.Sync()
 	}
 	if cerr := sf.f.Close(); err == nil {
@@ -87,7 +92,7 @@ func (sf *StageFile) Finish() error {
 	if err == nil {
 		err = unix.Renameat(int(sf.s.dir.Fd()), sf.tmp, int(sf.s.dir.Fd()), sf.name)
 	}
-	if err == nil {
+	if err == nil && !sf.s.NoSync {
 		err = sf.s.dir.Sync()
 	}
 	if err != nil {

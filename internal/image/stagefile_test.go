@@ -1,6 +1,7 @@
 package image
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -59,4 +60,47 @@ func TestStageFile(t *testing.T) {
 	if got := dirNames(t, dir); len(got) != 0 {
 		t.Fatalf("after Abort the directory holds %v", got)
 	}
+}
+
+// TestStageNoSync: a stage that fsyncs nothing (a migration's temporary
+// image) writes the same files: what Sync flushed reads back, Finish
+// and WriteFile put each file under its name.
+func TestStageNoSync(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewStage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.NoSync = true
+	name := PageFileName(s.Gen, 7)
+	f, err := s.OpenFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("pre")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 3)
+	if n, err := f.ReadAt(b, 0); n != 3 || string(b) != "pre" {
+		t.Fatalf("read back after Sync: %q, %v", b[:n], err)
+	}
+	if _, err := f.Write([]byte("-frozen")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != "pre-frozen" {
+		t.Fatalf("%s: %q, %v", name, b, err)
+	}
+	if err := s.WriteFile("other", func(w io.Writer) error { _, err := w.Write([]byte("x")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "other")); err != nil || string(b) != "x" {
+		t.Fatalf("other: %q, %v", b, err)
+	}
+	s.Abort()
 }

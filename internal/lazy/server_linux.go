@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
@@ -41,6 +42,7 @@ type seg struct{ start, end, img uint64 }
 // pages were missing (its own userfaultfd, from the fork event).
 type ctx struct {
 	s   *Server
+	id  int // its index in Server.ctxs
 	pid int // the image process whose memory it holds
 	fd  int
 	mu  sync.Mutex
@@ -80,11 +82,15 @@ type Server struct {
 	closed  bool
 	wg      sync.WaitGroup // every goroutine
 	serving sync.WaitGroup // the fault goroutines
+	// forks are the fork events read and not yet taken (TakeForks);
+	// forked has a token while there are some.
+	forks  []Fork
+	forked chan struct{}
 }
 
 // NewServer returns a server fetching pages from src; log may be nil.
 func NewServer(src Source, log *slog.Logger) (*Server, error) {
-	s := &Server{src: src, log: log, allIn: make(chan struct{}), run: make(chan struct{}), quit: make(chan struct{})}
+	s := &Server{src: src, log: log, allIn: make(chan struct{}), run: make(chan struct{}), quit: make(chan struct{}), forked: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -115,13 +121,15 @@ func (s *Server) Prefetch() {
 }
 
 // Add starts serving p: its faults at once, its background copy once
-// Prefetch is called.
-func (s *Server) Add(p Proc) {
+// Prefetch is called. It returns the id of p's userfaultfd (what a Fork
+// names its parent by).
+func (s *Server) Add(p Proc) int {
 	c := &ctx{s: s, pid: p.Pid, fd: p.Fd}
 	for _, r := range p.Runs {
 		c.segs = append(c.segs, seg{r.Start, r.End, r.Start})
 	}
 	s.start(c)
+	return c.id
 }
 
 func (s *Server) start(c *ctx) {
@@ -131,6 +139,7 @@ func (s *Server) start(c *ctx) {
 	}
 	s.pages.Add(n)
 	s.mu.Lock()
+	c.id = len(s.ctxs)
 	s.ctxs = append(s.ctxs, c)
 	if len(c.segs) > 0 {
 		s.left++
@@ -446,6 +455,7 @@ func (c *ctx) read(msgs []abi.UffdMsg, faults []uint64) []uint64 {
 				child := &ctx{s: c.s, pid: c.pid, fd: m.ForkFd(), segs: append([]seg(nil), c.segs...)}
 				c.s.log.Debug("lazy restore: fork", "pid", c.pid, "pages", len(child.segs))
 				c.s.start(child)
+				c.s.noteFork(Fork{Parent: c.id, Child: child.id, Fd: child.fd, Read: time.Now()})
 			case abi.UFFD_EVENT_REMAP:
 				c.gen++
 				from, to, n := m.Remap()
