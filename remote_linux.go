@@ -34,6 +34,11 @@ type PageServer struct {
 	// server's certificate (which must name the host of Addr). The token
 	// is still required inside.
 	TLSCert, TLSKey, TLSCA string
+	// IntegrityOnly sends the frames in the clear, each authenticated
+	// (wire.IntegrityOnly: GHASH alone, about half the CPU of AES-GCM,
+	// but anyone on the path reads the image); the server must choose it
+	// too (rtcr migrate --wire-integrity-only).
+	IntegrityOnly bool
 	// ActionScript, for Migrate, is run at ActionSourceKilled (an
 	// absolute path; see action_linux.go and README "Moving TCP
 	// connections"); empty: none.
@@ -113,7 +118,11 @@ func connect(ctx context.Context, srv *PageServer, mode wire.Mode, pid int) (*wi
 		}
 		nc = tc
 	}
-	c, err := wire.Client(nc, tok)
+	prot := wire.Encrypted
+	if srv.IntegrityOnly {
+		prot = wire.IntegrityOnly
+	}
+	c, err := wire.ClientWith(nc, tok, prot)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -37,6 +37,10 @@ type ServeOptions struct {
 	// TLSCert, TLSKey and TLSCA, when set, require TLS 1.3 with a client
 	// certificate signed by TLSCA before the token handshake.
 	TLSCert, TLSKey, TLSCA string
+	// IntegrityOnly takes frames in the clear, each authenticated
+	// (wire.IntegrityOnly), from clients that chose it too, and refuses
+	// the others (rtcr serve --wire-integrity-only); default: encrypted.
+	IntegrityOnly bool
 	// ActionScript is run at ActionPreResume of each migration (an
 	// absolute path; see action_linux.go and README "Moving TCP
 	// connections"); empty: none.
@@ -169,7 +173,11 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 		}
 		nc = tc
 	}
-	c, err := wire.Server(nc, s.tok)
+	prot := wire.Encrypted
+	if s.opts.IntegrityOnly {
+		prot = wire.IntegrityOnly
+	}
+	c, err := wire.ServerWith(nc, s.tok, prot)
 	if err != nil {
 		s.event("refused %s: %v", peer, err)
 		return

@@ -11,7 +11,7 @@ import (
 )
 
 func runServe(args []string) error {
-	fs := newFlags("serve", "--listen ADDR --dir DIR --token-file T [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--lazy-restore] [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("serve", "--listen ADDR --dir DIR --token-file T [--tls-cert C --tls-key K --tls-ca CA] [--wire-integrity-only] [--action-script PATH] [--lazy-restore] [--no-clock-jump] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.ServeOptions
 	var listen string
 	fs.StringVar(&listen, "listen", "", "TCP `ADDR` to listen on (HOST:PORT, :PORT)")
@@ -22,6 +22,7 @@ func runServe(args []string) error {
 	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS: the certificate's key (`PEM`)")
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "TLS: the CA clients' certificates must be signed by (`PEM`)")
 	fs.StringVar(&o.ActionScript, "action-script", "", "run `PATH` (absolute) with RTCR_ACTION=pre-resume before a migrated copy runs: add its address here (README \"Moving TCP connections\")")
+	fs.BoolVar(&o.IntegrityOnly, "wire-integrity-only", false, "frames in the clear, each authenticated (faster; anyone on the path reads the images): clients must choose it too")
 	fs.BoolVar(&o.LazyRestore, "lazy-restore", false, "migrated copies run before their memory is in (pages follow from the received image; a killed serve takes such a copy with it)")
 	var lf logFlags
 	lf.add(fs)
@@ -53,7 +54,7 @@ func runServe(args []string) error {
 }
 
 func runMigrate(args []string) error {
-	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--no-precopy | --max-freeze 10ms | --lazy] [--tls-cert C --tls-key K --tls-ca CA] [--action-script PATH] [--log-file PATH] [-v0…-v4]")
+	fs := newFlags("migrate", "--pid PID --to HOST:PORT --token-file T [--name NAME] [--no-precopy | --max-freeze 10ms | --lazy] [--tls-cert C --tls-key K --tls-ca CA] [--wire-integrity-only] [--action-script PATH] [--log-file PATH] [-v0…-v4]")
 	var o rtcr.DumpOptions
 	var srv rtcr.PageServer
 	fs.IntVar(&o.Pid, "pid", 0, "process to move (with its descendants; an rtcr run tree moves whole)")
@@ -120,6 +121,7 @@ func runMigrate(args []string) error {
 // tlsFlags adds the client's TLS options (migrate, dump --page-server).
 func tlsFlags(fs *flag.FlagSet, srv *rtcr.PageServer) {
 	fs.StringVar(&srv.TLSCert, "tls-cert", "", "TLS: this client's certificate (`PEM`); with --tls-key and --tls-ca")
+	fs.BoolVar(&srv.IntegrityOnly, "wire-integrity-only", false, "frames in the clear, each authenticated (faster; anyone on the path reads the image): the server must choose it too")
 	fs.StringVar(&srv.TLSKey, "tls-key", "", "TLS: the certificate's key (`PEM`)")
 	fs.StringVar(&srv.TLSCA, "tls-ca", "", "TLS: the CA the server's certificate must be signed by (`PEM`)")
 }

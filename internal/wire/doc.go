@@ -15,6 +15,11 @@
 //	then every frame is sealed: payload = AES-256-GCM(key of its
 //	direction, nonce = frame counter of that direction, additional data =
 //	the 8-byte frame header) and length counts the 16-byte tag.
+//	IntegrityOnly (both sides opt in; Auth, AuthOK and the keys then use
+//	labels ending " integrity-only", so a side that chose otherwise
+//	fails the proof and is told why): payload = clear ‖ AES-256-GMAC tag
+//	(key of its direction, nonce = type:u8 0:3×u8 counter:u64be,
+//	additional data = the clear payload).
 //	C → S   Open    mode:u8 name           S → C  OK | Error msg
 //	C → S   (File size:u64be name, Data*, End)*, Commit
 //	S → C   Stored  (the image was validated and renamed into place) | Error
@@ -40,6 +45,11 @@
 // CRC-32C per MiB); the transport only moves named byte streams, and ten
 // frame types with fixed binary fields are simpler to bound than a
 // general decoder fed by an unauthenticated peer.
+//
+// Pipelining (pipe.go): a file's frames are read and
+// sealed by one goroutine while another writes the frames before them;
+// inside an image the receiver reads and opens frames ahead of its file
+// writes. Either way one goroutine does all the counter work, in order.
 //
 // Integrity: each sealed frame carries a GCM tag under a key only the two
 // token holders can derive, and its counter as nonce, so a frame changed,

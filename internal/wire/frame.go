@@ -90,9 +90,16 @@ type Conn struct {
 	peer string // the remote address, for messages
 
 	seal, open   cipher.AEAD   // nil before the handshake
+	macOnly      bool          // IntegrityOnly: payloads in the clear, tag after
 	idle         time.Duration // read deadline set before each frame (0: none)
 	sendN, recvN uint64        // frame counters: the GCM nonces
 	rbuf, wbuf   []byte        // reused frame buffers
+
+	// Pipelining (pipe.go): the buffers of each direction, the frames
+	// read ahead, and why a direction is broken (nil: it is not).
+	sendBufs, recvBufs [][]byte
+	ra                 *readahead
+	sendErr, recvErr   error
 }
 
 func newConn(c net.Conn) *Conn {
@@ -101,7 +108,7 @@ func newConn(c net.Conn) *Conn {
 		r:    bufio.NewReaderSize(c, readBuf),
 		w:    bufio.NewWriterSize(c, bufSize),
 		peer: c.RemoteAddr().String(),
-		rbuf: make([]byte, maxFrame),
+		rbuf: make([]byte, headerLen+maxFrame),
 		wbuf: make([]byte, headerLen, headerLen+maxFrame),
 	}
 }
@@ -123,11 +130,24 @@ func nonce(n uint64) []byte {
 	return b[:]
 }
 
+// macNonce is the GMAC nonce of IntegrityOnly frame n of type t: t, 3
+// zero bytes, n big-endian. The tag covers the type and counter through
+// it, the payload as additional data and the payload's length through
+// GHASH's length block: the whole frame, whose reserved bytes must be 0.
+func macNonce(t Type, n uint64) []byte {
+	b := nonce(n)
+	b[0] = byte(t)
+	return b
+}
+
 // Send writes one frame (sealed once the handshake is done) into the
 // buffer; Flush sends it. payload must be at most MaxPayload.
 func (c *Conn) Send(t Type, payload []byte) error {
 	if len(payload) > MaxPayload {
 		return fmt.Errorf("send %v to %s: payload of %d bytes exceeds %d", t, c.peer, len(payload), MaxPayload)
+	}
+	if c.sendErr != nil {
+		return c.sendErr
 	}
 	n := len(payload)
 	if c.seal != nil {
@@ -141,33 +161,41 @@ func (c *Conn) Send(t Type, payload []byte) error {
 	frame := c.wbuf[:headerLen]
 	frame[0], frame[1], frame[2], frame[3] = byte(t), 0, 0, 0
 	binary.BigEndian.PutUint32(frame[4:], uint32(n))
-	if c.seal != nil {
+	switch {
+	case c.seal == nil:
+		frame = append(frame, payload...)
+	case c.macOnly:
+		frame = append(frame, payload...)
+		frame = c.seal.Seal(frame, macNonce(t, c.sendN), nil, payload)
+		c.sendN++
+	default:
 		frame = c.seal.Seal(frame, nonce(c.sendN), payload, frame[:headerLen])
 		c.sendN++
-	} else {
-		frame = append(frame, payload...)
 	}
 	// A large frame goes straight to the socket (after what is
 	// buffered), not through the buffer.
 	if len(frame) >= directWrite {
 		if err := c.w.Flush(); err != nil {
-			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+			return c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, err))
 		}
 		if _, err := c.c.Write(frame); err != nil {
-			return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+			return c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, err))
 		}
 		return nil
 	}
 	if _, err := c.w.Write(frame); err != nil {
-		return fmt.Errorf("send %v to %s: %w", t, c.peer, err)
+		return c.broke(fmt.Errorf("send %v to %s: %w", t, c.peer, err))
 	}
 	return nil
 }
 
 // Flush sends the buffered frames.
 func (c *Conn) Flush() error {
+	if c.sendErr != nil {
+		return c.sendErr
+	}
 	if err := c.w.Flush(); err != nil {
-		return fmt.Errorf("send to %s: %w", c.peer, err)
+		return c.broke(fmt.Errorf("send to %s: %w", c.peer, err))
 	}
 	return nil
 }
@@ -189,11 +217,23 @@ func (c *Conn) SetIdle(d time.Duration) { c.idle = d }
 // is valid until the next Recv. A peer's Error frame is returned as an
 // error (PeerError) whatever the caller expected.
 func (c *Conn) Recv() (Type, []byte, error) {
+	if c.recvErr != nil {
+		return 0, nil, c.recvErr
+	}
+	if c.ra != nil {
+		return c.ra.next(c)
+	}
+	return c.recvFrame(c.rbuf)
+}
+
+// recvFrame reads one frame into rbuf (headerLen+maxFrame bytes at least),
+// header first, and checks it, as Recv.
+func (c *Conn) recvFrame(rbuf []byte) (Type, []byte, error) {
 	if c.idle > 0 {
 		_ = c.c.SetReadDeadline(time.Now().Add(c.idle))
 	}
-	var h [headerLen]byte
-	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+	h := rbuf[:headerLen]
+	if _, err := io.ReadFull(c.r, h); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -210,7 +250,7 @@ func (c *Conn) Recv() (Type, []byte, error) {
 	if n > maxFrame || (c.open != nil && n < tagLen) || (c.open == nil && n > maxClear) {
 		return 0, nil, fmt.Errorf("receive %v from %s: length %d out of bounds: %w", t, c.peer, n, ErrProtocol)
 	}
-	buf := c.rbuf[:n]
+	buf := rbuf[headerLen : headerLen+n]
 	if _, err := io.ReadFull(c.r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -219,7 +259,13 @@ func (c *Conn) Recv() (Type, []byte, error) {
 	}
 	if c.open != nil {
 		var err error
-		buf, err = c.open.Open(buf[:0], nonce(c.recvN), buf, h[:])
+		if c.macOnly {
+			// The tag ends the frame (macNonce).
+			buf = buf[:n-tagLen]
+			_, err = c.open.Open(nil, macNonce(t, c.recvN), rbuf[headerLen+n-tagLen:headerLen+n], buf)
+		} else {
+			buf, err = c.open.Open(buf[:0], nonce(c.recvN), buf, h)
+		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("receive %v from %s: frame %d fails its integrity check: %w", t, c.peer, c.recvN, ErrProtocol)
 		}

@@ -111,15 +111,14 @@ func (c *Conn) SendImageAfter(dir string, streamed map[string]int64) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	buf := make([]byte, MaxPayload)
 	var total int64
 	for _, name := range names {
 		var n int64
 		var err error
 		if from := streamed[name]; from > 0 {
-			n, err = c.sendTail(filepath.Join(dir, name), name, from, buf)
+			n, err = c.sendTail(filepath.Join(dir, name), name, from)
 		} else {
-			n, err = c.sendFile(filepath.Join(dir, name), name, buf)
+			n, err = c.sendFile(filepath.Join(dir, name), name)
 		}
 		total += n
 		if err != nil {
@@ -132,7 +131,7 @@ func (c *Conn) SendImageAfter(dir string, streamed map[string]int64) (int64, err
 	return total, nil
 }
 
-func (c *Conn) sendFile(path, name string, buf []byte) (int64, error) {
+func (c *Conn) sendFile(path, name string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -146,41 +145,43 @@ func (c *Conn) sendFile(path, name string, buf []byte) (int64, error) {
 	if err := c.Send(File, append(binary.BigEndian.AppendUint64(nil, uint64(size)), name...)); err != nil {
 		return 0, err
 	}
-	return c.sendBody(f, path, 0, size, buf)
+	return c.sendBody(f, path, 0, size)
 }
 
 // sendBody sends bytes [from, size) of f (at path) as Data frames, then
 // End; it returns the bytes sent. A file that shrank or grew meanwhile
-// is an error: its size went ahead of it.
-func (c *Conn) sendBody(f *os.File, path string, from, size int64, buf []byte) (int64, error) {
+// is an error: its size went ahead of it. The frames are read and
+// sealed while the ones before them are written (pipeSend).
+func (c *Conn) sendBody(f *os.File, path string, from, size int64) (int64, error) {
+	off := from // the sealing goroutine's
 	sent := from
-	for sent < size {
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-sent)], sent)
-		if n > 0 {
-			if err := c.Send(Data, buf[:n]); err != nil {
-				return sent - from, err
+	err := c.pipeSend(func(p []byte) (Type, int, bool, error) {
+		if off == size {
+			var b [1]byte
+			if k, _ := f.ReadAt(b[:], size); k > 0 {
+				return 0, 0, false, fmt.Errorf("send %s: the file grew while it was sent", path)
 			}
-			sent += int64(n)
+			return End, 0, true, nil
+		}
+		n, err := f.ReadAt(p[:min(int64(len(p)), size-off)], off)
+		off += int64(n)
+		if off < size && (err == nil || err == io.EOF) && n == 0 {
+			return 0, 0, false, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, off, size)
 		}
 		if err != nil && err != io.EOF {
-			return sent - from, fmt.Errorf("send %s: %w", path, err)
+			return 0, 0, false, fmt.Errorf("send %s: %w", path, err)
 		}
-		if n == 0 {
-			break
-		}
-	}
-	if sent != size {
-		return sent - from, fmt.Errorf("send %s: the file shrank while it was sent (%d of %d bytes)", path, sent, size)
-	}
-	if n, _ := f.ReadAt(buf[:1], size); n > 0 {
-		return sent - from, fmt.Errorf("send %s: the file grew while it was sent", path)
-	}
-	return sent - from, c.Send(End, nil)
+		sent = off
+		return Data, n, false, nil
+	})
+	return sent - from, err
 }
 
 // ReceiveImage reads File, Data and End frames into files of dir (each
 // written atomically, mode 0600, by image.WriteFileAtomic) until Commit,
-// and returns the bytes of content received. Names outside an image's
+// and returns the bytes of content received, the frames read and opened
+// ahead of the file writes (startReadahead; a failure leaves the
+// connection unable to receive). Names outside an image's
 // (fileNameRe), a name sent twice, more than maxFiles files, a file
 // longer or shorter than it said, and a Commit without manifest.img are
 // refused.
@@ -189,6 +190,8 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 	var total int64
 	st := &streamed{dir: dir, files: map[string]*partFile{}}
 	defer st.close()
+	c.startReadahead()
+	defer c.stopReadahead()
 	for {
 		t, p, err := c.Recv()
 		if err != nil {

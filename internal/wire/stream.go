@@ -24,30 +24,30 @@ import (
 const maxChunkData = MaxPayload - 8 - 1 - 64
 
 // SendChunks sends bytes [from, to) of the page file name (read from r)
-// as Chunk frames, and flushes.
+// as Chunk frames, read and sealed while the ones before them are
+// written (pipeSend).
 func (c *Conn) SendChunks(r io.ReaderAt, name string, from, to int64) error {
 	if len(name) > 64 || !fileNameRe.MatchString(name) || name == image.ManifestName {
 		return fmt.Errorf("stream %q: not a page file name", name)
 	}
-	buf := make([]byte, 8+1+len(name)+maxChunkData)
-	for from < to {
+	if from >= to {
+		return c.Flush()
+	}
+	return c.pipeSend(func(p []byte) (Type, int, bool, error) {
 		n := int(min(int64(maxChunkData), to-from))
-		h := binary.BigEndian.AppendUint64(buf[:0], uint64(from))
+		h := binary.BigEndian.AppendUint64(p[:0], uint64(from))
 		h = append(h, byte(len(name)))
 		h = append(h, name...)
-		k, err := r.ReadAt(buf[len(h):len(h)+n], from)
+		k, err := r.ReadAt(p[len(h):len(h)+n], from)
 		if k < n {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return fmt.Errorf("stream %s at %d: %w", name, from, err)
-		}
-		if err := c.Send(Chunk, buf[:len(h)+n]); err != nil {
-			return err
+			return 0, 0, false, fmt.Errorf("stream %s at %d: %w", name, from, err)
 		}
 		from += int64(n)
-	}
-	return c.Flush()
+		return Chunk, len(h) + n, from == to, nil
+	})
 }
 
 // streamed are the files of an image being received whose first bytes
@@ -174,7 +174,7 @@ func (s *streamed) close() {
 
 // sendTail sends the file at path, whose first from bytes went as Chunk
 // frames, as a Tail and its remaining bytes.
-func (c *Conn) sendTail(path, name string, from int64, buf []byte) (int64, error) {
+func (c *Conn) sendTail(path, name string, from int64) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -193,5 +193,5 @@ func (c *Conn) sendTail(path, name string, from int64, buf []byte) (int64, error
 	if err := c.Send(Tail, append(p, name...)); err != nil {
 		return 0, err
 	}
-	return c.sendBody(f, path, from, size, buf)
+	return c.sendBody(f, path, from, size)
 }

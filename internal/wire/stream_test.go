@@ -38,8 +38,7 @@ func TestStreamedFile(t *testing.T) {
 			errc <- err
 			return
 		}
-		buf := make([]byte, MaxPayload)
-		if _, err := c.sendTail(filepath.Join(src, "pages-1.img"), "pages-1.img", 2<<20+5, buf); err != nil {
+		if _, err := c.sendTail(filepath.Join(src, "pages-1.img"), "pages-1.img", 2<<20+5); err != nil {
 			errc <- err
 			return
 		}
