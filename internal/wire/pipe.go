@@ -221,6 +221,9 @@ func (c *Conn) startReadahead() {
 			case <-ra.stop:
 				return
 			}
+			if readaheadHook != nil {
+				readaheadHook()
+			}
 			t, p, err := c.recvFrame(buf)
 			fr := recvdFrame{t: t, p: p, buf: buf, err: err, terminal: err != nil || !bulk(t)}
 			select {
@@ -261,7 +264,22 @@ func (c *Conn) stopReadahead() {
 	}
 	c.ra = nil
 	close(ra.stop)
-	_ = c.c.SetReadDeadline(time.Now()) // ends a read under way
-	<-ra.done
+	// The cut ends a read under way; it is set again until the goroutine
+	// is done, since a read it starts just after the first cut (it had
+	// taken a buffer already) sets its own idle deadline over it.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for cut := true; cut; {
+		_ = c.c.SetReadDeadline(time.Now())
+		select {
+		case <-ra.done:
+			cut = false
+		case <-tick.C:
+		}
+	}
 	c.recvErr = fmt.Errorf("receive from %s: %w", c.peer, errAbandoned)
 }
+
+// readaheadHook, when set (by tests only), runs in the reading-ahead
+// goroutine between taking a buffer and reading a frame into it.
+var readaheadHook func()
