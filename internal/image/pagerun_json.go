@@ -17,10 +17,14 @@ func (rs *PageRuns) UnmarshalJSON(b []byte) error {
 		*rs = runs
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	return dec.Decode((*[]PageRun)(rs))
+	// Each element refuses unknown fields itself (PageRun.UnmarshalJSON);
+	// json.Unmarshal does not copy b as a Decoder would.
+	return json.Unmarshal(b, (*[]PageRun)(rs))
 }
+
+// minRunJSON is the length of the shortest page run in the encoder's form
+// with its comma: {"Addr":0,"Count":0,"FileOff":0},
+const minRunJSON = len(`{"Addr":0,"Count":0,"FileOff":0},`)
 
 // parsePageRuns reads b when it is an array of page runs each in the
 // encoder's form, without spaces.
@@ -29,7 +33,10 @@ func parsePageRuns(b []byte) (PageRuns, bool) {
 		return nil, false
 	}
 	b = b[1 : len(b)-1]
-	runs := make(PageRuns, 0, bytes.Count(b, []byte{'}'}))
+	// Sized up front, but never beyond what b could hold: a run takes
+	// minRunJSON bytes at least, so a hostile manifest of braces in a
+	// string cannot make this allocate more than a fraction of its size.
+	runs := make(PageRuns, 0, min(bytes.Count(b, []byte{'}'}), (len(b)+1)/minRunJSON))
 	for len(b) > 0 {
 		end := bytes.IndexByte(b, '}')
 		if end < 0 {
@@ -64,6 +71,11 @@ func (r *PageRun) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	type plain PageRun // no methods: encoding/json's own decoding
+	if len(b) > 0 && b[0] != '{' {
+		// Not an object (null, a string…): no field to refuse, and
+		// json.Unmarshal does not copy b as a Decoder would.
+		return json.Unmarshal(b, (*plain)(r))
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	return dec.Decode((*plain)(r))

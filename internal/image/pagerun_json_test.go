@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -128,5 +130,25 @@ func TestPageRunJSON(t *testing.T) {
 	}
 	if got, ok := parsePageRuns(b); !ok || !reflect.DeepEqual(got, PageRuns(in)) {
 		t.Errorf("%s: fast path read %+v (%v), want %+v", b, got, ok, in)
+	}
+}
+
+// TestPageRunsHostileAlloc: a manifest whose page runs are one string of
+// braces is refused without allocating more than a few times its size
+// (the runs were sized by counting braces: 40 bytes a brace, 640 MiB for
+// this 16 MiB input).
+func TestPageRunsHostileAlloc(t *testing.T) {
+	payload := []byte(`{"Pages":["` + strings.Repeat("}", 16<<20) + `"]}`)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var got struct{ Pages PageRuns }
+	err := json.Unmarshal(payload, &got)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a string of braces was accepted as page runs")
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4*uint64(len(payload)) {
+		t.Fatalf("refusing %d bytes allocated %d MiB", len(payload), n>>20)
 	}
 }
