@@ -85,6 +85,13 @@ func freezeDrained(ctx context.Context, log *slog.Logger, root int, gen string) 
 				return nil, d, err
 			}
 		}
+		if try > 1 || len(d.listeners) > 0 {
+			// Read again after a wait: the list the freeze starts from
+			// must be fresh (a stale pid may belong to another process).
+			if pids, err = tree.Descendants(root); err != nil {
+				return nil, d, err
+			}
+		}
 		// A tracer thread for each process, started before the freeze.
 		ready := tree.StartTracers(len(pids))
 		frozenAt := time.Now()
