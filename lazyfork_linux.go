@@ -38,7 +38,11 @@ type forkState struct {
 	known   map[int]bool // host pids that are not an unmatched fork's child
 	pending []lazy.Fork  // in the order the events were read
 	pidfds  []int        // of the matched children, to kill them on failure
-	scanned time.Time    // the last look at every process (orphans)
+	// dropped are the parents (userfaultfd ids) of a fork dropped with
+	// every page in, its child not found: that child is among their new
+	// children, so the one-fork-one-kid shortcut is not for them.
+	dropped map[int]bool
+	scanned time.Time // the last look at every process (orphans)
 	// spare is a keeper started ahead for the next child found (nil:
 	// none, or it could not be started; a child then gets a new one).
 	spare *stub.Spare
@@ -129,7 +133,13 @@ func (l *LazyRestore) matchForks() error {
 			// Its child exited, or has every page: it needs no keeper
 			// (a child of its own is then looked for among every
 			// process, and if the restore fails it is killed with the
-			// parent's other children).
+			// parent's other children: killUnfound).
+			if !gone {
+				if f.dropped == nil {
+					f.dropped = map[int]bool{}
+				}
+				f.dropped[fk.Parent] = true
+			}
 			continue
 		}
 		// host 0: its parent is itself a child not found yet (or gone
@@ -176,7 +186,7 @@ func (l *LazyRestore) matchForks() error {
 		l.srv.Applied(forks[0].Parent)
 		newer := l.srv.TakeForks()
 		left = append(left, newer...)
-		if len(forks) == 1 && len(kids) == 1 && !orphaned && len(newer) == 0 {
+		if len(forks) == 1 && len(kids) == 1 && !orphaned && len(newer) == 0 && !f.dropped[forks[0].Parent] {
 			// The one fork under way and the one new child with its
 			// memory: theirs.
 			if err := l.keepChild(forks[0], kids[0]); err != nil {
