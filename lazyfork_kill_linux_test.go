@@ -2,12 +2,18 @@ package rtcr
 
 import (
 	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/lazy"
 	"github.com/rtcr/rtcr/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -105,5 +111,75 @@ func TestLazyKillUnfoundNoForkPending(t *testing.T) {
 	}
 	if gone(sh) {
 		t.Fatalf("killUnfound killed the served process %d itself", sh)
+	}
+}
+
+// nopSource serves zero pages (matchForks' probe brings one in).
+type nopSource struct{}
+
+func (nopSource) Fetch(pid int, addr uint64, buf []byte) error { return nil }
+
+// newUffd returns a userfaultfd of the test process (nothing registered:
+// a copy through it lands nowhere, ENOENT).
+func newUffd(t *testing.T) int {
+	t.Helper()
+	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK, 0, 0)
+	if errno != 0 {
+		t.Skip("userfaultfd:", errno)
+	}
+	api := abi.UffdioAPI{API: abi.UFFD_API}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, abi.UFFDIO_API, uintptr(unsafe.Pointer(&api))); errno != 0 {
+		t.Fatal("UFFDIO_API:", errno)
+	}
+	return int(fd)
+}
+
+// stackOf returns the range of process pid's [stack] mapping.
+func stackOf(t *testing.T, pid int) (uint64, uint64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasSuffix(line, "[stack]") {
+			span, _, _ := strings.Cut(line, " ")
+			lo, hi, _ := strings.Cut(span, "-")
+			a, _ := strconv.ParseUint(lo, 16, 64)
+			z, _ := strconv.ParseUint(hi, 16, 64)
+			return a, z
+		}
+	}
+	t.Fatalf("no stack in /proc/%d/maps", pid)
+	return 0, 0
+}
+
+// A fork whose child had every page in was dropped, its child A not
+// recorded; a later fork E2 of the same parent whose child is not there
+// yet must not be matched to A by the one-fork-one-kid shortcut (A has
+// its parent's mappings): it is probed (and left pending here).
+func TestLazyMatchForksDroppedChildNotTaken(t *testing.T) {
+	testutil.RequireRoot(t)
+	p, a, pFd := shWithChild(t)
+	srv, err := lazy.NewServer(nopSource{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	lo, hi := stackOf(t, a)
+	idP := srv.Add(lazy.Proc{Pid: 1, Fd: newUffd(t)})
+	idA := srv.Add(lazy.Proc{Pid: 1, Fd: newUffd(t)}) // every page in
+	idB := srv.Add(lazy.Proc{Pid: 1, Fd: newUffd(t), Runs: []lazy.Range{{Start: lo, End: hi}}})
+	now := time.Now()
+	l := &LazyRestore{srv: srv, log: slog.New(slog.DiscardHandler), forks: forkState{
+		hosts: map[int]int{idP: p}, hostFds: map[int]int{idP: pFd}, known: map[int]bool{p: true},
+		pending: []lazy.Fork{{Parent: idP, Child: idA, Read: now}, {Parent: idP, Child: idB, Read: now}},
+	}}
+	defer l.closeChildPidfds()
+	if err := l.matchForks(); err != nil {
+		t.Fatalf("matchForks: %v", err)
+	}
+	if got, ok := l.forks.hosts[idB]; ok {
+		t.Fatalf("fork E2 matched to %d (A, the dropped fork's child, is %d)", got, a)
 	}
 }
