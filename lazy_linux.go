@@ -78,7 +78,7 @@ func newLazy(c *image.Checkpoint, src lazy.Source, pages mem.PageFiles, checks p
 		return nil, err
 	}
 	return &LazyRestore{srv: srv, log: log, start: start, running: make(chan struct{}), done: make(chan struct{}),
-		forks: forkState{hosts: map[int]int{}, known: map[int]bool{}}}, nil
+		forks: forkState{hosts: map[int]int{}, hostFds: map[int]int{}, known: map[int]bool{}}}, nil
 }
 
 // register makes the userfaultfd of a restored process (in its stub,

@@ -30,11 +30,19 @@ import (
 // serves: host pids by userfaultfd id, and the forks not yet matched to a
 // child.
 type forkState struct {
-	hosts   map[int]int  // userfaultfd id → host pid
+	hosts map[int]int // userfaultfd id → host pid
+	// hostFds are pidfds of the hosts (userfaultfd id → pidfd; l.pidfds'
+	// and pidfds' own): a host's pid is read only while its pidfd says
+	// it has not exited, else the pid may be an unrelated process's.
+	hostFds map[int]int
 	known   map[int]bool // host pids that are not an unmatched fork's child
 	pending []lazy.Fork  // in the order the events were read
 	pidfds  []int        // of the matched children, to kill them on failure
-	scanned time.Time    // the last look at every process (orphans)
+	// dropped are the parents (userfaultfd ids) of a fork dropped with
+	// every page in, its child not found: that child is among their new
+	// children, so the one-fork-one-kid shortcut is not for them.
+	dropped map[int]bool
+	scanned time.Time // the last look at every process (orphans)
 	// spare is a keeper started ahead for the next child found (nil:
 	// none, or it could not be started; a child then gets a new one).
 	spare *stub.Spare
@@ -54,8 +62,17 @@ const (
 // each child forked meanwhile a keeper (on the tracer thread: the keepers
 // are its children, like the restored processes' keepers).
 func (l *LazyRestore) waitAllIn(procs []*restoring) error {
-	for _, pr := range procs {
+	byPid := map[int]int{}
+	for i, pr := range procs {
 		l.forks.known[pr.r.Pid] = true
+		if i < len(l.pidfds) {
+			byPid[pr.r.Pid] = l.pidfds[i]
+		}
+	}
+	for id, pid := range l.forks.hosts {
+		if fd, ok := byPid[pid]; ok {
+			l.forks.hostFds[id] = fd
+		}
 	}
 	l.newSpare()
 	for {
@@ -106,6 +123,8 @@ func (l *LazyRestore) dropSpare() {
 // parents and starts a keeper for each child with pages still missing.
 func (l *LazyRestore) matchForks() error {
 	f := &l.forks
+	// Every event read is pending before any child is looked at.
+	f.pending = append(f.pending, l.srv.TakeForks()...)
 	var left []lazy.Fork
 	byParent := map[int][]lazy.Fork{}
 	var parents []int
@@ -114,12 +133,18 @@ func (l *LazyRestore) matchForks() error {
 			// Its child exited, or has every page: it needs no keeper
 			// (a child of its own is then looked for among every
 			// process, and if the restore fails it is killed with the
-			// parent's other children).
+			// parent's other children: killUnfound).
+			if !gone {
+				if f.dropped == nil {
+					f.dropped = map[int]bool{}
+				}
+				f.dropped[fk.Parent] = true
+			}
 			continue
 		}
 		// host 0: its parent is itself a child not found yet (or gone
 		// before): looked for among every process.
-		host := f.hosts[fk.Parent]
+		host, _ := f.host(fk.Parent)
 		if byParent[host] == nil {
 			parents = append(parents, host)
 		}
@@ -136,6 +161,11 @@ func (l *LazyRestore) matchForks() error {
 					return err
 				}
 			}
+			if _, ok := f.host(forks[0].Parent); !ok {
+				// It exited while its children were read: its pid
+				// may be another process's by now.
+				kids, orphaned = nil, true
+			}
 		}
 		if orphaned {
 			// The parent exited (a daemon's fork and exit, say) before
@@ -150,7 +180,13 @@ func (l *LazyRestore) matchForks() error {
 			left = append(left, forks...)
 			continue
 		}
-		if len(forks) == 1 && len(kids) == 1 && !orphaned {
+		// A child seen may be of a fork whose event was read after
+		// TakeForks above (the parent goes on once it is read): then
+		// the one fork pending is not the one child's for sure.
+		l.srv.Applied(forks[0].Parent)
+		newer := l.srv.TakeForks()
+		left = append(left, newer...)
+		if len(forks) == 1 && len(kids) == 1 && !orphaned && len(newer) == 0 && !f.dropped[forks[0].Parent] {
 			// The one fork under way and the one new child with its
 			// memory: theirs.
 			if err := l.keepChild(forks[0], kids[0]); err != nil {
@@ -274,9 +310,9 @@ func hasRange(pid int, ranges [][2]uint64) bool {
 func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 	f := &l.forks
 	f.known[kid] = true
-	f.hosts[fk.Child] = kid
 	// Its pidfd kills it should the restore fail (with all its pages
-	// in too: the tree it belongs to is killed).
+	// in too: the tree it belongs to is killed), and tells whether its
+	// pid is still its own when its children are looked for.
 	pidfd, err := unix.PidfdOpen(kid, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
@@ -285,6 +321,8 @@ func (l *LazyRestore) keepChild(fk lazy.Fork, kid int) error {
 		return fmt.Errorf("lazy restore: child %d forked while pages were missing: pidfd_open: %w", kid, err)
 	}
 	f.pidfds = append(f.pidfds, pidfd)
+	f.hosts[fk.Child] = kid
+	f.hostFds[fk.Child] = pidfd
 	if missing, _ := l.srv.Missing(fk.Child); !missing {
 		return nil // every page is in: nothing to keep
 	}
@@ -326,35 +364,73 @@ func (l *LazyRestore) killChildren() {
 	}
 }
 
-// killUnfound kills the children forked while pages were missing that
-// were not found yet, and theirs (the restore failed: they cannot go on
-// either). It runs before their parents are killed: a child whose parent
-// has died is reparented out of reach.
+// killUnfound kills every child of the served processes that was
+// neither restored nor found with a fork event, and theirs: those of a
+// fork not matched yet, those dropped with every page in, those that
+// exec'd (the restore failed: none can go on). It runs before their
+// parents are killed: a child whose parent has died is reparented out of
+// reach. Only hosts whose pidfd says they are still alive are looked at,
+// and a child only while its pidfd and parent say it is that child: a
+// reused pid is never taken for one of them.
 func (l *LazyRestore) killUnfound() {
 	f := &l.forks
-	if len(f.pending) == 0 {
-		return
-	}
-	var queue, found []int
-	for _, host := range f.hosts {
-		queue = append(queue, host)
-	}
-	for len(queue) > 0 {
-		host := queue[0]
-		queue = queue[1:]
-		kids, _ := newChildren(host, f.known)
-		for _, k := range kids {
-			f.known[k] = true
+	type proc struct{ pid, fd int }
+	var queue []proc
+	for id, pid := range f.hosts {
+		if _, ok := f.host(id); ok {
+			queue = append(queue, proc{pid, f.hostFds[id]})
 		}
-		queue = append(queue, kids...)
-		found = append(found, kids...)
 	}
-	for _, k := range found {
-		if fd, err := unix.PidfdOpen(k, 0); err == nil {
-			_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	var found []int
+	defer func() {
+		for _, fd := range found {
 			unix.Close(fd)
 		}
+	}()
+	for len(queue) > 0 {
+		h := queue[0]
+		queue = queue[1:]
+		kids, _ := newChildren(h.pid, f.known)
+		for _, k := range kids {
+			fd, err := unix.PidfdOpen(k, 0)
+			if err != nil {
+				continue
+			}
+			st, err := procfs.ReadStat(k)
+			if err != nil || st.Ppid != h.pid || !alive(fd) || !alive(h.fd) {
+				unix.Close(fd)
+				continue
+			}
+			f.known[k] = true
+			found = append(found, fd)
+			queue = append(queue, proc{k, fd})
+		}
 	}
+	for _, fd := range found {
+		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	}
+}
+
+// host returns the pid of the process of userfaultfd id if it is still
+// alive (its pidfd, a zombie too), and drops it when it is not: its pid
+// may be another process's by now.
+func (f *forkState) host(id int) (int, bool) {
+	pid, ok := f.hosts[id]
+	if !ok {
+		return 0, false
+	}
+	if fd, ok := f.hostFds[id]; ok && alive(fd) {
+		return pid, true
+	}
+	delete(f.hosts, id)
+	delete(f.hostFds, id)
+	return 0, false
+}
+
+// alive reports whether the process of pidfd fd has not been reaped
+// (pidfd_send_signal with signal 0).
+func alive(fd int) bool {
+	return unix.PidfdSendSignal(fd, 0, nil, 0) == nil
 }
 
 // closeChildPidfds closes the children's pidfds.

@@ -37,6 +37,18 @@ func (s *Server) TakeForks() []Fork {
 	return f
 }
 
+// Applied returns once every message read so far from userfaultfd id
+// has been applied: its fork events are then TakeForks'. The kernel lets
+// a forking process go on once its event is read, before the server has
+// noted it: a child seen among its parent's children is named by an
+// event TakeForks returns only after Applied of the parent.
+func (s *Server) Applied(id int) {
+	if c := s.ctx(id); c != nil {
+		c.mu.Lock()
+		c.mu.Unlock()
+	}
+}
+
 // Missing reports whether the userfaultfd id still has pages missing, and
 // whether its address space is known to be gone (its process exited): a
 // child forked while pages were missing needs its userfaultfd kept alive
