@@ -115,11 +115,7 @@ var (
 func migrateHot(t *testing.T, np *netPair, srv *served, mib int, token string, args []string) [2]time.Duration {
 	t.Helper()
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, dir)
 	defer f.Close()
 	hot := testutil.BuildC(t, "hotwriter", false)
 	pages := mib * 256
@@ -158,6 +154,7 @@ func migrateHot(t *testing.T, np *netPair, srv *served, mib int, token string, a
 		if m == nil {
 			t.Fatalf("no %v in %q", re, mout)
 		}
+		var err error
 		if r[i], err = time.ParseDuration(m[1]); err != nil {
 			t.Fatal(err)
 		}

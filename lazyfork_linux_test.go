@@ -250,11 +250,7 @@ func TestLazyForksKilledUnprivileged(t *testing.T) {
 	if err := os.Chown(cwd, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(cwd, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, cwd)
 	defer f.Close()
 	if err := os.Chown(out, nobody, nobody); err != nil {
 		t.Fatal(err)

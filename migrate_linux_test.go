@@ -107,11 +107,7 @@ type memWriter struct {
 func startMemWriter(t *testing.T, np *netPair, mib int) *memWriter {
 	t.Helper()
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, dir)
 	defer f.Close()
 	cmd := np.command(np.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "memwriter", false), strconv.Itoa(mib), "10")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
@@ -487,11 +483,7 @@ func TestMigrateHostPidsTaken(t *testing.T) {
 	token := writeToken(t, t.TempDir())
 	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token)
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, dir)
 	defer f.Close()
 	cmd := np.command(np.b, testutil.BuildC(t, "memwriter", false), "4", "10")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f

@@ -80,11 +80,7 @@ func attrs(caps ...uintptr) *syscall.SysProcAttr {
 func (u *unprivileged) startCounter(dir string) *target {
 	t := u.t
 	t.Helper()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, dir)
 	defer f.Close()
 	if err := os.Chown(out, nobody, nobody); err != nil {
 		t.Fatal(err)

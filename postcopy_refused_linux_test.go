@@ -1,7 +1,6 @@
 package rtcr_test
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,11 +20,7 @@ func TestMigrateLazyRestoreRefused(t *testing.T) {
 	token := writeToken(t, t.TempDir())
 	srv := startServe(t, np, filepath.Join(t.TempDir(), "images"), token)
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, dir)
 	defer f.Close()
 	cmd := np.command(np.b, testutil.BuildC(t, "memwriter", false), "4", "10")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f

@@ -68,11 +68,7 @@ func TestPostCopyBench(t *testing.T) {
 func startLazyWriter(t *testing.T, np *netPair, mib, ms int) *memWriter {
 	t.Helper()
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, dir)
 	defer f.Close()
 	cmd := np.command(np.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "memwriter", false), strconv.Itoa(mib), strconv.Itoa(ms))
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f

@@ -549,11 +549,7 @@ func echoIn(t *testing.T, ino uint64) int {
 func startEchoServer(t *testing.T, w *tcpWorld) *exec.Cmd {
 	t.Helper()
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := testutil.OutputFile(t, dir)
 	defer f.Close()
 	run := w.command(w.b, testutil.BuildRtcr(t), "run", "--", testutil.BuildC(t, "echoserver", false), w.svc, svcPort)
 	run.Dir, run.Stdout, run.Stderr = dir, f, f

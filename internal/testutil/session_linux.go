@@ -218,6 +218,19 @@ type Target struct {
 	Cmd *exec.Cmd
 }
 
+// OutputFile creates dir/out for a target's stdout and stderr, opened
+// write-only with O_APPEND: a file an fd dump can reopen by path. The
+// caller closes f once the target has started.
+func OutputFile(t testing.TB, dir string) (string, *os.File) {
+	t.Helper()
+	out := filepath.Join(dir, "out")
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, f
+}
+
 // StartTarget runs bin with args in a fresh temporary directory, with stdin
 // /dev/null (read-only) and stdout and stderr a file opened write-only
 // O_APPEND, and no other fd: all three are files an fd dump can reopen by
@@ -226,11 +239,7 @@ type Target struct {
 func StartTarget(t testing.TB, bin, ready string, args ...string) *Target {
 	t.Helper()
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, f := OutputFile(t, dir)
 	defer f.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
