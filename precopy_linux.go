@@ -94,6 +94,27 @@ type preProc struct {
 	ranges [][2]uint64
 }
 
+// keep takes the result of a copy of ranges into pp's page file: once the
+// file is synced, runs become the latest copy of their pages and keep
+// returns how many pages they hold. When the copy or the sync failed
+// (unmapped meanwhile, or exited), the ranges are lost: the freeze saves
+// them as if written, if they are still there.
+func (pp *preProc) keep(runs []image.PageRun, err error, ranges [][2]uint64) (int64, error) {
+	if err == nil {
+		err = pp.file.Sync()
+	}
+	if err != nil {
+		pp.lost = append(pp.lost, ranges...)
+		return 0, err
+	}
+	pp.runs = mem.Latest(pp.runs, runs)
+	var n int64
+	for _, r := range runs {
+		n += int64(r.Count)
+	}
+	return n, nil
+}
+
 // startPrecopy runs the pre-copy rounds of the incremental dump opts (its
 // parent read into tr) while the tree runs. It returns nil when the dump
 // has no budget or is not incremental; an error when ctx was cancelled or
@@ -277,21 +298,12 @@ func (pc *precopy) round() (int64, time.Duration, error) {
 		}
 		start := time.Now()
 		runs, err := mem.CopyRanges(pid, pp.pw, written)
-		if err == nil {
-			err = pp.file.Sync()
-		}
+		n, err := pp.keep(runs, err, written)
 		copyTime += time.Since(start)
 		if err != nil {
-			// Unmapped meanwhile, or exited: saved whole by the freeze
-			// if they are still there.
 			pc.log.Debug("pre-copy copy failed", "pid", pid, "err", err)
-			pp.lost = append(pp.lost, written...)
-			continue
 		}
-		pp.runs = mem.Latest(pp.runs, runs)
-		for _, r := range runs {
-			total += int64(r.Count)
-		}
+		total += n
 	}
 	return total, copyTime, nil
 }
@@ -470,18 +482,11 @@ func (pc *precopy) round0(ctx context.Context) {
 			continue
 		}
 		runs, err := mem.CopyPresent(pid, pp.pw, pp.scan.Empty, ranges)
-		if err == nil {
-			err = pp.file.Sync()
-		}
+		n, err := pp.keep(runs, err, ranges)
 		if err != nil {
 			pc.log.Debug("pre-copy round 0 failed", "pid", pid, "err", err)
-			pp.lost = append(pp.lost, ranges...)
-			continue
 		}
-		pp.runs = mem.Latest(pp.runs, runs)
-		for _, r := range runs {
-			total += int64(r.Count)
-		}
+		total += n
 	}
 	took := time.Since(start)
 	if total*image.PageSize >= 1<<20 && took > 0 {
