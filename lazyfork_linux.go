@@ -1,16 +1,15 @@
 package rtcr
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/lazy"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/stub"
@@ -246,17 +245,14 @@ func (l *LazyRestore) probeChild(fk lazy.Fork, kids []int) (int, error) {
 // present reports whether the page at addr of process pid is in memory
 // (or swapped out), from /proc/PID/pagemap.
 func present(pid int, addr uint64) bool {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	var b [8]byte
-	if _, err := f.ReadAt(b[:], int64(addr/4096*8)); err != nil {
-		return false
-	}
-	e := binary.LittleEndian.Uint64(b[:])
-	return e&(1<<63|1<<62) != 0
+	defer pm.Close()
+	page := addr &^ (image.PageSize - 1)
+	e, err := pm.Read(page, page+image.PageSize, nil)
+	return err == nil && e[0]&(procfs.PM_PRESENT|procfs.PM_SWAP) != 0
 }
 
 // mapsLike returns the kids that have a mapping where one of forks still
@@ -282,23 +278,13 @@ func (l *LazyRestore) mapsLike(kids []int, forks []lazy.Fork) []int {
 // hasRange reports whether process pid has a mapping holding one of
 // ranges whole.
 func hasRange(pid int, ranges [][2]uint64) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procfs.ReadMaps(pid)
 	if err != nil {
 		return false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		span, _, _ := strings.Cut(line, " ")
-		lo, hi, ok := strings.Cut(span, "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
+	for _, m := range maps {
 		for _, r := range ranges {
-			if start <= r[0] && r[1] <= end {
+			if m.Start <= r[0] && r[1] <= m.End {
 				return true
 			}
 		}
@@ -445,7 +431,7 @@ func (l *LazyRestore) closeChildPidfds() {
 // threads) not in known, oldest first, but those that share its address
 // space (vfork: no userfaultfd of their own).
 func newChildren(host int, known map[int]bool) ([]int, error) {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", host))
+	pids, err := procfs.ReadChildren(host)
 	if err != nil {
 		return nil, fmt.Errorf("children of %d: %w", host, err)
 	}
@@ -454,25 +440,18 @@ func newChildren(host int, known map[int]bool) ([]int, error) {
 		start uint64
 	}
 	var kids []kid
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", host, t.Name()))
+	for _, pid := range pids {
+		if known[pid] {
+			continue
+		}
+		st, err := procfs.ReadStat(pid)
 		if err != nil {
-			continue // the thread exited
+			continue // gone already
 		}
-		for _, w := range strings.Fields(string(b)) {
-			pid, err := strconv.Atoi(w)
-			if err != nil || known[pid] {
-				continue
-			}
-			st, err := procfs.ReadStat(pid)
-			if err != nil {
-				continue // gone already
-			}
-			if sameVM(host, pid) {
-				continue // vfork: its parent's memory, until it execs
-			}
-			kids = append(kids, kid{pid, st.StartTime})
+		if sameVM(host, pid) {
+			continue // vfork: its parent's memory, until it execs
 		}
+		kids = append(kids, kid{pid, st.StartTime})
 	}
 	sort.Slice(kids, func(i, j int) bool {
 		if kids[i].start != kids[j].start {

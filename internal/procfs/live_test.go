@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -188,5 +189,28 @@ func TestLiveErrors(t *testing.T) {
 		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want ENOENT naming %s", file, err, want)
 		}
+	}
+}
+
+// TestReadChildren: a child started by any thread of this process is
+// listed; a pid that does not exist is an error matching os.ErrNotExist.
+func TestReadChildren(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	kids, err := ReadChildren(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(kids, cmd.Process.Pid) {
+		t.Fatalf("children of %d: %v, want %d among them", os.Getpid(), kids, cmd.Process.Pid)
+	}
+	if !slices.IsSorted(kids) {
+		t.Fatalf("children %v not sorted", kids)
+	}
+	if _, err := ReadChildren(noSuchPid); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("children of a pid that does not exist: %v, want ErrNotExist", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -57,30 +56,16 @@ func StoppedChildren(pids []int) (map[int][]int, error) {
 	}
 	m := map[int][]int{}
 	for _, pid := range pids {
-		tids, err := procfs.ListTasks(pid)
+		kids, err := procfs.ReadChildren(pid)
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 			continue // killed while frozen, and reaped
 		}
 		if err != nil {
 			return nil, fmt.Errorf("children of %d: %w", pid, err)
 		}
-		for _, tid := range tids {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, tid))
-			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-				continue // the thread exited (it was not frozen yet, or was killed)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("children of %d: %w", pid, err)
-			}
-			for _, f := range strings.Fields(string(b)) {
-				c, err := strconv.Atoi(f)
-				if err != nil {
-					return nil, fmt.Errorf("children of %d, thread %d: %q: %w", pid, tid, b, err)
-				}
-				m[pid] = append(m[pid], c)
-			}
+		if len(kids) > 0 {
+			m[pid] = kids
 		}
-		sort.Ints(m[pid])
 	}
 	return m, nil
 }
