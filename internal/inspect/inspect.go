@@ -86,7 +86,7 @@ func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 	}
 	tw := newTable(w)
 	fmt.Fprintf(tw, "image\t%s\n", dir)
-	fmt.Fprintf(tw, "format\t%d\n", image.FormatVersion)
+	fmt.Fprintf(tw, "format\t%d\n", c.Version)
 	fmt.Fprintf(tw, "kernel\t%s\n", orDash(c.Kernel))
 	fmt.Fprintf(tw, "arch\t%s\n", orDash(c.Arch))
 	fmt.Fprintf(tw, "created\t%s\n", created)
