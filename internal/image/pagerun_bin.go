@@ -70,26 +70,34 @@ func appendRuns(b []byte, c *Checkpoint) ([]byte, error) {
 // errRunsShort is the error of a runs section that ends inside a number.
 var errRunsShort = errors.New("runs section ends inside a number")
 
-// runReader reads the numbers of a runs section.
+// runReader reads the numbers of a runs section: b[pos:] is what is
+// left. (An index rather than a slice cut on each read: no pointer is
+// written, so no GC write barrier in the loop over the runs.)
 type runReader struct {
 	b   []byte
-	off int // bytes read so far, for errors
+	pos int
 }
+
+// left returns the number of bytes not read yet.
+func (r *runReader) left() int { return len(r.b) - r.pos }
 
 // uvarint reads an unsigned varint in its shortest form.
 func (r *runReader) uvarint() (uint64, error) {
-	v, n := binary.Uvarint(r.b)
+	if r.pos < len(r.b) && r.b[r.pos] < 0x80 {
+		r.pos++ // one byte, most numbers of a section
+		return uint64(r.b[r.pos-1]), nil
+	}
+	v, n := binary.Uvarint(r.b[r.pos:])
 	if n <= 0 {
 		if n == 0 {
 			return 0, errRunsShort
 		}
-		return 0, fmt.Errorf("number at byte %d of the runs section overflows 64 bits", r.off)
+		return 0, fmt.Errorf("number at byte %d of the runs section overflows 64 bits", r.pos)
 	}
-	if n > 1 && r.b[n-1] == 0 {
-		return 0, fmt.Errorf("number at byte %d of the runs section not in its shortest form", r.off)
+	if r.b[r.pos+n-1] == 0 {
+		return 0, fmt.Errorf("number at byte %d of the runs section not in its shortest form", r.pos)
 	}
-	r.b = r.b[n:]
-	r.off += n
+	r.pos += n
 	return v, nil
 }
 
@@ -122,8 +130,8 @@ func decodeRuns(b []byte, c *Checkpoint) error {
 			}
 		}
 	}
-	if len(rd.b) != 0 {
-		return fmt.Errorf("%d bytes after the runs of the last vma", len(rd.b))
+	if rd.left() != 0 {
+		return fmt.Errorf("%d bytes after the runs of the last vma", rd.left())
 	}
 	return nil
 }
@@ -138,8 +146,8 @@ func readVMARuns(rd *runReader, v *VMA, next *[MaxChain + 1]int64, total *int) e
 	if n == 0 {
 		return nil
 	}
-	if n > uint64(len(rd.b)/minRunBytes) || n > uint64(MaxPageRuns-*total) {
-		return fmt.Errorf("%d page runs: more than the %d bytes left or the limit of %d runs hold", n, len(rd.b), MaxPageRuns)
+	if n > uint64(rd.left()/minRunBytes) || n > uint64(MaxPageRuns-*total) {
+		return fmt.Errorf("%d page runs: more than the %d bytes left or the limit of %d runs hold", n, rd.left(), MaxPageRuns)
 	}
 	*total += int(n)
 	if v.Start >= v.End || v.Start%PageSize != 0 || v.End%PageSize != 0 {
