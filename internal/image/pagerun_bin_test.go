@@ -230,7 +230,12 @@ func FuzzRunsSection(f *testing.F) {
 // "v4" is the same manifest with its runs in the JSON, as format version 4
 // wrote it (marshalCheckpoint, then read through the same reader).
 func BenchmarkManifestRuns(b *testing.B) {
-	c := chainCheckpoint(13000)
+	benchmarkEncodings(b, chainCheckpoint(13000))
+}
+
+// benchmarkEncodings times the encoding and reading of c's manifest in
+// format 5 and in format 4.
+func benchmarkEncodings(b *testing.B, c *Checkpoint) {
 	v5 := func() []byte {
 		write, _, err := encodeManifest("x", c)
 		if err != nil {
