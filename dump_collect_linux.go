@@ -69,7 +69,7 @@ func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err erro
 func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, sequential bool, inject func(r *ptrace.Remote) error) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
-	r, err := mem.OpenLive(pid)
+	r, err := mem.OpenLiveThreads(pid, len(tids)-1)
 	if err != nil {
 		return err
 	}
@@ -146,15 +146,27 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		return err
 	}
 	t.done("pending signals", "count", len(p.SharedPending))
+	// The other threads' injected calls, side by side.
+	var others []int
+	for _, tid := range tids {
+		if tid != r.Tid {
+			others = append(others, tid)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ErrInterrupted
+	}
+	states, err := task.DumpThreads(r, others)
+	if err != nil {
+		return err
+	}
 	for _, tid := range tids {
 		if err := ctx.Err(); err != nil {
 			return ErrInterrupted
 		}
 		th := leader
 		if tid != r.Tid {
-			if th, err = task.Dump(r, tid); err != nil {
-				return err
-			}
+			th, states = states[0], states[1:]
 		}
 		if th.Robust, err = task.DumpRobust(tid); err != nil {
 			return err

@@ -38,6 +38,30 @@ func Dump(r *ptrace.Remote, tid int) (th image.Thread, err error) {
 	return done()
 }
 
+// DumpThreads is Dump for each of tids, other threads of r's process than
+// its own, injected into side by side as far as r allows
+// (ptrace.Remote.RunThreads); the states come in the order of tids.
+func DumpThreads(r *ptrace.Remote, tids []int) ([]image.Thread, error) {
+	ths := make([]image.Thread, len(tids))
+	i := 0
+	err := r.RunThreads(tids, func(in *ptrace.Injector, b *ptrace.Batch) (func() error, error) {
+		th := &ths[i]
+		i++
+		done, err := DumpBatch(r, in, b, in.Tid)
+		if err != nil {
+			return nil, err
+		}
+		return func() (err error) {
+			*th, err = done()
+			return err
+		}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ths, nil
+}
+
 // DumpBatch is Dump for thread tid of r, injected into through in, with
 // its calls queued in b (to run in that thread); done returns the thread's
 // state once b ran.
@@ -47,8 +71,11 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 	th.SigMask = in.SavedMask()
 	th.Syscall = AdjustRestart(&th.Regs)
 
-	if th.XState, err = ptrace.GetXState(tid); err != nil {
-		return nil, err
+	// A live injector read the xsave area at the same stop already.
+	if th.XState = in.SavedXState(); th.XState == nil {
+		if th.XState, err = ptrace.GetXState(tid); err != nil {
+			return nil, err
+		}
 	}
 	rs, err := ptrace.GetRseq(tid)
 	if err != nil {
