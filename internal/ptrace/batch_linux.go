@@ -259,7 +259,7 @@ func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
 	if batchHook != nil && batchHook("running") {
 		return errAbandoned
 	}
-	return r.finishBatch(in, b, s)
+	return r.finishBatch(in, b, s, true)
 }
 
 // startBatch writes b into the scratch area and sets the armed live
@@ -318,9 +318,12 @@ func (r *Remote) startBatch(in *Injector, b *Batch, s int) error {
 }
 
 // finishBatch waits until the thread of in, running b (startBatch), stops
-// with s at the end of the code, puts it back at its gadget and reads the
-// results.
-func (r *Remote) finishBatch(in *Injector, b *Batch, s int) error {
+// with s at the end of the code, puts it back at its gadget (with rearm)
+// and reads the results. Without rearm the thread stays in its stop at the
+// end of the code, for disarmStart to take it from there: killed there,
+// rtcr leaves it to block its signals and return through its frame, as the
+// gadget would.
+func (r *Remote) finishBatch(in *Injector, b *Batch, s int, rearm bool) error {
 	stop := r.Scratch + batchCodeOff + batchStopOff
 	for {
 		ws, err := Wait(in.Tid)
@@ -347,8 +350,10 @@ func (r *Remote) finishBatch(in *Injector, b *Batch, s int) error {
 	if batchHook != nil && batchHook("stopped") {
 		return errAbandoned
 	}
-	if err := in.rearm(nil); err != nil {
-		return err
+	if rearm {
+		if err := in.rearm(nil); err != nil {
+			return err
+		}
 	}
 	if err := vmIO(r.Pid, false, r.Scratch+uint64(b.outOff), b.out, r.Scratch+uint64(b.tabOff), b.tab); err != nil {
 		return fmt.Errorf("thread %d: read the results of a batch: %w", in.Tid, err)

@@ -3,6 +3,7 @@ package ptrace
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -314,6 +315,9 @@ func (in *Injector) disarmEnd(err error) error {
 // at an address of rtcr's own; a kernel without shadow stacks answers
 // EINVAL.
 func refuseShadowStack(tid int) error {
+	if noShadowStacks.Load() {
+		return nil
+	}
 	var features uint64
 	_, _, e := unix.Syscall6(unix.SYS_PTRACE, abi.PTRACE_ARCH_PRCTL, uintptr(tid), uintptr(unsafe.Pointer(&features)), abi.ARCH_SHSTK_STATUS, 0, 0)
 	var err error
@@ -322,6 +326,8 @@ func refuseShadowStack(tid int) error {
 	}
 	switch {
 	case err == unix.EINVAL:
+		// The kernel has no shadow stacks: no thread can have one.
+		noShadowStacks.Store(true)
 		return nil
 	case err != nil:
 		return fmt.Errorf("thread %d: shadow stack status: %w", tid, err)
@@ -330,6 +336,10 @@ func refuseShadowStack(tid int) error {
 	}
 	return nil
 }
+
+// noShadowStacks is set once the kernel answered that it has no shadow
+// stacks (one PTRACE_ARCH_PRCTL a process, not one a thread).
+var noShadowStacks atomic.Bool
 
 // ErrUnsupported reports a thread state rtcr cannot inject into safely.
 var ErrUnsupported = errors.New("not supported")

@@ -153,7 +153,9 @@ func (r *Remote) runThreadsAtOnce(tids []int, work ThreadWork) error {
 	for i := range ts {
 		t := &ts[i]
 		if t.state == threadRunning {
-			err := r.finishBatch(t.in, t.b, t.s)
+			// Straight from the stop at the end of the batch into the
+			// way back (finishBatch without rearm).
+			err := r.finishBatch(t.in, t.b, t.s, false)
 			if errors.Is(err, errAbandoned) {
 				return err // a test: left as a killed rtcr leaves them
 			}

@@ -1,12 +1,12 @@
 package task
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
 	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/image"
-	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -84,17 +84,25 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 	if rs.RseqAbiPointer != 0 {
 		th.Rseq = &image.Rseq{Ptr: rs.RseqAbiPointer, Len: rs.RseqAbiSize, Sig: rs.Signature}
 	}
-	th.Name, err = procfs.ReadComm(r.Pid, tid)
-	if err != nil {
-		return nil, err
-	}
 	// PR_GET_TID_ADDRESS stores the pointer in the batch's outputs.
 	tidAddr, tidOff := b.Out(8)
 	tidCall := b.Add(unix.SYS_PRCTL, abi.PR_GET_TID_ADDRESS, tidAddr)
 	var ss abi.StackT
 	ssAddr, ssOff := b.Out(len(ptrace.Bytes(&ss)))
 	ssCall := b.Add(unix.SYS_SIGALTSTACK, 0, ssAddr)
+	// The name as /proc/PID/task/TID/comm shows it (both are the
+	// thread's comm), without three calls and a path walk per thread.
+	nameAddr, nameOff := b.Out(16)
+	nameCall := b.Add(unix.SYS_PRCTL, unix.PR_GET_NAME, nameAddr)
 	return func() (image.Thread, error) {
+		if _, err := b.Result(nameCall); err != nil {
+			return th, fmt.Errorf("read the name of %d: %w", tid, err)
+		}
+		name := b.Bytes(nameOff, 16)
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		th.Name = string(name)
 		if _, err := b.Result(tidCall); err != nil {
 			return th, fmt.Errorf("read clear-tid address of %d: %w", tid, err)
 		}
