@@ -2,6 +2,9 @@ package rtcr
 
 import (
 	"context"
+	"time"
+
+	"golang.org/x/sys/unix"
 	"log/slog"
 	"slices"
 	"strings"
@@ -146,6 +149,7 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		return err
 	}
 	t.done("pending signals", "count", len(p.SharedPending))
+	tracerCPU, processCPU := cpuTime(unix.CLOCK_THREAD_CPUTIME_ID), cpuTime(processClock(pid))
 	// The other threads' injected calls, side by side.
 	var others []int
 	for _, tid := range tids {
@@ -180,6 +184,22 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		p.Threads = append(p.Threads, th)
 		logThread(log, pid, &th)
 	}
-	t.done("threads", "count", len(tids))
+	// The CPU time of the tracer thread and of the process for the step:
+	// with many threads, the cost per thread on both sides.
+	t.done("threads", "count", len(tids), "tracer_cpu", cpuTime(unix.CLOCK_THREAD_CPUTIME_ID)-tracerCPU,
+		"process_cpu", cpuTime(processClock(pid))-processCPU)
 	return ctx.Err()
 }
+
+// cpuTime reads the CPU-time clock clk (0 if it cannot).
+func cpuTime(clk int32) time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(clk, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// processClock is the CPU-time clock of process pid, all its threads
+// (MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)).
+func processClock(pid int) int32 { return ^int32(pid)<<3 | 2 }

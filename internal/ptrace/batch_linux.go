@@ -253,7 +253,7 @@ func (r *Remote) batchSignal(in *Injector) int {
 // runBatchLive runs b as one batch in the armed live thread of in, which
 // stops with signal s at the end (see Batch).
 func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
-	if err := r.startBatch(in, b, s); err != nil {
+	if err := r.startBatch(in, b, s, true); err != nil {
 		return err
 	}
 	if batchHook != nil && batchHook("running") {
@@ -263,9 +263,10 @@ func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
 }
 
 // startBatch writes b into the scratch area and sets the armed live
-// thread of in running it; finishBatch waits for its end. In between, the
-// thread may be anywhere in the batch code.
-func (r *Remote) startBatch(in *Injector, b *Batch, s int) error {
+// thread of in at its start, and running it with cont (else contBatch
+// does); finishBatch waits for its end. In between, the thread may be
+// anywhere in the batch code.
+func (r *Remote) startBatch(in *Injector, b *Batch, s int, cont bool) error {
 	lv := in.live
 	if !r.codeWritten {
 		if err := WriteMem(r.Pid, r.Scratch+batchCodeOff, batchCode); err != nil {
@@ -311,6 +312,15 @@ func (r *Remote) startBatch(in *Injector, b *Batch, s int) error {
 	// From here on the thread may be anywhere in the code until it stops
 	// with s just after its tgkill.
 	lv.inBatch = true
+	if !cont {
+		return nil
+	}
+	return contBatch(in)
+}
+
+// contBatch sets the thread of in, at the start of its batch (startBatch),
+// running it.
+func contBatch(in *Injector) error {
 	if err := unix.PtraceCont(in.Tid, 0); err != nil {
 		return in.rearm(fmt.Errorf("thread %d: run a batch: %w", in.Tid, err))
 	}

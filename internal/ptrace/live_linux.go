@@ -215,7 +215,7 @@ func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
 // memory under its frame and sends again the signals held meanwhile. err,
 // if not nil, is returned (wrapped with any error of disarming).
 func (in *Injector) disarm(err error) error {
-	if e := in.disarmStart(); e != nil {
+	if e := in.disarmStart(true); e != nil {
 		return in.disarmFail(err, e)
 	}
 	return in.disarmEnd(err)
@@ -230,9 +230,10 @@ func (in *Injector) disarmFail(err, e error) error {
 }
 
 // disarmStart is disarm up to setting the thread running into its
-// interrupt stop; disarmEnd waits for that stop and does the rest. In
-// between the thread runs its own signal path.
-func (in *Injector) disarmStart() error {
+// interrupt stop (with cont; else disarmCont does); disarmEnd waits for
+// that stop and does the rest. In between the thread runs its own signal
+// path (or is about to: killed there, rtcr leaves it to run it).
+func (in *Injector) disarmStart(cont bool) error {
 	// Left at the entry of a call (an error there): skip the call and go
 	// on to its exit, or the registers set below would be a call's
 	// number and arguments.
@@ -267,6 +268,15 @@ func (in *Injector) disarmStart() error {
 	if e := SetRegs(in.Tid, &in.saved); e != nil {
 		return e
 	}
+	if !cont {
+		return nil
+	}
+	return in.disarmCont()
+}
+
+// disarmCont sets the thread running into its interrupt stop, once
+// disarmStart set it up.
+func (in *Injector) disarmCont() error {
 	if e := unix.PtraceCont(in.Tid, 0); e != nil {
 		return fmt.Errorf("resume %d into its interrupt stop: %w", in.Tid, e)
 	}

@@ -143,33 +143,62 @@ func (r *Remote) runThreadsAtOnce(tids []int, work ThreadWork) error {
 			}
 			continue
 		}
-		if err := r.startBatch(in, t.b, t.s); err != nil {
+		if err := r.startBatch(in, t.b, t.s, false); err != nil {
 			errs = append(errs, err)
 			break
 		}
 		t.state = threadRunning
 	}
-	// Wait for each batch's end and set the thread on its way back.
+	// Set running only once all are armed: a running batch takes the
+	// process's signal lock, which the tracer's calls on the others
+	// need too.
 	for i := range ts {
 		t := &ts[i]
-		if t.state == threadRunning {
-			// Straight from the stop at the end of the batch into the
-			// way back (finishBatch without rearm).
-			err := r.finishBatch(t.in, t.b, t.s, false)
-			if errors.Is(err, errAbandoned) {
-				return err // a test: left as a killed rtcr leaves them
-			}
-			if err != nil {
-				errs = append(errs, err)
-			}
+		if t.state != threadRunning {
+			continue
+		}
+		if err := contBatch(t.in); err != nil {
+			errs = append(errs, err)
 			t.state = threadArmed
 		}
-		if t.state == threadArmed {
-			t.state = threadDisarming
-			if err := t.in.disarmStart(); err != nil {
-				errs = append(errs, fmt.Errorf("putting thread %d back: %w", t.in.Tid, err))
-				t.state = threadBack
-			}
+	}
+	// Wait for each batch's end, then set the threads on their way back,
+	// again all set up before any runs.
+	for i := range ts {
+		t := &ts[i]
+		if t.state != threadRunning {
+			continue
+		}
+		// Left in the stop at the end of the batch, for disarmStart
+		// to take it from there (finishBatch without rearm).
+		err := r.finishBatch(t.in, t.b, t.s, false)
+		if errors.Is(err, errAbandoned) {
+			return err // a test: left as a killed rtcr leaves them
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		t.state = threadArmed
+	}
+	for i := range ts {
+		t := &ts[i]
+		if t.state != threadArmed {
+			continue
+		}
+		t.state = threadDisarming
+		if err := t.in.disarmStart(false); err != nil {
+			errs = append(errs, fmt.Errorf("putting thread %d back: %w", t.in.Tid, err))
+			t.state = threadBack
+		}
+	}
+	for i := range ts {
+		t := &ts[i]
+		if t.state != threadDisarming {
+			continue
+		}
+		if err := t.in.disarmCont(); err != nil {
+			errs = append(errs, fmt.Errorf("putting thread %d back: %w", t.in.Tid, err))
+			t.state = threadBack
 		}
 	}
 	for i := range ts {

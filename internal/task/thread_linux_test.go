@@ -253,7 +253,7 @@ func TestRseqAbortOnLiveInjection(t *testing.T) {
 func TestDumpThreads(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "victim", false)
-	tg := testutil.StartTarget(t, bin, "tick 64\n", "1", "6")
+	tg := testutil.StartTarget(t, bin, "tick ", "1", "6")
 	err := ptrace.Run(func() error {
 		tids, err := ptrace.Freeze(tg.Pid)
 		if err != nil {
