@@ -27,12 +27,14 @@ func TestRunThreads(t *testing.T) {
 		name       string
 		slots      int
 		sequential bool
-		batched    int // batches as one round trip, of 7
+		batched    int  // batches as one round trip, of 7
+		rlimit     bool // RLIMIT_AS leaves no room for the slots
 	}{
-		{"all", 7, false, 7},
-		{"groups", 3, false, 7},
-		{"noslots", 0, false, 7},
-		{"sequential", 7, true, 0},
+		{"all", 7, false, 7, false},
+		{"groups", 3, false, 7, false},
+		{"noslots", 0, false, 7, false},
+		{"sequential", 7, true, 0, false},
+		{"rlimit", 7, false, 7, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tg := testutil.StartTarget(t, bin, "tick ", "1", "8")
@@ -49,6 +51,14 @@ func TestRunThreads(t *testing.T) {
 				if err != nil {
 					return err
 				}
+				want := c.slots
+				if c.rlimit {
+					// Room for the plain scratch area only.
+					if err := limitAS(tg.Pid, ptrace.ScratchSize+64<<10); err != nil {
+						return err
+					}
+					want = 0
+				}
 				r, err := ptrace.OpenLiveThreads(tg.Pid, addr, c.slots)
 				if err != nil {
 					return err
@@ -56,8 +66,8 @@ func TestRunThreads(t *testing.T) {
 				if c.sequential {
 					r.Sequential()
 				}
-				if r.ThreadSlots() != c.slots {
-					t.Errorf("%d thread slots, want %d", r.ThreadSlots(), c.slots)
+				if r.ThreadSlots() != want {
+					t.Errorf("%d thread slots, want %d", r.ThreadSlots(), want)
 				}
 				var checks []func()
 				var seen []int
@@ -167,4 +177,24 @@ func waitTicks(t *testing.T, out string, n int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// limitAS sets the address-space limit of pid to what it maps now plus
+// room bytes.
+func limitAS(pid, room int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err
+	}
+	var kb int
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmSize:"); ok {
+			fmt.Sscan(v, &kb)
+		}
+	}
+	if kb == 0 {
+		return fmt.Errorf("no VmSize in /proc/%d/status", pid)
+	}
+	lim := unix.Rlimit{Cur: uint64(kb<<10 + room), Max: uint64(kb<<10 + room)}
+	return unix.Prlimit(pid, unix.RLIMIT_AS, &lim, nil)
 }
