@@ -162,8 +162,13 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		if th.Pending, err = sig.DumpPending(tid, false); err != nil {
 			return err
 		}
-		if th.Sched, err = attr.DumpSched(tid); err != nil {
+		if err := attr.DumpThread(tid, &th); err != nil {
 			return err
+		}
+		if tid != r.Tid && p.Creds != nil {
+			if th.Creds, err = cred.DumpThread(pid, tid, p.Creds); err != nil {
+				return err
+			}
 		}
 		p.Threads = append(p.Threads, th)
 		logThread(log, pid, &th)

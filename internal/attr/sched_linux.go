@@ -85,6 +85,9 @@ func dumpOomTHP(r *ptrace.Remote, b *ptrace.Batch, p *image.Process) (done func(
 		return nil, fmt.Errorf("oom_score_adj of %d: %w", r.Pid, err)
 	}
 	p.OomScoreAdj = &adj
+	if err := dumpMMAttrs(r.Pid, p); err != nil {
+		return nil, err
+	}
 	thp := b.Add(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0)
 	mb := b.Add(unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
 	return func() error {
@@ -113,6 +116,9 @@ func restoreOomTHP(r *ptrace.Remote, p *image.Process) error {
 		if _, err := r.Syscall(unix.SYS_PRCTL, prSetTHPDisable, 1, p.THPDisable&^1, 0, 0); err != nil {
 			return fmt.Errorf("restore prctl(PR_SET_THP_DISABLE, 1, %#x) of %d: %w", p.THPDisable&^1, r.Pid, err)
 		}
+	}
+	if err := restoreMMAttrs(r, p); err != nil {
+		return err
 	}
 	for bit := uint64(1); bit <= membarrierRegistrations; bit <<= 1 {
 		if p.Membarrier&bit == 0 {

@@ -112,3 +112,27 @@ func (t thread) verify(c *image.Creds) error {
 	}
 	return nil
 }
+
+// DumpThread returns the credentials of thread tid of pid when they
+// differ from proc, the process's (its leader's), nil when they are the
+// same. Securebits are not in /proc: the thread's are taken to be the
+// leader's.
+func DumpThread(pid, tid int, proc *image.Creds) (*image.Creds, error) {
+	st, err := procfs.ReadTaskStatus(pid, tid)
+	if err != nil {
+		return nil, fmt.Errorf("dump creds of thread %d of %d: %w", tid, pid, err)
+	}
+	c := fromStatus(st)
+	c.Securebits = proc.Securebits
+	if reflect.DeepEqual(c, proc) || (slices.Equal(c.Groups, proc.Groups) && equalButGroups(c, proc)) {
+		return nil, nil
+	}
+	return c, nil
+}
+
+// equalButGroups compares a and b without their groups.
+func equalButGroups(a, b *image.Creds) bool {
+	x, y := *a, *b
+	x.Groups, y.Groups = nil, nil
+	return reflect.DeepEqual(x, y)
+}

@@ -72,6 +72,14 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 		if err := checkCreds(p.Creds, owner); err != nil {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
 		}
+		for _, th := range p.Threads {
+			if th.Creds == nil {
+				continue
+			}
+			if err := checkCreds(th.Creds, owner); err != nil {
+				return fmt.Errorf("pid %d, thread %d: %w: %w", p.Pid, th.Tid, err, ErrUntrusted)
+			}
+		}
 		if err := checkInet(p, owner); err != nil {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
 		}

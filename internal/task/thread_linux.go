@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -67,6 +68,7 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 	var ss abi.StackT
 	ssAddr, ssOff := b.Out(len(ptrace.Bytes(&ss)))
 	ssCall := b.Add(unix.SYS_SIGALTSTACK, 0, ssAddr)
+	attrDone := attr.ThreadBatch(b)
 	return func() (image.Thread, error) {
 		if _, err := b.Result(tidCall); err != nil {
 			return th, fmt.Errorf("read clear-tid address of %d: %w", tid, err)
@@ -84,7 +86,7 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 			ss.Flags |= abi.SS_ONSTACK
 		}
 		th.AltStack = image.SigAltStack{Sp: ss.Sp, Flags: ss.Flags, Size: ss.Size}
-		return th, nil
+		return th, attrDone(&th)
 	}, nil
 }
 

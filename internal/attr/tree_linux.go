@@ -1,0 +1,165 @@
+package attr
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/rtcr/rtcr/internal/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnsupported marks state the dump sees but a restore could not bring
+// back the same: the dump refuses it, naming it.
+var ErrUnsupported = errors.New("not supported yet")
+
+// kcmpFS is KCMP_FS (include/uapi/linux/kcmp.h).
+const kcmpFS = 3
+
+// CheckTree refuses, before anything is injected, the per-process and
+// per-thread state of the frozen processes live (tids: the threads of
+// each) that restore cannot bring back: threads or processes sharing
+// filesystem information other than a process's own threads (CLONE_FS),
+// a thread in other cgroups than its process, a thread with a
+// speculation-control setting of its own, a security label (LSM) other
+// than rtcr's.
+func CheckTree(live []int, tids map[int][]int) error {
+	if err := checkSharedFS(live, tids); err != nil {
+		return err
+	}
+	own, err := readLabel("self")
+	if err != nil {
+		return err
+	}
+	for _, pid := range live {
+		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			return fmt.Errorf("cgroups of %d: %w", pid, err)
+		}
+		for _, tid := range tids[pid] {
+			where := fmt.Sprintf("%d/task/%d", pid, tid)
+			if tid != pid {
+				tcg, err := os.ReadFile("/proc/" + where + "/cgroup")
+				if err != nil {
+					return fmt.Errorf("cgroups of thread %d of %d: %w", tid, pid, err)
+				}
+				if string(tcg) != string(cg) {
+					return fmt.Errorf("thread %d of %d is in other cgroups (%s) than its process (%s): %w",
+						tid, pid, oneLine(tcg), oneLine(cg), ErrUnsupported)
+				}
+			}
+			st, err := procfs.ReadTaskStatus(pid, tid)
+			if err != nil {
+				return err
+			}
+			if err := checkSpeculation(st); err != nil {
+				return fmt.Errorf("thread %d of %d: %w", tid, pid, err)
+			}
+			label, err := readLabel(where)
+			if err != nil {
+				return err
+			}
+			if label != own {
+				return fmt.Errorf("thread %d of %d has the security label %q, rtcr %q (a restored process gets rtcr's): %w",
+					tid, pid, label, own, ErrUnsupported)
+			}
+		}
+	}
+	return nil
+}
+
+// checkSpeculation refuses a thread whose speculation control was set with
+// PR_SET_SPECULATION_CTRL (or by seccomp): the status lines say "thread
+// mitigated", "thread force mitigated", "conditional disabled" …, where
+// the defaults are "thread vulnerable", "conditional enabled" or a
+// system-wide mode. rtcr does not set them again.
+func checkSpeculation(st *procfs.Status) error {
+	for _, s := range [][2]string{
+		{"Speculation_Store_Bypass", st.SpecStoreBypass},
+		{"SpeculationIndirectBranch", st.SpecIndirectBranch},
+	} {
+		switch s[1] {
+		case "thread mitigated", "thread force mitigated", "conditional disabled", "conditional force disabled":
+			return fmt.Errorf("speculation control %s: %s (PR_SET_SPECULATION_CTRL): %w", s[0], s[1], ErrUnsupported)
+		}
+	}
+	return nil
+}
+
+// readLabel reads /proc/WHERE/attr/current: "" when no LSM provides one
+// (EINVAL) or it is unconfined.
+func readLabel(where string) (string, error) {
+	data, err := os.ReadFile("/proc/" + where + "/attr/current")
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("security label of %s: %w", where, err)
+	}
+	label := strings.TrimRight(string(data), "\x00\n")
+	if label == "unconfined" {
+		return "", nil
+	}
+	return label, nil
+}
+
+// checkSharedFS refuses threads that do not share their process's
+// filesystem information (a thread that called unshare(CLONE_FS)) and
+// processes that share it (clone with CLONE_FS): restore gives every
+// process its own, shared by its threads. Processes are sorted by
+// kcmp(KCMP_FS), which orders the kernel objects, so that sharing ones
+// end up next to each other.
+func checkSharedFS(live []int, tids map[int][]int) error {
+	var kerr error
+	cmp := func(a, b int) int {
+		v, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpFS, 0, 0, 0)
+		if errno != 0 {
+			if kerr == nil {
+				kerr = fmt.Errorf("kcmp(%d, %d, KCMP_FS): %w", a, b, errno)
+			}
+			return 0
+		}
+		switch v {
+		case 0:
+			return 0
+		case 1:
+			return -1
+		default:
+			return 1
+		}
+	}
+	for _, pid := range live {
+		for _, tid := range tids[pid] {
+			if tid != pid && cmp(pid, tid) != 0 {
+				if kerr != nil {
+					return kerr
+				}
+				return fmt.Errorf("thread %d of %d has filesystem information (cwd, root, umask) of its own (unshare(CLONE_FS)): %w",
+					tid, pid, ErrUnsupported)
+			}
+		}
+	}
+	sorted := slices.Clone(live)
+	slices.SortFunc(sorted, cmp)
+	if kerr != nil {
+		return kerr
+	}
+	for i := 1; i < len(sorted); i++ {
+		if cmp(sorted[i-1], sorted[i]) == 0 {
+			if kerr != nil {
+				return kerr
+			}
+			a, b := min(sorted[i-1], sorted[i]), max(sorted[i-1], sorted[i])
+			return fmt.Errorf("processes %d and %d share their filesystem information (cwd, root, umask: CLONE_FS): %w",
+				a, b, ErrUnsupported)
+		}
+	}
+	return nil
+}
+
+// oneLine joins the lines of a /proc file with "; " for a message.
+func oneLine(data []byte) string {
+	return strings.ReplaceAll(strings.TrimSpace(string(data)), "\n", "; ")
+}
