@@ -53,6 +53,15 @@ func TestMemPolicyRoundTrip(t *testing.T) { attrRoundTrip(t, "mempolicy") }
 // TestCoredumpFilterRoundTrip: /proc/PID/coredump_filter comes back.
 func TestCoredumpFilterRoundTrip(t *testing.T) { attrRoundTrip(t, "coredump") }
 
+// TestLoginUIDRoundTrip: the audit login uid (the process wrote
+// /proc/self/loginuid; rtcr's is another) comes back in both threads.
+func TestLoginUIDRoundTrip(t *testing.T) {
+	if _, err := os.Stat("/proc/self/loginuid"); err != nil {
+		t.Skip("kernel without audit")
+	}
+	attrRoundTrip(t, "loginuid")
+}
+
 // TestKSMMergeAnyRoundTrip: PR_SET_MEMORY_MERGE comes back.
 func TestKSMMergeAnyRoundTrip(t *testing.T) {
 	if _, err := os.Stat("/proc/self/ksm_stat"); err != nil {

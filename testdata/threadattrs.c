@@ -24,6 +24,8 @@
 //   - unsharefs: the helper calls unshare(CLONE_FS) (refused by the dump).
 //   - clonefs: a child made with clone(CLONE_FS) sleeps until killed at
 //     the trigger (refused by the dump).
+//   - loginuid: the main thread writes 1234 to /proc/self/loginuid (before
+//     the helper starts, which inherits it).
 //   - plain: nothing (the test moves the process into a cgroup).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -93,6 +95,11 @@ static void set(int helper)
 		if (fd < 0 || write(fd, "0x7b", 4) != 4)
 			die("coredump_filter");
 		close(fd);
+	} else if (is("loginuid") && !helper) {
+		int fd = open("/proc/self/loginuid", O_WRONLY);
+		if (fd < 0 || write(fd, "1234", 4) != 4)
+			die("loginuid");
+		close(fd);
 	} else if (is("ksm") && !helper) {
 		if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0)
 			die("PR_SET_MEMORY_MERGE");
@@ -145,6 +152,14 @@ static void check(int helper, char *msg, size_t n)
 		close(fd);
 		if (strtoul(buf, NULL, 16) != 0x7b)
 			snprintf(msg, n, "%s: coredump_filter %s, want 0x7b\n", who, buf);
+	} else if (is("loginuid")) {
+		char buf[32] = {0};
+		int fd = open("/proc/thread-self/loginuid", O_RDONLY);
+		if (fd < 0 || read(fd, buf, sizeof(buf) - 1) <= 0)
+			die("loginuid");
+		close(fd);
+		if (strcmp(buf, "1234") != 0)
+			snprintf(msg, n, "%s: loginuid %s, want 1234\n", who, buf);
 	} else if (is("ksm") && !helper) {
 		int v = prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0);
 		if (v != 1)

@@ -45,6 +45,77 @@ func dumpMMAttrs(pid int, p *image.Process) error {
 	if p.Cgroups, err = dumpCgroups(pid); err != nil {
 		return err
 	}
+	return dumpLoginUID(pid, p)
+}
+
+// dumpLoginUID records the audit login uid of pid when it is not rtcr's
+// own (a kernel without audit has no loginuid file: nothing to record).
+func dumpLoginUID(pid int, p *image.Process) error {
+	theirs, err := readLoginUID(strconv.Itoa(pid))
+	if err != nil || theirs == nil {
+		return err
+	}
+	own, err := readLoginUID("self")
+	if err != nil {
+		return err
+	}
+	if own == nil || *own != *theirs {
+		p.LoginUID = theirs
+	}
+	return nil
+}
+
+// readLoginUID reads /proc/WHO/loginuid; nil without audit.
+func readLoginUID(who string) (*uint32, error) {
+	data, err := os.ReadFile("/proc/" + who + "/loginuid")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loginuid of %s: %w", who, err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("loginuid of %s: %w", who, err)
+	}
+	u := uint32(v)
+	return &u, nil
+}
+
+// restoreLoginUID sets the audit login uid of the stub r, when it differs,
+// by writing /proc/self/loginuid from inside its main thread: the kernel
+// lets only the process itself write it (with CAP_AUDIT_CONTROL once it is
+// set). Its threads, created after, inherit it.
+func restoreLoginUID(r *ptrace.Remote, want uint32) error {
+	cur, err := readLoginUID(strconv.Itoa(r.Pid))
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return fmt.Errorf("restore loginuid %d of %d: this kernel has no audit login uid: %w", want, r.Pid, unix.ENOENT)
+	}
+	if *cur == want {
+		return nil
+	}
+	path, err := r.PutString(ptrace.ArgOff, "/proc/self/loginuid")
+	if err != nil {
+		return err
+	}
+	fd, err := r.Syscall(unix.SYS_OPEN, path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("restore loginuid %d of %d: open /proc/self/loginuid: %w", want, r.Pid, err)
+	}
+	val := strconv.FormatUint(uint64(want), 10)
+	buf, err := r.PutString(ptrace.ArgOff+64, val)
+	if err == nil {
+		_, err = r.Syscall(unix.SYS_WRITE, fd, buf, uint64(len(val)))
+	}
+	if _, cerr := r.Syscall(unix.SYS_CLOSE, fd); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore loginuid %d of %d: %w", want, r.Pid, err)
+	}
 	return nil
 }
 
@@ -66,6 +137,11 @@ func restoreMMAttrs(r *ptrace.Remote, p *image.Process) error {
 			if err := os.WriteFile(path, []byte(fmt.Sprintf("%#x", *p.CoredumpFilter)), 0); err != nil {
 				return fmt.Errorf("restore coredump_filter %#x of %d: %w", *p.CoredumpFilter, r.Pid, err)
 			}
+		}
+	}
+	if p.LoginUID != nil {
+		if err := restoreLoginUID(r, *p.LoginUID); err != nil {
+			return err
 		}
 	}
 	if p.KSMMergeAny {

@@ -27,8 +27,11 @@ const maskWords = 128
 const nodeMaskWords = 16
 
 // DumpThread reads, from outside, the attributes of thread tid that need
-// no injected call: its scheduling state, its CPU affinity (kept only when
-// it does not allow every online CPU) and its I/O priority.
+// no injected call: its scheduling state, its CPU affinity (kept unless it
+// allows every online CPU or is rtcr's own: a cpuset's limit, which the
+// restored thread gets from its cgroup) and its I/O priority (kept unless
+// it is none set, or the one the kernel derives from the scheduling state
+// then: restored, it would stop following the nice value).
 func DumpThread(tid int, th *image.Thread) error {
 	var err error
 	if th.Sched, err = DumpSched(tid); err != nil {
@@ -42,15 +45,36 @@ func DumpThread(tid int, th *image.Thread) error {
 	if err != nil {
 		return err
 	}
-	if !covers(mask, online) {
+	own, err := getAffinity(0)
+	if err != nil {
+		return err
+	}
+	if !covers(mask, online) && !slices.Equal(mask, own) {
 		th.Affinity = trimMask(mask)
 	}
 	prio, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
 	if errno != 0 {
 		return fmt.Errorf("ioprio_get of thread %d: %w", tid, errno)
 	}
-	th.IOPrio = uint32(prio)
+	if uint32(prio) != niceIOPrio(th.Sched) {
+		th.IOPrio = uint32(prio)
+	}
 	return nil
+}
+
+// niceIOPrio is what ioprio_get reports for a thread that never set an I/O
+// priority and has done I/O (the kernel derives it from the scheduling
+// state): the idle class for SCHED_IDLE, real time for the real-time and
+// deadline policies, else best effort, at level (nice + 20) / 5.
+func niceIOPrio(s *image.Sched) uint32 {
+	class := uint32(2)
+	switch s.Policy {
+	case unix.SCHED_IDLE:
+		class = 3
+	case unix.SCHED_FIFO, unix.SCHED_RR, 6: // 6: SCHED_DEADLINE
+		class = 1
+	}
+	return class<<13 | uint32(s.Nice+20)/5
 }
 
 // ThreadBatch queues in b, which runs in one thread, the calls that read

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -48,6 +49,9 @@ func CheckTree(live []int, tids map[int][]int) error {
 				if string(tcg) != string(cg) {
 					return fmt.Errorf("thread %d of %d is in other cgroups (%s) than its process (%s): %w",
 						tid, pid, oneLine(tcg), oneLine(cg), ErrUnsupported)
+				}
+				if err := sameLoginUID(pid, tid); err != nil {
+					return err
 				}
 			}
 			st, err := procfs.ReadTaskStatus(pid, tid)
@@ -155,6 +159,23 @@ func checkSharedFS(live []int, tids map[int][]int) error {
 			return fmt.Errorf("processes %d and %d share their filesystem information (cwd, root, umask: CLONE_FS): %w",
 				a, b, ErrUnsupported)
 		}
+	}
+	return nil
+}
+
+// sameLoginUID refuses thread tid of pid if its audit login uid is not
+// its process's: restore sets the process's, which its threads inherit.
+func sameLoginUID(pid, tid int) error {
+	a, err := readLoginUID(strconv.Itoa(pid))
+	if err != nil || a == nil {
+		return err
+	}
+	b, err := readLoginUID(fmt.Sprintf("%d/task/%d", pid, tid))
+	if err != nil || b == nil {
+		return err
+	}
+	if *a != *b {
+		return fmt.Errorf("thread %d of %d has the audit login uid %d, its process %d: %w", tid, pid, *b, *a, ErrUnsupported)
 	}
 	return nil
 }

@@ -160,8 +160,12 @@ type Process struct {
 	// Cgroups are the cgroups (one per hierarchy) the process was in that
 	// were not rtcr's own at the dump: restore moves it into each again.
 	Cgroups []Cgroup `json:",omitempty"`
-	MM      MM
-	VMAs    []VMA
+	// LoginUID is the audit login uid (/proc/PID/loginuid, 4294967295:
+	// unset) when it differs from rtcr's own at the dump; nil otherwise.
+	// The audit session id is not restorable: the kernel gives a new one.
+	LoginUID *uint32 `json:",omitempty"`
+	MM       MM
+	VMAs     []VMA
 	// VDSO is the content of the [vdso] mapping; restore requires the
 	// restoring kernel to provide identical bytes.
 	VDSO []byte

@@ -2,6 +2,7 @@ package image
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -79,6 +80,9 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 			if err := checkCreds(th.Creds, owner); err != nil {
 				return fmt.Errorf("pid %d, thread %d: %w: %w", p.Pid, th.Tid, err, ErrUntrusted)
 			}
+		}
+		if l := p.LoginUID; l != nil && !owner.Root && *l != owner.Uid && *l != math.MaxUint32 {
+			return fmt.Errorf("pid %d: audit login uid %d, neither unset nor the image owner's %d: %w", p.Pid, *l, owner.Uid, ErrUntrusted)
 		}
 		if err := checkInet(p, owner); err != nil {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
