@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -23,14 +22,16 @@ const kcmpFS = 3
 // per-thread state of the frozen processes live (tids: the threads of
 // each) that restore cannot bring back: threads or processes sharing
 // filesystem information other than a process's own threads (CLONE_FS),
-// a thread in other cgroups than its process, a thread with a
-// speculation-control setting of its own, a security label (LSM) other
-// than rtcr's.
+// a thread in other cgroups than its process, a security label (LSM)
+// other than rtcr's. A thread's speculation control is checked with its
+// credentials (CheckSpeculation), where its status is read anyway. It
+// reads two small files per thread (cgroup, and the label when an LSM
+// gives rtcr one): every read is freeze time.
 func CheckTree(live []int, tids map[int][]int) error {
 	if err := checkSharedFS(live, tids); err != nil {
 		return err
 	}
-	own, err := readLabel("self")
+	own, lsm, err := readLabel("self")
 	if err != nil {
 		return err
 	}
@@ -50,18 +51,11 @@ func CheckTree(live []int, tids map[int][]int) error {
 					return fmt.Errorf("thread %d of %d is in other cgroups (%s) than its process (%s): %w",
 						tid, pid, oneLine(tcg), oneLine(cg), ErrUnsupported)
 				}
-				if err := sameLoginUID(pid, tid); err != nil {
-					return err
-				}
 			}
-			st, err := procfs.ReadTaskStatus(pid, tid)
-			if err != nil {
-				return err
+			if !lsm {
+				continue
 			}
-			if err := checkSpeculation(st); err != nil {
-				return fmt.Errorf("thread %d of %d: %w", tid, pid, err)
-			}
-			label, err := readLabel(where)
+			label, _, err := readLabel(where)
 			if err != nil {
 				return err
 			}
@@ -70,6 +64,15 @@ func CheckTree(live []int, tids map[int][]int) error {
 					tid, pid, label, own, ErrUnsupported)
 			}
 		}
+	}
+	return nil
+}
+
+// CheckSpeculation refuses thread tid of pid, whose status st was read,
+// if it set its own speculation control (see checkSpeculation).
+func CheckSpeculation(pid, tid int, st *procfs.Status) error {
+	if err := checkSpeculation(st); err != nil {
+		return fmt.Errorf("thread %d of %d: %w", tid, pid, err)
 	}
 	return nil
 }
@@ -92,21 +95,21 @@ func checkSpeculation(st *procfs.Status) error {
 	return nil
 }
 
-// readLabel reads /proc/WHERE/attr/current: "" when no LSM provides one
-// (EINVAL) or it is unconfined.
-func readLabel(where string) (string, error) {
+// readLabel reads /proc/WHERE/attr/current: "" when it is unconfined;
+// lsm is false when no LSM provides one (EINVAL).
+func readLabel(where string) (label string, lsm bool, err error) {
 	data, err := os.ReadFile("/proc/" + where + "/attr/current")
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("security label of %s: %w", where, err)
+		return "", false, fmt.Errorf("security label of %s: %w", where, err)
 	}
-	label := strings.TrimRight(string(data), "\x00\n")
+	label = strings.TrimRight(string(data), "\x00\n")
 	if label == "unconfined" {
-		return "", nil
+		return "", true, nil
 	}
-	return label, nil
+	return label, true, nil
 }
 
 // checkSharedFS refuses threads that do not share their process's
@@ -159,23 +162,6 @@ func checkSharedFS(live []int, tids map[int][]int) error {
 			return fmt.Errorf("processes %d and %d share their filesystem information (cwd, root, umask: CLONE_FS): %w",
 				a, b, ErrUnsupported)
 		}
-	}
-	return nil
-}
-
-// sameLoginUID refuses thread tid of pid if its audit login uid is not
-// its process's: restore sets the process's, which its threads inherit.
-func sameLoginUID(pid, tid int) error {
-	a, err := readLoginUID(strconv.Itoa(pid))
-	if err != nil || a == nil {
-		return err
-	}
-	b, err := readLoginUID(fmt.Sprintf("%d/task/%d", pid, tid))
-	if err != nil || b == nil {
-		return err
-	}
-	if *a != *b {
-		return fmt.Errorf("thread %d of %d has the audit login uid %d, its process %d: %w", tid, pid, *b, *a, ErrUnsupported)
 	}
 	return nil
 }

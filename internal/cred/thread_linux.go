@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -115,12 +116,16 @@ func (t thread) verify(c *image.Creds) error {
 
 // DumpThread returns the credentials of thread tid of pid when they
 // differ from proc, the process's (its leader's), nil when they are the
-// same. Securebits are not in /proc: the thread's are taken to be the
+// same; it refuses the thread if its status shows speculation control of
+// its own (attr.CheckSpeculation). Securebits are not in /proc: the thread's are taken to be the
 // leader's.
 func DumpThread(pid, tid int, proc *image.Creds) (*image.Creds, error) {
 	st, err := procfs.ReadTaskStatus(pid, tid)
 	if err != nil {
 		return nil, fmt.Errorf("dump creds of thread %d of %d: %w", tid, pid, err)
+	}
+	if err := attr.CheckSpeculation(pid, tid, st); err != nil {
+		return nil, err
 	}
 	c := fromStatus(st)
 	c.Securebits = proc.Securebits
