@@ -53,8 +53,8 @@ func TestValidateAttrs(t *testing.T) {
 }
 
 // TestCheckRestoreAttrs: an image of a non-root user may not ask for a
-// thread with more than its owner has, nor a login uid but its owner's
-// or none.
+// thread with more than its owner has, nor the real-time I/O class, nor a
+// login uid but its owner's or none.
 func TestCheckRestoreAttrs(t *testing.T) {
 	owner := Owner{Uid: 1000, Gids: []uint32{1000}}
 	c := sampleCheckpoint()
@@ -73,6 +73,11 @@ func TestCheckRestoreAttrs(t *testing.T) {
 		t.Fatalf("thread with euid 0: %v, want ErrUntrusted naming the thread", err)
 	}
 	p.Threads[0].Creds = nil
+	p.Threads[0].IOPrio = 1<<13 | 4
+	if err := c.CheckRestore(System{PidMax: 1 << 22, NrOpen: 1 << 20}, owner); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "real-time I/O") {
+		t.Fatalf("real-time I/O class: %v, want ErrUntrusted", err)
+	}
+	p.Threads[0].IOPrio = 2<<13 | 4
 	l := uint32(0)
 	p.LoginUID = &l
 	if err := c.CheckRestore(System{PidMax: 1 << 22, NrOpen: 1 << 20}, owner); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "login uid") {

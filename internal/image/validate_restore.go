@@ -74,6 +74,11 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
 		}
 		for _, th := range p.Threads {
+			// The real-time I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE,
+			// which a non-root owner's process could not have used.
+			if !owner.Root && th.IOPrio>>13 == 1 {
+				return fmt.Errorf("pid %d, thread %d: real-time I/O priority %#x: %w", p.Pid, th.Tid, th.IOPrio, ErrUntrusted)
+			}
 			if th.Creds == nil {
 				continue
 			}
