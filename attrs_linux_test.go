@@ -62,6 +62,18 @@ func TestLoginUIDRoundTrip(t *testing.T) {
 	attrRoundTrip(t, "loginuid")
 }
 
+// TestTSCRoundTrip: a thread whose rdtsc faults (PR_SET_TSC) keeps it;
+// the other thread does not get it.
+func TestTSCRoundTrip(t *testing.T) { attrRoundTrip(t, "tsc") }
+
+// TestMCEKillRoundTrip: each thread's machine-check kill policy
+// (PR_MCE_KILL: early in one, late in the other) comes back.
+func TestMCEKillRoundTrip(t *testing.T) { attrRoundTrip(t, "mce") }
+
+// TestMDWERoundTrip: memory-deny-write-execute (PR_SET_MDWE) comes back,
+// set once the memory is in place: mprotect cannot add PROT_EXEC.
+func TestMDWERoundTrip(t *testing.T) { attrRoundTrip(t, "mdwe") }
+
 // TestKSMMergeAnyRoundTrip: PR_SET_MEMORY_MERGE comes back.
 func TestKSMMergeAnyRoundTrip(t *testing.T) {
 	if _, err := os.Stat("/proc/self/ksm_stat"); err != nil {

@@ -281,7 +281,7 @@ func (pr *restoring) finish() error {
 				return err
 			}
 		}
-		return nil
+		return attr.RestoreMDWE(r, p)
 	}); err != nil {
 		return err
 	}

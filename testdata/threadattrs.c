@@ -26,6 +26,11 @@
 //     the trigger (refused by the dump).
 //   - loginuid: the main thread writes 1234 to /proc/self/loginuid (before
 //     the helper starts, which inherits it).
+//   - tsc: the helper makes rdtsc fault (PR_SET_TSC PR_TSC_SIGSEGV); the
+//     main thread keeps it.
+//   - mce: machine-check kill policy early in the helper, late in main.
+//   - mdwe: PR_SET_MDWE PR_MDWE_REFUSE_EXEC_GAIN; the check also expects
+//     mprotect adding PROT_EXEC to fail.
 //   - plain: nothing (the test moves the process into a cgroup).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -50,6 +56,8 @@
 #define MPOL_F_STATIC_NODES (1 << 15)
 #define PR_SET_MEMORY_MERGE 67
 #define PR_GET_MEMORY_MERGE 68
+#define PR_SET_MDWE 65
+#define PR_GET_MDWE 66
 
 static const char *trigger, *mode;
 static volatile int helper_set, helper_go, helper_done;
@@ -95,6 +103,15 @@ static void set(int helper)
 		if (fd < 0 || write(fd, "0x7b", 4) != 4)
 			die("coredump_filter");
 		close(fd);
+	} else if (is("tsc") && helper) {
+		if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0)
+			die("PR_SET_TSC");
+	} else if (is("mce")) {
+		if (prctl(PR_MCE_KILL, PR_MCE_KILL_SET, helper ? PR_MCE_KILL_EARLY : PR_MCE_KILL_LATE, 0, 0) != 0)
+			die("PR_MCE_KILL");
+	} else if (is("mdwe") && !helper) {
+		if (prctl(PR_SET_MDWE, 1, 0, 0, 0) != 0)
+			die("PR_SET_MDWE");
 	} else if (is("loginuid") && !helper) {
 		int fd = open("/proc/self/loginuid", O_WRONLY);
 		if (fd < 0 || write(fd, "1234", 4) != 4)
@@ -152,6 +169,26 @@ static void check(int helper, char *msg, size_t n)
 		close(fd);
 		if (strtoul(buf, NULL, 16) != 0x7b)
 			snprintf(msg, n, "%s: coredump_filter %s, want 0x7b\n", who, buf);
+	} else if (is("tsc")) {
+		int v = -1;
+		if (prctl(PR_GET_TSC, &v, 0, 0, 0) != 0)
+			die("PR_GET_TSC");
+		int want = helper ? PR_TSC_SIGSEGV : PR_TSC_ENABLE;
+		if (v != want)
+			snprintf(msg, n, "%s: PR_GET_TSC %d, want %d\n", who, v, want);
+	} else if (is("mce")) {
+		int v = prctl(PR_MCE_KILL_GET, 0, 0, 0, 0);
+		int want = helper ? PR_MCE_KILL_EARLY : PR_MCE_KILL_LATE;
+		if (v != want)
+			snprintf(msg, n, "%s: PR_MCE_KILL_GET %d, want %d\n", who, v, want);
+	} else if (is("mdwe") && !helper) {
+		int v = prctl(PR_GET_MDWE, 0, 0, 0, 0);
+		void *m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			die("mmap");
+		int gained = mprotect(m, 4096, PROT_READ | PROT_EXEC) == 0;
+		if (v != 1 || gained)
+			snprintf(msg, n, "%s: PR_GET_MDWE %d (want 1), PROT_EXEC %s\n", who, v, gained ? "gained" : "refused");
 	} else if (is("loginuid")) {
 		char buf[32] = {0};
 		int fd = open("/proc/thread-self/loginuid", O_RDONLY);

@@ -18,6 +18,14 @@ import (
 // ioprio_get/ioprio_set "which" for one thread (include/uapi/linux/ioprio.h).
 const ioprioWhoProcess = 1
 
+// prctl values for the time stamp counter and the machine-check kill
+// policy (include/uapi/linux/prctl.h).
+const (
+	prTSCSigsegv     = 2 // PR_TSC_SIGSEGV
+	prMCEKillSet     = 1 // PR_MCE_KILL_SET
+	prMCEKillDefault = 2 // PR_MCE_KILL_DEFAULT: no policy of its own
+)
+
 // maskWords is the size of the CPU and node masks rtcr reads: 8192 CPUs
 // or nodes (image.Thread.Affinity's limit).
 const maskWords = 128
@@ -78,10 +86,14 @@ func niceIOPrio(s *image.Sched) uint32 {
 }
 
 // ThreadBatch queues in b, which runs in one thread, the calls that read
-// the attributes only the thread itself can report: its timer slack and
-// its memory policy. done stores them in th once b ran.
+// the attributes only the thread itself can report: its timer slack, its
+// memory policy, its time stamp counter setting and its machine-check kill
+// policy. done stores them in th once b ran.
 func ThreadBatch(b *ptrace.Batch) (done func(th *image.Thread) error) {
 	slack := b.Add(unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	tscAddr, tscOff := b.Out(4)
+	tsc := b.Add(unix.SYS_PRCTL, unix.PR_GET_TSC, tscAddr, 0, 0, 0)
+	mce := b.Add(unix.SYS_PRCTL, unix.PR_MCE_KILL_GET, 0, 0, 0, 0)
 	modeAddr, modeOff := b.Out(8)
 	nodesAddr, nodesOff := b.Out(nodeMaskWords * 8)
 	pol := b.Add(unix.SYS_GET_MEMPOLICY, modeAddr, nodesAddr, nodeMaskWords*64, 0, 0)
@@ -91,6 +103,17 @@ func ThreadBatch(b *ptrace.Batch) (done func(th *image.Thread) error) {
 			return fmt.Errorf("prctl(PR_GET_TIMERSLACK) in thread %d: %w", th.Tid, err)
 		}
 		th.TimerSlack = v
+		// PR_GET_TSC fails on CPUs without the control: nothing to save.
+		if _, err := b.Result(tsc); err == nil {
+			th.TSCSigsegv = binary.LittleEndian.Uint32(b.Bytes(tscOff, 4)) == prTSCSigsegv
+		}
+		if v, err = b.Result(mce); err != nil {
+			return fmt.Errorf("prctl(PR_MCE_KILL_GET) in thread %d: %w", th.Tid, err)
+		}
+		if v != prMCEKillDefault {
+			policy := int(v)
+			th.MCEKill = &policy
+		}
 		if _, err := b.Result(pol); err != nil {
 			return fmt.Errorf("get_mempolicy in thread %d: %w", th.Tid, err)
 		}
@@ -109,7 +132,8 @@ func ThreadBatch(b *ptrace.Batch) (done func(th *image.Thread) error) {
 
 // RestoreThread gives thread tid of the stub r (in injects into it) the
 // attributes of th: from outside its CPU affinity, scheduling state and
-// I/O priority; then, injected, its timer slack and memory policy. slack
+// I/O priority; then, injected, its timer slack, time stamp counter
+// setting, machine-check kill policy and memory policy. slack
 // is the timer slack the stub's threads started with (a thread that has
 // it already gets no call). The affinity comes first: a deadline thread
 // needs its whole root domain. The timer slack comes after the
@@ -140,6 +164,16 @@ func RestoreThread(in *ptrace.Injector, r *ptrace.Remote, th *image.Thread, slac
 			return fmt.Errorf("prctl(PR_SET_TIMERSLACK, %d) in thread %d of %d: %w", th.TimerSlack, tid, r.Pid, err)
 		}
 	}
+	if th.TSCSigsegv {
+		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_TSC, prTSCSigsegv, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_TSC, PR_TSC_SIGSEGV) in thread %d of %d: %w", tid, r.Pid, err)
+		}
+	}
+	if th.MCEKill != nil {
+		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_MCE_KILL, prMCEKillSet, uint64(*th.MCEKill), 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_MCE_KILL, PR_MCE_KILL_SET, %d) in thread %d of %d: %w", *th.MCEKill, tid, r.Pid, err)
+		}
+	}
 	if mp := th.MemPolicy; mp != nil {
 		var buf []byte
 		for _, w := range mp.Nodes {
@@ -155,6 +189,19 @@ func RestoreThread(in *ptrace.Injector, r *ptrace.Remote, th *image.Thread, slac
 		if _, err := in.Syscall(unix.SYS_SET_MEMPOLICY, uint64(mp.Mode), addr, uint64(len(mp.Nodes))*64+1); err != nil {
 			return fmt.Errorf("set_mempolicy(mode %#x, nodes %x) in thread %d of %d: %w", mp.Mode, mp.Nodes, tid, r.Pid, err)
 		}
+	}
+	return nil
+}
+
+// RestoreMDWE sets memory-deny-write-execute in the stub r if p had it.
+// It comes late, once every mapping is in place: from then on no mapping
+// may gain execute permission (the stub's scratch area keeps its own).
+func RestoreMDWE(r *ptrace.Remote, p *image.Process) error {
+	if p.MDWE == 0 {
+		return nil
+	}
+	if _, err := r.Syscall(unix.SYS_PRCTL, prSetMDWE, uint64(p.MDWE), 0, 0, 0); err != nil {
+		return fmt.Errorf("restore prctl(PR_SET_MDWE, %#x) of %d: %w", p.MDWE, r.Pid, err)
 	}
 	return nil
 }

@@ -164,8 +164,11 @@ type Process struct {
 	// unset) when it differs from rtcr's own at the dump; nil otherwise.
 	// The audit session id is not restorable: the kernel gives a new one.
 	LoginUID *uint32 `json:",omitempty"`
-	MM       MM
-	VMAs     []VMA
+	// MDWE is what prctl(PR_GET_MDWE) returned: memory-deny-write-execute
+	// (PR_MDWE_REFUSE_EXEC_GAIN, PR_MDWE_NO_INHERIT).
+	MDWE uint32 `json:",omitempty"`
+	MM   MM
+	VMAs []VMA
 	// VDSO is the content of the [vdso] mapping; restore requires the
 	// restoring kernel to provide identical bytes.
 	VDSO []byte
@@ -672,6 +675,12 @@ type Thread struct {
 	// MemPolicy is the thread's NUMA memory policy (get_mempolicy); nil
 	// for the default.
 	MemPolicy *MemPolicy `json:",omitempty"`
+	// TSCSigsegv marks a thread whose rdtsc faults
+	// (prctl(PR_SET_TSC, PR_TSC_SIGSEGV)).
+	TSCSigsegv bool `json:",omitempty"`
+	// MCEKill is the thread's machine-check kill policy when it set one
+	// (prctl(PR_MCE_KILL): 0 late, 1 early); nil: the system's.
+	MCEKill *int `json:",omitempty"`
 	// Creds are the thread's credentials when they differ from the
 	// process's (Process.Creds, the leader's): a thread that changed its
 	// own ids with the raw system calls. Nil: the process's.

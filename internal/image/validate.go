@@ -650,6 +650,9 @@ func validateThreadAttrs(th *Thread) error {
 	if th.IOPrio>>13 > 3 || th.IOPrio&^(7<<13|0x3ff<<3|7) != 0 || (th.IOPrio>>3)&0x3ff > 7 {
 		return fmt.Errorf("I/O priority %#x unknown", th.IOPrio)
 	}
+	if th.MCEKill != nil && *th.MCEKill != 0 && *th.MCEKill != 1 {
+		return fmt.Errorf("machine-check kill policy %d: not 0 (late) or 1 (early)", *th.MCEKill)
+	}
 	if th.TimerSlack > 1<<62 {
 		return fmt.Errorf("timer slack %d ns out of range", th.TimerSlack)
 	}
@@ -672,6 +675,9 @@ func validateThreadAttrs(th *Thread) error {
 func validateProcessAttrs(p *Process) error {
 	if p.CoredumpFilter != nil && *p.CoredumpFilter>>coredumpBits != 0 {
 		return fmt.Errorf("coredump_filter %#x has bits beyond the %d the kernel knows", *p.CoredumpFilter, coredumpBits)
+	}
+	if p.MDWE&^3 != 0 || p.MDWE == 2 {
+		return fmt.Errorf("memory-deny-write-execute flags %#x: not 0, 1 or 3", p.MDWE)
 	}
 	if len(p.Cgroups) > maxCgroups {
 		return fmt.Errorf("%d cgroups, limit is %d", len(p.Cgroups), maxCgroups)

@@ -20,7 +20,9 @@ func TestValidateAttrs(t *testing.T) {
 		{"all valid", func(p *Process, th *Thread) {
 			th.Affinity, th.IOPrio, th.TimerSlack = []uint64{2}, 2<<13|6, 123456
 			th.MemPolicy = &MemPolicy{Mode: 2 | 1<<15, Nodes: []uint64{1}}
-			p.CoredumpFilter, p.KSMMergeAny, p.LoginUID = u32(0x33), true, u32(1000)
+			p.CoredumpFilter, p.KSMMergeAny, p.LoginUID, p.MDWE = u32(0x33), true, u32(1000), 3
+			early := 1
+			th.TSCSigsegv, th.MCEKill = true, &early
 			p.Cgroups = []Cgroup{{ID: 0, Path: "/a/b"}, {ID: 4, Controllers: "cpu,cpuacct", Path: "/"}}
 		}, ""},
 		{"empty affinity", func(p *Process, th *Thread) { th.Affinity = []uint64{0} }, "without a CPU"},
@@ -28,6 +30,8 @@ func TestValidateAttrs(t *testing.T) {
 		{"ioprio class", func(p *Process, th *Thread) { th.IOPrio = 4 << 13 }, "I/O priority"},
 		{"ioprio level", func(p *Process, th *Thread) { th.IOPrio = 2<<13 | 8<<3 | 9 }, "I/O priority"},
 		{"mempolicy mode", func(p *Process, th *Thread) { th.MemPolicy = &MemPolicy{Mode: 7} }, "memory policy mode"},
+		{"mce kill", func(p *Process, th *Thread) { v := 2; th.MCEKill = &v }, "machine-check"},
+		{"mdwe", func(p *Process, th *Thread) { p.MDWE = 2 }, "memory-deny-write-execute"},
 		{"coredump_filter", func(p *Process, th *Thread) { p.CoredumpFilter = u32(1 << 9) }, "coredump_filter"},
 		{"cgroup ..", func(p *Process, th *Thread) { p.Cgroups = []Cgroup{{Path: "/a/../../etc"}} }, "cgroup"},
 		{"cgroup relative", func(p *Process, th *Thread) { p.Cgroups = []Cgroup{{Path: "a"}} }, "cgroup"},
