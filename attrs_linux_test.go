@@ -90,13 +90,14 @@ func TestThreadCredsRoundTrip(t *testing.T) { attrRoundTrip(t, "creds") }
 // TestSharedFSRefused: a thread with filesystem information of its own
 // (unshare(CLONE_FS)) and processes sharing theirs (clone(CLONE_FS)) are
 // refused by the dump, naming the thread or both processes, and the
-// target runs on.
+// target runs on; so is a thread with syscall user dispatch on.
 func TestSharedFSRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "threadattrs", false)
 	for _, tc := range []struct{ mode, want string }{
 		{"unsharefs", "has filesystem information (cwd, root, umask) of its own"},
 		{"clonefs", "share their filesystem information"},
+		{"sud", "has syscall user dispatch on"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			tg := start(t, bin, "trigger", tc.mode)

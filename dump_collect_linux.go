@@ -69,6 +69,9 @@ func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err erro
 func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, sequential bool, inject func(r *ptrace.Remote) error) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
+	if err := attr.CheckThreads(pid, tids); err != nil {
+		return err
+	}
 	r, err := mem.OpenLive(pid)
 	if err != nil {
 		return err

@@ -31,6 +31,8 @@
 //   - mce: machine-check kill policy early in the helper, late in main.
 //   - mdwe: PR_SET_MDWE PR_MDWE_REFUSE_EXEC_GAIN; the check also expects
 //     mprotect adding PROT_EXEC to fail.
+//   - sud: the helper turns syscall user dispatch on, its selector
+//     allowing every call (refused by the dump).
 //   - plain: nothing (the test moves the process into a cgroup).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,6 +65,7 @@ static const char *trigger, *mode;
 static volatile int helper_set, helper_go, helper_done;
 static char helper_msg[256];
 static pid_t child;
+static char sud_selector; // SYSCALL_DISPATCH_FILTER_ALLOW
 
 static void die(const char *what)
 {
@@ -125,6 +128,9 @@ static void set(int helper)
 			die("setresgid");
 		if (syscall(SYS_setresuid, -1, 1000, -1) != 0)
 			die("setresuid");
+	} else if (is("sud") && helper) {
+		if (prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1 /* ON */, 0, 0, &sud_selector) != 0)
+			die("PR_SET_SYSCALL_USER_DISPATCH");
 	} else if (is("unsharefs") && helper) {
 		if (unshare(CLONE_FS) != 0)
 			die("unshare");

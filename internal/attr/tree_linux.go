@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
@@ -64,6 +65,45 @@ func CheckTree(live []int, tids map[int][]int) error {
 					tid, pid, label, own, ErrUnsupported)
 			}
 		}
+	}
+	return nil
+}
+
+// sudConfig is struct ptrace_sud_config (include/uapi/linux/ptrace.h).
+type sudConfig struct {
+	Mode, Selector, Offset, Len uint64
+}
+
+// CheckThreads refuses, before anything is injected, a thread of pid
+// (tids) with syscall user dispatch on (checkDispatch). It makes ptrace
+// requests: call it on the process's tracer thread.
+func CheckThreads(pid int, tids []int) error {
+	for _, tid := range tids {
+		if err := checkDispatch(pid, tid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDispatch refuses thread tid of pid if it turned syscall user
+// dispatch on (prctl(PR_SET_SYSCALL_USER_DISPATCH), Wine does): its system
+// calls outside the allowed range may be turned into SIGSYS, the calls
+// rtcr injects too, and rtcr does not set it again. Read from outside with
+// PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG (the thread is frozen); a kernel
+// without it (EIO, EINVAL) has none.
+func checkDispatch(pid, tid int) error {
+	var c sudConfig
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, uintptr(tid),
+		unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c)), 0, 0)
+	switch {
+	case errno == unix.EIO || errno == unix.EINVAL:
+		return nil
+	case errno != 0:
+		return fmt.Errorf("syscall user dispatch of thread %d of %d: %w", tid, pid, errno)
+	case c.Mode != 0:
+		return fmt.Errorf("thread %d of %d has syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH, range %#x+%#x, selector at %#x): %w",
+			tid, pid, c.Offset, c.Len, c.Selector, ErrUnsupported)
 	}
 	return nil
 }
