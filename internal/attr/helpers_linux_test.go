@@ -91,6 +91,12 @@ func TestCheckSpeculation(t *testing.T) {
 	if err := checkSpeculation(&procfs.Status{SpecIndirectBranch: "conditional force disabled"}); err == nil {
 		t.Error("indirect branch force disabled taken")
 	}
+	if err := CheckSpeculation(1, 1, &procfs.Status{UntagMask: "0x7fffffffffff"}); err == nil || !strings.Contains(err.Error(), "linear address masking") {
+		t.Errorf("LAM: %v", err)
+	}
+	if err := CheckSpeculation(1, 1, &procfs.Status{UntagMask: "0xffffffffffffffff"}); err != nil {
+		t.Errorf("no LAM: %v", err)
+	}
 }
 
 // TestCheckSharedFS: rtcr's own threads share their filesystem

@@ -109,10 +109,16 @@ func checkDispatch(pid, tid int) error {
 }
 
 // CheckSpeculation refuses thread tid of pid, whose status st was read,
-// if it set its own speculation control (see checkSpeculation).
+// if it set its own speculation control (see checkSpeculation), or if its
+// process enabled linear address masking (arch_prctl(ARCH_ENABLE_TAGGED_ADDR):
+// untag_mask not all ones), which rtcr does not enable again (untested:
+// this CPU has no LAM).
 func CheckSpeculation(pid, tid int, st *procfs.Status) error {
 	if err := checkSpeculation(st); err != nil {
 		return fmt.Errorf("thread %d of %d: %w", tid, pid, err)
+	}
+	if st.UntagMask != "" && st.UntagMask != "0xffffffffffffffff" {
+		return fmt.Errorf("process %d: linear address masking enabled (untag_mask %s, ARCH_ENABLE_TAGGED_ADDR): %w", pid, st.UntagMask, ErrUnsupported)
 	}
 	return nil
 }

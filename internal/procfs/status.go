@@ -47,6 +47,10 @@ type Status struct {
 	// Speculation_Store_Bypass and SpeculationIndirectBranch lines
 	// ("thread vulnerable", "conditional enabled" …; "" without them).
 	SpecStoreBypass, SpecIndirectBranch string
+	// UntagMask is the untag_mask line: the address bits kept when a
+	// pointer is untagged (all ones without linear address masking); ""
+	// without the line.
+	UntagMask string
 }
 
 // ParseStatus parses the contents of a /proc/PID/status file. Unknown keys
@@ -157,6 +161,8 @@ func (st *Status) set(key, val string) error {
 		default:
 			err = fmt.Errorf("bad value %q", val)
 		}
+	case "untag_mask":
+		st.UntagMask = val
 	case "Speculation_Store_Bypass":
 		st.SpecStoreBypass = val
 	case "SpeculationIndirectBranch":
