@@ -272,7 +272,7 @@ func (pr *restoring) finish() error {
 	// Each thread's CPU affinity, scheduling state and I/O priority, set
 	// from outside, then its timer slack and memory policy.
 	if err := pr.step("scheduling", func() error {
-		slack, err := attr.StubTimerSlack(r.Pid)
+		slack, err := attr.StubTimerSlack(r)
 		if err != nil {
 			return err
 		}

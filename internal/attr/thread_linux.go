@@ -207,15 +207,13 @@ func RestoreMDWE(r *ptrace.Remote, p *image.Process) error {
 }
 
 // StubTimerSlack returns the timer slack of the stub r's main thread,
-// which its other threads were created with.
-func StubTimerSlack(pid int) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", pid))
+// which its other threads were created with, asked from inside
+// (PR_GET_TIMERSLACK): /proc/PID/timerslack_ns needs CAP_SYS_NICE even
+// to be read by another process.
+func StubTimerSlack(r *ptrace.Remote) (uint64, error) {
+	v, err := r.Syscall(unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
 	if err != nil {
-		return 0, fmt.Errorf("timer slack of %d: %w", pid, err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("timer slack of %d: %w", pid, err)
+		return 0, fmt.Errorf("prctl(PR_GET_TIMERSLACK) in %d: %w", r.Pid, err)
 	}
 	return v, nil
 }
