@@ -207,10 +207,16 @@ func RestoreMDWE(r *ptrace.Remote, p *image.Process) error {
 }
 
 // StubTimerSlack returns the timer slack of the stub r's main thread,
-// which its other threads were created with, asked from inside
-// (PR_GET_TIMERSLACK): /proc/PID/timerslack_ns needs CAP_SYS_NICE even
-// to be read by another process.
+// which its other threads were created with: read from
+// /proc/PID/timerslack_ns, or, when that is refused (another process's
+// needs CAP_SYS_NICE even to be read), asked from inside
+// (PR_GET_TIMERSLACK), which costs two ptrace stops.
 func StubTimerSlack(r *ptrace.Remote) (uint64, error) {
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", r.Pid)); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64); err == nil {
+			return v, nil
+		}
+	}
 	v, err := r.Syscall(unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
 	if err != nil {
 		return 0, fmt.Errorf("prctl(PR_GET_TIMERSLACK) in %d: %w", r.Pid, err)
