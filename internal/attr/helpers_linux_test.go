@@ -1,6 +1,7 @@
 package attr
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -120,5 +121,29 @@ func TestCheckSharedFS(t *testing.T) {
 	}
 	if err := checkSharedFS([]int{pid, os.Getppid()}, map[int][]int{pid: ts}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestThreadCgroups: a process in a cgroup v2 domain cgroup has its
+// threads there too (no read per thread); with a v1 hierarchy, or a
+// cgroup that cannot be checked, they may be elsewhere.
+func TestThreadCgroups(t *testing.T) {
+	if !threadCgroups([]byte("4:memory:/a\n0::/\n")) || !threadCgroups([]byte("0::/no/such/cgroup\n")) {
+		t.Fatal("threads of a v1 process or an unknown cgroup taken to be in it")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("makes a cgroup")
+	}
+	root, err := cgroupDir(image.Cgroup{Path: "/"})
+	if err != nil {
+		t.Skip("no cgroup v2 mount")
+	}
+	name := fmt.Sprintf("/rtcr-attr-test-%d", os.Getpid())
+	if err := os.Mkdir(root+name, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(root + name)
+	if threadCgroups([]byte("0::" + name + "\n")) {
+		t.Fatal("threads of a process in a domain cgroup taken to be elsewhere")
 	}
 }

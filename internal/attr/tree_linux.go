@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
@@ -41,9 +42,12 @@ func CheckTree(live []int, tids map[int][]int) error {
 		if err != nil {
 			return fmt.Errorf("cgroups of %d: %w", pid, err)
 		}
+		// Finding out costs a read of mountinfo and cgroup.type: worth it
+		// from three threads on.
+		perThread := len(tids[pid]) < 3 || threadCgroups(cg)
 		for _, tid := range tids[pid] {
 			where := fmt.Sprintf("%d/task/%d", pid, tid)
-			if tid != pid {
+			if tid != pid && perThread {
 				tcg, err := os.ReadFile("/proc/" + where + "/cgroup")
 				if err != nil {
 					return fmt.Errorf("cgroups of thread %d of %d: %w", tid, pid, err)
@@ -67,6 +71,24 @@ func CheckTree(live []int, tids map[int][]int) error {
 		}
 	}
 	return nil
+}
+
+// threadCgroups reports whether the threads of a process whose
+// /proc/PID/cgroup is cg may be in other cgroups than it: always with a
+// cgroup v1 hierarchy (its tasks files place threads), with cgroup v2
+// only when the process's cgroup is threaded (cgroup.type not "domain").
+// A check that fails says they may.
+func threadCgroups(cg []byte) bool {
+	path, ok := strings.CutPrefix(strings.TrimSuffix(string(cg), "\n"), "0::")
+	if !ok || strings.Contains(path, "\n") {
+		return true
+	}
+	dir, err := cgroupDir(image.Cgroup{Path: path})
+	if err != nil {
+		return true
+	}
+	typ, err := os.ReadFile(dir + "/cgroup.type")
+	return err != nil || strings.TrimSpace(string(typ)) != "domain"
 }
 
 // sudConfig is struct ptrace_sud_config (include/uapi/linux/ptrace.h).
