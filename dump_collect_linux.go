@@ -72,6 +72,9 @@ func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err erro
 func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, sequential bool, inject func(r *ptrace.Remote) error) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
+	if err := attr.CheckThreads(pid, tids); err != nil {
+		return err
+	}
 	r, err := mem.OpenLiveThreads(pid, len(tids)-1)
 	if err != nil {
 		return err
@@ -178,8 +181,13 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		if th.Pending, err = sig.DumpPending(tid, false); err != nil {
 			return err
 		}
-		if th.Sched, err = attr.DumpSched(tid); err != nil {
+		if err := attr.DumpThread(tid, &th); err != nil {
 			return err
+		}
+		if tid != r.Tid && p.Creds != nil {
+			if th.Creds, err = cred.DumpThread(pid, tid, p.Creds); err != nil {
+				return err
+			}
 		}
 		p.Threads = append(p.Threads, th)
 		logThread(log, pid, &th)

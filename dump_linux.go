@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/clock"
 	"github.com/rtcr/rtcr/internal/cred"
 	"github.com/rtcr/rtcr/internal/files"
@@ -193,6 +194,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		}
 	}
 	if err := tree.CheckNamespaces(live, nested); err != nil {
+		return fmt.Errorf("dump %d: %w", opts.Pid, err)
+	}
+	if err := attr.CheckTree(live, f.Tids); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if !nested {

@@ -163,6 +163,15 @@ func (pr *restoring) fillMemory(fds *files.Restorer, shared *mem.Shared, parent 
 		name string
 		f    func() error
 	}{
+		// Before the memory, which is charged to the cgroup it is
+		// restored in.
+		{"cgroups", func() error {
+			var owner uint32
+			if pr.as != nil {
+				owner = pr.as.Fsuid
+			}
+			return attr.RestoreCgroups(r.Pid, p.Cgroups, owner)
+		}},
 		{"check mapped files", func() (err error) { pr.open, err = files.NewOpener(r, p, pr.as); return err }},
 		{"memfds and deleted files", func() error { return fds.PrepareHomes(r, p, pr.as) }},
 		{"memory", func() error {
@@ -260,14 +269,19 @@ func (pr *restoring) finish() error {
 	if err := pr.step("timers", func() error { return timer.Restore(r, p.Itimers, p.PosixTimers) }); err != nil {
 		return err
 	}
-	// Each thread's scheduling policy and nice value, set from outside.
+	// Each thread's CPU affinity, scheduling state and I/O priority, set
+	// from outside, then its timer slack and memory policy.
 	if err := pr.step("scheduling", func() error {
+		slack, err := attr.StubTimerSlack(r)
+		if err != nil {
+			return err
+		}
 		for i, in := range pr.threads {
-			if err := attr.RestoreSched(in.Tid, p.Threads[i].Sched); err != nil {
+			if err := attr.RestoreThread(in, r, &p.Threads[i], slack); err != nil {
 				return err
 			}
 		}
-		return nil
+		return attr.RestoreMDWE(r, p)
 	}); err != nil {
 		return err
 	}
@@ -294,8 +308,12 @@ func (pr *restoring) finish() error {
 	// anything else. prctl state after them: changing ids resets it.
 	if p.Creds != nil {
 		if err := pr.step("credentials", func() error {
-			for _, in := range pr.threads {
-				if err := cred.Restore(in, r, p.Creds); err != nil {
+			for i, in := range pr.threads {
+				c := p.Creds
+				if p.Threads[i].Creds != nil {
+					c = p.Threads[i].Creds // a thread with ids of its own
+				}
+				if err := cred.Restore(in, r, c); err != nil {
 					return err
 				}
 			}

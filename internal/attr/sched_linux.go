@@ -1,6 +1,7 @@
 package attr
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -18,10 +19,13 @@ const (
 	membarrierRegistrations    = 1<<2 | 1<<4 | 1<<6 | 1<<8
 )
 
-// prctl options for transparent huge pages (include/uapi/linux/prctl.h).
+// prctl options for transparent huge pages and memory-deny-write-execute
+// (include/uapi/linux/prctl.h).
 const (
 	prSetTHPDisable = 41 // PR_SET_THP_DISABLE
 	prGetTHPDisable = 42 // PR_GET_THP_DISABLE
+	prSetMDWE       = 65 // PR_SET_MDWE
+	prGetMDWE       = 66 // PR_GET_MDWE
 )
 
 // DumpSched returns the scheduling state of thread tid, read from outside
@@ -85,8 +89,12 @@ func dumpOomTHP(r *ptrace.Remote, b *ptrace.Batch, p *image.Process) (done func(
 		return nil, fmt.Errorf("oom_score_adj of %d: %w", r.Pid, err)
 	}
 	p.OomScoreAdj = &adj
+	if err := dumpMMAttrs(r.Pid, p); err != nil {
+		return nil, err
+	}
 	thp := b.Add(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0)
 	mb := b.Add(unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
+	mdwe := b.Add(unix.SYS_PRCTL, prGetMDWE, 0, 0, 0, 0)
 	return func() error {
 		if p.THPDisable, err = b.Result(thp); err != nil {
 			return fmt.Errorf("prctl(PR_GET_THP_DISABLE) in %d: %w", r.Pid, err)
@@ -94,6 +102,15 @@ func dumpOomTHP(r *ptrace.Remote, b *ptrace.Batch, p *image.Process) (done func(
 		if p.Membarrier, err = b.Result(mb); err != nil {
 			return fmt.Errorf("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) in %d: %w", r.Pid, err)
 		}
+		// Before Linux 6.3 there is no PR_GET_MDWE, nor MDWE.
+		v, err := b.Result(mdwe)
+		if errors.Is(err, unix.EINVAL) {
+			v, err = 0, nil
+		}
+		if err != nil {
+			return fmt.Errorf("prctl(PR_GET_MDWE) in %d: %w", r.Pid, err)
+		}
+		p.MDWE = uint32(v)
 		return nil
 	}, nil
 }
@@ -113,6 +130,9 @@ func restoreOomTHP(r *ptrace.Remote, p *image.Process) error {
 		if _, err := r.Syscall(unix.SYS_PRCTL, prSetTHPDisable, 1, p.THPDisable&^1, 0, 0); err != nil {
 			return fmt.Errorf("restore prctl(PR_SET_THP_DISABLE, 1, %#x) of %d: %w", p.THPDisable&^1, r.Pid, err)
 		}
+	}
+	if err := restoreMMAttrs(r, p); err != nil {
+		return err
 	}
 	for bit := uint64(1); bit <= membarrierRegistrations; bit <<= 1 {
 		if p.Membarrier&bit == 0 {

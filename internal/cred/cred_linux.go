@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -94,6 +95,9 @@ func DumpBatch(r *ptrace.Remote, b *ptrace.Batch) (done func() (*image.Creds, im
 	st, err := procfs.ReadStatus(r.Pid)
 	if err != nil {
 		return nil, fmt.Errorf("dump creds of %d: %w", r.Pid, err)
+	}
+	if err := attr.CheckSpeculation(r.Pid, r.Pid, st); err != nil {
+		return nil, err
 	}
 	c := fromStatus(st)
 	sb := b.Add(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS)

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
@@ -111,4 +112,32 @@ func (t thread) verify(c *image.Creds) error {
 		return t.fail("check", fmt.Errorf("%w: got %+v, want %+v", errMismatch, got, want))
 	}
 	return nil
+}
+
+// DumpThread returns the credentials of thread tid of pid when they
+// differ from proc, the process's (its leader's), nil when they are the
+// same; it refuses the thread if its status shows speculation control of
+// its own (attr.CheckSpeculation). Securebits are not in /proc: the thread's are taken to be the
+// leader's.
+func DumpThread(pid, tid int, proc *image.Creds) (*image.Creds, error) {
+	st, err := procfs.ReadTaskStatus(pid, tid)
+	if err != nil {
+		return nil, fmt.Errorf("dump creds of thread %d of %d: %w", tid, pid, err)
+	}
+	if err := attr.CheckSpeculation(pid, tid, st); err != nil {
+		return nil, err
+	}
+	c := fromStatus(st)
+	c.Securebits = proc.Securebits
+	if reflect.DeepEqual(c, proc) || (slices.Equal(c.Groups, proc.Groups) && equalButGroups(c, proc)) {
+		return nil, nil
+	}
+	return c, nil
+}
+
+// equalButGroups compares a and b without their groups.
+func equalButGroups(a, b *image.Creds) bool {
+	x, y := *a, *b
+	x.Groups, y.Groups = nil, nil
+	return reflect.DeepEqual(x, y)
 }

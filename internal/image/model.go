@@ -154,8 +154,24 @@ type Process struct {
 	// Membarrier is what membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)
 	// returned: the registration commands the process issued.
 	Membarrier uint64 `json:",omitempty"`
-	MM         MM
-	VMAs       []VMA
+	// CoredumpFilter is /proc/PID/coredump_filter (nil in images that
+	// predate it: left as the restorer's).
+	CoredumpFilter *uint32 `json:",omitempty"`
+	// KSMMergeAny is prctl(PR_SET_MEMORY_MERGE, 1): KSM may merge every
+	// anonymous mapping of the process, now and later.
+	KSMMergeAny bool `json:",omitempty"`
+	// Cgroups are the cgroups (one per hierarchy) the process was in that
+	// were not rtcr's own at the dump: restore moves it into each again.
+	Cgroups []Cgroup `json:",omitempty"`
+	// LoginUID is the audit login uid (/proc/PID/loginuid, 4294967295:
+	// unset) when it differs from rtcr's own at the dump; nil otherwise.
+	// The audit session id is not restorable: the kernel gives a new one.
+	LoginUID *uint32 `json:",omitempty"`
+	// MDWE is what prctl(PR_GET_MDWE) returned: memory-deny-write-execute
+	// (PR_MDWE_REFUSE_EXEC_GAIN, PR_MDWE_NO_INHERIT).
+	MDWE uint32 `json:",omitempty"`
+	MM   MM
+	VMAs []VMA
 	// VDSO is the content of the [vdso] mapping; restore requires the
 	// restoring kernel to provide identical bytes.
 	VDSO []byte
@@ -190,6 +206,15 @@ type Process struct {
 	// PageChecksums holds the CRC-32C (Castagnoli) of each PageChunkSize
 	// chunk of the page file; the last chunk may be shorter.
 	PageChecksums []uint32
+}
+
+// Cgroup is a process's membership in one cgroup hierarchy, as a line of
+// /proc/PID/cgroup: "ID:CONTROLLERS:PATH" (ID 0 and no controllers for
+// cgroup v2).
+type Cgroup struct {
+	ID          int
+	Controllers string `json:",omitempty"`
+	Path        string
 }
 
 // Rlimit is one resource limit (RLIMIT_* number, soft and hard values).
@@ -641,6 +666,38 @@ type Thread struct {
 	// SeccompStrict marks a thread in seccomp strict mode
 	// (SECCOMP_MODE_STRICT: only read, write, exit and sigreturn).
 	SeccompStrict bool `json:",omitempty"`
+	// Affinity is the thread's CPU affinity mask (sched_getaffinity), in
+	// 64-bit words, CPU 0 in bit 0 of word 0; nil when it allowed every
+	// online CPU (left as the restorer's).
+	Affinity []uint64 `json:",omitempty"`
+	// IOPrio is the thread's I/O priority (ioprio_get: class << 13 | hint
+	// << 3 | level); 0 (none set: follows the nice value) is not restored.
+	IOPrio uint32 `json:",omitempty"`
+	// TimerSlack is the thread's timer slack in ns (PR_GET_TIMERSLACK); 0
+	// in images that predate it and for real-time threads (the kernel
+	// gives them none).
+	TimerSlack uint64 `json:",omitempty"`
+	// MemPolicy is the thread's NUMA memory policy (get_mempolicy); nil
+	// for the default.
+	MemPolicy *MemPolicy `json:",omitempty"`
+	// TSCSigsegv marks a thread whose rdtsc faults
+	// (prctl(PR_SET_TSC, PR_TSC_SIGSEGV)).
+	TSCSigsegv bool `json:",omitempty"`
+	// MCEKill is the thread's machine-check kill policy when it set one
+	// (prctl(PR_MCE_KILL): 0 late, 1 early); nil: the system's.
+	MCEKill *int `json:",omitempty"`
+	// Creds are the thread's credentials when they differ from the
+	// process's (Process.Creds, the leader's): a thread that changed its
+	// own ids with the raw system calls. Nil: the process's.
+	Creds *Creds `json:",omitempty"`
+}
+
+// MemPolicy is a NUMA memory policy, as get_mempolicy(2) reports it: the
+// mode (MPOL_*) with its mode flags (MPOL_F_STATIC_NODES …) and the node
+// mask in 64-bit words.
+type MemPolicy struct {
+	Mode  uint32
+	Nodes []uint64 `json:",omitempty"`
 }
 
 // Sched is a thread's scheduling state, as sched_getattr(2) reports it.

@@ -3,7 +3,10 @@ package image
 import (
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -466,6 +469,12 @@ func validateMisc(p *Process) error {
 		if err := validateSched(th.Sched); err != nil {
 			return fmt.Errorf("thread %d: %w", th.Tid, err)
 		}
+		if err := validateThreadAttrs(&th); err != nil {
+			return fmt.Errorf("thread %d: %w", th.Tid, err)
+		}
+	}
+	if err := validateProcessAttrs(p); err != nil {
+		return err
 	}
 	if len(p.Itimers) > maxItimers {
 		return fmt.Errorf("%d itimers, limit is %d", len(p.Itimers), maxItimers)
@@ -546,6 +555,70 @@ func validateSched(s *Sched) error {
 	}
 	if s.UtilMin > 1024 || s.UtilMax > 1024 {
 		return fmt.Errorf("utilization clamp %d-%d above 1024", s.UtilMin, s.UtilMax)
+	}
+	return nil
+}
+
+// Limits of the per-thread and per-process attributes.
+const (
+	maxMaskWords   = 128     // 8192 CPUs or NUMA nodes
+	maxCgroups     = 64      // hierarchies a process is in
+	maxCgroupPath  = 4096    // PATH_MAX
+	coredumpBits   = 9       // MMF_DUMP_FILTER_BITS
+	maxMemPolicy   = 6       // MPOL_WEIGHTED_INTERLEAVE
+	memPolicyFlags = 7 << 13 // MPOL_F_NUMA_BALANCING, RELATIVE_NODES, STATIC_NODES
+)
+
+// validateThreadAttrs checks a thread's affinity, I/O priority, memory
+// policy and own credentials are values the kernel takes.
+func validateThreadAttrs(th *Thread) error {
+	if len(th.Affinity) > maxMaskWords {
+		return fmt.Errorf("CPU affinity of %d words, limit is %d", len(th.Affinity), maxMaskWords)
+	}
+	if th.Affinity != nil && !slices.ContainsFunc(th.Affinity, func(w uint64) bool { return w != 0 }) {
+		return errors.New("CPU affinity without a CPU")
+	}
+	// class (NONE, RT, BE, IDLE) << 13 | hint (0-7) << 3 | level (0-7).
+	if th.IOPrio>>13 > 3 || th.IOPrio&^(7<<13|0x3ff<<3|7) != 0 || (th.IOPrio>>3)&0x3ff > 7 {
+		return fmt.Errorf("I/O priority %#x unknown", th.IOPrio)
+	}
+	if th.MCEKill != nil && *th.MCEKill != 0 && *th.MCEKill != 1 {
+		return fmt.Errorf("machine-check kill policy %d: not 0 (late) or 1 (early)", *th.MCEKill)
+	}
+	if th.TimerSlack > 1<<62 {
+		return fmt.Errorf("timer slack %d ns out of range", th.TimerSlack)
+	}
+	if mp := th.MemPolicy; mp != nil {
+		if mp.Mode&^memPolicyFlags > maxMemPolicy || mp.Mode&^(memPolicyFlags|7) != 0 {
+			return fmt.Errorf("memory policy mode %#x unknown", mp.Mode)
+		}
+		if len(mp.Nodes) > maxMaskWords {
+			return fmt.Errorf("memory policy node mask of %d words, limit is %d", len(mp.Nodes), maxMaskWords)
+		}
+	}
+	if th.Creds != nil && len(th.Creds.Groups) > maxGroups {
+		return fmt.Errorf("%d supplementary groups, limit is %d", len(th.Creds.Groups), maxGroups)
+	}
+	return nil
+}
+
+// validateProcessAttrs checks the core dump filter and the cgroups: known
+// bits, absolute clean paths without "..".
+func validateProcessAttrs(p *Process) error {
+	if p.CoredumpFilter != nil && *p.CoredumpFilter>>coredumpBits != 0 {
+		return fmt.Errorf("coredump_filter %#x has bits beyond the %d the kernel knows", *p.CoredumpFilter, coredumpBits)
+	}
+	if p.MDWE&^3 != 0 || p.MDWE == 2 {
+		return fmt.Errorf("memory-deny-write-execute flags %#x: not 0, 1 or 3", p.MDWE)
+	}
+	if len(p.Cgroups) > maxCgroups {
+		return fmt.Errorf("%d cgroups, limit is %d", len(p.Cgroups), maxCgroups)
+	}
+	for _, cg := range p.Cgroups {
+		if cg.ID < 0 || len(cg.Path) > maxCgroupPath || !path.IsAbs(cg.Path) || path.Clean(cg.Path) != cg.Path ||
+			strings.ContainsAny(cg.Controllers, "/:\x00") || strings.Contains(cg.Path, "\x00") {
+			return fmt.Errorf("cgroup %d:%q:%q is not a hierarchy and absolute clean path", cg.ID, cg.Controllers, cg.Path)
+		}
 	}
 	return nil
 }

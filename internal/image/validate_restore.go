@@ -2,6 +2,7 @@ package image
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -71,6 +72,22 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 		}
 		if err := checkCreds(p.Creds, owner); err != nil {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
+		}
+		for _, th := range p.Threads {
+			// The real-time I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE,
+			// which a non-root owner's process could not have used.
+			if !owner.Root && th.IOPrio>>13 == 1 {
+				return fmt.Errorf("pid %d, thread %d: real-time I/O priority %#x: %w", p.Pid, th.Tid, th.IOPrio, ErrUntrusted)
+			}
+			if th.Creds == nil {
+				continue
+			}
+			if err := checkCreds(th.Creds, owner); err != nil {
+				return fmt.Errorf("pid %d, thread %d: %w: %w", p.Pid, th.Tid, err, ErrUntrusted)
+			}
+		}
+		if l := p.LoginUID; l != nil && !owner.Root && *l != owner.Uid && *l != math.MaxUint32 {
+			return fmt.Errorf("pid %d: audit login uid %d, neither unset nor the image owner's %d: %w", p.Pid, *l, owner.Uid, ErrUntrusted)
 		}
 		if err := checkInet(p, owner); err != nil {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)

@@ -43,6 +43,14 @@ type Status struct {
 	// X86ThreadFeatures are the words of the x86_Thread_features line
 	// ("shstk", "wrss"); nil when there is none.
 	X86ThreadFeatures []string
+	// SpecStoreBypass and SpecIndirectBranch are the text of the
+	// Speculation_Store_Bypass and SpeculationIndirectBranch lines
+	// ("thread vulnerable", "conditional enabled" …; "" without them).
+	SpecStoreBypass, SpecIndirectBranch string
+	// UntagMask is the untag_mask line: the address bits kept when a
+	// pointer is untagged (all ones without linear address masking); ""
+	// without the line.
+	UntagMask string
 }
 
 // ParseStatus parses the contents of a /proc/PID/status file. Unknown keys
@@ -153,6 +161,12 @@ func (st *Status) set(key, val string) error {
 		default:
 			err = fmt.Errorf("bad value %q", val)
 		}
+	case "untag_mask":
+		st.UntagMask = val
+	case "Speculation_Store_Bypass":
+		st.SpecStoreBypass = val
+	case "SpeculationIndirectBranch":
+		st.SpecIndirectBranch = val
 	case "Seccomp":
 		st.Seccomp, err = strconv.Atoi(val)
 	case "Uid":

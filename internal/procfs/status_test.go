@@ -15,7 +15,8 @@ func TestParseStatusRecorded(t *testing.T) {
 	}
 	want := Status{Name: "a b) c", Umask: 0o22, State: 'R', Tgid: 3317, Pid: 3317, PPid: 3274, NSpid: []int{3317},
 		Threads: 1, SigIgn: 0x1001000, SigCgt: 0x2, Groups: []int{},
-		CapPrm: 0x1fffeffffff, CapEff: 0x1fffeffffff, CapBnd: 0x1fffeffffff}
+		CapPrm: 0x1fffeffffff, CapEff: 0x1fffeffffff, CapBnd: 0x1fffeffffff,
+		SpecStoreBypass: "vulnerable", SpecIndirectBranch: "always enabled", UntagMask: "0xffffffffffffffff"}
 	if !reflect.DeepEqual(*st, want) {
 		t.Errorf("got %+v\nwant %+v", *st, want)
 	}

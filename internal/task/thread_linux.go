@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
@@ -94,6 +95,7 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 	// thread's comm), without three calls and a path walk per thread.
 	nameAddr, nameOff := b.Out(16)
 	nameCall := b.Add(unix.SYS_PRCTL, unix.PR_GET_NAME, nameAddr)
+	attrDone := attr.ThreadBatch(b)
 	return func() (image.Thread, error) {
 		if _, err := b.Result(nameCall); err != nil {
 			return th, fmt.Errorf("read the name of %d: %w", tid, err)
@@ -119,7 +121,7 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 			ss.Flags |= abi.SS_ONSTACK
 		}
 		th.AltStack = image.SigAltStack{Sp: ss.Sp, Flags: ss.Flags, Size: ss.Size}
-		return th, nil
+		return th, attrDone(&th)
 	}, nil
 }
 
