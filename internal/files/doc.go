@@ -315,11 +315,13 @@
 //	options of image.SockOpts TCP/UDP socket         those differing from a new socket's saved and set
 //	                                                 (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
 //	                                                 SO_BROADCAST, SO_DONTROUTE, SO_OOBINLINE,
-//	                                                 SO_PRIORITY ≤ 6, SO_RCVLOWAT, SO_TIMESTAMP[NS],
+//	                                                 SO_PRIORITY, SO_RCVLOWAT, SO_TIMESTAMP[NS],
 //	                                                 SO_LINGER, SO_RCVTIMEO, SO_SNDTIMEO, SO_SNDBUF,
 //	                                                 SO_RCVBUF (an autotuned odd size comes out one
 //	                                                 less), SO_BUF_LOCK (set last: autotuned sizes
-//	                                                 stay autotuned), TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE,
+//	                                                 stay autotuned), SO_MARK, SO_BINDTODEVICE (the
+//	                                                 interface name), SO_NO_CHECK, SO_ZEROCOPY,
+//	                                                 SO_MAX_PACING_RATE, TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE,
 //	                                                 TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
 //	                                                 TCP_SYNCNT, TCP_LINGER2, TCP_DEFER_ACCEPT,
 //	                                                 TCP_NOTSENT_LOWAT, TCP_THIN_LINEAR_TIMEOUTS,
@@ -333,10 +335,13 @@
 //	                                                 IPV6_MULTICAST_HOPS/LOOP); TestTCPServerRoundTrip
 //	                                                 checks NODELAY, KEEPALIVE, KEEPIDLE/INTVL/CNT,
 //	                                                 SNDBUF, BUF_LOCK, RCVTIMEO, LINGER, REUSEADDR, V6ONLY from
-//	                                                 inside, TestUDPRoundTrip RCVBUF
-//	SO_MARK, SO_BINDTODEVICE, TCP/UDP socket         set (differing from a new socket's) refused
-//	SO_GET_FILTER, SO_ZEROCOPY,                      naming the option
-//	SO_BUSY_POLL, SO_MAX_PACING_RATE, TCP_ULP,
+//	                                                 inside, TestUDPRoundTrip RCVBUF, TestSockOptsRoundTrip
+//	                                                 MARK, BINDTODEVICE, NO_CHECK, PRIORITY 7,
+//	                                                 ZEROCOPY, MAX_PACING_RATE, DONTROUTE, OOBINLINE,
+//	                                                 RCVLOWAT. SO_MARK and SO_PRIORITY above 6 need
+//	                                                 CAP_NET_ADMIN of the image owner (rtcr sets them)
+//	SO_GET_FILTER,            TCP/UDP socket         set (differing from a new socket's) refused
+//	SO_BUSY_POLL, TCP_ULP,                           naming the option (TestSockOptsRefused)
 //	TCP_WINDOW_CLAMP (unconnected), IP(V6)_TRANSPARENT
 //
 // Not read, so not restored: multicast group memberships
