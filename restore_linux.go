@@ -301,6 +301,13 @@ func preflight(c *image.Checkpoint, owner image.Owner) error {
 	if _, err := tree.Plan(nodes); err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
+	if !c.PidNS {
+		for pgid := range tree.Ghosts(nodes) {
+			if !pidFree(pgid) {
+				return fmt.Errorf("restore %d: pid %d (a process group's leader, gone at the dump, which the restore recreates for a moment): %w", c.Processes[0].Pid, pgid, ErrPidTaken)
+			}
+		}
+	}
 	return nil
 }
 
@@ -370,8 +377,12 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
 	var procs []*restoring
+	var ghosts []*ghostLeader
 	defer func() {
 		if err != nil && (lz == nil || !lz.tailing) {
+			for _, g := range ghosts {
+				g.kill()
+			}
 			for i := len(procs) - 1; i >= 0; i-- {
 				procs[i].kill()
 			}
@@ -391,8 +402,20 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	// A pty pair of the image may be a session's controlling terminal:
 	// it is made when its session leader is created, before its children.
 	fds.PreparePtys(c.Processes)
+	ghostBefore := ghostGroups(c)
 	for i := range c.Processes {
 		p := &c.Processes[i]
+		if pgid, ok := ghostBefore[p.Pid]; ok && i > 0 {
+			// Its group's leader was gone: a ghost leads it until every
+			// process of it has joined (after the terminal's foreground
+			// group is set, which may be it).
+			g, err := newGhostLeader(byPid[p.Ppid].r, pgid)
+			if err != nil {
+				return fmt.Errorf("restore %d: %w", p.Pid, err)
+			}
+			ghosts = append(ghosts, g)
+			logStep(log, p.Pid, "ghost group leader", 0, "pgid", pgid)
+		}
 		created := time.Now()
 		var r *ptrace.Remote
 		switch {
@@ -449,6 +472,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	for _, pr := range procs {
 		if err := pr.step("terminal foreground group", pr.setForeground); err != nil {
 			return err
+		}
+	}
+	for _, g := range ghosts {
+		if err := g.end(); err != nil {
+			return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 		}
 	}
 	for _, pr := range procs {

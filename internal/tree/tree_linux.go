@@ -159,7 +159,11 @@ func Plan(nodes []Node) ([]Node, error) {
 		}
 	}
 	// Process groups: setpgid needs the group's leader alive in the same
-	// session, or the process itself as the new leader.
+	// session, or the process itself as the new leader. A group whose
+	// leader is gone gets a ghost leader for the time of the restore
+	// (Ghosts): all its processes must be in one session, which the
+	// ghost cannot lead.
+	ghostSid := map[int]int{}
 	for _, n := range order {
 		if n.Pgid == n.Pid {
 			continue
@@ -174,13 +178,47 @@ func Plan(nodes []Node) ([]Node, error) {
 			if n.Pgid == root.Pgid && root.Pgid != root.Pid {
 				continue
 			}
-			return nil, fmt.Errorf("process %d: process group %d has no leader in the tree: %w", n.Pid, n.Pgid, errLayout)
+			if n.Pgid == n.Sid {
+				return nil, fmt.Errorf("process %d: process group %d of its session's leader, which is not in the tree: %w", n.Pid, n.Pgid, errLayout)
+			}
+			if s, seen := ghostSid[n.Pgid]; seen && s != n.Sid {
+				return nil, fmt.Errorf("process %d: group %d, whose leader is gone, spans sessions %d and %d: %w", n.Pid, n.Pgid, s, n.Sid, errLayout)
+			}
+			ghostSid[n.Pgid] = n.Sid
+			continue
 		}
 		if leader.Sid != n.Sid {
 			return nil, fmt.Errorf("process %d: group %d is in another session: %w", n.Pid, n.Pgid, errLayout)
 		}
 	}
 	return order, nil
+}
+
+// Ghosts returns the process groups of a tree Plan accepted whose leader
+// is not in the tree (it exited; zdtm zombie01): restore creates a
+// process with the group's id in the session of the group's first
+// process, from that process's parent, lets it lead the group until the
+// others have joined, and ends it. The value is the first process of the
+// group in nodes' order.
+func Ghosts(nodes []Node) map[int]int {
+	if len(nodes) == 0 {
+		return nil
+	}
+	root := nodes[0]
+	in := map[int]bool{}
+	for _, n := range nodes {
+		in[n.Pid] = true
+	}
+	ghosts := map[int]int{}
+	for _, n := range nodes[1:] {
+		if n.Pgid == n.Pid || in[n.Pgid] || (n.Pgid == root.Pgid && root.Pgid != root.Pid) {
+			continue
+		}
+		if _, seen := ghosts[n.Pgid]; !seen {
+			ghosts[n.Pgid] = n.Pid
+		}
+	}
+	return ghosts
 }
 
 // errLayout reports a session or group layout rtcr cannot recreate.

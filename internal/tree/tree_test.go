@@ -40,9 +40,22 @@ func TestPlan(t *testing.T) {
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
 			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 3},
 		}, nil, true},
-		{"group leader missing", []Node{
+		{"group leader gone (a ghost leads it)", []Node{
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
 			{Pid: 11, Ppid: 10, Pgid: 42, Sid: 10},
+			{Pid: 12, Ppid: 10, Pgid: 42, Sid: 10},
+		}, []int{10, 11, 12}, false},
+		{"group of the session's leader, gone", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+			{Pid: 12, Ppid: 11, Pgid: 11, Sid: 11},
+			{Pid: 13, Ppid: 12, Pgid: 3, Sid: 3},
+		}, nil, true},
+		{"group whose leader is gone in two sessions", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 42, Sid: 10},
+			{Pid: 12, Ppid: 10, Pgid: 12, Sid: 12},
+			{Pid: 13, Ppid: 12, Pgid: 42, Sid: 12},
 		}, nil, true},
 		{"group in another session", []Node{
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
@@ -72,6 +85,27 @@ func TestPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGhosts: a group whose leader is not in the tree gets one ghost,
+// created from its first process's parent; the root's inherited group
+// and groups led in the tree get none.
+func TestGhosts(t *testing.T) {
+	nodes := []Node{
+		{Pid: 10, Ppid: 1, Pgid: 7, Sid: 5},
+		{Pid: 11, Ppid: 10, Pgid: 7, Sid: 5},
+		{Pid: 12, Ppid: 10, Pgid: 12, Sid: 5},
+		{Pid: 13, Ppid: 12, Pgid: 42, Sid: 5},
+		{Pid: 14, Ppid: 10, Pgid: 42, Sid: 5},
+		{Pid: 15, Ppid: 10, Pgid: 12, Sid: 5},
+	}
+	if _, err := Plan(nodes); err != nil {
+		t.Fatal(err)
+	}
+	g := Ghosts(nodes)
+	if len(g) != 1 || g[42] != 13 {
+		t.Fatalf("Ghosts = %v, want map[42:13]", g)
 	}
 }
 
