@@ -252,9 +252,14 @@
 //	                                                 through the master with input processing, echo
 //	                                                 and signals off until the kernel queued it
 //	                                                 (TestPtyPairLeaveRunning, TestPtyPair
-//	                                                 rawunread); in canonical mode refused
-//	                                                 (TestPtyRefused): a partial line is neither
-//	                                                 counted nor readable
+//	                                                 rawunread); in canonical mode (where FIONREAD
+//	                                                 counts complete lines only) read with ICANON
+//	                                                 off for the moment, so a partial line shows
+//	                                                 too, and written back as lines (TestPtyPair
+//	                                                 unread); a partial line, NUL (an end-of-file
+//	                                                 character) or VEOF/VEOL/VEOL2/VERASE/VKILL
+//	                                                 characters refused once put back
+//	                                                 (TestPtyRefused)
 //	buffered bytes            external pipe, read    tee on rtcr's open of /proc/PID/fd/N, once per ID;
 //	                          end                    written into the new pipe, or into the
 //	                                                 --inherit-fd pipe (TestExternalInheritPipe); a
