@@ -582,6 +582,9 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		p.Pid, p.Ppid, p.Pgid, p.Sid = inner[p.Pid], inner[p.Ppid], inner[p.Pgid], inner[p.Sid]
+		if p.FDTableOf != 0 {
+			p.FDTableOf = inner[p.FDTableOf]
+		}
 		p.TtyFg = inner[p.TtyFg]
 		for j := range p.Threads {
 			p.Threads[j].Tid = inner[p.Threads[j].Tid]

@@ -423,6 +423,10 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			r, err = stub.StartNS(scratch, elfBase, offsets)
 		case i == 0:
 			r, err = stub.Start(p.Pid, scratch, elfBase)
+		case p.FDTableOf != 0:
+			// It shares its parent's fd table (CLONE_FILES), whose
+			// fds the table's first process gets.
+			r, err = stub.Clone(byPid[p.Ppid].r, unix.CLONE_FILES, p.Pid)
 		default:
 			r, err = stub.Fork(byPid[p.Ppid].r, p.Pid)
 		}
@@ -495,6 +499,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	}
 	// Helper fds stay open until every process has its pipes.
 	for _, pr := range procs {
+		if pr.p.FDTableOf != 0 {
+			continue // its table is another's, swept there
+		}
 		if err := pr.step("close other fds", func() error { return files.Sweep(pr.r, pr.p.FDs) }); err != nil {
 			return err
 		}

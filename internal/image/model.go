@@ -124,6 +124,11 @@ type Process struct {
 	Zombie bool `json:",omitempty"`
 	// ExitStatus is a zombie's wait status (as waitpid reports it).
 	ExitStatus int `json:",omitempty"`
+	// FDTableOf is the process whose fd table this one shares (clone
+	// with CLONE_FILES): its parent, or the one whose table its parent
+	// shares. Its FDs are empty (they are that process's); 0: a table of
+	// its own.
+	FDTableOf int `json:",omitempty"`
 	// Stopped marks a process that was stopped by a signal (SIGSTOP …):
 	// it is restored stopped.
 	Stopped bool `json:",omitempty"`

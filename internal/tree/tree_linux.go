@@ -178,6 +178,9 @@ func Plan(nodes []Node) ([]Node, error) {
 			if n.Pgid == root.Pgid && root.Pgid != root.Pid {
 				continue
 			}
+			if n.Pgid <= 0 {
+				return nil, fmt.Errorf("process %d: process group %d has no leader in the tree: %w", n.Pid, n.Pgid, errLayout)
+			}
 			if n.Pgid == n.Sid {
 				return nil, fmt.Errorf("process %d: process group %d of its session's leader, which is not in the tree: %w", n.Pid, n.Pgid, errLayout)
 			}
