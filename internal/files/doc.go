@@ -158,6 +158,14 @@
 //	                                                 outside the dumped tree" (TestFDStateRefused)
 //	F_GETSIG                  all but O_PATH         F_SETSIG, with the owner (TestFDStatusFlags)
 //	FIONREAD                  inotify                queued events are not saved: non-zero refused
+//	fdinfo "fanotify"         fanotify               group flags, event flags, marks (inode: by
+//	                                                 file handle to a path; mount: mount point,
+//	                                                 statx mount id checked; filesystem: a mount
+//	                                                 point), masks, ignored masks, mark flags;
+//	                                                 content and pre-content classes refused
+//	                                                 (TestFanotifyRoundTrip)
+//	FIONREAD                  fanotify               queued events are not saved: non-zero refused
+//	                                                 (TestFanotifyQueuedRefused)
 //	                                                 "bytes of queued inotify events" (TestInoMemRefused)
 //	contents, size, mode,     memfd                  read through rtcr's own open of /proc/PID/fd/N
 //	F_GET_SEALS, name                                (holes skipped, at most 16 MiB of data, kept in
@@ -371,7 +379,7 @@
 // socket by family, type and protocol (SO_DOMAIN, SO_TYPE, SO_PROTOCOL on
 // a copy of the fd; a netlink socket with its NETLINK_* protocol), an
 // anonymous-inode file by what it is (io_uring, bpf map/program/link,
-// perf event, fanotify, userfaultfd, pidfd, landlock …), a block or
+// perf event, userfaultfd, pidfd, landlock …), a block or
 // character device by its numbers (TestUnsupportedKindsNamed).
 //
 // An fd on /dev/tty (cttyKind, ctty_linux.go) is saved when the terminal

@@ -138,6 +138,7 @@ var kinds = []struct {
 	{image.FDEventfd, eventfdKind},
 	{image.FDEpoll, epollKind},
 	{image.FDInotify, inotifyKind},
+	{image.FDFanotify, fanotifyKind},
 	{image.FDTimerfd, timerfdKind},
 	{image.FDSignalfd, signalfdKind},
 	{image.FDUnixPair, unixPairKind},

@@ -462,6 +462,8 @@ type FD struct {
 	GoneDirs int `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
+	// Fanotify fds: the group and its marks.
+	Fanotify *Fanotify `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags
 	// (TFD_TIMER_ABSTIME), the next expiry in ns (with TFD_TIMER_ABSTIME
 	// the time on that clock as the process saw it, else the time left;
