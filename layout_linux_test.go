@@ -69,14 +69,26 @@ func shdPnd(t *testing.T, pid int) uint64 {
 	return 0
 }
 
-// TestGroupLayoutRefusedAtDump: a process in a session it neither leads
-// nor shares with its parent cannot be put back in it; the dump refuses
-// it, naming the session, before reading any process, and the tree runs
-// on. (The dump used to succeed and kill the tree, and only the restore
-// refused; then it refused only after reading every process.)
-func TestGroupLayoutRefusedAtDump(t *testing.T) {
+// TestSessionBeforeSetsidRoundTrip: a child left in the session its
+// parent had before the parent's setsid comes back there (created before
+// the parent's setsid), its parent leading its own; the dump used to
+// refuse it.
+func TestSessionBeforeSetsidRoundTrip(t *testing.T) {
 	testutil.RequireRoot(t)
 	tg := start(t, testutil.BuildC(t, "orphangroup", false), "trigger", "session")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	tg.roundTripOK("session layout")
+}
+
+// TestGroupLayoutRefusedAtDump: a process in a session whose leader has
+// exited, which it does not lead and its parent is not in, cannot be put
+// back in it; the dump refuses it, naming the session, before reading
+// any process, and the tree runs on. (The dump used to succeed and kill
+// the tree, and only the restore refused; then it refused only after
+// reading every process.)
+func TestGroupLayoutRefusedAtDump(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "orphangroup", false), "trigger", "ghostsession")
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	var l bytes.Buffer
 	_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&l, nil))})

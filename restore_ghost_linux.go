@@ -21,19 +21,61 @@ type ghostLeader struct {
 	done   bool
 }
 
-// ghostGroups returns the groups of c whose leader is gone, keyed by the
-// process (pid) before whose creation its ghost is made.
-func ghostGroups(c *image.Checkpoint) map[int]int {
-	var nodes []tree.Node
+// treeNodes returns the processes of c as tree nodes, in c's order.
+func treeNodes(c *image.Checkpoint) []tree.Node {
+	nodes := make([]tree.Node, 0, len(c.Processes))
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		nodes = append(nodes, tree.Node{Pid: p.Pid, Ppid: p.Ppid, Pgid: p.Pgid, Sid: p.Sid})
 	}
+	return nodes
+}
+
+// ghostGroups returns the groups of c whose leader is gone, keyed by the
+// process (pid) before whose creation its ghost is made (the first of the
+// group in creation order: see creationOrder).
+func ghostGroups(c *image.Checkpoint) map[int]int {
+	nodes := treeNodes(c)
+	order := creationOrder(c, tree.BeforeSetsid(nodes))
+	sorted := make([]tree.Node, len(order))
+	for k, i := range order {
+		sorted[k] = nodes[i]
+	}
 	first := map[int]int{}
-	for pgid, pid := range tree.Ghosts(nodes) {
+	for pgid, pid := range tree.Ghosts(sorted) {
 		first[pid] = pgid
 	}
 	return first
+}
+
+// creationOrder returns the indexes of c's processes in the order a
+// restore creates them: c's own order (parents first), unless some are
+// created before their parent's setsid (before): then breadth first from
+// the root, each parent's children in c's order but those first.
+func creationOrder(c *image.Checkpoint, before map[int]bool) []int {
+	order := make([]int, 0, len(c.Processes))
+	if len(before) == 0 {
+		for i := range c.Processes {
+			order = append(order, i)
+		}
+		return order
+	}
+	kids := map[int][]int{}
+	for i := 1; i < len(c.Processes); i++ {
+		kids[c.Processes[i].Ppid] = append(kids[c.Processes[i].Ppid], i)
+	}
+	order = append(order, 0)
+	for k := 0; k < len(order); k++ {
+		ks := kids[c.Processes[order[k]].Pid]
+		for _, first := range []bool{true, false} {
+			for _, i := range ks {
+				if before[c.Processes[i].Pid] == first {
+					order = append(order, i)
+				}
+			}
+		}
+	}
+	return order
 }
 
 // newGhostLeader makes the ghost leader of group pgid as a child of parent

@@ -403,8 +403,23 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	// it is made when its session leader is created, before its children.
 	fds.PreparePtys(c.Processes)
 	ghostBefore := ghostGroups(c)
-	for i := range c.Processes {
+	// A process left in the session its parent had before its setsid is
+	// created before that setsid, which waits until then.
+	beforeSetsid := tree.BeforeSetsid(treeNodes(c))
+	laterSetsid := map[int]bool{}
+	for pid := range beforeSetsid {
+		laterSetsid[c.ProcessByPid(pid).Ppid] = true
+	}
+	pendingSetsid := map[int]bool{}
+	for _, i := range creationOrder(c, beforeSetsid) {
 		p := &c.Processes[i]
+		if i > 0 && !beforeSetsid[p.Pid] && pendingSetsid[p.Ppid] {
+			pp := byPid[p.Ppid]
+			if err := pp.step("session", func() error { return pp.setsid(fds) }); err != nil {
+				return err
+			}
+			delete(pendingSetsid, p.Ppid)
+		}
 		if pgid, ok := ghostBefore[p.Pid]; ok && i > 0 {
 			// Its group's leader was gone: a ghost leads it until every
 			// process of it has joined (after the terminal's foreground
@@ -440,7 +455,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 		}
 		procs = append(procs, pr)
 		byPid[p.Pid] = pr
-		if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
+		if laterSetsid[p.Pid] {
+			pendingSetsid[p.Pid] = true
+		} else if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
 			return err
 		}
 		// Its memory now, before its children are forked from it: they
@@ -455,6 +472,13 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			return err
 		}
 		stats.MemoryTime += time.Since(memStart)
+	}
+	for _, pr := range procs {
+		if pendingSetsid[pr.p.Pid] {
+			if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
+				return err
+			}
+		}
 	}
 	if lz != nil {
 		// Before anything else touches the memory left out: from here on a

@@ -14,9 +14,14 @@
 //     (getpgid), reaps it, writes "OK\n" and exits 0.
 //   - session: the program forks C; C forks G and then calls setsid: G
 //     is in the program's session, its parent C in another that G does
-//     not lead (zdtm session02's layout). "ready\n" once C's setsid is
-//     done; after the trigger C and G exit, the program reaps C, writes
-//     "OK\n" and exits 0.
+//     not lead. "ready\n" once C's setsid is done; after the trigger G
+//     checks it is still in the program's session and C that it leads its
+//     own, the program reaps C, writes "OK\n" and exits 0 (else "FAIL").
+//   - ghostsession: the program forks C; C calls setsid, clones G with
+//     CLONE_PARENT (the program's child, in C's session) and exits: G is
+//     in a session whose leader is gone (zdtm session02's layout).
+//     "ready\n" once C is reaped; after the trigger G exits, the program
+//     reaps it, writes "OK\n" and exits 0.
 #define _GNU_SOURCE
 #include <sched.h>
 #include <signal.h>
@@ -34,9 +39,40 @@ static void wait_trigger(const char *trigger)
 		nanosleep(&ts, NULL);
 }
 
+static int ghostsession(const char *trigger)
+{
+	int status;
+	pid_t c = fork();
+	if (c < 0)
+		return 2;
+	if (c == 0) {
+		if (setsid() < 0)
+			_exit(3);
+		long g = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+		if (g == 0) {
+			wait_trigger(trigger);
+			_exit(0);
+		}
+		_exit(g < 0 ? 3 : 0);
+	}
+	if (waitpid(c, &status, 0) != c || status != 0) {
+		printf("FAIL: C status %d\n", status);
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	if (wait(&status) < 0 || status != 0) {
+		printf("FAIL: G status %d\n", status);
+		return 1;
+	}
+	printf("OK\n");
+	return 0;
+}
+
 static int session(const char *trigger)
 {
 	int p[2], status;
+	pid_t sid = getsid(0);
 	if (pipe(p) < 0)
 		return 2;
 	pid_t c = fork();
@@ -46,13 +82,15 @@ static int session(const char *trigger)
 		pid_t g = fork();
 		if (g == 0) {
 			wait_trigger(trigger);
-			_exit(0);
+			_exit(getsid(0) == sid ? 0 : 5);
 		}
 		if (g < 0 || setsid() < 0)
 			_exit(3);
 		write(p[1], "x", 1);
 		waitpid(g, &status, 0);
-		_exit(status == 0 ? 0 : 4);
+		if (status != 0)
+			_exit(4);
+		_exit(getsid(0) == getpid() ? 0 : 6);
 	}
 	char b;
 	if (read(p[0], &b, 1) != 1)
@@ -72,11 +110,13 @@ int main(int argc, char **argv)
 	int status;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: orphangroup TRIGGER live|zombie|session\n");
+		fprintf(stderr, "usage: orphangroup TRIGGER live|zombie|session|ghostsession\n");
 		return 2;
 	}
 	if (strcmp(argv[2], "session") == 0)
 		return session(argv[1]);
+	if (strcmp(argv[2], "ghostsession") == 0)
+		return ghostsession(argv[1]);
 	int zombie = strcmp(argv[2], "zombie") == 0;
 	pid_t c = fork();
 	if (c < 0)

@@ -145,18 +145,11 @@ func Plan(nodes []Node) ([]Node, error) {
 		return nil, fmt.Errorf("process tree of %d has a cycle or duplicates", root.Pid)
 	}
 	// Sessions: a process inherits its parent's session unless it leads
-	// its own; inheriting one that is not its own cannot be repaired.
-	sid := map[int]int{root.Pid: root.Sid}
-	for _, n := range order[1:] {
-		inherited := sid[n.Ppid]
-		switch {
-		case n.Sid == n.Pid:
-			sid[n.Pid] = n.Pid
-		case n.Sid == inherited:
-			sid[n.Pid] = n.Sid
-		default:
-			return nil, fmt.Errorf("process %d: session %d differs from its parent's (%d) and it does not lead it: %w", n.Pid, n.Sid, inherited, errLayout)
-		}
+	// its own, or the session its parent had before it called setsid
+	// (BeforeSetsid: it is created before its parent's setsid); others
+	// cannot be repaired.
+	if _, err := beforeSetsid(order, byPid); err != nil {
+		return nil, err
 	}
 	// Process groups: setpgid needs the group's leader alive in the same
 	// session, or the process itself as the new leader. A group whose
@@ -195,6 +188,44 @@ func Plan(nodes []Node) ([]Node, error) {
 		}
 	}
 	return order, nil
+}
+
+// BeforeSetsid returns the processes of a tree Plan accepted that are in
+// the session their parent had before it called setsid (it forked them,
+// then made its own session): restore creates them from their parent
+// before that parent's setsid, which it puts off until then.
+func BeforeSetsid(nodes []Node) map[int]bool {
+	byPid := map[int]Node{}
+	for _, n := range nodes {
+		byPid[n.Pid] = n
+	}
+	before, _ := beforeSetsid(nodes, byPid)
+	return before
+}
+
+// beforeSetsid checks the sessions of nodes (parents first) and returns
+// the processes created before their parent's setsid. A session leader
+// is created after its parent's setsid: it was born in its parent's final
+// session, and the root in one outside the tree.
+func beforeSetsid(nodes []Node, byPid map[int]Node) (map[int]bool, error) {
+	root := nodes[0]
+	born := map[int]int{root.Pid: 0} // 0: outside the tree, unknown
+	before := map[int]bool{}
+	for _, n := range nodes[1:] {
+		parent := byPid[n.Ppid]
+		switch {
+		case n.Sid == n.Pid:
+			born[n.Pid] = parent.Sid
+		case n.Sid == parent.Sid:
+			born[n.Pid] = n.Sid
+		case parent.Sid == parent.Pid && born[parent.Pid] != 0 && n.Sid == born[parent.Pid]:
+			born[n.Pid] = n.Sid
+			before[n.Pid] = true
+		default:
+			return nil, fmt.Errorf("process %d: session %d differs from its parent's (%d) and it does not lead it: %w", n.Pid, n.Sid, parent.Sid, errLayout)
+		}
+	}
+	return before, nil
 }
 
 // Ghosts returns the process groups of a tree Plan accepted whose leader

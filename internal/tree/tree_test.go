@@ -40,6 +40,22 @@ func TestPlan(t *testing.T) {
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
 			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 3},
 		}, nil, true},
+		{"child left in its parent's old session (parent setsid after the fork)", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+			{Pid: 12, Ppid: 11, Pgid: 10, Sid: 10},
+			{Pid: 13, Ppid: 11, Pgid: 11, Sid: 11},
+		}, []int{10, 11, 12, 13}, false},
+		{"child in the root's session from before the root's setsid", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 7, Sid: 7},
+		}, nil, true},
+		{"grandchild in its grandparent's old session", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+			{Pid: 12, Ppid: 11, Pgid: 12, Sid: 12},
+			{Pid: 13, Ppid: 12, Pgid: 10, Sid: 10},
+		}, nil, true},
 		{"group leader gone (a ghost leads it)", []Node{
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
 			{Pid: 11, Ppid: 10, Pgid: 42, Sid: 10},
@@ -106,6 +122,21 @@ func TestGhosts(t *testing.T) {
 	g := Ghosts(nodes)
 	if len(g) != 1 || g[42] != 13 {
 		t.Fatalf("Ghosts = %v, want map[42:13]", g)
+	}
+}
+
+// TestBeforeSetsid: a child in the session its parent left by setsid is
+// created before that setsid; others are not.
+func TestBeforeSetsid(t *testing.T) {
+	nodes := []Node{
+		{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+		{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+		{Pid: 12, Ppid: 11, Pgid: 10, Sid: 10},
+		{Pid: 13, Ppid: 11, Pgid: 11, Sid: 11},
+	}
+	b := BeforeSetsid(nodes)
+	if len(b) != 1 || !b[12] {
+		t.Fatalf("BeforeSetsid = %v, want map[12:true]", b)
 	}
 }
 
