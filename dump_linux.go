@@ -399,6 +399,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if _, err := tree.Plan(nodes); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	if !nested {
+		if err := checkGhostsGone(nodes); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
+	}
 	if opts.LeaveRunning && opts.Handoff == nil {
 		// Nothing of the manifest needs the tree stopped: it is
 		// checked and written once the tree runs again (commitManifest),
@@ -449,8 +454,10 @@ func planEarly(order []int) error {
 		}
 		nodes = append(nodes, tree.Node{Pid: pid, Ppid: st.Ppid, Pgid: st.Pgrp, Sid: st.Session})
 	}
-	_, err := tree.Plan(nodes)
-	return err
+	if _, err := tree.Plan(nodes); err != nil {
+		return err
+	}
+	return checkGhostsGone(nodes)
 }
 
 // writePages copies the memory of p into its page file of the stage's

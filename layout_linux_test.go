@@ -80,19 +80,43 @@ func TestSessionBeforeSetsidRoundTrip(t *testing.T) {
 	tg.roundTripOK("session layout")
 }
 
-// TestGroupLayoutRefusedAtDump: a process in a session whose leader has
-// exited, which it does not lead and its parent is not in, cannot be put
-// back in it; the dump refuses it, naming the session, before reading
+// TestGhostSessionRoundTrip: a child left in a session whose leader has
+// exited (it cloned the child with CLONE_PARENT, zdtm session02's layout)
+// comes back in that session: a ghost leader with the session's id makes
+// it and creates the child with CLONE_PARENT, and is gone after (reaped,
+// no SIGCHLD left pending in the parent). The dump used to refuse it.
+func TestGhostSessionRoundTrip(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "orphangroup", false), "trigger", "ghostsession")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	dir := tg.dump(false)
+	tg.restore(dir)
+	children, err := procfs.ReadChildren(tg.pid)
+	if err != nil || len(children) != 1 {
+		t.Fatalf("restored %d has children %v (%v), want one (no ghost left)", tg.pid, children, err)
+	}
+	if p := shdPnd(t, tg.pid); p&(1<<(unix.SIGCHLD-1)) != 0 {
+		t.Fatalf("SIGCHLD pending in the restored %d (ShdPnd %#x): the ghost's exit signalled it", tg.pid, p)
+	}
+	tg.fire()
+	if code := tg.wait(60 * time.Second); code != 0 || !strings.Contains(tg.output(), "OK\n") {
+		t.Fatalf("after restore: exit %d, output:\n%s", code, tg.output())
+	}
+}
+
+// TestGroupLayoutRefusedAtDump: a session whose leader has exited with
+// processes under two parents (one reparented to a subreaper) cannot be
+// made again; the dump refuses it, naming the session, before reading
 // any process, and the tree runs on. (The dump used to succeed and kill
 // the tree, and only the restore refused; then it refused only after
 // reading every process.)
 func TestGroupLayoutRefusedAtDump(t *testing.T) {
 	testutil.RequireRoot(t)
-	tg := start(t, testutil.BuildC(t, "orphangroup", false), "trigger", "ghostsession")
+	tg := start(t, testutil.BuildC(t, "orphangroup", false), "trigger", "ghosttwo")
 	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
 	var l bytes.Buffer
 	_, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.pid, Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&l, nil))})
-	if err == nil || !strings.Contains(err.Error(), "differs from its parent's") {
+	if err == nil || !strings.Contains(err.Error(), "whose leader is gone, has processes under parents") {
 		t.Fatalf("dump error %v, want the session layout refused", err)
 	}
 	// Refused before any process is read or injected into (it used to

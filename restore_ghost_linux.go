@@ -1,8 +1,11 @@
 package rtcr
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 
+	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/stub"
@@ -19,6 +22,9 @@ type ghostLeader struct {
 	r      *ptrace.Remote
 	parent *ptrace.Remote
 	done   bool
+	// session: it leads a session too (newGhostSessionLeader); its exit
+	// signals its parent, which takes the SIGCHLD back.
+	session bool
 }
 
 // treeNodes returns the processes of c as tree nodes, in c's order.
@@ -94,6 +100,25 @@ func newGhostLeader(parent *ptrace.Remote, pgid int) (*ghostLeader, error) {
 	return g, nil
 }
 
+// newGhostSessionLeader makes the ghost leader of session sid (and of
+// its process group sid) as a child of parent, the parent of the
+// session's processes outside ones of it, which it then creates with
+// CLONE_PARENT. It is forked with SIGCHLD as its exit signal, which
+// those processes inherit from it (with CLONE_PARENT a child's exit
+// signal is its creator's).
+func newGhostSessionLeader(parent *ptrace.Remote, sid int) (*ghostLeader, error) {
+	r, err := stub.Fork(parent, sid)
+	if err != nil {
+		return nil, fmt.Errorf("ghost leader of session %d: %w", sid, err)
+	}
+	g := &ghostLeader{pgid: sid, r: r, parent: parent, session: true}
+	if _, err := r.Syscall(unix.SYS_SETSID); err != nil {
+		g.kill()
+		return nil, fmt.Errorf("ghost leader of session %d: setsid: %w", sid, err)
+	}
+	return g, nil
+}
+
 // end makes the ghost exit and its parent reap it (wait4 with __WALL, as
 // it has no exit signal): the group lives on in its other processes.
 func (g *ghostLeader) end() error {
@@ -105,6 +130,27 @@ func (g *ghostLeader) end() error {
 		return fmt.Errorf("ghost leader of process group %d: reap in %d: %d, %w", g.pgid, g.parent.Pid, got, err)
 	}
 	g.done = true
+	if g.session {
+		// Its SIGCHLD waits in the parent (blocked while rtcr injects):
+		// taken back, before the parent's own pending signals are set.
+		return takeSignal(g.parent, unix.SIGCHLD)
+	}
+	return nil
+}
+
+// takeSignal dequeues sig from the signals pending for the stopped stub r
+// (rt_sigtimedwait with a zero timeout; none pending is fine).
+func takeSignal(r *ptrace.Remote, sig unix.Signal) error {
+	var buf [24]byte // sigset (8 bytes), then a zero timespec (16)
+	binary.NativeEndian.PutUint64(buf[:8], 1<<(uint(sig)-1))
+	addr, err := r.Put(ptrace.ArgOff, buf[:])
+	if err != nil {
+		return err
+	}
+	_, err = r.Syscall(unix.SYS_RT_SIGTIMEDWAIT, addr, 0, addr+8, 8)
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		return fmt.Errorf("take %v back from %d: %w", sig, r.Pid, err)
+	}
 	return nil
 }
 
@@ -116,3 +162,25 @@ func (g *ghostLeader) kill() {
 		g.done = true
 	}
 }
+
+// checkGhostsGone refuses a tree whose group or session without a leader
+// in the tree has its leader alive outside it (its id is taken: the
+// restore could not make the ghost), e.g. a group of another job.
+func checkGhostsGone(nodes []tree.Node) error {
+	ids := map[int]string{}
+	for pgid := range tree.Ghosts(nodes) {
+		ids[pgid] = "process group"
+	}
+	for sid := range tree.GhostSessions(nodes) {
+		ids[sid] = "session"
+	}
+	for id, what := range ids {
+		if unix.Kill(id, 0) != unix.ESRCH {
+			return fmt.Errorf("%s %d of the tree is led by process %d, outside the tree (restore recreates a gone leader only): %w", what, id, id, errGhostOutside)
+		}
+	}
+	return nil
+}
+
+// errGhostOutside reports a group or session led from outside the tree.
+var errGhostOutside = fmt.Errorf("session/process-group layout not supported yet: %w", files.ErrUnsupported)

@@ -307,6 +307,11 @@ func preflight(c *image.Checkpoint, owner image.Owner) error {
 				return fmt.Errorf("restore %d: pid %d (a process group's leader, gone at the dump, which the restore recreates for a moment): %w", c.Processes[0].Pid, pgid, ErrPidTaken)
 			}
 		}
+		for sid := range tree.GhostSessions(nodes) {
+			if !pidFree(sid) {
+				return fmt.Errorf("restore %d: pid %d (a session's leader, gone at the dump, which the restore recreates for a moment): %w", c.Processes[0].Pid, sid, ErrPidTaken)
+			}
+		}
 	}
 	return nil
 }
@@ -411,6 +416,8 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 		laterSetsid[c.ProcessByPid(pid).Ppid] = true
 	}
 	pendingSetsid := map[int]bool{}
+	ghostSessions := tree.GhostSessions(treeNodes(c))
+	sessionGhosts := map[int]*ghostLeader{}
 	for _, i := range creationOrder(c, beforeSetsid) {
 		p := &c.Processes[i]
 		if i > 0 && !beforeSetsid[p.Pid] && pendingSetsid[p.Ppid] {
@@ -419,6 +426,24 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 				return err
 			}
 			delete(pendingSetsid, p.Ppid)
+		}
+		// A process of a session whose leader is gone, whose parent is
+		// not in it: created by the session's ghost leader, with
+		// CLONE_PARENT.
+		var sessionGhost *ghostLeader
+		if sp, ok := ghostSessions[p.Sid]; ok && i > 0 && p.Sid != p.Pid && sp == p.Ppid {
+			if sessionGhost = sessionGhosts[p.Sid]; sessionGhost == nil {
+				g, err := newGhostSessionLeader(byPid[p.Ppid].r, p.Sid)
+				if err != nil {
+					return fmt.Errorf("restore %d: %w", p.Pid, err)
+				}
+				ghosts = append(ghosts, g)
+				sessionGhosts[p.Sid], sessionGhost = g, g
+				logStep(log, p.Pid, "ghost session leader", 0, "sid", p.Sid)
+			}
+			if p.FDTableOf != 0 {
+				return fmt.Errorf("restore %d: it shares its parent's fd table and is in session %d, whose leader is gone: not supported yet", p.Pid, p.Sid)
+			}
 		}
 		if pgid, ok := ghostBefore[p.Pid]; ok && i > 0 {
 			// Its group's leader was gone: a ghost leads it until every
@@ -438,6 +463,8 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			r, err = stub.StartNS(scratch, elfBase, offsets)
 		case i == 0:
 			r, err = stub.Start(p.Pid, scratch, elfBase)
+		case sessionGhost != nil:
+			r, err = stub.Clone(sessionGhost.r, unix.CLONE_PARENT, p.Pid)
 		case p.FDTableOf != 0:
 			// It shares its parent's fd table (CLONE_FILES), whose
 			// fds the table's first process gets.

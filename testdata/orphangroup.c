@@ -20,13 +20,21 @@
 //   - ghostsession: the program forks C; C calls setsid, clones G with
 //     CLONE_PARENT (the program's child, in C's session) and exits: G is
 //     in a session whose leader is gone (zdtm session02's layout).
-//     "ready\n" once C is reaped; after the trigger G exits, the program
-//     reaps it, writes "OK\n" and exits 0.
+//     "ready\n" once C is reaped; after the trigger G checks it is still in
+//     session C and exits 0 (else 1), the program reaps it, writes "OK\n"
+//     and exits 0.
+//   - ghosttwo: the program, a child subreaper, forks A; A forks C; C calls
+//     setsid, clones G1 with CLONE_PARENT (A's child), forks G2 and exits:
+//     G2 is reparented to the program. Session C, whose leader is gone,
+//     has processes under two parents. "ready\n" once A has reaped C;
+//     after the trigger G1, G2 and A exit, the program reaps them, writes
+//     "OK\n" and exits 0.
 #define _GNU_SOURCE
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,10 +56,11 @@ static int ghostsession(const char *trigger)
 	if (c == 0) {
 		if (setsid() < 0)
 			_exit(3);
+		pid_t c = getpid();
 		long g = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 		if (g == 0) {
 			wait_trigger(trigger);
-			_exit(0);
+			_exit(getsid(0) == c ? 0 : 1);
 		}
 		_exit(g < 0 ? 3 : 0);
 	}
@@ -65,6 +74,49 @@ static int ghostsession(const char *trigger)
 		printf("FAIL: G status %d\n", status);
 		return 1;
 	}
+	printf("OK\n");
+	return 0;
+}
+
+static int ghosttwo(const char *trigger)
+{
+	int p[2], status;
+	if (pipe(p) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		return 2;
+	pid_t a = fork();
+	if (a < 0)
+		return 2;
+	if (a == 0) {
+		pid_t c = fork();
+		if (c == 0) {
+			if (setsid() < 0)
+				_exit(3);
+			long g1 = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+			if (g1 == 0) {
+				wait_trigger(trigger);
+				_exit(0);
+			}
+			pid_t g2 = fork();
+			if (g2 == 0) {
+				wait_trigger(trigger);
+				_exit(0);
+			}
+			_exit(g1 < 0 || g2 < 0 ? 3 : 0);
+		}
+		if (c < 0 || waitpid(c, &status, 0) != c || status != 0)
+			_exit(3);
+		write(p[1], "x", 1);
+		while (wait(&status) > 0)
+			;
+		_exit(0);
+	}
+	char b;
+	if (read(p[0], &b, 1) != 1)
+		return 2;
+	printf("ready\n");
+	fflush(stdout);
+	while (wait(&status) > 0)
+		;
 	printf("OK\n");
 	return 0;
 }
@@ -110,13 +162,15 @@ int main(int argc, char **argv)
 	int status;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: orphangroup TRIGGER live|zombie|session|ghostsession\n");
+		fprintf(stderr, "usage: orphangroup TRIGGER live|zombie|session|ghostsession|ghosttwo\n");
 		return 2;
 	}
 	if (strcmp(argv[2], "session") == 0)
 		return session(argv[1]);
 	if (strcmp(argv[2], "ghostsession") == 0)
 		return ghostsession(argv[1]);
+	if (strcmp(argv[2], "ghosttwo") == 0)
+		return ghosttwo(argv[1]);
 	int zombie = strcmp(argv[2], "zombie") == 0;
 	pid_t c = fork();
 	if (c < 0)

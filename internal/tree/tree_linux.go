@@ -175,7 +175,10 @@ func Plan(nodes []Node) ([]Node, error) {
 				return nil, fmt.Errorf("process %d: process group %d has no leader in the tree: %w", n.Pid, n.Pgid, errLayout)
 			}
 			if n.Pgid == n.Sid {
-				return nil, fmt.Errorf("process %d: process group %d of its session's leader, which is not in the tree: %w", n.Pid, n.Pgid, errLayout)
+				continue // the ghost session leader's group (GhostSessions)
+			}
+			if _, in := byPid[n.Sid]; !in && n.Sid != root.Sid {
+				return nil, fmt.Errorf("process %d: process group %d, whose leader is gone, in session %d, whose leader is gone too: %w", n.Pid, n.Pgid, n.Sid, errLayout)
 			}
 			if s, seen := ghostSid[n.Pgid]; seen && s != n.Sid {
 				return nil, fmt.Errorf("process %d: group %d, whose leader is gone, spans sessions %d and %d: %w", n.Pid, n.Pgid, s, n.Sid, errLayout)
@@ -211,8 +214,10 @@ func beforeSetsid(nodes []Node, byPid map[int]Node) (map[int]bool, error) {
 	root := nodes[0]
 	born := map[int]int{root.Pid: 0} // 0: outside the tree, unknown
 	before := map[int]bool{}
+	ghostParent := map[int]int{}
 	for _, n := range nodes[1:] {
 		parent := byPid[n.Ppid]
+		_, leaderIn := byPid[n.Sid]
 		switch {
 		case n.Sid == n.Pid:
 			born[n.Pid] = parent.Sid
@@ -221,11 +226,47 @@ func beforeSetsid(nodes []Node, byPid map[int]Node) (map[int]bool, error) {
 		case parent.Sid == parent.Pid && born[parent.Pid] != 0 && n.Sid == born[parent.Pid]:
 			born[n.Pid] = n.Sid
 			before[n.Pid] = true
+		case !leaderIn && n.Sid > 0 && n.Sid != root.Sid:
+			// A session whose leader is gone (GhostSessions): its
+			// processes outside ones of it must all have one parent.
+			if pp, seen := ghostParent[n.Sid]; seen && pp != n.Ppid {
+				return nil, fmt.Errorf("process %d: session %d, whose leader is gone, has processes under parents %d and %d: %w", n.Pid, n.Sid, pp, n.Ppid, errLayout)
+			}
+			ghostParent[n.Sid] = n.Ppid
+			born[n.Pid] = n.Sid
 		default:
 			return nil, fmt.Errorf("process %d: session %d differs from its parent's (%d) and it does not lead it: %w", n.Pid, n.Sid, parent.Sid, errLayout)
 		}
 	}
 	return before, nil
+}
+
+// GhostSessions returns the sessions of a tree Plan accepted whose leader
+// is not in the tree (it exited after forking them, with CLONE_PARENT:
+// zdtm session02), each with the one parent its processes outside ones
+// of it have: restore forks a ghost leader with the session's id from that
+// parent, makes it call setsid, creates those processes from it with
+// CLONE_PARENT (they get the session and the parent), and ends it once
+// the groups are made (its group is the session's, which some of them
+// may be in).
+func GhostSessions(nodes []Node) map[int]int {
+	if len(nodes) == 0 {
+		return nil
+	}
+	root := nodes[0]
+	in := map[int]bool{}
+	for _, n := range nodes {
+		in[n.Pid] = true
+	}
+	out := map[int]int{}
+	for _, n := range nodes[1:] {
+		if n.Sid != n.Pid && !in[n.Sid] && n.Sid > 0 && n.Sid != root.Sid {
+			if _, seen := out[n.Sid]; !seen {
+				out[n.Sid] = n.Ppid
+			}
+		}
+	}
+	return out
 }
 
 // Ghosts returns the process groups of a tree Plan accepted whose leader
@@ -245,7 +286,7 @@ func Ghosts(nodes []Node) map[int]int {
 	}
 	ghosts := map[int]int{}
 	for _, n := range nodes[1:] {
-		if n.Pgid == n.Pid || in[n.Pgid] || (n.Pgid == root.Pgid && root.Pgid != root.Pid) {
+		if n.Pgid == n.Pid || in[n.Pgid] || (n.Pgid == root.Pgid && root.Pgid != root.Pid) || n.Pgid == n.Sid {
 			continue
 		}
 		if _, seen := ghosts[n.Pgid]; !seen {
