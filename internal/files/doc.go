@@ -264,9 +264,11 @@
 //	                                                 counts complete lines only) read with ICANON
 //	                                                 off for the moment, so a partial line shows
 //	                                                 too, and written back as lines (TestPtyPair
-//	                                                 unread); a partial line, NUL (an end-of-file
-//	                                                 character) or VEOF/VEOL/VEOL2/VERASE/VKILL
-//	                                                 characters refused once put back
+//	                                                 unread); end-of-file characters (NUL in the
+//	                                                 buffer, left out of FIONREAD) saved as NUL and
+//	                                                 written back as VEOF (TestScriptRestored); a
+//	                                                 partial line, NUL input or VEOF/VEOL/VEOL2/
+//	                                                 VERASE/VKILL characters refused once put back
 //	                                                 (TestPtyRefused)
 //	buffered bytes            external pipe, read    tee on rtcr's open of /proc/PID/fd/N, once per ID;
 //	                          end                    written into the new pipe, or into the

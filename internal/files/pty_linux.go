@@ -225,7 +225,7 @@ func drainInput(master, slave int, tio *unix.Termios) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeInput(master, slave, tio, in); err != nil {
+	if err := writeInput(master, slave, tio, in, false); err != nil {
 		return nil, fmt.Errorf("put %d bytes of input back into the pty (they are lost): %w", len(in), err)
 	}
 	return in, nil
@@ -256,6 +256,13 @@ func readInput(slave int) ([]byte, error) {
 // Refused, once they are back: input canonInput refuses (a partial line,
 // a character line editing would act on).
 func drainCanonical(master, slave int, tio *unix.Termios) ([]byte, error) {
+	// FIONREAD in canonical mode does not count the end-of-file
+	// characters of the buffer (each a NUL there, ending a line), and
+	// counts a NUL received as input: it tells which the NULs read are.
+	lines, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
+	if err != nil {
+		return nil, fmt.Errorf("FIONREAD: %w", err)
+	}
 	raw := *tio
 	raw.Lflag &^= unix.ICANON
 	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 0, 0
@@ -266,13 +273,19 @@ func drainCanonical(master, slave int, tio *unix.Termios) ([]byte, error) {
 	if err := unix.IoctlSetTermios(slave, unix.TCSETS, tio); err != nil {
 		return nil, fmt.Errorf("TCSETS (ICANON on again; %d bytes of input lost): %w", len(in), err)
 	}
+	end := lineEnd(in)
+	nuls := strings.Count(string(in[:end]), "\x00")
+	eof := lines == end-nuls
 	if len(in) > 0 {
-		if err := writeInput(master, slave, tio, in); err != nil {
+		if err := writeInput(master, slave, tio, in, eof); err != nil {
 			return nil, fmt.Errorf("put %d bytes of input back into the pty (they are lost): %w", len(in), err)
 		}
 	}
 	if rerr != nil {
 		return nil, rerr
+	}
+	if !eof {
+		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side, in canonical mode: NUL bytes received as input (FIONREAD %d): %w", len(in), lines, ErrUnsupported)
 	}
 	if err := canonInput(tio, in); err != nil {
 		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side, in canonical mode: %w: %w", len(in), err, ErrUnsupported)
@@ -283,22 +296,33 @@ func drainCanonical(master, slave int, tio *unix.Termios) ([]byte, error) {
 	return in, nil
 }
 
+// lineEnd returns the length of the complete lines of canonical input
+// in: up to its last newline or NUL (an end-of-file character).
+func lineEnd(in []byte) int {
+	for i := len(in) - 1; i >= 0; i-- {
+		if in[i] == '\n' || in[i] == 0 {
+			return i + 1
+		}
+	}
+	return 0
+}
+
 // canonInput checks input saved of a pty in canonical mode (termios
-// tio): writing it back with ICANON on rebuilds its lines only if it is
-// whole lines ending in newline, with no NUL (an end-of-file character
-// in the line buffer reads as one) and none of the characters canonical
-// input acts on with IEXTEN off (VEOF, VEOL, VEOL2, VERASE, VKILL).
+// tio), where a NUL stands for an end-of-file character: writing it back
+// with ICANON on rebuilds its lines only if it is whole lines, each
+// ending in a newline or an end-of-file character (which needs VEOF),
+// with none of the characters canonical input acts on with IEXTEN off
+// (VEOF, VEOL, VEOL2, VERASE, VKILL) as input.
 func canonInput(tio *unix.Termios, in []byte) error {
 	if len(in) == 0 {
 		return nil
 	}
-	if in[len(in)-1] != '\n' {
-		i := strings.LastIndexByte(string(in), '\n')
-		return fmt.Errorf("a partial line of %d bytes (not ended yet)", len(in)-i-1)
+	if end := lineEnd(in); end < len(in) {
+		return fmt.Errorf("a partial line of %d bytes (not ended yet)", len(in)-end)
 	}
 	for i, b := range in {
-		if b == 0 {
-			return fmt.Errorf("a NUL or end-of-file character at byte %d", i)
+		if b == 0 && tio.Cc[unix.VEOF] == 0 {
+			return fmt.Errorf("an end-of-file character at byte %d without VEOF", i)
 		}
 		for _, c := range []int{unix.VEOF, unix.VEOL, unix.VEOL2, unix.VERASE, unix.VKILL} {
 			if tio.Cc[c] != 0 && b == tio.Cc[c] {
@@ -314,7 +338,7 @@ func canonInput(tio *unix.Termios, in []byte) error {
 // input processing, echo and signal characters off until the kernel has
 // queued every byte (its input is processed later, by a work queue, with
 // the termios of that moment), then gets tio again.
-func writeInput(master, slave int, tio *unix.Termios, data []byte) error {
+func writeInput(master, slave int, tio *unix.Termios, data []byte, eof bool) error {
 	if len(data) == 0 {
 		return nil
 	}
@@ -323,11 +347,15 @@ func writeInput(master, slave int, tio *unix.Termios, data []byte) error {
 		return fmt.Errorf("FIONREAD: %w", err)
 	}
 	// FIONREAD counts what can be read: in canonical mode the complete
-	// lines (what follows the last newline is a partial line, only put
-	// back before a refusal).
+	// lines (what follows the last line end is a partial line, only put
+	// back before a refusal), without their end-of-file characters.
 	want := len(data)
 	if tio.Lflag&unix.ICANON != 0 {
-		want = strings.LastIndexByte(string(data), '\n') + 1
+		want = lineEnd(data)
+		if eof && tio.Cc[unix.VEOF] != 0 {
+			want -= strings.Count(string(data[:want]), "\x00")
+			data = []byte(strings.ReplaceAll(string(data), "\x00", string(tio.Cc[unix.VEOF])))
+		}
 	}
 	raw := *tio
 	raw.Iflag = 0
@@ -500,7 +528,7 @@ func createPty(c *restoreCtx, st *image.PtyState) (ptyPair, error) {
 			return home, fmt.Errorf("%d bytes of unread input in canonical mode: %w: %w", len(st.Input), err, image.ErrCorrupt)
 		}
 	}
-	if err := writeInput(master, slave, tio, st.Input); err != nil {
+	if err := writeInput(master, slave, tio, st.Input, true); err != nil {
 		return home, fmt.Errorf("%d bytes of unread input: %w", len(st.Input), err)
 	}
 	ws := unix.Winsize{Row: st.Winsize[0], Col: st.Winsize[1], Xpixel: st.Winsize[2], Ypixel: st.Winsize[3]}
