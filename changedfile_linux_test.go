@@ -90,3 +90,13 @@ func TestChangedFileRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestProcFilePosition: a file of /proc, whose size is 0, read to a
+// position past that size comes back at its position (zdtm fd01, whose
+// restore was refused as if the file had shrunk).
+func TestProcFilePosition(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := start(t, testutil.BuildC(t, "procpos", false), "trigger")
+	testutil.WaitForFile(t, tg.out, "ready\n", 30*time.Second)
+	tg.roundTripOK("position in /proc/sys/fs/nr_open")
+}

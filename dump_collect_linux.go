@@ -44,10 +44,13 @@ func collectTree(p *image.Process, zombie bool) error {
 func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
-	if p.FDs, err = fds.Dump(pid); err != nil {
+	if owner := fds.TableOf(pid); owner != 0 {
+		// Its fd table is owner's (CLONE_FILES): recorded there.
+		p.FDTableOf = owner
+	} else if p.FDs, err = fds.Dump(pid); err != nil {
 		return err
 	}
-	t.done("fds", "count", len(p.FDs))
+	t.done("fds", "count", len(p.FDs), "table_of", p.FDTableOf)
 	logFDs(log, pid, p.FDs)
 	if dir, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
 		d, err := fds.DumpCwd(pid)

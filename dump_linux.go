@@ -403,6 +403,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if _, err := tree.Plan(nodes); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
+	if !nested {
+		if err := checkGhostsGone(nodes); err != nil {
+			return fmt.Errorf("dump %d: %w", opts.Pid, err)
+		}
+	}
 	if opts.LeaveRunning && opts.Handoff == nil {
 		// Nothing of the manifest needs the tree stopped: it is
 		// checked and written once the tree runs again (commitManifest),
@@ -453,8 +458,10 @@ func planEarly(order []int) error {
 		}
 		nodes = append(nodes, tree.Node{Pid: pid, Ppid: st.Ppid, Pgid: st.Pgrp, Sid: st.Session})
 	}
-	_, err := tree.Plan(nodes)
-	return err
+	if _, err := tree.Plan(nodes); err != nil {
+		return err
+	}
+	return checkGhostsGone(nodes)
 }
 
 // writePages copies the memory of p into its page file of the stage's
@@ -586,6 +593,9 @@ func toNamespaceIDs(c *image.Checkpoint, f *tree.Frozen) error {
 	for i := range c.Processes {
 		p := &c.Processes[i]
 		p.Pid, p.Ppid, p.Pgid, p.Sid = inner[p.Pid], inner[p.Ppid], inner[p.Pgid], inner[p.Sid]
+		if p.FDTableOf != 0 {
+			p.FDTableOf = inner[p.FDTableOf]
+		}
 		p.TtyFg = inner[p.TtyFg]
 		for j := range p.Threads {
 			p.Threads[j].Tid = inner[p.Threads[j].Tid]

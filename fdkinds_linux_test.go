@@ -28,7 +28,7 @@ func TestUnsupportedKindsNamed(t *testing.T) {
 		{"bpfprog", "fd 10 (anon_inode:bpf-prog)", ": bpf program: "},
 		{"bpflink", "fd 10 (anon_inode:bpf_link)", ": bpf link: "},
 		{"perf", "fd 10 (anon_inode:[perf_event])", ": perf event: "},
-		{"fanotify", "fd 10 (anon_inode:[fanotify])", ": fanotify group: "},
+		{"fanotify", "fd 10 (anon_inode:[fanotify])", ": fanotify group of class 0x4 (permission events): "},
 		{"userfaultfd", "fd 10 (anon_inode:[userfaultfd])", ": userfaultfd: "},
 		{"pidfd", "fd 10 (anon_inode:[pidfd])", ": pidfd on process "},
 		{"landlock", "fd 10 (anon_inode:[landlock-ruleset])", ": landlock ruleset: "},

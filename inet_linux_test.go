@@ -384,9 +384,9 @@ func TestUDPRoundTrip(t *testing.T) {
 // never accepts (refused once the dump has waited for it, new
 // connections held back, for the bound of 5 s; the drain table is gone
 // after), a connection in CLOSE_WAIT, a UDP socket with a datagram queued,
-// a socket of another network namespace and one with SO_MARK set (an
-// option rtcr does not restore) are refused naming the fd
-// and the reason; the server runs on, and no network lock is left.
+// and a socket of another network namespace are refused naming the fd
+// and the reason (an option rtcr does not restore: TestSockOptsRefused);
+// the server runs on, and no network lock is left.
 func TestInetRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	requireNft(t)
@@ -422,7 +422,6 @@ func TestInetRefused(t *testing.T) {
 			}
 		}, []string{"fd 5 (", "datagrams queued"}}, // fds 3 and 4: unconnected TCP sockets
 		{[]string{"netns"}, nil, []string{"fd 4 (", "network namespace"}},
-		{[]string{"mark"}, nil, []string{"fd 3 (", "SO_MARK"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args[0], func(t *testing.T) {

@@ -301,6 +301,18 @@ func preflight(c *image.Checkpoint, owner image.Owner) error {
 	if _, err := tree.Plan(nodes); err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
+	if !c.PidNS {
+		for pgid := range tree.Ghosts(nodes) {
+			if !pidFree(pgid) {
+				return fmt.Errorf("restore %d: pid %d (a process group's leader, gone at the dump, which the restore recreates for a moment): %w", c.Processes[0].Pid, pgid, ErrPidTaken)
+			}
+		}
+		for sid := range tree.GhostSessions(nodes) {
+			if !pidFree(sid) {
+				return fmt.Errorf("restore %d: pid %d (a session's leader, gone at the dump, which the restore recreates for a moment): %w", c.Processes[0].Pid, sid, ErrPidTaken)
+			}
+		}
+	}
 	return nil
 }
 
@@ -370,8 +382,12 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
 	}
 	var procs []*restoring
+	var ghosts []*ghostLeader
 	defer func() {
 		if err != nil && (lz == nil || !lz.tailing) {
+			for _, g := range ghosts {
+				g.kill()
+			}
 			for i := len(procs) - 1; i >= 0; i-- {
 				procs[i].kill()
 			}
@@ -391,8 +407,55 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	// A pty pair of the image may be a session's controlling terminal:
 	// it is made when its session leader is created, before its children.
 	fds.PreparePtys(c.Processes)
-	for i := range c.Processes {
+	ghostBefore := ghostGroups(c)
+	// A process left in the session its parent had before its setsid is
+	// created before that setsid, which waits until then.
+	beforeSetsid := tree.BeforeSetsid(treeNodes(c))
+	laterSetsid := map[int]bool{}
+	for pid := range beforeSetsid {
+		laterSetsid[c.ProcessByPid(pid).Ppid] = true
+	}
+	pendingSetsid := map[int]bool{}
+	ghostSessions := tree.GhostSessions(treeNodes(c))
+	sessionGhosts := map[int]*ghostLeader{}
+	for _, i := range creationOrder(c, beforeSetsid) {
 		p := &c.Processes[i]
+		if i > 0 && !beforeSetsid[p.Pid] && pendingSetsid[p.Ppid] {
+			pp := byPid[p.Ppid]
+			if err := pp.step("session", func() error { return pp.setsid(fds) }); err != nil {
+				return err
+			}
+			delete(pendingSetsid, p.Ppid)
+		}
+		// A process of a session whose leader is gone, whose parent is
+		// not in it: created by the session's ghost leader, with
+		// CLONE_PARENT.
+		var sessionGhost *ghostLeader
+		if sp, ok := ghostSessions[p.Sid]; ok && i > 0 && p.Sid != p.Pid && sp == p.Ppid {
+			if sessionGhost = sessionGhosts[p.Sid]; sessionGhost == nil {
+				g, err := newGhostSessionLeader(byPid[p.Ppid].r, p.Sid)
+				if err != nil {
+					return fmt.Errorf("restore %d: %w", p.Pid, err)
+				}
+				ghosts = append(ghosts, g)
+				sessionGhosts[p.Sid], sessionGhost = g, g
+				logStep(log, p.Pid, "ghost session leader", 0, "sid", p.Sid)
+			}
+			if p.FDTableOf != 0 {
+				return fmt.Errorf("restore %d: it shares its parent's fd table and is in session %d, whose leader is gone: not supported yet", p.Pid, p.Sid)
+			}
+		}
+		if pgid, ok := ghostBefore[p.Pid]; ok && i > 0 {
+			// Its group's leader was gone: a ghost leads it until every
+			// process of it has joined (after the terminal's foreground
+			// group is set, which may be it).
+			g, err := newGhostLeader(byPid[p.Ppid].r, pgid)
+			if err != nil {
+				return fmt.Errorf("restore %d: %w", p.Pid, err)
+			}
+			ghosts = append(ghosts, g)
+			logStep(log, p.Pid, "ghost group leader", 0, "pgid", pgid)
+		}
 		created := time.Now()
 		var r *ptrace.Remote
 		switch {
@@ -400,6 +463,12 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			r, err = stub.StartNS(scratch, elfBase, offsets)
 		case i == 0:
 			r, err = stub.Start(p.Pid, scratch, elfBase)
+		case sessionGhost != nil:
+			r, err = stub.Clone(sessionGhost.r, unix.CLONE_PARENT, p.Pid)
+		case p.FDTableOf != 0:
+			// It shares its parent's fd table (CLONE_FILES), whose
+			// fds the table's first process gets.
+			r, err = stub.Clone(byPid[p.Ppid].r, unix.CLONE_FILES, p.Pid)
 		default:
 			r, err = stub.Fork(byPid[p.Ppid].r, p.Pid)
 		}
@@ -413,7 +482,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 		}
 		procs = append(procs, pr)
 		byPid[p.Pid] = pr
-		if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
+		if laterSetsid[p.Pid] {
+			pendingSetsid[p.Pid] = true
+		} else if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
 			return err
 		}
 		// Its memory now, before its children are forked from it: they
@@ -428,6 +499,13 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			return err
 		}
 		stats.MemoryTime += time.Since(memStart)
+	}
+	for _, pr := range procs {
+		if pendingSetsid[pr.p.Pid] {
+			if err := pr.step("session", func() error { return pr.setsid(fds) }); err != nil {
+				return err
+			}
+		}
 	}
 	if lz != nil {
 		// Before anything else touches the memory left out: from here on a
@@ -451,6 +529,11 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 			return err
 		}
 	}
+	for _, g := range ghosts {
+		if err := g.end(); err != nil {
+			return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
+		}
+	}
 	for _, pr := range procs {
 		if err := pr.fill(fds); err != nil {
 			return err
@@ -467,6 +550,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	}
 	// Helper fds stay open until every process has its pipes.
 	for _, pr := range procs {
+		if pr.p.FDTableOf != 0 {
+			continue // its table is another's, swept there
+		}
 		if err := pr.step("close other fds", func() error { return files.Sweep(pr.r, pr.p.FDs) }); err != nil {
 			return err
 		}

@@ -122,12 +122,13 @@ func (pr *restoring) setForeground() error {
 	return nil
 }
 
-// setpgid puts the process into its process group, once every process of
-// the tree exists (group leaders come earlier in parent-first order); root
-// is the tree's root.
+// setpgid puts the process, a zombie too (it exits in its group), into
+// its process group, once every process of the tree exists (group leaders
+// come earlier in parent-first order, a ghost leader for a group whose
+// leader was gone); root is the tree's root.
 func (pr *restoring) setpgid(root *image.Process) error {
 	p := pr.p
-	if p.Sid == p.Pid || p.Zombie {
+	if p.Sid == p.Pid {
 		return nil // a session leader leads its group already
 	}
 	if p.Pgid == root.Pgid && root.Pgid != root.Pid {

@@ -5,7 +5,7 @@
 // Opens an fd of KIND and moves it to fd 10 (for "epoll": an epoll
 // instance at fd 10 watching a netlink socket at fd 11). KIND is one of
 // netlink, packet, raw, alg, vsock, iouring, bpfmap, bpfprog, bpflink,
-// perf, fanotify, userfaultfd, pidfd (on its parent, outside the tree), landlock, epoll, blockdev, chardev.
+// perf, fanotify (of class FAN_CLASS_CONTENT), userfaultfd, pidfd (on its parent, outside the tree), landlock, epoll, blockdev, chardev.
 // (A namespace file, once here, is restored: nsfd.c.) If the kernel cannot make it here, it writes "SKIP reason\n" and
 // exits 0. Otherwise it writes "ready\n" and polls every 1 ms until the
 // file TRIGGER exists; then it checks fd 10 (and 11) are still open on the
@@ -137,7 +137,7 @@ static int make(const char *kind)
 		return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
 	}
 	if (!strcmp(kind, "fanotify"))
-		return fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
+		return fanotify_init(FAN_CLASS_CONTENT, O_RDONLY); // permission events: still refused
 	if (!strcmp(kind, "userfaultfd"))
 		return (int)syscall(SYS_userfaultfd, O_CLOEXEC);
 	if (!strcmp(kind, "pidfd"))

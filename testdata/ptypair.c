@@ -17,10 +17,13 @@
 // as set; it sends "quit\n", waits for the child, prints "OK\n" and exits
 // 0, or prints "FAIL: reason\n" and exits 1.
 // With "unread" the child reads nothing before TRIGGER exists and the
-// parent writes "pending\n" to the master before "ready": input the slave
-// side has not read at the checkpoint; its echo must come after
-// "buffered". With "rawunread" the same, the child's terminal in
-// non-canonical mode (ICANON off, set before it writes "buffered").
+// parent writes "pending\nsecond\n" to the master before "ready": input
+// the slave side has not read at the checkpoint, two lines in canonical
+// mode; their echo must come after "buffered", one line each. With
+// "rawunread" the same, the child's terminal in non-canonical mode
+// (ICANON off, set before it writes "buffered"). With "partial" as
+// "unread", but the parent writes only "pend" before "ready" (a partial
+// line) and "ing\n" after the trigger: the echo is "echo: pending".
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -124,9 +127,10 @@ static void expect(int m, const char *send, const char *want)
 int main(int argc, char **argv)
 {
 	int raw = argc == 3 && strcmp(argv[2], "rawunread") == 0;
-	int unread = raw || (argc == 3 && strcmp(argv[2], "unread") == 0);
+	int partial = argc == 3 && strcmp(argv[2], "partial") == 0;
+	int unread = raw || partial || (argc == 3 && strcmp(argv[2], "unread") == 0);
 	if (argc != 2 && !unread) {
-		fprintf(stderr, "usage: ptypair TRIGGER [unread|rawunread]\n");
+		fprintf(stderr, "usage: ptypair TRIGGER [unread|rawunread|partial]\n");
 		return 2;
 	}
 	int m = posix_openpt(O_RDWR | O_NOCTTY);
@@ -162,7 +166,8 @@ int main(int argc, char **argv)
 			break;
 		nanosleep(&ms, NULL);
 	}
-	if (unread && write(m, "pending\n", 8) != 8)
+	const char *pending = partial ? "pend" : "pending\nsecond\n";
+	if (unread && write(m, pending, strlen(pending)) != (ssize_t)strlen(pending))
 		die("write pending");
 	if (write(1, "ready\n", 6) != 6)
 		die("write ready");
@@ -170,7 +175,9 @@ int main(int argc, char **argv)
 		nanosleep(&ms, NULL);
 	expect(m, NULL, "buffered\r\n");
 	if (unread)
-		expect(m, NULL, "echo: pending\r\n");
+		expect(m, partial ? "ing\n" : NULL, "echo: pending\r\n");
+	if (unread && !partial)
+		expect(m, NULL, "echo: second\r\n");
 	expect(m, "ping\n", "echo: ping\r\n");
 	expect(m, "check\n", "child ok\r\n");
 	if (ioctl(m, TIOCGWINSZ, &ws) != 0 || ws.ws_row != 33 || ws.ws_col != 101)

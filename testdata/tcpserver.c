@@ -33,7 +33,6 @@
 //   udpqueued ARG: as udp, but never reads.
 //   netns: a UDP socket made in a new network namespace (the process
 //     stays in its own).
-//   mark: a UDP socket with SO_MARK 5.
 // For the refused modes it exits 0 with "OK\n" once TRIGGER exists.
 // With TCPSERVER_BALLAST_MB=N in its environment it first fills N MiB of
 // memory (a dump then takes longer).
@@ -435,11 +434,6 @@ int main(int argc, char **argv)
 		int c = accept(l, NULL, NULL);
 		struct pollfd p = {.fd = c, .events = POLLRDHUP};
 		poll(&p, 1, -1);
-		waittrigger();
-	}
-	if (!strcmp(mode, "mark")) {
-		int s = socket(AF_INET, SOCK_DGRAM, 0);
-		seti(s, SOL_SOCKET, SO_MARK, 5);
 		waittrigger();
 	}
 	if (!strcmp(mode, "netns")) {

@@ -158,6 +158,14 @@
 //	                                                 outside the dumped tree" (TestFDStateRefused)
 //	F_GETSIG                  all but O_PATH         F_SETSIG, with the owner (TestFDStatusFlags)
 //	FIONREAD                  inotify                queued events are not saved: non-zero refused
+//	fdinfo "fanotify"         fanotify               group flags, event flags, marks (inode: by
+//	                                                 file handle to a path; mount: mount point,
+//	                                                 statx mount id checked; filesystem: a mount
+//	                                                 point), masks, ignored masks, mark flags;
+//	                                                 content and pre-content classes refused
+//	                                                 (TestFanotifyRoundTrip)
+//	FIONREAD                  fanotify               queued events are not saved: non-zero refused
+//	                                                 (TestFanotifyQueuedRefused)
 //	                                                 "bytes of queued inotify events" (TestInoMemRefused)
 //	contents, size, mode,     memfd                  read through rtcr's own open of /proc/PID/fd/N
 //	F_GET_SEALS, name                                (holes skipped, at most 16 MiB of data, kept in
@@ -252,9 +260,16 @@
 //	                                                 through the master with input processing, echo
 //	                                                 and signals off until the kernel queued it
 //	                                                 (TestPtyPairLeaveRunning, TestPtyPair
-//	                                                 rawunread); in canonical mode refused
-//	                                                 (TestPtyRefused): a partial line is neither
-//	                                                 counted nor readable
+//	                                                 rawunread); in canonical mode (where FIONREAD
+//	                                                 counts complete lines only) read with ICANON
+//	                                                 off for the moment, so a partial line shows
+//	                                                 too, and written back as lines (TestPtyPair
+//	                                                 unread); end-of-file characters (NUL in the
+//	                                                 buffer, left out of FIONREAD) saved as NUL and
+//	                                                 written back as VEOF (TestScriptRestored); a
+//	                                                 partial line, NUL input or VEOF/VEOL/VEOL2/
+//	                                                 VERASE/VKILL characters refused once put back
+//	                                                 (TestPtyRefused)
 //	buffered bytes            external pipe, read    tee on rtcr's open of /proc/PID/fd/N, once per ID;
 //	                          end                    written into the new pipe, or into the
 //	                                                 --inherit-fd pipe (TestExternalInheritPipe); a
@@ -315,11 +330,13 @@
 //	options of image.SockOpts TCP/UDP socket         those differing from a new socket's saved and set
 //	                                                 (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
 //	                                                 SO_BROADCAST, SO_DONTROUTE, SO_OOBINLINE,
-//	                                                 SO_PRIORITY ≤ 6, SO_RCVLOWAT, SO_TIMESTAMP[NS],
+//	                                                 SO_PRIORITY, SO_RCVLOWAT, SO_TIMESTAMP[NS],
 //	                                                 SO_LINGER, SO_RCVTIMEO, SO_SNDTIMEO, SO_SNDBUF,
 //	                                                 SO_RCVBUF (an autotuned odd size comes out one
 //	                                                 less), SO_BUF_LOCK (set last: autotuned sizes
-//	                                                 stay autotuned), TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE,
+//	                                                 stay autotuned), SO_MARK, SO_BINDTODEVICE (the
+//	                                                 interface name), SO_NO_CHECK, SO_ZEROCOPY,
+//	                                                 SO_MAX_PACING_RATE, TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE,
 //	                                                 TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
 //	                                                 TCP_SYNCNT, TCP_LINGER2, TCP_DEFER_ACCEPT,
 //	                                                 TCP_NOTSENT_LOWAT, TCP_THIN_LINEAR_TIMEOUTS,
@@ -333,10 +350,13 @@
 //	                                                 IPV6_MULTICAST_HOPS/LOOP); TestTCPServerRoundTrip
 //	                                                 checks NODELAY, KEEPALIVE, KEEPIDLE/INTVL/CNT,
 //	                                                 SNDBUF, BUF_LOCK, RCVTIMEO, LINGER, REUSEADDR, V6ONLY from
-//	                                                 inside, TestUDPRoundTrip RCVBUF
-//	SO_MARK, SO_BINDTODEVICE, TCP/UDP socket         set (differing from a new socket's) refused
-//	SO_GET_FILTER, SO_ZEROCOPY,                      naming the option
-//	SO_BUSY_POLL, SO_MAX_PACING_RATE, TCP_ULP,
+//	                                                 inside, TestUDPRoundTrip RCVBUF, TestSockOptsRoundTrip
+//	                                                 MARK, BINDTODEVICE, NO_CHECK, PRIORITY 7,
+//	                                                 ZEROCOPY, MAX_PACING_RATE, DONTROUTE, OOBINLINE,
+//	                                                 RCVLOWAT. SO_MARK and SO_PRIORITY above 6 need
+//	                                                 CAP_NET_ADMIN of the image owner (rtcr sets them)
+//	SO_GET_FILTER,            TCP/UDP socket         set (differing from a new socket's) refused
+//	SO_BUSY_POLL, TCP_ULP,                           naming the option (TestSockOptsRefused)
 //	TCP_WINDOW_CLAMP (unconnected), IP(V6)_TRANSPARENT
 //
 // Not read, so not restored: multicast group memberships
@@ -361,7 +381,7 @@
 // socket by family, type and protocol (SO_DOMAIN, SO_TYPE, SO_PROTOCOL on
 // a copy of the fd; a netlink socket with its NETLINK_* protocol), an
 // anonymous-inode file by what it is (io_uring, bpf map/program/link,
-// perf event, fanotify, userfaultfd, pidfd, landlock …), a block or
+// perf event, userfaultfd, pidfd, landlock …), a block or
 // character device by its numbers (TestUnsupportedKindsNamed).
 //
 // An fd on /dev/tty (cttyKind, ctty_linux.go) is saved when the terminal

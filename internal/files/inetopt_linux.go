@@ -18,12 +18,8 @@ var refusedOpts = []struct {
 	family     int
 	size       int
 }{
-	{"SO_MARK (needs CAP_NET_ADMIN)", unix.SOL_SOCKET, unix.SO_MARK, 0, 4},
-	{"SO_BINDTODEVICE", unix.SOL_SOCKET, unix.SO_BINDTODEVICE, 0, 16},
 	{"SO_ATTACH_FILTER (a BPF filter, SO_GET_FILTER)", unix.SOL_SOCKET, unix.SO_GET_FILTER, 0, 4},
-	{"SO_ZEROCOPY", unix.SOL_SOCKET, unix.SO_ZEROCOPY, 0, 4},
 	{"SO_BUSY_POLL", unix.SOL_SOCKET, unix.SO_BUSY_POLL, 0, 4},
-	{"SO_MAX_PACING_RATE", unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, 0, 8},
 	{"TCP_ULP (kernel TLS …)", unix.IPPROTO_TCP, unix.TCP_ULP, 0, 16},
 	{"TCP_WINDOW_CLAMP", unix.IPPROTO_TCP, unix.TCP_WINDOW_CLAMP, -1, 4},
 	{"IP_TRANSPARENT (needs CAP_NET_ADMIN)", unix.IPPROTO_IP, unix.IP_TRANSPARENT, unix.AF_INET, 4},
@@ -50,7 +46,9 @@ func setOpt(fd, level, opt int, v []byte) error {
 
 // dumpOpts returns the options of image.SockOpts of socket c that differ
 // from those of a new socket of its family and type, and refuses one of
-// refusedOpts set, or SO_PEEK_OFF on TCP.
+// refusedOpts set, or SO_PEEK_OFF on TCP. SO_MARK and SO_PRIORITY above
+// 6, which only CAP_NET_ADMIN sets, are saved: the image check asks the
+// image owner for that capability before rtcr (root) sets them again.
 func dumpOpts(fd int, c *inetCopy) ([]image.SockOpt, error) {
 	fresh, err := unix.Socket(c.family, c.typ|unix.SOCK_CLOEXEC, c.proto)
 	if err != nil {
@@ -76,11 +74,12 @@ func dumpOpts(fd int, c *inetCopy) ([]image.SockOpt, error) {
 		if string(v) == string(def) {
 			continue
 		}
+		if spec.Opt == unix.SO_BINDTODEVICE && spec.Level == unix.SOL_SOCKET && len(v) < spec.Size {
+			// The name and its NUL: padded to the size the image keeps.
+			v = append(v, make([]byte, spec.Size-len(v))...)
+		}
 		if len(v) != spec.Size {
 			return nil, fmt.Errorf("getsockopt %s gave %d bytes, want %d", spec.Name, len(v), spec.Size)
-		}
-		if spec.Opt == unix.SO_PRIORITY && spec.Level == unix.SOL_SOCKET && nativeU32(v) > 6 {
-			return nil, fmt.Errorf("SO_PRIORITY %d (above 6 needs CAP_NET_ADMIN; not saved): %w", nativeU32(v), ErrUnsupported)
 		}
 		out = append(out, image.SockOpt{Level: spec.Level, Opt: spec.Opt, Val: v})
 	}

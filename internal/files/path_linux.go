@@ -76,7 +76,10 @@ var pathKind = kind{
 		}
 		// A file that grew (a log written by others) or whose data changed
 		// is reopened at its position; one that shrank below it cannot be.
-		if fd.Mode&unix.S_IFMT == unix.S_IFREG && fd.Flags&unix.O_PATH == 0 && st.Size < fd.Offset {
+		// A position beyond the end already at the checkpoint (a file of
+		// /proc or /sys, whose size is 0, after a read; an lseek past the
+		// end) is set again as it was.
+		if fd.Mode&unix.S_IFMT == unix.S_IFREG && fd.Flags&unix.O_PATH == 0 && st.Size < fd.Offset && fd.Size >= fd.Offset {
 			return fmt.Errorf("file %s shrank below the position since the checkpoint (%d bytes, position %d; it had %d bytes)", fd.Path, st.Size, fd.Offset, fd.Size)
 		}
 		return nil

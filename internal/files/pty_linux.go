@@ -25,9 +25,9 @@ const ptsMajor = 136
 // packet mode, the slave's owner and mode (a program may fchown it), and
 // the bytes the slave side wrote that the master has not read, which are
 // read and at once written back through the slave with output processing off (a tty cannot be peeked). Input the master wrote
-// that the slave side has not read yet is saved the same way in
-// non-canonical mode (writeInput) and refused in canonical mode, where a
-// partial line cannot be read and would end up after the lines put back. A slave at fds 0-2
+// that the slave side has not read yet is saved the same way (writeInput),
+// in canonical mode read with ICANON off for the moment (drainCanonical)
+// and written back as lines; a partial line there is refused. A slave at fds 0-2
 // whose master is outside the tree is left to inheritKind (tried after
 // this one); elsewhere it is refused.
 //
@@ -194,12 +194,17 @@ func dumpPty(m fdRef, slaves bool) (*image.PtyState, error) {
 		return nil, fmt.Errorf("line discipline %d (TIOCGETD), only N_TTY is restored: %w", ints[2].v, ErrUnsupported)
 	case ints[3].v != 0:
 		return nil, fmt.Errorf("exclusive mode (TIOCEXCL): %w", ErrUnsupported)
-	case ints[4].v != 0 && tio.Lflag&unix.ICANON != 0:
-		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side, in canonical mode: %w", ints[4].v, ErrUnsupported)
 	case ints[5].v != 0 && st.Packet:
 		return nil, fmt.Errorf("%d bytes buffered for the master in packet mode (TIOCPKT): %w", ints[5].v, ErrUnsupported)
 	}
-	if ints[4].v != 0 {
+	switch {
+	case tio.Lflag&unix.ICANON != 0:
+		// FIONREAD counts complete lines only: a partial line is seen
+		// with ICANON off.
+		if st.Input, err = drainCanonical(master, slave, tio); err != nil {
+			return nil, err
+		}
+	case ints[4].v != 0:
 		if st.Input, err = drainInput(master, slave, tio); err != nil {
 			return nil, err
 		}
@@ -216,39 +221,141 @@ func dumpPty(m fdRef, slaves bool) (*image.PtyState, error) {
 // mode has not read yet (on slave, rtcr's own non-blocking open of it) and
 // writes them back through master (writeInput).
 func drainInput(master, slave int, tio *unix.Termios) ([]byte, error) {
-	var in []byte
-	buf := make([]byte, 4096)
-	for {
-		n, err := unix.Read(slave, buf)
-		if errors.Is(err, unix.EAGAIN) || err == nil && n == 0 {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read the slave's unread input: %w", err)
-		}
-		if len(in)+n > image.MaxMemfdData {
-			return nil, fmt.Errorf("more than %d bytes of unread input: %w", image.MaxMemfdData, ErrUnsupported)
-		}
-		in = append(in, buf[:n]...)
+	in, err := readInput(slave)
+	if err != nil {
+		return nil, err
 	}
-	if err := writeInput(master, slave, tio, in); err != nil {
+	if err := writeInput(master, slave, tio, in, false); err != nil {
 		return nil, fmt.Errorf("put %d bytes of input back into the pty (they are lost): %w", len(in), err)
 	}
 	return in, nil
 }
 
-// writeInput writes data through the master of a pty in non-canonical
-// mode to its slave side as input, unprocessed: the slave's termios has
+// readInput reads every byte the slave side can read now (slave is
+// non-blocking).
+func readInput(slave int) ([]byte, error) {
+	var in []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(slave, buf)
+		if errors.Is(err, unix.EAGAIN) || err == nil && n == 0 {
+			return in, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the slave's unread input: %w", err)
+		}
+		in = append(in, buf[:n]...)
+	}
+}
+
+// drainCanonical reads the input of a pty in canonical mode that the
+// slave side has not read yet: with ICANON off for the time of the read
+// (VMIN and VTIME 0), every byte of the line buffer can be read, a
+// partial line too, in order. The bytes are written back with tio
+// (canonical) again by writeInput, which makes the lines lines again.
+// Refused, once they are back: input canonInput refuses (a partial line,
+// a character line editing would act on).
+func drainCanonical(master, slave int, tio *unix.Termios) ([]byte, error) {
+	// FIONREAD in canonical mode does not count the end-of-file
+	// characters of the buffer (each a NUL there, ending a line), and
+	// counts a NUL received as input: it tells which the NULs read are.
+	lines, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
+	if err != nil {
+		return nil, fmt.Errorf("FIONREAD: %w", err)
+	}
+	raw := *tio
+	raw.Lflag &^= unix.ICANON
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 0, 0
+	if err := unix.IoctlSetTermios(slave, unix.TCSETS, &raw); err != nil {
+		return nil, fmt.Errorf("TCSETS (ICANON off): %w", err)
+	}
+	in, rerr := readInput(slave)
+	if err := unix.IoctlSetTermios(slave, unix.TCSETS, tio); err != nil {
+		return nil, fmt.Errorf("TCSETS (ICANON on again; %d bytes of input lost): %w", len(in), err)
+	}
+	end := lineEnd(in)
+	nuls := strings.Count(string(in[:end]), "\x00")
+	eof := lines == end-nuls
+	if len(in) > 0 {
+		if err := writeInput(master, slave, tio, in, eof); err != nil {
+			return nil, fmt.Errorf("put %d bytes of input back into the pty (they are lost): %w", len(in), err)
+		}
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	if !eof {
+		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side, in canonical mode: NUL bytes received as input (FIONREAD %d): %w", len(in), lines, ErrUnsupported)
+	}
+	if err := canonInput(tio, in); err != nil {
+		return nil, fmt.Errorf("%d bytes written to the master not yet read by the slave side, in canonical mode: %w: %w", len(in), err, ErrUnsupported)
+	}
+	if len(in) > image.MaxMemfdData {
+		return nil, fmt.Errorf("more than %d bytes of unread input: %w", image.MaxMemfdData, ErrUnsupported)
+	}
+	return in, nil
+}
+
+// lineEnd returns the length of the complete lines of canonical input
+// in: up to its last newline or NUL (an end-of-file character).
+func lineEnd(in []byte) int {
+	for i := len(in) - 1; i >= 0; i-- {
+		if in[i] == '\n' || in[i] == 0 {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// canonInput checks input saved of a pty in canonical mode (termios
+// tio), where a NUL stands for an end-of-file character: writing it back
+// with ICANON on rebuilds its lines only if it is whole lines, each
+// ending in a newline or an end-of-file character (which needs VEOF),
+// with none of the characters canonical input acts on with IEXTEN off
+// (VEOF, VEOL, VEOL2, VERASE, VKILL) as input.
+func canonInput(tio *unix.Termios, in []byte) error {
+	if len(in) == 0 {
+		return nil
+	}
+	if end := lineEnd(in); end < len(in) {
+		return fmt.Errorf("a partial line of %d bytes (not ended yet)", len(in)-end)
+	}
+	for i, b := range in {
+		if b == 0 && tio.Cc[unix.VEOF] == 0 {
+			return fmt.Errorf("an end-of-file character at byte %d without VEOF", i)
+		}
+		for _, c := range []int{unix.VEOF, unix.VEOL, unix.VEOL2, unix.VERASE, unix.VKILL} {
+			if tio.Cc[c] != 0 && b == tio.Cc[c] {
+				return fmt.Errorf("control character %#x (c_cc[%d]) at byte %d", b, c, i)
+			}
+		}
+	}
+	return nil
+}
+
+// writeInput writes data through the master of a pty to its slave side
+// as input, unprocessed (in canonical mode, lines are lines again): the slave's termios has
 // input processing, echo and signal characters off until the kernel has
 // queued every byte (its input is processed later, by a work queue, with
 // the termios of that moment), then gets tio again.
-func writeInput(master, slave int, tio *unix.Termios, data []byte) error {
+func writeInput(master, slave int, tio *unix.Termios, data []byte, eof bool) error {
 	if len(data) == 0 {
 		return nil
 	}
 	before, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
 	if err != nil {
 		return fmt.Errorf("FIONREAD: %w", err)
+	}
+	// FIONREAD counts what can be read: in canonical mode the complete
+	// lines (what follows the last line end is a partial line, only put
+	// back before a refusal), without their end-of-file characters.
+	want := len(data)
+	if tio.Lflag&unix.ICANON != 0 {
+		want = lineEnd(data)
+		if eof && tio.Cc[unix.VEOF] != 0 {
+			want -= strings.Count(string(data[:want]), "\x00")
+			data = []byte(strings.ReplaceAll(string(data), "\x00", string(tio.Cc[unix.VEOF])))
+		}
 	}
 	raw := *tio
 	raw.Iflag = 0
@@ -270,11 +377,11 @@ func writeInput(master, slave int, tio *unix.Termios, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("FIONREAD: %w", err)
 		}
-		if n >= before+len(data) {
+		if n >= before+want {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d bytes arrived within %v", n-before, len(data), inputWait)
+			return fmt.Errorf("only %d of %d bytes arrived within %v", n-before, want, inputWait)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -416,7 +523,12 @@ func createPty(c *restoreCtx, st *image.PtyState) (ptyPair, error) {
 	if err := writeRaw(slave, tio, st.Output); err != nil {
 		return home, fmt.Errorf("termios and %d buffered bytes: %w", len(st.Output), err)
 	}
-	if err := writeInput(master, slave, tio, st.Input); err != nil {
+	if tio.Lflag&unix.ICANON != 0 {
+		if err := canonInput(tio, st.Input); err != nil {
+			return home, fmt.Errorf("%d bytes of unread input in canonical mode: %w: %w", len(st.Input), err, image.ErrCorrupt)
+		}
+	}
+	if err := writeInput(master, slave, tio, st.Input, true); err != nil {
 		return home, fmt.Errorf("%d bytes of unread input: %w", len(st.Input), err)
 	}
 	ws := unix.Winsize{Row: st.Winsize[0], Col: st.Winsize[1], Xpixel: st.Winsize[2], Ypixel: st.Winsize[3]}

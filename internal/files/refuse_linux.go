@@ -23,7 +23,6 @@ var anonKinds = map[string]string{
 	"bpf-link":           "bpf link",
 	"bpf_iter":           "bpf iterator",
 	"[perf_event]":       "perf event",
-	"[fanotify]":         "fanotify group",
 	"[userfaultfd]":      "userfaultfd",
 	"[pidfd]":            "pidfd",
 	"[landlock-ruleset]": "landlock ruleset",

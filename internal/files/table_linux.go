@@ -138,6 +138,7 @@ var kinds = []struct {
 	{image.FDEventfd, eventfdKind},
 	{image.FDEpoll, epollKind},
 	{image.FDInotify, inotifyKind},
+	{image.FDFanotify, fanotifyKind},
 	{image.FDTimerfd, timerfdKind},
 	{image.FDSignalfd, signalfdKind},
 	{image.FDUnixPair, unixPairKind},
@@ -210,6 +211,9 @@ type Tree struct {
 	// skip are fds that are not the program's (rtcr's dirty tracking):
 	// never dumped.
 	skip map[fdRef]bool
+	// tableOf holds the processes that share the fd table of an earlier
+	// one (the value; see sharedTables): their fds are that one's.
+	tableOf map[int]int
 }
 
 // Skip leaves fd num of process pid out of the dump: it belongs to rtcr
@@ -224,7 +228,18 @@ func (t *Tree) Skip(pid, num int) {
 // NewTree scans the fds of the processes pids of one tree.
 func NewTree(pids []int) (*Tree, error) {
 	t := &Tree{internal: map[uint64]bool{}, saved: map[uint64]bool{}, fifos: map[FileID]bool{}, threads: map[int]bool{}, groups: map[int]bool{},
-		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}, pids: pids}
+		sockets: map[uint64]bool{}, socksSaved: map[uint64]bool{}}
+	var err error
+	if t.tableOf, err = sharedTables(pids); err != nil {
+		return nil, err
+	}
+	// The fds of a process sharing an earlier one's table are that one's:
+	// scanned and dumped once.
+	for _, pid := range pids {
+		if t.tableOf[pid] == 0 {
+			t.pids = append(t.pids, pid)
+		}
+	}
 	ends := map[uint64]int{}  // bit 0: a read end seen, bit 1: a write end
 	one := map[uint64]fdRef{} // one fd of the tree on each pipe
 	for _, pid := range pids {
@@ -240,6 +255,9 @@ func NewTree(pids []int) (*Tree, error) {
 			return nil, err
 		}
 		t.groups[st.Pgrp] = true
+		if t.tableOf[pid] != 0 {
+			continue
+		}
 		nums, err := procfs.ListFDs(pid)
 		if err != nil {
 			return nil, err
@@ -282,16 +300,13 @@ func NewTree(pids []int) (*Tree, error) {
 			t.internal[ino] = closed
 		}
 	}
-	if err := refuseSharedTables(pids); err != nil {
+	if err := t.findShared(t.pids); err != nil {
 		return nil, err
 	}
-	if err := t.findShared(pids); err != nil {
+	if err := t.findEpollHeld(t.pids); err != nil {
 		return nil, err
 	}
-	if err := t.findEpollHeld(pids); err != nil {
-		return nil, err
-	}
-	if err := t.findPtys(pids); err != nil {
+	if err := t.findPtys(t.pids); err != nil {
 		return nil, err
 	}
 	return t, nil

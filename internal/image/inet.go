@@ -1,6 +1,7 @@
 package image
 
 import (
+	"encoding/binary"
 	"fmt"
 	"regexp"
 
@@ -103,6 +104,9 @@ type SockOptSpec struct {
 
 // SockOpts are the options of TCP and UDP sockets rtcr saves when they
 // differ from a new socket's and sets again (table in internal/files).
+// SO_BINDTODEVICE is the interface name, NUL-padded to 16 bytes (an
+// interface of that name must exist at restore); SO_MARK and SO_PRIORITY
+// above 6 need CAP_NET_ADMIN of the image owner (checkInet).
 var SockOpts = []SockOptSpec{
 	{"SO_REUSEADDR", unix.SOL_SOCKET, unix.SO_REUSEADDR, 0, 0, 4},
 	{"SO_REUSEPORT", unix.SOL_SOCKET, unix.SO_REUSEPORT, 0, 0, 4},
@@ -120,6 +124,11 @@ var SockOpts = []SockOptSpec{
 	{"SO_SNDBUF", unix.SOL_SOCKET, unix.SO_SNDBUF, 0, 0, 4},
 	{"SO_RCVBUF", unix.SOL_SOCKET, unix.SO_RCVBUF, 0, 0, 4},
 	{"SO_BUF_LOCK", unix.SOL_SOCKET, SoBufLock, 0, 0, 4},
+	{"SO_MARK", unix.SOL_SOCKET, unix.SO_MARK, 0, 0, 4},
+	{"SO_BINDTODEVICE", unix.SOL_SOCKET, unix.SO_BINDTODEVICE, 0, 0, 16},
+	{"SO_NO_CHECK", unix.SOL_SOCKET, unix.SO_NO_CHECK, 0, 0, 4},
+	{"SO_ZEROCOPY", unix.SOL_SOCKET, unix.SO_ZEROCOPY, 0, 0, 4},
+	{"SO_MAX_PACING_RATE", unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, 0, 0, 8},
 	{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 0, unix.SOCK_STREAM, 4},
 	{"TCP_CORK", unix.IPPROTO_TCP, unix.TCP_CORK, 0, unix.SOCK_STREAM, 4},
 	{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 0, unix.SOCK_STREAM, 4},
@@ -190,8 +199,8 @@ const maxBacklog = 1 << 16
 
 // validateInet checks a TCP or UDP socket of an image: family, type,
 // state, address lengths, ports, options (each one of SockOpts with its
-// size, SO_PRIORITY unprivileged) and queues (at most MaxMemfdData
-// bytes each).
+// size, SO_BINDTODEVICE an interface name) and queues (at most
+// MaxMemfdData bytes each).
 func validateInet(fd *FD) error {
 	s := fd.Inet
 	if s == nil || s.Ino == 0 {
@@ -239,8 +248,8 @@ func validateInet(fd *FD) error {
 		if spec == nil || !spec.Applies(s.Family, s.Type) || len(o.Val) != spec.Size {
 			return fmt.Errorf("socket option %d/%d of %d bytes", o.Level, o.Opt, len(o.Val))
 		}
-		if o.Level == unix.SOL_SOCKET && o.Opt == unix.SO_PRIORITY && (o.Val[0] > 6 || o.Val[1]|o.Val[2]|o.Val[3] != 0) {
-			return fmt.Errorf("SO_PRIORITY above 6 (needs CAP_NET_ADMIN)")
+		if o.Level == unix.SOL_SOCKET && o.Opt == unix.SO_BINDTODEVICE && !validIfName(o.Val) {
+			return fmt.Errorf("SO_BINDTODEVICE %q: not an interface name", o.Val)
 		}
 	}
 	if t := s.TCP; t != nil {
@@ -255,6 +264,44 @@ func validateInet(fd *FD) error {
 	return nil
 }
 
+// validIfName reports whether v, a SO_BINDTODEVICE value, is an interface
+// name NUL-padded to 16 bytes: 1 to 15 bytes of printable ASCII other
+// than '/', ':' and white space (what dev_valid_name accepts, narrowed),
+// not "." or "..", then NULs only.
+func validIfName(v []byte) bool {
+	n := 0
+	for n < len(v) && v[n] != 0 {
+		n++
+	}
+	if n == 0 || n >= len(v) || string(v[:n]) == "." || string(v[:n]) == ".." {
+		return false
+	}
+	for i, b := range v {
+		if i < n && (b <= ' ' || b >= 0x7f || b == '/' || b == ':') || i >= n && b != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// needsNetAdmin names the option of s that only CAP_NET_ADMIN may set
+// (SO_MARK, SO_PRIORITY above 6), "" if none.
+func needsNetAdmin(s *InetSock) string {
+	for _, o := range s.Opts {
+		if o.Level != unix.SOL_SOCKET || len(o.Val) != 4 {
+			continue
+		}
+		v := binary.NativeEndian.Uint32(o.Val)
+		switch {
+		case o.Opt == unix.SO_MARK && v != 0:
+			return fmt.Sprintf("SO_MARK %d", v)
+		case o.Opt == unix.SO_PRIORITY && v > 6:
+			return fmt.Sprintf("SO_PRIORITY %d", v)
+		}
+	}
+	return ""
+}
+
 // CAP_NET_BIND_SERVICE and CAP_NET_ADMIN (linux/capability.h).
 const (
 	capNetBindService = 10
@@ -264,7 +311,8 @@ const (
 // checkInet checks the TCP and UDP sockets of p against what owner had:
 // a port below 1024 needs CAP_NET_BIND_SERVICE, an established TCP
 // connection (restored with TCP_REPAIR, which sets sequence numbers and
-// addresses without a handshake) CAP_NET_ADMIN.
+// addresses without a handshake) CAP_NET_ADMIN, and so do SO_MARK and
+// SO_PRIORITY above 6 (rtcr sets them as root).
 func checkInet(p *Process, owner Owner) error {
 	if owner.Root {
 		return nil
@@ -279,6 +327,9 @@ func checkInet(p *Process, owner Owner) error {
 		}
 		if s.TCP != nil && owner.Caps&(1<<capNetAdmin) == 0 {
 			return fmt.Errorf("fd %d: established TCP connection (restored with TCP_REPAIR) without CAP_NET_ADMIN (uid %d)", p.FDs[i].Num, owner.Uid)
+		}
+		if o := needsNetAdmin(s); o != "" && owner.Caps&(1<<capNetAdmin) == 0 {
+			return fmt.Errorf("fd %d: socket option %s without CAP_NET_ADMIN (uid %d)", p.FDs[i].Num, o, owner.Uid)
 		}
 	}
 	return nil

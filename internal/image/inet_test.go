@@ -42,15 +42,30 @@ func TestValidateInet(t *testing.T) {
 		{"backlog", func(s *InetSock, c *Checkpoint) { s.State, s.TCP, s.Backlog = TCPListen, nil, 1<<20 }, "backlog 1048576"},
 		{"unbound with an address", func(s *InetSock, c *Checkpoint) { s.State, s.TCP, s.Remote, s.Bound = TCPClose, nil, InetAddr{}, false }, "bound false"},
 		{"unknown option", func(s *InetSock, c *Checkpoint) {
+			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_PEEK_OFF, Val: []byte{1, 0, 0, 0}})
+		}, "socket option 1/42"},
+		{"SO_MARK", func(s *InetSock, c *Checkpoint) {
 			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_MARK, Val: []byte{1, 0, 0, 0}})
-		}, "socket option 1/36"},
+		}, ""},
+		{"SO_BINDTODEVICE", func(s *InetSock, c *Checkpoint) {
+			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_BINDTODEVICE, Val: []byte("eth0\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")})
+		}, ""},
+		{"SO_BINDTODEVICE with a slash", func(s *InetSock, c *Checkpoint) {
+			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_BINDTODEVICE, Val: []byte("../x\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")})
+		}, "not an interface name"},
+		{"SO_BINDTODEVICE without its NUL", func(s *InetSock, c *Checkpoint) {
+			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_BINDTODEVICE, Val: []byte("0123456789abcdef")})
+		}, "not an interface name"},
+		{"SO_BINDTODEVICE with bytes after the NUL", func(s *InetSock, c *Checkpoint) {
+			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_BINDTODEVICE, Val: []byte("lo\x00x\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")})
+		}, "not an interface name"},
+		{"SO_BINDTODEVICE empty", func(s *InetSock, c *Checkpoint) {
+			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_BINDTODEVICE, Val: make([]byte, 16)})
+		}, "not an interface name"},
 		{"option of another family", func(s *InetSock, c *Checkpoint) {
 			s.Opts = append(s.Opts, SockOpt{Level: unix.IPPROTO_IPV6, Opt: unix.IPV6_V6ONLY, Val: []byte{1, 0, 0, 0}})
 		}, "socket option 41/26"},
 		{"option size", func(s *InetSock, c *Checkpoint) { s.Opts[0].Val = make([]byte, 4096) }, "of 4096 bytes"},
-		{"SO_PRIORITY 7", func(s *InetSock, c *Checkpoint) {
-			s.Opts = append(s.Opts, SockOpt{Level: unix.SOL_SOCKET, Opt: unix.SO_PRIORITY, Val: []byte{7, 0, 0, 0}})
-		}, "SO_PRIORITY above 6"},
 		{"send queue too big", func(s *InetSock, c *Checkpoint) { s.TCP.SndQueue = make([]byte, MaxMemfdData+1) }, "TCP queues of 16777217"},
 		{"unsent beyond the queue", func(s *InetSock, c *Checkpoint) { s.TCP.Unsent = 4 }, "4 unsent"},
 		{"window scale", func(s *InetSock, c *Checkpoint) { s.TCP.SndWscale = 15 }, "window scales 15/7"},
@@ -89,13 +104,19 @@ func TestCheckInetOwner(t *testing.T) {
 		caps  uint64
 		owner bool // root
 		msg   string
+		opt   []SockOpt
 	}{
-		{"high port, listener", 8080, false, 0, false, ""},
-		{"low port without the capability", 80, false, 0, false, "port 80 below 1024 without CAP_NET_BIND_SERVICE"},
-		{"low port with the capability", 80, false, 1 << capNetBindService, false, ""},
-		{"connection without CAP_NET_ADMIN", 8080, true, 0, false, "without CAP_NET_ADMIN"},
-		{"connection with CAP_NET_ADMIN", 8080, true, 1 << capNetAdmin, false, ""},
-		{"root owner", 80, true, 0, true, ""},
+		{"high port, listener", 8080, false, 0, false, "", nil},
+		{"low port without the capability", 80, false, 0, false, "port 80 below 1024 without CAP_NET_BIND_SERVICE", nil},
+		{"low port with the capability", 80, false, 1 << capNetBindService, false, "", nil},
+		{"connection without CAP_NET_ADMIN", 8080, true, 0, false, "without CAP_NET_ADMIN", nil},
+		{"connection with CAP_NET_ADMIN", 8080, true, 1 << capNetAdmin, false, "", nil},
+		{"root owner", 80, true, 0, true, "", nil},
+		{"SO_MARK without CAP_NET_ADMIN", 8080, false, 0, false, "SO_MARK 5 without CAP_NET_ADMIN", []SockOpt{{unix.SOL_SOCKET, unix.SO_MARK, []byte{5, 0, 0, 0}}}},
+		{"SO_MARK with CAP_NET_ADMIN", 8080, false, 1 << capNetAdmin, false, "", []SockOpt{{unix.SOL_SOCKET, unix.SO_MARK, []byte{5, 0, 0, 0}}}},
+		{"SO_PRIORITY 7 without CAP_NET_ADMIN", 8080, false, 0, false, "SO_PRIORITY 7 without CAP_NET_ADMIN", []SockOpt{{unix.SOL_SOCKET, unix.SO_PRIORITY, []byte{7, 0, 0, 0}}}},
+		{"SO_PRIORITY 6", 8080, false, 0, false, "", []SockOpt{{unix.SOL_SOCKET, unix.SO_PRIORITY, []byte{6, 0, 0, 0}}}},
+		{"SO_MARK, root owner", 8080, false, 0, true, "", []SockOpt{{unix.SOL_SOCKET, unix.SO_MARK, []byte{5, 0, 0, 0}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,6 +132,7 @@ func TestCheckInetOwner(t *testing.T) {
 			if !tt.tcp {
 				fd.Inet.State, fd.Inet.TCP, fd.Inet.Remote = TCPListen, nil, InetAddr{}
 			}
+			fd.Inet.Opts = append(fd.Inet.Opts, tt.opt...)
 			p.FDs = append(p.FDs, fd)
 			err := c.CheckRestore(sys, Owner{Root: tt.owner, Uid: 1000, Gids: []uint32{1000}, Caps: tt.caps})
 			if tt.msg == "" {

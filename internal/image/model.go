@@ -127,6 +127,11 @@ type Process struct {
 	Zombie bool `json:",omitempty"`
 	// ExitStatus is a zombie's wait status (as waitpid reports it).
 	ExitStatus int `json:",omitempty"`
+	// FDTableOf is the process whose fd table this one shares (clone
+	// with CLONE_FILES): its parent, or the one whose table its parent
+	// shares. Its FDs are empty (they are that process's); 0: a table of
+	// its own.
+	FDTableOf int `json:",omitempty"`
 	// Stopped marks a process that was stopped by a signal (SIGSTOP …):
 	// it is restored stopped.
 	Stopped bool `json:",omitempty"`
@@ -487,6 +492,8 @@ type FD struct {
 	GoneDirs int `json:",omitempty"`
 	// Inotify fds: the watches.
 	Inotify []InotifyWatch `json:",omitempty"`
+	// Fanotify fds: the group and its marks.
+	Fanotify *Fanotify `json:",omitempty"`
 	// Timerfd fds: the clock (clockid), the settime flags
 	// (TFD_TIMER_ABSTIME), the next expiry in ns (with TFD_TIMER_ABSTIME
 	// the time on that clock as the process saw it, else the time left;

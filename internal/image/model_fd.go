@@ -28,7 +28,8 @@ type PtyState struct {
 	Locked, Packet             bool   `json:",omitempty"`
 	Output                     []byte `json:",omitempty"`
 	// Input are the bytes written to the master that the slave side
-	// has not read yet (saved in non-canonical mode only).
+	// has not read yet (in canonical mode whole lines only, a NUL standing
+	// for an end-of-file character).
 	Input []byte `json:",omitempty"`
 	// Owner is the slave's owner and permission bits (/dev/pts/N, which
 	// a program may fchown or fchmod); nil in images of earlier versions.

@@ -158,6 +158,36 @@ func (c *Checkpoint) Validate() error {
 	if err := validateOwners(c); err != nil {
 		return corruptf("invalid checkpoint: %w", err)
 	}
+	if err := validateFDTables(c.Processes); err != nil {
+		return corruptf("invalid checkpoint: %w", err)
+	}
+	return nil
+}
+
+// validateFDTables checks the processes that share another's fd table
+// (FDTableOf): a live process without fds of its own, sharing the table of
+// an earlier live process with a table of its own, which is its parent or
+// whose table its parent shares (restore creates it with CLONE_FILES from
+// its parent).
+func validateFDTables(ps []Process) error {
+	index := make(map[int]int, len(ps))
+	for i := range ps {
+		index[ps[i].Pid] = i
+	}
+	for i := range ps {
+		p := &ps[i]
+		if p.FDTableOf == 0 {
+			continue
+		}
+		j, ok := index[p.FDTableOf]
+		if !ok || j >= i || p.Zombie || ps[j].Zombie || ps[j].FDTableOf != 0 || len(p.FDs) != 0 {
+			return fmt.Errorf("pid %d: shares the fd table of %d, which is not an earlier live process with a table of its own (or it has fds of its own)", p.Pid, p.FDTableOf)
+		}
+		k, ok := index[p.Ppid]
+		if !ok || (p.Ppid != p.FDTableOf && ps[k].FDTableOf != p.FDTableOf) {
+			return fmt.Errorf("pid %d: shares the fd table of %d, which its parent %d does not share", p.Pid, p.FDTableOf, p.Ppid)
+		}
+	}
 	return nil
 }
 

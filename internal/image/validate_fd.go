@@ -57,6 +57,9 @@ func validateFDs(fds []FD) error {
 		if fd.Pty != nil && fd.Kind != FDPty {
 			return fmt.Errorf("fd %d: pty state on a %q fd", fd.Num, fd.Kind)
 		}
+		if fd.Fanotify != nil && fd.Kind != FDFanotify {
+			return fmt.Errorf("fd %d: fanotify group on a %q fd", fd.Num, fd.Kind)
+		}
 		if err := validateLocks(fd); err != nil {
 			return fmt.Errorf("fd %d: %w", fd.Num, err)
 		}
@@ -108,6 +111,10 @@ func validateFDs(fds []FD) error {
 			}
 			if err := validateDataRuns(fd); err != nil {
 				return fmt.Errorf("fd %d: deleted file %w", fd.Num, err)
+			}
+		case FDFanotify:
+			if err := validateFanotify(fd); err != nil {
+				return fmt.Errorf("fd %d: fanotify group %w", fd.Num, err)
 			}
 		case FDInotify:
 			if len(fd.Inotify) > maxInotifyWatches {

@@ -92,6 +92,9 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 		if err := checkInet(p, owner); err != nil {
 			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
 		}
+		if err := checkFanotify(p, owner); err != nil {
+			return fmt.Errorf("pid %d: %w: %w", p.Pid, err, ErrUntrusted)
+		}
 	}
 	// A segment rtcr creates gets the image's owner and creator: the
 	// image's owner must be both (restore also checks that a segment it

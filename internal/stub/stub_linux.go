@@ -270,6 +270,22 @@ func Fork(parent *ptrace.Remote, nsPid int) (*ptrace.Remote, error) {
 	return Clone(parent, 0, nsPid)
 }
 
+// ForkQuiet is Fork with no exit signal: the child's exit sends its
+// parent nothing (no SIGCHLD queued in a process being restored), and
+// only a wait with __WALL (or __WCLONE) in the parent reaps it.
+func ForkQuiet(parent *ptrace.Remote, nsPid int) (*ptrace.Remote, error) {
+	outer, err := cloneRaw(parent.Injector, parent, 0, 0, nsPid)
+	if err != nil {
+		return nil, err
+	}
+	r, err := adopt(outer, parent.SyscallAddr, parent.Scratch)
+	if err != nil {
+		return nil, err
+	}
+	r.NsPid = nsPid
+	return r, nil
+}
+
 // waitStop waits for a new traced task's first stop.
 func waitStop(tid int) error {
 	ws, err := ptrace.Wait(tid)

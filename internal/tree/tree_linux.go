@@ -145,21 +145,18 @@ func Plan(nodes []Node) ([]Node, error) {
 		return nil, fmt.Errorf("process tree of %d has a cycle or duplicates", root.Pid)
 	}
 	// Sessions: a process inherits its parent's session unless it leads
-	// its own; inheriting one that is not its own cannot be repaired.
-	sid := map[int]int{root.Pid: root.Sid}
-	for _, n := range order[1:] {
-		inherited := sid[n.Ppid]
-		switch {
-		case n.Sid == n.Pid:
-			sid[n.Pid] = n.Pid
-		case n.Sid == inherited:
-			sid[n.Pid] = n.Sid
-		default:
-			return nil, fmt.Errorf("process %d: session %d differs from its parent's (%d) and it does not lead it: %w", n.Pid, n.Sid, inherited, errLayout)
-		}
+	// its own, or the session its parent had before it called setsid
+	// (BeforeSetsid: it is created before its parent's setsid); others
+	// cannot be repaired.
+	if _, err := beforeSetsid(order, byPid); err != nil {
+		return nil, err
 	}
 	// Process groups: setpgid needs the group's leader alive in the same
-	// session, or the process itself as the new leader.
+	// session, or the process itself as the new leader. A group whose
+	// leader is gone gets a ghost leader for the time of the restore
+	// (Ghosts): all its processes must be in one session, which the
+	// ghost cannot lead.
+	ghostSid := map[int]int{}
 	for _, n := range order {
 		if n.Pgid == n.Pid {
 			continue
@@ -174,13 +171,129 @@ func Plan(nodes []Node) ([]Node, error) {
 			if n.Pgid == root.Pgid && root.Pgid != root.Pid {
 				continue
 			}
-			return nil, fmt.Errorf("process %d: process group %d has no leader in the tree: %w", n.Pid, n.Pgid, errLayout)
+			if n.Pgid <= 0 {
+				return nil, fmt.Errorf("process %d: process group %d has no leader in the tree: %w", n.Pid, n.Pgid, errLayout)
+			}
+			if n.Pgid == n.Sid {
+				continue // the ghost session leader's group (GhostSessions)
+			}
+			if _, in := byPid[n.Sid]; !in && n.Sid != root.Sid {
+				return nil, fmt.Errorf("process %d: process group %d, whose leader is gone, in session %d, whose leader is gone too: %w", n.Pid, n.Pgid, n.Sid, errLayout)
+			}
+			if s, seen := ghostSid[n.Pgid]; seen && s != n.Sid {
+				return nil, fmt.Errorf("process %d: group %d, whose leader is gone, spans sessions %d and %d: %w", n.Pid, n.Pgid, s, n.Sid, errLayout)
+			}
+			ghostSid[n.Pgid] = n.Sid
+			continue
 		}
 		if leader.Sid != n.Sid {
 			return nil, fmt.Errorf("process %d: group %d is in another session: %w", n.Pid, n.Pgid, errLayout)
 		}
 	}
 	return order, nil
+}
+
+// BeforeSetsid returns the processes of a tree Plan accepted that are in
+// the session their parent had before it called setsid (it forked them,
+// then made its own session): restore creates them from their parent
+// before that parent's setsid, which it puts off until then.
+func BeforeSetsid(nodes []Node) map[int]bool {
+	byPid := map[int]Node{}
+	for _, n := range nodes {
+		byPid[n.Pid] = n
+	}
+	before, _ := beforeSetsid(nodes, byPid)
+	return before
+}
+
+// beforeSetsid checks the sessions of nodes (parents first) and returns
+// the processes created before their parent's setsid. A session leader
+// is created after its parent's setsid: it was born in its parent's final
+// session, and the root in one outside the tree.
+func beforeSetsid(nodes []Node, byPid map[int]Node) (map[int]bool, error) {
+	root := nodes[0]
+	born := map[int]int{root.Pid: 0} // 0: outside the tree, unknown
+	before := map[int]bool{}
+	ghostParent := map[int]int{}
+	for _, n := range nodes[1:] {
+		parent := byPid[n.Ppid]
+		_, leaderIn := byPid[n.Sid]
+		switch {
+		case n.Sid == n.Pid:
+			born[n.Pid] = parent.Sid
+		case n.Sid == parent.Sid:
+			born[n.Pid] = n.Sid
+		case parent.Sid == parent.Pid && born[parent.Pid] != 0 && n.Sid == born[parent.Pid]:
+			born[n.Pid] = n.Sid
+			before[n.Pid] = true
+		case !leaderIn && n.Sid > 0 && n.Sid != root.Sid:
+			// A session whose leader is gone (GhostSessions): its
+			// processes outside ones of it must all have one parent.
+			if pp, seen := ghostParent[n.Sid]; seen && pp != n.Ppid {
+				return nil, fmt.Errorf("process %d: session %d, whose leader is gone, has processes under parents %d and %d: %w", n.Pid, n.Sid, pp, n.Ppid, errLayout)
+			}
+			ghostParent[n.Sid] = n.Ppid
+			born[n.Pid] = n.Sid
+		default:
+			return nil, fmt.Errorf("process %d: session %d differs from its parent's (%d) and it does not lead it: %w", n.Pid, n.Sid, parent.Sid, errLayout)
+		}
+	}
+	return before, nil
+}
+
+// GhostSessions returns the sessions of a tree Plan accepted whose leader
+// is not in the tree (it exited after forking them, with CLONE_PARENT:
+// zdtm session02), each with the one parent its processes outside ones
+// of it have: restore forks a ghost leader with the session's id from that
+// parent, makes it call setsid, creates those processes from it with
+// CLONE_PARENT (they get the session and the parent), and ends it once
+// the groups are made (its group is the session's, which some of them
+// may be in).
+func GhostSessions(nodes []Node) map[int]int {
+	if len(nodes) == 0 {
+		return nil
+	}
+	root := nodes[0]
+	in := map[int]bool{}
+	for _, n := range nodes {
+		in[n.Pid] = true
+	}
+	out := map[int]int{}
+	for _, n := range nodes[1:] {
+		if n.Sid != n.Pid && !in[n.Sid] && n.Sid > 0 && n.Sid != root.Sid {
+			if _, seen := out[n.Sid]; !seen {
+				out[n.Sid] = n.Ppid
+			}
+		}
+	}
+	return out
+}
+
+// Ghosts returns the process groups of a tree Plan accepted whose leader
+// is not in the tree (it exited; zdtm zombie01): restore creates a
+// process with the group's id in the session of the group's first
+// process, from that process's parent, lets it lead the group until the
+// others have joined, and ends it. The value is the first process of the
+// group in nodes' order.
+func Ghosts(nodes []Node) map[int]int {
+	if len(nodes) == 0 {
+		return nil
+	}
+	root := nodes[0]
+	in := map[int]bool{}
+	for _, n := range nodes {
+		in[n.Pid] = true
+	}
+	ghosts := map[int]int{}
+	for _, n := range nodes[1:] {
+		if n.Pgid == n.Pid || in[n.Pgid] || (n.Pgid == root.Pgid && root.Pgid != root.Pid) || n.Pgid == n.Sid {
+			continue
+		}
+		if _, seen := ghosts[n.Pgid]; !seen {
+			ghosts[n.Pgid] = n.Pid
+		}
+	}
+	return ghosts
 }
 
 // errLayout reports a session or group layout rtcr cannot recreate.

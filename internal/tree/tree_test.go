@@ -36,13 +36,54 @@ func TestPlan(t *testing.T) {
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 5},
 			{Pid: 11, Ppid: 99, Pgid: 10, Sid: 5},
 		}, nil, true},
-		{"session neither inherited nor led", []Node{
+		{"session whose leader is gone (a ghost leads it)", []Node{
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
 			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 3},
+			{Pid: 12, Ppid: 10, Pgid: 3, Sid: 3},
+			{Pid: 13, Ppid: 11, Pgid: 11, Sid: 3},
+		}, []int{10, 11, 12, 13}, false},
+		{"session whose leader is gone under two parents", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+			{Pid: 12, Ppid: 10, Pgid: 3, Sid: 3},
+			{Pid: 13, Ppid: 11, Pgid: 3, Sid: 3},
 		}, nil, true},
-		{"group leader missing", []Node{
+		{"group whose leader is gone in a session whose leader is gone", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 4, Sid: 3},
+		}, nil, true},
+		{"child left in its parent's old session (parent setsid after the fork)", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+			{Pid: 12, Ppid: 11, Pgid: 10, Sid: 10},
+			{Pid: 13, Ppid: 11, Pgid: 11, Sid: 11},
+		}, []int{10, 11, 12, 13}, false},
+		{"child in the root's session from before the root's setsid", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 8, Sid: 7},
+		}, nil, true},
+		{"grandchild in its grandparent's old session", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+			{Pid: 12, Ppid: 11, Pgid: 12, Sid: 12},
+			{Pid: 13, Ppid: 12, Pgid: 10, Sid: 10},
+		}, nil, true},
+		{"group leader gone (a ghost leads it)", []Node{
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
 			{Pid: 11, Ppid: 10, Pgid: 42, Sid: 10},
+			{Pid: 12, Ppid: 10, Pgid: 42, Sid: 10},
+		}, []int{10, 11, 12}, false},
+		{"group of the session's leader, gone", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+			{Pid: 12, Ppid: 11, Pgid: 11, Sid: 11},
+			{Pid: 13, Ppid: 12, Pgid: 3, Sid: 3},
+		}, []int{10, 11, 12, 13}, false},
+		{"group whose leader is gone in two sessions", []Node{
+			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+			{Pid: 11, Ppid: 10, Pgid: 42, Sid: 10},
+			{Pid: 12, Ppid: 10, Pgid: 12, Sid: 12},
+			{Pid: 13, Ppid: 12, Pgid: 42, Sid: 12},
 		}, nil, true},
 		{"group in another session", []Node{
 			{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
@@ -72,6 +113,63 @@ func TestPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGhosts: a group whose leader is not in the tree gets one ghost,
+// created from its first process's parent; the root's inherited group
+// and groups led in the tree get none.
+func TestGhosts(t *testing.T) {
+	nodes := []Node{
+		{Pid: 10, Ppid: 1, Pgid: 7, Sid: 5},
+		{Pid: 11, Ppid: 10, Pgid: 7, Sid: 5},
+		{Pid: 12, Ppid: 10, Pgid: 12, Sid: 5},
+		{Pid: 13, Ppid: 12, Pgid: 42, Sid: 5},
+		{Pid: 14, Ppid: 10, Pgid: 42, Sid: 5},
+		{Pid: 15, Ppid: 10, Pgid: 12, Sid: 5},
+	}
+	if _, err := Plan(nodes); err != nil {
+		t.Fatal(err)
+	}
+	g := Ghosts(nodes)
+	if len(g) != 1 || g[42] != 13 {
+		t.Fatalf("Ghosts = %v, want map[42:13]", g)
+	}
+}
+
+// TestBeforeSetsid: a child in the session its parent left by setsid is
+// created before that setsid; others are not.
+func TestBeforeSetsid(t *testing.T) {
+	nodes := []Node{
+		{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+		{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+		{Pid: 12, Ppid: 11, Pgid: 10, Sid: 10},
+		{Pid: 13, Ppid: 11, Pgid: 11, Sid: 11},
+	}
+	b := BeforeSetsid(nodes)
+	if len(b) != 1 || !b[12] {
+		t.Fatalf("BeforeSetsid = %v, want map[12:true]", b)
+	}
+}
+
+// TestGhostSessions: a session whose leader is not in the tree gets one
+// ghost, forked from the one parent of its processes outside ones of it;
+// its group is not a ghost group.
+func TestGhostSessions(t *testing.T) {
+	nodes := []Node{
+		{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
+		{Pid: 11, Ppid: 10, Pgid: 3, Sid: 3},
+		{Pid: 12, Ppid: 10, Pgid: 12, Sid: 3},
+		{Pid: 13, Ppid: 12, Pgid: 3, Sid: 3},
+	}
+	if _, err := Plan(nodes); err != nil {
+		t.Fatal(err)
+	}
+	if g := GhostSessions(nodes); len(g) != 1 || g[3] != 10 {
+		t.Fatalf("GhostSessions = %v, want map[3:10]", g)
+	}
+	if g := Ghosts(nodes); len(g) != 0 {
+		t.Fatalf("Ghosts = %v, want none", g)
 	}
 }
 

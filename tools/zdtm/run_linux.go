@@ -157,6 +157,9 @@ func (r *runner) run(name string) result {
 	if err != nil {
 		return result{"FAIL", "start", "pid file: " + err.Error()}
 	}
+	// Last: whatever of the test is left (processes of other sessions
+	// and groups were reparented to the harness, its subreaper).
+	defer killOrphans()
 	defer unix.Kill(-pid, unix.SIGKILL) // the test is its session's leader (setsid)
 	defer unix.Kill(pid, unix.SIGKILL)
 	before := visibleState(pid)
@@ -224,4 +227,31 @@ func oneLine(s string) string {
 		s = s[:400] + "…"
 	}
 	return s
+}
+
+// killOrphans kills every child of the harness, which only the test that
+// just ended can have left (session02 and session03 leave processes in
+// other sessions and groups, reparented to the harness as subreaper), and
+// their children as they are reparented in turn, until none is left or
+// about 5 s have passed.
+func killOrphans() {
+	for i := 0; i < 250; i++ {
+		var kids []int
+		tasks, _ := filepath.Glob("/proc/self/task/*/children")
+		for _, t := range tasks {
+			b, _ := os.ReadFile(t)
+			for _, f := range strings.Fields(string(b)) {
+				if n, err := strconv.Atoi(f); err == nil {
+					kids = append(kids, n)
+				}
+			}
+		}
+		if len(kids) == 0 {
+			return
+		}
+		for _, k := range kids {
+			_ = unix.Kill(k, unix.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -42,9 +42,29 @@ func visibleState(root int) map[int]procState {
 	return st
 }
 
+// liveTask returns /proc/PID, or /proc/PID/task/TID of a thread still
+// running when the leader thread has exited (pthread_exit: the leader's
+// fd and maps files are empty then, zdtm pthread02).
+func liveTask(pid int) string {
+	dir := fmt.Sprintf("/proc/%d", pid)
+	if b, err := os.ReadFile(dir + "/stat"); err == nil {
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] != 'Z' {
+			return dir
+		}
+	}
+	tasks, _ := filepath.Glob(dir + "/task/*/stat")
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if i := strings.LastIndexByte(string(b), ')'); err == nil && i > 0 && i+2 < len(b) && b[i+2] != 'Z' {
+			return filepath.Dir(t)
+		}
+	}
+	return dir
+}
+
 func fdSet(pid int) map[string]bool {
 	set := map[string]bool{}
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	ents, _ := os.ReadDir(liveTask(pid) + "/fd")
 	for _, e := range ents {
 		set[e.Name()] = true
 	}
@@ -53,7 +73,7 @@ func fdSet(pid int) map[string]bool {
 
 func mapSet(pid int) map[string]bool {
 	set := map[string]bool{}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	f, err := os.Open(liveTask(pid) + "/maps")
 	if err != nil {
 		return set
 	}
