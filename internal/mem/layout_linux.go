@@ -25,16 +25,24 @@ import (
 // and smaps, both read while it was frozen.
 var errLayoutChanged = errors.New("the layout of its memory changed while it was frozen (a process outside the tree sharing its memory?)")
 
-// smapsRead is /proc/PID/smaps being read on a goroutine of its own.
+// smapsRead is /proc/PID/smaps being read on a goroutine of its own, or
+// read before the freeze and still true (pre: PreRead).
 type smapsRead struct {
 	done chan struct{}
 	maps []procfs.Mapping
 	err  error
+	pre  bool
 }
 
-// readSmaps starts reading /proc/PID/smaps of pid; wait returns it.
+// readSmaps starts reading /proc/PID/smaps of pid, or takes its pre-read
+// (takePreRead); wait returns it.
 func readSmaps(pid int) *smapsRead {
 	r := &smapsRead{done: make(chan struct{})}
+	if maps := takePreRead(pid); maps != nil {
+		r.maps, r.pre = maps, true
+		close(r.done)
+		return r
+	}
 	go func() {
 		defer close(r.done)
 		r.maps, r.err = procfs.ReadSmaps(pid)
