@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,10 +37,17 @@ func TestIterOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer it.Close()
+	t0 := time.Now()
 	vmas, err := it.Read(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	took := time.Since(t0)
+	t0 = time.Now()
+	if _, err := procfs.ReadSmaps(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("iterator read %v, smaps %v", took, time.Since(t0))
 	maps, err := procfs.ReadMaps(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
