@@ -130,9 +130,12 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	// most of its memory step. Read it now; the freeze checks it is
 	// still true (mem/preread_linux.go).
 	if tr.parent != nil || tr.pre != nil {
-		pre := mem.PreRead(root)
+		start := time.Now()
+		pre := mem.PreReadTree(root)
+		took := time.Since(start)
 		defer func() {
-			logStep(log, root, "smaps before the freeze", 0, "state", pre.State())
+			logStep(log, root, "smaps before the freeze", took, "processes", len(pre),
+				"used", pre.Count("used"), "stale", pre.Count("stale"), "unavailable", pre.Count("unavailable"))
 			pre.Drop()
 		}()
 		if preFreezeHook != nil {

@@ -73,9 +73,12 @@ func TestPreReadFlags(t *testing.T) {
 	state := func(log string) string {
 		for _, line := range strings.Split(log, "\n") {
 			if strings.Contains(line, `msg="smaps before the freeze"`) {
-				if _, s, ok := strings.Cut(line, "state="); ok {
-					return s
+				for _, s := range []string{"used", "stale", "unavailable"} {
+					if strings.Contains(line, " "+s+"=1") {
+						return s
+					}
 				}
+				t.Fatalf("pre-read logged as %q", line)
 			}
 		}
 		t.Fatalf("no pre-read logged; log:\n%s", log)
@@ -103,5 +106,31 @@ func TestPreReadFlags(t *testing.T) {
 	}
 	if f := flags(dir); !slices.Contains(f, image.VmDontDump) {
 		t.Fatalf("VmFlags %v after MADV_DONTDUMP: %q missing", f, image.VmDontDump)
+	}
+}
+
+// TestPreReadTree: an increment of a parent and its child pre-reads the
+// smaps of both, found through /proc/PID/task/TID/children, and uses both
+// (neither changes its mappings).
+func TestPreReadTree(t *testing.T) {
+	testutil.RequireRoot(t)
+	trigger := filepath.Join(t.TempDir(), "trigger")
+	tg := testutil.StartTarget(t, testutil.BuildC(t, "shmfork", false), "ready\n", trigger)
+	if it, err := vmaflags.Open(tg.Pid); err != nil {
+		t.Skipf("no VMA iterator here: %v", err)
+	} else {
+		it.Close()
+	}
+	base := t.TempDir()
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.Pid, Dir: filepath.Join(base, "full"), LeaveRunning: true, TrackMem: true}); err != nil {
+		t.Fatal(err)
+	}
+	var l bytes.Buffer
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: tg.Pid, Dir: filepath.Join(base, "incr"), Parent: "../full", LeaveRunning: true, TrackMem: true,
+		Logger: slog.New(slog.NewTextHandler(&l, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(l.String(), "processes=2 used=2 ") {
+		t.Fatalf("want both processes' smaps pre-read and used; log:\n%s", l.String())
 	}
 }

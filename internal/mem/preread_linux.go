@@ -173,3 +173,47 @@ func takePreRead(pid int) []procfs.Mapping {
 	pr.used.Store(true)
 	return pr.maps
 }
+
+// maxPreRead bounds the processes of a tree PreReadTree reads: each holds
+// an iterator (an fd) until the dump is over.
+const maxPreRead = 64
+
+// PreSet is the pre-reads of a tree (PreReadTree).
+type PreSet []*Pre
+
+// PreReadTree pre-reads (PreRead) root and its descendants, found
+// through /proc/PID/task/TID/children while the tree runs, breadth first,
+// at most maxPreRead of them. A process that is gone, or not yet there,
+// by the freeze has its smaps read frozen as before.
+func PreReadTree(root int) PreSet {
+	var set PreSet
+	queue := []int{root}
+	for len(queue) > 0 && len(set) < maxPreRead {
+		pid := queue[0]
+		queue = queue[1:]
+		set = append(set, PreRead(pid))
+		kids, err := procfs.ReadChildren(pid)
+		if err == nil {
+			queue = append(queue, kids...)
+		}
+	}
+	return set
+}
+
+// Drop drops every pre-read the dump did not use.
+func (s PreSet) Drop() {
+	for _, p := range s {
+		p.Drop()
+	}
+}
+
+// Count returns how many of the pre-reads are in state (see Pre.State).
+func (s PreSet) Count(state string) int {
+	n := 0
+	for _, p := range s {
+		if p.State() == state {
+			n++
+		}
+	}
+	return n
+}
