@@ -135,7 +135,8 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		took := time.Since(start)
 		defer func() {
 			logStep(log, root, "smaps before the freeze", took, "processes", len(pre),
-				"used", pre.Count("used"), "stale", pre.Count("stale"), "unavailable", pre.Count("unavailable"))
+				"used", pre.Count("used"), "known", pre.Count("known"), "stale", pre.Count("stale"),
+				"unavailable", pre.Count("unavailable"))
 			pre.Drop()
 		}()
 		if preFreezeHook != nil {

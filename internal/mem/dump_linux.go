@@ -134,20 +134,8 @@ func collect(pid int, layout []procfs.Mapping, flags *smapsRead, pm *procfs.Page
 			break
 		}
 	}
-	maps, err := flags.wait()
+	maps, err := flags.join(pid, layout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
-	}
-	if err := joinLayout(pid, layout, maps); err != nil && flags.pre {
-		// Lines smaps read before the freeze showed differently
-		// (a name, a file): read it now.
-		if maps, err = readSmaps(pid).wait(); err != nil {
-			return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
-		}
-		if err := joinLayout(pid, layout, maps); err != nil {
-			return nil, nil, err
-		}
-	} else if err != nil {
 		return nil, nil, err
 	}
 	if earlyErr != nil {

@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -35,8 +36,10 @@ import (
 type preRead struct {
 	it   *vmaflags.Iter
 	vmas []vmaflags.VMA
-	maps []procfs.Mapping
-	used atomic.Bool // the freeze took it (takePreRead)
+	maps []procfs.Mapping // nil: every word was known (flagWords), smaps not read
+	used atomic.Bool      // the freeze took smaps' VmFlags (takePreRead)
+	// known is set when the freeze took the VmFlags of known words.
+	known atomic.Bool
 }
 
 // Pre is what PreRead did, for its caller.
@@ -61,13 +64,16 @@ func (p *Pre) Drop() {
 
 // State says what became of the pre-read: "unavailable" (no iterator, or
 // the mappings changed while smaps was read), "used" (the freeze took its
-// VmFlags) or "stale" (the mappings had changed: smaps was read frozen).
+// VmFlags), "known" (the freeze took the VmFlags of flags words smaps
+// showed before, flagWords) or "stale" (smaps was read frozen).
 func (p *Pre) State() string {
 	switch {
 	case p == nil || p.pr == nil:
 		return "unavailable"
 	case p.pr.used.Load():
 		return "used"
+	case p.pr.known.Load():
+		return "known"
 	}
 	return "stale"
 }
@@ -94,17 +100,21 @@ func PreRead(pid int) *Pre {
 		it.Close()
 		return drop
 	}
-	maps, err := procfs.ReadSmaps(pid)
-	if err != nil {
-		it.Close()
-		return drop
+	pr := &preRead{it: it, vmas: before}
+	if _, ok := knownFlags(before); !ok {
+		maps, err := procfs.ReadSmaps(pid)
+		if err != nil {
+			it.Close()
+			return drop
+		}
+		after, err := it.Read(nil)
+		if err != nil || !quiet(before, after) || !sameRanges(before, maps) {
+			it.Close()
+			return drop
+		}
+		learnFlags(before, maps)
+		pr.maps = maps
 	}
-	after, err := it.Read(nil)
-	if err != nil || !quiet(before, after) || !sameRanges(before, maps) {
-		it.Close()
-		return drop
-	}
-	pr := &preRead{it: it, vmas: before, maps: maps}
 	preReads.mu.Lock()
 	if preReads.m == nil {
 		preReads.m = map[int]*preRead{}
@@ -148,30 +158,134 @@ func sameRanges(vmas []vmaflags.VMA, maps []procfs.Mapping) bool {
 	return j == len(vmas)
 }
 
-// takePreRead returns smaps of the frozen process pid from its pre-read
-// when every mapping still has the range and flags word it had then, or
-// nil (smaps must be read now). The pre-read is used up either way.
-func takePreRead(pid int) []procfs.Mapping {
+// takePreRead returns the VmFlags of the frozen process pid from its
+// pre-read: smaps read before the freeze (maps) when every mapping still
+// has the range and flags word it had then, or else, when every flags
+// word is one smaps showed before (flagWords), the iterator's mappings
+// now and their VmFlags (vmas, flags); nil, nil, nil when neither holds
+// (smaps must be read now). The pre-read is used up either way.
+func takePreRead(pid int) (maps []procfs.Mapping, vmas []vmaflags.VMA, flags [][]string) {
 	preReads.mu.Lock()
 	pr := preReads.m[pid]
 	delete(preReads.m, pid)
 	preReads.mu.Unlock()
 	if pr == nil {
-		return nil
+		return nil, nil, nil
 	}
 	defer pr.it.Close()
 	now, err := pr.it.Read(nil)
-	if err != nil || len(now) != len(pr.vmas) {
-		return nil
+	if err != nil || len(now) == 0 {
+		return nil, nil, nil
 	}
-	for i, v := range now {
-		w := pr.vmas[i]
+	if pr.maps != nil && sameWords(now, pr.vmas) {
+		pr.used.Store(true)
+		return pr.maps, nil, nil
+	}
+	if flags, ok := knownFlags(now); ok {
+		pr.known.Store(true)
+		return nil, now, flags
+	}
+	return nil, nil, nil
+}
+
+// sameWords reports whether a and b list the same ranges with the same
+// flags words.
+func sameWords(a, b []vmaflags.VMA) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i, v := range a {
+		w := b[i]
 		if v.Start != w.Start || v.End != w.End || v.Flags != w.Flags {
-			return nil
+			return false
 		}
 	}
-	pr.used.Store(true)
-	return pr.maps
+	return true
+}
+
+// The VmFlags line of smaps is printed from the mapping's vm_flags word
+// alone, bit by bit (the kernel's show_smap_vma_flags): on one kernel a
+// word always reads the same. flagWords keeps what quiet pre-reads saw,
+// word by word, for the life of the rtcr process, so that a process whose
+// words are all known needs no smaps at all, before or in the freeze: the
+// freeze reads the words (the iterator) and the rest of each line from
+// /proc/PID/maps. Two different lines for one word would disprove the
+// premise: the cache is then never used again.
+var flagWords struct {
+	mu     sync.Mutex
+	m      map[uint64][]string
+	broken bool
+}
+
+// maxFlagWords bounds the cache (a few dozen words are usual).
+const maxFlagWords = 4096
+
+// learnFlags records the VmFlags smaps showed for each word of vmas
+// (read quietly around it: sameRanges holds).
+func learnFlags(vmas []vmaflags.VMA, maps []procfs.Mapping) {
+	flagWords.mu.Lock()
+	defer flagWords.mu.Unlock()
+	if flagWords.m == nil {
+		flagWords.m = map[uint64][]string{}
+	}
+	j := 0
+	for _, m := range maps {
+		if m.Path == "[vsyscall]" {
+			continue
+		}
+		w := vmas[j].Flags
+		j++
+		if old, ok := flagWords.m[w]; ok {
+			if !slices.Equal(old, m.VmFlags) {
+				flagWords.broken = true
+			}
+			continue
+		}
+		if len(flagWords.m) < maxFlagWords && m.VmFlags != nil {
+			flagWords.m[w] = slices.Clone(m.VmFlags)
+		}
+	}
+}
+
+// knownFlags returns the VmFlags of every mapping of vmas if every word
+// is known.
+func knownFlags(vmas []vmaflags.VMA) ([][]string, bool) {
+	flagWords.mu.Lock()
+	defer flagWords.mu.Unlock()
+	if flagWords.broken || len(vmas) == 0 {
+		return nil, false
+	}
+	out := make([][]string, len(vmas))
+	for i, v := range vmas {
+		f, ok := flagWords.m[v.Flags]
+		if !ok {
+			return nil, false
+		}
+		out[i] = f
+	}
+	return out, true
+}
+
+// withFlags returns the lines of layout (/proc/PID/maps, read frozen)
+// with the VmFlags of the iterator's mappings vmas (read frozen too), or
+// false when they do not list the same ranges ([vsyscall] aside, which no
+// image holds: its flags stay empty).
+func withFlags(layout []procfs.Mapping, vmas []vmaflags.VMA, flags [][]string) ([]procfs.Mapping, bool) {
+	if !sameRanges(vmas, layout) {
+		return nil, false
+	}
+	out := make([]procfs.Mapping, len(layout))
+	j := 0
+	for i, m := range layout {
+		out[i] = m
+		if m.Path == "[vsyscall]" {
+			out[i].VmFlags = []string{}
+			continue
+		}
+		out[i].VmFlags = slices.Clone(flags[j])
+		j++
+	}
+	return out, true
 }
 
 // maxPreRead bounds the processes of a tree PreReadTree reads: each holds
