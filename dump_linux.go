@@ -26,6 +26,11 @@ import (
 // locked the image directory dir, before anything is written into it.
 var dumpStageHook func(dir string)
 
+// preFreezeHook, when set (by tests), runs after an increment read
+// /proc/PID/smaps of the tree's root before the freeze (mem.PreRead),
+// before it freezes the tree.
+var preFreezeHook func(pid int)
+
 // dumpMemoryHook, when set (by tests), runs after the memory of each
 // process was copied; an error fails the dump there.
 var dumpMemoryHook func(pid int) error
@@ -122,6 +127,23 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	log := logger(opts.Logger)
 	// The copy buffers, ready before the freeze (mem/buffers_linux.go).
 	mem.PrepareBuffers(2)
+	// An increment's freeze copies little: smaps' page walk would be
+	// most of its memory step. Read it now; the freeze checks it is
+	// still true (mem/preread_linux.go).
+	if tr.parent != nil || tr.pre != nil {
+		start := time.Now()
+		pre := mem.PreReadTree(root)
+		took := time.Since(start)
+		defer func() {
+			logStep(log, root, "smaps before the freeze", took, "processes", len(pre),
+				"used", pre.Count("used"), "known", pre.Count("known"), "stale", pre.Count("stale"),
+				"unavailable", pre.Count("unavailable"))
+			pre.Drop()
+		}()
+		if preFreezeHook != nil {
+			preFreezeHook(root)
+		}
+	}
 	// The drain table goes last, once the tree is released or killed
 	// (a killed tree's listeners stay behind the network lock).
 	f, drain, err := freezeDrained(ctx, log, root, stage.Gen)

@@ -9,6 +9,11 @@ func SetDumpStageHookForTest(f func(dir string)) { dumpStageHook = f }
 // accept queues, with the drain table's name (nil: no hook).
 func SetDrainFrozenHookForTest(f func(try int, table string)) { drainFrozenHook = f }
 
+// SetPreFreezeHookForTest makes an incremental Dump call f with the
+// tree's root after it read its smaps before the freeze, before it
+// freezes the tree (nil: no hook).
+func SetPreFreezeHookForTest(f func(pid int)) { preFreezeHook = f }
+
 // SetDumpMemoryHookForTest makes Dump call f after the memory of each
 // process was copied; an error fails the dump there (nil: no hook).
 func SetDumpMemoryHookForTest(f func(pid int) error) { dumpMemoryHook = f }

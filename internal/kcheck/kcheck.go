@@ -37,6 +37,7 @@ var probes = []probe{
 	single(featUffdMissing, false, checkUffdMissing),
 	single(featPagemapScan, false, checkPagemapScan),
 	single(featSoftDirty, false, checkSoftDirty),
+	single(featVMAIter, false, checkVMAIter),
 }
 
 // Feature names, in report order.
@@ -55,6 +56,7 @@ const (
 	featUffdMissing = "userfaultfd missing pages with events (restore --lazy)"
 	featPagemapScan = "PAGEMAP_SCAN ioctl"
 	featSoftDirty   = "soft-dirty bits"
+	featVMAIter     = "BPF VMA iterator (smaps before an increment's freeze)"
 )
 
 // Run runs every probe and returns their results in a fixed order.

@@ -12,7 +12,7 @@ import (
 var wantOrder = []string{
 	featArch, featKernel, featCaps, featSysResource, featPtraceScope, featVMReadv,
 	featStub, featVDSO, featMMMap,
-	featTimeNS, featUffdWP, featUffdMissing, featPagemapScan, featSoftDirty,
+	featTimeNS, featUffdWP, featUffdMissing, featPagemapScan, featSoftDirty, featVMAIter,
 }
 
 func TestRun(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/vmaflags"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,4 +105,22 @@ func checkSoftDirty() (string, error) {
 		return "", errSoftDirtyAbsent
 	}
 	return "present: a page written after clear_refs shows the soft-dirty bit", nil
+}
+
+// checkVMAIter lists our own mappings with the BPF VMA iterator that lets
+// an increment read /proc/PID/smaps before its freeze (internal/vmaflags).
+func checkVMAIter() (string, error) {
+	it, err := vmaflags.Open(os.Getpid())
+	if err != nil {
+		return "", err
+	}
+	defer it.Close()
+	vmas, err := it.Read(nil)
+	if err != nil {
+		return "", err
+	}
+	if len(vmas) == 0 {
+		return "", fmt.Errorf("the iterator listed no mapping of %d", os.Getpid())
+	}
+	return fmt.Sprintf("%d mappings of rtcr listed with their flags", len(vmas)), nil
 }

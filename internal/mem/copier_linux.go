@@ -34,6 +34,15 @@ type copier struct {
 	// shares, in the running tree.
 	cow     []bool
 	memFile *os.File
+	// hold (DumpLater) keeps the filled buffers from the writer
+	// (held) while the copy finds free ones: a dump that fits in
+	// copyBuffers buffers writes nothing while the tree is frozen, and
+	// the writes (for a page file on tmpfs, the kernel allocating and
+	// clearing its pages) no longer take a CPU from the copy and from
+	// smaps in the freeze. Once the buffers run out, or at close, the
+	// held ones go to the writer and the copy writes as it goes.
+	hold bool
+	held [][]byte
 	// failed is set when a write failed (disk full, Ctrl-C): reading the
 	// rest of the memory would only keep the target frozen longer.
 	failed atomic.Bool
@@ -136,18 +145,33 @@ func (c *copier) flush() error {
 		}
 		off += r.Len
 	}
-	c.full <- c.buf
+	if c.hold {
+		c.held = append(c.held, c.buf)
+	} else {
+		c.full <- c.buf
+	}
 	select {
 	case c.buf = <-c.free:
 	default:
 		if c.made < copyBuffers {
 			c.buf = c.buffer()
 		} else {
+			c.hold = false
+			c.sendHeld()
 			c.buf = <-c.free
 		}
 	}
 	c.iov, c.cow = c.iov[:0], c.cow[:0]
 	return nil
+}
+
+// sendHeld hands the held buffers to the writer, in the order they were
+// filled (the channel holds copyBuffers: it never blocks).
+func (c *copier) sendHeld() {
+	for _, b := range c.held {
+		c.full <- b
+	}
+	c.held = c.held[:0]
 }
 
 // readMem reads len(b) bytes at addr through /proc/PID/mem, which does
@@ -181,6 +205,8 @@ func (c *copier) buffer() []byte {
 // close flushes what is queued and waits for the writer.
 func (c *copier) close() error {
 	err := c.flush()
+	c.hold = false
+	c.sendHeld()
 	close(c.full)
 	if werr := <-c.done; werr != nil && (err == nil || errors.Is(err, errWriteFailed)) {
 		err = fmt.Errorf("write pages: %w", werr)

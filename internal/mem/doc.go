@@ -9,6 +9,9 @@
 // dump with an error naming the mapping's range and the flag (wrapping
 // ErrUnsupported): nothing is dropped silently. Flags restore sets itself
 // are kept in image.VMA.VmFlags; restore refuses a name it does not know.
+// The flags are those of the frozen process: smaps read in the freeze, or
+// read before it and proven unchanged in it by the mappings' vm_flags
+// words, or taken from words smaps showed before (preread_linux.go).
 // Tests: TestVmFlags (root package: testdata/vmflags.c's regions, every
 // mapping's VmFlags compared before the dump and after the restore, then
 // the program checks the behaviour) and TestVmFlagsRefused.

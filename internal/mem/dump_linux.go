@@ -29,7 +29,7 @@ import (
 // forked (nil: none) is the process's parent in the image, already dumped:
 // pages still shared with it copy-on-write are recorded as its runs.
 func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) ([]image.VMA, []byte, error) {
-	return waitDump(dumpLater(pid, pw, shared, inc, forked, false))
+	return waitDump(dumpLater(pid, pw, shared, inc, forked, false, false))
 }
 
 // DumpRemote is Dump for a post-copy migration: the pages of private
@@ -39,7 +39,7 @@ func Dump(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Fork
 // no copy-on-write sharing with a parent: each process's pages are
 // fetched from it.
 func DumpRemote(pid int, pw *image.PageWriter, shared *Shared) ([]image.VMA, []byte, error) {
-	return waitDump(dumpLater(pid, pw, shared, nil, nil, true))
+	return waitDump(dumpLater(pid, pw, shared, nil, nil, true, false))
 }
 
 // waitDump waits for the writes of a dumpLater and returns its result.
@@ -58,14 +58,17 @@ func waitDump(vmas []image.VMA, vdso []byte, _ int64, wait func() error, err err
 // will hold, and wait (never nil; call it in any case) waits for the
 // writes and returns their error. pw's offset and checksums are complete
 // once wait returned. A dump that leaves the tree running calls it after
-// the release.
+// the release. Pages that fit in the copy buffers (copyBuffers of
+// copyBuf bytes) are written only when wait is called.
 func DumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
-	return dumpLater(pid, pw, shared, inc, forked, false)
+	return dumpLater(pid, pw, shared, inc, forked, false, true)
 }
 
 // dumpLater is DumpLater; with remote (DumpRemote) the pages of private
-// anonymous memory are recorded, not copied.
-func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked, remote bool) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
+// anonymous memory are recorded, not copied. With hold (DumpLater) the
+// page file is written only once the copy buffers run out or wait is
+// called (copier.hold): a small dump writes nothing while frozen.
+func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked *Forked, remote, hold bool) (vmas []image.VMA, vdso []byte, size int64, wait func() error, err error) {
 	wait = func() error { return nil }
 	// smaps on a goroutine of its own, the layout from maps: see collect.
 	flags := readSmaps(pid)
@@ -86,6 +89,7 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 	defer cs.close()
 
 	cp := newCopier(pid, pw)
+	cp.hold = hold
 	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
 	var sc *track.Scanner
 	if remote {
@@ -130,11 +134,8 @@ func collect(pid int, layout []procfs.Mapping, flags *smapsRead, pm *procfs.Page
 			break
 		}
 	}
-	maps, err := flags.wait()
+	maps, err := flags.join(pid, layout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dump memory of %d: %w", pid, err)
-	}
-	if err := joinLayout(pid, layout, maps); err != nil {
 		return nil, nil, err
 	}
 	if earlyErr != nil {

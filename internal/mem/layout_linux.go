@@ -7,6 +7,7 @@ import (
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
+	"github.com/rtcr/rtcr/internal/vmaflags"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,15 +26,35 @@ import (
 // and smaps, both read while it was frozen.
 var errLayoutChanged = errors.New("the layout of its memory changed while it was frozen (a process outside the tree sharing its memory?)")
 
-// smapsRead is /proc/PID/smaps being read on a goroutine of its own.
+// smapsRead is /proc/PID/smaps being read on a goroutine of its own, or
+// read before the freeze and still true (pre: PreRead).
 type smapsRead struct {
 	done chan struct{}
 	maps []procfs.Mapping
 	err  error
+	pre  bool
+	// vmas and flags, instead of maps: the frozen process's mappings
+	// (the VMA iterator) with the VmFlags of their words (flagWords),
+	// joined with /proc/PID/maps by lines (withFlags).
+	vmas  []vmaflags.VMA
+	flags [][]string
 }
 
-// readSmaps starts reading /proc/PID/smaps of pid; wait returns it.
+// readSmaps starts reading /proc/PID/smaps of pid, or takes its pre-read
+// (takePreRead); wait returns it.
 func readSmaps(pid int) *smapsRead {
+	r := &smapsRead{done: make(chan struct{})}
+	if maps, vmas, flags := takePreRead(pid); maps != nil || vmas != nil {
+		r.maps, r.vmas, r.flags, r.pre = maps, vmas, flags, true
+		close(r.done)
+		return r
+	}
+	return readSmapsNow(pid)
+}
+
+// readSmapsNow starts reading /proc/PID/smaps of pid on a goroutine of
+// its own.
+func readSmapsNow(pid int) *smapsRead {
 	r := &smapsRead{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
@@ -46,6 +67,30 @@ func readSmaps(pid int) *smapsRead {
 func (r *smapsRead) wait() ([]procfs.Mapping, error) {
 	<-r.done
 	return r.maps, r.err
+}
+
+// join returns the mappings of the frozen process: smaps (read frozen or
+// before), or maps' lines layout with the VmFlags of the flags words
+// read frozen. A pre-read that does not fit layout's lines gives way to
+// smaps read now.
+func (r *smapsRead) join(pid int, layout []procfs.Mapping) ([]procfs.Mapping, error) {
+	maps, err := r.wait()
+	if err != nil {
+		return nil, fmt.Errorf("dump memory of %d: %w", pid, err)
+	}
+	if r.vmas != nil {
+		if m, ok := withFlags(layout, r.vmas, r.flags); ok {
+			return m, nil
+		}
+	} else if !r.pre || joinLayout(pid, layout, maps) == nil {
+		return maps, joinLayout(pid, layout, maps)
+	}
+	// Lines the pre-read showed differently (a name, a file): smaps
+	// now.
+	if maps, err = readSmapsNow(pid).wait(); err != nil {
+		return nil, fmt.Errorf("dump memory of %d: %w", pid, err)
+	}
+	return maps, joinLayout(pid, layout, maps)
 }
 
 // early reports whether the pages of m, a line of /proc/PID/maps whose
