@@ -271,7 +271,11 @@ func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, *re
 			prep = newLazyPrep(base.c, s.opts.Logger)
 		}
 	}
-	if _, err := c.ReceiveImage(tmp); err != nil {
+	receive := c.ReceiveImage
+	if mode == wire.ModePostCopy {
+		receive = c.ReceiveImageNoSync // removed at the end (postCopy)
+	}
+	if _, err := receive(tmp); err != nil {
 		return "", nil, prep, err
 	}
 	if migrating(mode) || mode == wire.ModePostCopy {
