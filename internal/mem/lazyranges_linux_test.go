@@ -29,13 +29,16 @@ func TestLazyRangesJoined(t *testing.T) {
 				{Addr: 120 * P, Count: 20, FileOff: 90 * P, Depth: 1},
 			}},
 		},
-		Threads: []image.Thread{{Tid: 7, Rseq: &image.Rseq{Ptr: 130*P + 64, Len: 32}}},
+		Threads: []image.Thread{
+			{Tid: 7, Rseq: &image.Rseq{Ptr: 130*P + 64, Len: 32}},
+			{Tid: 8, Rseq: &image.Rseq{Ptr: 15 * P, Len: 32}},
+		},
 	}
 	vmas, runs := LazyRanges(p)
 	if got, want := fmt.Sprint(vmas), fmt.Sprint([][2]uint64{{0, 100 * P}, {100 * P, 200 * P}}); got != want {
 		t.Errorf("mappings %s, want %s", got, want)
 	}
-	want := [][2]uint64{{0, 20 * P}, {30 * P, 100 * P}, {100 * P, 130 * P}, {131 * P, 140 * P}}
+	want := [][2]uint64{{0, 15 * P}, {16 * P, 20 * P}, {30 * P, 100 * P}, {100 * P, 130 * P}, {131 * P, 140 * P}}
 	if got := fmt.Sprint(runs); got != fmt.Sprint(want) {
 		t.Errorf("runs %s, want %s", got, fmt.Sprint(want))
 	}
