@@ -2,6 +2,9 @@ package rtcr
 
 import (
 	"context"
+	"time"
+
+	"golang.org/x/sys/unix"
 	"log/slog"
 	"slices"
 	"strings"
@@ -69,7 +72,7 @@ func collectFiles(log *slog.Logger, p *image.Process, fds *files.Tree) (err erro
 func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids []int, sequential bool, inject func(r *ptrace.Remote) error) (err error) {
 	pid := p.Pid
 	t := newStepTimer(log, pid)
-	r, err := mem.OpenLive(pid)
+	r, err := mem.OpenLiveThreads(pid, len(tids)-1)
 	if err != nil {
 		return err
 	}
@@ -146,15 +149,28 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		return err
 	}
 	t.done("pending signals", "count", len(p.SharedPending))
+	tracerCPU, processCPU := cpuTime(unix.CLOCK_THREAD_CPUTIME_ID), cpuTime(processClock(pid))
+	// The other threads' injected calls, side by side.
+	var others []int
+	for _, tid := range tids {
+		if tid != r.Tid {
+			others = append(others, tid)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ErrInterrupted
+	}
+	states, err := task.DumpThreads(r, others)
+	if err != nil {
+		return err
+	}
 	for _, tid := range tids {
 		if err := ctx.Err(); err != nil {
 			return ErrInterrupted
 		}
 		th := leader
 		if tid != r.Tid {
-			if th, err = task.Dump(r, tid); err != nil {
-				return err
-			}
+			th, states = states[0], states[1:]
 		}
 		if th.Robust, err = task.DumpRobust(tid); err != nil {
 			return err
@@ -168,6 +184,22 @@ func collectInside(ctx context.Context, log *slog.Logger, p *image.Process, tids
 		p.Threads = append(p.Threads, th)
 		logThread(log, pid, &th)
 	}
-	t.done("threads", "count", len(tids))
+	// The CPU time of the tracer thread and of the process for the step:
+	// with many threads, the cost per thread on both sides.
+	t.done("threads", "count", len(tids), "tracer_cpu", cpuTime(unix.CLOCK_THREAD_CPUTIME_ID)-tracerCPU,
+		"process_cpu", cpuTime(processClock(pid))-processCPU)
 	return ctx.Err()
 }
+
+// cpuTime reads the CPU-time clock clk (0 if it cannot).
+func cpuTime(clk int32) time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(clk, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// processClock is the CPU-time clock of process pid, all its threads
+// (MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)).
+func processClock(pid int) int32 { return ^int32(pid)<<3 | 2 }

@@ -63,9 +63,10 @@ func startNobody(t *testing.T) *target {
 	return tg
 }
 
-// editManifest decodes the manifest in dir, lets f change it and writes it
+// editManifest reads the manifest in dir, lets f change it and writes it
 // back with a correct checksum (no validation), as anyone who can write
-// the file can.
+// the file can: in format version 4, whose payload is plain JSON (page
+// runs included), still read.
 func editManifest(t *testing.T, dir string, f func(c *image.Checkpoint)) {
 	t.Helper()
 	path := filepath.Join(dir, image.ManifestName)
@@ -74,23 +75,24 @@ func editManifest(t *testing.T, dir string, f func(c *image.Checkpoint)) {
 		t.Fatal(err)
 	}
 	const hdr = 56
-	var c image.Checkpoint
-	if err := json.Unmarshal(b[hdr:], &c); err != nil {
+	c, err := image.ReadManifest(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	f(&c)
-	payload, err := json.Marshal(&c)
+	f(c)
+	payload, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeManifestRaw(t, path, b[:hdr], payload)
 }
 
-// writeManifestRaw writes header hdr (length and checksum replaced) and
-// payload to path.
+// writeManifestRaw writes header hdr (version 4, length and checksum
+// replaced) and payload, JSON, to path.
 func writeManifestRaw(t *testing.T, path string, hdr, payload []byte) {
 	t.Helper()
 	h := bytes.Clone(hdr)
+	binary.LittleEndian.PutUint32(h[8:], 4) // the last version whose payload is plain JSON
 	binary.LittleEndian.PutUint64(h[16:], uint64(len(payload)))
 	sum := sha256.Sum256(payload)
 	copy(h[24:], sum[:])

@@ -183,7 +183,7 @@ func dumpRestore(work string, pid int) (times, error) {
 	// Collect the garbage of earlier runs now, not during this one.
 	runtime.GC()
 	c0 := cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID)
-	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: dir})
+	st, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: pid, Dir: dir, Logger: stepLog()})
 	if err != nil {
 		return tm, err
 	}

@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 )
 
-// ReadPayloadForTest reads a manifest made of payload behind a correct
-// header and checksum, as ReadManifest would (for the fuzz target in
-// package image_test, which also runs the inspect printer).
+// ReadPayloadForTest reads a manifest of format version 4 (its payload the
+// JSON of a checkpoint, page runs included) made of payload behind a
+// correct header and checksum, as ReadManifest would (for the fuzz target
+// in package image_test, which also runs the inspect printer). The runs
+// section of version 5 has FuzzRunsSection.
 func ReadPayloadForTest(payload []byte) (*Checkpoint, error) {
-	data := buildManifest(FormatVersion, payload)
+	data := buildManifest(runsVersion-1, payload)
 	return readManifest(bytes.NewReader(data), int64(len(data)), "fuzz/"+ManifestName)
 }
 
-// SamplePayloadForTest is the payload of a small valid manifest.
+// SamplePayloadForTest is the payload of a small valid manifest of format
+// version 4 (ReadPayloadForTest).
 func SamplePayloadForTest() []byte {
 	c := sampleCheckpoint()
 	c.Processes[0].Creds = &Creds{Uid: 65534, Euid: 65534, Suid: 65534, Fsuid: 65534,

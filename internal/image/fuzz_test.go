@@ -39,12 +39,12 @@ func FuzzReadManifest(f *testing.F) {
 	})
 }
 
-// FuzzManifestPayload fuzzes the JSON payload behind a correct header and
-// checksum, which FuzzReadManifest can hardly reach; it exercises strict
-// decoding and Validate.
+// FuzzManifestPayload fuzzes the JSON payload of a manifest of format
+// version 4 (page runs in the JSON) behind a correct header and checksum,
+// which FuzzReadManifest can hardly reach; it exercises strict decoding
+// and Validate. FuzzRunsSection fuzzes the runs section of version 5.
 func FuzzManifestPayload(f *testing.F) {
-	good := validManifest(f)
-	f.Add(good[headerSize:])
+	f.Add(jsonOf(f, sampleCheckpoint()))
 	f.Add([]byte(`{"Arch":"x86_64","Processes":[{"Pid":1,"Threads":[{"Tid":1}]}]}`))
 	f.Add([]byte(`{"Arch":"x86_64","Processes":[{"Pid":1,"Threads":[{"Tid":1}],` +
 		`"VMAs":[{"Start":4096,"End":8192,"Kind":"anon","Pages":[{"Addr":4096,"Count":1,"FileOff":0}]}],` +
@@ -54,7 +54,7 @@ func FuzzManifestPayload(f *testing.F) {
 		if len(payload) > MaxManifestSize {
 			return
 		}
-		data := buildManifest(FormatVersion, payload)
+		data := buildManifest(runsVersion-1, payload)
 		c, err := readManifest(bytes.NewReader(data), int64(len(data)), "fuzz/"+ManifestName)
 		checkReadResult(t, c, err)
 	})

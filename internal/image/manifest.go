@@ -9,7 +9,11 @@ package image
 //	reserved = uint32                     ; 0
 //	length   = uint64                     ; len(payload), at most MaxManifestSize
 //	checksum = [32]byte                   ; SHA-256 of payload
-//	payload  = length bytes               ; JSON encoding of Checkpoint
+//	payload  = length bytes               ; versions 1-4: JSON encoding of Checkpoint
+//	payload  = jsonlen json runs          ; version 5
+//	jsonlen  = uint64                     ; len(json), at most length-8
+//	json     = jsonlen bytes              ; JSON encoding of Checkpoint, without page runs
+//	runs     = the rest of the payload    ; the page runs of every VMA (pagerun_bin.go)
 //
 // Nothing follows the payload. The header is not checksummed, but each of
 // its fields is checked: magic (ErrNotImage), version (ErrVersion),
@@ -32,13 +36,15 @@ import (
 // ManifestName is the name of the manifest file in an image directory.
 const ManifestName = "manifest.img"
 
-// FormatVersion is the manifest format version this rtcr writes. Version 4
+// FormatVersion is the manifest format version this rtcr writes. Version 5
+// moved the page runs out of the JSON into a binary section after it
+// (pagerun_bin.go): an increment lists every run of its chain. Version 4
 // added page runs held by another process's page file (PageRun.Pid, pages
 // shared copy-on-write across fork). Version 3 added the image id, the parent link of incremental images, page runs
 // held by an ancestor (PageRun.Depth) and the freeze time; version 2 the
 // fds' owner and signal and the mappings' VmFlags. Versions 1 and 2 are
-// read too. An older rtcr refuses a newer version by its number.
-const FormatVersion = 4
+// read too (versions 1 to 4 hold the runs in the JSON). An older rtcr refuses a newer version by its number.
+const FormatVersion = 5
 
 // minFormatVersion is the oldest manifest format version this rtcr reads.
 const minFormatVersion = 1
@@ -88,7 +94,7 @@ func encodeManifest(dir string, c *Checkpoint) (func(w io.Writer) error, [32]byt
 	if err := c.Validate(); err != nil {
 		return nil, none, fmt.Errorf("writing %s: %w", path, err)
 	}
-	payload, err := marshalCheckpoint(c)
+	payload, err := marshalPayload(c)
 	if err != nil {
 		return nil, none, fmt.Errorf("writing %s: encoding checkpoint: %w", path, err)
 	}
@@ -161,7 +167,8 @@ func readManifest(r io.Reader, size int64, path string) (*Checkpoint, error) {
 	if n < headerSize {
 		return nil, corruptf("%s: truncated: file has %d bytes, header needs %d", path, n, headerSize)
 	}
-	if v := binary.LittleEndian.Uint32(hdr[offVersion:]); v < minFormatVersion || v > FormatVersion {
+	v := binary.LittleEndian.Uint32(hdr[offVersion:])
+	if v < minFormatVersion || v > FormatVersion {
 		return nil, newError(ErrVersion, "%s: image format version %d, this rtcr reads versions %d to %d", path, v, minFormatVersion, FormatVersion)
 	}
 	if r := binary.LittleEndian.Uint32(hdr[offReserved:]); r != 0 {
@@ -192,18 +199,90 @@ func readManifest(r io.Reader, size int64, path string) (*Checkpoint, error) {
 		return nil, corruptf("%s: checksum mismatch", path)
 	}
 
-	if err := scanPayload(payload); err != nil {
+	doc, runs := payload, []byte(nil)
+	if v >= runsVersion {
+		if doc, runs, err = splitPayload(payload); err != nil {
+			return nil, corruptf("%s: payload: %w", path, err)
+		}
+	}
+	if err := scanPayload(doc); err != nil {
 		return nil, corruptf("%s: payload: %w", path, err)
 	}
-	c, err := decodeCheckpoint(payload)
+	c, err := decodeCheckpoint(doc)
 	if err != nil {
 		return nil, corruptf("%s: decoding payload: %w", path, err)
+	}
+	if v >= runsVersion {
+		if err := decodeRuns(runs, c); err != nil {
+			return nil, corruptf("%s: page runs: %w", path, err)
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.Sum = sum
+	c.Version = int(v)
 	return c, nil
+}
+
+// runsVersion is the first format version whose payload holds the page
+// runs in a section of their own after the JSON.
+const runsVersion = 5
+
+// jsonLenSize is the size of the JSON length that starts the payload of
+// a manifest of runsVersion.
+const jsonLenSize = 8
+
+// marshalPayload returns the payload of a manifest of c: its JSON without
+// page runs, behind its length, then the runs section.
+func marshalPayload(c *Checkpoint) ([]byte, error) {
+	doc, err := marshalCheckpoint(withoutRuns(c))
+	if err != nil {
+		return nil, err
+	}
+	runs := 0
+	for i := range c.Processes {
+		for j := range c.Processes[i].VMAs {
+			runs += len(c.Processes[i].VMAs[j].Pages)
+		}
+	}
+	// About 7 bytes a run: a few pages apart, a few pages long, written
+	// one after the other.
+	b := make([]byte, jsonLenSize, jsonLenSize+len(doc)+8*runs+64)
+	binary.LittleEndian.PutUint64(b, uint64(len(doc)))
+	b = append(b, doc...)
+	return appendRuns(b, c)
+}
+
+// withoutRuns returns a copy of c whose VMAs have no page runs (the rest
+// is shared with c).
+func withoutRuns(c *Checkpoint) *Checkpoint {
+	out := *c
+	out.Processes = make([]Process, len(c.Processes))
+	for i := range c.Processes {
+		p := c.Processes[i]
+		p.VMAs = make([]VMA, len(p.VMAs))
+		for j := range p.VMAs {
+			p.VMAs[j] = c.Processes[i].VMAs[j]
+			p.VMAs[j].Pages = nil
+		}
+		out.Processes[i] = p
+	}
+	return &out
+}
+
+// splitPayload returns the JSON and the runs section of the payload of a
+// manifest of runsVersion.
+func splitPayload(payload []byte) (doc, runs []byte, err error) {
+	if len(payload) < jsonLenSize {
+		return nil, nil, fmt.Errorf("%d bytes, shorter than the JSON length", len(payload))
+	}
+	n := binary.LittleEndian.Uint64(payload)
+	if n > uint64(len(payload)-jsonLenSize) {
+		return nil, nil, fmt.Errorf("JSON of %d bytes in a payload of %d", n, len(payload))
+	}
+	doc = payload[jsonLenSize : jsonLenSize+n]
+	return doc, payload[jsonLenSize+n:], nil
 }
 
 // decodeCheckpoint decodes exactly one JSON Checkpoint, rejecting unknown

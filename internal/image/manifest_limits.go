@@ -28,6 +28,10 @@ const (
 	// MaxObjects is the most JSON objects of any kind (page runs, epoll
 	// targets, rlimits …) the payload may hold.
 	MaxObjects = 1 << 21
+	// MaxPageRuns is the most page runs all VMAs together may have (in
+	// the runs section of a version 5 manifest; in the JSON of earlier
+	// ones MaxObjects bounds them).
+	MaxPageRuns = 1 << 21
 	// MaxDepth is the deepest nesting of JSON objects and arrays the model
 	// has room for (Checkpoint → Processes → VMA → Pages → PageRun is 5).
 	MaxDepth = 8

@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -42,22 +43,34 @@ func TestManifestCounts(t *testing.T) {
 		{"nesting", []byte(proc + `"Rlimits":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}]}`), "nesting deeper"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			data := buildManifest(FormatVersion, tc.payload)
-			var before runtime.MemStats
-			runtime.ReadMemStats(&before)
-			start := time.Now()
-			c, err := readManifest(bytes.NewReader(data), int64(len(data)), "x/"+ManifestName)
-			if c != nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.msg) {
-				t.Fatalf("read = %v, want an ErrCorrupt containing %q", err, tc.msg)
-			}
-			var after runtime.MemStats
-			runtime.ReadMemStats(&after)
-			alloc := after.TotalAlloc - before.TotalAlloc
-			t.Logf("%d-byte payload refused in %v, %d MiB allocated: %v", len(tc.payload), time.Since(start), alloc>>20, err)
-			if limit := uint64(len(data)) + 16<<20; alloc > limit {
-				t.Errorf("allocated %d bytes for a %d-byte manifest", alloc, len(data))
-			}
-		})
+		for _, v := range []uint32{4, FormatVersion} {
+			t.Run(fmt.Sprintf("%s/v%d", tc.name, v), func(t *testing.T) {
+				payload := tc.payload
+				if v >= runsVersion {
+					payload = withJSONLen(payload, nil)
+				}
+				checkRefused(t, buildManifest(v, payload), tc.msg)
+			})
+		}
+	}
+}
+
+// checkRefused checks that the manifest data is refused, with an
+// ErrCorrupt containing msg, quickly and with bounded memory.
+func checkRefused(t *testing.T, data []byte, msg string) {
+	t.Helper()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	c, err := readManifest(bytes.NewReader(data), int64(len(data)), "x/"+ManifestName)
+	if c != nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), msg) {
+		t.Fatalf("read = %v, want an ErrCorrupt containing %q", err, msg)
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d-byte manifest refused in %v, %d MiB allocated: %v", len(data), time.Since(start), alloc>>20, err)
+	if limit := uint64(len(data)) + 16<<20; alloc > limit {
+		t.Errorf("allocated %d bytes for a %d-byte manifest", alloc, len(data))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"math/rand/v2"
@@ -70,6 +71,10 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Error("reader did not set the manifest checksum")
 	}
 	got.Sum = want.Sum // set by the reader, never written
+	if got.Version != FormatVersion {
+		t.Errorf("reader set version %d, want %d", got.Version, FormatVersion)
+	}
+	got.Version = want.Version
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip mismatch:\n got %+v\nwant %+v", got, want)
 	}
@@ -118,7 +123,7 @@ func TestReadManifestDamaged(t *testing.T) {
 		{"one byte short", good[:len(good)-1], ErrCorrupt, "truncated"},
 		{"extra bytes", append(bytes.Clone(good), '\n'), ErrCorrupt, "extra bytes"},
 		{"magic bit", flip(2, 0x10), ErrNotImage, "is not an rtcr image"},
-		{"version bit", flip(offVersion, 0x08), ErrVersion, "image format version 12, this rtcr reads versions 1 to 4"},
+		{"version bit", flip(offVersion, 0x08), ErrVersion, "image format version 13, this rtcr reads versions 1 to 5"},
 		{"reserved bit", flip(offReserved+1, 0x01), ErrCorrupt, "reserved"},
 		{"length bit", flip(offLength, 0x01), ErrCorrupt, ""},
 		{"length high bit", flip(offLength+7, 0x80), ErrCorrupt, "limit"},
@@ -126,14 +131,14 @@ func TestReadManifestDamaged(t *testing.T) {
 		{"sha bit", flip(offChecksum+31, 0x80), ErrCorrupt, "checksum mismatch"},
 		{"payload bit", flip(headerSize+10, 0x02), ErrCorrupt, "checksum mismatch"},
 		{"last payload bit", flip(len(good)-1, 0x01), ErrCorrupt, "checksum mismatch"},
-		{"version 7", buildManifest(7, good[headerSize:]), ErrVersion, "image format version 7, this rtcr reads versions 1 to 4"},
+		{"version 7", buildManifest(7, good[headerSize:]), ErrVersion, "image format version 7, this rtcr reads versions 1 to 5"},
 		{"version 0", buildManifest(0, good[headerSize:]), ErrVersion, "version 0"},
 		{"random bytes", random, ErrNotImage, "not an rtcr image"},
 		{"json file", []byte(`{"Arch":"x86_64","Processes":[]}`), ErrNotImage, "not an rtcr image"},
 		{"short foreign", []byte("hi"), ErrNotImage, "not an rtcr image"},
 		{"payload not json", buildManifest(1, []byte("not json")), ErrCorrupt, "decoding payload"},
 		{"payload unknown field", buildManifest(1, []byte(`{"Arch":"x86_64","Bogus":1}`)), ErrCorrupt, "Bogus"},
-		{"payload trailing data", buildManifest(1, append(bytes.Clone(good[headerSize:]), " {}"...)), ErrCorrupt, "trailing"},
+		{"payload trailing data", buildManifest(1, append(jsonOf(t, sampleCheckpoint()), " {}"...)), ErrCorrupt, "trailing"},
 		{"payload null", buildManifest(1, []byte("null")), ErrCorrupt, "arch"},
 		{"payload empty", buildManifest(1, nil), ErrCorrupt, "decoding payload"},
 		{"payload invalid checkpoint", buildManifest(1, []byte(`{"Arch":"x86_64","Processes":[]}`)), ErrCorrupt, "no processes"},
@@ -176,12 +181,39 @@ func TestReadManifestDirectory(t *testing.T) {
 	}
 }
 
-// TestReadManifestVersion1: images of the previous format version (no fd
-// owners, no VmFlags) are still read.
+// TestReadManifestVersion1: images of earlier format versions (no fd
+// owners, no VmFlags; page runs in the JSON up to version 4) are still
+// read, to the same checkpoint.
 func TestReadManifestVersion1(t *testing.T) {
-	good := validManifest(t)
-	c, err := readBytes(t, buildManifest(1, good[headerSize:]))
-	if err != nil || c == nil {
-		t.Fatalf("version 1 manifest: %v", err)
+	want := sampleCheckpoint()
+	for _, v := range []uint32{1, 4} {
+		c, err := readBytes(t, buildManifest(v, jsonOf(t, want)))
+		if err != nil || c == nil {
+			t.Fatalf("version %d manifest: %v", v, err)
+		}
+		if c.Version != int(v) {
+			t.Errorf("version %d manifest read as version %d", v, c.Version)
+		}
+		c.Sum, c.Version = want.Sum, want.Version
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("version %d manifest read as\n%+v\nwant %+v", v, c, want)
+		}
 	}
+}
+
+// jsonOf is the payload of a manifest of c in format version 4: its JSON,
+// page runs included.
+func jsonOf(t testing.TB, c *Checkpoint) []byte {
+	t.Helper()
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// withJSONLen is a payload of format version 5 made of doc and runs.
+func withJSONLen(doc, runs []byte) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(doc)))
+	return append(append(b, doc...), runs...)
 }

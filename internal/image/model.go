@@ -76,6 +76,9 @@ type Checkpoint struct {
 	// Sum is the SHA-256 of the manifest payload this checkpoint was read
 	// from (set by the reader, never written).
 	Sum [32]byte `json:"-"`
+	// Version is the format version of the manifest this checkpoint was
+	// read from (set by the reader, never written).
+	Version int `json:"-"`
 	// NetLock names the nftables table (family inet) that drops the
 	// packets of the tree's TCP connections and listening ports since the
 	// dump killed the tree; restore deletes it once the sockets are back
@@ -281,8 +284,10 @@ type VMA struct {
 	FileSize  int64
 	FileMtime int64
 	FileCtime int64 `json:",omitempty"`
-	// Pages are the runs of saved pages, in address order.
-	Pages PageRuns
+	// Pages are the runs of saved pages, in address order. Since format
+	// version 5 they are not in the manifest's JSON but in its runs
+	// section (pagerun_bin.go).
+	Pages PageRuns `json:",omitempty"`
 	// VmFlags are the /proc/PID/smaps VmFlags of the mapping that restore
 	// sets itself, beyond those that follow from Prot, Shared, GrowsDown
 	// and Kind (the Vm* constants; see the table in internal/mem).

@@ -1,12 +1,9 @@
 package image
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -303,14 +300,7 @@ func validatePageFile(p *Process) error {
 	return nil
 }
 
-// fileSpan is the page-file extent of one page run, for the overlap check.
-type fileSpan struct {
-	off, end int64
-	addr     uint64
-}
-
 func validateVMAs(p *Process) error {
-	var spans []fileSpan
 	for i := range p.VMAs {
 		v := &p.VMAs[i]
 		if v.Start >= v.End {
@@ -347,21 +337,14 @@ func validateVMAs(p *Process) error {
 		if err := validateVmFlags(v); err != nil {
 			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
 		}
-		var err error
-		if spans, err = validateRuns(p, v, spans); err != nil {
+		if err := validateRuns(p, v); err != nil {
 			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
 		}
 		if err := validateRemote(v); err != nil {
 			return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
 		}
 	}
-	slices.SortFunc(spans, func(a, b fileSpan) int { return cmp.Compare(a.off, b.off) })
-	for i := 1; i < len(spans); i++ {
-		if a, b := spans[i-1], spans[i]; b.off < a.end {
-			return fmt.Errorf("page runs at %#x and %#x overlap in page file (offsets %d and %d)", a.addr, b.addr, a.off, b.off)
-		}
-	}
-	return nil
+	return checkFileOverlap(p)
 }
 
 // validateVmFlags checks that v carries only VmFlags restore knows how to
@@ -385,58 +368,6 @@ func validateVmFlags(v *VMA) error {
 		return fmt.Errorf("VmFlags %q without %q", VmLockOnFault, VmLocked)
 	}
 	return nil
-}
-
-// validateRuns checks the page runs of v and appends their page-file spans.
-func validateRuns(p *Process, v *VMA, spans []fileSpan) ([]fileSpan, error) {
-	for j := range v.Pages {
-		r := &v.Pages[j]
-		if r.Count == 0 {
-			return nil, fmt.Errorf("page run at %#x: no pages", r.Addr)
-		}
-		if r.Addr%PageSize != 0 {
-			return nil, fmt.Errorf("page run at %#x: not page-aligned", r.Addr)
-		}
-		// Written so that no product or sum can overflow.
-		if r.Addr < v.Start || r.Addr >= v.End || r.Count > (v.End-r.Addr)/PageSize {
-			return nil, fmt.Errorf("page run at %#x (%d pages): outside vma", r.Addr, r.Count)
-		}
-		if j > 0 {
-			prev := &v.Pages[j-1]
-			if r.Addr < prev.Addr+prev.Count*PageSize {
-				return nil, fmt.Errorf("page run at %#x: overlaps or precedes run at %#x", r.Addr, prev.Addr)
-			}
-		}
-		if r.FileOff < 0 || r.FileOff%PageSize != 0 {
-			return nil, fmt.Errorf("page run at %#x: file offset %d not page-aligned", r.Addr, r.FileOff)
-		}
-		if r.Pid != 0 {
-			// Held by another process's page file: checked by
-			// validateOwners.
-			if r.Count > uint64(math.MaxInt64-r.FileOff)/PageSize {
-				return nil, fmt.Errorf("page run at %#x: %d pages at file offset %d out of range", r.Addr, r.Count, r.FileOff)
-			}
-			if r.Depth < 0 || r.Depth > MaxChain {
-				return nil, fmt.Errorf("page run at %#x: depth %d out of range", r.Addr, r.Depth)
-			}
-			continue
-		}
-		if r.Depth != 0 {
-			// Held by an ancestor: checked against its page file by
-			// CheckChainLink; the depth by validateChain.
-			if r.Depth < 0 || r.Depth > MaxChain || r.Count > uint64(math.MaxInt64-r.FileOff)/PageSize {
-				return nil, fmt.Errorf("page run at %#x: depth %d or %d pages at file offset %d out of range", r.Addr, r.Depth, r.Count, r.FileOff)
-			}
-			continue
-		}
-		if r.FileOff >= p.PageFileSize || r.Count > uint64(p.PageFileSize-r.FileOff)/PageSize {
-			return nil, fmt.Errorf("page run at %#x: %d pages at file offset %d beyond page file size %d",
-				r.Addr, r.Count, r.FileOff, p.PageFileSize)
-		}
-		// Count*PageSize <= PageFileSize - FileOff here, so no overflow.
-		spans = append(spans, fileSpan{off: r.FileOff, end: r.FileOff + int64(r.Count)*PageSize, addr: r.Addr})
-	}
-	return spans, nil
 }
 
 func validateSigactions(sas []Sigaction) error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -78,6 +79,15 @@ func section(w io.Writer, title string, n int) bool {
 	return true
 }
 
+// formatVersion is the manifest format version v ("": a checkpoint not
+// read from a manifest).
+func formatVersion(v int) string {
+	if v == 0 {
+		return ""
+	}
+	return strconv.Itoa(v)
+}
+
 // writeHeader prints the image-wide fields.
 func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 	created := "-"
@@ -86,7 +96,7 @@ func writeHeader(w io.Writer, dir string, c *image.Checkpoint) {
 	}
 	tw := newTable(w)
 	fmt.Fprintf(tw, "image\t%s\n", dir)
-	fmt.Fprintf(tw, "format\t%d\n", image.FormatVersion)
+	fmt.Fprintf(tw, "format\t%s\n", orDash(formatVersion(c.Version)))
 	fmt.Fprintf(tw, "kernel\t%s\n", orDash(c.Kernel))
 	fmt.Fprintf(tw, "arch\t%s\n", orDash(c.Arch))
 	fmt.Fprintf(tw, "created\t%s\n", created)

@@ -83,13 +83,16 @@ func sample() *image.Checkpoint {
 
 func TestWrite(t *testing.T) {
 	var buf bytes.Buffer
-	if err := Write(&buf, "/tmp/img", sample()); err != nil {
+	c := sample()
+	c.Version = 4 // the format the manifest was read in
+	if err := Write(&buf, "/tmp/img", c); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
 	t.Log("\n" + out)
 	for _, want := range []string{
 		"/tmp/img",
+		"format     4\n",
 		"2024-05-31T16:08:37Z",
 		"x86_64",
 		"Process 4242 (sleeper)",

@@ -204,3 +204,13 @@ func OpenLive(pid int) (*ptrace.Remote, error) {
 	}
 	return ptrace.OpenLive(pid, addr)
 }
+
+// OpenLiveThreads is OpenLive with room to inject into up to threads other
+// threads of the process at once (ptrace.OpenLiveThreads).
+func OpenLiveThreads(pid, threads int) (*ptrace.Remote, error) {
+	addr, err := SyscallAddr(pid)
+	if err != nil {
+		return nil, err
+	}
+	return ptrace.OpenLiveThreads(pid, addr, threads)
+}

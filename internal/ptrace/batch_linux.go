@@ -49,6 +49,12 @@ type Batch struct {
 	calls [][7]uint64
 	res   []uint64
 	out   []byte
+	// Where the batch's control block, outputs and table sit in the
+	// scratch area, and how much they hold: the process's own area
+	// (NewBatch) or a thread's slot (threads_linux.go).
+	ctlOff, outOff, tabOff int
+	outMax, callMax        int
+	tab                    []byte // the table as written, read back into
 }
 
 // batchCode makes the calls of a table and stops (see Batch). On entry:
@@ -103,7 +109,9 @@ const (
 )
 
 // NewBatch returns an empty batch for the process of r.
-func (r *Remote) NewBatch() *Batch { return &Batch{r: r} }
+func (r *Remote) NewBatch() *Batch {
+	return &Batch{r: r, ctlOff: batchCtlOff, outOff: batchOutOff, tabOff: batchTableOff, outMax: batchOutMax, callMax: MaxBatch}
+}
 
 // Add queues call nr with up to six arguments and returns its index.
 func (b *Batch) Add(nr uint64, args ...uint64) int {
@@ -120,7 +128,7 @@ func (b *Batch) Add(nr uint64, args ...uint64) int {
 func (b *Batch) Out(n int) (addr uint64, off int) {
 	off = len(b.out)
 	b.out = append(b.out, make([]byte, (n+7)&^7)...)
-	return b.r.Scratch + batchOutOff + uint64(off), off
+	return b.r.Scratch + uint64(b.outOff) + uint64(off), off
 }
 
 // Put is Out for n = len(data), with data written there before the calls
@@ -155,7 +163,7 @@ func (b *Batch) Bytes(off, n int) []byte { return b.out[off : off+n] }
 // The results are read with Result and Bytes. A live thread runs them as
 // one batch when canBatch allows, else they are injected one by one.
 func (r *Remote) RunBatch(in *Injector, b *Batch) error {
-	if len(b.calls) > MaxBatch || len(b.out) > batchOutMax {
+	if len(b.calls) > b.callMax || len(b.out) > b.outMax {
 		return fmt.Errorf("process %d: batch of %d calls and %d bytes is too big", r.Pid, len(b.calls), len(b.out))
 	}
 	b.res = make([]uint64, len(b.calls))
@@ -163,7 +171,7 @@ func (r *Remote) RunBatch(in *Injector, b *Batch) error {
 		return r.runBatchLive(in, b, s)
 	}
 	if len(b.out) > 0 {
-		if err := WriteMem(r.Pid, r.Scratch+batchOutOff, b.out); err != nil {
+		if err := WriteMem(r.Pid, r.Scratch+uint64(b.outOff), b.out); err != nil {
 			return fmt.Errorf("process %d: zero the outputs of a batch: %w", r.Pid, err)
 		}
 	}
@@ -187,7 +195,7 @@ func (r *Remote) readOuts(b *Batch) error {
 	if len(b.out) == 0 {
 		return nil
 	}
-	if err := ReadMem(r.Pid, r.Scratch+batchOutOff, b.out); err != nil {
+	if err := ReadMem(r.Pid, r.Scratch+uint64(b.outOff), b.out); err != nil {
 		return fmt.Errorf("process %d: read the outputs of a batch: %w", r.Pid, err)
 	}
 	return nil
@@ -245,6 +253,20 @@ func (r *Remote) batchSignal(in *Injector) int {
 // runBatchLive runs b as one batch in the armed live thread of in, which
 // stops with signal s at the end (see Batch).
 func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
+	if err := r.startBatch(in, b, s, true); err != nil {
+		return err
+	}
+	if batchHook != nil && batchHook("running") {
+		return errAbandoned
+	}
+	return r.finishBatch(in, b, s, true)
+}
+
+// startBatch writes b into the scratch area and sets the armed live
+// thread of in at its start, and running it with cont (else contBatch
+// does); finishBatch waits for its end. In between, the thread may be
+// anywhere in the batch code.
+func (r *Remote) startBatch(in *Injector, b *Batch, s int, cont bool) error {
 	lv := in.live
 	if !r.codeWritten {
 		if err := WriteMem(r.Pid, r.Scratch+batchCodeOff, batchCode); err != nil {
@@ -253,29 +275,28 @@ func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
 		r.codeWritten = true
 	}
 	// Control block with the outputs, and the table, in one write.
-	head := make([]byte, batchOutOff-batchCtlOff+len(b.out))
+	head := make([]byte, b.outOff-b.ctlOff+len(b.out))
 	binary.LittleEndian.PutUint64(head[0:], ^uint64(0)&^(1<<(s-1)))
 	binary.LittleEndian.PutUint64(head[8:], ^uint64(0))
-	copy(head[batchOutOff-batchCtlOff:], b.out)
-	tab := make([]byte, len(b.calls)*batchEntry)
+	copy(head[b.outOff-b.ctlOff:], b.out)
+	b.tab = make([]byte, len(b.calls)*batchEntry)
 	for i, c := range b.calls {
-		e := tab[i*batchEntry:]
+		e := b.tab[i*batchEntry:]
 		for j, v := range c {
 			binary.LittleEndian.PutUint64(e[j*8:], v)
 		}
 		binary.LittleEndian.PutUint64(e[56:], ^uint64(0)) // -EPERM: never ran
 	}
-	if err := vmIO(r.Pid, true, r.Scratch+batchCtlOff, head, r.Scratch+batchTableOff, tab); err != nil {
+	if err := vmIO(r.Pid, true, r.Scratch+uint64(b.ctlOff), head, r.Scratch+uint64(b.tabOff), b.tab); err != nil {
 		return fmt.Errorf("thread %d: write a batch: %w", in.Tid, err)
 	}
 	regs, err := GetRegs(in.Tid)
 	if err != nil {
 		return err
 	}
-	code := r.Scratch + batchCodeOff
-	regs.Rip, regs.Orig_rax = code, ^uint64(0)
-	regs.R12, regs.R13 = r.Scratch+batchTableOff, uint64(len(b.calls))
-	regs.R14, regs.R15 = r.Scratch+batchCtlOff, uint64(s)
+	regs.Rip, regs.Orig_rax = r.Scratch+batchCodeOff, ^uint64(0)
+	regs.R12, regs.R13 = r.Scratch+uint64(b.tabOff), uint64(len(b.calls))
+	regs.R14, regs.R15 = r.Scratch+uint64(b.ctlOff), uint64(s)
 	regs.Rsp = lv.uc
 	if lv.nextUC != 0 {
 		regs.Rsp = lv.nextUC
@@ -291,48 +312,64 @@ func (r *Remote) runBatchLive(in *Injector, b *Batch, s int) error {
 	// From here on the thread may be anywhere in the code until it stops
 	// with s just after its tgkill.
 	lv.inBatch = true
-	stop := code + batchStopOff
+	if !cont {
+		return nil
+	}
+	return contBatch(in)
+}
+
+// contBatch sets the thread of in, at the start of its batch (startBatch),
+// running it.
+func contBatch(in *Injector) error {
+	if err := unix.PtraceCont(in.Tid, 0); err != nil {
+		return in.rearm(fmt.Errorf("thread %d: run a batch: %w", in.Tid, err))
+	}
+	return nil
+}
+
+// finishBatch waits until the thread of in, running b (startBatch), stops
+// with s at the end of the code, puts it back at its gadget (with rearm)
+// and reads the results. Without rearm the thread stays in its stop at the
+// end of the code, for disarmStart to take it from there: killed there,
+// rtcr leaves it to block its signals and return through its frame, as the
+// gadget would.
+func (r *Remote) finishBatch(in *Injector, b *Batch, s int, rearm bool) error {
+	stop := r.Scratch + batchCodeOff + batchStopOff
 	for {
-		if err := unix.PtraceCont(in.Tid, 0); err != nil {
-			return in.rearm(fmt.Errorf("thread %d: run a batch: %w", in.Tid, err))
-		}
-		if batchHook != nil && batchHook("running") {
-			return errAbandoned
-		}
 		ws, err := Wait(in.Tid)
 		if err != nil {
 			return in.rearm(fmt.Errorf("thread %d: run a batch: %w", in.Tid, err))
 		}
-		if !ws.Stopped() {
-			continue
-		}
-		if event(ws) > 0 {
-			continue // a group-stop or an event on the way
-		}
-		if ws.StopSignal() != syscall.Signal(s) {
+		if ws.Stopped() && event(ws) == 0 && ws.StopSignal() == syscall.Signal(s) {
+			at, err := GetRegs(in.Tid)
+			if err != nil {
+				return in.rearm(err)
+			}
+			if at.Rip == stop {
+				break
+			}
+			// An s that was pending before: ignored by the process, dropped.
+		} else if ws.Stopped() && event(ws) == 0 {
 			in.held = append(in.held, ws.StopSignal())
-			continue
 		}
-		at, err := GetRegs(in.Tid)
-		if err != nil {
-			return in.rearm(err)
+		// Not stopped, or a group-stop or an event on the way.
+		if err := unix.PtraceCont(in.Tid, 0); err != nil {
+			return in.rearm(fmt.Errorf("thread %d: run a batch: %w", in.Tid, err))
 		}
-		if at.Rip == stop {
-			break
-		}
-		// An s that was pending before: ignored by the process, dropped.
 	}
 	if batchHook != nil && batchHook("stopped") {
 		return errAbandoned
 	}
-	if err := in.rearm(nil); err != nil {
-		return err
+	if rearm {
+		if err := in.rearm(nil); err != nil {
+			return err
+		}
 	}
-	if err := vmIO(r.Pid, false, r.Scratch+batchOutOff, b.out, r.Scratch+batchTableOff, tab); err != nil {
+	if err := vmIO(r.Pid, false, r.Scratch+uint64(b.outOff), b.out, r.Scratch+uint64(b.tabOff), b.tab); err != nil {
 		return fmt.Errorf("thread %d: read the results of a batch: %w", in.Tid, err)
 	}
 	for i := range b.calls {
-		b.res[i] = binary.LittleEndian.Uint64(tab[i*batchEntry+56:])
+		b.res[i] = binary.LittleEndian.Uint64(b.tab[i*batchEntry+56:])
 	}
 	r.batched++
 	return nil

@@ -51,6 +51,15 @@ func NewInjector(tid int, syscallAddr uint64) (*Injector, error) {
 // Saved returns the registers the thread had when the injector was made.
 func (in *Injector) Saved() unix.PtraceRegs { return in.saved }
 
+// SavedXState returns a copy of the xsave area a live injector read when
+// it was made (nil for other injectors, or once it was put back).
+func (in *Injector) SavedXState() []byte {
+	if in.live == nil || in.live.xs == nil {
+		return nil
+	}
+	return append([]byte(nil), in.live.xs...)
+}
+
 // SavedMask returns the signal mask the thread had when the injector was made.
 func (in *Injector) SavedMask() uint64 { return in.savedMask }
 

@@ -3,6 +3,7 @@ package ptrace
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -214,53 +215,80 @@ func (in *Injector) liveSyscall(nr uint64, a [6]uint64) (uint64, error) {
 // memory under its frame and sends again the signals held meanwhile. err,
 // if not nil, is returned (wrapped with any error of disarming).
 func (in *Injector) disarm(err error) error {
-	fail := func(e error) error {
-		if err != nil {
-			return fmt.Errorf("%w (and putting thread %d back: %v)", err, in.Tid, e)
-		}
-		return e
+	if e := in.disarmStart(true); e != nil {
+		return in.disarmFail(err, e)
 	}
+	return in.disarmEnd(err)
+}
+
+// disarmFail returns err wrapped with e, an error of disarming.
+func (in *Injector) disarmFail(err, e error) error {
+	if err != nil {
+		return fmt.Errorf("%w (and putting thread %d back: %v)", err, in.Tid, e)
+	}
+	return e
+}
+
+// disarmStart is disarm up to setting the thread running into its
+// interrupt stop (with cont; else disarmCont does); disarmEnd waits for
+// that stop and does the rest. In between the thread runs its own signal
+// path (or is about to: killed there, rtcr leaves it to run it).
+func (in *Injector) disarmStart(cont bool) error {
 	// Left at the entry of a call (an error there): skip the call and go
 	// on to its exit, or the registers set below would be a call's
 	// number and arguments.
 	if lv := in.live; lv.atEntry {
 		regs, e := GetRegs(in.Tid)
 		if e != nil {
-			return fail(e)
+			return e
 		}
 		regs.Orig_rax = ^uint64(0)
 		if lv.gadget != 0 { // back on the gadget, whatever failed
 			regs.Rip, regs.Rsp = lv.gadget, lv.uc
 		}
 		if e := SetRegs(in.Tid, &regs); e != nil {
-			return fail(e)
+			return e
 		}
 		if e := in.runTo(^uint64(0), ptraceSyscall, syscallStop); e != nil {
-			return fail(e)
+			return e
 		}
 		lv.atEntry = false
 	}
 	// The mask first: killed after it, the thread still runs the gadget.
 	if e := SetSigMask(in.Tid, in.savedMask); e != nil {
-		return fail(e)
+		return e
 	}
 	// Then the thread's own registers, with an interrupt pending: killed
 	// from here on, the thread goes through its signal path (where the
 	// kernel restarts an interrupted call) instead of straight back to
 	// user space.
 	if e := Interrupt(in.Tid); e != nil {
-		return fail(e)
+		return e
 	}
 	if e := SetRegs(in.Tid, &in.saved); e != nil {
-		return fail(e)
+		return e
 	}
+	if !cont {
+		return nil
+	}
+	return in.disarmCont()
+}
+
+// disarmCont sets the thread running into its interrupt stop, once
+// disarmStart set it up.
+func (in *Injector) disarmCont() error {
+	if e := unix.PtraceCont(in.Tid, 0); e != nil {
+		return fmt.Errorf("resume %d into its interrupt stop: %w", in.Tid, e)
+	}
+	return nil
+}
+
+// disarmEnd finishes what disarmStart began (see disarm).
+func (in *Injector) disarmEnd(err error) error {
 	for {
-		if e := unix.PtraceCont(in.Tid, 0); e != nil {
-			return fail(fmt.Errorf("resume %d into its interrupt stop: %w", in.Tid, e))
-		}
 		ws, e := Wait(in.Tid)
 		if e != nil {
-			return fail(e)
+			return in.disarmFail(err, e)
 		}
 		if ws.Stopped() && event(ws) == abi.PTRACE_EVENT_STOP {
 			break
@@ -269,18 +297,21 @@ func (in *Injector) disarm(err error) error {
 			in.held = append(in.held, ws.StopSignal())
 		}
 		if e := Interrupt(in.Tid); e != nil {
-			return fail(e)
+			return in.disarmFail(err, e)
+		}
+		if e := unix.PtraceCont(in.Tid, 0); e != nil {
+			return in.disarmFail(err, fmt.Errorf("resume %d into its interrupt stop: %w", in.Tid, e))
 		}
 	}
 	if e := in.cancelMove(); e != nil {
-		return fail(e)
+		return in.disarmFail(err, e)
 	}
 	if e := in.unplace(nil); e != nil {
-		return fail(e)
+		return in.disarmFail(err, e)
 	}
 	for _, sig := range in.held {
 		if _, _, e := unix.Syscall(unix.SYS_TKILL, uintptr(in.Tid), uintptr(sig), 0); e != 0 {
-			return fail(fmt.Errorf("send %v again to %d: %w", sig, in.Tid, e))
+			return in.disarmFail(err, fmt.Errorf("send %v again to %d: %w", sig, in.Tid, e))
 		}
 	}
 	in.held = nil
@@ -294,6 +325,9 @@ func (in *Injector) disarm(err error) error {
 // at an address of rtcr's own; a kernel without shadow stacks answers
 // EINVAL.
 func refuseShadowStack(tid int) error {
+	if noShadowStacks.Load() {
+		return nil
+	}
 	var features uint64
 	_, _, e := unix.Syscall6(unix.SYS_PTRACE, abi.PTRACE_ARCH_PRCTL, uintptr(tid), uintptr(unsafe.Pointer(&features)), abi.ARCH_SHSTK_STATUS, 0, 0)
 	var err error
@@ -302,6 +336,8 @@ func refuseShadowStack(tid int) error {
 	}
 	switch {
 	case err == unix.EINVAL:
+		// The kernel has no shadow stacks: no thread can have one.
+		noShadowStacks.Store(true)
 		return nil
 	case err != nil:
 		return fmt.Errorf("thread %d: shadow stack status: %w", tid, err)
@@ -310,6 +346,10 @@ func refuseShadowStack(tid int) error {
 	}
 	return nil
 }
+
+// noShadowStacks is set once the kernel answered that it has no shadow
+// stacks (one PTRACE_ARCH_PRCTL a process, not one a thread).
+var noShadowStacks atomic.Bool
 
 // ErrUnsupported reports a thread state rtcr cannot inject into safely.
 var ErrUnsupported = errors.New("not supported")

@@ -33,6 +33,15 @@ const stackFrameRoom = maxFrameSize
 // without a sigreturn gadget in its code (rtcr then writes one into the
 // scratch area). WindowCalls reports them.
 func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
+	return OpenLiveThreads(pid, vdsoSyscall, 0)
+}
+
+// OpenLiveThreads is OpenLive with a scratch area that also holds a slot
+// for each of up to threads other threads, to inject into them all at once
+// (RunThreads; at most MaxThreadSlots).
+func OpenLiveThreads(pid int, vdsoSyscall uint64, threads int) (*Remote, error) {
+	threads = min(max(threads, 0), MaxThreadSlots)
+	size := uint64(ScratchSize + threads*threadSlotSize)
 	maps, err := procfs.ReadMaps(pid)
 	if err != nil {
 		return nil, err
@@ -51,7 +60,7 @@ func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
 		return nil, err
 	}
 	stackBase, onStack := stackFrameBase(maps, regs.Rsp)
-	r := &Remote{Pid: pid, NsPid: pid, ScratchSize: ScratchSize, gadget: g}
+	r := &Remote{Pid: pid, NsPid: pid, ScratchSize: int(size), gadget: g, slots: threads}
 	if haveGadget && onStack {
 		in, err := NewLiveInjector(pid, g, stackBase, true)
 		if err != nil {
@@ -60,12 +69,22 @@ func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
 		// Executable, for batches; a process that refuses writable
 		// code (PR_SET_MDWE, an LSM) gets a plain one.
 		r.exec = true
-		addr, err := in.Syscall(unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
+		addr, err := in.Syscall(unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 		if err == unix.EACCES || err == unix.EPERM {
 			r.exec = false
-			addr, err = in.Syscall(unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE,
+			addr, err = in.Syscall(unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_WRITE,
 				unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		}
+		if err == unix.ENOMEM && r.slots > 0 {
+			// No room for the thread slots (RLIMIT_AS): the plain
+			// area, the threads one after the other.
+			prot := uint64(unix.PROT_READ | unix.PROT_WRITE)
+			if r.exec {
+				prot |= unix.PROT_EXEC
+			}
+			r.slots, r.ScratchSize = 0, ScratchSize
+			addr, err = in.Syscall(unix.SYS_MMAP, 0, ScratchSize, prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 		}
 		if err != nil {
 			return nil, in.disarm(fmt.Errorf("map scratch area in %d: %w", pid, err))
@@ -78,12 +97,12 @@ func OpenLive(pid int, vdsoSyscall uint64) (*Remote, error) {
 	}
 	// Executable, for the gadget written into it and for batches.
 	prot := uint64(unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC)
-	addr, err := windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, ScratchSize, prot,
+	addr, err := windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, size, prot,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	r.WindowCalls, r.exec = 1, true
 	if (err == unix.EACCES || err == unix.EPERM) && haveGadget {
 		r.WindowCalls, r.exec = 2, false
-		addr, err = windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, ScratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		addr, err = windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_WRITE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	}
 	if err != nil {

@@ -35,6 +35,7 @@ type Remote struct {
 	dispRead       bool   // sigIgn and sigCgt are read
 	sigIgn, sigCgt uint64 // the process's ignored and caught signals
 	batched        int    // batches run as one round trip
+	slots          int    // thread slots above ScratchSize (threads_linux.go)
 }
 
 // ScratchSize is the size of the scratch area rtcr maps into a tracee.

@@ -1,12 +1,12 @@
 package task
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
 	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/image"
-	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -38,6 +38,30 @@ func Dump(r *ptrace.Remote, tid int) (th image.Thread, err error) {
 	return done()
 }
 
+// DumpThreads is Dump for each of tids, other threads of r's process than
+// its own, injected into side by side as far as r allows
+// (ptrace.Remote.RunThreads); the states come in the order of tids.
+func DumpThreads(r *ptrace.Remote, tids []int) ([]image.Thread, error) {
+	ths := make([]image.Thread, len(tids))
+	i := 0
+	err := r.RunThreads(tids, func(in *ptrace.Injector, b *ptrace.Batch) (func() error, error) {
+		th := &ths[i]
+		i++
+		done, err := DumpBatch(r, in, b, in.Tid)
+		if err != nil {
+			return nil, err
+		}
+		return func() (err error) {
+			*th, err = done()
+			return err
+		}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ths, nil
+}
+
 // DumpBatch is Dump for thread tid of r, injected into through in, with
 // its calls queued in b (to run in that thread); done returns the thread's
 // state once b ran.
@@ -47,8 +71,11 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 	th.SigMask = in.SavedMask()
 	th.Syscall = AdjustRestart(&th.Regs)
 
-	if th.XState, err = ptrace.GetXState(tid); err != nil {
-		return nil, err
+	// A live injector read the xsave area at the same stop already.
+	if th.XState = in.SavedXState(); th.XState == nil {
+		if th.XState, err = ptrace.GetXState(tid); err != nil {
+			return nil, err
+		}
 	}
 	rs, err := ptrace.GetRseq(tid)
 	if err != nil {
@@ -57,17 +84,25 @@ func DumpBatch(r *ptrace.Remote, in *ptrace.Injector, b *ptrace.Batch, tid int) 
 	if rs.RseqAbiPointer != 0 {
 		th.Rseq = &image.Rseq{Ptr: rs.RseqAbiPointer, Len: rs.RseqAbiSize, Sig: rs.Signature}
 	}
-	th.Name, err = procfs.ReadComm(r.Pid, tid)
-	if err != nil {
-		return nil, err
-	}
 	// PR_GET_TID_ADDRESS stores the pointer in the batch's outputs.
 	tidAddr, tidOff := b.Out(8)
 	tidCall := b.Add(unix.SYS_PRCTL, abi.PR_GET_TID_ADDRESS, tidAddr)
 	var ss abi.StackT
 	ssAddr, ssOff := b.Out(len(ptrace.Bytes(&ss)))
 	ssCall := b.Add(unix.SYS_SIGALTSTACK, 0, ssAddr)
+	// The name as /proc/PID/task/TID/comm shows it (both are the
+	// thread's comm), without three calls and a path walk per thread.
+	nameAddr, nameOff := b.Out(16)
+	nameCall := b.Add(unix.SYS_PRCTL, unix.PR_GET_NAME, nameAddr)
 	return func() (image.Thread, error) {
+		if _, err := b.Result(nameCall); err != nil {
+			return th, fmt.Errorf("read the name of %d: %w", tid, err)
+		}
+		name := b.Bytes(nameOff, 16)
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		th.Name = string(name)
 		if _, err := b.Result(tidCall); err != nil {
 			return th, fmt.Errorf("read clear-tid address of %d: %w", tid, err)
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/rtcr/rtcr/internal/abi"
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/task"
 	"github.com/rtcr/rtcr/internal/testutil"
@@ -241,5 +243,64 @@ func TestRseqAbortOnLiveInjection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDumpThreads dumps the other threads of a live victim of 6 threads
+// side by side (task.DumpThreads with a slot for each) and one by one
+// (no slots): the same state for each thread, its name the one /proc
+// shows, its registers the ones it was frozen with.
+func TestDumpThreads(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "victim", false)
+	tg := testutil.StartTarget(t, bin, "tick ", "1", "6")
+	err := ptrace.Run(func() error {
+		tids, err := ptrace.Freeze(tg.Pid)
+		if err != nil {
+			return err
+		}
+		defer ptrace.Release(tids)
+		var frozen []unix.PtraceRegs
+		for _, tid := range tids[1:] {
+			regs, err := ptrace.GetRegs(tid)
+			if err != nil {
+				return err
+			}
+			frozen = append(frozen, regs)
+		}
+		var got [2][]image.Thread
+		for i, slots := range []int{len(tids) - 1, 0} {
+			r, err := mem.OpenLiveThreads(tg.Pid, slots)
+			if err != nil {
+				return err
+			}
+			got[i], err = task.DumpThreads(r, tids[1:])
+			if cerr := r.CloseRemote(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for i, tid := range tids[1:] {
+			comm, err := procfs.ReadComm(tg.Pid, tid)
+			if err != nil {
+				return err
+			}
+			th := got[0][i]
+			if th.Tid != tid || th.Name != comm || len(th.XState) == 0 {
+				t.Errorf("thread %d: tid %d, name %q (want %q), %d bytes of xsave", tid, th.Tid, th.Name, comm, len(th.XState))
+			}
+			if !reflect.DeepEqual(th, got[1][i]) {
+				t.Errorf("thread %d side by side:\n%+v\none by one:\n%+v", tid, th, got[1][i])
+			}
+			if regs, _ := ptrace.GetRegs(tid); regs != frozen[i] {
+				t.Errorf("thread %d registers after the dump:\n%+v\nwant\n%+v", tid, regs, frozen[i])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
