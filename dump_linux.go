@@ -178,15 +178,23 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			// Stopped until the SIGKILLs are sent, as CRIU counts it;
 			// collecting the deaths comes after. A migration's dying
 			// tree gives way to its copy until that runs (idleThreads).
-			restorePrio := func() {}
-			if opts.killed != nil {
-				restorePrio = idleThreads(f.Tids)
-			}
-			f.SendKill()
-			stats.Freeze = time.Since(frozenAt)
-			if opts.killed != nil {
-				opts.killed() // no code of the tree runs any more
-				restorePrio()
+			if opts.killed != nil && opts.killFrozen && armExitKill(f, log, root) {
+				// Stopped for good: rtcr lets go of it no more, and its
+				// death (rtcr's too) kills it.
+				stats.Freeze = time.Since(frozenAt)
+				opts.killed()
+				f.SendKill()
+			} else {
+				restorePrio := func() {}
+				if opts.killed != nil {
+					restorePrio = idleThreads(f.Tids)
+				}
+				f.SendKill()
+				stats.Freeze = time.Since(frozenAt)
+				if opts.killed != nil {
+					opts.killed() // no code of the tree runs any more
+					restorePrio()
+				}
 			}
 			f.Reap()
 			if nerr := fds.ReleaseNetwork(true); nerr != nil && err == nil {

@@ -39,6 +39,9 @@ type LazyRestore struct {
 	tailing bool
 	// forks are the children forked while pages were missing (waitAllIn).
 	forks forkState
+	// prep, when set, is the tracer thread to run on and the spare
+	// keepers started before the image was complete (lazyPrep).
+	prep *lazyPrep
 }
 
 // Progress reports how many of the pages left out are in.
@@ -86,14 +89,17 @@ func newLazy(c *image.Checkpoint, src lazy.Source, pages mem.PageFiles, checks p
 // the server serve them from now on. A process without lazy memory gets
 // none.
 func (l *LazyRestore) register(pr *restoring) error {
+	tr := time.Now()
 	vmas, runs := mem.LazyRanges(pr.p)
 	if len(vmas) == 0 {
 		return nil
 	}
+	t0 := time.Now()
 	fd, err := lazy.Create(pr.r)
 	if err != nil {
 		return err
 	}
+	t1 := time.Now()
 	for _, v := range vmas {
 		if err := lazy.Register(fd, v[0], v[1]); err != nil {
 			unix.Close(fd)
@@ -107,18 +113,37 @@ func (l *LazyRestore) register(pr *restoring) error {
 	// the root its parent-death signal: a fault in between read a zero
 	// page. The keeper also kills the process when rtcr dies (should it
 	// have lost its parent-death signal meanwhile).
-	kpid, err := stub.Keeper(l.scratch, l.elfBase, pr.r.Pid, fd)
+	t2 := time.Now()
+	kpid, err := l.keeperOf(pr.r.Pid, fd)
 	if err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("userfaultfd of %d: %w", pr.r.Pid, err)
 	}
 	l.keepers = append(l.keepers, kpid)
+	t3 := time.Now()
 	proc := lazy.Proc{Pid: pr.p.Pid, Fd: fd}
 	for _, r := range runs {
 		proc.Runs = append(proc.Runs, lazy.Range{Start: r[0], End: r[1]})
 	}
 	l.forks.hosts[l.srv.Add(proc)] = pr.r.Pid
+	if l.log != nil {
+		l.log.Info("userfaultfd parts", "pid", pr.p.Pid, "lazyranges", t0.Sub(tr), "create", t1.Sub(t0), "register", t2.Sub(t1), "ranges", len(vmas),
+			"keeper", t3.Sub(t2), "serve", time.Since(t3), "runs", len(runs))
+	}
 	return nil
+}
+
+// keeperOf starts the keeper of restored process pid, whose userfaultfd
+// is fd: a spare started ahead if there is one (lazyPrep), else a new one.
+func (l *LazyRestore) keeperOf(pid, fd int) (int, error) {
+	if sp := l.prep.take(); sp != nil {
+		kpid, err := sp.Keep(pid, fd)
+		if err == nil {
+			return kpid, nil
+		}
+		l.log.Warn("lazy restore: spare keeper", "pid", pid, "err", err)
+	}
+	return stub.Keeper(l.scratch, l.elfBase, pid, fd)
 }
 
 // holdDeath makes the process die when its parent does (SIGKILL), the
@@ -306,8 +331,12 @@ func gone(pid int) bool {
 // image stays the caller's to close.
 func (l *LazyRestore) run(tree func() error, closeImage func()) error {
 	early := make(chan error, 1)
+	runTree := ptrace.Run
+	if l.prep != nil {
+		runTree = l.prep.run
+	}
 	go func() {
-		err := ptrace.Run(tree)
+		err := runTree(tree)
 		select {
 		case <-l.running:
 			closeImage()

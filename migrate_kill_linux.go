@@ -1,8 +1,45 @@
 package rtcr
 
 import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rtcr/rtcr/internal/ptrace"
+	"github.com/rtcr/rtcr/internal/tree"
 	"golang.org/x/sys/unix"
 )
+
+// armExitKill sets PTRACE_O_EXITKILL on every thread of the frozen tree
+// f (DumpOptions.killFrozen): from then on the tree never runs again,
+// since rtcr does not let it go and the kernel sends each thread SIGKILL
+// when its tracer thread exits (rtcr killed included), as surely as if
+// it had its SIGKILL already. It reports whether every thread has it;
+// when one has not (the tree is then killed at once, as before) the
+// reason is logged.
+func armExitKill(f *tree.Frozen, log *slog.Logger, root int) bool {
+	start := time.Now()
+	var live []int
+	for _, pid := range f.Order {
+		if _, ok := f.Tids[pid]; ok {
+			live = append(live, pid)
+		}
+	}
+	err := f.Each(live, func(pid int) error {
+		for _, tid := range f.Tids[pid] {
+			if err := ptrace.SetOptions(tid, true); err != nil {
+				return fmt.Errorf("thread %d of %d: %w", tid, pid, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		log.Warn("exit-kill not armed, the tree is killed before its copy runs", "pid", root, "err", err)
+		return false
+	}
+	logStep(log, root, "exit-kill armed", time.Since(start), "processes", len(live))
+	return true
+}
 
 // idleThreads puts every thread of tids (a frozen tree's, about to be
 // SIGKILLed) in the SCHED_IDLE class and returns the function that puts

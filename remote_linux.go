@@ -316,6 +316,10 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 		restoredAt = time.Now()
 		logStep(log, opts.Pid, "restored", restoredAt.Sub(gone))
 	}
+	// Without an action script the source stays frozen, made to die with
+	// rtcr, until the confirmation: its exit does not take a core from
+	// its copy meanwhile.
+	opts.killFrozen = srv.ActionScript == ""
 	opts.killed = func() {
 		// With an action script the address moves first (afterKill).
 		if ready && srv.ActionScript == "" {

@@ -101,6 +101,7 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 			sysv.Undo()
 			return nil, err
 		}
+		lz.prep = opts.prep
 	}
 	if opts.AddressesLater {
 		fds.AllowMissingAddresses()
@@ -112,7 +113,9 @@ func Restore(opts RestoreOptions) (*RestoreStats, error) {
 		}
 		return nil, fmt.Errorf("restore %d: %w", root, err)
 	}
-	tree := func() error { return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv, opts.Hold, lz) }
+	tree := func() error {
+		return restoreTree(c, dir.Owner, pages, offsets, stats, log, fds, sysv, opts.Hold, opts.running, lz)
+	}
 	if lz == nil {
 		err = ptrace.Run(tree)
 	} else {
@@ -376,7 +379,7 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 // on its userfaultfd once every process exists, and after the release
 // restoreTree goes on until every page is in (LazyRestore.tail): its
 // thread is the root's parent, whose death kills the tree (holdDeath).
-func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore, hold func() error, lz *LazyRestore) (err error) {
+func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, offsets stub.TimeOffsets, stats *RestoreStats, log *slog.Logger, fds *files.Restorer, sysv *mem.SysVRestore, hold func() error, running func(pid, program int), lz *LazyRestore) (err error) {
 	scratch, elfBase, err := stubPlace(c)
 	if err != nil {
 		return fmt.Errorf("restore %d: %w", c.Processes[0].Pid, err)
@@ -597,6 +600,9 @@ func restoreTree(c *image.Checkpoint, owner image.Owner, pages mem.PageFiles, of
 	stats.Pid = procs[0].r.Pid
 	if pr := byPid[2]; c.PidNS && pr != nil {
 		stats.Program = pr.r.Pid
+	}
+	if running != nil {
+		running(stats.Pid, stats.Program)
 	}
 	if lz != nil {
 		stats.Total = time.Since(lz.start)

@@ -76,10 +76,18 @@ type DumpOptions struct {
 	// once more when the rounds stop (Migrate's progress lines).
 	onRound func(preRound)
 	// killed, when set, is called once a dump that kills its tree has
-	// sent every process SIGKILL, before their deaths are collected
+	// sent every process SIGKILL (or, with killFrozen, made it die with
+	// rtcr), before their deaths are collected
 	// (Migrate tells the destination to go there and waits for its
 	// confirmation); until it returns the dying threads are SCHED_IDLE.
 	killed func()
+	// killFrozen, with killed, calls killed before the SIGKILLs instead:
+	// the frozen tree is made to die with rtcr (PTRACE_O_EXITKILL on
+	// every thread, armExitKill) and stays stopped while the destination
+	// is told to go and confirms, so that its exit (freeing all its
+	// memory) does not compete with the copy for the CPU; the SIGKILLs
+	// follow. Should arming fail, the tree is killed first as without it.
+	killFrozen bool
 	// temporary marks an image that lives only until it was sent (a
 	// migration's, in a temporary directory): nothing of it is fsynced
 	// (image.Stage.NoSync).
@@ -230,6 +238,16 @@ type RestoreOptions struct {
 	// before any process exists (rtcr serve's Hold uses it: its
 	// pre-resume step decoded the manifest again after Go).
 	loaded func(*image.Checkpoint)
+	// running, when set, is called on the restore's tracer thread as soon
+	// as every process was let go (its root's and program's host pids),
+	// before anything else: rtcr serve confirms a migration from there,
+	// before a lazy restore's background copy starts competing for the
+	// CPU. Nothing after it can fail the restore.
+	running func(pid, program int)
+	// prep, for a lazy restore, is the tracer thread to run it on, with
+	// spare keepers started before the image was complete (rtcr serve,
+	// pre-copy); Restore runs it or leaves it to the caller's drop.
+	prep *lazyPrep
 	// Lazy restores private anonymous memory lazily (rtcr restore
 	// --lazy, see README "Lazy restore"): the processes run as soon as
 	// everything else is in place, their pages come in on first touch

@@ -203,7 +203,8 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer s.release(name)
-	path, base, err := s.receive(c, mode, name)
+	path, base, prep, err := s.receive(c, mode, name)
+	defer prep.drop()
 	if err != nil {
 		c.SendError(err.Error()) // best effort: the client may be gone
 		s.event("%s: image %s not stored: %v", peer, name, err)
@@ -219,7 +220,7 @@ func (s *server) handle(ctx context.Context, nc net.Conn) {
 	case wire.ModePostCopy:
 		s.postCopy(c, name, path)
 	default:
-		s.restore(c, mode, name, path, base)
+		s.restore(c, mode, name, path, base, prep)
 	}
 }
 
@@ -243,14 +244,16 @@ var errRefused = errors.New("refused")
 // private memory with the source; its image too is returned unchecked in
 // the staging directory (postCopy). The full image's manifest, read when
 // it was checked, is returned with it (its restore need not decode it
-// again).
-func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, *readManifest, error) {
+// again). With --lazy-restore, the lazy restore's thread and spare
+// keepers are started once the full image is in (lazyPrep), returned
+// for the restore (the caller drops them).
+func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, *readManifest, *lazyPrep, error) {
 	if err := c.SendNow(wire.OK, nil); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	tmp, err := s.inbox.Stage(name)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	committed := false
 	defer func() {
@@ -259,31 +262,39 @@ func (s *server) receive(c *wire.Conn, mode wire.Mode, name string) (string, *re
 		}
 	}()
 	var base *readManifest
+	var prep *lazyPrep
 	if mode == wire.ModePreCopy {
 		if base, err = s.receiveBase(c, name, tmp); err != nil {
-			return "", nil, err
+			return "", nil, nil, err
+		}
+		if s.opts.LazyRestore {
+			prep = newLazyPrep(base.c, s.opts.Logger)
 		}
 	}
-	if _, err := c.ReceiveImage(tmp); err != nil {
-		return "", nil, err
+	receive := c.ReceiveImage
+	if mode == wire.ModePostCopy {
+		receive = c.ReceiveImageNoSync // removed at the end (postCopy)
+	}
+	if _, err := receive(tmp); err != nil {
+		return "", nil, prep, err
 	}
 	if migrating(mode) || mode == wire.ModePostCopy {
 		// restore's or postCopy's from here; a post-copy image, useless
 		// without its source, is never committed.
 		committed = true
-		return tmp, base, nil
+		return tmp, base, prep, nil
 	}
 	if _, err := checkImageOpts(RestoreOptions{Dir: tmp}); err != nil {
-		return "", nil, fmt.Errorf("image %s %w: %w", name, errRefused, err)
+		return "", nil, nil, fmt.Errorf("image %s %w: %w", name, errRefused, err)
 	}
 	if err := s.inbox.Commit(tmp, name); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	committed = true
 	if err := c.SendNow(wire.Stored, nil); err != nil {
-		return s.inbox.Path(name), nil, err
+		return s.inbox.Path(name), nil, nil, err
 	}
-	return s.inbox.Path(name), nil, nil
+	return s.inbox.Path(name), nil, nil, nil
 }
 
 // receiveBase takes the full image of a pre-copy migration into
@@ -313,7 +324,7 @@ func (s *server) receiveBase(c *wire.Conn, name, tmp string) (*readManifest, err
 // that fails, or whose source never says it is dead, kills its
 // processes; the image is removed when the source runs on (a failed
 // restore: the client releases it) and kept when that is unknown.
-func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *readManifest) {
+func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *readManifest, prep *lazyPrep) {
 	peer := c.Peer()
 	s.restoreMu.Lock()
 	defer s.restoreMu.Unlock()
@@ -325,6 +336,9 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *
 	opts.verifiedParents = mode == wire.ModePreCopy
 	opts.parent = base
 	opts.Lazy = migrate && s.opts.LazyRestore
+	if opts.Lazy {
+		opts.prep = prep
+	}
 	var ck *image.Checkpoint
 	opts.loaded = func(c *image.Checkpoint) { ck = c }
 	if migrate {
@@ -345,12 +359,22 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *
 			// From here the source may have read Ready and died.
 			held = true
 			c.SetIdle(goWait)
+			readyAt := time.Now()
 			if _, err := c.Expect(wire.Go); err != nil {
 				return err
 			}
+			logStep(logger(s.opts.Logger), ck.Processes[0].Pid, "go received", time.Since(readyAt))
 			s.preResume(peer, name, path, ck) // the address arrives (netmove_linux.go)
 			return nil
 		}
+	}
+	// The confirmation goes as soon as the copy runs, from the restore's
+	// tracer thread: before a lazy restore's background copy starts, and
+	// before the restore's own clean-up (nothing after it can fail).
+	confirmed := false
+	opts.running = func(pid, program int) {
+		confirmed = true
+		_ = c.SendNow(wire.Restored, restoredFrame(pid, program))
 	}
 	st, err := Restore(opts)
 	if err != nil {
@@ -381,9 +405,16 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *
 		_, _ = unix.Wait4(pid, &ws, 0, nil)
 	}(st.Pid, st.Lazy)
 	s.event("%s: image %s restored: pid %d%s", peer, name, st.Pid, programNote(st))
-	p := binary.BigEndian.AppendUint32(nil, uint32(st.Pid))
-	p = binary.BigEndian.AppendUint32(p, uint32(st.Program))
-	_ = c.SendNow(wire.Restored, p)
+	if !confirmed {
+		_ = c.SendNow(wire.Restored, restoredFrame(st.Pid, st.Program))
+	}
+}
+
+// restoredFrame is the payload of Restored: the root's and the program's
+// host pids.
+func restoredFrame(pid, program int) []byte {
+	p := binary.BigEndian.AppendUint32(nil, uint32(pid))
+	return binary.BigEndian.AppendUint32(p, uint32(program))
 }
 
 func programNote(st *RestoreStats) string {

@@ -1,7 +1,6 @@
 package rtcr
 
 import (
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -56,6 +55,16 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 	opts := RestoreOptions{Dir: path, Logger: s.opts.Logger, NoClockJump: s.opts.NoClockJump,
 		Lazy: true, LazySource: src, remotePages: true, AddressesLater: true,
 		Hold: func() error { s.preResume(peer, name, path, ck); return nil }}
+	// Restored goes as soon as the copy runs (from the restore's tracer
+	// thread, before the background fetches start), the same frame as
+	// after.
+	confirmed := false
+	opts.running = func(pid, program int) {
+		confirmed = true
+		if err := src.send(wire.Restored, restoredFrame(pid, program)); err != nil {
+			src.fail(err) // the lazy restore's next fetch fails: it kills the copy
+		}
+	}
 	s.restoreMu.Lock()
 	st, err := Restore(opts)
 	s.restoreMu.Unlock()
@@ -68,10 +77,10 @@ func (s *server) postCopy(c *wire.Conn, name, path string) {
 		return
 	}
 	s.event("%s: image %s restored lazily: pid %d%s runs; %d pages to come from the source", peer, name, st.Pid, programNote(st), ck.RemoteSpans())
-	p := binary.BigEndian.AppendUint32(nil, uint32(st.Pid))
-	p = binary.BigEndian.AppendUint32(p, uint32(st.Program))
-	if err := src.send(wire.Restored, p); err != nil {
-		src.fail(err) // the lazy restore's next fetch fails: it kills the copy
+	if !confirmed {
+		if err := src.send(wire.Restored, restoredFrame(st.Pid, st.Program)); err != nil {
+			src.fail(err) // the lazy restore's next fetch fails: it kills the copy
+		}
 	}
 	allIn, err := st.Lazy.Wait()
 	// The restored root is our child: collect it when it exits. Not

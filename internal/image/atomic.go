@@ -59,6 +59,19 @@ func WriteFileAtomic(dir, name string, write func(w io.Writer) error) error {
 	return writeFileAt(d, dir, name, write, true)
 }
 
+// WriteFileAtomicNoSync is WriteFileAtomic without its fsyncs: the file
+// is complete or absent, but a crash may lose it. For files that live
+// only as long as the process that writes them needs them (a post-copy
+// migration's image, removed at its end).
+func WriteFileAtomicNoSync(dir, name string, write func(w io.Writer) error) error {
+	d, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
+	}
+	defer d.Close()
+	return writeFileAt(d, dir, name, write, false)
+}
+
 // writeFileAt writes name atomically in the open directory d (dir is its
 // path, for messages). It creates a temporary file ".NAME.tmp-N" in d
 // (openat, O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), calls write with a

@@ -186,9 +186,24 @@ func (c *Conn) sendBody(f *os.File, path string, from, size int64) (int64, error
 // longer or shorter than it said, and a Commit without manifest.img are
 // refused.
 func (c *Conn) ReceiveImage(dir string) (int64, error) {
+	return c.receiveImage(dir, true)
+}
+
+// ReceiveImageNoSync is ReceiveImage without fsyncs (each file is still
+// complete or absent): for an image removed once its migration is over
+// (post-copy), whose fsyncs were a disk's latency in the downtime.
+func (c *Conn) ReceiveImageNoSync(dir string) (int64, error) {
+	return c.receiveImage(dir, false)
+}
+
+func (c *Conn) receiveImage(dir string, sync bool) (int64, error) {
 	seen := map[string]bool{}
 	var total int64
-	st := &streamed{dir: dir, files: map[string]*partFile{}}
+	st := &streamed{dir: dir, files: map[string]*partFile{}, noSync: !sync}
+	write := image.WriteFileAtomic
+	if !sync {
+		write = image.WriteFileAtomicNoSync
+	}
 	defer st.close()
 	c.startReadahead()
 	defer c.stopReadahead()
@@ -243,7 +258,7 @@ func (c *Conn) ReceiveImage(dir string) (int64, error) {
 		}
 		st.drop(name) // streamed in part, then written anew by the freeze
 		seen[name] = true
-		err = image.WriteFileAtomic(dir, name, func(w io.Writer) error {
+		err = write(dir, name, func(w io.Writer) error {
 			var got uint64
 			for {
 				t, p, err := c.Recv()
