@@ -282,10 +282,24 @@ func withFlags(layout []procfs.Mapping, vmas []vmaflags.VMA, flags [][]string) (
 			out[i].VmFlags = []string{}
 			continue
 		}
+		if !sameProt(m, flags[j]) {
+			return nil, false
+		}
 		out[i].VmFlags = slices.Clone(flags[j])
 		j++
 	}
 	return out, true
+}
+
+// sameProt reports whether the permissions of m, a line of maps, are those
+// the VmFlags flags say (rd, wr, ex, ms), as they are when both were read
+// at once. The words were read before maps: a permission changed in
+// between (by a process outside the tree sharing the memory) must not
+// pair a line's permissions with flags of before, as a read of smaps with
+// maps would have shown (joinLayout).
+func sameProt(m procfs.Mapping, flags []string) bool {
+	has := func(f string) bool { return slices.Contains(flags, f) }
+	return m.Read == has("rd") && m.Write == has("wr") && m.Exec == has("ex") && m.Shared == has("ms")
 }
 
 // maxPreRead bounds the processes of a tree PreReadTree reads: each holds

@@ -64,13 +64,27 @@ func TestFlagWords(t *testing.T) {
 	if _, ok := knownFlags([]vmaflags.VMA{{Start: 0x1000, End: 0x3000, Flags: 0x77}}); ok {
 		t.Fatal("an unknown word known")
 	}
-	layout := []procfs.Mapping{{Start: 0x1000, End: 0x3000, Path: "a"}, {Start: 0x5000, End: 0x6000}, {Start: 0xff600000, End: 0xff601000, Path: "[vsyscall]"}}
+	layout := []procfs.Mapping{{Start: 0x1000, End: 0x3000, Read: true, Write: true, Path: "a"}, {Start: 0x5000, End: 0x6000, Read: true, Write: true},
+		{Start: 0xff600000, End: 0xff601000, Exec: true, Path: "[vsyscall]"}}
 	got, ok := withFlags(layout, vmas, flags)
 	if !ok || got[0].Path != "a" || !got[1].HasFlag("dd") || got[0].HasFlag("dd") || got[2].VmFlags == nil {
 		t.Fatalf("joined %+v %v", got, ok)
 	}
 	if _, ok := withFlags(layout[1:], vmas, flags); ok {
 		t.Fatal("different ranges joined")
+	}
+	// maps read after the words shows other permissions (an mprotect
+	// in between): the words' flags are not those of the line.
+	for _, change := range []func(*procfs.Mapping){
+		func(m *procfs.Mapping) { m.Write = false },
+		func(m *procfs.Mapping) { m.Exec = true },
+		func(m *procfs.Mapping) { m.Shared = true },
+	} {
+		l := slices.Clone(layout)
+		change(&l[1])
+		if _, ok := withFlags(l, vmas, flags); ok {
+			t.Errorf("line %+v joined with flags %v", l[1], flags[1])
+		}
 	}
 	other := slices.Clone(maps)
 	other[0].VmFlags = []string{"rd"}

@@ -105,6 +105,18 @@ func OpenLiveThreads(pid int, vdsoSyscall uint64, threads int) (*Remote, error) 
 		addr, err = windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_WRITE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	}
+	if err == unix.ENOMEM && r.slots > 0 {
+		// No room for the thread slots (RLIMIT_AS): the plain area,
+		// the threads one after the other, as above.
+		prot := uint64(unix.PROT_READ | unix.PROT_WRITE)
+		if r.exec {
+			prot |= unix.PROT_EXEC
+		}
+		r.WindowCalls++
+		r.slots, r.ScratchSize = 0, ScratchSize
+		addr, err = windowSyscall(pid, vdsoSyscall, regs, unix.SYS_MMAP, 0, ScratchSize, prot,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("map scratch area in %d: %w", pid, err)
 	}

@@ -198,3 +198,48 @@ func limitAS(pid, room int) error {
 	lim := unix.Rlimit{Cur: uint64(kb<<10 + room), Max: uint64(kb<<10 + room)}
 	return unix.Prlimit(pid, unix.RLIMIT_AS, &lim, nil)
 }
+
+// TestLiveThreadsWindowRlimit: a process where the scratch area is mapped
+// through the unprotected window (no sigreturn gadget, a stack pointer
+// outside [stack]) and whose RLIMIT_AS leaves no room for the thread
+// slots still gets the plain scratch area (no slots: its threads one after
+// the other), as OpenLive gives it, instead of failing the dump.
+func TestLiveThreadsWindowRlimit(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "nogadget", false)
+	for _, args := range [][]string{nil, {"heapstack"}} {
+		t.Run(fmt.Sprint(args), func(t *testing.T) {
+			tg := testutil.StartTarget(t, bin, "tick 64\n", args...)
+			err := ptrace.Run(func() error {
+				tids, err := ptrace.Freeze(tg.Pid)
+				if err != nil {
+					return err
+				}
+				defer ptrace.Release(tids)
+				addr, err := mem.SyscallAddr(tg.Pid)
+				if err != nil {
+					return err
+				}
+				if err := limitAS(tg.Pid, ptrace.ScratchSize+64<<10); err != nil {
+					return err
+				}
+				r, err := ptrace.OpenLiveThreads(tg.Pid, addr, 7)
+				if err != nil {
+					return fmt.Errorf("OpenLiveThreads under RLIMIT_AS: %w", err)
+				}
+				if r.ThreadSlots() != 0 {
+					t.Errorf("%d thread slots, want 0", r.ThreadSlots())
+				}
+				if pid, err := r.Syscall(unix.SYS_GETPID); err != nil || int(pid) != tg.Pid {
+					t.Errorf("getpid in the target: %d, %v", pid, err)
+				}
+				return r.CloseRemote()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := strings.Count(readOut(t, tg.Out), "tick")
+			testutil.WaitForFile(t, tg.Out, fmt.Sprintf("tick %d\n", 64*(n+2)), 30*time.Second)
+		})
+	}
+}
