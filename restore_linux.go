@@ -347,6 +347,9 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 	if err := attr.CheckRlimits(p, owner); err != nil {
 		return err
 	}
+	if err := attr.CheckOomScoreAdj(p, owner); err != nil {
+		return err
+	}
 	if err := files.Check(p.FDs); err != nil {
 		return err
 	}

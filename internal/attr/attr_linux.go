@@ -5,6 +5,9 @@ package attr
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -138,6 +141,31 @@ func CheckRlimits(p *image.Process, owner image.Owner) error {
 			return fmt.Errorf("pid %d: rlimit %d: hard limit %d above rtcr's own %d, and rtcr lacks CAP_SYS_RESOURCE to raise it: %w",
 				p.Pid, rl.Resource, rl.Max, own.Max, unix.EPERM)
 		}
+	}
+	return nil
+}
+
+// CheckOomScoreAdj refuses, for an image of a non-root owner without
+// CAP_SYS_RESOURCE, an OOM score adjustment of p below rtcr's own, which
+// the stub starts with: rtcr writes it from outside with its own rights,
+// and the kernel lets only CAP_SYS_RESOURCE go below the minimum the
+// process inherited (a process its owner could not have made safe from
+// the OOM killer would be).
+func CheckOomScoreAdj(p *image.Process, owner image.Owner) error {
+	if p.OomScoreAdj == nil || owner.Root || owner.Caps&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return fmt.Errorf("own oom_score_adj: %w", err)
+	}
+	own, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return fmt.Errorf("own oom_score_adj %q: %w", data, err)
+	}
+	if *p.OomScoreAdj < own {
+		return fmt.Errorf("pid %d: oom_score_adj %d below rtcr's own %d, and the image's owner (uid %d) lacks CAP_SYS_RESOURCE to lower it: %w",
+			p.Pid, *p.OomScoreAdj, own, owner.Uid, image.ErrUntrusted)
 	}
 	return nil
 }

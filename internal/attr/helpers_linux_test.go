@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -186,5 +187,35 @@ func TestCheckRlimitsOwner(t *testing.T) {
 	p.Rlimits[0].Max = own.Max
 	if err := CheckRlimits(p, user); err != nil {
 		t.Fatalf("non-root owner, hard limit rtcr's own: %v", err)
+	}
+}
+
+// TestCheckOomScoreAdjOwner: an OOM score adjustment below rtcr's own is
+// refused as untrusted for an image of a non-root owner without
+// CAP_SYS_RESOURCE (rtcr writes it with its own rights), taken for root's.
+func TestCheckOomScoreAdjOwner(t *testing.T) {
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own == -1000 {
+		t.Skip("rtcr's own oom_score_adj is the lowest")
+	}
+	low, same := own-1, own
+	p := &image.Process{Pid: 7, OomScoreAdj: &low}
+	user := image.Owner{Uid: 1000, Gids: []uint32{1000}}
+	if err := CheckOomScoreAdj(p, user); !errors.Is(err, image.ErrUntrusted) || !strings.Contains(err.Error(), "pid 7") {
+		t.Fatalf("non-root owner, below rtcr's own: %v, want ErrUntrusted naming pid 7", err)
+	}
+	if err := CheckOomScoreAdj(p, image.Owner{Root: true}); err != nil {
+		t.Fatalf("root's image: %v", err)
+	}
+	p.OomScoreAdj = &same
+	if err := CheckOomScoreAdj(p, user); err != nil {
+		t.Fatalf("non-root owner, rtcr's own: %v", err)
 	}
 }
