@@ -347,7 +347,10 @@ func checkProcess(c *image.Checkpoint, p *image.Process, owner image.Owner, chec
 		_ = unix.Uname(&uts)
 		return fmt.Errorf("%w (image from %q, this is %q)", err, c.Kernel, unix.ByteSliceToString(uts.Release[:]))
 	}
-	if err := attr.CheckRlimits(p); err != nil {
+	if err := attr.CheckRlimits(p, owner); err != nil {
+		return err
+	}
+	if err := attr.CheckOomScoreAdj(p, owner); err != nil {
 		return err
 	}
 	if err := files.Check(p.FDs); err != nil {

@@ -5,6 +5,9 @@ package attr
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/procfs"
@@ -110,14 +113,19 @@ func Restore(r *ptrace.Remote, p *image.Process) error {
 // CheckRlimits checks, before any process exists, that the stubs (which
 // start with rtcr's own limits) can take p's resource limits: raising a
 // hard limit needs CAP_SYS_RESOURCE, so without it every hard limit of p
-// must be at most rtcr's.
-func CheckRlimits(p *image.Process) error {
+// must be at most rtcr's. The same bound holds for an image of a
+// non-root owner without CAP_SYS_RESOURCE when rtcr has it (root): the
+// stub would raise the hard limits with root's rights, giving the
+// owner's process limits (RLIMIT_RTPRIO, RLIMIT_NICE, RLIMIT_MEMLOCK …)
+// its owner could not have set.
+func CheckRlimits(p *image.Process, owner image.Owner) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("own capabilities: %w", err)
 	}
-	if data[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+	privileged := owner.Root || owner.Caps&(1<<unix.CAP_SYS_RESOURCE) != 0
+	if data[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 && privileged {
 		return nil
 	}
 	for _, rl := range p.Rlimits {
@@ -125,10 +133,39 @@ func CheckRlimits(p *image.Process) error {
 		if err := unix.Prlimit(0, rl.Resource, nil, &own); err != nil {
 			return fmt.Errorf("own rlimit %d: %w", rl.Resource, err)
 		}
-		if rl.Max > own.Max {
-			return fmt.Errorf("rlimit %d: hard limit %d above rtcr's own %d, and rtcr lacks CAP_SYS_RESOURCE to raise it: %w",
-				rl.Resource, rl.Max, own.Max, unix.EPERM)
+		if rl.Max > own.Max && !privileged {
+			return fmt.Errorf("pid %d: rlimit %d: hard limit %d above rtcr's own %d, and the image's owner (uid %d) lacks CAP_SYS_RESOURCE to raise it: %w",
+				p.Pid, rl.Resource, rl.Max, own.Max, owner.Uid, image.ErrUntrusted)
 		}
+		if rl.Max > own.Max {
+			return fmt.Errorf("pid %d: rlimit %d: hard limit %d above rtcr's own %d, and rtcr lacks CAP_SYS_RESOURCE to raise it: %w",
+				p.Pid, rl.Resource, rl.Max, own.Max, unix.EPERM)
+		}
+	}
+	return nil
+}
+
+// CheckOomScoreAdj refuses, for an image of a non-root owner without
+// CAP_SYS_RESOURCE, an OOM score adjustment of p below rtcr's own, which
+// the stub starts with: rtcr writes it from outside with its own rights,
+// and the kernel lets only CAP_SYS_RESOURCE go below the minimum the
+// process inherited (a process its owner could not have made safe from
+// the OOM killer would be).
+func CheckOomScoreAdj(p *image.Process, owner image.Owner) error {
+	if p.OomScoreAdj == nil || owner.Root || owner.Caps&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return fmt.Errorf("own oom_score_adj: %w", err)
+	}
+	own, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return fmt.Errorf("own oom_score_adj %q: %w", data, err)
+	}
+	if *p.OomScoreAdj < own {
+		return fmt.Errorf("pid %d: oom_score_adj %d below rtcr's own %d, and the image's owner (uid %d) lacks CAP_SYS_RESOURCE to lower it: %w",
+			p.Pid, *p.OomScoreAdj, own, owner.Uid, image.ErrUntrusted)
 	}
 	return nil
 }

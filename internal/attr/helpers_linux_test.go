@@ -1,9 +1,11 @@
 package attr
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -145,5 +147,75 @@ func TestThreadCgroups(t *testing.T) {
 	defer os.Remove(root + name)
 	if threadCgroups([]byte("0::" + name + "\n")) {
 		t.Fatal("threads of a process in a domain cgroup taken to be elsewhere")
+	}
+}
+
+// TestCheckRlimitsOwner: a hard limit above rtcr's own is taken for an
+// image of root or of an owner with CAP_SYS_RESOURCE when rtcr (root) can
+// raise it, and refused as untrusted for an image of any other owner:
+// the stub would raise it with root's rights.
+func TestCheckRlimitsOwner(t *testing.T) {
+	var own unix.Rlimit
+	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &own); err != nil {
+		t.Fatal(err)
+	}
+	if own.Max == unix.RLIM_INFINITY {
+		t.Skip("rtcr's RLIMIT_NOFILE hard limit is unlimited")
+	}
+	p := &image.Process{Pid: 7, Rlimits: []image.Rlimit{{Resource: unix.RLIMIT_NOFILE, Cur: 1024, Max: own.Max + 1}}}
+	user := image.Owner{Uid: 1000, Gids: []uint32{1000}}
+	if err := CheckRlimits(p, user); !errors.Is(err, image.ErrUntrusted) || !strings.Contains(err.Error(), "pid 7") {
+		t.Fatalf("non-root owner, hard limit above rtcr's: %v, want ErrUntrusted naming pid 7", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	if data[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		if err := CheckRlimits(p, image.Owner{Root: true}); err != nil {
+			t.Fatalf("root's image: %v", err)
+		}
+		capable := user
+		capable.Caps = 1 << unix.CAP_SYS_RESOURCE
+		if err := CheckRlimits(p, capable); err != nil {
+			t.Fatalf("owner with CAP_SYS_RESOURCE: %v", err)
+		}
+	} else if err := CheckRlimits(p, image.Owner{Root: true}); !errors.Is(err, unix.EPERM) {
+		t.Fatalf("root's image, rtcr without CAP_SYS_RESOURCE: %v, want EPERM", err)
+	}
+	p.Rlimits[0].Max = own.Max
+	if err := CheckRlimits(p, user); err != nil {
+		t.Fatalf("non-root owner, hard limit rtcr's own: %v", err)
+	}
+}
+
+// TestCheckOomScoreAdjOwner: an OOM score adjustment below rtcr's own is
+// refused as untrusted for an image of a non-root owner without
+// CAP_SYS_RESOURCE (rtcr writes it with its own rights), taken for root's.
+func TestCheckOomScoreAdjOwner(t *testing.T) {
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own == -1000 {
+		t.Skip("rtcr's own oom_score_adj is the lowest")
+	}
+	low, same := own-1, own
+	p := &image.Process{Pid: 7, OomScoreAdj: &low}
+	user := image.Owner{Uid: 1000, Gids: []uint32{1000}}
+	if err := CheckOomScoreAdj(p, user); !errors.Is(err, image.ErrUntrusted) || !strings.Contains(err.Error(), "pid 7") {
+		t.Fatalf("non-root owner, below rtcr's own: %v, want ErrUntrusted naming pid 7", err)
+	}
+	if err := CheckOomScoreAdj(p, image.Owner{Root: true}); err != nil {
+		t.Fatalf("root's image: %v", err)
+	}
+	p.OomScoreAdj = &same
+	if err := CheckOomScoreAdj(p, user); err != nil {
+		t.Fatalf("non-root owner, rtcr's own: %v", err)
 	}
 }

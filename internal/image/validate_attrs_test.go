@@ -58,6 +58,7 @@ func TestValidateAttrs(t *testing.T) {
 
 // TestCheckRestoreAttrs: an image of a non-root user may not ask for a
 // thread with more than its owner has, nor the real-time I/O class, nor a
+// real-time scheduling policy or negative nice without CAP_SYS_NICE, nor a
 // login uid but its owner's or none.
 func TestCheckRestoreAttrs(t *testing.T) {
 	owner := Owner{Uid: 1000, Gids: []uint32{1000}}
@@ -82,6 +83,21 @@ func TestCheckRestoreAttrs(t *testing.T) {
 		t.Fatalf("real-time I/O class: %v, want ErrUntrusted", err)
 	}
 	p.Threads[0].IOPrio = 2<<13 | 4
+	for _, s := range []Sched{{Policy: 1, Priority: 50}, {Policy: 2, Priority: 1}, {Policy: 6, Runtime: 1e6, Deadline: 1e7, Period: 1e7}, {Nice: -5}} {
+		p.Threads[0].Sched = &s
+		if err := c.CheckRestore(System{PidMax: 1 << 22, NrOpen: 1 << 20}, owner); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "CAP_SYS_NICE") {
+			t.Fatalf("sched %+v: %v, want ErrUntrusted naming CAP_SYS_NICE", s, err)
+		}
+		nice := owner
+		nice.Caps = 1 << capSysNice
+		if err := c.CheckRestore(System{PidMax: 1 << 22, NrOpen: 1 << 20}, nice); err != nil {
+			t.Fatalf("sched %+v with CAP_SYS_NICE: %v", s, err)
+		}
+	}
+	p.Threads[0].Sched = &Sched{Policy: 3, Nice: 5}
+	if err := c.CheckRestore(System{PidMax: 1 << 22, NrOpen: 1 << 20}, owner); err != nil {
+		t.Fatalf("SCHED_BATCH nice 5: %v", err)
+	}
 	l := uint32(0)
 	p.LoginUID = &l
 	if err := c.CheckRestore(System{PidMax: 1 << 22, NrOpen: 1 << 20}, owner); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "login uid") {

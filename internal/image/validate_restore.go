@@ -79,6 +79,9 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 			if !owner.Root && th.IOPrio>>13 == 1 {
 				return fmt.Errorf("pid %d, thread %d: real-time I/O priority %#x: %w", p.Pid, th.Tid, th.IOPrio, ErrUntrusted)
 			}
+			if err := checkSched(th.Sched, owner); err != nil {
+				return fmt.Errorf("pid %d, thread %d: %w: %w", p.Pid, th.Tid, err, ErrUntrusted)
+			}
 			if th.Creds == nil {
 				continue
 			}
@@ -103,6 +106,28 @@ func (c *Checkpoint) CheckRestore(sys System, owner Owner) error {
 		if !owner.Root && (s.UID != owner.Uid || s.CUID != owner.Uid || !slices.Contains(owner.Gids, s.GID) || !slices.Contains(owner.Gids, s.CGID)) {
 			return fmt.Errorf("SysV shm id %d: owner %d:%d, creator %d:%d, not the image's owner %d or its groups: %w", s.ID, s.UID, s.GID, s.CUID, s.CGID, owner.Uid, ErrUntrusted)
 		}
+	}
+	return nil
+}
+
+// capSysNice is CAP_SYS_NICE (linux/capability.h).
+const capSysNice = 23
+
+// checkSched refuses, unless owner is root or has CAP_SYS_NICE, a
+// thread's real-time or deadline policy or a negative nice value: rtcr
+// sets them from outside with its own (root's) rights, which the kernel
+// does not check against the thread's limits, so the owner's process
+// would get a priority only a privileged process could give it.
+func checkSched(s *Sched, owner Owner) error {
+	if s == nil || owner.Root || owner.Caps&(1<<capSysNice) != 0 {
+		return nil
+	}
+	switch s.Policy {
+	case 1, 2, 6: // SCHED_FIFO, SCHED_RR, SCHED_DEADLINE
+		return fmt.Errorf("scheduling policy %d (real-time or deadline) without CAP_SYS_NICE (uid %d)", s.Policy, owner.Uid)
+	}
+	if s.Nice < 0 {
+		return fmt.Errorf("nice %d (below 0) without CAP_SYS_NICE (uid %d)", s.Nice, owner.Uid)
 	}
 	return nil
 }
