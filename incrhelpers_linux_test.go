@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,6 +30,8 @@ type writer struct {
 	round  int     // the last command round run
 	stamps []int64 // the model: 0 zero, -1 unmapped, else the round that wrote it
 	ck     string  // directory holding the images ck/0, ck/1 …
+	// log is the last dump's log (steps and up), for a failure's message.
+	log strings.Builder
 }
 
 func startWriter(t *testing.T, npages, threads int) *writer {
@@ -121,7 +124,9 @@ func (w *writer) sum() int64 {
 func (w *writer) dump(name, parent string) *image.Checkpoint {
 	w.t.Helper()
 	dir := filepath.Join(w.ck, name)
-	opts := rtcr.DumpOptions{Pid: w.pid, Dir: dir, LeaveRunning: true, TrackMem: true}
+	w.log.Reset()
+	opts := rtcr.DumpOptions{Pid: w.pid, Dir: dir, LeaveRunning: true, TrackMem: true,
+		Logger: slog.New(slog.NewTextHandler(&w.log, nil))}
 	if parent != "" {
 		opts.Parent = filepath.Join("..", parent)
 	}

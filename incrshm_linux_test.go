@@ -136,7 +136,7 @@ func (w *shmWriter) want(c *image.Checkpoint, pid, r int, nparents int, here ...
 	got, parents := w.pages(c, pid, r)
 	sort.Ints(here)
 	if fmt.Sprint(got) != fmt.Sprint(here) || len(parents) != nparents {
-		w.t.Fatalf("region %c of %d: pages %v here and %d in parents, want %v and %d", "SFMY"[r], pid, got, len(parents), here, nparents)
+		w.t.Fatalf("region %c of %d: pages %v here and %d in parents, want %v and %d; the dump's log:\n%s", "SFMY"[r], pid, got, len(parents), here, nparents, w.log.String())
 	}
 }
 
@@ -144,8 +144,14 @@ func (w *shmWriter) want(c *image.Checkpoint, pid, r int, nparents int, here ...
 // check every page against its stamp and the sums against the model.
 func (w *shmWriter) restoreAndVerify(dir string) {
 	w.t.Helper()
+	// As subreaper the test reaps the orphaned child itself: left to
+	// this machine's init, a zombie may hold its pid for a long time.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		w.t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
 	_ = syscallKill(w.child)
 	w.kill()
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	w.done = false
 	for deadline := time.Now().Add(30 * time.Second); !pidFree(w.child) && time.Now().Before(deadline); {
 		var ws unix.WaitStatus
