@@ -30,6 +30,19 @@ const hugePage = 2 << 20
 var pool struct {
 	mu   sync.Mutex
 	free [][]byte
+	// shares counts, for a buffer lent in parts (spare), the copiers
+	// besides the first that still use it: it goes back with the last.
+	shares map[*byte]int
+}
+
+// shareBuffer records one more user of the mapped buffer b (spare.take).
+func shareBuffer(b []byte) {
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	if pool.shares == nil {
+		pool.shares = map[*byte]int{}
+	}
+	pool.shares[unsafe.SliceData(b)]++
 }
 
 // PrepareBuffers makes n copy buffers ready in the pool (mapped and
@@ -70,10 +83,21 @@ func getBuffer() (b []byte, mapped bool) {
 }
 
 // putBuffer gives the mapped buffer b back to the pool, or unmaps it when
-// the pool is full.
+// the pool is full; a shared one (shareBuffer) only when this was its last
+// user.
 func putBuffer(b []byte) {
 	b = b[:copyBuf]
 	pool.mu.Lock()
+	if n := pool.shares[unsafe.SliceData(b)]; n > 0 {
+		// Another copier still uses part of it.
+		if n == 1 {
+			delete(pool.shares, unsafe.SliceData(b))
+		} else {
+			pool.shares[unsafe.SliceData(b)] = n - 1
+		}
+		pool.mu.Unlock()
+		return
+	}
 	if len(pool.free) < copyBuffers {
 		pool.free = append(pool.free, b)
 		b = nil

@@ -46,6 +46,10 @@ type copier struct {
 	// failed is set when a write failed (disk full, Ctrl-C): reading the
 	// rest of the memory would only keep the target frozen longer.
 	failed atomic.Bool
+	// last is the buffer the last flush filled, and spare the dump's
+	// lending place for its unused rest (lend; nil: none).
+	last  []byte
+	spare *spare
 }
 
 // errWriteFailed stops the copy after the writer failed; close returns the
@@ -60,11 +64,10 @@ var errWriteFailed = errors.New("page file write failed")
 // (buffers_linux.go).
 const copyBuffers = 4
 
-func newCopier(pid int, w io.Writer) *copier {
-	c := &copier{pid: pid, free: make(chan []byte, copyBuffers), full: make(chan []byte, copyBuffers), done: make(chan error, 1)}
-	for range 2 {
-		c.free <- c.buffer()
-	}
+// newCopier returns a copier of pid's memory into w; with sp, its first
+// buffer is the rest another copier lent there, when one is (spare.take).
+func newCopier(pid int, w io.Writer, sp *spare) *copier {
+	c := &copier{pid: pid, free: make(chan []byte, copyBuffers), full: make(chan []byte, copyBuffers), done: make(chan error, 1), spare: sp}
 	go func() {
 		var err error
 		for b := range c.full {
@@ -77,7 +80,9 @@ func newCopier(pid int, w io.Writer) *copier {
 		}
 		c.done <- err
 	}()
-	c.buf = <-c.free
+	if !sp.take(c) {
+		c.buf = c.buffer()
+	}
 	return c
 }
 
@@ -87,6 +92,9 @@ func (c *copier) offset() int64 { return c.queued }
 // with another process.
 func (c *copier) add(addr, n uint64, cow bool) error {
 	for n > 0 {
+		if c.buf == nil {
+			c.next()
+		}
 		room := uint64(cap(c.buf) - len(c.buf))
 		if room == 0 || len(c.iov) == 1024 {
 			if err := c.flush(); err != nil {
@@ -150,6 +158,15 @@ func (c *copier) flush() error {
 	} else {
 		c.full <- c.buf
 	}
+	c.last, c.buf = c.buf, nil // the next one when more is queued (next)
+	c.iov, c.cow = c.iov[:0], c.cow[:0]
+	return nil
+}
+
+// next makes a buffer current: a free one, a new one while fewer than
+// copyBuffers were made, or (holding no longer) the first the writer
+// gives back.
+func (c *copier) next() {
 	select {
 	case c.buf = <-c.free:
 	default:
@@ -161,8 +178,6 @@ func (c *copier) flush() error {
 			c.buf = <-c.free
 		}
 	}
-	c.iov, c.cow = c.iov[:0], c.cow[:0]
-	return nil
 }
 
 // sendHeld hands the held buffers to the writer, in the order they were
@@ -205,6 +220,7 @@ func (c *copier) buffer() []byte {
 // close flushes what is queued and waits for the writer.
 func (c *copier) close() error {
 	err := c.flush()
+	c.spare.withdraw(c)
 	c.hold = false
 	c.sendHeld()
 	close(c.full)

@@ -52,7 +52,7 @@ func TestCopierHold(t *testing.T) {
 				src[i], src[i+1] = byte(i>>12), byte(i>>20)
 			}
 			var out lockedBuffer
-			cp := newCopier(os.Getpid(), &out)
+			cp := newCopier(os.Getpid(), &out, nil)
 			cp.hold = true
 			addr := uint64(uintptr(unsafe.Pointer(&src[0])))
 			// Page by page, as an increment's scattered pages.

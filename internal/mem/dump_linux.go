@@ -88,7 +88,13 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 	}
 	defer cs.close()
 
-	cp := newCopier(pid, pw)
+	var sp *spare
+	if hold {
+		// Held buffers stay until the release: the next process
+		// copies into the rest of this one's last (spare).
+		sp = shared.spare()
+	}
+	cp := newCopier(pid, pw, sp)
 	cp.hold = hold
 	cp.queued = pw.Offset() // pre-copy rounds may have written the file's start
 	var sc *track.Scanner
@@ -112,6 +118,7 @@ func dumpLater(pid int, pw *image.PageWriter, shared *Shared, inc *Incr, forked 
 		_ = cp.memFile.Close()
 		cp.memFile = nil
 	}
+	sp.lend(cp)
 	return vmas, vdso, cp.queued, cp.close, nil
 }
 

@@ -40,7 +40,7 @@ func TrackedRanges(pid int) ([][2]uint64, error) {
 // unmapped meanwhile) it returns no runs: bytes already written stay in
 // the file, unreferenced.
 func CopyRanges(pid int, pw *image.PageWriter, ranges [][2]uint64) ([]image.PageRun, error) {
-	cp := newCopier(pid, pw)
+	cp := newCopier(pid, pw, nil)
 	cp.queued = pw.Offset()
 	runs := make([]image.PageRun, 0, len(ranges))
 	var err error

@@ -32,6 +32,18 @@ type Shared struct {
 	// OpenFile, at restore, opens in r the memfd or deleted file dev:ino
 	// (files.Restorer.OpenMapped) with flags.
 	OpenFile func(r *ptrace.Remote, dev, ino uint64, flags int) (int, error)
+	// copySpare passes the rest of a process's last copy buffer to the
+	// next process's copy, while the tree is frozen (DumpLater).
+	copySpare spare
+}
+
+// spare returns the lending place of the dump's copy buffers (nil for a
+// nil s).
+func (s *Shared) spare() *spare {
+	if s == nil {
+		return nil
+	}
+	return &s.copySpare
 }
 
 type home struct {
