@@ -212,7 +212,10 @@ func BeforeSetsid(nodes []Node) map[int]bool {
 // session, and the root in one outside the tree.
 func beforeSetsid(nodes []Node, byPid map[int]Node) (map[int]bool, error) {
 	root := nodes[0]
-	born := map[int]int{root.Pid: 0} // 0: outside the tree, unknown
+	// born holds the session each process was created in; the root's is
+	// outside the tree and unknown, so it has none. (A session id of 0 is
+	// a real one: a session whose leader is outside rtcr's pid namespace.)
+	born := map[int]int{}
 	before := map[int]bool{}
 	ghostParent := map[int]int{}
 	for _, n := range nodes[1:] {
@@ -223,7 +226,7 @@ func beforeSetsid(nodes []Node, byPid map[int]Node) (map[int]bool, error) {
 			born[n.Pid] = parent.Sid
 		case n.Sid == parent.Sid:
 			born[n.Pid] = n.Sid
-		case parent.Sid == parent.Pid && born[parent.Pid] != 0 && n.Sid == born[parent.Pid]:
+		case parent.Sid == parent.Pid && bornKnown(born, parent.Pid, n.Sid):
 			born[n.Pid] = n.Sid
 			before[n.Pid] = true
 		case !leaderIn && n.Sid > 0 && n.Sid != root.Sid:
@@ -239,6 +242,13 @@ func beforeSetsid(nodes []Node, byPid map[int]Node) (map[int]bool, error) {
 		}
 	}
 	return before, nil
+}
+
+// bornKnown reports whether process pid is known to have been created in
+// session sid.
+func bornKnown(born map[int]int, pid, sid int) bool {
+	b, ok := born[pid]
+	return ok && b == sid
 }
 
 // GhostSessions returns the sessions of a tree Plan accepted whose leader

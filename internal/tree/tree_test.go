@@ -138,17 +138,25 @@ func TestGhosts(t *testing.T) {
 }
 
 // TestBeforeSetsid: a child in the session its parent left by setsid is
-// created before that setsid; others are not.
+// created before that setsid; others are not. The session may be 0: one
+// whose leader is outside rtcr's pid namespace (CI runs the tests so).
 func TestBeforeSetsid(t *testing.T) {
-	nodes := []Node{
-		{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10},
-		{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
-		{Pid: 12, Ppid: 11, Pgid: 10, Sid: 10},
-		{Pid: 13, Ppid: 11, Pgid: 11, Sid: 11},
-	}
-	b := BeforeSetsid(nodes)
-	if len(b) != 1 || !b[12] {
-		t.Fatalf("BeforeSetsid = %v, want map[12:true]", b)
+	for _, sid := range []int{5, 0} {
+		t.Run(fmt.Sprintf("root in session %d", sid), func(t *testing.T) {
+			nodes := []Node{
+				{Pid: 10, Ppid: 1, Pgid: 10, Sid: sid},
+				{Pid: 11, Ppid: 10, Pgid: 11, Sid: 11},
+				{Pid: 12, Ppid: 11, Pgid: 10, Sid: sid},
+				{Pid: 13, Ppid: 11, Pgid: 11, Sid: 11},
+			}
+			if _, err := Plan(nodes); err != nil {
+				t.Fatal(err)
+			}
+			b := BeforeSetsid(nodes)
+			if len(b) != 1 || !b[12] {
+				t.Fatalf("BeforeSetsid = %v, want map[12:true]", b)
+			}
+		})
 	}
 }
 
