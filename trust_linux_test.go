@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -143,6 +144,16 @@ func TestHostileImages(t *testing.T) {
 		return func(c *image.Checkpoint) { root(c).FDs = append(root(c).FDs, fd) }
 	}
 	allCaps := uint64(1)<<41 - 1
+	// pid_max is the pid namespace's own since Linux 6.14: a new one gets
+	// PID_MAX_LIMIT whatever the host's is. A tid at pid_max is refused by
+	// that check when pid_max is lower, and as out of range when it is not.
+	badTid, badTidMsg := pidMax(t), ""
+	if badTid < image.MaxPid {
+		badTidMsg = fmt.Sprintf("tid %d is not below pid_max %d", badTid, badTid)
+	} else {
+		badTid = image.MaxPid
+		badTidMsg = fmt.Sprintf("tid %d out of range", badTid)
+	}
 	tests := []struct {
 		name   string
 		owned  bool // chown the image to 65534 and pass TrustImageOwner
@@ -239,8 +250,8 @@ func TestHostileImages(t *testing.T) {
 			want: image.ErrCorrupt, msg: "fd 1073741824 is not below nr_open"},
 		{name: "tid above pid_max", edit: func(c *image.Checkpoint) {
 			root(c).Threads = append(root(c).Threads, root(c).Threads[0])
-			root(c).Threads[1].Tid = image.MaxPid - 1
-		}, want: image.ErrCorrupt, msg: "tid 4194303 is not below pid_max"},
+			root(c).Threads[1].Tid = badTid
+		}, want: image.ErrCorrupt, msg: badTidMsg},
 		{name: "SIGKILL handler", edit: func(c *image.Checkpoint) {
 			root(c).Sigactions = append(root(c).Sigactions, image.Sigaction{Signal: 9, Handler: 0x401000})
 		}, want: image.ErrCorrupt, msg: "signal 9 (SIGKILL or SIGSTOP)"},
@@ -320,4 +331,18 @@ func rootPageFile(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return c.Processes[0].PageFile
+}
+
+// pidMax returns this pid namespace's pid_max.
+func pidMax(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid_max %q: %v", b, err)
+	}
+	return n
 }
