@@ -30,8 +30,10 @@ type writer struct {
 	round  int     // the last command round run
 	stamps []int64 // the model: 0 zero, -1 unmapped, else the round that wrote it
 	ck     string  // directory holding the images ck/0, ck/1 …
-	// log is the last dump's log (steps and up), for a failure's message.
-	log strings.Builder
+	// log is the last dump's log (debug and up), prevLog the one before,
+	// for a failure's message.
+	log     strings.Builder
+	prevLog string
 }
 
 func startWriter(t *testing.T, npages, threads int) *writer {
@@ -124,9 +126,12 @@ func (w *writer) sum() int64 {
 func (w *writer) dump(name, parent string) *image.Checkpoint {
 	w.t.Helper()
 	dir := filepath.Join(w.ck, name)
+	// The log of the previous dump is kept beside this one's: what it
+	// failed to protect shows in this one's increment.
+	w.prevLog = w.log.String()
 	w.log.Reset()
 	opts := rtcr.DumpOptions{Pid: w.pid, Dir: dir, LeaveRunning: true, TrackMem: true,
-		Logger: slog.New(slog.NewTextHandler(&w.log, nil))}
+		Logger: slog.New(slog.NewTextHandler(&w.log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if parent != "" {
 		opts.Parent = filepath.Join("..", parent)
 	}

@@ -136,7 +136,7 @@ func (w *shmWriter) want(c *image.Checkpoint, pid, r int, nparents int, here ...
 	got, parents := w.pages(c, pid, r)
 	sort.Ints(here)
 	if fmt.Sprint(got) != fmt.Sprint(here) || len(parents) != nparents {
-		w.t.Fatalf("region %c of %d: pages %v here and %d in parents, want %v and %d; the dump's log:\n%s", "SFMY"[r], pid, got, len(parents), here, nparents, w.log.String())
+		w.t.Fatalf("region %c of %d: pages %v here and %d in parents, want %v and %d; the previous dump's log:\n%s\nthis dump's log:\n%s", "SFMY"[r], pid, got, len(parents), here, nparents, w.prevLog, w.log.String())
 	}
 }
 
