@@ -269,6 +269,9 @@ func (t *tracking) protect(log *slog.Logger, pid int) int {
 		for _, why := range t.shared.Whole() {
 			log.Info("shared memory saved whole", "why", why)
 		}
+		for _, v := range t.shared.Views() {
+			log.Debug("shared memory scanned", "view", v)
+		}
 	}
 	pt := t.procs[pid]
 	if !t.on || pt == nil || pt.own < 0 || pt.inc == nil {

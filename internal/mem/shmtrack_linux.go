@@ -34,6 +34,8 @@ import (
 // touching any page table, so no scan sees it.
 type SharedDirty struct {
 	objs map[shmKey]*shmDirty
+	// views says, for the log, what the scan of each view found.
+	views []string
 	// done is closed when the search for processes outside the tree that
 	// map the objects (outside) has ended; it runs while the dump goes on.
 	done chan struct{}
@@ -135,6 +137,8 @@ func ScanShared(pids []int, tracked func(pid int) bool) (*SharedDirty, error) {
 			if err != nil {
 				return nil, err
 			}
+			sd.views = append(sd.views, fmt.Sprintf("view %#x-%#x of %d (%s): %d pages written, %d without protection",
+				m.Start, m.End, pid, m.Path, rangePages(written), rangePages(empty)))
 			for _, r := range append(written, empty...) {
 				o.dirty = append(o.dirty, [2]uint64{m.Offset + (r[0] - m.Start), m.Offset + (r[1] - m.Start)})
 			}
@@ -251,6 +255,23 @@ func (sd *SharedDirty) object(v *image.VMA) *shmDirty {
 		return nil
 	}
 	return o
+}
+
+// Views returns, for the log, what the scan of each view found.
+func (sd *SharedDirty) Views() []string {
+	if sd == nil {
+		return nil
+	}
+	return sd.views
+}
+
+// rangePages counts the pages of ranges rs.
+func rangePages(rs [][2]uint64) uint64 {
+	var n uint64
+	for _, r := range rs {
+		n += (r[1] - r[0]) / image.PageSize
+	}
+	return n
 }
 
 // Whole returns, for the log, why objects are saved whole (once every
