@@ -125,12 +125,13 @@ func (t *Tree) findEpollHeld(pids []int) error {
 		next = max(next, id+1)
 	}
 	for _, pid := range pids {
-		nums, err := procfs.ListFDs(pid)
+		fds, err := t.fdLinks(pid)
 		if err != nil {
 			return err
 		}
-		for _, n := range nums {
-			if link, err := procfs.ReadFDLink(pid, n); err != nil || link != "anon_inode:[eventpoll]" {
+		for _, fd := range fds {
+			n := fd.num
+			if fd.link != "anon_inode:[eventpoll]" {
 				continue
 			}
 			info, err := procfs.ReadFDInfo(pid, n)

@@ -101,15 +101,12 @@ func (t *Tree) findPtys(pids []int) error {
 		t.ptsDev = st.Dev
 	}
 	for _, pid := range pids {
-		nums, err := procfs.ListFDs(pid)
+		fds, err := t.fdLinks(pid)
 		if err != nil {
 			return err
 		}
-		for _, n := range nums {
-			link, err := procfs.ReadFDLink(pid, n)
-			if err != nil {
-				continue
-			}
+		for _, fd := range fds {
+			n, link := fd.num, fd.link
 			if idx, ok := strings.CutPrefix(link, "/dev/pts/"); ok && idx != "ptmx" {
 				if i, err := strconv.Atoi(idx); err == nil {
 					t.ptySlaves[i] = true

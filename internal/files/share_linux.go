@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/rtcr/rtcr/internal/image"
-	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,15 +37,12 @@ func (t *Tree) findShared(pids []int) error {
 	members := map[int]int{}
 	next := 1
 	for _, pid := range pids {
-		nums, err := procfs.ListFDs(pid)
+		fds, err := t.fdLinks(pid)
 		if err != nil {
 			return err
 		}
-		for _, n := range nums {
-			link, err := procfs.ReadFDLink(pid, n)
-			if err != nil {
-				continue // closed meanwhile: Dump reports it
-			}
+		for _, fd := range fds {
+			n, link := fd.num, fd.link
 			var st unix.Stat_t
 			if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, n), &st); err != nil {
 				continue

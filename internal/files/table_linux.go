@@ -211,6 +211,8 @@ type Tree struct {
 	// skip are fds that are not the program's (rtcr's dirty tracking):
 	// never dumped.
 	skip map[fdRef]bool
+	// links holds, while NewTree scans, each process's fds (fdLinks).
+	links map[int][]fdLink
 	// tableOf holds the processes that share the fd table of an earlier
 	// one (the value; see sharedTables): their fds are that one's.
 	tableOf map[int]int
@@ -258,17 +260,17 @@ func NewTree(pids []int) (*Tree, error) {
 		if t.tableOf[pid] != 0 {
 			continue
 		}
-		nums, err := procfs.ListFDs(pid)
+		fds, err := t.fdLinks(pid)
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range nums {
-			link, err := procfs.ReadFDLink(pid, n)
+		for _, fd := range fds {
+			n, link := fd.num, fd.link
 			if ino := sockIno(link); ino != 0 {
 				t.sockets[ino] = true
 				continue
 			}
-			if err != nil || !strings.HasPrefix(link, "pipe:") {
+			if !strings.HasPrefix(link, "pipe:") {
 				continue
 			}
 			ino, err := strconv.ParseUint(strings.Trim(link, "pipe:[]"), 10, 64)
@@ -309,6 +311,7 @@ func NewTree(pids []int) (*Tree, error) {
 	if err := t.findPtys(t.pids); err != nil {
 		return nil, err
 	}
+	t.links = nil // the fds change once rtcr injects; Dump lists them again
 	return t, nil
 }
 
