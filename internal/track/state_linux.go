@@ -12,12 +12,31 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rtcr/rtcr/internal/procfs"
 )
 
-// StateDir holds one state file per tracked process, named after its pid
-// (mode 0600 in a 0700 directory: only root reads or writes them).
+// StateDir holds one directory per pid namespace (nsDir) with one state
+// file per tracked process, named after its pid (mode 0600 in 0700
+// directories: only root reads or writes them).
 var StateDir = "/run/rtcr/track"
+
+// nsDir names the directory of this rtcr's pid namespace under StateDir,
+// after the namespace's inode ("pidns-4026531836"). A pid means another
+// process in another namespace: two rtcr in two pid namespaces sharing
+// /run (a test suite under unshare -p beside a user's dumps) must not
+// read, or sweep, each other's state files.
+var nsDir = sync.OnceValue(func() string {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return "pidns-unknown"
+	}
+	return "pidns-" + strconv.FormatUint(st.Ino, 10)
+})
+
+// stateDir is the directory of this pid namespace's state files.
+func stateDir() string { return filepath.Join(StateDir, nsDir()) }
 
 // State records that a process's memory is tracked and since which image.
 type State struct {
@@ -41,7 +60,7 @@ type State struct {
 	Stray *int `json:",omitempty"`
 }
 
-func statePath(pid int) string { return filepath.Join(StateDir, strconv.Itoa(pid)) }
+func statePath(pid int) string { return filepath.Join(stateDir(), strconv.Itoa(pid)) }
 
 // Load returns the tracking state of pid, or nil when it has none: no
 // state file, a pid that now names another process (the file is removed),
@@ -135,7 +154,8 @@ var sweepOnce sync.Once
 // processes would fill the directory. Temporary files of a Save killed
 // midway are removed once they are a minute old.
 func Sweep() {
-	ents, err := os.ReadDir(StateDir)
+	dir := stateDir()
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
@@ -145,7 +165,7 @@ func Sweep() {
 			continue
 		}
 		if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), ".tmp-") && time.Since(info.ModTime()) > time.Minute {
-			_ = os.Remove(filepath.Join(StateDir, e.Name()))
+			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 }
@@ -153,7 +173,7 @@ func Sweep() {
 // Save writes s atomically (0600). The first Save of an rtcr process
 // also sweeps the state of processes that are gone (Sweep).
 func (s *State) Save() error {
-	if err := os.MkdirAll(StateDir, 0o700); err != nil {
+	if err := os.MkdirAll(stateDir(), 0o700); err != nil {
 		return fmt.Errorf("tracking state of %d: %w", s.Pid, err)
 	}
 	sweepOnce.Do(Sweep)
@@ -161,7 +181,7 @@ func (s *State) Save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(StateDir, ".tmp-")
+	tmp, err := os.CreateTemp(stateDir(), ".tmp-")
 	if err != nil {
 		return fmt.Errorf("tracking state of %d: %w", s.Pid, err)
 	}

@@ -80,7 +80,8 @@ func TestScanOwnMemory(t *testing.T) {
 
 // TestSweep: the state files of a process that is gone and of a live
 // process with another start time (a reused pid) are removed, an old
-// temporary file too; a fresh temporary file and other names stay.
+// temporary file too; a fresh temporary file and other names stay, and so
+// does the state of the same pid in another pid namespace's directory.
 func TestSweep(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (state files are root's)")
@@ -93,11 +94,21 @@ func TestSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone := cmd.Process.Pid
+	if err := os.MkdirAll(stateDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	write := func(name string, s State) {
 		b, _ := json.Marshal(s)
-		if err := os.WriteFile(filepath.Join(StateDir, name), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(stateDir(), name), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	other := filepath.Join(StateDir, "pidns-1", strconv.Itoa(gone))
+	if err := os.MkdirAll(filepath.Dir(other), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, []byte(`{"Pid":1}`), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	write(strconv.Itoa(gone), State{Pid: gone, StartTime: 1, Fd: MinFd})
 	self := os.Getpid()
@@ -106,9 +117,12 @@ func TestSweep(t *testing.T) {
 	write(".tmp-new", State{})
 	write("notes", State{})
 	past := time.Now().Add(-time.Hour)
-	os.Chtimes(filepath.Join(StateDir, ".tmp-old"), past, past)
+	os.Chtimes(filepath.Join(stateDir(), ".tmp-old"), past, past)
 	Sweep()
-	ents, err := os.ReadDir(StateDir)
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("another pid namespace's state: %v", err)
+	}
+	ents, err := os.ReadDir(stateDir())
 	if err != nil {
 		t.Fatal(err)
 	}
