@@ -3,11 +3,11 @@ package files
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,13 +53,12 @@ func CheckAccess(c *image.Creds, want []Access) ([]FileID, error) {
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		// The thread's credentials are changed for good: locked and never
-		// unlocked, it ends with this goroutine.
-		runtime.LockOSThread()
+	osthread.Go(func() {
+		// The thread's credentials are changed for good: it ends with
+		// this goroutine.
 		ids, err := checkAs(c, want)
 		done <- result{ids, err}
-	}()
+	})
 	r := <-done
 	return r.ids, r.err
 }

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/osthread"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -295,11 +296,8 @@ func openSocketFile(path string, as *image.Creds) (int, error) {
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
+	open := func() {
 		if as != nil {
-			// Credentials changed for good: the thread ends with the
-			// goroutine (see CheckAccess).
-			runtime.LockOSThread()
 			if err := becomeFS(as); err != nil {
 				done <- result{-1, err}
 				return
@@ -323,7 +321,14 @@ func openSocketFile(path string, as *image.Creds) (int, error) {
 			return
 		}
 		done <- result{fd, nil}
-	}()
+	}
+	if as != nil {
+		// Credentials changed for good: the thread ends with the
+		// goroutine (see CheckAccess).
+		osthread.Go(open)
+	} else {
+		go open()
+	}
 	r := <-done
 	return r.fd, r.err
 }

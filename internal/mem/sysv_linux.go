@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sort"
 	"strconv"
 	"syscall"
 
 	"github.com/rtcr/rtcr/internal/image"
+	"github.com/rtcr/rtcr/internal/osthread"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -191,11 +191,10 @@ func (sr *SysVRestore) create(seg *image.SysVShm) error {
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with its changed ids
+	osthread.Go(func() { // the thread ends with its changed ids
 		id, err := createAs(seg)
 		done <- result{id, err}
-	}()
+	})
 	got := <-done
 	if got.err != nil {
 		return got.err

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +15,6 @@ import (
 	"github.com/rtcr/rtcr/internal/testutil"
 	"golang.org/x/sys/unix"
 )
-
-// The main goroutine keeps the main thread to itself: a tracer goroutine
-// (ptrace.Run) that ended there would not end the thread (the runtime
-// parks the main thread instead), and the tests that abandon a tracer as
-// a killed rtcr would need its tracees detached by the thread's end.
-func init() { runtime.LockOSThread() }
 
 // batchCalls queues calls whose results are known, in r's process and
 // thread tid: getpid, gettid, PR_GET_NAME, a close that fails with EBADF,

@@ -11,32 +11,32 @@ package ptrace
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"github.com/rtcr/rtcr/internal/abi"
+	"github.com/rtcr/rtcr/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
-// Run executes fn on a goroutine locked to a fresh OS thread and returns its
-// error. Tracees attached inside fn must be detached (or dead) before fn
-// returns: the OS thread exits afterwards, which would detach them anyway.
+// Run executes fn on a goroutine locked to a fresh OS thread (never the
+// main one: osthread.Go) and returns its error. Tracees attached inside fn
+// must be detached (or dead) before fn returns: the OS thread exits
+// afterwards, which would detach them anyway.
 func Run(fn func() error) error {
 	done := make(chan error, 1)
-	go func() {
-		// The thread is not unlocked, so the runtime destroys it when this
-		// goroutine ends: no other goroutine ever runs on a tracer thread.
-		runtime.LockOSThread()
+	osthread.Go(func() {
+		// The thread ends with this goroutine: no other goroutine ever
+		// runs on a tracer thread.
 		defer func() {
 			if r := recover(); r != nil {
 				done <- fmt.Errorf("tracer panic: %v\n%s", r, debug.Stack())
 			}
 		}()
 		done <- fn()
-	}()
+	})
 	return <-done
 }
 

@@ -1,8 +1,9 @@
 package ptrace
 
 import (
+	"github.com/rtcr/rtcr/internal/osthread"
+
 	"fmt"
-	"runtime"
 	"runtime/debug"
 
 	"golang.org/x/sys/unix"
@@ -26,13 +27,12 @@ type Tracer struct {
 func NewTracer() *Tracer {
 	t := &Tracer{work: make(chan func())}
 	ready := make(chan int)
-	go func() {
-		runtime.LockOSThread()
+	osthread.Go(func() { // its own thread, which Close ends
 		ready <- unix.Gettid()
 		for fn := range t.work {
 			fn()
 		}
-	}()
+	})
 	t.tid = <-ready
 	return t
 }
