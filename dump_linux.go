@@ -127,6 +127,13 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	log := logger(opts.Logger)
 	// The copy buffers, ready before the freeze (mem/buffers_linux.go).
 	mem.PrepareBuffers(2)
+	if tr.parent != nil {
+		// The increment's page runs name every run of the chain again,
+		// plus what was written since: room for them now, not in the
+		// freeze (mem/runarena_linux.go).
+		n := tr.parent.PageRunCount()
+		mem.PrepareRuns(n + n/4 + 4096)
+	}
 	// An increment's freeze copies little: smaps' page walk would be
 	// most of its memory step. Read it now; the freeze checks it is
 	// still true (mem/preread_linux.go).

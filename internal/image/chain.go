@@ -164,6 +164,18 @@ func (c *Checkpoint) runs(f func(pid int, r *PageRun) error) error {
 	return nil
 }
 
+// PageRunCount returns how many page runs the mappings of c's processes
+// hold in all.
+func (c *Checkpoint) PageRunCount() int {
+	n := 0
+	for i := range c.Processes {
+		for j := range c.Processes[i].VMAs {
+			n += len(c.Processes[i].VMAs[j].Pages)
+		}
+	}
+	return n
+}
+
 // ProcessByPid returns the process pid of c, or nil.
 func (c *Checkpoint) ProcessByPid(pid int) *Process {
 	for i := range c.Processes {

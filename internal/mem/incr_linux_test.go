@@ -26,9 +26,14 @@ func TestCutRuns(t *testing.T) {
 		t.Fatalf("cutRanges: %s", got)
 	}
 	parent := &image.Process{VMAs: []image.VMA{{Start: 0, End: 16 * P, Kind: image.KindAnon, Pages: []image.PageRun{{Addr: 2 * P, Count: 10, FileOff: 0}}}}}
-	got = fmt.Sprint(parentRuns(parent, 4*P, 8*P))
+	got = fmt.Sprint(incrPages(nil, 4*P, 8*P, nil, nil, nil, parent, 0))
 	if want := fmt.Sprint([]image.PageRun{{Addr: 4 * P, Count: 4, FileOff: 2 * P, Depth: 1}}); got != want {
-		t.Fatalf("parentRuns: got %s, want %s", got, want)
+		t.Fatalf("incrPages, nothing written: got %s, want %s", got, want)
+	}
+	written := [][2]uint64{{5 * P, 6 * P}}
+	got = fmt.Sprint(incrPages(nil, 4*P, 8*P, written, written, nil, parent, 9*P))
+	if want := fmt.Sprint([]image.PageRun{{Addr: 4 * P, Count: 1, FileOff: 2 * P, Depth: 1}, {Addr: 5 * P, Count: 1, FileOff: 9 * P}, {Addr: 6 * P, Count: 2, FileOff: 4 * P, Depth: 1}}); got != want {
+		t.Fatalf("incrPages, a page written: got %s, want %s", got, want)
 	}
 }
 
