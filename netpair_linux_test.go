@@ -5,11 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,11 +90,12 @@ func (n *netPair) netnsIno(ns string) uint64 {
 }
 
 // inNetns runs fn on an OS thread that entered namespace ns; sockets fn
-// makes stay in ns. The thread is never reused (it is not unlocked).
+// makes stay in ns. The thread ends with fn, and is never the main thread
+// (osthread.Go): rtcr reads its own namespaces from /proc/self, the main
+// thread's.
 func (n *netPair) inNetns(ns string, fn func() error) error {
 	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	osthread.Go(func() {
 		f, err := os.Open(filepath.Join("/run/netns", ns))
 		if err != nil {
 			ch <- err
@@ -106,6 +107,6 @@ func (n *netPair) inNetns(ns string, fn func() error) error {
 			return
 		}
 		ch <- fn()
-	}()
+	})
 	return <-ch
 }
