@@ -39,13 +39,19 @@ func (l Listener) String() string {
 // TCPListeners returns the listening TCP sockets (of rtcr's network
 // namespace) that processes pids hold, each once, with their queues.
 func TCPListeners(pids []int) ([]Listener, error) {
-	return listenersOf(pids, func(*Listener) bool { return true })
+	ls, err := listenersOf(pids, func(*Listener) bool { return true })
+	if err != nil || len(ls) == 0 {
+		return ls, err
+	}
+	// Only a tree with listeners pays for counting handshakes.
+	return ls, UpdateQueues(ls)
 }
 
 // QueuedListeners returns the listening TCP sockets that processes pids
-// hold with connections in their accept queue. The fds are read only
-// when some listener of the namespace has any: after the freeze, in the
-// common case, it costs one sock_diag dump.
+// hold with connections in their accept queue (Handshakes not counted).
+// The fds are read only when some listener of the namespace has any:
+// after the freeze, in the common case, it costs one sock_diag dump of
+// listening sockets per family.
 func QueuedListeners(pids []int) ([]Listener, error) {
 	return listenersOf(pids, func(l *Listener) bool { return l.Queued > 0 })
 }
@@ -53,7 +59,7 @@ func QueuedListeners(pids []int) ([]Listener, error) {
 // listenersOf returns the listening TCP sockets that processes pids
 // hold for which want holds.
 func listenersOf(pids []int, want func(*Listener) bool) ([]Listener, error) {
-	diag, err := tcpListenDiag()
+	diag, err := tcpListenDiag(false)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +106,7 @@ func listenersOf(pids []int, want func(*Listener) bool) ([]Listener, error) {
 // UpdateQueues sets Queued and Handshakes of every listener of ls to
 // what sock_diag tells now; a listener closed meanwhile has none.
 func UpdateQueues(ls []Listener) error {
-	diag, err := tcpListenDiag()
+	diag, err := tcpListenDiag(true)
 	if err != nil {
 		return err
 	}
@@ -119,14 +125,21 @@ type listenDiag struct {
 	listeners map[uint64]*Listener
 }
 
-// tcpListenDiag asks sock_diag for the listening TCP sockets and the
-// request sockets of handshakes under way, IPv4 and IPv6, and counts
-// each request for every listener of its address and port.
-func tcpListenDiag() (*listenDiag, error) {
+// tcpListenDiag asks sock_diag for the listening TCP sockets, IPv4 and
+// IPv6, and with handshakes for the request sockets of handshakes under
+// way too, counting each request for every listener of its address and
+// port. Asking for listeners alone spares the kernel its walk of the
+// whole table of connections (2–4 ms a call on our VMs, even with
+// almost no connections: the table is sized by the memory).
+func tcpListenDiag(handshakes bool) (*listenDiag, error) {
 	d := &listenDiag{listeners: map[uint64]*Listener{}}
 	var reqs []netip.AddrPort
+	states := uint32(1 << abi.TCP_LISTEN)
+	if handshakes {
+		states |= 1<<abi.TCP_SYN_RECV | 1<<abi.TCP_NEW_SYN_RECV
+	}
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		msgs, err := inetDiagDump(family, 1<<abi.TCP_LISTEN|1<<abi.TCP_SYN_RECV|1<<abi.TCP_NEW_SYN_RECV)
+		msgs, err := inetDiagDump(family, states)
 		if err != nil {
 			return nil, err
 		}
