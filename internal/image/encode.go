@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -12,13 +13,24 @@ import (
 var processesNull = []byte(`"Processes":null`)
 
 // marshalCheckpoint returns json.Marshal(c), byte for byte, with the
-// processes encoded side by side, one goroutine per CPU: the manifest of a
-// tree is written while it is frozen, and its processes are most of it.
-func marshalCheckpoint(c *Checkpoint) ([]byte, error) {
+// processes encoded side by side (appendCheckpoint).
+func marshalCheckpoint(c *Checkpoint) ([]byte, error) { return appendCheckpoint(nil, c, 0) }
+
+// appendCheckpoint appends json.Marshal(c), byte for byte, to dst, in a
+// buffer with room for extra more bytes, with the processes encoded side
+// by side, one goroutine per CPU: the manifest of a tree is written while
+// it is frozen, and its processes are most of it. The processes' parts are
+// copied once, into the result (fresh memory costs a page fault per 4 KiB
+// on our VMs: each copy of a 32-process tree's 800 KB took ~2 ms).
+func appendCheckpoint(dst []byte, c *Checkpoint, extra int) ([]byte, error) {
 	n := len(c.Processes)
 	workers := min(runtime.NumCPU(), n)
 	if workers < 2 {
-		return json.Marshal(c)
+		doc, err := json.Marshal(c)
+		if err != nil {
+			return nil, err
+		}
+		return append(slices.Grow(dst, len(doc)+extra), doc...), nil
 	}
 	rest := *c
 	rest.Processes = nil
@@ -28,7 +40,11 @@ func marshalCheckpoint(c *Checkpoint) ([]byte, error) {
 	}
 	at := bytes.Index(head, processesNull)
 	if at < 0 || bytes.Count(head, processesNull) != 1 {
-		return json.Marshal(c) // not the one place expected: no shortcut
+		doc, err := json.Marshal(c) // not the one place expected: no shortcut
+		if err != nil {
+			return nil, err
+		}
+		return append(slices.Grow(dst, len(doc)+extra), doc...), nil
 	}
 	parts := make([][]byte, n)
 	errs := make([]error, n)
@@ -50,7 +66,7 @@ func marshalCheckpoint(c *Checkpoint) ([]byte, error) {
 		}
 		size += len(p)
 	}
-	out := make([]byte, 0, size)
+	out := slices.Grow(dst, size+extra)
 	out = append(out, head[:at]...)
 	out = append(out, `"Processes":[`...)
 	for i, p := range parts {
