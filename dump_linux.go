@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/clock"
 	"github.com/rtcr/rtcr/internal/cred"
 	"github.com/rtcr/rtcr/internal/files"
@@ -230,23 +229,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 			live = append(live, pid)
 		}
 	}
-	if err := tree.CheckNamespaces(live, nested); err != nil {
-		return fmt.Errorf("dump %d: %w", opts.Pid, err)
-	}
-	if err := attr.CheckTree(live, f.Tids); err != nil {
-		return fmt.Errorf("dump %d: %w", opts.Pid, err)
-	}
-	if !nested {
-		// The session and group layout, checked again at the end, is
-		// refused here already, before anything is read or injected: a
-		// tree of hundreds of processes took minutes to be read for
-		// nothing (zdtm session03).
-		if err := planEarly(f.Order); err != nil {
-			return fmt.Errorf("dump %d: %w", opts.Pid, err)
-		}
-	}
-	fds, err = files.NewTree(live)
-	if err != nil {
+	if fds, err = dumpChecks(f, live, nested); err != nil {
 		return fmt.Errorf("dump %d: %w", opts.Pid, err)
 	}
 	if err := tr.load(opts.Pid, root, live, fds); err != nil {
@@ -482,24 +465,6 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 // injectWindow is how many processes of a tree are injected into at once:
 // one per CPU (at least 2).
 func injectWindow() int { return max(2, runtime.NumCPU()) }
-
-// planEarly checks with tree.Plan that the session and group layout of
-// the frozen processes order (parents first) can be recreated, from their
-// /proc/PID/stat as collectTree reads it.
-func planEarly(order []int) error {
-	nodes := make([]tree.Node, 0, len(order))
-	for _, pid := range order {
-		st, err := procfs.ReadStat(pid)
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, tree.Node{Pid: pid, Ppid: st.Ppid, Pgid: st.Pgrp, Sid: st.Session})
-	}
-	if _, err := tree.Plan(nodes); err != nil {
-		return err
-	}
-	return checkGhostsGone(nodes)
-}
 
 // writePages copies the memory of p into its page file of the stage's
 // generation, on from where its pre-copy rounds left it (if any); forked
