@@ -1,11 +1,10 @@
 package ptrace
 
 import (
-	"github.com/rtcr/rtcr/internal/osthread"
-
 	"fmt"
 	"runtime/debug"
 
+	"github.com/rtcr/rtcr/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
