@@ -197,9 +197,7 @@ func TestBudgetRunFastWriter(t *testing.T) {
 	unix.Kill(tg.pid, unix.SIGKILL)
 	unix.Kill(init, unix.SIGKILL)
 	tg.waitOriginal()
-	for !pidFree(init) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGone(t, init)
 	out := tg.output()
 	for _, m := range over.FindAllStringSubmatch(out, -1) {
 		if !knownReason(m[5]) {

@@ -304,13 +304,14 @@ func killOrphan(t *testing.T, pid int) {
 	waitGone(t, pid)
 }
 
-// waitGone waits until no process has pid.
+// waitGone waits until no process has pid, failing after 30 s (a zombie
+// nobody reaps, say) with its state.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !pidFree(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d is still there (state %q) after 10 s", pid, state(pid))
+			t.Fatalf("%d is still there (state %q) after 30 s", pid, state(pid))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

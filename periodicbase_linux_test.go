@@ -57,9 +57,7 @@ func TestKillPeriodicMergeBase(t *testing.T) {
 		unix.Kill(tg.pid, unix.SIGKILL) // rtcr run, perhaps in a merge
 		unix.Kill(init, unix.SIGKILL)
 		tg.waitOriginal()
-		for !pidFree(init) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitGone(t, init)
 		out := tg.output()
 		based = based || regexp.MustCompile(`merged into \d+ \(its \d+ pages appended`).MatchString(out)
 		w.send("", w.round+1, "verify")
