@@ -62,11 +62,34 @@ type State struct {
 
 func statePath(pid int) string { return filepath.Join(stateDir(), strconv.Itoa(pid)) }
 
+// readState reads the state file of pid. A file of the layout before the
+// per-namespace directories (StateDir/PID, written by an older rtcr) is
+// moved into this namespace's directory first, so that an upgrade in the
+// middle of a chain keeps its tracking (Load then checks it as any other:
+// the start time and the userfaultfd).
+func readState(pid int) ([]byte, error) {
+	b, err := os.ReadFile(statePath(pid))
+	if !errors.Is(err, fs.ErrNotExist) {
+		return b, err
+	}
+	old := filepath.Join(StateDir, strconv.Itoa(pid))
+	if _, serr := os.Lstat(old); serr != nil {
+		return nil, err
+	}
+	if merr := os.MkdirAll(stateDir(), 0o700); merr != nil {
+		return nil, merr
+	}
+	if rerr := os.Rename(old, statePath(pid)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return nil, rerr
+	}
+	return os.ReadFile(statePath(pid))
+}
+
 // Load returns the tracking state of pid, or nil when it has none: no
 // state file, a pid that now names another process (the file is removed),
 // or a fd that is no longer a userfaultfd.
 func Load(pid int) (*State, error) {
-	b, err := os.ReadFile(statePath(pid))
+	b, err := readState(pid)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		// Only root writes state files: an rtcr without root made none
 		// (and cannot extend root's).
@@ -103,7 +126,7 @@ func Load(pid int) (*State, error) {
 // program's own userfaultfd is never taken for it. Call it before Load,
 // which removes a state whose Fd was never made.
 func LoadStray(pid int) int {
-	b, err := os.ReadFile(statePath(pid))
+	b, err := readState(pid)
 	if err != nil || len(b) > 1<<16 {
 		return -1
 	}

@@ -134,3 +134,33 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("after the sweep: %v, want [.tmp-new notes]", left)
 	}
 }
+
+// TestLegacyStateMoved: a state file of the layout before the
+// per-namespace directories is read, and moved into this namespace's
+// directory, so that an upgraded rtcr extends the chain.
+func TestLegacyStateMoved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (state files are root's)")
+	}
+	old := StateDir
+	StateDir = t.TempDir()
+	defer func() { StateDir = old }()
+	pid := os.Getpid()
+	legacy := filepath.Join(StateDir, strconv.Itoa(pid))
+	if err := os.WriteFile(legacy, []byte(`{"Pid":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := readState(pid)
+	if err != nil || string(b) != `{"Pid":1}` {
+		t.Fatalf("readState: %q, %v", b, err)
+	}
+	if _, err := os.Stat(statePath(pid)); err != nil {
+		t.Fatalf("not moved into %s: %v", stateDir(), err)
+	}
+	if _, err := os.Stat(legacy); !os.IsNotExist(err) {
+		t.Fatalf("the legacy file is still there: %v", err)
+	}
+	if _, err := readState(pid + 1); !os.IsNotExist(err) {
+		t.Fatalf("readState of a pid without a file: %v, want not exist", err)
+	}
+}
