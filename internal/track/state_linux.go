@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rtcr/rtcr/internal/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // StateDir holds one directory per pid namespace (nsDir) with one state
@@ -64,22 +63,31 @@ func statePath(pid int) string { return filepath.Join(stateDir(), strconv.Itoa(p
 
 // readState reads the state file of pid. A file of the layout before the
 // per-namespace directories (StateDir/PID, written by an older rtcr) is
-// moved into this namespace's directory first, so that an upgrade in the
-// middle of a chain keeps its tracking (Load then checks it as any other:
-// the start time and the userfaultfd).
+// moved into this namespace's directory first when it names pid with its
+// start time, so that an upgrade in the middle of a chain keeps its
+// tracking (Load then checks it as any other); a file of that layout that
+// names another process (the same pid in another namespace: the old
+// layout did not say which) is left where it is.
 func readState(pid int) ([]byte, error) {
 	b, err := os.ReadFile(statePath(pid))
 	if !errors.Is(err, fs.ErrNotExist) {
 		return b, err
 	}
 	old := filepath.Join(StateDir, strconv.Itoa(pid))
-	if _, serr := os.Lstat(old); serr != nil {
+	ob, oerr := os.ReadFile(old)
+	if oerr != nil || len(ob) > 1<<16 {
+		return nil, err
+	}
+	var s State
+	st, serr := procfs.ReadStat(pid)
+	if json.Unmarshal(ob, &s) != nil || serr != nil || s.Pid != pid || s.StartTime != st.StartTime {
 		return nil, err
 	}
 	if merr := os.MkdirAll(stateDir(), 0o700); merr != nil {
 		return nil, merr
 	}
-	if rerr := os.Rename(old, statePath(pid)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+	// Not over a file a concurrent Save made meanwhile.
+	if rerr := unix.Renameat2(unix.AT_FDCWD, old, unix.AT_FDCWD, statePath(pid), unix.RENAME_NOREPLACE); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && !errors.Is(rerr, fs.ErrExist) {
 		return nil, rerr
 	}
 	return os.ReadFile(statePath(pid))

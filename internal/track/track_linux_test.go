@@ -2,6 +2,7 @@ package track
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/rtcr/rtcr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -136,8 +138,10 @@ func TestSweep(t *testing.T) {
 }
 
 // TestLegacyStateMoved: a state file of the layout before the
-// per-namespace directories is read, and moved into this namespace's
-// directory, so that an upgraded rtcr extends the chain.
+// per-namespace directories that names its process with its start time is
+// read and moved into this namespace's directory, so that an upgraded rtcr
+// extends the chain; one that names another process (the same pid in
+// another namespace) is left alone.
 func TestLegacyStateMoved(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (state files are root's)")
@@ -146,12 +150,27 @@ func TestLegacyStateMoved(t *testing.T) {
 	StateDir = t.TempDir()
 	defer func() { StateDir = old }()
 	pid := os.Getpid()
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	legacy := filepath.Join(StateDir, strconv.Itoa(pid))
-	if err := os.WriteFile(legacy, []byte(`{"Pid":1}`), 0o600); err != nil {
+	other := fmt.Sprintf(`{"Pid":%d,"StartTime":%d,"Fd":1000}`, pid, st.StartTime+1)
+	if err := os.WriteFile(legacy, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := readState(pid); !os.IsNotExist(err) {
+		t.Fatalf("readState of another process's legacy file: %q, %v; want not exist", b, err)
+	}
+	if _, err := os.Stat(legacy); err != nil {
+		t.Fatalf("another process's legacy file was moved: %v", err)
+	}
+	mine := fmt.Sprintf(`{"Pid":%d,"StartTime":%d,"Fd":1000}`, pid, st.StartTime)
+	if err := os.WriteFile(legacy, []byte(mine), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b, err := readState(pid)
-	if err != nil || string(b) != `{"Pid":1}` {
+	if err != nil || string(b) != mine {
 		t.Fatalf("readState: %q, %v", b, err)
 	}
 	if _, err := os.Stat(statePath(pid)); err != nil {
