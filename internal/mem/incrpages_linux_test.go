@@ -63,7 +63,13 @@ func TestIncrPages(t *testing.T) {
 			hi := lo + uint64(16+rng.IntN(80))*P
 			v := image.VMA{Start: lo, End: hi, Kind: kind}
 			for i, r := range randomRanges(rng, lo, hi, 1+rng.IntN(10)) {
-				v.Pages = append(v.Pages, image.PageRun{Addr: r[0], Count: (r[1] - r[0]) / P, FileOff: int64(5000+20*i) * P, Depth: rng.IntN(3), Pid: 7})
+				pr := image.PageRun{Addr: r[0], Count: (r[1] - r[0]) / P, FileOff: int64(5000+20*i) * P, Depth: rng.IntN(3), Pid: 7}
+				if k := len(v.Pages) - 1; k >= 0 && rng.IntN(2) == 0 {
+					// Contiguous in the file with the run before, at the
+					// same depth: pieces of both may join.
+					pr.FileOff, pr.Depth = v.Pages[k].FileOff+int64(pr.Addr-v.Pages[k].Addr), v.Pages[k].Depth
+				}
+				v.Pages = append(v.Pages, pr)
 			}
 			parent.VMAs = append(parent.VMAs, v)
 			lo = hi
@@ -72,7 +78,17 @@ func TestIncrPages(t *testing.T) {
 			parent.VMAs[0], parent.VMAs[1] = parent.VMAs[1], parent.VMAs[0]
 		}
 		const base = 77 * P
-		got := incrPages(nil, start, end, written, gone, pre, parent, base)
+		var pages []image.PageRun
+		if round%4 == 1 { // a list with a run before the range already
+			pages = []image.PageRun{{Addr: start - 2*P, Count: 2, FileOff: base - 2*P}}
+		}
+		got := incrPages(pages, start, end, written, gone, pre, parent, base)
+		if pages != nil {
+			if got[0].Addr != start-2*P || got[0].FileOff != base-2*P {
+				t.Fatalf("round %d: the run before the range changed: %v", round, got[0])
+			}
+			got = clipRuns(got, start, end)
+		}
 		for i := 1; i < len(got); i++ {
 			if got[i].Addr < got[i-1].Addr+got[i-1].Count*P {
 				t.Fatalf("round %d: runs out of order: %v", round, got)
