@@ -542,22 +542,11 @@ func newCheckpoint() *image.Checkpoint {
 // forEach runs fn for every pid of pids at once and returns the first
 // error in the order of pids, once every fn has returned.
 func forEach(pids []int, fn func(pid int) error) error {
-	errs := make([]error, len(pids))
-	var wg sync.WaitGroup
+	fns := make([]func() error, len(pids))
 	for i, pid := range pids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fn(pid)
-		}()
+		fns[i] = func() error { return fn(pid) }
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return allOf(fns...)
 }
 
 // ctxWriter fails writes once ctx is cancelled, which stops a dump.

@@ -177,8 +177,7 @@ func incrPages(pages []image.PageRun, start, end uint64, written, gone [][2]uint
 			m.take(p)
 		}
 	}
-	m.take(image.PageRun{Addr: ^uint64(0)}) // the rest of written and pre
-	return m.pages
+	return m.finish()
 }
 
 // incrMerge merges the parent's runs, in address order, with the written
@@ -190,8 +189,15 @@ type incrMerge struct {
 	off     int64 // the page-file offset of the next written range
 }
 
+// finish appends the written ranges and pre-copied runs not taken yet and
+// returns the list.
+func (m *incrMerge) finish() []image.PageRun {
+	m.take(image.PageRun{Addr: ^uint64(0)})
+	return m.pages
+}
+
 // take appends the written ranges and pre-copied runs below r, then r;
-// r.Addr ^0 appends only the rest of them.
+// r.Addr ^0 (finish) appends only the rest of them.
 func (m *incrMerge) take(r image.PageRun) {
 	for {
 		w := len(m.written) > 0 && m.written[0][0] < r.Addr

@@ -391,24 +391,18 @@ func emitIncr(v *image.VMA, keep, refable [][2]uint64, inc *Incr, cp *copier) er
 	if inc.Parent != nil && len(refable) > 0 {
 		refs = cutRuns(objectRuns(inc.Parent, v), complement(refable, v.Start, v.End))
 	}
-	var done [][2]uint64
+	copies := cutRanges(keep, runRanges(refs))
+	// Both lists are sorted and disjoint: the copies, saved in address
+	// order from the copier's offset on, merged with the refs.
+	m := incrMerge{pages: v.Pages, written: copies, off: cp.offset()}
 	for _, r := range refs {
-		done = append(done, [2]uint64{r.Addr, r.Addr + r.Count*image.PageSize})
+		m.take(r)
 	}
-	copies := cutRanges(keep, done)
-	i, j := 0, 0
-	for i < len(copies) || j < len(refs) {
-		if j == len(refs) || (i < len(copies) && copies[i][0] < refs[j].Addr) {
-			w := copies[i]
-			i++
-			appendRun(v, image.PageRun{Addr: w[0], Count: (w[1] - w[0]) / image.PageSize, FileOff: cp.offset()})
-			if err := cp.add(w[0], w[1]-w[0], false); err != nil { // shared memory: pinning unshares nothing
-				return err
-			}
-			continue
+	v.Pages = m.finish()
+	for _, w := range copies {
+		if err := cp.add(w[0], w[1]-w[0], false); err != nil { // shared memory: pinning unshares nothing
+			return err
 		}
-		appendRun(v, refs[j])
-		j++
 	}
 	return nil
 }
