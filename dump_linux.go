@@ -128,10 +128,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	mem.PrepareBuffers(2)
 	if tr.parent != nil {
 		// The increment's page runs name every run of the chain again,
-		// plus what was written since: room for them now, not in the
-		// freeze (mem/runarena_linux.go).
-		n := tr.parent.PageRunCount()
-		mem.PrepareRuns(n + n/4 + 4096)
+		// plus what was written since and what the pre-copy rounds
+		// copied (three times: cut, cutting, merged): room for them now,
+		// not in the freeze (mem/runarena_linux.go).
+		n, p := tr.parent.PageRunCount(), tr.pre.runCount()
+		mem.PrepareRuns(n + n/4 + 3*p + 4096)
 	}
 	// An increment's freeze copies little: smaps' page walk would be
 	// most of its memory step. Read it now; the freeze checks it is

@@ -334,6 +334,19 @@ func (pc *precopy) use(pid int, inc *mem.Incr) {
 	inc.Pre, inc.Lost = pp.runs, pp.lost
 }
 
+// runCount returns how many pre-copied runs the frozen dump will merge
+// into its page runs (0 without pre-copy).
+func (pc *precopy) runCount() int {
+	if pc == nil {
+		return 0
+	}
+	n := 0
+	for _, pp := range pc.procs {
+		n += len(pp.runs)
+	}
+	return n
+}
+
 // pageFile returns the page writer and file the frozen dump writes the
 // memory of process pid on, or nil when it starts one.
 func (pc *precopy) pageFile(pid int) (*image.PageWriter, *image.StageFile) {

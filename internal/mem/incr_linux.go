@@ -147,22 +147,29 @@ func incrRuns(v *image.VMA, inc *Incr, cp *copier) error {
 // freeze when pages is nil, since fresh memory is dear in the freeze (a
 // page fault costs ~12 µs on our VMs).
 func incrPages(pages []image.PageRun, start, end uint64, written, gone [][2]uint64, pre []image.PageRun, parent *image.Process, base int64) []image.PageRun {
-	pre = cutRuns(pre, gone)
-	cut := gone
-	if len(pre) > 0 {
-		cut = unionRanges(gone, runRanges(pre))
+	if len(pre) > 0 && len(gone) > 0 {
+		pre = cutRunsInto(takeRuns(len(pre)+len(gone)), pre, gone)
 	}
 	n, sorted := parentRunCount(parent, start, end)
-	need := len(written) + len(pre) + n + len(cut)
+	// The parent's runs are cut by gone, then by pre: each range of
+	// either splits at most one of them in two.
+	need := len(written) + len(pre) + n + len(gone) + len(pre)
 	if pages == nil {
 		pages = takeRuns(need) // made ready before the freeze
 	} else {
 		pages = slices.Grow(pages, need)
 	}
 	m := incrMerge{pages: pages, written: written, pre: pre, off: base}
-	var pieces, older []image.PageRun // older: the parent's pieces when they must be sorted first
+	var pieces, rest, older []image.PageRun // older: the parent's pieces when they must be sorted first
 	forParentRuns(parent, start, end, func(r image.PageRun) {
-		pieces = cutRun(pieces[:0], r, cut)
+		pieces = cutRun(pieces[:0], r, gone)
+		if len(pre) > 0 {
+			rest = rest[:0]
+			for _, p := range pieces {
+				rest = cutRunBy(rest, p, pre, runBounds)
+			}
+			pieces, rest = rest, pieces
+		}
 		if !sorted {
 			older = append(older, pieces...)
 			return
@@ -301,7 +308,12 @@ func mergeRanges(a, b [][2]uint64) [][2]uint64 {
 func cutRuns(runs []image.PageRun, cut [][2]uint64) []image.PageRun {
 	// Each range cut splits at most one run in two: no growing in the
 	// freeze (fresh memory is dear there).
-	out := make([]image.PageRun, 0, len(runs)+len(cut))
+	return cutRunsInto(make([]image.PageRun, 0, len(runs)+len(cut)), runs, cut)
+}
+
+// cutRunsInto is cutRuns appending to out, which should have room for
+// len(runs)+len(cut) more runs.
+func cutRunsInto(out, runs []image.PageRun, cut [][2]uint64) []image.PageRun {
 	for _, r := range runs {
 		out = cutRun(out, r, cut)
 	}
@@ -311,20 +323,35 @@ func cutRuns(runs []image.PageRun, cut [][2]uint64) []image.PageRun {
 // cutRun appends to out the parts of the run r outside the sorted ranges
 // cut.
 func cutRun(out []image.PageRun, r image.PageRun, cut [][2]uint64) []image.PageRun {
+	return cutRunBy(out, r, cut, rangeBounds)
+}
+
+// rangeBounds and runBounds give the address range of a range and of a
+// run, for cutRunBy.
+func rangeBounds(r [2]uint64) (uint64, uint64)   { return r[0], r[1] }
+func runBounds(r image.PageRun) (uint64, uint64) { return r.Addr, r.Addr + r.Count*image.PageSize }
+
+// cutRunBy appends to out the parts of the run r outside cut, sorted and
+// disjoint, whose address ranges bounds gives.
+func cutRunBy[T any](out []image.PageRun, r image.PageRun, cut []T, bounds func(T) (uint64, uint64)) []image.PageRun {
 	a, end := r.Addr, r.Addr+r.Count*image.PageSize
-	k := sort.Search(len(cut), func(i int) bool { return cut[i][1] > a })
+	k := sort.Search(len(cut), func(i int) bool { _, e := bounds(cut[i]); return e > a })
 	for a < end {
 		b := end
-		if k < len(cut) && cut[k][0] < end {
-			b = max(a, cut[k][0])
+		var cs, ce uint64
+		if k < len(cut) {
+			cs, ce = bounds(cut[k])
+		}
+		if k < len(cut) && cs < end {
+			b = max(a, cs)
 		}
 		if b > a {
 			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid})
 		}
-		if k >= len(cut) || cut[k][0] >= end {
+		if k >= len(cut) || cs >= end {
 			break
 		}
-		a = min(cut[k][1], end)
+		a = min(ce, end)
 		k++
 	}
 	return out
@@ -342,14 +369,25 @@ func clipRanges(rs [][2]uint64, start, end uint64) [][2]uint64 {
 	return out
 }
 
-// clipRuns returns the parts of the sorted runs within [start, end).
+// clipRuns returns the parts of the sorted, disjoint runs within
+// [start, end): a part of runs itself when none of them crosses start or
+// end (it runs in the freeze over thousands of pre-copied runs, where fresh
+// memory is dear), else a copy.
 func clipRuns(runs []image.PageRun, start, end uint64) []image.PageRun {
-	var out []image.PageRun
-	for _, r := range runs {
+	i := sort.Search(len(runs), func(i int) bool { _, e := runBounds(runs[i]); return e > start })
+	j := sort.Search(len(runs), func(i int) bool { return runs[i].Addr >= end })
+	if i >= j {
+		return nil
+	}
+	in := runs[i:j:j]
+	if _, e := runBounds(in[len(in)-1]); in[0].Addr >= start && e <= end {
+		return in
+	}
+	out := slices.Clone(in)
+	for _, k := range []int{0, len(out) - 1} {
+		r := &out[k]
 		a, b := max(r.Addr, start), min(r.Addr+r.Count*image.PageSize, end)
-		if a < b {
-			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid})
-		}
+		*r = image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid}
 	}
 	return out
 }

@@ -66,3 +66,40 @@ func TestPreCopyArithmetic(t *testing.T) {
 		t.Fatalf("unionRanges: %s", got)
 	}
 }
+
+// TestClipRuns checks clipRuns on sorted runs, and that a range no run
+// crosses gives a part of the list itself (no fresh memory in the freeze).
+func TestClipRuns(t *testing.T) {
+	const P = image.PageSize
+	runs := []image.PageRun{{Addr: 0, Count: 4, FileOff: 0}, {Addr: 10 * P, Count: 2, FileOff: 4 * P}, {Addr: 20 * P, Count: 3, FileOff: 6 * P, Depth: 1, Pid: 7}}
+	for _, c := range []struct {
+		name       string
+		start, end uint64
+		want       []image.PageRun
+		shared     bool // a part of runs itself
+	}{
+		{"all", 0, 30 * P, runs, true},
+		{"middle exactly", 10 * P, 12 * P, runs[1:2], true},
+		{"between runs", 5 * P, 15 * P, runs[1:2], true},
+		{"none", 4 * P, 10 * P, nil, false},
+		{"after all", 23 * P, 40 * P, nil, false},
+		{"crossing start", 1 * P, 12 * P, []image.PageRun{{Addr: P, Count: 3, FileOff: P}, runs[1]}, false},
+		{"crossing end", 10 * P, 21 * P, []image.PageRun{runs[1], {Addr: 20 * P, Count: 1, FileOff: 6 * P, Depth: 1, Pid: 7}}, false},
+		{"inside one run", 21 * P, 22 * P, []image.PageRun{{Addr: 21 * P, Count: 1, FileOff: 7 * P, Depth: 1, Pid: 7}}, false},
+	} {
+		got := clipRuns(runs, c.start, c.end)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+		shared := false
+		for i := range runs {
+			shared = shared || (len(got) > 0 && &got[0] == &runs[i])
+		}
+		if shared != c.shared {
+			t.Errorf("%s: part of the list itself %v, want %v", c.name, shared, c.shared)
+		}
+	}
+	if fmt.Sprint(runs[0]) != fmt.Sprint(image.PageRun{Addr: 0, Count: 4, FileOff: 0}) {
+		t.Errorf("the list changed: %v", runs)
+	}
+}
