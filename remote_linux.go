@@ -283,11 +283,11 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 		// The server checks a migration's image in its restore and
 		// says Stored, then Ready, once its processes are held.
 		c.SetIdle(restoreWait)
-		if _, err := c.Expect(wire.Stored); err != nil {
+		if _, err := c.Await(wire.Stored); err != nil {
 			return err
 		}
 		st.Send = time.Since(handed)
-		if _, err := c.Expect(wire.Ready); err != nil {
+		if _, err := c.Await(wire.Ready); err != nil {
 			return err
 		}
 		readyAt = time.Now()
@@ -312,7 +312,7 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 		}
 		gone := time.Now()
 		logStep(log, opts.Pid, "kill and go", gone.Sub(readyAt))
-		restored, rerr = c.Expect(wire.Restored)
+		restored, rerr = c.Await(wire.Restored)
 		restoredAt = time.Now()
 		logStep(log, opts.Pid, "restored", restoredAt.Sub(gone))
 	}

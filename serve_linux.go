@@ -360,7 +360,7 @@ func (s *server) restore(c *wire.Conn, mode wire.Mode, name, path string, base *
 			held = true
 			c.SetIdle(goWait)
 			readyAt := time.Now()
-			if _, err := c.Expect(wire.Go); err != nil {
+			if _, err := c.Await(wire.Go); err != nil {
 				return err
 			}
 			logStep(logger(s.opts.Logger), ck.Processes[0].Pid, "go received", time.Since(readyAt))

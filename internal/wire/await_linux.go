@@ -1,0 +1,71 @@
+package wire
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// awaitSlice bounds one poll(2) of awaitReadable: a Close from another
+// goroutine waits for the poll in progress to end (the descriptor is
+// held meanwhile), so at most this long.
+const awaitSlice = 20 * time.Millisecond
+
+// Await is Expect for a frame this side waits for with nothing else to
+// do, those of a migration's downtime (Stored, Ready, Go, Restored): it
+// is taken the moment it arrives. It needs an idle limit (SetIdle), which
+// bounds the wait as it bounds Expect's.
+//
+// Left to Go's network poller, such a frame was taken 7-16 ms late: the
+// thread that polls the network finds the waiting goroutine runnable but
+// no processor to run it on when the others are held by threads in
+// blocking system calls (tracers in wait4, userfaultfd readers), until
+// the runtime's monitor takes one back, every 10 ms once the process is
+// idle. Here the goroutine waits in poll(2) itself, a blocking call the
+// kernel ends as soon as bytes arrive.
+func (c *Conn) Await(want Type) ([]byte, error) {
+	if !c.awaitReadable() {
+		return nil, fmt.Errorf("receive %v from %s: nothing for %v: %w", want, c.peer, c.idle, os.ErrDeadlineExceeded)
+	}
+	return c.Expect(want)
+}
+
+// awaitReadable blocks in poll(2), in slices of awaitSlice, until the
+// socket under c has bytes to read (or an error or end to report), and
+// says false when the idle limit passed first. It returns true at once
+// when bytes are buffered already, when frames are read ahead, without an
+// idle limit, under TLS (its records may hold bytes already decrypted,
+// which poll cannot see), or when the connection is not a socket or is
+// closed: the read that follows then waits as Expect does.
+func (c *Conn) awaitReadable() bool {
+	if c.recvErr != nil || c.ra != nil || c.r.Buffered() > 0 || c.idle <= 0 {
+		return true
+	}
+	sc, ok := c.c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	deadline := time.Now().Add(c.idle)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		ms := int(min(left, awaitSlice)/time.Millisecond) + 1
+		ready := false
+		if err := rc.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, ms)
+			ready = n > 0 || (err != nil && err != unix.EINTR)
+		}); err != nil || ready {
+			return true
+		}
+	}
+}
