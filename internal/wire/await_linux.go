@@ -27,21 +27,22 @@ const awaitSlice = 20 * time.Millisecond
 // idle. Here the goroutine waits in poll(2) itself, a blocking call the
 // kernel ends as soon as bytes arrive.
 func (c *Conn) Await(want Type) ([]byte, error) {
-	if !c.awaitReadable() {
-		return nil, fmt.Errorf("receive %v from %s: nothing for %v: %w", want, c.peer, c.idle, os.ErrDeadlineExceeded)
+	if c.ra == nil && !c.awaitReadable(nil) {
+		return nil, c.idleErr()
 	}
-	return c.Expect(want)
+	return c.Expect(want) // frames read ahead: that goroutine waited so
 }
 
 // awaitReadable blocks in poll(2), in slices of awaitSlice, until the
 // socket under c has bytes to read (or an error or end to report), and
 // says false when the idle limit passed first. It returns true at once
-// when bytes are buffered already, when frames are read ahead, without an
-// idle limit, under TLS (its records may hold bytes already decrypted,
-// which poll cannot see), or when the connection is not a socket or is
-// closed: the read that follows then waits as Expect does.
-func (c *Conn) awaitReadable() bool {
-	if c.recvErr != nil || c.ra != nil || c.r.Buffered() > 0 || c.idle <= 0 {
+// when bytes are buffered already, without an idle limit, under TLS (its
+// records may hold bytes already decrypted, which poll cannot see), when
+// the connection is not a socket or is closed, and when stop is closed:
+// the read that follows then waits as a plain read does (stopReadahead
+// cuts it with a deadline).
+func (c *Conn) awaitReadable(stop <-chan struct{}) bool {
+	if c.recvErr != nil || c.r.Buffered() > 0 || c.idle <= 0 {
 		return true
 	}
 	sc, ok := c.c.(syscall.Conn)
@@ -54,6 +55,11 @@ func (c *Conn) awaitReadable() bool {
 	}
 	deadline := time.Now().Add(c.idle)
 	for {
+		select {
+		case <-stop:
+			return true
+		default:
+		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			return false
@@ -68,4 +74,10 @@ func (c *Conn) awaitReadable() bool {
 			return true
 		}
 	}
+}
+
+// idleErr is the error of a frame that did not come within the idle
+// limit.
+func (c *Conn) idleErr() error {
+	return fmt.Errorf("receive from %s: nothing for %v: %w", c.peer, c.idle, os.ErrDeadlineExceeded)
 }

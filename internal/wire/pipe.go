@@ -224,8 +224,16 @@ func (c *Conn) startReadahead() {
 			if readaheadHook != nil {
 				readaheadHook()
 			}
-			t, p, err := c.recvFrame(buf)
-			fr := recvdFrame{t: t, p: p, buf: buf, err: err, terminal: err != nil || !bulk(t)}
+			// Waited for in poll(2), as Await does: a frame after a
+			// pause (a migration's last freeze) was taken up to 10 ms
+			// late by Go's network poller.
+			var fr recvdFrame
+			if c.awaitReadable(ra.stop) {
+				t, p, err := c.recvFrame(buf)
+				fr = recvdFrame{t: t, p: p, buf: buf, err: err, terminal: err != nil || !bulk(t)}
+			} else {
+				fr = recvdFrame{buf: buf, err: c.idleErr(), terminal: true}
+			}
 			select {
 			case ra.full <- fr:
 			case <-ra.stop:
