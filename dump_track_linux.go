@@ -240,7 +240,9 @@ func (t *tracking) memIncr(pid, imagePid int) (*mem.Incr, error) {
 	}
 	// Its "uw" flags are rtcr's even once its copy is closed here (a
 	// child's inherited copy may still hold the registrations).
-	pt.inc = &mem.Incr{Tracked: true}
+	// Without TrackMem the tracking ends with this dump: nothing need be
+	// protected again.
+	pt.inc = &mem.Incr{Tracked: true, Last: !t.on}
 	if pt.incr && pt.own >= 0 {
 		s, err := track.OpenScanner(pid)
 		if err != nil {

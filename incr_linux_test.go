@@ -278,6 +278,30 @@ func TestTrackingEnds(t *testing.T) {
 	w.restoreAndVerify(filepath.Join(w.ck, "4"))
 }
 
+// TestLastIncrementExact: an increment without --track-mem, the last of
+// its chain, finds the written pages without protecting them again
+// (mem.Incr.Last): it holds exactly the pages written since its parent,
+// and restores to the right bytes.
+func TestLastIncrementExact(t *testing.T) {
+	testutil.RequireRoot(t)
+	w := startWriter(t, 128, 1)
+	w.dump("1", "")
+	w.run("", "w 3 17 18 100", "drop 40 2")
+	dir := filepath.Join(w.ck, "2")
+	if _, err := rtcr.Dump(context.Background(), rtcr.DumpOptions{Pid: w.pid, Dir: dir, Parent: "../1", LeaveRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := image.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.wantPages(c, w.pid, 3, 17, 18, 100)
+	if here, parents := w.regionPages(c, w.pid); len(here)+len(parents) != 126 {
+		t.Fatalf("after dropping 2 pages the chain holds %d region pages, want 126", len(here)+len(parents))
+	}
+	w.restoreAndVerify(dir)
+}
+
 // hasUffdWP reports whether a mapping of pid carries the "uw" VmFlag.
 func hasUffdWP(t *testing.T, pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))

@@ -38,11 +38,26 @@ type Incr struct {
 	// write-protect state a failed pre-copy scan or copy may have reset
 	// without their pages being saved: they are saved as if written.
 	Lost [][2]uint64
+	// Last says the dump ends the tracking (no --track-mem: a last
+	// increment, a migration's last freeze): the written pages are found
+	// without being protected again, which spares the freeze the
+	// kernel's re-protection of each (~3 µs a page on our VMs).
+	Last bool
 	// Untracked (out) are the mappings not tracked yet (new, moved, or
 	// never registered), to register after the copy; TrackedRanges (out)
 	// those that are; Reprotect (out) the tracked views of shared memory,
 	// to protect again after the copy (ScanShared left them as they were).
 	Untracked, TrackedRanges, Reprotect [][2]uint64
+}
+
+// written returns the ranges of [start, end) written since the parent
+// image (or the last pre-copy round) and, unless the dump is the last
+// (Last), protects them again.
+func (inc *Incr) written(start, end uint64) ([][2]uint64, error) {
+	if inc.Last {
+		return inc.Scan.Peek(start, end)
+	}
+	return inc.Scan.Written(start, end)
 }
 
 // uffdWP is the VmFlags mnemonic of a mapping registered for
@@ -114,7 +129,7 @@ func incrRuns(v *image.VMA, inc *Incr, cp *copier) error {
 	if err != nil {
 		return err
 	}
-	written, err := inc.Scan.Written(v.Start, v.End)
+	written, err := inc.written(v.Start, v.End)
 	if err != nil {
 		return err
 	}

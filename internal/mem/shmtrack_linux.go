@@ -333,7 +333,7 @@ func sharedIncrRuns(pid int, v *image.VMA, o *shmDirty, covered [2]uint64, inc *
 // not hold, and takes the others from the parent. Pages backed by the file
 // again (dropped since: a protected page leaves a marker) are not saved.
 func fileIncrRuns(pm *procfs.Pagemap, v *image.VMA, inc *Incr, entries *[]uint64, cp *copier) error {
-	written, err := inc.Scan.Written(v.Start, v.End)
+	written, err := inc.written(v.Start, v.End)
 	if err != nil {
 		return err
 	}
