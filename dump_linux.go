@@ -134,10 +134,11 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		n, p := tr.parent.PageRunCount(), tr.pre.runCount()
 		mem.PrepareRuns(n + n/4 + 3*p + 4096)
 	}
-	// An increment's freeze copies little: smaps' page walk would be
-	// most of its memory step. Read it now; the freeze checks it is
-	// still true (mem/preread_linux.go).
-	if tr.parent != nil || tr.pre != nil {
+	// An increment's freeze copies little, a post-copy migration's none of
+	// the private memory: smaps' page walk would be most of its memory
+	// step. Read it now; the freeze checks it is still true
+	// (mem/preread_linux.go).
+	if tr.parent != nil || tr.pre != nil || opts.postCopy != nil {
 		start := time.Now()
 		pre := mem.PreReadTree(root)
 		took := time.Since(start)
