@@ -451,6 +451,9 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 	if err := commitManifest(log, stage, c, opts.Pid, freeze); err != nil {
 		return err
 	}
+	if opts.committed != nil {
+		opts.committed(c)
+	}
 	if opts.Handoff != nil {
 		// Still frozen: the image is complete; whoever takes it over
 		// decides whether the tree dies (nil) or runs on (an error).

@@ -59,12 +59,10 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 	ps := &PostCopyStats{}
 	running, allIn := false, false
 	var ss *sourceSide // set once source-frozen ran (netmove_linux.go)
+	var ck *image.Checkpoint
+	opts.committed = func(c *image.Checkpoint) { ck = c }
 	opts.Handoff = func(dir string) (err error) {
 		committed := time.Now()
-		ck, err := image.ReadManifest(dir)
-		if err != nil {
-			return err
-		}
 		frozen := time.Duration(ck.FreezeNs)
 		// The address leaves this host before the copy can run there;
 		// whatever fails from here brings it back before the tree runs
@@ -83,7 +81,7 @@ func MigrateLazy(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpSt
 		}
 		set := wire.NewPageSet(ck)
 		ps.Pages = int64(set.Pages())
-		if err = sendImage(c, dir, st, &srv); err != nil {
+		if err = sendImage(c, dir, ck, st, &srv); err != nil {
 			return err
 		}
 		srv.progress("%s restores it lazily; its %d private pages (%.1f MiB) stay here until asked for", srv.Addr, ps.Pages, float64(ps.Pages*image.PageSize)/(1<<20))

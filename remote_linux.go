@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/wire"
 )
 
@@ -157,16 +158,16 @@ func openMigration(ctx context.Context, srv *PageServer, mode wire.Mode, pid int
 }
 
 // sendImage sends the image in dir and waits until the server stored it.
-func sendImage(c *wire.Conn, dir string, st *SendStats, srv *PageServer) error {
+func sendImage(c *wire.Conn, dir string, ck *image.Checkpoint, st *SendStats, srv *PageServer) error {
 	start := time.Now()
 	srv.progress("image complete, sending it to %s", srv.Addr)
-	n, err := c.SendImage(dir)
+	n, err := c.SendCheckpoint(dir, ck, nil)
 	st.Bytes = n
 	if err != nil {
 		return err
 	}
 	srv.progress("sent %.1f MiB in %v; %s checks it", float64(n)/(1<<20), time.Since(start).Round(time.Millisecond), srv.Addr)
-	if _, err := c.Expect(wire.Stored); err != nil {
+	if _, err := c.Await(wire.Stored); err != nil {
 		return err
 	}
 	st.Send = time.Since(start)
@@ -202,7 +203,9 @@ func DumpToServer(ctx context.Context, opts DumpOptions, srv PageServer) (*DumpS
 		opts.Dir, opts.temporary = filepath.Join(tmp, "image"), true
 	}
 	st := &SendStats{Name: srv.Name}
-	opts.Handoff = func(dir string) error { return sendImage(c, dir, st, &srv) }
+	var ck *image.Checkpoint
+	opts.committed = func(c *image.Checkpoint) { ck = c }
+	opts.Handoff = func(dir string) error { return sendImage(c, dir, ck, st, &srv) }
 	ds, err := Dump(ctx, opts)
 	if err != nil {
 		return nil, nil, err
@@ -262,6 +265,8 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 	opts.LeaveRunning, opts.TrackMem = false, false
 	ready := false
 	var handed, sent, readyAt time.Time
+	var ck *image.Checkpoint
+	opts.committed = func(c *image.Checkpoint) { ck = c }
 	opts.Handoff = func(dir string) error {
 		handed = time.Now()
 		srv.progress("image complete, sending it to %s", srv.Addr)
@@ -271,7 +276,7 @@ func handOver(ctx context.Context, c *wire.Conn, opts DumpOptions, srv *PageServ
 				after[name] = n
 			}
 		}
-		n, err := c.SendImageAfter(dir, after)
+		n, err := c.SendCheckpoint(dir, ck, after)
 		st.Bytes = n
 		if err != nil {
 			return err

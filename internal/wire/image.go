@@ -83,6 +83,12 @@ func ImageFiles(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return FilesOf(dir, c)
+}
+
+// FilesOf is ImageFiles for the image in dir whose checkpoint, c, is at
+// hand already (the dump that just wrote it).
+func FilesOf(dir string, c *image.Checkpoint) ([]string, error) {
 	if c.Parent != nil && (c.Parent.Dir != BaseDir || c.ChainLen != 1) {
 		return nil, fmt.Errorf("image %s is incremental (parent %s): only full images and the increment of a pre-copy migration (parent %q) can be sent", dir, c.Parent.Dir, BaseDir)
 	}
@@ -111,6 +117,26 @@ func (c *Conn) SendImageAfter(dir string, streamed map[string]int64) (int64, err
 	if err != nil {
 		return 0, err
 	}
+	return c.sendFiles(dir, names, streamed)
+}
+
+// SendCheckpoint is SendImageAfter for the image in dir whose checkpoint,
+// ck, the caller holds (FilesOf): its manifest is not read back. A nil ck
+// is read from dir.
+func (c *Conn) SendCheckpoint(dir string, ck *image.Checkpoint, streamed map[string]int64) (int64, error) {
+	if ck == nil {
+		return c.SendImageAfter(dir, streamed)
+	}
+	names, err := FilesOf(dir, ck)
+	if err != nil {
+		return 0, err
+	}
+	return c.sendFiles(dir, names, streamed)
+}
+
+// sendFiles sends the files names of dir, those in streamed after their
+// first streamed[name] bytes, and Commit.
+func (c *Conn) sendFiles(dir string, names []string, streamed map[string]int64) (int64, error) {
 	var total int64
 	for _, name := range names {
 		var n int64
