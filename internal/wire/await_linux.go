@@ -16,8 +16,8 @@ const awaitSlice = 20 * time.Millisecond
 
 // Await is Expect for a frame this side waits for with nothing else to
 // do, those of a migration's downtime (Stored, Ready, Go, Restored): it
-// is taken the moment it arrives. It needs an idle limit (SetIdle), which
-// bounds the wait as it bounds Expect's.
+// is taken the moment it arrives. The idle limit (SetIdle) bounds the wait
+// as it bounds Expect's; a Close from another goroutine ends it.
 //
 // Left to Go's network poller, such a frame was taken 7-16 ms late: the
 // thread that polls the network finds the waiting goroutine runnable but
@@ -33,16 +33,26 @@ func (c *Conn) Await(want Type) ([]byte, error) {
 	return c.Expect(want) // frames read ahead: that goroutine waited so
 }
 
+// RecvSoon is Recv for a loop that waits for the peer's frames with
+// nothing else to do (post-copy's page phase, on both sides): each frame
+// is taken the moment it arrives, as Await takes it.
+func (c *Conn) RecvSoon() (Type, []byte, error) {
+	if c.ra == nil && !c.awaitReadable(nil) {
+		return 0, nil, c.idleErr()
+	}
+	return c.Recv()
+}
+
 // awaitReadable blocks in poll(2), in slices of awaitSlice, until the
 // socket under c has bytes to read (or an error or end to report), and
-// says false when the idle limit passed first. It returns true at once
-// when bytes are buffered already, without an idle limit, under TLS (its
+// says false when the idle limit (if any: SetIdle) passed first. It
+// returns true at once when bytes are buffered already, under TLS (its
 // records may hold bytes already decrypted, which poll cannot see), when
-// the connection is not a socket or is closed, and when stop is closed:
-// the read that follows then waits as a plain read does (stopReadahead
-// cuts it with a deadline).
+// the connection is not a socket or is closed (between two slices), and
+// when stop is closed: the read that follows then waits as a plain read
+// does (stopReadahead cuts it with a deadline).
 func (c *Conn) awaitReadable(stop <-chan struct{}) bool {
-	if c.recvErr != nil || c.r.Buffered() > 0 || c.idle <= 0 {
+	if c.recvErr != nil || c.r.Buffered() > 0 {
 		return true
 	}
 	sc, ok := c.c.(syscall.Conn)
@@ -53,18 +63,23 @@ func (c *Conn) awaitReadable(stop <-chan struct{}) bool {
 	if err != nil {
 		return true
 	}
-	deadline := time.Now().Add(c.idle)
+	idle := c.idle
+	deadline := time.Now().Add(idle)
 	for {
 		select {
 		case <-stop:
 			return true
 		default:
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
+		slice := awaitSlice
+		if idle > 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false
+			}
+			slice = min(left, awaitSlice)
 		}
-		ms := int(min(left, awaitSlice)/time.Millisecond) + 1
+		ms := int(slice/time.Millisecond) + 1
 		ready := false
 		if err := rc.Control(func(fd uintptr) {
 			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}

@@ -7,17 +7,19 @@ import (
 	"time"
 )
 
-// TestAwait checks Await: it takes a frame sent while it waits and one
-// already buffered, refuses a frame of another type, gives up with a
-// deadline error once the idle limit passed, and returns when the
-// connection is closed under it.
+// TestAwait checks Await and RecvSoon: they take a frame sent while they
+// wait and one already buffered, Await refuses a frame of another type,
+// gives up with a deadline error once the idle limit passed, and, without
+// one, returns when the connection is closed under it.
 func TestAwait(t *testing.T) {
 	s, serr, c, cerr := handshake(t, testToken, testToken)
 	if serr != nil || cerr != nil {
 		t.Fatalf("handshake: server %v, client %v", serr, cerr)
 	}
 	s.SetIdle(time.Minute)
+	sent := make(chan struct{}) // c is used by one goroutine at a time
 	go func() {
+		defer close(sent)
 		time.Sleep(50 * time.Millisecond)
 		_ = c.SendNow(Go, nil)
 		_ = c.Send(Ready, nil) // these two arrive together: the second is buffered
@@ -37,7 +39,15 @@ func TestAwait(t *testing.T) {
 		t.Fatalf("await with nothing sent: %v, want a deadline error", err)
 	}
 
-	s.SetIdle(time.Hour)
+	<-sent
+	s.SetIdle(0) // no idle limit: RecvSoon waits until a frame or a Close
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = c.SendNow(PageData, []byte("x"))
+	}()
+	if typ, p, err := s.RecvSoon(); err != nil || typ != PageData || string(p) != "x" {
+		t.Fatalf("RecvSoon: %v %q %v", typ, p, err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Await(Go)
