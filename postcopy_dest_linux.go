@@ -95,7 +95,7 @@ func (s *remoteSource) run() {
 	defer close(s.ran)
 	s.begin()
 	for {
-		t, p, err := s.c.RecvSoon()
+		t, p, err := s.c.Recv()
 		if err != nil {
 			s.fail(fmt.Errorf("the link to the source dropped: %w", err))
 			return

@@ -44,12 +44,15 @@ func (s *Scanner) Written(start, end uint64) ([][2]uint64, error) {
 // Peek returns the ranges of [start, end) written since they were last
 // protected, without protecting them again: shared memory is scanned in
 // every view before any page is copied, and protected after the copy
-// (Protect). A range not registered for async write-protect tracking (a
-// view mapped or moved since) fails with ErrNotRegistered.
+// (Protect); a dump that ends the tracking scans so too. A range not
+// registered for async write-protect tracking (a mapping made or moved
+// since) fails with an error that is both ErrNotRegistered and EPERM.
 func (s *Scanner) Peek(start, end uint64) ([][2]uint64, error) {
 	out, err := s.scan(start, end, abi.PM_SCAN_CHECK_WPASYNC, 0, abi.PAGE_IS_WRITTEN)
 	if errors.Is(err, unix.EPERM) {
-		return nil, fmt.Errorf("%#x-%#x of %d: %w", start, end, s.pid, ErrNotRegistered)
+		// Both: callers test either (a dump's early save of a mapping
+		// made since the parent tests EPERM, as Written gives it).
+		return nil, fmt.Errorf("%#x-%#x of %d: %w (%w)", start, end, s.pid, ErrNotRegistered, err)
 	}
 	return out, err
 }

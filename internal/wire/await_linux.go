@@ -34,8 +34,12 @@ func (c *Conn) Await(want Type) ([]byte, error) {
 }
 
 // RecvSoon is Recv for a loop that waits for the peer's frames with
-// nothing else to do (post-copy's page phase, on both sides): each frame
-// is taken the moment it arrives, as Await takes it.
+// nothing else to do (the source's side of post-copy's page phase): each
+// frame is taken the moment it arrives, as Await takes it.
+//
+// Await and RecvSoon end their wait on the idle limit (SetIdle) and on a
+// Close, not on a deadline set on the connection (SetDeadline), which
+// poll(2) does not see: a caller bounded by such a deadline uses Recv.
 func (c *Conn) RecvSoon() (Type, []byte, error) {
 	if c.ra == nil && !c.awaitReadable(nil) {
 		return 0, nil, c.idleErr()
