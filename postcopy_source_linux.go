@@ -121,7 +121,7 @@ func (s *pageServer) serve() error {
 func (s *pageServer) receive(reqs chan<- wire.PageReq) error {
 	defer close(reqs)
 	for {
-		t, p, err := s.c.RecvSoon()
+		t, p, err := s.c.Recv()
 		if err != nil {
 			return err
 		}

@@ -16,8 +16,14 @@ const awaitSlice = 20 * time.Millisecond
 
 // Await is Expect for a frame this side waits for with nothing else to
 // do, those of a migration's downtime (Stored, Ready, Go, Restored): it
-// is taken the moment it arrives. The idle limit (SetIdle) bounds the wait
-// as it bounds Expect's; a Close from another goroutine ends it.
+// is taken the moment it arrives. The idle limit (SetIdle), or without one
+// the connection's deadline (Conn.SetDeadline: the one a read would
+// meet), bounds the wait as it bounds Expect's; a Close from another
+// goroutine ends it.
+//
+// Only for such waits: the thread in poll(2) keeps its processor until
+// the runtime's monitor takes it back, which a busy phase (post-copy's
+// page phase: fault handlers, copies) would feel; its loops keep Recv.
 //
 // Left to Go's network poller, such a frame was taken 7-16 ms late: the
 // thread that polls the network finds the waiting goroutine runnable but
@@ -33,23 +39,10 @@ func (c *Conn) Await(want Type) ([]byte, error) {
 	return c.Expect(want) // frames read ahead: that goroutine waited so
 }
 
-// RecvSoon is Recv for a loop that waits for the peer's frames with
-// nothing else to do (the source's side of post-copy's page phase): each
-// frame is taken the moment it arrives, as Await takes it.
-//
-// Await and RecvSoon end their wait on the idle limit (SetIdle) and on a
-// Close, not on a deadline set on the connection (SetDeadline), which
-// poll(2) does not see: a caller bounded by such a deadline uses Recv.
-func (c *Conn) RecvSoon() (Type, []byte, error) {
-	if c.ra == nil && !c.awaitReadable(nil) {
-		return 0, nil, c.idleErr()
-	}
-	return c.Recv()
-}
-
 // awaitReadable blocks in poll(2), in slices of awaitSlice, until the
 // socket under c has bytes to read (or an error or end to report), and
-// says false when the idle limit (if any: SetIdle) passed first. It
+// says false when the idle limit (SetIdle), or without one the
+// connection's deadline (SetDeadline), passed first. It
 // returns true at once when bytes are buffered already, under TLS (its
 // records may hold bytes already decrypted, which poll cannot see), when
 // the connection is not a socket or is closed (between two slices), and
@@ -75,9 +68,18 @@ func (c *Conn) awaitReadable(stop <-chan struct{}) bool {
 			return true
 		default:
 		}
+		// With an idle limit each read sets its own deadline over the
+		// connection's (recvFrame); without one the connection's holds.
+		until := deadline
+		if idle <= 0 {
+			until = time.Time{}
+			if ns := c.deadline.Load(); ns != 0 {
+				until = time.Unix(0, ns)
+			}
+		}
 		slice := awaitSlice
-		if idle > 0 {
-			left := time.Until(deadline)
+		if !until.IsZero() {
+			left := time.Until(until)
 			if left <= 0 {
 				return false
 			}
@@ -96,7 +98,10 @@ func (c *Conn) awaitReadable(stop <-chan struct{}) bool {
 }
 
 // idleErr is the error of a frame that did not come within the idle
-// limit.
+// limit or before the deadline.
 func (c *Conn) idleErr() error {
-	return fmt.Errorf("receive from %s: nothing for %v: %w", c.peer, c.idle, os.ErrDeadlineExceeded)
+	if c.idle > 0 {
+		return fmt.Errorf("receive from %s: nothing for %v: %w", c.peer, c.idle, os.ErrDeadlineExceeded)
+	}
+	return fmt.Errorf("receive from %s: nothing before the deadline: %w", c.peer, os.ErrDeadlineExceeded)
 }

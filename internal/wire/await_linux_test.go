@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// TestAwait checks Await and RecvSoon: they take a frame sent while they
-// wait and one already buffered, Await refuses a frame of another type,
-// gives up with a deadline error once the idle limit passed, and, without
-// one, returns when the connection is closed under it.
+// TestAwait checks Await: it takes a frame sent while it waits and one
+// already buffered, refuses a frame of another type, gives up with a
+// deadline error once the idle limit passed or, without one, the
+// connection's deadline, and returns when the connection is closed under
+// it.
 func TestAwait(t *testing.T) {
 	s, serr, c, cerr := handshake(t, testToken, testToken)
 	if serr != nil || cerr != nil {
@@ -40,14 +41,19 @@ func TestAwait(t *testing.T) {
 	}
 
 	<-sent
-	s.SetIdle(0) // no idle limit: RecvSoon waits until a frame or a Close
+	s.SetIdle(0) // no idle limit: Await waits until a frame, the deadline or a Close
 	go func() {
 		time.Sleep(50 * time.Millisecond)
 		_ = c.SendNow(PageData, []byte("x"))
 	}()
-	if typ, p, err := s.RecvSoon(); err != nil || typ != PageData || string(p) != "x" {
-		t.Fatalf("RecvSoon: %v %q %v", typ, p, err)
+	if p, err := s.Await(PageData); err != nil || string(p) != "x" {
+		t.Fatalf("await without an idle limit: %q %v", p, err)
 	}
+	_ = s.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := s.Await(Go); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("await past the deadline: %v, want a deadline error", err)
+	}
+	_ = s.SetDeadline(time.Time{})
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Await(Go)

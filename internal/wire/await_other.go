@@ -5,9 +5,6 @@ package wire
 // Await is Expect here: the wait is left to Go's network poller.
 func (c *Conn) Await(want Type) ([]byte, error) { return c.Expect(want) }
 
-// RecvSoon is Recv here.
-func (c *Conn) RecvSoon() (Type, []byte, error) { return c.Recv() }
-
 // awaitReadable leaves the wait to the read that follows.
 func (c *Conn) awaitReadable(stop <-chan struct{}) bool { return true }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -100,6 +101,10 @@ type Conn struct {
 	sendBufs, recvBufs [][]byte
 	ra                 *readahead
 	sendErr, recvErr   error
+
+	// deadline is the last SetDeadline, in Unix nanoseconds (0: none),
+	// for awaitReadable; it may be set while another goroutine waits.
+	deadline atomic.Int64
 }
 
 func newConn(c net.Conn) *Conn {
@@ -120,7 +125,16 @@ func (c *Conn) Peer() string { return c.peer }
 func (c *Conn) Close() error { return c.c.Close() }
 
 // SetDeadline sets the read and write deadline of the socket (zero: none).
-func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+// Without an idle limit it also bounds Await, which waits outside the
+// socket's reads.
+func (c *Conn) SetDeadline(t time.Time) error {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.deadline.Store(ns)
+	return c.c.SetDeadline(t)
+}
 
 // nonce returns the GCM nonce of frame n: 4 zero bytes, n big-endian.
 // Each direction has its own key, so the counters never meet.
