@@ -255,7 +255,9 @@ func forParentRuns(parent *image.Process, start, end uint64, fn func(image.PageR
 		for _, r := range pv.Pages {
 			a, b := max(r.Addr, start), min(r.Addr+r.Count*image.PageSize, end)
 			if a < b {
-				fn(image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth + 1, Pid: r.Pid})
+				p := runPart(r, a, b)
+				p.Depth++
+				fn(p)
 			}
 		}
 	}
@@ -346,6 +348,12 @@ func cutRun(out []image.PageRun, r image.PageRun, cut [][2]uint64) []image.PageR
 func rangeBounds(r [2]uint64) (uint64, uint64)   { return r[0], r[1] }
 func runBounds(r image.PageRun) (uint64, uint64) { return r.Addr, r.Addr + r.Count*image.PageSize }
 
+// runPart returns the part [a, b) of the run r (page-aligned, within it):
+// the same copy of those pages, from the same page file.
+func runPart(r image.PageRun, a, b uint64) image.PageRun {
+	return image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid}
+}
+
 // cutRunBy appends to out the parts of the run r outside cut, sorted and
 // disjoint, whose address ranges bounds gives.
 func cutRunBy[T any](out []image.PageRun, r image.PageRun, cut []T, bounds func(T) (uint64, uint64)) []image.PageRun {
@@ -361,7 +369,7 @@ func cutRunBy[T any](out []image.PageRun, r image.PageRun, cut []T, bounds func(
 			b = max(a, cs)
 		}
 		if b > a {
-			out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid})
+			out = append(out, runPart(r, a, b))
 		}
 		if k >= len(cut) || cs >= end {
 			break
@@ -401,8 +409,7 @@ func clipRuns(runs []image.PageRun, start, end uint64) []image.PageRun {
 	out := slices.Clone(in)
 	for _, k := range []int{0, len(out) - 1} {
 		r := &out[k]
-		a, b := max(r.Addr, start), min(r.Addr+r.Count*image.PageSize, end)
-		*r = image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth, Pid: r.Pid}
+		*r = runPart(*r, max(r.Addr, start), min(r.Addr+r.Count*image.PageSize, end))
 	}
 	return out
 }

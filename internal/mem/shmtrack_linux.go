@@ -419,7 +419,9 @@ func objectRuns(parent *image.Process, v *image.VMA) []image.PageRun {
 		for _, r := range pv.Pages {
 			a, b := max(r.Addr, v.Start), min(r.Addr+r.Count*image.PageSize, v.End)
 			if a < b {
-				out = append(out, image.PageRun{Addr: a, Count: (b - a) / image.PageSize, FileOff: r.FileOff + int64(a-r.Addr), Depth: r.Depth + 1, Pid: r.Pid})
+				p := runPart(r, a, b)
+				p.Depth++
+				out = append(out, p)
 			}
 		}
 	}
