@@ -48,19 +48,11 @@ func CheckAccess(c *image.Creds, want []Access) ([]FileID, error) {
 		// start (a new OS thread for every process of a tree, twice).
 		return checkAs(nil, want)
 	}
-	type result struct {
-		ids []FileID
-		err error
-	}
-	done := make(chan result, 1)
-	osthread.Go(func() {
-		// The thread's credentials are changed for good: it ends with
-		// this goroutine.
-		ids, err := checkAs(c, want)
-		done <- result{ids, err}
-	})
-	r := <-done
-	return r.ids, r.err
+	var ids []FileID
+	var err error
+	// The thread's credentials are changed for good: it ends with fn.
+	osthread.Do(func() { ids, err = checkAs(c, want) })
+	return ids, err
 }
 
 // checkAs runs on a locked thread: take c's credentials, then check each

@@ -186,22 +186,15 @@ func (sr *SysVRestore) create(seg *image.SysVShm) error {
 			return fmt.Errorf("key %#x belongs to SysV shm id %d now: %w", seg.Key, other, ErrSysVTaken)
 		}
 	}
-	type result struct {
-		id  int
-		err error
+	var id int
+	var err error
+	osthread.Do(func() { id, err = createAs(seg) }) // the thread ends with its changed ids
+	if err != nil {
+		return err
 	}
-	done := make(chan result, 1)
-	osthread.Go(func() { // the thread ends with its changed ids
-		id, err := createAs(seg)
-		done <- result{id, err}
-	})
-	got := <-done
-	if got.err != nil {
-		return got.err
-	}
-	if got.id != seg.ID {
-		_, _ = unix.SysvShmCtl(got.id, unix.IPC_RMID, nil)
-		return fmt.Errorf("created again, it got id %d (another segment was created meanwhile): %w", got.id, ErrSysVTaken)
+	if id != seg.ID {
+		_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+		return fmt.Errorf("created again, it got id %d (another segment was created meanwhile): %w", id, ErrSysVTaken)
 	}
 	sr.created = append(sr.created, seg.ID)
 	return nil

@@ -18,6 +18,16 @@ import (
 // credentials would stay on a thread that never goes away.
 func Go(fn func()) { go run(fn) }
 
+// Do runs fn as Go does and returns once fn has returned.
+func Do(fn func()) {
+	done := make(chan struct{})
+	Go(func() {
+		defer close(done)
+		fn()
+	})
+	<-done
+}
+
 // run is Go's goroutine: on the main thread it starts fn on another
 // goroutine while it holds the main thread (so that goroutine runs
 // elsewhere), waits until that one has locked its thread, and lets the

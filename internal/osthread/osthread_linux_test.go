@@ -65,3 +65,13 @@ func TestThreadEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestDo: fn runs on a thread other than the caller's, and Do returns
+// once it has.
+func TestDo(t *testing.T) {
+	tid := 0
+	Do(func() { tid = unix.Gettid() })
+	if tid == 0 || tid == os.Getpid() || tid == unix.Gettid() {
+		t.Fatalf("fn ran on thread %d (main %d, caller %d)", tid, os.Getpid(), unix.Gettid())
+	}
+}

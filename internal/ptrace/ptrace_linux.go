@@ -25,19 +25,18 @@ import (
 // main one: osthread.Go) and returns its error. Tracees attached inside fn
 // must be detached (or dead) before fn returns: the OS thread exits
 // afterwards, which would detach them anyway.
-func Run(fn func() error) error {
-	done := make(chan error, 1)
-	osthread.Go(func() {
-		// The thread ends with this goroutine: no other goroutine ever
-		// runs on a tracer thread.
+func Run(fn func() error) (err error) {
+	osthread.Do(func() {
+		// The thread ends with fn: no other goroutine ever runs on a
+		// tracer thread.
 		defer func() {
 			if r := recover(); r != nil {
-				done <- fmt.Errorf("tracer panic: %v\n%s", r, debug.Stack())
+				err = fmt.Errorf("tracer panic: %v\n%s", r, debug.Stack())
 			}
 		}()
-		done <- fn()
+		err = fn()
 	})
-	return <-done
+	return err
 }
 
 func ptrace(req int, tid int, addr, data uintptr) error {
