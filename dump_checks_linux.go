@@ -1,10 +1,9 @@
 package rtcr
 
 import (
-	"sync"
-
 	"github.com/rtcr/rtcr/internal/attr"
 	"github.com/rtcr/rtcr/internal/files"
+	"github.com/rtcr/rtcr/internal/parallel"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/tree"
 )
@@ -16,7 +15,7 @@ import (
 // below wins.
 func dumpChecks(f *tree.Frozen, live []int, nested bool) (*files.Tree, error) {
 	var fds *files.Tree
-	err := allOf(
+	err := parallel.All(
 		func() error { return tree.CheckNamespaces(live, nested) },
 		func() error { return attr.CheckTree(live, f.Tids) },
 		func() error {
@@ -32,27 +31,6 @@ func dumpChecks(f *tree.Frozen, live []int, nested bool) (*files.Tree, error) {
 		func() (err error) { fds, err = files.NewTree(live); return err },
 	)
 	return fds, err
-}
-
-// allOf runs fns side by side and returns the first error in their order
-// (nil if none), once every one has returned.
-func allOf(fns ...func() error) error {
-	errs := make([]error, len(fns))
-	var wg sync.WaitGroup
-	for i, fn := range fns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fn()
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // planEarly checks with tree.Plan that the session and group layout of

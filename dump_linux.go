@@ -14,6 +14,7 @@ import (
 	"github.com/rtcr/rtcr/internal/files"
 	"github.com/rtcr/rtcr/internal/image"
 	"github.com/rtcr/rtcr/internal/mem"
+	"github.com/rtcr/rtcr/internal/parallel"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"github.com/rtcr/rtcr/internal/run"
@@ -308,7 +309,7 @@ func dumpFrozen(ctx context.Context, opts DumpOptions, stage *image.Stage, stats
 		// The window is waited for before the tracer thread is taken,
 		// not on it: a child attached when its parent forked shares its
 		// parent's thread, which must not block on a later process.
-		all <- forEach(live, func(pid int) error {
+		all <- parallel.Each(live, func(pid int) error {
 			<-window[pid]
 			if n, ok := next[pid]; ok {
 				defer close(window[n])
@@ -542,16 +543,6 @@ func newCheckpoint() *image.Checkpoint {
 		Created: time.Now().UnixNano(),
 		ID:      image.NewID(),
 	}
-}
-
-// forEach runs fn for every pid of pids at once and returns the first
-// error in the order of pids, once every fn has returned.
-func forEach(pids []int, fn func(pid int) error) error {
-	fns := make([]func() error, len(pids))
-	for i, pid := range pids {
-		fns[i] = func() error { return fn(pid) }
-	}
-	return allOf(fns...)
 }
 
 // ctxWriter fails writes once ctx is cancelled, which stops a dump.

@@ -85,12 +85,7 @@ func TestScanOwnMemory(t *testing.T) {
 // temporary file too; a fresh temporary file and other names stay, and so
 // does the state of the same pid in another pid namespace's directory.
 func TestSweep(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (state files are root's)")
-	}
-	old := StateDir
-	StateDir = t.TempDir()
-	defer func() { StateDir = old }()
+	tempStateDir(t)
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
@@ -143,12 +138,7 @@ func TestSweep(t *testing.T) {
 // extends the chain; one that names another process (the same pid in
 // another namespace) is left alone.
 func TestLegacyStateMoved(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (state files are root's)")
-	}
-	old := StateDir
-	StateDir = t.TempDir()
-	defer func() { StateDir = old }()
+	tempStateDir(t)
 	pid := os.Getpid()
 	st, err := procfs.ReadStat(pid)
 	if err != nil {
@@ -182,4 +172,16 @@ func TestLegacyStateMoved(t *testing.T) {
 	if _, err := readState(pid + 1); !os.IsNotExist(err) {
 		t.Fatalf("readState of a pid without a file: %v, want not exist", err)
 	}
+}
+
+// tempStateDir points StateDir at a directory of the test's until it
+// ends; it skips the test without root (state files are root's).
+func tempStateDir(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (state files are root's)")
+	}
+	old := StateDir
+	StateDir = t.TempDir()
+	t.Cleanup(func() { StateDir = old })
 }

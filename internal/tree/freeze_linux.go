@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/rtcr/rtcr/internal/parallel"
 	"github.com/rtcr/rtcr/internal/procfs"
 	"github.com/rtcr/rtcr/internal/ptrace"
 	"golang.org/x/sys/unix"
@@ -52,22 +53,9 @@ func (f *Frozen) On(pid int, fn func() error) error {
 // tracer thread, and returns the first error in the order of pids (nil if
 // none). It returns once every fn has.
 func (f *Frozen) Each(pids []int, fn func(pid int) error) error {
-	errs := make([]error, len(pids))
-	var wg sync.WaitGroup
-	for i, pid := range pids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = f.On(pid, func() error { return fn(pid) })
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return parallel.Each(pids, func(pid int) error {
+		return f.On(pid, func() error { return fn(pid) })
+	})
 }
 
 // Freeze stops the process root and all its descendants (FreezeTree with
